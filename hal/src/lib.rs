@@ -1,0 +1,33 @@
+//! Hardware abstraction for the callbox.
+//!
+//! The firmware never talks to a sound card, a GPIO pin or a SIP stack
+//! directly: it talks to the small traits of this crate, one per capability.
+//!
+//! - [`line`]: a telephony port (trunk towards the carrier, station towards an
+//!   agent's phone) that emits [`line::LineEvent`]s and takes
+//!   [`line::LineCommand`]s;
+//! - [`audio`]: 20 ms frames of 8 kHz, 16-bit mono audio in each direction;
+//! - [`io`]: status and line LEDs, relays, and buttons;
+//! - [`dsp`]: signal processing every backend needs (DTMF generation today);
+//! - [`registry`]: backends chosen by name from the site config;
+//! - [`sim`]: the simulated backend, a real implementation that plays
+//!   scenario files — the same files drive tests, the demo and benchmarks.
+//!
+//! Every trait method that waits returns a `Send` future, so firmware actors
+//! can run on any tokio runtime. Every error type maps onto [`ErrorKind`].
+
+pub mod audio;
+pub mod clock;
+pub mod diag;
+pub mod dsp;
+pub mod error;
+pub mod io;
+pub mod line;
+pub mod registry;
+pub mod sim;
+pub mod wav;
+
+pub use audio::{AudioFormat, AudioIn, AudioOut, Frame};
+pub use error::{Error, ErrorKind};
+pub use line::{HangupCause, Line, LineCommand, LineEvent, LineInfo, LineKind};
+pub use registry::{AnyBackend, Backend, Port};

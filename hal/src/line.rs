@@ -1,0 +1,148 @@
+//! Telephony lines: the signalling half of a port.
+//!
+//! A *trunk* line carries external calls (an FXO port on an analog line, a SIP
+//! trunk); a *station* line rings an agent's phone (an FXS port, a SIP phone).
+//! Both speak the same small vocabulary: the line reports [`LineEvent`]s and
+//! obeys [`LineCommand`]s. The audio half of a port is in [`crate::audio`].
+
+use std::fmt;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Whether a line faces the carrier or an agent's phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineKind {
+    /// External calls: callers arrive here, outbound calls leave here.
+    Trunk,
+    /// An agent's phone: the box rings it, the agent picks up and dials
+    /// feature codes on it.
+    Station,
+}
+
+impl fmt::Display for LineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LineKind::Trunk => "trunk",
+            LineKind::Station => "station",
+        })
+    }
+}
+
+/// What the firmware knows about a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineInfo {
+    /// The line's id from the site config.
+    pub id: String,
+    /// Trunk or station.
+    pub kind: LineKind,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HangupCause {
+    /// Ordinary end of a call.
+    Normal,
+    /// The called party was busy.
+    Busy,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// The network could not complete the call.
+    Congestion,
+    /// The box is shutting down.
+    Shutdown,
+    /// The line failed (device error, line down).
+    LineFailure,
+}
+
+impl HangupCause {
+    /// Stable lower-case name, as stored in call records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangupCause::Normal => "normal",
+            HangupCause::Busy => "busy",
+            HangupCause::NoAnswer => "no_answer",
+            HangupCause::Congestion => "congestion",
+            HangupCause::Shutdown => "shutdown",
+            HangupCause::LineFailure => "line_failure",
+        }
+    }
+}
+
+impl fmt::Display for HangupCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happened on a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineEvent {
+    /// A call arrives on a trunk.
+    Incoming {
+        /// Calling number, when the network presents it.
+        caller: Option<String>,
+        /// Number the caller dialled (DNIS), when known.
+        dialled: Option<String>,
+    },
+    /// A station's handset went off-hook while it was not ringing (the agent
+    /// is about to dial a feature code).
+    OffHook,
+    /// An outbound call placed with [`LineCommand::Dial`] is ringing at the
+    /// far end.
+    Ringing,
+    /// The far end answered: a dialled call was picked up, or a rung station
+    /// went off-hook.
+    Answered,
+    /// A digit signalled out of band (SIP INFO / RFC 4733 events, or a
+    /// station's keypad on a digital port). In-band DTMF arrives as audio.
+    Digit(char),
+    /// A short on-hook pulse on an analog phone (transfer, hold).
+    HookFlash,
+    /// The far end hung up (caller hung up, station went on-hook).
+    Hangup(HangupCause),
+}
+
+/// Something the firmware asks a line to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineCommand {
+    /// Answer the incoming call on a trunk.
+    Answer,
+    /// End the call, or release the line after the far end hung up. The
+    /// firmware always releases a line when it is done with a call, so the
+    /// backend knows the line is free again.
+    Hangup(HangupCause),
+    /// Place an outbound call on a trunk.
+    Dial {
+        /// Number to dial.
+        number: String,
+    },
+    /// Ring a station, presenting a caller id on its display.
+    Ring {
+        /// Number shown to the agent.
+        caller_id: Option<String>,
+        /// Name shown to the agent.
+        caller_name: Option<String>,
+    },
+}
+
+/// The signalling half of one telephony port.
+pub trait Line: Send + 'static {
+    /// The backend's error type.
+    type Error: Error;
+    /// Which line this is.
+    fn info(&self) -> &LineInfo;
+    /// Waits for the next event. Cancel-safe: dropping the future loses no
+    /// event.
+    fn next_event(&mut self) -> impl Future<Output = Result<LineEvent, Self::Error>> + Send;
+    /// Carries out a command.
+    fn command(&mut self, cmd: LineCommand)
+    -> impl Future<Output = Result<(), Self::Error>> + Send;
+}

@@ -1,0 +1,323 @@
+//! Backends, chosen by name from the site config.
+//!
+//! [`BACKENDS`] is the one table of `(name, builder)`: the default (`sim`)
+//! first, hardware backends behind their cargo features. Builders return a
+//! `Result` and never exit the process. The firmware runs on an
+//! [`AnyBackend`], which dispatches to the chosen backend without boxing or
+//! allocating per frame.
+
+use crate::audio::{AudioFormat, AudioIn, AudioOut, Frame};
+use crate::error::{Error, ErrorKind};
+use crate::io::{BoxStatus, ButtonPress, Indicators, Inputs};
+use crate::line::{Line, LineCommand, LineEvent, LineInfo};
+use crate::sim::{self, Scenario, SimBackend};
+
+/// One telephony port: its signalling and the two halves of its audio, split
+/// so that a call can wait on all three at once.
+#[derive(Debug)]
+pub struct Port<L, I, O> {
+    /// Signalling.
+    pub line: L,
+    /// Audio from the line.
+    pub audio_in: I,
+    /// Audio to the line.
+    pub audio_out: O,
+}
+
+/// A set of lines and indicators the firmware runs on.
+pub trait Backend: Send + 'static {
+    /// Signalling half of a port.
+    type Line: Line;
+    /// Inbound audio.
+    type AudioIn: AudioIn;
+    /// Outbound audio.
+    type AudioOut: AudioOut;
+    /// LEDs and relays.
+    type Indicators: Indicators;
+    /// Buttons.
+    type Inputs: Inputs;
+
+    /// The backend's registry name.
+    fn name(&self) -> &'static str;
+    /// Hands over every port, once.
+    fn take_ports(&mut self) -> Vec<Port<Self::Line, Self::AudioIn, Self::AudioOut>>;
+    /// Hands over the indicators, once.
+    fn take_indicators(&mut self) -> Option<Self::Indicators>;
+    /// Hands over the buttons, once.
+    fn take_inputs(&mut self) -> Option<Self::Inputs>;
+    /// Starts delivering events. Called once the firmware listens on every
+    /// port, inside the tokio runtime.
+    fn start(&mut self) -> Result<(), OpenError>;
+}
+
+/// What a builder gets.
+#[derive(Debug, Clone, Default)]
+pub struct BackendArgs {
+    /// Lines from the site config.
+    pub lines: Vec<LineInfo>,
+    /// A scenario to play (sim backend only).
+    pub scenario: Option<Scenario>,
+}
+
+/// Why a backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// No backend has that name in this build.
+    #[error("unknown backend `{name}`; this build has: {available}")]
+    Unknown {
+        /// Name asked for.
+        name: String,
+        /// Names available.
+        available: String,
+    },
+    /// The backend refused its arguments.
+    #[error("backend `{backend}`: {reason}")]
+    Invalid {
+        /// Backend name.
+        backend: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Builds a backend from its arguments.
+pub type Builder = fn(BackendArgs) -> Result<AnyBackend, OpenError>;
+
+/// Every backend in this build, default first.
+pub const BACKENDS: &[(&str, Builder)] = &[("sim", build_sim)];
+
+fn build_sim(args: BackendArgs) -> Result<AnyBackend, OpenError> {
+    Ok(AnyBackend::Sim(SimBackend::new(args.lines, args.scenario)))
+}
+
+/// Names of the backends in this build.
+pub fn names() -> Vec<&'static str> {
+    BACKENDS.iter().map(|(n, _)| *n).collect()
+}
+
+/// Opens the backend called `name`.
+pub fn open(name: &str, args: BackendArgs) -> Result<AnyBackend, OpenError> {
+    let (_, build) =
+        BACKENDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| OpenError::Unknown {
+                name: name.to_string(),
+                available: names().join(", "),
+            })?;
+    if args.scenario.is_some() && name != "sim" {
+        return Err(OpenError::Invalid {
+            backend: "sim",
+            reason: format!("scenarios play on the sim backend only, not on `{name}`"),
+        });
+    }
+    build(args)
+}
+
+/// Any backend of this build.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyBackend {
+    /// Simulated lines.
+    Sim(SimBackend),
+}
+
+impl AnyBackend {
+    /// The simulation's control handle, when this is the sim backend.
+    pub fn sim_control(&self) -> Option<sim::SimControl> {
+        match self {
+            AnyBackend::Sim(s) => Some(s.control()),
+        }
+    }
+}
+
+/// Error of any backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnyError {
+    /// From the sim backend.
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
+}
+
+impl Error for AnyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AnyError::Sim(e) => e.kind(),
+        }
+    }
+}
+
+/// Line of any backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyLine {
+    /// Sim.
+    Sim(sim::SimLine),
+}
+
+/// Inbound audio of any backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyAudioIn {
+    /// Sim.
+    Sim(sim::SimAudioIn),
+}
+
+/// Outbound audio of any backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyAudioOut {
+    /// Sim.
+    Sim(sim::SimAudioOut),
+}
+
+/// Indicators of any backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyIndicators {
+    /// Sim.
+    Sim(sim::SimIndicators),
+}
+
+/// Buttons of any backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyInputs {
+    /// Sim.
+    Sim(sim::SimInputs),
+}
+
+impl Line for AnyLine {
+    type Error = AnyError;
+    fn info(&self) -> &LineInfo {
+        match self {
+            AnyLine::Sim(l) => l.info(),
+        }
+    }
+    async fn next_event(&mut self) -> Result<LineEvent, AnyError> {
+        match self {
+            AnyLine::Sim(l) => Ok(l.next_event().await?),
+        }
+    }
+    async fn command(&mut self, cmd: LineCommand) -> Result<(), AnyError> {
+        match self {
+            AnyLine::Sim(l) => Ok(l.command(cmd).await?),
+        }
+    }
+}
+
+impl AudioIn for AnyAudioIn {
+    type Error = AnyError;
+    fn format(&self) -> AudioFormat {
+        match self {
+            AnyAudioIn::Sim(a) => a.format(),
+        }
+    }
+    async fn read_frame(&mut self) -> Result<Frame, AnyError> {
+        match self {
+            AnyAudioIn::Sim(a) => Ok(a.read_frame().await?),
+        }
+    }
+}
+
+impl AudioOut for AnyAudioOut {
+    type Error = AnyError;
+    fn format(&self) -> AudioFormat {
+        match self {
+            AnyAudioOut::Sim(a) => a.format(),
+        }
+    }
+    async fn write_frame(&mut self, frame: Frame) -> Result<(), AnyError> {
+        match self {
+            AnyAudioOut::Sim(a) => Ok(a.write_frame(frame).await?),
+        }
+    }
+}
+
+impl Indicators for AnyIndicators {
+    type Error = AnyError;
+    fn set_status(&mut self, status: BoxStatus) -> Result<(), AnyError> {
+        match self {
+            AnyIndicators::Sim(i) => Ok(i.set_status(status)?),
+        }
+    }
+    fn set_line_led(&mut self, line: &str, on: bool) -> Result<(), AnyError> {
+        match self {
+            AnyIndicators::Sim(i) => Ok(i.set_line_led(line, on)?),
+        }
+    }
+}
+
+impl Inputs for AnyInputs {
+    type Error = AnyError;
+    async fn next_press(&mut self) -> Result<ButtonPress, AnyError> {
+        match self {
+            AnyInputs::Sim(i) => Ok(i.next_press().await?),
+        }
+    }
+}
+
+impl Backend for AnyBackend {
+    type Line = AnyLine;
+    type AudioIn = AnyAudioIn;
+    type AudioOut = AnyAudioOut;
+    type Indicators = AnyIndicators;
+    type Inputs = AnyInputs;
+
+    fn name(&self) -> &'static str {
+        match self {
+            AnyBackend::Sim(_) => "sim",
+        }
+    }
+
+    fn take_ports(&mut self) -> Vec<Port<AnyLine, AnyAudioIn, AnyAudioOut>> {
+        match self {
+            AnyBackend::Sim(s) => s
+                .take_ports()
+                .into_iter()
+                .map(|p| Port {
+                    line: AnyLine::Sim(p.line),
+                    audio_in: AnyAudioIn::Sim(p.audio_in),
+                    audio_out: AnyAudioOut::Sim(p.audio_out),
+                })
+                .collect(),
+        }
+    }
+
+    fn take_indicators(&mut self) -> Option<AnyIndicators> {
+        match self {
+            AnyBackend::Sim(s) => s.take_indicators().map(AnyIndicators::Sim),
+        }
+    }
+
+    fn take_inputs(&mut self) -> Option<AnyInputs> {
+        match self {
+            AnyBackend::Sim(s) => s.take_inputs().map(AnyInputs::Sim),
+        }
+    }
+
+    fn start(&mut self) -> Result<(), OpenError> {
+        match self {
+            AnyBackend::Sim(s) => {
+                s.start();
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_backend_lists_the_available_ones() {
+        let e = open("carrier-pigeon", BackendArgs::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown backend `carrier-pigeon`; this build has: sim"
+        );
+        assert_eq!(names()[0], "sim", "the default comes first");
+    }
+}

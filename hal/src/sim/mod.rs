@@ -1,0 +1,345 @@
+//! The simulated backend: scripted callers on trunk lines, scripted agents on
+//! station lines.
+//!
+//! This is a real backend, not a mock. Each line is a pair of channel ends:
+//! the box side implements the HAL traits exactly as a hardware backend does
+//! (events, commands, paced audio), and the *world* side is played by actors
+//! that follow a [`Scenario`]: callers arrive on free trunks, listen to what
+//! the box plays, key digits as real DTMF audio or as digit events, play WAV
+//! files, give up or hang up; agents answer when their station rings, talk,
+//! hang up, and dial feature codes.
+//!
+//! The world runs on tokio time, so the same scenario plays in real time (the
+//! demo) or in virtual time (tests, `--fast`) where an hour of calls takes
+//! seconds.
+
+pub mod scenario;
+mod world;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::audio::{AudioFormat, AudioIn, AudioOut, Frame};
+use crate::error::{Error, ErrorKind};
+use crate::io::{BoxStatus, ButtonPress, Indicators, Inputs};
+use crate::line::{Line, LineCommand, LineEvent, LineInfo};
+use crate::registry::Port;
+
+pub use scenario::Scenario;
+
+/// Frames buffered from the far end towards the box (1 s); beyond that the
+/// box is not keeping up and frames are dropped, as a sound card would.
+const AUDIO_IN_DEPTH: usize = 50;
+/// Frames the box may queue ahead of the far end: the playout buffer. Small,
+/// so writing paces the writer at the frame rate.
+const AUDIO_OUT_DEPTH: usize = 3;
+
+/// Errors of the simulated backend.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The simulated world has stopped.
+    #[error("simulated line closed")]
+    Closed,
+}
+
+impl Error for SimError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SimError::Closed => ErrorKind::Closed,
+        }
+    }
+}
+
+/// Box side of a simulated line's signalling.
+#[derive(Debug)]
+pub struct SimLine {
+    info: LineInfo,
+    events: mpsc::Receiver<LineEvent>,
+    commands: mpsc::Sender<LineCommand>,
+}
+
+impl Line for SimLine {
+    type Error = SimError;
+
+    fn info(&self) -> &LineInfo {
+        &self.info
+    }
+
+    async fn next_event(&mut self) -> Result<LineEvent, SimError> {
+        self.events.recv().await.ok_or(SimError::Closed)
+    }
+
+    async fn command(&mut self, cmd: LineCommand) -> Result<(), SimError> {
+        self.commands.send(cmd).await.map_err(|_| SimError::Closed)
+    }
+}
+
+/// Box side of a simulated line's inbound audio.
+#[derive(Debug)]
+pub struct SimAudioIn {
+    frames: mpsc::Receiver<Frame>,
+}
+
+impl AudioIn for SimAudioIn {
+    type Error = SimError;
+
+    fn format(&self) -> AudioFormat {
+        AudioFormat::NARROWBAND
+    }
+
+    async fn read_frame(&mut self) -> Result<Frame, SimError> {
+        self.frames.recv().await.ok_or(SimError::Closed)
+    }
+}
+
+/// Box side of a simulated line's outbound audio.
+#[derive(Debug)]
+pub struct SimAudioOut {
+    frames: mpsc::Sender<Frame>,
+}
+
+impl AudioOut for SimAudioOut {
+    type Error = SimError;
+
+    fn format(&self) -> AudioFormat {
+        AudioFormat::NARROWBAND
+    }
+
+    async fn write_frame(&mut self, frame: Frame) -> Result<(), SimError> {
+        self.frames.send(frame).await.map_err(|_| SimError::Closed)
+    }
+}
+
+/// What the simulated LEDs show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedState {
+    /// The status LED.
+    pub status: BoxStatus,
+    /// Line ids whose LED is lit.
+    pub lines_lit: Vec<String>,
+}
+
+/// Simulated LEDs: state is kept and published to [`SimControl`].
+#[derive(Debug)]
+pub struct SimIndicators {
+    state: watch::Sender<LedState>,
+}
+
+impl Indicators for SimIndicators {
+    type Error = SimError;
+
+    fn set_status(&mut self, status: BoxStatus) -> Result<(), SimError> {
+        self.state.send_modify(|s| s.status = status);
+        Ok(())
+    }
+
+    fn set_line_led(&mut self, line: &str, on: bool) -> Result<(), SimError> {
+        self.state.send_modify(|s| {
+            s.lines_lit.retain(|l| l != line);
+            if on {
+                s.lines_lit.push(line.to_string());
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Simulated buttons, pressed by the scenario.
+#[derive(Debug)]
+pub struct SimInputs {
+    presses: mpsc::Receiver<ButtonPress>,
+}
+
+impl Inputs for SimInputs {
+    type Error = SimError;
+
+    async fn next_press(&mut self) -> Result<ButtonPress, SimError> {
+        self.presses.recv().await.ok_or(SimError::Closed)
+    }
+}
+
+/// Counters of what happened on the far side of the lines.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    /// Calls the scenario placed.
+    pub calls_placed: AtomicU64,
+    /// Calls that found every trunk busy and never reached the box.
+    pub calls_blocked: AtomicU64,
+    /// Calls the box answered.
+    pub calls_answered: AtomicU64,
+    /// Calls the caller gave up on before the box answered.
+    pub calls_abandoned: AtomicU64,
+    /// Calls the box refused (hung up before answering).
+    pub calls_rejected: AtomicU64,
+    /// Calls that ended by the caller hanging up after answer.
+    pub caller_hangups: AtomicU64,
+    /// Calls that ended by the box hanging up.
+    pub box_hangups: AtomicU64,
+    /// Frames of non-silent audio callers heard from the box.
+    pub frames_heard: AtomicU64,
+    /// Frames callers and agents sent that the box did not take in time.
+    pub frames_dropped: AtomicU64,
+    /// Times a station rang.
+    pub stations_rung: AtomicU64,
+    /// Times an agent picked up a ringing station.
+    pub stations_answered: AtomicU64,
+    /// Digits keyed (in band or out of band).
+    pub digits_sent: AtomicU64,
+    /// Far-end hangups the box never released the line for.
+    pub unreleased: AtomicU64,
+}
+
+impl SimStats {
+    fn add(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Handle for whoever runs the simulation (the daemon's `--until-idle`, the
+/// demo's summary, tests).
+#[derive(Debug, Clone)]
+pub struct SimControl {
+    stats: Arc<SimStats>,
+    done: watch::Receiver<bool>,
+    leds: watch::Receiver<LedState>,
+}
+
+impl SimControl {
+    /// The far side's counters.
+    pub fn stats(&self) -> &SimStats {
+        &self.stats
+    }
+
+    /// Resolves once every scripted call and dial has finished and every line
+    /// has been released by the box.
+    pub async fn finished(&mut self) {
+        // An Err means the world was dropped, which also means it is over.
+        let _ = self.done.wait_for(|d| *d).await;
+    }
+
+    /// What the LEDs show now.
+    pub fn leds(&self) -> LedState {
+        self.leds.borrow().clone()
+    }
+}
+
+/// World side of one line.
+#[derive(Debug)]
+struct FarEnd {
+    info: LineInfo,
+    events: mpsc::Sender<LineEvent>,
+    commands: mpsc::Receiver<LineCommand>,
+    audio_to_box: mpsc::Sender<Frame>,
+    audio_from_box: mpsc::Receiver<Frame>,
+}
+
+/// The simulated backend.
+#[derive(Debug)]
+pub struct SimBackend {
+    ports: Vec<Port<SimLine, SimAudioIn, SimAudioOut>>,
+    far_ends: Vec<FarEnd>,
+    indicators: Option<SimIndicators>,
+    inputs: Option<SimInputs>,
+    presses: mpsc::Sender<ButtonPress>,
+    scenario: Arc<Scenario>,
+    stats: Arc<SimStats>,
+    done: watch::Sender<bool>,
+    leds: watch::Receiver<LedState>,
+    started: bool,
+}
+
+impl SimBackend {
+    /// Builds the lines the site config names, with an optional scenario to
+    /// play on them.
+    pub fn new(lines: Vec<LineInfo>, scenario: Option<Scenario>) -> SimBackend {
+        let mut ports = Vec::new();
+        let mut far_ends = Vec::new();
+        for info in lines {
+            let (ev_tx, ev_rx) = mpsc::channel(64);
+            let (cmd_tx, cmd_rx) = mpsc::channel(64);
+            let (ain_tx, ain_rx) = mpsc::channel(AUDIO_IN_DEPTH);
+            let (aout_tx, aout_rx) = mpsc::channel(AUDIO_OUT_DEPTH);
+            ports.push(Port {
+                line: SimLine {
+                    info: info.clone(),
+                    events: ev_rx,
+                    commands: cmd_tx,
+                },
+                audio_in: SimAudioIn { frames: ain_rx },
+                audio_out: SimAudioOut { frames: aout_tx },
+            });
+            far_ends.push(FarEnd {
+                info,
+                events: ev_tx,
+                commands: cmd_rx,
+                audio_to_box: ain_tx,
+                audio_from_box: aout_rx,
+            });
+        }
+        let (led_tx, led_rx) = watch::channel(LedState {
+            status: BoxStatus::Booting,
+            lines_lit: Vec::new(),
+        });
+        let (press_tx, press_rx) = mpsc::channel(16);
+        let (done, _) = watch::channel(false);
+        SimBackend {
+            ports,
+            far_ends,
+            indicators: Some(SimIndicators { state: led_tx }),
+            inputs: Some(SimInputs { presses: press_rx }),
+            presses: press_tx,
+            scenario: Arc::new(scenario.unwrap_or_default()),
+            stats: Arc::new(SimStats::default()),
+            done,
+            leds: led_rx,
+            started: false,
+        }
+    }
+
+    /// A handle to watch the simulation.
+    pub fn control(&self) -> SimControl {
+        SimControl {
+            stats: self.stats.clone(),
+            done: self.done.subscribe(),
+            leds: self.leds.clone(),
+        }
+    }
+
+    /// Box-side ports, once.
+    pub fn take_ports(&mut self) -> Vec<Port<SimLine, SimAudioIn, SimAudioOut>> {
+        std::mem::take(&mut self.ports)
+    }
+
+    /// Simulated LEDs, once.
+    pub fn take_indicators(&mut self) -> Option<SimIndicators> {
+        self.indicators.take()
+    }
+
+    /// Simulated buttons, once.
+    pub fn take_inputs(&mut self) -> Option<SimInputs> {
+        self.inputs.take()
+    }
+
+    /// Starts playing the scenario. Must be called inside a tokio runtime;
+    /// the scenario clock starts now.
+    pub fn start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        world::spawn(
+            std::mem::take(&mut self.far_ends),
+            self.scenario.clone(),
+            self.stats.clone(),
+            self.done.clone(),
+            self.presses.clone(),
+        );
+    }
+}

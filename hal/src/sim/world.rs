@@ -1,0 +1,590 @@
+//! The far side of the simulated lines: callers and agents following a
+//! scenario.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until, timeout};
+
+use super::scenario::{AgentScript, Arrival, Scenario, Step, Via};
+use super::{FarEnd, SimStats};
+use crate::audio::{AudioFormat, Frame};
+use crate::dsp::dtmf::ToneGen;
+use crate::io::ButtonPress;
+use crate::line::{HangupCause, LineCommand, LineEvent, LineKind};
+
+const FORMAT: AudioFormat = AudioFormat::NARROWBAND;
+/// How long a far end waits for the box to release a line after hanging up
+/// before it counts the line as leaked and frees it anyway.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Outbound audio above this level counts as "heard".
+const HEARD_DBFS: f32 = -50.0;
+
+/// Counts scripted activities still to finish; flips `done` at zero.
+struct Outstanding {
+    count: AtomicUsize,
+    done: watch::Sender<bool>,
+}
+
+impl Outstanding {
+    fn add(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+    fn finish(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.done.send_replace(true);
+        }
+    }
+}
+
+/// Free trunks, taken by callers for the length of a call.
+struct TrunkPool {
+    slots: Mutex<Vec<Option<FarEnd>>>,
+    ids: Vec<String>,
+}
+
+impl TrunkPool {
+    fn acquire(&self, line: Option<&str>) -> Option<(usize, FarEnd)> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let idx = match line {
+            Some(id) => self.ids.iter().position(|i| i == id)?,
+            None => slots.iter().position(Option::is_some)?,
+        };
+        slots[idx].take().map(|fe| (idx, fe))
+    }
+
+    fn release(&self, idx: usize, fe: FarEnd) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots[idx] = Some(fe);
+    }
+}
+
+pub(super) fn spawn(
+    far_ends: Vec<FarEnd>,
+    scenario: Arc<Scenario>,
+    stats: Arc<SimStats>,
+    done: watch::Sender<bool>,
+    presses: mpsc::Sender<ButtonPress>,
+) {
+    let start = Instant::now();
+    let dials: usize = scenario.agents.iter().map(|a| a.dials.len()).sum();
+    let outstanding = Arc::new(Outstanding {
+        // +1 for the scheduler itself, finished when it has placed every call.
+        count: AtomicUsize::new(scenario.arrivals.len() + dials + 1),
+        done,
+    });
+
+    let mut trunks = Vec::new();
+    let mut ids = Vec::new();
+    for fe in far_ends {
+        match fe.info.kind {
+            LineKind::Trunk => {
+                ids.push(fe.info.id.clone());
+                trunks.push(Some(fe));
+            }
+            LineKind::Station => {
+                let script = scenario
+                    .agents
+                    .iter()
+                    .find(|a| a.line == fe.info.id)
+                    .cloned();
+                tokio::spawn(agent(fe, script, start, stats.clone(), outstanding.clone()));
+            }
+        }
+    }
+    let pool = Arc::new(TrunkPool {
+        slots: Mutex::new(trunks),
+        ids,
+    });
+
+    let buttons = scenario.buttons.clone();
+    tokio::spawn(async move {
+        for b in buttons {
+            sleep_until(start + b.at).await;
+            sleep(b.held).await;
+            let held_ms = u32::try_from(b.held.as_millis()).unwrap_or(u32::MAX);
+            if presses
+                .send(ButtonPress {
+                    button: b.button,
+                    held_ms,
+                })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    tokio::spawn(async move {
+        for arrival in scenario.arrivals.iter() {
+            sleep_until(start + arrival.at).await;
+            tokio::spawn(caller(
+                arrival.clone(),
+                pool.clone(),
+                stats.clone(),
+                outstanding.clone(),
+            ));
+        }
+        outstanding.finish();
+    });
+}
+
+async fn caller(
+    arrival: Arrival,
+    pool: Arc<TrunkPool>,
+    stats: Arc<SimStats>,
+    outstanding: Arc<Outstanding>,
+) {
+    SimStats::add(&stats.calls_placed);
+    let Some((idx, mut fe)) = pool.acquire(arrival.call.line.as_deref()) else {
+        tracing::debug!(call = %arrival.call.name, "all trunks busy");
+        SimStats::add(&stats.calls_blocked);
+        outstanding.finish();
+        return;
+    };
+    fe.drain();
+    place_call(&arrival, &mut fe, &stats).await;
+    pool.release(idx, fe);
+    outstanding.finish();
+}
+
+async fn place_call(arrival: &Arrival, fe: &mut FarEnd, stats: &SimStats) {
+    let incoming = LineEvent::Incoming {
+        caller: arrival.from(),
+        dialled: arrival.to(),
+    };
+    if fe.events.send(incoming).await.is_err() {
+        return;
+    }
+    let patience = arrival.call.patience;
+    let give_up = async {
+        match patience {
+            Some(p) => sleep(p).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(give_up);
+    loop {
+        tokio::select! {
+            cmd = fe.commands.recv() => match cmd {
+                Some(LineCommand::Answer) => break,
+                Some(LineCommand::Hangup(_)) => {
+                    SimStats::add(&stats.calls_rejected);
+                    return;
+                }
+                Some(_) => {}
+                None => return,
+            },
+            () = &mut give_up => {
+                SimStats::add(&stats.calls_abandoned);
+                hang_up_and_wait(fe, stats).await;
+                return;
+            }
+        }
+    }
+    SimStats::add(&stats.calls_answered);
+    let mut player = Player::new(arrival.call.script.clone(), arrival.call.hangup_after);
+    match media(fe, &mut player, stats).await {
+        Ended::BoxHungUp => SimStats::add(&stats.box_hangups),
+        Ended::FarHungUp => {
+            SimStats::add(&stats.caller_hangups);
+            hang_up_and_wait(fe, stats).await;
+        }
+        Ended::Closed => {}
+    }
+}
+
+async fn agent(
+    mut fe: FarEnd,
+    script: Option<AgentScript>,
+    start: Instant,
+    stats: Arc<SimStats>,
+    outstanding: Arc<Outstanding>,
+) {
+    let script = script.unwrap_or_else(|| AgentScript {
+        name: format!("nobody at {}", fe.info.id),
+        line: fe.info.id.clone(),
+        answers: false,
+        answer_after: Duration::ZERO,
+        talk: None,
+        script: Vec::new(),
+        dials: Vec::new(),
+    });
+    let mut dials = script.dials.iter();
+    let mut next_dial = dials.next();
+    loop {
+        let dial_at = next_dial.map(|d| start + d.0);
+        tokio::select! {
+            cmd = fe.commands.recv() => match cmd {
+                None => return,
+                Some(LineCommand::Ring { caller_id, .. }) => {
+                    outstanding.add();
+                    SimStats::add(&stats.stations_rung);
+                    tracing::debug!(agent = %script.name, ?caller_id, "station rings");
+                    fe.drain_audio();
+                    ringing(&mut fe, &script, &stats).await;
+                    outstanding.finish();
+                }
+                Some(_) => {}
+            },
+            () = sleep_until_opt(dial_at) => {
+                if let Some((_, digits, via)) = next_dial {
+                    fe.drain_audio();
+                    dial(&mut fe, digits, *via, &stats).await;
+                    outstanding.finish();
+                }
+                next_dial = dials.next();
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn ringing(fe: &mut FarEnd, script: &AgentScript, stats: &SimStats) {
+    let pick_up = async {
+        if script.answers {
+            sleep(script.answer_after).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(pick_up);
+    loop {
+        tokio::select! {
+            cmd = fe.commands.recv() => match cmd {
+                // The box gave up ringing (caller left, ring timeout).
+                Some(LineCommand::Hangup(_)) | None => return,
+                Some(_) => {}
+            },
+            () = &mut pick_up => break,
+        }
+    }
+    if fe.events.send(LineEvent::Answered).await.is_err() {
+        return;
+    }
+    SimStats::add(&stats.stations_answered);
+    let mut player = Player::new(script.script.clone(), script.talk);
+    if let Ended::FarHungUp = media(fe, &mut player, stats).await {
+        hang_up_and_wait(fe, stats).await;
+    }
+}
+
+async fn dial(fe: &mut FarEnd, digits: &str, via: Via, stats: &SimStats) {
+    if fe.events.send(LineEvent::OffHook).await.is_err() {
+        return;
+    }
+    let steps = vec![
+        Step::Wait(Duration::from_millis(300)),
+        Step::Press {
+            digits: digits.to_string(),
+            via,
+            tone: Duration::from_millis(100),
+            gap: Duration::from_millis(100),
+            level_dbfs: -10.0,
+        },
+        Step::Wait(Duration::from_millis(500)),
+        Step::Hangup,
+    ];
+    let mut player = Player::new(steps, None);
+    if let Ended::FarHungUp = media(fe, &mut player, stats).await {
+        hang_up_and_wait(fe, stats).await;
+    }
+}
+
+async fn hang_up_and_wait(fe: &mut FarEnd, stats: &SimStats) {
+    if fe
+        .events
+        .send(LineEvent::Hangup(HangupCause::Normal))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let released = timeout(RELEASE_TIMEOUT, async {
+        loop {
+            match fe.commands.recv().await {
+                Some(LineCommand::Hangup(_)) | None => return,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    if released.is_err() {
+        tracing::warn!(line = %fe.info.id, "box never released the line after the far end hung up");
+        SimStats::add(&stats.unreleased);
+    }
+}
+
+enum Ended {
+    BoxHungUp,
+    FarHungUp,
+    Closed,
+}
+
+/// Exchanges audio at the frame rate until one side hangs up.
+async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended {
+    let mut tick = tokio::time::interval(FORMAT.frame_duration());
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seq: u32 = 0;
+    let mut signals = Vec::with_capacity(4);
+    loop {
+        tokio::select! {
+            biased;
+            cmd = fe.commands.recv() => match cmd {
+                Some(LineCommand::Hangup(_)) => return Ended::BoxHungUp,
+                Some(_) => {}
+                None => return Ended::Closed,
+            },
+            _ = tick.tick() => {
+                let mut frame = Frame::silence(FORMAT, seq, u64::from(seq) * FORMAT.frame_samples as u64);
+                seq = seq.wrapping_add(1);
+                signals.clear();
+                player.fill(frame.samples_mut(), &mut signals);
+                for s in &signals {
+                    match *s {
+                        Signal::Digit(d) => {
+                            SimStats::add(&stats.digits_sent);
+                            if fe.events.send(LineEvent::Digit(d)).await.is_err() {
+                                return Ended::Closed;
+                            }
+                        }
+                        Signal::InbandDigit => SimStats::add(&stats.digits_sent),
+                        Signal::Hangup => return Ended::FarHungUp,
+                    }
+                }
+                if fe.audio_to_box.try_send(frame).is_err() {
+                    SimStats::add(&stats.frames_dropped);
+                }
+                if let Ok(heard) = fe.audio_from_box.try_recv()
+                    && heard.power_dbfs() > HEARD_DBFS
+                {
+                    SimStats::add(&stats.frames_heard);
+                }
+            }
+        }
+    }
+}
+
+impl FarEnd {
+    fn drain(&mut self) {
+        while self.commands.try_recv().is_ok() {}
+        self.drain_audio();
+    }
+    fn drain_audio(&mut self) {
+        while self.audio_from_box.try_recv().is_ok() {}
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Send an out-of-band digit event.
+    Digit(char),
+    /// An in-band digit started (counted only).
+    InbandDigit,
+    /// Hang up.
+    Hangup,
+}
+
+enum Seg {
+    Silence(u64),
+    Tone(ToneGen, u64),
+    Samples(Arc<[i16]>, usize),
+    Signal(Signal),
+}
+
+/// Turns a script into audio, sample-accurately, frame by frame.
+struct Player {
+    steps: VecDeque<Step>,
+    segs: VecDeque<Seg>,
+    elapsed: u64,
+    hangup_at: Option<u64>,
+}
+
+fn samples(d: Duration) -> u64 {
+    (d.as_micros() * u128::from(FORMAT.sample_rate) / 1_000_000) as u64
+}
+
+impl Player {
+    fn new(steps: Vec<Step>, hangup_after: Option<Duration>) -> Player {
+        Player {
+            steps: steps.into(),
+            segs: VecDeque::new(),
+            elapsed: 0,
+            hangup_at: hangup_after.map(samples),
+        }
+    }
+
+    fn expand(&mut self, step: Step) {
+        match step {
+            Step::Wait(d) => self.segs.push_back(Seg::Silence(samples(d))),
+            Step::Press {
+                digits,
+                via,
+                tone,
+                gap,
+                level_dbfs,
+            } => {
+                for d in digits.chars() {
+                    if matches!(via, Via::Signal | Via::Both) {
+                        self.segs.push_back(Seg::Signal(Signal::Digit(d)));
+                    }
+                    match (via, ToneGen::dtmf(d, FORMAT.sample_rate, level_dbfs)) {
+                        (Via::Inband | Via::Both, Some(g)) => {
+                            if via == Via::Inband {
+                                self.segs.push_back(Seg::Signal(Signal::InbandDigit));
+                            }
+                            self.segs.push_back(Seg::Tone(g, samples(tone)));
+                        }
+                        _ => self.segs.push_back(Seg::Silence(samples(tone))),
+                    }
+                    self.segs.push_back(Seg::Silence(samples(gap)));
+                }
+            }
+            Step::Play(s) => self.segs.push_back(Seg::Samples(s, 0)),
+            Step::Hangup => self.segs.push_back(Seg::Signal(Signal::Hangup)),
+        }
+    }
+
+    /// Fills one frame; signals that start within it are pushed to `signals`.
+    fn fill(&mut self, out: &mut [i16], signals: &mut Vec<Signal>) {
+        let mut pos = 0;
+        while pos < out.len() {
+            if let Some(at) = self.hangup_at
+                && self.elapsed >= at
+            {
+                signals.push(Signal::Hangup);
+                self.hangup_at = None;
+            }
+            if self.segs.is_empty() {
+                match self.steps.pop_front() {
+                    Some(step) => {
+                        self.expand(step);
+                        continue;
+                    }
+                    None => {
+                        // Script over: silence (already in `out`).
+                        self.elapsed += (out.len() - pos) as u64;
+                        return;
+                    }
+                }
+            }
+            let room = out.len() - pos;
+            let Some(seg) = self.segs.front_mut() else {
+                continue;
+            };
+            let used = match seg {
+                Seg::Silence(n) => {
+                    let k = (*n).min(room as u64) as usize;
+                    *n -= k as u64;
+                    k
+                }
+                Seg::Tone(g, n) => {
+                    let k = (*n).min(room as u64) as usize;
+                    g.fill(&mut out[pos..pos + k]);
+                    *n -= k as u64;
+                    k
+                }
+                Seg::Samples(s, at) => {
+                    let k = (s.len() - *at).min(room);
+                    out[pos..pos + k].copy_from_slice(&s[*at..*at + k]);
+                    *at += k;
+                    k
+                }
+                Seg::Signal(sig) => {
+                    signals.push(*sig);
+                    self.segs.pop_front();
+                    continue;
+                }
+            };
+            let finished = match self.segs.front() {
+                Some(Seg::Silence(n)) | Some(Seg::Tone(_, n)) => *n == 0,
+                Some(Seg::Samples(s, at)) => *at >= s.len(),
+                _ => false,
+            };
+            if finished {
+                self.segs.pop_front();
+            }
+            pos += used;
+            self.elapsed += used as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(player: &mut Player, frames: usize) -> (Vec<i16>, Vec<(usize, Signal)>) {
+        let mut audio = Vec::new();
+        let mut sigs = Vec::new();
+        for f in 0..frames {
+            let mut buf = [0i16; 160];
+            let mut s = Vec::new();
+            player.fill(&mut buf, &mut s);
+            sigs.extend(s.into_iter().map(|x| (f, x)));
+            audio.extend_from_slice(&buf);
+        }
+        (audio, sigs)
+    }
+
+    #[test]
+    fn press_inband_makes_tones_of_the_right_length() {
+        let mut p = Player::new(
+            vec![
+                Step::Wait(Duration::from_millis(30)),
+                Step::Press {
+                    digits: "12".into(),
+                    via: Via::Inband,
+                    tone: Duration::from_millis(70),
+                    gap: Duration::from_millis(50),
+                    level_dbfs: -10.0,
+                },
+            ],
+            None,
+        );
+        let (audio, sigs) = run(&mut p, 20);
+        let loud: Vec<bool> = audio.iter().map(|&s| s != 0).collect();
+        // 30 ms silence = 240 samples, then 70 ms tone = 560 samples
+        assert!(!loud[..240].iter().any(|&x| x));
+        let first_tone = &loud[240..800];
+        assert!(first_tone.iter().filter(|&&x| x).count() > 540);
+        assert!(!loud[801..1200].iter().any(|&x| x), "gap of 50 ms");
+        assert!(loud[1200..1760].iter().filter(|&&x| x).count() > 540);
+        assert_eq!(
+            sigs.iter().filter(|s| s.1 == Signal::InbandDigit).count(),
+            2
+        );
+    }
+
+    #[test]
+    fn signal_digits_and_hangup_after() {
+        let mut p = Player::new(
+            vec![Step::Press {
+                digits: "#".into(),
+                via: Via::Signal,
+                tone: Duration::from_millis(100),
+                gap: Duration::from_millis(100),
+                level_dbfs: -10.0,
+            }],
+            Some(Duration::from_millis(100)),
+        );
+        let (audio, sigs) = run(&mut p, 10);
+        assert!(audio.iter().all(|&s| s == 0), "out of band only: no tone");
+        assert_eq!(sigs[0], (0, Signal::Digit('#')));
+        assert_eq!(
+            sigs[1],
+            (5, Signal::Hangup),
+            "hangs up 100 ms (5 frames) in"
+        );
+    }
+}
