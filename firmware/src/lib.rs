@@ -1,1 +1,23 @@
-pub fn x() {}
+//! `callboxd`, the call-center box daemon, as a library.
+//!
+//! The binary (`src/bin/callboxd.rs`) parses the command line and calls
+//! [`app::run`] with a parsed [`config::SiteConfig`], a HAL backend and a
+//! shutdown token. Inside, actors own their state and talk over bounded
+//! channels:
+//!
+//! - [`supervisor`]: one watcher per line, handing calls to
+//! - [`call`]: one actor per call (answer, greeting, record);
+//! - [`store`]: the SQLite thread that keeps every record;
+//! - [`panel`]: LEDs and buttons.
+//!
+//! Time is injected through [`clock::Clock`] so the whole box runs in
+//! virtual time under test.
+
+pub mod app;
+pub mod call;
+pub mod clock;
+pub mod config;
+pub mod logging;
+pub mod panel;
+pub mod store;
+pub mod supervisor;

@@ -1,1 +1,404 @@
-fn main() {}
+//! `callboxd`: the call-center box daemon and its operator commands.
+//!
+//! Exit codes (for systemd and the watchdog): 0 success, 64 bad usage,
+//! 69 hardware backend unavailable, 70 internal error, 73 data directory or
+//! database unusable, 78 configuration or scenario invalid.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use callbox_firmware::app::{self, RunError, RunOptions};
+use callbox_firmware::clock::Clock;
+use callbox_firmware::config::{DEFAULT_DATA_DIR, SiteConfig};
+use callbox_firmware::{logging, store};
+use callbox_hal::diag::Diagnostics;
+use callbox_hal::registry::{self, BackendArgs};
+use callbox_hal::sim::{Scenario, SimControl, SimStats};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "callboxd", version, about = "The call-center box daemon")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the box.
+    Run {
+        /// Site config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Data directory (database, recordings); overrides the config.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Scenario to play on the sim backend.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Run the scenario in virtual time, as fast as the CPU allows.
+        #[arg(long, requires = "scenario")]
+        fast: bool,
+        /// Exit once the scenario is over.
+        #[arg(long, requires = "scenario")]
+        until_idle: bool,
+    },
+    /// Check a site config (and optionally a scenario); print every problem
+    /// as FILE:LINE:COL: message.
+    CheckConfig {
+        /// Site config file.
+        config: PathBuf,
+        /// Scenario file to check against the config's lines.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
+    /// Run a ready-made demo site with a built-in scenario, in real time.
+    Demo {
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Keep the demo's data here (default: a temporary directory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Run in virtual time.
+        #[arg(long)]
+        fast: bool,
+    },
+    /// Print stored call records.
+    Records {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure, classified for the exit code.
+enum Failure {
+    Config(Diagnostics),
+    Run(RunError),
+    Store(store::StoreError),
+    Other(anyhow::Error),
+}
+
+impl Failure {
+    fn report(&self) -> ExitCode {
+        match self {
+            Failure::Config(d) => {
+                eprintln!("{d}");
+                ExitCode::from(78)
+            }
+            Failure::Run(e) => {
+                eprintln!("callboxd: {e}");
+                ExitCode::from(match e {
+                    RunError::Store(_) => 73,
+                    RunError::Backend(_) | RunError::MissingLine(_) => 69,
+                })
+            }
+            Failure::Store(e) => {
+                eprintln!("callboxd: {e}");
+                ExitCode::from(73)
+            }
+            Failure::Other(e) => {
+                eprintln!("callboxd: {e:#}");
+                ExitCode::from(70)
+            }
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.cmd {
+        Cmd::Run {
+            config,
+            data,
+            scenario,
+            fast,
+            until_idle,
+        } => run(&config, data, scenario.as_deref(), fast, until_idle, None).map(|_| ()),
+        Cmd::CheckConfig { config, scenario } => check_config(&config, scenario.as_deref()),
+        Cmd::Demo {
+            seconds,
+            data,
+            fast,
+        } => demo(seconds, data, fast),
+        Cmd::Records { data, json } => records(&data, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.report(),
+    }
+}
+
+fn load(config: &Path, scenario: Option<&Path>) -> Result<(SiteConfig, Option<Scenario>), Failure> {
+    let mut problems = Vec::new();
+    let site = match SiteConfig::load(config) {
+        Ok(s) => Some(s),
+        Err(d) => {
+            problems.extend(d.0);
+            None
+        }
+    };
+    let scenario = match (scenario, &site) {
+        (Some(path), Some(site)) => match Scenario::load(path, &site.lines) {
+            Ok(s) => Some(s),
+            Err(d) => {
+                problems.extend(d.0);
+                None
+            }
+        },
+        _ => None,
+    };
+    match site {
+        Some(site) if problems.is_empty() => {
+            if scenario.is_some() && site.backend != "sim" {
+                return Err(Failure::Other(anyhow::anyhow!(
+                    "--scenario plays on the sim backend; {} uses `{}`",
+                    config.display(),
+                    site.backend
+                )));
+            }
+            Ok((site, scenario))
+        }
+        _ => Err(Failure::Config(Diagnostics(problems))),
+    }
+}
+
+fn check_config(config: &Path, scenario: Option<&Path>) -> Result<(), Failure> {
+    let (site, sc) = load(config, scenario)?;
+    println!(
+        "{}: ok (site `{}`, {} line(s), backend `{}`)",
+        config.display(),
+        site.site_id,
+        site.lines.len(),
+        site.backend
+    );
+    if let (Some(path), Some(sc)) = (scenario, sc) {
+        println!(
+            "{}: ok ({} call(s), {} agent(s))",
+            path.display(),
+            sc.arrivals.len(),
+            sc.agents.len()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the daemon; returns the sim's control handle for summaries.
+fn run(
+    config: &Path,
+    data: Option<PathBuf>,
+    scenario: Option<&Path>,
+    fast: bool,
+    until_idle: bool,
+    stop_after: Option<Duration>,
+) -> Result<Option<SimControl>, Failure> {
+    let (site, scenario) = load(config, scenario)?;
+    logging::init(&site.log_level);
+    let data_dir = data
+        .or_else(|| site.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+    let runtime = if fast {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .context("starting the async runtime")?;
+
+    runtime.block_on(async move {
+        let hal = registry::open(
+            &site.backend,
+            BackendArgs {
+                lines: site.lines.clone(),
+                scenario,
+            },
+        )
+        .map_err(|e| Failure::Run(e.into()))?;
+        let control = hal.sim_control();
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
+        if until_idle && let Some(mut ctl) = control.clone() {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                ctl.finished().await;
+                tracing::info!("scenario finished");
+                token.cancel();
+            });
+        }
+        if let Some(after) = stop_after {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                token.cancel();
+            });
+        }
+        let opts = RunOptions {
+            data_dir,
+            clock: Clock::new(fast),
+        };
+        app::run(Arc::new(site), hal, opts, shutdown)
+            .await
+            .map_err(Failure::Run)?;
+        Ok(control)
+    })
+}
+
+fn spawn_signal_handler(token: CancellationToken) -> Result<(), Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+const DEMO_SITE: &str = include_str!("../../demo/site.toml");
+const DEMO_CALLS: &str = include_str!("../../demo/calls.toml");
+const DEMO_GREETING: &[u8] = include_bytes!("../../demo/prompts/welcome.wav");
+
+fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(), Failure> {
+    let dir = tempfile::tempdir().context("creating the demo directory")?;
+    std::fs::create_dir_all(dir.path().join("prompts")).context("writing the demo site")?;
+    std::fs::write(dir.path().join("site.toml"), DEMO_SITE).context("writing the demo site")?;
+    std::fs::write(dir.path().join("calls.toml"), DEMO_CALLS).context("writing the demo site")?;
+    std::fs::write(dir.path().join("prompts/welcome.wav"), DEMO_GREETING)
+        .context("writing the demo site")?;
+    let data = data.unwrap_or_else(|| dir.path().join("data"));
+    println!("callbox demo: a branch with 3 trunk lines and 2 agent desks, simulated callers.");
+    println!("Data in {}. Ctrl-C stops early.\n", data.display());
+    let control = run(
+        &dir.path().join("site.toml"),
+        Some(data.clone()),
+        Some(&dir.path().join("calls.toml")),
+        fast,
+        true,
+        seconds.map(Duration::from_secs),
+    )?;
+    summary(&data, control.as_ref())
+}
+
+fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
+    let recs = store::read_records(data).map_err(Failure::Store)?;
+    let count = |d: &str| recs.iter().filter(|r| r.disposition == d).count();
+    let answered: Vec<_> = recs
+        .iter()
+        .filter(|r| r.disposition == "answered")
+        .collect();
+    let avg = |v: Vec<i64>| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<i64>() as f64 / v.len() as f64 / 1000.0
+        }
+    };
+    println!("\n== summary ==");
+    println!("calls recorded         {}", recs.len());
+    println!("  answered             {}", answered.len());
+    println!(
+        "    caller hung up     {}",
+        answered
+            .iter()
+            .filter(|r| r.hangup_side.as_deref() == Some("caller"))
+            .count()
+    );
+    println!(
+        "    heard whole greeting {}",
+        answered
+            .iter()
+            .filter(|r| r.hangup_side.as_deref() == Some("box"))
+            .count()
+    );
+    println!(
+        "    cut by shutdown    {}",
+        answered
+            .iter()
+            .filter(|r| r.hangup_cause.as_deref() == Some("shutdown"))
+            .count()
+    );
+    println!("  abandoned (ringing)  {}", count("abandoned"));
+    println!(
+        "  rejected / failed    {} / {}",
+        count("rejected"),
+        count("failed")
+    );
+    println!(
+        "avg time on line       {:.1} s",
+        avg(answered.iter().filter_map(|r| r.answered_ms).collect())
+    );
+    if let Some(c) = control {
+        let s = c.stats();
+        println!(
+            "callers blocked (all trunks busy) {}",
+            SimStats::get(&s.calls_blocked)
+        );
+        println!(
+            "digits keyed by callers/agents    {}",
+            SimStats::get(&s.digits_sent)
+        );
+        println!("status LED at the end             {}", c.leds().status);
+    }
+    Ok(())
+}
+
+fn records(data: &Path, json: bool) -> Result<(), Failure> {
+    let recs = store::read_records(data).map_err(Failure::Store)?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    for r in &recs {
+        let line = if json {
+            serde_json::to_string(r).context("encoding a record")?
+        } else {
+            format!(
+                "{}  {:<8} {:<16} -> {:<12} {:<11} {:>7}  {}",
+                r.start,
+                r.trunk_line.as_deref().unwrap_or("-"),
+                r.caller.as_deref().unwrap_or("unknown"),
+                r.dialled.as_deref().unwrap_or("unknown"),
+                r.disposition,
+                r.duration_ms
+                    .map_or("-".into(), |d| format!("{:.1}s", d as f64 / 1000.0)),
+                r.hangup_side.as_deref().unwrap_or("-"),
+            )
+        };
+        // A closed pipe (`| head`) is not an error worth a message.
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -130,6 +130,10 @@ pub(super) fn spawn(
             ));
         }
         outstanding.finish();
+        // Keep the idle trunks connected: a line whose far end vanished
+        // would look dead to the box.
+        let _keep = pool;
+        std::future::pending::<()>().await;
     });
 }
 

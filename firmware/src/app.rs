@@ -1,0 +1,119 @@
+//! The daemon's one entry point: [`run`].
+//!
+//! `run` opens the store, starts the panel, the line watchers and the
+//! backend, serves calls until `shutdown` is cancelled, then drains: every
+//! call in progress is ended and recorded, and the store commits everything
+//! before `run` returns.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callbox_hal::io::BoxStatus;
+use callbox_hal::registry::OpenError;
+use callbox_hal::{Backend, Line};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::call::CallContext;
+use crate::clock::Clock;
+use crate::config::SiteConfig;
+use crate::store::{Store, StoreError};
+use crate::{panel, supervisor};
+
+/// How long calls get to end and be recorded after a stop request.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The record store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The hardware backend failed.
+    #[error(transparent)]
+    Backend(#[from] OpenError),
+    /// The backend's lines do not match the config.
+    #[error("the backend has no port for line `{0}` named in the config")]
+    MissingLine(String),
+}
+
+/// Where `run` keeps its data and how it keeps time.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Data directory (database, later recordings).
+    pub data_dir: PathBuf,
+    /// Time source.
+    pub clock: Clock,
+}
+
+/// Runs the box until `shutdown` is cancelled.
+pub async fn run<B: Backend>(
+    config: Arc<SiteConfig>,
+    mut hal: B,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let (store, report) = Store::open(&opts.data_dir, opts.clock.boot_id())?;
+    if report.interrupted > 0 {
+        tracing::warn!(
+            calls = report.interrupted,
+            "previous run stopped during calls"
+        );
+    }
+    let ports = hal.take_ports();
+    for l in &config.lines {
+        if !ports.iter().any(|p| p.line.info().id == l.id) {
+            store.close().await;
+            return Err(RunError::MissingLine(l.id.clone()));
+        }
+    }
+    let tracker = TaskTracker::new();
+    let panel = panel::spawn(
+        hal.take_indicators(),
+        hal.take_inputs(),
+        shutdown.clone(),
+        &tracker,
+    );
+    panel.status(BoxStatus::Booting).await;
+    let ctx = CallContext {
+        store: store.handle(),
+        clock: opts.clock.clone(),
+        inbound: Arc::new(config.inbound.clone()),
+        panel: panel.clone(),
+        shutdown: shutdown.clone(),
+    };
+    supervisor::spawn_all(ports, ctx, &tracker);
+    if let Err(e) = hal.start() {
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        store.close().await;
+        return Err(e.into());
+    }
+    panel.status(BoxStatus::Ready).await;
+    tracing::info!(
+        site = %config.site_id,
+        backend = hal.name(),
+        lines = config.lines.len(),
+        data = %opts.data_dir.display(),
+        "ready"
+    );
+
+    shutdown.cancelled().await;
+    tracing::info!("stopping: ending calls in progress");
+    panel.status(BoxStatus::Stopping).await;
+    drop(panel);
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "calls did not end within {DRAIN_TIMEOUT:?}; their records stay in progress"
+        );
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The site config: one TOML file an office admin edits.
+//!
+//! The file is parsed into raw serde structs (unknown keys are errors), then
+//! checked once by [`SiteConfig::load`], which reports *every* problem with
+//! its place in the file and returns a fully resolved [`SiteConfig`]: prompt
+//! files loaded and decoded, durations parsed, line references checked. Code
+//! past this point never sees raw config and never fails on it. The format is
+//! documented in `docs/config.md`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use callbox_hal::diag::{Diagnostic, Diagnostics, TomlSource, parse_duration};
+use callbox_hal::{LineInfo, LineKind};
+use serde::Deserialize;
+
+/// Where the box keeps its database and recordings unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/callbox";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    site: RawSiteInfo,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    hal: RawHal,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    line: Vec<RawLine>,
+    #[serde(default)]
+    prompts: RawPrompts,
+    inbound: RawInbound,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiteInfo {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default = "default_level")]
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHal {
+    #[serde(default = "default_backend")]
+    backend: String,
+}
+
+impl Default for RawHal {
+    fn default() -> Self {
+        RawHal {
+            backend: default_backend(),
+        }
+    }
+}
+
+fn default_backend() -> String {
+    "sim".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    id: String,
+    kind: LineKind,
+    #[serde(default)]
+    #[allow(dead_code)] // shown to people reading the file; not used by the box
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrompts {
+    #[serde(default = "default_prompt_dir")]
+    dir: PathBuf,
+}
+
+impl Default for RawPrompts {
+    fn default() -> Self {
+        RawPrompts {
+            dir: default_prompt_dir(),
+        }
+    }
+}
+
+fn default_prompt_dir() -> PathBuf {
+    "prompts".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    greeting: String,
+    #[serde(default)]
+    answer_after: Option<String>,
+    #[serde(default)]
+    lines: Option<Vec<String>>,
+}
+
+/// A prompt, loaded and decoded once.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// File name as written in the config.
+    pub name: String,
+    /// 8 kHz 16-bit samples.
+    pub samples: Arc<[i16]>,
+}
+
+impl Prompt {
+    /// Length when played.
+    pub fn duration(&self) -> Duration {
+        Duration::from_micros(self.samples.len() as u64 * 125)
+    }
+}
+
+/// How the box treats calls arriving on its trunks.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Played to every caller after answering.
+    pub greeting: Prompt,
+    /// Ringing time before the box answers.
+    pub answer_after: Duration,
+    /// Trunks that take inbound calls; calls on other trunks are refused.
+    pub lines: Vec<String>,
+}
+
+/// A checked site config.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Site id (used in records and, later, MQTT topics).
+    pub site_id: String,
+    /// Human name of the site.
+    pub site_name: String,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`).
+    pub log_level: String,
+    /// HAL backend name.
+    pub backend: String,
+    /// Data directory from the file, if set.
+    pub data_dir: Option<PathBuf>,
+    /// Lines, in file order.
+    pub lines: Vec<LineInfo>,
+    /// Inbound call handling.
+    pub inbound: Inbound,
+}
+
+const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+/// Longest ringing before answer an admin may configure; past this most
+/// networks give up on the call anyway.
+const MAX_ANSWER_AFTER: Duration = Duration::from_secs(60);
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl SiteConfig {
+    /// Reads and checks a site config file.
+    pub fn load(path: &Path) -> Result<SiteConfig, Diagnostics> {
+        let src = TomlSource::read(path)?;
+        SiteConfig::from_source(&src)
+    }
+
+    /// Checks a site config already read (built-in demo, tests).
+    pub fn from_source(src: &TomlSource) -> Result<SiteConfig, Diagnostics> {
+        let raw: RawSite = src.parse()?;
+        let mut errs: Vec<Diagnostic> = Vec::new();
+        let mut err = |path: &str, msg: String| errs.push(src.at_path(path, msg));
+
+        if !valid_id(&raw.site.id) {
+            err(
+                "site.id",
+                format!(
+                    "site id `{}` must be 1-64 characters of letters, digits, `-`, `_`, `.`",
+                    raw.site.id
+                ),
+            );
+        }
+        if !LEVELS.contains(&raw.log.level.as_str()) {
+            err(
+                "log.level",
+                format!(
+                    "unknown log level `{}`; use one of {}",
+                    raw.log.level,
+                    LEVELS.join(", ")
+                ),
+            );
+        }
+        let backends = callbox_hal::registry::names();
+        if !backends.contains(&raw.hal.backend.as_str()) {
+            err(
+                "hal.backend",
+                format!(
+                    "unknown backend `{}`; this build has: {}",
+                    raw.hal.backend,
+                    backends.join(", ")
+                ),
+            );
+        }
+
+        let mut lines = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, l) in raw.line.iter().enumerate() {
+            if !valid_id(&l.id) {
+                err(
+                    &format!("line[{i}].id"),
+                    format!(
+                        "line id `{}` must be 1-64 characters of letters, digits, `-`, `_`, `.`",
+                        l.id
+                    ),
+                );
+            } else if !seen.insert(l.id.clone()) {
+                err(
+                    &format!("line[{i}].id"),
+                    format!("line `{}` is defined twice", l.id),
+                );
+            }
+            lines.push(LineInfo {
+                id: l.id.clone(),
+                kind: l.kind,
+            });
+        }
+        if !lines.iter().any(|l| l.kind == LineKind::Trunk) {
+            err("line", "the site needs at least one `[[line]]` with `kind = \"trunk\"` for calls to arrive on".into());
+        }
+
+        let answer_after = match &raw.inbound.answer_after {
+            None => Duration::ZERO,
+            Some(s) => match parse_duration(s) {
+                Ok(d) if d > MAX_ANSWER_AFTER => {
+                    err(
+                        "inbound.answer_after",
+                        format!(
+                            "answer_after of {s} is longer than the {}s allowed",
+                            MAX_ANSWER_AFTER.as_secs()
+                        ),
+                    );
+                    d
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    err("inbound.answer_after", e);
+                    Duration::ZERO
+                }
+            },
+        };
+
+        let inbound_lines = match &raw.inbound.lines {
+            None => lines
+                .iter()
+                .filter(|l| l.kind == LineKind::Trunk)
+                .map(|l| l.id.clone())
+                .collect(),
+            Some(ids) => {
+                for (i, id) in ids.iter().enumerate() {
+                    match lines.iter().find(|l| &l.id == id) {
+                        None => err(
+                            &format!("inbound.lines[{i}]"),
+                            format!(
+                                "`{id}` is not a line defined in this file (see the `[[line]]` tables)"
+                            ),
+                        ),
+                        Some(l) if l.kind != LineKind::Trunk => err(
+                            &format!("inbound.lines[{i}]"),
+                            format!(
+                                "`{id}` is a {} line; inbound calls arrive on trunk lines",
+                                l.kind
+                            ),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                ids.clone()
+            }
+        };
+
+        let prompt_dir = src.base_dir().join(&raw.prompts.dir);
+        let greeting = match load_prompt(&prompt_dir, &raw.inbound.greeting) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                err("inbound.greeting", e);
+                None
+            }
+        };
+
+        match greeting {
+            Some(greeting) if errs.is_empty() => Ok(SiteConfig {
+                path: src.path().to_path_buf(),
+                site_name: raw.site.name.unwrap_or_else(|| raw.site.id.clone()),
+                site_id: raw.site.id,
+                log_level: raw.log.level,
+                backend: raw.hal.backend,
+                data_dir: raw.storage.data_dir.map(|d| src.base_dir().join(d)),
+                lines,
+                inbound: Inbound {
+                    greeting,
+                    answer_after,
+                    lines: inbound_lines,
+                },
+            }),
+            _ => Err(Diagnostics(errs)),
+        }
+    }
+}
+
+fn load_prompt(dir: &Path, name: &str) -> Result<Prompt, String> {
+    if name.is_empty() || Path::new(name).is_absolute() || name.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "prompt `{name}` must be a file name inside the prompts directory ({})",
+            dir.display()
+        ));
+    }
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Err(format!(
+            "prompt file `{name}` not found (looked for {})",
+            path.display()
+        ));
+    }
+    callbox_hal::wav::load_pcm16_mono(&path, 8000)
+        .map(|s| Prompt {
+            name: name.to_string(),
+            samples: s.into(),
+        })
+        .map_err(|e| format!("prompt file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_prompt() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("prompts")).unwrap();
+        callbox_hal::wav::write_pcm16_mono(&d.path().join("prompts/hello.wav"), 8000, &[0; 8000])
+            .unwrap();
+        d
+    }
+
+    fn load(dir: &Path, text: &str) -> Result<SiteConfig, Diagnostics> {
+        let p = dir.join("site.toml");
+        std::fs::write(&p, text).unwrap();
+        SiteConfig::load(&p)
+    }
+
+    const GOOD: &str = r#"
+[site]
+id = "branch-1"
+
+[[line]]
+id = "trunk-1"
+kind = "trunk"
+
+[[line]]
+id = "desk-1"
+kind = "station"
+
+[inbound]
+greeting = "hello.wav"
+answer_after = "2s"
+"#;
+
+    #[test]
+    fn a_good_config_resolves_everything() {
+        let d = dir_with_prompt();
+        let c = load(d.path(), GOOD).unwrap();
+        assert_eq!(c.site_id, "branch-1");
+        assert_eq!(c.inbound.lines, vec!["trunk-1"]);
+        assert_eq!(c.inbound.answer_after, Duration::from_secs(2));
+        assert_eq!(c.inbound.greeting.duration(), Duration::from_secs(1));
+        assert_eq!(c.backend, "sim");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let d = dir_with_prompt();
+        let bad = GOOD
+            .replace(
+                "greeting = \"hello.wav\"",
+                "greeting = \"nope.wav\"\nlines = [\"desk-1\", \"trunk-9\"]",
+            )
+            .replace("id = \"desk-1\"", "id = \"trunk-1\"");
+        let e = load(d.path(), &bad).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.0.len(), 4, "{text}");
+        assert!(text.contains("line `trunk-1` is defined twice"), "{text}");
+        assert!(text.contains("prompt file `nope.wav` not found"), "{text}");
+        assert!(text.contains("`trunk-9` is not a line defined"), "{text}");
+        assert!(text.contains("`desk-1` is not a line defined"), "{text}");
+    }
+}
