@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::Inbound;
+use crate::media::AudioOutExt;
 use crate::panel::PanelHandle;
 use crate::store::{CallEnd, CallStart, Direction, Disposition, Side, StoreHandle, StoreMsg};
 
@@ -207,48 +208,50 @@ where
     let format = port.audio_out.format();
     let mut chunks = greeting.chunks(format.frame_samples);
     let mut seq: u32 = 0;
-    let mut pending = None;
     loop {
-        if pending.is_none() {
-            pending = chunks.next().map(|chunk| {
-                let mut f =
-                    Frame::silence(format, seq, u64::from(seq) * format.frame_samples as u64);
-                f.samples_mut()[..chunk.len()].copy_from_slice(chunk);
-                seq = seq.wrapping_add(1);
-                f
-            });
-        }
-        let Some(frame) = pending else {
-            return answered(HangupCause::Normal, Side::Box, false);
-        };
-        tokio::select! {
-            biased;
-            () = ctx.shutdown.cancelled() => return answered(HangupCause::Shutdown, Side::System, false),
-            ev = port.line.next_event() => match ev {
-                Ok(LineEvent::Hangup(_)) => {
-                    tracing::info!("caller hung up");
-                    return answered(HangupCause::Normal, Side::Caller, true);
-                }
-                Ok(LineEvent::Digit(d)) => tracing::info!(digit = %d, "caller keyed a digit"),
-                Ok(other) => tracing::debug!(?other, "line event"),
-                Err(e) => {
-                    tracing::error!("line failed: {e}");
+        let next = chunks.next().map(|chunk| {
+            let mut f = Frame::silence(format, seq, u64::from(seq) * format.frame_samples as u64);
+            f.samples_mut()[..chunk.len()].copy_from_slice(chunk);
+            seq = seq.wrapping_add(1);
+            f
+        });
+        let last = next.is_none();
+        // The write (or the final drain) stays pinned across the inner loop,
+        // so inbound frames and events never restart it.
+        let out = port.audio_out.write_or_drain(next);
+        tokio::pin!(out);
+        loop {
+            tokio::select! {
+                biased;
+                () = ctx.shutdown.cancelled() => return answered(HangupCause::Shutdown, Side::System, false),
+                ev = port.line.next_event() => match ev {
+                    Ok(LineEvent::Hangup(_)) => {
+                        tracing::info!("caller hung up");
+                        return answered(HangupCause::Normal, Side::Caller, true);
+                    }
+                    Ok(LineEvent::Digit(d)) => tracing::info!(digit = %d, "caller keyed a digit"),
+                    Ok(other) => tracing::debug!(?other, "line event"),
+                    Err(e) => {
+                        tracing::error!("line failed: {e}");
+                        return answered(HangupCause::LineFailure, Side::System, false);
+                    }
+                },
+                // Inbound audio is read even when nothing listens yet, so the
+                // backend's buffer never overflows (the IVR detects DTMF here).
+                r = port.audio_in.read_frame() => if let Err(e) = r {
+                    tracing::error!("inbound audio failed: {e}");
                     return answered(HangupCause::LineFailure, Side::System, false);
-                }
-            },
-            // Inbound audio is read even when nothing listens yet, so the
-            // backend's buffer never overflows (the IVR detects DTMF here).
-            r = port.audio_in.read_frame() => if let Err(e) = r {
-                tracing::error!("inbound audio failed: {e}");
-                return answered(HangupCause::LineFailure, Side::System, false);
-            },
-            r = port.audio_out.write_frame(frame) => match r {
-                Ok(()) => pending = None,
-                Err(e) => {
-                    tracing::error!("outbound audio failed: {e}");
-                    return answered(HangupCause::LineFailure, Side::System, false);
-                }
-            },
+                },
+                r = &mut out => match r {
+                    // Greeting played to its last sample: the box hangs up.
+                    Ok(()) if last => return answered(HangupCause::Normal, Side::Box, false),
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!("outbound audio failed: {e}");
+                        return answered(HangupCause::LineFailure, Side::System, false);
+                    }
+                },
+            }
         }
     }
 }

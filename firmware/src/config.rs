@@ -93,7 +93,7 @@ struct RawStorage {
 #[serde(deny_unknown_fields)]
 struct RawLine {
     id: String,
-    kind: LineKind,
+    kind: String,
     #[serde(default)]
     #[allow(dead_code)] // shown to people reading the file; not used by the box
     description: Option<String>,
@@ -249,9 +249,22 @@ impl SiteConfig {
                     format!("line `{}` is defined twice", l.id),
                 );
             }
+            let kind = match l.kind.as_str() {
+                "trunk" => LineKind::Trunk,
+                "station" => LineKind::Station,
+                other => {
+                    err(
+                        &format!("line[{i}].kind"),
+                        format!(
+                            "unknown line kind `{other}`; use \"trunk\" (towards the carrier) or \"station\" (an agent's phone)"
+                        ),
+                    );
+                    continue;
+                }
+            };
             lines.push(LineInfo {
                 id: l.id.clone(),
-                kind: l.kind,
+                kind,
             });
         }
         if !lines.iter().any(|l| l.kind == LineKind::Trunk) {

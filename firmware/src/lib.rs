@@ -18,6 +18,7 @@ pub mod call;
 pub mod clock;
 pub mod config;
 pub mod logging;
+pub mod media;
 pub mod panel;
 pub mod store;
 pub mod supervisor;

@@ -268,11 +268,14 @@ impl Store {
             source,
         };
         let mut conn = Connection::open(&path).map_err(sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sq)?;
+        // The version check comes before anything that writes (switching to
+        // WAL rewrites the header): a newer firmware's file stays untouched.
+        check_version(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sq)?;
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sq)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sq)?;
         migrate(&mut conn, &path)?;
         let interrupted = conn
@@ -325,14 +328,14 @@ impl Store {
     }
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let sq = |source| StoreError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
+/// Reads the schema version, refusing a database from newer firmware.
+fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sq)?;
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let supported = MIGRATIONS.len() as i64;
     if version > supported {
         return Err(StoreError::TooNew {
@@ -341,6 +344,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             supported,
         });
     }
+    Ok(version)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let version = check_version(conn, path)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(sq)?;
         tx.execute_batch(sql).map_err(sq)?;
@@ -484,16 +496,7 @@ pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sq)?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sq)?;
-    if version > MIGRATIONS.len() as i64 {
-        return Err(StoreError::TooNew {
-            path: path.clone(),
-            found: version,
-            supported: MIGRATIONS.len() as i64,
-        });
-    }
+    check_version(&conn, &path)?;
     let has_calls: Option<String> = conn
         .query_row(
             "SELECT name FROM sqlite_master WHERE type='table' AND name='calls'",

@@ -123,6 +123,9 @@ pub trait AudioOut: Send + 'static {
     /// Queues one frame for playing.
     fn write_frame(&mut self, frame: Frame)
     -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Waits until every queued frame has been played, so that hanging up
+    /// right after does not clip the end of a prompt. Cancel-safe.
+    fn drain(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 #[cfg(test)]

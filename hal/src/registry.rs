@@ -233,6 +233,11 @@ impl AudioOut for AnyAudioOut {
             AnyAudioOut::Sim(a) => Ok(a.write_frame(frame).await?),
         }
     }
+    async fn drain(&mut self) -> Result<(), AnyError> {
+        match self {
+            AnyAudioOut::Sim(a) => Ok(a.drain().await?),
+        }
+    }
 }
 
 impl Indicators for AnyIndicators {

@@ -1,1 +1,140 @@
+//! Helpers for the end-to-end tests: find the real `callboxd` binary, lay
+//! out a site in a temporary directory, run commands, read records.
+//!
+//! The binary is taken from `$CALLBOXD` when set (the ARM suite points it at
+//! the aarch64 build run under qemu), else from the target directory these
+//! tests were built into. `scripts/test-all` builds it first.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Path of the `callboxd` binary under test.
+pub fn callboxd() -> PathBuf {
+    if let Some(p) = std::env::var_os("CALLBOXD") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary> -> target/<profile>/callboxd
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("callboxd");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (`cargo build --bins`) or set CALLBOXD",
+        bin.display()
+    );
+    bin
+}
+
+/// A `callboxd` command (optionally wrapped, e.g. by qemu via `$CALLBOXD_WRAPPER`).
+pub fn cmd() -> Command {
+    match std::env::var_os("CALLBOXD_WRAPPER") {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(callboxd());
+            c
+        }
+        None => Command::new(callboxd()),
+    }
+}
+
+/// A site laid out in a temporary directory.
+pub struct Site {
+    /// The directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A site with `trunks` trunk lines, `stations` station lines, a tone
+    /// greeting of `greeting_ms` and the given `[inbound]` extras.
+    pub fn new(trunks: usize, stations: usize, greeting_ms: u32, inbound_extra: &str) -> Site {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("prompts")).unwrap();
+        write_tone(&dir.path().join("prompts/greeting.wav"), greeting_ms);
+        let mut cfg = String::from("[site]\nid = \"test-site\"\n\n[log]\nlevel = \"info\"\n\n");
+        for i in 1..=trunks {
+            cfg += &format!("[[line]]\nid = \"trunk-{i}\"\nkind = \"trunk\"\n\n");
+        }
+        for i in 1..=stations {
+            cfg += &format!("[[line]]\nid = \"desk-{i}\"\nkind = \"station\"\n\n");
+        }
+        cfg += &format!("[inbound]\ngreeting = \"greeting.wav\"\n{inbound_extra}\n");
+        std::fs::write(dir.path().join("site.toml"), cfg).unwrap();
+        Site { dir }
+    }
+
+    /// The site config file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("site.toml")
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes a file next to the config and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `callboxd records --json`, parsed.
+    pub fn records(&self) -> Vec<Value> {
+        let out = cmd()
+            .arg("records")
+            .arg("--data")
+            .arg(self.data())
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "records failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
+/// Writes a 425 Hz tone of `ms` milliseconds as an 8 kHz mono WAV.
+pub fn write_tone(path: &Path, ms: u32) {
+    let n = ms as usize * 8;
+    let mut data = Vec::with_capacity(44 + n * 2);
+    let samples: Vec<i16> = (0..n)
+        .map(|i| (8000.0 * (std::f64::consts::TAU * 425.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    let bytes = (n * 2) as u32;
+    data.extend_from_slice(b"RIFF");
+    data.extend_from_slice(&(36 + bytes).to_le_bytes());
+    data.extend_from_slice(b"WAVEfmt ");
+    data.extend_from_slice(&16u32.to_le_bytes());
+    data.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    data.extend_from_slice(&1u16.to_le_bytes()); // mono
+    data.extend_from_slice(&8000u32.to_le_bytes());
+    data.extend_from_slice(&16000u32.to_le_bytes());
+    data.extend_from_slice(&2u16.to_le_bytes());
+    data.extend_from_slice(&16u16.to_le_bytes());
+    data.extend_from_slice(b"data");
+    data.extend_from_slice(&bytes.to_le_bytes());
+    for s in samples {
+        data.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+/// Output as text, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

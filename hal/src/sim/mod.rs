@@ -110,6 +110,21 @@ impl AudioOut for SimAudioOut {
     async fn write_frame(&mut self, frame: Frame) -> Result<(), SimError> {
         self.frames.send(frame).await.map_err(|_| SimError::Closed)
     }
+
+    async fn drain(&mut self) -> Result<(), SimError> {
+        // The far end takes one frame per tick; poll at twice that rate.
+        let step = AudioFormat::NARROWBAND.frame_duration() / 2;
+        while self.frames.capacity() < self.frames.max_capacity() {
+            if self.frames.is_closed() {
+                return Err(SimError::Closed);
+            }
+            tokio::time::sleep(step).await;
+        }
+        // The far end took the last frame at the start of its tick; it is
+        // heard for one more frame time.
+        tokio::time::sleep(AudioFormat::NARROWBAND.frame_duration()).await;
+        Ok(())
+    }
 }
 
 /// What the simulated LEDs show.
