@@ -40,6 +40,7 @@ pub fn cmd() -> Command {
 }
 
 /// A site laid out in a temporary directory.
+#[derive(Debug)]
 pub struct Site {
     /// The directory (removed on drop).
     pub dir: tempfile::TempDir,
