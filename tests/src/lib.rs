@@ -82,6 +82,19 @@ impl Site {
         p
     }
 
+    /// `callboxd run --fast --until-idle` on this site, playing `scenario`.
+    pub fn run_fast(&self, scenario: &Path) -> Output {
+        cmd()
+            .args(["run", "--fast", "--until-idle", "--config"])
+            .arg(self.config())
+            .arg("--data")
+            .arg(self.data())
+            .arg("--scenario")
+            .arg(scenario)
+            .output()
+            .unwrap()
+    }
+
     /// `callboxd records --json`, parsed.
     pub fn records(&self) -> Vec<Value> {
         let out = cmd()

@@ -189,15 +189,7 @@ fn a_scenario_with_errors_is_reported_the_same_way() {
         text(&out)
     );
 
-    let run = cmd()
-        .args(["run", "--fast", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    let run = site.run_fast(&scenario);
     assert_eq!(run.status.code(), Some(78), "{}", text(&run));
     assert!(!site.data().exists());
 }

@@ -43,15 +43,7 @@ repeat = 200
 every = "4s"
 "#,
     );
-    let out = cmd()
-        .args(["run", "--fast", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    let out = site.run_fast(&scenario);
     assert!(out.status.success(), "{}", text(&out));
 
     let recs = site.records();
@@ -119,15 +111,7 @@ fn a_call_on_a_trunk_not_configured_for_inbound_is_rejected_and_recorded() {
         "calls.toml",
         "[[call]]\nline = \"trunk-2\"\nfrom = \"555\"\n",
     );
-    let out = cmd()
-        .args(["run", "--fast", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    let out = site.run_fast(&scenario);
     assert!(out.status.success(), "{}", text(&out));
     let recs = site.records();
     assert_eq!(recs.len(), 1);
