@@ -38,13 +38,28 @@ pub enum RunError {
     MissingLine(String),
 }
 
+/// Resolves when outside activity is over (a simulation's scenario).
+pub type IdleSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Where `run` keeps its data and how it keeps time.
-#[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Data directory (database, later recordings).
+    /// Data directory (database, voicemail, later recordings).
     pub data_dir: PathBuf,
     /// Time source.
     pub clock: Clock,
+    /// Stop once this resolves and every outbound job has finished
+    /// (`--until-idle`).
+    pub until_idle: Option<IdleSignal>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("data_dir", &self.data_dir)
+            .field("clock", &self.clock)
+            .field("until_idle", &self.until_idle.is_some())
+            .finish()
+    }
 }
 
 /// Runs the box until `shutdown` is cancelled.
@@ -76,14 +91,32 @@ pub async fn run<B: Backend>(
         &tracker,
     );
     panel.status(BoxStatus::Booting).await;
+    let ivr = config.ivr.clone().map(Arc::new);
     let ctx = CallContext {
         store: store.handle(),
         clock: opts.clock.clone(),
         inbound: Arc::new(config.inbound.clone()),
+        ivr: ivr.clone(),
+        data_dir: Arc::new(opts.data_dir.clone()),
         panel: panel.clone(),
         shutdown: shutdown.clone(),
     };
-    supervisor::spawn_all(ports, ctx, &tracker);
+    let lines = supervisor::spawn_all(ports, ctx.clone(), &tracker);
+    let jobs = TaskTracker::new();
+    if let Some(ivr) = ivr {
+        crate::ivr::outbound::spawn_jobs(ivr, ctx, lines, &jobs);
+    }
+    jobs.close();
+    if let Some(idle) = opts.until_idle {
+        let token = shutdown.clone();
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            idle.await;
+            jobs.wait().await;
+            tracing::info!("scenario finished and outbound jobs done");
+            token.cancel();
+        });
+    }
     if let Err(e) = hal.start() {
         shutdown.cancel();
         tracker.close();
@@ -105,9 +138,11 @@ pub async fn run<B: Backend>(
     panel.status(BoxStatus::Stopping).await;
     drop(panel);
     tracker.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
-        .await
-        .is_err()
+    let all = async {
+        tracker.wait().await;
+        jobs.wait().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err()
     {
         tracing::error!(
             "calls did not end within {DRAIN_TIMEOUT:?}; their records stay in progress"

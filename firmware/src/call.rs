@@ -1,22 +1,30 @@
 //! The call actor: one task per call, owning the call's port while it lasts.
 //!
-//! Until the IVR lands, an inbound call follows the minimal path: ring for
-//! the configured time, answer, play the greeting, hang up. The actor keeps
-//! reading inbound audio and line events the whole time, so a caller who
-//! hangs up is noticed within a frame, and on shutdown it ends the call and
-//! writes the record before the daemon exits.
+//! An inbound call rings for the configured time (a blocked caller is
+//! refused first), is answered, hears the greeting if the site has one, then
+//! runs through the IVR flow its dialled number routes to; without an IVR
+//! the box hangs up after the greeting. The actor keeps reading inbound
+//! audio and line events the whole time, so a caller who hangs up is
+//! noticed within a frame, and on shutdown it ends the call and writes the
+//! record before the daemon exits.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use callbox_hal::{AudioIn, AudioOut, Frame, HangupCause, Line, LineCommand, LineEvent, Port};
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, Port};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::Inbound;
-use crate::media::AudioOutExt;
+use crate::ivr::Ivr;
+use crate::ivr::engine::{FlowEnd, FlowEnv, FlowState};
+use crate::ivr::media::{Gone, Media};
+use crate::lines::Lines;
 use crate::panel::PanelHandle;
-use crate::store::{CallEnd, CallStart, Direction, Disposition, Side, StoreHandle, StoreMsg};
+use crate::store::{
+    CallEnd, CallFlow, CallStart, Direction, Disposition, Side, StoreHandle, StoreMsg,
+};
 
 /// What a call needs from the rest of the daemon.
 #[derive(Debug, Clone)]
@@ -27,6 +35,10 @@ pub struct CallContext {
     pub clock: Clock,
     /// How inbound calls are handled.
     pub inbound: Arc<Inbound>,
+    /// The IVR, when the site has one.
+    pub ivr: Option<Arc<Ivr>>,
+    /// Data directory (voicemail).
+    pub data_dir: Arc<PathBuf>,
     /// Front panel (line LEDs).
     pub panel: PanelHandle,
     /// Cancelled when the daemon stops.
@@ -44,16 +56,16 @@ pub struct Arrival {
     pub accept: bool,
 }
 
-struct Outcome {
-    disposition: Disposition,
-    cause: HangupCause,
-    side: Side,
+pub(crate) struct Outcome {
+    pub(crate) disposition: Disposition,
+    pub(crate) cause: HangupCause,
+    pub(crate) side: Side,
     /// Whether the far end already hung up (the line still needs releasing).
-    far_end_gone: bool,
+    pub(crate) far_end_gone: bool,
 }
 
 impl Outcome {
-    fn new(
+    pub(crate) fn new(
         disposition: Disposition,
         cause: HangupCause,
         side: Side,
@@ -68,7 +80,8 @@ impl Outcome {
     }
 }
 
-fn new_call_id(clock: &Clock) -> String {
+/// A new record id: UUIDv7 from the clock, so ids sort by time.
+pub fn new_id(clock: &Clock) -> String {
     let ms = clock.now().wall_ms.max(0) as u64;
     let ts =
         uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
@@ -80,15 +93,18 @@ pub async fn inbound<L, I, O>(
     port: Port<L, I, O>,
     arrival: Arrival,
     ctx: CallContext,
+    lines: Arc<Lines<L, I, O>>,
 ) -> Port<L, I, O>
 where
     L: Line,
     I: AudioIn,
     O: AudioOut,
 {
-    let id = new_call_id(&ctx.clock);
+    let id = new_id(&ctx.clock);
     let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %port.line.info().id);
-    inbound_call(port, arrival, ctx, id).instrument(span).await
+    inbound_call(port, arrival, ctx, id, lines)
+        .instrument(span)
+        .await
 }
 
 async fn inbound_call<L, I, O>(
@@ -96,6 +112,7 @@ async fn inbound_call<L, I, O>(
     arrival: Arrival,
     ctx: CallContext,
     id: String,
+    lines: Arc<Lines<L, I, O>>,
 ) -> Port<L, I, O>
 where
     L: Line,
@@ -120,12 +137,29 @@ where
         .await;
     ctx.panel.line_led(&line_id, true).await;
 
-    let outcome = if arrival.accept {
-        answer_and_greet(&mut port, &id, &ctx).await
-    } else {
+    let blocked = ctx.ivr.as_ref().is_some_and(|ivr| {
+        ivr.blocked
+            .as_ref()
+            .is_some_and(|list| ivr.in_list(list, arrival.caller.as_deref()))
+    });
+    let mut flow = None;
+    let outcome = if !arrival.accept {
         tracing::warn!("line is not configured for inbound calls; refusing the call");
         Outcome::new(Disposition::Rejected, HangupCause::Busy, Side::Box, false)
+    } else if blocked {
+        tracing::info!("caller is on the blocked list; refusing the call");
+        flow = Some(CallFlow {
+            id: id.clone(),
+            outcome: Some("blocked".into()),
+            ..CallFlow::default()
+        });
+        Outcome::new(Disposition::Rejected, HangupCause::Rejected, Side::Box, false)
+    } else {
+        answer_and_run(&mut port, &id, &arrival, &ctx, &lines, &mut flow).await
     };
+    if let Some(f) = flow {
+        ctx.store.send(StoreMsg::CallFlow(f)).await;
+    }
 
     // Always release the line, also after the far end hung up, so the
     // backend knows it is free.
@@ -157,7 +191,14 @@ where
     port
 }
 
-async fn answer_and_greet<L, I, O>(port: &mut Port<L, I, O>, id: &str, ctx: &CallContext) -> Outcome
+async fn answer_and_run<L, I, O>(
+    port: &mut Port<L, I, O>,
+    id: &str,
+    arrival: &Arrival,
+    ctx: &CallContext,
+    lines: &Lines<L, I, O>,
+    flow: &mut Option<CallFlow>,
+) -> Outcome
 where
     L: Line,
     I: AudioIn,
@@ -201,57 +242,64 @@ where
             at: ctx.clock.now(),
         })
         .await;
-    tracing::info!(greeting = %ctx.inbound.greeting.name, "answered; playing greeting");
-
+    let mut media = Media::new(port, ctx.shutdown.clone());
     let answered = |cause, side, gone| Outcome::new(Disposition::Answered, cause, side, gone);
-    let greeting = ctx.inbound.greeting.samples.clone();
-    let format = port.audio_out.format();
-    let mut chunks = greeting.chunks(format.frame_samples);
-    let mut seq: u32 = 0;
-    loop {
-        let next = chunks.next().map(|chunk| {
-            let mut f = Frame::silence(format, seq, u64::from(seq) * format.frame_samples as u64);
-            f.samples_mut()[..chunk.len()].copy_from_slice(chunk);
-            seq = seq.wrapping_add(1);
-            f
-        });
-        let last = next.is_none();
-        // The write (or the final drain) stays pinned across the inner loop,
-        // so inbound frames and events never restart it.
-        let out = port.audio_out.write_or_drain(next);
-        tokio::pin!(out);
-        loop {
-            tokio::select! {
-                biased;
-                () = ctx.shutdown.cancelled() => return answered(HangupCause::Shutdown, Side::System, false),
-                ev = port.line.next_event() => match ev {
-                    Ok(LineEvent::Hangup(_)) => {
-                        tracing::info!("caller hung up");
-                        return answered(HangupCause::Normal, Side::Caller, true);
-                    }
-                    Ok(LineEvent::Digit(d)) => tracing::info!(digit = %d, "caller keyed a digit"),
-                    Ok(other) => tracing::debug!(?other, "line event"),
-                    Err(e) => {
-                        tracing::error!("line failed: {e}");
-                        return answered(HangupCause::LineFailure, Side::System, false);
-                    }
-                },
-                // Inbound audio is read even when nothing listens yet, so the
-                // backend's buffer never overflows (the IVR detects DTMF here).
-                r = port.audio_in.read_frame() => if let Err(e) = r {
-                    tracing::error!("inbound audio failed: {e}");
-                    return answered(HangupCause::LineFailure, Side::System, false);
-                },
-                r = &mut out => match r {
-                    // Greeting played to its last sample: the box hangs up.
-                    Ok(()) if last => return answered(HangupCause::Normal, Side::Box, false),
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::error!("outbound audio failed: {e}");
-                        return answered(HangupCause::LineFailure, Side::System, false);
-                    }
-                },
-            }
+    if let Some(greeting) = &ctx.inbound.greeting {
+        tracing::info!(greeting = %greeting.name, "answered; playing greeting");
+        if let Err(g) = media.play(&greeting.samples, false).await {
+            return gone_outcome(g, Disposition::Answered);
+        }
+    }
+    let Some(ivr) = ctx.ivr.as_deref() else {
+        // Greeting played to its last sample: the box hangs up.
+        return answered(HangupCause::Normal, Side::Box, false);
+    };
+    let (start, lang) = ivr.route(arrival.dialled.as_deref());
+    let mut st = FlowState::new(start, lang, &[]);
+    let env = FlowEnv {
+        ivr,
+        lines,
+        store: &ctx.store,
+        clock: &ctx.clock,
+        data_dir: &ctx.data_dir,
+        call_id: id,
+        caller: arrival.caller.as_deref(),
+        dialled: arrival.dialled.as_deref(),
+    };
+    let end = env.run(&mut media, &mut st).await;
+    *flow = Some(flow_record(id, ivr, &st, None));
+    match end {
+        FlowEnd::Done => answered(HangupCause::Normal, Side::Box, false),
+        FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
+    }
+}
+
+/// The record of what a flow did.
+pub(crate) fn flow_record(id: &str, ivr: &Ivr, st: &FlowState, job: Option<&str>) -> CallFlow {
+    CallFlow {
+        id: id.to_string(),
+        flow: st.start.map(|n| ivr.nodes[n].name.clone()),
+        language: st.lang.map(|l| l.code().to_string()),
+        path: st.path.clone(),
+        vars: st.recorded_vars(),
+        outcome: st.outcome.clone(),
+        survey_score: st.survey,
+        connected_to: st.connected_to.clone(),
+        job: job.map(str::to_string),
+    }
+}
+
+/// How a call ends when the IVR cannot go on.
+pub(crate) fn gone_outcome(g: Gone, disposition: Disposition) -> Outcome {
+    match g {
+        Gone::Caller => {
+            tracing::info!("caller hung up");
+            Outcome::new(disposition, HangupCause::Normal, Side::Caller, true)
+        }
+        Gone::Shutdown => Outcome::new(disposition, HangupCause::Shutdown, Side::System, false),
+        Gone::Failure(e) => {
+            tracing::error!("line failed: {e}");
+            Outcome::new(disposition, HangupCause::LineFailure, Side::System, false)
         }
     }
 }

@@ -47,6 +47,15 @@ impl Clock {
         }
     }
 
+    /// A virtual clock whose wall time starts at `start` (tests of business
+    /// hours and holidays; `--start-at`).
+    pub fn starting_at(start: SystemTime) -> Clock {
+        Clock {
+            base_wall: start,
+            ..Clock::new(true)
+        }
+    }
+
     /// Now.
     pub fn now(&self) -> Stamp {
         let elapsed = self.base_instant.elapsed();

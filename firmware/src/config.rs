@@ -34,6 +34,10 @@ struct RawSite {
     #[serde(default)]
     prompts: RawPrompts,
     inbound: RawInbound,
+    #[serde(default)]
+    ivr: Option<crate::ivr::config::RawIvr>,
+    #[serde(default)]
+    outbound: Vec<crate::ivr::config::RawOutbound>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,7 +125,8 @@ fn default_prompt_dir() -> PathBuf {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInbound {
-    greeting: String,
+    #[serde(default)]
+    greeting: Option<String>,
     #[serde(default)]
     answer_after: Option<String>,
     #[serde(default)]
@@ -147,8 +152,8 @@ impl Prompt {
 /// How the box treats calls arriving on its trunks.
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    /// Played to every caller after answering.
-    pub greeting: Prompt,
+    /// Played to every caller after answering, before the IVR.
+    pub greeting: Option<Prompt>,
     /// Ringing time before the box answers.
     pub answer_after: Duration,
     /// Trunks that take inbound calls; calls on other trunks are refused.
@@ -174,6 +179,8 @@ pub struct SiteConfig {
     pub lines: Vec<LineInfo>,
     /// Inbound call handling.
     pub inbound: Inbound,
+    /// The IVR and outbound jobs, when the site has an `[ivr]` section.
+    pub ivr: Option<crate::ivr::Ivr>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -322,13 +329,50 @@ impl SiteConfig {
         };
 
         let prompt_dir = src.base_dir().join(&raw.prompts.dir);
-        let greeting = match load_prompt(&prompt_dir, &raw.inbound.greeting) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                err("inbound.greeting", e);
+        let greeting = match &raw.inbound.greeting {
+            Some(g) => match load_prompt(&prompt_dir, g) {
+                Ok(p) => Some(Some(p)),
+                Err(e) => {
+                    err("inbound.greeting", e);
+                    None
+                }
+            },
+            None if raw.ivr.is_none() => {
+                err(
+                    "inbound",
+                    "a site without an `[ivr]` needs `greeting`, the prompt every caller hears".into(),
+                );
                 None
             }
+            None => Some(None),
         };
+        if raw.ivr.is_none() && !raw.outbound.is_empty() {
+            err(
+                "outbound",
+                "outbound jobs run IVR nodes; add an `[ivr]` section".into(),
+            );
+        }
+        let mut other_files = Vec::new();
+        let ivr = match &raw.ivr {
+            None => None,
+            Some(r) => match crate::ivr::config::check(
+                r,
+                &raw.outbound,
+                &src.base_dir(),
+                &prompt_dir,
+                &lines,
+            ) {
+                Ok(ivr) => Some(ivr),
+                Err((here, elsewhere)) => {
+                    for (path, msg) in here {
+                        err(&path, msg);
+                    }
+                    other_files = elsewhere;
+                    None
+                }
+            },
+        };
+        errs.extend(other_files);
 
         match greeting {
             Some(greeting) if errs.is_empty() => Ok(SiteConfig {
@@ -344,6 +388,7 @@ impl SiteConfig {
                     answer_after,
                     lines: inbound_lines,
                 },
+                ivr,
             }),
             _ => Err(Diagnostics(errs)),
         }
@@ -364,7 +409,7 @@ fn load_prompt(dir: &Path, name: &str) -> Result<Prompt, String> {
             path.display()
         ));
     }
-    callbox_hal::wav::load_pcm16_mono(&path, 8000)
+    callbox_hal::wav::load_prompt(&path, 8000)
         .map(|s| Prompt {
             name: name.to_string(),
             samples: s.into(),
@@ -414,7 +459,10 @@ answer_after = "2s"
         assert_eq!(c.site_id, "branch-1");
         assert_eq!(c.inbound.lines, vec!["trunk-1"]);
         assert_eq!(c.inbound.answer_after, Duration::from_secs(2));
-        assert_eq!(c.inbound.greeting.duration(), Duration::from_secs(1));
+        assert_eq!(
+            c.inbound.greeting.as_ref().map(Prompt::duration),
+            Some(Duration::from_secs(1))
+        );
         assert_eq!(c.backend, "sim");
     }
 

@@ -6,7 +6,9 @@
 //! channels:
 //!
 //! - [`supervisor`]: one watcher per line, handing calls to
-//! - [`call`]: one actor per call (answer, greeting, record);
+//! - [`call`]: one actor per call (answer, IVR or greeting, record);
+//! - [`ivr`]: menus, self-service and outbound voice flows;
+//! - [`lines`]: lending idle lines to calls that ring or dial them;
 //! - [`store`]: the SQLite thread that keeps every record;
 //! - [`panel`]: LEDs and buttons.
 //!
@@ -17,6 +19,8 @@ pub mod app;
 pub mod call;
 pub mod clock;
 pub mod config;
+pub mod ivr;
+pub mod lines;
 pub mod logging;
 pub mod media;
 pub mod panel;

@@ -52,7 +52,64 @@ pub const MIGRATIONS: &[&str] = &[
         mono_end_ms    INTEGER
     );
     CREATE INDEX calls_started ON calls(started_ms);",
+    // v2: what the IVR did on each call, and the records it produces
+    "ALTER TABLE calls ADD COLUMN flow TEXT;
+    ALTER TABLE calls ADD COLUMN language TEXT;
+    ALTER TABLE calls ADD COLUMN ivr_path TEXT;
+    ALTER TABLE calls ADD COLUMN ivr_vars TEXT;
+    ALTER TABLE calls ADD COLUMN outcome TEXT;
+    ALTER TABLE calls ADD COLUMN survey_score INTEGER;
+    ALTER TABLE calls ADD COLUMN connected_to TEXT;
+    ALTER TABLE calls ADD COLUMN job TEXT;
+    CREATE TABLE voicemail (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        call_id      TEXT NOT NULL,
+        mailbox      TEXT NOT NULL,
+        caller       TEXT,
+        at_ms        INTEGER NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        file         TEXT NOT NULL
+    );
+    CREATE TABLE product_checks (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id         TEXT NOT NULL,
+        code            TEXT NOT NULL,
+        caller          TEXT,
+        at_ms           INTEGER NOT NULL,
+        found           INTEGER NOT NULL,
+        product_region  TEXT,
+        caller_region   TEXT,
+        diverted        INTEGER NOT NULL
+    );
+    CREATE INDEX product_checks_code ON product_checks(code);
+    CREATE TABLE callbacks (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id  TEXT NOT NULL,
+        number   TEXT NOT NULL,
+        queue    TEXT NOT NULL,
+        at_ms    INTEGER NOT NULL,
+        status   TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream   TEXT NOT NULL,
+        at_ms    INTEGER NOT NULL,
+        payload  TEXT NOT NULL
+    );
+    CREATE TABLE outbound_jobs (
+        name          TEXT PRIMARY KEY,
+        number        TEXT NOT NULL,
+        attempts      INTEGER NOT NULL,
+        status        TEXT NOT NULL,
+        result        TEXT,
+        last_call_id  TEXT,
+        updated_ms    INTEGER NOT NULL
+    );",
 ];
+
+/// Tables `callboxd records --table` can show, besides `calls`.
+pub const TABLES: &[&str] = &["voicemail", "product_checks", "callbacks", "outbox", "outbound_jobs"];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +156,15 @@ pub enum StoreError {
 pub enum Direction {
     /// A caller reached the box.
     Inbound,
+    /// The box called out (an outbound voice job).
+    Outbound,
 }
 
 impl Direction {
     fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
         }
     }
 }
@@ -119,8 +179,11 @@ pub enum Disposition {
     Answered,
     /// The caller hung up before the box answered.
     Abandoned,
-    /// The box refused the call (line not configured for inbound calls).
+    /// The box refused the call (line not configured for inbound calls, or
+    /// a blocked caller).
     Rejected,
+    /// An outbound call nobody answered (or the far end was busy).
+    NoAnswer,
     /// The line failed before the call could be answered.
     Failed,
     /// The box stopped without ending the call (power cut, crash); found so
@@ -136,6 +199,7 @@ impl Disposition {
             Disposition::Answered => "answered",
             Disposition::Abandoned => "abandoned",
             Disposition::Rejected => "rejected",
+            Disposition::NoAnswer => "no_answer",
             Disposition::Failed => "failed",
             Disposition::Interrupted => "interrupted",
         }
@@ -196,9 +260,122 @@ pub struct CallEnd {
     pub side: Side,
 }
 
+/// What the IVR did on a call.
+#[derive(Debug, Clone, Default)]
+pub struct CallFlow {
+    /// The call.
+    pub id: String,
+    /// Start node.
+    pub flow: Option<String>,
+    /// Language spoken.
+    pub language: Option<String>,
+    /// Nodes and choices.
+    pub path: Vec<String>,
+    /// Recordable variables.
+    pub vars: std::collections::BTreeMap<String, String>,
+    /// How the flow ended.
+    pub outcome: Option<String>,
+    /// Survey score.
+    pub survey_score: Option<u8>,
+    /// Line the caller was connected to.
+    pub connected_to: Option<String>,
+    /// Outbound job that placed the call.
+    pub job: Option<String>,
+}
+
+/// Earlier checks of a product code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckHistory {
+    /// Checks of the code before this one (genuine codes only).
+    pub earlier: i64,
+    /// When it was first checked.
+    pub first_ms: Option<i64>,
+}
+
+/// An outbound job's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    /// Job name.
+    pub name: String,
+    /// Number called.
+    pub number: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// `pending`, `done` or `failed`.
+    pub status: String,
+    /// Result of the last attempt.
+    pub result: Option<String>,
+    /// Last call placed.
+    pub last_call_id: Option<String>,
+}
+
 /// What the store is asked to do.
 #[derive(Debug)]
 pub enum StoreMsg {
+    /// Store what the IVR did (sent before `CallEnded`).
+    CallFlow(CallFlow),
+    /// An event for headquarters.
+    Outbox {
+        /// Stream (`notify`, `lookup`, `voicemail`, `callback`, `job`).
+        stream: String,
+        /// When.
+        at: Stamp,
+        /// JSON body.
+        payload: serde_json::Value,
+    },
+    /// Record a product check; replies with the code's earlier checks.
+    ProductCheck {
+        /// The call.
+        call_id: String,
+        /// Code keyed.
+        code: String,
+        /// Caller.
+        caller: Option<String>,
+        /// Whether the code is registered.
+        found: bool,
+        /// Region the product was shipped to.
+        product_region: Option<String>,
+        /// Region of the caller's number.
+        caller_region: Option<String>,
+        /// Checked from another region's number.
+        diverted: bool,
+        /// When.
+        at: Stamp,
+        /// Earlier checks, answered once committed.
+        reply: oneshot::Sender<CheckHistory>,
+    },
+    /// A voicemail message was saved.
+    Voicemail {
+        /// Message id.
+        id: String,
+        /// The call.
+        call_id: String,
+        /// Mailbox.
+        mailbox: String,
+        /// Caller.
+        caller: Option<String>,
+        /// When recording started.
+        at: Stamp,
+        /// Length.
+        duration_ms: i64,
+        /// WAV file.
+        file: String,
+    },
+    /// A caller asked to be called back.
+    Callback {
+        /// The call.
+        call_id: String,
+        /// Number to call back.
+        number: String,
+        /// Queue.
+        queue: String,
+        /// When.
+        at: Stamp,
+    },
+    /// An outbound job's progress.
+    Job(JobRow, Stamp),
+    /// Reads an outbound job's progress.
+    JobStatus(String, oneshot::Sender<Option<JobRow>>),
     /// Insert a call record.
     CallStarted(CallStart),
     /// Mark a call answered.
@@ -372,6 +549,15 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreMsg>, path: PathBuf,
         while let Some(m) = next {
             match m {
                 StoreMsg::Flush(f) => flushes.push(f),
+                StoreMsg::JobStatus(name, reply) => {
+                    // Earlier writes of the same job are in `batch`: commit
+                    // them first so the answer is current.
+                    flush_batch(&mut conn, &mut batch, &boot_id, &path);
+                    let _ = reply.send(job_row(&conn, &name).unwrap_or_else(|e| {
+                        tracing::error!("reading job {name}: {e}");
+                        None
+                    }));
+                }
                 m => batch.push(m),
             }
             next = if batch.len() < MAX_BATCH {
@@ -380,19 +566,59 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreMsg>, path: PathBuf,
                 None
             };
         }
-        if let Err(e) = write_batch(&mut conn, &batch, &boot_id) {
-            // Keep serving: a failed batch is logged with the file it
-            // concerns; the daemon must not stop taking calls over it.
-            tracing::error!(db = %path.display(), "writing {} record change(s) failed: {e}", batch.len());
-        }
-        batch.clear();
+        flush_batch(&mut conn, &mut batch, &boot_id, &path);
         for f in flushes.drain(..) {
             let _ = f.send(());
         }
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[StoreMsg], boot_id: &str) -> rusqlite::Result<()> {
+fn flush_batch(conn: &mut Connection, batch: &mut Vec<StoreMsg>, boot_id: &str, path: &Path) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len();
+    match write_batch(conn, batch, boot_id) {
+        Ok(replies) => {
+            for (tx, h) in replies {
+                let _ = tx.send(h);
+            }
+        }
+        // Keep serving: a failed batch is logged with the file it
+        // concerns; the daemon must not stop taking calls over it.
+        Err(e) => tracing::error!(db = %path.display(), "writing {n} record change(s) failed: {e}"),
+    }
+    batch.clear();
+}
+
+fn job_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<JobRow>> {
+    conn.query_row(
+        "SELECT name, number, attempts, status, result, last_call_id FROM outbound_jobs WHERE name = ?1",
+        params![name],
+        |r| {
+            Ok(JobRow {
+                name: r.get(0)?,
+                number: r.get(1)?,
+                attempts: r.get(2)?,
+                status: r.get(3)?,
+                result: r.get(4)?,
+                last_call_id: r.get(5)?,
+            })
+        },
+    )
+    .optional()
+}
+
+type Replies = Vec<(oneshot::Sender<CheckHistory>, CheckHistory)>;
+
+fn outbox(tx: &rusqlite::Transaction<'_>, stream: &str, at: &Stamp, payload: &serde_json::Value) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO outbox (stream, at_ms, payload) VALUES (?1, ?2, ?3)")?
+        .execute(params![stream, at.wall_ms, payload.to_string()])?;
+    Ok(())
+}
+
+fn write_batch(conn: &mut Connection, batch: &mut Vec<StoreMsg>, boot_id: &str) -> rusqlite::Result<Replies> {
+    let mut replies = Vec::new();
     let tx = conn.transaction()?;
     {
         let mut start = tx.prepare_cached(
@@ -406,7 +632,7 @@ fn write_batch(conn: &mut Connection, batch: &[StoreMsg], boot_id: &str) -> rusq
                               hangup_side = ?6, clock_synced = clock_synced AND ?7
              WHERE id = ?1",
         )?;
-        for msg in batch {
+        for msg in batch.drain(..) {
             match msg {
                 StoreMsg::CallStarted(c) => {
                     start.execute(params![
@@ -435,11 +661,124 @@ fn write_batch(conn: &mut Connection, batch: &[StoreMsg], boot_id: &str) -> rusq
                         e.at.synced
                     ])?;
                 }
-                StoreMsg::Flush(_) => {}
+                StoreMsg::Flush(_) | StoreMsg::JobStatus(..) => {}
+                StoreMsg::CallFlow(f) => {
+                    tx.prepare_cached(
+                        "UPDATE calls SET flow = ?2, language = ?3, ivr_path = ?4, ivr_vars = ?5, outcome = ?6,
+                                          survey_score = ?7, connected_to = ?8, job = ?9
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        f.id,
+                        f.flow,
+                        f.language,
+                        serde_json::to_string(&f.path).unwrap_or_default(),
+                        serde_json::to_string(&f.vars).unwrap_or_default(),
+                        f.outcome,
+                        f.survey_score,
+                        f.connected_to,
+                        f.job
+                    ])?;
+                }
+                StoreMsg::Outbox { stream, at, payload } => outbox(&tx, &stream, &at, &payload)?,
+                StoreMsg::ProductCheck {
+                    call_id,
+                    code,
+                    caller,
+                    found,
+                    product_region,
+                    caller_region,
+                    diverted,
+                    at,
+                    reply,
+                } => {
+                    let (earlier, first_ms): (i64, Option<i64>) = tx
+                        .prepare_cached("SELECT COUNT(*), MIN(at_ms) FROM product_checks WHERE code = ?1 AND found = 1")?
+                        .query_row(params![code], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    tx.prepare_cached(
+                        "INSERT INTO product_checks (call_id, code, caller, at_ms, found, product_region, caller_region, diverted)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![call_id, code, caller, at.wall_ms, found, product_region, caller_region, diverted])?;
+                    if diverted {
+                        // Headquarters investigates possible cross-region
+                        // diversion of goods.
+                        outbox(
+                            &tx,
+                            "lookup",
+                            &at,
+                            &serde_json::json!({
+                                "event": "possible_diversion",
+                                "call_id": call_id,
+                                "code": code,
+                                "caller": caller,
+                                "product_region": product_region,
+                                "caller_region": caller_region,
+                            }),
+                        )?;
+                    }
+                    replies.push((reply, CheckHistory { earlier, first_ms }));
+                }
+                StoreMsg::Voicemail {
+                    id,
+                    call_id,
+                    mailbox,
+                    caller,
+                    at,
+                    duration_ms,
+                    file,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO voicemail (id, call_id, mailbox, caller, at_ms, duration_ms, file)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![id, call_id, mailbox, caller, at.wall_ms, duration_ms, file])?;
+                    outbox(
+                        &tx,
+                        "voicemail",
+                        &at,
+                        &serde_json::json!({"id": id, "call_id": call_id, "mailbox": mailbox, "caller": caller, "duration_ms": duration_ms}),
+                    )?;
+                }
+                StoreMsg::Callback {
+                    call_id,
+                    number,
+                    queue,
+                    at,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO callbacks (call_id, number, queue, at_ms, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
+                    )?
+                    .execute(params![call_id, number, queue, at.wall_ms])?;
+                    outbox(
+                        &tx,
+                        "callback",
+                        &at,
+                        &serde_json::json!({"call_id": call_id, "number": number, "queue": queue}),
+                    )?;
+                }
+                StoreMsg::Job(j, at) => {
+                    tx.prepare_cached(
+                        "INSERT INTO outbound_jobs (name, number, attempts, status, result, last_call_id, updated_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT(name) DO UPDATE SET number = ?2, attempts = ?3, status = ?4, result = ?5,
+                                                         last_call_id = ?6, updated_ms = ?7",
+                    )?
+                    .execute(params![j.name, j.number, j.attempts, j.status, j.result, j.last_call_id, at.wall_ms])?;
+                    if j.status != "pending" {
+                        outbox(
+                            &tx,
+                            "job",
+                            &at,
+                            &serde_json::json!({"job": j.name, "number": j.number, "attempts": j.attempts, "status": j.status, "result": j.result}),
+                        )?;
+                    }
+                }
             }
         }
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(replies)
 }
 
 /// A call record as exported (`callboxd records --json`). Field names are a
@@ -478,6 +817,22 @@ pub struct CallRecord {
     pub boot_id: String,
     /// Milliseconds since that boot at arrival.
     pub mono_start_ms: i64,
+    /// IVR start node.
+    pub flow: Option<String>,
+    /// Language the IVR spoke.
+    pub language: Option<String>,
+    /// IVR nodes and choices, in order.
+    pub ivr_path: Vec<String>,
+    /// Variables the flow marks recordable.
+    pub ivr_vars: std::collections::BTreeMap<String, String>,
+    /// How the flow ended.
+    pub outcome: Option<String>,
+    /// Satisfaction survey score, 1-5.
+    pub survey_score: Option<u8>,
+    /// Line the caller was connected to.
+    pub connected_to: Option<String>,
+    /// Outbound job that placed the call.
+    pub job: Option<String>,
 }
 
 /// Reads stored call records, oldest first, without disturbing a running
@@ -511,7 +866,8 @@ pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
     let mut stmt = conn
         .prepare(
             "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
-                    disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms
+                    disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms,
+                    flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job
              FROM calls ORDER BY seq",
         )
         .map_err(sq)?;
@@ -540,7 +896,72 @@ pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
                 clock_synced: r.get(11)?,
                 boot_id: r.get(12)?,
                 mono_start_ms: r.get(13)?,
+                flow: r.get(14)?,
+                language: r.get(15)?,
+                ivr_path: r
+                    .get::<_, Option<String>>(16)?
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default(),
+                ivr_vars: r
+                    .get::<_, Option<String>>(17)?
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default(),
+                outcome: r.get(18)?,
+                survey_score: r.get(19)?,
+                connected_to: r.get(20)?,
+                job: r.get(21)?,
             })
+        })
+        .map_err(sq)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sq)
+}
+
+/// Rows of one of the other [`TABLES`] as JSON objects, oldest first.
+pub fn read_table(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.is_file() {
+        return Err(StoreError::Missing(path));
+    }
+    let sq = |source| StoreError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    // Only names from the fixed list reach the SQL text.
+    let Some(table) = TABLES.iter().find(|t| **t == table) else {
+        return Ok(Vec::new());
+    };
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sq)?;
+    check_version(&conn, &path)?;
+    let order = if *table == "outbound_jobs" { "name" } else { "seq" };
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
+        .map_err(sq)?;
+    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    let rows = stmt
+        .query_map([], |r| {
+            let mut obj = serde_json::Map::new();
+            for (i, n) in names.iter().enumerate() {
+                let v = match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                    rusqlite::types::ValueRef::Integer(x) => x.into(),
+                    rusqlite::types::ValueRef::Real(x) => x.into(),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        let t = String::from_utf8_lossy(t).into_owned();
+                        if n == "payload" {
+                            serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
+                        } else {
+                            t.into()
+                        }
+                    }
+                    rusqlite::types::ValueRef::Blob(_) => serde_json::Value::Null,
+                };
+                obj.insert(n.clone(), v);
+            }
+            Ok(serde_json::Value::Object(obj))
         })
         .map_err(sq)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sq)

@@ -54,6 +54,8 @@ pub enum HangupCause {
     NoAnswer,
     /// The network could not complete the call.
     Congestion,
+    /// The box refused the call (a blocked caller; Q.850 cause 21).
+    Rejected,
     /// The box is shutting down.
     Shutdown,
     /// The line failed (device error, line down).
@@ -68,6 +70,7 @@ impl HangupCause {
             HangupCause::Busy => "busy",
             HangupCause::NoAnswer => "no_answer",
             HangupCause::Congestion => "congestion",
+            HangupCause::Rejected => "rejected",
             HangupCause::Shutdown => "shutdown",
             HangupCause::LineFailure => "line_failure",
         }

@@ -111,7 +111,7 @@ fn prompt_that_is_not_audio() {
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("greeting.wav: not a readable WAV file"),
+        stderr.contains("greeting.wav: not a RIFF/WAVE file"),
         "{}",
         text(&out)
     );

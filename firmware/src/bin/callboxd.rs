@@ -43,9 +43,13 @@ enum Cmd {
         /// Run the scenario in virtual time, as fast as the CPU allows.
         #[arg(long, requires = "scenario")]
         fast: bool,
-        /// Exit once the scenario is over.
+        /// Exit once the scenario is over and outbound jobs are done.
         #[arg(long, requires = "scenario")]
         until_idle: bool,
+        /// With --fast: the wall-clock time the virtual clock starts at
+        /// (RFC 3339, e.g. 2026-11-23T09:30:00+08:00), to test business hours.
+        #[arg(long, requires = "fast", value_parser = parse_start)]
+        start_at: Option<std::time::SystemTime>,
     },
     /// Check a site config (and optionally a scenario); print every problem
     /// as FILE:LINE:COL: message.
@@ -76,7 +80,18 @@ enum Cmd {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Show another table as JSON lines instead of calls: voicemail,
+        /// product_checks, callbacks, outbox, outbound_jobs.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(store::TABLES))]
+        table: Option<String>,
     },
+}
+
+fn parse_start(s: &str) -> Result<std::time::SystemTime, String> {
+    let t: jiff::Timestamp = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
+    Ok(std::time::SystemTime::from(t))
 }
 
 /// A failure, classified for the exit code.
@@ -138,14 +153,18 @@ fn main() -> ExitCode {
             scenario,
             fast,
             until_idle,
-        } => run(&config, data, scenario.as_deref(), fast, until_idle, None).map(|_| ()),
+            start_at,
+        } => run(&config, data, scenario.as_deref(), fast, until_idle, None, start_at).map(|_| ()),
         Cmd::CheckConfig { config, scenario } => check_config(&config, scenario.as_deref()),
         Cmd::Demo {
             seconds,
             data,
             fast,
         } => demo(seconds, data, fast),
-        Cmd::Records { data, json } => records(&data, json),
+        Cmd::Records { data, json, table } => match table {
+            Some(t) => table_rows(&data, &t),
+            None => records(&data, json),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -215,6 +234,7 @@ fn run(
     fast: bool,
     until_idle: bool,
     stop_after: Option<Duration>,
+    start_at: Option<std::time::SystemTime>,
 ) -> Result<Option<SimControl>, Failure> {
     let (site, scenario) = load(config, scenario)?;
     logging::init(&site.log_level);
@@ -247,14 +267,13 @@ fn run(
         let control = hal.sim_control();
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone())?;
-        if until_idle && let Some(mut ctl) = control.clone() {
-            let token = shutdown.clone();
-            tokio::spawn(async move {
+        let idle: Option<app::IdleSignal> = match (until_idle, control.clone()) {
+            (true, Some(mut ctl)) => Some(Box::pin(async move {
                 ctl.finished().await;
                 tracing::info!("scenario finished");
-                token.cancel();
-            });
-        }
+            })),
+            _ => None,
+        };
         if let Some(after) = stop_after {
             let token = shutdown.clone();
             tokio::spawn(async move {
@@ -264,7 +283,11 @@ fn run(
         }
         let opts = RunOptions {
             data_dir,
-            clock: Clock::new(fast),
+            clock: match start_at {
+                Some(t) => Clock::starting_at(t),
+                None => Clock::new(fast),
+            },
+            until_idle: idle,
         };
         app::run(Arc::new(site), hal, opts, shutdown)
             .await
@@ -308,6 +331,7 @@ fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(), F
         fast,
         true,
         seconds.map(Duration::from_secs),
+        None,
     )?;
     summary(&data, control.as_ref())
 }
@@ -371,6 +395,18 @@ fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
             SimStats::get(&s.digits_sent)
         );
         println!("status LED at the end             {}", c.leds().status);
+    }
+    Ok(())
+}
+
+fn table_rows(data: &Path, table: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let rows = store::read_table(data, table).map_err(Failure::Store)?;
+    let mut out = std::io::stdout().lock();
+    for r in rows {
+        if writeln!(out, "{r}").is_err() {
+            break;
+        }
     }
     Ok(())
 }

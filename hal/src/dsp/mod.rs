@@ -1,7 +1,10 @@
 //! Signal processing every backend needs.
 //!
-//! Today: DTMF generation (the simulator's callers key digits in band, and
-//! analog trunks dial out with it). The IVR issue adds G.711, the Goertzel
-//! detector and call-progress tones here.
+//! DTMF generation (the simulator's callers key digits in band, and analog
+//! trunks dial out with it), G.711 companding, the Goertzel DTMF detector
+//! that hears callers' keys in band, and call-progress tones.
 
+pub mod detect;
 pub mod dtmf;
+pub mod g711;
+pub mod tones;

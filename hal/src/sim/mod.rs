@@ -204,6 +204,10 @@ pub struct SimStats {
     pub digits_sent: AtomicU64,
     /// Far-end hangups the box never released the line for.
     pub unreleased: AtomicU64,
+    /// Calls the box dialled out.
+    pub outbound_dialled: AtomicU64,
+    /// Of those, answered by the called party.
+    pub outbound_answered: AtomicU64,
 }
 
 impl SimStats {

@@ -122,9 +122,27 @@ struct RawButton {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCallee {
+    number: String,
+    #[serde(default = "yes")]
+    answers: bool,
+    #[serde(default)]
+    busy: bool,
+    #[serde(default)]
+    answer_after: Option<String>,
+    #[serde(default)]
+    hangup_after: Option<String>,
+    #[serde(default)]
+    script: Vec<RawStep>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawScenario {
     #[serde(default)]
     call: Vec<RawCall>,
+    #[serde(default)]
+    callee: Vec<RawCallee>,
     #[serde(default)]
     agent: Vec<RawAgent>,
     #[serde(default)]
@@ -237,9 +255,29 @@ pub struct ButtonEvent {
     pub held: Duration,
 }
 
+/// How a number the box dials out to behaves on one call.
+#[derive(Debug, Clone)]
+pub struct CalleeScript {
+    /// The number.
+    pub number: String,
+    /// Whether anyone picks up.
+    pub answers: bool,
+    /// The line is busy (the call fails at once).
+    pub busy: bool,
+    /// Ringing before pick-up.
+    pub answer_after: Duration,
+    /// Hangs up this long after answering.
+    pub hangup_after: Option<Duration>,
+    /// What the called person does once answered.
+    pub script: Vec<Step>,
+}
+
 /// A checked scenario.
 #[derive(Debug, Clone, Default)]
 pub struct Scenario {
+    /// People the box may call. Several entries for one number are used
+    /// one per call, in file order; the last one repeats.
+    pub callees: Vec<CalleeScript>,
     /// Every call arrival, sorted by time.
     pub arrivals: Vec<Arrival>,
     /// Agents by station.
@@ -420,6 +458,28 @@ impl Scenario {
             });
         }
 
+        let mut callees = Vec::new();
+        for (i, rc) in raw.callee.iter().enumerate() {
+            let p = format!("callee[{i}]");
+            c.digits(&format!("{p}.number"), &rc.number);
+            callees.push(CalleeScript {
+                number: rc.number.clone(),
+                answers: rc.answers,
+                busy: rc.busy,
+                answer_after: rc
+                    .answer_after
+                    .as_ref()
+                    .map_or(Duration::from_secs(3), |d| {
+                        c.duration(&format!("{p}.answer_after"), d)
+                    }),
+                hangup_after: rc
+                    .hangup_after
+                    .as_ref()
+                    .map(|d| c.duration(&format!("{p}.hangup_after"), d)),
+                script: c.steps(&format!("{p}.script"), &rc.script),
+            });
+        }
+
         let mut buttons = Vec::new();
         for (i, b) in raw.button.iter().enumerate() {
             let p = format!("button[{i}]");
@@ -435,6 +495,7 @@ impl Scenario {
 
         if c.errors.is_empty() {
             Ok(Scenario {
+                callees,
                 arrivals,
                 agents,
                 buttons,
@@ -555,7 +616,7 @@ impl Checker<'_> {
                     continue;
                 }
                 let full = self.src.base_dir().join(file);
-                match crate::wav::load_pcm16_mono(&full, 8000) {
+                match crate::wav::load_prompt(&full, 8000) {
                     Ok(samples) => {
                         let samples: Arc<[i16]> = samples.into();
                         self.wavs.insert(file.clone(), samples.clone());

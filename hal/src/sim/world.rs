@@ -1,15 +1,15 @@
 //! The far side of the simulated lines: callers and agents following a
 //! scenario.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until, timeout};
 
-use super::scenario::{AgentScript, Arrival, Scenario, Step, Via};
+use super::scenario::{AgentScript, Arrival, CalleeScript, Scenario, Step, Via};
 use super::{FarEnd, SimStats};
 use crate::audio::{AudioFormat, Frame};
 use crate::dsp::dtmf::ToneGen;
@@ -40,25 +40,54 @@ impl Outstanding {
     }
 }
 
-/// Free trunks, taken by callers for the length of a call.
+/// The trunks' far ends. Each trunk is served by its own task, which
+/// places scripted calls towards the box and answers calls the box dials
+/// out; `busy` keeps the two from using one trunk at once (a caller that
+/// finds every trunk busy is blocked, a box that dials a trunk a caller just
+/// took gets busy — glare).
 struct TrunkPool {
-    slots: Mutex<Vec<Option<FarEnd>>>,
+    slots: Vec<TrunkSlot>,
     ids: Vec<String>,
 }
 
-impl TrunkPool {
-    fn acquire(&self, line: Option<&str>) -> Option<(usize, FarEnd)> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let idx = match line {
-            Some(id) => self.ids.iter().position(|i| i == id)?,
-            None => slots.iter().position(Option::is_some)?,
-        };
-        slots[idx].take().map(|fe| (idx, fe))
-    }
+struct TrunkSlot {
+    busy: AtomicBool,
+    calls: mpsc::Sender<Arrival>,
+}
 
-    fn release(&self, idx: usize, fe: FarEnd) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots[idx] = Some(fe);
+impl TrunkPool {
+    fn acquire(&self, line: Option<&str>) -> Option<usize> {
+        let take = |i: usize| {
+            self.slots[i]
+                .busy
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        };
+        match line {
+            Some(id) => {
+                let i = self.ids.iter().position(|x| x == id)?;
+                take(i).then_some(i)
+            }
+            None => (0..self.slots.len()).find(|&i| take(i)),
+        }
+    }
+}
+
+/// Who the box reaches when it dials: scripts per number, used in turn.
+struct Callees {
+    scripts: Vec<CalleeScript>,
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+impl Callees {
+    fn next(&self, number: &str) -> Option<CalleeScript> {
+        let all: Vec<&CalleeScript> = self.scripts.iter().filter(|c| c.number == number).collect();
+        let last = all.len().checked_sub(1)?;
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let n = calls.entry(number.to_string()).or_insert(0);
+        let script = all[(*n).min(last)].clone();
+        *n += 1;
+        Some(script)
     }
 }
 
@@ -76,14 +105,24 @@ pub(super) fn spawn(
         count: AtomicUsize::new(scenario.arrivals.len() + dials + 1),
         done,
     });
+    let callees = Arc::new(Callees {
+        scripts: scenario.callees.clone(),
+        calls: Mutex::new(HashMap::new()),
+    });
 
-    let mut trunks = Vec::new();
+    let mut slots = Vec::new();
     let mut ids = Vec::new();
+    let mut trunk_ends = Vec::new();
     for fe in far_ends {
         match fe.info.kind {
             LineKind::Trunk => {
+                let (tx, rx) = mpsc::channel(4);
                 ids.push(fe.info.id.clone());
-                trunks.push(Some(fe));
+                slots.push(TrunkSlot {
+                    busy: AtomicBool::new(false),
+                    calls: tx,
+                });
+                trunk_ends.push((fe, rx));
             }
             LineKind::Station => {
                 let script = scenario
@@ -95,10 +134,18 @@ pub(super) fn spawn(
             }
         }
     }
-    let pool = Arc::new(TrunkPool {
-        slots: Mutex::new(trunks),
-        ids,
-    });
+    let pool = Arc::new(TrunkPool { slots, ids });
+    for (i, (fe, rx)) in trunk_ends.into_iter().enumerate() {
+        tokio::spawn(trunk(
+            fe,
+            rx,
+            i,
+            pool.clone(),
+            callees.clone(),
+            stats.clone(),
+            outstanding.clone(),
+        ));
+    }
 
     let buttons = scenario.buttons.clone();
     tokio::spawn(async move {
@@ -122,38 +169,112 @@ pub(super) fn spawn(
     tokio::spawn(async move {
         for arrival in scenario.arrivals.iter() {
             sleep_until(start + arrival.at).await;
-            tokio::spawn(caller(
-                arrival.clone(),
-                pool.clone(),
-                stats.clone(),
-                outstanding.clone(),
-            ));
+            SimStats::add(&stats.calls_placed);
+            match pool.acquire(arrival.call.line.as_deref()) {
+                Some(i) => {
+                    if pool.slots[i].calls.send(arrival.clone()).await.is_err() {
+                        outstanding.finish();
+                    }
+                }
+                None => {
+                    tracing::debug!(call = %arrival.call.name, "all trunks busy");
+                    SimStats::add(&stats.calls_blocked);
+                    outstanding.finish();
+                }
+            }
         }
         outstanding.finish();
-        // Keep the idle trunks connected: a line whose far end vanished
-        // would look dead to the box.
-        let _keep = pool;
-        std::future::pending::<()>().await;
     });
 }
 
-async fn caller(
-    arrival: Arrival,
+/// One trunk's far end: places the calls given to it, answers the box's
+/// outbound calls.
+async fn trunk(
+    mut fe: FarEnd,
+    mut calls: mpsc::Receiver<Arrival>,
+    idx: usize,
     pool: Arc<TrunkPool>,
+    callees: Arc<Callees>,
     stats: Arc<SimStats>,
     outstanding: Arc<Outstanding>,
 ) {
-    SimStats::add(&stats.calls_placed);
-    let Some((idx, mut fe)) = pool.acquire(arrival.call.line.as_deref()) else {
-        tracing::debug!(call = %arrival.call.name, "all trunks busy");
-        SimStats::add(&stats.calls_blocked);
-        outstanding.finish();
-        return;
+    let busy = &pool.slots[idx].busy;
+    loop {
+        tokio::select! {
+            Some(arrival) = calls.recv() => {
+                fe.drain();
+                place_call(&arrival, &mut fe, &stats).await;
+                busy.store(false, Ordering::SeqCst);
+                outstanding.finish();
+            }
+            cmd = fe.commands.recv() => match cmd {
+                None => return,
+                Some(LineCommand::Dial { number }) => {
+                    if busy
+                        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err()
+                    {
+                        // A caller took the trunk first.
+                        let _ = fe.events.send(LineEvent::Hangup(HangupCause::Busy)).await;
+                        continue;
+                    }
+                    outstanding.add();
+                    fe.drain_audio();
+                    answer_dialled(&mut fe, &number, &callees, &stats).await;
+                    busy.store(false, Ordering::SeqCst);
+                    outstanding.finish();
+                }
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// The person at a number the box dialled.
+async fn answer_dialled(fe: &mut FarEnd, number: &str, callees: &Callees, stats: &SimStats) {
+    SimStats::add(&stats.outbound_dialled);
+    let script = callees.next(number);
+    let unreachable = match &script {
+        None => Some(HangupCause::Congestion),
+        Some(s) if s.busy => Some(HangupCause::Busy),
+        _ => None,
     };
-    fe.drain();
-    place_call(&arrival, &mut fe, &stats).await;
-    pool.release(idx, fe);
-    outstanding.finish();
+    if let Some(cause) = unreachable {
+        if fe.events.send(LineEvent::Hangup(cause)).await.is_ok() {
+            wait_release(fe, stats).await;
+        }
+        return;
+    }
+    let Some(script) = script else { return };
+    if fe.events.send(LineEvent::Ringing).await.is_err() {
+        return;
+    }
+    let pick_up = async {
+        if script.answers {
+            sleep(script.answer_after).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(pick_up);
+    loop {
+        tokio::select! {
+            cmd = fe.commands.recv() => match cmd {
+                // The box gave up ringing.
+                Some(LineCommand::Hangup(_)) | None => return,
+                Some(_) => {}
+            },
+            () = &mut pick_up => break,
+        }
+    }
+    if fe.events.send(LineEvent::Answered).await.is_err() {
+        return;
+    }
+    SimStats::add(&stats.outbound_answered);
+    let mut player = Player::new(script.script.clone(), script.hangup_after);
+    if let Ended::FarHungUp = media(fe, &mut player, stats).await {
+        hang_up_and_wait(fe, stats).await;
+    }
 }
 
 async fn place_call(arrival: &Arrival, fe: &mut FarEnd, stats: &SimStats) {
@@ -314,6 +435,11 @@ async fn hang_up_and_wait(fe: &mut FarEnd, stats: &SimStats) {
     {
         return;
     }
+    wait_release(fe, stats).await;
+}
+
+/// Waits for the box to release the line after the far end ended the call.
+async fn wait_release(fe: &mut FarEnd, stats: &SimStats) {
     let released = timeout(RELEASE_TIMEOUT, async {
         loop {
             match fe.commands.recv().await {

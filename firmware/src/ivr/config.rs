@@ -1,0 +1,1568 @@
+//! The `[ivr]` part of the site config: flows as a graph of named nodes,
+//! checked as a whole when the config loads.
+//!
+//! Checking resolves every name (node targets, lists, schedules, stations,
+//! prompts in every language the flows can speak), compiles patterns, loads
+//! the lookup tables, and walks the graph: a node no start reaches, or a
+//! loop the call can never leave, is a config error with its place in the
+//! file. The engine ([`super::engine`]) only ever sees the resolved
+//! [`Ivr`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use callbox_hal::diag::{Diagnostic, parse_duration};
+use callbox_hal::dsp::tones::ToneRegion;
+use callbox_hal::{LineInfo, LineKind};
+use serde::Deserialize;
+
+use super::hours::{Hours, RawHours};
+use super::lookup::{Lookups, RawLookups};
+use super::pattern::Pattern;
+use super::say::{self, Lang};
+
+// ---------------------------------------------------------------------------
+// Raw, as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIvr {
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    system_prompts: Option<PathBuf>,
+    #[serde(default)]
+    tones: Option<ToneRegion>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    blocked: Option<String>,
+    #[serde(default)]
+    lists: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
+    hours: BTreeMap<String, RawHours>,
+    #[serde(default)]
+    lookups: RawLookups,
+    #[serde(default)]
+    node: BTreeMap<String, RawNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    dialled: Vec<String>,
+    start: String,
+    #[serde(default)]
+    language: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Prompts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Prompts {
+    fn list(&self) -> Vec<&str> {
+        match self {
+            Prompts::One(s) => vec![s.as_str()],
+            Prompts::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum RawNode {
+    Menu(RawMenu),
+    Collect(RawCollect),
+    Play(RawPlay),
+    Branch(RawBranch),
+    ProductCheck(RawProductCheck),
+    OrderStatus(RawOrderStatus),
+    Notify(RawNotify),
+    Voicemail(RawVoicemail),
+    Survey(RawSurvey),
+    Callback(RawCallback),
+    Queue(RawQueue),
+    Transfer(RawTransfer),
+    Set(RawSet),
+    Hangup(RawHangup),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMenu {
+    greeting: Prompts,
+    #[serde(default)]
+    short_greeting: Option<Prompts>,
+    #[serde(default)]
+    invalid: Option<Prompts>,
+    #[serde(default)]
+    no_input: Option<Prompts>,
+    #[serde(default)]
+    exit: Option<Prompts>,
+    #[serde(default)]
+    first_digit_timeout: Option<String>,
+    #[serde(default)]
+    inter_digit_timeout: Option<String>,
+    #[serde(default)]
+    max_failures: Option<u32>,
+    #[serde(default)]
+    max_timeouts: Option<u32>,
+    #[serde(default)]
+    on_max_failures: Option<String>,
+    #[serde(default)]
+    on_max_timeouts: Option<String>,
+    #[serde(default)]
+    barge_in: Option<bool>,
+    options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollect {
+    var: String,
+    prompt: Prompts,
+    #[serde(default)]
+    min: Option<usize>,
+    #[serde(default)]
+    max: Option<usize>,
+    #[serde(default)]
+    terminator: Option<String>,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    retries: Option<u32>,
+    #[serde(default)]
+    invalid: Option<Prompts>,
+    #[serde(default)]
+    no_input: Option<Prompts>,
+    #[serde(default)]
+    first_digit_timeout: Option<String>,
+    #[serde(default)]
+    inter_digit_timeout: Option<String>,
+    #[serde(default)]
+    barge_in: Option<bool>,
+    #[serde(default)]
+    recordable: bool,
+    next: String,
+    #[serde(default)]
+    on_failure: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlay {
+    prompts: Prompts,
+    #[serde(default)]
+    barge_in: bool,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    #[serde(default)]
+    open: Option<String>,
+    #[serde(default)]
+    holiday: Option<String>,
+    #[serde(default)]
+    caller_in: Option<String>,
+    #[serde(default)]
+    dialled: Option<Vec<String>>,
+    #[serde(default)]
+    var: Option<String>,
+    #[serde(default)]
+    equals: Option<String>,
+    #[serde(default)]
+    matches: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+    goto: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBranch {
+    cases: Vec<RawCase>,
+    default: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProductCheck {
+    var: String,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrderStatus {
+    var: String,
+    statuses: BTreeMap<String, Prompts>,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    event: String,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVoicemail {
+    mailbox: String,
+    #[serde(default)]
+    prompt: Option<Prompts>,
+    #[serde(default)]
+    max_length: Option<String>,
+    #[serde(default)]
+    saved: Option<Prompts>,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSurvey {
+    #[serde(default)]
+    prompt: Option<Prompts>,
+    #[serde(default)]
+    thanks: Option<Prompts>,
+    #[serde(default)]
+    timeout: Option<String>,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCallback {
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    prompt: Option<Prompts>,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    stations: Vec<String>,
+    #[serde(default)]
+    announce: Option<Prompts>,
+    #[serde(default)]
+    ring_timeout: Option<String>,
+    on_no_answer: String,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransfer {
+    #[serde(default)]
+    station: Option<String>,
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
+    trunks: Option<Vec<String>>,
+    #[serde(default)]
+    announce: Option<Prompts>,
+    #[serde(default)]
+    ring_timeout: Option<String>,
+    on_no_answer: String,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSet {
+    var: String,
+    value: String,
+    #[serde(default)]
+    recordable: bool,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHangup {
+    #[serde(default)]
+    prompt: Option<Prompts>,
+    #[serde(default)]
+    outcome: Option<String>,
+}
+
+/// An outbound voice job as written (`[[outbound]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutbound {
+    name: String,
+    number: String,
+    start: String,
+    #[serde(default)]
+    trunks: Option<Vec<String>>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    #[serde(default)]
+    ring_timeout: Option<String>,
+    #[serde(default)]
+    retry_every: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    success: Option<RawSuccess>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuccess {
+    var: String,
+    #[serde(rename = "in")]
+    values: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Resolved.
+
+/// Index of a node in [`Ivr::nodes`].
+pub type NodeId = usize;
+
+/// Where a flow goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A node.
+    Node(NodeId),
+    /// The menu before the current one.
+    Back,
+    /// The call's start node.
+    Top,
+    /// End the call (the box hangs up).
+    Hangup,
+    /// The current menu again (its short greeting).
+    Repeat,
+}
+
+/// What a value is said as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SayAs {
+    /// Key by key.
+    Digits,
+    /// A whole number.
+    Number,
+    /// Money, from a decimal like `12.50`.
+    Money,
+    /// A date, from `YYYY-MM-DD` (an RFC 3339 time also works).
+    Date,
+    /// A time of day, from `HH:MM` (an RFC 3339 time also works, said in the
+    /// flow's time zone).
+    Time,
+}
+
+/// One thing played in sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A prompt file, by cache key (`site:menu.wav`, `system:goodbye`).
+    Prompt(String),
+    /// A variable's value said aloud.
+    Say(SayAs, String),
+}
+
+/// A menu (`type = "menu"`).
+#[derive(Debug, Clone)]
+pub struct Menu {
+    /// Played on first entry.
+    pub greeting: Vec<Item>,
+    /// Played after an invalid entry or a timeout (defaults to the greeting).
+    pub short_greeting: Vec<Item>,
+    /// Played after a key that matches no option.
+    pub invalid: Vec<Item>,
+    /// Played when the caller keyed nothing.
+    pub no_input: Vec<Item>,
+    /// Played before leaving after too many failures or timeouts.
+    pub exit: Vec<Item>,
+    /// Wait for the first key after the greeting.
+    pub first_digit_timeout: Duration,
+    /// Wait between keys of a multi-digit option.
+    pub inter_digit_timeout: Duration,
+    /// Invalid entries allowed before `on_max_failures`.
+    pub max_failures: u32,
+    /// Timeouts allowed before `on_max_timeouts`.
+    pub max_timeouts: u32,
+    /// Where to go after too many invalid entries.
+    pub on_max_failures: Target,
+    /// Where to go after too many timeouts.
+    pub on_max_timeouts: Target,
+    /// Whether a key stops the greeting.
+    pub barge_in: bool,
+    /// Options, key sequence → target.
+    pub options: Vec<(String, Target)>,
+    /// Longest option, in keys.
+    pub max_len: usize,
+}
+
+/// Digit collection (`type = "collect"`).
+#[derive(Debug, Clone)]
+pub struct Collect {
+    /// Variable that receives the digits.
+    pub var: String,
+    /// Asks for the digits.
+    pub prompt: Vec<Item>,
+    /// Fewest keys accepted.
+    pub min: usize,
+    /// Most keys; collection ends by itself at this length.
+    pub max: usize,
+    /// Key that ends the entry early (not part of the value).
+    pub terminator: Option<char>,
+    /// The value must match this.
+    pub pattern: Option<Pattern>,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// After a bad entry.
+    pub invalid: Vec<Item>,
+    /// After no entry.
+    pub no_input: Vec<Item>,
+    /// Wait for the first key.
+    pub first_digit_timeout: Duration,
+    /// Wait between keys.
+    pub inter_digit_timeout: Duration,
+    /// Whether a key stops the prompt.
+    pub barge_in: bool,
+    /// Whether the value is stored on the call record.
+    pub recordable: bool,
+    /// After a valid entry.
+    pub next: Target,
+    /// After the retries are used up.
+    pub on_failure: Target,
+}
+
+/// A condition of a branch case.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    /// The schedule is open now.
+    Open(String),
+    /// Today is a holiday of the schedule.
+    Holiday(String),
+    /// The caller's number is in the list.
+    CallerIn(String),
+    /// The dialled number matches one of these.
+    Dialled(Vec<Pattern>),
+    /// A variable equals a value.
+    VarEquals(String, String),
+    /// A variable matches a pattern.
+    VarMatches(String, Pattern),
+    /// The call's language.
+    Language(Lang),
+}
+
+/// Where a queue or transfer sends the call.
+#[derive(Debug, Clone)]
+pub enum Dest {
+    /// Station lines, tried in order (the first idle one rings).
+    Stations(Vec<String>),
+    /// An external number, dialled on the first idle trunk of the list.
+    External {
+        /// Number to dial.
+        number: String,
+        /// Trunks that may carry it.
+        trunks: Vec<String>,
+    },
+}
+
+/// What a node does.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// A menu.
+    Menu(Menu),
+    /// Collect digits into a variable.
+    Collect(Collect),
+    /// Play prompts and values.
+    Play {
+        /// What to play.
+        items: Vec<Item>,
+        /// Whether a key stops it (the key is kept for the next node).
+        barge_in: bool,
+        /// Then.
+        next: Target,
+    },
+    /// First matching case wins.
+    Branch {
+        /// Conditions and targets.
+        cases: Vec<(Cond, Target)>,
+        /// When nothing matches.
+        default: Target,
+    },
+    /// Anti-counterfeit check of the code in `var`.
+    ProductCheck {
+        /// Variable with the code.
+        var: String,
+        /// Then.
+        next: Target,
+    },
+    /// Order status lookup of the number in `var`.
+    OrderStatus {
+        /// Variable with the order number.
+        var: String,
+        /// Status → what to say.
+        statuses: HashMap<String, Vec<Item>>,
+        /// Then.
+        next: Target,
+    },
+    /// An event for headquarters, kept in the outbox.
+    Notify {
+        /// Event name.
+        event: String,
+        /// Field → template.
+        fields: Vec<(String, String)>,
+        /// Then.
+        next: Target,
+    },
+    /// Record a message.
+    Voicemail {
+        /// Mailbox name.
+        mailbox: String,
+        /// Played before the beep.
+        prompt: Vec<Item>,
+        /// Longest message.
+        max_length: Duration,
+        /// Played after saving.
+        saved: Vec<Item>,
+        /// Then.
+        next: Target,
+    },
+    /// Satisfaction survey, 1-5.
+    Survey {
+        /// Asks for the score.
+        prompt: Vec<Item>,
+        /// Played after a score.
+        thanks: Vec<Item>,
+        /// Wait for the key.
+        timeout: Duration,
+        /// Then.
+        next: Target,
+    },
+    /// Callback request.
+    Callback {
+        /// Which queue the callback is for.
+        queue: String,
+        /// Confirms the request.
+        prompt: Vec<Item>,
+        /// Then.
+        next: Target,
+    },
+    /// Hand the call to a queue or a transfer destination.
+    Connect {
+        /// Queue name, or `None` for a transfer.
+        queue: Option<String>,
+        /// Where.
+        dest: Dest,
+        /// Played before ringing.
+        announce: Vec<Item>,
+        /// How long to ring.
+        ring_timeout: Duration,
+        /// When nobody answers or every line is busy.
+        on_no_answer: Target,
+        /// After the agent hangs up first (the caller stays): e.g. a survey.
+        after: Option<Target>,
+    },
+    /// Set a variable.
+    Set {
+        /// Name (`language` switches the call's language).
+        var: String,
+        /// Template.
+        value: String,
+        /// Stored on the call record.
+        recordable: bool,
+        /// Then.
+        next: Target,
+    },
+    /// Play and hang up.
+    Hangup {
+        /// Played first.
+        prompt: Vec<Item>,
+        /// Outcome stored on the record.
+        outcome: String,
+    },
+}
+
+/// A node of the flow graph.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Name in the config.
+    pub name: String,
+    /// What it does.
+    pub kind: NodeKind,
+}
+
+/// Inbound routing by dialled number.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Numbers this route serves.
+    pub dialled: Vec<Pattern>,
+    /// First node.
+    pub start: NodeId,
+    /// Language of the flow.
+    pub language: Option<Lang>,
+}
+
+/// An outbound voice job.
+#[derive(Debug, Clone)]
+pub struct OutboundJob {
+    /// Job name (unique).
+    pub name: String,
+    /// Number to call.
+    pub number: String,
+    /// Trunks to dial on (first idle).
+    pub trunks: Vec<String>,
+    /// First node once answered.
+    pub start: NodeId,
+    /// Delay after the box starts.
+    pub after: Duration,
+    /// Language of the flow.
+    pub language: Lang,
+    /// Variables the flow starts with.
+    pub vars: Vec<(String, String)>,
+    /// How long to let it ring.
+    pub ring_timeout: Duration,
+    /// Wait between attempts.
+    pub retry_every: Duration,
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// What counts as done: a variable with one of these values; `None`:
+    /// answered is enough.
+    pub success: Option<(String, Vec<String>)>,
+}
+
+/// Decoded prompts by `(language, key)`.
+#[derive(Debug, Clone, Default)]
+pub struct PromptSet {
+    map: HashMap<(Lang, String), Arc<[i16]>>,
+}
+
+impl PromptSet {
+    /// Samples of a prompt in a language.
+    pub fn get(&self, lang: Lang, key: &str) -> Option<&Arc<[i16]>> {
+        self.map.get(&(lang, key.to_string()))
+    }
+}
+
+/// The checked IVR.
+#[derive(Debug, Clone)]
+pub struct Ivr {
+    /// Every node.
+    pub nodes: Vec<Node>,
+    /// Start for calls no route matches.
+    pub start: NodeId,
+    /// Routes by dialled number, in file order.
+    pub routes: Vec<Route>,
+    /// Default language.
+    pub language: Lang,
+    /// Named number lists.
+    pub lists: HashMap<String, Vec<Pattern>>,
+    /// The list whose callers are refused.
+    pub blocked: Option<String>,
+    /// Schedules.
+    pub hours: HashMap<String, Hours>,
+    /// Lookup tables.
+    pub lookups: Arc<Lookups>,
+    /// Decoded prompts.
+    pub prompts: PromptSet,
+    /// Call-progress tone plan.
+    pub tones: ToneRegion,
+    /// Time zone for saying times.
+    pub timezone: String,
+    /// Outbound jobs.
+    pub outbound: Vec<OutboundJob>,
+}
+
+impl Ivr {
+    /// Whether a number is in a named list.
+    pub fn in_list(&self, list: &str, number: Option<&str>) -> bool {
+        let Some(n) = number else { return false };
+        self.lists
+            .get(list)
+            .is_some_and(|ps| ps.iter().any(|p| p.matches(n)))
+    }
+
+    /// The route for a dialled number: start node and language.
+    pub fn route(&self, dialled: Option<&str>) -> (NodeId, Lang) {
+        if let Some(d) = dialled {
+            for r in &self.routes {
+                if r.dialled.iter().any(|p| p.matches(d)) {
+                    return (r.start, r.language.unwrap_or(self.language));
+                }
+            }
+        }
+        (self.start, self.language)
+    }
+}
+
+/// Where the box finds its system prompts when the config names none:
+/// installed images have them under /usr/share; a source checkout has them
+/// in the firmware crate.
+pub fn default_system_prompts() -> PathBuf {
+    let installed = PathBuf::from("/usr/share/callbox/prompts/system");
+    if installed.is_dir() {
+        return installed;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/system")
+}
+
+const DEFAULT_FIRST_DIGIT: Duration = Duration::from_secs(5);
+const DEFAULT_INTER_DIGIT: Duration = Duration::from_secs(3);
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn node_name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+/// Context of one check run: collects errors, resolves names.
+struct Checker<'a> {
+    errs: Vec<(String, String)>,
+    names: HashMap<String, NodeId>,
+    base: &'a Path,
+    prompt_dir: PathBuf,
+    system_dir: PathBuf,
+    /// Prompt references to load: key → (config path of the first use).
+    wanted: BTreeMap<String, String>,
+    lines: &'a [LineInfo],
+}
+
+impl Checker<'_> {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.errs.push((path.into(), msg.into()));
+    }
+
+    fn target(&mut self, path: &str, s: &str) -> Target {
+        match s {
+            "back" => Target::Back,
+            "top" => Target::Top,
+            "hangup" => Target::Hangup,
+            "repeat" => Target::Repeat,
+            name => match self.names.get(name) {
+                Some(&id) => Target::Node(id),
+                None => {
+                    let mut known: Vec<&str> = self.names.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    self.err(
+                        path,
+                        format!(
+                            "`{name}` is not a node; targets are a node name ({}) or back, top, repeat, hangup",
+                            known.join(", ")
+                        ),
+                    );
+                    Target::Hangup
+                }
+            },
+        }
+    }
+
+    fn duration(&mut self, path: &str, s: Option<&String>, default: Duration) -> Duration {
+        match s {
+            None => default,
+            Some(s) => match parse_duration(s) {
+                Ok(d) if d > MAX_TIMEOUT => {
+                    self.err(path, format!("{s} is longer than the 60s a caller waits"));
+                    d
+                }
+                Ok(d) if d.is_zero() => {
+                    self.err(path, "a timeout of zero would never let the caller key anything");
+                    default
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(path, e);
+                    default
+                }
+            },
+        }
+    }
+
+    fn items(&mut self, path: &str, p: Option<&Prompts>, default: &[&str]) -> Vec<Item> {
+        let list = match p {
+            Some(p) => p.list(),
+            None => default.to_vec(),
+        };
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let at = match p {
+                Some(Prompts::Many(_)) => format!("{path}[{i}]"),
+                _ => path.to_string(),
+            };
+            if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+                let (kind, var) = inner.split_once(':').unwrap_or(("", inner));
+                let say = match kind {
+                    "digits" => SayAs::Digits,
+                    "number" => SayAs::Number,
+                    "money" => SayAs::Money,
+                    "date" => SayAs::Date,
+                    "time" => SayAs::Time,
+                    _ => {
+                        self.err(
+                            at,
+                            format!("`{s}`: say a value as {{digits:VAR}}, {{number:VAR}}, {{money:VAR}}, {{date:VAR}} or {{time:VAR}}"),
+                        );
+                        continue;
+                    }
+                };
+                if var.is_empty() {
+                    self.err(at, format!("`{s}` names no variable"));
+                    continue;
+                }
+                out.push(Item::Say(say, var.to_string()));
+                continue;
+            }
+            let key = if let Some(name) = s.strip_prefix("system:") {
+                format!("system:{name}")
+            } else {
+                if s.is_empty()
+                    || Path::new(s).is_absolute()
+                    || s.split('/').any(|p| p == "..")
+                {
+                    self.err(
+                        at,
+                        format!("prompt `{s}` must be a file name inside the prompts directory"),
+                    );
+                    continue;
+                }
+                format!("site:{s}")
+            };
+            self.wanted.entry(key.clone()).or_insert(at);
+            out.push(Item::Prompt(key));
+        }
+        out
+    }
+
+    fn pattern(&mut self, path: &str, s: &str) -> Option<Pattern> {
+        match Pattern::parse(s) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
+    fn lang(&mut self, path: &str, s: &str) -> Option<Lang> {
+        let l = Lang::parse(s);
+        if l.is_none() {
+            self.err(
+                path,
+                format!("unknown language `{s}`; the box speaks \"en\" and \"zh\""),
+            );
+        }
+        l
+    }
+
+    fn station(&mut self, path: &str, id: &str) {
+        match self.lines.iter().find(|l| l.id == id) {
+            None => self.err(path, format!("`{id}` is not a line defined in this file")),
+            Some(l) if l.kind != LineKind::Station => self.err(
+                path,
+                format!("`{id}` is a {} line; calls are connected to station lines", l.kind),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    fn trunks(&mut self, path: &str, ids: Option<&Vec<String>>) -> Vec<String> {
+        match ids {
+            None => self
+                .lines
+                .iter()
+                .filter(|l| l.kind == LineKind::Trunk)
+                .map(|l| l.id.clone())
+                .collect(),
+            Some(ids) => {
+                for (i, id) in ids.iter().enumerate() {
+                    match self.lines.iter().find(|l| &l.id == id) {
+                        None => self.err(
+                            format!("{path}[{i}]"),
+                            format!("`{id}` is not a line defined in this file"),
+                        ),
+                        Some(l) if l.kind != LineKind::Trunk => self.err(
+                            format!("{path}[{i}]"),
+                            format!("`{id}` is a {} line; numbers are dialled on trunks", l.kind),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                ids.clone()
+            }
+        }
+    }
+}
+
+/// Checks the `[ivr]` section and `[[outbound]]` jobs. Errors are
+/// `(key path, message)` pairs for the caller to place in the file, or
+/// ready diagnostics for problems in other files (lookup tables).
+pub(crate) fn check(
+    raw: &RawIvr,
+    outbound: &[RawOutbound],
+    base: &Path,
+    prompt_dir: &Path,
+    lines: &[LineInfo],
+) -> Result<Ivr, (Vec<(String, String)>, Vec<Diagnostic>)> {
+    let mut c = Checker {
+        errs: Vec::new(),
+        names: HashMap::new(),
+        base,
+        prompt_dir: prompt_dir.to_path_buf(),
+        system_dir: raw
+            .system_prompts
+            .as_ref()
+            .map_or_else(default_system_prompts, |p| base.join(p)),
+        wanted: BTreeMap::new(),
+        lines,
+    };
+    for (i, name) in raw.node.keys().enumerate() {
+        if !node_name_ok(name) {
+            c.err(
+                format!("ivr.node.{name}"),
+                format!("node name `{name}` must be 1-64 letters, digits, `-` or `_`"),
+            );
+        }
+        c.names.insert(name.clone(), i);
+    }
+    let language = match &raw.language {
+        Some(l) => c.lang("ivr.language", l).unwrap_or(Lang::En),
+        None => Lang::En,
+    };
+    let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
+    let mut langs: HashSet<Lang> = HashSet::from([language]);
+
+    let mut lists = HashMap::new();
+    for (name, entries) in &raw.lists {
+        let mut ps = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(p) = c.pattern(&format!("ivr.lists.{name}[{i}]"), e) {
+                ps.push(p);
+            }
+        }
+        lists.insert(name.clone(), ps);
+    }
+    if let Some(b) = &raw.blocked
+        && !lists.contains_key(b)
+    {
+        c.err("ivr.blocked", format!("`{b}` is not a list under [ivr.lists]"));
+    }
+
+    let mut hours = HashMap::new();
+    for (name, h) in &raw.hours {
+        let at = format!("ivr.hours.{name}");
+        let mut errs = Vec::new();
+        if let Some(h) = Hours::check(h, &timezone, &at, &mut |k, m| errs.push((k, m))) {
+            hours.insert(name.clone(), h);
+        }
+        c.errs.extend(errs);
+    }
+
+    let (lookups, lookup_diags) = Lookups::load(&raw.lookups, base);
+    if let Some(e) = lookups.config_error() {
+        c.err("ivr.lookups", e);
+    }
+
+    if raw.node.is_empty() {
+        c.err("ivr", "the IVR has no nodes; add at least one `[ivr.node.NAME]`");
+        return Err((c.errs, lookup_diags));
+    }
+    let start = match &raw.start {
+        Some(s) => match c.names.get(s) {
+            Some(&id) => id,
+            None => {
+                c.err("ivr.start", format!("`{s}` is not a node"));
+                0
+            }
+        },
+        None => {
+            c.err("ivr.start", "the IVR needs `start`, the node every inbound call begins at");
+            0
+        }
+    };
+    let mut routes = Vec::new();
+    for (i, r) in raw.route.iter().enumerate() {
+        let at = format!("ivr.route[{i}]");
+        let dialled = r
+            .dialled
+            .iter()
+            .enumerate()
+            .filter_map(|(j, d)| c.pattern(&format!("{at}.dialled[{j}]"), d))
+            .collect();
+        let start = match c.names.get(&r.start) {
+            Some(&id) => id,
+            None => {
+                c.err(format!("{at}.start"), format!("`{}` is not a node", r.start));
+                0
+            }
+        };
+        let language = r
+            .language
+            .as_ref()
+            .and_then(|l| c.lang(&format!("{at}.language"), l));
+        if let Some(l) = language {
+            langs.insert(l);
+        }
+        routes.push(Route {
+            dialled,
+            start,
+            language,
+        });
+    }
+
+    let mut nodes = Vec::new();
+    for (name, rn) in &raw.node {
+        let at = format!("ivr.node.{name}");
+        let p = |k: &str| format!("{at}.{k}");
+        let kind = match rn {
+            RawNode::Menu(m) => {
+                let mut options = Vec::new();
+                for (key, t) in &m.options {
+                    if key.is_empty()
+                        || !key.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit)
+                    {
+                        c.err(
+                            p(&format!("options.{key}")),
+                            format!("option `{key}` must be keys of a phone keypad (0-9, *, #, A-D)"),
+                        );
+                        continue;
+                    }
+                    let target = c.target(&p(&format!("options.{key}")), t);
+                    options.push((key.clone(), target));
+                }
+                if m.options.is_empty() {
+                    c.err(p("options"), "a menu needs at least one option");
+                }
+                let greeting = c.items(&p("greeting"), Some(&m.greeting), &[]);
+                let short_greeting = match &m.short_greeting {
+                    Some(s) => c.items(&p("short_greeting"), Some(s), &[]),
+                    None => greeting.clone(),
+                };
+                let on_max_failures =
+                    c.target(&p("on_max_failures"), m.on_max_failures.as_deref().unwrap_or("hangup"));
+                let on_max_timeouts = match &m.on_max_timeouts {
+                    Some(t) => c.target(&p("on_max_timeouts"), t),
+                    None => on_max_failures,
+                };
+                let max_len = options.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(1);
+                NodeKind::Menu(Menu {
+                    greeting,
+                    short_greeting,
+                    invalid: c.items(&p("invalid"), m.invalid.as_ref(), &["system:invalid-option"]),
+                    no_input: c.items(&p("no_input"), m.no_input.as_ref(), &["system:timeout"]),
+                    exit: c.items(&p("exit"), m.exit.as_ref(), &["system:too-many-errors"]),
+                    first_digit_timeout: c.duration(&p("first_digit_timeout"), m.first_digit_timeout.as_ref(), DEFAULT_FIRST_DIGIT),
+                    inter_digit_timeout: c.duration(&p("inter_digit_timeout"), m.inter_digit_timeout.as_ref(), DEFAULT_INTER_DIGIT),
+                    max_failures: m.max_failures.unwrap_or(3).max(1),
+                    max_timeouts: m.max_timeouts.unwrap_or(3).max(1),
+                    on_max_failures,
+                    on_max_timeouts,
+                    barge_in: m.barge_in.unwrap_or(true),
+                    options,
+                    max_len,
+                })
+            }
+            RawNode::Collect(k) => {
+                let min = k.min.unwrap_or(1);
+                let max = k.max.unwrap_or(min.max(20));
+                if min == 0 || max < min || max > 64 {
+                    c.err(
+                        p("max"),
+                        format!("digit lengths must satisfy 1 <= min <= max <= 64 (min {min}, max {max})"),
+                    );
+                }
+                let terminator = match k.terminator.as_deref() {
+                    None => Some('#'),
+                    Some("") => None,
+                    Some(t) if t.chars().count() == 1 && callbox_hal::dsp::dtmf::is_dtmf_digit(t.chars().next().unwrap_or(' ')) => {
+                        t.chars().next()
+                    }
+                    Some(t) => {
+                        c.err(p("terminator"), format!("terminator `{t}` must be one key (usually \"#\"), or \"\" for none"));
+                        None
+                    }
+                };
+                let pattern = k.pattern.as_ref().and_then(|s| c.pattern(&p("pattern"), s));
+                NodeKind::Collect(Collect {
+                    var: k.var.clone(),
+                    prompt: c.items(&p("prompt"), Some(&k.prompt), &[]),
+                    min,
+                    max,
+                    terminator,
+                    pattern,
+                    retries: k.retries.unwrap_or(2),
+                    invalid: c.items(&p("invalid"), k.invalid.as_ref(), &["system:invalid-option"]),
+                    no_input: c.items(&p("no_input"), k.no_input.as_ref(), &["system:timeout"]),
+                    first_digit_timeout: c.duration(&p("first_digit_timeout"), k.first_digit_timeout.as_ref(), DEFAULT_FIRST_DIGIT),
+                    inter_digit_timeout: c.duration(&p("inter_digit_timeout"), k.inter_digit_timeout.as_ref(), DEFAULT_INTER_DIGIT),
+                    barge_in: k.barge_in.unwrap_or(true),
+                    recordable: k.recordable,
+                    next: c.target(&p("next"), &k.next),
+                    on_failure: c.target(&p("on_failure"), k.on_failure.as_deref().unwrap_or("hangup")),
+                })
+            }
+            RawNode::Play(pl) => NodeKind::Play {
+                items: c.items(&p("prompts"), Some(&pl.prompts), &[]),
+                barge_in: pl.barge_in,
+                next: c.target(&p("next"), &pl.next),
+            },
+            RawNode::Branch(b) => {
+                let mut cases = Vec::new();
+                for (i, case) in b.cases.iter().enumerate() {
+                    let cp = p(&format!("cases[{i}]"));
+                    let set = [
+                        case.open.is_some(),
+                        case.holiday.is_some(),
+                        case.caller_in.is_some(),
+                        case.dialled.is_some(),
+                        case.var.is_some(),
+                        case.language.is_some(),
+                    ]
+                    .iter()
+                    .filter(|&&b| b)
+                    .count();
+                    if set != 1 {
+                        c.err(
+                            cp.clone(),
+                            "a case tests exactly one of: open, holiday, caller_in, dialled, var (with equals or matches), language",
+                        );
+                        continue;
+                    }
+                    let cond = if let Some(h) = case.open.as_ref().or(case.holiday.as_ref()) {
+                        if !hours.contains_key(h) && !raw.hours.contains_key(h) {
+                            c.err(cp.clone(), format!("`{h}` is not a schedule under [ivr.hours]"));
+                        }
+                        if case.open.is_some() {
+                            Cond::Open(h.clone())
+                        } else {
+                            Cond::Holiday(h.clone())
+                        }
+                    } else if let Some(l) = &case.caller_in {
+                        if !lists.contains_key(l) {
+                            c.err(format!("{cp}.caller_in"), format!("`{l}` is not a list under [ivr.lists]"));
+                        }
+                        Cond::CallerIn(l.clone())
+                    } else if let Some(ds) = &case.dialled {
+                        Cond::Dialled(
+                            ds.iter()
+                                .enumerate()
+                                .filter_map(|(j, d)| c.pattern(&format!("{cp}.dialled[{j}]"), d))
+                                .collect(),
+                        )
+                    } else if let Some(v) = &case.var {
+                        match (&case.equals, &case.matches) {
+                            (Some(e), None) => Cond::VarEquals(v.clone(), e.clone()),
+                            (None, Some(m)) => match c.pattern(&format!("{cp}.matches"), m) {
+                                Some(pat) => Cond::VarMatches(v.clone(), pat),
+                                None => continue,
+                            },
+                            _ => {
+                                c.err(cp.clone(), "a `var` case needs exactly one of `equals` or `matches`");
+                                continue;
+                            }
+                        }
+                    } else {
+                        let l = case.language.as_deref().unwrap_or("");
+                        match c.lang(&format!("{cp}.language"), l) {
+                            Some(l) => Cond::Language(l),
+                            None => continue,
+                        }
+                    };
+                    let t = c.target(&format!("{cp}.goto"), &case.goto);
+                    cases.push((cond, t));
+                }
+                NodeKind::Branch {
+                    cases,
+                    default: c.target(&p("default"), &b.default),
+                }
+            }
+            RawNode::ProductCheck(pc) => {
+                if !lookups.has_products() {
+                    c.err(at.clone(), "a product_check needs `products` under [ivr.lookups]");
+                }
+                NodeKind::ProductCheck {
+                    var: pc.var.clone(),
+                    next: c.target(&p("next"), &pc.next),
+                }
+            }
+            RawNode::OrderStatus(os) => {
+                if !lookups.has_orders() {
+                    c.err(at.clone(), "an order_status needs `orders` under [ivr.lookups]");
+                }
+                let mut statuses = HashMap::new();
+                for (s, prompts) in &os.statuses {
+                    statuses.insert(s.clone(), c.items(&p(&format!("statuses.{s}")), Some(prompts), &[]));
+                }
+                for (line, s) in lookups.order_statuses() {
+                    if !statuses.contains_key(s) {
+                        c.err(
+                            p("statuses"),
+                            format!("order status `{s}` (orders table line {line}) has no entry here, so a caller would hear nothing"),
+                        );
+                    }
+                }
+                NodeKind::OrderStatus {
+                    var: os.var.clone(),
+                    statuses,
+                    next: c.target(&p("next"), &os.next),
+                }
+            }
+            RawNode::Notify(n) => NodeKind::Notify {
+                event: n.event.clone(),
+                fields: n.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                next: c.target(&p("next"), &n.next),
+            },
+            RawNode::Voicemail(v) => NodeKind::Voicemail {
+                mailbox: v.mailbox.clone(),
+                prompt: c.items(&p("prompt"), v.prompt.as_ref(), &["system:leave-message", "system:beep"]),
+                max_length: match &v.max_length {
+                    None => Duration::from_secs(120),
+                    Some(s) => match parse_duration(s) {
+                        Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(600) => d,
+                        Ok(_) => {
+                            c.err(p("max_length"), "max_length must be between 1s and 10m");
+                            Duration::from_secs(120)
+                        }
+                        Err(e) => {
+                            c.err(p("max_length"), e);
+                            Duration::from_secs(120)
+                        }
+                    },
+                },
+                saved: c.items(&p("saved"), v.saved.as_ref(), &["system:message-saved"]),
+                next: c.target(&p("next"), &v.next),
+            },
+            RawNode::Survey(s) => NodeKind::Survey {
+                prompt: c.items(&p("prompt"), s.prompt.as_ref(), &["system:survey"]),
+                thanks: c.items(&p("thanks"), s.thanks.as_ref(), &["system:survey-thanks"]),
+                timeout: c.duration(&p("timeout"), s.timeout.as_ref(), DEFAULT_FIRST_DIGIT),
+                next: c.target(&p("next"), &s.next),
+            },
+            RawNode::Callback(cb) => NodeKind::Callback {
+                queue: cb.queue.clone().unwrap_or_else(|| name.clone()),
+                prompt: c.items(&p("prompt"), cb.prompt.as_ref(), &["system:callback-requested"]),
+                next: c.target(&p("next"), &cb.next),
+            },
+            RawNode::Queue(q) => {
+                if q.stations.is_empty() {
+                    c.err(p("stations"), "a queue needs at least one station line");
+                }
+                for (i, s) in q.stations.iter().enumerate() {
+                    c.station(&p(&format!("stations[{i}]")), s);
+                }
+                NodeKind::Connect {
+                    queue: Some(name.clone()),
+                    dest: Dest::Stations(q.stations.clone()),
+                    announce: c.items(&p("announce"), q.announce.as_ref(), &["system:please-hold"]),
+                    ring_timeout: c.duration(&p("ring_timeout"), q.ring_timeout.as_ref(), Duration::from_secs(20)),
+                    on_no_answer: c.target(&p("on_no_answer"), &q.on_no_answer),
+                    after: q.after.as_ref().map(|a| c.target(&p("after"), a)),
+                }
+            }
+            RawNode::Transfer(t) => {
+                let dest = match (&t.station, &t.number) {
+                    (Some(s), None) => {
+                        c.station(&p("station"), s);
+                        Dest::Stations(vec![s.clone()])
+                    }
+                    (None, Some(n)) => {
+                        if n.is_empty() || !n.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {
+                            c.err(p("number"), format!("`{n}` is not a number that can be dialled (keys 0-9, *, #)"));
+                        }
+                        Dest::External {
+                            number: n.clone(),
+                            trunks: c.trunks(&p("trunks"), t.trunks.as_ref()),
+                        }
+                    }
+                    _ => {
+                        c.err(at.clone(), "a transfer needs exactly one of `station` or `number`");
+                        Dest::Stations(Vec::new())
+                    }
+                };
+                NodeKind::Connect {
+                    queue: None,
+                    dest,
+                    announce: c.items(&p("announce"), t.announce.as_ref(), &["system:transferring"]),
+                    ring_timeout: c.duration(&p("ring_timeout"), t.ring_timeout.as_ref(), Duration::from_secs(30)),
+                    on_no_answer: c.target(&p("on_no_answer"), &t.on_no_answer),
+                    after: t.after.as_ref().map(|a| c.target(&p("after"), a)),
+                }
+            }
+            RawNode::Set(s) => {
+                if s.var == "language" && !s.value.contains('{') {
+                    if let Some(l) = c.lang(&p("value"), &s.value) {
+                        langs.insert(l);
+                    }
+                }
+                NodeKind::Set {
+                    var: s.var.clone(),
+                    value: s.value.clone(),
+                    recordable: s.recordable,
+                    next: c.target(&p("next"), &s.next),
+                }
+            }
+            RawNode::Hangup(h) => NodeKind::Hangup {
+                prompt: c.items(&p("prompt"), h.prompt.as_ref(), &[]),
+                outcome: h.outcome.clone().unwrap_or_else(|| name.clone()),
+            },
+        };
+        nodes.push(Node {
+            name: name.clone(),
+            kind,
+        });
+    }
+
+    let mut jobs = Vec::new();
+    let mut job_names = HashSet::new();
+    for (i, o) in outbound.iter().enumerate() {
+        let at = format!("outbound[{i}]");
+        let p = |k: &str| format!("{at}.{k}");
+        if !node_name_ok(&o.name) || !job_names.insert(o.name.clone()) {
+            c.err(p("name"), format!("job name `{}` must be unique, 1-64 letters, digits, `-` or `_`", o.name));
+        }
+        if o.number.is_empty() || !o.number.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {
+            c.err(p("number"), format!("`{}` is not a number that can be dialled", o.number));
+        }
+        let start = match c.names.get(&o.start) {
+            Some(&id) => id,
+            None => {
+                c.err(p("start"), format!("`{}` is not a node", o.start));
+                0
+            }
+        };
+        let language = match &o.language {
+            Some(l) => c.lang(&p("language"), l).unwrap_or(language),
+            None => language,
+        };
+        langs.insert(language);
+        let parse = |c: &mut Checker<'_>, k: &str, v: Option<&String>, d: Duration| match v {
+            None => d,
+            Some(s) => parse_duration(s).unwrap_or_else(|e| {
+                c.err(p(k), e);
+                d
+            }),
+        };
+        let after = parse(&mut c, "after", o.after.as_ref(), Duration::ZERO);
+        let ring_timeout = parse(&mut c, "ring_timeout", o.ring_timeout.as_ref(), Duration::from_secs(30));
+        let retry_every = parse(&mut c, "retry_every", o.retry_every.as_ref(), Duration::from_secs(600));
+        let max_attempts = o.max_attempts.unwrap_or(3);
+        if !(1..=20).contains(&max_attempts) {
+            c.err(p("max_attempts"), "max_attempts must be between 1 and 20");
+        }
+        jobs.push(OutboundJob {
+            name: o.name.clone(),
+            number: o.number.clone(),
+            trunks: c.trunks(&p("trunks"), o.trunks.as_ref()),
+            start,
+            after,
+            language,
+            vars: o.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            ring_timeout,
+            retry_every,
+            max_attempts,
+            success: o.success.as_ref().map(|s| (s.var.clone(), s.values.clone())),
+        });
+    }
+
+    // Graph checks: every node reachable, every reachable node able to end.
+    // Unknown targets were resolved to hangup, so the graph is whole even
+    // when other errors were found, and every problem is reported at once.
+    let mut entries: Vec<NodeId> = vec![start];
+    entries.extend(routes.iter().map(|r| r.start));
+    entries.extend(jobs.iter().map(|j| j.start));
+    graph_check(&nodes, &entries, &mut c);
+
+    // Prompts: every referenced prompt, plus the say fragments, in every
+    // language a flow can speak.
+    let mut prompts = PromptSet::default();
+    let mut langs: Vec<Lang> = langs.into_iter().collect();
+    langs.sort_by_key(|l| l.code());
+    let mut decoded: HashMap<PathBuf, Arc<[i16]>> = HashMap::new();
+    for &lang in &langs {
+        let mut wanted: Vec<(String, String)> =
+            c.wanted.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for f in say::required_fragments(lang) {
+            wanted.push((format!("system:{f}"), "ivr".to_string()));
+        }
+        for (key, at) in wanted {
+            let candidates: Vec<PathBuf> = if let Some(name) = key.strip_prefix("system:") {
+                vec![
+                    c.prompt_dir.join("system").join(lang.code()).join(format!("{name}.wav")),
+                    c.system_dir.join(lang.code()).join(format!("{name}.wav")),
+                ]
+            } else {
+                let name = key.trim_start_matches("site:");
+                vec![c.prompt_dir.join(lang.code()).join(name), c.prompt_dir.join(name)]
+            };
+            let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+                let msg = if at == "ivr" {
+                    format!(
+                        "system prompt `{}` for language {} not found (looked in {}); the say functions need it",
+                        key.trim_start_matches("system:"),
+                        lang.code(),
+                        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    )
+                } else {
+                    format!(
+                        "prompt `{}` for language {} not found (looked for {})",
+                        key.split_once(':').map_or(key.as_str(), |(_, n)| n),
+                        lang.code(),
+                        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                c.err(at, msg);
+                continue;
+            };
+            let samples = match decoded.get(path) {
+                Some(s) => s.clone(),
+                None => match callbox_hal::wav::load_prompt(path, 8000) {
+                    Ok(s) => {
+                        let s: Arc<[i16]> = s.into();
+                        decoded.insert(path.clone(), s.clone());
+                        s
+                    }
+                    Err(e) => {
+                        c.err(at, format!("prompt file {}: {e}", path.display()));
+                        continue;
+                    }
+                },
+            };
+            prompts.map.insert((lang, key), samples);
+        }
+    }
+
+    if !c.errs.is_empty() || !lookup_diags.is_empty() {
+        return Err((c.errs, lookup_diags));
+    }
+    let _ = c.base;
+    Ok(Ivr {
+        nodes,
+        start,
+        routes,
+        language,
+        lists,
+        blocked: raw.blocked.clone(),
+        hours,
+        lookups: Arc::new(lookups),
+        prompts,
+        tones: raw.tones.unwrap_or(ToneRegion::China),
+        timezone,
+        outbound: jobs,
+    })
+}
+
+fn targets(kind: &NodeKind) -> Vec<Target> {
+    match kind {
+        NodeKind::Menu(m) => {
+            let mut v: Vec<Target> = m.options.iter().map(|(_, t)| *t).collect();
+            v.extend([m.on_max_failures, m.on_max_timeouts]);
+            v
+        }
+        NodeKind::Collect(k) => vec![k.next, k.on_failure],
+        NodeKind::Play { next, .. }
+        | NodeKind::ProductCheck { next, .. }
+        | NodeKind::OrderStatus { next, .. }
+        | NodeKind::Notify { next, .. }
+        | NodeKind::Voicemail { next, .. }
+        | NodeKind::Survey { next, .. }
+        | NodeKind::Callback { next, .. }
+        | NodeKind::Set { next, .. } => vec![*next],
+        NodeKind::Branch { cases, default } => {
+            let mut v: Vec<Target> = cases.iter().map(|(_, t)| *t).collect();
+            v.push(*default);
+            v
+        }
+        NodeKind::Connect {
+            on_no_answer,
+            after,
+            ..
+        } => {
+            // A connected call ends when it is bridged (or goes to `after`).
+            let mut v = vec![*on_no_answer, Target::Hangup];
+            v.extend(after.iter().copied());
+            v
+        }
+        NodeKind::Hangup { .. } => vec![Target::Hangup],
+    }
+}
+
+/// Unreachable nodes and loops with no way out, as config errors.
+fn graph_check(nodes: &[Node], entries: &[NodeId], c: &mut Checker<'_>) {
+    let n = nodes.len();
+    let edges: Vec<Vec<Target>> = nodes.iter().map(|nd| targets(&nd.kind)).collect();
+    // Reachability from every start. `top` leads back to a start, which is
+    // already reached; `back` only returns to a menu already visited.
+    let mut seen = vec![false; n];
+    let mut stack: Vec<NodeId> = entries.to_vec();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        for t in &edges[i] {
+            if let Target::Node(j) = *t {
+                stack.push(j);
+            }
+        }
+    }
+    for (i, nd) in nodes.iter().enumerate() {
+        if !seen[i] {
+            c.err(
+                format!("ivr.node.{}", nd.name),
+                format!(
+                    "node `{}` is never reached: no start, route, outbound job or other node leads to it",
+                    nd.name
+                ),
+            );
+        }
+    }
+    // Nodes that can end the call: a hangup, or `back` (the flow came from
+    // a menu the caller can leave).
+    let mut can_end = vec![false; n];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..n {
+            if can_end[i] {
+                continue;
+            }
+            let ends = edges[i].iter().any(|t| match *t {
+                Target::Hangup | Target::Back => true,
+                Target::Node(j) => can_end[j],
+                Target::Top | Target::Repeat => false,
+            });
+            if ends {
+                can_end[i] = true;
+                changed = true;
+            }
+        }
+    }
+    for (i, nd) in nodes.iter().enumerate() {
+        if seen[i] && !can_end[i] {
+            c.err(
+                format!("ivr.node.{}", nd.name),
+                format!(
+                    "node `{}` is in a loop with no way out: nothing it leads to ever hangs up, connects or leaves (add an exit such as on_max_failures = \"hangup\")",
+                    nd.name
+                ),
+            );
+        }
+    }
+}

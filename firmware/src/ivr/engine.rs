@@ -1,0 +1,732 @@
+//! Runs a call through the flow graph: menus, digit collection, saying
+//! values, branching, lookups, messages, surveys, callbacks, and
+//! connecting the caller to a station or an outside number.
+//!
+//! The engine is a loop over nodes. Each node does its media work through
+//! [`Media`] and names the next target; nothing here can block forever (every
+//! wait has a timeout and watches the caller), and a step budget ends a call
+//! whose flow keeps jumping without ever waiting on the caller, whatever the
+//! config says. What happened is kept in [`FlowState`] and lands on the call
+//! record: the path taken, recordable variables, the outcome, the survey
+//! score.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use callbox_hal::dsp::tones::ProgressTone;
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, Port};
+use tokio::sync::oneshot;
+
+use super::config::{Cond, Dest, Item, Ivr, Menu, NodeId, NodeKind, SayAs, Target};
+use super::media::{BridgeEnd, Gone, Media, bridge};
+use super::say::{self, Lang};
+use crate::clock::Clock;
+use crate::lines::Lines;
+use crate::store::{CheckHistory, StoreHandle, StoreMsg};
+
+/// Node visits allowed per call before the engine gives up on a flow that
+/// loops without waiting on the caller.
+const MAX_STEPS: u32 = 1000;
+
+/// What a flow needs from the call and the daemon.
+#[derive(Debug)]
+pub struct FlowEnv<'a, L, I, O> {
+    /// The checked IVR.
+    pub ivr: &'a Ivr,
+    /// Lines to borrow for connecting the caller.
+    pub lines: &'a Lines<L, I, O>,
+    /// Record store.
+    pub store: &'a StoreHandle,
+    /// Time.
+    pub clock: &'a Clock,
+    /// Where voicemail is written.
+    pub data_dir: &'a PathBuf,
+    /// The call.
+    pub call_id: &'a str,
+    /// Calling number (for outbound calls: the number called).
+    pub caller: Option<&'a str>,
+    /// Dialled number.
+    pub dialled: Option<&'a str>,
+}
+
+/// What the flow did, for the call record.
+#[derive(Debug, Clone, Default)]
+pub struct FlowState {
+    /// First node.
+    pub start: Option<NodeId>,
+    /// Language spoken.
+    pub lang: Option<Lang>,
+    /// Every variable.
+    pub vars: BTreeMap<String, String>,
+    /// Variables that go on the record.
+    pub recordable: BTreeSet<String>,
+    /// Nodes and choices, in order.
+    pub path: Vec<String>,
+    /// How the flow ended.
+    pub outcome: Option<String>,
+    /// Survey score, 1-5.
+    pub survey: Option<u8>,
+    /// Line the caller was connected to.
+    pub connected_to: Option<String>,
+    menus: Vec<NodeId>,
+}
+
+impl FlowState {
+    /// A fresh state starting at `start` in `lang`, with initial variables.
+    pub fn new(start: NodeId, lang: Lang, vars: &[(String, String)]) -> FlowState {
+        FlowState {
+            start: Some(start),
+            lang: Some(lang),
+            vars: vars.iter().cloned().collect(),
+            ..FlowState::default()
+        }
+    }
+
+    fn lang(&self) -> Lang {
+        self.lang.unwrap_or(Lang::En)
+    }
+
+    /// Variables marked recordable, with their values.
+    pub fn recorded_vars(&self) -> BTreeMap<String, String> {
+        self.recordable
+            .iter()
+            .filter_map(|k| self.vars.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+}
+
+/// How a flow ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowEnd {
+    /// The flow is done; the box hangs up.
+    Done,
+    /// The caller left, the daemon stops or the line failed.
+    Gone(Gone),
+}
+
+fn template(s: &str, st: &FlowState, env_caller: Option<&str>, env_dialled: Option<&str>, call_id: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let name = &rest[i + 1..i + j];
+        let v = match name {
+            "caller" => env_caller.unwrap_or(""),
+            "dialled" => env_dialled.unwrap_or(""),
+            "call_id" => call_id,
+            other => st.vars.get(other).map_or("", String::as_str),
+        };
+        out.push_str(v);
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
+    fn now_ms(&self) -> i64 {
+        self.clock.now().wall_ms
+    }
+
+    /// Fragments for a value said aloud; an unusable value says nothing
+    /// (and is logged), it never ends the call.
+    fn say_fragments(&self, how: SayAs, var: &str, st: &FlowState) -> Vec<String> {
+        let value = st.vars.get(var).map(String::as_str).unwrap_or("");
+        let lang = st.lang();
+        let tz = jiff::tz::TimeZone::get(&self.ivr.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let frags = match how {
+            SayAs::Digits => Some(say::digits(value)),
+            SayAs::Number => value.parse::<i64>().ok().map(|n| say::number(n, lang)),
+            SayAs::Money => say::parse_money(value).map(|c| say::money(c, lang)),
+            SayAs::Date => value
+                .parse::<jiff::civil::Date>()
+                .ok()
+                .or_else(|| value.parse::<jiff::Timestamp>().ok().map(|t| t.to_zoned(tz.clone()).date()))
+                .map(|d| say::date(d.year() as i32, d.month() as u8, d.day() as u8, None, lang)),
+            SayAs::Time => value
+                .parse::<jiff::civil::Time>()
+                .ok()
+                .or_else(|| value.parse::<jiff::Timestamp>().ok().map(|t| t.to_zoned(tz.clone()).time()))
+                .map(|t| say::time(t.hour() as u8, t.minute() as u8, lang)),
+        };
+        frags.unwrap_or_else(|| {
+            tracing::warn!(var, value, ?how, "value cannot be said; skipped");
+            Vec::new()
+        })
+    }
+
+    /// Concatenates items into one buffer, so fragments play without gaps.
+    fn render(&self, items: &[Item], st: &FlowState) -> Vec<i16> {
+        let lang = st.lang();
+        let mut out = Vec::new();
+        let mut add = |key: &str| match self.ivr.prompts.get(lang, key) {
+            Some(s) => out.extend_from_slice(s),
+            None => tracing::warn!(key, lang = lang.code(), "prompt missing at run time"),
+        };
+        for item in items {
+            match item {
+                Item::Prompt(key) => add(key),
+                Item::Say(how, var) => {
+                    for f in self.say_fragments(*how, var, st) {
+                        add(&format!("system:{f}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn play(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        items: &[Item],
+        st: &FlowState,
+        barge_in: bool,
+    ) -> Result<bool, Gone> {
+        if items.is_empty() {
+            return Ok(false);
+        }
+        let audio = self.render(items, st);
+        let interrupted = media.play(&audio, barge_in).await?;
+        if !barge_in {
+            media.clear_keys();
+        }
+        Ok(interrupted)
+    }
+
+    /// Runs the flow from `st.start` to its end.
+    pub async fn run(&self, media: &mut Media<'_, L, I, O>, st: &mut FlowState) -> FlowEnd {
+        let start = st.start.unwrap_or(self.ivr.start);
+        let mut target = Target::Node(start);
+        let mut current_menu_entry_short = false;
+        for _ in 0..MAX_STEPS {
+            let id = match target {
+                Target::Node(i) => i,
+                Target::Hangup => return FlowEnd::Done,
+                Target::Top => {
+                    st.menus.clear();
+                    start
+                }
+                Target::Back => {
+                    st.menus.pop();
+                    match st.menus.pop() {
+                        Some(m) => m,
+                        None => start,
+                    }
+                }
+                Target::Repeat => match st.menus.last() {
+                    Some(&m) => {
+                        current_menu_entry_short = true;
+                        m
+                    }
+                    None => start,
+                },
+            };
+            let node = &self.ivr.nodes[id];
+            st.path.push(node.name.clone());
+            let step = match &node.kind {
+                NodeKind::Menu(m) => {
+                    let short = std::mem::take(&mut current_menu_entry_short)
+                        || st.menus.last() == Some(&id);
+                    if st.menus.last() != Some(&id) {
+                        st.menus.push(id);
+                    }
+                    self.menu(media, &node.name, m, short, st).await
+                }
+                NodeKind::Collect(k) => self.collect(media, &node.name, k, st).await,
+                NodeKind::Play {
+                    items,
+                    barge_in,
+                    next,
+                } => self.play(media, items, st, *barge_in).await.map(|_| *next),
+                NodeKind::Branch { cases, default } => Ok(cases
+                    .iter()
+                    .find(|(c, _)| self.holds(c, st))
+                    .map_or(*default, |(_, t)| *t)),
+                NodeKind::Set {
+                    var,
+                    value,
+                    recordable,
+                    next,
+                } => {
+                    let v = template(value, st, self.caller, self.dialled, self.call_id);
+                    if var == "language" {
+                        match Lang::parse(&v) {
+                            Some(l) if self.ivr.prompts.get(l, "system:digit-0").is_some() => st.lang = Some(l),
+                            _ => tracing::warn!(value = %v, "language not available; unchanged"),
+                        }
+                    }
+                    st.vars.insert(var.clone(), v);
+                    if *recordable {
+                        st.recordable.insert(var.clone());
+                    }
+                    Ok(*next)
+                }
+                NodeKind::Hangup { prompt, outcome } => {
+                    st.outcome = Some(outcome.clone());
+                    self.play(media, prompt, st, false).await.map(|_| Target::Hangup)
+                }
+                NodeKind::ProductCheck { var, next } => self.product_check(media, var, st).await.map(|()| *next),
+                NodeKind::OrderStatus {
+                    var,
+                    statuses,
+                    next,
+                } => {
+                    let no = st.vars.get(var).cloned().unwrap_or_default();
+                    let (result, items) = match self.ivr.lookups.order(&no) {
+                        Some(status) => {
+                            let mut items = vec![Item::Prompt("system:order-status".into())];
+                            items.extend(statuses.get(status).cloned().unwrap_or_default());
+                            (status.to_string(), items)
+                        }
+                        None => ("not_found".to_string(), vec![Item::Prompt("system:order-not-found".into())]),
+                    };
+                    st.path.push(format!("order_status={result}"));
+                    st.vars.insert("order_status".into(), result);
+                    self.play(media, &items, st, false).await.map(|_| *next)
+                }
+                NodeKind::Notify { event, fields, next } => {
+                    let fields: serde_json::Map<String, serde_json::Value> = fields
+                        .iter()
+                        .map(|(k, v)| (k.clone(), template(v, st, self.caller, self.dialled, self.call_id).into()))
+                        .collect();
+                    let payload = serde_json::json!({
+                        "event": event,
+                        "call_id": self.call_id,
+                        "caller": self.caller,
+                        "fields": fields,
+                    });
+                    self.store
+                        .send(StoreMsg::Outbox {
+                            stream: "notify".into(),
+                            at: self.clock.now(),
+                            payload,
+                        })
+                        .await;
+                    Ok(*next)
+                }
+                NodeKind::Voicemail {
+                    mailbox,
+                    prompt,
+                    max_length,
+                    saved,
+                    next,
+                } => self.voicemail(media, mailbox, prompt, *max_length, saved, st).await.map(|()| *next),
+                NodeKind::Survey {
+                    prompt,
+                    thanks,
+                    timeout,
+                    next,
+                } => {
+                    let mut score = None;
+                    for _ in 0..2 {
+                        if let Err(g) = self.play(media, prompt, st, true).await {
+                            return self.gone(g, &node.name, st);
+                        }
+                        match media.wait_key(*timeout).await {
+                            Ok(Some(k @ '1'..='5')) => {
+                                score = Some(k as u8 - b'0');
+                                break;
+                            }
+                            Ok(_) => continue,
+                            Err(g) => return self.gone(g, &node.name, st),
+                        }
+                    }
+                    st.survey = score;
+                    st.path.push(format!("survey={}", score.map_or("none".into(), |s| s.to_string())));
+                    if score.is_some() {
+                        self.play(media, thanks, st, false).await.map(|_| *next)
+                    } else {
+                        Ok(*next)
+                    }
+                }
+                NodeKind::Callback { queue, prompt, next } => match self.caller {
+                    Some(number) => {
+                        self.store
+                            .send(StoreMsg::Callback {
+                                call_id: self.call_id.to_string(),
+                                number: number.to_string(),
+                                queue: queue.clone(),
+                                at: self.clock.now(),
+                            })
+                            .await;
+                        st.path.push("callback=requested".into());
+                        self.play(media, prompt, st, false).await.map(|_| *next)
+                    }
+                    None => {
+                        st.path.push("callback=no_number".into());
+                        Ok(*next)
+                    }
+                },
+                NodeKind::Connect {
+                    queue,
+                    dest,
+                    announce,
+                    ring_timeout,
+                    on_no_answer,
+                    after,
+                } => {
+                    match self
+                        .connect(media, queue.as_deref(), dest, announce, *ring_timeout, st)
+                        .await
+                    {
+                        Ok(None) => Ok(*on_no_answer),
+                        Ok(Some(BridgeEnd::OtherHungUp)) => Ok(after.unwrap_or(Target::Hangup)),
+                        Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
+                        Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
+                        Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
+                        Err(g) => Err(g),
+                    }
+                }
+            };
+            match step {
+                Ok(t) => {
+                    if t == Target::Hangup && st.outcome.is_none() {
+                        st.outcome = Some(format!("hangup:{}", node.name));
+                    }
+                    target = t;
+                }
+                Err(g) => return self.gone(g, &node.name, st),
+            }
+        }
+        tracing::error!("flow took {MAX_STEPS} steps without ending; hanging up");
+        st.outcome = Some("step_limit".into());
+        FlowEnd::Done
+    }
+
+    fn gone(&self, g: Gone, node: &str, st: &mut FlowState) -> FlowEnd {
+        if st.outcome.is_none() {
+            st.outcome = Some(match &g {
+                Gone::Caller => format!("caller_hung_up:{node}"),
+                Gone::Shutdown => "shutdown".into(),
+                Gone::Failure(_) => "line_failure".into(),
+            });
+        }
+        FlowEnd::Gone(g)
+    }
+
+    fn holds(&self, c: &Cond, st: &FlowState) -> bool {
+        let now = self.now_ms();
+        match c {
+            Cond::Open(h) => self.ivr.hours.get(h).is_some_and(|h| h.is_open(now)),
+            Cond::Holiday(h) => self.ivr.hours.get(h).is_some_and(|h| h.is_holiday(now)),
+            Cond::CallerIn(list) => self.ivr.in_list(list, self.caller),
+            Cond::Dialled(ps) => self.dialled.is_some_and(|d| ps.iter().any(|p| p.matches(d))),
+            Cond::VarEquals(v, want) => st.vars.get(v).is_some_and(|x| x == want),
+            Cond::VarMatches(v, p) => st.vars.get(v).is_some_and(|x| p.matches(x)),
+            Cond::Language(l) => st.lang() == *l,
+        }
+    }
+
+    async fn menu(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        name: &str,
+        m: &Menu,
+        short: bool,
+        st: &mut FlowState,
+    ) -> Result<Target, Gone> {
+        let (mut failures, mut timeouts) = (0, 0);
+        let mut greeting = if short { &m.short_greeting } else { &m.greeting };
+        loop {
+            self.play(media, greeting, st, m.barge_in).await?;
+            greeting = &m.short_greeting;
+            let Some(first) = media.wait_key(m.first_digit_timeout).await? else {
+                timeouts += 1;
+                st.path.push(format!("{name}!timeout"));
+                if timeouts >= m.max_timeouts {
+                    st.outcome = Some(format!("max_timeouts:{name}"));
+                    self.play(media, &m.exit, st, false).await?;
+                    return Ok(m.on_max_timeouts);
+                }
+                self.play(media, &m.no_input, st, false).await?;
+                continue;
+            };
+            let mut entry = String::from(first);
+            loop {
+                let exact = m.options.iter().any(|(k, _)| *k == entry);
+                let longer = m
+                    .options
+                    .iter()
+                    .any(|(k, _)| k.len() > entry.len() && k.starts_with(&entry));
+                if (exact && !longer) || !longer || entry.chars().count() >= m.max_len {
+                    break;
+                }
+                match media.wait_key(m.inter_digit_timeout).await? {
+                    Some(k) => entry.push(k),
+                    None => break,
+                }
+            }
+            if let Some((_, t)) = m.options.iter().find(|(k, _)| *k == entry) {
+                st.path.push(format!("{name}={entry}"));
+                // A new choice starts a clean slate for the next node.
+                media.clear_keys();
+                return Ok(*t);
+            }
+            failures += 1;
+            st.path.push(format!("{name}!invalid:{entry}"));
+            media.clear_keys();
+            if failures >= m.max_failures {
+                st.outcome = Some(format!("max_failures:{name}"));
+                self.play(media, &m.exit, st, false).await?;
+                return Ok(m.on_max_failures);
+            }
+            self.play(media, &m.invalid, st, false).await?;
+        }
+    }
+
+    async fn collect(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        name: &str,
+        k: &super::config::Collect,
+        st: &mut FlowState,
+    ) -> Result<Target, Gone> {
+        let mut attempt = 0;
+        loop {
+            self.play(media, &k.prompt, st, k.barge_in).await?;
+            let mut digits = String::new();
+            let mut timeout = k.first_digit_timeout;
+            let mut terminated = false;
+            while let Some(key) = media.wait_key(timeout).await? {
+                if Some(key) == k.terminator {
+                    terminated = true;
+                    break;
+                }
+                digits.push(key);
+                if digits.chars().count() >= k.max {
+                    break;
+                }
+                timeout = k.inter_digit_timeout;
+            }
+            let _ = terminated;
+            let len = digits.chars().count();
+            let valid = len >= k.min
+                && len <= k.max
+                && k.pattern.as_ref().is_none_or(|p| p.matches(&digits));
+            if valid {
+                st.path.push(format!("{name}=ok"));
+                st.vars.insert(k.var.clone(), digits);
+                if k.recordable {
+                    st.recordable.insert(k.var.clone());
+                }
+                media.clear_keys();
+                return Ok(k.next);
+            }
+            attempt += 1;
+            let (what, prompt) = if digits.is_empty() {
+                ("timeout", &k.no_input)
+            } else {
+                ("invalid", &k.invalid)
+            };
+            st.path.push(format!("{name}!{what}"));
+            media.clear_keys();
+            if attempt > k.retries {
+                st.outcome = Some(format!("collect_failed:{name}"));
+                return Ok(k.on_failure);
+            }
+            self.play(media, prompt, st, false).await?;
+        }
+    }
+
+    async fn product_check(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        var: &str,
+        st: &mut FlowState,
+    ) -> Result<(), Gone> {
+        let code = st.vars.get(var).cloned().unwrap_or_default();
+        let product = self.ivr.lookups.product(&code);
+        let caller_region = self.ivr.lookups.region_of(self.caller);
+        let diverted = match (product, caller_region) {
+            (Some(p), Some(r)) => p.region != r,
+            _ => false,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.store
+            .send(StoreMsg::ProductCheck {
+                call_id: self.call_id.to_string(),
+                code: code.clone(),
+                caller: self.caller.map(str::to_string),
+                found: product.is_some(),
+                product_region: product.map(|p| p.region.clone()),
+                caller_region: caller_region.map(str::to_string),
+                diverted,
+                at: self.clock.now(),
+                reply: tx,
+            })
+            .await;
+        let history = rx.await.unwrap_or(CheckHistory {
+            earlier: 0,
+            first_ms: None,
+        });
+        let (result, items) = if product.is_none() {
+            ("not_found", vec![Item::Prompt("system:not-found".into())])
+        } else if history.earlier == 0 {
+            ("genuine_first", vec![Item::Prompt("system:genuine-first".into())])
+        } else {
+            let first = history.first_ms.unwrap_or_else(|| self.now_ms());
+            let tz = jiff::tz::TimeZone::get(&self.ivr.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+            let date = jiff::Timestamp::from_millisecond(first)
+                .map(|t| t.to_zoned(tz).date().to_string())
+                .unwrap_or_default();
+            st.vars.insert("check_count".into(), history.earlier.to_string());
+            st.vars.insert("check_first".into(), date);
+            (
+                "genuine_repeat",
+                vec![
+                    Item::Prompt("system:genuine-repeat".into()),
+                    Item::Say(SayAs::Number, "check_count".into()),
+                    Item::Prompt("system:times".into()),
+                    Item::Prompt("system:first-checked".into()),
+                    Item::Say(SayAs::Date, "check_first".into()),
+                ],
+            )
+        };
+        st.path.push(format!("check={result}{}", if diverted { ",diverted" } else { "" }));
+        st.vars.insert("check_result".into(), result.into());
+        self.play(media, &items, st, false).await?;
+        Ok(())
+    }
+
+    async fn voicemail(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        mailbox: &str,
+        prompt: &[Item],
+        max: std::time::Duration,
+        saved: &[Item],
+        st: &mut FlowState,
+    ) -> Result<(), Gone> {
+        self.play(media, prompt, st, false).await?;
+        let at = self.clock.now();
+        let (audio, hung_up) = media.record(max).await?;
+        let id = crate::call::new_id(self.clock);
+        let dir = self.data_dir.join("voicemail").join(mailbox);
+        let file = dir.join(format!("{id}.wav"));
+        let duration_ms = audio.len() as i64 / 8;
+        let written = std::fs::create_dir_all(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| callbox_hal::wav::write_pcm16_mono(&file, 8000, &audio).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => {
+                self.store
+                    .send(StoreMsg::Voicemail {
+                        id,
+                        call_id: self.call_id.to_string(),
+                        mailbox: mailbox.to_string(),
+                        caller: self.caller.map(str::to_string),
+                        at,
+                        duration_ms,
+                        file: file.display().to_string(),
+                    })
+                    .await;
+                st.path.push(format!("voicemail={duration_ms}ms"));
+                st.outcome = Some(format!("voicemail:{mailbox}"));
+            }
+            Err(e) => {
+                tracing::error!(file = %file.display(), "voicemail could not be written: {e}");
+                st.path.push("voicemail=failed".into());
+            }
+        }
+        if hung_up {
+            return Err(Gone::Caller);
+        }
+        self.play(media, saved, st, false).await?;
+        Ok(())
+    }
+
+    /// Rings a destination and bridges. `Ok(None)`: nobody answered or
+    /// everything was busy; `Ok(Some(end))`: the bridge ended so.
+    async fn connect(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        queue: Option<&str>,
+        dest: &Dest,
+        announce: &[Item],
+        ring_timeout: std::time::Duration,
+        st: &mut FlowState,
+    ) -> Result<Option<BridgeEnd>, Gone> {
+        self.play(media, announce, st, false).await?;
+        let (candidates, number) = match dest {
+            Dest::Stations(s) => (s.clone(), None),
+            Dest::External { number, trunks } => (trunks.clone(), Some(number.clone())),
+        };
+        let label = queue.unwrap_or("transfer");
+        for line_id in &candidates {
+            let Some(mut lease) = self.lines.seize(line_id).await else {
+                continue;
+            };
+            let cmd = match &number {
+                None => LineCommand::Ring {
+                    caller_id: self.caller.map(str::to_string),
+                    caller_name: None,
+                },
+                Some(n) => LineCommand::Dial { number: n.clone() },
+            };
+            if let Err(e) = lease.port().line.command(cmd).await {
+                tracing::warn!(line = %line_id, "could not ring: {e}");
+                continue;
+            }
+            tracing::info!(line = %line_id, "{label}: ringing");
+            let other = lease.port();
+            let answered = media
+                .tone_while(
+                    self.ivr.tones,
+                    ProgressTone::Ringback,
+                    tokio::time::timeout(ring_timeout, wait_answer(&mut other.line)),
+                )
+                .await;
+            let answered = match answered {
+                Ok(Ok(Ok(true))) => true,
+                Ok(_) => false,
+                Err(g) => {
+                    release(other, HangupCause::Normal).await;
+                    return Err(g);
+                }
+            };
+            if !answered {
+                release(other, HangupCause::NoAnswer).await;
+                st.path.push(format!("{label}!no_answer:{line_id}"));
+                return Ok(None);
+            }
+            st.path.push(format!("{label}=connected:{line_id}"));
+            st.connected_to = Some(line_id.clone());
+            st.outcome = Some(format!("connected:{line_id}"));
+            let shutdown = media.shutdown().clone();
+            let end = bridge(media.port(), other, &shutdown).await;
+            let cause = if end == BridgeEnd::Shutdown {
+                HangupCause::Shutdown
+            } else {
+                HangupCause::Normal
+            };
+            release(other, cause).await;
+            return Ok(Some(end));
+        }
+        st.path.push(format!("{label}!all_busy"));
+        Ok(None)
+    }
+}
+
+/// Waits for a rung or dialled line to answer; `false` if it hung up
+/// (busy, rejected).
+async fn wait_answer<L: Line>(line: &mut L) -> Result<bool, L::Error> {
+    loop {
+        match line.next_event().await? {
+            LineEvent::Answered => return Ok(true),
+            LineEvent::Hangup(_) => return Ok(false),
+            _ => {}
+        }
+    }
+}
+
+/// Hangs up a borrowed line before it goes back to its watcher.
+async fn release<L: Line, I, O>(port: &mut Port<L, I, O>, cause: HangupCause) {
+    if let Err(e) = port.line.command(LineCommand::Hangup(cause)).await {
+        tracing::warn!("releasing a connected line failed: {e}");
+    }
+}

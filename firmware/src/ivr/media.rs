@@ -1,0 +1,365 @@
+//! The IVR's ears and mouth on one call: plays audio, hears keys, records
+//! messages, rings and bridges other lines.
+//!
+//! Keys come two ways: out of band as line events (digital trunks, the
+//! sim) and in band as DTMF tones in the caller's audio, found by the
+//! Goertzel detector on every inbound frame. A key sent both ways (RFC 2833
+//! style plus audio) is counted once. Every wait also watches the line, so
+//! a caller who hangs up is noticed within a frame, and the daemon's stop.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use callbox_hal::dsp::detect::DtmfDetector;
+use callbox_hal::dsp::tones::{ProgressTone, ProgressToneGen, ToneRegion};
+use callbox_hal::{AudioIn, AudioOut, Frame, Line, LineEvent, Port};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::media::AudioOutExt;
+
+/// Why the IVR cannot go on with a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gone {
+    /// The caller hung up.
+    Caller,
+    /// The daemon is stopping.
+    Shutdown,
+    /// The line or its audio failed.
+    Failure(String),
+}
+
+/// The same key from the other source within this window is one press.
+const DEDUP: Duration = Duration::from_millis(250);
+/// Audio cut from the end of a message ended with `#` (the key's tone).
+const TERMINATOR_TRIM: usize = 8000 / 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    OutOfBand,
+    InBand,
+}
+
+/// Key and audio state, kept apart from the port so that an output future
+/// can borrow the port's `audio_out` while input is read.
+#[derive(Debug)]
+struct Ears {
+    detector: DtmfDetector,
+    keys: VecDeque<char>,
+    last: Option<(char, Source, Instant)>,
+    capture: Option<Vec<i16>>,
+    heard_keys: u32,
+}
+
+impl Ears {
+    fn key(&mut self, d: char, src: Source) {
+        let now = Instant::now();
+        if let Some((k, s, at)) = self.last
+            && k == d
+            && s != src
+            && now.duration_since(at) < DEDUP
+        {
+            return;
+        }
+        self.last = Some((d, src, now));
+        self.heard_keys += 1;
+        self.keys.push_back(d);
+    }
+}
+
+/// Waits for one input (line event or inbound frame) and takes it in.
+async fn hear<L: Line, I: AudioIn>(
+    line: &mut L,
+    audio_in: &mut I,
+    ears: &mut Ears,
+    shutdown: &CancellationToken,
+) -> Result<(), Gone> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Err(Gone::Shutdown),
+        ev = line.next_event() => match ev {
+            Ok(LineEvent::Hangup(_)) => Err(Gone::Caller),
+            Ok(LineEvent::Digit(d)) => {
+                ears.key(d, Source::OutOfBand);
+                Ok(())
+            }
+            Ok(other) => {
+                tracing::debug!(?other, "line event during IVR");
+                Ok(())
+            }
+            Err(e) => Err(Gone::Failure(format!("line: {e}"))),
+        },
+        r = audio_in.read_frame() => match r {
+            Ok(frame) => {
+                if let Some(d) = ears.detector.process(frame.samples()) {
+                    ears.key(d, Source::InBand);
+                }
+                if let Some(c) = ears.capture.as_mut() {
+                    c.extend_from_slice(frame.samples());
+                }
+                Ok(())
+            }
+            Err(e) => Err(Gone::Failure(format!("inbound audio: {e}"))),
+        },
+    }
+}
+
+/// One call's IVR media.
+#[derive(Debug)]
+pub struct Media<'p, L, I, O> {
+    port: &'p mut Port<L, I, O>,
+    ears: Ears,
+    shutdown: CancellationToken,
+    seq: u32,
+}
+
+impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
+    /// Media on an answered call.
+    pub fn new(port: &'p mut Port<L, I, O>, shutdown: CancellationToken) -> Self {
+        let rate = port.audio_in.format().sample_rate;
+        Media {
+            port,
+            ears: Ears {
+                detector: DtmfDetector::new(rate),
+                keys: VecDeque::new(),
+                last: None,
+                capture: None,
+                heard_keys: 0,
+            },
+            shutdown,
+            seq: 0,
+        }
+    }
+
+    /// The call's port (to hand to a bridge).
+    pub fn port(&mut self) -> &mut Port<L, I, O> {
+        self.port
+    }
+
+    /// The shutdown token.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Keys heard so far on this call.
+    pub fn keys_heard(&self) -> u32 {
+        self.ears.heard_keys
+    }
+
+    /// Takes the oldest key not yet used.
+    pub fn take_key(&mut self) -> Option<char> {
+        self.ears.keys.pop_front()
+    }
+
+    /// Forgets keys typed ahead.
+    pub fn clear_keys(&mut self) {
+        self.ears.keys.clear();
+    }
+
+    fn next_frame(&mut self, chunk: &[i16]) -> Frame {
+        let format = self.port.audio_out.format();
+        let mut f = Frame::silence(
+            format,
+            self.seq,
+            u64::from(self.seq) * format.frame_samples as u64,
+        );
+        f.samples_mut()[..chunk.len()].copy_from_slice(chunk);
+        self.seq = self.seq.wrapping_add(1);
+        f
+    }
+
+    /// Plays samples to their last one. With `barge_in`, a key stops the
+    /// playback at once (the key stays queued) and `Ok(true)` says so.
+    pub async fn play(&mut self, samples: &[i16], barge_in: bool) -> Result<bool, Gone> {
+        let n = self.port.audio_out.format().frame_samples;
+        let mut chunks = samples.chunks(n);
+        loop {
+            if barge_in && !self.ears.keys.is_empty() {
+                return Ok(true);
+            }
+            let next = chunks.next().map(|c| self.next_frame(c));
+            let last = next.is_none();
+            let Port {
+                line,
+                audio_in,
+                audio_out,
+            } = &mut *self.port;
+            let out = audio_out.write_or_drain(next);
+            tokio::pin!(out);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
+                        r?;
+                        if barge_in && !self.ears.keys.is_empty() {
+                            return Ok(true);
+                        }
+                    }
+                    r = &mut out => match r {
+                        Ok(()) if last => return Ok(false),
+                        Ok(()) => break,
+                        Err(e) => return Err(Gone::Failure(format!("outbound audio: {e}"))),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a key.
+    pub async fn wait_key(&mut self, timeout: Duration) -> Result<Option<char>, Gone> {
+        if let Some(k) = self.take_key() {
+            return Ok(Some(k));
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let Port { line, audio_in, .. } = &mut *self.port;
+            tokio::select! {
+                biased;
+                r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
+                    r?;
+                    if let Some(k) = self.take_key() {
+                        return Ok(Some(k));
+                    }
+                }
+                () = &mut deadline => return Ok(None),
+            }
+        }
+    }
+
+    /// Records the caller until `#`, `max` or hang-up. Returns the audio
+    /// and whether the caller hung up (the message is kept either way).
+    pub async fn record(&mut self, max: Duration) -> Result<(Vec<i16>, bool), Gone> {
+        self.clear_keys();
+        self.ears.capture = Some(Vec::new());
+        let deadline = tokio::time::sleep(max);
+        tokio::pin!(deadline);
+        let ended = loop {
+            let Port { line, audio_in, .. } = &mut *self.port;
+            tokio::select! {
+                biased;
+                r = hear(line, audio_in, &mut self.ears, &self.shutdown) => match r {
+                    Ok(()) => {
+                        if self.ears.keys.contains(&'#') {
+                            self.clear_keys();
+                            break Ok(true);
+                        }
+                    }
+                    Err(Gone::Caller) => break Err(Gone::Caller),
+                    Err(e) => {
+                        self.ears.capture = None;
+                        return Err(e);
+                    }
+                },
+                () = &mut deadline => break Ok(false),
+            }
+        };
+        let mut audio = self.ears.capture.take().unwrap_or_default();
+        match ended {
+            Ok(by_key) => {
+                if by_key {
+                    audio.truncate(audio.len().saturating_sub(TERMINATOR_TRIM));
+                }
+                Ok((audio, false))
+            }
+            Err(_) => Ok((audio, true)),
+        }
+    }
+
+    /// Plays a call-progress tone until `until` resolves; input is still
+    /// heard meanwhile (a hang-up ends the wait with an error).
+    pub async fn tone_while<F: Future>(
+        &mut self,
+        region: ToneRegion,
+        tone: ProgressTone,
+        until: F,
+    ) -> Result<F::Output, Gone> {
+        let format = self.port.audio_out.format();
+        let mut tone_gen = ProgressToneGen::new(region, tone, format.sample_rate);
+        tokio::pin!(until);
+        loop {
+            let mut buf = vec![0i16; format.frame_samples];
+            tone_gen.fill(&mut buf);
+            let frame = self.next_frame(&buf);
+            let Port {
+                line,
+                audio_in,
+                audio_out,
+            } = &mut *self.port;
+            let out = audio_out.write_frame(frame);
+            tokio::pin!(out);
+            loop {
+                tokio::select! {
+                    biased;
+                    v = &mut until => return Ok(v),
+                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => r?,
+                    r = &mut out => match r {
+                        Ok(()) => break,
+                        Err(e) => return Err(Gone::Failure(format!("outbound audio: {e}"))),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// How a bridge ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BridgeEnd {
+    /// The caller (first port) hung up.
+    CallerHungUp,
+    /// The other party hung up.
+    OtherHungUp,
+    /// The daemon is stopping.
+    Shutdown,
+    /// A line or its audio failed.
+    Failure(String),
+}
+
+/// A frame the other side cannot take within this time is dropped: a far
+/// end that stopped reading must not stall the caller's audio.
+const FORWARD_TIMEOUT: Duration = Duration::from_millis(60);
+
+/// Connects two answered ports frame by frame until one side hangs up.
+pub async fn bridge<L1, I1, O1, L2, I2, O2>(
+    a: &mut Port<L1, I1, O1>,
+    b: &mut Port<L2, I2, O2>,
+    shutdown: &CancellationToken,
+) -> BridgeEnd
+where
+    L1: Line,
+    I1: AudioIn,
+    O1: AudioOut,
+    L2: Line,
+    I2: AudioIn,
+    O2: AudioOut,
+{
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return BridgeEnd::Shutdown,
+            ev = a.line.next_event() => match ev {
+                Ok(LineEvent::Hangup(_)) => return BridgeEnd::CallerHungUp,
+                Ok(_) => {}
+                Err(e) => return BridgeEnd::Failure(format!("caller line: {e}")),
+            },
+            ev = b.line.next_event() => match ev {
+                Ok(LineEvent::Hangup(_)) => return BridgeEnd::OtherHungUp,
+                Ok(_) => {}
+                Err(e) => return BridgeEnd::Failure(format!("connected line: {e}")),
+            },
+            r = a.audio_in.read_frame() => match r {
+                Ok(f) => {
+                    let _ = tokio::time::timeout(FORWARD_TIMEOUT, b.audio_out.write_frame(f)).await;
+                }
+                Err(e) => return BridgeEnd::Failure(format!("caller audio: {e}")),
+            },
+            r = b.audio_in.read_frame() => match r {
+                Ok(f) => {
+                    let _ = tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(f)).await;
+                }
+                Err(e) => return BridgeEnd::Failure(format!("connected audio: {e}")),
+            },
+        }
+    }
+}

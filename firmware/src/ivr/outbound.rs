@@ -1,0 +1,262 @@
+//! Outbound voice jobs: dial a number on an idle trunk, run a flow with the
+//! job's variables once answered (say a verification code, ask to confirm
+//! an order), and call again after a pause while the job is not done.
+//!
+//! A job's progress is kept in the store (`outbound_jobs`), so a box that
+//! restarts neither calls a customer twice for a finished job nor forgets
+//! how many attempts it already made.
+
+use std::sync::Arc;
+
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent};
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::Ivr;
+use super::config::OutboundJob;
+use super::engine::{FlowEnd, FlowEnv, FlowState};
+use super::media::Media;
+use crate::call::{CallContext, Outcome, flow_record, gone_outcome, new_id};
+use crate::lines::SharedLines;
+use crate::store::{CallEnd, CallStart, Direction, Disposition, JobRow, Side, StoreMsg};
+
+/// Starts one task per configured job.
+pub fn spawn_jobs<L, I, O>(
+    ivr: Arc<Ivr>,
+    ctx: CallContext,
+    lines: SharedLines<L, I, O>,
+    tracker: &TaskTracker,
+) where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    for i in 0..ivr.outbound.len() {
+        let span = tracing::info_span!("job", name = %ivr.outbound[i].name);
+        tracker.spawn(run_job(i, ivr.clone(), ctx.clone(), lines.clone()).instrument(span));
+    }
+}
+
+/// What one attempt came to.
+struct Attempt {
+    call_id: Option<String>,
+    /// `answered`, the success variable's value, `no_answer`, `busy`,
+    /// `no_line`, `failed`.
+    result: String,
+    done: bool,
+}
+
+async fn run_job<L, I, O>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, lines: SharedLines<L, I, O>)
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let job = &ivr.outbound[i];
+    let (tx, rx) = oneshot::channel();
+    ctx.store.send(StoreMsg::JobStatus(job.name.clone(), tx)).await;
+    let mut attempts = match rx.await {
+        Ok(Some(row)) if row.status != "pending" => {
+            tracing::info!(status = %row.status, "job already finished; not calling again");
+            return;
+        }
+        Ok(Some(row)) => row.attempts,
+        _ => 0,
+    };
+    let mut delay = job.after;
+    while attempts < job.max_attempts {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        attempts += 1;
+        tracing::info!(attempt = attempts, number = %job.number, "calling");
+        let a = attempt(job, &ivr, &ctx, &lines).await;
+        let finished = a.done || attempts >= job.max_attempts;
+        let status = match (a.done, finished) {
+            (true, _) => "done",
+            (false, true) => "failed",
+            _ => "pending",
+        };
+        tracing::info!(result = %a.result, status, "attempt ends");
+        ctx.store
+            .send(StoreMsg::Job(
+                JobRow {
+                    name: job.name.clone(),
+                    number: job.number.clone(),
+                    attempts,
+                    status: status.into(),
+                    result: Some(a.result),
+                    last_call_id: a.call_id,
+                },
+                ctx.clock.now(),
+            ))
+            .await;
+        if finished || ctx.shutdown.is_cancelled() {
+            return;
+        }
+        delay = job.retry_every;
+    }
+}
+
+async fn attempt<L, I, O>(
+    job: &OutboundJob,
+    ivr: &Ivr,
+    ctx: &CallContext,
+    lines: &SharedLines<L, I, O>,
+) -> Attempt
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let mut lease = None;
+    for t in &job.trunks {
+        if let Some(l) = lines.seize(t).await {
+            lease = Some(l);
+            break;
+        }
+    }
+    let Some(mut lease) = lease else {
+        return Attempt {
+            call_id: None,
+            result: "no_line".into(),
+            done: false,
+        };
+    };
+    let port = lease.port();
+    let id = new_id(&ctx.clock);
+    let trunk = port.line.info().id.clone();
+    ctx.store
+        .send(StoreMsg::CallStarted(CallStart {
+            id: id.clone(),
+            direction: Direction::Outbound,
+            trunk_line: trunk.clone(),
+            caller: None,
+            dialled: Some(job.number.clone()),
+            at: ctx.clock.now(),
+        }))
+        .await;
+    ctx.panel.line_led(&trunk, true).await;
+
+    let mut st = FlowState::new(job.start, job.language, &job.vars);
+    let mut result = "failed".to_string();
+    let outcome: Outcome = match port
+        .line
+        .command(LineCommand::Dial {
+            number: job.number.clone(),
+        })
+        .await
+    {
+        Err(e) => {
+            tracing::error!("dialling failed: {e}");
+            Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false)
+        }
+        Ok(()) => {
+            let wait = async {
+                loop {
+                    match port.line.next_event().await {
+                        Ok(LineEvent::Answered) => return Ok(true),
+                        Ok(LineEvent::Hangup(c)) => return Err(Some(c)),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!("line failed while dialling: {e}");
+                            return Err(None);
+                        }
+                    }
+                }
+            };
+            let answered = tokio::select! {
+                () = ctx.shutdown.cancelled() => Err(Some(HangupCause::Shutdown)),
+                r = tokio::time::timeout(job.ring_timeout, wait) => r.unwrap_or(Ok(false)),
+            };
+            match answered {
+                Ok(true) => {
+                    ctx.store
+                        .send(StoreMsg::CallAnswered {
+                            id: id.clone(),
+                            at: ctx.clock.now(),
+                        })
+                        .await;
+                    let env = FlowEnv {
+                        ivr,
+                        lines,
+                        store: &ctx.store,
+                        clock: &ctx.clock,
+                        data_dir: &ctx.data_dir,
+                        call_id: &id,
+                        caller: Some(&job.number),
+                        dialled: Some(&job.number),
+                    };
+                    let mut media = Media::new(port, ctx.shutdown.clone());
+                    let end = env.run(&mut media, &mut st).await;
+                    result = match &job.success {
+                        None => "answered".into(),
+                        Some((var, _)) => st.vars.get(var).cloned().unwrap_or_else(|| "no_result".into()),
+                    };
+                    match end {
+                        FlowEnd::Done => Outcome::new(Disposition::Answered, HangupCause::Normal, Side::Box, false),
+                        // The called party hanging up is the normal end.
+                        FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
+                    }
+                }
+                Ok(false) => {
+                    result = "no_answer".into();
+                    Outcome::new(Disposition::NoAnswer, HangupCause::NoAnswer, Side::System, false)
+                }
+                Err(Some(HangupCause::Shutdown)) => {
+                    Outcome::new(Disposition::Failed, HangupCause::Shutdown, Side::System, false)
+                }
+                Err(Some(cause)) => {
+                    result = if cause == HangupCause::Busy { "busy" } else { "no_answer" }.into();
+                    Outcome::new(Disposition::NoAnswer, cause, Side::Caller, true)
+                }
+                Err(None) => Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false),
+            }
+        }
+    };
+    let release = if outcome.far_end_gone {
+        HangupCause::Normal
+    } else {
+        outcome.cause
+    };
+    if let Err(e) = port.line.command(LineCommand::Hangup(release)).await {
+        tracing::warn!("releasing the trunk failed: {e}");
+    }
+    ctx.panel.line_led(&trunk, false).await;
+    let answered = outcome.disposition == Disposition::Answered;
+    if answered {
+        ctx.store
+            .send(StoreMsg::CallFlow(flow_record(&id, ivr, &st, Some(&job.name))))
+            .await;
+    } else {
+        ctx.store
+            .send(StoreMsg::CallFlow(crate::store::CallFlow {
+                id: id.clone(),
+                job: Some(job.name.clone()),
+                outcome: Some(result.clone()),
+                ..Default::default()
+            }))
+            .await;
+    }
+    ctx.store
+        .send(StoreMsg::CallEnded(CallEnd {
+            id: id.clone(),
+            at: ctx.clock.now(),
+            disposition: outcome.disposition,
+            cause: outcome.cause,
+            side: outcome.side,
+        }))
+        .await;
+    let done = answered
+        && match &job.success {
+            None => true,
+            Some((_, values)) => values.contains(&result),
+        };
+    Attempt {
+        call_id: Some(id),
+        result,
+        done,
+    }
+}

@@ -1,0 +1,754 @@
+//! The IVR end to end: the real daemon in virtual time, callers keying
+//! digits in band (heard by the Goertzel detector) or out of band, agents
+//! answering stations, people the box calls out to. Each test reads what
+//! happened from the records the box stored.
+
+use callbox_tests::{Site, cmd, text, write_tone};
+use serde_json::Value;
+
+/// A branch with two trunks, two desks and a full IVR. Site prompts are
+/// tones of known length; system prompts are the shipped set.
+const IVR: &str = r##"
+[ivr]
+language = "en"
+timezone = "Asia/Shanghai"
+start = "hours"
+blocked = "blocked"
+tones = "china"
+
+[ivr.lists]
+vip = ["1380000000X"]
+blocked = ["139XXXXXXXX"]
+
+[[ivr.route]]
+dialled = ["4002"]
+start = "zh-main"
+language = "zh"
+
+[[ivr.route]]
+dialled = ["4003"]
+start = "check-code"
+
+[ivr.hours.office]
+mon = ["09:00-12:00", "13:00-18:00"]
+tue = ["09:00-18:00"]
+wed = ["09:00-18:00"]
+thu = ["09:00-18:00"]
+fri = ["09:00-18:00"]
+holidays = ["2026-10-01..2026-10-07", "2026-12-25"]
+
+[ivr.lookups]
+products = "products.csv"
+regions = "regions.csv"
+orders = "orders.csv"
+
+[ivr.node.hours]
+type = "branch"
+cases = [
+  { holiday = "office", goto = "holiday" },
+  { open = "office", goto = "vip-check" },
+]
+default = "closed"
+
+[ivr.node.closed]
+type = "hangup"
+prompt = ["system:closed", "system:goodbye"]
+outcome = "closed"
+
+[ivr.node.holiday]
+type = "hangup"
+prompt = "holiday.wav"
+outcome = "holiday"
+
+[ivr.node.vip-check]
+type = "branch"
+cases = [{ caller_in = "vip", goto = "vip-desk" }]
+default = "main"
+
+[ivr.node.vip-desk]
+type = "transfer"
+station = "desk-2"
+ring_timeout = "10s"
+on_no_answer = "main"
+
+[ivr.node.main]
+type = "menu"
+greeting = "main-long.wav"
+short_greeting = "main-short.wav"
+first_digit_timeout = "3s"
+inter_digit_timeout = "2s"
+max_failures = 2
+max_timeouts = 2
+on_max_failures = "hangup"
+options = { "1" = "sales", "12" = "check-code", "2" = "support", "3" = "voicemail", "4" = "callback", "6" = "notify-pricelist", "*" = "repeat" }
+
+[ivr.node.sales]
+type = "queue"
+stations = ["desk-1"]
+ring_timeout = "10s"
+on_no_answer = "voicemail"
+after = "survey"
+
+[ivr.node.survey]
+type = "survey"
+next = "goodbye"
+
+[ivr.node.support]
+type = "menu"
+greeting = "support.wav"
+barge_in = false
+first_digit_timeout = "3s"
+options = { "1" = "order", "*" = "back" }
+
+[ivr.node.order]
+type = "collect"
+var = "order_no"
+prompt = "system:enter-order"
+min = 4
+max = 8
+recordable = true
+next = "order-status"
+
+[ivr.node.order-status]
+type = "order_status"
+var = "order_no"
+statuses = { shipped = "shipped.wav", pending = "pending.wav" }
+next = "goodbye"
+
+[ivr.node.check-code]
+type = "collect"
+var = "code"
+prompt = "system:enter-code"
+min = 6
+max = 12
+pattern = "XXXXXX!"
+retries = 1
+next = "check"
+
+[ivr.node.check]
+type = "product_check"
+var = "code"
+next = "goodbye"
+
+[ivr.node.voicemail]
+type = "voicemail"
+mailbox = "sales"
+max_length = "30s"
+next = "goodbye"
+
+[ivr.node.callback]
+type = "callback"
+queue = "sales"
+next = "goodbye"
+
+[ivr.node.notify-pricelist]
+type = "notify"
+event = "send_document"
+fields = { document = "price-list", channel = "sms", to = "{caller}" }
+next = "goodbye"
+
+[ivr.node.zh-main]
+type = "menu"
+greeting = "main-long.wav"
+options = { "1" = "check-code" }
+
+[ivr.node.goodbye]
+type = "hangup"
+prompt = "system:goodbye"
+outcome = "done"
+"##;
+
+fn ivr_site() -> Site {
+    let site = Site::new(2, 2, 0, "answer_after = \"1s\"");
+    let p = site.dir.path().join("prompts");
+    for (name, ms) in [
+        ("main-long.wav", 3000),
+        ("main-short.wav", 1000),
+        ("support.wav", 3000),
+        ("holiday.wav", 500),
+        ("shipped.wav", 700),
+        ("pending.wav", 900),
+    ] {
+        write_tone(&p.join(name), ms);
+    }
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    let cfg = cfg.replace("greeting = \"greeting.wav\"\n", "") + IVR;
+    site.write("site.toml", &cfg);
+    site.write(
+        "products.csv",
+        "code,region,product\n1234567890,north,tea\n5555555555,south,wine\n",
+    );
+    site.write("regions.csv", "prefix,region\n010,north\n020,south\n");
+    site.write("orders.csv", "order,status\n1001,shipped\n1002,pending\n");
+    site
+}
+
+fn run_at(site: &Site, scenario: &str, start: &str) -> Vec<Value> {
+    let path = site.write("calls.toml", scenario);
+    let out = cmd()
+        .args(["run", "--fast", "--until-idle", "--config"])
+        .arg(site.config())
+        .arg("--data")
+        .arg(site.data())
+        .arg("--scenario")
+        .arg(&path)
+        .args(["--start-at", start])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    site.records()
+}
+
+/// Monday 2026-11-23, 10:00 in Shanghai: the office is open.
+const OPEN: &str = "2026-11-23T10:00:00+08:00";
+
+fn by_caller<'a>(recs: &'a [Value], caller: &str) -> &'a Value {
+    recs.iter()
+        .find(|r| r["caller"] == caller)
+        .unwrap_or_else(|| panic!("no record from {caller}: {recs:#?}"))
+}
+
+fn path(r: &Value) -> Vec<String> {
+    r["ivr_path"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn table(site: &Site, name: &str) -> Vec<Value> {
+    let out = cmd()
+        .arg("records")
+        .arg("--data")
+        .arg(site.data())
+        .args(["--table", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn menu_options_invalid_entries_timeouts_and_multi_digit_options() {
+    let site = ivr_site();
+    let recs = run_at(
+        &site,
+        r##"
+# Keys "1" during the greeting (barge-in), waits out the inter-digit
+# timeout (1 could become 12), reaches the sales desk; after the agent
+# hangs up, rates the call 4.
+[[call]]
+at = "0s"
+from = "01000000001"
+to = "4001"
+script = [ { wait = "1s" }, { press = "1" }, { wait = "25s" }, { press = "4" }, { wait = "10s" } ]
+
+# Keys "12" quickly: the two-digit option, then a product code.
+[[call]]
+at = "60s"
+from = "01000000002"
+to = "4001"
+script = [ { wait = "1s" }, { press = "12" }, { wait = "3s" }, { press = "1234567890#" }, { wait = "30s" } ]
+
+# Two invalid keys: max failures, the box hangs up.
+[[call]]
+at = "120s"
+from = "01000000003"
+to = "4001"
+script = [ { wait = "4s" }, { press = "7" }, { wait = "3s" }, { press = "8" }, { wait = "20s" } ]
+
+# Says nothing: two timeouts.
+[[call]]
+at = "180s"
+from = "01000000004"
+to = "4001"
+script = [ { wait = "40s" } ]
+
+# Keys out of band only, then "*" to hear the menu again, then 3.
+[[call]]
+at = "240s"
+from = "01000000005"
+to = "4001"
+script = [ { wait = "4s" }, { press = "*", via = "signal" }, { wait = "1500ms" }, { press = "3", via = "both" }, { wait = "3s" }, { hangup = true } ]
+
+[[agent]]
+name = "alice"
+line = "desk-1"
+answer_after = "2s"
+talk = "5s"
+"##,
+        OPEN,
+    );
+    assert_eq!(recs.len(), 5, "{recs:#?}");
+
+    let a = by_caller(&recs, "01000000001");
+    let pa = path(a);
+    assert!(pa.contains(&"main=1".to_string()), "{pa:?}");
+    assert!(pa.contains(&"sales=connected:desk-1".to_string()), "{pa:?}");
+    assert_eq!(a["connected_to"], "desk-1");
+    assert_eq!(a["survey_score"], 4, "{a:#}");
+    assert_eq!(a["outcome"], "done");
+    assert_eq!(a["flow"], "hours");
+
+    let b = by_caller(&recs, "01000000002");
+    let pb = path(b);
+    assert!(pb.contains(&"main=12".to_string()), "{pb:?}");
+    assert!(pb.contains(&"check=genuine_first".to_string()), "{pb:?}");
+
+    let c = by_caller(&recs, "01000000003");
+    assert_eq!(
+        path(c).iter().filter(|p| p.starts_with("main!invalid")).count(),
+        2,
+        "{c:#}"
+    );
+    assert_eq!(c["outcome"], "max_failures:main");
+    assert_eq!(c["hangup_side"], "box");
+
+    let d = by_caller(&recs, "01000000004");
+    assert_eq!(path(d).iter().filter(|p| *p == "main!timeout").count(), 2, "{d:#}");
+    assert_eq!(d["outcome"], "max_timeouts:main");
+
+    let e = by_caller(&recs, "01000000005");
+    let pe = path(e);
+    assert!(pe.contains(&"main=*".to_string()), "{pe:?}");
+    // "3" was sent both in band and out of band: heard once.
+    assert!(pe.contains(&"main=3".to_string()), "{pe:?}");
+    assert_eq!(pe.iter().filter(|p| p.starts_with("main!")).count(), 0, "{pe:?}");
+}
+
+#[test]
+fn barge_in_off_ignores_keys_during_the_greeting_and_back_returns() {
+    let site = ivr_site();
+    let recs = run_at(
+        &site,
+        r##"
+# Main menu: "2" (barge-in on). Support greeting is 3 s with barge-in off:
+# the "1" keyed 1 s into it is ignored, so the menu times out once (3 s),
+# says so (2.2 s) and greets again (3 s); then "*" goes back to the main
+# menu and "4" requests a callback.
+[[call]]
+at = "0s"
+from = "01000000011"
+to = "4001"
+script = [ { wait = "1s" }, { press = "2" }, { wait = "1s" }, { press = "1" }, { wait = "10600ms" }, { press = "*" }, { wait = "500ms" }, { press = "4" }, { wait = "15s" } ]
+"##,
+        OPEN,
+    );
+    let r = by_caller(&recs, "01000000011");
+    let p = path(r);
+    let i = p.iter().position(|s| s == "support").expect("entered support");
+    assert_eq!(p[i + 1], "support!timeout", "{p:?}");
+    assert!(p.contains(&"support=*".to_string()), "{p:?}");
+    let back = p.iter().rposition(|s| s == "main").unwrap();
+    assert!(back > i, "back to main after support: {p:?}");
+    assert!(p.contains(&"callback=requested".to_string()), "{p:?}");
+    let cb = table(&site, "callbacks");
+    assert_eq!(cb.len(), 1);
+    assert_eq!(cb[0]["number"], "01000000011");
+    assert_eq!(cb[0]["queue"], "sales");
+    let outbox = table(&site, "outbox");
+    assert!(outbox.iter().any(|o| o["stream"] == "callback"), "{outbox:?}");
+}
+
+#[test]
+fn business_hours_holidays_blocked_and_vip_callers() {
+    let scenario = r##"
+[[call]]
+at = "0s"
+from = "01000000021"
+to = "4001"
+script = [ { wait = "20s" } ]
+"##;
+    // Monday 20:00: closed.
+    let site = ivr_site();
+    let recs = run_at(&site, scenario, "2026-11-23T20:00:00+08:00");
+    assert_eq!(recs[0]["outcome"], "closed", "{recs:#?}");
+    assert_eq!(recs[0]["disposition"], "answered");
+    // Monday 12:30: lunch break.
+    let site = ivr_site();
+    let recs = run_at(&site, scenario, "2026-11-23T12:30:00+08:00");
+    assert_eq!(recs[0]["outcome"], "closed");
+    // Friday 25 December, 10:00: a holiday, though within Friday's hours.
+    let site = ivr_site();
+    let recs = run_at(&site, scenario, "2026-12-25T10:00:00+08:00");
+    assert_eq!(recs[0]["outcome"], "holiday");
+    // Open: the caller reaches the main menu.
+    let site = ivr_site();
+    let recs = run_at(
+        &site,
+        &(scenario.to_string()
+            + r##"
+# A blocked number is refused before answering.
+[[call]]
+at = "30s"
+from = "13912345678"
+to = "4001"
+script = [ { wait = "5s" } ]
+
+# A VIP goes straight to desk 2.
+[[call]]
+at = "60s"
+from = "13800000007"
+to = "4001"
+script = [ { wait = "10s" }, { hangup = true } ]
+
+[[agent]]
+name = "bob"
+line = "desk-2"
+answer_after = "1s"
+"##),
+        OPEN,
+    );
+    assert_eq!(by_caller(&recs, "01000000021")["outcome"], "max_timeouts:main");
+    let blocked = by_caller(&recs, "13912345678");
+    assert_eq!(blocked["disposition"], "rejected");
+    assert_eq!(blocked["hangup_cause"], "rejected");
+    assert_eq!(blocked["outcome"], "blocked");
+    assert!(blocked["answer"].is_null());
+    let vip = by_caller(&recs, "13800000007");
+    assert_eq!(vip["connected_to"], "desk-2", "{vip:#}");
+    assert_eq!(vip["hangup_side"], "caller");
+}
+
+#[test]
+fn lookups_genuine_repeat_not_found_diversion_and_order_status() {
+    let site = ivr_site();
+    let recs = run_at(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "01000000031"
+to = "4003"
+script = [ { wait = "1s" }, { press = "1234567890#" }, { wait = "15s" } ]
+
+# The same code from the south region: genuine, checked once before, and
+# flagged as a possible diversion.
+[[call]]
+at = "60s"
+from = "02000000032"
+to = "4003"
+script = [ { wait = "1s" }, { press = "1234567890#" }, { wait = "30s" } ]
+
+[[call]]
+at = "120s"
+from = "01000000033"
+to = "4003"
+script = [ { wait = "1s" }, { press = "999999#" }, { wait = "15s" } ]
+
+# Too short for the pattern twice: collection fails.
+[[call]]
+at = "180s"
+from = "01000000034"
+to = "4003"
+script = [ { wait = "1s" }, { press = "12#" }, { wait = "6s" }, { press = "34#" }, { wait = "15s" } ]
+
+# Order status through the support menu.
+[[call]]
+at = "240s"
+from = "01000000035"
+to = "4001"
+script = [ { wait = "1s" }, { press = "2" }, { wait = "3800ms" }, { press = "1" }, { wait = "1s" }, { press = "1001#" }, { wait = "15s" } ]
+"##,
+        OPEN,
+    );
+    let first = by_caller(&recs, "01000000031");
+    assert!(path(first).contains(&"check=genuine_first".into()), "{first:#}");
+    let second = by_caller(&recs, "02000000032");
+    assert!(
+        path(second).contains(&"check=genuine_repeat,diverted".into()),
+        "{second:#}"
+    );
+    let third = by_caller(&recs, "01000000033");
+    assert!(path(third).contains(&"check=not_found".into()), "{third:#}");
+    let fourth = by_caller(&recs, "01000000034");
+    assert_eq!(fourth["outcome"], "collect_failed:check-code", "{fourth:#}");
+    let order = by_caller(&recs, "01000000035");
+    assert!(path(order).contains(&"order_status=shipped".into()), "{order:#}");
+    assert_eq!(order["ivr_vars"]["order_no"], "1001");
+    // Codes are not recordable: they stay off the call record.
+    assert!(first["ivr_vars"].get("code").is_none());
+
+    let checks = table(&site, "product_checks");
+    assert_eq!(checks.len(), 3, "{checks:#?}");
+    assert_eq!(checks[1]["diverted"], 1);
+    assert_eq!(checks[1]["caller_region"], "south");
+    assert_eq!(checks[2]["found"], 0);
+    let outbox = table(&site, "outbox");
+    let div: Vec<_> = outbox.iter().filter(|o| o["stream"] == "lookup").collect();
+    assert_eq!(div.len(), 1, "{outbox:#?}");
+    assert_eq!(div[0]["payload"]["event"], "possible_diversion");
+    assert_eq!(div[0]["payload"]["product_region"], "north");
+}
+
+#[test]
+fn voicemail_notify_and_the_chinese_flow() {
+    let site = ivr_site();
+    write_tone(&site.dir.path().join("speech.wav"), 3000);
+    let recs = run_at(
+        &site,
+        r##"
+# Leaves a 3 s message and ends it with #.
+[[call]]
+at = "0s"
+from = "01000000041"
+to = "4001"
+script = [ { wait = "1s" }, { press = "3" }, { wait = "10s" }, { play = "speech.wav" }, { press = "#" }, { wait = "10s" } ]
+
+# Hangs up in the middle of the message: it is kept.
+[[call]]
+at = "60s"
+from = "01000000042"
+to = "4001"
+script = [ { wait = "1s" }, { press = "3" }, { wait = "10s" }, { play = "speech.wav" }, { hangup = true } ]
+
+# Asks for the price list by SMS.
+[[call]]
+at = "120s"
+from = "01000000043"
+to = "4001"
+script = [ { wait = "1s" }, { press = "6" }, { wait = "10s" } ]
+
+# The Chinese number.
+[[call]]
+at = "180s"
+from = "01000000044"
+to = "4002"
+script = [ { wait = "1s" }, { press = "1" }, { wait = "5s" }, { press = "1234567890#" }, { wait = "20s" } ]
+"##,
+        OPEN,
+    );
+    let vm = table(&site, "voicemail");
+    assert_eq!(vm.len(), 2, "{vm:#?}");
+    for v in &vm {
+        let ms = v["duration_ms"].as_i64().unwrap();
+        let file = v["file"].as_str().unwrap();
+        let reader = hound::WavReader::open(file).expect("a playable WAV");
+        assert_eq!(reader.spec().sample_rate, 8000);
+        assert_eq!(i64::from(reader.duration()) / 8, ms);
+    }
+    // The message: 3 s of speech plus the pause before it (the beep ends
+    // before recording starts), without the # tone.
+    let m1 = vm.iter().find(|v| v["caller"] == "01000000041").unwrap();
+    let ms = m1["duration_ms"].as_i64().unwrap();
+    assert!((3000..9000).contains(&ms), "{m1:#}");
+    let m2 = vm.iter().find(|v| v["caller"] == "01000000042").unwrap();
+    assert!(m2["duration_ms"].as_i64().unwrap() >= 3000, "{m2:#}");
+    assert_eq!(by_caller(&recs, "01000000042")["outcome"], "voicemail:sales");
+
+    let outbox = table(&site, "outbox");
+    let n: Vec<_> = outbox.iter().filter(|o| o["stream"] == "notify").collect();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0]["payload"]["event"], "send_document");
+    assert_eq!(n[0]["payload"]["fields"]["to"], "01000000043");
+    assert_eq!(n[0]["payload"]["fields"]["document"], "price-list");
+
+    let zh = by_caller(&recs, "01000000044");
+    assert_eq!(zh["language"], "zh");
+    assert_eq!(zh["flow"], "zh-main");
+    assert!(path(zh).contains(&"check=genuine_first".into()), "{zh:#}");
+}
+
+#[test]
+fn outbound_verification_code_and_order_confirmation_with_retries() {
+    let site = ivr_site();
+    let cfg = std::fs::read_to_string(site.config()).unwrap()
+        + r##"
+[ivr.node.say-code]
+type = "play"
+prompts = ["system:your-code-is", "{digits:code}", "system:repeat", "{digits:code}"]
+next = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+prompt = "system:goodbye"
+outcome = "code_said"
+
+[ivr.node.confirm]
+type = "menu"
+greeting = "system:confirm-order"
+first_digit_timeout = "5s"
+max_failures = 2
+max_timeouts = 2
+options = { "1" = "confirmed", "2" = "cancelled" }
+
+[ivr.node.confirmed]
+type = "set"
+var = "result"
+value = "confirmed"
+recordable = true
+next = "confirmed-bye"
+
+[ivr.node.confirmed-bye]
+type = "hangup"
+prompt = "system:order-confirmed"
+
+[ivr.node.cancelled]
+type = "set"
+var = "result"
+value = "cancelled"
+recordable = true
+next = "cancelled-bye"
+
+[ivr.node.cancelled-bye]
+type = "hangup"
+prompt = "system:order-cancelled"
+
+[[outbound]]
+name = "verify-1"
+number = "13700000001"
+start = "say-code"
+vars = { code = "482913" }
+
+[[outbound]]
+name = "order-77"
+number = "13700000002"
+start = "confirm"
+ring_timeout = "20s"
+retry_every = "10m"
+max_attempts = 3
+success = { var = "result", in = ["confirmed", "cancelled"] }
+
+[[outbound]]
+name = "order-78"
+number = "13700000003"
+start = "confirm"
+after = "30s"
+ring_timeout = "15s"
+retry_every = "5m"
+max_attempts = 2
+success = { var = "result", in = ["confirmed", "cancelled"] }
+"##;
+    site.write("site.toml", &cfg);
+    let recs = run_at(
+        &site,
+        r##"
+[[callee]]
+number = "13700000001"
+answer_after = "2s"
+
+# First attempt: nobody answers. Second: answers but keys nothing (no
+# result). Third: confirms.
+[[callee]]
+number = "13700000002"
+answers = false
+
+[[callee]]
+number = "13700000002"
+answer_after = "1s"
+
+[[callee]]
+number = "13700000002"
+answer_after = "4s"
+script = [ { wait = "2s" }, { press = "1" }, { wait = "10s" } ]
+
+# Busy, then busy again: the job fails after its two attempts.
+[[callee]]
+number = "13700000003"
+busy = true
+"##,
+        OPEN,
+    );
+    let out: Vec<&Value> = recs.iter().filter(|r| r["direction"] == "outbound").collect();
+    let code = out.iter().find(|r| r["job"] == "verify-1").unwrap();
+    assert_eq!(code["outcome"], "code_said", "{code:#}");
+    assert_eq!(code["dialled"], "13700000001");
+    assert_eq!(code["disposition"], "answered");
+    // Said twice, digit by digit: the call lasts at least two readings.
+    assert!(code["answered_ms"].as_i64().unwrap() > 4000, "{code:#}");
+
+    let order: Vec<&&Value> = out.iter().filter(|r| r["job"] == "order-77").collect();
+    assert_eq!(order.len(), 3, "{order:#?}");
+    assert_eq!(order[0]["disposition"], "no_answer");
+    assert_eq!(order[1]["disposition"], "answered");
+    assert_eq!(order[2]["ivr_vars"]["result"], "confirmed");
+    // Ten minutes between attempts (plus ringing time).
+    let t = |r: &Value| {
+        r["start"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    };
+    let gap = t(order[1]).duration_since(t(order[0])).as_secs();
+    assert!((600..=640).contains(&gap), "gap {gap}s");
+
+    let busy: Vec<&&Value> = out.iter().filter(|r| r["job"] == "order-78").collect();
+    assert_eq!(busy.len(), 2);
+    assert!(busy.iter().all(|r| r["hangup_cause"] == "busy"), "{busy:#?}");
+
+    let jobs = table(&site, "outbound_jobs");
+    let job = |n: &str| jobs.iter().find(|j| j["name"] == n).unwrap().clone();
+    assert_eq!(job("verify-1")["status"], "done");
+    assert_eq!(job("order-77")["status"], "done");
+    assert_eq!(job("order-77")["attempts"], 3);
+    assert_eq!(job("order-77")["result"], "confirmed");
+    assert_eq!(job("order-78")["status"], "failed");
+    assert_eq!(job("order-78")["result"], "busy");
+
+    // A restart does not call anyone again for finished jobs.
+    let again = run_at(&site, "", OPEN);
+    assert_eq!(again.len(), recs.len());
+}
+
+/// Problems in the flow graph are config errors with their places.
+#[test]
+fn flow_errors_are_reported_with_places() {
+    let site = ivr_site();
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    let bad = cfg
+        .replace("on_no_answer = \"voicemail\"", "on_no_answer = \"voicemial\"")
+        .replace("pattern = \"XXXXXX!\"", "pattern = \"XX[9-1]\"")
+        .replace("prompt = \"holiday.wav\"", "prompt = \"holidays.wav\"")
+        + r##"
+[ivr.node.orphan]
+type = "hangup"
+
+[ivr.node.loop-a]
+type = "play"
+prompts = "system:please-hold"
+next = "loop-b"
+
+[ivr.node.loop-b]
+type = "play"
+prompts = "system:all-busy"
+next = "loop-a"
+
+[ivr.node.entry]
+type = "branch"
+cases = [{ var = "x", equals = "1", goto = "loop-a" }]
+default = "loop-a"
+
+[[ivr.route]]
+dialled = ["4009"]
+start = "entry"
+"##;
+    site.write("site.toml", &bad);
+    let out = cmd().arg("check-config").arg(site.config()).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line_of = |needle: &str| {
+        bad.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle} not in config"))
+    };
+    for (needle, msg) in [
+        ("on_no_answer = \"voicemial\"", "`voicemial` is not a node"),
+        ("pattern = \"XX[9-1]\"", "bad range `9-1`"),
+        ("prompt = \"holidays.wav\"", "prompt `holidays.wav` for language en not found"),
+        ("[ivr.node.orphan]", "node `orphan` is never reached"),
+        ("[ivr.node.loop-a]", "node `loop-a` is in a loop with no way out"),
+        ("[ivr.node.entry]", "node `entry` is in a loop with no way out"),
+    ] {
+        let line = line_of(needle);
+        let want = format!("site.toml:{line}:");
+        assert!(
+            err.lines().any(|l| l.contains(&want) && l.contains(msg)),
+            "expected `{msg}` at line {line}:\n{err}"
+        );
+    }
+}
