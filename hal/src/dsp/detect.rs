@@ -64,6 +64,18 @@
 //! twelve consecutive windows without that digit (60 ms of something else
 //! at the same loudness) also release it.
 //!
+//! # Measured behaviour
+//!
+//! (Clean tones at every 1-sample alignment across a block.) Tones of 23 ms
+//! or less are never accepted and tones of 30 ms or more always are; pauses
+//! of 25 ms or less are always bridged and pauses of 33 ms or more always
+//! separate two presses. Deviation switches at ±2.5 % for all eight
+//! frequencies, twist at 6 dB normal and 10 dB reverse, level at about
+//! −30 dBm0 per tone. In white noise (SNR = both tones' power over the
+//! noise's, 0–4 kHz), 40 ms keys are all detected down to 10 dB SNR; noise
+//! alone, over 10 minutes of English and Mandarin speech and 3 minutes of
+//! synthetic music (`tests/talk_off.rs`), gives no digit.
+//!
 //! # Levels
 //!
 //! 0 dBm0 is taken as a sine 3.14 dB below digital full scale (G.711).
@@ -128,7 +140,9 @@ const HARMONIC_RATIOS: [f32; 3] = [2.0, 1.5, 5.0 / 3.0];
 /// How close to one of [`HARMONIC_RATIOS`] the measured ratio must come to
 /// be taken for harmonics, relative.
 const HARMONIC_GUARD: f32 = 0.006;
-/// Level of a sine at 0 dBm0, in dB relative to a full-scale sine (G.711).
+/// Level of a sine at 0 dBm0, in dB relative to a full-scale sine (G.711:
+/// a full-scale sine is +3.14 dBm0).
+#[expect(clippy::approx_constant, reason = "G.711's 3.14 dB, not π")]
 const DBM0_IN_DBFS: f64 = -3.14;
 /// Floor: each tone of a pair at this level (dBm0) sums to the least total
 /// power accepted.
@@ -274,22 +288,22 @@ impl DtmfDetector {
             state: State::Idle,
             pending: VecDeque::with_capacity(4),
         };
-        for b in 0..BINS {
-            det.coef[b] = (2.0 * nu[b].cos()) as f32;
-            det.cos[b] = nu[b].cos() as f32;
-            det.sin[b] = nu[b].sin() as f32;
+        for (b, &nu) in nu.iter().enumerate() {
+            det.coef[b] = (2.0 * nu.cos()) as f32;
+            det.cos[b] = nu.cos() as f32;
+            det.sin[b] = nu.sin() as f32;
             let weight = if b < TONES { 0.5 } else { -0.25 };
             for i in 0..WINDOW_BLOCKS {
                 // A Goertzel run over samples 0..M leaves e^{jν(M−1)}·X(ν);
                 // the sub-block starts i·M samples into the window.
-                let phase = -nu[b] * ((i as f64 + 1.0) * m - 1.0);
+                let phase = -nu * ((i as f64 + 1.0) * m - 1.0);
                 det.twiddle_re[i][b] = (weight * phase.cos()) as f32;
                 det.twiddle_im[i][b] = (weight * phase.sin()) as f32;
             }
-        }
-        for t in 0..TONES {
-            det.hop_re[t] = (-nu[t] * m).cos() as f32;
-            det.hop_im[t] = (-nu[t] * m).sin() as f32;
+            if b < TONES {
+                det.hop_re[b] = (-nu * m).cos() as f32;
+                det.hop_im[b] = (-nu * m).sin() as f32;
+            }
         }
         let full_scale_sine_power = 32767.0f64 * 32767.0 / 2.0;
         let per_tone =
@@ -334,9 +348,22 @@ impl DtmfDetector {
         }
     }
 
-    /// Forgets everything heard so far (a new call on the line).
+    /// Forgets everything heard so far (a new call on the line), keeping
+    /// the precomputed coefficients.
     pub fn reset(&mut self) {
-        *self = DtmfDetector::new(self.sample_rate);
+        self.s1 = [0.0; BINS];
+        self.s2 = [0.0; BINS];
+        self.energy = 0.0;
+        self.filled = 0;
+        self.out_re = [[0.0; BINS]; WINDOW_BLOCKS];
+        self.out_im = [[0.0; BINS]; WINDOW_BLOCKS];
+        self.energies = [0.0; SPAN_BLOCKS];
+        self.blocks_seen = 0;
+        self.prev_re = [0.0; TONES];
+        self.prev_im = [0.0; TONES];
+        self.prev_hit = None;
+        self.state = State::Idle;
+        self.pending.clear();
     }
 
     fn run(&mut self, samples: &[i16], mut key_down: impl FnMut(char)) {
