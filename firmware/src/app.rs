@@ -104,8 +104,10 @@ pub async fn run<B: Backend>(
     let lines = supervisor::spawn_all(ports, ctx.clone(), &tracker);
     let jobs = TaskTracker::new();
     if let Some(ivr) = ivr {
-        crate::ivr::outbound::spawn_jobs(ivr, ctx, lines, &jobs);
+        crate::ivr::outbound::spawn_jobs(ivr, ctx.clone(), lines, &jobs);
     }
+    // The panel actor ends when the last handle is gone: keep none here.
+    drop(ctx);
     jobs.close();
     if let Some(idle) = opts.until_idle {
         let token = shutdown.clone();

@@ -80,7 +80,14 @@ inter_digit_timeout = "2s"
 max_failures = 2
 max_timeouts = 2
 on_max_failures = "hangup"
-options = { "1" = "sales", "12" = "check-code", "2" = "support", "3" = "voicemail", "4" = "callback", "6" = "notify-pricelist", "*" = "repeat" }
+options = { "1" = "sales", "12" = "check-code", "2" = "support", "3" = "voicemail", "4" = "callback", "6" = "notify-pricelist", "0" = "operator", "*" = "repeat" }
+
+[ivr.node.operator]
+type = "transfer"
+number = "13600000000"
+trunks = ["trunk-2"]
+ring_timeout = "15s"
+on_no_answer = "voicemail"
 
 [ivr.node.sales]
 type = "queue"
@@ -196,6 +203,12 @@ fn run_at(site: &Site, scenario: &str, start: &str) -> Vec<Value> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    // Every prompt a flow can play was loaded with the config.
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("prompt missing"),
+        "{}",
+        text(&out)
+    );
     site.records()
 }
 
@@ -290,7 +303,7 @@ talk = "5s"
     assert!(pa.contains(&"sales=connected:desk-1".to_string()), "{pa:?}");
     assert_eq!(a["connected_to"], "desk-1");
     assert_eq!(a["survey_score"], 4, "{a:#}");
-    assert_eq!(a["outcome"], "done");
+    assert_eq!(a["outcome"], "connected:desk-1");
     assert_eq!(a["flow"], "hours");
 
     let b = by_caller(&recs, "01000000002");
@@ -750,5 +763,103 @@ start = "entry"
             err.lines().any(|l| l.contains(&want) && l.contains(msg)),
             "expected `{msg}` at line {line}:\n{err}"
         );
+    }
+}
+
+#[test]
+fn transfer_to_an_outside_number_bridges_over_another_trunk() {
+    let site = ivr_site();
+    let recs = run_at(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "01000000051"
+to = "4001"
+line = "trunk-1"
+script = [ { wait = "1s" }, { press = "0" }, { wait = "30s" } ]
+
+# The head office operator answers after 2 s and hangs up after 4 s.
+[[callee]]
+number = "13600000000"
+answer_after = "2s"
+hangup_after = "4s"
+"##,
+        OPEN,
+    );
+    assert_eq!(recs.len(), 1, "the outside leg is part of the call: {recs:#?}");
+    let r = &recs[0];
+    assert_eq!(r["connected_to"], "trunk-2", "{r:#}");
+    assert_eq!(r["outcome"], "connected:trunk-2");
+    // Announcement, ringing and 4 s of talk: the box hangs up after the
+    // operator does.
+    let talk = r["answered_ms"].as_i64().unwrap();
+    assert!(talk > 6000 && talk < 20_000, "{r:#}");
+    assert_eq!(r["hangup_side"], "box");
+}
+
+/// Callers keying anything in any rhythm: every call ends, is recorded and
+/// releases its line; the daemon exits cleanly.
+#[test]
+fn callers_pressing_anything_in_any_rhythm_never_hang_or_crash_the_box() {
+    let site = ivr_site();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let keys: Vec<char> = "0123456789*#ABCD".chars().collect();
+    let mut sc = String::new();
+    let calls = 120;
+    for i in 0..calls {
+        let mut steps = Vec::new();
+        for _ in 0..(1 + rnd(8)) {
+            let digits: String = (0..1 + rnd(6)).map(|_| keys[rnd(16) as usize]).collect();
+            let via = ["inband", "signal", "both"][rnd(3) as usize];
+            steps.push(format!("{{ wait = \"{}ms\" }}", rnd(4000)));
+            steps.push(format!(
+                "{{ press = \"{digits}\", via = \"{via}\", tone = \"{}ms\", gap = \"{}ms\", level = -{} }}",
+                5 + rnd(300),
+                5 + rnd(300),
+                5 + rnd(30)
+            ));
+        }
+        let hangup = if rnd(3) == 0 {
+            format!("hangup_after = \"{}ms\"\n", 500 + rnd(30_000))
+        } else {
+            String::new()
+        };
+        sc += &format!(
+            "[[call]]\nat = \"{}s\"\nfrom = \"0100{:07}\"\nto = \"{}\"\n{hangup}script = [{}]\n\n",
+            i * 100,
+            i,
+            ["4001", "4002", "4003"][rnd(3) as usize],
+            steps.join(", ")
+        );
+    }
+    sc += "[[agent]]\nname = \"alice\"\nline = \"desk-1\"\nanswer_after = \"3s\"\ntalk = \"20s\"\n";
+    let path = site.write("calls.toml", &sc);
+    let out = cmd()
+        .args(["run", "--fast", "--until-idle", "--config"])
+        .arg(site.config())
+        .arg("--data")
+        .arg(site.data())
+        .arg("--scenario")
+        .arg(&path)
+        .args(["--start-at", OPEN])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("never released"), "{err}");
+    assert!(!err.contains("ERROR"), "{err}");
+    let recs = site.records();
+    assert_eq!(recs.len(), calls as usize);
+    for r in &recs {
+        assert!(r["end"].is_string(), "{r:#}");
+        assert!(r["outcome"].is_string(), "{r:#}");
+        assert_ne!(r["disposition"], "in_progress");
     }
 }

@@ -310,19 +310,25 @@ fn spawn_signal_handler(token: CancellationToken) -> Result<(), Failure> {
     Ok(())
 }
 
-const DEMO_SITE: &str = include_str!("../../demo/site.toml");
-const DEMO_CALLS: &str = include_str!("../../demo/calls.toml");
-const DEMO_GREETING: &[u8] = include_bytes!("../../demo/prompts/welcome.wav");
+/// The demo site, built in so `callboxd demo` runs from any directory.
+/// System prompts come from the installed set (or the source tree).
+const DEMO_FILES: &[(&str, &[u8])] = &[
+    ("site.toml", include_bytes!("../../demo/site.toml")),
+    ("calls.toml", include_bytes!("../../demo/calls.toml")),
+    ("products.csv", include_bytes!("../../demo/products.csv")),
+    ("prompts/welcome.wav", include_bytes!("../../demo/prompts/welcome.wav")),
+    ("prompts/menu.wav", include_bytes!("../../demo/prompts/menu.wav")),
+    ("prompts/menu-short.wav", include_bytes!("../../demo/prompts/menu-short.wav")),
+];
 
 fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(), Failure> {
     let dir = tempfile::tempdir().context("creating the demo directory")?;
     std::fs::create_dir_all(dir.path().join("prompts")).context("writing the demo site")?;
-    std::fs::write(dir.path().join("site.toml"), DEMO_SITE).context("writing the demo site")?;
-    std::fs::write(dir.path().join("calls.toml"), DEMO_CALLS).context("writing the demo site")?;
-    std::fs::write(dir.path().join("prompts/welcome.wav"), DEMO_GREETING)
-        .context("writing the demo site")?;
+    for (name, bytes) in DEMO_FILES {
+        std::fs::write(dir.path().join(name), bytes).context("writing the demo site")?;
+    }
     let data = data.unwrap_or_else(|| dir.path().join("data"));
-    println!("callbox demo: a branch with 3 trunk lines and 2 agent desks, simulated callers.");
+    println!("callbox demo: a branch with 6 trunk lines, 2 agent desks and an IVR menu; simulated callers key it in band.");
     println!("Data in {}. Ctrl-C stops early.\n", data.display());
     let control = run(
         &dir.path().join("site.toml"),
@@ -361,7 +367,7 @@ fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
             .count()
     );
     println!(
-        "    heard whole greeting {}",
+        "    ended by the box   {}",
         answered
             .iter()
             .filter(|r| r.hangup_side.as_deref() == Some("box"))
@@ -380,6 +386,22 @@ fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
         count("rejected"),
         count("failed")
     );
+    let mut outcomes: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &recs {
+        if let Some(o) = r.outcome.as_deref() {
+            *outcomes.entry(o).or_default() += 1;
+        }
+    }
+    if !outcomes.is_empty() {
+        println!("IVR outcomes");
+        for (o, n) in &outcomes {
+            println!("  {o:<20} {n}");
+        }
+        let scores: Vec<u8> = recs.iter().filter_map(|r| r.survey_score).collect();
+        if !scores.is_empty() {
+            println!("  survey scores        {scores:?}");
+        }
+    }
     println!(
         "avg time on line       {:.1} s",
         avg(answered.iter().filter_map(|r| r.answered_ms).collect())

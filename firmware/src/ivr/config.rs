@@ -1195,6 +1195,10 @@ pub(crate) fn check(
                 }
             }
             RawNode::ProductCheck(pc) => {
+                // What the check says, whatever the answer.
+                for name in ["genuine-first", "genuine-repeat", "times", "first-checked", "not-found"] {
+                    c.wanted.entry(format!("system:{name}")).or_insert_with(|| at.clone());
+                }
                 if !lookups.has_products() {
                     c.err(at.clone(), "a product_check needs `products` under [ivr.lookups]");
                 }
@@ -1204,6 +1208,9 @@ pub(crate) fn check(
                 }
             }
             RawNode::OrderStatus(os) => {
+                for name in ["order-status", "order-not-found"] {
+                    c.wanted.entry(format!("system:{name}")).or_insert_with(|| at.clone());
+                }
                 if !lookups.has_orders() {
                     c.err(at.clone(), "an order_status needs `orders` under [ivr.lookups]");
                 }

@@ -267,7 +267,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     Ok(*next)
                 }
                 NodeKind::Hangup { prompt, outcome } => {
-                    st.outcome = Some(outcome.clone());
+                    // A goodbye after a message or a failed menu keeps the
+                    // more telling outcome.
+                    st.outcome.get_or_insert_with(|| outcome.clone());
                     self.play(media, prompt, st, false).await.map(|_| Target::Hangup)
                 }
                 NodeKind::ProductCheck { var, next } => self.product_check(media, var, st).await.map(|()| *next),
