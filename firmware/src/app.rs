@@ -144,8 +144,7 @@ pub async fn run<B: Backend>(
         tracker.wait().await;
         jobs.wait().await;
     };
-    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::error!(
             "calls did not end within {DRAIN_TIMEOUT:?}; their records stay in progress"
         );

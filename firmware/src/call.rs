@@ -153,7 +153,12 @@ where
             outcome: Some("blocked".into()),
             ..CallFlow::default()
         });
-        Outcome::new(Disposition::Rejected, HangupCause::Rejected, Side::Box, false)
+        Outcome::new(
+            Disposition::Rejected,
+            HangupCause::Rejected,
+            Side::Box,
+            false,
+        )
     } else {
         answer_and_run(&mut port, &id, &arrival, &ctx, &lines, &mut flow).await
     };

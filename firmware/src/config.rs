@@ -340,7 +340,8 @@ impl SiteConfig {
             None if raw.ivr.is_none() => {
                 err(
                     "inbound",
-                    "a site without an `[ivr]` needs `greeting`, the prompt every caller hears".into(),
+                    "a site without an `[ivr]` needs `greeting`, the prompt every caller hears"
+                        .into(),
                 );
                 None
             }

@@ -38,7 +38,9 @@ impl<L, I, O> Lease<L, I, O> {
 
     /// The borrowed port.
     pub fn port(&mut self) -> &mut Port<L, I, O> {
-        self.port.as_mut().expect("a lease holds its port until dropped")
+        self.port
+            .as_mut()
+            .expect("a lease holds its port until dropped")
     }
 }
 

@@ -109,7 +109,13 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 /// Tables `callboxd records --table` can show, besides `calls`.
-pub const TABLES: &[&str] = &["voicemail", "product_checks", "callbacks", "outbox", "outbound_jobs"];
+pub const TABLES: &[&str] = &[
+    "voicemail",
+    "product_checks",
+    "callbacks",
+    "outbox",
+    "outbound_jobs",
+];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -611,13 +617,22 @@ fn job_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<JobRow>> {
 
 type Replies = Vec<(oneshot::Sender<CheckHistory>, CheckHistory)>;
 
-fn outbox(tx: &rusqlite::Transaction<'_>, stream: &str, at: &Stamp, payload: &serde_json::Value) -> rusqlite::Result<()> {
+fn outbox(
+    tx: &rusqlite::Transaction<'_>,
+    stream: &str,
+    at: &Stamp,
+    payload: &serde_json::Value,
+) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO outbox (stream, at_ms, payload) VALUES (?1, ?2, ?3)")?
         .execute(params![stream, at.wall_ms, payload.to_string()])?;
     Ok(())
 }
 
-fn write_batch(conn: &mut Connection, batch: &mut Vec<StoreMsg>, boot_id: &str) -> rusqlite::Result<Replies> {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<StoreMsg>,
+    boot_id: &str,
+) -> rusqlite::Result<Replies> {
     let mut replies = Vec::new();
     let tx = conn.transaction()?;
     {
@@ -680,7 +695,11 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<StoreMsg>, boot_id: &str) 
                         f.job
                     ])?;
                 }
-                StoreMsg::Outbox { stream, at, payload } => outbox(&tx, &stream, &at, &payload)?,
+                StoreMsg::Outbox {
+                    stream,
+                    at,
+                    payload,
+                } => outbox(&tx, &stream, &at, &payload)?,
                 StoreMsg::ProductCheck {
                     call_id,
                     code,
@@ -936,7 +955,11 @@ pub fn read_table(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>
     )
     .map_err(sq)?;
     check_version(&conn, &path)?;
-    let order = if *table == "outbound_jobs" { "name" } else { "seq" };
+    let order = if *table == "outbound_jobs" {
+        "name"
+    } else {
+        "seq"
+    };
     let mut stmt = conn
         .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
         .map_err(sq)?;

@@ -6,7 +6,8 @@
 //! tests were built into. `scripts/test-all` builds it first.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -82,17 +83,23 @@ impl Site {
         p
     }
 
-    /// `callboxd run --fast --until-idle` on this site, playing `scenario`.
-    pub fn run_fast(&self, scenario: &Path) -> Output {
-        cmd()
-            .args(["run", "--fast", "--until-idle", "--config"])
+    /// `callboxd run --fast --until-idle` on this site, playing `scenario`,
+    /// with extra arguments.
+    pub fn run_fast_with(&self, scenario: &Path, extra: &[&str]) -> Output {
+        let mut c = cmd();
+        c.args(["run", "--fast", "--until-idle", "--config"])
             .arg(self.config())
             .arg("--data")
             .arg(self.data())
             .arg("--scenario")
             .arg(scenario)
-            .output()
-            .unwrap()
+            .args(extra);
+        output_within(c, RUN_LIMIT)
+    }
+
+    /// `callboxd run --fast --until-idle` on this site, playing `scenario`.
+    pub fn run_fast(&self, scenario: &Path) -> Output {
+        self.run_fast_with(scenario, &[])
     }
 
     /// `callboxd records --json`, parsed.
@@ -114,6 +121,42 @@ impl Site {
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect()
+    }
+}
+
+/// Longest a virtual-time run may take in wall time before a test calls it
+/// hung (a debug build under qemu included).
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs a command to its end, killing it (and failing the test) if it
+/// takes longer than `limit`: a hung daemon must fail CI, not stall it.
+pub fn output_within(mut c: Command, limit: Duration) -> Output {
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting callboxd");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => {
+            let _ = waiter.join();
+            out.expect("waiting for callboxd")
+        }
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let out = rx.recv().ok().and_then(Result::ok);
+            panic!(
+                "callboxd did not finish within {limit:?}; killed it.\n{}",
+                out.as_ref().map(text).unwrap_or_default()
+            );
+        }
     }
 }
 

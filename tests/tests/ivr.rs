@@ -192,16 +192,7 @@ fn ivr_site() -> Site {
 
 fn run_at(site: &Site, scenario: &str, start: &str) -> Vec<Value> {
     let path = site.write("calls.toml", scenario);
-    let out = cmd()
-        .args(["run", "--fast", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&path)
-        .args(["--start-at", start])
-        .output()
-        .unwrap();
+    let out = site.run_fast_with(&path, &["--start-at", start]);
     assert!(out.status.success(), "{}", text(&out));
     // Every prompt a flow can play was loaded with the config.
     assert!(
@@ -224,7 +215,11 @@ fn by_caller<'a>(recs: &'a [Value], caller: &str) -> &'a Value {
 fn path(r: &Value) -> Vec<String> {
     r["ivr_path"]
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -313,7 +308,10 @@ talk = "5s"
 
     let c = by_caller(&recs, "01000000003");
     assert_eq!(
-        path(c).iter().filter(|p| p.starts_with("main!invalid")).count(),
+        path(c)
+            .iter()
+            .filter(|p| p.starts_with("main!invalid"))
+            .count(),
         2,
         "{c:#}"
     );
@@ -321,7 +319,11 @@ talk = "5s"
     assert_eq!(c["hangup_side"], "box");
 
     let d = by_caller(&recs, "01000000004");
-    assert_eq!(path(d).iter().filter(|p| *p == "main!timeout").count(), 2, "{d:#}");
+    assert_eq!(
+        path(d).iter().filter(|p| *p == "main!timeout").count(),
+        2,
+        "{d:#}"
+    );
     assert_eq!(d["outcome"], "max_timeouts:main");
 
     let e = by_caller(&recs, "01000000005");
@@ -329,7 +331,11 @@ talk = "5s"
     assert!(pe.contains(&"main=*".to_string()), "{pe:?}");
     // "3" was sent both in band and out of band: heard once.
     assert!(pe.contains(&"main=3".to_string()), "{pe:?}");
-    assert_eq!(pe.iter().filter(|p| p.starts_with("main!")).count(), 0, "{pe:?}");
+    assert_eq!(
+        pe.iter().filter(|p| p.starts_with("main!")).count(),
+        0,
+        "{pe:?}"
+    );
 }
 
 #[test]
@@ -352,7 +358,10 @@ script = [ { wait = "1s" }, { press = "2" }, { wait = "1s" }, { press = "1" }, {
     );
     let r = by_caller(&recs, "01000000011");
     let p = path(r);
-    let i = p.iter().position(|s| s == "support").expect("entered support");
+    let i = p
+        .iter()
+        .position(|s| s == "support")
+        .expect("entered support");
     assert_eq!(p[i + 1], "support!timeout", "{p:?}");
     assert!(p.contains(&"support=*".to_string()), "{p:?}");
     let back = p.iter().rposition(|s| s == "main").unwrap();
@@ -363,7 +372,10 @@ script = [ { wait = "1s" }, { press = "2" }, { wait = "1s" }, { press = "1" }, {
     assert_eq!(cb[0]["number"], "01000000011");
     assert_eq!(cb[0]["queue"], "sales");
     let outbox = table(&site, "outbox");
-    assert!(outbox.iter().any(|o| o["stream"] == "callback"), "{outbox:?}");
+    assert!(
+        outbox.iter().any(|o| o["stream"] == "callback"),
+        "{outbox:?}"
+    );
 }
 
 #[test]
@@ -415,7 +427,10 @@ answer_after = "1s"
 "##),
         OPEN,
     );
-    assert_eq!(by_caller(&recs, "01000000021")["outcome"], "max_timeouts:main");
+    assert_eq!(
+        by_caller(&recs, "01000000021")["outcome"],
+        "max_timeouts:main"
+    );
     let blocked = by_caller(&recs, "13912345678");
     assert_eq!(blocked["disposition"], "rejected");
     assert_eq!(blocked["hangup_cause"], "rejected");
@@ -469,7 +484,10 @@ script = [ { wait = "1s" }, { press = "2" }, { wait = "3800ms" }, { press = "1" 
         OPEN,
     );
     let first = by_caller(&recs, "01000000031");
-    assert!(path(first).contains(&"check=genuine_first".into()), "{first:#}");
+    assert!(
+        path(first).contains(&"check=genuine_first".into()),
+        "{first:#}"
+    );
     let second = by_caller(&recs, "02000000032");
     assert!(
         path(second).contains(&"check=genuine_repeat,diverted".into()),
@@ -480,7 +498,10 @@ script = [ { wait = "1s" }, { press = "2" }, { wait = "3800ms" }, { press = "1" 
     let fourth = by_caller(&recs, "01000000034");
     assert_eq!(fourth["outcome"], "collect_failed:check-code", "{fourth:#}");
     let order = by_caller(&recs, "01000000035");
-    assert!(path(order).contains(&"order_status=shipped".into()), "{order:#}");
+    assert!(
+        path(order).contains(&"order_status=shipped".into()),
+        "{order:#}"
+    );
     assert_eq!(order["ivr_vars"]["order_no"], "1001");
     // Codes are not recordable: they stay off the call record.
     assert!(first["ivr_vars"].get("code").is_none());
@@ -550,7 +571,10 @@ script = [ { wait = "1s" }, { press = "1" }, { wait = "5s" }, { press = "1234567
     assert!((3000..9000).contains(&ms), "{m1:#}");
     let m2 = vm.iter().find(|v| v["caller"] == "01000000042").unwrap();
     assert!(m2["duration_ms"].as_i64().unwrap() >= 3000, "{m2:#}");
-    assert_eq!(by_caller(&recs, "01000000042")["outcome"], "voicemail:sales");
+    assert_eq!(
+        by_caller(&recs, "01000000042")["outcome"],
+        "voicemail:sales"
+    );
 
     let outbox = table(&site, "outbox");
     let n: Vec<_> = outbox.iter().filter(|o| o["stream"] == "notify").collect();
@@ -665,7 +689,10 @@ busy = true
 "##,
         OPEN,
     );
-    let out: Vec<&Value> = recs.iter().filter(|r| r["direction"] == "outbound").collect();
+    let out: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["direction"] == "outbound")
+        .collect();
     let code = out.iter().find(|r| r["job"] == "verify-1").unwrap();
     assert_eq!(code["outcome"], "code_said", "{code:#}");
     assert_eq!(code["dialled"], "13700000001");
@@ -691,7 +718,10 @@ busy = true
 
     let busy: Vec<&&Value> = out.iter().filter(|r| r["job"] == "order-78").collect();
     assert_eq!(busy.len(), 2);
-    assert!(busy.iter().all(|r| r["hangup_cause"] == "busy"), "{busy:#?}");
+    assert!(
+        busy.iter().all(|r| r["hangup_cause"] == "busy"),
+        "{busy:#?}"
+    );
 
     let jobs = table(&site, "outbound_jobs");
     let job = |n: &str| jobs.iter().find(|j| j["name"] == n).unwrap().clone();
@@ -713,7 +743,10 @@ fn flow_errors_are_reported_with_places() {
     let site = ivr_site();
     let cfg = std::fs::read_to_string(site.config()).unwrap();
     let bad = cfg
-        .replace("on_no_answer = \"voicemail\"", "on_no_answer = \"voicemial\"")
+        .replace(
+            "on_no_answer = \"voicemail\"",
+            "on_no_answer = \"voicemial\"",
+        )
         .replace("pattern = \"XXXXXX!\"", "pattern = \"XX[9-1]\"")
         .replace("prompt = \"holiday.wav\"", "prompt = \"holidays.wav\"")
         + r##"
@@ -740,7 +773,11 @@ dialled = ["4009"]
 start = "entry"
 "##;
     site.write("site.toml", &bad);
-    let out = cmd().arg("check-config").arg(site.config()).output().unwrap();
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     let line_of = |needle: &str| {
@@ -752,10 +789,19 @@ start = "entry"
     for (needle, msg) in [
         ("on_no_answer = \"voicemial\"", "`voicemial` is not a node"),
         ("pattern = \"XX[9-1]\"", "bad range `9-1`"),
-        ("prompt = \"holidays.wav\"", "prompt `holidays.wav` for language en not found"),
+        (
+            "prompt = \"holidays.wav\"",
+            "prompt `holidays.wav` for language en not found",
+        ),
         ("[ivr.node.orphan]", "node `orphan` is never reached"),
-        ("[ivr.node.loop-a]", "node `loop-a` is in a loop with no way out"),
-        ("[ivr.node.entry]", "node `entry` is in a loop with no way out"),
+        (
+            "[ivr.node.loop-a]",
+            "node `loop-a` is in a loop with no way out",
+        ),
+        (
+            "[ivr.node.entry]",
+            "node `entry` is in a loop with no way out",
+        ),
     ] {
         let line = line_of(needle);
         let want = format!("site.toml:{line}:");
@@ -787,7 +833,11 @@ hangup_after = "4s"
 "##,
         OPEN,
     );
-    assert_eq!(recs.len(), 1, "the outside leg is part of the call: {recs:#?}");
+    assert_eq!(
+        recs.len(),
+        1,
+        "the outside leg is part of the call: {recs:#?}"
+    );
     let r = &recs[0];
     assert_eq!(r["connected_to"], "trunk-2", "{r:#}");
     assert_eq!(r["outcome"], "connected:trunk-2");
@@ -841,16 +891,7 @@ fn callers_pressing_anything_in_any_rhythm_never_hang_or_crash_the_box() {
     }
     sc += "[[agent]]\nname = \"alice\"\nline = \"desk-1\"\nanswer_after = \"3s\"\ntalk = \"20s\"\n";
     let path = site.write("calls.toml", &sc);
-    let out = cmd()
-        .args(["run", "--fast", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&path)
-        .args(["--start-at", OPEN])
-        .output()
-        .unwrap();
+    let out = site.run_fast_with(&path, &["--start-at", OPEN]);
     assert!(out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("never released"), "{err}");

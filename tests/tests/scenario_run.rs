@@ -1,6 +1,6 @@
 //! Whole scenarios through the real daemon in virtual time.
 
-use callbox_tests::{Site, cmd, text};
+use callbox_tests::{RUN_LIMIT, Site, cmd, output_within, text};
 use serde_json::Value;
 
 fn str_of<'a>(r: &'a Value, k: &str) -> &'a str {
@@ -123,11 +123,9 @@ fn a_call_on_a_trunk_not_configured_for_inbound_is_rejected_and_recorded() {
 #[test]
 fn the_demo_runs_its_built_in_scenario_and_prints_a_summary() {
     let data = tempfile::tempdir().unwrap();
-    let out = cmd()
-        .args(["demo", "--fast", "--data"])
-        .arg(data.path())
-        .output()
-        .unwrap();
+    let mut demo = cmd();
+    demo.args(["demo", "--fast", "--data"]).arg(data.path());
+    let out = output_within(demo, RUN_LIMIT);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -143,5 +141,15 @@ fn the_demo_runs_its_built_in_scenario_and_prints_a_summary() {
         .find_map(|l| l.strip_prefix("calls recorded"))
         .and_then(|v| v.trim().parse::<usize>().ok())
         .expect("a 'calls recorded' line");
-    assert!(recorded >= 8, "{}", text(&out));
+    // Every scripted caller reaches the box (six trunks are enough).
+    assert_eq!(recorded, 10, "{}", text(&out));
+    // The IVR ran: outcomes and the sales caller's survey score.
+    assert!(stdout.contains("IVR outcomes"), "{}", text(&out));
+    assert!(stdout.contains("connected:desk-1"), "{}", text(&out));
+    assert!(
+        stdout.contains("survey scores        [5]"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout.contains("voicemail:sales"), "{}", text(&out));
 }

@@ -154,7 +154,16 @@ fn main() -> ExitCode {
             fast,
             until_idle,
             start_at,
-        } => run(&config, data, scenario.as_deref(), fast, until_idle, None, start_at).map(|_| ()),
+        } => run(
+            &config,
+            data,
+            scenario.as_deref(),
+            fast,
+            until_idle,
+            None,
+            start_at,
+        )
+        .map(|_| ()),
         Cmd::CheckConfig { config, scenario } => check_config(&config, scenario.as_deref()),
         Cmd::Demo {
             seconds,
@@ -316,9 +325,18 @@ const DEMO_FILES: &[(&str, &[u8])] = &[
     ("site.toml", include_bytes!("../../demo/site.toml")),
     ("calls.toml", include_bytes!("../../demo/calls.toml")),
     ("products.csv", include_bytes!("../../demo/products.csv")),
-    ("prompts/welcome.wav", include_bytes!("../../demo/prompts/welcome.wav")),
-    ("prompts/menu.wav", include_bytes!("../../demo/prompts/menu.wav")),
-    ("prompts/menu-short.wav", include_bytes!("../../demo/prompts/menu-short.wav")),
+    (
+        "prompts/welcome.wav",
+        include_bytes!("../../demo/prompts/welcome.wav"),
+    ),
+    (
+        "prompts/menu.wav",
+        include_bytes!("../../demo/prompts/menu.wav"),
+    ),
+    (
+        "prompts/menu-short.wav",
+        include_bytes!("../../demo/prompts/menu-short.wav"),
+    ),
 ];
 
 fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(), Failure> {
@@ -328,7 +346,9 @@ fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(), F
         std::fs::write(dir.path().join(name), bytes).context("writing the demo site")?;
     }
     let data = data.unwrap_or_else(|| dir.path().join("data"));
-    println!("callbox demo: a branch with 6 trunk lines, 2 agent desks and an IVR menu; simulated callers key it in band.");
+    println!(
+        "callbox demo: a branch with 6 trunk lines, 2 agent desks and an IVR menu; simulated callers key it in band."
+    );
     println!("Data in {}. Ctrl-C stops early.\n", data.display());
     let control = run(
         &dir.path().join("site.toml"),

@@ -785,7 +785,10 @@ impl Checker<'_> {
                     d
                 }
                 Ok(d) if d.is_zero() => {
-                    self.err(path, "a timeout of zero would never let the caller key anything");
+                    self.err(
+                        path,
+                        "a timeout of zero would never let the caller key anything",
+                    );
                     default
                 }
                 Ok(d) => d,
@@ -834,10 +837,7 @@ impl Checker<'_> {
             let key = if let Some(name) = s.strip_prefix("system:") {
                 format!("system:{name}")
             } else {
-                if s.is_empty()
-                    || Path::new(s).is_absolute()
-                    || s.split('/').any(|p| p == "..")
-                {
+                if s.is_empty() || Path::new(s).is_absolute() || s.split('/').any(|p| p == "..") {
                     self.err(
                         at,
                         format!("prompt `{s}` must be a file name inside the prompts directory"),
@@ -878,7 +878,10 @@ impl Checker<'_> {
             None => self.err(path, format!("`{id}` is not a line defined in this file")),
             Some(l) if l.kind != LineKind::Station => self.err(
                 path,
-                format!("`{id}` is a {} line; calls are connected to station lines", l.kind),
+                format!(
+                    "`{id}` is a {} line; calls are connected to station lines",
+                    l.kind
+                ),
             ),
             Some(_) => {}
         }
@@ -912,6 +915,10 @@ impl Checker<'_> {
     }
 }
 
+/// Problems found by [`check`]: `(key path, message)` pairs in the site
+/// config, and diagnostics in other files (lookup tables).
+pub(crate) type CheckErrors = (Vec<(String, String)>, Vec<Diagnostic>);
+
 /// Checks the `[ivr]` section and `[[outbound]]` jobs. Errors are
 /// `(key path, message)` pairs for the caller to place in the file, or
 /// ready diagnostics for problems in other files (lookup tables).
@@ -921,7 +928,7 @@ pub(crate) fn check(
     base: &Path,
     prompt_dir: &Path,
     lines: &[LineInfo],
-) -> Result<Ivr, (Vec<(String, String)>, Vec<Diagnostic>)> {
+) -> Result<Ivr, CheckErrors> {
     let mut c = Checker {
         errs: Vec::new(),
         names: HashMap::new(),
@@ -963,7 +970,10 @@ pub(crate) fn check(
     if let Some(b) = &raw.blocked
         && !lists.contains_key(b)
     {
-        c.err("ivr.blocked", format!("`{b}` is not a list under [ivr.lists]"));
+        c.err(
+            "ivr.blocked",
+            format!("`{b}` is not a list under [ivr.lists]"),
+        );
     }
 
     let mut hours = HashMap::new();
@@ -982,7 +992,10 @@ pub(crate) fn check(
     }
 
     if raw.node.is_empty() {
-        c.err("ivr", "the IVR has no nodes; add at least one `[ivr.node.NAME]`");
+        c.err(
+            "ivr",
+            "the IVR has no nodes; add at least one `[ivr.node.NAME]`",
+        );
         return Err((c.errs, lookup_diags));
     }
     let start = match &raw.start {
@@ -994,7 +1007,10 @@ pub(crate) fn check(
             }
         },
         None => {
-            c.err("ivr.start", "the IVR needs `start`, the node every inbound call begins at");
+            c.err(
+                "ivr.start",
+                "the IVR needs `start`, the node every inbound call begins at",
+            );
             0
         }
     };
@@ -1010,7 +1026,10 @@ pub(crate) fn check(
         let start = match c.names.get(&r.start) {
             Some(&id) => id,
             None => {
-                c.err(format!("{at}.start"), format!("`{}` is not a node", r.start));
+                c.err(
+                    format!("{at}.start"),
+                    format!("`{}` is not a node", r.start),
+                );
                 0
             }
         };
@@ -1036,12 +1055,12 @@ pub(crate) fn check(
             RawNode::Menu(m) => {
                 let mut options = Vec::new();
                 for (key, t) in &m.options {
-                    if key.is_empty()
-                        || !key.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit)
-                    {
+                    if key.is_empty() || !key.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {
                         c.err(
                             p(&format!("options.{key}")),
-                            format!("option `{key}` must be keys of a phone keypad (0-9, *, #, A-D)"),
+                            format!(
+                                "option `{key}` must be keys of a phone keypad (0-9, *, #, A-D)"
+                            ),
                         );
                         continue;
                     }
@@ -1056,21 +1075,39 @@ pub(crate) fn check(
                     Some(s) => c.items(&p("short_greeting"), Some(s), &[]),
                     None => greeting.clone(),
                 };
-                let on_max_failures =
-                    c.target(&p("on_max_failures"), m.on_max_failures.as_deref().unwrap_or("hangup"));
+                let on_max_failures = c.target(
+                    &p("on_max_failures"),
+                    m.on_max_failures.as_deref().unwrap_or("hangup"),
+                );
                 let on_max_timeouts = match &m.on_max_timeouts {
                     Some(t) => c.target(&p("on_max_timeouts"), t),
                     None => on_max_failures,
                 };
-                let max_len = options.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(1);
+                let max_len = options
+                    .iter()
+                    .map(|(k, _)| k.chars().count())
+                    .max()
+                    .unwrap_or(1);
                 NodeKind::Menu(Menu {
                     greeting,
                     short_greeting,
-                    invalid: c.items(&p("invalid"), m.invalid.as_ref(), &["system:invalid-option"]),
+                    invalid: c.items(
+                        &p("invalid"),
+                        m.invalid.as_ref(),
+                        &["system:invalid-option"],
+                    ),
                     no_input: c.items(&p("no_input"), m.no_input.as_ref(), &["system:timeout"]),
                     exit: c.items(&p("exit"), m.exit.as_ref(), &["system:too-many-errors"]),
-                    first_digit_timeout: c.duration(&p("first_digit_timeout"), m.first_digit_timeout.as_ref(), DEFAULT_FIRST_DIGIT),
-                    inter_digit_timeout: c.duration(&p("inter_digit_timeout"), m.inter_digit_timeout.as_ref(), DEFAULT_INTER_DIGIT),
+                    first_digit_timeout: c.duration(
+                        &p("first_digit_timeout"),
+                        m.first_digit_timeout.as_ref(),
+                        DEFAULT_FIRST_DIGIT,
+                    ),
+                    inter_digit_timeout: c.duration(
+                        &p("inter_digit_timeout"),
+                        m.inter_digit_timeout.as_ref(),
+                        DEFAULT_INTER_DIGIT,
+                    ),
                     max_failures: m.max_failures.unwrap_or(3).max(1),
                     max_timeouts: m.max_timeouts.unwrap_or(3).max(1),
                     on_max_failures,
@@ -1092,11 +1129,21 @@ pub(crate) fn check(
                 let terminator = match k.terminator.as_deref() {
                     None => Some('#'),
                     Some("") => None,
-                    Some(t) if t.chars().count() == 1 && callbox_hal::dsp::dtmf::is_dtmf_digit(t.chars().next().unwrap_or(' ')) => {
+                    Some(t)
+                        if t.chars().count() == 1
+                            && callbox_hal::dsp::dtmf::is_dtmf_digit(
+                                t.chars().next().unwrap_or(' '),
+                            ) =>
+                    {
                         t.chars().next()
                     }
                     Some(t) => {
-                        c.err(p("terminator"), format!("terminator `{t}` must be one key (usually \"#\"), or \"\" for none"));
+                        c.err(
+                            p("terminator"),
+                            format!(
+                                "terminator `{t}` must be one key (usually \"#\"), or \"\" for none"
+                            ),
+                        );
                         None
                     }
                 };
@@ -1109,14 +1156,29 @@ pub(crate) fn check(
                     terminator,
                     pattern,
                     retries: k.retries.unwrap_or(2),
-                    invalid: c.items(&p("invalid"), k.invalid.as_ref(), &["system:invalid-option"]),
+                    invalid: c.items(
+                        &p("invalid"),
+                        k.invalid.as_ref(),
+                        &["system:invalid-option"],
+                    ),
                     no_input: c.items(&p("no_input"), k.no_input.as_ref(), &["system:timeout"]),
-                    first_digit_timeout: c.duration(&p("first_digit_timeout"), k.first_digit_timeout.as_ref(), DEFAULT_FIRST_DIGIT),
-                    inter_digit_timeout: c.duration(&p("inter_digit_timeout"), k.inter_digit_timeout.as_ref(), DEFAULT_INTER_DIGIT),
+                    first_digit_timeout: c.duration(
+                        &p("first_digit_timeout"),
+                        k.first_digit_timeout.as_ref(),
+                        DEFAULT_FIRST_DIGIT,
+                    ),
+                    inter_digit_timeout: c.duration(
+                        &p("inter_digit_timeout"),
+                        k.inter_digit_timeout.as_ref(),
+                        DEFAULT_INTER_DIGIT,
+                    ),
                     barge_in: k.barge_in.unwrap_or(true),
                     recordable: k.recordable,
                     next: c.target(&p("next"), &k.next),
-                    on_failure: c.target(&p("on_failure"), k.on_failure.as_deref().unwrap_or("hangup")),
+                    on_failure: c.target(
+                        &p("on_failure"),
+                        k.on_failure.as_deref().unwrap_or("hangup"),
+                    ),
                 })
             }
             RawNode::Play(pl) => NodeKind::Play {
@@ -1148,7 +1210,10 @@ pub(crate) fn check(
                     }
                     let cond = if let Some(h) = case.open.as_ref().or(case.holiday.as_ref()) {
                         if !hours.contains_key(h) && !raw.hours.contains_key(h) {
-                            c.err(cp.clone(), format!("`{h}` is not a schedule under [ivr.hours]"));
+                            c.err(
+                                cp.clone(),
+                                format!("`{h}` is not a schedule under [ivr.hours]"),
+                            );
                         }
                         if case.open.is_some() {
                             Cond::Open(h.clone())
@@ -1157,7 +1222,10 @@ pub(crate) fn check(
                         }
                     } else if let Some(l) = &case.caller_in {
                         if !lists.contains_key(l) {
-                            c.err(format!("{cp}.caller_in"), format!("`{l}` is not a list under [ivr.lists]"));
+                            c.err(
+                                format!("{cp}.caller_in"),
+                                format!("`{l}` is not a list under [ivr.lists]"),
+                            );
                         }
                         Cond::CallerIn(l.clone())
                     } else if let Some(ds) = &case.dialled {
@@ -1175,7 +1243,10 @@ pub(crate) fn check(
                                 None => continue,
                             },
                             _ => {
-                                c.err(cp.clone(), "a `var` case needs exactly one of `equals` or `matches`");
+                                c.err(
+                                    cp.clone(),
+                                    "a `var` case needs exactly one of `equals` or `matches`",
+                                );
                                 continue;
                             }
                         }
@@ -1196,11 +1267,22 @@ pub(crate) fn check(
             }
             RawNode::ProductCheck(pc) => {
                 // What the check says, whatever the answer.
-                for name in ["genuine-first", "genuine-repeat", "times", "first-checked", "not-found"] {
-                    c.wanted.entry(format!("system:{name}")).or_insert_with(|| at.clone());
+                for name in [
+                    "genuine-first",
+                    "genuine-repeat",
+                    "times",
+                    "first-checked",
+                    "not-found",
+                ] {
+                    c.wanted
+                        .entry(format!("system:{name}"))
+                        .or_insert_with(|| at.clone());
                 }
                 if !lookups.has_products() {
-                    c.err(at.clone(), "a product_check needs `products` under [ivr.lookups]");
+                    c.err(
+                        at.clone(),
+                        "a product_check needs `products` under [ivr.lookups]",
+                    );
                 }
                 NodeKind::ProductCheck {
                     var: pc.var.clone(),
@@ -1209,14 +1291,22 @@ pub(crate) fn check(
             }
             RawNode::OrderStatus(os) => {
                 for name in ["order-status", "order-not-found"] {
-                    c.wanted.entry(format!("system:{name}")).or_insert_with(|| at.clone());
+                    c.wanted
+                        .entry(format!("system:{name}"))
+                        .or_insert_with(|| at.clone());
                 }
                 if !lookups.has_orders() {
-                    c.err(at.clone(), "an order_status needs `orders` under [ivr.lookups]");
+                    c.err(
+                        at.clone(),
+                        "an order_status needs `orders` under [ivr.lookups]",
+                    );
                 }
                 let mut statuses = HashMap::new();
                 for (s, prompts) in &os.statuses {
-                    statuses.insert(s.clone(), c.items(&p(&format!("statuses.{s}")), Some(prompts), &[]));
+                    statuses.insert(
+                        s.clone(),
+                        c.items(&p(&format!("statuses.{s}")), Some(prompts), &[]),
+                    );
                 }
                 for (line, s) in lookups.order_statuses() {
                     if !statuses.contains_key(s) {
@@ -1234,12 +1324,20 @@ pub(crate) fn check(
             }
             RawNode::Notify(n) => NodeKind::Notify {
                 event: n.event.clone(),
-                fields: n.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                fields: n
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 next: c.target(&p("next"), &n.next),
             },
             RawNode::Voicemail(v) => NodeKind::Voicemail {
                 mailbox: v.mailbox.clone(),
-                prompt: c.items(&p("prompt"), v.prompt.as_ref(), &["system:leave-message", "system:beep"]),
+                prompt: c.items(
+                    &p("prompt"),
+                    v.prompt.as_ref(),
+                    &["system:leave-message", "system:beep"],
+                ),
                 max_length: match &v.max_length {
                     None => Duration::from_secs(120),
                     Some(s) => match parse_duration(s) {
@@ -1265,7 +1363,11 @@ pub(crate) fn check(
             },
             RawNode::Callback(cb) => NodeKind::Callback {
                 queue: cb.queue.clone().unwrap_or_else(|| name.clone()),
-                prompt: c.items(&p("prompt"), cb.prompt.as_ref(), &["system:callback-requested"]),
+                prompt: c.items(
+                    &p("prompt"),
+                    cb.prompt.as_ref(),
+                    &["system:callback-requested"],
+                ),
                 next: c.target(&p("next"), &cb.next),
             },
             RawNode::Queue(q) => {
@@ -1279,7 +1381,11 @@ pub(crate) fn check(
                     queue: Some(name.clone()),
                     dest: Dest::Stations(q.stations.clone()),
                     announce: c.items(&p("announce"), q.announce.as_ref(), &["system:please-hold"]),
-                    ring_timeout: c.duration(&p("ring_timeout"), q.ring_timeout.as_ref(), Duration::from_secs(20)),
+                    ring_timeout: c.duration(
+                        &p("ring_timeout"),
+                        q.ring_timeout.as_ref(),
+                        Duration::from_secs(20),
+                    ),
                     on_no_answer: c.target(&p("on_no_answer"), &q.on_no_answer),
                     after: q.after.as_ref().map(|a| c.target(&p("after"), a)),
                 }
@@ -1292,7 +1398,12 @@ pub(crate) fn check(
                     }
                     (None, Some(n)) => {
                         if n.is_empty() || !n.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {
-                            c.err(p("number"), format!("`{n}` is not a number that can be dialled (keys 0-9, *, #)"));
+                            c.err(
+                                p("number"),
+                                format!(
+                                    "`{n}` is not a number that can be dialled (keys 0-9, *, #)"
+                                ),
+                            );
                         }
                         Dest::External {
                             number: n.clone(),
@@ -1300,24 +1411,36 @@ pub(crate) fn check(
                         }
                     }
                     _ => {
-                        c.err(at.clone(), "a transfer needs exactly one of `station` or `number`");
+                        c.err(
+                            at.clone(),
+                            "a transfer needs exactly one of `station` or `number`",
+                        );
                         Dest::Stations(Vec::new())
                     }
                 };
                 NodeKind::Connect {
                     queue: None,
                     dest,
-                    announce: c.items(&p("announce"), t.announce.as_ref(), &["system:transferring"]),
-                    ring_timeout: c.duration(&p("ring_timeout"), t.ring_timeout.as_ref(), Duration::from_secs(30)),
+                    announce: c.items(
+                        &p("announce"),
+                        t.announce.as_ref(),
+                        &["system:transferring"],
+                    ),
+                    ring_timeout: c.duration(
+                        &p("ring_timeout"),
+                        t.ring_timeout.as_ref(),
+                        Duration::from_secs(30),
+                    ),
                     on_no_answer: c.target(&p("on_no_answer"), &t.on_no_answer),
                     after: t.after.as_ref().map(|a| c.target(&p("after"), a)),
                 }
             }
             RawNode::Set(s) => {
-                if s.var == "language" && !s.value.contains('{') {
-                    if let Some(l) = c.lang(&p("value"), &s.value) {
-                        langs.insert(l);
-                    }
+                if s.var == "language"
+                    && !s.value.contains('{')
+                    && let Some(l) = c.lang(&p("value"), &s.value)
+                {
+                    langs.insert(l);
                 }
                 NodeKind::Set {
                     var: s.var.clone(),
@@ -1343,10 +1466,19 @@ pub(crate) fn check(
         let at = format!("outbound[{i}]");
         let p = |k: &str| format!("{at}.{k}");
         if !node_name_ok(&o.name) || !job_names.insert(o.name.clone()) {
-            c.err(p("name"), format!("job name `{}` must be unique, 1-64 letters, digits, `-` or `_`", o.name));
+            c.err(
+                p("name"),
+                format!(
+                    "job name `{}` must be unique, 1-64 letters, digits, `-` or `_`",
+                    o.name
+                ),
+            );
         }
         if o.number.is_empty() || !o.number.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {
-            c.err(p("number"), format!("`{}` is not a number that can be dialled", o.number));
+            c.err(
+                p("number"),
+                format!("`{}` is not a number that can be dialled", o.number),
+            );
         }
         let start = match c.names.get(&o.start) {
             Some(&id) => id,
@@ -1368,8 +1500,18 @@ pub(crate) fn check(
             }),
         };
         let after = parse(&mut c, "after", o.after.as_ref(), Duration::ZERO);
-        let ring_timeout = parse(&mut c, "ring_timeout", o.ring_timeout.as_ref(), Duration::from_secs(30));
-        let retry_every = parse(&mut c, "retry_every", o.retry_every.as_ref(), Duration::from_secs(600));
+        let ring_timeout = parse(
+            &mut c,
+            "ring_timeout",
+            o.ring_timeout.as_ref(),
+            Duration::from_secs(30),
+        );
+        let retry_every = parse(
+            &mut c,
+            "retry_every",
+            o.retry_every.as_ref(),
+            Duration::from_secs(600),
+        );
         let max_attempts = o.max_attempts.unwrap_or(3);
         if !(1..=20).contains(&max_attempts) {
             c.err(p("max_attempts"), "max_attempts must be between 1 and 20");
@@ -1385,7 +1527,10 @@ pub(crate) fn check(
             ring_timeout,
             retry_every,
             max_attempts,
-            success: o.success.as_ref().map(|s| (s.var.clone(), s.values.clone())),
+            success: o
+                .success
+                .as_ref()
+                .map(|s| (s.var.clone(), s.values.clone())),
         });
     }
 
@@ -1404,20 +1549,29 @@ pub(crate) fn check(
     langs.sort_by_key(|l| l.code());
     let mut decoded: HashMap<PathBuf, Arc<[i16]>> = HashMap::new();
     for &lang in &langs {
-        let mut wanted: Vec<(String, String)> =
-            c.wanted.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut wanted: Vec<(String, String)> = c
+            .wanted
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for f in say::required_fragments(lang) {
             wanted.push((format!("system:{f}"), "ivr".to_string()));
         }
         for (key, at) in wanted {
             let candidates: Vec<PathBuf> = if let Some(name) = key.strip_prefix("system:") {
                 vec![
-                    c.prompt_dir.join("system").join(lang.code()).join(format!("{name}.wav")),
+                    c.prompt_dir
+                        .join("system")
+                        .join(lang.code())
+                        .join(format!("{name}.wav")),
                     c.system_dir.join(lang.code()).join(format!("{name}.wav")),
                 ]
             } else {
                 let name = key.trim_start_matches("site:");
-                vec![c.prompt_dir.join(lang.code()).join(name), c.prompt_dir.join(name)]
+                vec![
+                    c.prompt_dir.join(lang.code()).join(name),
+                    c.prompt_dir.join(name),
+                ]
             };
             let Some(path) = candidates.iter().find(|p| p.is_file()) else {
                 let msg = if at == "ivr" {
@@ -1425,14 +1579,22 @@ pub(crate) fn check(
                         "system prompt `{}` for language {} not found (looked in {}); the say functions need it",
                         key.trim_start_matches("system:"),
                         lang.code(),
-                        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                        candidates
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 } else {
                     format!(
                         "prompt `{}` for language {} not found (looked for {})",
                         key.split_once(':').map_or(key.as_str(), |(_, n)| n),
                         lang.code(),
-                        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                        candidates
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 };
                 c.err(at, msg);

@@ -104,7 +104,13 @@ pub enum FlowEnd {
     Gone(Gone),
 }
 
-fn template(s: &str, st: &FlowState, env_caller: Option<&str>, env_dialled: Option<&str>, call_id: &str) -> String {
+fn template(
+    s: &str,
+    st: &FlowState,
+    env_caller: Option<&str>,
+    env_dialled: Option<&str>,
+    call_id: &str,
+) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find('{') {
@@ -145,12 +151,22 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             SayAs::Date => value
                 .parse::<jiff::civil::Date>()
                 .ok()
-                .or_else(|| value.parse::<jiff::Timestamp>().ok().map(|t| t.to_zoned(tz.clone()).date()))
+                .or_else(|| {
+                    value
+                        .parse::<jiff::Timestamp>()
+                        .ok()
+                        .map(|t| t.to_zoned(tz.clone()).date())
+                })
                 .map(|d| say::date(d.year() as i32, d.month() as u8, d.day() as u8, None, lang)),
             SayAs::Time => value
                 .parse::<jiff::civil::Time>()
                 .ok()
-                .or_else(|| value.parse::<jiff::Timestamp>().ok().map(|t| t.to_zoned(tz.clone()).time()))
+                .or_else(|| {
+                    value
+                        .parse::<jiff::Timestamp>()
+                        .ok()
+                        .map(|t| t.to_zoned(tz.clone()).time())
+                })
                 .map(|t| say::time(t.hour() as u8, t.minute() as u8, lang)),
         };
         frags.unwrap_or_else(|| {
@@ -256,7 +272,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     let v = template(value, st, self.caller, self.dialled, self.call_id);
                     if var == "language" {
                         match Lang::parse(&v) {
-                            Some(l) if self.ivr.prompts.get(l, "system:digit-0").is_some() => st.lang = Some(l),
+                            Some(l) if self.ivr.prompts.get(l, "system:digit-0").is_some() => {
+                                st.lang = Some(l)
+                            }
                             _ => tracing::warn!(value = %v, "language not available; unchanged"),
                         }
                     }
@@ -270,9 +288,13 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     // A goodbye after a message or a failed menu keeps the
                     // more telling outcome.
                     st.outcome.get_or_insert_with(|| outcome.clone());
-                    self.play(media, prompt, st, false).await.map(|_| Target::Hangup)
+                    self.play(media, prompt, st, false)
+                        .await
+                        .map(|_| Target::Hangup)
                 }
-                NodeKind::ProductCheck { var, next } => self.product_check(media, var, st).await.map(|()| *next),
+                NodeKind::ProductCheck { var, next } => {
+                    self.product_check(media, var, st).await.map(|()| *next)
+                }
                 NodeKind::OrderStatus {
                     var,
                     statuses,
@@ -285,16 +307,28 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                             items.extend(statuses.get(status).cloned().unwrap_or_default());
                             (status.to_string(), items)
                         }
-                        None => ("not_found".to_string(), vec![Item::Prompt("system:order-not-found".into())]),
+                        None => (
+                            "not_found".to_string(),
+                            vec![Item::Prompt("system:order-not-found".into())],
+                        ),
                     };
                     st.path.push(format!("order_status={result}"));
                     st.vars.insert("order_status".into(), result);
                     self.play(media, &items, st, false).await.map(|_| *next)
                 }
-                NodeKind::Notify { event, fields, next } => {
+                NodeKind::Notify {
+                    event,
+                    fields,
+                    next,
+                } => {
                     let fields: serde_json::Map<String, serde_json::Value> = fields
                         .iter()
-                        .map(|(k, v)| (k.clone(), template(v, st, self.caller, self.dialled, self.call_id).into()))
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                template(v, st, self.caller, self.dialled, self.call_id).into(),
+                            )
+                        })
                         .collect();
                     let payload = serde_json::json!({
                         "event": event,
@@ -317,7 +351,10 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     max_length,
                     saved,
                     next,
-                } => self.voicemail(media, mailbox, prompt, *max_length, saved, st).await.map(|()| *next),
+                } => self
+                    .voicemail(media, mailbox, prompt, *max_length, saved, st)
+                    .await
+                    .map(|()| *next),
                 NodeKind::Survey {
                     prompt,
                     thanks,
@@ -339,14 +376,21 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         }
                     }
                     st.survey = score;
-                    st.path.push(format!("survey={}", score.map_or("none".into(), |s| s.to_string())));
+                    st.path.push(format!(
+                        "survey={}",
+                        score.map_or("none".into(), |s| s.to_string())
+                    ));
                     if score.is_some() {
                         self.play(media, thanks, st, false).await.map(|_| *next)
                     } else {
                         Ok(*next)
                     }
                 }
-                NodeKind::Callback { queue, prompt, next } => match self.caller {
+                NodeKind::Callback {
+                    queue,
+                    prompt,
+                    next,
+                } => match self.caller {
                     Some(number) => {
                         self.store
                             .send(StoreMsg::Callback {
@@ -417,7 +461,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             Cond::Open(h) => self.ivr.hours.get(h).is_some_and(|h| h.is_open(now)),
             Cond::Holiday(h) => self.ivr.hours.get(h).is_some_and(|h| h.is_holiday(now)),
             Cond::CallerIn(list) => self.ivr.in_list(list, self.caller),
-            Cond::Dialled(ps) => self.dialled.is_some_and(|d| ps.iter().any(|p| p.matches(d))),
+            Cond::Dialled(ps) => self
+                .dialled
+                .is_some_and(|d| ps.iter().any(|p| p.matches(d))),
             Cond::VarEquals(v, want) => st.vars.get(v).is_some_and(|x| x == want),
             Cond::VarMatches(v, p) => st.vars.get(v).is_some_and(|x| p.matches(x)),
             Cond::Language(l) => st.lang() == *l,
@@ -433,7 +479,11 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         st: &mut FlowState,
     ) -> Result<Target, Gone> {
         let (mut failures, mut timeouts) = (0, 0);
-        let mut greeting = if short { &m.short_greeting } else { &m.greeting };
+        let mut greeting = if short {
+            &m.short_greeting
+        } else {
+            &m.greeting
+        };
         loop {
             self.play(media, greeting, st, m.barge_in).await?;
             greeting = &m.short_greeting;
@@ -450,12 +500,13 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             };
             let mut entry = String::from(first);
             loop {
-                let exact = m.options.iter().any(|(k, _)| *k == entry);
                 let longer = m
                     .options
                     .iter()
                     .any(|(k, _)| k.len() > entry.len() && k.starts_with(&entry));
-                if (exact && !longer) || !longer || entry.chars().count() >= m.max_len {
+                // Stop as soon as no longer option starts with what was keyed:
+                // "1" waits for a possible "12", "2" is taken at once.
+                if !longer || entry.chars().count() >= m.max_len {
                     break;
                 }
                 match media.wait_key(m.inter_digit_timeout).await? {
@@ -569,14 +620,18 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         let (result, items) = if product.is_none() {
             ("not_found", vec![Item::Prompt("system:not-found".into())])
         } else if history.earlier == 0 {
-            ("genuine_first", vec![Item::Prompt("system:genuine-first".into())])
+            (
+                "genuine_first",
+                vec![Item::Prompt("system:genuine-first".into())],
+            )
         } else {
             let first = history.first_ms.unwrap_or_else(|| self.now_ms());
             let tz = jiff::tz::TimeZone::get(&self.ivr.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
             let date = jiff::Timestamp::from_millisecond(first)
                 .map(|t| t.to_zoned(tz).date().to_string())
                 .unwrap_or_default();
-            st.vars.insert("check_count".into(), history.earlier.to_string());
+            st.vars
+                .insert("check_count".into(), history.earlier.to_string());
             st.vars.insert("check_first".into(), date);
             (
                 "genuine_repeat",
@@ -589,7 +644,10 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 ],
             )
         };
-        st.path.push(format!("check={result}{}", if diverted { ",diverted" } else { "" }));
+        st.path.push(format!(
+            "check={result}{}",
+            if diverted { ",diverted" } else { "" }
+        ));
         st.vars.insert("check_result".into(), result.into());
         self.play(media, &items, st, false).await?;
         Ok(())
@@ -613,7 +671,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         let duration_ms = audio.len() as i64 / 8;
         let written = std::fs::create_dir_all(&dir)
             .map_err(|e| e.to_string())
-            .and_then(|()| callbox_hal::wav::write_pcm16_mono(&file, 8000, &audio).map_err(|e| e.to_string()));
+            .and_then(|()| {
+                callbox_hal::wav::write_pcm16_mono(&file, 8000, &audio).map_err(|e| e.to_string())
+            });
         match written {
             Ok(()) => {
                 self.store

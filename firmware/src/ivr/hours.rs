@@ -101,7 +101,9 @@ impl Hours {
                     Some((a, b)) if a < b => week[d].push((a, b)),
                     Some(_) => err(
                         format!("{at}.{name}[{i}]"),
-                        format!("`{span}` ends before it starts; a span past midnight is two spans (\"22:00-24:00\" and \"00:00-06:00\" the next day)"),
+                        format!(
+                            "`{span}` ends before it starts; a span past midnight is two spans (\"22:00-24:00\" and \"00:00-06:00\" the next day)"
+                        ),
                     ),
                     None => err(
                         format!("{at}.{name}[{i}]"),
@@ -121,7 +123,9 @@ impl Hours {
                 ),
                 _ => err(
                     format!("{at}.holidays[{i}]"),
-                    format!("`{h}` is not a date like \"2026-10-01\" or a range like \"2026-10-01..2026-10-07\""),
+                    format!(
+                        "`{h}` is not a date like \"2026-10-01\" or a range like \"2026-10-01..2026-10-07\""
+                    ),
                 ),
             }
         }
@@ -157,7 +161,9 @@ impl Hours {
         }
         let day = z.weekday().to_monday_zero_offset() as usize;
         let minute = z.hour() as u16 * 60 + z.minute() as u16;
-        self.week[day].iter().any(|&(a, b)| a <= minute && minute < b)
+        self.week[day]
+            .iter()
+            .any(|&(a, b)| a <= minute && minute < b)
     }
 }
 
@@ -188,7 +194,10 @@ holidays = ["2026-10-01..2026-10-07", "2026-11-30"]
         assert!(!h.is_open(ms("2026-11-23T04:30:00Z")), "lunch");
         assert!(!h.is_open(ms("2026-11-23T10:00:00Z")), "18:00 is closed");
         assert!(h.is_open(ms("2026-11-23T09:59:00Z")));
-        assert!(!h.is_open(ms("2026-11-24T01:30:00Z")), "no hours on Tuesday");
+        assert!(
+            !h.is_open(ms("2026-11-24T01:30:00Z")),
+            "no hours on Tuesday"
+        );
         // Monday 2026-11-30 is a holiday.
         assert!(!h.is_open(ms("2026-11-30T01:30:00Z")));
         assert!(h.is_holiday(ms("2026-11-30T01:30:00Z")));
@@ -207,7 +216,9 @@ holidays = ["2026-13-01"]
         )
         .unwrap();
         let mut errs = Vec::new();
-        let h = Hours::check(&raw, "UTC", "ivr.hours.office", &mut |k, m| errs.push((k, m)));
+        let h = Hours::check(&raw, "UTC", "ivr.hours.office", &mut |k, m| {
+            errs.push((k, m))
+        });
         assert!(h.is_none());
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(

@@ -99,7 +99,11 @@ fn read_table(
                 path,
                 n,
                 1,
-                format!("{} fields; this table has {}", fields.len(), header.join(",")),
+                format!(
+                    "{} fields; this table has {}",
+                    fields.len(),
+                    header.join(",")
+                ),
             ));
             continue;
         }
@@ -111,7 +115,12 @@ fn read_table(
         rows.push((n, fields));
     }
     if !saw_header {
-        diags.push(diag(path, 1, 1, format!("empty table; expected the header `{}`", header.join(","))));
+        diags.push(diag(
+            path,
+            1,
+            1,
+            format!("empty table; expected the header `{}`", header.join(",")),
+        ));
     }
     rows
 }
@@ -131,7 +140,12 @@ impl Lookups {
             let mut map = HashMap::new();
             for (n, f) in read_table(&path, &["code", "region", "product"], 1, &mut diags) {
                 if !keyable(&f[0]) {
-                    diags.push(diag(&path, n, 1, format!("code `{}` must be digits a caller can key", f[0])));
+                    diags.push(diag(
+                        &path,
+                        n,
+                        1,
+                        format!("code `{}` must be digits a caller can key", f[0]),
+                    ));
                 } else if map
                     .insert(
                         f[0].clone(),
@@ -151,14 +165,24 @@ impl Lookups {
             let path = base.join(p);
             for (n, f) in read_table(&path, &["prefix", "region"], 0, &mut diags) {
                 if !keyable(f[0].trim_start_matches('+')) {
-                    diags.push(diag(&path, n, 1, format!("prefix `{}` must be digits", f[0])));
+                    diags.push(diag(
+                        &path,
+                        n,
+                        1,
+                        format!("prefix `{}` must be digits", f[0]),
+                    ));
                 } else if out.regions.iter().any(|(p, _)| *p == f[0]) {
-                    diags.push(diag(&path, n, 1, format!("prefix `{}` appears twice", f[0])));
+                    diags.push(diag(
+                        &path,
+                        n,
+                        1,
+                        format!("prefix `{}` appears twice", f[0]),
+                    ));
                 } else {
                     out.regions.push((f[0].clone(), f[1].clone()));
                 }
             }
-            out.regions.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            out.regions.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
             out.regions_without_products = raw.products.is_none();
         }
         if let Some(p) = &raw.orders {
@@ -166,7 +190,12 @@ impl Lookups {
             let mut map = HashMap::new();
             for (n, f) in read_table(&path, &["order", "status"], 0, &mut diags) {
                 if !keyable(&f[0]) {
-                    diags.push(diag(&path, n, 1, format!("order `{}` must be digits a caller can key", f[0])));
+                    diags.push(diag(
+                        &path,
+                        n,
+                        1,
+                        format!("order `{}` must be digits a caller can key", f[0]),
+                    ));
                 } else if map.insert(f[0].clone(), (n, f[1].clone())).is_some() {
                     diags.push(diag(&path, n, 1, format!("order `{}` appears twice", f[0])));
                 }
@@ -237,8 +266,16 @@ mod tests {
             "# codes printed on the boxes\ncode,region,product\n1234567890,north,tea\n555,south\n",
         )
         .unwrap();
-        std::fs::write(d.path().join("regions.csv"), "prefix,region\n010,north\n0755,south\n07,west\n").unwrap();
-        std::fs::write(d.path().join("orders.csv"), "order,status\n1001,shipped\n1002,pending\n").unwrap();
+        std::fs::write(
+            d.path().join("regions.csv"),
+            "prefix,region\n010,north\n0755,south\n07,west\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("orders.csv"),
+            "order,status\n1001,shipped\n1002,pending\n",
+        )
+        .unwrap();
         let raw: RawLookups = toml::from_str(
             "products = \"products.csv\"\nregions = \"regions.csv\"\norders = \"orders.csv\"",
         )
@@ -259,7 +296,10 @@ mod tests {
         .unwrap();
         let raw: RawLookups = toml::from_str("products = \"products.csv\"").unwrap();
         let (_, diags) = Lookups::load(&raw, d.path());
-        let got: Vec<String> = diags.iter().map(|d| format!("{}:{}: {}", d.line, d.col, d.message)).collect();
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+            .collect();
         assert_eq!(
             got,
             [

@@ -55,7 +55,9 @@ where
 {
     let job = &ivr.outbound[i];
     let (tx, rx) = oneshot::channel();
-    ctx.store.send(StoreMsg::JobStatus(job.name.clone(), tx)).await;
+    ctx.store
+        .send(StoreMsg::JobStatus(job.name.clone(), tx))
+        .await;
     let mut attempts = match rx.await {
         Ok(Some(row)) if row.status != "pending" => {
             tracing::info!(status = %row.status, "job already finished; not calling again");
@@ -151,7 +153,12 @@ where
     {
         Err(e) => {
             tracing::error!("dialling failed: {e}");
-            Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false)
+            Outcome::new(
+                Disposition::Failed,
+                HangupCause::LineFailure,
+                Side::System,
+                false,
+            )
         }
         Ok(()) => {
             let wait = async {
@@ -193,26 +200,53 @@ where
                     let end = env.run(&mut media, &mut st).await;
                     result = match &job.success {
                         None => "answered".into(),
-                        Some((var, _)) => st.vars.get(var).cloned().unwrap_or_else(|| "no_result".into()),
+                        Some((var, _)) => st
+                            .vars
+                            .get(var)
+                            .cloned()
+                            .unwrap_or_else(|| "no_result".into()),
                     };
                     match end {
-                        FlowEnd::Done => Outcome::new(Disposition::Answered, HangupCause::Normal, Side::Box, false),
+                        FlowEnd::Done => Outcome::new(
+                            Disposition::Answered,
+                            HangupCause::Normal,
+                            Side::Box,
+                            false,
+                        ),
                         // The called party hanging up is the normal end.
                         FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
                     }
                 }
                 Ok(false) => {
                     result = "no_answer".into();
-                    Outcome::new(Disposition::NoAnswer, HangupCause::NoAnswer, Side::System, false)
+                    Outcome::new(
+                        Disposition::NoAnswer,
+                        HangupCause::NoAnswer,
+                        Side::System,
+                        false,
+                    )
                 }
-                Err(Some(HangupCause::Shutdown)) => {
-                    Outcome::new(Disposition::Failed, HangupCause::Shutdown, Side::System, false)
-                }
+                Err(Some(HangupCause::Shutdown)) => Outcome::new(
+                    Disposition::Failed,
+                    HangupCause::Shutdown,
+                    Side::System,
+                    false,
+                ),
                 Err(Some(cause)) => {
-                    result = if cause == HangupCause::Busy { "busy" } else { "no_answer" }.into();
+                    result = if cause == HangupCause::Busy {
+                        "busy"
+                    } else {
+                        "no_answer"
+                    }
+                    .into();
                     Outcome::new(Disposition::NoAnswer, cause, Side::Caller, true)
                 }
-                Err(None) => Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false),
+                Err(None) => Outcome::new(
+                    Disposition::Failed,
+                    HangupCause::LineFailure,
+                    Side::System,
+                    false,
+                ),
             }
         }
     };
@@ -228,7 +262,12 @@ where
     let answered = outcome.disposition == Disposition::Answered;
     if answered {
         ctx.store
-            .send(StoreMsg::CallFlow(flow_record(&id, ivr, &st, Some(&job.name))))
+            .send(StoreMsg::CallFlow(flow_record(
+                &id,
+                ivr,
+                &st,
+                Some(&job.name),
+            )))
             .await;
     } else {
         ctx.store

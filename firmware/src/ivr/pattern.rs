@@ -89,9 +89,11 @@ impl Pattern {
                     ));
                 }
                 '[' => {
-                    let close = chars[i..].iter().position(|&c| c == ']').ok_or_else(|| {
-                        format!("`[` in pattern `{text}` has no closing `]`")
-                    })? + i;
+                    let close = chars[i..]
+                        .iter()
+                        .position(|&c| c == ']')
+                        .ok_or_else(|| format!("`[` in pattern `{text}` has no closing `]`"))?
+                        + i;
                     let set = &chars[i + 1..close];
                     let mut bits = 0u16;
                     let mut j = 0;

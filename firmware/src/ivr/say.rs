@@ -103,7 +103,7 @@ fn en_below_1000(n: u64, out: &mut Vec<String>) {
         out.push(format!("num-{r}"));
     } else {
         out.push(format!("num-{}", r / 10 * 10));
-        if r % 10 > 0 {
+        if !r.is_multiple_of(10) {
             out.push(format!("num-{}", r % 10));
         }
     }
@@ -149,7 +149,12 @@ fn zh_number(n: u64, out: &mut Vec<String>) {
 /// One group of up to four digits. `leading`: first group of the number,
 /// where 10-19 are said 十, 十一… rather than 一十, 一十一.
 fn zh_group(g: u64, leading: bool, out: &mut Vec<String>) {
-    let places = [(1000, Some("thousand")), (100, Some("hundred")), (10, Some("ten")), (1, None)];
+    let places = [
+        (1000, Some("thousand")),
+        (100, Some("hundred")),
+        (10, Some("ten")),
+        (1, None),
+    ];
     let mut started = false;
     let mut zero = false;
     for (value, unit) in places {
@@ -484,8 +489,14 @@ mod tests {
             date(2026, 11, 23, Some(1), Lang::En).join(" "),
             "weekday-1 month-11 day-23 num-20 num-20 num-6"
         );
-        assert_eq!(date(2005, 1, 2, None, Lang::En).join(" "), "month-1 day-2 num-2 thousand num-5");
-        assert_eq!(date(1905, 1, 2, None, Lang::En).join(" "), "month-1 day-2 num-19 oh num-5");
+        assert_eq!(
+            date(2005, 1, 2, None, Lang::En).join(" "),
+            "month-1 day-2 num-2 thousand num-5"
+        );
+        assert_eq!(
+            date(1905, 1, 2, None, Lang::En).join(" "),
+            "month-1 day-2 num-19 oh num-5"
+        );
         assert_eq!(
             date(2026, 11, 23, None, Lang::Zh).join(" "),
             "num-2 num-0 num-2 num-6 year month-11 day-23"
@@ -503,7 +514,22 @@ mod tests {
         for lang in Lang::ALL {
             let req = required_fragments(lang);
             let mut said = Vec::new();
-            for n in [0, 1, 2, 7, 10, 12, 19, 20, 99, 100, 101, 2000, 10_050, 999_999_999] {
+            for n in [
+                0,
+                1,
+                2,
+                7,
+                10,
+                12,
+                19,
+                20,
+                99,
+                100,
+                101,
+                2000,
+                10_050,
+                999_999_999,
+            ] {
                 said.extend(number(n, lang));
                 said.extend(number(-n, lang));
                 said.extend(money(n, lang));
