@@ -904,3 +904,91 @@ fn callers_pressing_anything_in_any_rhythm_never_hang_or_crash_the_box() {
         assert_ne!(r["disposition"], "in_progress");
     }
 }
+
+/// Barge-in and the inter-digit timeout, measured by when the call ends:
+/// each option below hangs up at once, so the call's length says when the
+/// box acted on the key.
+#[test]
+fn barge_in_cuts_the_greeting_and_a_prefix_option_waits_the_inter_digit_timeout() {
+    let site = ivr_site();
+    write_tone(&site.dir.path().join("prompts/long.wav"), 10_000);
+    let cfg = std::fs::read_to_string(site.config()).unwrap()
+        + r##"
+[[ivr.route]]
+dialled = ["4005"]
+start = "barge-on"
+
+[[ivr.route]]
+dialled = ["4006"]
+start = "barge-off"
+
+[[ivr.route]]
+dialled = ["4007"]
+start = "prefix"
+
+[ivr.node.barge-on]
+type = "menu"
+greeting = "long.wav"
+options = { "5" = "end" }
+
+[ivr.node.barge-off]
+type = "menu"
+greeting = "long.wav"
+barge_in = false
+first_digit_timeout = "2s"
+max_timeouts = 1
+on_max_timeouts = "hangup"
+options = { "5" = "end" }
+
+[ivr.node.prefix]
+type = "menu"
+greeting = "main-short.wav"
+inter_digit_timeout = "2s"
+options = { "1" = "end", "12" = "end" }
+
+[ivr.node.end]
+type = "hangup"
+"##;
+    site.write("site.toml", &cfg);
+    let recs = run_at(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "01000000061"
+to = "4005"
+script = [ { wait = "1s" }, { press = "5" }, { wait = "20s" } ]
+
+[[call]]
+at = "60s"
+from = "01000000062"
+to = "4006"
+script = [ { wait = "1s" }, { press = "5" }, { wait = "20s" } ]
+
+[[call]]
+at = "120s"
+from = "01000000063"
+to = "4007"
+script = [ { wait = "1500ms" }, { press = "1" }, { wait = "20s" } ]
+"##,
+        OPEN,
+    );
+    let ms = |c: &str| by_caller(&recs, c)["answered_ms"].as_i64().unwrap();
+    // Key at 1.0 s, heard within 50 ms: the 10 s greeting stops there.
+    let on = ms("01000000061");
+    assert!((1000..1300).contains(&on), "barge-in on: {on} ms");
+    assert_eq!(by_caller(&recs, "01000000061")["outcome"], "end");
+    // Barge-in off: the key is ignored, the greeting plays out, then the
+    // 2 s first-digit timeout ends the call.
+    let off = ms("01000000062");
+    assert!(off >= 12_000, "barge-in off: {off} ms");
+    assert_eq!(
+        by_caller(&recs, "01000000062")["outcome"],
+        "max_timeouts:barge-off"
+    );
+    // "1" could still become "12": the box waits the 2 s inter-digit
+    // timeout before taking option 1.
+    let prefix = ms("01000000063");
+    assert!((3500..3900).contains(&prefix), "prefix option: {prefix} ms");
+    assert!(path(by_caller(&recs, "01000000063")).contains(&"prefix=1".into()));
+}
