@@ -261,16 +261,14 @@ where
     };
     let (start, lang) = ivr.route(arrival.dialled.as_deref());
     let mut st = FlowState::new(start, lang, &[]);
-    let env = FlowEnv {
+    let env = FlowEnv::new(
         ivr,
         lines,
-        store: &ctx.store,
-        clock: &ctx.clock,
-        data_dir: &ctx.data_dir,
-        call_id: id,
-        caller: arrival.caller.as_deref(),
-        dialled: arrival.dialled.as_deref(),
-    };
+        ctx,
+        id,
+        arrival.caller.as_deref(),
+        arrival.dialled.as_deref(),
+    );
     let end = env.run(&mut media, &mut st).await;
     *flow = Some(flow_record(id, ivr, &st, None));
     match end {

@@ -133,6 +133,29 @@ fn template(
     out
 }
 
+impl<'a, L, I, O> FlowEnv<'a, L, I, O> {
+    /// The environment of one call of the daemon.
+    pub fn new(
+        ivr: &'a Ivr,
+        lines: &'a Lines<L, I, O>,
+        ctx: &'a crate::call::CallContext,
+        call_id: &'a str,
+        caller: Option<&'a str>,
+        dialled: Option<&'a str>,
+    ) -> Self {
+        FlowEnv {
+            ivr,
+            lines,
+            store: &ctx.store,
+            clock: &ctx.clock,
+            data_dir: &ctx.data_dir,
+            call_id,
+            caller,
+            dialled,
+        }
+    }
+}
+
 impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     fn now_ms(&self) -> i64 {
         self.clock.now().wall_ms

@@ -186,16 +186,8 @@ where
                             at: ctx.clock.now(),
                         })
                         .await;
-                    let env = FlowEnv {
-                        ivr,
-                        lines,
-                        store: &ctx.store,
-                        clock: &ctx.clock,
-                        data_dir: &ctx.data_dir,
-                        call_id: &id,
-                        caller: Some(&job.number),
-                        dialled: Some(&job.number),
-                    };
+                    let number = Some(job.number.as_str());
+                    let env = FlowEnv::new(ivr, lines, ctx, &id, number, number);
                     let mut media = Media::new(port, ctx.shutdown.clone());
                     let end = env.run(&mut media, &mut st).await;
                     result = match &job.success {

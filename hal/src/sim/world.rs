@@ -2,7 +2,7 @@
 //! scenario.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -249,18 +249,31 @@ async fn answer_dialled(fe: &mut FarEnd, number: &str, callees: &Callees, stats:
     if fe.events.send(LineEvent::Ringing).await.is_err() {
         return;
     }
+    let pick_up = script.answers.then_some(script.answer_after);
+    let talk = Player::new(script.script.clone(), script.hangup_after);
+    ring_then_talk(fe, pick_up, talk, &stats.outbound_answered, stats).await;
+}
+
+/// A ringing far end: picks up after `pick_up` (never when `None`) unless
+/// the box gives up first, then plays its part until one side hangs up.
+async fn ring_then_talk(
+    fe: &mut FarEnd,
+    pick_up: Option<Duration>,
+    mut player: Player,
+    answered: &AtomicU64,
+    stats: &SimStats,
+) {
     let pick_up = async {
-        if script.answers {
-            sleep(script.answer_after).await;
-        } else {
-            std::future::pending::<()>().await;
+        match pick_up {
+            Some(d) => sleep(d).await,
+            None => std::future::pending::<()>().await,
         }
     };
     tokio::pin!(pick_up);
     loop {
         tokio::select! {
             cmd = fe.commands.recv() => match cmd {
-                // The box gave up ringing.
+                // The box gave up ringing (caller left, ring timeout).
                 Some(LineCommand::Hangup(_)) | None => return,
                 Some(_) => {}
             },
@@ -270,8 +283,7 @@ async fn answer_dialled(fe: &mut FarEnd, number: &str, callees: &Callees, stats:
     if fe.events.send(LineEvent::Answered).await.is_err() {
         return;
     }
-    SimStats::add(&stats.outbound_answered);
-    let mut player = Player::new(script.script.clone(), script.hangup_after);
+    SimStats::add(answered);
     if let Ended::FarHungUp = media(fe, &mut player, stats).await {
         hang_up_and_wait(fe, stats).await;
     }
@@ -376,32 +388,9 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 async fn ringing(fe: &mut FarEnd, script: &AgentScript, stats: &SimStats) {
-    let pick_up = async {
-        if script.answers {
-            sleep(script.answer_after).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::pin!(pick_up);
-    loop {
-        tokio::select! {
-            cmd = fe.commands.recv() => match cmd {
-                // The box gave up ringing (caller left, ring timeout).
-                Some(LineCommand::Hangup(_)) | None => return,
-                Some(_) => {}
-            },
-            () = &mut pick_up => break,
-        }
-    }
-    if fe.events.send(LineEvent::Answered).await.is_err() {
-        return;
-    }
-    SimStats::add(&stats.stations_answered);
-    let mut player = Player::new(script.script.clone(), script.talk);
-    if let Ended::FarHungUp = media(fe, &mut player, stats).await {
-        hang_up_and_wait(fe, stats).await;
-    }
+    let pick_up = script.answers.then_some(script.answer_after);
+    let talk = Player::new(script.script.clone(), script.talk);
+    ring_then_talk(fe, pick_up, talk, &stats.stations_answered, stats).await;
 }
 
 async fn dial(fe: &mut FarEnd, digits: &str, via: Via, stats: &SimStats) {
