@@ -254,6 +254,9 @@ where
         if let Err(g) = media.play(&greeting.samples, false).await {
             return gone_outcome(g, Disposition::Answered);
         }
+        // The greeting is not interruptible: keys keyed over it are not
+        // meant for the first menu.
+        media.clear_keys();
     }
     let Some(ivr) = ctx.ivr.as_deref() else {
         // Greeting played to its last sample: the box hangs up.

@@ -806,7 +806,7 @@ fn write_batch(
 pub struct CallRecord {
     /// Stable unique id (UUIDv7).
     pub id: String,
-    /// `inbound`.
+    /// `inbound` or `outbound`.
     pub direction: String,
     /// Trunk line id.
     pub trunk_line: Option<String>,

@@ -742,14 +742,18 @@ busy = true
 fn flow_errors_are_reported_with_places() {
     let site = ivr_site();
     let cfg = std::fs::read_to_string(site.config()).unwrap();
-    let bad = cfg
-        .replace(
+    let bad =
+        cfg.replace(
             "on_no_answer = \"voicemail\"",
             "on_no_answer = \"voicemial\"",
         )
         .replace("pattern = \"XXXXXX!\"", "pattern = \"XX[9-1]\"")
         .replace("prompt = \"holiday.wav\"", "prompt = \"holidays.wav\"")
-        + r##"
+        .replace("mailbox = \"sales\"", "mailbox = \"../etc\"")
+        .replace(
+            "max_failures = 2\nmax_timeouts = 2\non_max_failures = \"hangup\"",
+            "max_failures = 0\nmax_timeouts = 2\non_max_failures = \"hangup\"",
+        ) + r##"
 [ivr.node.orphan]
 type = "hangup"
 
@@ -794,6 +798,11 @@ start = "entry"
             "prompt `holidays.wav` for language en not found",
         ),
         ("[ivr.node.orphan]", "node `orphan` is never reached"),
+        (
+            "mailbox = \"../etc\"",
+            "mailbox `../etc` must be 1-64 letters",
+        ),
+        ("max_failures = 0", "must be at least 1"),
         (
             "[ivr.node.loop-a]",
             "node `loop-a` is in a loop with no way out",

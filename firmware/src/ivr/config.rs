@@ -852,6 +852,39 @@ impl Checker<'_> {
         out
     }
 
+    /// A count of tries: at least 1.
+    fn count(&mut self, path: &str, v: Option<u32>, default: u32) -> u32 {
+        match v {
+            Some(0) => {
+                self.err(
+                    path,
+                    "must be at least 1 (the first wrong entry or timeout counts)",
+                );
+                1
+            }
+            Some(n) => n,
+            None => default,
+        }
+    }
+
+    /// How long a line may ring: 1 s to 5 minutes.
+    fn ring_time(&mut self, path: &str, s: Option<&String>, default: Duration) -> Duration {
+        match s {
+            None => default,
+            Some(s) => match parse_duration(s) {
+                Ok(d) if d < Duration::from_secs(1) || d > Duration::from_secs(300) => {
+                    self.err(path, format!("ring time {s} must be between 1s and 5m"));
+                    default
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(path, e);
+                    default
+                }
+            },
+        }
+    }
+
     fn pattern(&mut self, path: &str, s: &str) -> Option<Pattern> {
         match Pattern::parse(s) {
             Ok(p) => Some(p),
@@ -955,6 +988,23 @@ pub(crate) fn check(
         None => Lang::En,
     };
     let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
+    if let Err(e) = jiff::tz::TimeZone::get(&timezone) {
+        c.err(
+            "ivr.timezone",
+            format!(
+                "unknown time zone `{timezone}` ({e}); use an IANA name such as \"Asia/Shanghai\""
+            ),
+        );
+    }
+    if !c.system_dir.is_dir() {
+        c.err(
+            if raw.system_prompts.is_some() { "ivr.system_prompts" } else { "ivr" },
+            format!(
+                "system prompt folder {} not found (install the prompt set or set `system_prompts`)",
+                c.system_dir.display()
+            ),
+        );
+    }
     let mut langs: HashSet<Lang> = HashSet::from([language]);
 
     let mut lists = HashMap::new();
@@ -1108,8 +1158,8 @@ pub(crate) fn check(
                         m.inter_digit_timeout.as_ref(),
                         DEFAULT_INTER_DIGIT,
                     ),
-                    max_failures: m.max_failures.unwrap_or(3).max(1),
-                    max_timeouts: m.max_timeouts.unwrap_or(3).max(1),
+                    max_failures: c.count(&p("max_failures"), m.max_failures, 3),
+                    max_timeouts: c.count(&p("max_timeouts"), m.max_timeouts, 3),
                     on_max_failures,
                     on_max_timeouts,
                     barge_in: m.barge_in.unwrap_or(true),
@@ -1332,7 +1382,19 @@ pub(crate) fn check(
                 next: c.target(&p("next"), &n.next),
             },
             RawNode::Voicemail(v) => NodeKind::Voicemail {
-                mailbox: v.mailbox.clone(),
+                mailbox: {
+                    // The mailbox names a folder under the data directory.
+                    if !node_name_ok(&v.mailbox) {
+                        c.err(
+                            p("mailbox"),
+                            format!(
+                                "mailbox `{}` must be 1-64 letters, digits, `-` or `_`",
+                                v.mailbox
+                            ),
+                        );
+                    }
+                    v.mailbox.clone()
+                },
                 prompt: c.items(
                     &p("prompt"),
                     v.prompt.as_ref(),
@@ -1381,7 +1443,7 @@ pub(crate) fn check(
                     queue: Some(name.clone()),
                     dest: Dest::Stations(q.stations.clone()),
                     announce: c.items(&p("announce"), q.announce.as_ref(), &["system:please-hold"]),
-                    ring_timeout: c.duration(
+                    ring_timeout: c.ring_time(
                         &p("ring_timeout"),
                         q.ring_timeout.as_ref(),
                         Duration::from_secs(20),
@@ -1426,7 +1488,7 @@ pub(crate) fn check(
                         t.announce.as_ref(),
                         &["system:transferring"],
                     ),
-                    ring_timeout: c.duration(
+                    ring_timeout: c.ring_time(
                         &p("ring_timeout"),
                         t.ring_timeout.as_ref(),
                         Duration::from_secs(30),
@@ -1500,9 +1562,8 @@ pub(crate) fn check(
             }),
         };
         let after = parse(&mut c, "after", o.after.as_ref(), Duration::ZERO);
-        let ring_timeout = parse(
-            &mut c,
-            "ring_timeout",
+        let ring_timeout = c.ring_time(
+            &p("ring_timeout"),
             o.ring_timeout.as_ref(),
             Duration::from_secs(30),
         );
@@ -1512,6 +1573,12 @@ pub(crate) fn check(
             o.retry_every.as_ref(),
             Duration::from_secs(600),
         );
+        if retry_every < Duration::from_secs(10) {
+            c.err(
+                p("retry_every"),
+                "retry_every must be at least 10s: calling someone back at once is a nuisance",
+            );
+        }
         let max_attempts = o.max_attempts.unwrap_or(3);
         if !(1..=20).contains(&max_attempts) {
             c.err(p("max_attempts"), "max_attempts must be between 1 and 20");
@@ -1554,8 +1621,10 @@ pub(crate) fn check(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        for f in say::required_fragments(lang) {
-            wanted.push((format!("system:{f}"), "ivr".to_string()));
+        if c.system_dir.is_dir() {
+            for f in say::required_fragments(lang) {
+                wanted.push((format!("system:{f}"), "ivr".to_string()));
+            }
         }
         for (key, at) in wanted {
             let candidates: Vec<PathBuf> = if let Some(name) = key.strip_prefix("system:") {

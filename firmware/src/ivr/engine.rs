@@ -439,8 +439,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     on_no_answer,
                     after,
                 } => {
+                    let label = queue.as_deref().unwrap_or(&node.name);
                     match self
-                        .connect(media, queue.as_deref(), dest, announce, *ring_timeout, st)
+                        .connect(media, label, dest, announce, *ring_timeout, st)
                         .await
                     {
                         Ok(None) => Ok(*on_no_answer),
@@ -689,7 +690,8 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         let at = self.clock.now();
         let (audio, hung_up) = media.record(max).await?;
         let id = crate::call::new_id(self.clock);
-        let dir = self.data_dir.join("voicemail").join(mailbox);
+        let data = std::path::absolute(self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        let dir = data.join("voicemail").join(mailbox);
         let file = dir.join(format!("{id}.wav"));
         let duration_ms = audio.len() as i64 / 8;
         let written = std::fs::create_dir_all(&dir)
@@ -716,12 +718,16 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             Err(e) => {
                 tracing::error!(file = %file.display(), "voicemail could not be written: {e}");
                 st.path.push("voicemail=failed".into());
+                st.outcome = Some(format!("voicemail_failed:{mailbox}"));
             }
         }
         if hung_up {
             return Err(Gone::Caller);
         }
-        self.play(media, saved, st, false).await?;
+        // "Message saved" only when it was.
+        if st.outcome.as_deref() == Some(&format!("voicemail:{mailbox}")) {
+            self.play(media, saved, st, false).await?;
+        }
         Ok(())
     }
 
@@ -730,7 +736,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     async fn connect(
         &self,
         media: &mut Media<'_, L, I, O>,
-        queue: Option<&str>,
+        label: &str,
         dest: &Dest,
         announce: &[Item],
         ring_timeout: std::time::Duration,
@@ -741,7 +747,6 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             Dest::Stations(s) => (s.clone(), None),
             Dest::External { number, trunks } => (trunks.clone(), Some(number.clone())),
         };
-        let label = queue.unwrap_or("transfer");
         for line_id in &candidates {
             let Some(mut lease) = self.lines.seize(line_id).await else {
                 continue;

@@ -21,6 +21,11 @@ use crate::call::{CallContext, Outcome, flow_record, gone_outcome, new_id};
 use crate::lines::SharedLines;
 use crate::store::{CallEnd, CallStart, Direction, Disposition, JobRow, Side, StoreMsg};
 
+/// Wait before trying again when every trunk of a job is busy.
+const NO_LINE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Busy-trunk retries (an hour's worth) before one counts as an attempt.
+const MAX_NO_LINE: u32 = 120;
+
 /// Starts one task per configured job.
 pub fn spawn_jobs<L, I, O>(
     ivr: Arc<Ivr>,
@@ -67,14 +72,27 @@ where
         _ => 0,
     };
     let mut delay = job.after;
+    let mut no_line = 0;
     while attempts < job.max_attempts {
         tokio::select! {
             () = ctx.shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
-        attempts += 1;
-        tracing::info!(attempt = attempts, number = %job.number, "calling");
+        tracing::info!(attempt = attempts + 1, number = %job.number, "calling");
         let a = attempt(job, &ivr, &ctx, &lines).await;
+        if ctx.shutdown.is_cancelled() {
+            // Cut short by the stop: not an attempt the customer saw
+            // through; the job resumes with the same count next start.
+            return;
+        }
+        if a.result == "no_line" && no_line < MAX_NO_LINE {
+            // Every trunk busy: try again soon, without using an attempt.
+            no_line += 1;
+            delay = NO_LINE_RETRY;
+            continue;
+        }
+        no_line = 0;
+        attempts += 1;
         let finished = a.done || attempts >= job.max_attempts;
         let status = match (a.done, finished) {
             (true, _) => "done",
