@@ -101,10 +101,27 @@ pub async fn run<B: Backend>(
         panel: panel.clone(),
         shutdown: shutdown.clone(),
     };
-    let lines = supervisor::spawn_all(ports, ctx.clone(), &tracker);
+    let acd = config.acd.clone().map(crate::acd::channel);
+    let sw = supervisor::spawn_all(
+        ports,
+        ctx.clone(),
+        acd.as_ref().map(|(h, _)| h.clone()),
+        &tracker,
+    );
+    if let Some((handle, inbox)) = acd {
+        crate::acd::spawn(
+            &handle,
+            inbox,
+            sw.lines.clone(),
+            store.handle(),
+            opts.clock.clone(),
+            shutdown.clone(),
+            &tracker,
+        );
+    }
     let jobs = TaskTracker::new();
     if let Some(ivr) = ivr {
-        crate::ivr::outbound::spawn_jobs(ivr, ctx.clone(), lines, &jobs);
+        crate::ivr::outbound::spawn_jobs(ivr, ctx.clone(), sw, &jobs);
     }
     // The panel actor ends when the last handle is gone: keep none here.
     drop(ctx);

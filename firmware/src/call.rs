@@ -20,7 +20,7 @@ use crate::config::Inbound;
 use crate::ivr::Ivr;
 use crate::ivr::engine::{FlowEnd, FlowEnv, FlowState};
 use crate::ivr::media::{Gone, Media};
-use crate::lines::Lines;
+use crate::lines::Switch;
 use crate::panel::PanelHandle;
 use crate::store::{
     CallEnd, CallFlow, CallStart, Direction, Disposition, Side, StoreHandle, StoreMsg,
@@ -93,7 +93,7 @@ pub async fn inbound<L, I, O>(
     port: Port<L, I, O>,
     arrival: Arrival,
     ctx: CallContext,
-    lines: Arc<Lines<L, I, O>>,
+    sw: Switch<L, I, O>,
 ) -> Port<L, I, O>
 where
     L: Line,
@@ -102,7 +102,7 @@ where
 {
     let id = new_id(&ctx.clock);
     let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %port.line.info().id);
-    inbound_call(port, arrival, ctx, id, lines)
+    inbound_call(port, arrival, ctx, id, sw)
         .instrument(span)
         .await
 }
@@ -112,7 +112,7 @@ async fn inbound_call<L, I, O>(
     arrival: Arrival,
     ctx: CallContext,
     id: String,
-    lines: Arc<Lines<L, I, O>>,
+    sw: Switch<L, I, O>,
 ) -> Port<L, I, O>
 where
     L: Line,
@@ -160,7 +160,7 @@ where
             false,
         )
     } else {
-        answer_and_run(&mut port, &id, &arrival, &ctx, &lines, &mut flow).await
+        answer_and_run(&mut port, &id, &arrival, &ctx, &sw, &mut flow).await
     };
     if let Some(f) = flow {
         ctx.store.send(StoreMsg::CallFlow(f)).await;
@@ -201,7 +201,7 @@ async fn answer_and_run<L, I, O>(
     id: &str,
     arrival: &Arrival,
     ctx: &CallContext,
-    lines: &Lines<L, I, O>,
+    sw: &Switch<L, I, O>,
     flow: &mut Option<CallFlow>,
 ) -> Outcome
 where
@@ -266,8 +266,9 @@ where
     let mut st = FlowState::new(start, lang, &[]);
     let env = FlowEnv::new(
         ivr,
-        lines,
+        &sw.lines,
         ctx,
+        sw.acd.as_ref(),
         id,
         arrival.caller.as_deref(),
         arrival.dialled.as_deref(),
@@ -292,6 +293,11 @@ pub(crate) fn flow_record(id: &str, ivr: &Ivr, st: &FlowState, job: Option<&str>
         survey_score: st.survey,
         connected_to: st.connected_to.clone(),
         job: job.map(str::to_string),
+        queue: st.queue.clone(),
+        queue_wait_ms: st.queue_wait_ms,
+        agent: st.agent.clone(),
+        talk_ms: st.talk_ms,
+        queue_exit: st.queue_exit.clone(),
     }
 }
 

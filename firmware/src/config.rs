@@ -38,6 +38,8 @@ struct RawSite {
     ivr: Option<crate::ivr::config::RawIvr>,
     #[serde(default)]
     outbound: Vec<crate::ivr::config::RawOutbound>,
+    #[serde(default)]
+    acd: Option<crate::acd::config::RawAcd>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +183,8 @@ pub struct SiteConfig {
     pub inbound: Inbound,
     /// The IVR and outbound jobs, when the site has an `[ivr]` section.
     pub ivr: Option<crate::ivr::Ivr>,
+    /// Agents and queues, when the site has an `[acd]` section.
+    pub acd: Option<crate::acd::AcdConfig>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -353,6 +357,18 @@ impl SiteConfig {
                 "outbound jobs run IVR nodes; add an `[ivr]` section".into(),
             );
         }
+        let acd = match &raw.acd {
+            None => None,
+            Some(a) => match crate::acd::config::check(a, &lines) {
+                Ok(a) => Some(a),
+                Err(list) => {
+                    for (path, msg) in list {
+                        err(&path, msg);
+                    }
+                    None
+                }
+            },
+        };
         let mut other_files = Vec::new();
         let ivr = match &raw.ivr {
             None => None,
@@ -362,6 +378,7 @@ impl SiteConfig {
                 &src.base_dir(),
                 &prompt_dir,
                 &lines,
+                acd.as_ref(),
             ) {
                 Ok(ivr) => Some(ivr),
                 Err((here, elsewhere)) => {
@@ -390,6 +407,7 @@ impl SiteConfig {
                     lines: inbound_lines,
                 },
                 ivr,
+                acd,
             }),
             _ => Err(Diagnostics(errs)),
         }

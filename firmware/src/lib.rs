@@ -9,12 +9,14 @@
 //! - [`call`]: one actor per call (answer, IVR or greeting, record);
 //! - [`ivr`]: menus, self-service and outbound voice flows;
 //! - [`lines`]: lending idle lines to calls that ring or dial them;
+//! - [`acd`]: agents and queues: who gets which call when;
 //! - [`store`]: the SQLite thread that keeps every record;
 //! - [`panel`]: LEDs and buttons.
 //!
 //! Time is injected through [`clock::Clock`] so the whole box runs in
 //! virtual time under test.
 
+pub mod acd;
 pub mod app;
 pub mod call;
 pub mod clock;

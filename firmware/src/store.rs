@@ -106,6 +106,23 @@ pub const MIGRATIONS: &[&str] = &[
         last_call_id  TEXT,
         updated_ms    INTEGER NOT NULL
     );",
+    // v3: queues (ACD): what happened to a call in its queue, and the queue
+    // event log for headquarters
+    "ALTER TABLE calls ADD COLUMN queue TEXT;
+    ALTER TABLE calls ADD COLUMN queue_wait_ms INTEGER;
+    ALTER TABLE calls ADD COLUMN agent TEXT;
+    ALTER TABLE calls ADD COLUMN talk_ms INTEGER;
+    ALTER TABLE calls ADD COLUMN queue_exit TEXT;
+    ALTER TABLE calls ADD COLUMN wrap_code TEXT;
+    CREATE TABLE queue_log (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms    INTEGER NOT NULL,
+        call_id  TEXT,
+        queue    TEXT,
+        agent    TEXT,
+        event    TEXT NOT NULL,
+        data     TEXT NOT NULL
+    );",
 ];
 
 /// Tables `callboxd records --table` can show, besides `calls`.
@@ -287,6 +304,17 @@ pub struct CallFlow {
     pub connected_to: Option<String>,
     /// Outbound job that placed the call.
     pub job: Option<String>,
+    /// Queue the caller waited in.
+    pub queue: Option<String>,
+    /// Time in that queue, ms.
+    pub queue_wait_ms: Option<i64>,
+    /// Agent who took the call.
+    pub agent: Option<String>,
+    /// Talk time with the agent, ms.
+    pub talk_ms: Option<i64>,
+    /// How the call left the queue: `connected`, `abandoned`, `timeout`,
+    /// `full`, `empty`.
+    pub queue_exit: Option<String>,
 }
 
 /// Earlier checks of a product code.
@@ -382,6 +410,28 @@ pub enum StoreMsg {
     Job(JobRow, Stamp),
     /// Reads an outbound job's progress.
     JobStatus(String, oneshot::Sender<Option<JobRow>>),
+    /// A queue event.
+    QueueLog {
+        /// When.
+        at: Stamp,
+        /// The call, if the event concerns one.
+        call_id: Option<String>,
+        /// Queue.
+        queue: Option<String>,
+        /// Agent.
+        agent: Option<String>,
+        /// `ENTERQUEUE`, `OFFER`, `CONNECT`, `ABANDON`…
+        event: String,
+        /// Details.
+        data: serde_json::Value,
+    },
+    /// An agent's wrap-up code for a call.
+    WrapCode {
+        /// The call.
+        call_id: String,
+        /// The code keyed.
+        code: String,
+    },
     /// Insert a call record.
     CallStarted(CallStart),
     /// Mark a call answered.
@@ -680,7 +730,8 @@ fn write_batch(
                 StoreMsg::CallFlow(f) => {
                     tx.prepare_cached(
                         "UPDATE calls SET flow = ?2, language = ?3, ivr_path = ?4, ivr_vars = ?5, outcome = ?6,
-                                          survey_score = ?7, connected_to = ?8, job = ?9
+                                          survey_score = ?7, connected_to = ?8, job = ?9, queue = ?10,
+                                          queue_wait_ms = ?11, agent = ?12, talk_ms = ?13, queue_exit = ?14
                          WHERE id = ?1",
                     )?
                     .execute(params![
@@ -692,8 +743,30 @@ fn write_batch(
                         f.outcome,
                         f.survey_score,
                         f.connected_to,
-                        f.job
+                        f.job,
+                        f.queue,
+                        f.queue_wait_ms,
+                        f.agent,
+                        f.talk_ms,
+                        f.queue_exit
                     ])?;
+                }
+                StoreMsg::QueueLog {
+                    at,
+                    call_id,
+                    queue,
+                    agent,
+                    event,
+                    data,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO queue_log (at_ms, call_id, queue, agent, event, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![at.wall_ms, call_id, queue, agent, event, data.to_string()])?;
+                }
+                StoreMsg::WrapCode { call_id, code } => {
+                    tx.prepare_cached("UPDATE calls SET wrap_code = ?2 WHERE id = ?1")?
+                        .execute(params![call_id, code])?;
                 }
                 StoreMsg::Outbox {
                     stream,
@@ -852,6 +925,18 @@ pub struct CallRecord {
     pub connected_to: Option<String>,
     /// Outbound job that placed the call.
     pub job: Option<String>,
+    /// Queue the caller waited in.
+    pub queue: Option<String>,
+    /// Time in that queue, ms.
+    pub queue_wait_ms: Option<i64>,
+    /// Agent who took the call.
+    pub agent: Option<String>,
+    /// Talk time with the agent, ms.
+    pub talk_ms: Option<i64>,
+    /// How the call left the queue.
+    pub queue_exit: Option<String>,
+    /// The agent's wrap-up (disposition) code.
+    pub wrap_code: Option<String>,
 }
 
 /// Reads stored call records, oldest first, without disturbing a running
@@ -886,7 +971,8 @@ pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
         .prepare(
             "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
                     disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms,
-                    flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job
+                    flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job,
+                    queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code
              FROM calls ORDER BY seq",
         )
         .map_err(sq)?;
@@ -929,6 +1015,12 @@ pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
                 survey_score: r.get(19)?,
                 connected_to: r.get(20)?,
                 job: r.get(21)?,
+                queue: r.get(22)?,
+                queue_wait_ms: r.get(23)?,
+                agent: r.get(24)?,
+                talk_ms: r.get(25)?,
+                queue_exit: r.get(26)?,
+                wrap_code: r.get(27)?,
             })
         })
         .map_err(sq)?;
@@ -974,7 +1066,7 @@ pub fn read_table(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>
                     rusqlite::types::ValueRef::Real(x) => x.into(),
                     rusqlite::types::ValueRef::Text(t) => {
                         let t = String::from_utf8_lossy(t).into_owned();
-                        if n == "payload" {
+                        if n == "payload" || n == "data" {
                             serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
                         } else {
                             t.into()

@@ -13,16 +13,24 @@ use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
+use std::time::Duration;
+
+use callbox_hal::dsp::detect::DtmfDetector;
+use tokio::time::Instant;
+
+use crate::acd::AcdHandle;
 use crate::call::{self, Arrival, CallContext};
-use crate::lines::{Lease, Lines, Seize, SharedLines};
+use crate::ivr::media::{Gone, Media};
+use crate::lines::{Lease, Lines, Seize, Switch};
 
 /// Starts a watcher for every port; returns the directory calls borrow
 /// lines from.
 pub fn spawn_all<L, I, O>(
     ports: Vec<Port<L, I, O>>,
     ctx: CallContext,
+    acd: Option<AcdHandle<L, I, O>>,
     tracker: &TaskTracker,
-) -> SharedLines<L, I, O>
+) -> Switch<L, I, O>
 where
     L: Line,
     I: AudioIn,
@@ -34,21 +42,24 @@ where
         .iter()
         .map(|p| lines.register(&p.line.info().id))
         .collect();
-    let lines = Arc::new(lines);
+    let sw = Switch {
+        lines: Arc::new(lines),
+        acd,
+    };
     for (port, inbox) in ports.into_iter().zip(inboxes) {
         let ctx = ctx.clone();
         match port.line.info().kind {
             LineKind::Trunk => {
                 let tracker2 = tracker.clone();
                 let accept = inbound.contains(&port.line.info().id);
-                tracker.spawn(trunk(port, inbox, accept, ctx, lines.clone(), tracker2));
+                tracker.spawn(trunk(port, inbox, accept, ctx, sw.clone(), tracker2));
             }
             LineKind::Station => {
-                tracker.spawn(station(port, inbox, ctx));
+                tracker.spawn(station(port, inbox, ctx, sw.acd.clone()));
             }
         }
     }
-    lines
+    sw
 }
 
 /// Lends `port` to the requester and waits for it to come back, refusing
@@ -78,7 +89,7 @@ async fn trunk<L, I, O>(
     mut inbox: mpsc::Receiver<Seize<L, I, O>>,
     accept: bool,
     ctx: CallContext,
-    lines: SharedLines<L, I, O>,
+    sw: Switch<L, I, O>,
     tracker: TaskTracker,
 ) where
     L: Line,
@@ -109,7 +120,7 @@ async fn trunk<L, I, O>(
                     dialled,
                     accept,
                 };
-                let call = tracker.spawn(call::inbound(port, arrival, ctx.clone(), lines.clone()));
+                let call = tracker.spawn(call::inbound(port, arrival, ctx.clone(), sw.clone()));
                 tokio::pin!(call);
                 let done = loop {
                     tokio::select! {
@@ -148,14 +159,19 @@ async fn station<L, I, O>(
     mut port: Port<L, I, O>,
     mut inbox: mpsc::Receiver<Seize<L, I, O>>,
     ctx: CallContext,
+    acd: Option<AcdHandle<L, I, O>>,
 ) where
     L: Line,
     I: AudioIn,
     O: AudioOut,
 {
     let line = port.line.info().id.clone();
+    let mut detector = DtmfDetector::new(port.audio_in.format().sample_rate);
     let mut dialled = String::new();
     let mut off_hook = false;
+    // A feature code is complete when the agent stops keying.
+    let mut code_due: Option<Instant> = None;
+    let mut last_signal: Option<(char, Instant)> = None;
     loop {
         tokio::select! {
             biased;
@@ -173,19 +189,29 @@ async fn station<L, I, O>(
                         return;
                     }
                 }
+                detector.reset();
             }
             ev = port.line.next_event() => match ev {
                 Ok(LineEvent::OffHook) => {
                     off_hook = true;
                     dialled.clear();
+                    detector.reset();
                     ctx.panel.line_led(&line, true).await;
                     tracing::info!(%line, "station off-hook");
                 }
-                Ok(LineEvent::Digit(d)) if off_hook => dialled.push(d),
+                Ok(LineEvent::Digit(d)) if off_hook => {
+                    dialled.push(d);
+                    last_signal = Some((d, Instant::now()));
+                    code_due = Some(Instant::now() + CODE_TIMEOUT);
+                }
                 Ok(LineEvent::Hangup(_)) => {
-                    if off_hook {
-                        tracing::info!(%line, %dialled, "station on-hook; no feature codes are configured yet");
+                    if off_hook && !dialled.is_empty() {
+                        // Hung up right after keying: act on the code, there
+                        // is nobody to tell how it went.
+                        feature_code(acd.as_ref(), &line, &dialled).await;
                     }
+                    dialled.clear();
+                    code_due = None;
                     off_hook = false;
                     ctx.panel.line_led(&line, false).await;
                     let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
@@ -196,8 +222,67 @@ async fn station<L, I, O>(
                     return;
                 }
             },
-            // Keep the station's audio drained while it is off-hook.
-            r = port.audio_in.read_frame() => if r.is_err() { return },
+            () = sleep_until_opt(code_due) => {
+                code_due = None;
+                let ok = feature_code(acd.as_ref(), &line, &std::mem::take(&mut dialled)).await;
+                // Answer on the handset: a beep, or "not a valid option".
+                let key = if ok { "system:beep" } else { "system:invalid-option" };
+                let prompt = ctx.ivr.as_ref().and_then(|ivr| ivr.prompts.get(ivr.language, key).cloned());
+                if let Some(samples) = prompt {
+                    let mut media = Media::new(&mut port, ctx.shutdown.clone());
+                    if media.play(&samples, false).await == Err(Gone::Caller) {
+                        off_hook = false;
+                        ctx.panel.line_led(&line, false).await;
+                        let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
+                    }
+                }
+            }
+            // The station's audio is read all the time (so the backend's
+            // buffer never overflows) and listened to while off-hook, for
+            // feature codes keyed in band.
+            r = port.audio_in.read_frame() => match r {
+                Ok(frame) if off_hook => {
+                    if let Some(d) = detector.process(frame.samples()) {
+                        let echo = last_signal.is_some_and(|(k, at)| k == d && at.elapsed() < DEDUP);
+                        if !echo {
+                            dialled.push(d);
+                            code_due = Some(Instant::now() + CODE_TIMEOUT);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Quiet time after the last key that ends a feature code.
+const CODE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A key heard in band this soon after the same key out of band is one press.
+const DEDUP: Duration = Duration::from_millis(250);
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands a keyed code to the ACD; `true` when it was accepted.
+async fn feature_code<L, I, O>(acd: Option<&AcdHandle<L, I, O>>, line: &str, digits: &str) -> bool {
+    let Some(acd) = acd else {
+        tracing::info!(%line, %digits, "station keyed digits; the site has no agents configured");
+        return false;
+    };
+    match acd.code(line, digits).await {
+        Ok(what) => {
+            tracing::info!(%line, %digits, "{what}");
+            true
+        }
+        Err(why) => {
+            tracing::warn!(%line, %digits, "feature code refused: {why}");
+            false
         }
     }
 }

@@ -91,10 +91,17 @@ on_no_answer = "voicemail"
 
 [ivr.node.sales]
 type = "queue"
-stations = ["desk-1"]
-ring_timeout = "10s"
-on_no_answer = "voicemail"
+on_overflow = "voicemail"
 after = "survey"
+
+[acd.agent.alice]
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { alice = 0 }
+ring_timeout = "10s"
+max_wait = "60s"
 
 [ivr.node.survey]
 type = "survey"
@@ -295,10 +302,13 @@ talk = "5s"
     let a = by_caller(&recs, "01000000001");
     let pa = path(a);
     assert!(pa.contains(&"main=1".to_string()), "{pa:?}");
-    assert!(pa.contains(&"sales=connected:desk-1".to_string()), "{pa:?}");
+    assert!(pa.contains(&"sales=connected:alice".to_string()), "{pa:?}");
     assert_eq!(a["connected_to"], "desk-1");
+    assert_eq!(a["agent"], "alice");
+    assert_eq!(a["queue"], "sales");
+    assert_eq!(a["queue_exit"], "connected");
     assert_eq!(a["survey_score"], 4, "{a:#}");
-    assert_eq!(a["outcome"], "connected:desk-1");
+    assert_eq!(a["outcome"], "connected:alice");
     assert_eq!(a["flow"], "hours");
 
     let b = by_caller(&recs, "01000000002");

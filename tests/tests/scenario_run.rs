@@ -145,7 +145,8 @@ fn the_demo_runs_its_built_in_scenario_and_prints_a_summary() {
     assert_eq!(recorded, 10, "{}", text(&out));
     // The IVR ran: outcomes and the sales caller's survey score.
     assert!(stdout.contains("IVR outcomes"), "{}", text(&out));
-    assert!(stdout.contains("connected:desk-1"), "{}", text(&out));
+    assert!(stdout.contains("connected:alice"), "{}", text(&out));
+    assert!(stdout.contains("queue sales"), "{}", text(&out));
     assert!(
         stdout.contains("survey scores        [5]"),
         "{}",

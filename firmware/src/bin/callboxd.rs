@@ -426,6 +426,35 @@ fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
         "avg time on line       {:.1} s",
         avg(answered.iter().filter_map(|r| r.answered_ms).collect())
     );
+    // The ACD leaves its statistics in the outbox when it stops.
+    let stats = store::read_table(data, "outbox").map_err(Failure::Store)?;
+    if let Some(acd) = stats.iter().rev().find(|r| r["stream"] == "acd_stats") {
+        let p = &acd["payload"];
+        for q in p["queues"].as_array().into_iter().flatten() {
+            println!(
+                "queue {:<16} joined {} answered {} abandoned {} timeouts {} turned away {}; service level {:.0} %, ASA {:.1} s, AHT {:.1} s",
+                q["queue"].as_str().unwrap_or("?"),
+                q["joined"],
+                q["answered"],
+                q["abandoned"],
+                q["timeouts"],
+                q["turned_away"],
+                q["service_level"].as_f64().unwrap_or(0.0) * 100.0,
+                q["avg_speed_of_answer_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                q["avg_handle_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            );
+        }
+        for a in p["agents"].as_array().into_iter().flatten() {
+            println!(
+                "agent {:<16} {:<10} calls {} talk {:.1} s pauses {}",
+                a["agent"].as_str().unwrap_or("?"),
+                a["state"].as_str().unwrap_or("?"),
+                a["calls"],
+                a["talk_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                a["pauses"],
+            );
+        }
+    }
     if let Some(c) = control {
         let s = c.stats();
         println!(

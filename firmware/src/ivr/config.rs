@@ -258,12 +258,11 @@ struct RawCallback {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawQueue {
-    stations: Vec<String>,
+    #[serde(default)]
+    queue: Option<String>,
     #[serde(default)]
     announce: Option<Prompts>,
-    #[serde(default)]
-    ring_timeout: Option<String>,
-    on_no_answer: String,
+    on_overflow: String,
     #[serde(default)]
     after: Option<String>,
 }
@@ -566,10 +565,22 @@ pub enum NodeKind {
         /// Then.
         next: Target,
     },
-    /// Hand the call to a queue or a transfer destination.
+    /// Wait in an ACD queue for an agent.
+    Queue {
+        /// Queue index in the ACD config.
+        queue: usize,
+        /// Queue name.
+        name: String,
+        /// Played on joining.
+        announce: Vec<Item>,
+        /// When the caller leaves the queue without an agent (full, empty,
+        /// waited too long).
+        on_overflow: Target,
+        /// After the agent hangs up first (the caller stays): e.g. a survey.
+        after: Option<Target>,
+    },
+    /// Transfer to a station or an outside number.
     Connect {
-        /// Queue name, or `None` for a transfer.
-        queue: Option<String>,
         /// Where.
         dest: Dest,
         /// Played before ringing.
@@ -961,6 +972,7 @@ pub(crate) fn check(
     base: &Path,
     prompt_dir: &Path,
     lines: &[LineInfo],
+    acd: Option<&crate::acd::AcdConfig>,
 ) -> Result<Ivr, CheckErrors> {
     let mut c = Checker {
         errs: Vec::new(),
@@ -1097,6 +1109,14 @@ pub(crate) fn check(
         });
     }
 
+    if acd.is_some() {
+        // Answers to feature codes keyed on agents' phones.
+        for name in ["beep", "invalid-option"] {
+            c.wanted
+                .entry(format!("system:{name}"))
+                .or_insert_with(|| "ivr".into());
+        }
+    }
     let mut nodes = Vec::new();
     for (name, rn) in &raw.node {
         let at = format!("ivr.node.{name}");
@@ -1433,22 +1453,26 @@ pub(crate) fn check(
                 next: c.target(&p("next"), &cb.next),
             },
             RawNode::Queue(q) => {
-                if q.stations.is_empty() {
-                    c.err(p("stations"), "a queue needs at least one station line");
-                }
-                for (i, s) in q.stations.iter().enumerate() {
-                    c.station(&p(&format!("stations[{i}]")), s);
-                }
-                NodeKind::Connect {
-                    queue: Some(name.clone()),
-                    dest: Dest::Stations(q.stations.clone()),
+                let qname = q.queue.clone().unwrap_or_else(|| name.clone());
+                let index = match acd.and_then(|a| a.queue(&qname)) {
+                    Some(i) => i,
+                    None => {
+                        c.err(
+                            if q.queue.is_some() {
+                                p("queue")
+                            } else {
+                                at.clone()
+                            },
+                            format!("`{qname}` is not a queue under [acd.queue]"),
+                        );
+                        0
+                    }
+                };
+                NodeKind::Queue {
+                    queue: index,
+                    name: qname,
                     announce: c.items(&p("announce"), q.announce.as_ref(), &["system:please-hold"]),
-                    ring_timeout: c.ring_time(
-                        &p("ring_timeout"),
-                        q.ring_timeout.as_ref(),
-                        Duration::from_secs(20),
-                    ),
-                    on_no_answer: c.target(&p("on_no_answer"), &q.on_no_answer),
+                    on_overflow: c.target(&p("on_overflow"), &q.on_overflow),
                     after: q.after.as_ref().map(|a| c.target(&p("after"), a)),
                 }
             }
@@ -1481,7 +1505,6 @@ pub(crate) fn check(
                     }
                 };
                 NodeKind::Connect {
-                    queue: None,
                     dest,
                     announce: c.items(
                         &p("announce"),
@@ -1728,7 +1751,12 @@ fn targets(kind: &NodeKind) -> Vec<Target> {
             v.push(*default);
             v
         }
-        NodeKind::Connect {
+        NodeKind::Queue {
+            on_overflow: on_no_answer,
+            after,
+            ..
+        }
+        | NodeKind::Connect {
             on_no_answer,
             after,
             ..
@@ -1789,6 +1817,33 @@ fn graph_check(nodes: &[Node], entries: &[NodeId], c: &mut Checker<'_>) {
             if ends {
                 can_end[i] = true;
                 changed = true;
+            }
+        }
+    }
+    // Queues overflowing into each other with no other way out: a caller
+    // nobody can take would bounce between them for ever.
+    for (i, nd) in nodes.iter().enumerate() {
+        let mut cur = i;
+        let mut hops = 0;
+        while let NodeKind::Queue {
+            on_overflow: Target::Node(next),
+            ..
+        } = &nodes[cur].kind
+        {
+            cur = *next;
+            hops += 1;
+            if cur == i {
+                c.err(
+                    format!("ivr.node.{}.on_overflow", nd.name),
+                    format!(
+                        "queue node `{}` overflows back to itself through other queues; end the chain in voicemail, a callback, a transfer or hangup",
+                        nd.name
+                    ),
+                );
+                break;
+            }
+            if hops > nodes.len() {
+                break;
             }
         }
     }

@@ -20,9 +20,13 @@ use tokio::sync::oneshot;
 use super::config::{Cond, Dest, Item, Ivr, Menu, NodeId, NodeKind, SayAs, Target};
 use super::media::{BridgeEnd, Gone, Media, bridge};
 use super::say::{self, Lang};
+use crate::acd::{AcdHandle, Completed, JoinResult, WaiterMsg};
 use crate::clock::Clock;
 use crate::lines::Lines;
 use crate::store::{CheckHistory, StoreHandle, StoreMsg};
+
+/// A bridge the agent ends sooner than this was never a conversation.
+const BOUNCE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Node visits allowed per call before the engine gives up on a flow that
 /// loops without waiting on the caller.
@@ -47,6 +51,8 @@ pub struct FlowEnv<'a, L, I, O> {
     pub caller: Option<&'a str>,
     /// Dialled number.
     pub dialled: Option<&'a str>,
+    /// Queues, when the site has agents.
+    pub acd: Option<&'a AcdHandle<L, I, O>>,
 }
 
 /// What the flow did, for the call record.
@@ -68,6 +74,16 @@ pub struct FlowState {
     pub survey: Option<u8>,
     /// Line the caller was connected to.
     pub connected_to: Option<String>,
+    /// Queue the caller waited in (the last one).
+    pub queue: Option<String>,
+    /// Time waited in queues, ms.
+    pub queue_wait_ms: Option<i64>,
+    /// Agent who took the call.
+    pub agent: Option<String>,
+    /// Talk time with the agent, ms.
+    pub talk_ms: Option<i64>,
+    /// How the call left its queue.
+    pub queue_exit: Option<String>,
     menus: Vec<NodeId>,
 }
 
@@ -139,11 +155,13 @@ impl<'a, L, I, O> FlowEnv<'a, L, I, O> {
         ivr: &'a Ivr,
         lines: &'a Lines<L, I, O>,
         ctx: &'a crate::call::CallContext,
+        acd: Option<&'a AcdHandle<L, I, O>>,
         call_id: &'a str,
         caller: Option<&'a str>,
         dialled: Option<&'a str>,
     ) -> Self {
         FlowEnv {
+            acd,
             ivr,
             lines,
             store: &ctx.store,
@@ -431,17 +449,29 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         Ok(*next)
                     }
                 },
-                NodeKind::Connect {
+                NodeKind::Queue {
                     queue,
+                    name,
+                    announce,
+                    on_overflow,
+                    after,
+                } => match self.queue(media, *queue, name, announce, st).await {
+                    Ok(None) => Ok(*on_overflow),
+                    Ok(Some(BridgeEnd::OtherHungUp)) => Ok(after.unwrap_or(Target::Hangup)),
+                    Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
+                    Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
+                    Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
+                    Err(g) => Err(g),
+                },
+                NodeKind::Connect {
                     dest,
                     announce,
                     ring_timeout,
                     on_no_answer,
                     after,
                 } => {
-                    let label = queue.as_deref().unwrap_or(&node.name);
                     match self
-                        .connect(media, label, dest, announce, *ring_timeout, st)
+                        .connect(media, &node.name, dest, announce, *ring_timeout, st)
                         .await
                     {
                         Ok(None) => Ok(*on_no_answer),
@@ -729,6 +759,111 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             self.play(media, saved, st, false).await?;
         }
         Ok(())
+    }
+
+    /// Waits in an ACD queue and bridges to the agent the queue assigns.
+    /// `Ok(None)`: the caller left the queue without an agent (overflow).
+    async fn queue(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        queue: usize,
+        name: &str,
+        announce: &[Item],
+        st: &mut FlowState,
+    ) -> Result<Option<BridgeEnd>, Gone> {
+        st.queue = Some(name.to_string());
+        let Some(acd) = self.acd else {
+            st.queue_exit = Some("unavailable".into());
+            return Ok(None);
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let joined = tokio::time::Instant::now();
+        let waited = |st: &mut FlowState| {
+            let ms = joined.elapsed().as_millis() as i64;
+            st.queue_wait_ms = Some(st.queue_wait_ms.unwrap_or(0) + ms);
+        };
+        match acd.join(queue, self.call_id, self.caller, tx).await {
+            JoinResult::Joined(pos) => st.path.push(format!("{name}=joined:{pos}")),
+            other => {
+                let why = match other {
+                    JoinResult::Full => "full",
+                    JoinResult::Empty => "empty",
+                    _ => "unavailable",
+                };
+                st.path.push(format!("{name}!{why}"));
+                st.queue_exit = Some(why.into());
+                return Ok(None);
+            }
+        }
+        if let Err(g) = self.play(media, announce, st, false).await {
+            acd.leave(self.call_id).await;
+            waited(st);
+            st.queue_exit = Some("abandoned".into());
+            return Err(g);
+        }
+        loop {
+            let msg = media
+                .tone_while(self.ivr.tones, ProgressTone::Ringback, rx.recv())
+                .await;
+            let msg = match msg {
+                Ok(m) => m,
+                Err(g) => {
+                    acd.leave(self.call_id).await;
+                    waited(st);
+                    st.queue_exit = Some("abandoned".into());
+                    return Err(g);
+                }
+            };
+            match msg {
+                None => {
+                    st.queue_exit = Some("unavailable".into());
+                    return Ok(None);
+                }
+                Some(WaiterMsg::Exit(reason)) => {
+                    waited(st);
+                    st.path.push(format!("{name}!{}", reason.as_str()));
+                    st.queue_exit = Some(reason.as_str().into());
+                    return Ok(None);
+                }
+                Some(WaiterMsg::Connect { agent, mut lease }) => {
+                    let other = lease.port();
+                    let station = other.line.info().id.clone();
+                    let connected_at = tokio::time::Instant::now();
+                    let shutdown = media.shutdown().clone();
+                    let end = bridge(media.port(), other, &shutdown).await;
+                    let talk = connected_at.elapsed();
+                    let cause = if end == BridgeEnd::Shutdown {
+                        HangupCause::Shutdown
+                    } else {
+                        HangupCause::Normal
+                    };
+                    release(other, cause).await;
+                    drop(lease);
+                    if end == BridgeEnd::OtherHungUp && talk < BOUNCE {
+                        // The agent picked up and put down at once: not a
+                        // call. The caller keeps their place.
+                        st.path.push(format!("{name}!bounced:{agent}"));
+                        acd.bounced(self.call_id, &agent).await;
+                        continue;
+                    }
+                    let ms = connected_at.duration_since(joined).as_millis() as i64;
+                    st.queue_wait_ms = Some(st.queue_wait_ms.unwrap_or(0) + ms);
+                    st.path.push(format!("{name}=connected:{agent}"));
+                    st.queue_exit = Some("connected".into());
+                    st.agent = Some(agent.clone());
+                    st.talk_ms = Some(talk.as_millis() as i64);
+                    st.connected_to = Some(station.clone());
+                    st.outcome = Some(format!("connected:{agent}"));
+                    let by = match end {
+                        BridgeEnd::CallerHungUp => Completed::ByCaller,
+                        BridgeEnd::OtherHungUp => Completed::ByAgent,
+                        _ => Completed::BySystem,
+                    };
+                    acd.done(self.call_id, &agent, talk, by).await;
+                    return Ok(Some(end));
+                }
+            }
+        }
     }
 
     /// Rings a destination and bridges. `Ok(None)`: nobody answered or

@@ -18,7 +18,7 @@ use super::config::OutboundJob;
 use super::engine::{FlowEnd, FlowEnv, FlowState};
 use super::media::Media;
 use crate::call::{CallContext, Outcome, flow_record, gone_outcome, new_id};
-use crate::lines::SharedLines;
+use crate::lines::Switch;
 use crate::store::{CallEnd, CallStart, Direction, Disposition, JobRow, Side, StoreMsg};
 
 /// Wait before trying again when every trunk of a job is busy.
@@ -30,7 +30,7 @@ const MAX_NO_LINE: u32 = 120;
 pub fn spawn_jobs<L, I, O>(
     ivr: Arc<Ivr>,
     ctx: CallContext,
-    lines: SharedLines<L, I, O>,
+    sw: Switch<L, I, O>,
     tracker: &TaskTracker,
 ) where
     L: Line,
@@ -39,7 +39,7 @@ pub fn spawn_jobs<L, I, O>(
 {
     for i in 0..ivr.outbound.len() {
         let span = tracing::info_span!("job", name = %ivr.outbound[i].name);
-        tracker.spawn(run_job(i, ivr.clone(), ctx.clone(), lines.clone()).instrument(span));
+        tracker.spawn(run_job(i, ivr.clone(), ctx.clone(), sw.clone()).instrument(span));
     }
 }
 
@@ -52,7 +52,7 @@ struct Attempt {
     done: bool,
 }
 
-async fn run_job<L, I, O>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, lines: SharedLines<L, I, O>)
+async fn run_job<L, I, O>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L, I, O>)
 where
     L: Line,
     I: AudioIn,
@@ -79,7 +79,7 @@ where
             () = tokio::time::sleep(delay) => {}
         }
         tracing::info!(attempt = attempts + 1, number = %job.number, "calling");
-        let a = attempt(job, &ivr, &ctx, &lines).await;
+        let a = attempt(job, &ivr, &ctx, &sw).await;
         if ctx.shutdown.is_cancelled() {
             // Cut short by the stop: not an attempt the customer saw
             // through; the job resumes with the same count next start.
@@ -124,7 +124,7 @@ async fn attempt<L, I, O>(
     job: &OutboundJob,
     ivr: &Ivr,
     ctx: &CallContext,
-    lines: &SharedLines<L, I, O>,
+    sw: &Switch<L, I, O>,
 ) -> Attempt
 where
     L: Line,
@@ -133,7 +133,7 @@ where
 {
     let mut lease = None;
     for t in &job.trunks {
-        if let Some(l) = lines.seize(t).await {
+        if let Some(l) = sw.lines.seize(t).await {
             lease = Some(l);
             break;
         }
@@ -205,7 +205,8 @@ where
                         })
                         .await;
                     let number = Some(job.number.as_str());
-                    let env = FlowEnv::new(ivr, lines, ctx, &id, number, number);
+                    let env =
+                        FlowEnv::new(ivr, &sw.lines, ctx, sw.acd.as_ref(), &id, number, number);
                     let mut media = Media::new(port, ctx.shutdown.clone());
                     let end = env.run(&mut media, &mut st).await;
                     result = match &job.success {

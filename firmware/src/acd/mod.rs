@@ -1,0 +1,1356 @@
+//! The ACD: agents, queues, and who gets which call when.
+//!
+//! One actor owns all agent and queue state; everything else talks to it
+//! with messages ([`AcdHandle`]). Callers join a queue from the IVR and
+//! wait on their own call task. The actor offers calls to agents by
+//! ringing their stations from small offer tasks; **an answered offer is
+//! given to the longest-waiting caller of the queues that agent serves**
+//! (highest queue priority first), not to whoever triggered the offer. So
+//! no caller is ever connected before one who joined the same queue
+//! earlier, even when agents answer in a different order than they were
+//! rung, and a caller who hangs up while an agent rings costs nothing.
+//!
+//! Agent state is global: wrap-up after a call from any queue holds the
+//! agent out of every queue. An agent who answers and hangs up at once
+//! (before any conversation) counts as a missed offer and the caller keeps
+//! their place at the head of the queue.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{AcdConfig, Strategy};
+
+use crate::clock::Clock;
+use crate::lines::{Lease, SharedLines};
+use crate::store::{StoreHandle, StoreMsg};
+
+/// What a waiting caller is told.
+#[derive(Debug)]
+pub enum WaiterMsg<L, I, O> {
+    /// An agent answered: bridge to this station.
+    Connect {
+        /// Agent id.
+        agent: String,
+        /// The agent's station, rung and answered.
+        lease: Lease<L, I, O>,
+    },
+    /// Leave the queue (overflow).
+    Exit(ExitReason),
+}
+
+/// Why a caller leaves a queue without an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// Waited `max_wait`.
+    Timeout,
+    /// Every member logged out (`leave_empty`).
+    Empty,
+}
+
+impl ExitReason {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Timeout => "timeout",
+            ExitReason::Empty => "empty",
+        }
+    }
+}
+
+/// Answer to a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinResult {
+    /// In the queue at this position (1 = next).
+    Joined(usize),
+    /// `max_length` reached.
+    Full,
+    /// Nobody logged in and `join_empty = false`.
+    Empty,
+    /// No such queue, or the ACD has stopped.
+    Unavailable,
+}
+
+/// How a connected call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    /// The caller hung up.
+    ByCaller,
+    /// The agent hung up.
+    ByAgent,
+    /// The daemon stopped or a line failed.
+    BySystem,
+}
+
+enum OfferResult<L, I, O> {
+    Answered(Lease<L, I, O>),
+    NoAnswer,
+    Busy,
+    Cancelled,
+}
+
+enum Msg<L, I, O> {
+    Join {
+        queue: usize,
+        call_id: String,
+        caller: Option<String>,
+        tx: mpsc::Sender<WaiterMsg<L, I, O>>,
+        reply: oneshot::Sender<JoinResult>,
+    },
+    Leave {
+        call_id: String,
+    },
+    Offered {
+        offer: u64,
+        result: OfferResult<L, I, O>,
+    },
+    Bounced {
+        call_id: String,
+        agent: String,
+    },
+    Done {
+        call_id: String,
+        agent: String,
+        talk: Duration,
+        by: Completed,
+    },
+    Code {
+        station: String,
+        digits: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Stats(oneshot::Sender<AcdStats>),
+}
+
+/// Sends to the ACD actor.
+#[derive(Debug)]
+pub struct AcdHandle<L, I, O> {
+    tx: mpsc::Sender<Msg<L, I, O>>,
+    config: std::sync::Arc<AcdConfig>,
+}
+
+impl<L, I, O> Clone for AcdHandle<L, I, O> {
+    fn clone(&self) -> Self {
+        AcdHandle {
+            tx: self.tx.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Msg::Join { .. } => "Join",
+            Msg::Leave { .. } => "Leave",
+            Msg::Offered { .. } => "Offered",
+            Msg::Bounced { .. } => "Bounced",
+            Msg::Done { .. } => "Done",
+            Msg::Code { .. } => "Code",
+            Msg::Stats(_) => "Stats",
+        })
+    }
+}
+
+impl<L, I, O> AcdHandle<L, I, O> {
+    /// The ACD's config.
+    pub fn config(&self) -> &AcdConfig {
+        &self.config
+    }
+
+    /// Joins a queue; `tx` receives the agent or an exit.
+    pub async fn join(
+        &self,
+        queue: usize,
+        call_id: &str,
+        caller: Option<&str>,
+        tx: mpsc::Sender<WaiterMsg<L, I, O>>,
+    ) -> JoinResult {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Join {
+            queue,
+            call_id: call_id.to_string(),
+            caller: caller.map(str::to_string),
+            tx,
+            reply,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return JoinResult::Unavailable;
+        }
+        rx.await.unwrap_or(JoinResult::Unavailable)
+    }
+
+    /// The caller left the queue (hung up) before an agent took the call.
+    pub async fn leave(&self, call_id: &str) {
+        let _ = self
+            .tx
+            .send(Msg::Leave {
+                call_id: call_id.to_string(),
+            })
+            .await;
+    }
+
+    /// The agent hung up before a word was said; the caller waits on.
+    pub async fn bounced(&self, call_id: &str, agent: &str) {
+        let _ = self
+            .tx
+            .send(Msg::Bounced {
+                call_id: call_id.to_string(),
+                agent: agent.to_string(),
+            })
+            .await;
+    }
+
+    /// A connected call ended.
+    pub async fn done(&self, call_id: &str, agent: &str, talk: Duration, by: Completed) {
+        let _ = self
+            .tx
+            .send(Msg::Done {
+                call_id: call_id.to_string(),
+                agent: agent.to_string(),
+                talk,
+                by,
+            })
+            .await;
+    }
+
+    /// A feature code keyed on a station; the answer says what happened.
+    pub async fn code(&self, station: &str, digits: &str) -> Result<String, String> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Code {
+            station: station.to_string(),
+            digits: digits.to_string(),
+            reply,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return Err("the ACD has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
+    /// Live statistics.
+    pub async fn stats(&self) -> Option<AcdStats> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Msg::Stats(reply)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// An agent's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Not working.
+    LoggedOut,
+    /// Waiting for a call.
+    Available,
+    /// Being offered a call.
+    Ringing,
+    /// Talking.
+    OnCall,
+    /// After a call, until the given moment.
+    WrapUp(Instant),
+    /// Paused with a reason code.
+    Paused(String),
+    /// Do not disturb.
+    Dnd,
+}
+
+impl Status {
+    fn name(&self) -> &'static str {
+        match self {
+            Status::LoggedOut => "logged_out",
+            Status::Available => "available",
+            Status::Ringing => "ringing",
+            Status::OnCall => "on_call",
+            Status::WrapUp(_) => "wrap_up",
+            Status::Paused(_) => "paused",
+            Status::Dnd => "dnd",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Agent {
+    station: Option<String>,
+    status: Status,
+    since: Instant,
+    idle_since: Instant,
+    retry_until: Option<Instant>,
+    missed: u32,
+    calls: HashMap<usize, u32>,
+    talk: HashMap<usize, Duration>,
+    total_calls: u32,
+    total_talk: Duration,
+    pauses: u32,
+    last_call: Option<String>,
+}
+
+#[derive(Debug)]
+struct Waiter<L, I, O> {
+    call_id: String,
+    queue: usize,
+    joined: Instant,
+    seq: u64,
+    tx: mpsc::Sender<WaiterMsg<L, I, O>>,
+    connected: bool,
+}
+
+#[derive(Debug)]
+struct Offer {
+    agent: usize,
+    queue: usize,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Default, Clone)]
+struct QueueCounters {
+    joined: u64,
+    answered: u64,
+    answered_in_sl: u64,
+    abandoned: u64,
+    timeouts: u64,
+    full: u64,
+    empty: u64,
+    wait_answered: Duration,
+    talk: Duration,
+    handled: u64,
+}
+
+/// Statistics of one queue.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Callers waiting now.
+    pub waiting: usize,
+    /// Longest current wait, ms.
+    pub longest_wait_ms: u64,
+    /// Callers who joined.
+    pub joined: u64,
+    /// Connected to an agent.
+    pub answered: u64,
+    /// Hung up while waiting.
+    pub abandoned: u64,
+    /// Abandoned / (answered + abandoned).
+    pub abandon_rate: f64,
+    /// Left after `max_wait`.
+    pub timeouts: u64,
+    /// Turned away: queue full / nobody logged in.
+    pub turned_away: u64,
+    /// Answered within the service-level threshold / answered.
+    pub service_level: f64,
+    /// Average wait of answered calls, ms.
+    pub avg_speed_of_answer_ms: u64,
+    /// Average talk time of completed calls, ms.
+    pub avg_handle_ms: u64,
+}
+
+/// Statistics of one agent.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Agent id.
+    pub agent: String,
+    /// State name.
+    pub state: String,
+    /// Pause reason, when paused.
+    pub reason: Option<String>,
+    /// Time in the current state, ms.
+    pub in_state_ms: u64,
+    /// Station logged in at.
+    pub station: Option<String>,
+    /// Calls taken.
+    pub calls: u32,
+    /// Talk time, ms.
+    pub talk_ms: u64,
+    /// Pauses taken (including automatic ones).
+    pub pauses: u32,
+}
+
+/// Every queue and agent.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AcdStats {
+    /// Per queue.
+    pub queues: Vec<QueueStats>,
+    /// Per agent.
+    pub agents: Vec<AgentStats>,
+}
+
+/// Creates the handle; the actor starts with [`spawn`] once lines exist.
+pub fn channel<L, I, O>(config: AcdConfig) -> (AcdHandle<L, I, O>, AcdInbox<L, I, O>) {
+    let (tx, rx) = mpsc::channel(256);
+    (
+        AcdHandle {
+            tx,
+            config: std::sync::Arc::new(config),
+        },
+        AcdInbox { rx },
+    )
+}
+
+/// The actor's end of the channel.
+#[derive(Debug)]
+pub struct AcdInbox<L, I, O> {
+    rx: mpsc::Receiver<Msg<L, I, O>>,
+}
+
+/// Starts the actor.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn<L, I, O>(
+    handle: &AcdHandle<L, I, O>,
+    inbox: AcdInbox<L, I, O>,
+    lines: SharedLines<L, I, O>,
+    store: StoreHandle,
+    clock: Clock,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let now = Instant::now();
+    let cfg = handle.config.clone();
+    let agents = cfg
+        .agents
+        .iter()
+        .map(|a| Agent {
+            station: a.logged_in.then(|| a.station.clone()).flatten(),
+            status: if a.logged_in {
+                Status::Available
+            } else {
+                Status::LoggedOut
+            },
+            since: now,
+            idle_since: now,
+            retry_until: None,
+            missed: 0,
+            calls: HashMap::new(),
+            talk: HashMap::new(),
+            total_calls: 0,
+            total_talk: Duration::ZERO,
+            pauses: 0,
+            last_call: None,
+        })
+        .collect();
+    let acd = Acd {
+        counters: vec![QueueCounters::default(); cfg.queues.len()],
+        rr: vec![None; cfg.queues.len()],
+        cfg,
+        agents,
+        waiters: Vec::new(),
+        offers: HashMap::new(),
+        next_offer: 0,
+        next_seq: 0,
+        rng: 0x2545_F491_4F6C_DD1D,
+        lines,
+        store,
+        clock,
+        self_tx: handle.tx.clone(),
+        tracker: tracker.clone(),
+    };
+    tracker.spawn(acd.run(inbox.rx, shutdown));
+}
+
+struct Acd<L, I, O> {
+    cfg: std::sync::Arc<AcdConfig>,
+    agents: Vec<Agent>,
+    waiters: Vec<Waiter<L, I, O>>,
+    offers: HashMap<u64, Offer>,
+    next_offer: u64,
+    next_seq: u64,
+    counters: Vec<QueueCounters>,
+    /// Round-robin memory: the member index offered last, per queue.
+    rr: Vec<Option<usize>>,
+    rng: u64,
+    lines: SharedLines<L, I, O>,
+    store: StoreHandle,
+    clock: Clock,
+    self_tx: mpsc::Sender<Msg<L, I, O>>,
+    tracker: TaskTracker,
+}
+
+impl<L, I, O> Acd<L, I, O>
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg<L, I, O>>, shutdown: CancellationToken) {
+        for i in 0..self.agents.len() {
+            if self.agents[i].status == Status::Available {
+                self.log(
+                    None,
+                    None,
+                    Some(i),
+                    "AGENTLOGIN",
+                    serde_json::json!({"station": self.agents[i].station}),
+                )
+                .await;
+            }
+        }
+        loop {
+            let deadline = self.next_deadline();
+            let msg = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                m = rx.recv() => match m {
+                    Some(m) => Some(m),
+                    None => break,
+                },
+                () = sleep_until_opt(deadline) => None,
+            };
+            if let Some(m) = msg {
+                self.handle(m).await;
+            }
+            self.tick().await;
+            self.dispatch().await;
+        }
+        for o in self.offers.values() {
+            o.cancel.cancel();
+        }
+        let stats = self.stats();
+        tracing::info!(stats = %serde_json::to_string(&stats).unwrap_or_default(), "ACD statistics at stop");
+        self.store
+            .send(StoreMsg::Outbox {
+                stream: "acd_stats".into(),
+                at: self.clock.now(),
+                payload: serde_json::to_value(&stats).unwrap_or_default(),
+            })
+            .await;
+    }
+
+    async fn log(
+        &self,
+        call_id: Option<&str>,
+        queue: Option<usize>,
+        agent: Option<usize>,
+        event: &str,
+        data: serde_json::Value,
+    ) {
+        self.store
+            .send(StoreMsg::QueueLog {
+                at: self.clock.now(),
+                call_id: call_id.map(str::to_string),
+                queue: queue.map(|q| self.cfg.queues[q].name.clone()),
+                agent: agent.map(|a| self.cfg.agents[a].id.clone()),
+                event: event.to_string(),
+                data,
+            })
+            .await;
+    }
+
+    fn logged_in_members(&self, q: usize) -> usize {
+        self.cfg.queues[q]
+            .members
+            .iter()
+            .filter(|&&(a, _)| self.agents[a].status != Status::LoggedOut)
+            .count()
+    }
+
+    fn waiting_in(&self, q: usize) -> usize {
+        self.waiters
+            .iter()
+            .filter(|w| w.queue == q && !w.connected)
+            .count()
+    }
+
+    async fn handle(&mut self, m: Msg<L, I, O>) {
+        match m {
+            Msg::Join {
+                queue,
+                call_id,
+                caller,
+                tx,
+                reply,
+            } => {
+                let Some(qc) = self.cfg.queues.get(queue) else {
+                    let _ = reply.send(JoinResult::Unavailable);
+                    return;
+                };
+                let waiting = self.waiting_in(queue);
+                let result = if qc.max_length.is_some_and(|m| waiting >= m) {
+                    self.counters[queue].full += 1;
+                    JoinResult::Full
+                } else if !qc.join_empty && self.logged_in_members(queue) == 0 {
+                    self.counters[queue].empty += 1;
+                    JoinResult::Empty
+                } else {
+                    self.counters[queue].joined += 1;
+                    self.next_seq += 1;
+                    self.waiters.push(Waiter {
+                        call_id: call_id.clone(),
+                        queue,
+                        joined: Instant::now(),
+                        seq: self.next_seq,
+                        tx,
+                        connected: false,
+                    });
+                    JoinResult::Joined(waiting + 1)
+                };
+                let event = match result {
+                    JoinResult::Joined(_) => "ENTERQUEUE",
+                    JoinResult::Full => "FULL",
+                    _ => "JOINEMPTY",
+                };
+                self.log(
+                    Some(&call_id),
+                    Some(queue),
+                    None,
+                    event,
+                    serde_json::json!({"caller": caller}),
+                )
+                .await;
+                let _ = reply.send(result);
+            }
+            Msg::Leave { call_id } => {
+                if let Some(i) = self
+                    .waiters
+                    .iter()
+                    .position(|w| w.call_id == call_id && !w.connected)
+                {
+                    let w = self.waiters.remove(i);
+                    self.counters[w.queue].abandoned += 1;
+                    let waited = w.joined.elapsed().as_millis() as u64;
+                    self.log(
+                        Some(&call_id),
+                        Some(w.queue),
+                        None,
+                        "ABANDON",
+                        serde_json::json!({"wait_ms": waited}),
+                    )
+                    .await;
+                }
+            }
+            Msg::Offered { offer, result } => self.offered(offer, result).await,
+            Msg::Bounced { call_id, agent } => {
+                let Some(a) = self.agent_index(&agent) else {
+                    return;
+                };
+                if let Some(w) = self.waiters.iter_mut().find(|w| w.call_id == call_id) {
+                    // Back in line with the original join time: first again.
+                    w.connected = false;
+                    let q = w.queue;
+                    self.counters[q].answered = self.counters[q].answered.saturating_sub(1);
+                    self.missed(a, q).await;
+                    self.log(
+                        Some(&call_id),
+                        Some(q),
+                        Some(a),
+                        "BOUNCE",
+                        serde_json::json!({}),
+                    )
+                    .await;
+                }
+            }
+            Msg::Done {
+                call_id,
+                agent,
+                talk,
+                by,
+            } => {
+                let Some(a) = self.agent_index(&agent) else {
+                    return;
+                };
+                let Some(i) = self.waiters.iter().position(|w| w.call_id == call_id) else {
+                    return;
+                };
+                let w = self.waiters.remove(i);
+                let q = w.queue;
+                self.counters[q].talk += talk;
+                self.counters[q].handled += 1;
+                let ag = &mut self.agents[a];
+                ag.total_calls += 1;
+                ag.total_talk += talk;
+                *ag.calls.entry(q).or_default() += 1;
+                *ag.talk.entry(q).or_default() += talk;
+                ag.last_call = Some(call_id.clone());
+                ag.missed = 0;
+                if ag.status == Status::OnCall {
+                    let wrap = self.cfg.agents[a]
+                        .wrap_up
+                        .unwrap_or(self.cfg.queues[q].wrap_up);
+                    let now = Instant::now();
+                    ag.status = if wrap.is_zero() {
+                        ag.idle_since = now;
+                        Status::Available
+                    } else {
+                        Status::WrapUp(now + wrap)
+                    };
+                    ag.since = now;
+                }
+                let event = match by {
+                    Completed::ByCaller => "COMPLETECALLER",
+                    Completed::ByAgent => "COMPLETEAGENT",
+                    Completed::BySystem => "COMPLETESYSTEM",
+                };
+                self.log(
+                    Some(&call_id),
+                    Some(q),
+                    Some(a),
+                    event,
+                    serde_json::json!({"talk_ms": talk.as_millis() as u64}),
+                )
+                .await;
+            }
+            Msg::Code {
+                station,
+                digits,
+                reply,
+            } => {
+                let r = self.code(&station, &digits).await;
+                let _ = reply.send(r);
+            }
+            Msg::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    fn agent_index(&self, id: &str) -> Option<usize> {
+        self.cfg.agents.iter().position(|a| a.id == id)
+    }
+
+    async fn set_status(&mut self, a: usize, status: Status, event: &str, data: serde_json::Value) {
+        let now = Instant::now();
+        let ag = &mut self.agents[a];
+        if status == Status::Available {
+            ag.idle_since = now;
+        }
+        if matches!(status, Status::Paused(_)) {
+            ag.pauses += 1;
+        }
+        ag.status = status;
+        ag.since = now;
+        self.log(None, None, Some(a), event, data).await;
+    }
+
+    /// Feature codes: login, logout, pause, unpause, dnd, wrap-up code.
+    async fn code(&mut self, station: &str, digits: &str) -> Result<String, String> {
+        let codes = self.cfg.codes.clone();
+        let at_station = self
+            .agents
+            .iter()
+            .position(|a| a.station.as_deref() == Some(station) && a.status != Status::LoggedOut);
+        let busy = |s: &Status| matches!(s, Status::Ringing | Status::OnCall);
+        if let Some(rest) = digits.strip_prefix(codes.login.as_str()) {
+            let a = if rest.is_empty() {
+                self.cfg
+                    .agents
+                    .iter()
+                    .position(|a| a.station.as_deref() == Some(station))
+            } else {
+                self.cfg
+                    .agents
+                    .iter()
+                    .position(|a| a.number.as_deref() == Some(rest))
+            }
+            .ok_or_else(|| {
+                format!(
+                    "no agent {} at station {station}",
+                    if rest.is_empty() { "homed" } else { rest }
+                )
+            })?;
+            if let Some(other) = at_station
+                && other != a
+            {
+                return Err(format!(
+                    "{} is logged in at {station}",
+                    self.cfg.agents[other].id
+                ));
+            }
+            if busy(&self.agents[a].status) {
+                return Err(format!("{} is on a call", self.cfg.agents[a].id));
+            }
+            self.agents[a].station = Some(station.to_string());
+            self.set_status(
+                a,
+                Status::Available,
+                "AGENTLOGIN",
+                serde_json::json!({"station": station}),
+            )
+            .await;
+            return Ok(format!("{} logged in at {station}", self.cfg.agents[a].id));
+        }
+        let a = at_station.ok_or_else(|| format!("nobody is logged in at {station}"))?;
+        let id = self.cfg.agents[a].id.clone();
+        if digits == codes.logout {
+            if busy(&self.agents[a].status) {
+                return Err(format!("{id} is on a call"));
+            }
+            self.agents[a].station = None;
+            self.set_status(
+                a,
+                Status::LoggedOut,
+                "AGENTLOGOFF",
+                serde_json::json!({"station": station}),
+            )
+            .await;
+            self.leave_empty().await;
+            return Ok(format!("{id} logged out"));
+        }
+        if let Some(reason) = digits.strip_prefix(codes.pause.as_str()) {
+            let reason = if reason.is_empty() { "none" } else { reason }.to_string();
+            self.set_status(
+                a,
+                Status::Paused(reason.clone()),
+                "PAUSE",
+                serde_json::json!({"reason": reason}),
+            )
+            .await;
+            return Ok(format!("{id} paused ({reason})"));
+        }
+        if digits == codes.unpause {
+            self.agents[a].missed = 0;
+            self.set_status(a, Status::Available, "UNPAUSE", serde_json::json!({}))
+                .await;
+            return Ok(format!("{id} available"));
+        }
+        if digits == codes.dnd {
+            self.set_status(a, Status::Dnd, "DND", serde_json::json!({}))
+                .await;
+            return Ok(format!("{id} do-not-disturb"));
+        }
+        if let Some(code) = digits.strip_prefix(codes.wrap.as_str()) {
+            if code.is_empty() {
+                return Err("a wrap-up code needs digits after it".into());
+            }
+            let call = self.agents[a]
+                .last_call
+                .clone()
+                .ok_or_else(|| format!("{id} has taken no call to code"))?;
+            self.store
+                .send(StoreMsg::WrapCode {
+                    call_id: call.clone(),
+                    code: code.to_string(),
+                })
+                .await;
+            self.log(
+                Some(&call),
+                None,
+                Some(a),
+                "WRAPCODE",
+                serde_json::json!({"code": code}),
+            )
+            .await;
+            return Ok(format!("call {call} coded {code}"));
+        }
+        Err(format!("`{digits}` is not a feature code"))
+    }
+
+    /// With `leave_empty`, callers leave a queue whose members all logged out.
+    async fn leave_empty(&mut self) {
+        for q in 0..self.cfg.queues.len() {
+            if !self.cfg.queues[q].leave_empty || self.logged_in_members(q) > 0 {
+                continue;
+            }
+            let (out, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+                .into_iter()
+                .partition(|w| w.queue == q && !w.connected);
+            self.waiters = keep;
+            for w in out {
+                self.counters[q].empty += 1;
+                self.log(
+                    Some(&w.call_id),
+                    Some(q),
+                    None,
+                    "EXITEMPTY",
+                    serde_json::json!({}),
+                )
+                .await;
+                let _ = w.tx.send(WaiterMsg::Exit(ExitReason::Empty)).await;
+            }
+        }
+    }
+
+    async fn missed(&mut self, a: usize, q: usize) {
+        let qc = &self.cfg.queues[q];
+        let ag = &mut self.agents[a];
+        ag.missed += 1;
+        ag.retry_until = Some(Instant::now() + qc.retry);
+        if qc.auto_pause.is_some_and(|n| ag.missed >= n) {
+            let missed = ag.missed;
+            self.set_status(
+                a,
+                Status::Paused("auto".into()),
+                "PAUSE",
+                serde_json::json!({"reason": "auto", "missed": missed}),
+            )
+            .await;
+        } else if matches!(self.agents[a].status, Status::Ringing | Status::OnCall) {
+            let ag = &mut self.agents[a];
+            ag.status = Status::Available;
+            ag.since = Instant::now();
+        }
+    }
+
+    async fn offered(&mut self, offer: u64, result: OfferResult<L, I, O>) {
+        let Some(o) = self.offers.remove(&offer) else {
+            return;
+        };
+        let (a, q) = (o.agent, o.queue);
+        match result {
+            OfferResult::Answered(mut lease) => {
+                // The longest-waiting caller among the queues this agent
+                // serves gets the agent, whoever the offer was made for.
+                let best = self.order().into_iter().find(|&i| {
+                    let w = &self.waiters[i];
+                    self.cfg.queues[w.queue]
+                        .members
+                        .iter()
+                        .any(|&(m, _)| m == a)
+                });
+                let Some(i) = best else {
+                    // Everyone left while it rang: release the agent.
+                    let _ = lease
+                        .port()
+                        .line
+                        .command(LineCommand::Hangup(HangupCause::Normal))
+                        .await;
+                    drop(lease);
+                    let ag = &mut self.agents[a];
+                    ag.status = Status::Available;
+                    ag.since = Instant::now();
+                    return;
+                };
+                let wq = self.waiters[i].queue;
+                let waited = self.waiters[i].joined.elapsed();
+                let msg = WaiterMsg::Connect {
+                    agent: self.cfg.agents[a].id.clone(),
+                    lease,
+                };
+                if let Err(mpsc::error::SendError(WaiterMsg::Connect { mut lease, .. })) =
+                    self.waiters[i].tx.send(msg).await
+                {
+                    // The caller's task is gone (it will send Leave).
+                    let _ = lease
+                        .port()
+                        .line
+                        .command(LineCommand::Hangup(HangupCause::Normal))
+                        .await;
+                    let ag = &mut self.agents[a];
+                    ag.status = Status::Available;
+                    ag.since = Instant::now();
+                    return;
+                }
+                self.waiters[i].connected = true;
+                let c = &mut self.counters[wq];
+                c.answered += 1;
+                c.wait_answered += waited;
+                if waited <= self.cfg.queues[wq].service_level {
+                    c.answered_in_sl += 1;
+                }
+                let ag = &mut self.agents[a];
+                ag.status = Status::OnCall;
+                ag.since = Instant::now();
+                ag.missed = 0;
+                let call_id = self.waiters[i].call_id.clone();
+                self.log(
+                    Some(&call_id),
+                    Some(wq),
+                    Some(a),
+                    "CONNECT",
+                    serde_json::json!({"wait_ms": waited.as_millis() as u64}),
+                )
+                .await;
+                self.trim_offers().await;
+            }
+            OfferResult::NoAnswer => {
+                self.log(
+                    None,
+                    Some(q),
+                    Some(a),
+                    "RINGNOANSWER",
+                    serde_json::json!({}),
+                )
+                .await;
+                self.missed(a, q).await;
+            }
+            OfferResult::Busy => {
+                let ag = &mut self.agents[a];
+                ag.retry_until = Some(Instant::now() + self.cfg.queues[q].retry);
+                if ag.status == Status::Ringing {
+                    ag.status = Status::Available;
+                }
+            }
+            OfferResult::Cancelled => {
+                let ag = &mut self.agents[a];
+                if ag.status == Status::Ringing {
+                    ag.status = Status::Available;
+                }
+            }
+        }
+    }
+
+    /// Cancels offers a queue no longer needs (ring-all after an answer).
+    async fn trim_offers(&mut self) {
+        for q in 0..self.cfg.queues.len() {
+            let waiting = self.waiting_in(q);
+            let mut ids: Vec<u64> = self
+                .offers
+                .iter()
+                .filter(|(_, o)| o.queue == q)
+                .map(|(&id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            let needed = if self.cfg.queues[q].strategy == Strategy::RingAll {
+                if waiting > 0 { ids.len() } else { 0 }
+            } else {
+                waiting
+            };
+            for id in ids.into_iter().skip(needed) {
+                if let Some(o) = self.offers.get(&id) {
+                    o.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// Waiting callers in service order: queue priority, then join time.
+    fn order(&self) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.waiters.len())
+            .filter(|&i| !self.waiters[i].connected)
+            .collect();
+        idx.sort_by_key(|&i| {
+            let w = &self.waiters[i];
+            (
+                std::cmp::Reverse(self.cfg.queues[w.queue].priority),
+                w.joined,
+                w.seq,
+            )
+        });
+        idx
+    }
+
+    fn eligible(&self, a: usize, tier: u32, wait: Duration, step: Duration, now: Instant) -> bool {
+        let ag = &self.agents[a];
+        ag.status == Status::Available
+            && ag.station.is_some()
+            && ag.retry_until.is_none_or(|t| t <= now)
+            && (tier == 0 || wait >= step * tier)
+    }
+
+    /// Wrap-ups that ended, callers past `max_wait`.
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        for a in 0..self.agents.len() {
+            if let Status::WrapUp(until) = self.agents[a].status
+                && until <= now
+            {
+                let ag = &mut self.agents[a];
+                ag.status = Status::Available;
+                ag.since = now;
+                ag.idle_since = now;
+            }
+        }
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            let q = &self.cfg.queues[w.queue];
+            if !w.connected
+                && q.max_wait
+                    .is_some_and(|m| now.duration_since(w.joined) >= m)
+            {
+                let w = self.waiters.remove(i);
+                self.counters[w.queue].timeouts += 1;
+                self.log(
+                    Some(&w.call_id),
+                    Some(w.queue),
+                    None,
+                    "EXITWITHTIMEOUT",
+                    serde_json::json!({}),
+                )
+                .await;
+                let _ = w.tx.send(WaiterMsg::Exit(ExitReason::Timeout)).await;
+                continue;
+            }
+            i += 1;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for ag in &self.agents {
+            if let Status::WrapUp(t) = ag.status {
+                at(t);
+            }
+            if let Some(t) = ag.retry_until
+                && ag.status == Status::Available
+            {
+                at(t);
+            }
+        }
+        let now = Instant::now();
+        for w in self.waiters.iter().filter(|w| !w.connected) {
+            let q = &self.cfg.queues[w.queue];
+            if let Some(m) = q.max_wait {
+                at(w.joined + m);
+            }
+            for &(_, tier) in &q.members {
+                let t = w.joined + q.tier_step * tier;
+                if tier > 0 && t > now {
+                    at(t);
+                }
+            }
+        }
+        next
+    }
+
+    fn pick(&mut self, q: usize, wait: Duration, now: Instant, busy: &[bool]) -> Vec<usize> {
+        let qc = self.cfg.queues[q].clone();
+        let cands: Vec<(usize, usize)> = qc
+            .members
+            .iter()
+            .enumerate()
+            .filter(|&(_, &(a, tier))| !busy[a] && self.eligible(a, tier, wait, qc.tier_step, now))
+            .map(|(mi, &(a, _))| (mi, a))
+            .collect();
+        if cands.is_empty() {
+            return Vec::new();
+        }
+        let one = |x: (usize, usize)| vec![x.1];
+        match qc.strategy {
+            Strategy::RingAll => cands.into_iter().map(|(_, a)| a).collect(),
+            Strategy::Linear => one(cands[0]),
+            Strategy::LongestIdle => one(*cands
+                .iter()
+                .min_by_key(|&&(mi, a)| (self.agents[a].idle_since, mi))
+                .unwrap_or(&cands[0])),
+            Strategy::FewestCalls => one(*cands
+                .iter()
+                .min_by_key(|&&(mi, a)| (self.agents[a].calls.get(&q).copied().unwrap_or(0), mi))
+                .unwrap_or(&cands[0])),
+            Strategy::LeastTalkTime => one(*cands
+                .iter()
+                .min_by_key(|&&(mi, a)| {
+                    (self.agents[a].talk.get(&q).copied().unwrap_or_default(), mi)
+                })
+                .unwrap_or(&cands[0])),
+            Strategy::RoundRobin => {
+                let after = self.rr[q];
+                let n = qc.members.len();
+                let start = after.map_or(0, |l| (l + 1) % n);
+                let chosen = (0..n)
+                    .map(|k| (start + k) % n)
+                    .find_map(|mi| cands.iter().find(|&&(m, _)| m == mi).copied())
+                    .unwrap_or(cands[0]);
+                self.rr[q] = Some(chosen.0);
+                one(chosen)
+            }
+            Strategy::Random => {
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                one(cands[(self.rng % cands.len() as u64) as usize])
+            }
+        }
+    }
+
+    /// Offers waiting callers to free agents.
+    async fn dispatch(&mut self) {
+        let now = Instant::now();
+        let mut offers_in: Vec<usize> = vec![0; self.cfg.queues.len()];
+        let mut busy = vec![false; self.agents.len()];
+        for o in self.offers.values() {
+            offers_in[o.queue] += 1;
+            busy[o.agent] = true;
+        }
+        let mut seen_in: Vec<usize> = vec![0; self.cfg.queues.len()];
+        for i in self.order() {
+            let (q, wait, call_id) = {
+                let w = &self.waiters[i];
+                (w.queue, now.duration_since(w.joined), w.call_id.clone())
+            };
+            seen_in[q] += 1;
+            let ring_all = self.cfg.queues[q].strategy == Strategy::RingAll;
+            // One offer per waiting caller (ring-all: every free member for
+            // the first caller), so agents are not rung for nobody.
+            if !ring_all && offers_in[q] >= seen_in[q] {
+                continue;
+            }
+            if ring_all && seen_in[q] > 1 {
+                continue;
+            }
+            for a in self.pick(q, wait, now, &busy) {
+                busy[a] = true;
+                offers_in[q] += 1;
+                self.start_offer(a, q, &call_id).await;
+            }
+        }
+    }
+
+    async fn start_offer(&mut self, a: usize, q: usize, call_id: &str) {
+        let Some(station) = self.agents[a].station.clone() else {
+            return;
+        };
+        self.next_offer += 1;
+        let id = self.next_offer;
+        let cancel = CancellationToken::new();
+        self.offers.insert(
+            id,
+            Offer {
+                agent: a,
+                queue: q,
+                cancel: cancel.clone(),
+            },
+        );
+        let ag = &mut self.agents[a];
+        ag.status = Status::Ringing;
+        ag.since = Instant::now();
+        if self.cfg.queues[q].strategy == Strategy::RoundRobin {
+            // `pick` already remembered the member.
+        }
+        self.log(
+            Some(call_id),
+            Some(q),
+            Some(a),
+            "OFFER",
+            serde_json::json!({"station": station}),
+        )
+        .await;
+        let lines = self.lines.clone();
+        let tx = self.self_tx.clone();
+        let timeout = self.cfg.queues[q].ring_timeout;
+        self.tracker.spawn(async move {
+            let result = ring(&lines, &station, timeout, &cancel).await;
+            let _ = tx.send(Msg::Offered { offer: id, result }).await;
+        });
+    }
+
+    fn stats(&self) -> AcdStats {
+        let now = Instant::now();
+        let queues = self
+            .cfg
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(q, qc)| {
+                let c = &self.counters[q];
+                let waiting: Vec<&Waiter<L, I, O>> = self
+                    .waiters
+                    .iter()
+                    .filter(|w| w.queue == q && !w.connected)
+                    .collect();
+                let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+                QueueStats {
+                    queue: qc.name.clone(),
+                    waiting: waiting.len(),
+                    longest_wait_ms: waiting
+                        .iter()
+                        .map(|w| now.duration_since(w.joined).as_millis() as u64)
+                        .max()
+                        .unwrap_or(0),
+                    joined: c.joined,
+                    answered: c.answered,
+                    abandoned: c.abandoned,
+                    abandon_rate: ratio(c.abandoned, c.answered + c.abandoned),
+                    timeouts: c.timeouts,
+                    turned_away: c.full + c.empty,
+                    service_level: ratio(c.answered_in_sl, c.answered),
+                    avg_speed_of_answer_ms: if c.answered == 0 {
+                        0
+                    } else {
+                        (c.wait_answered.as_millis() / u128::from(c.answered)) as u64
+                    },
+                    avg_handle_ms: if c.handled == 0 {
+                        0
+                    } else {
+                        (c.talk.as_millis() / u128::from(c.handled)) as u64
+                    },
+                }
+            })
+            .collect();
+        let agents = self
+            .cfg
+            .agents
+            .iter()
+            .zip(&self.agents)
+            .map(|(cfg, a)| AgentStats {
+                agent: cfg.id.clone(),
+                state: a.status.name().to_string(),
+                reason: match &a.status {
+                    Status::Paused(r) => Some(r.clone()),
+                    _ => None,
+                },
+                in_state_ms: now.duration_since(a.since).as_millis() as u64,
+                station: a.station.clone(),
+                calls: a.total_calls,
+                talk_ms: a.total_talk.as_millis() as u64,
+                pauses: a.pauses,
+            })
+            .collect();
+        AcdStats { queues, agents }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Rings a station until it answers, the ring timeout passes or the offer
+/// is cancelled.
+async fn ring<L, I, O>(
+    lines: &SharedLines<L, I, O>,
+    station: &str,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> OfferResult<L, I, O>
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let Some(mut lease) = lines.seize(station).await else {
+        return OfferResult::Busy;
+    };
+    let port = lease.port();
+    if port
+        .line
+        .command(LineCommand::Ring {
+            caller_id: None,
+            caller_name: None,
+        })
+        .await
+        .is_err()
+    {
+        return OfferResult::Busy;
+    }
+    let answered = tokio::select! {
+        () = cancel.cancelled() => None,
+        r = tokio::time::timeout(timeout, async {
+            loop {
+                match port.line.next_event().await {
+                    Ok(LineEvent::Answered) => return true,
+                    Ok(LineEvent::Hangup(_)) | Err(_) => return false,
+                    Ok(_) => {}
+                }
+            }
+        }) => Some(r.unwrap_or(false)),
+    };
+    match answered {
+        Some(true) => OfferResult::Answered(lease),
+        other => {
+            let _ = port
+                .line
+                .command(LineCommand::Hangup(HangupCause::NoAnswer))
+                .await;
+            if other.is_none() {
+                OfferResult::Cancelled
+            } else {
+                OfferResult::NoAnswer
+            }
+        }
+    }
+}
