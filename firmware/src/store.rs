@@ -132,6 +132,7 @@ pub const TABLES: &[&str] = &[
     "callbacks",
     "outbox",
     "outbound_jobs",
+    "queue_log",
 ];
 
 /// Errors of the store.

@@ -1083,13 +1083,17 @@ where
             if let Status::WrapUp(t) = ag.status {
                 at(t);
             }
+        }
+        let now = Instant::now();
+        for ag in &self.agents {
+            // A retry pause still running: the agent becomes offerable then.
             if let Some(t) = ag.retry_until
                 && ag.status == Status::Available
+                && t > now
             {
                 at(t);
             }
         }
-        let now = Instant::now();
         for w in self.waiters.iter().filter(|w| !w.connected) {
             let q = &self.cfg.queues[w.queue];
             if let Some(m) = q.max_wait {

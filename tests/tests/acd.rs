@@ -1,0 +1,664 @@
+//! Queues and agents end to end, in virtual time: who got which call when,
+//! read back from call records and the queue log.
+
+use callbox_tests::{Site, cmd, text};
+use serde_json::Value;
+
+/// A site with `trunks` trunks, `desks` stations and an IVR that sends
+/// dialled 4001 to queue `sales`, 4002 to `support` (each overflowing to a
+/// goodbye), with the given `[acd]` text.
+fn acd_site(trunks: usize, desks: usize, acd: &str) -> Site {
+    let site = Site::new(trunks, desks, 0, "");
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    let support = if acd.contains("[acd.queue.support]") {
+        r##"
+[[ivr.route]]
+dialled = ["4002"]
+start = "support"
+
+[ivr.node.support]
+type = "queue"
+announce = []
+on_overflow = "overflow"
+"##
+    } else {
+        ""
+    };
+    let cfg = cfg.replace("greeting = \"greeting.wav\"\n", "")
+        + r##"
+[ivr]
+start = "sales"
+
+[ivr.node.sales]
+type = "queue"
+announce = []
+on_overflow = "overflow"
+
+[ivr.node.overflow]
+type = "hangup"
+outcome = "overflow"
+"## + support
+        + acd;
+    site.write("site.toml", &cfg);
+    site
+}
+
+fn run(site: &Site, scenario: &str) -> Vec<Value> {
+    let path = site.write("calls.toml", scenario);
+    let out = site.run_fast(&path);
+    assert!(out.status.success(), "{}", text(&out));
+    site.records()
+}
+
+fn table(site: &Site, name: &str) -> Vec<Value> {
+    let out = cmd()
+        .arg("records")
+        .arg("--data")
+        .arg(site.data())
+        .args(["--table", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// Agents of the calls from `from` numbers, in caller order.
+fn agents_by_caller(recs: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = recs
+        .iter()
+        .map(|r| (s(&r["caller"]).to_string(), s(&r["agent"]).to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Calls one after another (each done before the next arrives), each
+/// talking `talk` with whoever answers.
+fn sequential(n: u32, every_s: u32, to: &str) -> String {
+    format!(
+        r##"
+[[call]]
+at = "0s"
+from = "100{{n:2}}"
+to = "{to}"
+repeat = {n}
+every = "{every_s}s"
+hangup_after = "60s"
+"##
+    )
+}
+
+fn agents_toml(names: &[&str], answer_after: &[&str], talk: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, n) in names.iter().enumerate() {
+        out += &format!(
+            "[[agent]]\nname = \"{n}\"\nline = \"desk-{}\"\nanswer_after = \"{}\"\ntalk = \"{}\"\n\n",
+            i + 1,
+            answer_after[i],
+            talk[i]
+        );
+    }
+    out
+}
+
+fn three_agents(strategy: &str, extra: &str) -> String {
+    format!(
+        r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+station = "desk-2"
+logged_in = true
+
+[acd.agent.c]
+station = "desk-3"
+logged_in = true
+
+[acd.queue.sales]
+strategy = "{strategy}"
+members = {{ a = 0, b = 0, c = 0 }}
+{extra}
+"##
+    )
+}
+
+fn order(recs: &[Value]) -> Vec<String> {
+    agents_by_caller(recs).into_iter().map(|(_, a)| a).collect()
+}
+
+#[test]
+fn strategies_distribute_as_defined() {
+    let talk = ["10s", "10s", "10s"];
+    let ans = ["1s", "1s", "1s"];
+    // Linear: always the first free member.
+    let site = acd_site(2, 3, &three_agents("linear", ""));
+    let recs = run(
+        &site,
+        &(sequential(4, 30, "4001") + &agents_toml(&["a", "b", "c"], &ans, &talk)),
+    );
+    assert_eq!(order(&recs), ["a", "a", "a", "a"]);
+
+    // Round robin rotates and remembers.
+    let site = acd_site(2, 3, &three_agents("round_robin", ""));
+    let recs = run(
+        &site,
+        &(sequential(5, 30, "4001") + &agents_toml(&["a", "b", "c"], &ans, &talk)),
+    );
+    assert_eq!(order(&recs), ["a", "b", "c", "a", "b"]);
+
+    // Longest idle: the one who finished longest ago.
+    let site = acd_site(2, 3, &three_agents("longest_idle", ""));
+    let recs = run(
+        &site,
+        &(sequential(4, 30, "4001") + &agents_toml(&["a", "b", "c"], &ans, &talk)),
+    );
+    assert_eq!(order(&recs), ["a", "b", "c", "a"]);
+
+    // Least talk time: a talks long, b short, c medium.
+    let site = acd_site(2, 3, &three_agents("least_talk_time", ""));
+    let recs = run(
+        &site,
+        &(sequential(5, 60, "4001") + &agents_toml(&["a", "b", "c"], &ans, &["20s", "5s", "12s"])),
+    );
+    // a (20), b (5), c (12), then b (5 -> 10), then b again (10 < 12).
+    assert_eq!(order(&recs), ["a", "b", "c", "b", "b"]);
+
+    // Fewest calls: two simultaneous callers take a and b; then each new
+    // caller goes to whoever has taken the fewest.
+    let site = acd_site(3, 3, &three_agents("fewest_calls", ""));
+    let recs = run(
+        &site,
+        &(sequential(6, 30, "4001") + &agents_toml(&["a", "b", "c"], &ans, &talk)),
+    );
+    let counts = |who: &str| order(&recs).iter().filter(|a| *a == who).count();
+    assert_eq!(
+        (counts("a"), counts("b"), counts("c")),
+        (2, 2, 2),
+        "{:?}",
+        order(&recs)
+    );
+
+    // Ring all: everyone rings, the fastest to answer takes the call.
+    let site = acd_site(2, 3, &three_agents("ring_all", ""));
+    let recs = run(
+        &site,
+        &(sequential(2, 30, "4001") + &agents_toml(&["a", "b", "c"], &["5s", "3s", "1s"], &talk)),
+    );
+    assert_eq!(order(&recs), ["c", "c"]);
+    let log = table(&site, "queue_log");
+    let offers = log.iter().filter(|e| e["event"] == "OFFER").count();
+    assert_eq!(offers, 6, "three offers per call");
+
+    // Random: everyone gets some of 30 calls.
+    let site = acd_site(2, 3, &three_agents("random", ""));
+    let recs = run(
+        &site,
+        &(sequential(30, 30, "4001") + &agents_toml(&["a", "b", "c"], &ans, &talk)),
+    );
+    for who in ["a", "b", "c"] {
+        assert!(
+            order(&recs).iter().any(|a| a == who),
+            "{who}: {:?}",
+            order(&recs)
+        );
+    }
+}
+
+#[test]
+fn penalty_tiers_open_on_time() {
+    // b is only offered after 20 s of waiting (tier 2 x 10 s); a is busy.
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+strategy = "linear"
+members = { a = 0, b = 2 }
+tier_step = "10s"
+"##;
+    let site = acd_site(3, 2, acd);
+    let recs = run(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "100s"
+
+[[call]]
+at = "5s"
+from = "1002"
+to = "4001"
+hangup_after = "100s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "60s"
+
+[[agent]]
+name = "b"
+line = "desk-2"
+answer_after = "1s"
+talk = "60s"
+"##,
+    );
+    let second = recs.iter().find(|r| r["caller"] == "1002").unwrap();
+    assert_eq!(second["agent"], "b");
+    let wait = second["queue_wait_ms"].as_i64().unwrap();
+    // Offered at 20 s of waiting, answered 1 s later.
+    assert!((21_000..21_500).contains(&wait), "waited {wait} ms");
+}
+
+#[test]
+fn wrap_up_holds_across_queues() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+wrap_up = "30s"
+
+[acd.queue.support]
+members = { a = 0 }
+"##;
+    let site = acd_site(3, 1, acd);
+    let recs = run(
+        &site,
+        r##"
+# A sales call of 5 s talk (ends at about 6 s); a support caller at 10 s
+# must wait for a's 30 s of sales wrap-up.
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "100s"
+
+[[call]]
+at = "10s"
+from = "1002"
+to = "4002"
+hangup_after = "100s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "5s"
+"##,
+    );
+    let first = recs.iter().find(|r| r["caller"] == "1001").unwrap();
+    let second = recs.iter().find(|r| r["caller"] == "1002").unwrap();
+    assert_eq!(second["agent"], "a");
+    assert_eq!(second["queue"], "support");
+    let t = |r: &Value, k: &str| s(&r[k]).parse::<jiff::Timestamp>().unwrap();
+    // The sales call's bridge ended at first.start + answer + 1 s ring + 5 s.
+    let wait = second["queue_wait_ms"].as_i64().unwrap();
+    let sales_end = t(first, "end");
+    let connected = t(second, "answer")
+        .checked_add(jiff::SignedDuration::from_millis(wait))
+        .unwrap();
+    let gap = connected.duration_since(sales_end).as_millis();
+    assert!(
+        (30_000..32_000).contains(&gap),
+        "connected {gap} ms after the sales call ended"
+    );
+}
+
+#[test]
+fn ring_all_survives_an_agent_who_answers_and_hangs_up_at_once() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+strategy = "ring_all"
+members = { a = 0, b = 0 }
+retry = "30s"
+"##;
+    let site = acd_site(2, 2, acd);
+    let recs = run(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "60s"
+
+# a picks up after 1 s and puts the phone down 200 ms later.
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "200ms"
+
+[[agent]]
+name = "b"
+line = "desk-2"
+answer_after = "3s"
+talk = "10s"
+"##,
+    );
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r["agent"], "b", "{r:#}");
+    assert_eq!(r["queue_exit"], "connected");
+    let path: Vec<&str> = r["ivr_path"].as_array().unwrap().iter().map(s).collect();
+    assert!(path.contains(&"sales!bounced:a"), "{path:?}");
+    // a is not rung again in a loop: offers are a, b, then b again.
+    let log = table(&site, "queue_log");
+    let offers: Vec<&str> = log
+        .iter()
+        .filter(|e| e["event"] == "OFFER")
+        .map(|e| s(&e["agent"]))
+        .collect();
+    assert_eq!(
+        offers.iter().filter(|a| **a == "a").count(),
+        1,
+        "{offers:?}"
+    );
+}
+
+#[test]
+fn overflow_when_full_empty_or_waiting_too_long() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.z]
+station = "desk-2"
+
+[acd.queue.sales]
+members = { a = 0 }
+max_wait = "20s"
+max_length = 1
+
+[acd.queue.support]
+members = { z = 0 }
+join_empty = false
+"##;
+    let site = acd_site(4, 2, acd);
+    let recs = run(
+        &site,
+        r##"
+# a is busy for a minute with the first caller.
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "100s"
+
+# Waits 20 s, then overflows.
+[[call]]
+at = "5s"
+from = "1002"
+to = "4001"
+hangup_after = "100s"
+
+# The queue is full (one waiting): straight to overflow.
+[[call]]
+at = "10s"
+from = "1003"
+to = "4001"
+hangup_after = "100s"
+
+# Support has nobody logged in and does not take callers then.
+[[call]]
+at = "10s"
+from = "1004"
+to = "4002"
+hangup_after = "100s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "60s"
+"##,
+    );
+    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    assert_eq!(by("1001")["queue_exit"], "connected");
+    assert_eq!(by("1002")["queue_exit"], "timeout");
+    let w = by("1002")["queue_wait_ms"].as_i64().unwrap();
+    assert!((20_000..20_200).contains(&w), "{w}");
+    assert_eq!(by("1002")["outcome"], "overflow");
+    assert_eq!(by("1003")["queue_exit"], "full");
+    assert_eq!(by("1004")["queue_exit"], "empty");
+}
+
+#[test]
+fn feature_codes_log_in_pause_and_code_calls_and_statistics_add_up() {
+    let acd = r##"
+[acd.agent.a]
+number = "2001"
+station = "desk-1"
+
+[acd.queue.sales]
+members = { a = 0 }
+service_level = "10s"
+"##;
+    let site = acd_site(3, 2, acd);
+    let recs = run(
+        &site,
+        r##"
+# a logs in at desk-2 (hot-desking) at 5 s, pauses at 100 s with reason 3,
+# keys a wrong code at 150 s and unpauses at 200 s.
+[[agent]]
+name = "a"
+line = "desk-2"
+answer_after = "2s"
+talk = "10s"
+dial = [
+  { at = "5s", digits = "*712001" },
+  { at = "60s", digits = "*95" },
+  { at = "100s", digits = "*733" },
+  { at = "150s", digits = "*5555" },
+  { at = "200s", digits = "*74", via = "inband" },
+]
+
+# Connected at 12 s (ring 2 s): waited 2 s after the login... answered.
+[[call]]
+at = "10s"
+from = "1001"
+to = "4001"
+hangup_after = "100s"
+
+# Arrives while a is paused: waits until the unpause at ~200 s.
+[[call]]
+at = "120s"
+from = "1002"
+to = "4001"
+hangup_after = "200s"
+
+# Gives up after 30 s (a is paused).
+[[call]]
+at = "130s"
+from = "1003"
+to = "4001"
+hangup_after = "30s"
+"##,
+    );
+    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    assert_eq!(by("1001")["agent"], "a");
+    assert_eq!(by("1001")["connected_to"], "desk-2", "hot-desked");
+    assert_eq!(by("1001")["wrap_code"], "5");
+    assert_eq!(by("1002")["agent"], "a");
+    let w2 = by("1002")["queue_wait_ms"].as_i64().unwrap();
+    assert!(w2 > 80_000, "{w2}");
+    assert_eq!(by("1003")["queue_exit"], "abandoned");
+
+    let log = table(&site, "queue_log");
+    let events: Vec<&str> = log.iter().map(|e| s(&e["event"])).collect();
+    for e in [
+        "AGENTLOGIN",
+        "ENTERQUEUE",
+        "CONNECT",
+        "WRAPCODE",
+        "PAUSE",
+        "UNPAUSE",
+        "ABANDON",
+        "COMPLETEAGENT",
+    ] {
+        assert!(events.contains(&e), "{e} missing: {events:?}");
+    }
+    let pause = log.iter().find(|e| e["event"] == "PAUSE").unwrap();
+    assert_eq!(pause["data"]["reason"], "3");
+
+    // Statistics, by hand: 3 joined, 2 answered (waits 2 s and ~92 s; one
+    // within the 10 s service level), 1 abandoned, talk 10 s each.
+    let outbox = table(&site, "outbox");
+    let st = &outbox
+        .iter()
+        .rev()
+        .find(|o| o["stream"] == "acd_stats")
+        .unwrap()["payload"];
+    let q = &st["queues"][0];
+    assert_eq!(q["joined"], 3);
+    assert_eq!(q["answered"], 2);
+    assert_eq!(q["abandoned"], 1);
+    assert_eq!(q["service_level"], 0.5);
+    assert!((q["abandon_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(q["avg_handle_ms"], 10_000);
+    let asa = q["avg_speed_of_answer_ms"].as_i64().unwrap();
+    let expect = (2_000 + w2) / 2;
+    assert!((asa - expect).abs() < 200, "asa {asa} vs {expect}");
+    let a = &st["agents"][0];
+    assert_eq!(a["calls"], 2);
+    assert_eq!(a["talk_ms"], 20_000);
+    assert_eq!(a["pauses"], 1);
+}
+
+/// First come, first served, whatever agents do: hundreds of callers with
+/// random arrival, patience and agents who pause, log out and back in.
+#[test]
+fn no_caller_is_connected_before_an_earlier_one_in_the_same_queue() {
+    let mut seed: u64 = 0x1234_5678_9ABC_DEF1;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let agents = 6;
+    let mut acd = String::new();
+    for i in 1..=agents {
+        acd += &format!(
+            "[acd.agent.ag{i}]\nnumber = \"{}\"\nstation = \"desk-{i}\"\nlogged_in = true\n\n",
+            3000 + i
+        );
+    }
+    let strategy = [
+        "longest_idle",
+        "round_robin",
+        "ring_all",
+        "random",
+        "fewest_calls",
+        "linear",
+    ];
+    acd += &format!(
+        "[acd.queue.sales]\nstrategy = \"{}\"\nmembers = {{ {} }}\nring_timeout = \"8s\"\nretry = \"2s\"\n",
+        strategy[rnd(6) as usize],
+        (1..=agents)
+            .map(|i| format!("ag{i} = 0"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let site = acd_site(60, agents as usize, &acd);
+    let mut sc = String::new();
+    let callers = 200;
+    let mut at_ms = 0;
+    for i in 0..callers {
+        at_ms += rnd(4000);
+        sc += &format!(
+            "[[call]]\nat = \"{at_ms}ms\"\nfrom = \"5{i:05}\"\nto = \"4001\"\nhangup_after = \"{}s\"\n\n",
+            20 + rnd(70)
+        );
+    }
+    for i in 1..=agents {
+        let mut dials = Vec::new();
+        let mut t = 0;
+        for _ in 0..4 {
+            t += 60 + rnd(200);
+            let code = match rnd(3) {
+                0 => format!("*73{}", rnd(10)),
+                1 => "*72".to_string(),
+                _ => "*76".to_string(),
+            };
+            dials.push(format!("{{ at = \"{t}s\", digits = \"{code}\" }}"));
+            t += 10 + rnd(60);
+            let back = if code == "*72" {
+                format!("*71{}", 3000 + i)
+            } else {
+                "*74".into()
+            };
+            dials.push(format!("{{ at = \"{t}s\", digits = \"{back}\" }}"));
+        }
+        sc += &format!(
+            "[[agent]]\nname = \"ag{i}\"\nline = \"desk-{i}\"\nanswer_after = \"{}ms\"\ntalk = \"{}s\"\nanswers = {}\ndial = [{}]\n\n",
+            500 + rnd(6000),
+            5 + rnd(40),
+            rnd(8) != 0,
+            dials.join(", ")
+        );
+    }
+    let recs = run(&site, &sc);
+    assert_eq!(recs.len(), callers as usize);
+    let log = table(&site, "queue_log");
+    let mut joined: Vec<&str> = Vec::new();
+    let mut connected: Vec<&str> = Vec::new();
+    for e in &log {
+        let call = s(&e["call_id"]);
+        match s(&e["event"]) {
+            "ENTERQUEUE" => joined.push(call),
+            "CONNECT" if !connected.contains(&call) => connected.push(call),
+            _ => {}
+        }
+    }
+    assert!(
+        connected.len() > callers as usize / 3,
+        "only {} connected",
+        connected.len()
+    );
+    // Connections happen in join order.
+    let pos = |c: &str| joined.iter().position(|j| *j == c).unwrap();
+    for w in connected.windows(2) {
+        assert!(
+            pos(w[0]) < pos(w[1]),
+            "{} (joined #{}) connected before {} (joined #{})",
+            w[1],
+            pos(w[1]),
+            w[0],
+            pos(w[0])
+        );
+    }
+    // Every call ended and left the queue one way or another.
+    for r in &recs {
+        assert!(r["queue_exit"].is_string(), "{r:#}");
+    }
+}
