@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use callbox_hal::Port;
+use callbox_hal::{LineEvent, Port};
 use tokio::sync::{mpsc, oneshot};
 
 /// A request for a line.
@@ -20,20 +20,33 @@ pub struct Seize<L, I, O> {
     pub reply: oneshot::Sender<Option<Lease<L, I, O>>>,
 }
 
+/// What goes back to a line's watcher: the port, and an event the
+/// borrower read but that belongs to the watcher (a call that arrived on a
+/// trunk just as the box seized it to dial out: glare).
+pub type Returned<L, I, O> = (Port<L, I, O>, Option<LineEvent>);
+
 /// A borrowed line; the port goes back to its watcher on drop.
 #[derive(Debug)]
 pub struct Lease<L, I, O> {
     port: Option<Port<L, I, O>>,
-    back: Option<oneshot::Sender<Port<L, I, O>>>,
+    back: Option<oneshot::Sender<Returned<L, I, O>>>,
+    pending: Option<LineEvent>,
 }
 
 impl<L, I, O> Lease<L, I, O> {
     /// A lease of `port`, returned through `back`.
-    pub fn new(port: Port<L, I, O>, back: oneshot::Sender<Port<L, I, O>>) -> Self {
+    pub fn new(port: Port<L, I, O>, back: oneshot::Sender<Returned<L, I, O>>) -> Self {
         Lease {
             port: Some(port),
             back: Some(back),
+            pending: None,
         }
+    }
+
+    /// Hands an event back to the watcher with the port (an incoming call
+    /// the borrower must not swallow).
+    pub fn put_back(&mut self, ev: LineEvent) {
+        self.pending = Some(ev);
     }
 
     /// The borrowed port.
@@ -48,7 +61,7 @@ impl<L, I, O> Drop for Lease<L, I, O> {
     fn drop(&mut self) {
         if let (Some(p), Some(b)) = (self.port.take(), self.back.take()) {
             // The watcher is gone only when the daemon is stopping.
-            let _ = b.send(p);
+            let _ = b.send((p, self.pending.take()));
         }
     }
 }

@@ -448,6 +448,39 @@ pub enum StoreMsg {
     Flush(oneshot::Sender<()>),
 }
 
+/// Waits for the store thread's answer to a request. The wait runs on the
+/// blocking pool: under a paused (virtual-time) runtime that keeps tokio
+/// from jumping the clock ahead while the answer is being written, so a
+/// simulated call's timing does not depend on disk speed. `None` if the
+/// store has stopped.
+pub async fn reply<T: Send + 'static>(rx: oneshot::Receiver<T>) -> Option<T> {
+    tokio::task::spawn_blocking(move || rx.blocking_recv().ok())
+        .await
+        .ok()
+        .flatten()
+}
+
+impl StoreMsg {
+    /// The message's kind, for logs.
+    fn kind(&self) -> &'static str {
+        match self {
+            StoreMsg::CallStarted(_) => "call started",
+            StoreMsg::CallAnswered { .. } => "call answered",
+            StoreMsg::CallEnded(_) => "call ended",
+            StoreMsg::CallFlow(_) => "call flow",
+            StoreMsg::Outbox { .. } => "outbox event",
+            StoreMsg::ProductCheck { .. } => "product check",
+            StoreMsg::Voicemail { .. } => "voicemail",
+            StoreMsg::Callback { .. } => "callback",
+            StoreMsg::Job(..) => "outbound job",
+            StoreMsg::JobStatus(..) => "job status",
+            StoreMsg::QueueLog { .. } => "queue event",
+            StoreMsg::WrapCode { .. } => "wrap-up code",
+            StoreMsg::Flush(_) => "flush",
+        }
+    }
+}
+
 /// Cheap handle for sending to the store.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
@@ -679,6 +712,17 @@ fn outbox(
     Ok(())
 }
 
+/// SQL of the call-record statements used on every call.
+const START: &str =
+    "INSERT INTO calls (id, direction, trunk_line, caller, dialled, started_ms, disposition,
+                                clock_synced, boot_id, mono_start_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in_progress', ?7, ?8, ?9)";
+const ANSWER: &str = "UPDATE calls SET answered_ms = ?2 WHERE id = ?1";
+const END: &str =
+    "UPDATE calls SET ended_ms = ?2, mono_end_ms = ?3, disposition = ?4, hangup_cause = ?5,
+                              hangup_side = ?6, clock_synced = clock_synced AND ?7
+             WHERE id = ?1";
+
 fn write_batch(
     conn: &mut Connection,
     batch: &mut Vec<StoreMsg>,
@@ -686,192 +730,210 @@ fn write_batch(
 ) -> rusqlite::Result<Replies> {
     let mut replies = Vec::new();
     let tx = conn.transaction()?;
-    {
-        let mut start = tx.prepare_cached(
-            "INSERT INTO calls (id, direction, trunk_line, caller, dialled, started_ms, disposition,
-                                clock_synced, boot_id, mono_start_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in_progress', ?7, ?8, ?9)",
-        )?;
-        let mut answer = tx.prepare_cached("UPDATE calls SET answered_ms = ?2 WHERE id = ?1")?;
-        let mut end = tx.prepare_cached(
-            "UPDATE calls SET ended_ms = ?2, mono_end_ms = ?3, disposition = ?4, hangup_cause = ?5,
-                              hangup_side = ?6, clock_synced = clock_synced AND ?7
-             WHERE id = ?1",
-        )?;
-        for msg in batch.drain(..) {
-            match msg {
-                StoreMsg::CallStarted(c) => {
-                    start.execute(params![
-                        c.id,
-                        c.direction.as_str(),
-                        c.trunk_line,
-                        c.caller,
-                        c.dialled,
-                        c.at.wall_ms,
-                        c.at.synced,
-                        boot_id,
-                        c.at.mono_ms
-                    ])?;
-                }
-                StoreMsg::CallAnswered { id, at } => {
-                    answer.execute(params![id, at.wall_ms])?;
-                }
-                StoreMsg::CallEnded(e) => {
-                    end.execute(params![
-                        e.id,
-                        e.at.wall_ms,
-                        e.at.mono_ms,
-                        e.disposition.as_str(),
-                        e.cause.as_str(),
-                        e.side.as_str(),
-                        e.at.synced
-                    ])?;
-                }
-                StoreMsg::Flush(_) | StoreMsg::JobStatus(..) => {}
-                StoreMsg::CallFlow(f) => {
-                    tx.prepare_cached(
-                        "UPDATE calls SET flow = ?2, language = ?3, ivr_path = ?4, ivr_vars = ?5, outcome = ?6,
-                                          survey_score = ?7, connected_to = ?8, job = ?9, queue = ?10,
-                                          queue_wait_ms = ?11, agent = ?12, talk_ms = ?13, queue_exit = ?14
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        f.id,
-                        f.flow,
-                        f.language,
-                        serde_json::to_string(&f.path).unwrap_or_default(),
-                        serde_json::to_string(&f.vars).unwrap_or_default(),
-                        f.outcome,
-                        f.survey_score,
-                        f.connected_to,
-                        f.job,
-                        f.queue,
-                        f.queue_wait_ms,
-                        f.agent,
-                        f.talk_ms,
-                        f.queue_exit
-                    ])?;
-                }
-                StoreMsg::QueueLog {
-                    at,
-                    call_id,
-                    queue,
-                    agent,
-                    event,
-                    data,
-                } => {
-                    tx.prepare_cached(
-                        "INSERT INTO queue_log (at_ms, call_id, queue, agent, event, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![at.wall_ms, call_id, queue, agent, event, data.to_string()])?;
-                }
-                StoreMsg::WrapCode { call_id, code } => {
-                    tx.prepare_cached("UPDATE calls SET wrap_code = ?2 WHERE id = ?1")?
-                        .execute(params![call_id, code])?;
-                }
-                StoreMsg::Outbox {
-                    stream,
-                    at,
-                    payload,
-                } => outbox(&tx, &stream, &at, &payload)?,
-                StoreMsg::ProductCheck {
-                    call_id,
-                    code,
-                    caller,
-                    found,
-                    product_region,
-                    caller_region,
-                    diverted,
-                    at,
-                    reply,
-                } => {
-                    let (earlier, first_ms): (i64, Option<i64>) = tx
-                        .prepare_cached("SELECT COUNT(*), MIN(at_ms) FROM product_checks WHERE code = ?1 AND found = 1")?
-                        .query_row(params![code], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                    tx.prepare_cached(
-                        "INSERT INTO product_checks (call_id, code, caller, at_ms, found, product_region, caller_region, diverted)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?
-                    .execute(params![call_id, code, caller, at.wall_ms, found, product_region, caller_region, diverted])?;
-                    if diverted {
-                        // Headquarters investigates possible cross-region
-                        // diversion of goods.
-                        outbox(
-                            &tx,
-                            "lookup",
-                            &at,
-                            &serde_json::json!({
-                                "event": "possible_diversion",
-                                "call_id": call_id,
-                                "code": code,
-                                "caller": caller,
-                                "product_region": product_region,
-                                "caller_region": caller_region,
-                            }),
-                        )?;
-                    }
-                    replies.push((reply, CheckHistory { earlier, first_ms }));
-                }
-                StoreMsg::Voicemail {
-                    id,
-                    call_id,
-                    mailbox,
-                    caller,
-                    at,
-                    duration_ms,
-                    file,
-                } => {
-                    tx.prepare_cached(
-                        "INSERT INTO voicemail (id, call_id, mailbox, caller, at_ms, duration_ms, file)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![id, call_id, mailbox, caller, at.wall_ms, duration_ms, file])?;
-                    outbox(
-                        &tx,
-                        "voicemail",
-                        &at,
-                        &serde_json::json!({"id": id, "call_id": call_id, "mailbox": mailbox, "caller": caller, "duration_ms": duration_ms}),
-                    )?;
-                }
-                StoreMsg::Callback {
-                    call_id,
-                    number,
-                    queue,
-                    at,
-                } => {
-                    tx.prepare_cached(
-                        "INSERT INTO callbacks (call_id, number, queue, at_ms, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
-                    )?
-                    .execute(params![call_id, number, queue, at.wall_ms])?;
-                    outbox(
-                        &tx,
-                        "callback",
-                        &at,
-                        &serde_json::json!({"call_id": call_id, "number": number, "queue": queue}),
-                    )?;
-                }
-                StoreMsg::Job(j, at) => {
-                    tx.prepare_cached(
-                        "INSERT INTO outbound_jobs (name, number, attempts, status, result, last_call_id, updated_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT(name) DO UPDATE SET number = ?2, attempts = ?3, status = ?4, result = ?5,
-                                                         last_call_id = ?6, updated_ms = ?7",
-                    )?
-                    .execute(params![j.name, j.number, j.attempts, j.status, j.result, j.last_call_id, at.wall_ms])?;
-                    if j.status != "pending" {
-                        outbox(
-                            &tx,
-                            "job",
-                            &at,
-                            &serde_json::json!({"job": j.name, "number": j.number, "attempts": j.attempts, "status": j.status, "result": j.result}),
-                        )?;
-                    }
-                }
+    for msg in batch.drain(..) {
+        // One savepoint per message: a message SQLite refuses is logged and
+        // rolled back alone, the rest of the batch is kept.
+        tx.execute_batch("SAVEPOINT msg")?;
+        let what = msg.kind();
+        match apply(&tx, msg, boot_id, &mut replies) {
+            Ok(()) => tx.execute_batch("RELEASE msg")?,
+            Err(e) => {
+                tracing::error!(what, "a record change was refused and skipped: {e}");
+                tx.execute_batch("ROLLBACK TO msg; RELEASE msg")?;
             }
         }
     }
     tx.commit()?;
     Ok(replies)
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    msg: StoreMsg,
+    boot_id: &str,
+    replies: &mut Replies,
+) -> rusqlite::Result<()> {
+    match msg {
+        StoreMsg::CallStarted(c) => {
+            tx.prepare_cached(START)?.execute(params![
+                c.id,
+                c.direction.as_str(),
+                c.trunk_line,
+                c.caller,
+                c.dialled,
+                c.at.wall_ms,
+                c.at.synced,
+                boot_id,
+                c.at.mono_ms
+            ])?;
+        }
+        StoreMsg::CallAnswered { id, at } => {
+            tx.prepare_cached(ANSWER)?
+                .execute(params![id, at.wall_ms])?;
+        }
+        StoreMsg::CallEnded(e) => {
+            tx.prepare_cached(END)?.execute(params![
+                e.id,
+                e.at.wall_ms,
+                e.at.mono_ms,
+                e.disposition.as_str(),
+                e.cause.as_str(),
+                e.side.as_str(),
+                e.at.synced
+            ])?;
+        }
+        StoreMsg::Flush(_) | StoreMsg::JobStatus(..) => {}
+        StoreMsg::CallFlow(f) => {
+            tx.prepare_cached(
+                "UPDATE calls SET flow = ?2, language = ?3, ivr_path = ?4, ivr_vars = ?5, outcome = ?6,
+                                  survey_score = ?7, connected_to = ?8, job = ?9, queue = ?10,
+                                  queue_wait_ms = ?11, agent = ?12, talk_ms = ?13, queue_exit = ?14
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                f.id,
+                f.flow,
+                f.language,
+                serde_json::to_string(&f.path).unwrap_or_default(),
+                serde_json::to_string(&f.vars).unwrap_or_default(),
+                f.outcome,
+                f.survey_score,
+                f.connected_to,
+                f.job,
+                f.queue,
+                f.queue_wait_ms,
+                f.agent,
+                f.talk_ms,
+                f.queue_exit
+            ])?;
+        }
+        StoreMsg::QueueLog {
+            at,
+            call_id,
+            queue,
+            agent,
+            event,
+            data,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO queue_log (at_ms, call_id, queue, agent, event, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![at.wall_ms, call_id, queue, agent, event, data.to_string()])?;
+        }
+        StoreMsg::WrapCode { call_id, code } => {
+            tx.prepare_cached("UPDATE calls SET wrap_code = ?2 WHERE id = ?1")?
+                .execute(params![call_id, code])?;
+        }
+        StoreMsg::Outbox {
+            stream,
+            at,
+            payload,
+        } => outbox(tx, &stream, &at, &payload)?,
+        StoreMsg::ProductCheck {
+            call_id,
+            code,
+            caller,
+            found,
+            product_region,
+            caller_region,
+            diverted,
+            at,
+            reply,
+        } => {
+            let (earlier, first_ms): (i64, Option<i64>) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), MIN(at_ms) FROM product_checks WHERE code = ?1 AND found = 1",
+                )?
+                .query_row(params![code], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            tx.prepare_cached(
+                "INSERT INTO product_checks (call_id, code, caller, at_ms, found, product_region, caller_region, diverted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![call_id, code, caller, at.wall_ms, found, product_region, caller_region, diverted])?;
+            if diverted {
+                // Headquarters investigates possible cross-region
+                // diversion of goods.
+                outbox(
+                    tx,
+                    "lookup",
+                    &at,
+                    &serde_json::json!({
+                        "event": "possible_diversion",
+                        "call_id": call_id,
+                        "code": code,
+                        "caller": caller,
+                        "product_region": product_region,
+                        "caller_region": caller_region,
+                    }),
+                )?;
+            }
+            replies.push((reply, CheckHistory { earlier, first_ms }));
+        }
+        StoreMsg::Voicemail {
+            id,
+            call_id,
+            mailbox,
+            caller,
+            at,
+            duration_ms,
+            file,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO voicemail (id, call_id, mailbox, caller, at_ms, duration_ms, file)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                id,
+                call_id,
+                mailbox,
+                caller,
+                at.wall_ms,
+                duration_ms,
+                file
+            ])?;
+            outbox(
+                tx,
+                "voicemail",
+                &at,
+                &serde_json::json!({"id": id, "call_id": call_id, "mailbox": mailbox, "caller": caller, "duration_ms": duration_ms}),
+            )?;
+        }
+        StoreMsg::Callback {
+            call_id,
+            number,
+            queue,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO callbacks (call_id, number, queue, at_ms, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
+            )?
+            .execute(params![call_id, number, queue, at.wall_ms])?;
+            outbox(
+                tx,
+                "callback",
+                &at,
+                &serde_json::json!({"call_id": call_id, "number": number, "queue": queue}),
+            )?;
+        }
+        StoreMsg::Job(j, at) => {
+            tx.prepare_cached(
+                "INSERT INTO outbound_jobs (name, number, attempts, status, result, last_call_id, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(name) DO UPDATE SET number = ?2, attempts = ?3, status = ?4, result = ?5,
+                                                 last_call_id = ?6, updated_ms = ?7",
+            )?
+            .execute(params![j.name, j.number, j.attempts, j.status, j.result, j.last_call_id, at.wall_ms])?;
+            if j.status != "pending" {
+                outbox(
+                    tx,
+                    "job",
+                    &at,
+                    &serde_json::json!({"job": j.name, "number": j.number, "attempts": j.attempts, "status": j.status, "result": j.result}),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A call record as exported (`callboxd records --json`). Field names are a
@@ -1142,6 +1204,39 @@ mod tests {
             read_records(dir.path()).unwrap()[1].disposition,
             "interrupted"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_message_does_not_take_its_batch_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        let vm = || StoreMsg::Voicemail {
+            id: "v1".into(),
+            call_id: "c0".into(),
+            mailbox: "sales".into(),
+            caller: None,
+            at: stamp(1),
+            duration_ms: 1000,
+            file: "x.wav".into(),
+        };
+        // The second voicemail breaks the UNIQUE id: it alone is skipped.
+        h.send(vm()).await;
+        h.send(vm()).await;
+        h.send(StoreMsg::CallStarted(CallStart {
+            id: "c1".into(),
+            direction: Direction::Inbound,
+            trunk_line: "t1".into(),
+            caller: None,
+            dialled: None,
+            at: stamp(2),
+        }))
+        .await;
+        drop(h);
+        store.close().await;
+        assert_eq!(read_records(dir.path()).unwrap().len(), 1);
+        assert_eq!(read_table(dir.path(), "voicemail").unwrap().len(), 1);
+        assert_eq!(read_table(dir.path(), "outbox").unwrap().len(), 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::acd::AcdHandle;
 use crate::call::{self, Arrival, CallContext};
 use crate::ivr::media::{Gone, Media};
-use crate::lines::{Lease, Lines, Seize, Switch};
+use crate::lines::{Lease, Lines, Returned, Seize, Switch};
 
 /// Starts a watcher for every port; returns the directory calls borrow
 /// lines from.
@@ -68,7 +68,7 @@ async fn lend<L, I, O>(
     port: Port<L, I, O>,
     seize: Seize<L, I, O>,
     inbox: &mut mpsc::Receiver<Seize<L, I, O>>,
-) -> Option<Port<L, I, O>> {
+) -> Option<Returned<L, I, O>> {
     let (back_tx, back_rx) = oneshot::channel();
     // If the requester has gone, the lease is dropped here and the port
     // comes straight back through `back_rx`.
@@ -98,20 +98,28 @@ async fn trunk<L, I, O>(
 {
     let line = port.line.info().id.clone();
     loop {
+        // Line events first: a call already waiting on the trunk is taken
+        // before the trunk is lent out to dial.
         let ev = tokio::select! {
             biased;
             () = ctx.shutdown.cancelled() => return,
+            ev = port.line.next_event() => ev,
             Some(s) = inbox.recv() => {
                 match lend(port, s, &mut inbox).await {
-                    Some(p) => port = p,
+                    Some((p, pending)) => {
+                        port = p;
+                        match pending {
+                            // Glare: the borrower found a call arriving.
+                            Some(ev) => Ok(ev),
+                            None => continue,
+                        }
+                    }
                     None => {
                         tracing::error!(%line, "a lent trunk never came back; line out of service");
                         return;
                     }
                 }
-                continue;
             }
-            ev = port.line.next_event() => ev,
         };
         match ev {
             Ok(LineEvent::Incoming { caller, dialled }) => {
@@ -176,21 +184,8 @@ async fn station<L, I, O>(
         tokio::select! {
             biased;
             () = ctx.shutdown.cancelled() => return,
-            Some(s) = inbox.recv() => {
-                if off_hook {
-                    // The agent is using the phone.
-                    let _ = s.reply.send(None);
-                    continue;
-                }
-                match lend(port, s, &mut inbox).await {
-                    Some(p) => port = p,
-                    None => {
-                        tracing::error!(%line, "a lent station never came back; line out of service");
-                        return;
-                    }
-                }
-                detector.reset();
-            }
+            // Line events before lending: an agent who just picked up is
+            // not rung.
             ev = port.line.next_event() => match ev {
                 Ok(LineEvent::OffHook) => {
                     off_hook = true;
@@ -222,6 +217,21 @@ async fn station<L, I, O>(
                     return;
                 }
             },
+            Some(s) = inbox.recv() => {
+                if off_hook {
+                    // The agent is using the phone.
+                    let _ = s.reply.send(None);
+                    continue;
+                }
+                match lend(port, s, &mut inbox).await {
+                    Some((p, _)) => port = p,
+                    None => {
+                        tracing::error!(%line, "a lent station never came back; line out of service");
+                        return;
+                    }
+                }
+                detector.reset();
+            }
             () = sleep_until_opt(code_due) => {
                 code_due = None;
                 let ok = feature_code(acd.as_ref(), &line, &std::mem::take(&mut dialled)).await;

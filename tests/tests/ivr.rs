@@ -1011,3 +1011,50 @@ script = [ { wait = "1500ms" }, { press = "1" }, { wait = "20s" } ]
     assert!((3500..3900).contains(&prefix), "prefix option: {prefix} ms");
     assert!(path(by_caller(&recs, "01000000063")).contains(&"prefix=1".into()));
 }
+
+/// Glare: a caller arrives on the only trunk just as an outbound job seizes
+/// it. The caller's call is taken and recorded; the job is not charged an
+/// attempt for it and completes later.
+#[test]
+fn an_inbound_call_arriving_as_a_job_dials_out_is_not_lost() {
+    let site = ivr_site();
+    let cfg = std::fs::read_to_string(site.config()).unwrap()
+        + r##"
+[ivr.node.say-code]
+type = "play"
+prompts = ["system:your-code-is", "{digits:code}"]
+next = "goodbye"
+
+[[outbound]]
+name = "verify-2"
+number = "13700000009"
+trunks = ["trunk-1"]
+start = "say-code"
+after = "10s"
+ring_timeout = "5s"
+max_attempts = 1
+vars = { code = "1234" }
+"##;
+    site.write("site.toml", &cfg);
+    let recs = run_at(
+        &site,
+        r##"
+[[call]]
+at = "10s"
+from = "01000000071"
+to = "4001"
+line = "trunk-1"
+script = [ { wait = "5s" }, { hangup = true } ]
+
+[[callee]]
+number = "13700000009"
+answer_after = "1s"
+"##,
+        OPEN,
+    );
+    let inbound = recs.iter().find(|r| r["caller"] == "01000000071");
+    assert!(inbound.is_some(), "the caller has a record: {recs:#?}");
+    let jobs = table(&site, "outbound_jobs");
+    assert_eq!(jobs[0]["status"], "done", "{jobs:#?}");
+    assert_eq!(jobs[0]["attempts"], 1);
+}

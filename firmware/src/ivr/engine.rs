@@ -28,6 +28,9 @@ use crate::store::{CheckHistory, StoreHandle, StoreMsg};
 /// A bridge the agent ends sooner than this was never a conversation.
 const BOUNCE: std::time::Duration = std::time::Duration::from_millis(1500);
 
+/// Invalid entries and timeouts in menus allowed per call, over all menus.
+const MAX_MENU_ERRORS: u32 = 12;
+
 /// Node visits allowed per call before the engine gives up on a flow that
 /// loops without waiting on the caller.
 const MAX_STEPS: u32 = 1000;
@@ -85,6 +88,7 @@ pub struct FlowState {
     /// How the call left its queue.
     pub queue_exit: Option<String>,
     menus: Vec<NodeId>,
+    menu_errors: u32,
 }
 
 impl FlowState {
@@ -182,7 +186,12 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     /// Fragments for a value said aloud; an unusable value says nothing
     /// (and is logged), it never ends the call.
     fn say_fragments(&self, how: SayAs, var: &str, st: &FlowState) -> Vec<String> {
-        let value = st.vars.get(var).map(String::as_str).unwrap_or("");
+        let value = match var {
+            _ if st.vars.contains_key(var) => st.vars[var].as_str(),
+            "caller" => self.caller.unwrap_or(""),
+            "dialled" => self.dialled.unwrap_or(""),
+            _ => "",
+        };
         let lang = st.lang();
         let tz = jiff::tz::TimeZone::get(&self.ivr.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let frags = match how {
@@ -541,7 +550,15 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         loop {
             self.play(media, greeting, st, m.barge_in).await?;
             greeting = &m.short_greeting;
+            if st.menu_errors >= MAX_MENU_ERRORS {
+                // Whatever the config says (`back` to a menu that sends the
+                // caller back again), a silent or lost caller is let go.
+                st.outcome = Some(format!("too_many_errors:{name}"));
+                self.play(media, &m.exit, st, false).await?;
+                return Ok(Target::Hangup);
+            }
             let Some(first) = media.wait_key(m.first_digit_timeout).await? else {
+                st.menu_errors += 1;
                 timeouts += 1;
                 st.path.push(format!("{name}!timeout"));
                 if timeouts >= m.max_timeouts {
@@ -575,6 +592,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 return Ok(*t);
             }
             failures += 1;
+            st.menu_errors += 1;
             st.path.push(format!("{name}!invalid:{entry}"));
             media.clear_keys();
             if failures >= m.max_failures {
@@ -667,7 +685,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 reply: tx,
             })
             .await;
-        let history = rx.await.unwrap_or(CheckHistory {
+        let history = crate::store::reply(rx).await.unwrap_or(CheckHistory {
             earlier: 0,
             first_ms: None,
         });
@@ -718,17 +736,22 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     ) -> Result<(), Gone> {
         self.play(media, prompt, st, false).await?;
         let at = self.clock.now();
-        let (audio, hung_up) = media.record(max).await?;
+        let (audio, ended_early) = media.record(max).await?;
         let id = crate::call::new_id(self.clock);
         let data = std::path::absolute(self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
         let dir = data.join("voicemail").join(mailbox);
         let file = dir.join(format!("{id}.wav"));
         let duration_ms = audio.len() as i64 / 8;
-        let written = std::fs::create_dir_all(&dir)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
+        // Off the async threads: an SD card can take its time.
+        let written = {
+            let (dir, file) = (dir.clone(), file.clone());
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
                 callbox_hal::wav::write_pcm16_mono(&file, 8000, &audio).map_err(|e| e.to_string())
-            });
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+        };
         match written {
             Ok(()) => {
                 self.store
@@ -751,8 +774,8 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 st.outcome = Some(format!("voicemail_failed:{mailbox}"));
             }
         }
-        if hung_up {
-            return Err(Gone::Caller);
+        if let Some(g) = ended_early {
+            return Err(g);
         }
         // "Message saved" only when it was.
         if st.outcome.as_deref() == Some(&format!("voicemail:{mailbox}")) {
@@ -895,6 +918,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             };
             if let Err(e) = lease.port().line.command(cmd).await {
                 tracing::warn!(line = %line_id, "could not ring: {e}");
+                release(lease.port(), HangupCause::LineFailure).await;
                 continue;
             }
             tracing::info!(line = %line_id, "{label}: ringing");
@@ -907,7 +931,13 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 )
                 .await;
             let answered = match answered {
-                Ok(Ok(Ok(true))) => true,
+                Ok(Ok(Ok(Answer::Yes))) => true,
+                Ok(Ok(Ok(Answer::Glare(ev)))) => {
+                    // A caller took the trunk: their call goes back to the
+                    // trunk's watcher; try the next line.
+                    lease.put_back(ev);
+                    continue;
+                }
                 Ok(_) => false,
                 Err(g) => {
                     release(other, HangupCause::Normal).await;
@@ -937,13 +967,22 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     }
 }
 
-/// Waits for a rung or dialled line to answer; `false` if it hung up
-/// (busy, rejected).
-async fn wait_answer<L: Line>(line: &mut L) -> Result<bool, L::Error> {
+/// How a rung or dialled line responded.
+enum Answer {
+    Yes,
+    /// Hung up: busy, rejected.
+    No,
+    /// A call arrived on the trunk instead (glare).
+    Glare(LineEvent),
+}
+
+/// Waits for a rung or dialled line to answer.
+async fn wait_answer<L: Line>(line: &mut L) -> Result<Answer, L::Error> {
     loop {
         match line.next_event().await? {
-            LineEvent::Answered => return Ok(true),
-            LineEvent::Hangup(_) => return Ok(false),
+            LineEvent::Answered => return Ok(Answer::Yes),
+            LineEvent::Hangup(_) => return Ok(Answer::No),
+            ev @ LineEvent::Incoming { .. } => return Ok(Answer::Glare(ev)),
             _ => {}
         }
     }

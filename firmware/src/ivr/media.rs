@@ -227,9 +227,10 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         }
     }
 
-    /// Records the caller until `#`, `max` or hang-up. Returns the audio
-    /// and whether the caller hung up (the message is kept either way).
-    pub async fn record(&mut self, max: Duration) -> Result<(Vec<i16>, bool), Gone> {
+    /// Records the caller until `#`, `max`, hang-up or a daemon stop.
+    /// Returns the audio and why it ended early, if it did (the message is
+    /// kept either way).
+    pub async fn record(&mut self, max: Duration) -> Result<(Vec<i16>, Option<Gone>), Gone> {
         self.clear_keys();
         self.ears.capture = Some(Vec::new());
         let deadline = tokio::time::sleep(max);
@@ -245,7 +246,8 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
                             break Ok(true);
                         }
                     }
-                    Err(Gone::Caller) => break Err(Gone::Caller),
+                    // Hung up or stopping: the message so far is kept.
+                    Err(e @ (Gone::Caller | Gone::Shutdown)) => break Err(e),
                     Err(e) => {
                         self.ears.capture = None;
                         return Err(e);
@@ -260,9 +262,9 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
                 if by_key {
                     audio.truncate(audio.len().saturating_sub(TERMINATOR_TRIM));
                 }
-                Ok((audio, false))
+                Ok((audio, None))
             }
-            Err(_) => Ok((audio, true)),
+            Err(g) => Ok((audio, Some(g))),
         }
     }
 

@@ -43,6 +43,16 @@ pub fn spawn_jobs<L, I, O>(
     }
 }
 
+/// How dialling out went.
+enum Dialled {
+    Answered,
+    NoAnswer,
+    /// A call arrived on the trunk instead.
+    Glare(LineEvent),
+    /// The far end or the line ended it (cause when known).
+    Ended(Option<HangupCause>),
+}
+
 /// What one attempt came to.
 struct Attempt {
     call_id: Option<String>,
@@ -63,15 +73,25 @@ where
     ctx.store
         .send(StoreMsg::JobStatus(job.name.clone(), tx))
         .await;
-    let mut attempts = match rx.await {
-        Ok(Some(row)) if row.status != "pending" => {
+    let mut attempts = match crate::store::reply(rx).await {
+        Some(Some(row)) if row.status != "pending" => {
             tracing::info!(status = %row.status, "job already finished; not calling again");
             return;
         }
-        Ok(Some(row)) => row.attempts,
-        _ => 0,
+        Some(Some(row)) => row.attempts,
+        Some(None) => 0,
+        None => {
+            // Without its history the box could call a customer twice.
+            tracing::error!("job progress could not be read; the job is skipped this run");
+            return;
+        }
     };
-    let mut delay = job.after;
+    // A resumed job keeps its pause between attempts.
+    let mut delay = if attempts > 0 {
+        job.retry_every.max(job.after)
+    } else {
+        job.after
+    };
     let mut no_line = 0;
     while attempts < job.max_attempts {
         tokio::select! {
@@ -80,10 +100,16 @@ where
         }
         tracing::info!(attempt = attempts + 1, number = %job.number, "calling");
         let a = attempt(job, &ivr, &ctx, &sw).await;
-        if ctx.shutdown.is_cancelled() {
+        if ctx.shutdown.is_cancelled() && !a.done {
             // Cut short by the stop: not an attempt the customer saw
-            // through; the job resumes with the same count next start.
+            // through; the job resumes with the same count next start. A
+            // result already reached (confirmed…) is stored below.
             return;
+        }
+        if a.result == "glare" {
+            // A call arrived on the trunk as it was seized: try again soon.
+            delay = NO_LINE_RETRY;
+            continue;
         }
         if a.result == "no_line" && no_line < MAX_NO_LINE {
             // Every trunk busy: try again soon, without using an attempt.
@@ -162,6 +188,7 @@ where
 
     let mut st = FlowState::new(job.start, job.language, &job.vars);
     let mut result = "failed".to_string();
+    let mut glare = None;
     let outcome: Outcome = match port
         .line
         .command(LineCommand::Dial {
@@ -182,22 +209,36 @@ where
             let wait = async {
                 loop {
                     match port.line.next_event().await {
-                        Ok(LineEvent::Answered) => return Ok(true),
-                        Ok(LineEvent::Hangup(c)) => return Err(Some(c)),
+                        Ok(LineEvent::Answered) => return Dialled::Answered,
+                        Ok(LineEvent::Hangup(c)) => return Dialled::Ended(Some(c)),
+                        Ok(ev @ LineEvent::Incoming { .. }) => return Dialled::Glare(ev),
                         Ok(_) => {}
                         Err(e) => {
                             tracing::error!("line failed while dialling: {e}");
-                            return Err(None);
+                            return Dialled::Ended(None);
                         }
                     }
                 }
             };
-            let answered = tokio::select! {
-                () = ctx.shutdown.cancelled() => Err(Some(HangupCause::Shutdown)),
-                r = tokio::time::timeout(job.ring_timeout, wait) => r.unwrap_or(Ok(false)),
+            let dialled = tokio::select! {
+                () = ctx.shutdown.cancelled() => Dialled::Ended(Some(HangupCause::Shutdown)),
+                r = tokio::time::timeout(job.ring_timeout, wait) => r.unwrap_or(Dialled::NoAnswer),
             };
-            match answered {
-                Ok(true) => {
+            match dialled {
+                Dialled::Glare(ev) => {
+                    // A caller got the trunk first: their call is handed to
+                    // the trunk's watcher, this attempt is not counted.
+                    tracing::info!("a call arrived on the trunk as it was seized (glare)");
+                    result = "glare".into();
+                    glare = Some(ev);
+                    Outcome::new(
+                        Disposition::Failed,
+                        HangupCause::Congestion,
+                        Side::System,
+                        true,
+                    )
+                }
+                Dialled::Answered => {
                     ctx.store
                         .send(StoreMsg::CallAnswered {
                             id: id.clone(),
@@ -228,7 +269,7 @@ where
                         FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
                     }
                 }
-                Ok(false) => {
+                Dialled::NoAnswer => {
                     result = "no_answer".into();
                     Outcome::new(
                         Disposition::NoAnswer,
@@ -237,13 +278,13 @@ where
                         false,
                     )
                 }
-                Err(Some(HangupCause::Shutdown)) => Outcome::new(
+                Dialled::Ended(Some(HangupCause::Shutdown)) => Outcome::new(
                     Disposition::Failed,
                     HangupCause::Shutdown,
                     Side::System,
                     false,
                 ),
-                Err(Some(cause)) => {
+                Dialled::Ended(Some(cause)) => {
                     result = if cause == HangupCause::Busy {
                         "busy"
                     } else {
@@ -252,7 +293,7 @@ where
                     .into();
                     Outcome::new(Disposition::NoAnswer, cause, Side::Caller, true)
                 }
-                Err(None) => Outcome::new(
+                Dialled::Ended(None) => Outcome::new(
                     Disposition::Failed,
                     HangupCause::LineFailure,
                     Side::System,
@@ -266,8 +307,19 @@ where
     } else {
         outcome.cause
     };
-    if let Err(e) = port.line.command(LineCommand::Hangup(release)).await {
-        tracing::warn!("releasing the trunk failed: {e}");
+    match glare {
+        // Not ours to hang up: the caller's call goes back to the watcher.
+        Some(ev) => lease.put_back(ev),
+        None => {
+            if let Err(e) = lease
+                .port()
+                .line
+                .command(LineCommand::Hangup(release))
+                .await
+            {
+                tracing::warn!("releasing the trunk failed: {e}");
+            }
+        }
     }
     ctx.panel.line_led(&trunk, false).await;
     let answered = outcome.disposition == Disposition::Answered;
