@@ -16,10 +16,18 @@ pub fn callboxd() -> PathBuf {
     if let Some(p) = std::env::var_os("CALLBOXD") {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test-binary> -> target/<profile>/callboxd
+    // target/<profile>/deps/<test-binary> or target/<profile>/<tool>
+    // -> target/<profile>/callboxd
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("callboxd");
+    let here = exe.parent().expect("target dir");
+    let bin = [
+        here.join("callboxd"),
+        here.parent()
+            .map_or_else(|| here.join("callboxd"), |d| d.join("callboxd")),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| here.join("callboxd"));
     assert!(
         bin.is_file(),
         "{} not found: build it first (`cargo build --bins`) or set CALLBOXD",
