@@ -662,3 +662,111 @@ fn no_caller_is_connected_before_an_earlier_one_in_the_same_queue() {
         assert!(r["queue_exit"].is_string(), "{r:#}");
     }
 }
+
+#[test]
+fn waiting_callers_hear_music_and_their_place_in_line() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+moh = "hold.wav"
+announce_every = "20s"
+"##;
+    let site = acd_site(4, 1, acd);
+    callbox_tests::write_tone(&site.dir.path().join("prompts/hold.wav"), 3000);
+    let recs = run(
+        &site,
+        r##"
+# a talks 60 s with the first caller; the next two wait.
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "100s"
+
+[[call]]
+at = "5s"
+from = "1002"
+to = "4001"
+hangup_after = "200s"
+
+[[call]]
+at = "6s"
+from = "1003"
+to = "4001"
+hangup_after = "50s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "60s"
+"##,
+    );
+    let path = |c: &str| -> Vec<String> {
+        recs.iter().find(|r| r["caller"] == c).unwrap()["ivr_path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| s(v).to_string())
+            .collect()
+    };
+    let p2 = path("1002");
+    let p3 = path("1003");
+    assert!(
+        p2.iter().filter(|e| *e == "sales@ahead:0").count() >= 2,
+        "{p2:?}"
+    );
+    assert!(p3.contains(&"sales@ahead:1".to_string()), "{p3:?}");
+    // A missing music file is a config error naming the queue's key.
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    site.write("site.toml", &cfg.replace("hold.wav", "nohold.wav"));
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = cfg.lines().position(|l| l.contains("moh = ")).unwrap() + 1;
+    assert!(
+        err.contains(&format!("site.toml:{line}:")) && err.contains("nohold.wav"),
+        "{err}"
+    );
+}
+
+#[test]
+fn queues_overflowing_into_each_other_are_a_config_error() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+
+[acd.queue.sales]
+members = { a = 0 }
+
+[acd.queue.support]
+members = { a = 0 }
+"##;
+    let site = acd_site(1, 1, acd);
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    // sales -> support -> sales, nothing else.
+    let bad = cfg
+        .replacen("on_overflow = \"overflow\"", "on_overflow = \"support\"", 1)
+        .replacen("on_overflow = \"overflow\"", "on_overflow = \"sales\"", 1)
+        .replace(
+            "[ivr.node.overflow]\ntype = \"hangup\"\noutcome = \"overflow\"\n",
+            "",
+        );
+    site.write("site.toml", &bad);
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("overflows back to itself"), "{err}");
+}

@@ -130,6 +130,12 @@ struct RawQueue {
     tier_step: Option<String>,
     #[serde(default)]
     service_level: Option<String>,
+    #[serde(default)]
+    moh: Option<String>,
+    #[serde(default)]
+    announce_every: Option<String>,
+    #[serde(default)]
+    announce_wait: Option<bool>,
 }
 
 /// How a queue picks the agent to offer a call to.
@@ -236,6 +242,13 @@ pub struct QueueCfg {
     pub tier_step: Duration,
     /// Threshold of the service-level statistic.
     pub service_level: Duration,
+    /// Music on hold: a prompt file played in a loop while callers wait
+    /// (ring-back tone without it).
+    pub moh: Option<String>,
+    /// Period of the position announcement to waiting callers.
+    pub announce_every: Option<Duration>,
+    /// Whether the announcement includes the expected wait.
+    pub announce_wait: bool,
 }
 
 /// The checked ACD.
@@ -466,6 +479,21 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
                 q.service_level.as_ref(),
                 Duration::from_secs(20),
             ),
+            moh: q.moh.clone(),
+            announce_every: match &q.announce_every {
+                None => None,
+                Some(a) => {
+                    let d = dur(&mut err, format!("{p}.announce_every"), Some(a), Duration::ZERO);
+                    if d < Duration::from_secs(10) {
+                        err(
+                            format!("{p}.announce_every"),
+                            format!("announce_every of {a} would talk over the music all the time; at least 10s"),
+                        );
+                    }
+                    Some(d)
+                }
+            },
+            announce_wait: q.announce_wait.unwrap_or(true),
         });
     }
     if errs.is_empty() {

@@ -128,6 +128,21 @@ enum Msg<L, I, O> {
         reply: oneshot::Sender<Result<String, String>>,
     },
     Stats(oneshot::Sender<AcdStats>),
+    Position {
+        call_id: String,
+        reply: oneshot::Sender<Option<Position>>,
+    },
+}
+
+/// Where a waiting caller stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Callers to be served first (same queue or higher-priority queues
+    /// sharing its agents are not counted: only this queue's line).
+    pub ahead: usize,
+    /// Expected wait from the queue's average handle time and the agents
+    /// logged in; `None` before the queue has any history.
+    pub expected: Option<Duration>,
 }
 
 /// Sends to the ACD actor.
@@ -156,6 +171,7 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
             Msg::Done { .. } => "Done",
             Msg::Code { .. } => "Code",
             Msg::Stats(_) => "Stats",
+            Msg::Position { .. } => "Position",
         })
     }
 }
@@ -235,6 +251,17 @@ impl<L, I, O> AcdHandle<L, I, O> {
         }
         rx.await
             .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
+    /// A waiting caller's place in line.
+    pub async fn position(&self, call_id: &str) -> Option<Position> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Position {
+            call_id: call_id.to_string(),
+            reply,
+        };
+        self.tx.send(msg).await.ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Live statistics.
@@ -721,6 +748,28 @@ where
             }
             Msg::Stats(reply) => {
                 let _ = reply.send(self.stats());
+            }
+            Msg::Position { call_id, reply } => {
+                let order = self.order();
+                let me = order
+                    .iter()
+                    .position(|&i| self.waiters[i].call_id == call_id);
+                let pos = me.map(|k| {
+                    let q = self.waiters[order[k]].queue;
+                    let ahead = order[..k]
+                        .iter()
+                        .filter(|&&i| self.waiters[i].queue == q)
+                        .count();
+                    let c = &self.counters[q];
+                    let agents = self.logged_in_members(q).max(1) as u32;
+                    let wrap = self.cfg.queues[q].wrap_up;
+                    let expected = (c.handled > 0).then(|| {
+                        let aht = c.talk / c.handled as u32 + wrap;
+                        aht * (ahead as u32 + 1) / agents
+                    });
+                    Position { ahead, expected }
+                });
+                let _ = reply.send(pos);
             }
         }
     }

@@ -1468,6 +1468,23 @@ pub(crate) fn check(
                         0
                     }
                 };
+                if let Some(qc) = acd
+                    .and_then(|a| a.queues.get(index))
+                    .filter(|qc| qc.name == qname)
+                {
+                    if let Some(m) = &qc.moh {
+                        c.wanted
+                            .entry(format!("site:{m}"))
+                            .or_insert_with(|| format!("acd.queue.{qname}.moh"));
+                    }
+                    if qc.announce_every.is_some() {
+                        for f in ["you-are-number", "in-queue", "expected-wait", "minutes"] {
+                            c.wanted
+                                .entry(format!("system:{f}"))
+                                .or_insert_with(|| format!("acd.queue.{qname}.announce_every"));
+                        }
+                    }
+                }
                 NodeKind::Queue {
                     queue: index,
                     name: qname,

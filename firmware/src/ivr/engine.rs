@@ -824,10 +824,65 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             st.queue_exit = Some("abandoned".into());
             return Err(g);
         }
+        let qc = acd.config().queues.get(queue).cloned();
+        let hold = qc.as_ref().and_then(|q| q.moh.as_ref()).and_then(|m| {
+            self.ivr
+                .prompts
+                .get(st.lang(), &format!("site:{m}"))
+                .cloned()
+        });
+        let every = qc.as_ref().and_then(|q| q.announce_every);
+        let with_wait = qc.as_ref().is_some_and(|q| q.announce_wait);
+        let mut hold_pos = 0;
         loop {
-            let msg = media
-                .tone_while(self.ivr.tones, ProgressTone::Ringback, rx.recv())
-                .await;
+            // Music on hold (or ring-back) until the ACD speaks or it is
+            // time for the position announcement.
+            let until = async {
+                match every {
+                    Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
+                    None => Some(rx.recv().await),
+                }
+            };
+            let msg = match &hold {
+                Some(music) => media.loop_while(music, &mut hold_pos, until).await,
+                None => {
+                    media
+                        .tone_while(self.ivr.tones, ProgressTone::Ringback, until)
+                        .await
+                }
+            };
+            let msg = match msg {
+                Ok(None) => {
+                    // Announcement time.
+                    if let Some(p) = acd.position(self.call_id).await {
+                        st.vars.insert("queue_ahead".into(), p.ahead.to_string());
+                        let mut items = vec![
+                            Item::Prompt("system:you-are-number".into()),
+                            Item::Say(SayAs::Number, "queue_ahead".into()),
+                            Item::Prompt("system:in-queue".into()),
+                        ];
+                        if let (true, Some(w)) = (with_wait, p.expected) {
+                            let minutes = w.as_secs().div_ceil(60).max(1);
+                            st.vars.insert("queue_minutes".into(), minutes.to_string());
+                            items.extend([
+                                Item::Prompt("system:expected-wait".into()),
+                                Item::Say(SayAs::Number, "queue_minutes".into()),
+                                Item::Prompt("system:minutes".into()),
+                            ]);
+                        }
+                        st.path.push(format!("{name}@ahead:{}", p.ahead));
+                        if let Err(g) = self.play(media, &items, st, false).await {
+                            acd.leave(self.call_id).await;
+                            waited(st);
+                            st.queue_exit = Some("abandoned".into());
+                            return Err(g);
+                        }
+                    }
+                    continue;
+                }
+                Ok(Some(m)) => Ok(m),
+                Err(g) => Err(g),
+            };
             let msg = match msg {
                 Ok(m) => m,
                 Err(g) => {

@@ -278,10 +278,44 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
     ) -> Result<F::Output, Gone> {
         let format = self.port.audio_out.format();
         let mut tone_gen = ProgressToneGen::new(region, tone, format.sample_rate);
+        self.fill_while(|buf| tone_gen.fill(buf), until).await
+    }
+
+    /// Plays `samples` in a loop (music on hold) from `*pos` until `until`
+    /// resolves; `*pos` is where to continue next time.
+    pub async fn loop_while<F: Future>(
+        &mut self,
+        samples: &[i16],
+        pos: &mut usize,
+        until: F,
+    ) -> Result<F::Output, Gone> {
+        self.fill_while(
+            |buf| {
+                for s in buf.iter_mut() {
+                    if samples.is_empty() {
+                        *s = 0;
+                        continue;
+                    }
+                    *pos %= samples.len();
+                    *s = samples[*pos];
+                    *pos += 1;
+                }
+            },
+            until,
+        )
+        .await
+    }
+
+    async fn fill_while<F: Future>(
+        &mut self,
+        mut fill: impl FnMut(&mut [i16]),
+        until: F,
+    ) -> Result<F::Output, Gone> {
+        let format = self.port.audio_out.format();
         tokio::pin!(until);
         loop {
             let mut buf = vec![0i16; format.frame_samples];
-            tone_gen.fill(&mut buf);
+            fill(&mut buf);
             let frame = self.next_frame(&buf);
             let Port {
                 line,
