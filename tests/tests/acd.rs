@@ -770,3 +770,79 @@ members = { a = 0 }
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("overflows back to itself"), "{err}");
 }
+
+#[test]
+fn a_caller_called_back_keeps_their_place_and_is_bridged_to_an_agent() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+callback_key = "5"
+"##;
+    let site = acd_site(4, 1, acd);
+    let recs = run(
+        &site,
+        r##"
+# a talks 60 s with the first caller.
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "100s"
+
+# Asks to be called back 5 s after joining, then hangs up.
+[[call]]
+at = "5s"
+from = "1002"
+to = "4001"
+script = [ { wait = "5s" }, { press = "5" }, { wait = "8s" } ]
+hangup_after = "30s"
+
+# Joins after 1002 and waits: served after the callback.
+[[call]]
+at = "15s"
+from = "1003"
+to = "4001"
+hangup_after = "300s"
+
+# 1002 answers the callback after 2 s and talks 5 s.
+[[callee]]
+number = "1002"
+answer_after = "2s"
+hangup_after = "5s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "60s"
+"##,
+    );
+    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    let two = by("1002");
+    assert_eq!(two["queue_exit"], "callback", "{two:#}");
+    assert_eq!(two["outcome"], "callback:sales");
+    let cb = recs
+        .iter()
+        .find(|r| r["direction"] == "outbound" && r["dialled"] == "1002")
+        .expect("the callback call");
+    assert_eq!(cb["job"], "callback");
+    assert_eq!(cb["agent"], "a");
+    assert_eq!(cb["outcome"], "callback:connected");
+    assert_eq!(cb["ivr_vars"]["callback_for"], two["id"]);
+    let talk = cb["talk_ms"].as_i64().unwrap();
+    assert!((4_500..6_000).contains(&talk), "{cb:#}");
+    // 1003 joined later and is served after the callback, by a.
+    assert_eq!(by("1003")["agent"], "a");
+    let log = table(&site, "queue_log");
+    let at = |ev: &str, call: &Value| {
+        log.iter()
+            .position(|e| e["event"] == ev && e["call_id"] == call["id"])
+            .unwrap_or_else(|| panic!("no {ev}: {log:#?}"))
+    };
+    assert!(at("CALLBACKDIAL", &two) < at("CONNECT", &by("1003")));
+    assert!(log.iter().any(|e| e["event"] == "COMPLETECALLBACK"));
+}

@@ -136,6 +136,10 @@ struct RawQueue {
     announce_every: Option<String>,
     #[serde(default)]
     announce_wait: Option<bool>,
+    #[serde(default)]
+    callback_key: Option<String>,
+    #[serde(default)]
+    callback_trunks: Option<Vec<String>>,
 }
 
 /// How a queue picks the agent to offer a call to.
@@ -249,6 +253,11 @@ pub struct QueueCfg {
     pub announce_every: Option<Duration>,
     /// Whether the announcement includes the expected wait.
     pub announce_wait: bool,
+    /// Key a waiting caller presses to be called back instead, keeping
+    /// their place.
+    pub callback_key: Option<char>,
+    /// Trunks callbacks are dialled on.
+    pub callback_trunks: Vec<String>,
 }
 
 /// The checked ACD.
@@ -494,6 +503,27 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
                 }
             },
             announce_wait: q.announce_wait.unwrap_or(true),
+            callback_key: match q.callback_key.as_deref() {
+                None => None,
+                Some(k) => {
+                    let c = k.chars().next().filter(|&c| k.chars().count() == 1 && callbox_hal::dsp::dtmf::is_dtmf_digit(c));
+                    if c.is_none() {
+                        err(format!("{p}.callback_key"), format!("callback_key `{k}` must be one keypad key"));
+                    }
+                    c
+                }
+            },
+            callback_trunks: match &q.callback_trunks {
+                None => lines.iter().filter(|l| l.kind == LineKind::Trunk).map(|l| l.id.clone()).collect(),
+                Some(ts) => {
+                    for (i, t) in ts.iter().enumerate() {
+                        if !lines.iter().any(|l| &l.id == t && l.kind == LineKind::Trunk) {
+                            err(format!("{p}.callback_trunks[{i}]"), format!("`{t}` is not a trunk line defined in this file"));
+                        }
+                    }
+                    ts.clone()
+                }
+            },
         });
     }
     if errs.is_empty() {

@@ -132,6 +132,16 @@ enum Msg<L, I, O> {
         call_id: String,
         reply: oneshot::Sender<Option<Position>>,
     },
+    Callback {
+        call_id: String,
+        number: String,
+        reply: oneshot::Sender<bool>,
+    },
+    CallbackDone {
+        call_id: String,
+        agent: usize,
+        talk: Option<Duration>,
+    },
 }
 
 /// Where a waiting caller stands.
@@ -172,6 +182,8 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
             Msg::Code { .. } => "Code",
             Msg::Stats(_) => "Stats",
             Msg::Position { .. } => "Position",
+            Msg::Callback { .. } => "Callback",
+            Msg::CallbackDone { .. } => "CallbackDone",
         })
     }
 }
@@ -264,6 +276,21 @@ impl<L, I, O> AcdHandle<L, I, O> {
         rx.await.ok().flatten()
     }
 
+    /// Turns a waiting caller into a callback to `number` that keeps their
+    /// place; `false` if the caller is no longer waiting.
+    pub async fn callback(&self, call_id: &str, number: &str) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Callback {
+            call_id: call_id.to_string(),
+            number: number.to_string(),
+            reply,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
     /// Live statistics.
     pub async fn stats(&self) -> Option<AcdStats> {
         let (reply, rx) = oneshot::channel();
@@ -329,6 +356,10 @@ struct Waiter<L, I, O> {
     seq: u64,
     tx: mpsc::Sender<WaiterMsg<L, I, O>>,
     connected: bool,
+    /// A virtual waiter: the box calls this number back when it is served.
+    callback: Option<String>,
+    /// Calling number, shown on the agent's phone.
+    caller: Option<String>,
 }
 
 #[derive(Debug)]
@@ -487,6 +518,7 @@ pub fn spawn<L, I, O>(
         clock,
         self_tx: handle.tx.clone(),
         tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
     };
     tracker.spawn(acd.run(inbox.rx, shutdown));
 }
@@ -509,6 +541,7 @@ struct Acd<L, I, O> {
     clock: Clock,
     self_tx: mpsc::Sender<Msg<L, I, O>>,
     tracker: TaskTracker,
+    shutdown: CancellationToken,
 }
 
 impl<L, I, O> Acd<L, I, O>
@@ -630,6 +663,8 @@ where
                         seq: self.next_seq,
                         tx,
                         connected: false,
+                        callback: None,
+                        caller: caller.clone(),
                     });
                     JoinResult::Joined(waiting + 1)
                 };
@@ -748,6 +783,88 @@ where
             }
             Msg::Stats(reply) => {
                 let _ = reply.send(self.stats());
+            }
+            Msg::Callback {
+                call_id,
+                number,
+                reply,
+            } => {
+                let w = self
+                    .waiters
+                    .iter_mut()
+                    .find(|w| w.call_id == call_id && !w.connected);
+                let ok = match w {
+                    Some(w) => {
+                        w.callback = Some(number.clone());
+                        let q = w.queue;
+                        self.log(
+                            Some(&call_id),
+                            Some(q),
+                            None,
+                            "CALLBACKREQUEST",
+                            serde_json::json!({"number": number}),
+                        )
+                        .await;
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(ok);
+            }
+            Msg::CallbackDone {
+                call_id,
+                agent,
+                talk,
+            } => {
+                let Some(i) = self.waiters.iter().position(|w| w.call_id == call_id) else {
+                    return;
+                };
+                let w = self.waiters.remove(i);
+                let q = w.queue;
+                match talk {
+                    Some(talk) => {
+                        self.counters[q].talk += talk;
+                        self.counters[q].handled += 1;
+                        let ag = &mut self.agents[agent];
+                        ag.total_calls += 1;
+                        ag.total_talk += talk;
+                        *ag.calls.entry(q).or_default() += 1;
+                        *ag.talk.entry(q).or_default() += talk;
+                        let wrap = self.cfg.agents[agent]
+                            .wrap_up
+                            .unwrap_or(self.cfg.queues[q].wrap_up);
+                        let now = Instant::now();
+                        ag.status = if wrap.is_zero() {
+                            ag.idle_since = now;
+                            Status::Available
+                        } else {
+                            Status::WrapUp(now + wrap)
+                        };
+                        ag.since = now;
+                        self.log(
+                            Some(&call_id),
+                            Some(q),
+                            Some(agent),
+                            "COMPLETECALLBACK",
+                            serde_json::json!({"talk_ms": talk.as_millis() as u64}),
+                        )
+                        .await;
+                    }
+                    None => {
+                        let ag = &mut self.agents[agent];
+                        ag.status = Status::Available;
+                        ag.since = Instant::now();
+                        ag.idle_since = ag.since;
+                        self.log(
+                            Some(&call_id),
+                            Some(q),
+                            Some(agent),
+                            "CALLBACKFAILED",
+                            serde_json::json!({}),
+                        )
+                        .await;
+                    }
+                }
             }
             Msg::Position { call_id, reply } => {
                 let order = self.order();
@@ -982,6 +1099,47 @@ where
                 };
                 let wq = self.waiters[i].queue;
                 let waited = self.waiters[i].joined.elapsed();
+                if let Some(number) = self.waiters[i].callback.clone() {
+                    // The place of a caller who asked to be called back came
+                    // up: the agent is on the line; now dial the caller.
+                    self.waiters[i].connected = true;
+                    let c = &mut self.counters[wq];
+                    c.answered += 1;
+                    c.wait_answered += waited;
+                    let ag = &mut self.agents[a];
+                    ag.status = Status::OnCall;
+                    ag.since = Instant::now();
+                    ag.missed = 0;
+                    let call_id = self.waiters[i].call_id.clone();
+                    self.log(
+                        Some(&call_id),
+                        Some(wq),
+                        Some(a),
+                        "CALLBACKDIAL",
+                        serde_json::json!({"number": number}),
+                    )
+                    .await;
+                    let job = CallbackJob {
+                        orig: call_id,
+                        agent: a,
+                        agent_id: self.cfg.agents[a].id.clone(),
+                        queue: self.cfg.queues[wq].name.clone(),
+                        number,
+                        trunks: self.cfg.queues[wq].callback_trunks.clone(),
+                        ring_timeout: CALLBACK_RING,
+                    };
+                    let (lines, store, clock, tx, shutdown) = (
+                        self.lines.clone(),
+                        self.store.clone(),
+                        self.clock.clone(),
+                        self.self_tx.clone(),
+                        self.shutdown.clone(),
+                    );
+                    self.tracker
+                        .spawn(call_back(job, lease, lines, store, clock, tx, shutdown));
+                    self.trim_offers().await;
+                    return;
+                }
                 let msg = WaiterMsg::Connect {
                     agent: self.cfg.agents[a].id.clone(),
                     lease,
@@ -1243,15 +1401,16 @@ where
             if ring_all && seen_in[q] > 1 {
                 continue;
             }
+            let caller = self.waiters[i].caller.clone();
             for a in self.pick(q, wait, now, &busy) {
                 busy[a] = true;
                 offers_in[q] += 1;
-                self.start_offer(a, q, &call_id).await;
+                self.start_offer(a, q, &call_id, caller.clone()).await;
             }
         }
     }
 
-    async fn start_offer(&mut self, a: usize, q: usize, call_id: &str) {
+    async fn start_offer(&mut self, a: usize, q: usize, call_id: &str, caller: Option<String>) {
         let Some(station) = self.agents[a].station.clone() else {
             return;
         };
@@ -1269,9 +1428,6 @@ where
         let ag = &mut self.agents[a];
         ag.status = Status::Ringing;
         ag.since = Instant::now();
-        if self.cfg.queues[q].strategy == Strategy::RoundRobin {
-            // `pick` already remembered the member.
-        }
         self.log(
             Some(call_id),
             Some(q),
@@ -1284,7 +1440,7 @@ where
         let tx = self.self_tx.clone();
         let timeout = self.cfg.queues[q].ring_timeout;
         self.tracker.spawn(async move {
-            let result = ring(&lines, &station, timeout, &cancel).await;
+            let result = ring(&lines, &station, caller, timeout, &cancel).await;
             let _ = tx.send(Msg::Offered { offer: id, result }).await;
         });
     }
@@ -1371,6 +1527,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 async fn ring<L, I, O>(
     lines: &SharedLines<L, I, O>,
     station: &str,
+    caller_id: Option<String>,
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> OfferResult<L, I, O>
@@ -1386,7 +1543,7 @@ where
     if port
         .line
         .command(LineCommand::Ring {
-            caller_id: None,
+            caller_id,
             caller_name: None,
         })
         .await
@@ -1420,4 +1577,165 @@ where
             }
         }
     }
+}
+
+/// How long a called-back caller's phone rings.
+const CALLBACK_RING: Duration = Duration::from_secs(30);
+
+struct CallbackJob {
+    orig: String,
+    agent: usize,
+    agent_id: String,
+    queue: String,
+    number: String,
+    trunks: Vec<String>,
+    ring_timeout: Duration,
+}
+
+/// Dials a caller back with the agent already on the line, bridges them,
+/// records the call and reports to the ACD.
+async fn call_back<L, I, O>(
+    job: CallbackJob,
+    mut agent: Lease<L, I, O>,
+    lines: SharedLines<L, I, O>,
+    store: StoreHandle,
+    clock: Clock,
+    tx: mpsc::Sender<Msg<L, I, O>>,
+    shutdown: CancellationToken,
+) where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    use crate::store::{CallEnd, CallFlow, CallStart, Direction, Disposition, Side};
+    let mut trunk = None;
+    for t in &job.trunks {
+        if let Some(l) = lines.seize(t).await {
+            trunk = Some(l);
+            break;
+        }
+    }
+    let mut talk = None;
+    if let Some(mut trunk) = trunk {
+        let id = crate::call::new_id(&clock);
+        let port = trunk.port();
+        let trunk_id = port.line.info().id.clone();
+        store
+            .send(StoreMsg::CallStarted(CallStart {
+                id: id.clone(),
+                direction: Direction::Outbound,
+                trunk_line: trunk_id,
+                caller: None,
+                dialled: Some(job.number.clone()),
+                at: clock.now(),
+            }))
+            .await;
+        let dialled = port
+            .line
+            .command(LineCommand::Dial {
+                number: job.number.clone(),
+            })
+            .await
+            .is_ok();
+        let rung: Result<bool, LineEvent> = if dialled {
+            tokio::select! {
+                () = shutdown.cancelled() => Ok(false),
+                r = tokio::time::timeout(job.ring_timeout, async {
+                    loop {
+                        match port.line.next_event().await {
+                            Ok(LineEvent::Answered) => return Ok(true),
+                            Ok(LineEvent::Hangup(_)) | Err(_) => return Ok(false),
+                            // Glare: a call arrived on the trunk instead.
+                            Ok(ev @ LineEvent::Incoming { .. }) => return Err(ev),
+                            Ok(_) => {}
+                        }
+                    }
+                }) => r.unwrap_or(Ok(false)),
+            }
+        } else {
+            Ok(false)
+        };
+        let mut glare = false;
+        let answered = match rung {
+            Ok(a) => a,
+            Err(ev) => {
+                // Not ours to hang up: the arriving call goes back to the
+                // trunk's watcher.
+                trunk.put_back(ev);
+                glare = true;
+                false
+            }
+        };
+        let (disposition, side) = if answered {
+            store
+                .send(StoreMsg::CallAnswered {
+                    id: id.clone(),
+                    at: clock.now(),
+                })
+                .await;
+            let start = Instant::now();
+            let end = crate::ivr::media::bridge(trunk.port(), agent.port(), &shutdown).await;
+            talk = Some(start.elapsed());
+            let side = match end {
+                crate::ivr::media::BridgeEnd::CallerHungUp => Side::Caller,
+                crate::ivr::media::BridgeEnd::OtherHungUp => Side::Box,
+                _ => Side::System,
+            };
+            (Disposition::Answered, side)
+        } else {
+            (Disposition::NoAnswer, Side::System)
+        };
+        if !glare {
+            let _ = trunk
+                .port()
+                .line
+                .command(LineCommand::Hangup(HangupCause::Normal))
+                .await;
+        }
+        store
+            .send(StoreMsg::CallFlow(CallFlow {
+                id: id.clone(),
+                job: Some("callback".into()),
+                queue: Some(job.queue.clone()),
+                agent: talk.map(|_| job.agent_id.clone()),
+                talk_ms: talk.map(|t| t.as_millis() as i64),
+                queue_exit: Some("callback".into()),
+                outcome: Some(
+                    if talk.is_some() {
+                        "callback:connected"
+                    } else {
+                        "callback:no_answer"
+                    }
+                    .into(),
+                ),
+                connected_to: talk.map(|_| agent.port().line.info().id.clone()),
+                vars: [("callback_for".to_string(), job.orig.clone())]
+                    .into_iter()
+                    .collect(),
+                ..CallFlow::default()
+            }))
+            .await;
+        store
+            .send(StoreMsg::CallEnded(CallEnd {
+                id,
+                at: clock.now(),
+                disposition,
+                cause: HangupCause::Normal,
+                side,
+            }))
+            .await;
+    }
+    let _ = agent
+        .port()
+        .line
+        .command(LineCommand::Hangup(HangupCause::Normal))
+        .await;
+    drop(agent);
+    let _ = tx
+        .send(Msg::CallbackDone {
+            call_id: job.orig,
+            agent: job.agent,
+            talk,
+        })
+        .await;
 }

@@ -465,6 +465,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     on_overflow,
                     after,
                 } => match self.queue(media, *queue, name, announce, st).await {
+                    Ok(None) if st.queue_exit.as_deref() == Some("callback") => Ok(Target::Hangup),
                     Ok(None) => Ok(*on_overflow),
                     Ok(Some(BridgeEnd::OtherHungUp)) => Ok(after.unwrap_or(Target::Hangup)),
                     Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
@@ -833,6 +834,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         });
         let every = qc.as_ref().and_then(|q| q.announce_every);
         let with_wait = qc.as_ref().is_some_and(|q| q.announce_wait);
+        let callback_key = qc.as_ref().and_then(|q| q.callback_key);
         let mut hold_pos = 0;
         loop {
             // Music on hold (or ring-back) until the ACD speaks or it is
@@ -843,16 +845,50 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     None => Some(rx.recv().await),
                 }
             };
+            let offer_callback = callback_key.is_some() && self.caller.is_some();
             let msg = match &hold {
-                Some(music) => media.loop_while(music, &mut hold_pos, until).await,
+                Some(music) => {
+                    media
+                        .loop_while(music, &mut hold_pos, until, offer_callback)
+                        .await
+                }
                 None => {
                     media
-                        .tone_while(self.ivr.tones, ProgressTone::Ringback, until)
+                        .tone_while(
+                            self.ivr.tones,
+                            ProgressTone::Ringback,
+                            until,
+                            offer_callback,
+                        )
                         .await
                 }
             };
             let msg = match msg {
                 Ok(None) => {
+                    // A key: the callback key turns the wait into a
+                    // callback that keeps the caller's place.
+                    let key = media.take_key();
+                    media.clear_keys();
+                    if key.is_some() && key == callback_key {
+                        let number = self.caller.unwrap_or_default();
+                        if acd.callback(self.call_id, number).await {
+                            waited(st);
+                            st.path.push(format!("{name}=callback"));
+                            st.queue_exit = Some("callback".into());
+                            st.outcome = Some(format!("callback:{name}"));
+                            self.play(
+                                media,
+                                &[Item::Prompt("system:callback-requested".into())],
+                                st,
+                                false,
+                            )
+                            .await?;
+                            return Ok(None);
+                        }
+                    }
+                    continue;
+                }
+                Ok(Some(None)) => {
                     // Announcement time.
                     if let Some(p) = acd.position(self.call_id).await {
                         st.vars.insert("queue_ahead".into(), p.ahead.to_string());
@@ -880,7 +916,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     }
                     continue;
                 }
-                Ok(Some(m)) => Ok(m),
+                Ok(Some(Some(m))) => Ok(m),
                 Err(g) => Err(g),
             };
             let msg = match msg {
@@ -983,11 +1019,12 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     self.ivr.tones,
                     ProgressTone::Ringback,
                     tokio::time::timeout(ring_timeout, wait_answer(&mut other.line)),
+                    false,
                 )
                 .await;
             let answered = match answered {
-                Ok(Ok(Ok(Answer::Yes))) => true,
-                Ok(Ok(Ok(Answer::Glare(ev)))) => {
+                Ok(Some(Ok(Ok(Answer::Yes)))) => true,
+                Ok(Some(Ok(Ok(Answer::Glare(ev))))) => {
                     // A caller took the trunk: their call goes back to the
                     // trunk's watcher; try the next line.
                     lease.put_back(ev);

@@ -268,17 +268,20 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         }
     }
 
-    /// Plays a call-progress tone until `until` resolves; input is still
-    /// heard meanwhile (a hang-up ends the wait with an error).
+    /// Plays a call-progress tone until `until` resolves (or a key, with
+    /// `stop_on_key`); input is still heard meanwhile (a hang-up ends the
+    /// wait with an error).
     pub async fn tone_while<F: Future>(
         &mut self,
         region: ToneRegion,
         tone: ProgressTone,
         until: F,
-    ) -> Result<F::Output, Gone> {
+        stop_on_key: bool,
+    ) -> Result<Option<F::Output>, Gone> {
         let format = self.port.audio_out.format();
         let mut tone_gen = ProgressToneGen::new(region, tone, format.sample_rate);
-        self.fill_while(|buf| tone_gen.fill(buf), until).await
+        self.fill_while(|buf| tone_gen.fill(buf), until, stop_on_key)
+            .await
     }
 
     /// Plays `samples` in a loop (music on hold) from `*pos` until `until`
@@ -288,7 +291,8 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         samples: &[i16],
         pos: &mut usize,
         until: F,
-    ) -> Result<F::Output, Gone> {
+        stop_on_key: bool,
+    ) -> Result<Option<F::Output>, Gone> {
         self.fill_while(
             |buf| {
                 for s in buf.iter_mut() {
@@ -302,15 +306,20 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
                 }
             },
             until,
+            stop_on_key,
         )
         .await
     }
 
+    /// Sends generated audio until `until` resolves (`Ok(Some(..))`) or,
+    /// with `stop_on_key`, the caller keys something (`Ok(None)`; the key
+    /// stays queued).
     async fn fill_while<F: Future>(
         &mut self,
         mut fill: impl FnMut(&mut [i16]),
         until: F,
-    ) -> Result<F::Output, Gone> {
+        stop_on_key: bool,
+    ) -> Result<Option<F::Output>, Gone> {
         let format = self.port.audio_out.format();
         tokio::pin!(until);
         loop {
@@ -327,8 +336,13 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
             loop {
                 tokio::select! {
                     biased;
-                    v = &mut until => return Ok(v),
-                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => r?,
+                    v = &mut until => return Ok(Some(v)),
+                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
+                        r?;
+                        if stop_on_key && !self.ears.keys.is_empty() {
+                            return Ok(None);
+                        }
+                    }
                     r = &mut out => match r {
                         Ok(()) => break,
                         Err(e) => return Err(Gone::Failure(format!("outbound audio: {e}"))),
