@@ -73,6 +73,14 @@ async fn lend<L, I, O>(
     // If the requester has gone, the lease is dropped here and the port
     // comes straight back through `back_rx`.
     let _ = seize.reply.send(Some(Lease::new(port, back_tx)));
+    wait_return(back_rx, inbox).await
+}
+
+/// Waits for a lent port to come back, refusing other requests meanwhile.
+async fn wait_return<L, I, O>(
+    back_rx: oneshot::Receiver<Returned<L, I, O>>,
+    inbox: &mut mpsc::Receiver<Seize<L, I, O>>,
+) -> Option<Returned<L, I, O>> {
     tokio::pin!(back_rx);
     loop {
         tokio::select! {
@@ -234,7 +242,41 @@ async fn station<L, I, O>(
             }
             () = sleep_until_opt(code_due) => {
                 code_due = None;
-                let ok = feature_code(acd.as_ref(), &line, &std::mem::take(&mut dialled)).await;
+                let digits = std::mem::take(&mut dialled);
+                if let Some(acd) = acd.as_ref().filter(|a| a.is_monitor_code(&digits)) {
+                    // A supervisor joins an agent's call with this phone;
+                    // it comes back when they hang up (or at once if refused).
+                    let (back_tx, back_rx) = oneshot::channel();
+                    let lease = Lease::new(port, back_tx);
+                    let r = acd.monitor(&line, &digits, lease).await;
+                    match wait_return(back_rx, &mut inbox).await {
+                        Some((p, _)) => port = p,
+                        None => {
+                            tracing::error!(%line, "a supervisor's station never came back; line out of service");
+                            return;
+                        }
+                    }
+                    match r {
+                        Ok(what) => {
+                            tracing::info!(%line, %digits, "{what}; supervisor hung up");
+                            off_hook = false;
+                            ctx.panel.line_led(&line, false).await;
+                            continue;
+                        }
+                        Err(why) => tracing::warn!(%line, %digits, "supervisor code refused: {why}"),
+                    }
+                    let prompt = ctx.ivr.as_ref().and_then(|ivr| ivr.prompts.get(ivr.language, "system:invalid-option").cloned());
+                    if let Some(samples) = prompt {
+                        let mut media = Media::new(&mut port, ctx.shutdown.clone());
+                        if media.play(&samples, false).await == Err(Gone::Caller) {
+                            off_hook = false;
+                            ctx.panel.line_led(&line, false).await;
+                            let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
+                        }
+                    }
+                    continue;
+                }
+                let ok = feature_code(acd.as_ref(), &line, &digits).await;
                 // Answer on the handset: a beep, or "not a valid option".
                 let key = if ok { "system:beep" } else { "system:invalid-option" };
                 let prompt = ctx.ivr.as_ref().and_then(|ivr| ivr.prompts.get(ivr.language, key).cloned());

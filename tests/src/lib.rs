@@ -170,10 +170,15 @@ pub fn output_within(mut c: Command, limit: Duration) -> Output {
 
 /// Writes a 425 Hz tone of `ms` milliseconds as an 8 kHz mono WAV.
 pub fn write_tone(path: &Path, ms: u32) {
+    write_tone_hz(path, 425.0, ms);
+}
+
+/// Writes a tone of `hz` for `ms` milliseconds as an 8 kHz mono WAV.
+pub fn write_tone_hz(path: &Path, hz: f64, ms: u32) {
     let n = ms as usize * 8;
     let mut data = Vec::with_capacity(44 + n * 2);
     let samples: Vec<i16> = (0..n)
-        .map(|i| (8000.0 * (std::f64::consts::TAU * 425.0 * i as f64 / 8000.0).sin()) as i16)
+        .map(|i| (8000.0 * (std::f64::consts::TAU * hz * i as f64 / 8000.0).sin()) as i16)
         .collect();
     let bytes = (n * 2) as u32;
     data.extend_from_slice(b"RIFF");

@@ -846,3 +846,88 @@ talk = "60s"
     assert!(at("CALLBACKDIAL", &two) < at("CONNECT", &by("1003")));
     assert!(log.iter().any(|e| e["event"] == "COMPLETECALLBACK"));
 }
+
+/// Listen, whisper and barge, with each talker marked by a tone: what each
+/// phone heard shows whose voice reached whom.
+#[test]
+fn supervisors_listen_whisper_and_barge_in_with_audio_on_the_right_sides_only() {
+    let acd = r##"
+[acd]
+supervisors = ["desk-2"]
+
+[acd.agent.a]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+"##;
+    for (code, mode) in [("*55", "listen"), ("*56", "whisper"), ("*57", "barge")] {
+        let site = acd_site(1, 2, acd);
+        let dir = site.dir.path();
+        callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
+        callbox_tests::write_tone_hz(&dir.join("sup.wav"), 1000.0, 10_000);
+        callbox_tests::write_tone_hz(&dir.join("agent.wav"), 1400.0, 60_000);
+        let scenario = format!(
+            r##"
+[[call]]
+at = "0s"
+from = "1001000"
+to = "4001"
+script = [ {{ play = "caller.wav" }} ]
+hangup_after = "60s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "40s"
+script = [ {{ play = "agent.wav" }} ]
+
+# The supervisor joins at about 9 s and speaks for 8 s of it.
+[[agent]]
+name = "sup"
+line = "desk-2"
+dial = [ {{ at = "5s", digits = "{code}1001", hold = "15s", then = [ {{ play = "sup.wav" }} ] }} ]
+"##
+        );
+        let path = site.write("calls.toml", &scenario);
+        let report = dir.join("report.json");
+        let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let heard = |line: &str, hz: &str| r["probes_heard"][line][hz].as_u64().unwrap_or(0);
+        // About 8 s of the supervisor's 1000 Hz overlaps the call: 400 frames.
+        let lots = 200;
+        // The supervisor always hears both sides.
+        assert!(
+            heard("desk-2", "600") > lots && heard("desk-2", "1400") > lots,
+            "{mode}: {r}"
+        );
+        assert_eq!(
+            heard("desk-2", "1000"),
+            0,
+            "{mode}: nobody sends them their own voice"
+        );
+        // The call itself, as ever.
+        assert!(heard("desk-1", "600") > lots, "{mode}: {r}");
+        assert!(heard("trunk-1", "1400") > lots, "{mode}: {r}");
+        let (agent_hears_sup, caller_hears_sup) =
+            (heard("desk-1", "1000"), heard("trunk-1", "1000"));
+        match mode {
+            "listen" => assert_eq!((agent_hears_sup, caller_hears_sup), (0, 0), "{r}"),
+            "whisper" => {
+                assert!(agent_hears_sup > lots, "{r}");
+                assert_eq!(caller_hears_sup, 0, "{r}");
+            }
+            _ => assert!(agent_hears_sup > lots && caller_hears_sup > lots, "{r}"),
+        }
+        let log = table(&site, "queue_log");
+        let sup = log
+            .iter()
+            .find(|e| e["event"] == "SUPERVISE")
+            .expect("SUPERVISE logged");
+        assert_eq!(sup["data"]["mode"], mode);
+    }
+}

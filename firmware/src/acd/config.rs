@@ -36,6 +36,8 @@ pub(crate) struct RawAcd {
     agent: BTreeMap<String, RawAgent>,
     #[serde(default)]
     queue: BTreeMap<String, RawQueue>,
+    #[serde(default)]
+    supervisors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +55,12 @@ struct RawCodes {
     dnd: String,
     #[serde(default = "c_wrap")]
     wrap: String,
+    #[serde(default = "c_listen")]
+    listen: String,
+    #[serde(default = "c_whisper")]
+    whisper: String,
+    #[serde(default = "c_barge")]
+    barge: String,
 }
 
 fn c_login() -> String {
@@ -73,6 +81,15 @@ fn c_dnd() -> String {
 fn c_wrap() -> String {
     "*9".into()
 }
+fn c_listen() -> String {
+    "*55".into()
+}
+fn c_whisper() -> String {
+    "*56".into()
+}
+fn c_barge() -> String {
+    "*57".into()
+}
 
 impl Default for RawCodes {
     fn default() -> Self {
@@ -83,6 +100,9 @@ impl Default for RawCodes {
             unpause: c_unpause(),
             dnd: c_dnd(),
             wrap: c_wrap(),
+            listen: c_listen(),
+            whisper: c_whisper(),
+            barge: c_barge(),
         }
     }
 }
@@ -196,6 +216,12 @@ pub struct Codes {
     pub dnd: String,
     /// Wrap-up code for the last call: `code<disposition>`.
     pub wrap: String,
+    /// Supervisor: listen to an agent's call, `code<agent number>`.
+    pub listen: String,
+    /// Supervisor: speak to the agent only.
+    pub whisper: String,
+    /// Supervisor: join the call (three-way).
+    pub barge: String,
 }
 
 /// A configured agent.
@@ -269,6 +295,8 @@ pub struct AcdConfig {
     pub queues: Vec<QueueCfg>,
     /// Feature codes.
     pub codes: Codes,
+    /// Stations allowed to listen, whisper and barge.
+    pub supervisors: Vec<String>,
 }
 
 impl AcdConfig {
@@ -298,6 +326,9 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         unpause: raw.codes.unpause.clone(),
         dnd: raw.codes.dnd.clone(),
         wrap: raw.codes.wrap.clone(),
+        listen: raw.codes.listen.clone(),
+        whisper: raw.codes.whisper.clone(),
+        barge: raw.codes.barge.clone(),
     };
     let all = [
         ("login", &codes.login),
@@ -306,6 +337,9 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         ("unpause", &codes.unpause),
         ("dnd", &codes.dnd),
         ("wrap", &codes.wrap),
+        ("listen", &codes.listen),
+        ("whisper", &codes.whisper),
+        ("barge", &codes.barge),
     ];
     for (k, c) in all {
         if c.is_empty() || !c.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {
@@ -526,11 +560,23 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
             },
         });
     }
+    for (i, st) in raw.supervisors.iter().enumerate() {
+        if !lines
+            .iter()
+            .any(|l| &l.id == st && l.kind == LineKind::Station)
+        {
+            errs.push((
+                format!("acd.supervisors[{i}]"),
+                format!("`{st}` is not a station line defined in this file"),
+            ));
+        }
+    }
     if errs.is_empty() {
         Ok(AcdConfig {
             agents,
             queues,
             codes,
+            supervisors: raw.supervisors.clone(),
         })
     } else {
         Err(errs)

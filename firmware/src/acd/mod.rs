@@ -45,6 +45,24 @@ pub enum WaiterMsg<L, I, O> {
     },
     /// Leave the queue (overflow).
     Exit(ExitReason),
+    /// A supervisor joins the connected call.
+    Monitor {
+        /// Listen, whisper or barge.
+        mode: MonitorMode,
+        /// The supervisor's station, off-hook.
+        lease: Lease<L, I, O>,
+    },
+}
+
+/// What a supervisor does on an agent's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorMode {
+    /// Hears both sides; nobody hears the supervisor.
+    Listen,
+    /// Hears both; only the agent hears the supervisor.
+    Whisper,
+    /// Three-way: everyone hears everyone.
+    Barge,
 }
 
 /// Why a caller leaves a queue without an agent.
@@ -142,6 +160,12 @@ enum Msg<L, I, O> {
         agent: usize,
         talk: Option<Duration>,
     },
+    Monitor {
+        station: String,
+        digits: String,
+        lease: Lease<L, I, O>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// Where a waiting caller stands.
@@ -184,6 +208,7 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
             Msg::Position { .. } => "Position",
             Msg::Callback { .. } => "Callback",
             Msg::CallbackDone { .. } => "CallbackDone",
+            Msg::Monitor { .. } => "Monitor",
         })
     }
 }
@@ -291,6 +316,37 @@ impl<L, I, O> AcdHandle<L, I, O> {
         rx.await.unwrap_or(false)
     }
 
+    /// Whether `digits` is a supervisor code (listen, whisper, barge).
+    pub fn is_monitor_code(&self, digits: &str) -> bool {
+        let c = &self.config.codes;
+        [&c.listen, &c.whisper, &c.barge]
+            .iter()
+            .any(|code| digits.starts_with(code.as_str()))
+    }
+
+    /// A supervisor's station joins an agent's call; the lease comes back
+    /// to the station's watcher when the supervisor hangs up (or at once
+    /// on refusal).
+    pub async fn monitor(
+        &self,
+        station: &str,
+        digits: &str,
+        lease: Lease<L, I, O>,
+    ) -> Result<String, String> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Monitor {
+            station: station.to_string(),
+            digits: digits.to_string(),
+            lease,
+            reply,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return Err("the ACD has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
     /// Live statistics.
     pub async fn stats(&self) -> Option<AcdStats> {
         let (reply, rx) = oneshot::channel();
@@ -346,6 +402,8 @@ struct Agent {
     total_talk: Duration,
     pauses: u32,
     last_call: Option<String>,
+    /// The call the agent is on now.
+    current_call: Option<String>,
 }
 
 #[derive(Debug)]
@@ -500,6 +558,7 @@ pub fn spawn<L, I, O>(
             total_talk: Duration::ZERO,
             pauses: 0,
             last_call: None,
+            current_call: None,
         })
         .collect();
     let acd = Acd {
@@ -745,6 +804,7 @@ where
                 *ag.calls.entry(q).or_default() += 1;
                 *ag.talk.entry(q).or_default() += talk;
                 ag.last_call = Some(call_id.clone());
+                ag.current_call = None;
                 ag.missed = 0;
                 if ag.status == Status::OnCall {
                     let wrap = self.cfg.agents[a]
@@ -865,6 +925,15 @@ where
                         .await;
                     }
                 }
+            }
+            Msg::Monitor {
+                station,
+                digits,
+                lease,
+                reply,
+            } => {
+                let r = self.monitor(&station, &digits, lease).await;
+                let _ = reply.send(r);
             }
             Msg::Position { call_id, reply } => {
                 let order = self.order();
@@ -1022,6 +1091,61 @@ where
         Err(format!("`{digits}` is not a feature code"))
     }
 
+    /// Hands a supervisor's station to the call of the agent named by the
+    /// code. On refusal the lease is dropped and the station goes back.
+    async fn monitor(
+        &mut self,
+        station: &str,
+        digits: &str,
+        lease: Lease<L, I, O>,
+    ) -> Result<String, String> {
+        let codes = &self.cfg.codes;
+        let (mode, number) = [
+            (MonitorMode::Listen, &codes.listen),
+            (MonitorMode::Whisper, &codes.whisper),
+            (MonitorMode::Barge, &codes.barge),
+        ]
+        .into_iter()
+        .find_map(|(m, c)| digits.strip_prefix(c.as_str()).map(|n| (m, n.to_string())))
+        .ok_or_else(|| format!("`{digits}` is not a supervisor code"))?;
+        if !self.cfg.supervisors.iter().any(|s| s == station) {
+            return Err(format!(
+                "station {station} is not a supervisor's (see [acd] supervisors)"
+            ));
+        }
+        let a = self
+            .cfg
+            .agents
+            .iter()
+            .position(|ag| ag.number.as_deref() == Some(number.as_str()))
+            .ok_or_else(|| format!("no agent has number {number}"))?;
+        let call = self.agents[a]
+            .current_call
+            .clone()
+            .ok_or_else(|| format!("{} is not on a call", self.cfg.agents[a].id))?;
+        let w = self
+            .waiters
+            .iter()
+            .find(|w| w.call_id == call && w.connected)
+            .ok_or_else(|| "the call has ended".to_string())?;
+        let q = w.queue;
+        w.tx.send(WaiterMsg::Monitor { mode, lease })
+            .await
+            .map_err(|_| "the call has ended".to_string())?;
+        self.log(
+            Some(&call),
+            Some(q),
+            Some(a),
+            "SUPERVISE",
+            serde_json::json!({"station": station, "mode": format!("{mode:?}").to_lowercase()}),
+        )
+        .await;
+        Ok(format!(
+            "{station} {mode:?} on {}'s call",
+            self.cfg.agents[a].id
+        ))
+    }
+
     /// With `leave_empty`, callers leave a queue whose members all logged out.
     async fn leave_empty(&mut self) {
         for q in 0..self.cfg.queues.len() {
@@ -1170,6 +1294,7 @@ where
                 ag.since = Instant::now();
                 ag.missed = 0;
                 let call_id = self.waiters[i].call_id.clone();
+                ag.current_call = Some(call_id.clone());
                 self.log(
                     Some(&call_id),
                     Some(wq),

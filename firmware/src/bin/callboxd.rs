@@ -50,6 +50,10 @@ enum Cmd {
         /// (RFC 3339, e.g. 2026-11-23T09:30:00+08:00), to test business hours.
         #[arg(long, requires = "fast", value_parser = parse_start)]
         start_at: Option<std::time::SystemTime>,
+        /// Write what the simulated callers and agents did and heard (JSON)
+        /// to this file when the run ends.
+        #[arg(long, requires = "scenario")]
+        sim_report: Option<PathBuf>,
     },
     /// Check a site config (and optionally a scenario); print every problem
     /// as FILE:LINE:COL: message.
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
             fast,
             until_idle,
             start_at,
+            sim_report,
         } => run(
             &config,
             data,
@@ -163,7 +168,10 @@ fn main() -> ExitCode {
             None,
             start_at,
         )
-        .map(|_| ()),
+        .and_then(|control| match (sim_report, control) {
+            (Some(path), Some(c)) => write_sim_report(&path, &c),
+            _ => Ok(()),
+        }),
         Cmd::CheckConfig { config, scenario } => check_config(&config, scenario.as_deref()),
         Cmd::Demo {
             seconds,
@@ -467,6 +475,24 @@ fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
         );
         println!("status LED at the end             {}", c.leds().status);
     }
+    Ok(())
+}
+
+fn write_sim_report(path: &Path, c: &SimControl) -> Result<(), Failure> {
+    let s = c.stats();
+    let n = SimStats::get;
+    let report = serde_json::json!({
+        "calls_placed": n(&s.calls_placed),
+        "calls_blocked": n(&s.calls_blocked),
+        "calls_answered": n(&s.calls_answered),
+        "stations_rung": n(&s.stations_rung),
+        "stations_answered": n(&s.stations_answered),
+        "outbound_dialled": n(&s.outbound_dialled),
+        "unreleased": n(&s.unreleased),
+        "probes_heard": s.probes(),
+    });
+    std::fs::write(path, report.to_string())
+        .with_context(|| format!("writing the sim report {}", path.display()))?;
     Ok(())
 }
 

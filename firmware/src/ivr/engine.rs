@@ -18,7 +18,7 @@ use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, 
 use tokio::sync::oneshot;
 
 use super::config::{Cond, Dest, Item, Ivr, Menu, NodeId, NodeKind, SayAs, Target};
-use super::media::{BridgeEnd, Gone, Media, bridge};
+use super::media::{BridgeEnd, Gone, Media, bridge, bridge_supervised};
 use super::say::{self, Lang};
 use crate::acd::{AcdHandle, Completed, JoinResult, WaiterMsg};
 use crate::clock::Clock;
@@ -939,12 +939,14 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     st.queue_exit = Some(reason.as_str().into());
                     return Ok(None);
                 }
+                // Nobody to supervise yet: the station goes back.
+                Some(WaiterMsg::Monitor { .. }) => continue,
                 Some(WaiterMsg::Connect { agent, mut lease }) => {
                     let other = lease.port();
                     let station = other.line.info().id.clone();
                     let connected_at = tokio::time::Instant::now();
                     let shutdown = media.shutdown().clone();
-                    let end = bridge(media.port(), other, &shutdown).await;
+                    let end = bridge_supervised(media.port(), other, &mut rx, &shutdown).await;
                     let talk = connected_at.elapsed();
                     let cause = if end == BridgeEnd::Shutdown {
                         HangupCause::Shutdown

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use callbox_hal::dsp::detect::DtmfDetector;
 use callbox_hal::dsp::tones::{ProgressTone, ProgressToneGen, ToneRegion};
-use callbox_hal::{AudioIn, AudioOut, Frame, Line, LineEvent, Port};
+use callbox_hal::{AudioIn, AudioOut, Frame, HangupCause, Line, LineCommand, LineEvent, Port};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::acd::{MonitorMode, WaiterMsg};
+use crate::lines::Lease;
 use crate::media::AudioOutExt;
 
 /// Why the IVR cannot go on with a call.
@@ -412,4 +414,156 @@ where
             },
         }
     }
+}
+
+/// What one turn of the supervised bridge loop brought.
+enum Turn<L, I, O> {
+    End(BridgeEnd),
+    SupGone,
+    Join(MonitorMode, Lease<L, I, O>),
+    FromCaller(Frame),
+    FromAgent(Frame),
+    FromSup(Frame),
+    Nothing,
+}
+
+/// Adds `b` into `a`, saturating (two talkers on one line).
+fn mix(a: &Frame, b: Option<&Frame>) -> Frame {
+    let mut out = *a;
+    if let Some(b) = b {
+        for (x, y) in out.samples_mut().iter_mut().zip(b.samples()) {
+            *x = x.saturating_add(*y);
+        }
+    }
+    out
+}
+
+async fn pending_or<T>(f: Option<impl Future<Output = T>>) -> T {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`bridge`] between a caller (`a`) and an agent (`b`) that a supervisor
+/// may join through `monitors`: listening (hears both), whispering (the
+/// agent also hears the supervisor) or barging in (everyone hears
+/// everyone). The supervisor leaves by hanging up; the call goes on.
+pub async fn bridge_supervised<L, I, O>(
+    a: &mut Port<L, I, O>,
+    b: &mut Port<L, I, O>,
+    monitors: &mut tokio::sync::mpsc::Receiver<WaiterMsg<L, I, O>>,
+    shutdown: &CancellationToken,
+) -> BridgeEnd
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let mut sup: Option<(Lease<L, I, O>, MonitorMode)> = None;
+    let mut last_caller: Option<Frame> = None;
+    let mut last_sup: Option<Frame> = None;
+    let end = loop {
+        let turn = {
+            let sp = sup.as_mut().map(|(l, _)| l.port());
+            let (sup_line, sup_in) = match sp {
+                Some(p) => (Some(&mut p.line), Some(&mut p.audio_in)),
+                None => (None, None),
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Turn::End(BridgeEnd::Shutdown),
+                ev = a.line.next_event() => match ev {
+                    Ok(LineEvent::Hangup(_)) => Turn::End(BridgeEnd::CallerHungUp),
+                    Ok(_) => Turn::Nothing,
+                    Err(e) => Turn::End(BridgeEnd::Failure(format!("caller line: {e}"))),
+                },
+                ev = b.line.next_event() => match ev {
+                    Ok(LineEvent::Hangup(_)) => Turn::End(BridgeEnd::OtherHungUp),
+                    Ok(_) => Turn::Nothing,
+                    Err(e) => Turn::End(BridgeEnd::Failure(format!("connected line: {e}"))),
+                },
+                ev = pending_or(sup_line.map(|l| l.next_event())) => match ev {
+                    Ok(LineEvent::Hangup(_)) | Err(_) => Turn::SupGone,
+                    Ok(_) => Turn::Nothing,
+                },
+                m = monitors.recv() => match m {
+                    Some(WaiterMsg::Monitor { mode, lease }) => Turn::Join(mode, lease),
+                    _ => Turn::Nothing,
+                },
+                // The supervisor's audio first: it is only stored, and
+                // behind two paced writers it would never get a turn.
+                r = pending_or(sup_in.map(|i| i.read_frame())) => match r {
+                    Ok(f) => Turn::FromSup(f),
+                    Err(_) => Turn::SupGone,
+                },
+                r = a.audio_in.read_frame() => match r {
+                    Ok(f) => Turn::FromCaller(f),
+                    Err(e) => Turn::End(BridgeEnd::Failure(format!("caller audio: {e}"))),
+                },
+                r = b.audio_in.read_frame() => match r {
+                    Ok(f) => Turn::FromAgent(f),
+                    Err(e) => Turn::End(BridgeEnd::Failure(format!("connected audio: {e}"))),
+                },
+            }
+        };
+        let mode = sup.as_ref().map(|(_, m)| *m);
+        match turn {
+            Turn::End(e) => break e,
+            Turn::Nothing => {}
+            Turn::SupGone => {
+                if let Some((mut l, _)) = sup.take() {
+                    let _ = l
+                        .port()
+                        .line
+                        .command(LineCommand::Hangup(HangupCause::Normal))
+                        .await;
+                }
+                last_sup = None;
+            }
+            Turn::Join(m, lease) => {
+                if sup.is_none() {
+                    tracing::info!(mode = ?m, "supervisor joins the call");
+                    sup = Some((lease, m));
+                }
+                // A second supervisor is refused: dropping the lease hands
+                // the station back.
+            }
+            Turn::FromCaller(f) => {
+                // The agent hears the caller, and the supervisor when
+                // whispering or barging in.
+                let whisper = matches!(mode, Some(MonitorMode::Whisper | MonitorMode::Barge));
+                let to_agent = if whisper {
+                    mix(&f, last_sup.as_ref())
+                } else {
+                    f
+                };
+                let _ =
+                    tokio::time::timeout(FORWARD_TIMEOUT, b.audio_out.write_frame(to_agent)).await;
+                last_caller = Some(f);
+            }
+            Turn::FromAgent(f) => {
+                let barge = mode == Some(MonitorMode::Barge);
+                let to_caller = if barge { mix(&f, last_sup.as_ref()) } else { f };
+                let _ =
+                    tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(to_caller)).await;
+                // The supervisor hears both sides, mixed.
+                if let Some((l, _)) = sup.as_mut() {
+                    let both = mix(&f, last_caller.as_ref());
+                    let _ =
+                        tokio::time::timeout(FORWARD_TIMEOUT, l.port().audio_out.write_frame(both))
+                            .await;
+                }
+            }
+            Turn::FromSup(f) => last_sup = Some(f),
+        }
+    };
+    if let Some((mut l, _)) = sup.take() {
+        let _ = l
+            .port()
+            .line
+            .command(LineCommand::Hangup(HangupCause::Normal))
+            .await;
+    }
+    end
 }

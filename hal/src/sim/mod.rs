@@ -204,13 +204,39 @@ pub struct SimStats {
     pub digits_sent: AtomicU64,
     /// Far-end hangups the box never released the line for.
     pub unreleased: AtomicU64,
+    /// Frames each far end heard carrying one of the probe tones
+    /// ([`PROBE_HZ`]), by line: the audio-path checks of supervisor and
+    /// bridge tests ("the whisper reaches the agent, not the caller").
+    pub probes_heard: std::sync::Mutex<std::collections::BTreeMap<String, [u64; 3]>>,
     /// Calls the box dialled out.
     pub outbound_dialled: AtomicU64,
     /// Of those, answered by the called party.
     pub outbound_answered: AtomicU64,
 }
 
+/// Frequencies the far ends listen for in what the box sends them. Not
+/// DTMF or call-progress frequencies, so a test can mark each talker's
+/// voice with one.
+pub const PROBE_HZ: [f64; 3] = [600.0, 1000.0, 1400.0];
+
 impl SimStats {
+    /// Probe-tone frames heard per line, as JSON-friendly maps.
+    pub fn probes(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        let m = self.probes_heard.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .map(|(line, counts)| {
+                let per: std::collections::BTreeMap<String, u64> = PROBE_HZ
+                    .iter()
+                    .zip(counts)
+                    .map(|(hz, n)| (format!("{hz:.0}"), *n))
+                    .collect();
+                (line.clone(), per)
+            })
+            .collect()
+    }
+
     fn add(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }

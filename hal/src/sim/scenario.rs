@@ -109,6 +109,25 @@ struct RawDial {
     digits: String,
     #[serde(default)]
     via: Option<Via>,
+    #[serde(default)]
+    hold: Option<String>,
+    #[serde(default)]
+    then: Vec<RawStep>,
+}
+
+/// An agent keying a feature code on their phone.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    /// When, from the start of the scenario.
+    pub at: Duration,
+    /// Keys.
+    pub digits: String,
+    /// How the keys are sent.
+    pub via: Via,
+    /// How long the handset stays off-hook after keying (default 500 ms).
+    pub hold: Option<Duration>,
+    /// What the agent does meanwhile (e.g. speaks: `play`).
+    pub then: Vec<Step>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,7 +260,7 @@ pub struct AgentScript {
     /// What the agent does while connected.
     pub script: Vec<Step>,
     /// Off-hook dialling (feature codes) at given times, sorted.
-    pub dials: Vec<(Duration, String, Via)>,
+    pub dials: Vec<Dial>,
 }
 
 /// A button press on the case.
@@ -436,9 +455,20 @@ impl Scenario {
             for (j, d) in ra.dial.iter().enumerate() {
                 let at = c.duration(&format!("{p}.dial[{j}].at"), &d.at);
                 c.digits(&format!("{p}.dial[{j}].digits"), &d.digits);
-                dials.push((at, d.digits.clone(), d.via.unwrap_or(Via::Signal)));
+                let hold = d
+                    .hold
+                    .as_ref()
+                    .map(|h| c.duration(&format!("{p}.dial[{j}].hold"), h));
+                let then = c.steps(&format!("{p}.dial[{j}].then"), &d.then);
+                dials.push(Dial {
+                    at,
+                    digits: d.digits.clone(),
+                    via: d.via.unwrap_or(Via::Signal),
+                    hold,
+                    then,
+                });
             }
-            dials.sort_by_key(|d| d.0);
+            dials.sort_by_key(|d| d.at);
             agents.push(AgentScript {
                 name: ra.name.clone(),
                 line: ra.line.clone(),
@@ -511,7 +541,7 @@ impl Scenario {
         let d = self
             .agents
             .iter()
-            .filter_map(|a| a.dials.last().map(|d| d.0))
+            .filter_map(|a| a.dials.last().map(|d| d.at))
             .max()
             .unwrap_or_default();
         let b = self.buttons.last().map_or(Duration::ZERO, |b| b.at);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until, timeout};
 
-use super::scenario::{AgentScript, Arrival, CalleeScript, Scenario, Step, Via};
+use super::scenario::{AgentScript, Arrival, CalleeScript, Dial, Scenario, Step, Via};
 use super::{FarEnd, SimStats};
 use crate::audio::{AudioFormat, Frame};
 use crate::dsp::dtmf::ToneGen;
@@ -354,7 +354,7 @@ async fn agent(
     let mut dials = script.dials.iter();
     let mut next_dial = dials.next();
     loop {
-        let dial_at = next_dial.map(|d| start + d.0);
+        let dial_at = next_dial.map(|d| start + d.at);
         tokio::select! {
             cmd = fe.commands.recv() => match cmd {
                 None => return,
@@ -369,9 +369,9 @@ async fn agent(
                 Some(_) => {}
             },
             () = sleep_until_opt(dial_at) => {
-                if let Some((_, digits, via)) = next_dial {
+                if let Some(d) = next_dial {
                     fe.drain_audio();
-                    dial(&mut fe, digits, *via, &stats).await;
+                    dial(&mut fe, d, &stats).await;
                     outstanding.finish();
                 }
                 next_dial = dials.next();
@@ -393,22 +393,24 @@ async fn ringing(fe: &mut FarEnd, script: &AgentScript, stats: &SimStats) {
     ring_then_talk(fe, pick_up, talk, &stats.stations_answered, stats).await;
 }
 
-async fn dial(fe: &mut FarEnd, digits: &str, via: Via, stats: &SimStats) {
+async fn dial(fe: &mut FarEnd, d: &Dial, stats: &SimStats) {
     if fe.events.send(LineEvent::OffHook).await.is_err() {
         return;
     }
-    let steps = vec![
+    let mut steps = vec![
         Step::Wait(Duration::from_millis(300)),
         Step::Press {
-            digits: digits.to_string(),
-            via,
+            digits: d.digits.clone(),
+            via: d.via,
             tone: Duration::from_millis(100),
             gap: Duration::from_millis(100),
             level_dbfs: -10.0,
         },
-        Step::Wait(Duration::from_millis(500)),
-        Step::Hangup,
     ];
+    // Stay on the line (a supervisor listening in), saying something.
+    steps.extend(d.then.iter().cloned());
+    steps.push(Step::Wait(d.hold.unwrap_or(Duration::from_millis(500))));
+    steps.push(Step::Hangup);
     let mut player = Player::new(steps, None);
     if let Ended::FarHungUp = media(fe, &mut player, stats).await {
         hang_up_and_wait(fe, stats).await;
@@ -488,10 +490,43 @@ async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended 
                     && heard.power_dbfs() > HEARD_DBFS
                 {
                     SimStats::add(&stats.frames_heard);
+                    let hits = probe_tones(heard.samples());
+                    if hits.iter().any(|&h| h) {
+                        let mut m = stats.probes_heard.lock().unwrap_or_else(|p| p.into_inner());
+                        let e = m.entry(fe.info.id.clone()).or_default();
+                        for (n, hit) in e.iter_mut().zip(hits) {
+                            *n += u64::from(hit);
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// Which probe tones carry a real share of a heard frame (mixes of several
+/// talkers show several).
+fn probe_tones(x: &[i16]) -> [bool; 3] {
+    let total: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let mut out = [false; 3];
+    if total <= 0.0 {
+        return out;
+    }
+    for (k, hz) in super::PROBE_HZ.iter().enumerate() {
+        let w = std::f64::consts::TAU * hz / f64::from(FORMAT.sample_rate);
+        let coeff = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in x {
+            let s0 = f64::from(v) + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        // A pure tone gives power = total * N / 2; count it when it holds a
+        // tenth of the frame's energy.
+        out[k] = power > 0.1 * total * x.len() as f64 / 2.0;
+    }
+    out
 }
 
 impl FarEnd {
