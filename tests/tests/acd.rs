@@ -931,3 +931,66 @@ dial = [ {{ at = "5s", digits = "{code}1001", hold = "15s", then = [ {{ play = "
         assert_eq!(sup["data"]["mode"], mode);
     }
 }
+
+#[test]
+fn an_agent_picks_up_a_call_ringing_someone_else() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+ring_timeout = "60s"
+"##;
+    let site = acd_site(1, 2, acd);
+    let dir = site.dir.path();
+    callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
+    callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 10_000);
+    let path = site.write(
+        "calls.toml",
+        r##"
+[[call]]
+at = "0s"
+from = "1001000"
+to = "4001"
+script = [ { play = "caller.wav" } ]
+hangup_after = "60s"
+
+# a's phone rings and rings.
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "50s"
+
+# b picks the call up at desk-2 and talks for 10 s.
+[[agent]]
+name = "b"
+line = "desk-2"
+dial = [ { at = "5s", digits = "*8", hold = "2s", then = [ { play = "b.wav" } ] } ]
+"##,
+    );
+    let report = dir.join("report.json");
+    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    let r = &recs[0];
+    assert_eq!(r["agent"], "b", "{r:#}");
+    assert_eq!(r["connected_to"], "desk-2");
+    assert_eq!(r["queue_exit"], "connected");
+    let log = table(&site, "queue_log");
+    assert!(
+        log.iter()
+            .any(|e| e["event"] == "PICKUP" && e["agent"] == "b"),
+        "{log:#?}"
+    );
+    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let heard = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
+    assert!(heard("trunk-1", "1400") > 200, "the caller hears b: {rep}");
+    assert!(heard("desk-2", "600") > 200, "b hears the caller: {rep}");
+    assert_eq!(heard("desk-1", "600"), 0, "a never answered: {rep}");
+}

@@ -61,6 +61,8 @@ struct RawCodes {
     whisper: String,
     #[serde(default = "c_barge")]
     barge: String,
+    #[serde(default = "c_pickup")]
+    pickup: String,
 }
 
 fn c_login() -> String {
@@ -90,6 +92,9 @@ fn c_whisper() -> String {
 fn c_barge() -> String {
     "*57".into()
 }
+fn c_pickup() -> String {
+    "*8".into()
+}
 
 impl Default for RawCodes {
     fn default() -> Self {
@@ -103,6 +108,7 @@ impl Default for RawCodes {
             listen: c_listen(),
             whisper: c_whisper(),
             barge: c_barge(),
+            pickup: c_pickup(),
         }
     }
 }
@@ -222,6 +228,8 @@ pub struct Codes {
     pub whisper: String,
     /// Supervisor: join the call (three-way).
     pub barge: String,
+    /// Answer a queue call that is ringing another agent's phone.
+    pub pickup: String,
 }
 
 /// A configured agent.
@@ -329,6 +337,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         listen: raw.codes.listen.clone(),
         whisper: raw.codes.whisper.clone(),
         barge: raw.codes.barge.clone(),
+        pickup: raw.codes.pickup.clone(),
     };
     let all = [
         ("login", &codes.login),
@@ -340,6 +349,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         ("listen", &codes.listen),
         ("whisper", &codes.whisper),
         ("barge", &codes.barge),
+        ("pickup", &codes.pickup),
     ];
     for (k, c) in all {
         if c.is_empty() || !c.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {

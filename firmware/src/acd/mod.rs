@@ -319,9 +319,10 @@ impl<L, I, O> AcdHandle<L, I, O> {
     /// Whether `digits` is a supervisor code (listen, whisper, barge).
     pub fn is_monitor_code(&self, digits: &str) -> bool {
         let c = &self.config.codes;
-        [&c.listen, &c.whisper, &c.barge]
-            .iter()
-            .any(|code| digits.starts_with(code.as_str()))
+        digits == c.pickup
+            || [&c.listen, &c.whisper, &c.barge]
+                .iter()
+                .any(|code| digits.starts_with(code.as_str()))
     }
 
     /// A supervisor's station joins an agent's call; the lease comes back
@@ -1099,6 +1100,9 @@ where
         digits: &str,
         lease: Lease<L, I, O>,
     ) -> Result<String, String> {
+        if digits == self.cfg.codes.pickup {
+            return self.pickup(station, lease).await;
+        }
         let codes = &self.cfg.codes;
         let (mode, number) = [
             (MonitorMode::Listen, &codes.listen),
@@ -1143,6 +1147,68 @@ where
         Ok(format!(
             "{station} {mode:?} on {}'s call",
             self.cfg.agents[a].id
+        ))
+    }
+
+    /// An agent picks up, at their own (off-hook) phone, the queue call that
+    /// has waited longest among those now ringing an agent.
+    async fn pickup(&mut self, station: &str, lease: Lease<L, I, O>) -> Result<String, String> {
+        let a = self
+            .agents
+            .iter()
+            .position(|ag| ag.station.as_deref() == Some(station) && ag.status != Status::LoggedOut)
+            .ok_or_else(|| format!("nobody is logged in at {station}"))?;
+        let ringing: Vec<usize> = self.offers.values().map(|o| o.queue).collect();
+        let i = self
+            .order()
+            .into_iter()
+            .find(|&i| {
+                ringing.contains(&self.waiters[i].queue) && self.waiters[i].callback.is_none()
+            })
+            .ok_or_else(|| "no queue call is ringing".to_string())?;
+        let q = self.waiters[i].queue;
+        // The ringing offer for that queue stops; its agent is free again.
+        if let Some(id) = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.queue == q)
+            .map(|(&id, _)| id)
+            .min()
+            && let Some(o) = self.offers.get(&id)
+        {
+            o.cancel.cancel();
+        }
+        let waited = self.waiters[i].joined.elapsed();
+        let msg = WaiterMsg::Connect {
+            agent: self.cfg.agents[a].id.clone(),
+            lease,
+        };
+        if self.waiters[i].tx.send(msg).await.is_err() {
+            return Err("the call has ended".into());
+        }
+        self.waiters[i].connected = true;
+        let c = &mut self.counters[q];
+        c.answered += 1;
+        c.wait_answered += waited;
+        if waited <= self.cfg.queues[q].service_level {
+            c.answered_in_sl += 1;
+        }
+        let call_id = self.waiters[i].call_id.clone();
+        let ag = &mut self.agents[a];
+        ag.status = Status::OnCall;
+        ag.since = Instant::now();
+        ag.current_call = Some(call_id.clone());
+        self.log(
+            Some(&call_id),
+            Some(q),
+            Some(a),
+            "PICKUP",
+            serde_json::json!({"station": station, "wait_ms": waited.as_millis() as u64}),
+        )
+        .await;
+        Ok(format!(
+            "{} picked up a {} call",
+            self.cfg.agents[a].id, self.cfg.queues[q].name
         ))
     }
 
