@@ -994,3 +994,108 @@ dial = [ { at = "5s", digits = "*8", hold = "2s", then = [ { play = "b.wav" } ] 
     assert!(heard("desk-2", "600") > 200, "b hears the caller: {rep}");
     assert_eq!(heard("desk-1", "600"), 0, "a never answered: {rep}");
 }
+
+/// Blind transfer: a keys *2 and b's number during the call; the caller
+/// ends up talking to b, and a's wrap-up still holds in every queue.
+#[test]
+fn an_agent_transfers_a_caller_to_another_agent_and_wrap_up_still_holds() {
+    let acd = r##"
+[acd.agent.a]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+number = "1002"
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+wrap_up = "30s"
+
+[acd.queue.support]
+members = { a = 0 }
+"##;
+    let site = acd_site(2, 2, acd);
+    let dir = site.dir.path();
+    callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
+    callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 10_000);
+    let path = site.write(
+        "calls.toml",
+        r##"
+[[call]]
+at = "0s"
+from = "1001000"
+to = "4001"
+script = [ { play = "caller.wav" } ]
+hangup_after = "60s"
+
+# Asks support for a while a is still in wrap-up after the transfer.
+[[call]]
+at = "12s"
+from = "1002000"
+to = "4002"
+hangup_after = "120s"
+
+# a answers, talks 3 s, transfers to 1002.
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "30s"
+script = [ { wait = "3s" }, { press = "*21002", via = "signal" } ]
+
+[[agent]]
+name = "b"
+line = "desk-2"
+answer_after = "2s"
+talk = "10s"
+script = [ { play = "b.wav" } ]
+"##,
+    );
+    let report = dir.join("report.json");
+    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    let first = by("1001000");
+    let path: Vec<&str> = first["ivr_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(s)
+        .collect();
+    assert!(path.contains(&"sales=transfer:a>1002"), "{path:?}");
+    assert!(path.contains(&"sales=connected:b"), "{path:?}");
+    assert_eq!(first["agent"], "b");
+    assert_eq!(first["connected_to"], "desk-2");
+    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let heard = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
+    assert!(heard("desk-2", "600") > 200, "b hears the caller: {rep}");
+    assert!(heard("trunk-1", "1400") > 200, "the caller hears b: {rep}");
+    let log = table(&site, "queue_log");
+    let at_ms = |ev: &str| {
+        log.iter()
+            .find(|e| e["event"] == ev)
+            .unwrap_or_else(|| panic!("no {ev}: {log:#?}"))["at_ms"]
+            .as_i64()
+            .unwrap()
+    };
+    let transferred = at_ms("TRANSFER");
+    let _ = at_ms("TRANSFERCONNECT");
+    // The support caller gets a only after a's 30 s of (sales) wrap-up.
+    // (a's script transfers that call too: agents' scripts repeat.)
+    let second = by("1002000");
+    let connect = log
+        .iter()
+        .find(|e| e["event"] == "CONNECT" && e["call_id"] == second["id"])
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(connect["agent"], "a");
+    let connect = connect["at_ms"].as_i64().unwrap();
+    let gap = connect - transferred;
+    assert!(
+        (30_000..32_000).contains(&gap),
+        "connected {gap} ms after the transfer"
+    );
+}

@@ -63,6 +63,8 @@ struct RawCodes {
     barge: String,
     #[serde(default = "c_pickup")]
     pickup: String,
+    #[serde(default = "c_transfer")]
+    transfer: String,
 }
 
 fn c_login() -> String {
@@ -95,6 +97,9 @@ fn c_barge() -> String {
 fn c_pickup() -> String {
     "*8".into()
 }
+fn c_transfer() -> String {
+    "*2".into()
+}
 
 impl Default for RawCodes {
     fn default() -> Self {
@@ -109,6 +114,7 @@ impl Default for RawCodes {
             whisper: c_whisper(),
             barge: c_barge(),
             pickup: c_pickup(),
+            transfer: c_transfer(),
         }
     }
 }
@@ -230,6 +236,8 @@ pub struct Codes {
     pub barge: String,
     /// Answer a queue call that is ringing another agent's phone.
     pub pickup: String,
+    /// During a call: blind transfer to `code<agent number>`.
+    pub transfer: String,
 }
 
 /// A configured agent.
@@ -338,6 +346,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         whisper: raw.codes.whisper.clone(),
         barge: raw.codes.barge.clone(),
         pickup: raw.codes.pickup.clone(),
+        transfer: raw.codes.transfer.clone(),
     };
     let all = [
         ("login", &codes.login),
@@ -350,6 +359,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         ("whisper", &codes.whisper),
         ("barge", &codes.barge),
         ("pickup", &codes.pickup),
+        ("transfer", &codes.transfer),
     ];
     for (k, c) in all {
         if c.is_empty() || !c.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {

@@ -166,6 +166,18 @@ enum Msg<L, I, O> {
         lease: Lease<L, I, O>,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    Transfer {
+        call_id: String,
+        from: String,
+        talk: Duration,
+        number: String,
+        reply: oneshot::Sender<Result<(String, String), String>>,
+    },
+    TransferResult {
+        call_id: String,
+        to: String,
+        answered: bool,
+    },
 }
 
 /// Where a waiting caller stands.
@@ -209,6 +221,8 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
             Msg::Callback { .. } => "Callback",
             Msg::CallbackDone { .. } => "CallbackDone",
             Msg::Monitor { .. } => "Monitor",
+            Msg::Transfer { .. } => "Transfer",
+            Msg::TransferResult { .. } => "TransferResult",
         })
     }
 }
@@ -346,6 +360,44 @@ impl<L, I, O> AcdHandle<L, I, O> {
         }
         rx.await
             .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
+    /// Blind transfer of a connected call from agent `from` (done, into
+    /// wrap-up) to the agent with `number`; answers that agent's id and
+    /// station to ring. On refusal the caller is back at the head of the
+    /// queue.
+    pub async fn transfer(
+        &self,
+        call_id: &str,
+        from: &str,
+        talk: Duration,
+        number: &str,
+    ) -> Result<(String, String), String> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Transfer {
+            call_id: call_id.to_string(),
+            from: from.to_string(),
+            talk,
+            number: number.to_string(),
+            reply,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return Err("the ACD has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
+    /// Whether the transfer target answered.
+    pub async fn transfer_result(&self, call_id: &str, to: &str, answered: bool) {
+        let _ = self
+            .tx
+            .send(Msg::TransferResult {
+                call_id: call_id.to_string(),
+                to: to.to_string(),
+                answered,
+            })
+            .await;
     }
 
     /// Live statistics.
@@ -936,6 +988,58 @@ where
                 let r = self.monitor(&station, &digits, lease).await;
                 let _ = reply.send(r);
             }
+            Msg::Transfer {
+                call_id,
+                from,
+                talk,
+                number,
+                reply,
+            } => {
+                let r = self.transfer(&call_id, &from, talk, &number).await;
+                let _ = reply.send(r);
+            }
+            Msg::TransferResult {
+                call_id,
+                to,
+                answered,
+            } => {
+                let Some(t) = self.agent_index(&to) else {
+                    return;
+                };
+                let q = self
+                    .waiters
+                    .iter()
+                    .find(|w| w.call_id == call_id)
+                    .map(|w| w.queue);
+                let ag = &mut self.agents[t];
+                ag.since = Instant::now();
+                if answered {
+                    ag.status = Status::OnCall;
+                    ag.current_call = Some(call_id.clone());
+                    self.log(
+                        Some(&call_id),
+                        q,
+                        Some(t),
+                        "TRANSFERCONNECT",
+                        serde_json::json!({}),
+                    )
+                    .await;
+                } else {
+                    ag.status = Status::Available;
+                    if let Some(w) = self.waiters.iter_mut().find(|w| w.call_id == call_id) {
+                        // Back at the head of the line with the original join time.
+                        w.connected = false;
+                    }
+                    self.log(
+                        Some(&call_id),
+                        q,
+                        Some(t),
+                        "TRANSFERFAIL",
+                        serde_json::json!({}),
+                    )
+                    .await;
+                }
+            }
             Msg::Position { call_id, reply } => {
                 let order = self.order();
                 let me = order
@@ -1148,6 +1252,79 @@ where
             "{station} {mode:?} on {}'s call",
             self.cfg.agents[a].id
         ))
+    }
+
+    /// The first agent of a blind transfer is done with the call; the
+    /// target must be free.
+    async fn transfer(
+        &mut self,
+        call_id: &str,
+        from: &str,
+        talk: Duration,
+        number: &str,
+    ) -> Result<(String, String), String> {
+        let Some(i) = self.waiters.iter().position(|w| w.call_id == call_id) else {
+            return Err("the call has ended".into());
+        };
+        let q = self.waiters[i].queue;
+        if let Some(a) = self.agent_index(from) {
+            // The transferring agent's part is a completed call: talk time,
+            // wrap-up (in every queue), wrap-up code.
+            self.counters[q].talk += talk;
+            self.counters[q].handled += 1;
+            let wrap = self.cfg.agents[a]
+                .wrap_up
+                .unwrap_or(self.cfg.queues[q].wrap_up);
+            let now = Instant::now();
+            let ag = &mut self.agents[a];
+            ag.total_calls += 1;
+            ag.total_talk += talk;
+            *ag.calls.entry(q).or_default() += 1;
+            *ag.talk.entry(q).or_default() += talk;
+            ag.last_call = Some(call_id.to_string());
+            ag.current_call = None;
+            ag.status = if wrap.is_zero() {
+                ag.idle_since = now;
+                Status::Available
+            } else {
+                Status::WrapUp(now + wrap)
+            };
+            ag.since = now;
+            self.log(
+                Some(call_id),
+                Some(q),
+                Some(a),
+                "TRANSFER",
+                serde_json::json!({"to": number, "talk_ms": talk.as_millis() as u64}),
+            )
+            .await;
+        }
+        let target = self
+            .cfg
+            .agents
+            .iter()
+            .position(|ag| ag.number.as_deref() == Some(number))
+            .filter(|&t| self.agents[t].status == Status::Available)
+            .and_then(|t| self.agents[t].station.clone().map(|s| (t, s)));
+        match target {
+            Some((t, station)) => {
+                self.agents[t].status = Status::Ringing;
+                self.agents[t].since = Instant::now();
+                Ok((self.cfg.agents[t].id.clone(), station))
+            }
+            None => {
+                self.waiters[i].connected = false;
+                self.log(
+                    Some(call_id),
+                    Some(q),
+                    None,
+                    "TRANSFERFAIL",
+                    serde_json::json!({"to": number}),
+                )
+                .await;
+                Err(format!("agent {number} is not free"))
+            }
+        }
     }
 
     /// An agent picks up, at their own (off-hook) phone, the queue call that

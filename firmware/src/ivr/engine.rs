@@ -25,6 +25,9 @@ use crate::clock::Clock;
 use crate::lines::Lines;
 use crate::store::{CheckHistory, StoreHandle, StoreMsg};
 
+/// How long the target of a blind transfer rings.
+const TRANSFER_RING: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A bridge the agent ends sooner than this was never a conversation.
 const BOUNCE: std::time::Duration = std::time::Duration::from_millis(1500);
 
@@ -471,6 +474,8 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
                     Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
                     Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
+                    // Transfers are carried out inside the queue.
+                    Ok(Some(BridgeEnd::Transfer(_))) => Ok(Target::Hangup),
                     Err(g) => Err(g),
                 },
                 NodeKind::Connect {
@@ -489,6 +494,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
                         Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
                         Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
+                        Ok(Some(BridgeEnd::Transfer(_))) => Ok(Target::Hangup),
                         Err(g) => Err(g),
                     }
                 }
@@ -836,7 +842,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         let with_wait = qc.as_ref().is_some_and(|q| q.announce_wait);
         let callback_key = qc.as_ref().and_then(|q| q.callback_key);
         let mut hold_pos = 0;
-        loop {
+        'wait: loop {
             // Music on hold (or ring-back) until the ACD speaks or it is
             // time for the position announcement.
             let until = async {
@@ -941,43 +947,147 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 }
                 // Nobody to supervise yet: the station goes back.
                 Some(WaiterMsg::Monitor { .. }) => continue,
-                Some(WaiterMsg::Connect { agent, mut lease }) => {
-                    let other = lease.port();
-                    let station = other.line.info().id.clone();
-                    let connected_at = tokio::time::Instant::now();
-                    let shutdown = media.shutdown().clone();
-                    let end = bridge_supervised(media.port(), other, &mut rx, &shutdown).await;
-                    let talk = connected_at.elapsed();
-                    let cause = if end == BridgeEnd::Shutdown {
-                        HangupCause::Shutdown
-                    } else {
-                        HangupCause::Normal
-                    };
-                    release(other, cause).await;
-                    drop(lease);
-                    if end == BridgeEnd::OtherHungUp && talk < BOUNCE {
-                        // The agent picked up and put down at once: not a
-                        // call. The caller keeps their place.
-                        st.path.push(format!("{name}!bounced:{agent}"));
-                        acd.bounced(self.call_id, &agent).await;
-                        continue;
+                Some(WaiterMsg::Connect {
+                    agent: first,
+                    lease: first_lease,
+                }) => {
+                    let (mut agent, mut lease) = (first, first_lease);
+                    let first_connect = tokio::time::Instant::now();
+                    loop {
+                        let other = lease.port();
+                        let station = other.line.info().id.clone();
+                        let connected_at = tokio::time::Instant::now();
+                        let shutdown = media.shutdown().clone();
+                        let code = acd.config().codes.transfer.clone();
+                        let end =
+                            bridge_supervised(media.port(), other, &mut rx, Some(&code), &shutdown)
+                                .await;
+                        let talk = connected_at.elapsed();
+                        let cause = if end == BridgeEnd::Shutdown {
+                            HangupCause::Shutdown
+                        } else {
+                            HangupCause::Normal
+                        };
+                        release(other, cause).await;
+                        drop(lease);
+                        if let BridgeEnd::Transfer(number) = &end {
+                            // Blind transfer: the first agent is done; ring the
+                            // agent with that number. If that fails the caller
+                            // is back at the head of the queue.
+                            st.path.push(format!("{name}=transfer:{agent}>{number}"));
+                            match acd.transfer(self.call_id, &agent, talk, number).await {
+                                Ok((to, to_station)) => {
+                                    let ring_to = match self.lines.seize(&to_station).await {
+                                        Some(mut l) => {
+                                            let cmd = LineCommand::Ring {
+                                                caller_id: self.caller.map(str::to_string),
+                                                caller_name: None,
+                                            };
+                                            match self
+                                                .ring(media, &mut l, cmd, TRANSFER_RING)
+                                                .await?
+                                            {
+                                                Rung::Answered => Some(l),
+                                                _ => None,
+                                            }
+                                        }
+                                        None => None,
+                                    };
+                                    acd.transfer_result(self.call_id, &to, ring_to.is_some())
+                                        .await;
+                                    match ring_to {
+                                        Some(l) => {
+                                            st.path.push(format!("{name}=connected:{to}"));
+                                            agent = to;
+                                            lease = l;
+                                            continue;
+                                        }
+                                        None => {
+                                            st.path.push(format!("{name}!transfer_failed:{to}"));
+                                            continue 'wait;
+                                        }
+                                    }
+                                }
+                                Err(why) => {
+                                    tracing::warn!("transfer refused: {why}");
+                                    st.path.push(format!("{name}!transfer_failed"));
+                                    continue 'wait;
+                                }
+                            }
+                        }
+                        if end == BridgeEnd::OtherHungUp && talk < BOUNCE {
+                            // The agent picked up and put down at once: not a
+                            // call. The caller keeps their place.
+                            st.path.push(format!("{name}!bounced:{agent}"));
+                            acd.bounced(self.call_id, &agent).await;
+                            continue 'wait;
+                        }
+                        let ms = first_connect.duration_since(joined).as_millis() as i64;
+                        st.queue_wait_ms = Some(st.queue_wait_ms.unwrap_or(0) + ms);
+                        if !st
+                            .path
+                            .last()
+                            .is_some_and(|p| p == &format!("{name}=connected:{agent}"))
+                        {
+                            st.path.push(format!("{name}=connected:{agent}"));
+                        }
+                        st.queue_exit = Some("connected".into());
+                        st.agent = Some(agent.clone());
+                        st.talk_ms = Some(talk.as_millis() as i64);
+                        st.connected_to = Some(station.clone());
+                        st.outcome = Some(format!("connected:{agent}"));
+                        let by = match end {
+                            BridgeEnd::CallerHungUp => Completed::ByCaller,
+                            BridgeEnd::OtherHungUp => Completed::ByAgent,
+                            _ => Completed::BySystem,
+                        };
+                        acd.done(self.call_id, &agent, talk, by).await;
+                        return Ok(Some(end));
                     }
-                    let ms = connected_at.duration_since(joined).as_millis() as i64;
-                    st.queue_wait_ms = Some(st.queue_wait_ms.unwrap_or(0) + ms);
-                    st.path.push(format!("{name}=connected:{agent}"));
-                    st.queue_exit = Some("connected".into());
-                    st.agent = Some(agent.clone());
-                    st.talk_ms = Some(talk.as_millis() as i64);
-                    st.connected_to = Some(station.clone());
-                    st.outcome = Some(format!("connected:{agent}"));
-                    let by = match end {
-                        BridgeEnd::CallerHungUp => Completed::ByCaller,
-                        BridgeEnd::OtherHungUp => Completed::ByAgent,
-                        _ => Completed::BySystem,
-                    };
-                    acd.done(self.call_id, &agent, talk, by).await;
-                    return Ok(Some(end));
                 }
+            }
+        }
+    }
+
+    /// Rings (or dials) a borrowed line with ring-back to the caller until
+    /// it answers, refuses or `ring_timeout` passes; a line that did not
+    /// answer is released.
+    async fn ring(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        lease: &mut crate::lines::Lease<L, I, O>,
+        cmd: LineCommand,
+        ring_timeout: std::time::Duration,
+    ) -> Result<Rung, Gone> {
+        if let Err(e) = lease.port().line.command(cmd).await {
+            tracing::warn!("could not ring: {e}");
+            release(lease.port(), HangupCause::LineFailure).await;
+            return Ok(Rung::NotAnswered);
+        }
+        let other = lease.port();
+        let answered = media
+            .tone_while(
+                self.ivr.tones,
+                ProgressTone::Ringback,
+                tokio::time::timeout(ring_timeout, wait_answer(&mut other.line)),
+                false,
+            )
+            .await;
+        match answered {
+            Ok(Some(Ok(Ok(Answer::Yes)))) => Ok(Rung::Answered),
+            Ok(Some(Ok(Ok(Answer::Glare(ev))))) => {
+                // A caller took the trunk: their call goes back to the
+                // trunk's watcher.
+                lease.put_back(ev);
+                Ok(Rung::Glare)
+            }
+            Ok(_) => {
+                release(other, HangupCause::NoAnswer).await;
+                Ok(Rung::NotAnswered)
+            }
+            Err(g) => {
+                release(other, HangupCause::Normal).await;
+                Err(g)
             }
         }
     }
@@ -1009,37 +1119,14 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 },
                 Some(n) => LineCommand::Dial { number: n.clone() },
             };
-            if let Err(e) = lease.port().line.command(cmd).await {
-                tracing::warn!(line = %line_id, "could not ring: {e}");
-                release(lease.port(), HangupCause::LineFailure).await;
-                continue;
-            }
             tracing::info!(line = %line_id, "{label}: ringing");
-            let other = lease.port();
-            let answered = media
-                .tone_while(
-                    self.ivr.tones,
-                    ProgressTone::Ringback,
-                    tokio::time::timeout(ring_timeout, wait_answer(&mut other.line)),
-                    false,
-                )
-                .await;
-            let answered = match answered {
-                Ok(Some(Ok(Ok(Answer::Yes)))) => true,
-                Ok(Some(Ok(Ok(Answer::Glare(ev))))) => {
-                    // A caller took the trunk: their call goes back to the
-                    // trunk's watcher; try the next line.
-                    lease.put_back(ev);
-                    continue;
-                }
-                Ok(_) => false,
-                Err(g) => {
-                    release(other, HangupCause::Normal).await;
-                    return Err(g);
-                }
+            let answered = match self.ring(media, &mut lease, cmd, ring_timeout).await? {
+                Rung::Answered => true,
+                Rung::NotAnswered => false,
+                Rung::Glare => continue,
             };
+            let other = lease.port();
             if !answered {
-                release(other, HangupCause::NoAnswer).await;
                 st.path.push(format!("{label}!no_answer:{line_id}"));
                 return Ok(None);
             }
@@ -1059,6 +1146,15 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         st.path.push(format!("{label}!all_busy"));
         Ok(None)
     }
+}
+
+/// How ringing a borrowed line ended.
+enum Rung {
+    Answered,
+    /// No answer, refused or failed; the line was released.
+    NotAnswered,
+    /// A call arrived on the trunk instead; it went back to its watcher.
+    Glare,
 }
 
 /// How a rung or dialled line responded.

@@ -366,7 +366,12 @@ pub enum BridgeEnd {
     Shutdown,
     /// A line or its audio failed.
     Failure(String),
+    /// The agent keyed a transfer to this agent number.
+    Transfer(String),
 }
+
+/// Quiet time after the agent's last key that completes a transfer target.
+const TRANSFER_KEYS_QUIET: Duration = Duration::from_secs(2);
 
 /// A frame the other side cannot take within this time is dropped: a far
 /// end that stopped reading must not stall the caller's audio.
@@ -424,6 +429,9 @@ enum Turn<L, I, O> {
     FromCaller(Frame),
     FromAgent(Frame),
     FromSup(Frame),
+    /// A key from the agent (`None`: a hook flash).
+    AgentKey(Option<char>),
+    KeysDone,
     Nothing,
 }
 
@@ -449,10 +457,15 @@ async fn pending_or<T>(f: Option<impl Future<Output = T>>) -> T {
 /// may join through `monitors`: listening (hears both), whispering (the
 /// agent also hears the supervisor) or barging in (everyone hears
 /// everyone). The supervisor leaves by hanging up; the call goes on.
+///
+/// With `transfer`, the agent transfers the caller by keying that code and
+/// an agent number (or a hook flash and the number); the bridge then ends
+/// with [`BridgeEnd::Transfer`].
 pub async fn bridge_supervised<L, I, O>(
     a: &mut Port<L, I, O>,
     b: &mut Port<L, I, O>,
     monitors: &mut tokio::sync::mpsc::Receiver<WaiterMsg<L, I, O>>,
+    transfer: Option<&str>,
     shutdown: &CancellationToken,
 ) -> BridgeEnd
 where
@@ -463,6 +476,9 @@ where
     let mut sup: Option<(Lease<L, I, O>, MonitorMode)> = None;
     let mut last_caller: Option<Frame> = None;
     let mut last_sup: Option<Frame> = None;
+    // Keys the agent sends (out of band), complete after a quiet moment.
+    let mut keys = String::new();
+    let mut keys_due: Option<tokio::time::Instant> = None;
     let end = loop {
         let turn = {
             let sp = sup.as_mut().map(|(l, _)| l.port());
@@ -480,9 +496,12 @@ where
                 },
                 ev = b.line.next_event() => match ev {
                     Ok(LineEvent::Hangup(_)) => Turn::End(BridgeEnd::OtherHungUp),
+                    Ok(LineEvent::Digit(d)) => Turn::AgentKey(Some(d)),
+                    Ok(LineEvent::HookFlash) => Turn::AgentKey(None),
                     Ok(_) => Turn::Nothing,
                     Err(e) => Turn::End(BridgeEnd::Failure(format!("connected line: {e}"))),
                 },
+                () = pending_or(keys_due.map(tokio::time::sleep_until)) => Turn::KeysDone,
                 ev = pending_or(sup_line.map(|l| l.next_event())) => match ev {
                     Ok(LineEvent::Hangup(_)) | Err(_) => Turn::SupGone,
                     Ok(_) => Turn::Nothing,
@@ -556,6 +575,27 @@ where
                 }
             }
             Turn::FromSup(f) => last_sup = Some(f),
+            Turn::AgentKey(k) => {
+                if let Some(code) = transfer {
+                    match k {
+                        // A flash starts a transfer: what follows is the
+                        // target.
+                        None => keys = code.to_string(),
+                        Some(d) => keys.push(d),
+                    }
+                    keys_due = Some(tokio::time::Instant::now() + TRANSFER_KEYS_QUIET);
+                }
+            }
+            Turn::KeysDone => {
+                keys_due = None;
+                let typed = std::mem::take(&mut keys);
+                if let Some(target) = transfer.and_then(|c| typed.strip_prefix(c))
+                    && !target.is_empty()
+                {
+                    break BridgeEnd::Transfer(target.to_string());
+                }
+                tracing::info!(keys = %typed, "agent keyed digits during the call; not a transfer");
+            }
         }
     };
     if let Some((mut l, _)) = sup.take() {
