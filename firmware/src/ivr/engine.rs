@@ -1024,12 +1024,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         }
                         let ms = first_connect.duration_since(joined).as_millis() as i64;
                         st.queue_wait_ms = Some(st.queue_wait_ms.unwrap_or(0) + ms);
-                        if !st
-                            .path
-                            .last()
-                            .is_some_and(|p| p == &format!("{name}=connected:{agent}"))
-                        {
-                            st.path.push(format!("{name}=connected:{agent}"));
+                        let entry = format!("{name}=connected:{agent}");
+                        if st.path.last() != Some(&entry) {
+                            st.path.push(entry);
                         }
                         st.queue_exit = Some("connected".into());
                         st.agent = Some(agent.clone());
