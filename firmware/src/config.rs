@@ -379,6 +379,7 @@ impl SiteConfig {
                 &prompt_dir,
                 &lines,
                 acd.as_ref(),
+                raw.acd.is_some() && acd.is_none(),
             ) {
                 Ok(ivr) => Some(ivr),
                 Err((here, elsewhere)) => {

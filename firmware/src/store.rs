@@ -410,7 +410,7 @@ pub enum StoreMsg {
     /// An outbound job's progress.
     Job(JobRow, Stamp),
     /// Reads an outbound job's progress.
-    JobStatus(String, oneshot::Sender<Option<JobRow>>),
+    JobStatus(String, oneshot::Sender<Result<Option<JobRow>, String>>),
     /// A queue event.
     QueueLog {
         /// When.
@@ -643,9 +643,9 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreMsg>, path: PathBuf,
                     // Earlier writes of the same job are in `batch`: commit
                     // them first so the answer is current.
                     flush_batch(&mut conn, &mut batch, &boot_id, &path);
-                    let _ = reply.send(job_row(&conn, &name).unwrap_or_else(|e| {
+                    let _ = reply.send(job_row(&conn, &name).map_err(|e| {
                         tracing::error!("reading job {name}: {e}");
-                        None
+                        e.to_string()
                     }));
                 }
                 m => batch.push(m),

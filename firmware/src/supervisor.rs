@@ -258,7 +258,7 @@ async fn station<L, I, O>(
                     }
                     match r {
                         Ok(what) => {
-                            tracing::info!(%line, %digits, "{what}; supervisor hung up");
+                            tracing::info!(%line, %digits, "{what}; the station is back");
                             off_hook = false;
                             ctx.panel.line_led(&line, false).await;
                             continue;

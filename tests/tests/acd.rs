@@ -1099,3 +1099,115 @@ script = [ { play = "b.wav" } ]
         "connected {gap} ms after the transfer"
     );
 }
+
+/// A wrong feature code is answered on the handset with "not a valid
+/// option" (2.2 s), a right one with a short beep (0.4 s); neither crashes.
+#[test]
+fn feature_codes_are_answered_on_the_handset() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+
+[acd.agent.b]
+station = "desk-2"
+
+[acd.queue.sales]
+members = { a = 0, b = 0 }
+"##;
+    let site = acd_site(1, 2, acd);
+    let dir = site.dir.path();
+    let path = site.write(
+        "calls.toml",
+        r##"
+[[agent]]
+name = "a"
+line = "desk-1"
+dial = [ { at = "1s", digits = "*71", hold = "5s" } ]
+
+[[agent]]
+name = "b"
+line = "desk-2"
+dial = [ { at = "1s", digits = "*4444", hold = "5s" } ]
+"##,
+    );
+    let report = dir.join("report.json");
+    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let frames = |line: &str| rep["heard_frames"][line].as_u64().unwrap_or(0);
+    assert!((10..40).contains(&frames("desk-1")), "beep: {rep}");
+    assert!(
+        (80..140).contains(&frames("desk-2")),
+        "invalid option: {rep}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a logged in at desk-1"), "{err}");
+    assert!(err.contains("feature code refused"), "{err}");
+}
+
+#[test]
+fn linear_follows_the_order_members_are_written_in() {
+    let acd = r##"
+[acd.agent.zoe]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.adam]
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+strategy = "linear"
+members = { zoe = 0, adam = 0 }
+"##;
+    let site = acd_site(1, 2, acd);
+    let recs = run(
+        &site,
+        &(sequential(2, 30, "4001") + &agents_toml(&["zoe", "adam"], &["1s", "1s"], &["5s", "5s"])),
+    );
+    assert_eq!(order(&recs), ["zoe", "zoe"]);
+}
+
+#[test]
+fn acd_config_errors_are_reported_with_places() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+
+[acd.agent.b]
+station = "trunk-1"
+
+[acd.queue.sales]
+strategy = "fastest"
+members = { a = 0, ghost = 0, b = 2 }
+max_length = 0
+
+[acd.codes]
+pause = "*7"
+"##;
+    let site = acd_site(1, 1, acd);
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for msg in [
+        "`trunk-1` is a trunk line; agents sit at station lines",
+        "unknown strategy `fastest`",
+        "`ghost` is not an agent under [acd.agent]",
+        "need `tier_step`",
+        "max_length 0",
+        "starts with `*7` (pause)",
+    ] {
+        assert!(err.contains(msg), "missing `{msg}`:\n{err}");
+    }
+    // The IVR's queue node does not pile on: the queue exists, the [acd]
+    // section just has errors.
+    assert!(!err.contains("is not a queue under"), "{err}");
+    // Every line is FILE:LINE:COL.
+    for l in err.lines() {
+        assert!(l.contains("site.toml:"), "{l}");
+    }
+}

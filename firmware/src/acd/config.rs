@@ -134,12 +134,40 @@ struct RawAgent {
     wrap_up: Option<String>,
 }
 
+/// Queue members in the order the file lists them (linear and round-robin
+/// follow it), not sorted as a map would be.
+#[derive(Debug, Default)]
+struct Members(Vec<(String, u32)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of agent = penalty tier, like { alice = 0, bob = 1 }")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Members, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, t)) = m.next_entry::<String, u32>()? {
+                    v.push((k, t));
+                }
+                Ok(Members(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawQueue {
     #[serde(default)]
     strategy: Option<String>,
-    members: BTreeMap<String, u32>,
+    members: Members,
     #[serde(default)]
     ring_timeout: Option<String>,
     #[serde(default)]
@@ -384,8 +412,20 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
 
     let mut agents = Vec::new();
     let mut numbers: HashMap<&str, &str> = HashMap::new();
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    };
     for (id, a) in &raw.agent {
         let p = format!("acd.agent.{id}");
+        if !name_ok(id) {
+            err(
+                p.clone(),
+                format!("agent id `{id}` must be 1-64 letters, digits, `-` or `_`"),
+            );
+        }
         if let Some(s) = &a.station {
             match lines.iter().find(|l| &l.id == s) {
                 None => err(
@@ -446,6 +486,22 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
     let mut queues = Vec::new();
     for (name, q) in &raw.queue {
         let p = format!("acd.queue.{name}");
+        if !name_ok(name) {
+            err(
+                p.clone(),
+                format!("queue name `{name}` must be 1-64 letters, digits, `-` or `_`"),
+            );
+        }
+        if let Some(m) = &q.moh
+            && (m.is_empty()
+                || std::path::Path::new(m).is_absolute()
+                || m.split('/').any(|x| x == ".."))
+        {
+            err(
+                format!("{p}.moh"),
+                format!("music file `{m}` must be a file name inside the prompts directory"),
+            );
+        }
         let strategy = match q.strategy.as_deref() {
             None => Strategy::LongestIdle,
             Some(s) => match Strategy::NAMES.iter().find(|(n, _)| *n == s) {
@@ -463,7 +519,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
             },
         };
         let mut members = Vec::new();
-        for (agent, tier) in &q.members {
+        for (agent, tier) in &q.members.0 {
             match agents.iter().position(|a| &a.id == agent) {
                 Some(i) => members.push((i, *tier)),
                 None => err(
@@ -472,7 +528,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
                 ),
             }
         }
-        if q.members.is_empty() {
+        if q.members.0.is_empty() {
             err(
                 format!("{p}.members"),
                 "a queue needs at least one member agent".into(),

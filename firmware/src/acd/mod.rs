@@ -471,6 +471,8 @@ struct Waiter<L, I, O> {
     callback: Option<String>,
     /// Calling number, shown on the agent's phone.
     caller: Option<String>,
+    /// Wait counted when the caller was connected (taken back on a bounce).
+    counted_wait: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -777,6 +779,7 @@ where
                         connected: false,
                         callback: None,
                         caller: caller.clone(),
+                        counted_wait: None,
                     });
                     JoinResult::Joined(waiting + 1)
                 };
@@ -823,7 +826,15 @@ where
                     // Back in line with the original join time: first again.
                     w.connected = false;
                     let q = w.queue;
-                    self.counters[q].answered = self.counters[q].answered.saturating_sub(1);
+                    let qcfg_sl = self.cfg.queues[q].service_level;
+                    let c = &mut self.counters[q];
+                    c.answered = c.answered.saturating_sub(1);
+                    if let Some(waited) = w.counted_wait.take() {
+                        c.wait_answered = c.wait_answered.saturating_sub(waited);
+                        if waited <= qcfg_sl {
+                            c.answered_in_sl = c.answered_in_sl.saturating_sub(1);
+                        }
+                    }
                     self.missed(a, q).await;
                     self.log(
                         Some(&call_id),
@@ -1397,7 +1408,7 @@ where
             }
             let (out, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
                 .into_iter()
-                .partition(|w| w.queue == q && !w.connected);
+                .partition(|w| w.queue == q && !w.connected && w.callback.is_none());
             self.waiters = keep;
             for w in out {
                 self.counters[q].empty += 1;
@@ -1526,6 +1537,7 @@ where
                     return;
                 }
                 self.waiters[i].connected = true;
+                self.waiters[i].counted_wait = Some(waited);
                 let c = &mut self.counters[wq];
                 c.answered += 1;
                 c.wait_answered += waited;
@@ -1640,7 +1652,10 @@ where
         while i < self.waiters.len() {
             let w = &self.waiters[i];
             let q = &self.cfg.queues[w.queue];
+            // A caller waiting for a callback has hung up: their place
+            // holds until an agent is free.
             if !w.connected
+                && w.callback.is_none()
                 && q.max_wait
                     .is_some_and(|m| now.duration_since(w.joined) >= m)
             {
@@ -1681,7 +1696,9 @@ where
         }
         for w in self.waiters.iter().filter(|w| !w.connected) {
             let q = &self.cfg.queues[w.queue];
-            if let Some(m) = q.max_wait {
+            if let Some(m) = q.max_wait
+                && w.callback.is_none()
+            {
                 at(w.joined + m);
             }
             for &(_, tier) in &q.members {

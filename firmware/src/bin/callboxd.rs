@@ -490,6 +490,7 @@ fn write_sim_report(path: &Path, c: &SimControl) -> Result<(), Failure> {
         "outbound_dialled": n(&s.outbound_dialled),
         "unreleased": n(&s.unreleased),
         "probes_heard": s.probes(),
+        "heard_frames": *s.heard_by_line.lock().unwrap_or_else(|p| p.into_inner()),
     });
     std::fs::write(path, report.to_string())
         .with_context(|| format!("writing the sim report {}", path.display()))?;

@@ -973,6 +973,7 @@ pub(crate) fn check(
     prompt_dir: &Path,
     lines: &[LineInfo],
     acd: Option<&crate::acd::AcdConfig>,
+    acd_failed: bool,
 ) -> Result<Ivr, CheckErrors> {
     let mut c = Checker {
         errs: Vec::new(),
@@ -1457,14 +1458,18 @@ pub(crate) fn check(
                 let index = match acd.and_then(|a| a.queue(&qname)) {
                     Some(i) => i,
                     None => {
-                        c.err(
-                            if q.queue.is_some() {
-                                p("queue")
-                            } else {
-                                at.clone()
-                            },
-                            format!("`{qname}` is not a queue under [acd.queue]"),
-                        );
+                        // An `[acd]` with errors has reported them; its
+                        // queues are unknown, not missing.
+                        if !acd_failed {
+                            c.err(
+                                if q.queue.is_some() {
+                                    p("queue")
+                                } else {
+                                    at.clone()
+                                },
+                                format!("`{qname}` is not a queue under [acd.queue]"),
+                            );
+                        }
                         0
                     }
                 };

@@ -467,7 +467,13 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     announce,
                     on_overflow,
                     after,
-                } => match self.queue(media, *queue, name, announce, st).await {
+                } => match self
+                    .queue(media, *queue, name, announce, st)
+                    .await
+                    .inspect(|_| {
+                        // Keys pressed on hold were not meant for the next node.
+                        media.clear_keys();
+                    }) {
                     Ok(None) if st.queue_exit.as_deref() == Some("callback") => Ok(Target::Hangup),
                     Ok(None) => Ok(*on_overflow),
                     Ok(Some(BridgeEnd::OtherHungUp)) => Ok(after.unwrap_or(Target::Hangup)),

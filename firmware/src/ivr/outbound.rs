@@ -74,13 +74,13 @@ where
         .send(StoreMsg::JobStatus(job.name.clone(), tx))
         .await;
     let mut attempts = match crate::store::reply(rx).await {
-        Some(Some(row)) if row.status != "pending" => {
+        Some(Ok(Some(row))) if row.status != "pending" => {
             tracing::info!(status = %row.status, "job already finished; not calling again");
             return;
         }
-        Some(Some(row)) => row.attempts,
-        Some(None) => 0,
-        None => {
+        Some(Ok(Some(row))) => row.attempts,
+        Some(Ok(None)) => 0,
+        Some(Err(_)) | None => {
             // Without its history the box could call a customer twice.
             tracing::error!("job progress could not be read; the job is skipped this run");
             return;

@@ -208,6 +208,8 @@ pub struct SimStats {
     /// ([`PROBE_HZ`]), by line: the audio-path checks of supervisor and
     /// bridge tests ("the whisper reaches the agent, not the caller").
     pub probes_heard: std::sync::Mutex<std::collections::BTreeMap<String, [u64; 3]>>,
+    /// Frames with sound (above -50 dBFS) each far end heard, by line.
+    pub heard_by_line: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Calls the box dialled out.
     pub outbound_dialled: AtomicU64,
     /// Of those, answered by the called party.

@@ -490,6 +490,12 @@ async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended 
                     && heard.power_dbfs() > HEARD_DBFS
                 {
                     SimStats::add(&stats.frames_heard);
+                    *stats
+                        .heard_by_line
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(fe.info.id.clone())
+                        .or_default() += 1;
                     let hits = probe_tones(heard.samples());
                     if hits.iter().any(|&h| h) {
                         let mut m = stats.probes_heard.lock().unwrap_or_else(|p| p.into_inner());
