@@ -87,6 +87,11 @@ impl<L, I, O> Lines<L, I, O> {
         rx
     }
 
+    /// Whether the box has a line with this id.
+    pub fn has(&self, id: &str) -> bool {
+        self.inboxes.contains_key(id)
+    }
+
     /// Borrows an idle line; `None` when it is busy, unknown or out of
     /// service.
     pub async fn seize(&self, id: &str) -> Option<Lease<L, I, O>> {

@@ -146,6 +146,7 @@ enum Msg<L, I, O> {
         reply: oneshot::Sender<Result<String, String>>,
     },
     Stats(oneshot::Sender<AcdStats>),
+    Command(AgentCommand, oneshot::Sender<Result<String, String>>),
     Position {
         call_id: String,
         reply: oneshot::Sender<Option<Position>>,
@@ -191,6 +192,49 @@ pub struct Position {
     pub expected: Option<Duration>,
 }
 
+/// What an agent (or headquarters on their behalf) asks of the ACD: the
+/// same commands whether keyed as feature codes on a phone or sent over
+/// the fleet link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCommand {
+    /// Log in at a station (hot-desking).
+    Login {
+        /// Agent id.
+        agent: String,
+        /// Station line id.
+        station: String,
+    },
+    /// Log out.
+    Logout {
+        /// Agent id.
+        agent: String,
+    },
+    /// Pause with an optional reason code.
+    Pause {
+        /// Agent id.
+        agent: String,
+        /// Reason code.
+        reason: Option<String>,
+    },
+    /// Back from a pause or do-not-disturb.
+    Unpause {
+        /// Agent id.
+        agent: String,
+    },
+    /// Do not disturb.
+    Dnd {
+        /// Agent id.
+        agent: String,
+    },
+    /// Disposition code for the agent's last call.
+    WrapCode {
+        /// Agent id.
+        agent: String,
+        /// The code.
+        code: String,
+    },
+}
+
 /// Sends to the ACD actor.
 #[derive(Debug)]
 pub struct AcdHandle<L, I, O> {
@@ -217,6 +261,7 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
             Msg::Done { .. } => "Done",
             Msg::Code { .. } => "Code",
             Msg::Stats(_) => "Stats",
+            Msg::Command(..) => "Command",
             Msg::Position { .. } => "Position",
             Msg::Callback { .. } => "Callback",
             Msg::CallbackDone { .. } => "CallbackDone",
@@ -398,6 +443,17 @@ impl<L, I, O> AcdHandle<L, I, O> {
                 answered,
             })
             .await;
+    }
+
+    /// An agent command from outside the phones (headquarters over the
+    /// fleet link); the answer says what happened or why not.
+    pub async fn command(&self, cmd: AgentCommand) -> Result<String, String> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Command(cmd, reply)).await.is_err() {
+            return Err("the ACD has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
     }
 
     /// Live statistics.
@@ -908,6 +964,10 @@ where
             Msg::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Msg::Command(cmd, reply) => {
+                let r = self.command(cmd).await;
+                let _ = reply.send(r);
+            }
             Msg::Callback {
                 call_id,
                 number,
@@ -1096,12 +1156,13 @@ where
 
     /// Feature codes: login, logout, pause, unpause, dnd, wrap-up code.
     async fn code(&mut self, station: &str, digits: &str) -> Result<String, String> {
-        let codes = self.cfg.codes.clone();
-        let at_station = self
-            .agents
-            .iter()
-            .position(|a| a.station.as_deref() == Some(station) && a.status != Status::LoggedOut);
-        let busy = |s: &Status| matches!(s, Status::Ringing | Status::OnCall);
+        let cmd = self.parse_code(station, digits)?;
+        self.command(cmd).await
+    }
+
+    /// Turns keys keyed at a station into an agent command.
+    fn parse_code(&self, station: &str, digits: &str) -> Result<AgentCommand, String> {
+        let codes = &self.cfg.codes;
         if let Some(rest) = digits.strip_prefix(codes.login.as_str()) {
             let a = if rest.is_empty() {
                 self.cfg
@@ -1120,91 +1181,146 @@ where
                     if rest.is_empty() { "homed" } else { rest }
                 )
             })?;
-            if let Some(other) = at_station
-                && other != a
-            {
-                return Err(format!(
-                    "{} is logged in at {station}",
-                    self.cfg.agents[other].id
-                ));
-            }
-            if busy(&self.agents[a].status) {
-                return Err(format!("{} is on a call", self.cfg.agents[a].id));
-            }
-            self.agents[a].station = Some(station.to_string());
-            self.set_status(
-                a,
-                Status::Available,
-                "AGENTLOGIN",
-                serde_json::json!({"station": station}),
-            )
-            .await;
-            return Ok(format!("{} logged in at {station}", self.cfg.agents[a].id));
+            return Ok(AgentCommand::Login {
+                agent: self.cfg.agents[a].id.clone(),
+                station: station.to_string(),
+            });
         }
-        let a = at_station.ok_or_else(|| format!("nobody is logged in at {station}"))?;
-        let id = self.cfg.agents[a].id.clone();
+        let a = self
+            .agents
+            .iter()
+            .position(|a| a.station.as_deref() == Some(station) && a.status != Status::LoggedOut)
+            .ok_or_else(|| format!("nobody is logged in at {station}"))?;
+        let agent = self.cfg.agents[a].id.clone();
         if digits == codes.logout {
-            if busy(&self.agents[a].status) {
-                return Err(format!("{id} is on a call"));
-            }
-            self.agents[a].station = None;
-            self.set_status(
-                a,
-                Status::LoggedOut,
-                "AGENTLOGOFF",
-                serde_json::json!({"station": station}),
-            )
-            .await;
-            self.leave_empty().await;
-            return Ok(format!("{id} logged out"));
+            return Ok(AgentCommand::Logout { agent });
         }
         if let Some(reason) = digits.strip_prefix(codes.pause.as_str()) {
-            let reason = if reason.is_empty() { "none" } else { reason }.to_string();
-            self.set_status(
-                a,
-                Status::Paused(reason.clone()),
-                "PAUSE",
-                serde_json::json!({"reason": reason}),
-            )
-            .await;
-            return Ok(format!("{id} paused ({reason})"));
+            let reason = (!reason.is_empty()).then(|| reason.to_string());
+            return Ok(AgentCommand::Pause { agent, reason });
         }
         if digits == codes.unpause {
-            self.agents[a].missed = 0;
-            self.set_status(a, Status::Available, "UNPAUSE", serde_json::json!({}))
-                .await;
-            return Ok(format!("{id} available"));
+            return Ok(AgentCommand::Unpause { agent });
         }
         if digits == codes.dnd {
-            self.set_status(a, Status::Dnd, "DND", serde_json::json!({}))
-                .await;
-            return Ok(format!("{id} do-not-disturb"));
+            return Ok(AgentCommand::Dnd { agent });
         }
         if let Some(code) = digits.strip_prefix(codes.wrap.as_str()) {
-            if code.is_empty() {
-                return Err("a wrap-up code needs digits after it".into());
-            }
-            let call = self.agents[a]
-                .last_call
-                .clone()
-                .ok_or_else(|| format!("{id} has taken no call to code"))?;
-            self.store
-                .send(StoreMsg::WrapCode {
-                    call_id: call.clone(),
-                    code: code.to_string(),
-                })
-                .await;
-            self.log(
-                Some(&call),
-                None,
-                Some(a),
-                "WRAPCODE",
-                serde_json::json!({"code": code}),
-            )
-            .await;
-            return Ok(format!("call {call} coded {code}"));
+            return Ok(AgentCommand::WrapCode {
+                agent,
+                code: code.to_string(),
+            });
         }
         Err(format!("`{digits}` is not a feature code"))
+    }
+
+    /// Carries out an agent command, from a phone or from headquarters.
+    async fn command(&mut self, cmd: AgentCommand) -> Result<String, String> {
+        let id_of = |agent: &str| {
+            self.cfg
+                .agents
+                .iter()
+                .position(|a| a.id == agent)
+                .ok_or_else(|| format!("no agent `{agent}`"))
+        };
+        let busy = |s: &Status| matches!(s, Status::Ringing | Status::OnCall);
+        match cmd {
+            AgentCommand::Login { agent, station } => {
+                let a = id_of(&agent)?;
+                let at_station = self.agents.iter().position(|x| {
+                    x.station.as_deref() == Some(station.as_str()) && x.status != Status::LoggedOut
+                });
+                if let Some(other) = at_station
+                    && other != a
+                {
+                    return Err(format!(
+                        "{} is logged in at {station}",
+                        self.cfg.agents[other].id
+                    ));
+                }
+                if busy(&self.agents[a].status) {
+                    return Err(format!("{agent} is on a call"));
+                }
+                if !self.lines.has(&station) {
+                    return Err(format!("no station `{station}`"));
+                }
+                self.agents[a].station = Some(station.clone());
+                self.set_status(
+                    a,
+                    Status::Available,
+                    "AGENTLOGIN",
+                    serde_json::json!({"station": station}),
+                )
+                .await;
+                Ok(format!("{agent} logged in at {station}"))
+            }
+            AgentCommand::Logout { agent } => {
+                let a = id_of(&agent)?;
+                if busy(&self.agents[a].status) {
+                    return Err(format!("{agent} is on a call"));
+                }
+                let station = self.agents[a].station.take();
+                self.set_status(
+                    a,
+                    Status::LoggedOut,
+                    "AGENTLOGOFF",
+                    serde_json::json!({"station": station}),
+                )
+                .await;
+                self.leave_empty().await;
+                Ok(format!("{agent} logged out"))
+            }
+            AgentCommand::Pause { agent, reason } => {
+                let a = id_of(&agent)?;
+                let reason = reason.unwrap_or_else(|| "none".into());
+                self.set_status(
+                    a,
+                    Status::Paused(reason.clone()),
+                    "PAUSE",
+                    serde_json::json!({"reason": reason}),
+                )
+                .await;
+                Ok(format!("{agent} paused ({reason})"))
+            }
+            AgentCommand::Unpause { agent } => {
+                let a = id_of(&agent)?;
+                self.agents[a].missed = 0;
+                self.set_status(a, Status::Available, "UNPAUSE", serde_json::json!({}))
+                    .await;
+                Ok(format!("{agent} available"))
+            }
+            AgentCommand::Dnd { agent } => {
+                let a = id_of(&agent)?;
+                self.set_status(a, Status::Dnd, "DND", serde_json::json!({}))
+                    .await;
+                Ok(format!("{agent} do-not-disturb"))
+            }
+            AgentCommand::WrapCode { agent, code } => {
+                let a = id_of(&agent)?;
+                if code.is_empty() {
+                    return Err("a wrap-up code needs digits after it".into());
+                }
+                let call = self.agents[a]
+                    .last_call
+                    .clone()
+                    .ok_or_else(|| format!("{agent} has taken no call to code"))?;
+                self.store
+                    .send(StoreMsg::WrapCode {
+                        call_id: call.clone(),
+                        code: code.clone(),
+                    })
+                    .await;
+                self.log(
+                    Some(&call),
+                    None,
+                    Some(a),
+                    "WRAPCODE",
+                    serde_json::json!({"code": code}),
+                )
+                .await;
+                Ok(format!("call {call} coded {code}"))
+            }
+        }
     }
 
     /// Hands a supervisor's station to the call of the agent named by the
@@ -2123,4 +2239,95 @@ async fn call_back<L, I, O>(
             talk,
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callbox_hal::registry::{AnyAudioIn, AnyAudioOut, AnyLine};
+
+    type L = AnyLine;
+    type I = AnyAudioIn;
+    type O = AnyAudioOut;
+
+    /// The command API headquarters will use, without a phone in sight.
+    #[tokio::test]
+    async fn agent_commands_change_state_and_explain_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = crate::store::Store::open(dir.path(), "boot").unwrap();
+        let lines_info = [callbox_hal::LineInfo {
+            id: "desk-1".into(),
+            kind: callbox_hal::LineKind::Station,
+        }];
+        let raw: config::RawAcd = toml::from_str(
+            "[agent.alice]\nstation = \"desk-1\"\n[queue.sales]\nmembers = { alice = 0 }\n",
+        )
+        .unwrap();
+        let cfg = config::check(&raw, &lines_info).unwrap();
+        let mut lines = crate::lines::Lines::<L, I, O>::new();
+        let _inbox = lines.register("desk-1");
+        let (handle, inbox) = channel::<L, I, O>(cfg);
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        spawn(
+            &handle,
+            inbox,
+            std::sync::Arc::new(lines),
+            store.handle(),
+            Clock::new(false),
+            shutdown.clone(),
+            &tracker,
+        );
+        let state = |s: AcdStats| s.agents[0].state.clone();
+        assert_eq!(state(handle.stats().await.unwrap()), "logged_out");
+        let login = |station: &str| AgentCommand::Login {
+            agent: "alice".into(),
+            station: station.into(),
+        };
+        assert_eq!(
+            handle.command(login("desk-9")).await.unwrap_err(),
+            "no station `desk-9`"
+        );
+        handle.command(login("desk-1")).await.unwrap();
+        assert_eq!(state(handle.stats().await.unwrap()), "available");
+        handle
+            .command(AgentCommand::Pause {
+                agent: "alice".into(),
+                reason: Some("7".into()),
+            })
+            .await
+            .unwrap();
+        let s = handle.stats().await.unwrap();
+        assert_eq!(
+            (s.agents[0].state.as_str(), s.agents[0].reason.as_deref()),
+            ("paused", Some("7"))
+        );
+        let e = handle
+            .command(AgentCommand::WrapCode {
+                agent: "alice".into(),
+                code: "5".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e, "alice has taken no call to code");
+        assert!(
+            handle
+                .command(AgentCommand::Logout {
+                    agent: "bob".into()
+                })
+                .await
+                .is_err()
+        );
+        handle
+            .command(AgentCommand::Logout {
+                agent: "alice".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(state(handle.stats().await.unwrap()), "logged_out");
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        store.close().await;
+    }
 }
