@@ -1211,3 +1211,58 @@ pause = "*7"
         assert!(l.contains("site.toml:"), "{l}");
     }
 }
+
+/// Hold: a flash puts the caller on hold with the queue's music; the next
+/// flash brings them back.
+#[test]
+fn an_agent_puts_the_caller_on_hold_with_music_and_takes_them_back() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+moh = "hold.wav"
+"##;
+    let site = acd_site(1, 1, acd);
+    let dir = site.dir.path();
+    callbox_tests::write_tone_hz(&dir.join("prompts/hold.wav"), 1000.0, 2_000);
+    callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
+    // The agent flashes 5 s into the call and again 10 s later.
+    let path = site.write(
+        "calls.toml",
+        r##"
+[[call]]
+at = "0s"
+from = "1001000"
+to = "4001"
+script = [ { play = "caller.wav" } ]
+hangup_after = "40s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "25s"
+script = [ { wait = "5s" }, { flash = true }, { wait = "10s" }, { flash = true } ]
+"##,
+    );
+    let report = dir.join("report.json");
+    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let heard = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
+    // 10 s of music on hold (from 2 s after the first flash to 2 s after
+    // the second: 500 frames) plus about 1 s while waiting in the queue;
+    // and the caller's voice did not reach the agent meanwhile.
+    let music = heard("trunk-1", "1000");
+    assert!((500..600).contains(&music), "music frames {music}: {rep}");
+    let agent_heard_caller = heard("desk-1", "600");
+    // 25 s of talk minus ~10 s on hold.
+    assert!(
+        (600..900).contains(&agent_heard_caller),
+        "{agent_heard_caller}: {rep}"
+    );
+    assert_eq!(site.records()[0]["agent"], "a");
+}

@@ -965,9 +965,16 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         let connected_at = tokio::time::Instant::now();
                         let shutdown = media.shutdown().clone();
                         let code = acd.config().codes.transfer.clone();
-                        let end =
-                            bridge_supervised(media.port(), other, &mut rx, Some(&code), &shutdown)
-                                .await;
+                        let held: &[i16] = hold.as_deref().unwrap_or(&[]);
+                        let end = bridge_supervised(
+                            media.port(),
+                            other,
+                            &mut rx,
+                            Some(&code),
+                            held,
+                            &shutdown,
+                        )
+                        .await;
                         let talk = connected_at.elapsed();
                         let cause = if end == BridgeEnd::Shutdown {
                             HangupCause::Shutdown

@@ -461,11 +461,16 @@ async fn pending_or<T>(f: Option<impl Future<Output = T>>) -> T {
 /// With `transfer`, the agent transfers the caller by keying that code and
 /// an agent number (or a hook flash and the number); the bridge then ends
 /// with [`BridgeEnd::Transfer`].
+///
+/// A hook flash with no number after it puts the caller on hold (they hear
+/// `hold_music`, the agent hears nothing from them); the next flash takes
+/// the caller back.
 pub async fn bridge_supervised<L, I, O>(
     a: &mut Port<L, I, O>,
     b: &mut Port<L, I, O>,
     monitors: &mut tokio::sync::mpsc::Receiver<WaiterMsg<L, I, O>>,
     transfer: Option<&str>,
+    hold_music: &[i16],
     shutdown: &CancellationToken,
 ) -> BridgeEnd
 where
@@ -479,6 +484,9 @@ where
     // Keys the agent sends (out of band), complete after a quiet moment.
     let mut keys = String::new();
     let mut keys_due: Option<tokio::time::Instant> = None;
+    let mut on_hold = false;
+    let mut hold_pos = 0usize;
+    let mut flashed = false;
     let end = loop {
         let turn = {
             let sp = sup.as_mut().map(|(l, _)| l.port());
@@ -548,6 +556,20 @@ where
                 // A second supervisor is refused: dropping the lease hands
                 // the station back.
             }
+            Turn::FromCaller(f) if on_hold => last_caller = Some(f),
+            Turn::FromAgent(f) if on_hold => {
+                // The agent's frames pace the music the held caller hears.
+                let mut music = f;
+                for s in music.samples_mut() {
+                    *s = if hold_music.is_empty() {
+                        0
+                    } else {
+                        hold_music[hold_pos % hold_music.len()]
+                    };
+                    hold_pos += 1;
+                }
+                let _ = tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(music)).await;
+            }
             Turn::FromCaller(f) => {
                 // The agent hears the caller, and the supervisor when
                 // whispering or barging in.
@@ -579,8 +601,11 @@ where
                 if let Some(code) = transfer {
                     match k {
                         // A flash starts a transfer: what follows is the
-                        // target.
-                        None => keys = code.to_string(),
+                        // target (nothing: hold).
+                        None => {
+                            keys = code.to_string();
+                            flashed = true;
+                        }
                         Some(d) => keys.push(d),
                     }
                     keys_due = Some(tokio::time::Instant::now() + TRANSFER_KEYS_QUIET);
@@ -589,10 +614,17 @@ where
             Turn::KeysDone => {
                 keys_due = None;
                 let typed = std::mem::take(&mut keys);
-                if let Some(target) = transfer.and_then(|c| typed.strip_prefix(c))
-                    && !target.is_empty()
-                {
-                    break BridgeEnd::Transfer(target.to_string());
+                let flashed = std::mem::take(&mut flashed);
+                if let Some(target) = transfer.and_then(|c| typed.strip_prefix(c)) {
+                    if !target.is_empty() {
+                        break BridgeEnd::Transfer(target.to_string());
+                    }
+                    if flashed {
+                        // A flash and nothing else: hold, or back from hold.
+                        on_hold = !on_hold;
+                        tracing::info!(on_hold, "agent flashed");
+                        continue;
+                    }
                 }
                 tracing::info!(keys = %typed, "agent keyed digits during the call; not a transfer");
             }

@@ -58,6 +58,7 @@ struct RawStep {
     level: Option<f64>,
     play: Option<String>,
     hangup: Option<bool>,
+    flash: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +199,8 @@ pub enum Step {
     },
     /// Play audio samples (a WAV file, loaded at scenario load).
     Play(Arc<[i16]>),
+    /// A short on-hook pulse (an analog phone's flash / recall key).
+    Flash,
     /// Hang up.
     Hangup,
 }
@@ -600,6 +603,7 @@ impl Checker<'_> {
                 s.press.is_some(),
                 s.play.is_some(),
                 s.hangup.is_some(),
+                s.flash.is_some(),
             ]
             .iter()
             .filter(|&&x| x)
@@ -607,7 +611,7 @@ impl Checker<'_> {
             if actions != 1 {
                 self.err(
                     &p,
-                    "each step does exactly one of: wait, press, play, hangup",
+                    "each step does exactly one of: wait, press, play, hangup, flash",
                 );
                 continue;
             }
@@ -656,6 +660,13 @@ impl Checker<'_> {
                 }
             } else if s.hangup == Some(true) {
                 out.push(Step::Hangup);
+            } else if s.flash == Some(true) {
+                out.push(Step::Flash);
+            } else if s.flash.is_some() {
+                self.err(
+                    &format!("{p}.flash"),
+                    "write `flash = true` (or leave the step out)",
+                );
             } else {
                 self.err(
                     &format!("{p}.hangup"),

@@ -480,6 +480,11 @@ async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended 
                             }
                         }
                         Signal::InbandDigit => SimStats::add(&stats.digits_sent),
+                        Signal::Flash => {
+                            if fe.events.send(LineEvent::HookFlash).await.is_err() {
+                                return Ended::Closed;
+                            }
+                        }
                         Signal::Hangup => return Ended::FarHungUp,
                     }
                 }
@@ -553,6 +558,8 @@ enum Signal {
     InbandDigit,
     /// Hang up.
     Hangup,
+    /// Hook flash.
+    Flash,
 }
 
 enum Seg {
@@ -612,6 +619,7 @@ impl Player {
             }
             Step::Play(s) => self.segs.push_back(Seg::Samples(s, 0)),
             Step::Hangup => self.segs.push_back(Seg::Signal(Signal::Hangup)),
+            Step::Flash => self.segs.push_back(Seg::Signal(Signal::Flash)),
         }
     }
 
