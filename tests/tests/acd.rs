@@ -66,6 +66,17 @@ fn table(site: &Site, name: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Runs a scenario with `--sim-report`: the report (what each line heard)
+/// and the run's output.
+fn run_heard(site: &Site, scenario: &str) -> (Value, std::process::Output) {
+    let path = site.write("calls.toml", scenario);
+    let report = site.dir.path().join("report.json");
+    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rep = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    (rep, out)
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
@@ -951,8 +962,8 @@ ring_timeout = "60s"
     let dir = site.dir.path();
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
     callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 10_000);
-    let path = site.write(
-        "calls.toml",
+    let (rep, _) = run_heard(
+        &site,
         r##"
 [[call]]
 at = "0s"
@@ -974,9 +985,6 @@ line = "desk-2"
 dial = [ { at = "5s", digits = "*8", hold = "2s", then = [ { play = "b.wav" } ] } ]
 "##,
     );
-    let report = dir.join("report.json");
-    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
     let recs = site.records();
     let r = &recs[0];
     assert_eq!(r["agent"], "b", "{r:#}");
@@ -988,7 +996,6 @@ dial = [ { at = "5s", digits = "*8", hold = "2s", then = [ { play = "b.wav" } ] 
             .any(|e| e["event"] == "PICKUP" && e["agent"] == "b"),
         "{log:#?}"
     );
-    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let heard = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
     assert!(heard("trunk-1", "1400") > 200, "the caller hears b: {rep}");
     assert!(heard("desk-2", "600") > 200, "b hears the caller: {rep}");
@@ -1021,8 +1028,8 @@ members = { a = 0 }
     let dir = site.dir.path();
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
     callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 10_000);
-    let path = site.write(
-        "calls.toml",
+    let (rep, _) = run_heard(
+        &site,
         r##"
 [[call]]
 at = "0s"
@@ -1054,9 +1061,6 @@ talk = "10s"
 script = [ { play = "b.wav" } ]
 "##,
     );
-    let report = dir.join("report.json");
-    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
     let recs = site.records();
     let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
     let first = by("1001000");
@@ -1070,7 +1074,6 @@ script = [ { play = "b.wav" } ]
     assert!(path.contains(&"sales=connected:b"), "{path:?}");
     assert_eq!(first["agent"], "b");
     assert_eq!(first["connected_to"], "desk-2");
-    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let heard = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
     assert!(heard("desk-2", "600") > 200, "b hears the caller: {rep}");
     assert!(heard("trunk-1", "1400") > 200, "the caller hears b: {rep}");
@@ -1115,9 +1118,8 @@ station = "desk-2"
 members = { a = 0, b = 0 }
 "##;
     let site = acd_site(1, 2, acd);
-    let dir = site.dir.path();
-    let path = site.write(
-        "calls.toml",
+    let (rep, out) = run_heard(
+        &site,
         r##"
 [[agent]]
 name = "a"
@@ -1130,10 +1132,6 @@ line = "desk-2"
 dial = [ { at = "1s", digits = "*4444", hold = "5s" } ]
 "##,
     );
-    let report = dir.join("report.json");
-    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let frames = |line: &str| rep["heard_frames"][line].as_u64().unwrap_or(0);
     assert!((10..40).contains(&frames("desk-1")), "beep: {rep}");
     assert!(
@@ -1230,8 +1228,8 @@ moh = "hold.wav"
     callbox_tests::write_tone_hz(&dir.join("prompts/hold.wav"), 1000.0, 2_000);
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
     // The agent flashes 5 s into the call and again 10 s later.
-    let path = site.write(
-        "calls.toml",
+    let (rep, _) = run_heard(
+        &site,
         r##"
 [[call]]
 at = "0s"
@@ -1248,10 +1246,6 @@ talk = "25s"
 script = [ { wait = "5s" }, { flash = true }, { wait = "10s" }, { flash = true } ]
 "##,
     );
-    let report = dir.join("report.json");
-    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let heard = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
     // 10 s of music on hold (from 2 s after the first flash to 2 s after
     // the second: 500 frames) plus about 1 s while waiting in the queue;
