@@ -1260,3 +1260,80 @@ script = [ { wait = "5s" }, { flash = true }, { wait = "10s" }, { flash = true }
     );
     assert_eq!(site.records()[0]["agent"], "a");
 }
+
+/// Attended transfer: a keys *3 and b's number; the caller holds with
+/// music while a and b talk; when a hangs up, the caller is b's.
+#[test]
+fn an_agent_consults_another_before_handing_the_caller_over() {
+    let acd = r##"
+[acd.agent.a]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+number = "1002"
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+moh = "hold.wav"
+"##;
+    let site = acd_site(1, 2, acd);
+    let dir = site.dir.path();
+    callbox_tests::write_tone_hz(&dir.join("prompts/hold.wav"), 1000.0, 2_000);
+    callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
+    callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 60_000);
+    let (rep, _) = run_heard(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "1001000"
+to = "4001"
+script = [ { play = "caller.wav" } ]
+hangup_after = "45s"
+
+# a consults b 3 s into the call and hangs up at 20 s.
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "20s"
+script = [ { wait = "3s" }, { press = "*31002", via = "signal" } ]
+
+[[agent]]
+name = "b"
+line = "desk-2"
+answer_after = "2s"
+talk = "30s"
+script = [ { play = "b.wav" } ]
+"##,
+    );
+    let recs = site.records();
+    let r = &recs[0];
+    let path: Vec<&str> = r["ivr_path"].as_array().unwrap().iter().map(s).collect();
+    assert!(path.contains(&"sales=consult:a>1002"), "{path:?}");
+    assert!(path.contains(&"sales=connected:b"), "{path:?}");
+    assert_eq!(r["agent"], "b");
+    assert_eq!(r["connected_to"], "desk-2");
+    let heard = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
+    // About 14 s of music while a and b talked.
+    let music = heard("trunk-1", "1000");
+    assert!((600..900).contains(&music), "music {music}: {rep}");
+    // a heard b during the consultation; b later heard the caller.
+    assert!(heard("desk-1", "1400") > 300, "{rep}");
+    assert!(heard("desk-2", "600") > 200, "{rep}");
+    assert!(heard("trunk-1", "1400") > 200, "{rep}");
+    let log = table(&site, "queue_log");
+    let t = log
+        .iter()
+        .find(|e| e["event"] == "TRANSFER")
+        .expect("TRANSFER");
+    assert_eq!(t["data"]["attended"], true);
+    assert!(
+        log.iter()
+            .any(|e| e["event"] == "TRANSFERCONNECT" && e["agent"] == "b")
+    );
+}

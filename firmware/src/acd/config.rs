@@ -65,6 +65,8 @@ struct RawCodes {
     pickup: String,
     #[serde(default = "c_transfer")]
     transfer: String,
+    #[serde(default = "c_consult")]
+    consult: String,
 }
 
 fn c_login() -> String {
@@ -100,6 +102,9 @@ fn c_pickup() -> String {
 fn c_transfer() -> String {
     "*2".into()
 }
+fn c_consult() -> String {
+    "*3".into()
+}
 
 impl Default for RawCodes {
     fn default() -> Self {
@@ -115,6 +120,7 @@ impl Default for RawCodes {
             barge: c_barge(),
             pickup: c_pickup(),
             transfer: c_transfer(),
+            consult: c_consult(),
         }
     }
 }
@@ -266,6 +272,9 @@ pub struct Codes {
     pub pickup: String,
     /// During a call: blind transfer to `code<agent number>`.
     pub transfer: String,
+    /// During a call: attended transfer (consult first) to
+    /// `code<agent number>`.
+    pub consult: String,
 }
 
 /// A configured agent.
@@ -375,6 +384,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         barge: raw.codes.barge.clone(),
         pickup: raw.codes.pickup.clone(),
         transfer: raw.codes.transfer.clone(),
+        consult: raw.codes.consult.clone(),
     };
     let all = [
         ("login", &codes.login),
@@ -388,6 +398,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         ("barge", &codes.barge),
         ("pickup", &codes.pickup),
         ("transfer", &codes.transfer),
+        ("consult", &codes.consult),
     ];
     for (k, c) in all {
         if c.is_empty() || !c.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {

@@ -179,6 +179,19 @@ enum Msg<L, I, O> {
         to: String,
         answered: bool,
     },
+    Reserve {
+        number: String,
+        reply: oneshot::Sender<Result<(String, String), String>>,
+    },
+    Unreserve {
+        agent: String,
+    },
+    Handover {
+        call_id: String,
+        from: String,
+        talk: Duration,
+        to: String,
+    },
 }
 
 /// Where a waiting caller stands.
@@ -268,6 +281,9 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
             Msg::Monitor { .. } => "Monitor",
             Msg::Transfer { .. } => "Transfer",
             Msg::TransferResult { .. } => "TransferResult",
+            Msg::Reserve { .. } => "Reserve",
+            Msg::Unreserve { .. } => "Unreserve",
+            Msg::Handover { .. } => "Handover",
         })
     }
 }
@@ -431,6 +447,45 @@ impl<L, I, O> AcdHandle<L, I, O> {
         }
         rx.await
             .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
+    /// Holds a free agent (by number) for a consultation: their phone is
+    /// about to ring. Answers the agent's id and station.
+    pub async fn reserve(&self, number: &str) -> Result<(String, String), String> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Reserve {
+            number: number.to_string(),
+            reply,
+        };
+        if self.tx.send(msg).await.is_err() {
+            return Err("the ACD has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
+    /// The consultation did not lead to a transfer: the agent is free.
+    pub async fn unreserve(&self, agent: &str) {
+        let _ = self
+            .tx
+            .send(Msg::Unreserve {
+                agent: agent.to_string(),
+            })
+            .await;
+    }
+
+    /// Attended transfer complete: `from` is done with the call (wrap-up),
+    /// `to` has it.
+    pub async fn handover(&self, call_id: &str, from: &str, talk: Duration, to: &str) {
+        let _ = self
+            .tx
+            .send(Msg::Handover {
+                call_id: call_id.to_string(),
+                from: from.to_string(),
+                talk,
+                to: to.to_string(),
+            })
+            .await;
     }
 
     /// Whether the transfer target answered.
@@ -1069,6 +1124,63 @@ where
                 let r = self.transfer(&call_id, &from, talk, &number).await;
                 let _ = reply.send(r);
             }
+            Msg::Reserve { number, reply } => {
+                let t = self
+                    .cfg
+                    .agents
+                    .iter()
+                    .position(|ag| ag.number.as_deref() == Some(number.as_str()))
+                    .filter(|&t| self.agents[t].status == Status::Available)
+                    .and_then(|t| self.agents[t].station.clone().map(|st| (t, st)));
+                let r = match t {
+                    Some((t, st)) => {
+                        self.agents[t].status = Status::Ringing;
+                        self.agents[t].since = Instant::now();
+                        Ok((self.cfg.agents[t].id.clone(), st))
+                    }
+                    None => Err(format!("agent {number} is not free")),
+                };
+                let _ = reply.send(r);
+            }
+            Msg::Unreserve { agent } => {
+                if let Some(t) = self.agent_index(&agent)
+                    && self.agents[t].status == Status::Ringing
+                {
+                    self.agents[t].status = Status::Available;
+                    self.agents[t].since = Instant::now();
+                }
+            }
+            Msg::Handover {
+                call_id,
+                from,
+                talk,
+                to,
+            } => {
+                let q = self
+                    .waiters
+                    .iter()
+                    .find(|w| w.call_id == call_id)
+                    .map(|w| w.queue);
+                if let (Some(q), Some(a)) = (q, self.agent_index(&from)) {
+                    self.complete_part(a, q, &call_id, talk).await;
+                    self.log(Some(&call_id), Some(q), Some(a), "TRANSFER", serde_json::json!({"to": to, "attended": true, "talk_ms": talk.as_millis() as u64}))
+                        .await;
+                }
+                if let Some(t) = self.agent_index(&to) {
+                    let ag = &mut self.agents[t];
+                    ag.status = Status::OnCall;
+                    ag.since = Instant::now();
+                    ag.current_call = Some(call_id.clone());
+                    self.log(
+                        Some(&call_id),
+                        q,
+                        Some(t),
+                        "TRANSFERCONNECT",
+                        serde_json::json!({}),
+                    )
+                    .await;
+                }
+            }
             Msg::TransferResult {
                 call_id,
                 to,
@@ -1379,6 +1491,31 @@ where
             "{station} {mode:?} on {}'s call",
             self.cfg.agents[a].id
         ))
+    }
+
+    /// An agent's part of a call ends (transfers): talk time, wrap-up in
+    /// every queue, the call to code.
+    async fn complete_part(&mut self, a: usize, q: usize, call_id: &str, talk: Duration) {
+        self.counters[q].talk += talk;
+        self.counters[q].handled += 1;
+        let wrap = self.cfg.agents[a]
+            .wrap_up
+            .unwrap_or(self.cfg.queues[q].wrap_up);
+        let now = Instant::now();
+        let ag = &mut self.agents[a];
+        ag.total_calls += 1;
+        ag.total_talk += talk;
+        *ag.calls.entry(q).or_default() += 1;
+        *ag.talk.entry(q).or_default() += talk;
+        ag.last_call = Some(call_id.to_string());
+        ag.current_call = None;
+        ag.status = if wrap.is_zero() {
+            ag.idle_since = now;
+            Status::Available
+        } else {
+            Status::WrapUp(now + wrap)
+        };
+        ag.since = now;
     }
 
     /// The first agent of a blind transfer is done with the call; the

@@ -481,7 +481,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
                     Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
                     // Transfers are carried out inside the queue.
-                    Ok(Some(BridgeEnd::Transfer(_))) => Ok(Target::Hangup),
+                    Ok(Some(BridgeEnd::Transfer(_) | BridgeEnd::Consult(_))) => Ok(Target::Hangup),
                     Err(g) => Err(g),
                 },
                 NodeKind::Connect {
@@ -500,7 +500,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
                         Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
                         Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
-                        Ok(Some(BridgeEnd::Transfer(_))) => Ok(Target::Hangup),
+                        Ok(Some(BridgeEnd::Transfer(_) | BridgeEnd::Consult(_))) => {
+                            Ok(Target::Hangup)
+                        }
                         Err(g) => Err(g),
                     }
                 }
@@ -964,13 +966,13 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         let station = other.line.info().id.clone();
                         let connected_at = tokio::time::Instant::now();
                         let shutdown = media.shutdown().clone();
-                        let code = acd.config().codes.transfer.clone();
+                        let codes = acd.config().codes.clone();
                         let held: &[i16] = hold.as_deref().unwrap_or(&[]);
                         let end = bridge_supervised(
                             media.port(),
                             other,
                             &mut rx,
-                            Some(&code),
+                            Some(&codes),
                             held,
                             &shutdown,
                         )
@@ -981,6 +983,109 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         } else {
                             HangupCause::Normal
                         };
+                        if let BridgeEnd::Consult(number) = &end {
+                            // Attended transfer: the caller holds while the
+                            // agent talks to the target.
+                            st.path.push(format!("{name}=consult:{agent}>{number}"));
+                            let Ok((to, to_station)) = acd.reserve(number).await else {
+                                st.path.push(format!("{name}!consult_busy"));
+                                continue;
+                            };
+                            let Some(mut target) = self.lines.seize(&to_station).await else {
+                                acd.unreserve(&to).await;
+                                st.path.push(format!("{name}!consult_busy"));
+                                continue;
+                            };
+                            let ring = LineCommand::Ring {
+                                caller_id: None,
+                                caller_name: None,
+                            };
+                            if target.port().line.command(ring).await.is_err() {
+                                acd.unreserve(&to).await;
+                                continue;
+                            }
+                            let outcome = crate::ivr::media::consult(
+                                media.port(),
+                                lease.port(),
+                                target.port(),
+                                held,
+                                TRANSFER_RING,
+                                &shutdown,
+                            )
+                            .await;
+                            use crate::ivr::media::ConsultEnd;
+                            match outcome {
+                                ConsultEnd::Complete => {
+                                    release(lease.port(), HangupCause::Normal).await;
+                                    drop(lease);
+                                    acd.handover(self.call_id, &agent, talk, &to).await;
+                                    st.path.push(format!("{name}=connected:{to}"));
+                                    agent = to;
+                                    lease = target;
+                                    continue;
+                                }
+                                ConsultEnd::Back => {
+                                    release(target.port(), HangupCause::Normal).await;
+                                    drop(target);
+                                    acd.unreserve(&to).await;
+                                    st.path.push(format!("{name}!consult_back"));
+                                    continue;
+                                }
+                                ConsultEnd::AgentLeft => {
+                                    // Gone before the target answered: the
+                                    // target keeps ringing for the caller.
+                                    release(lease.port(), HangupCause::Normal).await;
+                                    drop(lease);
+                                    let answered = media
+                                        .tone_while(
+                                            self.ivr.tones,
+                                            ProgressTone::Ringback,
+                                            tokio::time::timeout(
+                                                TRANSFER_RING,
+                                                wait_answer(&mut target.port().line),
+                                            ),
+                                            false,
+                                        )
+                                        .await;
+                                    if let Ok(Some(Ok(Ok(Answer::Yes)))) = answered {
+                                        acd.handover(self.call_id, &agent, talk, &to).await;
+                                        st.path.push(format!("{name}=connected:{to}"));
+                                        agent = to;
+                                        lease = target;
+                                        continue;
+                                    }
+                                    release(target.port(), HangupCause::NoAnswer).await;
+                                    acd.unreserve(&to).await;
+                                    acd.bounced(self.call_id, &agent).await;
+                                    st.path.push(format!("{name}!transfer_failed:{to}"));
+                                    answered?;
+                                    continue 'wait;
+                                }
+                                ConsultEnd::CallerHungUp | ConsultEnd::Stop(_) => {
+                                    let cause =
+                                        if matches!(outcome, ConsultEnd::Stop(BridgeEnd::Shutdown))
+                                        {
+                                            HangupCause::Shutdown
+                                        } else {
+                                            HangupCause::Normal
+                                        };
+                                    release(target.port(), cause).await;
+                                    release(lease.port(), cause).await;
+                                    acd.unreserve(&to).await;
+                                    acd.done(self.call_id, &agent, talk, Completed::ByCaller)
+                                        .await;
+                                    st.agent = Some(agent.clone());
+                                    st.queue_exit = Some("connected".into());
+                                    return Err(match outcome {
+                                        ConsultEnd::CallerHungUp => Gone::Caller,
+                                        ConsultEnd::Stop(BridgeEnd::Shutdown) => Gone::Shutdown,
+                                        _ => Gone::Failure(
+                                            "a line failed during a consultation".into(),
+                                        ),
+                                    });
+                                }
+                            }
+                        }
                         release(other, cause).await;
                         drop(lease);
                         if let BridgeEnd::Transfer(number) = &end {

@@ -368,6 +368,8 @@ pub enum BridgeEnd {
     Failure(String),
     /// The agent keyed a transfer to this agent number.
     Transfer(String),
+    /// The agent keyed an attended transfer: consult this agent first.
+    Consult(String),
 }
 
 /// Quiet time after the agent's last key that completes a transfer target.
@@ -469,7 +471,7 @@ pub async fn bridge_supervised<L, I, O>(
     a: &mut Port<L, I, O>,
     b: &mut Port<L, I, O>,
     monitors: &mut tokio::sync::mpsc::Receiver<WaiterMsg<L, I, O>>,
-    transfer: Option<&str>,
+    codes: Option<&crate::acd::config::Codes>,
     hold_music: &[i16],
     shutdown: &CancellationToken,
 ) -> BridgeEnd
@@ -598,7 +600,7 @@ where
             }
             Turn::FromSup(f) => last_sup = Some(f),
             Turn::AgentKey(k) => {
-                if let Some(code) = transfer {
+                if let Some(code) = codes.map(|c| c.transfer.as_str()) {
                     match k {
                         // A flash starts a transfer: what follows is the
                         // target (nothing: hold).
@@ -615,7 +617,12 @@ where
                 keys_due = None;
                 let typed = std::mem::take(&mut keys);
                 let flashed = std::mem::take(&mut flashed);
-                if let Some(target) = transfer.and_then(|c| typed.strip_prefix(c)) {
+                if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.consult.as_str()))
+                    && !target.is_empty()
+                {
+                    break BridgeEnd::Consult(target.to_string());
+                }
+                if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.transfer.as_str())) {
                     if !target.is_empty() {
                         break BridgeEnd::Transfer(target.to_string());
                     }
@@ -638,4 +645,114 @@ where
             .await;
     }
     end
+}
+
+/// How a consultation (attended transfer) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsultEnd {
+    /// The agent hung up while talking to the target: hand the caller over.
+    Complete,
+    /// Back to the caller: the agent flashed, or the target did not answer
+    /// or hung up.
+    Back,
+    /// The agent hung up before the target answered.
+    AgentLeft,
+    /// The caller hung up.
+    CallerHungUp,
+    /// The daemon is stopping or a line failed.
+    Stop(BridgeEnd),
+}
+
+enum CTurn {
+    End(ConsultEnd),
+    CallerFrame,
+    AgentFrame(Frame),
+    TargetFrame(Frame),
+    Answered,
+    Nothing,
+}
+
+/// The agent consults the target (rung already) while the caller hears
+/// `hold_music`: ring-back until the target answers within `ring_timeout`,
+/// then agent and target talk.
+pub async fn consult<L, I, O>(
+    caller: &mut Port<L, I, O>,
+    agent: &mut Port<L, I, O>,
+    target: &mut Port<L, I, O>,
+    hold_music: &[i16],
+    ring_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> ConsultEnd
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let deadline = tokio::time::Instant::now() + ring_timeout;
+    let mut talking = false;
+    let mut pos = 0usize;
+    loop {
+        let turn = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => CTurn::End(ConsultEnd::Stop(BridgeEnd::Shutdown)),
+            ev = caller.line.next_event() => match ev {
+                Ok(LineEvent::Hangup(_)) => CTurn::End(ConsultEnd::CallerHungUp),
+                Ok(_) => CTurn::Nothing,
+                Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("caller line: {e}")))),
+            },
+            ev = agent.line.next_event() => match ev {
+                Ok(LineEvent::Hangup(_)) if talking => CTurn::End(ConsultEnd::Complete),
+                Ok(LineEvent::Hangup(_)) => CTurn::End(ConsultEnd::AgentLeft),
+                Ok(LineEvent::HookFlash) => CTurn::End(ConsultEnd::Back),
+                Ok(_) => CTurn::Nothing,
+                Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("agent line: {e}")))),
+            },
+            ev = target.line.next_event() => match ev {
+                Ok(LineEvent::Answered) => CTurn::Answered,
+                Ok(LineEvent::Hangup(_)) | Err(_) => CTurn::End(ConsultEnd::Back),
+                Ok(_) => CTurn::Nothing,
+            },
+            () = tokio::time::sleep_until(deadline), if !talking => CTurn::End(ConsultEnd::Back),
+            r = target.audio_in.read_frame() => match r {
+                Ok(f) => CTurn::TargetFrame(f),
+                Err(_) => CTurn::End(ConsultEnd::Back),
+            },
+            r = caller.audio_in.read_frame() => match r {
+                Ok(_) => CTurn::CallerFrame,
+                Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("caller audio: {e}")))),
+            },
+            r = agent.audio_in.read_frame() => match r {
+                Ok(f) => CTurn::AgentFrame(f),
+                Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("agent audio: {e}")))),
+            },
+        };
+        match turn {
+            CTurn::End(e) => return e,
+            CTurn::Nothing => {}
+            CTurn::Answered => talking = true,
+            CTurn::CallerFrame => {
+                // The held caller's own frames pace the music they hear.
+                let mut music = Frame::silence(caller.audio_out.format(), 0, 0);
+                for s in music.samples_mut() {
+                    *s = if hold_music.is_empty() {
+                        0
+                    } else {
+                        hold_music[pos % hold_music.len()]
+                    };
+                    pos += 1;
+                }
+                let _ = tokio::time::timeout(FORWARD_TIMEOUT, caller.audio_out.write_frame(music))
+                    .await;
+            }
+            CTurn::AgentFrame(f) if talking => {
+                let _ =
+                    tokio::time::timeout(FORWARD_TIMEOUT, target.audio_out.write_frame(f)).await;
+            }
+            CTurn::AgentFrame(_) => {}
+            CTurn::TargetFrame(f) if talking => {
+                let _ = tokio::time::timeout(FORWARD_TIMEOUT, agent.audio_out.write_frame(f)).await;
+            }
+            CTurn::TargetFrame(_) => {}
+        }
+    }
 }
