@@ -576,7 +576,7 @@ fn no_caller_is_connected_before_an_earlier_one_in_the_same_queue() {
         seed ^= seed << 17;
         seed % n
     };
-    let agents = 6;
+    let agents = 30;
     let mut acd = String::new();
     for i in 1..=agents {
         acd += &format!(
@@ -600,9 +600,9 @@ fn no_caller_is_connected_before_an_earlier_one_in_the_same_queue() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let site = acd_site(60, agents as usize, &acd);
+    let site = acd_site(90, agents as usize, &acd);
     let mut sc = String::new();
-    let callers = 200;
+    let callers = 400;
     let mut at_ms = 0;
     for i in 0..callers {
         at_ms += rnd(4000);
