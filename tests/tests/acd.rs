@@ -1337,3 +1337,70 @@ script = [ { play = "b.wav" } ]
             .any(|e| e["event"] == "TRANSFERCONNECT" && e["agent"] == "b")
     );
 }
+
+#[test]
+fn an_agent_who_misses_offers_is_paused_automatically() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+strategy = "linear"
+members = { b = 0, a = 0 }
+ring_timeout = "5s"
+retry = "1s"
+auto_pause = 2
+"##;
+    let site = acd_site(2, 2, acd);
+    let recs = run(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "60s"
+
+[[call]]
+at = "30s"
+from = "1002"
+to = "4001"
+hangup_after = "60s"
+
+# b never answers; a does.
+[[agent]]
+name = "b"
+line = "desk-2"
+answers = false
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "5s"
+"##,
+    );
+    let log = table(&site, "queue_log");
+    let missed = log
+        .iter()
+        .filter(|e| e["event"] == "RINGNOANSWER" && e["agent"] == "b")
+        .count();
+    assert_eq!(missed, 2, "{log:#?}");
+    let pause = log
+        .iter()
+        .find(|e| e["event"] == "PAUSE" && e["agent"] == "b")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(pause["data"]["reason"], "auto");
+    // Both callers were served by a; b was not rung again once paused.
+    assert!(recs.iter().all(|r| r["agent"] == "a"), "{recs:#?}");
+    let offers_b = log
+        .iter()
+        .filter(|e| e["event"] == "OFFER" && e["agent"] == "b")
+        .count();
+    assert_eq!(offers_b, 2);
+}
