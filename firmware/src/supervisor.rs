@@ -265,28 +265,16 @@ async fn station<L, I, O>(
                         }
                         Err(why) => tracing::warn!(%line, %digits, "supervisor code refused: {why}"),
                     }
-                    let prompt = ctx.ivr.as_ref().and_then(|ivr| ivr.prompts.get(ivr.language, "system:invalid-option").cloned());
-                    if let Some(samples) = prompt {
-                        let mut media = Media::new(&mut port, ctx.shutdown.clone());
-                        if media.play(&samples, false).await == Err(Gone::Caller) {
-                            off_hook = false;
-                            ctx.panel.line_led(&line, false).await;
-                            let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
-                        }
+                    if answer_handset(&mut port, &ctx, "system:invalid-option").await {
+                        off_hook = false;
                     }
                     continue;
                 }
                 let ok = feature_code(acd.as_ref(), &line, &digits).await;
                 // Answer on the handset: a beep, or "not a valid option".
                 let key = if ok { "system:beep" } else { "system:invalid-option" };
-                let prompt = ctx.ivr.as_ref().and_then(|ivr| ivr.prompts.get(ivr.language, key).cloned());
-                if let Some(samples) = prompt {
-                    let mut media = Media::new(&mut port, ctx.shutdown.clone());
-                    if media.play(&samples, false).await == Err(Gone::Caller) {
-                        off_hook = false;
-                        ctx.panel.line_led(&line, false).await;
-                        let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
-                    }
+                if answer_handset(&mut port, &ctx, key).await {
+                    off_hook = false;
                 }
             }
             // The station's audio is read all the time (so the backend's
@@ -307,6 +295,32 @@ async fn station<L, I, O>(
             },
         }
     }
+}
+
+/// Plays a system prompt on an off-hook station; `true` if the agent hung
+/// up meanwhile (the line is then released).
+async fn answer_handset<L, I, O>(port: &mut Port<L, I, O>, ctx: &CallContext, key: &str) -> bool
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let prompt = ctx
+        .ivr
+        .as_ref()
+        .and_then(|ivr| ivr.prompts.get(ivr.language, key).cloned());
+    let Some(samples) = prompt else { return false };
+    let line = port.line.info().id.clone();
+    let mut media = Media::new(port, ctx.shutdown.clone());
+    if media.play(&samples, false).await == Err(Gone::Caller) {
+        ctx.panel.line_led(&line, false).await;
+        let _ = port
+            .line
+            .command(LineCommand::Hangup(HangupCause::Normal))
+            .await;
+        return true;
+    }
+    false
 }
 
 /// Quiet time after the last key that ends a feature code.

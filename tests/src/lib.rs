@@ -110,6 +110,23 @@ impl Site {
         self.run_fast_with(scenario, &[])
     }
 
+    /// `callboxd records --table NAME`, parsed.
+    pub fn table(&self, name: &str) -> Vec<Value> {
+        let out = cmd()
+            .arg("records")
+            .arg("--data")
+            .arg(self.data())
+            .args(["--table", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
     /// `callboxd records --json`, parsed.
     pub fn records(&self) -> Vec<Value> {
         let out = cmd()

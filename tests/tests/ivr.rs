@@ -231,19 +231,7 @@ fn path(r: &Value) -> Vec<String> {
 }
 
 fn table(site: &Site, name: &str) -> Vec<Value> {
-    let out = cmd()
-        .arg("records")
-        .arg("--data")
-        .arg(site.data())
-        .args(["--table", name])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    site.table(name)
 }
 
 #[test]

@@ -1534,26 +1534,7 @@ where
         if let Some(a) = self.agent_index(from) {
             // The transferring agent's part is a completed call: talk time,
             // wrap-up (in every queue), wrap-up code.
-            self.counters[q].talk += talk;
-            self.counters[q].handled += 1;
-            let wrap = self.cfg.agents[a]
-                .wrap_up
-                .unwrap_or(self.cfg.queues[q].wrap_up);
-            let now = Instant::now();
-            let ag = &mut self.agents[a];
-            ag.total_calls += 1;
-            ag.total_talk += talk;
-            *ag.calls.entry(q).or_default() += 1;
-            *ag.talk.entry(q).or_default() += talk;
-            ag.last_call = Some(call_id.to_string());
-            ag.current_call = None;
-            ag.status = if wrap.is_zero() {
-                ag.idle_since = now;
-                Status::Available
-            } else {
-                Status::WrapUp(now + wrap)
-            };
-            ag.since = now;
+            self.complete_part(a, q, call_id, talk).await;
             self.log(
                 Some(call_id),
                 Some(q),
