@@ -1392,3 +1392,59 @@ talk = "5s"
         .count();
     assert_eq!(offers_b, 2);
 }
+
+/// Queue priority: an agent serving two queues takes the higher-priority
+/// queue's caller first, even one who joined later.
+#[test]
+fn a_higher_priority_queue_is_served_first() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+
+[acd.queue.support]
+members = { a = 0 }
+priority = 5
+"##;
+    let site = acd_site(3, 1, acd);
+    let recs = run(
+        &site,
+        r##"
+# a is busy until about 31 s; sales joins at 5 s, support at 10 s.
+[[call]]
+at = "0s"
+from = "1000"
+to = "4001"
+hangup_after = "100s"
+
+[[call]]
+at = "5s"
+from = "1001"
+to = "4001"
+hangup_after = "200s"
+
+[[call]]
+at = "10s"
+from = "1002"
+to = "4002"
+hangup_after = "200s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "30s"
+"##,
+    );
+    let log = site.table("queue_log");
+    let connects: Vec<&str> = log
+        .iter()
+        .filter(|e| e["event"] == "CONNECT")
+        .map(|e| s(&e["queue"]))
+        .collect();
+    assert_eq!(connects, ["sales", "support", "sales"], "{log:#?}");
+    assert_eq!(recs.len(), 3);
+}
