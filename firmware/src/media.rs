@@ -23,3 +23,12 @@ pub trait AudioOutExt: AudioOut {
 }
 
 impl<T: AudioOut> AudioOutExt for T {}
+
+/// Awaits `f` when there is one, else never resolves: an optional branch
+/// of a `select!` (a timer not armed, a supervisor not present).
+pub async fn pending_or<T>(f: Option<impl Future<Output = T>>) -> T {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}

@@ -13,15 +13,14 @@ use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use std::time::Duration;
-
 use callbox_hal::dsp::detect::DtmfDetector;
 use tokio::time::Instant;
 
 use crate::acd::AcdHandle;
 use crate::call::{self, Arrival, CallContext};
-use crate::ivr::media::{Gone, Media};
+use crate::ivr::media::{Gone, KeyDedup, Media, Source};
 use crate::lines::{Lease, Lines, Returned, Seize, Switch};
+use crate::media::pending_or;
 
 /// Starts a watcher for every port; returns the directory calls borrow
 /// lines from.
@@ -187,7 +186,7 @@ async fn station<L, I, O>(
     let mut off_hook = false;
     // A feature code is complete when the agent stops keying.
     let mut code_due: Option<Instant> = None;
-    let mut last_signal: Option<(char, Instant)> = None;
+    let mut dedup = KeyDedup::default();
     loop {
         tokio::select! {
             biased;
@@ -203,9 +202,10 @@ async fn station<L, I, O>(
                     tracing::info!(%line, "station off-hook");
                 }
                 Ok(LineEvent::Digit(d)) if off_hook => {
-                    dialled.push(d);
-                    last_signal = Some((d, Instant::now()));
-                    code_due = Some(Instant::now() + CODE_TIMEOUT);
+                    if dedup.accept(d, Source::OutOfBand) {
+                        dialled.push(d);
+                        code_due = Some(Instant::now() + crate::acd::CODE_QUIET);
+                    }
                 }
                 Ok(LineEvent::Hangup(_)) => {
                     if off_hook && !dialled.is_empty() {
@@ -240,7 +240,7 @@ async fn station<L, I, O>(
                 }
                 detector.reset();
             }
-            () = sleep_until_opt(code_due) => {
+            () = pending_or(code_due.map(tokio::time::sleep_until)) => {
                 code_due = None;
                 let digits = std::mem::take(&mut dialled);
                 if let Some(acd) = acd.as_ref().filter(|a| a.is_monitor_code(&digits)) {
@@ -282,12 +282,11 @@ async fn station<L, I, O>(
             // feature codes keyed in band.
             r = port.audio_in.read_frame() => match r {
                 Ok(frame) if off_hook => {
-                    if let Some(d) = detector.process(frame.samples()) {
-                        let echo = last_signal.is_some_and(|(k, at)| k == d && at.elapsed() < DEDUP);
-                        if !echo {
-                            dialled.push(d);
-                            code_due = Some(Instant::now() + CODE_TIMEOUT);
-                        }
+                    if let Some(d) = detector.process(frame.samples())
+                        && dedup.accept(d, Source::InBand)
+                    {
+                        dialled.push(d);
+                        code_due = Some(Instant::now() + crate::acd::CODE_QUIET);
                     }
                 }
                 Ok(_) => {}
@@ -321,18 +320,6 @@ where
         return true;
     }
     false
-}
-
-/// Quiet time after the last key that ends a feature code.
-const CODE_TIMEOUT: Duration = Duration::from_secs(2);
-/// A key heard in band this soon after the same key out of band is one press.
-const DEDUP: Duration = Duration::from_millis(250);
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Hands a keyed code to the ACD; `true` when it was accepted.

@@ -29,6 +29,10 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{AcdConfig, Strategy};
 
+/// Quiet time after the last key that completes a feature code (on an idle
+/// phone, or a transfer target keyed during a call).
+pub const CODE_QUIET: Duration = Duration::from_secs(2);
+
 use crate::clock::Clock;
 use crate::lines::{Lease, SharedLines};
 use crate::store::{StoreHandle, StoreMsg};
@@ -797,7 +801,7 @@ where
                     Some(m) => Some(m),
                     None => break,
                 },
-                () = sleep_until_opt(deadline) => None,
+                () = crate::media::pending_or(deadline.map(tokio::time::sleep_until)) => None,
             };
             // Real (not virtual) time spent deciding: the scheduling cost
             // the benchmark reports.
@@ -969,31 +973,8 @@ where
                 let Some(i) = self.waiters.iter().position(|w| w.call_id == call_id) else {
                     return;
                 };
-                let w = self.waiters.remove(i);
-                let q = w.queue;
-                self.counters[q].talk += talk;
-                self.counters[q].handled += 1;
-                let ag = &mut self.agents[a];
-                ag.total_calls += 1;
-                ag.total_talk += talk;
-                *ag.calls.entry(q).or_default() += 1;
-                *ag.talk.entry(q).or_default() += talk;
-                ag.last_call = Some(call_id.clone());
-                ag.current_call = None;
-                ag.missed = 0;
-                if ag.status == Status::OnCall {
-                    let wrap = self.cfg.agents[a]
-                        .wrap_up
-                        .unwrap_or(self.cfg.queues[q].wrap_up);
-                    let now = Instant::now();
-                    ag.status = if wrap.is_zero() {
-                        ag.idle_since = now;
-                        Status::Available
-                    } else {
-                        Status::WrapUp(now + wrap)
-                    };
-                    ag.since = now;
-                }
+                let q = self.waiters.remove(i).queue;
+                self.complete_part(a, q, &call_id, talk);
                 let event = match by {
                     Completed::ByCaller => "COMPLETECALLER",
                     Completed::ByAgent => "COMPLETEAGENT",
@@ -1062,24 +1043,7 @@ where
                 let q = w.queue;
                 match talk {
                     Some(talk) => {
-                        self.counters[q].talk += talk;
-                        self.counters[q].handled += 1;
-                        let ag = &mut self.agents[agent];
-                        ag.total_calls += 1;
-                        ag.total_talk += talk;
-                        *ag.calls.entry(q).or_default() += 1;
-                        *ag.talk.entry(q).or_default() += talk;
-                        let wrap = self.cfg.agents[agent]
-                            .wrap_up
-                            .unwrap_or(self.cfg.queues[q].wrap_up);
-                        let now = Instant::now();
-                        ag.status = if wrap.is_zero() {
-                            ag.idle_since = now;
-                            Status::Available
-                        } else {
-                            Status::WrapUp(now + wrap)
-                        };
-                        ag.since = now;
+                        self.complete_part(agent, q, &call_id, talk);
                         self.log(
                             Some(&call_id),
                             Some(q),
@@ -1090,10 +1054,8 @@ where
                         .await;
                     }
                     None => {
-                        let ag = &mut self.agents[agent];
-                        ag.status = Status::Available;
-                        ag.since = Instant::now();
-                        ag.idle_since = ag.since;
+                        self.free(agent);
+                        self.agents[agent].idle_since = Instant::now();
                         self.log(
                             Some(&call_id),
                             Some(q),
@@ -1162,7 +1124,7 @@ where
                     .find(|w| w.call_id == call_id)
                     .map(|w| w.queue);
                 if let (Some(q), Some(a)) = (q, self.agent_index(&from)) {
-                    self.complete_part(a, q, &call_id, talk).await;
+                    self.complete_part(a, q, &call_id, talk);
                     self.log(Some(&call_id), Some(q), Some(a), "TRANSFER", serde_json::json!({"to": to, "attended": true, "talk_ms": talk.as_millis() as u64}))
                         .await;
                 }
@@ -1495,7 +1457,7 @@ where
 
     /// An agent's part of a call ends (transfers): talk time, wrap-up in
     /// every queue, the call to code.
-    async fn complete_part(&mut self, a: usize, q: usize, call_id: &str, talk: Duration) {
+    fn complete_part(&mut self, a: usize, q: usize, call_id: &str, talk: Duration) {
         self.counters[q].talk += talk;
         self.counters[q].handled += 1;
         let wrap = self.cfg.agents[a]
@@ -1509,13 +1471,53 @@ where
         *ag.talk.entry(q).or_default() += talk;
         ag.last_call = Some(call_id.to_string());
         ag.current_call = None;
-        ag.status = if wrap.is_zero() {
-            ag.idle_since = now;
-            Status::Available
-        } else {
-            Status::WrapUp(now + wrap)
-        };
-        ag.since = now;
+        ag.missed = 0;
+        // Wrap-up follows a call; an agent whose state changed meanwhile
+        // keeps it.
+        if ag.status == Status::OnCall {
+            ag.status = if wrap.is_zero() {
+                ag.idle_since = now;
+                Status::Available
+            } else {
+                Status::WrapUp(now + wrap)
+            };
+            ag.since = now;
+        }
+    }
+
+    /// Waiter `i` is connected to agent `a` after `waited`: counts the
+    /// answer (and the service level with `in_service_level`) and puts the
+    /// agent on the call. Returns the call id.
+    fn connect_waiter(
+        &mut self,
+        i: usize,
+        a: usize,
+        waited: Duration,
+        in_service_level: bool,
+    ) -> String {
+        let w = &mut self.waiters[i];
+        w.connected = true;
+        w.counted_wait = in_service_level.then_some(waited);
+        let (q, call_id) = (w.queue, w.call_id.clone());
+        let c = &mut self.counters[q];
+        c.answered += 1;
+        c.wait_answered += waited;
+        if in_service_level && waited <= self.cfg.queues[q].service_level {
+            c.answered_in_sl += 1;
+        }
+        let ag = &mut self.agents[a];
+        ag.status = Status::OnCall;
+        ag.since = Instant::now();
+        ag.missed = 0;
+        ag.current_call = Some(call_id.clone());
+        call_id
+    }
+
+    /// An agent back to available (an offer ended without a call).
+    fn free(&mut self, a: usize) {
+        let ag = &mut self.agents[a];
+        ag.status = Status::Available;
+        ag.since = Instant::now();
     }
 
     /// The first agent of a blind transfer is done with the call; the
@@ -1534,7 +1536,7 @@ where
         if let Some(a) = self.agent_index(from) {
             // The transferring agent's part is a completed call: talk time,
             // wrap-up (in every queue), wrap-up code.
-            self.complete_part(a, q, call_id, talk).await;
+            self.complete_part(a, q, call_id, talk);
             self.log(
                 Some(call_id),
                 Some(q),
@@ -1608,18 +1610,7 @@ where
         if self.waiters[i].tx.send(msg).await.is_err() {
             return Err("the call has ended".into());
         }
-        self.waiters[i].connected = true;
-        let c = &mut self.counters[q];
-        c.answered += 1;
-        c.wait_answered += waited;
-        if waited <= self.cfg.queues[q].service_level {
-            c.answered_in_sl += 1;
-        }
-        let call_id = self.waiters[i].call_id.clone();
-        let ag = &mut self.agents[a];
-        ag.status = Status::OnCall;
-        ag.since = Instant::now();
-        ag.current_call = Some(call_id.clone());
+        let call_id = self.connect_waiter(i, a, waited, true);
         self.log(
             Some(&call_id),
             Some(q),
@@ -1704,9 +1695,7 @@ where
                         .command(LineCommand::Hangup(HangupCause::Normal))
                         .await;
                     drop(lease);
-                    let ag = &mut self.agents[a];
-                    ag.status = Status::Available;
-                    ag.since = Instant::now();
+                    self.free(a);
                     return;
                 };
                 let wq = self.waiters[i].queue;
@@ -1714,15 +1703,9 @@ where
                 if let Some(number) = self.waiters[i].callback.clone() {
                     // The place of a caller who asked to be called back came
                     // up: the agent is on the line; now dial the caller.
-                    self.waiters[i].connected = true;
-                    let c = &mut self.counters[wq];
-                    c.answered += 1;
-                    c.wait_answered += waited;
-                    let ag = &mut self.agents[a];
-                    ag.status = Status::OnCall;
-                    ag.since = Instant::now();
-                    ag.missed = 0;
-                    let call_id = self.waiters[i].call_id.clone();
+                    // A callback's wait is not a caller on the line: it
+                    // stays out of the service level.
+                    let call_id = self.connect_waiter(i, a, waited, false);
                     self.log(
                         Some(&call_id),
                         Some(wq),
@@ -1765,25 +1748,10 @@ where
                         .line
                         .command(LineCommand::Hangup(HangupCause::Normal))
                         .await;
-                    let ag = &mut self.agents[a];
-                    ag.status = Status::Available;
-                    ag.since = Instant::now();
+                    self.free(a);
                     return;
                 }
-                self.waiters[i].connected = true;
-                self.waiters[i].counted_wait = Some(waited);
-                let c = &mut self.counters[wq];
-                c.answered += 1;
-                c.wait_answered += waited;
-                if waited <= self.cfg.queues[wq].service_level {
-                    c.answered_in_sl += 1;
-                }
-                let ag = &mut self.agents[a];
-                ag.status = Status::OnCall;
-                ag.since = Instant::now();
-                ag.missed = 0;
-                let call_id = self.waiters[i].call_id.clone();
-                ag.current_call = Some(call_id.clone());
+                let call_id = self.connect_waiter(i, a, waited, true);
                 self.log(
                     Some(&call_id),
                     Some(wq),
@@ -2131,13 +2099,6 @@ where
             agents,
             scheduler_us: self.sched.as_micros() as u64,
         }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

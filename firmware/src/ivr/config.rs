@@ -696,8 +696,8 @@ pub struct Ivr {
     pub prompts: PromptSet,
     /// Call-progress tone plan.
     pub tones: ToneRegion,
-    /// Time zone for saying times.
-    pub timezone: String,
+    /// Time zone for saying dates and times.
+    pub tz: jiff::tz::TimeZone,
     /// Outbound jobs.
     pub outbound: Vec<OutboundJob>,
 }
@@ -787,28 +787,36 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&mut self, path: &str, s: Option<&String>, default: Duration) -> Duration {
-        match s {
-            None => default,
-            Some(s) => match parse_duration(s) {
-                Ok(d) if d > MAX_TIMEOUT => {
-                    self.err(path, format!("{s} is longer than the 60s a caller waits"));
-                    d
-                }
-                Ok(d) if d.is_zero() => {
-                    self.err(
-                        path,
-                        "a timeout of zero would never let the caller key anything",
-                    );
-                    default
-                }
-                Ok(d) => d,
-                Err(e) => {
-                    self.err(path, e);
-                    default
-                }
-            },
+    /// A duration from the file, checked by `check`; `default` when it is
+    /// absent (or wrong, after the error is noted).
+    fn checked_duration(
+        &mut self,
+        path: &str,
+        s: Option<&String>,
+        default: Duration,
+        check: impl FnOnce(&str, Duration) -> Result<(), String>,
+    ) -> Duration {
+        let Some(s) = s else { return default };
+        match parse_duration(s).and_then(|d| check(s, d).map(|()| d)) {
+            Ok(d) => d,
+            Err(e) => {
+                self.err(path, e);
+                default
+            }
         }
+    }
+
+    /// A wait for the caller's keys: above zero, at most a minute.
+    fn duration(&mut self, path: &str, s: Option<&String>, default: Duration) -> Duration {
+        self.checked_duration(path, s, default, |s, d| {
+            if d > MAX_TIMEOUT {
+                Err(format!("{s} is longer than the 60s a caller waits"))
+            } else if d.is_zero() {
+                Err("a timeout of zero would never let the caller key anything".into())
+            } else {
+                Ok(())
+            }
+        })
     }
 
     fn items(&mut self, path: &str, p: Option<&Prompts>, default: &[&str]) -> Vec<Item> {
@@ -880,20 +888,13 @@ impl Checker<'_> {
 
     /// How long a line may ring: 1 s to 5 minutes.
     fn ring_time(&mut self, path: &str, s: Option<&String>, default: Duration) -> Duration {
-        match s {
-            None => default,
-            Some(s) => match parse_duration(s) {
-                Ok(d) if d < Duration::from_secs(1) || d > Duration::from_secs(300) => {
-                    self.err(path, format!("ring time {s} must be between 1s and 5m"));
-                    default
-                }
-                Ok(d) => d,
-                Err(e) => {
-                    self.err(path, e);
-                    default
-                }
-            },
-        }
+        self.checked_duration(path, s, default, |s, d| {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(300) {
+                Err(format!("ring time {s} must be between 1s and 5m"))
+            } else {
+                Ok(())
+            }
+        })
     }
 
     fn pattern(&mut self, path: &str, s: &str) -> Option<Pattern> {
@@ -1001,14 +1002,19 @@ pub(crate) fn check(
         None => Lang::En,
     };
     let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
-    if let Err(e) = jiff::tz::TimeZone::get(&timezone) {
-        c.err(
-            "ivr.timezone",
-            format!(
-                "unknown time zone `{timezone}` ({e}); use an IANA name such as \"Asia/Shanghai\""
-            ),
-        );
-    }
+    // Resolved once here; the engine speaks dates and times in it.
+    let tz = match jiff::tz::TimeZone::get(&timezone) {
+        Ok(tz) => tz,
+        Err(e) => {
+            c.err(
+                "ivr.timezone",
+                format!(
+                    "unknown time zone `{timezone}` ({e}); use an IANA name such as \"Asia/Shanghai\""
+                ),
+            );
+            jiff::tz::TimeZone::UTC
+        }
+    };
     if !c.system_dir.is_dir() {
         c.err(
             if raw.system_prompts.is_some() { "ivr.system_prompts" } else { "ivr" },
@@ -1421,20 +1427,18 @@ pub(crate) fn check(
                     v.prompt.as_ref(),
                     &["system:leave-message", "system:beep"],
                 ),
-                max_length: match &v.max_length {
-                    None => Duration::from_secs(120),
-                    Some(s) => match parse_duration(s) {
-                        Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(600) => d,
-                        Ok(_) => {
-                            c.err(p("max_length"), "max_length must be between 1s and 10m");
-                            Duration::from_secs(120)
-                        }
-                        Err(e) => {
-                            c.err(p("max_length"), e);
-                            Duration::from_secs(120)
+                max_length: c.checked_duration(
+                    &p("max_length"),
+                    v.max_length.as_ref(),
+                    Duration::from_secs(120),
+                    |_, d| {
+                        if d >= Duration::from_secs(1) && d <= Duration::from_secs(600) {
+                            Ok(())
+                        } else {
+                            Err("max_length must be between 1s and 10m".into())
                         }
                     },
-                },
+                ),
                 saved: c.items(&p("saved"), v.saved.as_ref(), &["system:message-saved"]),
                 next: c.target(&p("next"), &v.next),
             },
@@ -1599,31 +1603,25 @@ pub(crate) fn check(
             None => language,
         };
         langs.insert(language);
-        let parse = |c: &mut Checker<'_>, k: &str, v: Option<&String>, d: Duration| match v {
-            None => d,
-            Some(s) => parse_duration(s).unwrap_or_else(|e| {
-                c.err(p(k), e);
-                d
-            }),
-        };
-        let after = parse(&mut c, "after", o.after.as_ref(), Duration::ZERO);
+        let after =
+            c.checked_duration(&p("after"), o.after.as_ref(), Duration::ZERO, |_, _| Ok(()));
         let ring_timeout = c.ring_time(
             &p("ring_timeout"),
             o.ring_timeout.as_ref(),
             Duration::from_secs(30),
         );
-        let retry_every = parse(
-            &mut c,
-            "retry_every",
+        let retry_every = c.checked_duration(
+            &p("retry_every"),
             o.retry_every.as_ref(),
             Duration::from_secs(600),
+            |_, d| {
+                if d < Duration::from_secs(10) {
+                    Err("retry_every must be at least 10s: calling someone back at once is a nuisance".into())
+                } else {
+                    Ok(())
+                }
+            },
         );
-        if retry_every < Duration::from_secs(10) {
-            c.err(
-                p("retry_every"),
-                "retry_every must be at least 10s: calling someone back at once is a nuisance",
-            );
-        }
         let max_attempts = o.max_attempts.unwrap_or(3);
         if !(1..=20).contains(&max_attempts) {
             c.err(p("max_attempts"), "max_attempts must be between 1 and 20");
@@ -1747,7 +1745,7 @@ pub(crate) fn check(
         lookups: Arc::new(lookups),
         prompts,
         tones: raw.tones.unwrap_or(ToneRegion::China),
-        timezone,
+        tz,
         outbound: jobs,
     })
 }

@@ -196,7 +196,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             _ => "",
         };
         let lang = st.lang();
-        let tz = jiff::tz::TimeZone::get(&self.ivr.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let tz = self.ivr.tz.clone();
         let frags = match how {
             SayAs::Digits => Some(say::digits(value)),
             SayAs::Number => value.parse::<i64>().ok().map(|n| say::number(n, lang)),
@@ -713,7 +713,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             )
         } else {
             let first = history.first_ms.unwrap_or_else(|| self.now_ms());
-            let tz = jiff::tz::TimeZone::get(&self.ivr.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+            let tz = self.ivr.tz.clone();
             let date = jiff::Timestamp::from_millisecond(first)
                 .map(|t| t.to_zoned(tz).date().to_string())
                 .unwrap_or_default();

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acd::{MonitorMode, WaiterMsg};
 use crate::lines::Lease;
-use crate::media::AudioOutExt;
+use crate::media::{AudioOutExt, pending_or};
 
 /// Why the IVR cannot go on with a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +36,36 @@ const DEDUP: Duration = Duration::from_millis(250);
 /// Audio cut from the end of a message ended with `#` (the key's tone).
 const TERMINATOR_TRIM: usize = 8000 / 5;
 
+/// Where a key came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub enum Source {
+    /// A line event (RFC 4733, SIP INFO, a digital phone).
     OutOfBand,
+    /// A DTMF tone in the audio.
     InBand,
+}
+
+/// One key press sent both ways (an event and its tone) counts once.
+#[derive(Debug, Default)]
+pub struct KeyDedup {
+    last: Option<(char, Source, Instant)>,
+}
+
+impl KeyDedup {
+    /// Whether `d` from `src` is a new press (not the other half of the
+    /// last one).
+    pub fn accept(&mut self, d: char, src: Source) -> bool {
+        let now = Instant::now();
+        if let Some((k, s, at)) = self.last
+            && k == d
+            && s != src
+            && now.duration_since(at) < DEDUP
+        {
+            return false;
+        }
+        self.last = Some((d, src, now));
+        true
+    }
 }
 
 /// Key and audio state, kept apart from the port so that an output future
@@ -48,24 +74,17 @@ enum Source {
 struct Ears {
     detector: DtmfDetector,
     keys: VecDeque<char>,
-    last: Option<(char, Source, Instant)>,
+    dedup: KeyDedup,
     capture: Option<Vec<i16>>,
     heard_keys: u32,
 }
 
 impl Ears {
     fn key(&mut self, d: char, src: Source) {
-        let now = Instant::now();
-        if let Some((k, s, at)) = self.last
-            && k == d
-            && s != src
-            && now.duration_since(at) < DEDUP
-        {
-            return;
+        if self.dedup.accept(d, src) {
+            self.heard_keys += 1;
+            self.keys.push_back(d);
         }
-        self.last = Some((d, src, now));
-        self.heard_keys += 1;
-        self.keys.push_back(d);
     }
 }
 
@@ -124,7 +143,7 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
             ears: Ears {
                 detector: DtmfDetector::new(rate),
                 keys: VecDeque::new(),
-                last: None,
+                dedup: KeyDedup::default(),
                 capture: None,
                 heard_keys: 0,
             },
@@ -322,12 +341,11 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         until: F,
         stop_on_key: bool,
     ) -> Result<Option<F::Output>, Gone> {
-        let format = self.port.audio_out.format();
         tokio::pin!(until);
         loop {
-            let mut buf = vec![0i16; format.frame_samples];
-            fill(&mut buf);
-            let frame = self.next_frame(&buf);
+            // Generated straight into the frame: nothing allocated per frame.
+            let mut frame = self.next_frame(&[]);
+            fill(frame.samples_mut());
             let Port {
                 line,
                 audio_in,
@@ -371,9 +389,6 @@ pub enum BridgeEnd {
     /// The agent keyed an attended transfer: consult this agent first.
     Consult(String),
 }
-
-/// Quiet time after the agent's last key that completes a transfer target.
-const TRANSFER_KEYS_QUIET: Duration = Duration::from_secs(2);
 
 /// A frame the other side cannot take within this time is dropped: a far
 /// end that stopped reading must not stall the caller's audio.
@@ -446,13 +461,6 @@ fn mix(a: &Frame, b: Option<&Frame>) -> Frame {
         }
     }
     out
-}
-
-async fn pending_or<T>(f: Option<impl Future<Output = T>>) -> T {
-    match f {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
 }
 
 /// [`bridge`] between a caller (`a`) and an agent (`b`) that a supervisor
@@ -610,7 +618,7 @@ where
                         }
                         Some(d) => keys.push(d),
                     }
-                    keys_due = Some(tokio::time::Instant::now() + TRANSFER_KEYS_QUIET);
+                    keys_due = Some(tokio::time::Instant::now() + crate::acd::CODE_QUIET);
                 }
             }
             Turn::KeysDone => {

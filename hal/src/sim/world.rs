@@ -454,6 +454,48 @@ enum Ended {
 
 /// Exchanges audio at the frame rate until one side hangs up.
 async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended {
+    // What this far end heard is counted here and added to the shared
+    // per-line totals once, when the call ends: no lock or allocation per
+    // frame.
+    let mut heard = Heard::default();
+    let end = exchange(fe, player, stats, &mut heard).await;
+    heard.flush(stats, &fe.info.id);
+    end
+}
+
+#[derive(Default)]
+struct Heard {
+    frames: u64,
+    probes: [u64; 3],
+}
+
+impl Heard {
+    fn flush(&self, stats: &SimStats, line: &str) {
+        if self.frames == 0 {
+            return;
+        }
+        *stats
+            .heard_by_line
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(line.to_string())
+            .or_default() += self.frames;
+        if self.probes.iter().any(|&n| n > 0) {
+            let mut m = stats.probes_heard.lock().unwrap_or_else(|p| p.into_inner());
+            let e = m.entry(line.to_string()).or_default();
+            for (n, add) in e.iter_mut().zip(self.probes) {
+                *n += add;
+            }
+        }
+    }
+}
+
+async fn exchange(
+    fe: &mut FarEnd,
+    player: &mut Player,
+    stats: &SimStats,
+    ears: &mut Heard,
+) -> Ended {
     let mut tick = tokio::time::interval(FORMAT.frame_duration());
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seq: u32 = 0;
@@ -495,19 +537,9 @@ async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended 
                     && heard.power_dbfs() > HEARD_DBFS
                 {
                     SimStats::add(&stats.frames_heard);
-                    *stats
-                        .heard_by_line
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(fe.info.id.clone())
-                        .or_default() += 1;
-                    let hits = probe_tones(heard.samples());
-                    if hits.iter().any(|&h| h) {
-                        let mut m = stats.probes_heard.lock().unwrap_or_else(|p| p.into_inner());
-                        let e = m.entry(fe.info.id.clone()).or_default();
-                        for (n, hit) in e.iter_mut().zip(hits) {
-                            *n += u64::from(hit);
-                        }
+                    ears.frames += 1;
+                    for (n, hit) in ears.probes.iter_mut().zip(probe_tones(heard.samples())) {
+                        *n += u64::from(hit);
                     }
                 }
             }
@@ -524,8 +556,7 @@ fn probe_tones(x: &[i16]) -> [bool; 3] {
         return out;
     }
     for (k, hz) in super::PROBE_HZ.iter().enumerate() {
-        let w = std::f64::consts::TAU * hz / f64::from(FORMAT.sample_rate);
-        let coeff = 2.0 * w.cos();
+        let coeff = 2.0 * (std::f64::consts::TAU * hz / f64::from(FORMAT.sample_rate)).cos();
         let (mut s1, mut s2) = (0.0, 0.0);
         for &v in x {
             let s0 = f64::from(v) + coeff * s1 - s2;
