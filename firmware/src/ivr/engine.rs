@@ -18,7 +18,7 @@ use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, 
 use tokio::sync::oneshot;
 
 use super::config::{Cond, Dest, Item, Ivr, Menu, NodeId, NodeKind, SayAs, Target};
-use super::media::{BridgeEnd, Gone, Media, bridge, bridge_supervised};
+use super::media::{AgentAsks, BridgeEnd, Gone, Media, bridge, bridge_supervised};
 use super::say::{self, Lang};
 use crate::acd::{AcdHandle, Completed, JoinResult, WaiterMsg};
 use crate::clock::Clock;
@@ -474,14 +474,20 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         // Keys pressed on hold were not meant for the next node.
                         media.clear_keys();
                     }) {
-                    Ok(None) if st.queue_exit.as_deref() == Some("callback") => Ok(Target::Hangup),
-                    Ok(None) => Ok(*on_overflow),
-                    Ok(Some(BridgeEnd::OtherHungUp)) => Ok(after.unwrap_or(Target::Hangup)),
-                    Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
-                    Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
-                    Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
-                    // Transfers are carried out inside the queue.
-                    Ok(Some(BridgeEnd::Transfer(_) | BridgeEnd::Consult(_))) => Ok(Target::Hangup),
+                    Ok(QueueEnd::CalledBack) => Ok(Target::Hangup),
+                    Ok(QueueEnd::Overflow) => Ok(*on_overflow),
+                    Ok(QueueEnd::Bridged(BridgeEnd::OtherHungUp)) => {
+                        Ok(after.unwrap_or(Target::Hangup))
+                    }
+                    Ok(QueueEnd::Bridged(BridgeEnd::CallerHungUp)) => {
+                        return FlowEnd::Gone(Gone::Caller);
+                    }
+                    Ok(QueueEnd::Bridged(BridgeEnd::Shutdown)) => {
+                        return FlowEnd::Gone(Gone::Shutdown);
+                    }
+                    Ok(QueueEnd::Bridged(BridgeEnd::Failure(e))) => {
+                        return FlowEnd::Gone(Gone::Failure(e));
+                    }
                     Err(g) => Err(g),
                 },
                 NodeKind::Connect {
@@ -500,9 +506,6 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         Ok(Some(BridgeEnd::CallerHungUp)) => return FlowEnd::Gone(Gone::Caller),
                         Ok(Some(BridgeEnd::Shutdown)) => return FlowEnd::Gone(Gone::Shutdown),
                         Ok(Some(BridgeEnd::Failure(e))) => return FlowEnd::Gone(Gone::Failure(e)),
-                        Ok(Some(BridgeEnd::Transfer(_) | BridgeEnd::Consult(_))) => {
-                            Ok(Target::Hangup)
-                        }
                         Err(g) => Err(g),
                     }
                 }
@@ -800,7 +803,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     }
 
     /// Waits in an ACD queue and bridges to the agent the queue assigns.
-    /// `Ok(None)`: the caller left the queue without an agent (overflow).
+    /// How the caller left the queue: bridged to an agent, overflow, or a callback.
     async fn queue(
         &self,
         media: &mut Media<'_, L, I, O>,
@@ -808,11 +811,11 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         name: &str,
         announce: &[Item],
         st: &mut FlowState,
-    ) -> Result<Option<BridgeEnd>, Gone> {
+    ) -> Result<QueueEnd, Gone> {
         st.queue = Some(name.to_string());
         let Some(acd) = self.acd else {
             st.queue_exit = Some("unavailable".into());
-            return Ok(None);
+            return Ok(QueueEnd::Overflow);
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(2);
         let joined = tokio::time::Instant::now();
@@ -830,7 +833,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 };
                 st.path.push(format!("{name}!{why}"));
                 st.queue_exit = Some(why.into());
-                return Ok(None);
+                return Ok(QueueEnd::Overflow);
             }
         }
         if let Err(g) = self.play(media, announce, st, false).await {
@@ -897,7 +900,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                 false,
                             )
                             .await?;
-                            return Ok(None);
+                            return Ok(QueueEnd::CalledBack);
                         }
                     }
                     continue;
@@ -945,13 +948,13 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             match msg {
                 None => {
                     st.queue_exit = Some("unavailable".into());
-                    return Ok(None);
+                    return Ok(QueueEnd::Overflow);
                 }
                 Some(WaiterMsg::Exit(reason)) => {
                     waited(st);
                     st.path.push(format!("{name}!{}", reason.as_str()));
                     st.queue_exit = Some(reason.as_str().into());
-                    return Ok(None);
+                    return Ok(QueueEnd::Overflow);
                 }
                 // Nobody to supervise yet: the station goes back.
                 Some(WaiterMsg::Monitor { .. }) => continue,
@@ -968,7 +971,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         let shutdown = media.shutdown().clone();
                         let codes = acd.config().codes.clone();
                         let held: &[i16] = hold.as_deref().unwrap_or(&[]);
-                        let end = bridge_supervised(
+                        let outcome = bridge_supervised(
                             media.port(),
                             other,
                             &mut rx,
@@ -978,12 +981,18 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         )
                         .await;
                         let talk = connected_at.elapsed();
+                        // A transfer request ends the agent's part as if
+                        // they had hung up.
+                        let (end, ask) = match outcome {
+                            Ok(end) => (end, None),
+                            Err(ask) => (BridgeEnd::OtherHungUp, Some(ask)),
+                        };
                         let cause = if end == BridgeEnd::Shutdown {
                             HangupCause::Shutdown
                         } else {
                             HangupCause::Normal
                         };
-                        if let BridgeEnd::Consult(number) = &end {
+                        if let Some(AgentAsks::Consult(number)) = &ask {
                             // Attended transfer: the caller holds while the
                             // agent talks to the target.
                             st.path.push(format!("{name}=consult:{agent}>{number}"));
@@ -1088,7 +1097,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         }
                         release(other, cause).await;
                         drop(lease);
-                        if let BridgeEnd::Transfer(number) = &end {
+                        if let Some(AgentAsks::Transfer(number)) = &ask {
                             // Blind transfer: the first agent is done; ring the
                             // agent with that number. If that fails the caller
                             // is back at the head of the queue.
@@ -1157,7 +1166,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                             _ => Completed::BySystem,
                         };
                         acd.done(self.call_id, &agent, talk, by).await;
-                        return Ok(Some(end));
+                        return Ok(QueueEnd::Bridged(end));
                     }
                 }
             }
@@ -1270,6 +1279,16 @@ enum Rung {
     NotAnswered,
     /// A call arrived on the trunk instead; it went back to its watcher.
     Glare,
+}
+
+/// How a caller's time in a queue ended.
+enum QueueEnd {
+    /// Connected to an agent; the bridge ended so.
+    Bridged(BridgeEnd),
+    /// Left without an agent (full, empty, waited too long, no ACD).
+    Overflow,
+    /// Asked to be called back and hung up.
+    CalledBack,
 }
 
 /// How a rung or dialled line responded.

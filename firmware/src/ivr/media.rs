@@ -384,9 +384,14 @@ pub enum BridgeEnd {
     Shutdown,
     /// A line or its audio failed.
     Failure(String),
-    /// The agent keyed a transfer to this agent number.
+}
+
+/// What an agent asked for during a supervised bridge, ending their part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentAsks {
+    /// A blind transfer to this agent number.
     Transfer(String),
-    /// The agent keyed an attended transfer: consult this agent first.
+    /// An attended transfer: consult this agent first.
     Consult(String),
 }
 
@@ -470,7 +475,7 @@ fn mix(a: &Frame, b: Option<&Frame>) -> Frame {
 ///
 /// With `transfer`, the agent transfers the caller by keying that code and
 /// an agent number (or a hook flash and the number); the bridge then ends
-/// with [`BridgeEnd::Transfer`].
+/// with [`AgentAsks::Transfer`] (`Err`).
 ///
 /// A hook flash with no number after it puts the caller on hold (they hear
 /// `hold_music`, the agent hears nothing from them); the next flash takes
@@ -482,7 +487,7 @@ pub async fn bridge_supervised<L, I, O>(
     codes: Option<&crate::acd::config::Codes>,
     hold_music: &[i16],
     shutdown: &CancellationToken,
-) -> BridgeEnd
+) -> Result<BridgeEnd, AgentAsks>
 where
     L: Line,
     I: AudioIn,
@@ -546,7 +551,7 @@ where
         };
         let mode = sup.as_ref().map(|(_, m)| *m);
         match turn {
-            Turn::End(e) => break e,
+            Turn::End(e) => break Ok(e),
             Turn::Nothing => {}
             Turn::SupGone => {
                 if let Some((mut l, _)) = sup.take() {
@@ -628,11 +633,11 @@ where
                 if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.consult.as_str()))
                     && !target.is_empty()
                 {
-                    break BridgeEnd::Consult(target.to_string());
+                    break Err(AgentAsks::Consult(target.to_string()));
                 }
                 if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.transfer.as_str())) {
                     if !target.is_empty() {
-                        break BridgeEnd::Transfer(target.to_string());
+                        break Err(AgentAsks::Transfer(target.to_string()));
                     }
                     if flashed {
                         // A flash and nothing else: hold, or back from hold.
