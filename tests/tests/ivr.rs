@@ -1046,3 +1046,108 @@ answer_after = "1s"
     assert_eq!(jobs[0]["status"], "done", "{jobs:#?}");
     assert_eq!(jobs[0]["attempts"], 1);
 }
+
+/// Branching on a collected variable, and `top` back to the start.
+#[test]
+fn branches_on_variables_and_top_returns_to_the_start() {
+    let site = ivr_site();
+    let cfg = std::fs::read_to_string(site.config()).unwrap()
+        + r##"
+[[ivr.route]]
+dialled = ["4008"]
+start = "pin"
+
+[ivr.node.pin]
+type = "menu"
+greeting = "main-short.wav"
+options = { "1" = "ask", "9" = "top" }
+
+[ivr.node.ask]
+type = "collect"
+var = "answer"
+prompt = "main-short.wav"
+min = 1
+max = 1
+recordable = true
+next = "which"
+
+[ivr.node.which]
+type = "branch"
+cases = [
+  { var = "answer", equals = "7", goto = "seven" },
+  { var = "answer", matches = "[1-3]", goto = "low" },
+]
+default = "other"
+
+[ivr.node.seven]
+type = "hangup"
+
+[ivr.node.low]
+type = "hangup"
+
+[ivr.node.other]
+type = "hangup"
+"##;
+    site.write("site.toml", &cfg);
+    let call = |at: u32, from: &str, keys: &str| {
+        format!(
+            "[[call]]\nat = \"{at}s\"\nfrom = \"{from}\"\nto = \"4008\"\nscript = [ {keys} {{ wait = \"10s\" }} ]\n\n"
+        )
+    };
+    let recs = run_at(
+        &site,
+        &(call(
+            0,
+            "01000000081",
+            r#"{ wait = "1500ms" }, { press = "1" }, { wait = "1500ms" }, { press = "7" },"#,
+        ) + &call(
+            60,
+            "01000000082",
+            r#"{ wait = "1500ms" }, { press = "1" }, { wait = "1500ms" }, { press = "2" },"#,
+        ) + &call(
+            120,
+            "01000000083",
+            r#"{ wait = "1500ms" }, { press = "1" }, { wait = "1500ms" }, { press = "5" },"#,
+        ) + &call(
+            180,
+            "01000000084",
+            r#"{ wait = "1500ms" }, { press = "9" }, { wait = "1500ms" }, { press = "1" }, { wait = "1500ms" }, { press = "7" },"#,
+        )),
+        OPEN,
+    );
+    let outcome = |c: &str| {
+        by_caller(&recs, c)["outcome"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(outcome("01000000081"), "seven");
+    assert_eq!(outcome("01000000082"), "low");
+    assert_eq!(outcome("01000000083"), "other");
+    assert_eq!(by_caller(&recs, "01000000083")["ivr_vars"]["answer"], "5");
+    // "9" goes to the route's start again: the same menu, entered twice.
+    let p = path(by_caller(&recs, "01000000084"));
+    assert_eq!(p.iter().filter(|e| *e == "pin").count(), 2, "{p:?}");
+    assert_eq!(outcome("01000000084"), "seven");
+}
+
+/// A site prompt in a language folder wins over the shared one for that
+/// language (here a broken one, so check-config names the file it chose).
+#[test]
+fn a_language_folder_overrides_a_site_prompt_for_that_language() {
+    let site = ivr_site();
+    std::fs::create_dir_all(site.dir.path().join("prompts/zh")).unwrap();
+    site.write("prompts/zh/main-long.wav", "not audio");
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("prompts/zh/main-long.wav"), "{err}");
+    assert!(
+        !err.contains("prompts/main-long.wav"),
+        "the shared file is fine: {err}"
+    );
+}
