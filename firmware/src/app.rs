@@ -18,11 +18,15 @@ use tokio_util::task::TaskTracker;
 use crate::call::CallContext;
 use crate::clock::Clock;
 use crate::config::SiteConfig;
-use crate::store::{Store, StoreError};
+use crate::recorder::{Recorder, StartReport};
+use crate::store::{Store, StoreError, StoreMsg};
 use crate::{panel, supervisor};
 
 /// How long calls get to end and be recorded after a stop request.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often recordings past their retention are looked for.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,20 @@ pub async fn run<B: Backend>(
             "previous run stopped during calls"
         );
     }
+    if let Some(moved) = &report.moved_aside {
+        store
+            .handle()
+            .send(StoreMsg::Alarm {
+                at: opts.clock.now(),
+                code: "database_corrupt".into(),
+                severity: "critical",
+                message: format!(
+                    "the call database could not be read and was moved aside to {}; a new one was started",
+                    moved.display()
+                ),
+            })
+            .await;
+    }
     let ports = hal.take_ports();
     for l in &config.lines {
         if !ports.iter().any(|p| p.line.info().id == l.id) {
@@ -83,6 +101,27 @@ pub async fn run<B: Backend>(
             return Err(RunError::MissingLine(l.id.clone()));
         }
     }
+    // Recordings left open by a power cut are repaired before any call is
+    // taken. The recorder runs without a `[recording]` section too: it
+    // writes voicemail.
+    let (recorder, recorder_thread) = {
+        let (rec, thread, found) = Recorder::start(
+            Arc::new(config.recording.clone().unwrap_or_default()),
+            &opts.data_dir,
+            store.handle(),
+            opts.clock.clone(),
+        )
+        .await;
+        if found != StartReport::default() {
+            tracing::warn!(
+                repaired = found.repaired,
+                empty = found.empty,
+                damaged = found.damaged,
+                "recordings left open by the previous run"
+            );
+        }
+        (rec, thread)
+    };
     let tracker = TaskTracker::new();
     let panel = panel::spawn(
         hal.take_indicators(),
@@ -99,6 +138,7 @@ pub async fn run<B: Backend>(
         ivr: ivr.clone(),
         data_dir: Arc::new(opts.data_dir.clone()),
         panel: panel.clone(),
+        recorder: recorder.clone(),
         shutdown: shutdown.clone(),
     };
     let acd = config.acd.clone().map(crate::acd::channel);
@@ -115,6 +155,7 @@ pub async fn run<B: Backend>(
             sw.lines.clone(),
             store.handle(),
             opts.clock.clone(),
+            recorder.clone(),
             shutdown.clone(),
             &tracker,
         );
@@ -140,9 +181,27 @@ pub async fn run<B: Backend>(
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
+        drop(recorder);
+        recorder_thread.close().await;
         store.close().await;
         return Err(e.into());
     }
+    if recorder.config().is_some() {
+        // Retention runs once an hour of the box's time (virtual time in
+        // tests and --fast).
+        let (recorder, clock, token) = (recorder.clone(), opts.clock.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RETENTION_EVERY);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = every.tick() => recorder.retention(clock.now()),
+                }
+            }
+        });
+    }
+    drop(recorder);
     panel.status(BoxStatus::Ready).await;
     tracing::info!(
         site = %config.site_id,
@@ -166,6 +225,7 @@ pub async fn run<B: Backend>(
             "calls did not end within {DRAIN_TIMEOUT:?}; their records stay in progress"
         );
     }
+    recorder_thread.close().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -41,6 +41,8 @@ pub struct CallContext {
     pub data_dir: Arc<PathBuf>,
     /// Front panel (line LEDs).
     pub panel: PanelHandle,
+    /// Call recording.
+    pub recorder: crate::recorder::Recorder,
     /// Cancelled when the daemon stops.
     pub shutdown: CancellationToken,
 }
@@ -248,6 +250,7 @@ where
         })
         .await;
     let mut media = Media::new(port, ctx.shutdown.clone());
+    media.rec = crate::recorder::Recording::for_call(&ctx.recorder, id);
     let answered = |cause, side, gone| Outcome::new(Disposition::Answered, cause, side, gone);
     if let Some(greeting) = &ctx.inbound.greeting {
         tracing::info!(greeting = %greeting.name, "answered; playing greeting");

@@ -40,6 +40,8 @@ struct RawSite {
     outbound: Vec<crate::ivr::config::RawOutbound>,
     #[serde(default)]
     acd: Option<crate::acd::config::RawAcd>,
+    #[serde(default)]
+    recording: Option<crate::recorder::config::RawRecording>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +187,8 @@ pub struct SiteConfig {
     pub ivr: Option<crate::ivr::Ivr>,
     /// Agents and queues, when the site has an `[acd]` section.
     pub acd: Option<crate::acd::AcdConfig>,
+    /// Recording policy, when the site has a `[recording]` section.
+    pub recording: Option<crate::recorder::config::RecordingConfig>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -391,6 +395,51 @@ impl SiteConfig {
                 }
             },
         };
+        let recording = match &raw.recording {
+            None => None,
+            Some(r) => {
+                let consent = match r.consent_prompt() {
+                    None => None,
+                    Some(name) => match load_prompt(&prompt_dir, name) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            err("recording.consent_prompt", e);
+                            None
+                        }
+                    },
+                };
+                let queues: Option<Vec<String>> = acd
+                    .as_ref()
+                    .map(|a| a.queues.iter().map(|q| q.name.clone()).collect());
+                let agents: Option<Vec<String>> = acd
+                    .as_ref()
+                    .map(|a| a.agents.iter().map(|a| a.id.clone()).collect());
+                let flows: Option<Vec<String>> = ivr
+                    .as_ref()
+                    .map(|i| i.nodes.iter().map(|n| n.name.clone()).collect());
+                let (queues, agents, flows) = (
+                    queues.or_else(|| raw.acd.is_none().then(Vec::new)),
+                    agents.or_else(|| raw.acd.is_none().then(Vec::new)),
+                    flows.or_else(|| raw.ivr.is_none().then(Vec::new)),
+                );
+                match crate::recorder::config::check(
+                    r,
+                    consent,
+                    queues.as_deref(),
+                    agents.as_deref(),
+                    flows.as_deref(),
+                ) {
+                    Ok(c) => Some(c),
+                    Err(list) => {
+                        for (path, msg) in list {
+                            err(&path, msg);
+                        }
+                        None
+                    }
+                }
+            }
+        };
+
         errs.extend(other_files);
 
         match greeting {
@@ -409,6 +458,7 @@ impl SiteConfig {
                 },
                 ivr,
                 acd,
+                recording,
             }),
             _ => Err(Diagnostics(errs)),
         }

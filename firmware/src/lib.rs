@@ -26,5 +26,6 @@ pub mod lines;
 pub mod logging;
 pub mod media;
 pub mod panel;
+pub mod recorder;
 pub mod store;
 pub mod supervisor;

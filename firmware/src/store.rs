@@ -13,11 +13,23 @@
 //! The schema is versioned with SQLite's `user_version`; migrations in
 //! [`MIGRATIONS`] run forward at open. A database from newer firmware is
 //! refused, never rewritten.
+//!
+//! Nothing good is thrown away over a bad disk. A file SQLite cannot read at
+//! open (not a database, or corrupt) is moved aside, never reset, and a fresh
+//! database started ([`OpenReport::moved_aside`]). A batch that cannot be
+//! committed because the disk is full or failing is held and retried every
+//! second until it commits, while [`StoreHandle::disk_trouble`] tells the
+//! recorder to stop writing audio; only a change SQLite itself refuses (a
+//! constraint) is skipped, alone.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,6 +135,57 @@ pub const MIGRATIONS: &[&str] = &[
         event    TEXT NOT NULL,
         data     TEXT NOT NULL
     );",
+    // v4: each call's event log, recordings (a call record points to its
+    // recordings), alarms and directory lookups
+    "CREATE TABLE call_events (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id  TEXT NOT NULL,
+        at_ms    INTEGER NOT NULL,
+        mono_ms  INTEGER NOT NULL,
+        event    TEXT NOT NULL,
+        data     TEXT NOT NULL
+    );
+    CREATE INDEX call_events_call ON call_events(call_id);
+    CREATE TABLE recordings (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        call_id         TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        file            TEXT NOT NULL,
+        format          TEXT NOT NULL,
+        channels        INTEGER NOT NULL,
+        started_ms      INTEGER NOT NULL,
+        ended_ms        INTEGER,
+        size            INTEGER,
+        duration_ms     INTEGER,
+        paused_ms       INTEGER NOT NULL DEFAULT 0,
+        pauses          TEXT NOT NULL DEFAULT '[]',
+        sha256          TEXT,
+        encrypted       INTEGER NOT NULL DEFAULT 0,
+        state           TEXT NOT NULL,
+        delivered       INTEGER NOT NULL DEFAULT 0,
+        deleted_ms      INTEGER,
+        deleted_reason  TEXT,
+        error           TEXT
+    );
+    CREATE INDEX recordings_call ON recordings(call_id);
+    CREATE INDEX recordings_started ON recordings(started_ms);
+    CREATE TABLE alarms (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms       INTEGER NOT NULL,
+        code        TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        cleared_ms  INTEGER
+    );
+    CREATE TABLE lookups (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id  TEXT NOT NULL,
+        at_ms    INTEGER NOT NULL,
+        source   TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        found    INTEGER NOT NULL
+    );",
 ];
 
 /// Tables `callboxd records --table` can show, besides `calls`.
@@ -133,6 +196,10 @@ pub const TABLES: &[&str] = &[
     "outbox",
     "outbound_jobs",
     "queue_log",
+    "call_events",
+    "recordings",
+    "alarms",
+    "lookups",
 ];
 
 /// Errors of the store.
@@ -344,6 +411,45 @@ pub struct JobRow {
     pub last_call_id: Option<String>,
 }
 
+/// A recording ended (or was found cut short), as stored.
+#[derive(Debug, Clone)]
+pub struct RecordingEnd {
+    /// Recording id (UUIDv7).
+    pub id: String,
+    /// The call recorded.
+    pub call_id: String,
+    /// `call` or `voicemail`.
+    pub kind: String,
+    /// Audio file, relative to the data directory (it may have been renamed
+    /// since the start, e.g. once encrypted).
+    pub file: String,
+    /// Audio format, e.g. `wav`.
+    pub format: String,
+    /// Channels in the file.
+    pub channels: u16,
+    /// When recording started; known when the start row may be missing (a
+    /// recording repaired after a crash), else `None`.
+    pub started: Option<Stamp>,
+    /// When recording ended.
+    pub at: Stamp,
+    /// `complete`, `interrupted` or `failed`.
+    pub state: &'static str,
+    /// File size, bytes.
+    pub size: u64,
+    /// Length of the audio, ms.
+    pub duration_ms: u64,
+    /// Total time paused, ms.
+    pub paused_ms: u64,
+    /// Pauses as `[start_ms, end_ms)` offsets in the recording.
+    pub pauses: Vec<(u64, u64)>,
+    /// SHA-256 of the file as stored, lowercase hex.
+    pub sha256: Option<String>,
+    /// Whether the file is encrypted at rest.
+    pub encrypted: bool,
+    /// What went wrong, for `interrupted` and `failed`.
+    pub error: Option<String>,
+}
+
 /// What the store is asked to do.
 #[derive(Debug)]
 pub enum StoreMsg {
@@ -351,7 +457,8 @@ pub enum StoreMsg {
     CallFlow(CallFlow),
     /// An event for headquarters.
     Outbox {
-        /// Stream (`notify`, `lookup`, `voicemail`, `callback`, `job`).
+        /// Stream (`notify`, `lookup`, `voicemail`, `callback`, `job`,
+        /// `acd_stats`; the store itself writes `recording` and `alarm`).
         stream: String,
         /// When.
         at: Stamp,
@@ -444,6 +551,86 @@ pub enum StoreMsg {
     },
     /// Complete a call record.
     CallEnded(CallEnd),
+    /// An event in a call's life, for its event log (`records --call`).
+    Event {
+        /// The call.
+        call_id: String,
+        /// When.
+        at: Stamp,
+        /// `answered`, `digit`, `menu`, `queued`, `offered`, `bridged`,
+        /// `transferred`, `recording_started`, `recording_paused`,
+        /// `recording_resumed`, `recording_stopped`, `hangup`.
+        event: &'static str,
+        /// Details.
+        data: serde_json::Value,
+    },
+    /// A recording started: its row is inserted in state `recording`.
+    RecordingStarted {
+        /// Recording id (UUIDv7).
+        id: String,
+        /// The call recorded.
+        call_id: String,
+        /// `call` or `voicemail`.
+        kind: &'static str,
+        /// Audio file, relative to the data directory.
+        file: String,
+        /// Audio format, e.g. `wav`.
+        format: &'static str,
+        /// Channels in the file.
+        channels: u16,
+        /// When.
+        at: Stamp,
+    },
+    /// A recording ended: its row is completed (or inserted, if the start
+    /// never reached the disk) and headquarters is told (outbox stream
+    /// `recording`).
+    RecordingFinished(RecordingEnd),
+    /// At start-up, after the recorder's repairs: every recording still in
+    /// state `recording` has no audio left and becomes `lost`.
+    SweepOpenRecordings {
+        /// When the sweep ran.
+        at: Stamp,
+    },
+    /// A recording's file was deleted; the row is kept, state `deleted`.
+    RecordingDeleted {
+        /// Recording id.
+        id: String,
+        /// When.
+        at: Stamp,
+        /// Why (retention, operator…).
+        reason: String,
+    },
+    /// An alarm was raised (also sent to headquarters, stream `alarm`).
+    Alarm {
+        /// When.
+        at: Stamp,
+        /// Stable code, e.g. `disk_full`.
+        code: String,
+        /// `warning` or `critical`.
+        severity: &'static str,
+        /// What an operator should know.
+        message: String,
+    },
+    /// Every raised alarm with this code is cleared.
+    AlarmCleared {
+        /// When.
+        at: Stamp,
+        /// The alarm's code.
+        code: String,
+    },
+    /// A directory lookup made during a call.
+    Lookup {
+        /// The call.
+        call_id: String,
+        /// When.
+        at: Stamp,
+        /// Table or service looked in.
+        source: String,
+        /// What was looked up.
+        key: String,
+        /// Whether it was found.
+        found: bool,
+    },
     /// Reply once everything queued before this is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -476,6 +663,14 @@ impl StoreMsg {
             StoreMsg::JobStatus(..) => "job status",
             StoreMsg::QueueLog { .. } => "queue event",
             StoreMsg::WrapCode { .. } => "wrap-up code",
+            StoreMsg::Event { .. } => "call event",
+            StoreMsg::RecordingStarted { .. } => "recording started",
+            StoreMsg::RecordingFinished(_) => "recording finished",
+            StoreMsg::SweepOpenRecordings { .. } => "open recordings sweep",
+            StoreMsg::RecordingDeleted { .. } => "recording deleted",
+            StoreMsg::Alarm { .. } => "alarm",
+            StoreMsg::AlarmCleared { .. } => "alarm cleared",
+            StoreMsg::Lookup { .. } => "lookup",
             StoreMsg::Flush(_) => "flush",
         }
     }
@@ -485,12 +680,33 @@ impl StoreMsg {
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<StoreMsg>,
+    shared: Arc<Shared>,
+}
+
+/// State the store thread shares with its handles.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Set while a batch cannot be committed because the disk is full or
+    /// failing, and the store thread is retrying it.
+    disk_trouble: AtomicBool,
+    /// Test hook: this many commits fail as if the disk were full.
+    #[cfg(test)]
+    fail_commits: std::sync::atomic::AtomicUsize,
 }
 
 impl StoreHandle {
     /// Queues a message. Waits only when the queue is full.
     pub async fn send(&self, msg: StoreMsg) {
         if self.tx.send(msg).await.is_err() {
+            tracing::error!("record lost: the store has stopped");
+        }
+    }
+
+    /// Queues a message from a plain thread (the recorder's), blocking while
+    /// the queue is full. Must not be called from async code: tokio panics
+    /// there; use [`StoreHandle::send`].
+    pub fn send_blocking(&self, msg: StoreMsg) {
+        if self.tx.blocking_send(msg).is_err() {
             tracing::error!("record lost: the store has stopped");
         }
     }
@@ -504,6 +720,20 @@ impl StoreHandle {
             .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)
     }
+
+    /// Whether the store is holding changes it cannot write because the
+    /// disk is full or failing (it retries every second until they commit).
+    /// Whoever writes to the same partition, the recorder first, should stop
+    /// while this holds.
+    pub fn disk_trouble(&self) -> bool {
+        self.shared.disk_trouble.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: the next `n` commits fail with `SQLITE_FULL`.
+    #[cfg(test)]
+    fn fail_next_commits(&self, n: usize) {
+        self.shared.fail_commits.store(n, Ordering::SeqCst);
+    }
 }
 
 /// The store actor: owns the thread.
@@ -514,43 +744,44 @@ pub struct Store {
 }
 
 /// What opening the store found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OpenReport {
     /// Calls found in progress from a previous run and marked interrupted.
     pub interrupted: usize,
+    /// The database file was unreadable (not a database, or corrupt) and was
+    /// moved here, with its `-wal` and `-shm` files if any; the store started
+    /// a fresh database in its place.
+    pub moved_aside: Option<PathBuf>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and starts the
     /// store thread. Errors are reported here, before any call is taken.
     /// `boot_id` is stamped on every record written in this run.
+    ///
+    /// A file SQLite reports as not a database or corrupt is moved aside
+    /// (never deleted or overwritten) and a fresh database is started; the
+    /// report says where it went. A database from newer firmware is refused.
     pub fn open(data_dir: &Path, boot_id: &str) -> Result<(Store, OpenReport), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let sq = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
+        let mut moved_aside = None;
+        let (conn, interrupted) = match open_db(&path) {
+            Err(StoreError::Sqlite { source, .. }) if is_corrupt(&source) => {
+                let to = move_aside(&path)?;
+                tracing::error!(
+                    db = %path.display(),
+                    moved_to = %to.display(),
+                    "the database is unreadable ({source}); moved aside, starting a fresh one"
+                );
+                moved_aside = Some(to);
+                open_db(&path)?
+            }
+            r => r?,
         };
-        let mut conn = Connection::open(&path).map_err(sq)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sq)?;
-        // The version check comes before anything that writes (switching to
-        // WAL rewrites the header): a newer firmware's file stays untouched.
-        check_version(&conn, &path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sq)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sq)?;
-        migrate(&mut conn, &path)?;
-        let interrupted = conn
-            .execute(
-                "UPDATE calls SET disposition = 'interrupted' WHERE disposition = 'in_progress'",
-                [],
-            )
-            .map_err(sq)?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -558,11 +789,13 @@ impl Store {
             );
         }
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn({
                 let boot_id = boot_id.to_string();
-                move || writer(conn, rx, path, boot_id)
+                let shared = shared.clone();
+                move || writer(conn, rx, path, boot_id, &shared)
             })
             .map_err(|source| StoreError::DataDir {
                 path: data_dir.to_path_buf(),
@@ -570,10 +803,13 @@ impl Store {
             })?;
         Ok((
             Store {
-                handle: StoreHandle { tx },
+                handle: StoreHandle { tx, shared },
                 thread,
             },
-            OpenReport { interrupted },
+            OpenReport {
+                interrupted,
+                moved_aside,
+            },
         ))
     }
 
@@ -593,6 +829,99 @@ impl Store {
         // by now, so this only waits for the last commit.
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
+}
+
+/// Opens the database for writing, migrates it and marks calls left in
+/// progress interrupted; returns the connection and how many were.
+fn open_db(path: &Path) -> Result<(Connection, usize), StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(sq)?;
+    // Until the file has proved usable, closing must not checkpoint a WAL
+    // into it or delete the WAL: a refused (newer) or unreadable database
+    // and its WAL are left exactly as found.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(sq)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sq)?;
+    // The version check comes before anything that writes (switching to
+    // WAL rewrites the header): a newer firmware's file stays untouched.
+    check_version(&conn, path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sq)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sq)?;
+    migrate(&mut conn, path)?;
+    let interrupted = conn
+        .execute(
+            "UPDATE calls SET disposition = 'interrupted' WHERE disposition = 'in_progress'",
+            [],
+        )
+        .map_err(sq)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+        .map_err(sq)?;
+    Ok((conn, interrupted))
+}
+
+/// Whether SQLite says the file is not a database or is damaged.
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Whether a write failed for want of disk (full, or failing): worth keeping
+/// the changes and trying again, unlike a change SQLite refuses.
+fn is_disk_trouble(e: &rusqlite::Error) -> bool {
+    // `SQLITE_FULL` ("database or disk is full") is `DiskFull`; it also
+    // covers a database at its page limit.
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure)
+    )
+}
+
+/// Renames the database (and its `-wal`, `-shm`) to
+/// `callbox.db.corrupt-<unix ms>`, never over an existing file; returns the
+/// database's new path.
+fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let io = |source| StoreError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| DB_FILE.to_string());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let companions = ["", "-wal", "-shm"];
+    // A later suffix if any of the three names is taken.
+    let mut stamp = now;
+    let suffix = loop {
+        let suffix = format!(".corrupt-{stamp}");
+        if companions
+            .iter()
+            .all(|c| !dir.join(format!("{name}{c}{suffix}")).exists())
+        {
+            break suffix;
+        }
+        stamp += 1;
+    };
+    let target = dir.join(format!("{name}{suffix}"));
+    for c in companions {
+        let from = dir.join(format!("{name}{c}"));
+        if from.exists() {
+            let to = dir.join(format!("{name}{c}{suffix}"));
+            std::fs::rename(&from, &to).map_err(io)?;
+        }
+    }
+    Ok(target)
 }
 
 /// Reads the schema version, refusing a database from newer firmware.
@@ -631,7 +960,20 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreMsg>, path: PathBuf, boot_id: String) {
+/// Pause between attempts to commit a batch while the disk is in trouble.
+const RETRY_DELAY: Duration = if cfg!(test) {
+    Duration::from_millis(20)
+} else {
+    Duration::from_secs(1)
+};
+
+fn writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<StoreMsg>,
+    path: PathBuf,
+    boot_id: String,
+    shared: &Shared,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.blocking_recv() {
@@ -642,7 +984,7 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreMsg>, path: PathBuf,
                 StoreMsg::JobStatus(name, reply) => {
                     // Earlier writes of the same job are in `batch`: commit
                     // them first so the answer is current.
-                    flush_batch(&mut conn, &mut batch, &boot_id, &path);
+                    flush_batch(&mut conn, &mut batch, &boot_id, &path, shared);
                     let _ = reply.send(job_row(&conn, &name).map_err(|e| {
                         tracing::error!("reading job {name}: {e}");
                         e.to_string()
@@ -656,29 +998,67 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreMsg>, path: PathBuf,
                 None
             };
         }
-        flush_batch(&mut conn, &mut batch, &boot_id, &path);
+        flush_batch(&mut conn, &mut batch, &boot_id, &path, shared);
         for f in flushes.drain(..) {
             let _ = f.send(());
         }
     }
 }
 
-fn flush_batch(conn: &mut Connection, batch: &mut Vec<StoreMsg>, boot_id: &str, path: &Path) {
+/// Commits `batch`. While the disk is full or failing the batch is kept and
+/// retried (this thread blocks; senders wait once the queue is full) until
+/// it commits: records are not thrown away over a full partition.
+fn flush_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<StoreMsg>,
+    boot_id: &str,
+    path: &Path,
+    shared: &Shared,
+) {
     if batch.is_empty() {
         return;
     }
     let n = batch.len();
-    match write_batch(conn, batch, boot_id) {
-        Ok(replies) => {
-            for (tx, h) in replies {
-                let _ = tx.send(h);
+    let mut retrying = false;
+    loop {
+        match write_batch(conn, batch, boot_id, shared) {
+            Ok(answers) => {
+                if retrying {
+                    shared.disk_trouble.store(false, Ordering::Relaxed);
+                    tracing::info!(
+                        db = %path.display(),
+                        "the database is writable again; {n} held record change(s) committed"
+                    );
+                }
+                for (msg, answer) in batch.drain(..).zip(answers) {
+                    if let (StoreMsg::ProductCheck { reply, .. }, Some(h)) = (msg, answer) {
+                        let _ = reply.send(h);
+                    }
+                }
+                return;
+            }
+            Err(e) if is_disk_trouble(&e) => {
+                if !retrying {
+                    retrying = true;
+                    shared.disk_trouble.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        db = %path.display(),
+                        "the database cannot be written ({e}); holding {n} record change(s) and retrying every {}s until it can",
+                        RETRY_DELAY.as_secs_f32()
+                    );
+                }
+                std::thread::sleep(RETRY_DELAY);
+            }
+            // Keep serving: a failed batch is logged with the file it
+            // concerns; the daemon must not stop taking calls over it.
+            Err(e) => {
+                shared.disk_trouble.store(false, Ordering::Relaxed);
+                tracing::error!(db = %path.display(), "writing {n} record change(s) failed: {e}");
+                batch.clear();
+                return;
             }
         }
-        // Keep serving: a failed batch is logged with the file it
-        // concerns; the daemon must not stop taking calls over it.
-        Err(e) => tracing::error!(db = %path.display(), "writing {n} record change(s) failed: {e}"),
     }
-    batch.clear();
 }
 
 fn job_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<JobRow>> {
@@ -698,8 +1078,6 @@ fn job_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<JobRow>> {
     )
     .optional()
 }
-
-type Replies = Vec<(oneshot::Sender<CheckHistory>, CheckHistory)>;
 
 fn outbox(
     tx: &rusqlite::Transaction<'_>,
@@ -722,37 +1100,70 @@ const END: &str =
     "UPDATE calls SET ended_ms = ?2, mono_end_ms = ?3, disposition = ?4, hangup_cause = ?5,
                               hangup_side = ?6, clock_synced = clock_synced AND ?7
              WHERE id = ?1";
+const RECORDING_END: &str =
+    "INSERT INTO recordings (id, call_id, kind, file, format, channels, started_ms, ended_ms, size,
+                            duration_ms, paused_ms, pauses, sha256, encrypted, state, error)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+     ON CONFLICT(id) DO UPDATE SET file = excluded.file, state = excluded.state,
+         ended_ms = excluded.ended_ms, size = excluded.size, duration_ms = excluded.duration_ms,
+         paused_ms = excluded.paused_ms, pauses = excluded.pauses, sha256 = excluded.sha256,
+         encrypted = excluded.encrypted, error = excluded.error";
 
+/// Writes the batch in one transaction, leaving it in place; returns, per
+/// message, the answer it is owed once committed. A message SQLite refuses
+/// is skipped alone; a full or failing disk fails the whole batch.
 fn write_batch(
     conn: &mut Connection,
-    batch: &mut Vec<StoreMsg>,
+    batch: &[StoreMsg],
     boot_id: &str,
-) -> rusqlite::Result<Replies> {
-    let mut replies = Vec::new();
+    shared: &Shared,
+) -> rusqlite::Result<Vec<Option<CheckHistory>>> {
+    let mut answers = Vec::with_capacity(batch.len());
     let tx = conn.transaction()?;
-    for msg in batch.drain(..) {
+    for msg in batch {
         // One savepoint per message: a message SQLite refuses is logged and
         // rolled back alone, the rest of the batch is kept.
         tx.execute_batch("SAVEPOINT msg")?;
-        let what = msg.kind();
-        match apply(&tx, msg, boot_id, &mut replies) {
-            Ok(()) => tx.execute_batch("RELEASE msg")?,
+        match apply(&tx, msg, boot_id) {
+            Ok(answer) => {
+                tx.execute_batch("RELEASE msg")?;
+                answers.push(answer);
+            }
+            // SQLite may already have rolled the whole transaction back;
+            // the caller retries the batch.
+            Err(e) if is_disk_trouble(&e) => return Err(e),
             Err(e) => {
-                tracing::error!(what, "a record change was refused and skipped: {e}");
+                tracing::error!(
+                    what = msg.kind(),
+                    "a record change was refused and skipped: {e}"
+                );
                 tx.execute_batch("ROLLBACK TO msg; RELEASE msg")?;
+                answers.push(None);
             }
         }
     }
+    #[cfg(test)]
+    if shared
+        .fail_commits
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("injected: database or disk is full".into()),
+        ));
+    }
+    #[cfg(not(test))]
+    let _ = shared;
     tx.commit()?;
-    Ok(replies)
+    Ok(answers)
 }
 
 fn apply(
     tx: &rusqlite::Transaction<'_>,
-    msg: StoreMsg,
+    msg: &StoreMsg,
     boot_id: &str,
-    replies: &mut Replies,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Option<CheckHistory>> {
     match msg {
         StoreMsg::CallStarted(c) => {
             tx.prepare_cached(START)?.execute(params![
@@ -828,7 +1239,7 @@ fn apply(
             stream,
             at,
             payload,
-        } => outbox(tx, &stream, &at, &payload)?,
+        } => outbox(tx, stream, at, payload)?,
         StoreMsg::ProductCheck {
             call_id,
             code,
@@ -838,7 +1249,7 @@ fn apply(
             caller_region,
             diverted,
             at,
-            reply,
+            reply: _,
         } => {
             let (earlier, first_ms): (i64, Option<i64>) = tx
                 .prepare_cached(
@@ -850,13 +1261,13 @@ fn apply(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![call_id, code, caller, at.wall_ms, found, product_region, caller_region, diverted])?;
-            if diverted {
+            if *diverted {
                 // Headquarters investigates possible cross-region
                 // diversion of goods.
                 outbox(
                     tx,
                     "lookup",
-                    &at,
+                    at,
                     &serde_json::json!({
                         "event": "possible_diversion",
                         "call_id": call_id,
@@ -867,7 +1278,7 @@ fn apply(
                     }),
                 )?;
             }
-            replies.push((reply, CheckHistory { earlier, first_ms }));
+            return Ok(Some(CheckHistory { earlier, first_ms }));
         }
         StoreMsg::Voicemail {
             id,
@@ -894,7 +1305,7 @@ fn apply(
             outbox(
                 tx,
                 "voicemail",
-                &at,
+                at,
                 &serde_json::json!({"id": id, "call_id": call_id, "mailbox": mailbox, "caller": caller, "duration_ms": duration_ms}),
             )?;
         }
@@ -911,7 +1322,7 @@ fn apply(
             outbox(
                 tx,
                 "callback",
-                &at,
+                at,
                 &serde_json::json!({"call_id": call_id, "number": number, "queue": queue}),
             )?;
         }
@@ -927,13 +1338,156 @@ fn apply(
                 outbox(
                     tx,
                     "job",
-                    &at,
+                    at,
                     &serde_json::json!({"job": j.name, "number": j.number, "attempts": j.attempts, "status": j.status, "result": j.result}),
                 )?;
             }
         }
+        StoreMsg::Event {
+            call_id,
+            at,
+            event,
+            data,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO call_events (call_id, at_ms, mono_ms, event, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![call_id, at.wall_ms, at.mono_ms, event, data.to_string()])?;
+        }
+        StoreMsg::RecordingStarted {
+            id,
+            call_id,
+            kind,
+            file,
+            format,
+            channels,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO recordings (id, call_id, kind, file, format, channels, started_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'recording')",
+            )?
+            .execute(params![id, call_id, kind, file, format, channels, at.wall_ms])?;
+        }
+        StoreMsg::RecordingFinished(r) => {
+            // SQLite integers are signed.
+            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let duration_ms = int(r.duration_ms);
+            // No start row if the box stopped before it was committed: the
+            // start is known, or worked back from the end.
+            let started_ms = r
+                .started
+                .map_or(r.at.wall_ms.saturating_sub(duration_ms), |s| s.wall_ms);
+            let pauses = serde_json::to_string(&r.pauses).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(RECORDING_END)?.execute(params![
+                r.id,
+                r.call_id,
+                r.kind,
+                r.file,
+                r.format,
+                r.channels,
+                started_ms,
+                r.at.wall_ms,
+                int(r.size),
+                duration_ms,
+                int(r.paused_ms),
+                pauses,
+                r.sha256,
+                r.encrypted,
+                r.state,
+                r.error
+            ])?;
+            outbox(
+                tx,
+                "recording",
+                &r.at,
+                &serde_json::json!({
+                    "id": r.id,
+                    "call_id": r.call_id,
+                    "kind": r.kind,
+                    "file": r.file,
+                    "format": r.format,
+                    "channels": r.channels,
+                    "size": r.size,
+                    "duration_ms": r.duration_ms,
+                    "sha256": r.sha256,
+                    "encrypted": r.encrypted,
+                    "state": r.state,
+                }),
+            )?;
+        }
+        StoreMsg::SweepOpenRecordings { at: _ } => {
+            let lost = tx
+                .prepare_cached(
+                    "UPDATE recordings SET state = 'lost', error = 'no audio file found at start-up'
+                     WHERE state = 'recording'",
+                )?
+                .execute([])?;
+            if lost > 0 {
+                tracing::warn!(
+                    lost,
+                    "recordings left open by the previous run have no audio file; marked lost"
+                );
+            }
+        }
+        StoreMsg::RecordingDeleted { id, at, reason } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE recordings SET state = 'deleted', deleted_ms = ?2, deleted_reason = ?3
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, at.wall_ms, reason])?;
+            if n == 0 {
+                tracing::warn!(recording = %id, "deleted recording has no row");
+            }
+        }
+        StoreMsg::Alarm {
+            at,
+            code,
+            severity,
+            message,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO alarms (at_ms, code, severity, message) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![at.wall_ms, code, severity, message])?;
+            outbox(
+                tx,
+                "alarm",
+                at,
+                &serde_json::json!({"code": code, "severity": severity, "message": message}),
+            )?;
+        }
+        StoreMsg::AlarmCleared { at, code } => {
+            let cleared = tx
+                .prepare_cached(
+                    "UPDATE alarms SET cleared_ms = ?2 WHERE code = ?1 AND cleared_ms IS NULL",
+                )?
+                .execute(params![code, at.wall_ms])?;
+            // Headquarters hears of a clear only for an alarm it was told of.
+            if cleared > 0 {
+                outbox(
+                    tx,
+                    "alarm",
+                    at,
+                    &serde_json::json!({"code": code, "cleared": true}),
+                )?;
+            }
+        }
+        StoreMsg::Lookup {
+            call_id,
+            at,
+            source,
+            key,
+            found,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO lookups (call_id, at_ms, source, key, found) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![call_id, at.wall_ms, source, key, found])?;
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// A call record as exported (`callboxd records --json`). Field names are a
@@ -1000,47 +1554,145 @@ pub struct CallRecord {
     pub queue_exit: Option<String>,
     /// The agent's wrap-up (disposition) code.
     pub wrap_code: Option<String>,
+    /// Ids of the call's recordings, oldest first (see `callboxd
+    /// recordings`); recordings found lost at start-up are left out.
+    pub recordings: Vec<String>,
+    /// The call's event log, oldest first; read only for one call
+    /// ([`RecordQuery::call`]), else empty and not exported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<CallEvent>,
+}
+
+/// One event in a call's life.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CallEvent {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// Milliseconds since boot (orders events even if the wall clock jumps).
+    pub mono_ms: i64,
+    /// What happened (`answered`, `digit`, `menu`…).
+    pub event: String,
+    /// Details.
+    pub data: serde_json::Value,
+}
+
+/// Which call records to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordQuery {
+    /// Only calls that arrived at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only this call, with its event log.
+    pub call: Option<String>,
+}
+
+/// A recording as exported (`callboxd recordings --json`). Field names are
+/// a contract with headquarters: add fields, never rename them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecordingRow {
+    /// Recording id (UUIDv7).
+    pub id: String,
+    /// The call recorded (a call record's `id`).
+    pub call_id: String,
+    /// `call` or `voicemail`.
+    pub kind: String,
+    /// Audio file, relative to the data directory.
+    pub file: String,
+    /// Audio format.
+    pub format: String,
+    /// Channels.
+    pub channels: u16,
+    /// Start, RFC 3339 UTC.
+    pub start: String,
+    /// End, RFC 3339 UTC.
+    pub end: Option<String>,
+    /// File size, bytes.
+    pub size: Option<u64>,
+    /// Length of the audio, ms.
+    pub duration_ms: Option<u64>,
+    /// Total time paused, ms.
+    pub paused_ms: u64,
+    /// Pauses as `[start_ms, end_ms)` offsets in the recording.
+    pub pauses: Vec<[u64; 2]>,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: Option<String>,
+    /// Whether the file is encrypted at rest.
+    pub encrypted: bool,
+    /// `recording`, `complete`, `interrupted`, `failed`, `lost` or
+    /// `deleted`.
+    pub state: String,
+    /// Whether headquarters has fetched it.
+    pub delivered: bool,
+    /// Why it was deleted.
+    pub deleted_reason: Option<String>,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// Opens the database read-only, without disturbing a running daemon, and
+/// checks its version.
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Missing(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_version(&conn, path)?;
+    Ok(conn)
+}
+
+/// Whether the database has `table` (an older schema may not).
+fn has_table(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        params![table],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
 }
 
 /// Reads stored call records, oldest first, without disturbing a running
-/// daemon.
-pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
+/// daemon. With [`RecordQuery::call`] the result is that call alone (empty
+/// if there is no such call), with its event log.
+pub fn read_records(data_dir: &Path, query: &RecordQuery) -> Result<Vec<CallRecord>, StoreError> {
+    use rusqlite::types::Value;
     let path = data_dir.join(DB_FILE);
-    if !path.is_file() {
-        return Err(StoreError::Missing(path));
-    }
+    let conn = open_read_only(&path)?;
     let sq = |source| StoreError::Sqlite {
         path: path.clone(),
         source,
     };
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sq)?;
-    check_version(&conn, &path)?;
-    let has_calls: Option<String> = conn
-        .query_row(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name='calls'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sq)?;
-    if has_calls.is_none() {
+    if !has_table(&conn, "calls").map_err(sq)? {
         return Ok(Vec::new());
     }
+    // The filter, on the calls table aliased `c`.
+    let mut filter = String::from("1");
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(since) = query.since_ms {
+        args.push(since.into());
+        filter += &format!(" AND c.started_ms >= ?{}", args.len());
+    }
+    if let Some(call) = &query.call {
+        args.push(call.clone().into());
+        filter += &format!(" AND c.id = ?{}", args.len());
+    }
     let mut stmt = conn
-        .prepare(
+        .prepare(&format!(
             "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
                     disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms,
                     flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job,
                     queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code
-             FROM calls ORDER BY seq",
-        )
+             FROM calls c WHERE {filter} ORDER BY seq"
+        ))
         .map_err(sq)?;
     let rows = stmt
-        .query_map([], |r| {
+        .query_map(rusqlite::params_from_iter(&args), |r| {
             let started: i64 = r.get(5)?;
             let answered: Option<i64> = r.get(6)?;
             let ended: Option<i64> = r.get(7)?;
@@ -1084,6 +1736,113 @@ pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
                 talk_ms: r.get(25)?,
                 queue_exit: r.get(26)?,
                 wrap_code: r.get(27)?,
+                recordings: Vec::new(),
+                events: Vec::new(),
+            })
+        })
+        .map_err(sq)?;
+    let mut recs = rows.collect::<Result<Vec<_>, _>>().map_err(sq)?;
+    if recs.is_empty() {
+        return Ok(recs);
+    }
+    if has_table(&conn, "recordings").map_err(sq)? {
+        let mut by_call: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT r.call_id, r.id FROM recordings r JOIN calls c ON c.id = r.call_id
+                 WHERE r.state != 'lost' AND {filter} ORDER BY r.seq"
+            ))
+            .map_err(sq)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(&args), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(sq)?;
+        for row in rows {
+            let (call, id) = row.map_err(sq)?;
+            by_call.entry(call).or_default().push(id);
+        }
+        for rec in &mut recs {
+            if let Some(ids) = by_call.remove(&rec.id) {
+                rec.recordings = ids;
+            }
+        }
+    }
+    if let Some(call) = &query.call
+        && has_table(&conn, "call_events").map_err(sq)?
+    {
+        let mut stmt = conn
+            .prepare(
+                "SELECT at_ms, mono_ms, event, data FROM call_events WHERE call_id = ?1 ORDER BY seq",
+            )
+            .map_err(sq)?;
+        let events = stmt
+            .query_map(params![call], |r| {
+                let data: String = r.get(3)?;
+                Ok(CallEvent {
+                    at: rfc3339_ms(r.get(0)?),
+                    mono_ms: r.get(1)?,
+                    event: r.get(2)?,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+                })
+            })
+            .map_err(sq)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sq)?;
+        for rec in &mut recs {
+            rec.events = events.clone();
+        }
+    }
+    Ok(recs)
+}
+
+/// Reads stored recordings (of one call, or all), oldest first, without
+/// disturbing a running daemon.
+pub fn read_recordings(
+    data_dir: &Path,
+    call: Option<&str>,
+) -> Result<Vec<RecordingRow>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    let conn = open_read_only(&path)?;
+    let sq = |source| StoreError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    if !has_table(&conn, "recordings").map_err(sq)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, call_id, kind, file, format, channels, started_ms, ended_ms, size,
+                    duration_ms, paused_ms, pauses, sha256, encrypted, state, delivered,
+                    deleted_reason, error
+             FROM recordings WHERE ?1 IS NULL OR call_id = ?1 ORDER BY seq",
+        )
+        .map_err(sq)?;
+    // Sizes and lengths are never negative; a corrupt value reads as 0.
+    let uint = |v: i64| u64::try_from(v).unwrap_or(0);
+    let rows = stmt
+        .query_map(params![call], |r| {
+            let pauses: String = r.get(11)?;
+            Ok(RecordingRow {
+                id: r.get(0)?,
+                call_id: r.get(1)?,
+                kind: r.get(2)?,
+                file: r.get(3)?,
+                format: r.get(4)?,
+                channels: r.get(5)?,
+                start: rfc3339_ms(r.get(6)?),
+                end: r.get::<_, Option<i64>>(7)?.map(rfc3339_ms),
+                size: r.get::<_, Option<i64>>(8)?.map(uint),
+                duration_ms: r.get::<_, Option<i64>>(9)?.map(uint),
+                paused_ms: uint(r.get(10)?),
+                pauses: serde_json::from_str(&pauses).unwrap_or_default(),
+                sha256: r.get(12)?,
+                encrypted: r.get(13)?,
+                state: r.get(14)?,
+                delivered: r.get(15)?,
+                deleted_reason: r.get(16)?,
+                error: r.get(17)?,
             })
         })
         .map_err(sq)?;
@@ -1093,23 +1852,20 @@ pub fn read_records(data_dir: &Path) -> Result<Vec<CallRecord>, StoreError> {
 /// Rows of one of the other [`TABLES`] as JSON objects, oldest first.
 pub fn read_table(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>, StoreError> {
     let path = data_dir.join(DB_FILE);
-    if !path.is_file() {
-        return Err(StoreError::Missing(path));
-    }
-    let sq = |source| StoreError::Sqlite {
-        path: path.clone(),
-        source,
-    };
     // Only names from the fixed list reach the SQL text.
     let Some(table) = TABLES.iter().find(|t| **t == table) else {
         return Ok(Vec::new());
     };
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sq)?;
-    check_version(&conn, &path)?;
+    let conn = open_read_only(&path)?;
+    let sq = |source| StoreError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    // A database not yet migrated (the daemon has not started since the
+    // firmware update) has no table of a newer schema: nothing to show.
+    if !has_table(&conn, table).map_err(sq)? {
+        return Ok(Vec::new());
+    }
     let order = if *table == "outbound_jobs" {
         "name"
     } else {
@@ -1129,7 +1885,7 @@ pub fn read_table(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>
                     rusqlite::types::ValueRef::Real(x) => x.into(),
                     rusqlite::types::ValueRef::Text(t) => {
                         let t = String::from_utf8_lossy(t).into_owned();
-                        if n == "payload" || n == "data" {
+                        if n == "payload" || n == "data" || n == "pauses" {
                             serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
                         } else {
                             t.into()
@@ -1191,7 +1947,7 @@ mod tests {
         }
         drop(h);
         store.close().await;
-        let recs = read_records(dir.path()).unwrap();
+        let recs = read_records(dir.path(), &RecordQuery::default()).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].disposition, "answered");
         assert_eq!(recs[0].duration_ms, Some(3000));
@@ -1201,7 +1957,7 @@ mod tests {
         assert_eq!(report.interrupted, 1);
         store.close().await;
         assert_eq!(
-            read_records(dir.path()).unwrap()[1].disposition,
+            read_records(dir.path(), &RecordQuery::default()).unwrap()[1].disposition,
             "interrupted"
         );
     }
@@ -1234,9 +1990,451 @@ mod tests {
         .await;
         drop(h);
         store.close().await;
-        assert_eq!(read_records(dir.path()).unwrap().len(), 1);
+        assert_eq!(
+            read_records(dir.path(), &RecordQuery::default())
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(read_table(dir.path(), "voicemail").unwrap().len(), 1);
         assert_eq!(read_table(dir.path(), "outbox").unwrap().len(), 1);
+    }
+
+    fn call(id: &str, ms: i64) -> StoreMsg {
+        StoreMsg::CallStarted(CallStart {
+            id: id.into(),
+            direction: Direction::Inbound,
+            trunk_line: "t1".into(),
+            caller: Some("1001".into()),
+            dialled: None,
+            at: stamp(ms),
+        })
+    }
+
+    fn finished(id: &str, call_id: &str, started: Option<Stamp>, end_ms: i64) -> RecordingEnd {
+        RecordingEnd {
+            id: id.into(),
+            call_id: call_id.into(),
+            kind: "call".into(),
+            file: format!("recordings/{id}.wav"),
+            format: "wav".into(),
+            channels: 2,
+            started,
+            at: stamp(end_ms),
+            state: "complete",
+            size: 64_044,
+            duration_ms: 4000,
+            paused_ms: 1000,
+            pauses: vec![(1000, 2000)],
+            sha256: Some("ab".repeat(32)),
+            encrypted: false,
+            error: None,
+        }
+    }
+
+    fn started(id: &str, call_id: &str, ms: i64) -> StoreMsg {
+        StoreMsg::RecordingStarted {
+            id: id.into(),
+            call_id: call_id.into(),
+            kind: "call",
+            file: format!("recordings/{id}.wav"),
+            format: "wav",
+            channels: 2,
+            at: stamp(ms),
+        }
+    }
+
+    fn outbox_rows(dir: &Path, stream: &str) -> Vec<serde_json::Value> {
+        read_table(dir, "outbox")
+            .unwrap()
+            .into_iter()
+            .filter(|r| r["stream"] == stream)
+            .map(|r| r["payload"].clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_call_is_read_with_its_events_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        h.send(call("a", 1000)).await;
+        h.send(call("b", 1100)).await;
+        for (id, ms, event, data) in [
+            ("a", 1200, "answered", serde_json::json!({})),
+            ("b", 1300, "answered", serde_json::json!({})),
+            ("a", 1400, "digit", serde_json::json!({"digit": "1"})),
+            ("a", 1500, "hangup", serde_json::json!({"side": "caller"})),
+        ] {
+            h.send(StoreMsg::Event {
+                call_id: id.into(),
+                at: stamp(ms),
+                event,
+                data,
+            })
+            .await;
+        }
+        drop(h);
+        store.close().await;
+        let one = RecordQuery {
+            call: Some("a".into()),
+            ..Default::default()
+        };
+        let recs = read_records(dir.path(), &one).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].id, "a");
+        let events: Vec<_> = recs[0].events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(events, ["answered", "digit", "hangup"]);
+        assert_eq!(recs[0].events[1].data["digit"], "1");
+        assert_eq!(recs[0].events[1].mono_ms, 1400);
+        assert_eq!(recs[0].events[1].at, rfc3339_ms(1400));
+        // Without --call: no events read, none exported.
+        let all = read_records(dir.path(), &RecordQuery::default()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|r| r.events.is_empty()));
+        let json = serde_json::to_value(&all[0]).unwrap();
+        assert!(json.get("events").is_none());
+        assert_eq!(json["recordings"], serde_json::json!([]));
+        // An unknown call reads as nothing.
+        let none = RecordQuery {
+            call: Some("zz".into()),
+            ..Default::default()
+        };
+        assert!(read_records(dir.path(), &none).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn since_keeps_calls_that_arrived_at_or_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        for (id, ms) in [("a", 1000), ("b", 2000), ("c", 3000)] {
+            h.send(call(id, ms)).await;
+        }
+        h.send(finished("r-a", "a", Some(stamp(1000)), 1500).into_msg())
+            .await;
+        h.send(finished("r-c", "c", Some(stamp(3000)), 3500).into_msg())
+            .await;
+        drop(h);
+        store.close().await;
+        let q = |since_ms| RecordQuery {
+            since_ms: Some(since_ms),
+            call: None,
+        };
+        let ids = |q: RecordQuery| -> Vec<String> {
+            read_records(dir.path(), &q)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(ids(q(2000)), ["b", "c"]);
+        assert_eq!(ids(q(2001)), ["c"]);
+        assert!(ids(q(9000)).is_empty());
+        let recs = read_records(dir.path(), &q(2000)).unwrap();
+        assert!(recs[0].recordings.is_empty());
+        assert_eq!(recs[1].recordings, ["r-c"]);
+        let both = RecordQuery {
+            since_ms: Some(2000),
+            call: Some("a".into()),
+        };
+        assert!(ids(both).is_empty());
+    }
+
+    impl RecordingEnd {
+        fn into_msg(self) -> StoreMsg {
+            StoreMsg::RecordingFinished(self)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_recording_completes_its_row_or_inserts_it_if_the_start_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        h.send(call("c1", 1000)).await;
+        // r1: started and finished; r2: its start row never committed.
+        h.send(started("r1", "c1", 2000)).await;
+        let mut end = finished("r1", "c1", None, 7000);
+        end.file = "recordings/r1.wav.age".into();
+        end.encrypted = true;
+        h.send(end.into_msg()).await;
+        h.send(finished("r2", "c1", None, 20_000).into_msg()).await;
+        drop(h);
+        store.close().await;
+        let rows = read_recordings(dir.path(), Some("c1")).unwrap();
+        assert_eq!(rows.len(), 2);
+        let r1 = &rows[0];
+        assert_eq!(r1.id, "r1");
+        assert_eq!(r1.state, "complete");
+        // The start row's start is kept; the end's file replaces its own.
+        assert_eq!(r1.start, rfc3339_ms(2000));
+        assert_eq!(r1.end.as_deref(), Some(rfc3339_ms(7000).as_str()));
+        assert_eq!(r1.file, "recordings/r1.wav.age");
+        assert!(r1.encrypted);
+        assert_eq!(r1.size, Some(64_044));
+        assert_eq!(r1.duration_ms, Some(4000));
+        assert_eq!(r1.paused_ms, 1000);
+        assert_eq!(r1.pauses, [[1000, 2000]]);
+        assert_eq!(r1.channels, 2);
+        let r2 = &rows[1];
+        assert_eq!(r2.id, "r2");
+        assert_eq!(r2.state, "complete");
+        assert_eq!(r2.kind, "call");
+        assert_eq!(r2.format, "wav");
+        // Worked back from the end: 20 s minus 4 s of audio.
+        assert_eq!(r2.start, rfc3339_ms(16_000));
+        assert!(
+            read_recordings(dir.path(), Some("other"))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(read_recordings(dir.path(), None).unwrap().len(), 2);
+        let recs = read_records(dir.path(), &RecordQuery::default()).unwrap();
+        assert_eq!(recs[0].recordings, ["r1", "r2"]);
+        let sent = outbox_rows(dir.path(), "recording");
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0]["id"], "r1");
+        assert_eq!(sent[0]["call_id"], "c1");
+        assert_eq!(sent[0]["file"], "recordings/r1.wav.age");
+        assert_eq!(sent[0]["encrypted"], true);
+        assert_eq!(sent[0]["state"], "complete");
+        assert_eq!(sent[0]["sha256"], "ab".repeat(32));
+        assert_eq!(sent[0]["size"], 64_044);
+        // The raw table shows the pauses as JSON.
+        let raw = read_table(dir.path(), "recordings").unwrap();
+        assert_eq!(raw[0]["pauses"], serde_json::json!([[1000, 2000]]));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_marks_recordings_left_open_lost_and_records_stop_pointing_at_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        h.send(call("c1", 1000)).await;
+        h.send(started("open", "c1", 1100)).await;
+        h.send(started("done", "c1", 1200)).await;
+        h.send(finished("done", "c1", None, 9000).into_msg()).await;
+        h.send(started("gone", "c1", 1300)).await;
+        h.send(StoreMsg::RecordingDeleted {
+            id: "gone".into(),
+            at: stamp(9500),
+            reason: "retention".into(),
+        })
+        .await;
+        h.send(StoreMsg::SweepOpenRecordings { at: stamp(10_000) })
+            .await;
+        drop(h);
+        store.close().await;
+        let rows = read_recordings(dir.path(), None).unwrap();
+        let by_id = |id: &str| rows.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(by_id("open").state, "lost");
+        assert_eq!(
+            by_id("open").error.as_deref(),
+            Some("no audio file found at start-up")
+        );
+        assert_eq!(by_id("done").state, "complete");
+        assert_eq!(by_id("done").error, None);
+        // Deleted: the row stays, with the reason.
+        assert_eq!(by_id("gone").state, "deleted");
+        assert_eq!(by_id("gone").deleted_reason.as_deref(), Some("retention"));
+        let raw = read_table(dir.path(), "recordings").unwrap();
+        let gone = raw.iter().find(|r| r["id"] == "gone").unwrap();
+        assert_eq!(gone["deleted_ms"], 9500);
+        let recs = read_records(dir.path(), &RecordQuery::default()).unwrap();
+        assert_eq!(recs[0].recordings, ["done", "gone"]);
+    }
+
+    #[tokio::test]
+    async fn alarms_are_raised_and_cleared_by_code_and_headquarters_hears_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        for (ms, code) in [
+            (1000, "disk_full"),
+            (2000, "disk_full"),
+            (3000, "line_down"),
+        ] {
+            h.send(StoreMsg::Alarm {
+                at: stamp(ms),
+                code: code.into(),
+                severity: "critical",
+                message: format!("{code} happened"),
+            })
+            .await;
+        }
+        h.send(StoreMsg::AlarmCleared {
+            at: stamp(4000),
+            code: "disk_full".into(),
+        })
+        .await;
+        // Nothing raised with this code: nothing to clear, nothing sent.
+        h.send(StoreMsg::AlarmCleared {
+            at: stamp(4500),
+            code: "never_raised".into(),
+        })
+        .await;
+        h.send(StoreMsg::Lookup {
+            call_id: "c1".into(),
+            at: stamp(5000),
+            source: "orders".into(),
+            key: "A-17".into(),
+            found: true,
+        })
+        .await;
+        drop(h);
+        store.close().await;
+        let alarms = read_table(dir.path(), "alarms").unwrap();
+        assert_eq!(alarms.len(), 3);
+        assert_eq!(alarms[0]["cleared_ms"], 4000);
+        assert_eq!(alarms[1]["cleared_ms"], 4000);
+        assert_eq!(alarms[2]["cleared_ms"], serde_json::Value::Null);
+        assert_eq!(alarms[2]["severity"], "critical");
+        let sent = outbox_rows(dir.path(), "alarm");
+        assert_eq!(sent.len(), 4);
+        assert_eq!(sent[0]["code"], "disk_full");
+        assert_eq!(sent[0]["severity"], "critical");
+        assert_eq!(sent[0]["message"], "disk_full happened");
+        assert_eq!(
+            sent[3],
+            serde_json::json!({"code": "disk_full", "cleared": true})
+        );
+        let lookups = read_table(dir.path(), "lookups").unwrap();
+        assert_eq!(lookups.len(), 1);
+        assert_eq!(lookups[0]["key"], "A-17");
+        assert_eq!(lookups[0]["found"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_holds_the_batch_until_it_commits_and_flush_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        // Every commit fails until the "disk" is freed below.
+        h.fail_next_commits(usize::MAX);
+        h.send(call("a", 1000)).await;
+        h.send(call("b", 2000)).await;
+        let (tx, mut answered) = oneshot::channel();
+        h.send(StoreMsg::ProductCheck {
+            call_id: "a".into(),
+            code: "P1".into(),
+            caller: None,
+            found: true,
+            product_region: None,
+            caller_region: None,
+            diverted: false,
+            at: stamp(1500),
+            reply: tx,
+        })
+        .await;
+        let flush = tokio::spawn({
+            let h = h.clone();
+            async move { h.flush().await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !h.disk_trouble() {
+            assert!(std::time::Instant::now() < deadline, "no disk trouble seen");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Several retries later: nothing committed, nothing answered.
+        tokio::time::sleep(RETRY_DELAY * 5).await;
+        assert!(h.disk_trouble());
+        assert!(!flush.is_finished(), "flush answered before the commit");
+        assert!(answered.try_recv().is_err());
+        assert!(
+            read_records(dir.path(), &RecordQuery::default())
+                .unwrap()
+                .is_empty()
+        );
+        // Space again: the held batch commits, whole, then flush answers.
+        h.fail_next_commits(0);
+        flush.await.unwrap().unwrap();
+        assert!(!h.disk_trouble());
+        let ids: Vec<_> = read_records(dir.path(), &RecordQuery::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(read_table(dir.path(), "product_checks").unwrap().len(), 1);
+        assert_eq!(
+            answered.try_recv().unwrap(),
+            CheckHistory {
+                earlier: 0,
+                first_ms: None
+            }
+        );
+        drop(h);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_plain_thread_can_send_without_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        std::thread::spawn(move || h.send_blocking(call("from-thread", 1000)))
+            .join()
+            .unwrap();
+        store.close().await;
+        let recs = read_records(dir.path(), &RecordQuery::default()).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].id, "from-thread");
+    }
+
+    #[tokio::test]
+    async fn a_couple_of_failed_commits_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        h.fail_next_commits(2);
+        for i in 0..50 {
+            h.send(call(&format!("c{i:02}"), i)).await;
+        }
+        h.flush().await.unwrap();
+        assert!(!h.disk_trouble());
+        assert_eq!(
+            read_records(dir.path(), &RecordQuery::default())
+                .unwrap()
+                .len(),
+            50
+        );
+        drop(h);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_garbage_database_is_moved_aside_untouched_and_a_fresh_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 13) as u8).collect();
+        std::fs::write(&path, &garbage).unwrap();
+        // A stray WAL goes with it.
+        std::fs::write(dir.path().join("callbox.db-wal"), b"not a wal").unwrap();
+        let (store, report) = Store::open(dir.path(), "boot").unwrap();
+        let aside = report.moved_aside.clone().expect("moved aside");
+        assert_eq!(aside.parent(), Some(dir.path()));
+        let name = aside.file_name().unwrap().to_str().unwrap();
+        let suffix = name.strip_prefix("callbox.db.corrupt-").expect(name);
+        assert!(suffix.parse::<u64>().is_ok(), "{name}");
+        assert_eq!(std::fs::read(&aside).unwrap(), garbage);
+        assert_eq!(
+            std::fs::read(dir.path().join(format!("callbox.db-wal.corrupt-{suffix}"))).unwrap(),
+            b"not a wal"
+        );
+        let h = store.handle();
+        h.send(call("fresh", 1000)).await;
+        drop(h);
+        store.close().await;
+        let recs = read_records(dir.path(), &RecordQuery::default()).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].id, "fresh");
+        // The copy aside is still untouched, and a healthy database is not
+        // moved on the next start.
+        assert_eq!(std::fs::read(&aside).unwrap(), garbage);
+        let (store, report) = Store::open(dir.path(), "boot").unwrap();
+        assert_eq!(report.moved_aside, None);
+        store.close().await;
     }
 
     #[test]

@@ -557,8 +557,9 @@ script = [ { wait = "1s" }, { press = "1" }, { wait = "5s" }, { press = "1234567
     assert_eq!(vm.len(), 2, "{vm:#?}");
     for v in &vm {
         let ms = v["duration_ms"].as_i64().unwrap();
-        let file = v["file"].as_str().unwrap();
-        let reader = hound::WavReader::open(file).expect("a playable WAV");
+        // Files are named relative to the data directory.
+        let file = site.data().join(v["file"].as_str().unwrap());
+        let reader = hound::WavReader::open(&file).expect("a playable WAV");
         assert_eq!(reader.spec().sample_rate, 8000);
         assert_eq!(i64::from(reader.duration()) / 8, ms);
     }

@@ -699,6 +699,7 @@ pub fn spawn<L, I, O>(
     lines: SharedLines<L, I, O>,
     store: StoreHandle,
     clock: Clock,
+    recorder: crate::recorder::Recorder,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) where
@@ -745,6 +746,7 @@ pub fn spawn<L, I, O>(
         lines,
         store,
         clock,
+        recorder,
         self_tx: handle.tx.clone(),
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
@@ -768,6 +770,7 @@ struct Acd<L, I, O> {
     lines: SharedLines<L, I, O>,
     store: StoreHandle,
     clock: Clock,
+    recorder: crate::recorder::Recorder,
     self_tx: mpsc::Sender<Msg<L, I, O>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -1722,6 +1725,7 @@ where
                         number,
                         trunks: self.cfg.queues[wq].callback_trunks.clone(),
                         ring_timeout: CALLBACK_RING,
+                        recorder: self.recorder.clone(),
                     };
                     let (lines, store, clock, tx, shutdown) = (
                         self.lines.clone(),
@@ -2170,6 +2174,7 @@ struct CallbackJob {
     number: String,
     trunks: Vec<String>,
     ring_timeout: Duration,
+    recorder: crate::recorder::Recorder,
 }
 
 /// Dials a caller back with the agent already on the line, bridges them,
@@ -2254,7 +2259,23 @@ async fn call_back<L, I, O>(
                 })
                 .await;
             let start = Instant::now();
-            let end = crate::ivr::media::bridge(trunk.port(), agent.port(), &shutdown).await;
+            // A callback is a queue call: the queue's and agent's
+            // recording policy applies (the caller asked for the call, so
+            // no notice is played).
+            let mut rec = crate::recorder::Recording::for_call(&job.recorder, &id);
+            if let Some(cfg) = rec.config() {
+                let d = cfg.decide(&crate::recorder::config::CallKeys {
+                    queue: Some(&job.queue),
+                    agent: Some(&job.agent_id),
+                    dialled: Some(&job.number),
+                    flow: None,
+                });
+                rec.on_demand = d.mode == crate::recorder::config::Mode::OnDemand;
+                rec.start_call(d);
+            }
+            let end =
+                crate::ivr::media::bridge(trunk.port(), agent.port(), &mut rec, &shutdown).await;
+            drop(rec);
             talk = Some(start.elapsed());
             let side = match end {
                 crate::ivr::media::BridgeEnd::CallerHungUp => Side::Caller,
@@ -2354,6 +2375,7 @@ mod tests {
             std::sync::Arc::new(lines),
             store.handle(),
             Clock::new(false),
+            crate::recorder::Recorder::disabled(),
             shutdown.clone(),
             &tracker,
         );

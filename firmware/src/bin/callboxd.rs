@@ -1,8 +1,9 @@
 //! `callboxd`: the call-center box daemon and its operator commands.
 //!
-//! Exit codes (for systemd and the watchdog): 0 success, 64 bad usage,
-//! 69 hardware backend unavailable, 70 internal error, 73 data directory or
-//! database unusable, 78 configuration or scenario invalid.
+//! Exit codes (for systemd and the watchdog): 0 success, 1 the call asked
+//! for is not in the database (`records --call`), 64 bad usage, 69 hardware
+//! backend unavailable, 70 internal error, 73 data directory or database
+//! unusable, 78 configuration or scenario invalid.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -84,11 +85,66 @@ enum Cmd {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Only calls that arrived at or after TIME: RFC 3339
+        /// (2026-11-23T10:00:00Z), a date (2026-11-23, from midnight UTC) or
+        /// a time back from now (2h, 3d).
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
+        since: Option<i64>,
+        /// Only this call, with its event log.
+        #[arg(long, value_name = "ID")]
+        call: Option<String>,
         /// Show another table as JSON lines instead of calls: voicemail,
-        /// product_checks, callbacks, outbox, outbound_jobs.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(store::TABLES))]
+        /// product_checks, callbacks, outbox, outbound_jobs, queue_log,
+        /// call_events, recordings, alarms, lookups.
+        #[arg(
+            long,
+            value_parser = clap::builder::PossibleValuesParser::new(store::TABLES),
+            conflicts_with_all = ["since", "call"]
+        )]
         table: Option<String>,
     },
+    /// Print stored recordings (what was recorded, where the file is, its
+    /// state).
+    Recordings {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Only this call's recordings.
+        #[arg(long, value_name = "ID")]
+        call: Option<String>,
+    },
+}
+
+/// `--since`: RFC 3339, a date (midnight UTC) or a duration back from now;
+/// milliseconds since the Unix epoch.
+fn parse_since(s: &str) -> Result<i64, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    // A date alone: `Date`'s own parser would also take a date-time and drop
+    // the time.
+    if let Ok(d) = jiff::civil::Date::strptime("%Y-%m-%d", s) {
+        return d
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_millisecond())
+            .map_err(|e| format!("`{s}`: {e}"));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let back = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        return Ok(now.saturating_sub(back));
+    }
+    if s.parse::<jiff::civil::DateTime>().is_ok() {
+        return Err(format!(
+            "`{s}` has no UTC offset: add `Z` (UTC) or the offset, e.g. +08:00"
+        ));
+    }
+    Err(format!(
+        "`{s}` is not a time: use RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a time back from now (2h, 3d)"
+    ))
 }
 
 fn parse_start(s: &str) -> Result<std::time::SystemTime, String> {
@@ -103,6 +159,8 @@ enum Failure {
     Config(Diagnostics),
     Run(RunError),
     Store(store::StoreError),
+    /// Asked for something the database does not hold.
+    NotFound(String),
     Other(anyhow::Error),
 }
 
@@ -123,6 +181,10 @@ impl Failure {
             Failure::Store(e) => {
                 eprintln!("callboxd: {e}");
                 ExitCode::from(73)
+            }
+            Failure::NotFound(what) => {
+                eprintln!("callboxd: {what}");
+                ExitCode::from(1)
             }
             Failure::Other(e) => {
                 eprintln!("callboxd: {e:#}");
@@ -178,10 +240,24 @@ fn main() -> ExitCode {
             data,
             fast,
         } => demo(seconds, data, fast),
-        Cmd::Records { data, json, table } => match table {
+        Cmd::Records {
+            data,
+            json,
+            since,
+            call,
+            table,
+        } => match table {
             Some(t) => table_rows(&data, &t),
-            None => records(&data, json),
+            None => records(
+                &data,
+                json,
+                &store::RecordQuery {
+                    since_ms: since,
+                    call,
+                },
+            ),
         },
+        Cmd::Recordings { data, json, call } => recordings(&data, json, call.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -371,7 +447,7 @@ fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(), F
 }
 
 fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
-    let recs = store::read_records(data).map_err(Failure::Store)?;
+    let recs = store::read_records(data, &store::RecordQuery::default()).map_err(Failure::Store)?;
     let count = |d: &str| recs.iter().filter(|r| r.disposition == d).count();
     let answered: Vec<_> = recs
         .iter()
@@ -509,12 +585,18 @@ fn table_rows(data: &Path, table: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn records(data: &Path, json: bool) -> Result<(), Failure> {
-    let recs = store::read_records(data).map_err(Failure::Store)?;
+fn records(data: &Path, json: bool, query: &store::RecordQuery) -> Result<(), Failure> {
+    let recs = store::read_records(data, query).map_err(Failure::Store)?;
+    if let (Some(id), true) = (&query.call, recs.is_empty()) {
+        return Err(Failure::NotFound(format!(
+            "no call {id} in {}",
+            data.join(store::DB_FILE).display()
+        )));
+    }
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     for r in &recs {
-        let line = if json {
+        let mut line = if json {
             serde_json::to_string(r).context("encoding a record")?
         } else {
             format!(
@@ -529,7 +611,46 @@ fn records(data: &Path, json: bool) -> Result<(), Failure> {
                 r.hangup_side.as_deref().unwrap_or("-"),
             )
         };
+        if !json {
+            // One call asked for: its events and recordings under it.
+            for e in &r.events {
+                line += &format!("\n  {}  {:<18} {}", e.at, e.event, e.data);
+            }
+            if query.call.is_some() {
+                for id in &r.recordings {
+                    line += &format!("\n  recording {id}");
+                }
+            }
+        }
         // A closed pipe (`| head`) is not an error worth a message.
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn recordings(data: &Path, json: bool, call: Option<&str>) -> Result<(), Failure> {
+    let rows = store::read_recordings(data, call).map_err(Failure::Store)?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    for r in &rows {
+        let line = if json {
+            serde_json::to_string(r).context("encoding a recording")?
+        } else {
+            format!(
+                "{}  {}  {}  {:<9} {:<11} {:>8} {:>12}  {}",
+                r.start,
+                r.id,
+                r.call_id,
+                r.kind,
+                r.state,
+                r.duration_ms
+                    .map_or("-".into(), |d| format!("{:.1}s", d as f64 / 1000.0)),
+                r.size.map_or("-".into(), |n| format!("{n} B")),
+                r.file,
+            )
+        };
         if writeln!(out, "{line}").is_err() {
             break;
         }

@@ -23,6 +23,7 @@ use super::say::{self, Lang};
 use crate::acd::{AcdHandle, Completed, JoinResult, WaiterMsg};
 use crate::clock::Clock;
 use crate::lines::Lines;
+use crate::recorder::config::{CallKeys, Mode};
 use crate::store::{CheckHistory, StoreHandle, StoreMsg};
 
 /// How long the target of a blind transfer rings.
@@ -92,6 +93,8 @@ pub struct FlowState {
     pub queue_exit: Option<String>,
     menus: Vec<NodeId>,
     menu_errors: u32,
+    /// The caller has heard the recording notice.
+    consent_played: bool,
 }
 
 impl FlowState {
@@ -265,6 +268,66 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             media.clear_keys();
         }
         Ok(interrupted)
+    }
+
+    /// Adds an event to the call's event log.
+    async fn event(&self, event: &'static str, data: serde_json::Value) {
+        self.store
+            .send(StoreMsg::Event {
+                call_id: self.call_id.to_string(),
+                at: self.clock.now(),
+                event,
+                data,
+            })
+            .await;
+    }
+
+    /// Applies the recording policy for this point of the call: the
+    /// caller hears the consent notice the first time a policy that may
+    /// record asks for it, and with `connect` (the caller is being
+    /// connected to `agent` or a line) the recording starts or stops as the
+    /// policy says; on-demand calls wait for the agent's record code.
+    async fn recording_policy(
+        &self,
+        media: &mut Media<'_, L, I, O>,
+        queue: Option<&str>,
+        agent: Option<&str>,
+        connect: bool,
+        st: &mut FlowState,
+    ) -> Result<(), Gone> {
+        let Some(cfg) = media.rec.config() else {
+            return Ok(());
+        };
+        let flow = st.start.map(|n| self.ivr.nodes[n].name.as_str());
+        let d = cfg.decide(&CallKeys {
+            queue,
+            flow,
+            agent,
+            dialled: self.dialled,
+        });
+        if d.mode != Mode::Never
+            && d.consent
+            && !st.consent_played
+            && let Some(p) = &cfg.consent_prompt
+        {
+            st.consent_played = true;
+            st.path.push("recording_notice".into());
+            media.play(&p.samples, false).await?;
+            media.clear_keys();
+        }
+        if connect {
+            media.rec.on_demand = d.mode == Mode::OnDemand;
+            match d.mode {
+                Mode::Always => {
+                    if !media.rec.start_call(d) {
+                        st.path.push("recording!unavailable".into());
+                    }
+                }
+                Mode::Never => media.rec.stop(),
+                Mode::OnDemand => {}
+            }
+        }
+        Ok(())
     }
 
     /// Runs the flow from `st.start` to its end.
@@ -754,24 +817,24 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     ) -> Result<(), Gone> {
         self.play(media, prompt, st, false).await?;
         let at = self.clock.now();
-        let (audio, ended_early) = media.record(max).await?;
-        let id = crate::call::new_id(self.clock);
-        let data = std::path::absolute(self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
-        let dir = data.join("voicemail").join(mailbox);
-        let file = dir.join(format!("{id}.wav"));
-        let duration_ms = audio.len() as i64 / 8;
-        // Off the async threads: an SD card can take its time.
-        let written = {
-            let (dir, file) = (dir.clone(), file.clone());
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                callbox_hal::wav::write_pcm16_mono(&file, 8000, &audio).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
+        // The message streams to disk through the recorder like a call
+        // recording: a power cut keeps what was said.
+        let mut message = media.rec.sibling();
+        let format = message
+            .config()
+            .map_or(crate::recorder::wav::Format::Pcm16, |c| c.voicemail_format);
+        let written = if message.start("voicemail", format, 1) {
+            let id = message.id().unwrap_or_default().to_string();
+            let file = message.file().unwrap_or_default().to_string();
+            let (length, ended_early) = media.record(max, &mut message).await?;
+            Ok((id, file, length.as_millis() as i64, ended_early))
+        } else {
+            Err("the box cannot record now (no recording folder, or the disk is full)")
         };
+        let mut ended_early = None;
         match written {
-            Ok(()) => {
+            Ok((id, file, duration_ms, early)) => {
+                ended_early = early;
                 self.store
                     .send(StoreMsg::Voicemail {
                         id,
@@ -780,14 +843,14 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         caller: self.caller.map(str::to_string),
                         at,
                         duration_ms,
-                        file: file.display().to_string(),
+                        file,
                     })
                     .await;
                 st.path.push(format!("voicemail={duration_ms}ms"));
                 st.outcome = Some(format!("voicemail:{mailbox}"));
             }
             Err(e) => {
-                tracing::error!(file = %file.display(), "voicemail could not be written: {e}");
+                tracing::error!(mailbox, "voicemail could not be recorded: {e}");
                 st.path.push("voicemail=failed".into());
                 st.outcome = Some(format!("voicemail_failed:{mailbox}"));
             }
@@ -813,6 +876,10 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         st: &mut FlowState,
     ) -> Result<QueueEnd, Gone> {
         st.queue = Some(name.to_string());
+        // Callers hear the notice before they wait, not when the agent
+        // has already picked up.
+        self.recording_policy(media, Some(name), None, false, st)
+            .await?;
         let Some(acd) = self.acd else {
             st.queue_exit = Some("unavailable".into());
             return Ok(QueueEnd::Overflow);
@@ -971,12 +1038,36 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         let shutdown = media.shutdown().clone();
                         let codes = acd.config().codes.clone();
                         let held: &[i16] = hold.as_deref().unwrap_or(&[]);
+                        if let Err(g) = self
+                            .recording_policy(media, Some(name), Some(&agent), true, st)
+                            .await
+                        {
+                            release(lease.port(), HangupCause::Normal).await;
+                            acd.done(
+                                self.call_id,
+                                &agent,
+                                connected_at.elapsed(),
+                                Completed::ByCaller,
+                            )
+                            .await;
+                            st.agent = Some(agent.clone());
+                            st.queue_exit = Some("connected".into());
+                            return Err(g);
+                        }
+                        let other = lease.port();
+                        self.event(
+                            "bridged",
+                            serde_json::json!({"queue": name, "agent": &agent, "station": &station}),
+                        )
+                        .await;
+                        let (port, rec) = media.split();
                         let outcome = bridge_supervised(
-                            media.port(),
+                            port,
                             other,
                             &mut rx,
                             Some(&codes),
                             held,
+                            rec,
                             &shutdown,
                         )
                         .await;
@@ -1013,12 +1104,14 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                 acd.unreserve(&to).await;
                                 continue;
                             }
+                            let (port, rec) = media.split();
                             let outcome = crate::ivr::media::consult(
-                                media.port(),
+                                port,
                                 lease.port(),
                                 target.port(),
                                 held,
                                 TRANSFER_RING,
+                                rec,
                                 &shutdown,
                             )
                             .await;
@@ -1249,7 +1342,6 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                 Rung::NotAnswered => false,
                 Rung::Glare => continue,
             };
-            let other = lease.port();
             if !answered {
                 st.path.push(format!("{label}!no_answer:{line_id}"));
                 return Ok(None);
@@ -1258,13 +1350,18 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             st.connected_to = Some(line_id.clone());
             st.outcome = Some(format!("connected:{line_id}"));
             let shutdown = media.shutdown().clone();
-            let end = bridge(media.port(), other, &shutdown).await;
+            self.recording_policy(media, None, None, true, st).await?;
+            self.event("bridged", serde_json::json!({"line": line_id}))
+                .await;
+            let other = lease.port();
+            let (port, rec) = media.split();
+            let end = bridge(port, other, rec, &shutdown).await;
             let cause = if end == BridgeEnd::Shutdown {
                 HangupCause::Shutdown
             } else {
                 HangupCause::Normal
             };
-            release(other, cause).await;
+            release(lease.port(), cause).await;
             return Ok(Some(end));
         }
         st.path.push(format!("{label}!all_busy"));

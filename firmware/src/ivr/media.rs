@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acd::{MonitorMode, WaiterMsg};
 use crate::lines::Lease;
 use crate::media::{AudioOutExt, pending_or};
+use crate::recorder::Recording;
 
 /// Why the IVR cannot go on with a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +76,7 @@ struct Ears {
     detector: DtmfDetector,
     keys: VecDeque<char>,
     dedup: KeyDedup,
-    capture: Option<Vec<i16>>,
+    capture: Option<Recording>,
     heard_keys: u32,
 }
 
@@ -116,7 +117,7 @@ async fn hear<L: Line, I: AudioIn>(
                     ears.key(d, Source::InBand);
                 }
                 if let Some(c) = ears.capture.as_mut() {
-                    c.extend_from_slice(frame.samples());
+                    c.mono(&frame);
                 }
                 Ok(())
             }
@@ -132,6 +133,9 @@ pub struct Media<'p, L, I, O> {
     ears: Ears,
     shutdown: CancellationToken,
     seq: u32,
+    /// The call's recording tap (off unless a policy or the agent starts
+    /// it); the bridges feed it.
+    pub rec: Recording,
 }
 
 impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
@@ -149,12 +153,18 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
             },
             shutdown,
             seq: 0,
+            rec: Recording::off(),
         }
     }
 
     /// The call's port (to hand to a bridge).
     pub fn port(&mut self) -> &mut Port<L, I, O> {
         self.port
+    }
+
+    /// The call's port and its recording tap, for a bridge.
+    pub fn split(&mut self) -> (&mut Port<L, I, O>, &mut Recording) {
+        (self.port, &mut self.rec)
     }
 
     /// The shutdown token.
@@ -248,12 +258,17 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         }
     }
 
-    /// Records the caller until `#`, `max`, hang-up or a daemon stop.
-    /// Returns the audio and why it ended early, if it did (the message is
+    /// Records the caller into `message` (a started mono recording) until
+    /// `#`, `max`, hang-up or a daemon stop, then finishes it. Returns the
+    /// message's length and why it ended early, if it did (the message is
     /// kept either way).
-    pub async fn record(&mut self, max: Duration) -> Result<(Vec<i16>, Option<Gone>), Gone> {
+    pub async fn record(
+        &mut self,
+        max: Duration,
+        message: &mut Recording,
+    ) -> Result<(Duration, Option<Gone>), Gone> {
         self.clear_keys();
-        self.ears.capture = Some(Vec::new());
+        self.ears.capture = Some(std::mem::replace(message, Recording::off()));
         let deadline = tokio::time::sleep(max);
         tokio::pin!(deadline);
         let ended = loop {
@@ -270,22 +285,31 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
                     // Hung up or stopping: the message so far is kept.
                     Err(e @ (Gone::Caller | Gone::Shutdown)) => break Err(e),
                     Err(e) => {
-                        self.ears.capture = None;
+                        if let Some(m) = self.ears.capture.take() {
+                            *message = m;
+                        }
+                        message.stop();
                         return Err(e);
                     }
                 },
                 () = &mut deadline => break Ok(false),
             }
         };
-        let mut audio = self.ears.capture.take().unwrap_or_default();
+        if let Some(m) = self.ears.capture.take() {
+            *message = m;
+        }
+        let trim = if ended == Ok(true) {
+            TERMINATOR_TRIM
+        } else {
+            0
+        };
+        let length = message
+            .duration()
+            .saturating_sub(Duration::from_millis(trim as u64 / 8));
+        message.stop_trimmed(trim);
         match ended {
-            Ok(by_key) => {
-                if by_key {
-                    audio.truncate(audio.len().saturating_sub(TERMINATOR_TRIM));
-                }
-                Ok((audio, None))
-            }
-            Err(g) => Ok((audio, Some(g))),
+            Ok(_) => Ok((length, None)),
+            Err(g) => Ok((length, Some(g))),
         }
     }
 
@@ -403,6 +427,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_millis(60);
 pub async fn bridge<L1, I1, O1, L2, I2, O2>(
     a: &mut Port<L1, I1, O1>,
     b: &mut Port<L2, I2, O2>,
+    rec: &mut Recording,
     shutdown: &CancellationToken,
 ) -> BridgeEnd
 where
@@ -429,12 +454,14 @@ where
             },
             r = a.audio_in.read_frame() => match r {
                 Ok(f) => {
+                    rec.caller(&f);
                     let _ = tokio::time::timeout(FORWARD_TIMEOUT, b.audio_out.write_frame(f)).await;
                 }
                 Err(e) => return BridgeEnd::Failure(format!("caller audio: {e}")),
             },
             r = b.audio_in.read_frame() => match r {
                 Ok(f) => {
+                    rec.other(&f);
                     let _ = tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(f)).await;
                 }
                 Err(e) => return BridgeEnd::Failure(format!("connected audio: {e}")),
@@ -486,6 +513,7 @@ pub async fn bridge_supervised<L, I, O>(
     monitors: &mut tokio::sync::mpsc::Receiver<WaiterMsg<L, I, O>>,
     codes: Option<&crate::acd::config::Codes>,
     hold_music: &[i16],
+    rec: &mut Recording,
     shutdown: &CancellationToken,
 ) -> Result<BridgeEnd, AgentAsks>
 where
@@ -571,7 +599,10 @@ where
                 // A second supervisor is refused: dropping the lease hands
                 // the station back.
             }
-            Turn::FromCaller(f) if on_hold => last_caller = Some(f),
+            Turn::FromCaller(f) if on_hold => {
+                rec.caller(&f);
+                last_caller = Some(f);
+            }
             Turn::FromAgent(f) if on_hold => {
                 // The agent's frames pace the music the held caller hears.
                 let mut music = f;
@@ -583,6 +614,7 @@ where
                     };
                     hold_pos += 1;
                 }
+                rec.other(&music);
                 let _ = tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(music)).await;
             }
             Turn::FromCaller(f) => {
@@ -596,11 +628,13 @@ where
                 };
                 let _ =
                     tokio::time::timeout(FORWARD_TIMEOUT, b.audio_out.write_frame(to_agent)).await;
+                rec.caller(&f);
                 last_caller = Some(f);
             }
             Turn::FromAgent(f) => {
                 let barge = mode == Some(MonitorMode::Barge);
                 let to_caller = if barge { mix(&f, last_sup.as_ref()) } else { f };
+                rec.other(&to_caller);
                 let _ =
                     tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(to_caller)).await;
                 // The supervisor hears both sides, mixed.
@@ -630,6 +664,9 @@ where
                 keys_due = None;
                 let typed = std::mem::take(&mut keys);
                 let flashed = std::mem::take(&mut flashed);
+                if rec.agent_code(&typed) {
+                    continue;
+                }
                 if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.consult.as_str()))
                     && !target.is_empty()
                 {
@@ -678,7 +715,7 @@ pub enum ConsultEnd {
 
 enum CTurn {
     End(ConsultEnd),
-    CallerFrame,
+    CallerFrame(Frame),
     AgentFrame(Frame),
     TargetFrame(Frame),
     Answered,
@@ -694,6 +731,7 @@ pub async fn consult<L, I, O>(
     target: &mut Port<L, I, O>,
     hold_music: &[i16],
     ring_timeout: Duration,
+    rec: &mut Recording,
     shutdown: &CancellationToken,
 ) -> ConsultEnd
 where
@@ -731,7 +769,7 @@ where
                 Err(_) => CTurn::End(ConsultEnd::Back),
             },
             r = caller.audio_in.read_frame() => match r {
-                Ok(_) => CTurn::CallerFrame,
+                Ok(f) => CTurn::CallerFrame(f),
                 Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("caller audio: {e}")))),
             },
             r = agent.audio_in.read_frame() => match r {
@@ -743,7 +781,7 @@ where
             CTurn::End(e) => return e,
             CTurn::Nothing => {}
             CTurn::Answered => talking = true,
-            CTurn::CallerFrame => {
+            CTurn::CallerFrame(heard) => {
                 // The held caller's own frames pace the music they hear.
                 let mut music = Frame::silence(caller.audio_out.format(), 0, 0);
                 for s in music.samples_mut() {
@@ -754,6 +792,10 @@ where
                     };
                     pos += 1;
                 }
+                // The recording goes on through the consultation: the
+                // caller and the music they hear.
+                rec.other(&music);
+                rec.caller(&heard);
                 let _ = tokio::time::timeout(FORWARD_TIMEOUT, caller.audio_out.write_frame(music))
                     .await;
             }

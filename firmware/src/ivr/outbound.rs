@@ -249,6 +249,7 @@ where
                     let env =
                         FlowEnv::new(ivr, &sw.lines, ctx, sw.acd.as_ref(), &id, number, number);
                     let mut media = Media::new(port, ctx.shutdown.clone());
+                    media.rec = crate::recorder::Recording::for_call(&ctx.recorder, &id);
                     let end = env.run(&mut media, &mut st).await;
                     result = match &job.success {
                         None => "answered".into(),

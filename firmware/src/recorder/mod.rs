@@ -1,0 +1,1143 @@
+//! Call recording: what a call sounds like, kept as WAV files that survive
+//! a power cut.
+//!
+//! A call carries a [`Recording`], a tap the bridges feed with every frame:
+//! the caller's voice on the left channel, what the caller hears (agent,
+//! supervisor barging in, hold music) on the right. The tap encodes into a
+//! buffer and hands 200 ms chunks to one writer thread ([`Recorder`]) that
+//! owns every open file: it appends each chunk (the kernel's page cache
+//! merges them; the SD card sees a flush every `sync_every`), rewrites the
+//! header every `header_every` of audio so the file is valid as it grows,
+//! and at the end finishes the header, encrypts the file to headquarters'
+//! keys when the site names them and moves it to its dated folder.
+//!
+//! Open files live in `recordings/.open/`; at start-up whatever is there
+//! was open when the box died: the writer repairs its header from the file
+//! length, marks it interrupted and keeps it, before any call is taken.
+//!
+//! Retention (age, quota, free space) runs on the same thread; see
+//! [`retention`].
+
+pub mod config;
+mod retention;
+pub mod seal;
+pub mod wav;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as smpsc;
+use std::time::{Duration, Instant as StdInstant};
+
+use callbox_hal::Frame;
+
+use crate::clock::{Clock, Stamp};
+use crate::store::{RecordingEnd, StoreHandle, StoreMsg};
+use config::{Decision, Mode, RecordingConfig};
+use wav::{Format, WavWriter};
+
+/// Folder of recordings inside the data directory.
+pub const DIR: &str = "recordings";
+/// Folder of recordings still being written, inside [`DIR`].
+pub const OPEN_DIR: &str = ".open";
+const RATE: u32 = 8000;
+/// Frames a call buffers before handing them to the writer: a crash of the
+/// daemon loses at most this much audio.
+const CHUNK_FRAMES: usize = 10;
+/// Chunks queued towards the writer before calls start dropping audio
+/// (about 7 minutes of audio in all; a writer that far behind is stuck).
+const QUEUE: usize = 2048;
+/// Frames of the other side kept waiting for the caller's frame they pair
+/// with; beyond this the other side is ahead and its oldest frame goes.
+const RIGHT_LAG: usize = 8;
+/// Frames a mono recording holds back so that a terminating key's tone can
+/// be cut from the end.
+const HOLD_FRAMES: usize = 12;
+
+/// Where a recording goes once finished, relative to the data directory.
+pub fn final_path(id: &str, started_ms: i64, encrypted: bool) -> String {
+    let day = jiff::Timestamp::from_millisecond(started_ms)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| "undated".into());
+    let ext = if encrypted { "wav.age" } else { "wav" };
+    format!("{DIR}/{day}/{id}.{ext}")
+}
+
+enum WriterMsg {
+    Open {
+        id: Arc<str>,
+        call_id: String,
+        kind: &'static str,
+        format: Format,
+        channels: u16,
+        at: Stamp,
+    },
+    Data {
+        id: Arc<str>,
+        bytes: Vec<u8>,
+    },
+    Close {
+        id: Arc<str>,
+        at: Stamp,
+        pauses: Vec<(u64, u64)>,
+        lost_ms: u64,
+    },
+    Event {
+        call_id: String,
+        at: Stamp,
+        event: &'static str,
+        data: serde_json::Value,
+    },
+    Retention {
+        now: Stamp,
+    },
+    Stop,
+}
+
+struct Shared {
+    tx: smpsc::SyncSender<WriterMsg>,
+    config: Arc<RecordingConfig>,
+    clock: Clock,
+    /// Set while recordings must not start (disk full or nearly, writer
+    /// trouble, store unable to write).
+    stopped: Arc<AtomicBool>,
+    store: StoreHandle,
+}
+
+/// Handle to the recording writer (cheap to clone).
+#[derive(Clone)]
+pub struct Recorder {
+    shared: Option<Arc<Shared>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("enabled", &self.shared.is_some())
+            .finish()
+    }
+}
+
+/// The writer thread, to stop at the end of the run.
+#[derive(Debug)]
+pub struct RecorderThread {
+    tx: Option<smpsc::SyncSender<WriterMsg>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What start-up found in the open-recordings folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartReport {
+    /// Recordings repaired and kept.
+    pub repaired: usize,
+    /// Files that held no audio, removed.
+    pub empty: usize,
+    /// Files that could not be read as recordings, moved aside.
+    pub damaged: usize,
+}
+
+impl Recorder {
+    /// A recorder that records nothing (no `[recording]` section, or its
+    /// folder cannot be used).
+    pub fn disabled() -> Recorder {
+        Recorder { shared: None }
+    }
+
+    /// Repairs what the last run left open, then starts the writer thread.
+    /// A data directory the recorder cannot use is an alarm, not a reason to
+    /// stop taking calls: the box then records nothing.
+    pub async fn start(
+        config: Arc<RecordingConfig>,
+        data_dir: &Path,
+        store: StoreHandle,
+        clock: Clock,
+    ) -> (Recorder, RecorderThread, StartReport) {
+        let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        let open_dir = data_dir.join(DIR).join(OPEN_DIR);
+        let none = RecorderThread {
+            tx: None,
+            thread: None,
+        };
+        if let Err(e) = std::fs::create_dir_all(&open_dir) {
+            let message = format!(
+                "recordings folder {}: {e}; calls are not recorded",
+                open_dir.display()
+            );
+            tracing::error!("{message}");
+            store
+                .send(StoreMsg::Alarm {
+                    at: clock.now(),
+                    code: "recording_failed".into(),
+                    severity: "critical",
+                    message,
+                })
+                .await;
+            return (Recorder::disabled(), none, StartReport::default());
+        }
+        let (tx, rx) = smpsc::sync_channel(QUEUE);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let writer = Writer {
+            data_dir: data_dir.clone(),
+            config: config.clone(),
+            store: store.clone(),
+            files: HashMap::new(),
+            stopped: stopped.clone(),
+            dirty: false,
+            last_now: clock.now(),
+            deleted: std::collections::HashSet::new(),
+            alarms: std::collections::HashSet::new(),
+        };
+        let started_at = clock.now();
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || {
+                let mut writer = writer;
+                let report = writer.repair_all(started_at);
+                let _ = ready_tx.send(report);
+                writer.run(rx);
+            });
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("cannot start the recording thread: {e}; calls are not recorded");
+                return (Recorder::disabled(), none, StartReport::default());
+            }
+        };
+        let report = ready_rx.await.unwrap_or_default();
+        let rec = Recorder {
+            shared: Some(Arc::new(Shared {
+                tx: tx.clone(),
+                config,
+                clock,
+                stopped,
+                store,
+            })),
+        };
+        (
+            rec,
+            RecorderThread {
+                tx: Some(tx),
+                thread: Some(thread),
+            },
+            report,
+        )
+    }
+
+    /// The recording policy.
+    pub fn config(&self) -> Option<&RecordingConfig> {
+        self.shared.as_ref().map(|s| &*s.config)
+    }
+
+    /// Asks the writer to apply retention now (`now` in the daemon's time).
+    pub fn retention(&self, now: Stamp) {
+        if let Some(s) = &self.shared {
+            let _ = s.tx.try_send(WriterMsg::Retention { now });
+        }
+    }
+
+    /// Whether new recordings are refused right now (disk full or nearly).
+    pub fn is_stopped(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|s| s.stopped.load(Ordering::Relaxed) || s.store.disk_trouble())
+    }
+}
+
+impl RecorderThread {
+    /// Finishes every open file and stops the thread (after every call has
+    /// ended, before the store closes: the writer's last records go there).
+    pub async fn close(mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(WriterMsg::Stop);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// One call's recording tap. Off until started; feeding an off tap costs
+/// nothing. Dropping it finishes the recording.
+pub struct Recording {
+    shared: Option<Arc<Shared>>,
+    call_id: String,
+    active: Option<Box<Active>>,
+    /// The agent may start and stop recording with the record code.
+    pub on_demand: bool,
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording")
+            .field("call_id", &self.call_id)
+            .field("on", &self.active.is_some())
+            .finish()
+    }
+}
+
+struct Active {
+    id: Arc<str>,
+    file: String,
+    format: Format,
+    channels: u16,
+    buf: Vec<u8>,
+    buf_frames: usize,
+    right: VecDeque<Frame>,
+    hold: VecDeque<Frame>,
+    frames: u64,
+    paused_at: Option<u64>,
+    pauses: Vec<(u64, u64)>,
+    lost_ms: u64,
+    interleaved: Vec<i16>,
+}
+
+impl Active {
+    fn ms(&self) -> u64 {
+        self.frames * 20
+    }
+}
+
+impl Recording {
+    /// A tap that can never record (tests, calls without a recorder).
+    pub fn off() -> Recording {
+        Recording {
+            shared: None,
+            call_id: String::new(),
+            active: None,
+            on_demand: false,
+        }
+    }
+
+    /// An off tap for `call_id` that can be started.
+    pub fn for_call(recorder: &Recorder, call_id: &str) -> Recording {
+        Recording {
+            shared: recorder.shared.clone(),
+            call_id: call_id.to_string(),
+            active: None,
+            on_demand: false,
+        }
+    }
+
+    /// The policy behind this tap.
+    pub fn config(&self) -> Option<Arc<RecordingConfig>> {
+        self.shared.as_ref().map(|s| s.config.clone())
+    }
+
+    /// Another (off) tap for the same call: a voicemail message beside the
+    /// call's own recording.
+    pub fn sibling(&self) -> Recording {
+        Recording {
+            shared: self.shared.clone(),
+            call_id: self.call_id.clone(),
+            active: None,
+            on_demand: false,
+        }
+    }
+
+    /// Whether audio is being recorded.
+    pub fn is_on(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// The file the recording will have once finished (relative to the data
+    /// directory).
+    pub fn file(&self) -> Option<&str> {
+        self.active.as_ref().map(|a| a.file.as_str())
+    }
+
+    /// The recording's id.
+    pub fn id(&self) -> Option<&str> {
+        self.active.as_ref().map(|a| &*a.id)
+    }
+
+    /// Recorded length so far.
+    pub fn duration(&self) -> Duration {
+        self.active.as_ref().map_or(Duration::ZERO, |a| {
+            Duration::from_millis(a.ms() + a.hold.len() as u64 * 20)
+        })
+    }
+
+    /// Starts recording (`kind` is `call` or `voicemail`). False when the
+    /// box cannot record now: no recorder, disk full, writer stuck.
+    pub fn start(&mut self, kind: &'static str, format: Format, channels: u16) -> bool {
+        if self.active.is_some() {
+            return true;
+        }
+        let Some(s) = self.shared.clone() else {
+            return false;
+        };
+        if s.stopped.load(Ordering::Relaxed) || s.store.disk_trouble() {
+            tracing::warn!("not recording: the disk is full or the store cannot write");
+            return false;
+        }
+        let at = s.clock.now();
+        let id: Arc<str> = crate::call::new_id(&s.clock).into();
+        let open = WriterMsg::Open {
+            id: id.clone(),
+            call_id: self.call_id.clone(),
+            kind,
+            format,
+            channels,
+            at,
+        };
+        if s.tx.try_send(open).is_err() {
+            tracing::error!("not recording: the recording writer is not keeping up");
+            return false;
+        }
+        let bytes = CHUNK_FRAMES * 160 * channels as usize * format.bytes_per_sample() as usize;
+        let file = final_path(&id, at.wall_ms, s.config.recipients.is_some());
+        tracing::info!(recording = %id, kind, format = format.name(), "recording starts");
+        self.active = Some(Box::new(Active {
+            id,
+            file,
+            format,
+            channels,
+            buf: Vec::with_capacity(bytes),
+            buf_frames: 0,
+            right: VecDeque::with_capacity(RIGHT_LAG + 1),
+            hold: VecDeque::with_capacity(HOLD_FRAMES + 1),
+            frames: 0,
+            paused_at: None,
+            pauses: Vec::new(),
+            lost_ms: 0,
+            interleaved: Vec::with_capacity(320),
+        }));
+        true
+    }
+
+    /// Starts a call recording as `decision` says, unless already on.
+    pub fn start_call(&mut self, decision: Decision) -> bool {
+        decision.mode == Mode::Always && self.start("call", decision.format, 2)
+    }
+
+    /// A frame of the caller's voice (left channel); pairs with the other
+    /// side's oldest waiting frame, or silence.
+    pub fn caller(&mut self, f: &Frame) {
+        let Some(a) = self.active.as_deref_mut() else {
+            return;
+        };
+        let right = a.right.pop_front();
+        a.interleaved.clear();
+        let l = f.samples();
+        for (i, &x) in l.iter().enumerate() {
+            let y = right
+                .as_ref()
+                .map_or(0, |r| r.samples().get(i).copied().unwrap_or(0));
+            a.interleaved.push(x);
+            a.interleaved.push(y);
+        }
+        self.push_encoded();
+    }
+
+    /// A frame of what the caller hears (right channel).
+    pub fn other(&mut self, f: &Frame) {
+        let Some(a) = self.active.as_deref_mut() else {
+            return;
+        };
+        if a.channels != 2 {
+            return;
+        }
+        if a.right.len() >= RIGHT_LAG {
+            a.right.pop_front();
+        }
+        a.right.push_back(*f);
+    }
+
+    /// A frame of a mono recording (voicemail).
+    pub fn mono(&mut self, f: &Frame) {
+        let Some(a) = self.active.as_deref_mut() else {
+            return;
+        };
+        a.hold.push_back(*f);
+        if a.hold.len() > HOLD_FRAMES {
+            let f = a.hold.pop_front().expect("hold is not empty");
+            a.interleaved.clear();
+            a.interleaved.extend_from_slice(f.samples());
+            self.push_encoded();
+        }
+    }
+
+    fn push_encoded(&mut self) {
+        let Some(a) = self.active.as_deref_mut() else {
+            return;
+        };
+        if a.paused_at.is_some() {
+            // A paused span stays in the file as silence, so the timing
+            // of everything after it is kept.
+            a.interleaved.fill(0);
+        }
+        a.format.encode(&a.interleaved, &mut a.buf);
+        a.frames += 1;
+        a.buf_frames += 1;
+        if a.buf_frames >= CHUNK_FRAMES {
+            self.send_chunk();
+        }
+    }
+
+    fn send_chunk(&mut self) {
+        let (Some(a), Some(s)) = (self.active.as_deref_mut(), self.shared.as_ref()) else {
+            return;
+        };
+        if a.buf.is_empty() {
+            return;
+        }
+        let cap = a.buf.capacity();
+        let bytes = std::mem::replace(&mut a.buf, Vec::with_capacity(cap));
+        let frames = std::mem::take(&mut a.buf_frames) as u64;
+        if s.tx
+            .try_send(WriterMsg::Data {
+                id: a.id.clone(),
+                bytes,
+            })
+            .is_err()
+        {
+            // Never stall the call's audio for the recording.
+            a.lost_ms += frames * 20;
+        }
+    }
+
+    fn event(&self, event: &'static str, data: serde_json::Value) {
+        if let Some(s) = &self.shared {
+            let _ = s.tx.try_send(WriterMsg::Event {
+                call_id: self.call_id.clone(),
+                at: s.clock.now(),
+                event,
+                data,
+            });
+        }
+    }
+
+    /// Pauses or resumes; returns whether the recording is now paused
+    /// (`None` when nothing is being recorded).
+    pub fn toggle_pause(&mut self) -> Option<bool> {
+        let a = self.active.as_deref_mut()?;
+        let now = a.ms();
+        let (paused, id) = match a.paused_at.take() {
+            Some(from) => {
+                a.pauses.push((from, now));
+                (false, a.id.clone())
+            }
+            None => {
+                a.paused_at = Some(now);
+                (true, a.id.clone())
+            }
+        };
+        let event = if paused {
+            "recording_paused"
+        } else {
+            "recording_resumed"
+        };
+        tracing::info!(recording = %id, at_ms = now, "{event}");
+        self.event(
+            event,
+            serde_json::json!({"recording": &*id, "offset_ms": now}),
+        );
+        Some(paused)
+    }
+
+    /// Handles an agent's code typed during the call; true if it was a
+    /// recording code.
+    pub fn agent_code(&mut self, typed: &str) -> bool {
+        let Some(cfg) = self.shared.as_ref().map(|s| s.config.clone()) else {
+            return false;
+        };
+        if typed == cfg.pause_code {
+            if self.toggle_pause().is_none() {
+                tracing::info!("pause code keyed but the call is not being recorded");
+            }
+            return true;
+        }
+        if typed == cfg.record_code {
+            if !self.on_demand {
+                tracing::info!("record code keyed but this call's policy is not on demand");
+            } else if self.is_on() {
+                self.stop();
+            } else {
+                self.start("call", cfg.default.format, 2);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Finishes the recording, cutting `trim` samples from the end of a
+    /// mono recording (the terminating key's tone).
+    pub fn stop_trimmed(&mut self, trim: usize) {
+        if let Some(a) = self.active.as_deref_mut() {
+            let mut cut = trim;
+            while cut > 0 {
+                match a.hold.pop_back() {
+                    Some(f) if f.samples().len() <= cut => cut -= f.samples().len(),
+                    Some(mut f) => {
+                        // Keep the front of a partly cut frame as silence-
+                        // padded audio: files stay a whole number of frames.
+                        let keep = f.samples().len() - cut;
+                        f.samples_mut()[keep..].fill(0);
+                        a.hold.push_back(f);
+                        cut = 0;
+                    }
+                    None => break,
+                }
+            }
+        }
+        self.stop();
+    }
+
+    /// Finishes the recording; the tap is off afterwards (and may start a
+    /// new one).
+    pub fn stop(&mut self) {
+        let Some(a) = self.active.as_deref_mut() else {
+            return;
+        };
+        while let Some(f) = a.hold.pop_front() {
+            a.interleaved.clear();
+            a.interleaved.extend_from_slice(f.samples());
+            a.format.encode(&a.interleaved, &mut a.buf);
+            a.frames += 1;
+            a.buf_frames += 1;
+        }
+        if let Some(from) = a.paused_at.take() {
+            let to = a.ms();
+            a.pauses.push((from, to));
+        }
+        self.send_chunk();
+        let Some(a) = self.active.take() else {
+            return;
+        };
+        let Some(s) = &self.shared else {
+            return;
+        };
+        let at = s.clock.now();
+        tracing::info!(recording = %a.id, ms = a.ms(), "recording stops");
+        // Close must arrive even if the queue is momentarily full, or the
+        // file would stay open until the next start-up's repair.
+        let _ = s.tx.send(WriterMsg::Close {
+            id: a.id.clone(),
+            at,
+            pauses: a.pauses,
+            lost_ms: a.lost_ms,
+        });
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct OpenFile {
+    call_id: String,
+    kind: &'static str,
+    wav: Option<WavWriter>,
+    path: PathBuf,
+    started: Stamp,
+    since_header: u64,
+    header_every_bytes: u64,
+    error: Option<String>,
+}
+
+struct Writer {
+    data_dir: PathBuf,
+    config: Arc<RecordingConfig>,
+    store: StoreHandle,
+    files: HashMap<Arc<str>, OpenFile>,
+    stopped: Arc<AtomicBool>,
+    dirty: bool,
+    last_now: Stamp,
+    /// Recordings deleted by this run whose rows may not be committed yet.
+    deleted: std::collections::HashSet<String>,
+    /// Alarms raised and not cleared.
+    alarms: std::collections::HashSet<&'static str>,
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
+}
+
+impl Writer {
+    fn open_dir(&self) -> PathBuf {
+        self.data_dir.join(DIR).join(OPEN_DIR)
+    }
+
+    fn send(&self, msg: StoreMsg) {
+        self.store.send_blocking(msg);
+    }
+
+    fn alarm(&mut self, code: &'static str, severity: &'static str, message: String) {
+        tracing::error!(alarm = code, "{message}");
+        if self.alarms.insert(code) {
+            self.send(StoreMsg::Alarm {
+                at: self.last_now,
+                code: code.into(),
+                severity,
+                message,
+            });
+        }
+    }
+
+    fn clear_alarm(&mut self, code: &'static str) {
+        if self.alarms.remove(code) {
+            tracing::info!(alarm = code, "cleared");
+            self.send(StoreMsg::AlarmCleared {
+                at: self.last_now,
+                code: code.into(),
+            });
+        }
+    }
+
+    fn run(&mut self, rx: smpsc::Receiver<WriterMsg>) {
+        let sync_every = self.config.sync_every;
+        let mut next_sync = StdInstant::now() + sync_every;
+        loop {
+            let wait = next_sync.saturating_duration_since(StdInstant::now());
+            match rx.recv_timeout(wait) {
+                Ok(WriterMsg::Stop) | Err(smpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(m) => self.handle(m),
+                Err(smpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if StdInstant::now() >= next_sync {
+                self.sync_round();
+                next_sync = StdInstant::now() + sync_every;
+            }
+        }
+        // Calls have ended by now; anything still open (a tap leaked by a
+        // panicking task) is closed properly rather than left for repair.
+        let ids: Vec<Arc<str>> = self.files.keys().cloned().collect();
+        for id in ids {
+            let at = self.last_now;
+            self.close(&id, at, Vec::new(), 0);
+        }
+        self.sync_round();
+    }
+
+    fn handle(&mut self, m: WriterMsg) {
+        match m {
+            WriterMsg::Open {
+                id,
+                call_id,
+                kind,
+                format,
+                channels,
+                at,
+            } => self.open(id, call_id, kind, format, channels, at),
+            WriterMsg::Data { id, bytes } => self.append(&id, &bytes),
+            WriterMsg::Close {
+                id,
+                at,
+                pauses,
+                lost_ms,
+            } => {
+                self.last_now = at;
+                self.close(&id, at, pauses, lost_ms);
+            }
+            WriterMsg::Event {
+                call_id,
+                at,
+                event,
+                data,
+            } => self.send(StoreMsg::Event {
+                call_id,
+                at,
+                event,
+                data,
+            }),
+            WriterMsg::Retention { now } => {
+                self.last_now = now;
+                self.retention(now);
+            }
+            WriterMsg::Stop => {}
+        }
+    }
+
+    fn open(
+        &mut self,
+        id: Arc<str>,
+        call_id: String,
+        kind: &'static str,
+        format: Format,
+        channels: u16,
+        at: Stamp,
+    ) {
+        self.last_now = at;
+        let path = self.open_dir().join(format!("{id}.{call_id}.{kind}.wav"));
+        let header_every_bytes = (self.config.header_every.as_millis() as u64 * RATE as u64 / 1000)
+            * channels as u64
+            * format.bytes_per_sample() as u64;
+        self.send(StoreMsg::RecordingStarted {
+            id: id.to_string(),
+            call_id: call_id.clone(),
+            kind,
+            file: final_path(&id, at.wall_ms, self.config.recipients.is_some()),
+            format: format.name(),
+            channels,
+            at,
+        });
+        self.send(StoreMsg::Event {
+            call_id: call_id.clone(),
+            at,
+            event: "recording_started",
+            data: serde_json::json!({"recording": &*id, "kind": kind, "format": format.name()}),
+        });
+        let (wav, error) = match WavWriter::create(&path, format, channels, RATE) {
+            Ok(w) => (Some(w), None),
+            Err(e) => {
+                let message = format!("cannot create recording {}: {e}", path.display());
+                if is_disk_full(&e) {
+                    self.disk_full(message.clone());
+                } else {
+                    self.alarm("recording_failed", "warning", message.clone());
+                }
+                (None, Some(message))
+            }
+        };
+        self.files.insert(
+            id,
+            OpenFile {
+                call_id,
+                kind,
+                wav,
+                path,
+                started: at,
+                since_header: 0,
+                header_every_bytes,
+                error,
+            },
+        );
+    }
+
+    fn disk_full(&mut self, message: String) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.alarm(
+            "disk_full",
+            "critical",
+            format!("{message}; recording stops"),
+        );
+    }
+
+    fn append(&mut self, id: &Arc<str>, bytes: &[u8]) {
+        let Some(f) = self.files.get_mut(id) else {
+            return;
+        };
+        let Some(w) = f.wav.as_mut() else {
+            return;
+        };
+        let r = w.append(bytes).and_then(|()| {
+            f.since_header += bytes.len() as u64;
+            if f.since_header >= f.header_every_bytes {
+                f.since_header = 0;
+                w.update_header()
+            } else {
+                Ok(())
+            }
+        });
+        self.dirty = true;
+        if let Err(e) = r {
+            let message = format!("writing recording {}: {e}", f.path.display());
+            // What is on disk stays a valid file; the rest of this call
+            // goes unrecorded.
+            let _ = w.update_header();
+            f.error = Some(message.clone());
+            if let Some(w) = f.wav.take() {
+                let _ = w.finish();
+            }
+            if is_disk_full(&e) {
+                self.disk_full(message);
+            } else {
+                self.alarm("recording_failed", "warning", message);
+            }
+        }
+    }
+
+    fn sync_round(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        for f in self.files.values_mut() {
+            if let Some(w) = f.wav.as_mut()
+                && f.since_header > 0
+            {
+                f.since_header = 0;
+                let _ = w.update_header();
+            }
+        }
+        // One syncfs flushes every open recording at once, instead of an
+        // fsync per file.
+        match std::fs::File::open(self.open_dir()) {
+            Ok(d) => {
+                if let Err(e) = nix::unistd::syncfs(&d) {
+                    tracing::warn!("syncing recordings: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("syncing recordings: {e}"),
+        }
+        self.check_space();
+    }
+
+    fn free_space(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(&self.data_dir.join(DIR)).ok()?;
+        Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+
+    /// Stops or resumes recording by free space, and deletes the oldest
+    /// recordings when the disk is about to fill.
+    fn check_space(&mut self) {
+        let Some(free) = self.free_space() else {
+            return;
+        };
+        let min = self.config.min_free;
+        if free < min {
+            let now = self.last_now;
+            retention::emergency(self, now, min.saturating_sub(free));
+        }
+        let free = self.free_space().unwrap_or(free);
+        if free < min {
+            self.disk_full(format!(
+                "{} MiB free in {}, less than the {} MiB kept free",
+                free >> 20,
+                self.data_dir.join(DIR).display(),
+                min >> 20
+            ));
+        } else if self.stopped.load(Ordering::Relaxed) && free >= min + min / 4 {
+            self.stopped.store(false, Ordering::Relaxed);
+            self.clear_alarm("disk_full");
+            tracing::info!(
+                free_mib = free >> 20,
+                "disk has room again; recording resumes"
+            );
+        }
+    }
+
+    fn close(&mut self, id: &Arc<str>, at: Stamp, pauses: Vec<(u64, u64)>, lost_ms: u64) {
+        let Some(f) = self.files.remove(id) else {
+            return;
+        };
+        let paused_ms = pauses.iter().map(|(a, b)| b - a).sum();
+        let mut end = RecordingEnd {
+            id: id.to_string(),
+            call_id: f.call_id.clone(),
+            kind: f.kind.to_string(),
+            file: String::new(),
+            format: String::new(),
+            channels: 0,
+            started: Some(f.started),
+            at,
+            state: if f.error.is_some() {
+                "failed"
+            } else {
+                "complete"
+            },
+            size: 0,
+            duration_ms: 0,
+            paused_ms,
+            pauses,
+            sha256: None,
+            encrypted: false,
+            error: f.error.clone(),
+        };
+        if lost_ms > 0 {
+            tracing::warn!(recording = %id, lost_ms, "audio dropped: the writer fell behind");
+            let note = format!("{lost_ms} ms of audio dropped while the writer was behind");
+            end.error = Some(match end.error.take() {
+                Some(e) => format!("{e}; {note}"),
+                None => note,
+            });
+        }
+        if let Some(w) = f.wav {
+            end.format = w.format().name().into();
+            end.channels = w.channels();
+            end.duration_ms = w.duration_ms();
+            if let Err(e) = w.finish() {
+                end.state = "failed";
+                end.error = Some(format!("finishing {}: {e}", f.path.display()));
+            }
+        }
+        self.finalize(&f.path, &mut end);
+        self.send(StoreMsg::Event {
+            call_id: f.call_id,
+            at,
+            event: "recording_stopped",
+            data: serde_json::json!({"recording": &**id, "duration_ms": end.duration_ms, "state": end.state}),
+        });
+        self.send(StoreMsg::RecordingFinished(end));
+        self.dirty = true;
+    }
+
+    /// Moves a finished (or repaired) file from the open folder to its
+    /// dated folder, encrypting it on the way when the site has
+    /// recipients, and fills in where it went and its checksum.
+    fn finalize(&mut self, open: &Path, end: &mut RecordingEnd) {
+        if !open.exists() {
+            return;
+        }
+        let started = end
+            .started
+            .map_or(end.at.wall_ms - end.duration_ms as i64, |s| s.wall_ms);
+        let encrypt = self.config.recipients.clone();
+        let rel = final_path(&end.id, started, encrypt.is_some());
+        let dst = self.data_dir.join(&rel);
+        if let Some(parent) = dst.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            end.state = "failed";
+            end.error = Some(format!("{}: {e}", parent.display()));
+            return;
+        }
+        let moved = match &encrypt {
+            Some(r) => seal::seal(open, &dst, r).and_then(|d| {
+                std::fs::remove_file(open)?;
+                Ok(d)
+            }),
+            None => std::fs::rename(open, &dst)
+                .and_then(|()| sync_dir(dst.parent()))
+                .and_then(|()| seal::digest(&dst)),
+        };
+        match moved {
+            Ok(d) => {
+                end.file = rel;
+                end.size = d.size;
+                end.sha256 = Some(d.sha256);
+                end.encrypted = encrypt.is_some();
+            }
+            Err(e) => {
+                let message = format!("storing recording {}: {e}", dst.display());
+                end.state = "failed";
+                end.error = Some(message.clone());
+                if is_disk_full(&e) {
+                    self.disk_full(message);
+                } else {
+                    self.alarm("recording_failed", "warning", message);
+                }
+                // The audio stays where it is: the next start-up tries
+                // again.
+            }
+        }
+    }
+
+    /// Repairs every recording the last run left open.
+    fn repair_all(&mut self, now: Stamp) -> StartReport {
+        let mut report = StartReport::default();
+        let dir = self.open_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("reading {}: {e}", dir.display());
+                return report;
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let parts: Vec<&str> = name.split('.').collect();
+            let [id, call_id, kind, "wav"] = parts[..] else {
+                tracing::warn!(file = %path.display(), "not a recording; left alone");
+                continue;
+            };
+            let kind: &'static str = if kind == "voicemail" {
+                "voicemail"
+            } else {
+                "call"
+            };
+            let mtime = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(now.wall_ms, |d| d.as_millis() as i64);
+            let at = Stamp {
+                wall_ms: mtime,
+                mono_ms: 0,
+                synced: false,
+            };
+            let mut end = RecordingEnd {
+                id: id.to_string(),
+                call_id: call_id.to_string(),
+                kind: kind.to_string(),
+                file: String::new(),
+                format: String::new(),
+                channels: 0,
+                started: None,
+                at,
+                state: "interrupted",
+                size: 0,
+                duration_ms: 0,
+                paused_ms: 0,
+                pauses: Vec::new(),
+                sha256: None,
+                encrypted: false,
+                error: None,
+            };
+            match wav::repair(&path) {
+                Ok(r) if r.data_len == 0 => {
+                    let _ = std::fs::remove_file(&path);
+                    report.empty += 1;
+                    continue;
+                }
+                Ok(r) => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        duration_ms = r.duration_ms,
+                        cut_bytes = r.truncated,
+                        "recording left open by the last run repaired and kept"
+                    );
+                    end.format = r.format.name().into();
+                    end.channels = r.channels;
+                    end.duration_ms = r.duration_ms;
+                    end.error = Some("the box stopped while recording".into());
+                    report.repaired += 1;
+                }
+                Err(wav::RepairError::NoAudio { .. }) => {
+                    let _ = std::fs::remove_file(&path);
+                    report.empty += 1;
+                    continue;
+                }
+                Err(e @ wav::RepairError::NotWav { .. }) => {
+                    // Never delete what cannot be understood: move it
+                    // where a person can look at it.
+                    let damaged = self.data_dir.join(DIR).join("damaged");
+                    let _ = std::fs::create_dir_all(&damaged);
+                    let to = damaged.join(&name);
+                    let _ = std::fs::rename(&path, &to);
+                    tracing::error!("{e}; moved to {}", to.display());
+                    end.state = "failed";
+                    end.file = format!("{DIR}/damaged/{name}");
+                    end.error = Some(e.to_string());
+                    report.damaged += 1;
+                    self.send(StoreMsg::RecordingFinished(end));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!("{e}; left for the next start-up");
+                    continue;
+                }
+            }
+            self.finalize(&path, &mut end);
+            self.send(StoreMsg::RecordingFinished(end));
+        }
+        self.send(StoreMsg::SweepOpenRecordings { at: now });
+        self.last_now = now;
+        self.retention(now);
+        report
+    }
+
+    fn retention(&mut self, now: Stamp) {
+        retention::apply(self, now);
+        self.check_space();
+    }
+}
+
+fn sync_dir(dir: Option<&Path>) -> std::io::Result<()> {
+    match dir {
+        Some(d) => std::fs::File::open(d)?.sync_all(),
+        None => Ok(()),
+    }
+}

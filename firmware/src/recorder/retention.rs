@@ -1,0 +1,172 @@
+//! Retention: recordings older than `keep` and beyond `quota` are deleted,
+//! oldest first; when free space drops under `min_free`, the oldest go
+//! whatever their state, with an alarm and a note on each record.
+//!
+//! A recording headquarters has not confirmed is kept by age and quota
+//! rules while a fleet link is configured ([`REQUIRE_DELIVERY`]); only the
+//! free-space emergency deletes it. Deleted recordings keep their row, with
+//! when and why.
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::Writer;
+use crate::clock::Stamp;
+use crate::store::{DB_FILE, StoreMsg};
+
+/// Whether age and quota only delete recordings headquarters confirmed.
+/// The box has no fleet link yet (the MQTT issue adds it and turns this
+/// on); until then nobody can confirm, and a box that kept everything would
+/// fill its card.
+pub const REQUIRE_DELIVERY: bool = false;
+
+#[derive(Debug)]
+struct Row {
+    id: String,
+    file: String,
+    size: u64,
+    started_ms: i64,
+    delivered: bool,
+}
+
+/// Stored recordings, oldest first, as the store has committed them.
+fn rows(w: &Writer) -> Result<Vec<Row>, String> {
+    let path = w.data_dir.join(DB_FILE);
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, file, COALESCE(size, 0), started_ms, delivered FROM recordings
+             WHERE state IN ('complete', 'interrupted', 'failed') AND file != ''
+             ORDER BY started_ms, seq",
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                file: r.get(1)?,
+                size: r.get::<_, i64>(2)?.max(0) as u64,
+                started_ms: r.get(3)?,
+                delivered: r.get::<_, i64>(4)? != 0,
+            })
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| !w.deleted.contains(&r.id))
+        .collect())
+}
+
+fn delete(w: &mut Writer, row: &Row, now: Stamp, reason: String) {
+    let path = w.data_dir.join(&row.file);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::error!("deleting {}: {e}", path.display());
+            return;
+        }
+    }
+    tracing::info!(recording = %row.id, file = %row.file, %reason, "recording deleted");
+    w.deleted.insert(row.id.clone());
+    w.send(StoreMsg::RecordingDeleted {
+        id: row.id.clone(),
+        at: now,
+        reason,
+    });
+}
+
+/// Applies `keep` and `quota`.
+pub(super) fn apply(w: &mut Writer, now: Stamp) {
+    let (keep, quota) = (w.config.keep, w.config.quota);
+    if keep.is_none() && quota.is_none() {
+        return;
+    }
+    let rows = match rows(w) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("retention: {e}");
+            return;
+        }
+    };
+    let deletable = |r: &Row| r.delivered || !REQUIRE_DELIVERY;
+    let mut total: u64 = rows.iter().map(|r| r.size).sum();
+    for r in &rows {
+        let old = keep.is_some_and(|k| now.wall_ms - r.started_ms > k.as_millis() as i64);
+        let over = quota.is_some_and(|q| total > q);
+        if !(old || over) || !deletable(r) {
+            continue;
+        }
+        let reason = if old {
+            format!(
+                "older than {}",
+                humantime::format_duration(keep.unwrap_or_default())
+            )
+        } else {
+            format!(
+                "recordings over the {} MiB quota",
+                quota.unwrap_or_default() >> 20
+            )
+        };
+        delete(w, r, now, reason);
+        total = total.saturating_sub(r.size);
+    }
+}
+
+/// The disk is about to fill: frees at least `need` bytes (and a quarter of
+/// `min_free` more, so the box does not flap at the edge), oldest first,
+/// delivered or not, and raises an alarm saying so.
+pub(super) fn emergency(w: &mut Writer, now: Stamp, need: u64) {
+    let rows = match rows(w) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("freeing space: {e}");
+            return;
+        }
+    };
+    let target = need + w.config.min_free / 4;
+    let mut freed = 0u64;
+    let mut n = 0usize;
+    // Delivered ones first: they are safe at headquarters.
+    let order = rows
+        .iter()
+        .filter(|r| r.delivered)
+        .chain(rows.iter().filter(|r| !r.delivered));
+    let mut victims = Vec::new();
+    for r in order {
+        if freed >= target {
+            break;
+        }
+        freed += r.size;
+        victims.push(r);
+    }
+    for r in victims {
+        let reason = if r.delivered {
+            "disk nearly full".to_string()
+        } else {
+            "disk nearly full; deleted before headquarters had it".to_string()
+        };
+        delete(w, r, now, reason);
+        n += 1;
+    }
+    if n > 0 {
+        // Each emergency is its own alarm: headquarters must see every
+        // deletion of recordings it may not have.
+        let message = format!(
+            "disk nearly full: deleted the {n} oldest recording(s), {} MiB",
+            freed >> 20
+        );
+        tracing::error!(alarm = "recordings_deleted", "{message}");
+        w.send(StoreMsg::Alarm {
+            at: now,
+            code: "recordings_deleted".into(),
+            severity: "critical",
+            message,
+        });
+    }
+}
