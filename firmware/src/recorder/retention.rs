@@ -87,6 +87,12 @@ pub(super) fn apply(w: &mut Writer, now: Stamp) {
     if keep.is_none() && quota.is_none() {
         return;
     }
+    // Recordings just finished were reported to the store by this thread;
+    // wait until they are committed so the rules see them. (Not in an
+    // emergency: the store may be the one waiting for space.)
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    w.send(StoreMsg::Flush(tx));
+    let _ = rx.blocking_recv();
     let rows = match rows(w) {
         Ok(r) => r,
         Err(e) => {
