@@ -187,6 +187,18 @@ where
         "call ends"
     );
     ctx.store
+        .send(StoreMsg::Event {
+            call_id: id.clone(),
+            at: end,
+            event: "hangup",
+            data: serde_json::json!({
+                "disposition": outcome.disposition.as_str(),
+                "cause": outcome.cause.to_string(),
+                "side": outcome.side,
+            }),
+        })
+        .await;
+    ctx.store
         .send(StoreMsg::CallEnded(CallEnd {
             id,
             at: end,
@@ -243,10 +255,19 @@ where
             false,
         );
     }
+    let at = ctx.clock.now();
     ctx.store
         .send(StoreMsg::CallAnswered {
             id: id.to_string(),
-            at: ctx.clock.now(),
+            at,
+        })
+        .await;
+    ctx.store
+        .send(StoreMsg::Event {
+            call_id: id.to_string(),
+            at,
+            event: "answered",
+            data: serde_json::json!({}),
         })
         .await;
     let mut media = Media::new(port, ctx.shutdown.clone());

@@ -2027,6 +2027,19 @@ where
             serde_json::json!({"station": station}),
         )
         .await;
+        // The call's own event log has the offer too.
+        self.store
+            .send(StoreMsg::Event {
+                call_id: call_id.to_string(),
+                at: self.clock.now(),
+                event: "offered",
+                data: serde_json::json!({
+                    "queue": self.cfg.queues[q].name,
+                    "agent": self.cfg.agents[a].id,
+                    "station": station,
+                }),
+            })
+            .await;
         let lines = self.lines.clone();
         let tx = self.self_tx.clone();
         let timeout = self.cfg.queues[q].ring_timeout;

@@ -362,6 +362,8 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             st.path.push(node.name.clone());
             let step = match &node.kind {
                 NodeKind::Menu(m) => {
+                    self.event("menu", serde_json::json!({"node": node.name}))
+                        .await;
                     let short = std::mem::take(&mut current_menu_entry_short)
                         || st.menus.last() == Some(&id);
                     if st.menus.last() != Some(&id) {
@@ -666,6 +668,8 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     None => break,
                 }
             }
+            self.event("digit", serde_json::json!({"menu": name, "keys": entry}))
+                .await;
             if let Some((_, t)) = m.options.iter().find(|(k, _)| *k == entry) {
                 st.path.push(format!("{name}={entry}"));
                 // A new choice starts a clean slate for the next node.
@@ -891,7 +895,14 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             st.queue_wait_ms = Some(st.queue_wait_ms.unwrap_or(0) + ms);
         };
         match acd.join(queue, self.call_id, self.caller, tx).await {
-            JoinResult::Joined(pos) => st.path.push(format!("{name}=joined:{pos}")),
+            JoinResult::Joined(pos) => {
+                st.path.push(format!("{name}=joined:{pos}"));
+                self.event(
+                    "queued",
+                    serde_json::json!({"queue": name, "position": pos}),
+                )
+                .await;
+            }
             other => {
                 let why = match other {
                     JoinResult::Full => "full",
@@ -1122,6 +1133,11 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                     drop(lease);
                                     acd.handover(self.call_id, &agent, talk, &to).await;
                                     st.path.push(format!("{name}=connected:{to}"));
+                                    self.event(
+                                        "transferred",
+                                        serde_json::json!({"from": &agent, "to": &to, "attended": true}),
+                                    )
+                                    .await;
                                     agent = to;
                                     lease = target;
                                     continue;
@@ -1195,6 +1211,11 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                             // agent with that number. If that fails the caller
                             // is back at the head of the queue.
                             st.path.push(format!("{name}=transfer:{agent}>{number}"));
+                            self.event(
+                                "transferred",
+                                serde_json::json!({"from": &agent, "to": number, "attended": false}),
+                            )
+                            .await;
                             match acd.transfer(self.call_id, &agent, talk, number).await {
                                 Ok((to, to_station)) => {
                                     let ring_to = match self.lines.seize(&to_station).await {
