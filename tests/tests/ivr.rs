@@ -509,6 +509,30 @@ script = [ { wait = "1s" }, { press = "2" }, { wait = "3800ms" }, { press = "1" 
     assert_eq!(checks[1]["diverted"], 1);
     assert_eq!(checks[1]["caller_region"], "south");
     assert_eq!(checks[2]["found"], 0);
+    // Every lookup the flows made, found or not, in call order.
+    let lookups = table(&site, "lookups");
+    let seen: Vec<(String, i64)> = lookups
+        .iter()
+        .map(|l| {
+            (
+                format!(
+                    "{}:{}",
+                    l["source"].as_str().unwrap(),
+                    l["key"].as_str().unwrap()
+                ),
+                l["found"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 4, "{lookups:#?}");
+    assert_eq!(
+        seen.iter()
+            .filter(|(k, _)| k.starts_with("products:"))
+            .count(),
+        3
+    );
+    assert!(seen.contains(&("orders:1001".to_string(), 1)), "{seen:?}");
+    assert_eq!(seen.iter().filter(|(_, f)| *f == 0).count(), 1, "{seen:?}");
     let outbox = table(&site, "outbox");
     let div: Vec<_> = outbox.iter().filter(|o| o["stream"] == "lookup").collect();
     assert_eq!(div.len(), 1, "{outbox:#?}");

@@ -282,6 +282,20 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             .await;
     }
 
+    /// Notes a lookup the flow performed (what was asked, whether it was
+    /// found) in the `lookups` table.
+    async fn lookup(&self, source: &str, key: &str, found: bool) {
+        self.store
+            .send(StoreMsg::Lookup {
+                call_id: self.call_id.to_string(),
+                at: self.clock.now(),
+                source: source.to_string(),
+                key: key.to_string(),
+                found,
+            })
+            .await;
+    }
+
     /// Applies the recording policy for this point of the call: the
     /// caller hears the consent notice the first time a policy that may
     /// record asks for it, and with `connect` (the caller is being
@@ -430,6 +444,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                             vec![Item::Prompt("system:order-not-found".into())],
                         ),
                     };
+                    self.lookup("orders", &no, result != "not_found").await;
                     st.path.push(format!("order_status={result}"));
                     st.vars.insert("order_status".into(), result);
                     self.play(media, &items, st, false).await.map(|_| *next)
@@ -751,6 +766,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     ) -> Result<(), Gone> {
         let code = st.vars.get(var).cloned().unwrap_or_default();
         let product = self.ivr.lookups.product(&code);
+        self.lookup("products", &code, product.is_some()).await;
         let caller_region = self.ivr.lookups.region_of(self.caller);
         let diverted = match (product, caller_region) {
             (Some(p), Some(r)) => p.region != r,
