@@ -539,6 +539,21 @@ fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
             );
         }
     }
+    let rows = store::read_recordings(data, None).map_err(Failure::Store)?;
+    if !rows.is_empty() {
+        let secs: u64 = rows.iter().filter_map(|r| r.duration_ms).sum::<u64>() / 1000;
+        let bytes: u64 = rows.iter().filter_map(|r| r.size).sum();
+        let mut states: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in &rows {
+            *states.entry(r.state.as_str()).or_default() += 1;
+        }
+        println!(
+            "recordings             {} ({secs} s, {} KiB) {states:?} in {}",
+            rows.len(),
+            bytes / 1024,
+            data.join(callbox_firmware::recorder::DIR).display()
+        );
+    }
     if let Some(c) = control {
         let s = c.stats();
         println!(
