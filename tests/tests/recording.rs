@@ -706,3 +706,113 @@ consent = true
         assert!(line.contains("site.toml:"), "{line}");
     }
 }
+
+#[test]
+fn files_left_open_are_repaired_emptied_or_moved_aside_at_start_up() {
+    let site = site("[recording]\nmode = \"always\"\nformat = \"pcm16\"\n");
+    let open = site.data().join("recordings/.open");
+    std::fs::create_dir_all(&open).unwrap();
+    // A stereo PCM16 recording whose header was last written with no
+    // audio, followed by 3.5 s of audio and a stray byte: what a power cut
+    // leaves.
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&36u32.to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&32000u32.to_le_bytes());
+    wav.extend_from_slice(&4u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&0u32.to_le_bytes());
+    for i in 0..28_000u32 {
+        let s = ((i as f64 * std::f64::consts::TAU * 600.0 / 8000.0).sin() * 8000.0) as i16;
+        wav.extend_from_slice(&s.to_le_bytes());
+        wav.extend_from_slice(&0i16.to_le_bytes());
+    }
+    wav.push(7);
+    let rec = "01a20000-0000-7000-8000-000000000001";
+    let call = "01a20000-0000-7000-8000-0000000000c1";
+    std::fs::write(open.join(format!("{rec}.{call}.call.wav")), &wav).unwrap();
+    // Killed right after creating the file: half a header, no audio.
+    std::fs::write(
+        open.join(format!(
+            "01a20000-0000-7000-8000-000000000002.{call}.call.wav"
+        )),
+        &wav[..20],
+    )
+    .unwrap();
+    // Something that is not a WAV at all.
+    let junk = b"this is not audio, but someone may want it".to_vec();
+    let junk_name = format!("01a20000-0000-7000-8000-000000000003.{call}.voicemail.wav");
+    std::fs::write(open.join(&junk_name), &junk).unwrap();
+
+    let path = site.write("calls.toml", "");
+    let out = site.run_fast(&path);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("repaired=1 empty=1 damaged=1"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "left in .open"
+    );
+
+    let rows = recordings(&site);
+    let row = rows
+        .iter()
+        .find(|r| r["id"] == rec)
+        .expect("the repaired recording has a row");
+    assert_eq!(row["state"], "interrupted");
+    assert_eq!(row["call_id"], call);
+    assert_eq!(ms(&row["duration_ms"]), 3500);
+    let (l, _) = stereo(&file(&site, row));
+    assert_eq!(l.len(), 28_000);
+    assert!(level(&l[8000..16000], 600.0) > 5000.0);
+    let (_, ch, secs) = sox_info(&file(&site, row));
+    assert_eq!((ch, secs), (2, 3.5));
+    let damaged = rows
+        .iter()
+        .find(|r| r["state"] == "failed")
+        .expect("a row for the junk");
+    assert_eq!(
+        std::fs::read(file(&site, damaged)).unwrap(),
+        junk,
+        "kept byte for byte"
+    );
+    assert!(
+        damaged["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a recording WAV file"),
+        "{damaged:#}"
+    );
+    assert_eq!(rows.len(), 2, "the empty one leaves no row: {rows:#?}");
+}
+
+#[test]
+fn a_recordings_folder_that_cannot_be_made_is_an_alarm_not_an_outage() {
+    let site = site(POLICIES);
+    std::fs::create_dir_all(site.data()).unwrap();
+    // A file where the folder should be: even root cannot make it.
+    std::fs::write(site.data().join("recordings"), b"in the way").unwrap();
+    let mut sc = caller(0, "1001", "4001", 6);
+    sc += &agent("alice", 1, "{ wait = \"1s\" }");
+    let recs = run(&site, &sc);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["disposition"], "answered");
+    assert_eq!(recs[0]["agent"], "alice");
+    assert!(recs[0]["recordings"].as_array().unwrap().is_empty());
+    let alarms = site.table("alarms");
+    assert!(
+        alarms.iter().any(|a| a["code"] == "recording_failed"
+            && a["message"].as_str().unwrap().contains("recordings/.open")),
+        "{alarms:#?}"
+    );
+}
