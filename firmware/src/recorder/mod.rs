@@ -852,10 +852,16 @@ impl Writer {
     }
 
     fn sync_round(&mut self) {
-        if !self.dirty {
-            return;
+        if self.dirty {
+            self.dirty = false;
+            self.sync_files();
         }
-        self.dirty = false;
+        // Also when idle: a box that stopped recording for lack of space
+        // must notice when there is room again.
+        self.check_space();
+    }
+
+    fn sync_files(&mut self) {
         for f in self.files.values_mut() {
             if let Some(w) = f.wav.as_mut()
                 && f.since_header > 0
@@ -874,7 +880,6 @@ impl Writer {
             }
             Err(e) => tracing::warn!("syncing recordings: {e}"),
         }
-        self.check_space();
     }
 
     fn free_space(&self) -> Option<u64> {
@@ -1139,5 +1144,83 @@ fn sync_dir(dir: Option<&Path>) -> std::io::Result<()> {
     match dir {
         Some(d) => std::fs::File::open(d)?.sync_all(),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callbox_hal::AudioFormat;
+
+    fn frame(value: i16) -> Frame {
+        let mut f = Frame::silence(AudioFormat::NARROWBAND, 0, 0);
+        f.samples_mut().fill(value);
+        f
+    }
+
+    fn samples(path: &Path) -> (u16, Vec<i16>) {
+        let mut r = hound::WavReader::open(path).unwrap();
+        let ch = r.spec().channels;
+        (ch, r.samples::<i16>().map(Result::unwrap).collect())
+    }
+
+    /// The other side running ahead is paired in order with the caller's
+    /// frames; a pause is silence on both channels; a voicemail loses
+    /// exactly the terminating key's 200 ms.
+    #[tokio::test]
+    async fn a_tap_pairs_the_sides_in_order_pauses_to_silence_and_trims_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = crate::store::Store::open(dir.path(), "boot").unwrap();
+        let (rec, thread, found) = Recorder::start(
+            Arc::new(RecordingConfig::default()),
+            dir.path(),
+            store.handle(),
+            Clock::new(false),
+        )
+        .await;
+        assert_eq!(found, StartReport::default());
+        let mut call = Recording::for_call(&rec, "call-1");
+        assert!(call.start("call", Format::Pcm16, 2));
+        for i in 0..3 {
+            call.other(&frame(1000 + i));
+        }
+        for i in 0..60 {
+            if i == 20 || i == 30 {
+                call.toggle_pause();
+            }
+            call.caller(&frame(i));
+            call.other(&frame(1003 + i));
+        }
+        let call_file = call.file().unwrap().to_string();
+        call.stop();
+        let mut message = call.sibling();
+        assert!(message.start("voicemail", Format::Pcm16, 1));
+        for i in 0..30 {
+            message.mono(&frame(i));
+        }
+        assert_eq!(message.duration(), Duration::from_millis(600));
+        let vm_file = message.file().unwrap().to_string();
+        message.stop_trimmed(1600);
+        drop((call, message, rec));
+        thread.close().await;
+        store.close().await;
+
+        let (ch, s) = samples(&dir.path().join(&call_file));
+        assert_eq!((ch, s.len()), (2, 60 * 320));
+        for i in 0..60usize {
+            let (l, r) = (s[i * 320], s[i * 320 + 1]);
+            if (20..30).contains(&i) {
+                assert_eq!((l, r), (0, 0), "frame {i} is paused");
+            } else {
+                assert_eq!((l, r), (i as i16, 1000 + i as i16), "frame {i}");
+            }
+        }
+        let (ch, s) = samples(&dir.path().join(&vm_file));
+        assert_eq!((ch, s.len()), (1, 20 * 160));
+        assert_eq!(s[19 * 160], 19);
+        let rows = crate::store::read_recordings(dir.path(), None).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].pauses, vec![[400, 600]]);
+        assert_eq!(rows[1].duration_ms, Some(400));
     }
 }
