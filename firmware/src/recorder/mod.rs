@@ -185,14 +185,19 @@ impl Recorder {
             files: HashMap::new(),
             stopped: stopped.clone(),
             dirty: false,
-            last_now: clock.now(),
+            clock: clock.clone(),
+            since_space_check: 0,
             deleted: std::collections::HashSet::new(),
             alarms: std::collections::HashSet::new(),
         };
         let started_at = clock.now();
+        let runtime = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
+                // Only for the clock: under a paused (virtual-time) runtime
+                // alarms and deletions are stamped in the box's time.
+                let _rt = runtime.enter();
                 let mut writer = writer;
                 let report = writer.repair_all(started_at);
                 let _ = ready_tx.send(report);
@@ -631,6 +636,10 @@ impl Drop for Recording {
 struct OpenFile {
     call_id: String,
     kind: &'static str,
+    format: Format,
+    channels: u16,
+    /// Audio in the file when the writer was closed early (disk full).
+    duration_ms: u64,
     wav: Option<WavWriter>,
     path: PathBuf,
     started: Stamp,
@@ -646,7 +655,11 @@ struct Writer {
     files: HashMap<Arc<str>, OpenFile>,
     stopped: Arc<AtomicBool>,
     dirty: bool,
-    last_now: Stamp,
+    /// The daemon's clock (the writer enters the runtime so that virtual
+    /// time reads right here too).
+    clock: Clock,
+    /// Bytes written since free space was last looked at.
+    since_space_check: u64,
     /// Recordings deleted by this run whose rows may not be committed yet.
     deleted: std::collections::HashSet<String>,
     /// Alarms raised and not cleared.
@@ -670,7 +683,7 @@ impl Writer {
         tracing::error!(alarm = code, "{message}");
         if self.alarms.insert(code) {
             self.send(StoreMsg::Alarm {
-                at: self.last_now,
+                at: self.clock.now(),
                 code: code.into(),
                 severity,
                 message,
@@ -682,7 +695,7 @@ impl Writer {
         if self.alarms.remove(code) {
             tracing::info!(alarm = code, "cleared");
             self.send(StoreMsg::AlarmCleared {
-                at: self.last_now,
+                at: self.clock.now(),
                 code: code.into(),
             });
         }
@@ -707,7 +720,7 @@ impl Writer {
         // panicking task) is closed properly rather than left for repair.
         let ids: Vec<Arc<str>> = self.files.keys().cloned().collect();
         for id in ids {
-            let at = self.last_now;
+            let at = self.clock.now();
             self.close(&id, at, Vec::new(), 0);
         }
         self.sync_round();
@@ -729,10 +742,7 @@ impl Writer {
                 at,
                 pauses,
                 lost_ms,
-            } => {
-                self.last_now = at;
-                self.close(&id, at, pauses, lost_ms);
-            }
+            } => self.close(&id, at, pauses, lost_ms),
             WriterMsg::Event {
                 call_id,
                 at,
@@ -744,10 +754,7 @@ impl Writer {
                 event,
                 data,
             }),
-            WriterMsg::Retention { now } => {
-                self.last_now = now;
-                self.retention(now);
-            }
+            WriterMsg::Retention { now } => self.retention(now),
             WriterMsg::Stop => {}
         }
     }
@@ -761,7 +768,6 @@ impl Writer {
         channels: u16,
         at: Stamp,
     ) {
-        self.last_now = at;
         let path = self.open_dir().join(format!("{id}.{call_id}.{kind}.wav"));
         let header_every_bytes = (self.config.header_every.as_millis() as u64 * RATE as u64 / 1000)
             * channels as u64
@@ -784,6 +790,11 @@ impl Writer {
         let (wav, error) = match WavWriter::create(&path, format, channels, RATE) {
             Ok(w) => (Some(w), None),
             Err(e) => {
+                // A file created before the header write failed holds
+                // nothing; one that already existed is not ours to remove.
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    let _ = std::fs::remove_file(&path);
+                }
                 let message = format!("cannot create recording {}: {e}", path.display());
                 if is_disk_full(&e) {
                     self.disk_full(message.clone());
@@ -798,6 +809,9 @@ impl Writer {
             OpenFile {
                 call_id,
                 kind,
+                format,
+                channels,
+                duration_ms: 0,
                 wav,
                 path,
                 started: at,
@@ -834,19 +848,39 @@ impl Writer {
             }
         });
         self.dirty = true;
-        if let Err(e) = r {
-            let message = format!("writing recording {}: {e}", f.path.display());
-            // What is on disk stays a valid file; the rest of this call
-            // goes unrecorded.
-            let _ = w.update_header();
-            f.error = Some(message.clone());
-            if let Some(w) = f.wav.take() {
-                let _ = w.finish();
+        match r {
+            Ok(()) => {
+                // Looked at by bytes written, not by time: however fast
+                // audio arrives, open recordings cannot eat much of the
+                // space kept for the database.
+                self.since_space_check += bytes.len() as u64;
+                if self.since_space_check >= space_check_every(self.config.min_free) {
+                    self.check_space();
+                }
             }
-            if is_disk_full(&e) {
-                self.disk_full(message);
-            } else {
-                self.alarm("recording_failed", "warning", message);
+            Err(e) => {
+                let message = format!("writing recording {}: {e}", f.path.display());
+                // What is on disk stays a valid file; the rest of this call
+                // goes unrecorded.
+                f.error = Some(message.clone());
+                end_early(f);
+                if is_disk_full(&e) {
+                    self.disk_full(message);
+                } else {
+                    self.alarm("recording_failed", "warning", message);
+                }
+            }
+        }
+    }
+
+    /// Ends every open recording where it is (valid files, state failed):
+    /// the disk has no room for more.
+    fn stop_open(&mut self, why: &str) {
+        for f in self.files.values_mut() {
+            if f.wav.is_some() {
+                tracing::warn!(file = %f.path.display(), "recording stopped: {why}");
+                f.error = Some(format!("recording stopped: {why}"));
+                end_early(f);
             }
         }
     }
@@ -890,27 +924,30 @@ impl Writer {
     /// Stops or resumes recording by free space, and deletes the oldest
     /// recordings when the disk is about to fill.
     fn check_space(&mut self) {
+        self.since_space_check = 0;
         let Some(free) = self.free_space() else {
             return;
         };
         let min = self.config.min_free;
         if free < min {
-            let now = self.last_now;
+            let now = self.clock.now();
             retention::emergency(self, now, min.saturating_sub(free));
         }
         let free = self.free_space().unwrap_or(free);
         if free < min {
-            self.disk_full(format!(
-                "{} MiB free in {}, less than the {} MiB kept free",
-                free >> 20,
+            let why = format!(
+                "{} free in {}, less than the {} kept free",
+                human(free),
                 self.data_dir.join(DIR).display(),
-                min >> 20
-            ));
+                human(min)
+            );
+            self.stop_open(&why);
+            self.disk_full(why);
         } else if self.stopped.load(Ordering::Relaxed) && free >= min + min / 4 {
             self.stopped.store(false, Ordering::Relaxed);
             self.clear_alarm("disk_full");
             tracing::info!(
-                free_mib = free >> 20,
+                free = %human(free),
                 "disk has room again; recording resumes"
             );
         }
@@ -951,9 +988,10 @@ impl Writer {
                 None => note,
             });
         }
+        end.format = f.format.name().into();
+        end.channels = f.channels;
+        end.duration_ms = f.duration_ms;
         if let Some(w) = f.wav {
-            end.format = w.format().name().into();
-            end.channels = w.channels();
             end.duration_ms = w.duration_ms();
             if let Err(e) = w.finish() {
                 end.state = "failed";
@@ -1129,7 +1167,6 @@ impl Writer {
             self.send(StoreMsg::RecordingFinished(end));
         }
         self.send(StoreMsg::SweepOpenRecordings { at: now });
-        self.last_now = now;
         self.retention(now);
         report
     }
@@ -1137,6 +1174,30 @@ impl Writer {
     fn retention(&mut self, now: Stamp) {
         retention::apply(self, now);
         self.check_space();
+    }
+}
+
+/// Finishes a recording's file where it is, keeping its length for the
+/// record.
+fn end_early(f: &mut OpenFile) {
+    if let Some(mut w) = f.wav.take() {
+        f.duration_ms = w.duration_ms();
+        let _ = w.update_header();
+        let _ = w.finish();
+    }
+}
+
+/// How many bytes may be written between looks at the free space.
+fn space_check_every(min_free: u64) -> u64 {
+    (min_free / 8).clamp(16 << 10, 4 << 20)
+}
+
+/// A size for people: KiB under a MiB, else MiB.
+pub(crate) fn human(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{} MiB", bytes >> 20)
     }
 }
 

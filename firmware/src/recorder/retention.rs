@@ -115,8 +115,8 @@ pub(super) fn apply(w: &mut Writer, now: Stamp) {
             )
         } else {
             format!(
-                "recordings over the {} MiB quota",
-                quota.unwrap_or_default() >> 20
+                "recordings over the {} quota",
+                super::human(quota.unwrap_or_default())
             )
         };
         delete(w, r, now, reason);
@@ -164,8 +164,8 @@ pub(super) fn emergency(w: &mut Writer, now: Stamp, need: u64) {
         // Each emergency is its own alarm: headquarters must see every
         // deletion of recordings it may not have.
         let message = format!(
-            "disk nearly full: deleted the {n} oldest recording(s), {} MiB",
-            freed >> 20
+            "disk nearly full: deleted the {n} oldest recording(s), {}",
+            super::human(freed)
         );
         tracing::error!(alarm = "recordings_deleted", "{message}");
         w.send(StoreMsg::Alarm {
