@@ -470,5 +470,34 @@ mod tests {
             Mode::Always
         );
         assert_eq!(cfg.decide(&keys(Some("support"), None)).mode, Mode::Never);
+
+        // A policy naming two keys needs both.
+        let cfg = RecordingConfig {
+            policies: vec![Policy {
+                queue: None,
+                flow: Some("hotline".into()),
+                agent: None,
+                dialled: Some("4008001234".into()),
+                decision: d(Mode::Always),
+            }],
+            ..RecordingConfig::default()
+        };
+        let call = |flow, dialled| CallKeys {
+            flow,
+            dialled,
+            ..CallKeys::default()
+        };
+        assert_eq!(
+            cfg.decide(&call(Some("hotline"), Some("4008001234"))).mode,
+            Mode::Always
+        );
+        assert_eq!(
+            cfg.decide(&call(Some("hotline"), Some("4001"))).mode,
+            Mode::Never
+        );
+        assert_eq!(
+            cfg.decide(&call(None, Some("4008001234"))).mode,
+            Mode::Never
+        );
     }
 }
