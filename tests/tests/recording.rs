@@ -816,3 +816,16 @@ fn a_recordings_folder_that_cannot_be_made_is_an_alarm_not_an_outage() {
         "{alarms:#?}"
     );
 }
+
+#[test]
+fn an_unusable_data_directory_is_refused_with_its_path() {
+    let site = site(POLICIES);
+    // A file where the data directory should be.
+    std::fs::write(site.data(), b"not a folder").unwrap();
+    let path = site.write("calls.toml", "");
+    let out = site.run_fast(&path);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&site.data().display().to_string()), "{err}");
+    assert_eq!(std::fs::read(site.data()).unwrap(), b"not a folder");
+}
