@@ -763,6 +763,16 @@ impl Store {
     /// (never deleted or overwritten) and a fresh database is started; the
     /// report says where it went. A database from newer firmware is refused.
     pub fn open(data_dir: &Path, boot_id: &str) -> Result<(Store, OpenReport), StoreError> {
+        // create_dir_all says only "File exists" about a file in the way.
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(StoreError::DataDir {
+                path: data_dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "exists but is not a directory",
+                ),
+            });
+        }
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,

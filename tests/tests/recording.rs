@@ -826,6 +826,9 @@ fn an_unusable_data_directory_is_refused_with_its_path() {
     let out = site.run_fast(&path);
     assert!(!out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&site.data().display().to_string()), "{err}");
+    assert!(
+        err.contains(&site.data().display().to_string()) && err.contains("not a directory"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(site.data()).unwrap(), b"not a folder");
 }
