@@ -112,41 +112,47 @@ impl Site {
 
     /// `callboxd records --table NAME`, parsed.
     pub fn table(&self, name: &str) -> Vec<Value> {
-        let out = cmd()
-            .arg("records")
-            .arg("--data")
-            .arg(self.data())
-            .args(["--table", name])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect()
+        export(&self.data(), &["records", "--table", name])
     }
 
     /// `callboxd records --json`, parsed.
     pub fn records(&self) -> Vec<Value> {
-        let out = cmd()
-            .arg("records")
-            .arg("--data")
-            .arg(self.data())
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "records failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect()
+        export(&self.data(), &["records", "--json"])
     }
+
+    /// `callboxd recordings --json`, parsed.
+    pub fn recordings(&self) -> Vec<Value> {
+        export(&self.data(), &["recordings", "--json"])
+    }
+}
+
+/// `callboxd <args> --data DATA`, one JSON object per output line; the
+/// command must succeed.
+pub fn export(data: &Path, args: &[&str]) -> Vec<Value> {
+    let out = cmd().args(args).arg("--data").arg(data).output().unwrap();
+    assert!(out.status.success(), "callboxd {args:?}: {}", text(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Amplitude of the `hz` component of 8 kHz `samples` (Goertzel): a pure
+/// tone of amplitude A gives about A.
+pub fn tone_level(samples: &[i16], hz: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let c = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
+    let (mut a, mut b) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let n = f64::from(x) + c * a - b;
+        b = a;
+        a = n;
+    }
+    let p = a * a + b * b - c * a * b;
+    2.0 * p.sqrt() / samples.len() as f64
 }
 
 /// Longest a virtual-time run may take in wall time before a test calls it

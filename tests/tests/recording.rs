@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use callbox_tests::{Site, callboxd, cmd, text, write_tone_hz};
+use callbox_tests::{Site, callboxd, cmd, text, tone_level, write_tone_hz};
 use serde_json::Value;
 
 /// A site with 3 trunks, 3 desks (agents alice, bob, carol), queues sales
@@ -104,20 +104,6 @@ fn run_with(site: &Site, scenario: &str, extra: &[&str]) -> Vec<Value> {
     site.records()
 }
 
-fn recordings(site: &Site) -> Vec<Value> {
-    let out = cmd()
-        .args(["recordings", "--json", "--data"])
-        .arg(site.data())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 fn by_caller<'a>(recs: &'a [Value], from: &str) -> &'a Value {
     recs.iter()
         .find(|r| r["caller"] == from)
@@ -153,23 +139,6 @@ fn sox_info(path: &Path) -> (String, u32, f64) {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     (q("-e"), q("-c").parse().unwrap(), q("-D").parse().unwrap())
-}
-
-/// Level of `hz` in `samples` (Goertzel, normalised to the tone's
-/// amplitude).
-fn level(samples: &[i16], hz: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let c = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
-    let (mut a, mut b) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let n = f64::from(x) + c * a - b;
-        b = a;
-        a = n;
-    }
-    let p = a * a + b * b - c * a * b;
-    2.0 * p.sqrt() / samples.len() as f64
 }
 
 /// Left and right channels of a 16-bit stereo WAV.
@@ -231,7 +200,7 @@ fn policies_choose_what_is_recorded_and_how_with_the_caller_left_and_the_agent_r
     sc += &agent("bob", 2, "{ play = \"agent.wav\" }");
     sc += &agent("carol", 3, "{ play = \"agent.wav\" }");
     let recs = run(&site, &sc);
-    let rows = recordings(&site);
+    let rows = site.recordings();
     assert_eq!(rows.len(), 3, "{rows:#?}");
 
     // sales: 16-bit PCM, stereo, from the agent's answer to the hang-up.
@@ -249,11 +218,11 @@ fn policies_choose_what_is_recorded_and_how_with_the_caller_left_and_the_agent_r
     );
     let mid = |x: &[i16]| x[8000..16000].to_vec();
     assert!(
-        level(&mid(&l), 600.0) > 5000.0 && level(&mid(&l), 1000.0) < 50.0,
+        tone_level(&mid(&l), 600.0) > 5000.0 && tone_level(&mid(&l), 1000.0) < 50.0,
         "left is the caller"
     );
     assert!(
-        level(&mid(&r), 1000.0) > 5000.0 && level(&mid(&r), 600.0) < 50.0,
+        tone_level(&mid(&r), 1000.0) > 5000.0 && tone_level(&mid(&r), 600.0) < 50.0,
         "right is the agent"
     );
     let (enc, ch, secs) = sox_info(&file(&site, sales));
@@ -371,7 +340,7 @@ fn pausing_replaces_the_audio_with_silence_and_notes_the_span() {
         "{ wait = \"3s\" }, { press = \"*4\", via = \"signal\" }, { wait = \"4s\" }, { press = \"*4\", via = \"signal\" }",
     );
     let recs = run(&site, &sc);
-    let rows = recordings(&site);
+    let rows = site.recordings();
     let row = recording_of(&recs, &rows, "1001").unwrap();
     let pauses = row["pauses"].as_array().unwrap();
     assert_eq!(pauses.len(), 1, "{row:#}");
@@ -389,8 +358,8 @@ fn pausing_replaces_the_audio_with_silence_and_notes_the_span() {
         span(from + 20, to - 20).iter().all(|&s| s == 0),
         "audio inside the paused span"
     );
-    assert!(level(span(from - 1000, from - 20), 600.0) > 5000.0);
-    assert!(level(span(to + 20, to + 1000), 600.0) > 5000.0);
+    assert!(tone_level(span(from - 1000, from - 20), 600.0) > 5000.0);
+    assert!(tone_level(span(to + 20, to + 1000), 600.0) > 5000.0);
     let out = cmd()
         .args([
             "records",
@@ -430,7 +399,7 @@ record_code = "*1"
     );
     sc += &agent("bob", 2, "{ wait = \"2s\" }");
     let recs = run(&site, &sc);
-    let rows = recordings(&site);
+    let rows = site.recordings();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     let row = recording_of(&recs, &rows, "1001").unwrap();
     // From the code taking effect to the second one: about 3.2 s.
@@ -460,7 +429,7 @@ fn encrypted_recordings_only_open_with_headquarters_identity() {
     let mut sc = caller(0, "1001", "4001", 8);
     sc += &agent("alice", 1, "{ play = \"agent.wav\" }");
     let recs = run(&site, &sc);
-    let rows = recordings(&site);
+    let rows = site.recordings();
     let row = recording_of(&recs, &rows, "1001").unwrap();
     assert_eq!(row["encrypted"], true);
     let sealed = file(&site, row);
@@ -496,7 +465,7 @@ fn encrypted_recordings_only_open_with_headquarters_identity() {
     assert!(out.status.success(), "{}", text(&out));
     let (l, r) = stereo(&plain);
     assert_eq!(l.len() as i64 / 8, ms(&row["duration_ms"]));
-    assert!(level(&r[8000..16000], 1000.0) > 5000.0);
+    assert!(tone_level(&r[8000..16000], 1000.0) > 5000.0);
 
     // Another identity cannot.
     let other = keys.path().join("other.key");
@@ -532,7 +501,7 @@ fn retention_deletes_old_recordings_then_the_oldest_over_quota_and_keeps_their_r
     }
     sc += &agent("alice", 1, "{ play = \"agent.wav\" }");
     run_with(&site, &sc, &["--start-at", "2026-01-01T10:00:00Z"]);
-    let rows = recordings(&site);
+    let rows = site.recordings();
     assert_eq!(rows.len(), 4);
     let size = ms(&rows[0]["size"]);
 
@@ -548,7 +517,7 @@ fn retention_deletes_old_recordings_then_the_oldest_over_quota_and_keeps_their_r
         &(caller(0, "2001", "4001", 6) + &agent("alice", 1, "{ play = \"agent.wav\" }")),
         &["--start-at", "2026-02-15T10:00:00Z"],
     );
-    let rows = recordings(&site);
+    let rows = site.recordings();
     assert_eq!(rows.len(), 5, "{rows:#?}");
     for row in &rows[..4] {
         assert_eq!(row["state"], "deleted", "{row:#}");
@@ -581,7 +550,7 @@ fn retention_deletes_old_recordings_then_the_oldest_over_quota_and_keeps_their_r
     let path = site.write("calls.toml", &sc);
     let out = site.run_fast_with(&path, &["--start-at", "2026-02-16T10:00:00Z"]);
     assert!(out.status.success(), "{}", text(&out));
-    let rows = recordings(&site);
+    let rows = site.recordings();
     let live: Vec<&Value> = rows.iter().filter(|r| r["state"] != "deleted").collect();
     let total: i64 = live.iter().map(|r| ms(&r["size"])).sum();
     assert!(total <= size * 5 / 2, "{total} over quota: {rows:#?}");
@@ -764,7 +733,7 @@ fn files_left_open_are_repaired_emptied_or_moved_aside_at_start_up() {
         "left in .open"
     );
 
-    let rows = recordings(&site);
+    let rows = site.recordings();
     let row = rows
         .iter()
         .find(|r| r["id"] == rec)
@@ -774,7 +743,7 @@ fn files_left_open_are_repaired_emptied_or_moved_aside_at_start_up() {
     assert_eq!(ms(&row["duration_ms"]), 3500);
     let (l, _) = stereo(&file(&site, row));
     assert_eq!(l.len(), 28_000);
-    assert!(level(&l[8000..16000], 600.0) > 5000.0);
+    assert!(tone_level(&l[8000..16000], 600.0) > 5000.0);
     let (_, ch, secs) = sox_info(&file(&site, row));
     assert_eq!((ch, secs), (2, 3.5));
     let damaged = rows

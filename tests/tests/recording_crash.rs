@@ -20,7 +20,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
-use callbox_tests::{RUN_LIMIT, Site, callboxd, cmd, output_within, text, write_tone_hz};
+use callbox_tests::{
+    RUN_LIMIT, Site, callboxd, cmd, export, output_within, text, tone_level, write_tone_hz,
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
@@ -83,17 +85,6 @@ fn write_voices(dir: &Path) {
     write_tone_hz(&dir.join("prompts/notice.wav"), 1400.0, NOTICE_MS as u32);
     write_tone_hz(&dir.join("caller.wav"), 600.0, 30_000);
     write_tone_hz(&dir.join("agent.wav"), 1000.0, 30_000);
-}
-
-/// `callboxd <args> --data DATA`, one JSON object per output line.
-fn export(data: &Path, args: &[&str]) -> Vec<Value> {
-    let out = cmd().args(args).arg("--data").arg(data).output().unwrap();
-    assert!(out.status.success(), "callboxd {args:?}: {}", text(&out));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 fn records(data: &Path) -> Vec<Value> {
@@ -287,31 +278,14 @@ fn read_back(path: &Path, format: Format, what: &str) -> ReadBack {
     }
 }
 
-/// Level of `hz` in `samples` (Goertzel, normalised to the tone's
-/// amplitude).
-fn level(samples: &[i16], hz: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let c = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
-    let (mut a, mut b) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let n = f64::from(x) + c * a - b;
-        b = a;
-        a = n;
-    }
-    let p = a * a + b * b - c * a * b;
-    2.0 * p.sqrt() / samples.len() as f64
-}
-
 /// The caller's 600 Hz is on the left and the agent's 1000 Hz on the right,
 /// judged on the second half of the file (the start of the right channel
 /// may be a few frames of silence while the two sides line up).
 fn assert_voices(r: &ReadBack, what: &str) {
     let half = |s: &[i16]| s[s.len() / 2..].to_vec();
     let (left, right) = (half(&r.left), half(&r.right));
-    let (l600, l1000) = (level(&left, 600.0), level(&left, 1000.0));
-    let (r600, r1000) = (level(&right, 600.0), level(&right, 1000.0));
+    let (l600, l1000) = (tone_level(&left, 600.0), tone_level(&left, 1000.0));
+    let (r600, r1000) = (tone_level(&right, 600.0), tone_level(&right, 1000.0));
     // The tones are written at amplitude 8000; G.711 keeps them within a
     // few percent.
     assert!(
