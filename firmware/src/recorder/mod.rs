@@ -44,7 +44,7 @@ pub const OPEN_DIR: &str = ".open";
 const RATE: u32 = 8000;
 /// Frames a call buffers before handing them to the writer: a crash of the
 /// daemon loses at most this much audio.
-const CHUNK_FRAMES: usize = 10;
+const CHUNK_FRAMES: usize = 25;
 /// Chunks queued towards the writer before calls start dropping audio
 /// (about 7 minutes of audio in all; a writer that far behind is stuck).
 const QUEUE: usize = 2048;
@@ -54,6 +54,9 @@ const RIGHT_LAG: usize = 8;
 /// Frames a mono recording holds back so that a terminating key's tone can
 /// be cut from the end.
 const HOLD_FRAMES: usize = 12;
+/// What a paused recording records.
+static SILENCE: [i16; callbox_hal::audio::MAX_FRAME_SAMPLES] =
+    [0; callbox_hal::audio::MAX_FRAME_SAMPLES];
 
 /// Where a recording goes once finished, relative to the data directory.
 pub fn final_path(id: &str, started_ms: i64, encrypted: bool) -> String {
@@ -187,6 +190,7 @@ impl Recorder {
             dirty: false,
             clock: clock.clone(),
             since_space_check: 0,
+            syncer: spawn_syncer(open_dir.clone()),
             deleted: std::collections::HashSet::new(),
             alarms: std::collections::HashSet::new(),
         };
@@ -295,7 +299,6 @@ struct Active {
     paused_at: Option<u64>,
     pauses: Vec<(u64, u64)>,
     lost_ms: u64,
-    interleaved: Vec<i16>,
 }
 
 impl Active {
@@ -407,7 +410,6 @@ impl Recording {
             paused_at: None,
             pauses: Vec::new(),
             lost_ms: 0,
-            interleaved: Vec::with_capacity(320),
         }));
         true
     }
@@ -424,16 +426,16 @@ impl Recording {
             return;
         };
         let right = a.right.pop_front();
-        a.interleaved.clear();
-        let l = f.samples();
-        for (i, &x) in l.iter().enumerate() {
-            let y = right
-                .as_ref()
-                .map_or(0, |r| r.samples().get(i).copied().unwrap_or(0));
-            a.interleaved.push(x);
-            a.interleaved.push(y);
+        let n = f.samples().len();
+        if a.paused_at.is_some() {
+            // A paused span stays in the file as silence, so the timing
+            // of everything after it is kept.
+            a.format.encode_stereo(&SILENCE[..n], &[], &mut a.buf);
+        } else {
+            let r = right.as_ref().map_or(&[][..], |r| r.samples());
+            a.format.encode_stereo(f.samples(), r, &mut a.buf);
         }
-        self.push_encoded();
+        self.frame_done();
     }
 
     /// A frame of what the caller hears (right channel).
@@ -458,22 +460,20 @@ impl Recording {
         a.hold.push_back(*f);
         if a.hold.len() > HOLD_FRAMES {
             let f = a.hold.pop_front().expect("hold is not empty");
-            a.interleaved.clear();
-            a.interleaved.extend_from_slice(f.samples());
-            self.push_encoded();
+            let samples = if a.paused_at.is_some() {
+                &SILENCE[..f.samples().len()]
+            } else {
+                f.samples()
+            };
+            a.format.encode(samples, &mut a.buf);
+            self.frame_done();
         }
     }
 
-    fn push_encoded(&mut self) {
+    fn frame_done(&mut self) {
         let Some(a) = self.active.as_deref_mut() else {
             return;
         };
-        if a.paused_at.is_some() {
-            // A paused span stays in the file as silence, so the timing
-            // of everything after it is kept.
-            a.interleaved.fill(0);
-        }
-        a.format.encode(&a.interleaved, &mut a.buf);
         a.frames += 1;
         a.buf_frames += 1;
         if a.buf_frames >= CHUNK_FRAMES {
@@ -597,9 +597,7 @@ impl Recording {
             return;
         };
         while let Some(f) = a.hold.pop_front() {
-            a.interleaved.clear();
-            a.interleaved.extend_from_slice(f.samples());
-            a.format.encode(&a.interleaved, &mut a.buf);
+            a.format.encode(f.samples(), &mut a.buf);
             a.frames += 1;
             a.buf_frames += 1;
         }
@@ -660,6 +658,8 @@ struct Writer {
     clock: Clock,
     /// Bytes written since free space was last looked at.
     since_space_check: u64,
+    /// Asks the sync thread for a syncfs (none if it could not start).
+    syncer: Option<smpsc::SyncSender<()>>,
     /// Recordings deleted by this run whose rows may not be committed yet.
     deleted: std::collections::HashSet<String>,
     /// Alarms raised and not cleared.
@@ -680,15 +680,18 @@ impl Writer {
     }
 
     fn alarm(&mut self, code: &'static str, severity: &'static str, message: String) {
-        tracing::error!(alarm = code, "{message}");
-        if self.alarms.insert(code) {
-            self.send(StoreMsg::Alarm {
-                at: self.clock.now(),
-                code: code.into(),
-                severity,
-                message,
-            });
+        if !self.alarms.insert(code) {
+            // Raised already: said once is enough.
+            tracing::debug!(alarm = code, "{message}");
+            return;
         }
+        tracing::error!(alarm = code, "{message}");
+        self.send(StoreMsg::Alarm {
+            at: self.clock.now(),
+            code: code.into(),
+            severity,
+            message,
+        });
     }
 
     fn clear_alarm(&mut self, code: &'static str) {
@@ -705,7 +708,9 @@ impl Writer {
         let sync_every = self.config.sync_every;
         let mut next_sync = StdInstant::now() + sync_every;
         loop {
-            let wait = next_sync.saturating_duration_since(StdInstant::now());
+            let wait = next_sync
+                .saturating_duration_since(StdInstant::now())
+                .min(Duration::from_secs(1));
             match rx.recv_timeout(wait) {
                 Ok(WriterMsg::Stop) | Err(smpsc::RecvTimeoutError::Disconnected) => break,
                 Ok(m) => self.handle(m),
@@ -714,6 +719,10 @@ impl Writer {
             if StdInstant::now() >= next_sync {
                 self.sync_round();
                 next_sync = StdInstant::now() + sync_every;
+            } else if self.store.disk_trouble() {
+                // The database cannot commit for lack of space: free some
+                // now rather than at the next round, or records wait.
+                self.check_space();
             }
         }
         // Calls have ended by now; anything still open (a tap leaked by a
@@ -723,6 +732,9 @@ impl Writer {
             let at = self.clock.now();
             self.close(&id, at, Vec::new(), 0);
         }
+        // The last flush is done here, before the daemon reports stopped.
+        self.syncer = None;
+        self.dirty = true;
         self.sync_round();
     }
 
@@ -905,14 +917,14 @@ impl Writer {
             }
         }
         // One syncfs flushes every open recording at once, instead of an
-        // fsync per file.
-        match std::fs::File::open(self.open_dir()) {
-            Ok(d) => {
-                if let Err(e) = nix::unistd::syncfs(&d) {
-                    tracing::warn!("syncing recordings: {e}");
-                }
+        // fsync per file. It runs on its own thread: an SD card can take
+        // seconds over it, and the writer must keep taking audio meanwhile.
+        // A sync already waiting covers this round too.
+        match &self.syncer {
+            Some(t) => {
+                let _ = t.try_send(());
             }
-            Err(e) => tracing::warn!("syncing recordings: {e}"),
+            None => syncfs(&self.open_dir()),
         }
     }
 
@@ -1175,6 +1187,32 @@ impl Writer {
         retention::apply(self, now);
         self.check_space();
     }
+}
+
+fn syncfs(dir: &Path) {
+    match std::fs::File::open(dir) {
+        Ok(d) => {
+            if let Err(e) = nix::unistd::syncfs(&d) {
+                tracing::warn!("syncing recordings: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("syncing recordings: {e}"),
+    }
+}
+
+/// The thread that flushes the recordings' filesystem when asked; it ends
+/// when the writer drops its sender.
+fn spawn_syncer(dir: PathBuf) -> Option<smpsc::SyncSender<()>> {
+    let (tx, rx) = smpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("recorder-sync".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                syncfs(&dir);
+            }
+        })
+        .ok()?;
+    Some(tx)
 }
 
 /// Finishes a recording's file where it is, keeping its length for the

@@ -81,6 +81,54 @@ fn delete(w: &mut Writer, row: &Row, now: Stamp, reason: String) {
     });
 }
 
+/// Finished recordings in the dated folders, by file (id and start time
+/// from the name); nothing headquarters confirmed is known this way.
+fn on_disk(w: &Writer) -> Vec<Row> {
+    let base = w.data_dir.join(super::DIR);
+    let mut out = Vec::new();
+    let Ok(days) = std::fs::read_dir(&base) else {
+        return out;
+    };
+    for day in days.flatten() {
+        let name = day.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == "damaged" {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(day.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let file = f.file_name().to_string_lossy().into_owned();
+            let Some(id) = file.split('.').next().filter(|_| file.contains(".wav")) else {
+                continue;
+            };
+            if w.deleted.contains(id) {
+                continue;
+            }
+            let Ok(meta) = f.metadata() else {
+                continue;
+            };
+            // Recording ids are UUIDv7 taken from the box's clock when the
+            // recording started: the same time base as the rows.
+            let started_ms = uuid::Uuid::parse_str(id)
+                .ok()
+                .and_then(|u| u.get_timestamp())
+                .map_or(0, |t| {
+                    let (secs, nanos) = t.to_unix();
+                    secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+                });
+            out.push(Row {
+                id: id.to_string(),
+                file: format!("{}/{name}/{file}", super::DIR),
+                size: meta.len(),
+                started_ms,
+                delivered: false,
+            });
+        }
+    }
+    out
+}
+
 /// Applies `keep` and `quota`.
 pub(super) fn apply(w: &mut Writer, now: Stamp) {
     let (keep, quota) = (w.config.keep, w.config.quota);
@@ -128,13 +176,20 @@ pub(super) fn apply(w: &mut Writer, now: Stamp) {
 /// `min_free` more, so the box does not flap at the edge), oldest first,
 /// delivered or not, and raises an alarm saying so.
 pub(super) fn emergency(w: &mut Writer, now: Stamp, need: u64) {
-    let rows = match rows(w) {
+    let mut rows = match rows(w) {
         Ok(r) => r,
         Err(e) => {
+            // A full disk may be why: the files themselves still say what
+            // there is.
             tracing::error!("freeing space: {e}");
-            return;
+            Vec::new()
         }
     };
+    // Finished files whose rows the store has not committed (it may be
+    // the one waiting for space) count too: the disk is the truth here.
+    let known: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+    rows.extend(on_disk(w).into_iter().filter(|r| !known.contains(&r.id)));
+    rows.sort_by_key(|r| r.started_ms);
     let target = need + w.config.min_free / 4;
     let mut freed = 0u64;
     let mut n = 0usize;

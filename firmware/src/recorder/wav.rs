@@ -89,6 +89,38 @@ impl Format {
         }
     }
 
+    /// Appends a stereo frame: `left` and `right` interleaved sample by
+    /// sample, a `right` shorter than `left` padded with silence. Encodes
+    /// straight into `out`, with no buffer in between (it runs for every
+    /// frame of every recorded call).
+    pub fn encode_stereo(self, left: &[i16], right: &[i16], out: &mut Vec<u8>) {
+        let pairs = left
+            .iter()
+            .zip(right.iter().chain(std::iter::repeat(&0)))
+            .map(|(&l, &r)| (l, r));
+        match self {
+            Format::Pcm16 => {
+                out.reserve(left.len() * 4);
+                for (l, r) in pairs {
+                    out.extend_from_slice(&l.to_le_bytes());
+                    out.extend_from_slice(&r.to_le_bytes());
+                }
+            }
+            Format::Alaw => {
+                out.reserve(left.len() * 2);
+                for (l, r) in pairs {
+                    out.extend_from_slice(&[g711::alaw_encode(l), g711::alaw_encode(r)]);
+                }
+            }
+            Format::Ulaw => {
+                out.reserve(left.len() * 2);
+                for (l, r) in pairs {
+                    out.extend_from_slice(&[g711::ulaw_encode(l), g711::ulaw_encode(r)]);
+                }
+            }
+        }
+    }
+
     /// Length of the header [`header`] writes: 44 bytes for PCM, 58 for
     /// G.711 (`fmt` with `cbSize`, plus a `fact` chunk).
     pub fn header_len(self) -> u64 {
