@@ -4,7 +4,7 @@
 //! A call carries a [`Recording`], a tap the bridges feed with every frame:
 //! the caller's voice on the left channel, what the caller hears (agent,
 //! supervisor barging in, hold music) on the right. The tap encodes into a
-//! buffer and hands 200 ms chunks to one writer thread ([`Recorder`]) that
+//! buffer and hands 500 ms chunks to one writer thread ([`Recorder`]) that
 //! owns every open file: it appends each chunk (the kernel's page cache
 //! merges them; the SD card sees a flush every `sync_every`), rewrites the
 //! header every `header_every` of audio so the file is valid as it grows,
@@ -45,8 +45,9 @@ const RATE: u32 = 8000;
 /// Frames a call buffers before handing them to the writer: a crash of the
 /// daemon loses at most this much audio.
 const CHUNK_FRAMES: usize = 25;
-/// Chunks queued towards the writer before calls start dropping audio
-/// (about 7 minutes of audio in all; a writer that far behind is stuck).
+/// Chunks queued towards the writer before calls start dropping audio:
+/// 17 minutes of audio in all, 5 s of 200 calls'. The writer only waits on
+/// the page cache (syncfs has its own thread), so that is a stuck writer.
 const QUEUE: usize = 2048;
 /// Frames of the other side kept waiting for the caller's frame they pair
 /// with; beyond this the other side is ahead and its oldest frame goes.
