@@ -94,30 +94,23 @@ impl Format {
     /// straight into `out`, with no buffer in between (it runs for every
     /// frame of every recorded call).
     pub fn encode_stereo(self, left: &[i16], right: &[i16], out: &mut Vec<u8>) {
-        let pairs = left
-            .iter()
-            .zip(right.iter().chain(std::iter::repeat(&0)))
-            .map(|(&l, &r)| (l, r));
+        let n = left.len();
+        let right = &right[..right.len().min(n)];
+        let width = 2 * usize::from(self.bytes_per_sample());
+        let at = out.len();
+        // Sized once, then written in place: no capacity check per sample.
+        out.resize(at + n * width, 0);
+        let dst = &mut out[at..];
         match self {
             Format::Pcm16 => {
-                out.reserve(left.len() * 4);
-                for (l, r) in pairs {
-                    out.extend_from_slice(&l.to_le_bytes());
-                    out.extend_from_slice(&r.to_le_bytes());
+                for (i, o) in dst.chunks_exact_mut(4).enumerate() {
+                    let r = right.get(i).copied().unwrap_or(0);
+                    o[..2].copy_from_slice(&left[i].to_le_bytes());
+                    o[2..].copy_from_slice(&r.to_le_bytes());
                 }
             }
-            Format::Alaw => {
-                out.reserve(left.len() * 2);
-                for (l, r) in pairs {
-                    out.extend_from_slice(&[g711::alaw_encode(l), g711::alaw_encode(r)]);
-                }
-            }
-            Format::Ulaw => {
-                out.reserve(left.len() * 2);
-                for (l, r) in pairs {
-                    out.extend_from_slice(&[g711::ulaw_encode(l), g711::ulaw_encode(r)]);
-                }
-            }
+            Format::Alaw => g711_stereo(g711::alaw_encode, left, right, dst),
+            Format::Ulaw => g711_stereo(g711::ulaw_encode, left, right, dst),
         }
     }
 
@@ -166,6 +159,22 @@ fn duration_ms(format: Format, channels: u16, sample_rate: u32, data_len: u64) -
     }
     let frames = u128::from(data_len / align);
     u64::try_from(frames * 1000 / u128::from(sample_rate)).unwrap_or(u64::MAX)
+}
+
+/// Interleaves and encodes a G.711 stereo frame into `dst` (generic over
+/// the encoder so that it inlines: this runs for every sample recorded).
+#[inline]
+fn g711_stereo(enc: impl Fn(i16) -> u8, left: &[i16], right: &[i16], dst: &mut [u8]) {
+    let (both, tail) = dst.split_at_mut(right.len() * 2);
+    for ((o, &l), &r) in both.chunks_exact_mut(2).zip(left).zip(right) {
+        o[0] = enc(l);
+        o[1] = enc(r);
+    }
+    let silence = enc(0);
+    for (o, &l) in tail.chunks_exact_mut(2).zip(&left[right.len()..]) {
+        o[0] = enc(l);
+        o[1] = silence;
+    }
 }
 
 /// The fixed-size header for `data_len` bytes of audio (RIFF size, fmt,
@@ -692,6 +701,26 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stereo encoding is interleaved mono encoding, a short right side
+    /// padded with silence, in every format.
+    #[test]
+    fn stereo_frames_encode_as_interleaved_samples() {
+        let left: Vec<i16> = (0..160).map(|i| (i * 97 - 7000) as i16).collect();
+        let right: Vec<i16> = (0..100).map(|i| (3000 - i * 61) as i16).collect();
+        for f in [Format::Pcm16, Format::Alaw, Format::Ulaw] {
+            let mut interleaved = Vec::new();
+            for (i, &l) in left.iter().enumerate() {
+                interleaved.push(l);
+                interleaved.push(right.get(i).copied().unwrap_or(0));
+            }
+            let mut want = vec![9u8];
+            f.encode(&interleaved, &mut want);
+            let mut got = vec![9u8];
+            f.encode_stereo(&left, &right, &mut got);
+            assert_eq!(got, want, "{f:?}");
+        }
+    }
 
     use std::fs;
     use std::os::unix::fs::PermissionsExt;

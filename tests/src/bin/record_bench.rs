@@ -14,7 +14,7 @@
 //! side per 20 ms tick, as the bridges do, for `--seconds` of audio
 //! (speech-like tones and noise, never silence). Taps start on ten
 //! successive ticks, as calls that start at random moments would, so their
-//! 200 ms chunks reach the writer spread over every tick rather than all on
+//! 500 ms chunks reach the writer spread over every tick rather than all on
 //! one. Then it stops every tap, waits for the writer to finish every file
 //! (header, `fdatasync`, move, SHA-256) and closes the recorder and the
 //! store. The feeding loop is one task on a two-thread tokio runtime, as in
@@ -51,7 +51,7 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "usage: record-bench [--calls N] [--seconds S] [--format pcm16|alaw|ulaw|all] [--fast] [--dir PATH]";
 /// Frames a tap hands to the writer at once (the recorder's `CHUNK_FRAMES`).
-const CHUNK_FRAMES: u64 = 10;
+const CHUNK_FRAMES: u64 = 25;
 /// How far `--fast` lets the feeder run ahead of the writer, in chunks (the
 /// writer's queue holds 2,048).
 const FAST_SLACK_CHUNKS: u64 = 1000;
@@ -163,7 +163,7 @@ fn parent(o: &Opts) -> Result<()> {
     );
     let c = RecordingConfig::default();
     println!(
-        "  recorder: default [recording] settings (header_every {:?} of audio, sync_every {:?} of wall time), 200 ms chunks",
+        "  recorder: default [recording] settings (header_every {:?} of audio, sync_every {:?} of wall time), 500 ms chunks",
         c.header_every, c.sync_every
     );
     if o.fast {
