@@ -711,6 +711,23 @@ impl StoreHandle {
         }
     }
 
+    /// Queues a message if there is room now; hands it back if the queue
+    /// is full (a thread that must never wait on the store keeps it for
+    /// later). A stopped store drops it, logged.
+    // The message comes back by value on purpose: boxing it would allocate
+    // for every send of the common, successful case.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, msg: StoreMsg) -> Result<(), StoreMsg> {
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(m)) => Err(m),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("record lost: the store has stopped");
+                Ok(())
+            }
+        }
+    }
+
     /// Waits until everything queued so far is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();

@@ -192,6 +192,7 @@ impl Recorder {
             clock: clock.clone(),
             since_space_check: 0,
             syncer: spawn_syncer(open_dir.clone()),
+            backlog: VecDeque::new(),
             deleted: std::collections::HashSet::new(),
             alarms: std::collections::HashSet::new(),
         };
@@ -616,13 +617,21 @@ impl Recording {
         let at = s.clock.now();
         tracing::info!(recording = %a.id, ms = a.ms(), "recording stops");
         // Close must arrive even if the queue is momentarily full, or the
-        // file would stay open until the next start-up's repair.
-        let _ = s.tx.send(WriterMsg::Close {
+        // file would stay open until the next start-up's repair; but a call
+        // (on the async runtime) must not wait for the writer: a full
+        // queue hands the close to a thread of its own.
+        let close = WriterMsg::Close {
             id: a.id.clone(),
             at,
             pauses: a.pauses,
             lost_ms: a.lost_ms,
-        });
+        };
+        if let Err(smpsc::TrySendError::Full(close)) = s.tx.try_send(close) {
+            let tx = s.tx.clone();
+            let _ = std::thread::Builder::new()
+                .name("recorder-close".into())
+                .spawn(move || tx.send(close));
+        }
     }
 }
 
@@ -661,6 +670,8 @@ struct Writer {
     since_space_check: u64,
     /// Asks the sync thread for a syncfs (none if it could not start).
     syncer: Option<smpsc::SyncSender<()>>,
+    /// Store messages waiting for room in the store's queue.
+    backlog: VecDeque<StoreMsg>,
     /// Recordings deleted by this run whose rows may not be committed yet.
     deleted: std::collections::HashSet<String>,
     /// Alarms raised and not cleared.
@@ -676,8 +687,24 @@ impl Writer {
         self.data_dir.join(DIR).join(OPEN_DIR)
     }
 
-    fn send(&self, msg: StoreMsg) {
-        self.store.send_blocking(msg);
+    /// Hands a message to the store without ever waiting: the store may be
+    /// stuck on a full disk that only this thread can free. What does not
+    /// fit waits here, in order.
+    fn send(&mut self, msg: StoreMsg) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(msg);
+        } else if let Err(m) = self.store.try_send(msg) {
+            self.backlog.push_back(m);
+        }
+    }
+
+    fn send_backlog(&mut self) {
+        while let Some(m) = self.backlog.pop_front() {
+            if let Err(m) = self.store.try_send(m) {
+                self.backlog.push_front(m);
+                return;
+            }
+        }
     }
 
     fn alarm(&mut self, code: &'static str, severity: &'static str, message: String) {
@@ -717,6 +744,7 @@ impl Writer {
                 Ok(m) => self.handle(m),
                 Err(smpsc::RecvTimeoutError::Timeout) => {}
             }
+            self.send_backlog();
             if StdInstant::now() >= next_sync {
                 self.sync_round();
                 next_sync = StdInstant::now() + sync_every;
@@ -737,6 +765,11 @@ impl Writer {
         self.syncer = None;
         self.dirty = true;
         self.sync_round();
+        // The store outlives this thread: what is still held goes now, in
+        // order, waiting for room if need be.
+        for m in std::mem::take(&mut self.backlog) {
+            self.store.send_blocking(m);
+        }
     }
 
     fn handle(&mut self, m: WriterMsg) {

@@ -136,11 +136,14 @@ pub(super) fn apply(w: &mut Writer, now: Stamp) {
         return;
     }
     // Recordings just finished were reported to the store by this thread;
-    // wait until they are committed so the rules see them. (Not in an
-    // emergency: the store may be the one waiting for space.)
+    // wait until they are committed so the rules see them.
     let (tx, rx) = tokio::sync::oneshot::channel();
     w.send(StoreMsg::Flush(tx));
-    let _ = rx.blocking_recv();
+    // Never wait on a store that is itself waiting (for space this thread
+    // frees, or for room in its queue): the rules then see a little less.
+    if w.backlog.is_empty() && !w.store.disk_trouble() {
+        let _ = rx.blocking_recv();
+    }
     let rows = match rows(w) {
         Ok(r) => r,
         Err(e) => {
