@@ -763,6 +763,24 @@ fn files_left_open_are_repaired_emptied_or_moved_aside_at_start_up() {
         "{damaged:#}"
     );
     assert_eq!(rows.len(), 2, "the empty one leaves no row: {rows:#?}");
+
+    // Retention never touches what was moved aside: a quota smaller than
+    // anything deletes the repaired recording, not the junk.
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    site.write(
+        "site.toml",
+        &cfg.replace(
+            "format = \"pcm16\"\n",
+            "format = \"pcm16\"\nquota = \"1KB\"\n",
+        ),
+    );
+    let out = site.run_fast(&path);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = site.recordings();
+    let by_id = |id: &Value| rows.iter().find(|r| &r["id"] == id).unwrap().clone();
+    assert_eq!(by_id(&damaged["id"])["state"], "failed");
+    assert_eq!(std::fs::read(file(&site, damaged)).unwrap(), junk);
+    assert_eq!(by_id(&row["id"])["state"], "deleted");
 }
 
 #[test]

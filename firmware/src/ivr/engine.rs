@@ -1387,7 +1387,12 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             st.connected_to = Some(line_id.clone());
             st.outcome = Some(format!("connected:{line_id}"));
             let shutdown = media.shutdown().clone();
-            self.recording_policy(media, None, None, true, st).await?;
+            if let Err(g) = self.recording_policy(media, None, None, true, st).await {
+                // Gone during the notice: the line that answered is hung
+                // up, not handed back connected.
+                release(lease.port(), HangupCause::Normal).await;
+                return Err(g);
+            }
             self.event("bridged", serde_json::json!({"line": line_id}))
                 .await;
             let other = lease.port();

@@ -260,12 +260,17 @@ impl RecorderThread {
     /// Finishes every open file and stops the thread (after every call has
     /// ended, before the store closes: the writer's last records go there).
     pub async fn close(mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(WriterMsg::Stop);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+        let (tx, thread) = (self.tx.take(), self.thread.take());
+        // Off the runtime: the writer's queue may be full.
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(tx) = tx {
+                let _ = tx.send(WriterMsg::Stop);
+            }
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -679,7 +684,13 @@ struct Writer {
 }
 
 fn is_disk_full(e: &std::io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
+    // By kind too: errors re-worded on the way (sealing) lose the errno.
+    e.raw_os_error() == Some(libc::ENOSPC)
+        || e.raw_os_error() == Some(libc::EDQUOT)
+        || matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
 }
 
 impl Writer {
@@ -707,8 +718,10 @@ impl Writer {
         }
     }
 
+    /// Raises an alarm. Only `disk_full` has a state (raised until there is
+    /// room again); the others are raised every time.
     fn alarm(&mut self, code: &'static str, severity: &'static str, message: String) {
-        if !self.alarms.insert(code) {
+        if code == "disk_full" && !self.alarms.insert(code) {
             // Raised already: said once is enough.
             tracing::debug!(alarm = code, "{message}");
             return;
@@ -989,7 +1002,7 @@ impl Writer {
             );
             self.stop_open(&why);
             self.disk_full(why);
-        } else if self.stopped.load(Ordering::Relaxed) && free >= min + min / 4 {
+        } else if self.stopped.load(Ordering::Relaxed) && free >= min.saturating_add(min / 4) {
             self.stopped.store(false, Ordering::Relaxed);
             self.clear_alarm("disk_full");
             tracing::info!(

@@ -40,6 +40,7 @@ fn rows(w: &Writer) -> Result<Vec<Row>, String> {
         .prepare(
             "SELECT id, file, COALESCE(size, 0), started_ms, delivered FROM recordings
              WHERE state IN ('complete', 'interrupted', 'failed') AND file != ''
+               AND file NOT LIKE 'recordings/damaged/%' AND COALESCE(size, 0) > 0
              ORDER BY started_ms, seq",
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -141,8 +142,20 @@ pub(super) fn apply(w: &mut Writer, now: Stamp) {
     w.send(StoreMsg::Flush(tx));
     // Never wait on a store that is itself waiting (for space this thread
     // frees, or for room in its queue): the rules then see a little less.
-    if w.backlog.is_empty() && !w.store.disk_trouble() {
-        let _ = rx.blocking_recv();
+    // In short steps, giving up as soon as the store reports trouble:
+    // it may fail on this very batch.
+    if w.backlog.is_empty() {
+        let mut rx = rx;
+        loop {
+            match rx.try_recv() {
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                    if !w.store.disk_trouble() =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => break,
+            }
+        }
     }
     let rows = match rows(w) {
         Ok(r) => r,
@@ -193,7 +206,7 @@ pub(super) fn emergency(w: &mut Writer, now: Stamp, need: u64) {
     let known: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
     rows.extend(on_disk(w).into_iter().filter(|r| !known.contains(&r.id)));
     rows.sort_by_key(|r| r.started_ms);
-    let target = need + w.config.min_free / 4;
+    let target = need.saturating_add(w.config.min_free / 4);
     let mut freed = 0u64;
     let mut n = 0usize;
     // Delivered ones first: they are safe at headquarters.
