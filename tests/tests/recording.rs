@@ -819,3 +819,34 @@ fn an_unusable_data_directory_is_refused_with_its_path() {
     );
     assert_eq!(std::fs::read(site.data()).unwrap(), b"not a folder");
 }
+
+#[test]
+fn a_file_stored_just_before_a_crash_gets_its_record_completed_not_lost() {
+    let site = site("[recording]\nmode = \"always\"\nformat = \"alaw\"\n");
+    let mut sc = caller(0, "1001", "4001", 6);
+    sc += &agent("alice", 1, "{ play = \"agent.wav\" }");
+    run(&site, &sc);
+    let before = site.recordings();
+    assert_eq!(before[0]["state"], "complete");
+    // The box moved the file to its folder and died before the end of the
+    // recording reached the database: the row still says `recording`.
+    let db = rusqlite::Connection::open(site.data().join("callbox.db")).unwrap();
+    db.execute(
+        "UPDATE recordings SET state = 'recording', size = NULL, sha256 = NULL, duration_ms = NULL",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let path = site.write("calls.toml", "");
+    let out = site.run_fast(&path);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = site.recordings();
+    assert_eq!(after.len(), 1);
+    let row = &after[0];
+    assert_eq!(row["state"], "interrupted", "{row:#}");
+    assert_eq!(row["file"], before[0]["file"]);
+    assert_eq!(row["sha256"], before[0]["sha256"]);
+    assert_eq!(row["size"], before[0]["size"]);
+    assert_eq!(row["duration_ms"], before[0]["duration_ms"]);
+    assert!(file(&site, row).exists());
+}

@@ -1225,9 +1225,72 @@ impl Writer {
             self.finalize(&path, &mut end);
             self.send(StoreMsg::RecordingFinished(end));
         }
+        self.adopt_moved(now);
         self.send(StoreMsg::SweepOpenRecordings { at: now });
         self.retention(now);
         report
+    }
+
+    /// Rows still `recording` whose file already reached its dated folder:
+    /// the box stopped between moving the file and committing its end.
+    /// They get the file's size and checksum (and length, unless sealed)
+    /// instead of being swept as lost.
+    fn adopt_moved(&mut self, now: Stamp) {
+        let rows = match retention::open_rows(self) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("looking for recordings finished in a crash: {e}");
+                return;
+            }
+        };
+        for retention::OpenRow {
+            id,
+            call_id,
+            kind,
+            file,
+            started_ms,
+        } in rows
+        {
+            let path = self.data_dir.join(&file);
+            let Ok(d) = seal::digest(&path) else {
+                continue;
+            };
+            let encrypted = file.ends_with(".age");
+            let (format, channels, duration_ms) = if encrypted {
+                (String::new(), 0, 0)
+            } else {
+                match wav::repair(&path) {
+                    Ok(r) => (r.format.name().to_string(), r.channels, r.duration_ms),
+                    Err(_) => (String::new(), 0, 0),
+                }
+            };
+            tracing::warn!(recording = %id, file = %file, "recording finished before a crash; its record is completed now");
+            self.send(StoreMsg::RecordingFinished(RecordingEnd {
+                id,
+                call_id,
+                kind,
+                file,
+                format,
+                channels,
+                started: Some(Stamp {
+                    wall_ms: started_ms,
+                    mono_ms: 0,
+                    synced: false,
+                }),
+                at: now,
+                state: "interrupted",
+                size: d.size,
+                duration_ms,
+                paused_ms: 0,
+                pauses: Vec::new(),
+                sha256: Some(d.sha256),
+                encrypted,
+                error: Some(
+                    "stored, but the box stopped before its record was completed (pauses unknown)"
+                        .into(),
+                ),
+            }));
+        }
     }
 
     fn retention(&mut self, now: Stamp) {

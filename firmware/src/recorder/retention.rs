@@ -63,6 +63,46 @@ fn rows(w: &Writer) -> Result<Vec<Row>, String> {
         .collect())
 }
 
+/// A row the store still has as `recording`.
+#[derive(Debug)]
+pub(super) struct OpenRow {
+    pub(super) id: String,
+    pub(super) call_id: String,
+    pub(super) kind: String,
+    pub(super) file: String,
+    pub(super) started_ms: i64,
+}
+
+/// Rows the store still has as `recording` (only meaningful at start-up,
+/// before any new recording).
+pub(super) fn open_rows(w: &Writer) -> Result<Vec<OpenRow>, String> {
+    let path = w.data_dir.join(DB_FILE);
+    let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, call_id, kind, file, started_ms FROM recordings
+             WHERE state = 'recording' AND file != ''",
+        )
+        .map_err(err)?;
+    stmt.query_map([], |r| {
+        Ok(OpenRow {
+            id: r.get(0)?,
+            call_id: r.get(1)?,
+            kind: r.get(2)?,
+            file: r.get(3)?,
+            started_ms: r.get(4)?,
+        })
+    })
+    .map_err(err)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(err)
+}
+
 fn delete(w: &mut Writer, row: &Row, now: Stamp, reason: String) {
     let path = w.data_dir.join(&row.file);
     match std::fs::remove_file(&path) {
