@@ -1132,6 +1132,9 @@ impl Writer {
         };
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
+        // Every recording this pass deals with; their ends are queued, not
+        // yet committed.
+        let mut seen = std::collections::HashSet::new();
         for path in paths {
             let Some(name) = path
                 .file_name()
@@ -1145,6 +1148,7 @@ impl Writer {
                 tracing::warn!(file = %path.display(), "not a recording; left alone");
                 continue;
             };
+            seen.insert(id.to_string());
             let kind: &'static str = if kind == "voicemail" {
                 "voicemail"
             } else {
@@ -1225,7 +1229,7 @@ impl Writer {
             self.finalize(&path, &mut end);
             self.send(StoreMsg::RecordingFinished(end));
         }
-        self.adopt_moved(now);
+        self.adopt_moved(now, &seen);
         self.send(StoreMsg::SweepOpenRecordings { at: now });
         self.retention(now);
         report
@@ -1235,7 +1239,7 @@ impl Writer {
     /// the box stopped between moving the file and committing its end.
     /// They get the file's size and checksum (and length, unless sealed)
     /// instead of being swept as lost.
-    fn adopt_moved(&mut self, now: Stamp) {
+    fn adopt_moved(&mut self, now: Stamp, seen: &std::collections::HashSet<String>) {
         let rows = match retention::open_rows(self) {
             Ok(r) => r,
             Err(e) => {
@@ -1251,6 +1255,9 @@ impl Writer {
             started_ms,
         } in rows
         {
+            if seen.contains(&id) {
+                continue;
+            }
             let path = self.data_dir.join(&file);
             let Ok(d) = seal::digest(&path) else {
                 continue;
