@@ -50,6 +50,16 @@ on_overflow = "bye"
 [ivr.node.bye]
 type = "hangup"
 
+[[ivr.route]]
+dialled = ["4004"]
+start = "direct"
+
+[ivr.node.direct]
+type = "transfer"
+station = "desk-3"
+announce = []
+on_no_answer = "bye"
+
 [acd.agent.alice]
 station = "desk-1"
 logged_in = true
@@ -849,4 +859,34 @@ fn a_file_stored_just_before_a_crash_gets_its_record_completed_not_lost() {
     assert_eq!(row["size"], before[0]["size"]);
     assert_eq!(row["duration_ms"], before[0]["duration_ms"]);
     assert!(file(&site, row).exists());
+}
+
+#[test]
+fn a_station_reached_by_transfer_can_pause_the_recording() {
+    let site = site(
+        "[recording]\nmode = \"never\"\n\n[[recording.policy]]\nflow = \"direct\"\nmode = \"always\"\nformat = \"pcm16\"\n",
+    );
+    let mut sc = caller(0, "1001", "4004", 14);
+    sc += &agent(
+        "carol",
+        3,
+        "{ wait = \"2s\" }, { press = \"*4\", via = \"signal\" }, { wait = \"3s\" }, { press = \"*4\", via = \"signal\" }",
+    );
+    let recs = run(&site, &sc);
+    assert_eq!(by_caller(&recs, "1001")["connected_to"], "desk-3");
+    let rows = site.recordings();
+    let row = recording_of(&recs, &rows, "1001").expect("the transfer is recorded");
+    let pauses = row["pauses"].as_array().unwrap();
+    assert_eq!(pauses.len(), 1, "{row:#}");
+    let (from, to) = (ms(&pauses[0][0]), ms(&pauses[0][1]));
+    assert!(
+        (4000..=4600).contains(&from) && (3000..=3500).contains(&(to - from)),
+        "{row:#}"
+    );
+    let (l, _) = stereo(&file(&site, row));
+    assert!(
+        l[((from + 20) * 8) as usize..((to - 20) * 8) as usize]
+            .iter()
+            .all(|&x| x == 0)
+    );
 }

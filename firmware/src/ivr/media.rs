@@ -424,6 +424,8 @@ pub enum AgentAsks {
 const FORWARD_TIMEOUT: Duration = Duration::from_millis(60);
 
 /// Connects two answered ports frame by frame until one side hangs up.
+/// Keys from the second port (an agent calling back, a station) that form
+/// a recording code pause or start the recording.
 pub async fn bridge<L1, I1, O1, L2, I2, O2>(
     a: &mut Port<L1, I1, O1>,
     b: &mut Port<L2, I2, O2>,
@@ -438,6 +440,8 @@ where
     I2: AudioIn,
     O2: AudioOut,
 {
+    let mut keys = String::new();
+    let mut keys_due: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -449,8 +453,19 @@ where
             },
             ev = b.line.next_event() => match ev {
                 Ok(LineEvent::Hangup(_)) => return BridgeEnd::OtherHungUp,
+                Ok(LineEvent::Digit(d)) => {
+                    keys.push(d);
+                    keys_due = Some(tokio::time::Instant::now() + crate::acd::CODE_QUIET);
+                }
                 Ok(_) => {}
                 Err(e) => return BridgeEnd::Failure(format!("connected line: {e}")),
+            },
+            () = pending_or(keys_due.map(tokio::time::sleep_until)) => {
+                keys_due = None;
+                let typed = std::mem::take(&mut keys);
+                if !rec.agent_code(&typed) {
+                    tracing::debug!(keys = %typed, "keys during the call; not a recording code");
+                }
             },
             r = a.audio_in.read_frame() => match r {
                 Ok(f) => {
