@@ -846,7 +846,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         let written = if message.start("voicemail", format, 1) {
             let id = message.id().unwrap_or_default().to_string();
             let file = message.file().unwrap_or_default().to_string();
-            let (length, ended_early) = media.record(max, &mut message).await?;
+            let (length, ended_early) = media.record(max, &mut message).await;
             Ok((id, file, length.as_millis() as i64, ended_early))
         } else {
             Err("the box cannot record now (no recording folder, or the disk is full)")

@@ -259,14 +259,14 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
     }
 
     /// Records the caller into `message` (a started mono recording) until
-    /// `#`, `max`, hang-up or a daemon stop, then finishes it. Returns the
-    /// message's length and why it ended early, if it did (the message is
-    /// kept either way).
+    /// `#`, `max`, hang-up, a line failure or a daemon stop, then finishes
+    /// it. Returns the message's length and why it ended early, if it did
+    /// (the message is kept either way).
     pub async fn record(
         &mut self,
         max: Duration,
         message: &mut Recording,
-    ) -> Result<(Duration, Option<Gone>), Gone> {
+    ) -> (Duration, Option<Gone>) {
         self.clear_keys();
         self.ears.capture = Some(std::mem::replace(message, Recording::off()));
         let deadline = tokio::time::sleep(max);
@@ -282,15 +282,9 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
                             break Ok(true);
                         }
                     }
-                    // Hung up or stopping: the message so far is kept.
-                    Err(e @ (Gone::Caller | Gone::Shutdown)) => break Err(e),
-                    Err(e) => {
-                        if let Some(m) = self.ears.capture.take() {
-                            *message = m;
-                        }
-                        message.stop();
-                        return Err(e);
-                    }
+                    // Hung up, stopping or a failed line: what was said so
+                    // far is kept.
+                    Err(e) => break Err(e),
                 },
                 () = &mut deadline => break Ok(false),
             }
@@ -307,10 +301,7 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
             .duration()
             .saturating_sub(Duration::from_millis(trim as u64 / 8));
         message.stop_trimmed(trim);
-        match ended {
-            Ok(_) => Ok((length, None)),
-            Err(g) => Ok((length, Some(g))),
-        }
+        (length, ended.err())
     }
 
     /// Plays a call-progress tone until `until` resolves (or a key, with
