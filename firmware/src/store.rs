@@ -450,6 +450,30 @@ pub struct RecordingEnd {
     pub error: Option<String>,
 }
 
+impl RecordingEnd {
+    /// An end with nothing known yet but who and when: no file, no audio.
+    pub fn new(id: &str, call_id: &str, kind: &str, at: Stamp, state: &'static str) -> Self {
+        RecordingEnd {
+            id: id.to_string(),
+            call_id: call_id.to_string(),
+            kind: kind.to_string(),
+            file: String::new(),
+            format: String::new(),
+            channels: 0,
+            started: None,
+            at,
+            state,
+            size: 0,
+            duration_ms: 0,
+            paused_ms: 0,
+            pauses: Vec::new(),
+            sha256: None,
+            encrypted: false,
+            error: None,
+        }
+    }
+}
+
 /// What the store is asked to do.
 #[derive(Debug)]
 pub enum StoreMsg {
@@ -1657,7 +1681,7 @@ pub struct RecordingRow {
 
 /// Opens the database read-only, without disturbing a running daemon, and
 /// checks its version.
-fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     if !path.is_file() {
         return Err(StoreError::Missing(path.to_path_buf()));
     }

@@ -222,12 +222,6 @@ impl RecordingConfig {
             })
             .map_or(self.default, |p| p.decision)
     }
-
-    /// Whether any call can be recorded at all.
-    pub fn records_anything(&self) -> bool {
-        self.default.mode != Mode::Never
-            || self.policies.iter().any(|p| p.decision.mode != Mode::Never)
-    }
 }
 
 /// Parses a size such as `2GiB`, `500MB`, `1048576`.

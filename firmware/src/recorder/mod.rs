@@ -194,7 +194,6 @@ impl Recorder {
             syncer: spawn_syncer(open_dir.clone()),
             backlog: VecDeque::new(),
             deleted: std::collections::HashSet::new(),
-            alarms: std::collections::HashSet::new(),
         };
         let started_at = clock.now();
         let runtime = tokio::runtime::Handle::current();
@@ -679,8 +678,6 @@ struct Writer {
     backlog: VecDeque<StoreMsg>,
     /// Recordings deleted by this run whose rows may not be committed yet.
     deleted: std::collections::HashSet<String>,
-    /// Alarms raised and not cleared.
-    alarms: std::collections::HashSet<&'static str>,
 }
 
 fn is_disk_full(e: &std::io::Error) -> bool {
@@ -718,14 +715,7 @@ impl Writer {
         }
     }
 
-    /// Raises an alarm. Only `disk_full` has a state (raised until there is
-    /// room again); the others are raised every time.
     fn alarm(&mut self, code: &'static str, severity: &'static str, message: String) {
-        if code == "disk_full" && !self.alarms.insert(code) {
-            // Raised already: said once is enough.
-            tracing::debug!(alarm = code, "{message}");
-            return;
-        }
         tracing::error!(alarm = code, "{message}");
         self.send(StoreMsg::Alarm {
             at: self.clock.now(),
@@ -733,16 +723,6 @@ impl Writer {
             severity,
             message,
         });
-    }
-
-    fn clear_alarm(&mut self, code: &'static str) {
-        if self.alarms.remove(code) {
-            tracing::info!(alarm = code, "cleared");
-            self.send(StoreMsg::AlarmCleared {
-                at: self.clock.now(),
-                code: code.into(),
-            });
-        }
     }
 
     fn run(&mut self, rx: smpsc::Receiver<WriterMsg>) {
@@ -881,8 +861,13 @@ impl Writer {
         );
     }
 
+    /// Stops new recordings; the `disk_full` alarm is raised when recording
+    /// stops and cleared when it resumes (`stopped` is its state).
     fn disk_full(&mut self, message: String) {
-        self.stopped.store(true, Ordering::Relaxed);
+        if self.stopped.swap(true, Ordering::Relaxed) {
+            tracing::debug!(alarm = "disk_full", "{message}");
+            return;
+        }
         self.alarm(
             "disk_full",
             "critical",
@@ -1004,7 +989,11 @@ impl Writer {
             self.disk_full(why);
         } else if self.stopped.load(Ordering::Relaxed) && free >= min.saturating_add(min / 4) {
             self.stopped.store(false, Ordering::Relaxed);
-            self.clear_alarm("disk_full");
+            tracing::info!(alarm = "disk_full", "cleared");
+            self.send(StoreMsg::AlarmCleared {
+                at: self.clock.now(),
+                code: "disk_full".into(),
+            });
             tracing::info!(
                 free = %human(free),
                 "disk has room again; recording resumes"
@@ -1017,27 +1006,17 @@ impl Writer {
             return;
         };
         let paused_ms = pauses.iter().map(|(a, b)| b - a).sum();
+        let state = if f.error.is_some() {
+            "failed"
+        } else {
+            "complete"
+        };
         let mut end = RecordingEnd {
-            id: id.to_string(),
-            call_id: f.call_id.clone(),
-            kind: f.kind.to_string(),
-            file: String::new(),
-            format: String::new(),
-            channels: 0,
             started: Some(f.started),
-            at,
-            state: if f.error.is_some() {
-                "failed"
-            } else {
-                "complete"
-            },
-            size: 0,
-            duration_ms: 0,
             paused_ms,
             pauses,
-            sha256: None,
-            encrypted: false,
             error: f.error.clone(),
+            ..RecordingEnd::new(id, &f.call_id, f.kind, at, state)
         };
         if lost_ms > 0 {
             tracing::warn!(recording = %id, lost_ms, "audio dropped: the writer fell behind");
@@ -1164,24 +1143,7 @@ impl Writer {
                 mono_ms: 0,
                 synced: false,
             };
-            let mut end = RecordingEnd {
-                id: id.to_string(),
-                call_id: call_id.to_string(),
-                kind: kind.to_string(),
-                file: String::new(),
-                format: String::new(),
-                channels: 0,
-                started: None,
-                at,
-                state: "interrupted",
-                size: 0,
-                duration_ms: 0,
-                paused_ms: 0,
-                pauses: Vec::new(),
-                sha256: None,
-                encrypted: false,
-                error: None,
-            };
+            let mut end = RecordingEnd::new(id, call_id, kind, at, "interrupted");
             match wav::repair(&path) {
                 Ok(r) if r.data_len == 0 => {
                     let _ = std::fs::remove_file(&path);
@@ -1273,9 +1235,6 @@ impl Writer {
             };
             tracing::warn!(recording = %id, file = %file, "recording finished before a crash; its record is completed now");
             self.send(StoreMsg::RecordingFinished(RecordingEnd {
-                id,
-                call_id,
-                kind,
                 file,
                 format,
                 channels,
@@ -1284,18 +1243,15 @@ impl Writer {
                     mono_ms: 0,
                     synced: false,
                 }),
-                at: now,
-                state: "interrupted",
                 size: d.size,
                 duration_ms,
-                paused_ms: 0,
-                pauses: Vec::new(),
                 sha256: Some(d.sha256),
                 encrypted,
                 error: Some(
                     "stored, but the box stopped before its record was completed (pauses unknown)"
                         .into(),
                 ),
+                ..RecordingEnd::new(&id, &call_id, &kind, now, "interrupted")
             }));
         }
     }

@@ -7,11 +7,11 @@
 //! free-space emergency deletes it. Deleted recordings keep their row, with
 //! when and why.
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use super::Writer;
 use crate::clock::Stamp;
-use crate::store::{DB_FILE, StoreMsg};
+use crate::store::{DB_FILE, StoreMsg, open_read_only};
 
 /// Whether age and quota only delete recordings headquarters confirmed.
 /// The box has no fleet link yet (the MQTT issue adds it and turns this
@@ -28,14 +28,16 @@ struct Row {
     delivered: bool,
 }
 
+/// The store's database, read-only, and its path for messages.
+fn database(w: &Writer) -> Result<(Connection, std::path::PathBuf), String> {
+    let path = w.data_dir.join(DB_FILE);
+    let conn = open_read_only(&path).map_err(|e| e.to_string())?;
+    Ok((conn, path))
+}
+
 /// Stored recordings, oldest first, as the store has committed them.
 fn rows(w: &Writer) -> Result<Vec<Row>, String> {
-    let path = w.data_dir.join(DB_FILE);
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (conn, path) = database(w)?;
     let mut stmt = conn
         .prepare(
             "SELECT id, file, COALESCE(size, 0), started_ms, delivered FROM recordings
@@ -76,13 +78,8 @@ pub(super) struct OpenRow {
 /// Rows the store still has as `recording` (only meaningful at start-up,
 /// before any new recording).
 pub(super) fn open_rows(w: &Writer) -> Result<Vec<OpenRow>, String> {
-    let path = w.data_dir.join(DB_FILE);
+    let (conn, path) = database(w)?;
     let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err)?;
     let mut stmt = conn
         .prepare(
             "SELECT id, call_id, kind, file, started_ms FROM recordings
