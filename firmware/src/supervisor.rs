@@ -14,13 +14,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use callbox_hal::dsp::detect::DtmfDetector;
-use tokio::time::Instant;
 
 use crate::acd::AcdHandle;
 use crate::call::{self, Arrival, CallContext};
 use crate::ivr::media::{Gone, KeyDedup, Media, Source};
 use crate::lines::{Lease, Lines, Returned, Seize, Switch};
-use crate::media::pending_or;
+use crate::media::KeyBuffer;
 
 /// Starts a watcher for every port; returns the directory calls borrow
 /// lines from.
@@ -182,10 +181,9 @@ async fn station<L, I, O>(
 {
     let line = port.line.info().id.clone();
     let mut detector = DtmfDetector::new(port.audio_in.format().sample_rate);
-    let mut dialled = String::new();
-    let mut off_hook = false;
     // A feature code is complete when the agent stops keying.
-    let mut code_due: Option<Instant> = None;
+    let mut dialled = KeyBuffer::default();
+    let mut off_hook = false;
     let mut dedup = KeyDedup::default();
     loop {
         tokio::select! {
@@ -196,7 +194,7 @@ async fn station<L, I, O>(
             ev = port.line.next_event() => match ev {
                 Ok(LineEvent::OffHook) => {
                     off_hook = true;
-                    dialled.clear();
+                    dialled.take();
                     detector.reset();
                     ctx.panel.line_led(&line, true).await;
                     tracing::info!(%line, "station off-hook");
@@ -204,17 +202,15 @@ async fn station<L, I, O>(
                 Ok(LineEvent::Digit(d)) if off_hook => {
                     if dedup.accept(d, Source::OutOfBand) {
                         dialled.push(d);
-                        code_due = Some(Instant::now() + crate::acd::CODE_QUIET);
                     }
                 }
                 Ok(LineEvent::Hangup(_)) => {
-                    if off_hook && !dialled.is_empty() {
+                    let digits = dialled.take();
+                    if off_hook && !digits.is_empty() {
                         // Hung up right after keying: act on the code, there
                         // is nobody to tell how it went.
-                        feature_code(acd.as_ref(), &line, &dialled).await;
+                        feature_code(acd.as_ref(), &line, &digits).await;
                     }
-                    dialled.clear();
-                    code_due = None;
                     off_hook = false;
                     ctx.panel.line_led(&line, false).await;
                     let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
@@ -240,9 +236,8 @@ async fn station<L, I, O>(
                 }
                 detector.reset();
             }
-            () = pending_or(code_due.map(tokio::time::sleep_until)) => {
-                code_due = None;
-                let digits = std::mem::take(&mut dialled);
+            () = dialled.complete() => {
+                let digits = dialled.take();
                 if let Some(acd) = acd.as_ref().filter(|a| a.is_monitor_code(&digits)) {
                     // A supervisor joins an agent's call with this phone;
                     // it comes back when they hang up (or at once if refused).
@@ -286,7 +281,6 @@ async fn station<L, I, O>(
                         && dedup.accept(d, Source::InBand)
                     {
                         dialled.push(d);
-                        code_due = Some(Instant::now() + crate::acd::CODE_QUIET);
                     }
                 }
                 Ok(_) => {}

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acd::{MonitorMode, WaiterMsg};
 use crate::lines::Lease;
-use crate::media::{AudioOutExt, pending_or};
+use crate::media::{AudioOutExt, KeyBuffer, pending_or};
 use crate::recorder::Recording;
 
 /// Why the IVR cannot go on with a call.
@@ -431,8 +431,7 @@ where
     I2: AudioIn,
     O2: AudioOut,
 {
-    let mut keys = String::new();
-    let mut keys_due: Option<tokio::time::Instant> = None;
+    let mut keys = KeyBuffer::default();
     loop {
         tokio::select! {
             biased;
@@ -444,16 +443,12 @@ where
             },
             ev = b.line.next_event() => match ev {
                 Ok(LineEvent::Hangup(_)) => return BridgeEnd::OtherHungUp,
-                Ok(LineEvent::Digit(d)) => {
-                    keys.push(d);
-                    keys_due = Some(tokio::time::Instant::now() + crate::acd::CODE_QUIET);
-                }
+                Ok(LineEvent::Digit(d)) => keys.push(d),
                 Ok(_) => {}
                 Err(e) => return BridgeEnd::Failure(format!("connected line: {e}")),
             },
-            () = pending_or(keys_due.map(tokio::time::sleep_until)) => {
-                keys_due = None;
-                let typed = std::mem::take(&mut keys);
+            () = keys.complete() => {
+                let typed = keys.take();
                 if !rec.agent_code(&typed) {
                     tracing::debug!(keys = %typed, "keys during the call; not a recording code");
                 }
@@ -531,8 +526,7 @@ where
     let mut last_caller: Option<Frame> = None;
     let mut last_sup: Option<Frame> = None;
     // Keys the agent sends (out of band), complete after a quiet moment.
-    let mut keys = String::new();
-    let mut keys_due: Option<tokio::time::Instant> = None;
+    let mut keys = KeyBuffer::default();
     let mut on_hold = false;
     let mut hold_pos = 0usize;
     let mut flashed = false;
@@ -558,7 +552,7 @@ where
                     Ok(_) => Turn::Nothing,
                     Err(e) => Turn::End(BridgeEnd::Failure(format!("connected line: {e}"))),
                 },
-                () = pending_or(keys_due.map(tokio::time::sleep_until)) => Turn::KeysDone,
+                () = keys.complete() => Turn::KeysDone,
                 ev = pending_or(sup_line.map(|l| l.next_event())) => match ev {
                     Ok(LineEvent::Hangup(_)) | Err(_) => Turn::SupGone,
                     Ok(_) => Turn::Nothing,
@@ -658,17 +652,15 @@ where
                         // A flash starts a transfer: what follows is the
                         // target (nothing: hold).
                         None => {
-                            keys = code.to_string();
+                            keys.set(code);
                             flashed = true;
                         }
                         Some(d) => keys.push(d),
                     }
-                    keys_due = Some(tokio::time::Instant::now() + crate::acd::CODE_QUIET);
                 }
             }
             Turn::KeysDone => {
-                keys_due = None;
-                let typed = std::mem::take(&mut keys);
+                let typed = keys.take();
                 let flashed = std::mem::take(&mut flashed);
                 if rec.agent_code(&typed) {
                     continue;
