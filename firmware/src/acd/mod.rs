@@ -1090,29 +1090,16 @@ where
                 let _ = reply.send(r);
             }
             Msg::Reserve { number, reply } => {
-                let t = self
-                    .cfg
-                    .agents
-                    .iter()
-                    .position(|ag| ag.number.as_deref() == Some(number.as_str()))
-                    .filter(|&t| self.agents[t].status == Status::Available)
-                    .and_then(|t| self.agents[t].station.clone().map(|st| (t, st)));
-                let r = match t {
-                    Some((t, st)) => {
-                        self.agents[t].status = Status::Ringing;
-                        self.agents[t].since = Instant::now();
-                        Ok((self.cfg.agents[t].id.clone(), st))
-                    }
-                    None => Err(format!("agent {number} is not free")),
-                };
+                let r = self
+                    .reserve_agent(&number)
+                    .ok_or_else(|| format!("agent {number} is not free"));
                 let _ = reply.send(r);
             }
             Msg::Unreserve { agent } => {
                 if let Some(t) = self.agent_index(&agent)
                     && self.agents[t].status == Status::Ringing
                 {
-                    self.agents[t].status = Status::Available;
-                    self.agents[t].since = Instant::now();
+                    self.free(t);
                 }
             }
             Msg::Handover {
@@ -1523,6 +1510,21 @@ where
         ag.since = Instant::now();
     }
 
+    /// Holds the available agent with `number` (their phone is about to
+    /// ring): their id and station, or `None` if no such agent is free.
+    fn reserve_agent(&mut self, number: &str) -> Option<(String, String)> {
+        let t = self
+            .cfg
+            .agents
+            .iter()
+            .position(|ag| ag.number.as_deref() == Some(number))
+            .filter(|&t| self.agents[t].status == Status::Available)?;
+        let station = self.agents[t].station.clone()?;
+        self.agents[t].status = Status::Ringing;
+        self.agents[t].since = Instant::now();
+        Some((self.cfg.agents[t].id.clone(), station))
+    }
+
     /// The first agent of a blind transfer is done with the call; the
     /// target must be free.
     async fn transfer(
@@ -1549,19 +1551,8 @@ where
             )
             .await;
         }
-        let target = self
-            .cfg
-            .agents
-            .iter()
-            .position(|ag| ag.number.as_deref() == Some(number))
-            .filter(|&t| self.agents[t].status == Status::Available)
-            .and_then(|t| self.agents[t].station.clone().map(|s| (t, s)));
-        match target {
-            Some((t, station)) => {
-                self.agents[t].status = Status::Ringing;
-                self.agents[t].since = Instant::now();
-                Ok((self.cfg.agents[t].id.clone(), station))
-            }
+        match self.reserve_agent(number) {
+            Some(target) => Ok(target),
             None => {
                 self.waiters[i].connected = false;
                 self.log(

@@ -1105,11 +1105,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                             Ok(end) => (end, None),
                             Err(ask) => (BridgeEnd::OtherHungUp, Some(ask)),
                         };
-                        let cause = if end == BridgeEnd::Shutdown {
-                            HangupCause::Shutdown
-                        } else {
-                            HangupCause::Normal
-                        };
+                        let cause = release_cause(&end);
                         if let Some(AgentAsks::Consult(number)) = &ask {
                             // Attended transfer: the caller holds while the
                             // agent talks to the target.
@@ -1196,13 +1192,10 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                     continue 'wait;
                                 }
                                 ConsultEnd::CallerHungUp | ConsultEnd::Stop(_) => {
-                                    let cause =
-                                        if matches!(outcome, ConsultEnd::Stop(BridgeEnd::Shutdown))
-                                        {
-                                            HangupCause::Shutdown
-                                        } else {
-                                            HangupCause::Normal
-                                        };
+                                    let cause = match &outcome {
+                                        ConsultEnd::Stop(end) => release_cause(end),
+                                        _ => HangupCause::Normal,
+                                    };
                                     release(target.port(), cause).await;
                                     release(lease.port(), cause).await;
                                     acd.unreserve(&to).await;
@@ -1398,12 +1391,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             let other = lease.port();
             let (port, rec) = media.split();
             let end = bridge(port, other, rec, &shutdown).await;
-            let cause = if end == BridgeEnd::Shutdown {
-                HangupCause::Shutdown
-            } else {
-                HangupCause::Normal
-            };
-            release(lease.port(), cause).await;
+            release(lease.port(), release_cause(&end)).await;
             return Ok(Some(end));
         }
         st.path.push(format!("{label}!all_busy"));
@@ -1448,6 +1436,16 @@ async fn wait_answer<L: Line>(line: &mut L) -> Result<Answer, L::Error> {
             ev @ LineEvent::Incoming { .. } => return Ok(Answer::Glare(ev)),
             _ => {}
         }
+    }
+}
+
+/// How the other lines of a bridge are hung up when it ends: as a
+/// shutdown if the daemon is stopping, else normally.
+fn release_cause(end: &BridgeEnd) -> HangupCause {
+    if *end == BridgeEnd::Shutdown {
+        HangupCause::Shutdown
+    } else {
+        HangupCause::Normal
     }
 }
 

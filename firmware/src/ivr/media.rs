@@ -329,22 +329,8 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         until: F,
         stop_on_key: bool,
     ) -> Result<Option<F::Output>, Gone> {
-        self.fill_while(
-            |buf| {
-                for s in buf.iter_mut() {
-                    if samples.is_empty() {
-                        *s = 0;
-                        continue;
-                    }
-                    *pos %= samples.len();
-                    *s = samples[*pos];
-                    *pos += 1;
-                }
-            },
-            until,
-            stop_on_key,
-        )
-        .await
+        self.fill_while(|buf| fill_loop(buf, samples, pos), until, stop_on_key)
+            .await
     }
 
     /// Sends generated audio until `until` resolves (`Ok(Some(..))`) or,
@@ -485,6 +471,20 @@ enum Turn<L, I, O> {
     Nothing,
 }
 
+/// Fills `buf` with `music` played in a loop from `pos` (silence without
+/// music), advancing `pos`.
+fn fill_loop(buf: &mut [i16], music: &[i16], pos: &mut usize) {
+    if music.is_empty() {
+        buf.fill(0);
+        return;
+    }
+    for s in buf {
+        *pos %= music.len();
+        *s = music[*pos];
+        *pos += 1;
+    }
+}
+
 /// Adds `b` into `a`, saturating (two talkers on one line).
 fn mix(a: &Frame, b: Option<&Frame>) -> Frame {
     let mut out = *a;
@@ -606,14 +606,7 @@ where
             Turn::FromAgent(f) if on_hold => {
                 // The agent's frames pace the music the held caller hears.
                 let mut music = f;
-                for s in music.samples_mut() {
-                    *s = if hold_music.is_empty() {
-                        0
-                    } else {
-                        hold_music[hold_pos % hold_music.len()]
-                    };
-                    hold_pos += 1;
-                }
+                fill_loop(music.samples_mut(), hold_music, &mut hold_pos);
                 rec.other(&music);
                 let _ = tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(music)).await;
             }
@@ -781,15 +774,8 @@ where
             CTurn::Answered => talking = true,
             CTurn::CallerFrame(heard) => {
                 // The held caller's own frames pace the music they hear.
-                let mut music = Frame::silence(caller.audio_out.format(), 0, 0);
-                for s in music.samples_mut() {
-                    *s = if hold_music.is_empty() {
-                        0
-                    } else {
-                        hold_music[pos % hold_music.len()]
-                    };
-                    pos += 1;
-                }
+                let mut music = heard;
+                fill_loop(music.samples_mut(), hold_music, &mut pos);
                 // The recording goes on through the consultation: the
                 // caller and the music they hear.
                 rec.other(&music);
