@@ -110,6 +110,18 @@ impl Site {
         self.run_fast_with(scenario, &[])
     }
 
+    /// Plays `scenario` (as `calls.toml`) with `--sim-report`; the run must
+    /// succeed. Returns the report (what each simulated line heard) and the
+    /// run's output.
+    pub fn run_heard(&self, scenario: &str) -> (Value, Output) {
+        let path = self.write("calls.toml", scenario);
+        let report = self.dir.path().join("report.json");
+        let out = self.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let rep = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (rep, out)
+    }
+
     /// `callboxd records --table NAME`, parsed.
     pub fn table(&self, name: &str) -> Vec<Value> {
         export(&self.data(), &["records", "--table", name])
@@ -136,6 +148,13 @@ pub fn export(data: &Path, args: &[&str]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// The record of the call from `caller` (the test fails if there is none).
+pub fn by_caller<'a>(recs: &'a [Value], caller: &str) -> &'a Value {
+    recs.iter()
+        .find(|r| r["caller"] == caller)
+        .unwrap_or_else(|| panic!("no record from {caller}: {recs:#?}"))
 }
 
 /// Amplitude of the `hz` component of 8 kHz `samples` (Goertzel): a pure

@@ -1,7 +1,7 @@
 //! Queues and agents end to end, in virtual time: who got which call when,
 //! read back from call records and the queue log.
 
-use callbox_tests::{Site, cmd, text};
+use callbox_tests::{Site, by_caller, cmd, text};
 use serde_json::Value;
 
 /// A site with `trunks` trunks, `desks` stations and an IVR that sends
@@ -52,17 +52,6 @@ fn run(site: &Site, scenario: &str) -> Vec<Value> {
 
 fn table(site: &Site, name: &str) -> Vec<Value> {
     site.table(name)
-}
-
-/// Runs a scenario with `--sim-report`: the report (what each line heard)
-/// and the run's output.
-fn run_heard(site: &Site, scenario: &str) -> (Value, std::process::Output) {
-    let path = site.write("calls.toml", scenario);
-    let report = site.dir.path().join("report.json");
-    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let rep = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    (rep, out)
 }
 
 fn s(v: &Value) -> &str {
@@ -259,7 +248,7 @@ answer_after = "1s"
 talk = "60s"
 "##,
     );
-    let second = recs.iter().find(|r| r["caller"] == "1002").unwrap();
+    let second = by_caller(&recs, "1002");
     assert_eq!(second["agent"], "b");
     let wait = second["queue_wait_ms"].as_i64().unwrap();
     // Offered at 20 s of waiting, answered 1 s later.
@@ -305,8 +294,8 @@ answer_after = "1s"
 talk = "5s"
 "##,
     );
-    let first = recs.iter().find(|r| r["caller"] == "1001").unwrap();
-    let second = recs.iter().find(|r| r["caller"] == "1002").unwrap();
+    let first = by_caller(&recs, "1001");
+    let second = by_caller(&recs, "1002");
     assert_eq!(second["agent"], "a");
     assert_eq!(second["queue"], "support");
     let t = |r: &Value, k: &str| s(&r[k]).parse::<jiff::Timestamp>().unwrap();
@@ -441,7 +430,7 @@ answer_after = "1s"
 talk = "60s"
 "##,
     );
-    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    let by = |c: &str| by_caller(&recs, c);
     assert_eq!(by("1001")["queue_exit"], "connected");
     assert_eq!(by("1002")["queue_exit"], "timeout");
     let w = by("1002")["queue_wait_ms"].as_i64().unwrap();
@@ -503,7 +492,7 @@ to = "4001"
 hangup_after = "30s"
 "##,
     );
-    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    let by = |c: &str| by_caller(&recs, c);
     assert_eq!(by("1001")["agent"], "a");
     assert_eq!(by("1001")["connected_to"], "desk-2", "hot-desked");
     assert_eq!(by("1001")["wrap_code"], "5");
@@ -706,7 +695,7 @@ talk = "60s"
 "##,
     );
     let path = |c: &str| -> Vec<String> {
-        recs.iter().find(|r| r["caller"] == c).unwrap()["ivr_path"]
+        by_caller(&recs, c)["ivr_path"]
             .as_array()
             .unwrap()
             .iter()
@@ -820,7 +809,7 @@ answer_after = "1s"
 talk = "60s"
 "##,
     );
-    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    let by = |c: &str| by_caller(&recs, c);
     let two = by("1002");
     assert_eq!(two["queue_exit"], "callback", "{two:#}");
     assert_eq!(two["outcome"], "callback:sales");
@@ -842,7 +831,7 @@ talk = "60s"
             .position(|e| e["event"] == ev && e["call_id"] == call["id"])
             .unwrap_or_else(|| panic!("no {ev}: {log:#?}"))
     };
-    assert!(at("CALLBACKDIAL", &two) < at("CONNECT", &by("1003")));
+    assert!(at("CALLBACKDIAL", two) < at("CONNECT", by("1003")));
     assert!(log.iter().any(|e| e["event"] == "COMPLETECALLBACK"));
 }
 
@@ -891,11 +880,7 @@ line = "desk-2"
 dial = [ {{ at = "5s", digits = "{code}1001", hold = "15s", then = [ {{ play = "sup.wav" }} ] }} ]
 "##
         );
-        let path = site.write("calls.toml", &scenario);
-        let report = dir.join("report.json");
-        let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
-        let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let (r, _) = site.run_heard(&scenario);
         let heard = |line: &str, hz: &str| r["probes_heard"][line][hz].as_u64().unwrap_or(0);
         // About 8 s of the supervisor's 1000 Hz overlaps the call: 400 frames.
         let lots = 200;
@@ -950,8 +935,7 @@ ring_timeout = "60s"
     let dir = site.dir.path();
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
     callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 10_000);
-    let (rep, _) = run_heard(
-        &site,
+    let (rep, _) = site.run_heard(
         r##"
 [[call]]
 at = "0s"
@@ -1016,8 +1000,7 @@ members = { a = 0 }
     let dir = site.dir.path();
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
     callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 10_000);
-    let (rep, _) = run_heard(
-        &site,
+    let (rep, _) = site.run_heard(
         r##"
 [[call]]
 at = "0s"
@@ -1050,7 +1033,7 @@ script = [ { play = "b.wav" } ]
 "##,
     );
     let recs = site.records();
-    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap().clone();
+    let by = |c: &str| by_caller(&recs, c);
     let first = by("1001000");
     let path: Vec<&str> = first["ivr_path"]
         .as_array()
@@ -1106,8 +1089,7 @@ station = "desk-2"
 members = { a = 0, b = 0 }
 "##;
     let site = acd_site(1, 2, acd);
-    let (rep, out) = run_heard(
-        &site,
+    let (rep, out) = site.run_heard(
         r##"
 [[agent]]
 name = "a"
@@ -1216,8 +1198,7 @@ moh = "hold.wav"
     callbox_tests::write_tone_hz(&dir.join("prompts/hold.wav"), 1000.0, 2_000);
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
     // The agent flashes 5 s into the call and again 10 s later.
-    let (rep, _) = run_heard(
-        &site,
+    let (rep, _) = site.run_heard(
         r##"
 [[call]]
 at = "0s"
@@ -1273,8 +1254,7 @@ moh = "hold.wav"
     callbox_tests::write_tone_hz(&dir.join("prompts/hold.wav"), 1000.0, 2_000);
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 60_000);
     callbox_tests::write_tone_hz(&dir.join("b.wav"), 1400.0, 60_000);
-    let (rep, _) = run_heard(
-        &site,
+    let (rep, _) = site.run_heard(
         r##"
 [[call]]
 at = "0s"

@@ -3,7 +3,7 @@
 //! answering stations, people the box calls out to. Each test reads what
 //! happened from the records the box stored.
 
-use callbox_tests::{Site, cmd, text, write_tone};
+use callbox_tests::{Site, by_caller, cmd, text, write_tone};
 use serde_json::Value;
 
 /// A branch with two trunks, two desks and a full IVR. Site prompts are
@@ -212,12 +212,6 @@ fn run_at(site: &Site, scenario: &str, start: &str) -> Vec<Value> {
 
 /// Monday 2026-11-23, 10:00 in Shanghai: the office is open.
 const OPEN: &str = "2026-11-23T10:00:00+08:00";
-
-fn by_caller<'a>(recs: &'a [Value], caller: &str) -> &'a Value {
-    recs.iter()
-        .find(|r| r["caller"] == caller)
-        .unwrap_or_else(|| panic!("no record from {caller}: {recs:#?}"))
-}
 
 fn path(r: &Value) -> Vec<String> {
     r["ivr_path"]

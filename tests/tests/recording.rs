@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use callbox_tests::{Site, callboxd, cmd, text, tone_level, write_tone_hz};
+use callbox_tests::{Site, by_caller, callboxd, cmd, text, tone_level, write_tone_hz};
 use serde_json::Value;
 
 /// A site with 3 trunks, 3 desks (agents alice, bob, carol), queues sales
@@ -112,12 +112,6 @@ fn run_with(site: &Site, scenario: &str, extra: &[&str]) -> Vec<Value> {
     let out = site.run_fast_with(&path, extra);
     assert!(out.status.success(), "{}", text(&out));
     site.records()
-}
-
-fn by_caller<'a>(recs: &'a [Value], from: &str) -> &'a Value {
-    recs.iter()
-        .find(|r| r["caller"] == from)
-        .unwrap_or_else(|| panic!("no record of {from}: {recs:#?}"))
 }
 
 fn recording_of<'a>(recs: &[Value], rows: &'a [Value], from: &str) -> Option<&'a Value> {
@@ -312,11 +306,7 @@ fn the_consent_notice_plays_once_before_the_caller_waits() {
     sc += &caller(0, "1002", "4002", 8);
     sc += &agent("alice", 1, "{ wait = \"1s\" }");
     sc += &agent("bob", 2, "{ wait = \"1s\" }");
-    let path = site.write("calls.toml", &sc);
-    let report = site.dir.path().join("report.json");
-    let out = site.run_fast_with(&path, &["--sim-report", report.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let (rep, _) = site.run_heard(&sc);
     let recs = site.records();
     // Who heard the 1400 Hz notice: the sales caller, for its 1.5 s (75
     // frames), once; the support caller (no consent) never.
