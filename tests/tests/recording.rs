@@ -880,3 +880,39 @@ fn a_station_reached_by_transfer_can_pause_the_recording() {
             .all(|&x| x == 0)
     );
 }
+
+#[test]
+fn records_since_a_time_and_an_unknown_call() {
+    let site = site(POLICIES);
+    let mut sc = caller(0, "1001", "4001", 4);
+    sc += &caller(7200, "1002", "4001", 4);
+    sc += &agent("alice", 1, "{ wait = \"1s\" }");
+    run_with(&site, &sc, &["--start-at", "2026-01-01T10:00:00Z"]);
+    let since = |t: &str| {
+        callbox_tests::export(&site.data(), &["records", "--json", "--since", t])
+            .iter()
+            .map(|r| r["caller"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(since("2026-01-01"), ["1001", "1002"]);
+    assert_eq!(since("2026-01-01T11:00:00Z"), ["1002"]);
+    assert!(since("2026-01-02").is_empty());
+    let out = cmd()
+        .args(["records", "--json", "--since", "last tuesday", "--data"])
+        .arg(site.data())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("last tuesday"));
+    let out = cmd()
+        .args(["records", "--json", "--call", "no-such-call", "--data"])
+        .arg(site.data())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-call"),
+        "{}",
+        text(&out)
+    );
+}
