@@ -42,6 +42,8 @@ struct RawSite {
     acd: Option<crate::acd::config::RawAcd>,
     #[serde(default)]
     recording: Option<crate::recorder::config::RawRecording>,
+    #[serde(default)]
+    uplink: Option<crate::sync::config::RawUplink>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +191,8 @@ pub struct SiteConfig {
     pub acd: Option<crate::acd::AcdConfig>,
     /// Recording policy, when the site has a `[recording]` section.
     pub recording: Option<crate::recorder::config::RecordingConfig>,
+    /// The fleet link, when the site has an `[uplink]` section.
+    pub uplink: Option<crate::sync::config::UplinkConfig>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -440,6 +444,19 @@ impl SiteConfig {
             }
         };
 
+        let uplink = match &raw.uplink {
+            None => None,
+            Some(u) => match crate::sync::config::check(u, &src.base_dir()) {
+                Ok(u) => Some(u),
+                Err(list) => {
+                    for (path, msg) in list {
+                        err(&path, msg);
+                    }
+                    None
+                }
+            },
+        };
+
         errs.extend(other_files);
 
         match greeting {
@@ -459,6 +476,7 @@ impl SiteConfig {
                 ivr,
                 acd,
                 recording,
+                uplink,
             }),
             _ => Err(Diagnostics(errs)),
         }
