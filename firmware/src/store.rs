@@ -186,6 +186,26 @@ pub const MIGRATIONS: &[&str] = &[
         key      TEXT NOT NULL,
         found    INTEGER NOT NULL
     );",
+    // v5: the fleet link. Outbox records get a gap-free number per stream
+    // (headquarters spots a missing one), the database an epoch (numbers
+    // restart only with a new database) and a connection counter, and
+    // recordings remember how far their upload got.
+    "ALTER TABLE outbox ADD COLUMN stream_seq INTEGER;
+    UPDATE outbox SET stream_seq =
+        (SELECT COUNT(*) FROM outbox o WHERE o.stream = outbox.stream AND o.seq <= outbox.seq);
+    CREATE TABLE outbox_streams (
+        stream    TEXT PRIMARY KEY,
+        next_seq  INTEGER NOT NULL
+    );
+    INSERT INTO outbox_streams (stream, next_seq)
+        SELECT stream, MAX(stream_seq) + 1 FROM outbox GROUP BY stream;
+    CREATE TABLE meta (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8)))), ('session', '0');
+    ALTER TABLE recordings ADD COLUMN upload_offset INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX calls_open ON calls(disposition) WHERE disposition = 'in_progress';",
 ];
 
 /// Tables `callboxd records --table` can show, besides `calls`.
@@ -200,6 +220,7 @@ pub const TABLES: &[&str] = &[
     "recordings",
     "alarms",
     "lookups",
+    "meta",
 ];
 
 /// Errors of the store.
@@ -655,6 +676,34 @@ pub enum StoreMsg {
         /// Whether it was found.
         found: bool,
     },
+    /// The broker (or the collector) acknowledged these outbox rows: they
+    /// leave the outbox.
+    OutboxAcked {
+        /// Outbox `seq`s.
+        rows: Vec<i64>,
+    },
+    /// The collector acknowledged these records of one stream end to end.
+    OutboxAckedByStream {
+        /// Stream.
+        stream: String,
+        /// Per-stream sequence numbers.
+        seqs: Vec<i64>,
+    },
+    /// A recording's upload got this far (bytes the broker acknowledged).
+    UploadProgress {
+        /// Recording id.
+        id: String,
+        /// Bytes from the start.
+        offset: u64,
+    },
+    /// Headquarters confirmed it holds the whole recording.
+    RecordingDelivered {
+        /// Recording id.
+        id: String,
+    },
+    /// Counts one more connection to headquarters; replies with the new
+    /// count once committed (it goes in the presence message).
+    NextSession(oneshot::Sender<i64>),
     /// Reply once everything queued before this is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -695,6 +744,11 @@ impl StoreMsg {
             StoreMsg::Alarm { .. } => "alarm",
             StoreMsg::AlarmCleared { .. } => "alarm cleared",
             StoreMsg::Lookup { .. } => "lookup",
+            StoreMsg::OutboxAcked { .. } => "outbox acknowledgement",
+            StoreMsg::OutboxAckedByStream { .. } => "end-to-end acknowledgement",
+            StoreMsg::UploadProgress { .. } => "upload progress",
+            StoreMsg::RecordingDelivered { .. } => "recording delivered",
+            StoreMsg::NextSession(_) => "session count",
             StoreMsg::Flush(_) => "flush",
         }
     }
@@ -713,6 +767,9 @@ struct Shared {
     /// Set while a batch cannot be committed because the disk is full or
     /// failing, and the store thread is retrying it.
     disk_trouble: AtomicBool,
+    /// Where committed alarms, queue events, notify actions and diversion
+    /// flags are announced live (set once the daemon has its channel).
+    events: std::sync::OnceLock<crate::events::Events>,
     /// Test hook: this many commits fail as if the disk were full.
     #[cfg(test)]
     fail_commits: std::sync::atomic::AtomicUsize,
@@ -768,6 +825,13 @@ impl StoreHandle {
     /// while this holds.
     pub fn disk_trouble(&self) -> bool {
         self.shared.disk_trouble.load(Ordering::Relaxed)
+    }
+
+    /// Announces committed alarms, queue events, notify actions and
+    /// diversion flags on `events` from now on (once; later calls are
+    /// ignored).
+    pub fn set_events(&self, events: crate::events::Events) {
+        let _ = self.shared.events.set(events);
     }
 
     /// Test hook: the next `n` commits fail with `SQLITE_FULL`.
@@ -1032,6 +1096,15 @@ fn writer(
         while let Some(m) = next {
             match m {
                 StoreMsg::Flush(f) => flushes.push(f),
+                StoreMsg::NextSession(reply) => {
+                    flush_batch(&mut conn, &mut batch, &boot_id, &path, shared);
+                    match next_session(&conn) {
+                        Ok(n) => {
+                            let _ = reply.send(n);
+                        }
+                        Err(e) => tracing::error!("counting the fleet link session: {e}"),
+                    }
+                }
                 StoreMsg::JobStatus(name, reply) => {
                     // Earlier writes of the same job are in `batch`: commit
                     // them first so the answer is current.
@@ -1081,6 +1154,9 @@ fn flush_batch(
                         "the database is writable again; {n} held record change(s) committed"
                     );
                 }
+                if let Some(events) = shared.events.get() {
+                    announce(events, batch);
+                }
                 for (msg, answer) in batch.drain(..).zip(answers) {
                     if let (StoreMsg::ProductCheck { reply, .. }, Some(h)) = (msg, answer) {
                         let _ = reply.send(h);
@@ -1112,6 +1188,70 @@ fn flush_batch(
     }
 }
 
+/// Announces what was just committed to whoever listens live.
+fn announce(events: &crate::events::Events, batch: &[StoreMsg]) {
+    use serde_json::json;
+    for m in batch {
+        match m {
+            StoreMsg::Alarm {
+                at,
+                code,
+                severity,
+                message,
+            } => events.emit(
+                "alarm",
+                *at,
+                json!({"code": code, "severity": severity, "message": message}),
+            ),
+            StoreMsg::AlarmCleared { at, code } => {
+                events.emit("alarm", *at, json!({"code": code, "cleared": true}));
+            }
+            StoreMsg::QueueLog {
+                at,
+                call_id,
+                queue,
+                agent,
+                event,
+                data,
+            } => events.emit(
+                "queue",
+                *at,
+                json!({"event": event, "queue": queue, "call_id": call_id, "agent": agent, "data": data}),
+            ),
+            StoreMsg::Outbox {
+                stream,
+                at,
+                payload,
+            } if stream == "notify" => events.emit("notify", *at, payload.clone()),
+            StoreMsg::ProductCheck {
+                call_id,
+                code,
+                caller,
+                product_region,
+                caller_region,
+                diverted: true,
+                at,
+                ..
+            } => events.emit(
+                "lookup",
+                *at,
+                json!({"event": "possible_diversion", "call_id": call_id, "code": code, "caller": caller,
+                       "product_region": product_region, "caller_region": caller_region}),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Adds one to the connection counter and returns it.
+fn next_session(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'session' RETURNING CAST(value AS INTEGER)",
+        [],
+        |r| r.get(0),
+    )
+}
+
 fn job_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<JobRow>> {
     conn.query_row(
         "SELECT name, number, attempts, status, result, last_call_id FROM outbound_jobs WHERE name = ?1",
@@ -1136,8 +1276,50 @@ fn outbox(
     at: &Stamp,
     payload: &serde_json::Value,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO outbox (stream, at_ms, payload) VALUES (?1, ?2, ?3)")?
-        .execute(params![stream, at.wall_ms, payload.to_string()])?;
+    let seq: i64 = tx
+        .prepare_cached(
+            "INSERT INTO outbox_streams (stream, next_seq) VALUES (?1, 2)
+             ON CONFLICT(stream) DO UPDATE SET next_seq = next_seq + 1
+             RETURNING next_seq - 1",
+        )?
+        .query_row(params![stream], |r| r.get(0))?;
+    tx.prepare_cached(
+        "INSERT INTO outbox (stream, stream_seq, at_ms, payload) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![stream, seq, at.wall_ms, payload.to_string()])?;
+    Ok(())
+}
+
+/// Most events in one `call_events` record: a long call's log is split so
+/// no message outgrows a broker's limit.
+const EVENTS_PER_RECORD: usize = 200;
+
+/// Puts a call's record (as `records --json` shows it) and its event log in
+/// the outbox. Sent again when it changes after the call (a wrap-up code).
+fn outbox_call(tx: &rusqlite::Transaction<'_>, id: &str, at: &Stamp, events: bool) -> rusqlite::Result<()> {
+    let mut recs = query_records(
+        tx,
+        &RecordQuery {
+            since_ms: None,
+            call: Some(id.to_string()),
+        },
+    )?;
+    let Some(mut rec) = recs.pop() else {
+        return Ok(());
+    };
+    let evs = std::mem::take(&mut rec.events);
+    outbox(tx, "cdr", at, &serde_json::to_value(&rec).unwrap_or_default())?;
+    if events {
+        let n = evs.len().div_ceil(EVENTS_PER_RECORD);
+        for (part, chunk) in evs.chunks(EVENTS_PER_RECORD).enumerate() {
+            outbox(
+                tx,
+                "call_events",
+                at,
+                &serde_json::json!({"call_id": id, "part": part + 1, "parts": n, "events": chunk}),
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -1243,8 +1425,34 @@ fn apply(
                 e.side.as_str(),
                 e.at.synced
             ])?;
+            outbox_call(tx, &e.id, &e.at, true)?;
         }
-        StoreMsg::Flush(_) | StoreMsg::JobStatus(..) => {}
+        StoreMsg::Flush(_) | StoreMsg::JobStatus(..) | StoreMsg::NextSession(_) => {}
+        StoreMsg::OutboxAcked { rows } => {
+            let mut del = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+            for r in rows {
+                del.execute(params![r])?;
+            }
+        }
+        StoreMsg::OutboxAckedByStream { stream, seqs } => {
+            let mut del =
+                tx.prepare_cached("DELETE FROM outbox WHERE stream = ?1 AND stream_seq = ?2")?;
+            for s in seqs {
+                del.execute(params![stream, s])?;
+            }
+        }
+        StoreMsg::UploadProgress { id, offset } => {
+            tx.prepare_cached(
+                "UPDATE recordings SET upload_offset = MAX(upload_offset, ?2) WHERE id = ?1",
+            )?
+            .execute(params![id, i64::try_from(*offset).unwrap_or(i64::MAX)])?;
+        }
+        StoreMsg::RecordingDelivered { id } => {
+            tx.prepare_cached(
+                "UPDATE recordings SET delivered = 1, upload_offset = COALESCE(size, upload_offset) WHERE id = ?1",
+            )?
+            .execute(params![id])?;
+        }
         StoreMsg::CallFlow(f) => {
             tx.prepare_cached(
                 "UPDATE calls SET flow = ?2, language = ?3, ivr_path = ?4, ivr_vars = ?5, outcome = ?6,
@@ -1285,6 +1493,17 @@ fn apply(
         StoreMsg::WrapCode { call_id, code } => {
             tx.prepare_cached("UPDATE calls SET wrap_code = ?2 WHERE id = ?1")?
                 .execute(params![call_id, code])?;
+            // Keyed in wrap-up, after the call's record went out: headquarters
+            // gets the record again, complete (same call id, a later seq).
+            let ended: Option<i64> = tx
+                .prepare_cached("SELECT ended_ms FROM calls WHERE id = ?1")?
+                .query_row(params![call_id], |r| r.get(0))
+                .optional()?
+                .flatten();
+            if let Some(ms) = ended {
+                let at = Stamp { wall_ms: ms, mono_ms: 0, synced: true };
+                outbox_call(tx, call_id, &at, false)?;
+            }
         }
         StoreMsg::Outbox {
             stream,
@@ -1536,6 +1755,12 @@ fn apply(
                 "INSERT INTO lookups (call_id, at_ms, source, key, found) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![call_id, at.wall_ms, source, key, found])?;
+            outbox(
+                tx,
+                "lookup",
+                at,
+                &serde_json::json!({"call_id": call_id, "source": source, "key": key, "found": found}),
+            )?;
         }
     }
     Ok(None)
@@ -1712,14 +1937,16 @@ fn has_table(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
 /// daemon. With [`RecordQuery::call`] the result is that call alone (empty
 /// if there is no such call), with its event log.
 pub fn read_records(data_dir: &Path, query: &RecordQuery) -> Result<Vec<CallRecord>, StoreError> {
-    use rusqlite::types::Value;
     let path = data_dir.join(DB_FILE);
     let conn = open_read_only(&path)?;
-    let sq = |source| StoreError::Sqlite {
-        path: path.clone(),
-        source,
-    };
-    if !has_table(&conn, "calls").map_err(sq)? {
+    query_records(&conn, query).map_err(|source| StoreError::Sqlite { path, source })
+}
+
+/// [`read_records`] on an open connection (also the store's own, inside a
+/// transaction, for the outbox).
+fn query_records(conn: &Connection, query: &RecordQuery) -> rusqlite::Result<Vec<CallRecord>> {
+    use rusqlite::types::Value;
+    if !has_table(conn, "calls")? {
         return Ok(Vec::new());
     }
     // The filter, on the calls table aliased `c`.
@@ -1741,7 +1968,7 @@ pub fn read_records(data_dir: &Path, query: &RecordQuery) -> Result<Vec<CallReco
                     queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code
              FROM calls c WHERE {filter} ORDER BY seq"
         ))
-        .map_err(sq)?;
+        ?;
     let rows = stmt
         .query_map(rusqlite::params_from_iter(&args), |r| {
             let started: i64 = r.get(5)?;
@@ -1791,26 +2018,26 @@ pub fn read_records(data_dir: &Path, query: &RecordQuery) -> Result<Vec<CallReco
                 events: Vec::new(),
             })
         })
-        .map_err(sq)?;
-    let mut recs = rows.collect::<Result<Vec<_>, _>>().map_err(sq)?;
+        ?;
+    let mut recs = rows.collect::<Result<Vec<_>, _>>()?;
     if recs.is_empty() {
         return Ok(recs);
     }
-    if has_table(&conn, "recordings").map_err(sq)? {
+    if has_table(conn, "recordings")? {
         let mut by_call: std::collections::HashMap<String, Vec<String>> = Default::default();
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT r.call_id, r.id FROM recordings r JOIN calls c ON c.id = r.call_id
                  WHERE r.state != 'lost' AND {filter} ORDER BY r.seq"
             ))
-            .map_err(sq)?;
+            ?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(&args), |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
-            .map_err(sq)?;
+            ?;
         for row in rows {
-            let (call, id) = row.map_err(sq)?;
+            let (call, id) = row?;
             by_call.entry(call).or_default().push(id);
         }
         for rec in &mut recs {
@@ -1820,13 +2047,13 @@ pub fn read_records(data_dir: &Path, query: &RecordQuery) -> Result<Vec<CallReco
         }
     }
     if let Some(call) = &query.call
-        && has_table(&conn, "call_events").map_err(sq)?
+        && has_table(conn, "call_events")?
     {
         let mut stmt = conn
             .prepare(
                 "SELECT at_ms, mono_ms, event, data FROM call_events WHERE call_id = ?1 ORDER BY seq",
             )
-            .map_err(sq)?;
+            ?;
         let events = stmt
             .query_map(params![call], |r| {
                 let data: String = r.get(3)?;
@@ -1837,9 +2064,9 @@ pub fn read_records(data_dir: &Path, query: &RecordQuery) -> Result<Vec<CallReco
                     data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
                 })
             })
-            .map_err(sq)?
+            ?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(sq)?;
+            ?;
         for rec in &mut recs {
             rec.events = events.clone();
         }
@@ -2095,6 +2322,14 @@ mod tests {
         }
     }
 
+    fn rows_of(dir: &Path, stream: &str) -> Vec<serde_json::Value> {
+        read_table(dir, "outbox")
+            .unwrap()
+            .into_iter()
+            .filter(|r| r["stream"] == stream)
+            .collect()
+    }
+
     fn outbox_rows(dir: &Path, stream: &str) -> Vec<serde_json::Value> {
         read_table(dir, "outbox")
             .unwrap()
@@ -2152,6 +2387,117 @@ mod tests {
             ..Default::default()
         };
         assert!(read_records(dir.path(), &none).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_finished_call_goes_to_the_outbox_numbered_per_stream_and_leaves_when_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        for (id, ms) in [("a", 1000), ("b", 2000)] {
+            h.send(call(id, ms)).await;
+            h.send(StoreMsg::Event {
+                call_id: id.into(),
+                at: stamp(ms + 10),
+                event: "answered",
+                data: serde_json::json!({}),
+            })
+            .await;
+            h.send(StoreMsg::CallEnded(CallEnd {
+                id: id.into(),
+                at: stamp(ms + 500),
+                disposition: Disposition::Answered,
+                cause: HangupCause::Normal,
+                side: Side::Caller,
+            }))
+            .await;
+        }
+        // Keyed after the call: the record goes again, complete.
+        h.send(StoreMsg::WrapCode {
+            call_id: "a".into(),
+            code: "42".into(),
+        })
+        .await;
+        let (tx, rx) = oneshot::channel();
+        h.send(StoreMsg::NextSession(tx)).await;
+        assert_eq!(rx.await.unwrap(), 1);
+        h.flush().await.unwrap();
+        let cdr = rows_of(dir.path(), "cdr");
+        let seqs: Vec<_> = cdr.iter().map(|r| r["stream_seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let body = |r: &serde_json::Value| r["payload"].clone();
+        let exported = serde_json::to_value(&read_records(dir.path(), &RecordQuery::default()).unwrap()).unwrap();
+        assert_eq!(body(&cdr[1]), exported[1]);
+        assert_eq!(body(&cdr[2]), exported[0]);
+        assert_eq!(body(&cdr[2])["wrap_code"], "42");
+        let events = rows_of(dir.path(), "call_events");
+        assert_eq!(events.len(), 2);
+        assert_eq!(body(&events[0])["events"][0]["event"], "answered");
+
+        // Acked rows leave; the numbering goes on where it was.
+        let rows: Vec<i64> = cdr.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+        h.send(StoreMsg::OutboxAcked { rows }).await;
+        h.send(StoreMsg::OutboxAckedByStream {
+            stream: "call_events".into(),
+            seqs: vec![1],
+        })
+        .await;
+        h.send(call("c", 3000)).await;
+        h.send(StoreMsg::CallEnded(CallEnd {
+            id: "c".into(),
+            at: stamp(3500),
+            disposition: Disposition::Answered,
+            cause: HangupCause::Normal,
+            side: Side::Caller,
+        }))
+        .await;
+        let (tx, rx) = oneshot::channel();
+        h.send(StoreMsg::NextSession(tx)).await;
+        assert_eq!(rx.await.unwrap(), 2);
+        drop(h);
+        store.close().await;
+        let cdr = rows_of(dir.path(), "cdr");
+        assert_eq!(cdr.len(), 1);
+        assert_eq!(cdr[0]["stream_seq"], 4);
+        let events: Vec<_> = rows_of(dir.path(), "call_events")
+            .iter()
+            .map(|r| r["stream_seq"].as_i64().unwrap())
+            .collect();
+        // Call c logged no events: no event record for it.
+        assert_eq!(events, [2]);
+    }
+
+    #[tokio::test]
+    async fn committed_alarms_and_queue_events_are_announced_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        let events = crate::events::Events::new();
+        let mut rx = events.subscribe();
+        h.set_events(events);
+        h.send(StoreMsg::Alarm {
+            at: stamp(1),
+            code: "disk_full".into(),
+            severity: "critical",
+            message: "full".into(),
+        })
+        .await;
+        h.send(StoreMsg::QueueLog {
+            at: stamp(2),
+            call_id: Some("a".into()),
+            queue: Some("sales".into()),
+            agent: None,
+            event: "ENTERQUEUE".into(),
+            data: serde_json::json!({}),
+        })
+        .await;
+        h.flush().await.unwrap();
+        let a = rx.recv().await.unwrap();
+        assert_eq!((a.kind, a.data["code"].as_str()), ("alarm", Some("disk_full")));
+        let q = rx.recv().await.unwrap();
+        assert_eq!((q.kind, q.data["event"].as_str()), ("queue", Some("ENTERQUEUE")));
+        drop(h);
+        store.close().await;
     }
 
     #[tokio::test]

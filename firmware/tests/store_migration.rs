@@ -54,7 +54,7 @@ fn stamp(ms: i64) -> Stamp {
 }
 
 #[tokio::test]
-async fn a_v3_database_migrates_to_v4_keeping_every_call() {
+async fn a_v3_database_migrates_to_the_latest_keeping_every_call() {
     let (dir, db) = copy_fixture();
     assert_eq!(user_version(&db), 3);
     let before = calls(&db);
@@ -97,7 +97,7 @@ async fn a_v3_database_migrates_to_v4_keeping_every_call() {
     store.close().await;
 
     assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
-    assert_eq!(user_version(&db), 4);
+    assert_eq!(user_version(&db), 5);
     assert_eq!(calls(&db), before);
     let conn = Connection::open(&db).unwrap();
     for table in ["call_events", "recordings", "alarms", "lookups"] {
@@ -110,6 +110,28 @@ async fn a_v3_database_migrates_to_v4_keeping_every_call() {
             .unwrap();
         assert_eq!(n, 1, "table {table} missing");
     }
+    // v5: the outbox rows the old firmware left are numbered per stream,
+    // gap-free, in their order, and new ones continue the count.
+    let mut st = conn
+        .prepare("SELECT stream, stream_seq FROM outbox ORDER BY seq")
+        .unwrap();
+    let rows: Vec<(String, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!rows.is_empty());
+    let mut next: std::collections::HashMap<&str, i64> = Default::default();
+    for (stream, seq) in &rows {
+        let n = next.entry(stream).or_insert(1);
+        assert_eq!(seq, n, "{rows:?}");
+        *n += 1;
+    }
+    let epoch: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(epoch.len(), 16);
+    drop(st);
     // The v3 voicemail row survived too.
     let vm: i64 = conn
         .query_row("SELECT COUNT(*) FROM voicemail", [], |r| r.get(0))
@@ -138,18 +160,16 @@ fn a_database_from_newer_firmware_is_refused_and_not_rewritten() {
     let (dir, db) = copy_fixture();
     {
         let conn = Connection::open(&db).unwrap();
-        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .unwrap();
     }
     let bytes = std::fs::read(&db).unwrap();
     let e = Store::open(dir.path(), "boot").unwrap_err();
     assert!(
         matches!(
             e,
-            StoreError::TooNew {
-                found: 5,
-                supported: 4,
-                ..
-            }
+            StoreError::TooNew { found, supported, .. }
+                if found == supported + 1 && supported == MIGRATIONS.len() as i64
         ),
         "{e}"
     );

@@ -1,0 +1,987 @@
+//! The link's actor: one MQTT connection at a time, and everything that goes
+//! over it.
+//!
+//! Each connection gets a fresh rumqttc client and event loop (the broker
+//! keeps the session: `clean_session = false`). rumqttc's own retransmission
+//! is not relied on — it forgets unacknowledged publishes when a session is
+//! not resumed — the outbox is: a record leaves it only once acknowledged,
+//! and after a reconnect or a restart the link resends from the oldest
+//! record not acknowledged. Duplicates are harmless (stable ids).
+//!
+//! Acknowledgements are matched to what was sent through rumqttc's outgoing
+//! events: every publish request produces one `Outgoing::Publish(pkid)`, in
+//! request order, so a FIFO of what was requested maps packet ids to
+//! records. The event loop runs in its own task (its `poll` is not cancel
+//! safe) and hands events over a channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::config::valid_topic_id;
+use super::link::{Backoff, options};
+use super::outbox::{Pending, Reader, Row, at};
+use super::SyncDeps;
+use crate::clock::rfc3339_ms;
+use crate::events::Event as LiveEvent;
+use crate::store::StoreMsg;
+
+/// Firmware version in presence and telemetry.
+const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
+/// How long a clean stop waits for what is in flight to be acknowledged.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// A connection that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(60);
+/// How often the link looks for new records and overdue acks.
+const TICK: Duration = Duration::from_millis(100);
+/// Largest incoming message accepted; bigger ones are refused by the
+/// command handler with a reason rather than by dropping the connection
+/// (which the broker would answer by redelivering it forever).
+const MAX_INCOMING: usize = 8 << 20;
+
+/// What a publish request carried, to act on its acknowledgement.
+#[derive(Debug)]
+enum Sent {
+    /// Outbox rows (all of one stream).
+    Records {
+        /// Outbox seqs.
+        rows: Vec<i64>,
+    },
+    /// A recording chunk ending at `end`.
+    Chunk { id: String, end: u64 },
+    /// Presence, telemetry, responses, events.
+    Other,
+}
+
+/// A recording being uploaded.
+#[derive(Debug)]
+struct Upload {
+    p: Pending,
+    file: File,
+    size: u64,
+    sha256: String,
+    /// Next byte to send.
+    next: u64,
+    /// Bytes the broker has acknowledged.
+    acked: u64,
+}
+
+/// A recording whose last chunk went out, waiting for the collector.
+#[derive(Debug)]
+struct Awaiting {
+    since: Instant,
+    p: Pending,
+}
+
+enum End {
+    Stop,
+    Lost(String),
+}
+
+struct Actor {
+    d: SyncDeps,
+    base: String,
+    reader: Reader,
+    epoch: String,
+    session: i64,
+    client: Option<AsyncClient>,
+    connected: bool,
+    order: VecDeque<(QoS, Sent)>,
+    inflight: HashMap<u16, Sent>,
+    /// QoS 1 publishes requested and not yet acknowledged.
+    outstanding: usize,
+    /// Last outbox seq handed to a publish.
+    cursor: i64,
+    /// Every outbox row up to here has been acknowledged by the broker.
+    acked_upto: i64,
+    /// `acked_upto` at the last end-to-end check.
+    e2e_mark: (Instant, i64),
+    ready: VecDeque<Row>,
+    upload: Option<Upload>,
+    upload_cursor: i64,
+    upload_idle_until: Instant,
+    resume: VecDeque<Pending>,
+    awaiting: HashMap<String, Awaiting>,
+    responses: (
+        mpsc::Sender<(String, Result<Value, String>, bool)>,
+        mpsc::Receiver<(String, Result<Value, String>, bool)>,
+    ),
+    telemetry: (mpsc::Sender<Value>, mpsc::Receiver<Value>),
+}
+
+pub(super) async fn run(d: SyncDeps, stop: CancellationToken) {
+    let reader = loop {
+        match Reader::open(&d.data_dir) {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::error!("fleet link: cannot read the outbox: {e}; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    };
+    let epoch = match reader.epoch() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("fleet link: the database has no epoch ({e}); not starting");
+            return;
+        }
+    };
+    let base = d.uplink.base_topic(&d.site_id);
+    let mut events = d.events.subscribe();
+    let mut backoff = Backoff::new(d.uplink.backoff_min, d.uplink.backoff_max);
+    let client_id = format!("callbox-{}-{}", d.site_id, d.uplink.box_id);
+    let mut a = Actor {
+        base,
+        reader,
+        epoch,
+        session: 0,
+        client: None,
+        connected: false,
+        order: VecDeque::new(),
+        inflight: HashMap::new(),
+        outstanding: 0,
+        cursor: 0,
+        acked_upto: 0,
+        e2e_mark: (Instant::now(), 0),
+        ready: VecDeque::new(),
+        upload: None,
+        upload_cursor: 0,
+        upload_idle_until: Instant::now(),
+        resume: VecDeque::new(),
+        awaiting: HashMap::new(),
+        responses: mpsc::channel(64),
+        telemetry: mpsc::channel(4),
+        d,
+    };
+    tracing::info!(
+        broker = %format!("{}:{}", a.d.uplink.host, a.d.uplink.port),
+        tls = a.d.uplink.tls.is_some(),
+        topic = %a.base,
+        "fleet link starting"
+    );
+    loop {
+        a.session = next_session(&a.d.store).await.unwrap_or(a.session + 1);
+        let will = a.status("offline", Some("lost"));
+        let mut opts = options(
+            &a.d.uplink,
+            &client_id,
+            format!("{}/status", a.base),
+            will,
+        );
+        opts.set_max_packet_size(MAX_INCOMING, a.d.uplink.max_message + 1024);
+        let cap = usize::from(a.d.uplink.inflight) + 256;
+        let (client, el) = AsyncClient::new(opts, cap);
+        let (etx, erx) = mpsc::channel(256);
+        let poller = tokio::spawn(poll(el, etx));
+        a.client = Some(client);
+        let started = Instant::now();
+        let end = a.connection(erx, &mut events, &stop).await;
+        poller.abort();
+        a.disconnected();
+        match end {
+            End::Stop => break,
+            End::Lost(why) => {
+                if started.elapsed() >= STABLE {
+                    backoff.reset();
+                }
+                let wait = backoff.next_wait();
+                tracing::warn!(
+                    "fleet link down: {why}; reconnecting in {:.1}s",
+                    wait.as_secs_f32()
+                );
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    tracing::info!("fleet link stopped");
+}
+
+/// Drives one event loop until its connection fails.
+async fn poll(mut el: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let ev = el.poll().await;
+        let failed = ev.is_err();
+        if tx.send(ev).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+async fn next_session(store: &crate::store::StoreHandle) -> Option<i64> {
+    let (tx, rx) = oneshot::channel();
+    store.send(StoreMsg::NextSession(tx)).await;
+    rx.await.ok()
+}
+
+impl Actor {
+    fn status(&self, state: &str, reason: Option<&str>) -> Vec<u8> {
+        let mut m = json!({
+            "v": 1,
+            "state": state,
+            "site": self.d.site_id,
+            "box": self.d.uplink.box_id,
+            "firmware": FIRMWARE,
+            "boot_id": self.d.clock.boot_id(),
+            "session": self.session,
+            "at": rfc3339_ms(now_ms()),
+        });
+        if let Some(r) = reason {
+            m["reason"] = r.into();
+        }
+        m.to_string().into_bytes()
+    }
+
+    /// One connection: from connecting to losing it (or being stopped).
+    async fn connection(
+        &mut self,
+        mut erx: mpsc::Receiver<Result<Event, ConnectionError>>,
+        events: &mut broadcast::Receiver<LiveEvent>,
+        stop: &CancellationToken,
+    ) -> End {
+        let mut tick = tokio::time::interval(TICK);
+        let mut telemetry = tokio::time::interval(self.d.uplink.telemetry_every);
+        telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => {
+                    self.stop_cleanly(&mut erx).await;
+                    return End::Stop;
+                }
+                ev = erx.recv() => match ev {
+                    Some(Ok(ev)) => self.on_event(ev).await,
+                    Some(Err(e)) => return End::Lost(describe(&e)),
+                    None => return End::Lost("the connection task ended".into()),
+                },
+                _ = tick.tick() => {
+                    self.overdue();
+                    self.fill();
+                }
+                _ = telemetry.tick(), if self.connected => self.request_telemetry(),
+                Some(t) = self.telemetry.1.recv() => {
+                    let payload = self.telemetry_message(t).to_string().into_bytes();
+                    let topic = format!("{}/telemetry", self.base);
+                    self.publish(topic, QoS::AtLeastOnce, true, payload, Sent::Other);
+                }
+                Some((id, result, config_set)) = self.responses.1.recv() => {
+                    self.respond(&id, result);
+                    if config_set {
+                        self.publish_reported();
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Ok(e) => self.publish_event(e),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!("fleet link: {n} live events dropped (reader too slow)");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                tracing::info!(
+                    session = self.session,
+                    resumed = ack.session_present,
+                    "fleet link connected"
+                );
+                self.connected = true;
+                if let Some(c) = &self.client {
+                    let subs = ["cmd/+", "ack", "status"]
+                        .map(|t| rumqttc::SubscribeFilter::new(format!("{}/{t}", self.base), QoS::AtLeastOnce));
+                    if let Err(e) = c.try_subscribe_many(subs) {
+                        tracing::warn!("fleet link: subscribing failed: {e}");
+                    }
+                }
+                self.publish_online();
+                self.publish_reported();
+                self.request_telemetry();
+                // Everything not acknowledged goes again, oldest first.
+                self.cursor = self.acked_upto;
+                self.ready.clear();
+                if let Some(u) = &mut self.upload {
+                    u.next = u.acked;
+                }
+                self.fill();
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => match self.order.pop_front() {
+                Some((QoS::AtMostOnce, _)) => {}
+                Some((_, sent)) => {
+                    self.inflight.insert(pkid, sent);
+                }
+                None => tracing::warn!(pkid, "fleet link: a publish nobody asked for"),
+            },
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(sent) = self.inflight.remove(&ack.pkid) {
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                    self.acknowledged(sent).await;
+                }
+                self.fill();
+            }
+            Event::Incoming(Packet::Publish(p)) => self.on_message(p).await,
+            _ => {}
+        }
+    }
+
+    fn disconnected(&mut self) {
+        self.client = None;
+        self.connected = false;
+        self.order.clear();
+        self.inflight.clear();
+        self.outstanding = 0;
+    }
+
+    async fn stop_cleanly(&mut self, erx: &mut mpsc::Receiver<Result<Event, ConnectionError>>) {
+        if !self.connected {
+            return;
+        }
+        let offline = self.status("offline", Some("stopped"));
+        let topic = format!("{}/status", self.base);
+        self.publish(topic, QoS::AtLeastOnce, true, offline, Sent::Other);
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while self.outstanding > 0 {
+            match tokio::time::timeout_at(deadline, erx.recv()).await {
+                Ok(Some(Ok(Event::Incoming(Packet::PubAck(ack))))) => {
+                    if let Some(sent) = self.inflight.remove(&ack.pkid) {
+                        self.outstanding = self.outstanding.saturating_sub(1);
+                        self.acknowledged(sent).await;
+                    }
+                }
+                Ok(Some(Ok(Event::Outgoing(Outgoing::Publish(pkid))))) => {
+                    if let Some((q, sent)) = self.order.pop_front()
+                        && q != QoS::AtMostOnce
+                    {
+                        self.inflight.insert(pkid, sent);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+        if let Some(c) = &self.client {
+            let _ = c.try_disconnect();
+        }
+        // Let the event loop write the DISCONNECT (the broker then drops
+        // the will).
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Some(Ok(ev)) = erx.recv().await {
+                if ev == Event::Outgoing(Outgoing::Disconnect) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Requests a publish; false if the request channel is full (it is
+    /// tried again later) or there is no connection.
+    fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>, sent: Sent) -> bool {
+        let Some(c) = &self.client else { return false };
+        match c.try_publish(topic, qos, retain, payload) {
+            Ok(()) => {
+                if qos != QoS::AtMostOnce {
+                    self.outstanding += 1;
+                }
+                self.order.push_back((qos, sent));
+                true
+            }
+            Err(e) => {
+                tracing::debug!("fleet link: publish not queued: {e}");
+                false
+            }
+        }
+    }
+
+    fn publish_online(&mut self) {
+        let online = self.status("online", None);
+        let topic = format!("{}/status", self.base);
+        self.publish(topic, QoS::AtLeastOnce, true, online, Sent::Other);
+    }
+
+    fn publish_reported(&mut self) {
+        let mut r = self.d.commands.reported_config();
+        r["v"] = 1.into();
+        let topic = format!("{}/config/reported", self.base);
+        self.publish(topic, QoS::AtLeastOnce, true, r.to_string().into_bytes(), Sent::Other);
+    }
+
+    fn publish_event(&mut self, e: LiveEvent) {
+        if !self.connected {
+            return;
+        }
+        let m = json!({
+            "v": 1,
+            "site": self.d.site_id,
+            "box": self.d.uplink.box_id,
+            "kind": e.kind,
+            "at": rfc3339_ms(e.at.wall_ms),
+            "data": e.data,
+        });
+        let topic = format!("{}/events/{}", self.base, e.kind);
+        self.publish(topic, QoS::AtMostOnce, false, m.to_string().into_bytes(), Sent::Other);
+    }
+
+    fn request_telemetry(&mut self) {
+        let source = self.d.telemetry.clone();
+        let tx = self.telemetry.0.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(source.snapshot().await).await;
+        });
+    }
+
+    fn telemetry_message(&self, mut t: Value) -> Value {
+        if !t.is_object() {
+            t = json!({});
+        }
+        t["v"] = 1.into();
+        t["site"] = self.d.site_id.clone().into();
+        t["box"] = self.d.uplink.box_id.clone().into();
+        t["at"] = rfc3339_ms(now_ms()).into();
+        t["boot_id"] = self.d.clock.boot_id().into();
+        t["session"] = self.session.into();
+        t["firmware"] = FIRMWARE.into();
+        let records = self.reader.backlog().unwrap_or(-1);
+        let (recordings, bytes) = self.reader.recording_backlog().unwrap_or((-1, -1));
+        t["backlog"] = json!({"records": records, "recordings": recordings, "recording_bytes": bytes});
+        t
+    }
+
+    /// Fills the window: records first (in order), then recording chunks.
+    fn fill(&mut self) {
+        let window = usize::from(self.d.uplink.inflight);
+        while self.connected && self.outstanding < window {
+            if self.ready.is_empty() {
+                match self.reader.rows_after(self.cursor, self.d.uplink.batch * 2) {
+                    Ok(rows) => self.ready.extend(rows),
+                    Err(e) => {
+                        tracing::error!("fleet link: reading the outbox: {e}");
+                        return;
+                    }
+                }
+            }
+            if !self.ready.is_empty() {
+                let (topic, payload, rows) = self.take_batch();
+                let last = *rows.last().unwrap_or(&self.cursor);
+                if !self.publish(topic, QoS::AtLeastOnce, false, payload, Sent::Records { rows }) {
+                    // Not queued: read again from here next time.
+                    self.ready.clear();
+                    return;
+                }
+                self.cursor = last;
+                continue;
+            }
+            if !self.next_chunk() {
+                return;
+            }
+        }
+    }
+
+    /// Takes the next message's worth of records of one stream.
+    fn take_batch(&mut self) -> (String, Vec<u8>, Vec<i64>) {
+        let stream = self.ready.front().map(|r| r.stream.clone()).unwrap_or_default();
+        let mut buf = format!(
+            "{{\"v\":1,\"site\":{},\"box\":{},\"epoch\":{},\"stream\":{},\"records\":[",
+            js(&self.d.site_id),
+            js(&self.d.uplink.box_id),
+            js(&self.epoch),
+            js(&stream)
+        );
+        let mut rows = Vec::new();
+        while let Some(r) = self.ready.front() {
+            if r.stream != stream || rows.len() >= self.d.uplink.batch {
+                break;
+            }
+            let data = if serde_json::from_str::<serde::de::IgnoredAny>(&r.payload).is_ok() {
+                r.payload.clone()
+            } else {
+                tracing::error!(stream = %r.stream, seq = r.stream_seq, "outbox record is not JSON; sent as a string");
+                js(&r.payload)
+            };
+            let mut item = format!(
+                "{{\"seq\":{},\"id\":{},\"at\":\"{}\",\"data\":{data}}}",
+                r.stream_seq,
+                js(&format!("{}/{}/{}", self.epoch, r.stream, r.stream_seq)),
+                at(r.at_ms)
+            );
+            if buf.len() + item.len() + 3 > self.d.uplink.max_message {
+                if !rows.is_empty() {
+                    break;
+                }
+                // Alone and still too big for the broker: the record is
+                // kept on the box and headquarters told what it misses.
+                tracing::error!(
+                    stream = %r.stream,
+                    seq = r.stream_seq,
+                    bytes = item.len(),
+                    "outbox record larger than max_message; sending a marker instead"
+                );
+                item = format!(
+                    "{{\"seq\":{},\"id\":{},\"at\":\"{}\",\"data\":{{\"too_large\":true,\"bytes\":{}}}}}",
+                    r.stream_seq,
+                    js(&format!("{}/{}/{}", self.epoch, r.stream, r.stream_seq)),
+                    at(r.at_ms),
+                    item.len()
+                );
+            }
+            if !rows.is_empty() {
+                buf.push(',');
+            }
+            buf.push_str(&item);
+            rows.push(r.seq);
+            self.ready.pop_front();
+        }
+        buf.push_str("]}");
+        (format!("{}/records/{stream}", self.base), buf.into_bytes(), rows)
+    }
+
+    /// Sends the next chunk of the current (or next) recording; false if
+    /// there is nothing to send.
+    fn next_chunk(&mut self) -> bool {
+        if self.upload.as_ref().is_some_and(|u| u.next >= u.size) {
+            // Everything is out; the last chunk's ack moves it to awaiting.
+            return false;
+        }
+        if self.upload.is_none() && !self.start_upload() {
+            return false;
+        }
+        let Some(u) = &mut self.upload else { return false };
+        let chunk = self.d.uplink.chunk_size as u64;
+        let len = chunk.min(u.size - u.next);
+        let mut data = vec![0u8; len as usize];
+        if let Err(e) = u
+            .file
+            .seek(SeekFrom::Start(u.next))
+            .and_then(|_| u.file.read_exact(&mut data))
+        {
+            tracing::error!(recording = %u.p.id, file = %u.p.path.display(), "reading for upload: {e}; skipped until restart");
+            self.upload = None;
+            return true;
+        }
+        let last = u.next + len >= u.size;
+        let mut m = json!({
+            "v": 1,
+            "site": self.d.site_id,
+            "box": self.d.uplink.box_id,
+            "id": u.p.id,
+            "offset": u.next,
+            "size": u.size,
+            "data": base64::engine::general_purpose::STANDARD.encode(&data),
+            "last": last,
+            "meta": {
+                "call_id": u.p.call_id,
+                "kind": u.p.kind,
+                "format": u.p.format,
+                "file": u.p.file,
+                "encrypted": u.p.encrypted,
+            },
+        });
+        if last {
+            m["sha256"] = u.sha256.clone().into();
+        }
+        let end = u.next + len;
+        let id = u.p.id.clone();
+        let topic = format!("{}/upload/{id}", self.base);
+        if !self.publish(topic, QoS::AtLeastOnce, false, m.to_string().into_bytes(), Sent::Chunk { id, end }) {
+            return false;
+        }
+        if let Some(u) = &mut self.upload {
+            u.next = end;
+            if last {
+                let u = self.upload.take().map(|u| u.p);
+                if let Some(p) = u {
+                    self.awaiting.insert(
+                        p.id.clone(),
+                        Awaiting {
+                            since: Instant::now(),
+                            p,
+                        },
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    /// Picks the next recording to upload and opens it.
+    fn start_upload(&mut self) -> bool {
+        let chunk = self.d.uplink.chunk_size as u64;
+        let p = match self.resume.pop_front() {
+            Some(p) => p,
+            None => {
+                if Instant::now() < self.upload_idle_until {
+                    return false;
+                }
+                let mut found = None;
+                loop {
+                    match self.reader.next_upload(self.upload_cursor) {
+                        Ok(Some(p)) => {
+                            self.upload_cursor = p.seq;
+                            if !self.awaiting.contains_key(&p.id) {
+                                found = Some(p);
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!("fleet link: reading recordings: {e}");
+                            break;
+                        }
+                    }
+                }
+                match found {
+                    Some(p) => p,
+                    None => {
+                        // Recordings finish out of row order: look again
+                        // from the start, a little later.
+                        self.upload_cursor = 0;
+                        self.upload_idle_until = Instant::now() + Duration::from_secs(1);
+                        return false;
+                    }
+                }
+            }
+        };
+        let file = match File::open(&p.path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(recording = %p.id, file = %p.path.display(), "cannot upload: {e}");
+                return true;
+            }
+        };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size == 0 {
+            return true;
+        }
+        let sha256 = match &p.sha256 {
+            Some(s) if p.encrypted => s.clone(),
+            _ => match hash_file(&p.path) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(recording = %p.id, "cannot read for upload: {e}");
+                    return true;
+                }
+            },
+        };
+        // All sent before (a restart after the last chunk): send the last
+        // chunk again to ask for the collector's answer.
+        let mut start = p.offset.min(size);
+        if start >= size {
+            start = (size - 1) / chunk * chunk;
+        }
+        if start > 0 {
+            tracing::info!(recording = %p.id, offset = start, size, "resuming upload");
+        }
+        self.upload = Some(Upload {
+            p,
+            file,
+            size,
+            sha256,
+            next: start,
+            acked: start,
+        });
+        true
+    }
+
+    async fn acknowledged(&mut self, sent: Sent) {
+        match sent {
+            Sent::Records { rows } => {
+                if let Some(&last) = rows.last() {
+                    self.acked_upto = self.acked_upto.max(last);
+                }
+                if !self.d.uplink.e2e_ack {
+                    self.d.store.send(StoreMsg::OutboxAcked { rows }).await;
+                }
+            }
+            Sent::Chunk { id, end } => {
+                if let Some(u) = &mut self.upload
+                    && u.p.id == id
+                {
+                    u.acked = u.acked.max(end);
+                }
+                self.d
+                    .store
+                    .send(StoreMsg::UploadProgress { id, offset: end })
+                    .await;
+            }
+            Sent::Other => {}
+        }
+    }
+
+    /// Resends what the collector has not confirmed in time.
+    fn overdue(&mut self) {
+        let timeout = self.d.uplink.ack_timeout;
+        let late: Vec<String> = self
+            .awaiting
+            .iter()
+            .filter(|(_, a)| a.since.elapsed() >= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            if let Some(a) = self.awaiting.remove(&id) {
+                tracing::info!(recording = %id, "no confirmation from headquarters; asking again");
+                let mut p = a.p;
+                p.offset = u64::MAX;
+                self.resume.push_back(p);
+            }
+        }
+        if self.d.uplink.e2e_ack && self.e2e_mark.0.elapsed() >= timeout {
+            // A row the broker acknowledged a whole period ago and the
+            // collector still has not: send everything from the oldest.
+            if let Ok(Some(oldest)) = self.reader.oldest()
+                && oldest <= self.e2e_mark.1
+            {
+                tracing::info!(from = oldest, "records not acknowledged end to end; resending");
+                self.cursor = self.cursor.min(oldest - 1);
+                self.acked_upto = self.acked_upto.min(oldest - 1);
+                self.ready.clear();
+            }
+            self.e2e_mark = (Instant::now(), self.acked_upto);
+        }
+    }
+
+    async fn on_message(&mut self, p: Publish) {
+        let Some(rest) = p.topic.strip_prefix(&self.base).and_then(|t| t.strip_prefix('/')) else {
+            return;
+        };
+        if let Some(req) = rest.strip_prefix("cmd/") {
+            let req = req.to_string();
+            self.on_command(req, &p.payload);
+        } else if rest == "ack" {
+            self.on_ack(&p.payload).await;
+        } else if rest == "status" {
+            // A will from an older session arriving late must not leave
+            // this box looking offline.
+            if let Ok(v) = serde_json::from_slice::<Value>(&p.payload)
+                && v["state"] == "offline"
+                && v["session"].as_i64().is_some_and(|s| s < self.session)
+            {
+                tracing::info!("an old session's offline status was published late; announcing online again");
+                self.publish_online();
+            }
+        }
+    }
+
+    async fn on_ack(&mut self, payload: &[u8]) {
+        let v: Value = match serde_json::from_slice(payload) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("fleet link: ack is not JSON ({e}); ignored");
+                return;
+            }
+        };
+        if let Some(id) = v["recording"].as_str() {
+            if v["ok"] == true {
+                if self.awaiting.remove(id).is_some() || !self.resume.iter().any(|p| p.id == id) {
+                    tracing::info!(recording = %id, "headquarters has the recording");
+                }
+                self.resume.retain(|p| p.id != id);
+                self.d
+                    .store
+                    .send(StoreMsg::RecordingDelivered { id: id.to_string() })
+                    .await;
+            } else {
+                let have = v["have"].as_u64().unwrap_or(0);
+                let why = v["error"].as_str().unwrap_or("no reason given");
+                tracing::warn!(recording = %id, have, "headquarters refused the upload: {why}; resending from there");
+                if let Some(a) = self.awaiting.remove(id) {
+                    let mut p = a.p;
+                    p.offset = have;
+                    self.resume.push_back(p);
+                }
+            }
+            return;
+        }
+        let (Some(stream), Some(seqs), Some(epoch)) =
+            (v["stream"].as_str(), v["seqs"].as_array(), v["epoch"].as_str())
+        else {
+            tracing::warn!("fleet link: ack without recording or stream/seqs/epoch; ignored");
+            return;
+        };
+        if !self.d.uplink.e2e_ack || epoch != self.epoch {
+            return;
+        }
+        let seqs: Vec<i64> = seqs.iter().filter_map(Value::as_i64).collect();
+        self.d
+            .store
+            .send(StoreMsg::OutboxAckedByStream {
+                stream: stream.to_string(),
+                seqs,
+            })
+            .await;
+    }
+
+    fn on_command(&mut self, req: String, payload: &[u8]) {
+        if !valid_topic_id(&req) {
+            tracing::warn!(request = %req, "command with an invalid request id; dropped");
+            return;
+        }
+        let parsed = parse_command(payload, &req, &self.d.uplink.box_id, self.d.uplink.max_message);
+        let (cmd, args) = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(request = %req, "bad command: {e}");
+                self.respond(&req, Err(e));
+                return;
+            }
+        };
+        tracing::info!(request = %req, cmd = %cmd, "command from headquarters");
+        let tx = self.responses.0.clone();
+        if cmd == "status" {
+            let source = self.d.telemetry.clone();
+            let t = self.telemetry.0.clone();
+            // The status answer is the telemetry message; build it when the
+            // snapshot is back, through the telemetry channel's sibling.
+            let (otx, orx) = oneshot::channel::<Value>();
+            tokio::spawn(async move {
+                let _ = otx.send(source.snapshot().await);
+            });
+            let envelope = self.telemetry_message(json!({}));
+            drop(t);
+            tokio::spawn(async move {
+                let mut snap = orx.await.unwrap_or_else(|_| json!({}));
+                if let (Some(s), Some(e)) = (snap.as_object_mut(), envelope.as_object()) {
+                    for (k, v) in e {
+                        s.insert(k.clone(), v.clone());
+                    }
+                }
+                let _ = tx.send((req, Ok(snap), false)).await;
+            });
+            return;
+        }
+        let handler: Arc<dyn super::CommandHandler> = self.d.commands.clone();
+        tokio::spawn(async move {
+            let result = handler.handle(&cmd, args).await;
+            let set = cmd == "config.set" && result.is_ok();
+            let _ = tx.send((req, result, set)).await;
+        });
+    }
+
+    fn respond(&mut self, req: &str, result: Result<Value, String>) {
+        let mut m = match result {
+            Ok(r) => json!({"v": 1, "id": req, "ok": true, "result": r}),
+            Err(e) => json!({"v": 1, "id": req, "ok": false, "error": e}),
+        };
+        let mut body = m.to_string();
+        if body.len() > self.d.uplink.max_message {
+            m = json!({"v": 1, "id": req, "ok": false, "error": format!(
+                "the answer is {} bytes, more than max_message ({}) allows; ask for less",
+                body.len(), self.d.uplink.max_message)});
+            body = m.to_string();
+        }
+        let topic = format!("{}/resp/{req}", self.base);
+        if !self.publish(topic, QoS::AtLeastOnce, false, body.into_bytes(), Sent::Other) {
+            tracing::warn!(request = %req, "the answer could not be queued (no connection)");
+        }
+    }
+}
+
+/// Checks a command's payload: `(cmd, args)` or the reason it is refused.
+fn parse_command(payload: &[u8], req: &str, box_id: &str, max: usize) -> Result<(String, Value), String> {
+    if payload.len() > max {
+        return Err(format!(
+            "command of {} bytes is larger than the {max} bytes allowed",
+            payload.len()
+        ));
+    }
+    let v: Value = serde_json::from_slice(payload).map_err(|e| format!("command is not valid JSON: {e}"))?;
+    let Some(o) = v.as_object() else {
+        return Err("command must be a JSON object".into());
+    };
+    match o.get("v") {
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => {}
+        None => {}
+        Some(other) => return Err(format!("unsupported command version {other}; this box speaks v 1")),
+    }
+    if let Some(b) = o.get("box") {
+        match b.as_str() {
+            Some(b) if b == box_id => {}
+            Some(b) => return Err(format!("command is addressed to box `{b}`; this is `{box_id}`")),
+            None => return Err("`box` must be a string".into()),
+        }
+    }
+    if let Some(id) = o.get("id")
+        && id.as_str() != Some(req)
+    {
+        return Err(format!("`id` {id} does not match the request id `{req}` in the topic"));
+    }
+    let cmd = match o.get("cmd") {
+        Some(Value::String(c)) => c.clone(),
+        Some(_) => return Err("`cmd` must be a string".into()),
+        None => return Err("missing `cmd`".into()),
+    };
+    let args = o.get("args").cloned().unwrap_or(Value::Object(Default::default()));
+    if !args.is_object() {
+        return Err("`args` must be a JSON object".into());
+    }
+    Ok((cmd, args))
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::Tls(t) => format!("TLS: {t}"),
+        ConnectionError::ConnectionRefused(c) => format!("the broker refused the connection: {c:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_checked_before_anything_runs() {
+        let ok = parse_command(br#"{"v":1,"cmd":"agent","box":"b1","args":{"x":1}}"#, "r1", "b1", 1000).unwrap();
+        assert_eq!(ok.0, "agent");
+        assert_eq!(ok.1["x"], 1);
+        let err = |p: &[u8]| parse_command(p, "r1", "b1", 100).unwrap_err();
+        assert!(err(b"{nope").contains("not valid JSON"));
+        assert!(err(b"[1]").contains("JSON object"));
+        assert!(err(br#"{"cmd":7}"#).contains("`cmd` must be a string"));
+        assert!(err(br#"{"args":{}}"#).contains("missing `cmd`"));
+        assert!(err(br#"{"cmd":"x","args":[1]}"#).contains("`args` must be"));
+        assert!(err(br#"{"cmd":"x","box":"b2"}"#).contains("addressed to box `b2`"));
+        assert!(err(br#"{"cmd":"x","v":2}"#).contains("unsupported command version"));
+        assert!(err(br#"{"cmd":"x","id":"r2"}"#).contains("does not match"));
+        assert!(err(&[b' '; 200]).contains("larger than the 100 bytes"));
+    }
+}
