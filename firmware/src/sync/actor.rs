@@ -319,6 +319,13 @@ impl Actor {
                 if let Some(u) = &mut self.upload {
                     u.next = u.acked;
                 }
+                // A last chunk whose answer may have been lost with the old
+                // connection: ask again now rather than after ack_timeout.
+                for (_, a) in self.awaiting.drain() {
+                    let mut p = a.p;
+                    p.offset = u64::MAX;
+                    self.resume.push_back(p);
+                }
                 self.fill();
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => match self.order.pop_front() {
@@ -791,6 +798,9 @@ impl Actor {
                     tracing::info!(recording = %id, "headquarters has the recording");
                 }
                 self.resume.retain(|p| p.id != id);
+                if self.upload.as_ref().is_some_and(|u| u.p.id == id) {
+                    self.upload = None;
+                }
                 self.d
                     .store
                     .send(StoreMsg::RecordingDelivered { id: id.to_string() })
