@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod mqtt;
+
 /// Path of the `callboxd` binary under test.
 pub fn callboxd() -> PathBuf {
     if let Some(p) = std::env::var_os("CALLBOXD") {
