@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod link;
+pub mod telemetry;
 
 use std::future::Future;
 use std::path::PathBuf;
