@@ -138,7 +138,9 @@ pub(crate) fn check(raw: &RawUplink, base: &Path) -> Result<UplinkConfig, Vec<(S
         Ok(v) => v,
         Err(e) => {
             err("broker", e);
-            (true, String::new(), 0)
+            // Only the URL is wrong: do not pile up complaints about TLS
+            // files a plain link would not need.
+            (!raw.allow_plain, String::new(), 0)
         }
     };
     if !tls_wanted && !raw.allow_plain {
