@@ -1296,7 +1296,12 @@ const EVENTS_PER_RECORD: usize = 200;
 
 /// Puts a call's record (as `records --json` shows it) and its event log in
 /// the outbox. Sent again when it changes after the call (a wrap-up code).
-fn outbox_call(tx: &rusqlite::Transaction<'_>, id: &str, at: &Stamp, events: bool) -> rusqlite::Result<()> {
+fn outbox_call(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    at: &Stamp,
+    events: bool,
+) -> rusqlite::Result<()> {
     let mut recs = query_records(
         tx,
         &RecordQuery {
@@ -1308,7 +1313,12 @@ fn outbox_call(tx: &rusqlite::Transaction<'_>, id: &str, at: &Stamp, events: boo
         return Ok(());
     };
     let evs = std::mem::take(&mut rec.events);
-    outbox(tx, "cdr", at, &serde_json::to_value(&rec).unwrap_or_default())?;
+    outbox(
+        tx,
+        "cdr",
+        at,
+        &serde_json::to_value(&rec).unwrap_or_default(),
+    )?;
     if events {
         let n = evs.len().div_ceil(EVENTS_PER_RECORD);
         for (part, chunk) in evs.chunks(EVENTS_PER_RECORD).enumerate() {
@@ -1501,7 +1511,11 @@ fn apply(
                 .optional()?
                 .flatten();
             if let Some(ms) = ended {
-                let at = Stamp { wall_ms: ms, mono_ms: 0, synced: true };
+                let at = Stamp {
+                    wall_ms: ms,
+                    mono_ms: 0,
+                    synced: true,
+                };
                 outbox_call(tx, call_id, &at, false)?;
             }
         }
@@ -1960,82 +1974,74 @@ fn query_records(conn: &Connection, query: &RecordQuery) -> rusqlite::Result<Vec
         args.push(call.clone().into());
         filter += &format!(" AND c.id = ?{}", args.len());
     }
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
                     disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms,
                     flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job,
                     queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code
              FROM calls c WHERE {filter} ORDER BY seq"
-        ))
-        ?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(&args), |r| {
-            let started: i64 = r.get(5)?;
-            let answered: Option<i64> = r.get(6)?;
-            let ended: Option<i64> = r.get(7)?;
-            Ok(CallRecord {
-                id: r.get(0)?,
-                direction: r.get(1)?,
-                trunk_line: r.get(2)?,
-                caller: r.get(3)?,
-                dialled: r.get(4)?,
-                start: rfc3339_ms(started),
-                answer: answered.map(rfc3339_ms),
-                end: ended.map(rfc3339_ms),
-                duration_ms: ended.map(|e| e - started),
-                answered_ms: match (answered, ended) {
-                    (Some(a), Some(e)) => Some(e - a),
-                    _ => None,
-                },
-                disposition: r.get(8)?,
-                hangup_cause: r.get(9)?,
-                hangup_side: r.get(10)?,
-                clock_synced: r.get(11)?,
-                boot_id: r.get(12)?,
-                mono_start_ms: r.get(13)?,
-                flow: r.get(14)?,
-                language: r.get(15)?,
-                ivr_path: r
-                    .get::<_, Option<String>>(16)?
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
-                ivr_vars: r
-                    .get::<_, Option<String>>(17)?
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
-                outcome: r.get(18)?,
-                survey_score: r.get(19)?,
-                connected_to: r.get(20)?,
-                job: r.get(21)?,
-                queue: r.get(22)?,
-                queue_wait_ms: r.get(23)?,
-                agent: r.get(24)?,
-                talk_ms: r.get(25)?,
-                queue_exit: r.get(26)?,
-                wrap_code: r.get(27)?,
-                recordings: Vec::new(),
-                events: Vec::new(),
-            })
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(&args), |r| {
+        let started: i64 = r.get(5)?;
+        let answered: Option<i64> = r.get(6)?;
+        let ended: Option<i64> = r.get(7)?;
+        Ok(CallRecord {
+            id: r.get(0)?,
+            direction: r.get(1)?,
+            trunk_line: r.get(2)?,
+            caller: r.get(3)?,
+            dialled: r.get(4)?,
+            start: rfc3339_ms(started),
+            answer: answered.map(rfc3339_ms),
+            end: ended.map(rfc3339_ms),
+            duration_ms: ended.map(|e| e - started),
+            answered_ms: match (answered, ended) {
+                (Some(a), Some(e)) => Some(e - a),
+                _ => None,
+            },
+            disposition: r.get(8)?,
+            hangup_cause: r.get(9)?,
+            hangup_side: r.get(10)?,
+            clock_synced: r.get(11)?,
+            boot_id: r.get(12)?,
+            mono_start_ms: r.get(13)?,
+            flow: r.get(14)?,
+            language: r.get(15)?,
+            ivr_path: r
+                .get::<_, Option<String>>(16)?
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default(),
+            ivr_vars: r
+                .get::<_, Option<String>>(17)?
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default(),
+            outcome: r.get(18)?,
+            survey_score: r.get(19)?,
+            connected_to: r.get(20)?,
+            job: r.get(21)?,
+            queue: r.get(22)?,
+            queue_wait_ms: r.get(23)?,
+            agent: r.get(24)?,
+            talk_ms: r.get(25)?,
+            queue_exit: r.get(26)?,
+            wrap_code: r.get(27)?,
+            recordings: Vec::new(),
+            events: Vec::new(),
         })
-        ?;
+    })?;
     let mut recs = rows.collect::<Result<Vec<_>, _>>()?;
     if recs.is_empty() {
         return Ok(recs);
     }
     if has_table(conn, "recordings")? {
         let mut by_call: std::collections::HashMap<String, Vec<String>> = Default::default();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT r.call_id, r.id FROM recordings r JOIN calls c ON c.id = r.call_id
+        let mut stmt = conn.prepare(&format!(
+            "SELECT r.call_id, r.id FROM recordings r JOIN calls c ON c.id = r.call_id
                  WHERE r.state != 'lost' AND {filter} ORDER BY r.seq"
-            ))
-            ?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(&args), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            ?;
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(&args), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         for row in rows {
             let (call, id) = row?;
             by_call.entry(call).or_default().push(id);
@@ -2049,11 +2055,9 @@ fn query_records(conn: &Connection, query: &RecordQuery) -> rusqlite::Result<Vec
     if let Some(call) = &query.call
         && has_table(conn, "call_events")?
     {
-        let mut stmt = conn
-            .prepare(
-                "SELECT at_ms, mono_ms, event, data FROM call_events WHERE call_id = ?1 ORDER BY seq",
-            )
-            ?;
+        let mut stmt = conn.prepare(
+            "SELECT at_ms, mono_ms, event, data FROM call_events WHERE call_id = ?1 ORDER BY seq",
+        )?;
         let events = stmt
             .query_map(params![call], |r| {
                 let data: String = r.get(3)?;
@@ -2063,10 +2067,8 @@ fn query_records(conn: &Connection, query: &RecordQuery) -> rusqlite::Result<Vec
                     event: r.get(2)?,
                     data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
                 })
-            })
-            ?
-            .collect::<Result<Vec<_>, _>>()
-            ?;
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
         for rec in &mut recs {
             rec.events = events.clone();
         }
@@ -2423,10 +2425,15 @@ mod tests {
         assert_eq!(rx.await.unwrap(), 1);
         h.flush().await.unwrap();
         let cdr = rows_of(dir.path(), "cdr");
-        let seqs: Vec<_> = cdr.iter().map(|r| r["stream_seq"].as_i64().unwrap()).collect();
+        let seqs: Vec<_> = cdr
+            .iter()
+            .map(|r| r["stream_seq"].as_i64().unwrap())
+            .collect();
         assert_eq!(seqs, [1, 2, 3]);
         let body = |r: &serde_json::Value| r["payload"].clone();
-        let exported = serde_json::to_value(&read_records(dir.path(), &RecordQuery::default()).unwrap()).unwrap();
+        let exported =
+            serde_json::to_value(read_records(dir.path(), &RecordQuery::default()).unwrap())
+                .unwrap();
         assert_eq!(body(&cdr[1]), exported[1]);
         assert_eq!(body(&cdr[2]), exported[0]);
         assert_eq!(body(&cdr[2])["wrap_code"], "42");
@@ -2493,9 +2500,15 @@ mod tests {
         .await;
         h.flush().await.unwrap();
         let a = rx.recv().await.unwrap();
-        assert_eq!((a.kind, a.data["code"].as_str()), ("alarm", Some("disk_full")));
+        assert_eq!(
+            (a.kind, a.data["code"].as_str()),
+            ("alarm", Some("disk_full"))
+        );
         let q = rx.recv().await.unwrap();
-        assert_eq!((q.kind, q.data["event"].as_str()), ("queue", Some("ENTERQUEUE")));
+        assert_eq!(
+            (q.kind, q.data["event"].as_str()),
+            ("queue", Some("ENTERQUEUE"))
+        );
         drop(h);
         store.close().await;
     }

@@ -27,10 +27,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::SyncDeps;
 use super::config::valid_topic_id;
 use super::link::{Backoff, options};
 use super::outbox::{Pending, Reader, Row, at};
-use super::SyncDeps;
 use crate::clock::rfc3339_ms;
 use crate::events::Event as LiveEvent;
 use crate::store::StoreMsg;
@@ -82,6 +82,10 @@ struct Awaiting {
     p: Pending,
 }
 
+/// A command's answer: request id, result, whether it was a successful
+/// `config.set` (the reported config changed).
+type Answer = (String, Result<Value, String>, bool);
+
 enum End {
     Stop,
     Lost(String),
@@ -111,10 +115,7 @@ struct Actor {
     upload_idle_until: Instant,
     resume: VecDeque<Pending>,
     awaiting: HashMap<String, Awaiting>,
-    responses: (
-        mpsc::Sender<(String, Result<Value, String>, bool)>,
-        mpsc::Receiver<(String, Result<Value, String>, bool)>,
-    ),
+    responses: (mpsc::Sender<Answer>, mpsc::Receiver<Answer>),
     telemetry: (mpsc::Sender<Value>, mpsc::Receiver<Value>),
 }
 
@@ -174,12 +175,7 @@ pub(super) async fn run(d: SyncDeps, stop: CancellationToken) {
     loop {
         a.session = next_session(&a.d.store).await.unwrap_or(a.session + 1);
         let will = a.status("offline", Some("lost"));
-        let mut opts = options(
-            &a.d.uplink,
-            &client_id,
-            format!("{}/status", a.base),
-            will,
-        );
+        let mut opts = options(&a.d.uplink, &client_id, format!("{}/status", a.base), will);
         opts.set_max_packet_size(MAX_INCOMING, a.d.uplink.max_message + 1024);
         let cap = usize::from(a.d.uplink.inflight) + 256;
         let (client, el) = AsyncClient::new(opts, cap);
@@ -304,8 +300,12 @@ impl Actor {
                 );
                 self.connected = true;
                 if let Some(c) = &self.client {
-                    let subs = ["cmd/+", "ack", "status"]
-                        .map(|t| rumqttc::SubscribeFilter::new(format!("{}/{t}", self.base), QoS::AtLeastOnce));
+                    let subs = ["cmd/+", "ack", "status"].map(|t| {
+                        rumqttc::SubscribeFilter::new(
+                            format!("{}/{t}", self.base),
+                            QoS::AtLeastOnce,
+                        )
+                    });
                     if let Err(e) = c.try_subscribe_many(subs) {
                         tracing::warn!("fleet link: subscribing failed: {e}");
                     }
@@ -399,7 +399,14 @@ impl Actor {
 
     /// Requests a publish; false if the request channel is full (it is
     /// tried again later) or there is no connection.
-    fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>, sent: Sent) -> bool {
+    fn publish(
+        &mut self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+        sent: Sent,
+    ) -> bool {
         let Some(c) = &self.client else { return false };
         match c.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
@@ -426,7 +433,13 @@ impl Actor {
         let mut r = self.d.commands.reported_config();
         r["v"] = 1.into();
         let topic = format!("{}/config/reported", self.base);
-        self.publish(topic, QoS::AtLeastOnce, true, r.to_string().into_bytes(), Sent::Other);
+        self.publish(
+            topic,
+            QoS::AtLeastOnce,
+            true,
+            r.to_string().into_bytes(),
+            Sent::Other,
+        );
     }
 
     fn publish_event(&mut self, e: LiveEvent) {
@@ -442,7 +455,13 @@ impl Actor {
             "data": e.data,
         });
         let topic = format!("{}/events/{}", self.base, e.kind);
-        self.publish(topic, QoS::AtMostOnce, false, m.to_string().into_bytes(), Sent::Other);
+        self.publish(
+            topic,
+            QoS::AtMostOnce,
+            false,
+            m.to_string().into_bytes(),
+            Sent::Other,
+        );
     }
 
     fn request_telemetry(&mut self) {
@@ -466,7 +485,8 @@ impl Actor {
         t["firmware"] = FIRMWARE.into();
         let records = self.reader.backlog().unwrap_or(-1);
         let (recordings, bytes) = self.reader.recording_backlog().unwrap_or((-1, -1));
-        t["backlog"] = json!({"records": records, "recordings": recordings, "recording_bytes": bytes});
+        t["backlog"] =
+            json!({"records": records, "recordings": recordings, "recording_bytes": bytes});
         t
     }
 
@@ -486,7 +506,13 @@ impl Actor {
             if !self.ready.is_empty() {
                 let (topic, payload, rows) = self.take_batch();
                 let last = *rows.last().unwrap_or(&self.cursor);
-                if !self.publish(topic, QoS::AtLeastOnce, false, payload, Sent::Records { rows }) {
+                if !self.publish(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    payload,
+                    Sent::Records { rows },
+                ) {
                     // Not queued: read again from here next time.
                     self.ready.clear();
                     return;
@@ -502,7 +528,11 @@ impl Actor {
 
     /// Takes the next message's worth of records of one stream.
     fn take_batch(&mut self) -> (String, Vec<u8>, Vec<i64>) {
-        let stream = self.ready.front().map(|r| r.stream.clone()).unwrap_or_default();
+        let stream = self
+            .ready
+            .front()
+            .map(|r| r.stream.clone())
+            .unwrap_or_default();
         let mut buf = format!(
             "{{\"v\":1,\"site\":{},\"box\":{},\"epoch\":{},\"stream\":{},\"records\":[",
             js(&self.d.site_id),
@@ -555,7 +585,11 @@ impl Actor {
             self.ready.pop_front();
         }
         buf.push_str("]}");
-        (format!("{}/records/{stream}", self.base), buf.into_bytes(), rows)
+        (
+            format!("{}/records/{stream}", self.base),
+            buf.into_bytes(),
+            rows,
+        )
     }
 
     /// Sends the next chunk of the current (or next) recording; false if
@@ -568,7 +602,9 @@ impl Actor {
         if self.upload.is_none() && !self.start_upload() {
             return false;
         }
-        let Some(u) = &mut self.upload else { return false };
+        let Some(u) = &mut self.upload else {
+            return false;
+        };
         let chunk = self.d.uplink.chunk_size as u64;
         let len = chunk.min(u.size - u.next);
         let mut data = vec![0u8; len as usize];
@@ -605,7 +641,13 @@ impl Actor {
         let end = u.next + len;
         let id = u.p.id.clone();
         let topic = format!("{}/upload/{id}", self.base);
-        if !self.publish(topic, QoS::AtLeastOnce, false, m.to_string().into_bytes(), Sent::Chunk { id, end }) {
+        if !self.publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            m.to_string().into_bytes(),
+            Sent::Chunk { id, end },
+        ) {
             return false;
         }
         if let Some(u) = &mut self.upload {
@@ -753,7 +795,10 @@ impl Actor {
             if let Ok(Some(oldest)) = self.reader.oldest()
                 && oldest <= self.e2e_mark.1
             {
-                tracing::info!(from = oldest, "records not acknowledged end to end; resending");
+                tracing::info!(
+                    from = oldest,
+                    "records not acknowledged end to end; resending"
+                );
                 self.cursor = self.cursor.min(oldest - 1);
                 self.acked_upto = self.acked_upto.min(oldest - 1);
                 self.ready.clear();
@@ -763,7 +808,11 @@ impl Actor {
     }
 
     async fn on_message(&mut self, p: Publish) {
-        let Some(rest) = p.topic.strip_prefix(&self.base).and_then(|t| t.strip_prefix('/')) else {
+        let Some(rest) = p
+            .topic
+            .strip_prefix(&self.base)
+            .and_then(|t| t.strip_prefix('/'))
+        else {
             return;
         };
         if let Some(req) = rest.strip_prefix("cmd/") {
@@ -778,7 +827,9 @@ impl Actor {
                 && v["state"] == "offline"
                 && v["session"].as_i64().is_some_and(|s| s < self.session)
             {
-                tracing::info!("an old session's offline status was published late; announcing online again");
+                tracing::info!(
+                    "an old session's offline status was published late; announcing online again"
+                );
                 self.publish_online();
             }
         }
@@ -817,9 +868,11 @@ impl Actor {
             }
             return;
         }
-        let (Some(stream), Some(seqs), Some(epoch)) =
-            (v["stream"].as_str(), v["seqs"].as_array(), v["epoch"].as_str())
-        else {
+        let (Some(stream), Some(seqs), Some(epoch)) = (
+            v["stream"].as_str(),
+            v["seqs"].as_array(),
+            v["epoch"].as_str(),
+        ) else {
             tracing::warn!("fleet link: ack without recording or stream/seqs/epoch; ignored");
             return;
         };
@@ -841,7 +894,12 @@ impl Actor {
             tracing::warn!(request = %req, "command with an invalid request id; dropped");
             return;
         }
-        let parsed = parse_command(payload, &req, &self.d.uplink.box_id, self.d.uplink.max_message);
+        let parsed = parse_command(
+            payload,
+            &req,
+            &self.d.uplink.box_id,
+            self.d.uplink.max_message,
+        );
         let (cmd, args) = match parsed {
             Ok(c) => c,
             Err(e) => {
@@ -895,47 +953,72 @@ impl Actor {
             body = m.to_string();
         }
         let topic = format!("{}/resp/{req}", self.base);
-        if !self.publish(topic, QoS::AtLeastOnce, false, body.into_bytes(), Sent::Other) {
+        if !self.publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            body.into_bytes(),
+            Sent::Other,
+        ) {
             tracing::warn!(request = %req, "the answer could not be queued (no connection)");
         }
     }
 }
 
 /// Checks a command's payload: `(cmd, args)` or the reason it is refused.
-fn parse_command(payload: &[u8], req: &str, box_id: &str, max: usize) -> Result<(String, Value), String> {
+fn parse_command(
+    payload: &[u8],
+    req: &str,
+    box_id: &str,
+    max: usize,
+) -> Result<(String, Value), String> {
     if payload.len() > max {
         return Err(format!(
             "command of {} bytes is larger than the {max} bytes allowed",
             payload.len()
         ));
     }
-    let v: Value = serde_json::from_slice(payload).map_err(|e| format!("command is not valid JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("command is not valid JSON: {e}"))?;
     let Some(o) = v.as_object() else {
         return Err("command must be a JSON object".into());
     };
     match o.get("v") {
         Some(Value::Number(n)) if n.as_u64() == Some(1) => {}
         None => {}
-        Some(other) => return Err(format!("unsupported command version {other}; this box speaks v 1")),
+        Some(other) => {
+            return Err(format!(
+                "unsupported command version {other}; this box speaks v 1"
+            ));
+        }
     }
     if let Some(b) = o.get("box") {
         match b.as_str() {
             Some(b) if b == box_id => {}
-            Some(b) => return Err(format!("command is addressed to box `{b}`; this is `{box_id}`")),
+            Some(b) => {
+                return Err(format!(
+                    "command is addressed to box `{b}`; this is `{box_id}`"
+                ));
+            }
             None => return Err("`box` must be a string".into()),
         }
     }
     if let Some(id) = o.get("id")
         && id.as_str() != Some(req)
     {
-        return Err(format!("`id` {id} does not match the request id `{req}` in the topic"));
+        return Err(format!(
+            "`id` {id} does not match the request id `{req}` in the topic"
+        ));
     }
     let cmd = match o.get("cmd") {
         Some(Value::String(c)) => c.clone(),
         Some(_) => return Err("`cmd` must be a string".into()),
         None => return Err("missing `cmd`".into()),
     };
-    let args = o.get("args").cloned().unwrap_or(Value::Object(Default::default()));
+    let args = o
+        .get("args")
+        .cloned()
+        .unwrap_or(Value::Object(Default::default()));
     if !args.is_object() {
         return Err("`args` must be a JSON object".into());
     }
@@ -945,7 +1028,9 @@ fn parse_command(payload: &[u8], req: &str, box_id: &str, max: usize) -> Result<
 fn describe(e: &ConnectionError) -> String {
     match e {
         ConnectionError::Tls(t) => format!("TLS: {t}"),
-        ConnectionError::ConnectionRefused(c) => format!("the broker refused the connection: {c:?}"),
+        ConnectionError::ConnectionRefused(c) => {
+            format!("the broker refused the connection: {c:?}")
+        }
         other => other.to_string(),
     }
 }
@@ -980,7 +1065,13 @@ mod tests {
 
     #[test]
     fn commands_are_checked_before_anything_runs() {
-        let ok = parse_command(br#"{"v":1,"cmd":"agent","box":"b1","args":{"x":1}}"#, "r1", "b1", 1000).unwrap();
+        let ok = parse_command(
+            br#"{"v":1,"cmd":"agent","box":"b1","args":{"x":1}}"#,
+            "r1",
+            "b1",
+            1000,
+        )
+        .unwrap();
         assert_eq!(ok.0, "agent");
         assert_eq!(ok.1["x"], 1);
         let err = |p: &[u8]| parse_command(p, "r1", "b1", 100).unwrap_err();
