@@ -3,16 +3,36 @@
 //! Boxes seal call recordings with age to headquarters' X25519 public keys;
 //! this tool makes and shows those keys (`keygen`, `pubkey`) and decrypts the
 //! recordings (`decrypt`). The identity files are standard age files, so the
-//! `age` CLI can decrypt recordings too. The MQTT issue adds the fleet
-//! commands (`fleet`, `watch`, `collect`, `cmd`, `config push`).
+//! `age` CLI can decrypt recordings too.
+//!
+//! The fleet commands speak the MQTT contract of docs/mqtt.md: `fleet`
+//! (a snapshot of presence and telemetry), `watch` (live events),
+//! `collect` (records and recordings into SQLite, with `gaps` and `export`
+//! to read them back), `cmd` and `config push|get` (commands to one box).
 
+mod cmd;
+mod collect;
 mod decrypt;
+mod fleet;
 mod keys;
+mod mqtt;
+mod recordings;
+mod store;
+mod watch;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use mqtt::BrokerArgs;
+
+/// Exit code of a bad invocation (sysexits' EX_USAGE): distinct from the
+/// answers of `cmd` (0 ok, 1 refused, 2 no answer).
+const EX_USAGE: u8 = 64;
 
 /// Watches and steers a fleet of callboxes; holds the keys to their recordings.
 #[derive(Parser, Debug)]
@@ -51,21 +71,205 @@ enum Command {
         #[arg(long, short)]
         force: bool,
     },
+    /// Shows every box: presence, firmware, lines, calls, queues, agents,
+    /// backlog and alarms, from the retained status and telemetry.
+    Fleet {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// One JSON object per box per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to gather messages for, once subscribed.
+        #[arg(long, default_value = "2", value_name = "SECS", value_parser = secs)]
+        wait: Duration,
+    },
+    /// Prints the boxes' live events and presence changes, one line each,
+    /// until SIGINT/SIGTERM.
+    Watch {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Only this box.
+        #[arg(long = "box", value_name = "BOX")]
+        box_id: Option<String>,
+        /// Only this site.
+        #[arg(long, value_name = "SITE")]
+        site: Option<String>,
+    },
+    /// Collects records and recordings into a SQLite database until
+    /// SIGINT/SIGTERM, acknowledging each once stored.
+    Collect {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        collect: CollectArgs,
+    },
+    /// Prints every missing range of record seqs in a collector's database.
+    Gaps {
+        /// The collector's database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// One JSON object per gap per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints the stored `data` of a stream's records, one JSON per line,
+    /// ordered by box, epoch and seq.
+    Export {
+        /// The collector's database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The stream (`cdr`, `call_events`, `voicemail`…).
+        #[arg(long, value_name = "STREAM")]
+        stream: String,
+        /// Only this site.
+        #[arg(long, value_name = "SITE")]
+        site: Option<String>,
+        /// Only this box.
+        #[arg(long = "box", value_name = "BOX")]
+        box_id: Option<String>,
+    },
+    /// Sends a command to a box and prints its answer (exit 0 ok, 1 refused,
+    /// 2 no answer in time).
+    Cmd {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The command: status, config.get, agent, originate, logs…
+        #[arg(required_unless_present = "raw")]
+        cmd: Option<String>,
+        /// Its arguments, a JSON object.
+        #[arg(value_name = "ARGS_JSON", conflicts_with = "raw")]
+        args: Option<String>,
+        /// Send PAYLOAD verbatim instead of building the command.
+        #[arg(long, value_name = "PAYLOAD", conflicts_with = "cmd")]
+        raw: Option<String>,
+    },
+    /// A box's config file: push a new version, or get the running one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
-fn main() -> ExitCode {
-    match run(Cli::parse().command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // `{:#}` prints the context chain on one line, without the
-            // backtrace `anyhow` would add when RUST_BACKTRACE is set.
-            eprintln!("callbox-hq: {e:#}");
-            ExitCode::FAILURE
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Sends a site config file (`config.set`) and prints the answer.
+    Push {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The site config file (TOML).
+        file: PathBuf,
+        /// Its version; must be above the one the box runs.
+        #[arg(long, value_name = "N")]
+        version: u64,
+    },
+    /// Prints the config file the box runs (`config.get`).
+    Get {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// The box a command goes to.
+#[derive(Args, Debug)]
+struct TargetArgs {
+    /// The box's id.
+    #[arg(value_name = "BOX")]
+    box_id: String,
+    /// The box's site.
+    #[arg(long, value_name = "SITE")]
+    site: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = secs)]
+    timeout: Duration,
+    /// Request id [default: hq-<ms>-<random>].
+    #[arg(long, value_name = "REQ")]
+    id: Option<String>,
+}
+
+impl TargetArgs {
+    fn target(self) -> cmd::Target {
+        cmd::Target {
+            site: self.site,
+            box_id: self.box_id,
+            id: self.id,
+            timeout: self.timeout,
         }
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+/// Options of `collect` besides the broker's.
+#[derive(Args, Debug)]
+struct CollectArgs {
+    /// The SQLite database (created if needed).
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    /// Shared-subscription group: collectors of one group share the load.
+    #[arg(long, default_value = "collectors", value_name = "NAME")]
+    group: String,
+    /// Where finished recordings go [default: <db dir>/recordings].
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
+    /// MQTT client id [default: callbox-hq-collect-<group>-<hash of the
+    /// db path>, stable so a restarted collector resumes its session].
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// Largest message taken, in bytes; bigger ones are dropped.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    max_message: usize,
+}
+
+/// Seconds, possibly fractional.
+fn secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|f| Duration::try_from_secs_f64(f).ok())
+        .ok_or_else(|| format!("`{s}` is not a number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    // For `cmd` and `config`, 1 and 2 mean "refused" and "no answer";
+    // their own errors all come before anything is sent.
+    let failure = match cli.command {
+        Command::Cmd { .. } | Command::Config(_) => ExitCode::from(EX_USAGE),
+        _ => ExitCode::FAILURE,
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line, without the
+            // backtrace `anyhow` would add when RUST_BACKTRACE is set.
+            eprintln!("callbox-hq: {e:#}");
+            failure
+        }
+    }
+}
+
+/// Runs a fleet command on a single-threaded runtime (the collector's
+/// database has a thread of its own).
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Keygen { out } => {
             let public = keys::keygen(&out)?;
@@ -84,6 +288,60 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => {
             decrypt::decrypt(&identity, &input, output.as_deref(), force)?;
         }
+        Command::Fleet { broker, json, wait } => {
+            let broker = broker.resolve()?;
+            block_on(fleet::run(&broker, json, wait))?;
+        }
+        Command::Watch {
+            broker,
+            box_id,
+            site,
+        } => {
+            let broker = broker.resolve()?;
+            block_on(watch::run(&broker, site.as_deref(), box_id.as_deref()))?;
+        }
+        Command::Collect { broker, collect: c } => {
+            let broker = broker.resolve()?;
+            let options = collect::Options {
+                db: c.db,
+                group: c.group,
+                recordings: c.recordings,
+                client_id: c.client_id,
+                max_message: c.max_message,
+            };
+            block_on(collect::run(&broker, options))?;
+        }
+        Command::Gaps { db, json } => collect::gaps(&db, json)?,
+        Command::Export {
+            db,
+            stream,
+            site,
+            box_id,
+        } => collect::export(&db, &stream, site.as_deref(), box_id.as_deref())?,
+        Command::Cmd {
+            broker,
+            target,
+            cmd: name,
+            args,
+            raw,
+        } => {
+            let broker = broker.resolve()?;
+            let t = target.target();
+            return block_on(cmd::cmd(&broker, &t, name.as_deref(), args.as_deref(), raw));
+        }
+        Command::Config(ConfigCommand::Push {
+            broker,
+            target,
+            file,
+            version,
+        }) => {
+            let broker = broker.resolve()?;
+            return block_on(cmd::config_push(&broker, &target.target(), &file, version));
+        }
+        Command::Config(ConfigCommand::Get { broker, target }) => {
+            let broker = broker.resolve()?;
+            return block_on(cmd::config_get(&broker, &target.target()));
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,587 @@
+//! `callbox-hq collect`: the collector. It takes every box's records and
+//! recordings from the broker through MQTT shared subscriptions
+//! (`$share/{group}/…`, so several collectors of one group share the load),
+//! stores them in SQLite, and only then acknowledges them: the MQTT PUBACK
+//! (manual acks) and the contract's end-to-end ack on `{b}/ack`.
+//!
+//! Three parties, over unbounded channels (what is in them is bounded by
+//! the broker's in-flight window, since nothing is acked before it is
+//! stored):
+//! - the connection task (`mqtt::spawn`) hands over messages;
+//! - the store thread owns the SQLite handle and the recordings directory
+//!   and turns each message into an [`Outcome`] ([`Collector::handle`]);
+//! - the main task prints the outcome, publishes its acks, then acks the
+//!   message to the broker.
+//!
+//! On SIGINT/SIGTERM the main task stops handing over messages (the broker
+//! redelivers those to the resumed session), lets the store thread finish
+//! what it has, sends the acks and disconnects. Bad input is reported on
+//! stderr and dropped, still acked to the broker so it is not redelivered
+//! forever; a failing database or disk stops the collector with an error,
+//! leaving the message unacked for the next run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rumqttc::{Publish, QoS};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::mqtt::{self, Broker, Note, out_line, valid_id};
+use crate::recordings::{self, Verdict};
+use crate::store::{self, Store};
+use crate::wire;
+
+/// Options of `collect`.
+#[derive(Debug)]
+pub struct Options {
+    /// The database.
+    pub db: PathBuf,
+    /// Shared-subscription group.
+    pub group: String,
+    /// Where recordings go.
+    pub recordings: Option<PathBuf>,
+    /// Client id instead of the one derived from group and database.
+    pub client_id: Option<String>,
+    /// Largest message taken.
+    pub max_message: usize,
+}
+
+/// What one message led to.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Messages to publish (QoS 1): the acks, `(topic, payload)`.
+    pub publish: Vec<(String, Vec<u8>)>,
+    /// Lines for stdout.
+    pub lines: Vec<String>,
+    /// Lines for stderr.
+    pub warnings: Vec<String>,
+}
+
+/// The store side of the collector: turns messages into rows, files and
+/// acks.
+#[derive(Debug)]
+pub struct Collector {
+    store: Store,
+    recordings: PathBuf,
+    root: String,
+    max_message: usize,
+    /// The highest seq seen per (box, epoch, stream), for gap reports.
+    seen: HashMap<(String, String, String), u64>,
+}
+
+impl Collector {
+    /// A collector over `store`, recordings under `recordings`, topics
+    /// under `root`.
+    pub fn new(store: Store, recordings: PathBuf, root: &str, max_message: usize) -> Collector {
+        Collector {
+            store,
+            recordings,
+            root: root.to_string(),
+            max_message,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Takes one message. `Err` only when the database or the disk fails;
+    /// bad input comes back as a warning.
+    pub fn handle(&mut self, topic: &str, payload: &[u8]) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        let Some(t) = mqtt::split(&self.root, topic) else {
+            out.warnings
+                .push(format!("dropped a message on {topic}: not a box's topic"));
+            return Ok(out);
+        };
+        let drop = |why: String| Outcome {
+            warnings: vec![format!("dropped a message on {topic}: {why}")],
+            ..Outcome::default()
+        };
+        if !valid_id(t.site) || !valid_id(t.box_id) {
+            return Ok(drop(
+                "the site or box id in the topic is not a valid id".into(),
+            ));
+        }
+        if payload.len() > self.max_message {
+            return Ok(drop(format!(
+                "{} bytes, over the {}-byte limit (--max-message)",
+                payload.len(),
+                self.max_message
+            )));
+        }
+        match t.rest.split_once('/') {
+            Some(("records", stream)) if valid_id(stream) => {
+                match wire::parse_records(payload, t.site, t.box_id, stream) {
+                    Ok(batch) => self.records(t.site, t.box_id, &batch),
+                    Err(why) => Ok(drop(why)),
+                }
+            }
+            Some(("upload", id)) if valid_id(id) => {
+                match wire::parse_chunk(payload, t.site, t.box_id, id) {
+                    Ok(chunk) => self.chunk(t.site, t.box_id, &chunk),
+                    Err(why) => Ok(drop(why)),
+                }
+            }
+            _ => Ok(drop("not a records or upload topic".into())),
+        }
+    }
+
+    fn ack_topic(&self, site: &str, box_id: &str) -> String {
+        format!("{}/{site}/{box_id}/ack", self.root)
+    }
+
+    fn records(&mut self, site: &str, box_id: &str, batch: &wire::Records) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        if batch.records.is_empty() {
+            return Ok(out);
+        }
+        let key = (
+            box_id.to_string(),
+            batch.epoch.clone(),
+            batch.stream.clone(),
+        );
+        let tx = self.store.write()?;
+        let mut max = match self.seen.get(&key) {
+            Some(&m) => m,
+            None => store::max_seq(&tx, box_id, &batch.epoch, &batch.stream)?,
+        };
+        let mut seqs: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        for &s in &seqs {
+            if s > max + 1 {
+                out.lines.push(format!(
+                    "gap: {site}/{box_id} stream {} epoch {} missing {}..{}",
+                    batch.stream,
+                    batch.epoch,
+                    max + 1,
+                    s - 1
+                ));
+            }
+            max = max.max(s);
+        }
+        let new = store::insert_records(&tx, site, box_id, batch, mqtt::now_ms())?;
+        tx.commit()?;
+        self.seen.insert(key, max);
+
+        let dups = batch.records.len() - new;
+        let mut line = format!("stored {new} {} records from {site}/{box_id}", batch.stream);
+        if dups > 0 {
+            line.push_str(&format!(" ({dups} already stored)"));
+        }
+        out.lines.push(line);
+        let acked: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
+        out.publish.push((
+            self.ack_topic(site, box_id),
+            wire::records_ack(&batch.epoch, &batch.stream, &acked),
+        ));
+        Ok(out)
+    }
+
+    fn chunk(&mut self, site: &str, box_id: &str, c: &wire::Chunk) -> Result<Outcome> {
+        let r = recordings::receive(
+            &mut self.store,
+            &self.recordings,
+            site,
+            box_id,
+            c,
+            mqtt::now_ms(),
+        )?;
+        let id = &c.id;
+        let mut out = Outcome::default();
+        for n in r.notes {
+            out.warnings
+                .push(format!("recording {id} from {site}/{box_id}: {n}"));
+        }
+        let ack = |result| {
+            (
+                self.ack_topic(site, box_id),
+                wire::recording_ack(id, result),
+            )
+        };
+        match r.verdict {
+            Verdict::Partial { .. } | Verdict::Late => {}
+            Verdict::Complete { size, .. } => {
+                out.lines
+                    .push(format!("recording {id} complete ({size} bytes, sha256 ok)"));
+                out.publish.push(ack(Ok(())));
+            }
+            Verdict::AlreadyComplete => {
+                out.warnings.push(format!(
+                    "recording {id} from {site}/{box_id}: already complete; acknowledged again"
+                ));
+                out.publish.push(ack(Ok(())));
+            }
+            Verdict::Missing { have, size } => {
+                out.warnings.push(format!(
+                    "recording {id} from {site}/{box_id}: last chunk in but {have} of {size} bytes held; asking for the rest"
+                ));
+                let why = format!("missing bytes: have {have} of {size}");
+                out.publish.push(ack(Err((have, &why))));
+            }
+            Verdict::ChecksumMismatch { expected, got } => {
+                out.warnings.push(format!(
+                    "recording {id} from {site}/{box_id}: checksum mismatch (sha256 {got}, the box says {expected}); starting over"
+                ));
+                out.publish.push(ack(Err((0, "checksum mismatch"))));
+            }
+            Verdict::OtherBox { box_id: owner } => {
+                out.warnings.push(format!(
+                    "recording {id} from {site}/{box_id}: dropped, a recording with this id is stored from box {owner}"
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The client id of a collector: stable for a group and database so a
+/// restarted collector resumes its session.
+fn stable_client_id(group: &str, db: &Path) -> String {
+    let hash = Sha256::digest(db.as_os_str().as_encoded_bytes());
+    format!("callbox-hq-collect-{group}-{}", recordings::hex(&hash[..4]))
+}
+
+/// Runs the collector until SIGINT/SIGTERM.
+pub async fn run(broker: &Broker, o: Options) -> Result<()> {
+    if !valid_id(&o.group) {
+        bail!(
+            "--group `{}`: use 1-64 letters, digits, `-`, `_`, `.`",
+            o.group
+        );
+    }
+    let stop = mqtt::shutdown_signal()?;
+    let store = Store::open(&o.db)?;
+    let db_abs = absolute(&o.db)?;
+    let recordings = match o.recordings {
+        Some(d) => d,
+        None => db_abs
+            .parent()
+            .map_or_else(|| PathBuf::from("recordings"), |p| p.join("recordings")),
+    };
+    std::fs::create_dir_all(&recordings)
+        .with_context(|| format!("--recordings {}: cannot create it", recordings.display()))?;
+    let client_id = o
+        .client_id
+        .unwrap_or_else(|| stable_client_id(&o.group, &db_abs));
+
+    let mut options = broker.options(&client_id, false);
+    options.set_manual_acks(true);
+    let subs = ["records", "upload"]
+        .iter()
+        .map(|k| {
+            (
+                format!("$share/{}/{}/+/+/{k}/+", o.group, broker.root),
+                QoS::AtLeastOnce,
+            )
+        })
+        .collect();
+    let mut conn = mqtt::spawn(options, subs);
+    eprintln!(
+        "callbox-hq: collect: {} into {} (recordings in {}), client id {client_id}",
+        broker.url,
+        o.db.display(),
+        recordings.display()
+    );
+
+    let collector = Collector::new(store, recordings, &broker.root, o.max_message);
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<Publish>();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Publish, Outcome)>();
+    let store_thread = std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || store_loop(collector, in_rx, out_tx))
+        .context("starting the store thread")?;
+
+    let mut in_tx = Some(in_tx);
+    let mut session_present = false;
+    let mut fatal: Option<anyhow::Error> = None;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop, if in_tx.is_some() => {
+                eprintln!("callbox-hq: collect: stopping");
+                in_tx = None;
+            }
+            note = conn.notes.recv() => match note {
+                Some(Note::Message(p)) => {
+                    // Once stopping, a message is neither stored nor acked:
+                    // the broker redelivers it to the resumed session.
+                    if let Some(tx) = &in_tx {
+                        let _ = tx.send(p);
+                    }
+                }
+                Some(Note::Connected { session_present: s }) => session_present = s,
+                Some(Note::Subscribed { refused }) if !refused.is_empty() => {
+                    fatal = Some(anyhow::anyhow!(
+                        "the broker refused the subscription to {} (shared subscriptions not supported, or not allowed)",
+                        refused.join(" and ")
+                    ));
+                    in_tx = None;
+                }
+                Some(Note::Subscribed { .. }) => {
+                    let session = if session_present { "resumed" } else { "new" };
+                    out_line(&format!("# subscribed as {client_id} (session {session})"));
+                }
+                Some(Note::Lost { error, retry_in }) => eprintln!(
+                    "callbox-hq: collect: {}: {error}; retrying in {}s",
+                    broker.url,
+                    retry_in.as_secs()
+                ),
+                None => {
+                    fatal = Some(anyhow::anyhow!("the connection task ended"));
+                    in_tx = None;
+                }
+            },
+            done = out_rx.recv() => match done {
+                Some((p, outcome)) => {
+                    for l in &outcome.lines {
+                        out_line(l);
+                    }
+                    for w in &outcome.warnings {
+                        eprintln!("callbox-hq: collect: {w}");
+                    }
+                    for (topic, payload) in outcome.publish {
+                        conn.client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+                    }
+                    conn.client.ack(&p).await?;
+                }
+                // The store thread is done: stopped, or failed.
+                None => break,
+            },
+        }
+    }
+    conn.close(Duration::from_secs(5)).await;
+    let stored = store_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
+    stored?;
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The store thread: one message at a time, in order, until the input
+/// closes; stops at the first database or disk error.
+fn store_loop(
+    mut collector: Collector,
+    mut rx: mpsc::UnboundedReceiver<Publish>,
+    tx: mpsc::UnboundedSender<(Publish, Outcome)>,
+) -> Result<()> {
+    while let Some(p) = rx.blocking_recv() {
+        let outcome = collector
+            .handle(&p.topic, &p.payload)
+            .with_context(|| format!("storing the message on {}", p.topic))?;
+        if tx.send((p, outcome)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).with_context(|| format!("--db {}", p.display()))?;
+    Ok(abs.canonicalize().unwrap_or(abs))
+}
+
+/// `callbox-hq gaps`: every missing range of the records stored.
+pub fn gaps(db: &Path, json: bool) -> Result<()> {
+    let store = Store::open_read_only(db)?;
+    for g in store.gaps()? {
+        let line = if json {
+            serde_json::json!({
+                "site": g.site, "box": g.box_id, "epoch": g.epoch, "stream": g.stream,
+                "from": g.from, "to": g.to,
+            })
+            .to_string()
+        } else {
+            g.to_string()
+        };
+        if !out_line(&line) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `callbox-hq export`: the stored `data` of a stream's records, one JSON
+/// per line, ordered by (box, epoch, seq).
+pub fn export(db: &Path, stream: &str, site: Option<&str>, box_id: Option<&str>) -> Result<()> {
+    let store = Store::open_read_only(db)?;
+    store.export(stream, site, box_id, out_line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn collector() -> (tempfile::TempDir, Collector) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hq.db")).unwrap();
+        let c = Collector::new(store, dir.path().join("rec"), "callbox", 1 << 20);
+        (dir, c)
+    }
+
+    fn records(epoch: &str, seqs: &[u64]) -> Vec<u8> {
+        let recs: Vec<_> = seqs
+            .iter()
+            .map(|s| serde_json::json!({"seq": s, "id": format!("{epoch}/cdr/{s}"), "at": "t", "data": {"n": s}}))
+            .collect();
+        serde_json::json!({"v":1,"site":"s1","box":"b1","epoch":epoch,"stream":"cdr","records":recs})
+            .to_string()
+            .into_bytes()
+    }
+
+    const T: &str = "callbox/s1/b1/records/cdr";
+
+    #[test]
+    fn records_are_stored_once_and_acked_every_time() {
+        let (_d, mut c) = collector();
+        let o = c.handle(T, &records("E", &[1, 2, 3])).unwrap();
+        assert_eq!(o.lines, ["stored 3 cdr records from s1/b1"]);
+        assert_eq!(o.publish[0].0, "callbox/s1/b1/ack");
+        let ack: serde_json::Value = serde_json::from_slice(&o.publish[0].1).unwrap();
+        assert_eq!(
+            ack,
+            serde_json::json!({"v":1,"epoch":"E","stream":"cdr","seqs":[1,2,3]})
+        );
+        let o = c.handle(T, &records("E", &[3, 4])).unwrap();
+        assert_eq!(
+            o.lines,
+            ["stored 1 cdr records from s1/b1 (1 already stored)"]
+        );
+        let ack: serde_json::Value = serde_json::from_slice(&o.publish[0].1).unwrap();
+        assert_eq!(ack["seqs"], serde_json::json!([3, 4]));
+    }
+
+    #[test]
+    fn a_seq_past_the_next_one_reports_the_gap_once() {
+        let (_d, mut c) = collector();
+        c.handle(T, &records("E", &[1, 2])).unwrap();
+        let o = c.handle(T, &records("E", &[5, 6, 9])).unwrap();
+        assert_eq!(
+            &o.lines[..2],
+            [
+                "gap: s1/b1 stream cdr epoch E missing 3..4",
+                "gap: s1/b1 stream cdr epoch E missing 7..8",
+            ]
+        );
+        // The missing ones arriving late are no new gap.
+        let o = c.handle(T, &records("E", &[3, 4, 10])).unwrap();
+        assert_eq!(o.lines, ["stored 3 cdr records from s1/b1"]);
+        // A new epoch starts at 1.
+        let o = c.handle(T, &records("F", &[1])).unwrap();
+        assert_eq!(o.lines, ["stored 1 cdr records from s1/b1"]);
+    }
+
+    #[test]
+    fn gaps_are_picked_up_from_the_database_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hq.db");
+        let mut c = Collector::new(
+            Store::open(&db).unwrap(),
+            dir.path().into(),
+            "callbox",
+            1 << 20,
+        );
+        c.handle(T, &records("E", &[1, 2])).unwrap();
+        drop(c);
+        let mut c = Collector::new(
+            Store::open(&db).unwrap(),
+            dir.path().into(),
+            "callbox",
+            1 << 20,
+        );
+        let o = c.handle(T, &records("E", &[4])).unwrap();
+        assert_eq!(o.lines[0], "gap: s1/b1 stream cdr epoch E missing 3..3");
+    }
+
+    #[test]
+    fn bad_input_is_dropped_with_the_reason_and_never_stored() {
+        let (_d, mut c) = collector();
+        let cases: [(&str, &[u8], &str); 6] = [
+            (T, b"{not json", "not a JSON object"),
+            (
+                T,
+                br#"{"v":1,"epoch":"E","records":[{"seq":"1"}]}"#,
+                "records[0].seq",
+            ),
+            (T, br#"{"v":9,"epoch":"E","records":[]}"#, "v=9"),
+            (
+                "callbox/s1/b1/upload/R1",
+                br#"{"v":1,"id":"R1","offset":0,"size":4,"data":"%%%"}"#,
+                "base64",
+            ),
+            (
+                "callbox/s1/b1/upload/R1",
+                br#"{"v":1,"id":"R1","offset":8,"size":4,"data":"AAAA"}"#,
+                "beyond",
+            ),
+            (
+                "callbox/s1/b1/other/x",
+                b"{}",
+                "not a records or upload topic",
+            ),
+        ];
+        for (topic, payload, want) in cases {
+            let o = c.handle(topic, payload).unwrap();
+            assert!(o.publish.is_empty() && o.lines.is_empty(), "{o:?}");
+            assert!(
+                o.warnings[0].contains(want),
+                "{:?} (wanted {want})",
+                o.warnings
+            );
+        }
+        let big = vec![b' '; (1 << 20) + 1];
+        let o = c.handle(T, &big).unwrap();
+        assert!(o.warnings[0].contains("--max-message"), "{:?}", o.warnings);
+    }
+
+    #[test]
+    fn a_recording_is_acked_when_complete_and_again_when_its_last_chunk_repeats() {
+        let (dir, mut c) = collector();
+        let data = b"RIFF0000WAVEfmt ";
+        let sha = recordings::hex(&Sha256::digest(data));
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let first = serde_json::json!({"v":1,"id":"R1","offset":0,"size":16,"data":b64(&data[..8]),"last":false,
+            "meta":{"call_id":"c","kind":"call","format":"alaw","file":"recordings/R1.wav","encrypted":false}});
+        let last = serde_json::json!({"v":1,"id":"R1","offset":8,"size":16,"data":b64(&data[8..]),"last":true,"sha256":sha});
+        let topic = "callbox/s1/b1/upload/R1";
+        let o = c.handle(topic, first.to_string().as_bytes()).unwrap();
+        assert_eq!(o, Outcome::default());
+        let o = c.handle(topic, last.to_string().as_bytes()).unwrap();
+        assert_eq!(o.lines, ["recording R1 complete (16 bytes, sha256 ok)"]);
+        let ack: serde_json::Value = serde_json::from_slice(&o.publish[0].1).unwrap();
+        assert_eq!(ack, serde_json::json!({"v":1,"recording":"R1","ok":true}));
+        let again = c.handle(topic, last.to_string().as_bytes()).unwrap();
+        assert_eq!(again.publish, o.publish);
+        assert_eq!(
+            std::fs::read(dir.path().join("rec/b1/R1.wav")).unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn a_last_chunk_with_bytes_missing_asks_for_them() {
+        let (_d, mut c) = collector();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"abcd");
+        let last = serde_json::json!({"v":1,"id":"R2","offset":4,"size":8,"data":b64,"last":true,"sha256":"0".repeat(64)});
+        let o = c
+            .handle("callbox/s1/b1/upload/R2", last.to_string().as_bytes())
+            .unwrap();
+        let ack: serde_json::Value = serde_json::from_slice(&o.publish[0].1).unwrap();
+        assert_eq!(ack["ok"], false);
+        assert_eq!(ack["have"], 0);
+        assert!(ack["error"].as_str().unwrap().contains("missing"));
+    }
+
+    #[test]
+    fn the_collector_client_id_is_stable_per_group_and_database() {
+        let a = stable_client_id("collectors", Path::new("/var/hq/a.db"));
+        assert_eq!(a, stable_client_id("collectors", Path::new("/var/hq/a.db")));
+        assert_ne!(a, stable_client_id("collectors", Path::new("/var/hq/b.db")));
+        assert_ne!(a, stable_client_id("other", Path::new("/var/hq/a.db")));
+    }
+}
