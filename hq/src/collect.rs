@@ -407,9 +407,41 @@ pub fn gaps(db: &Path, json: bool) -> Result<()> {
 
 /// `callbox-hq export`: the stored `data` of a stream's records, one JSON
 /// per line, ordered by (box, epoch, seq).
-pub fn export(db: &Path, stream: &str, site: Option<&str>, box_id: Option<&str>) -> Result<()> {
+pub fn export(
+    db: &Path,
+    stream: &str,
+    site: Option<&str>,
+    box_id: Option<&str>,
+    latest: bool,
+) -> Result<()> {
     let store = Store::open_read_only(db)?;
-    store.export(stream, site, box_id, out_line)
+    if !latest {
+        return store.export(stream, site, box_id, out_line);
+    }
+    // Later versions replace earlier ones in place: the output keeps the
+    // order in which each id was first seen.
+    let mut order: Vec<String> = Vec::new();
+    let mut by_id: std::collections::HashMap<String, usize> = Default::default();
+    store.export(stream, site, box_id, |data| {
+        let id = serde_json::from_str::<serde_json::Value>(data)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_string));
+        match id {
+            Some(id) if by_id.contains_key(&id) => order[by_id[&id]] = data.to_string(),
+            Some(id) => {
+                by_id.insert(id, order.len());
+                order.push(data.to_string());
+            }
+            None => order.push(data.to_string()),
+        }
+        true
+    })?;
+    for line in &order {
+        if !out_line(line) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

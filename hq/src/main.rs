@@ -127,6 +127,10 @@ enum Command {
         /// Only this box.
         #[arg(long = "box", value_name = "BOX")]
         box_id: Option<String>,
+        /// One record per `data.id`, the latest sent: a box sends a call's
+        /// record again when it changes after the call (a wrap-up code).
+        #[arg(long)]
+        latest: bool,
     },
     /// Sends a command to a box and prints its answer (exit 0 ok, 1 refused,
     /// 2 no answer in time).
@@ -317,7 +321,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             stream,
             site,
             box_id,
-        } => collect::export(&db, &stream, site.as_deref(), box_id.as_deref())?,
+            latest,
+        } => collect::export(&db, &stream, site.as_deref(), box_id.as_deref(), latest)?,
         Command::Cmd {
             broker,
             target,
