@@ -128,7 +128,9 @@ async fn a_v3_database_migrates_to_the_latest_keeping_every_call() {
         *n += 1;
     }
     let epoch: String = conn
-        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(epoch.len(), 16);
     drop(st);
