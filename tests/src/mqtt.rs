@@ -932,9 +932,9 @@ impl Collector {
         json_lines(&out.stdout)
     }
 
-    /// `callbox-hq gaps --db DB`: its output.
+    /// `callbox-hq gaps --db DB --json`: its output (one line per gap).
     pub fn gaps(&self) -> Output {
-        hq_local(&["gaps", "--db", self.db().to_str().unwrap()])
+        hq_local(&["gaps", "--db", self.db().to_str().unwrap(), "--json"])
     }
 
     /// The file the collector stored for recording `id` (the first file

@@ -140,14 +140,15 @@ fn drain(site: &Site, col: &Collector) {
     assert!(d.stop().success(), "{}", d.log());
 }
 
-/// The records of `stream` at the collector by id; each id once.
-fn collected(col: &Collector, stream: &str) -> BTreeMap<String, Value> {
+/// The records of `stream` at the collector (`callbox-hq export` prints
+/// each record's `data`) by the field that identifies them (`key`); each
+/// once.
+fn collected(col: &Collector, stream: &str, key: &str) -> BTreeMap<String, Value> {
     let mut by_id = BTreeMap::new();
     for r in col.export(stream) {
-        let id = r["id"]
+        let id = record_data(&r)[key]
             .as_str()
-            .or_else(|| record_data(&r)["id"].as_str())
-            .unwrap_or_else(|| panic!("an exported {stream} record without an id: {r}"))
+            .unwrap_or_else(|| panic!("an exported {stream} record without `{key}`: {r}"))
             .to_string();
         assert!(
             by_id.insert(id.clone(), r).is_none(),
@@ -157,21 +158,13 @@ fn collected(col: &Collector, stream: &str) -> BTreeMap<String, Value> {
     by_id
 }
 
-/// The sequence numbers of exported records (envelopes), if the export
-/// carries them.
-fn seqs(records: &BTreeMap<String, Value>) -> Vec<u64> {
-    let mut s: Vec<u64> = records.values().filter_map(|r| r["seq"].as_u64()).collect();
-    s.sort_unstable();
-    s
-}
-
 /// Every call record of the box is at the collector once, with the same
 /// content, and so is every recording (byte for byte) and its metadata;
 /// the collector knows of no gap.
 fn assert_everything_arrived(site: &Site, col: &Collector) {
     let box_records = site.records();
     assert!(!box_records.is_empty(), "the scenario left no record");
-    let cdr = collected(col, "cdr");
+    let cdr = collected(col, "cdr", "id");
     let cdr_by_call: BTreeMap<String, &Value> = cdr
         .values()
         .map(|r| {
@@ -207,17 +200,9 @@ fn assert_everything_arrived(site: &Site, col: &Collector) {
             panic!("call {} differs at the collector: {diff:#?}", r["id"]);
         }
     }
-    let s = seqs(&cdr);
-    if !s.is_empty() {
-        assert_eq!(
-            s,
-            (1..=s.len() as u64).collect::<Vec<_>>(),
-            "cdr sequence numbers"
-        );
-    }
     // Recordings: metadata records and files.
     let rows = site.recordings();
-    let meta = collected(col, "recording");
+    let meta = collected(col, "recording", "id");
     assert_eq!(meta.len(), rows.len(), "recording records: {meta:#?}");
     for row in &rows {
         let id = row["id"].as_str().unwrap();
@@ -235,26 +220,18 @@ fn assert_everything_arrived(site: &Site, col: &Collector) {
         }
     }
     // Each call's event log once.
-    let events = collected(col, "call_events");
+    let events = collected(col, "call_events", "call_id");
     assert_eq!(events.len(), box_records.len(), "call_events records");
     assert_no_gaps(col);
 }
 
-/// `callbox-hq gaps` finds nothing missing.
+/// `callbox-hq gaps --json` finds nothing missing.
 fn assert_no_gaps(col: &Collector) {
     let out = col.gaps();
     assert!(out.status.success(), "callbox-hq gaps: {}", text(&out));
     let listed = json_lines(&out.stdout);
-    let missing: Vec<&Value> = listed
-        .iter()
-        .filter(|g| {
-            g.get("missing").is_some_and(|m| {
-                m.as_array().is_some_and(|a| !a.is_empty()) || m.as_u64().is_some_and(|n| n > 0)
-            })
-        })
-        .collect();
     assert!(
-        missing.is_empty(),
+        listed.is_empty(),
         "the collector reports gaps: {}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -340,12 +317,8 @@ fn broker_killed_three_times_while_draining_loses_nothing() {
     assert!(d.stop().success(), "{}", d.log());
     assert_eq!(broker.starts(), 4);
 
-    let notify = collected(&col, "notify");
+    let notify = collected(&col, "notify", "call_id");
     assert_eq!(notify.len(), 3000, "notify records at the collector");
-    let s = seqs(&notify);
-    if !s.is_empty() {
-        assert_eq!(s, (1..=3000).collect::<Vec<_>>(), "notify sequence numbers");
-    }
     assert_everything_arrived(&site, &col);
 }
 
@@ -498,7 +471,7 @@ fn rss_stays_bounded_while_a_100k_backlog_builds_and_drains() {
         "RSS grew from {baseline} KiB to {during_drain} KiB while {N} records drained"
     );
     assert!(d.stop().success(), "{}", d.log());
-    let notify = collected(&col, "notify");
+    let notify = collected(&col, "notify", "call_id");
     assert_eq!(notify.len(), N, "records at the collector");
     assert_no_gaps(&col);
 }
@@ -850,13 +823,19 @@ fn each_command_gets_its_answer() {
 #[test]
 fn bad_commands_get_errors_and_change_nothing() {
     let broker = Broker::start();
-    let site = site(&broker, "", "");
+    // A small max_message, so that an oversized command still fits on a
+    // command line (128 KiB per argument).
+    let site = site(
+        &broker,
+        "",
+        "max_message = \"64KiB\"\nchunk_size = \"16KiB\"\n",
+    );
     let mut d = running_box(&broker, &site, &[]);
     let before = ok(&command(&broker, &["config.get"])).clone();
 
     let big = format!(
         r#"{{"v":1,"cmd":"logs","box":"{BOX}","args":{{"pad":"{}"}}}}"#,
-        "x".repeat(130 << 10)
+        "x".repeat(70 << 10)
     );
     let bad: Vec<(&str, Vec<&str>)> = vec![
         ("malformed JSON", vec!["--raw", "{nope"]),
@@ -962,8 +941,17 @@ fn a_good_config_push_applies_without_dropping_the_call_in_progress() {
     assert_eq!(cfg["version"], 2);
     assert_eq!(cfg["toml"].as_str().unwrap(), new);
     sniff.wait_for(Duration::from_secs(30), "config/reported version 2", |m| {
-        m.json()["version"] == 2 && m.retain
+        m.json()["version"] == 2
     });
+    // Retained: a subscriber that comes later gets it at once.
+    let late = Sniffer::start(&broker, &format!("{ROOT}/{SITE}/{BOX}/config/reported"));
+    let kept = late.wait_for(
+        Duration::from_secs(10),
+        "the retained config/reported",
+        |_| true,
+    );
+    assert!(kept.retain, "config/reported is not retained");
+    assert_eq!(kept.json()["version"], 2, "{}", kept.json());
 
     // The call ends as it would have.
     wait_until(Duration::from_secs(120), "the call's record", || {

@@ -77,11 +77,10 @@ fn main() -> Result<()> {
     );
 
     // The backlog.
-    let site = Site::new(1, 0, 0, "");
-    site.write(
-        "site.toml",
-        "[site]\nid = \"bench\"\n\n[log]\nlevel = \"warn\"\n\n[[line]]\nid = \"trunk-1\"\nkind = \"trunk\"\n\n[inbound]\n",
-    );
+    let site = Site::new(1, 0, 500, "");
+    let cfg =
+        std::fs::read_to_string(site.config())?.replace("level = \"info\"", "level = \"warn\"");
+    site.write("site.toml", &cfg);
     add_uplink(&site, &broker.uplink("box-bench", ""));
     let t = Instant::now();
     fill_outbox(&site.data(), records, "notify", bytes)?;
