@@ -38,7 +38,7 @@ fn site(uplink: &str) -> Site {
 /// Four calls of 8 s in virtual time, to leave records in the outbox.
 fn play_calls(site: &Site) {
     let mut sc = String::from(
-        "[[call]]\nat = \"1s\"\nfrom = \"2000{n:4}\"\nrepeat = 4\nevery = \"3s\"\nhangup_after = \"8s\"\nscript = [ { play = \"caller.wav\" } ]\n\n",
+        "[[call]]\nat = \"1s\"\nfrom = \"2000{n:4}\"\nrepeat = 4\nevery = \"12s\"\nhangup_after = \"8s\"\nscript = [ { play = \"caller.wav\" } ]\n\n",
     );
     for i in 1..=2 {
         sc +=
@@ -150,8 +150,8 @@ fn a_box_with_a_certificate_from_another_ca_never_gets_in() {
     );
     let site = site(&uplink);
     play_calls(&site);
-    let backlog = outbox_len(&site.data());
-    assert!(backlog >= 4, "{backlog}");
+    let backlog = table(&site.data(), "outbox");
+    assert!(backlog.len() >= 4, "{backlog:#?}");
     let sniff = Sniffer::start(&broker, &format!("{ROOT}/#"));
 
     let mut d = Daemon::start(&site, &[]);
@@ -189,6 +189,9 @@ fn a_box_with_a_certificate_from_another_ca_never_gets_in() {
         broker.log()
     );
     assert!(d.stop().success(), "{}", d.log());
-    assert_eq!(outbox_len(&site.data()), backlog, "records left the outbox");
-    assert_eq!(table(&site.data(), "outbox").len() as u64, backlog);
+    // Everything that waited still waits (the stop may add its own).
+    let after = table(&site.data(), "outbox");
+    for row in &backlog {
+        assert!(after.contains(row), "{row} left the outbox: {after:#?}");
+    }
 }
