@@ -199,6 +199,7 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO outbox_streams (stream, next_seq)
         SELECT stream, MAX(stream_seq) + 1 FROM outbox GROUP BY stream;
+    CREATE UNIQUE INDEX outbox_stream_seq ON outbox(stream, stream_seq);
     CREATE TABLE meta (
         key    TEXT PRIMARY KEY,
         value  TEXT NOT NULL

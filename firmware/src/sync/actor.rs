@@ -43,6 +43,10 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const STABLE: Duration = Duration::from_secs(60);
 /// How often the link looks for new records and overdue acks.
 const TICK: Duration = Duration::from_millis(100);
+/// With end-to-end acks, most records sent and not yet confirmed by the
+/// collector: without a collector listening, the link must not push the
+/// whole backlog through the broker again every `ack_timeout`.
+const E2E_WINDOW: usize = 5000;
 /// Largest incoming message accepted; bigger ones are refused by the
 /// command handler with a reason rather than by dropping the connection
 /// (which the broker would answer by redelivering it forever).
@@ -109,6 +113,8 @@ struct Actor {
     acked_upto: i64,
     /// `acked_upto` at the last end-to-end check.
     e2e_mark: (Instant, i64),
+    /// Records sent and not yet confirmed end to end.
+    e2e_unconfirmed: usize,
     ready: VecDeque<Row>,
     upload: Option<Upload>,
     upload_cursor: i64,
@@ -156,6 +162,7 @@ pub(super) async fn run(d: SyncDeps, stop: CancellationToken) {
         cursor: 0,
         acked_upto: 0,
         e2e_mark: (Instant::now(), 0),
+        e2e_unconfirmed: 0,
         ready: VecDeque::new(),
         upload: None,
         upload_cursor: 0,
@@ -315,6 +322,7 @@ impl Actor {
                 self.request_telemetry();
                 // Everything not acknowledged goes again, oldest first.
                 self.cursor = self.acked_upto;
+                self.e2e_unconfirmed = 0;
                 self.ready.clear();
                 if let Some(u) = &mut self.upload {
                     u.next = u.acked;
@@ -494,7 +502,8 @@ impl Actor {
     fn fill(&mut self) {
         let window = usize::from(self.d.uplink.inflight);
         while self.connected && self.outstanding < window {
-            if self.ready.is_empty() {
+            let records_open = !self.d.uplink.e2e_ack || self.e2e_unconfirmed < E2E_WINDOW;
+            if records_open && self.ready.is_empty() {
                 match self.reader.rows_after(self.cursor, self.d.uplink.batch * 2) {
                     Ok(rows) => self.ready.extend(rows),
                     Err(e) => {
@@ -503,9 +512,10 @@ impl Actor {
                     }
                 }
             }
-            if !self.ready.is_empty() {
+            if records_open && !self.ready.is_empty() {
                 let (topic, payload, rows) = self.take_batch();
                 let last = *rows.last().unwrap_or(&self.cursor);
+                let n = rows.len();
                 if !self.publish(
                     topic,
                     QoS::AtLeastOnce,
@@ -518,6 +528,9 @@ impl Actor {
                     return;
                 }
                 self.cursor = last;
+                if self.d.uplink.e2e_ack {
+                    self.e2e_unconfirmed += n;
+                }
                 continue;
             }
             if !self.next_chunk() {
@@ -801,6 +814,7 @@ impl Actor {
                 );
                 self.cursor = self.cursor.min(oldest - 1);
                 self.acked_upto = self.acked_upto.min(oldest - 1);
+                self.e2e_unconfirmed = 0;
                 self.ready.clear();
             }
             self.e2e_mark = (Instant::now(), self.acked_upto);
@@ -880,6 +894,7 @@ impl Actor {
             return;
         }
         let seqs: Vec<i64> = seqs.iter().filter_map(Value::as_i64).collect();
+        self.e2e_unconfirmed = self.e2e_unconfirmed.saturating_sub(seqs.len());
         self.d
             .store
             .send(StoreMsg::OutboxAckedByStream {
