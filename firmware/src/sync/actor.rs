@@ -47,6 +47,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// collector: without a collector listening, the link must not push the
 /// whole backlog through the broker again every `ack_timeout`.
 const E2E_WINDOW: usize = 5000;
+/// Answers remembered for commands delivered again (QoS 1 redelivery after
+/// a reconnect): a repeated request id gets the same answer, and the
+/// command (an outbound call, a restart) does not run twice.
+const ANSWERS_KEPT: usize = 256;
 /// Largest incoming message accepted; bigger ones are refused by the
 /// command handler with a reason rather than by dropping the connection
 /// (which the broker would answer by redelivering it forever).
@@ -123,6 +127,10 @@ struct Actor {
     awaiting: HashMap<String, Awaiting>,
     responses: (mpsc::Sender<Answer>, mpsc::Receiver<Answer>),
     telemetry: (mpsc::Sender<Value>, mpsc::Receiver<Value>),
+    /// Commands running, by request id.
+    running: std::collections::HashSet<String>,
+    /// The last answers sent, by request id, oldest first.
+    answered: VecDeque<(String, Vec<u8>)>,
 }
 
 pub(super) async fn run(d: SyncDeps, stop: CancellationToken) {
@@ -171,6 +179,8 @@ pub(super) async fn run(d: SyncDeps, stop: CancellationToken) {
         awaiting: HashMap::new(),
         responses: mpsc::channel(64),
         telemetry: mpsc::channel(4),
+        running: Default::default(),
+        answered: VecDeque::new(),
         d,
     };
     tracing::info!(
@@ -909,6 +919,16 @@ impl Actor {
             tracing::warn!(request = %req, "command with an invalid request id; dropped");
             return;
         }
+        if self.running.contains(&req) {
+            tracing::info!(request = %req, "command delivered again while it runs; ignored");
+            return;
+        }
+        if let Some((_, body)) = self.answered.iter().find(|(id, _)| *id == req) {
+            tracing::info!(request = %req, "command delivered again; sending its answer again");
+            let (topic, body) = (format!("{}/resp/{req}", self.base), body.clone());
+            self.publish(topic, QoS::AtLeastOnce, false, body, Sent::Other);
+            return;
+        }
         let parsed = parse_command(
             payload,
             &req,
@@ -924,20 +944,14 @@ impl Actor {
             }
         };
         tracing::info!(request = %req, cmd = %cmd, "command from headquarters");
+        self.running.insert(req.clone());
         let tx = self.responses.0.clone();
         if cmd == "status" {
+            // The answer is the telemetry message, envelope included.
             let source = self.d.telemetry.clone();
-            let t = self.telemetry.0.clone();
-            // The status answer is the telemetry message; build it when the
-            // snapshot is back, through the telemetry channel's sibling.
-            let (otx, orx) = oneshot::channel::<Value>();
-            tokio::spawn(async move {
-                let _ = otx.send(source.snapshot().await);
-            });
             let envelope = self.telemetry_message(json!({}));
-            drop(t);
             tokio::spawn(async move {
-                let mut snap = orx.await.unwrap_or_else(|_| json!({}));
+                let mut snap = source.snapshot().await;
                 if let (Some(s), Some(e)) = (snap.as_object_mut(), envelope.as_object()) {
                     for (k, v) in e {
                         s.insert(k.clone(), v.clone());
@@ -956,6 +970,7 @@ impl Actor {
     }
 
     fn respond(&mut self, req: &str, result: Result<Value, String>) {
+        self.running.remove(req);
         let mut m = match result {
             Ok(r) => json!({"v": 1, "id": req, "ok": true, "result": r}),
             Err(e) => json!({"v": 1, "id": req, "ok": false, "error": e}),
@@ -968,6 +983,11 @@ impl Actor {
             body = m.to_string();
         }
         let topic = format!("{}/resp/{req}", self.base);
+        if self.answered.len() >= ANSWERS_KEPT {
+            self.answered.pop_front();
+        }
+        self.answered
+            .push_back((req.to_string(), body.clone().into_bytes()));
         if !self.publish(
             topic,
             QoS::AtLeastOnce,
