@@ -483,6 +483,17 @@ impl SiteConfig {
     }
 }
 
+impl SiteConfig {
+    /// The policy the recorder runs by: `[recording]` (or recording off,
+    /// the recorder still writes voicemail), keeping undelivered
+    /// recordings while an `[uplink]` can deliver them.
+    pub fn recorder_config(&self) -> crate::recorder::config::RecordingConfig {
+        let mut c = self.recording.clone().unwrap_or_default();
+        c.require_delivery = self.uplink.is_some();
+        c
+    }
+}
+
 fn load_prompt(dir: &Path, name: &str) -> Result<Prompt, String> {
     if name.is_empty() || Path::new(name).is_absolute() || name.split('/').any(|p| p == "..") {
         return Err(format!(

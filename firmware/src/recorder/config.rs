@@ -177,6 +177,13 @@ pub struct RecordingConfig {
     pub record_code: String,
     /// Agent code that pauses and resumes a recording.
     pub pause_code: String,
+    /// Whether retention by age and quota deletes only recordings
+    /// headquarters confirmed (`recordings.delivered`). Not written in
+    /// `[recording]`: on when the site has an `[uplink]`
+    /// ([`crate::config::SiteConfig::recorder_config`]). A box without a
+    /// fleet link has nobody to confirm, and keeping everything would fill
+    /// its card; the free-space emergency deletes the oldest either way.
+    pub require_delivery: bool,
 }
 
 /// Free space kept by default: room for the database to grow and the
@@ -202,6 +209,7 @@ impl Default for RecordingConfig {
             sync_every: Duration::from_secs(5),
             record_code: "*1".into(),
             pause_code: "*4".into(),
+            require_delivery: false,
         }
     }
 }

@@ -17,6 +17,11 @@
 //!
 //! Retention (age, quota, free space) runs on the same thread; see
 //! [`retention`].
+//!
+//! The policy can change while the box runs ([`Recorder::set_config`]): a
+//! call's tap keeps the policy it was made with, so a recording in progress
+//! finishes as it started (format, encryption); new calls and the writer's
+//! own rounds (sync, free space, retention) use the new one.
 
 pub mod config;
 mod retention;
@@ -71,6 +76,8 @@ pub fn final_path(id: &str, started_ms: i64, encrypted: bool) -> String {
 enum WriterMsg {
     Open {
         id: Arc<str>,
+        /// The policy of the call's tap: the file is written and sealed by it.
+        config: Arc<RecordingConfig>,
         call_id: String,
         kind: &'static str,
         format: Format,
@@ -99,9 +106,17 @@ enum WriterMsg {
     Stop,
 }
 
+/// The policy in force, shared by the handles and the writer thread. The
+/// lock is only held to clone or replace the `Arc`.
+type Policy = Arc<std::sync::RwLock<Arc<RecordingConfig>>>;
+
+fn policy_now(p: &Policy) -> Arc<RecordingConfig> {
+    p.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 struct Shared {
     tx: smpsc::SyncSender<WriterMsg>,
-    config: Arc<RecordingConfig>,
+    config: Policy,
     clock: Clock,
     /// Set while recordings must not start (disk full or nearly, writer
     /// trouble, store unable to write).
@@ -181,6 +196,7 @@ impl Recorder {
         }
         let (tx, rx) = smpsc::sync_channel(QUEUE);
         let stopped = Arc::new(AtomicBool::new(false));
+        let config: Policy = Arc::new(std::sync::RwLock::new(config));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let writer = Writer {
             data_dir: data_dir.clone(),
@@ -235,9 +251,18 @@ impl Recorder {
         )
     }
 
-    /// The recording policy.
-    pub fn config(&self) -> Option<&RecordingConfig> {
-        self.shared.as_ref().map(|s| &*s.config)
+    /// The recording policy in force (for new calls).
+    pub fn config(&self) -> Option<Arc<RecordingConfig>> {
+        self.shared.as_ref().map(|s| policy_now(&s.config))
+    }
+
+    /// Puts a new policy in force and answers the one it replaces (`None`
+    /// for a recorder that records nothing). Calls already recording keep
+    /// theirs.
+    pub fn set_config(&self, config: Arc<RecordingConfig>) -> Option<Arc<RecordingConfig>> {
+        let s = self.shared.as_ref()?;
+        let mut p = s.config.write().unwrap_or_else(|e| e.into_inner());
+        Some(std::mem::replace(&mut *p, config))
     }
 
     /// Asks the writer to apply retention now (`now` in the daemon's time).
@@ -277,6 +302,8 @@ impl RecorderThread {
 /// nothing. Dropping it finishes the recording.
 pub struct Recording {
     shared: Option<Arc<Shared>>,
+    /// The policy when the tap was made: the call's for its whole length.
+    config: Option<Arc<RecordingConfig>>,
     call_id: String,
     active: Option<Box<Active>>,
     /// The agent may start and stop recording with the record code.
@@ -318,6 +345,7 @@ impl Recording {
     pub fn off() -> Recording {
         Recording {
             shared: None,
+            config: None,
             call_id: String::new(),
             active: None,
             on_demand: false,
@@ -328,6 +356,7 @@ impl Recording {
     pub fn for_call(recorder: &Recorder, call_id: &str) -> Recording {
         Recording {
             shared: recorder.shared.clone(),
+            config: recorder.config(),
             call_id: call_id.to_string(),
             active: None,
             on_demand: false,
@@ -336,7 +365,7 @@ impl Recording {
 
     /// The policy behind this tap.
     pub fn config(&self) -> Option<Arc<RecordingConfig>> {
-        self.shared.as_ref().map(|s| s.config.clone())
+        self.config.clone()
     }
 
     /// Another (off) tap for the same call: a voicemail message beside the
@@ -344,6 +373,7 @@ impl Recording {
     pub fn sibling(&self) -> Recording {
         Recording {
             shared: self.shared.clone(),
+            config: self.config.clone(),
             call_id: self.call_id.clone(),
             active: None,
             on_demand: false,
@@ -379,7 +409,7 @@ impl Recording {
         if self.active.is_some() {
             return true;
         }
-        let Some(s) = self.shared.clone() else {
+        let (Some(s), Some(config)) = (self.shared.clone(), self.config.clone()) else {
             return false;
         };
         if s.stopped.load(Ordering::Relaxed) || s.store.disk_trouble() {
@@ -388,8 +418,10 @@ impl Recording {
         }
         let at = s.clock.now();
         let id: Arc<str> = crate::call::new_id(&s.clock).into();
+        let encrypted = config.recipients.is_some();
         let open = WriterMsg::Open {
             id: id.clone(),
+            config,
             call_id: self.call_id.clone(),
             kind,
             format,
@@ -401,7 +433,7 @@ impl Recording {
             return false;
         }
         let bytes = CHUNK_FRAMES * 160 * channels as usize * format.bytes_per_sample() as usize;
-        let file = final_path(&id, at.wall_ms, s.config.recipients.is_some());
+        let file = final_path(&id, at.wall_ms, encrypted);
         tracing::info!(recording = %id, kind, format = format.name(), "recording starts");
         self.active = Some(Box::new(Active {
             id,
@@ -551,7 +583,7 @@ impl Recording {
     /// Handles an agent's code typed during the call; true if it was a
     /// recording code.
     pub fn agent_code(&mut self, typed: &str) -> bool {
-        let Some(cfg) = self.shared.as_ref().map(|s| s.config.clone()) else {
+        let Some(cfg) = self.config.clone() else {
             return false;
         };
         if typed == cfg.pause_code {
@@ -658,11 +690,13 @@ struct OpenFile {
     since_header: u64,
     header_every_bytes: u64,
     error: Option<String>,
+    /// Encrypted when finished, as the call's policy said when it started.
+    encrypt: Option<seal::Recipients>,
 }
 
 struct Writer {
     data_dir: PathBuf,
-    config: Arc<RecordingConfig>,
+    config: Policy,
     store: StoreHandle,
     files: HashMap<Arc<str>, OpenFile>,
     stopped: Arc<AtomicBool>,
@@ -693,6 +727,11 @@ fn is_disk_full(e: &std::io::Error) -> bool {
 impl Writer {
     fn open_dir(&self) -> PathBuf {
         self.data_dir.join(DIR).join(OPEN_DIR)
+    }
+
+    /// The policy in force now.
+    fn cfg(&self) -> Arc<RecordingConfig> {
+        policy_now(&self.config)
     }
 
     /// Hands a message to the store without ever waiting: the store may be
@@ -726,8 +765,7 @@ impl Writer {
     }
 
     fn run(&mut self, rx: smpsc::Receiver<WriterMsg>) {
-        let sync_every = self.config.sync_every;
-        let mut next_sync = StdInstant::now() + sync_every;
+        let mut next_sync = StdInstant::now() + self.cfg().sync_every;
         loop {
             let wait = next_sync
                 .saturating_duration_since(StdInstant::now())
@@ -740,7 +778,7 @@ impl Writer {
             self.send_backlog();
             if StdInstant::now() >= next_sync {
                 self.sync_round();
-                next_sync = StdInstant::now() + sync_every;
+                next_sync = StdInstant::now() + self.cfg().sync_every;
             } else if self.store.disk_trouble() {
                 // The database cannot commit for lack of space: free some
                 // now rather than at the next round, or records wait.
@@ -769,12 +807,13 @@ impl Writer {
         match m {
             WriterMsg::Open {
                 id,
+                config,
                 call_id,
                 kind,
                 format,
                 channels,
                 at,
-            } => self.open(id, call_id, kind, format, channels, at),
+            } => self.open(id, &config, call_id, kind, format, channels, at),
             WriterMsg::Data { id, bytes } => self.append(&id, &bytes),
             WriterMsg::Close {
                 id,
@@ -798,9 +837,11 @@ impl Writer {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
         id: Arc<str>,
+        config: &RecordingConfig,
         call_id: String,
         kind: &'static str,
         format: Format,
@@ -808,14 +849,14 @@ impl Writer {
         at: Stamp,
     ) {
         let path = self.open_dir().join(format!("{id}.{call_id}.{kind}.wav"));
-        let header_every_bytes = (self.config.header_every.as_millis() as u64 * RATE as u64 / 1000)
+        let header_every_bytes = (config.header_every.as_millis() as u64 * RATE as u64 / 1000)
             * channels as u64
             * format.bytes_per_sample() as u64;
         self.send(StoreMsg::RecordingStarted {
             id: id.to_string(),
             call_id: call_id.clone(),
             kind,
-            file: final_path(&id, at.wall_ms, self.config.recipients.is_some()),
+            file: final_path(&id, at.wall_ms, config.recipients.is_some()),
             format: format.name(),
             channels,
             at,
@@ -857,6 +898,7 @@ impl Writer {
                 since_header: 0,
                 header_every_bytes,
                 error,
+                encrypt: config.recipients.clone(),
             },
         );
     }
@@ -898,7 +940,7 @@ impl Writer {
                 // audio arrives, open recordings cannot eat much of the
                 // space kept for the database.
                 self.since_space_check += bytes.len() as u64;
-                if self.since_space_check >= space_check_every(self.config.min_free) {
+                if self.since_space_check >= space_check_every(self.cfg().min_free) {
                     self.check_space();
                 }
             }
@@ -972,7 +1014,7 @@ impl Writer {
         let Some(free) = self.free_space() else {
             return;
         };
-        let min = self.config.min_free;
+        let min = self.cfg().min_free;
         if free < min {
             let now = self.clock.now();
             retention::emergency(self, now, min.saturating_sub(free));
@@ -1036,7 +1078,7 @@ impl Writer {
                 end.error = Some(format!("finishing {}: {e}", f.path.display()));
             }
         }
-        self.finalize(&f.path, &mut end);
+        self.finalize(&f.path, &mut end, f.encrypt.as_ref());
         self.send(StoreMsg::Event {
             call_id: f.call_id,
             at,
@@ -1050,14 +1092,18 @@ impl Writer {
     /// Moves a finished (or repaired) file from the open folder to its
     /// dated folder, encrypting it on the way when the site has
     /// recipients, and fills in where it went and its checksum.
-    fn finalize(&mut self, open: &Path, end: &mut RecordingEnd) {
+    fn finalize(
+        &mut self,
+        open: &Path,
+        end: &mut RecordingEnd,
+        encrypt: Option<&seal::Recipients>,
+    ) {
         if !open.exists() {
             return;
         }
         let started = end
             .started
             .map_or(end.at.wall_ms - end.duration_ms as i64, |s| s.wall_ms);
-        let encrypt = self.config.recipients.clone();
         let rel = final_path(&end.id, started, encrypt.is_some());
         let dst = self.data_dir.join(&rel);
         if let Some(parent) = dst.parent()
@@ -1067,7 +1113,7 @@ impl Writer {
             end.error = Some(format!("{}: {e}", parent.display()));
             return;
         }
-        let moved = match &encrypt {
+        let moved = match encrypt {
             Some(r) => seal::seal(open, &dst, r).and_then(|d| {
                 std::fs::remove_file(open)?;
                 Ok(d)
@@ -1188,7 +1234,9 @@ impl Writer {
                     continue;
                 }
             }
-            self.finalize(&path, &mut end);
+            // Left open by the last run: sealed by the policy in force.
+            let encrypt = self.cfg().recipients.clone();
+            self.finalize(&path, &mut end, encrypt.as_ref());
             self.send(StoreMsg::RecordingFinished(end));
         }
         self.adopt_moved(now, &seen);

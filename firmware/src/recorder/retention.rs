@@ -3,8 +3,9 @@
 //! whatever their state, with an alarm and a note on each record.
 //!
 //! A recording headquarters has not confirmed is kept by age and quota
-//! rules while a fleet link is configured ([`REQUIRE_DELIVERY`]); only the
-//! free-space emergency deletes it. Deleted recordings keep their row, with
+//! rules while a fleet link is configured
+//! ([`RecordingConfig::require_delivery`](super::config::RecordingConfig::require_delivery));
+//! only the free-space emergency deletes it. Deleted recordings keep their row, with
 //! when and why.
 
 use rusqlite::Connection;
@@ -12,12 +13,6 @@ use rusqlite::Connection;
 use super::Writer;
 use crate::clock::Stamp;
 use crate::store::{DB_FILE, StoreMsg, open_read_only};
-
-/// Whether age and quota only delete recordings headquarters confirmed.
-/// The box has no fleet link yet (the MQTT issue adds it and turns this
-/// on); until then nobody can confirm, and a box that kept everything would
-/// fill its card.
-pub const REQUIRE_DELIVERY: bool = false;
 
 #[derive(Debug)]
 struct Row {
@@ -169,7 +164,8 @@ fn on_disk(w: &Writer) -> Vec<Row> {
 
 /// Applies `keep` and `quota`.
 pub(super) fn apply(w: &mut Writer, now: Stamp) {
-    let (keep, quota) = (w.config.keep, w.config.quota);
+    let cfg = w.cfg();
+    let (keep, quota) = (cfg.keep, cfg.quota);
     if keep.is_none() && quota.is_none() {
         return;
     }
@@ -201,7 +197,7 @@ pub(super) fn apply(w: &mut Writer, now: Stamp) {
             return;
         }
     };
-    let deletable = |r: &Row| r.delivered || !REQUIRE_DELIVERY;
+    let deletable = |r: &Row| r.delivered || !cfg.require_delivery;
     let mut total: u64 = rows.iter().map(|r| r.size).sum();
     for r in &rows {
         let old = keep.is_some_and(|k| now.wall_ms - r.started_ms > k.as_millis() as i64);
@@ -243,7 +239,7 @@ pub(super) fn emergency(w: &mut Writer, now: Stamp, need: u64) {
     let known: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
     rows.extend(on_disk(w).into_iter().filter(|r| !known.contains(&r.id)));
     rows.sort_by_key(|r| r.started_ms);
-    let target = need.saturating_add(w.config.min_free / 4);
+    let target = need.saturating_add(w.cfg().min_free / 4);
     let mut freed = 0u64;
     let mut n = 0usize;
     // Delivered ones first: they are safe at headquarters.
