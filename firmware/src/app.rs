@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::call::CallContext;
 use crate::clock::Clock;
 use crate::config::SiteConfig;
+use crate::events::Events;
 use crate::recorder::{Recorder, StartReport};
 use crate::store::{Store, StoreError, StoreMsg};
 use crate::{panel, supervisor};
@@ -74,6 +75,10 @@ pub async fn run<B: Backend>(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let (store, report) = Store::open(&opts.data_dir, opts.clock.boot_id())?;
+    // Live events for headquarters: agent states from the ACD; alarms,
+    // queue events, notify actions and diversion flags once committed.
+    let events = Events::new();
+    store.handle().set_events(events.clone());
     if report.interrupted > 0 {
         tracing::warn!(
             calls = report.interrupted,
@@ -106,7 +111,7 @@ pub async fn run<B: Backend>(
     // writes voicemail.
     let (recorder, recorder_thread) = {
         let (rec, thread, found) = Recorder::start(
-            Arc::new(config.recording.clone().unwrap_or_default()),
+            Arc::new(config.recorder_config()),
             &opts.data_dir,
             store.handle(),
             opts.clock.clone(),
@@ -156,6 +161,7 @@ pub async fn run<B: Backend>(
             store.handle(),
             opts.clock.clone(),
             recorder.clone(),
+            events.clone(),
             shutdown.clone(),
             &tracker,
         );

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +34,7 @@ pub use config::{AcdConfig, Strategy};
 pub const CODE_QUIET: Duration = Duration::from_secs(2);
 
 use crate::clock::Clock;
+use crate::events::Events;
 use crate::lines::{Lease, SharedLines};
 use crate::store::{StoreHandle, StoreMsg};
 
@@ -121,7 +122,7 @@ enum OfferResult<L, I, O> {
 
 enum Msg<L, I, O> {
     Join {
-        queue: usize,
+        queue: String,
         call_id: String,
         caller: Option<String>,
         tx: mpsc::Sender<WaiterMsg<L, I, O>>,
@@ -162,7 +163,7 @@ enum Msg<L, I, O> {
     },
     CallbackDone {
         call_id: String,
-        agent: usize,
+        agent: String,
         talk: Option<Duration>,
     },
     Monitor {
@@ -196,6 +197,10 @@ enum Msg<L, I, O> {
         talk: Duration,
         to: String,
     },
+    Reconfigure(
+        std::sync::Arc<AcdConfig>,
+        oneshot::Sender<Result<Vec<String>, String>>,
+    ),
 }
 
 /// Where a waiting caller stands.
@@ -256,7 +261,8 @@ pub enum AgentCommand {
 #[derive(Debug)]
 pub struct AcdHandle<L, I, O> {
     tx: mpsc::Sender<Msg<L, I, O>>,
-    config: std::sync::Arc<AcdConfig>,
+    /// The config the actor runs now (it changes with [`AcdHandle::reconfigure`]).
+    config: watch::Receiver<std::sync::Arc<AcdConfig>>,
 }
 
 impl<L, I, O> Clone for AcdHandle<L, I, O> {
@@ -288,27 +294,30 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
             Msg::Reserve { .. } => "Reserve",
             Msg::Unreserve { .. } => "Unreserve",
             Msg::Handover { .. } => "Handover",
+            Msg::Reconfigure(..) => "Reconfigure",
         })
     }
 }
 
 impl<L, I, O> AcdHandle<L, I, O> {
-    /// The ACD's config.
-    pub fn config(&self) -> &AcdConfig {
-        &self.config
+    /// The ACD's config as it runs now.
+    pub fn config(&self) -> std::sync::Arc<AcdConfig> {
+        self.config.borrow().clone()
     }
 
-    /// Joins a queue; `tx` receives the agent or an exit.
+    /// Joins the queue named `queue`; `tx` receives the agent or an exit.
+    /// By name, not index: the call may have started under a config whose
+    /// queues were numbered differently.
     pub async fn join(
         &self,
-        queue: usize,
+        queue: &str,
         call_id: &str,
         caller: Option<&str>,
         tx: mpsc::Sender<WaiterMsg<L, I, O>>,
     ) -> JoinResult {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Join {
-            queue,
+            queue: queue.to_string(),
             call_id: call_id.to_string(),
             caller: caller.map(str::to_string),
             tx,
@@ -397,7 +406,8 @@ impl<L, I, O> AcdHandle<L, I, O> {
 
     /// Whether `digits` is a supervisor code (listen, whisper, barge).
     pub fn is_monitor_code(&self, digits: &str) -> bool {
-        let c = &self.config.codes;
+        let config = self.config();
+        let c = &config.codes;
         digits == c.pickup
             || [&c.listen, &c.whisper, &c.barge]
                 .iter()
@@ -515,6 +525,21 @@ impl<L, I, O> AcdHandle<L, I, O> {
             .unwrap_or_else(|_| Err("the ACD has stopped".into()))
     }
 
+    /// Swaps queue and agent parameters while calls go on: agents keep
+    /// their state and waiting callers their place wherever their names
+    /// still exist. Refused, with the reasons, when the change would drop
+    /// an agent who is on a call or ringing, or a queue with callers in it.
+    /// Answers the agents and queues added and removed (`agent bob added`).
+    pub async fn reconfigure(&self, config: AcdConfig) -> Result<Vec<String>, String> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Reconfigure(std::sync::Arc::new(config), reply);
+        if self.tx.send(msg).await.is_err() {
+            return Err("the ACD has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+    }
+
     /// Live statistics.
     pub async fn stats(&self) -> Option<AcdStats> {
         let (reply, rx) = oneshot::channel();
@@ -543,7 +568,8 @@ pub enum Status {
 }
 
 impl Status {
-    fn name(&self) -> &'static str {
+    /// The state's name in statistics, telemetry and events.
+    pub fn name(&self) -> &'static str {
         match self {
             Status::LoggedOut => "logged_out",
             Status::Available => "available",
@@ -676,12 +702,13 @@ pub struct AcdStats {
 /// Creates the handle; the actor starts with [`spawn`] once lines exist.
 pub fn channel<L, I, O>(config: AcdConfig) -> (AcdHandle<L, I, O>, AcdInbox<L, I, O>) {
     let (tx, rx) = mpsc::channel(256);
+    let (config_tx, config_rx) = watch::channel(std::sync::Arc::new(config));
     (
         AcdHandle {
             tx,
-            config: std::sync::Arc::new(config),
+            config: config_rx,
         },
-        AcdInbox { rx },
+        AcdInbox { rx, config_tx },
     )
 }
 
@@ -689,32 +716,48 @@ pub fn channel<L, I, O>(config: AcdConfig) -> (AcdHandle<L, I, O>, AcdInbox<L, I
 #[derive(Debug)]
 pub struct AcdInbox<L, I, O> {
     rx: mpsc::Receiver<Msg<L, I, O>>,
+    config_tx: watch::Sender<std::sync::Arc<AcdConfig>>,
 }
 
-/// Starts the actor.
-#[allow(clippy::too_many_arguments)]
-pub fn spawn<L, I, O>(
-    handle: &AcdHandle<L, I, O>,
-    inbox: AcdInbox<L, I, O>,
-    lines: SharedLines<L, I, O>,
-    store: StoreHandle,
-    clock: Clock,
-    recorder: crate::recorder::Recorder,
-    shutdown: CancellationToken,
-    tracker: &TaskTracker,
-) where
-    L: Line,
-    I: AudioIn,
-    O: AudioOut,
-{
-    let now = Instant::now();
-    let cfg = handle.config.clone();
-    let agents = cfg
-        .agents
-        .iter()
-        .map(|a| Agent {
-            station: a.logged_in.then(|| a.station.clone()).flatten(),
-            status: if a.logged_in {
+/// What an agent looked like in the last `agent` event sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shown {
+    state: &'static str,
+    reason: Option<String>,
+    station: Option<String>,
+}
+
+impl Shown {
+    fn logged_out() -> Shown {
+        Shown {
+            state: Status::LoggedOut.name(),
+            reason: None,
+            station: None,
+        }
+    }
+
+    fn matches(&self, a: &Agent) -> bool {
+        self.state == a.status.name()
+            && self.reason.as_deref() == a.status.reason()
+            && self.station == a.station
+    }
+}
+
+impl Status {
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Status::Paused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl Agent {
+    /// An agent as the config starts them.
+    fn new(cfg: &config::AgentCfg, now: Instant) -> Agent {
+        Agent {
+            station: cfg.logged_in.then(|| cfg.station.clone()).flatten(),
+            status: if cfg.logged_in {
                 Status::Available
             } else {
                 Status::LoggedOut
@@ -730,9 +773,35 @@ pub fn spawn<L, I, O>(
             pauses: 0,
             last_call: None,
             current_call: None,
-        })
-        .collect();
+        }
+    }
+}
+
+/// Starts the actor.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn<L, I, O>(
+    handle: &AcdHandle<L, I, O>,
+    inbox: AcdInbox<L, I, O>,
+    lines: SharedLines<L, I, O>,
+    store: StoreHandle,
+    clock: Clock,
+    recorder: crate::recorder::Recorder,
+    events: Events,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let now = Instant::now();
+    let cfg = handle.config();
+    let agents: Vec<Agent> = cfg.agents.iter().map(|a| Agent::new(a, now)).collect();
     let acd = Acd {
+        // Agents logged in by the config show as a change from logged out.
+        shown: vec![Shown::logged_out(); agents.len()],
+        events,
+        config_tx: inbox.config_tx,
         counters: vec![QueueCounters::default(); cfg.queues.len()],
         rr: vec![None; cfg.queues.len()],
         cfg,
@@ -756,7 +825,12 @@ pub fn spawn<L, I, O>(
 
 struct Acd<L, I, O> {
     cfg: std::sync::Arc<AcdConfig>,
+    /// Publishes `cfg` to the handles.
+    config_tx: watch::Sender<std::sync::Arc<AcdConfig>>,
     agents: Vec<Agent>,
+    /// Per agent, the state last announced on `events`.
+    shown: Vec<Shown>,
+    events: Events,
     waiters: Vec<Waiter<L, I, O>>,
     offers: HashMap<u64, Offer>,
     next_offer: u64,
@@ -795,6 +869,7 @@ where
                 .await;
             }
         }
+        self.announce_states();
         loop {
             let deadline = self.next_deadline();
             let msg = tokio::select! {
@@ -815,6 +890,7 @@ where
             self.tick().await;
             self.dispatch().await;
             self.sched += t0.elapsed();
+            self.announce_states();
         }
         for o in self.offers.values() {
             o.cancel.cancel();
@@ -874,10 +950,11 @@ where
                 tx,
                 reply,
             } => {
-                let Some(qc) = self.cfg.queues.get(queue) else {
+                let Some(queue) = self.cfg.queue(&queue) else {
                     let _ = reply.send(JoinResult::Unavailable);
                     return;
                 };
+                let qc = &self.cfg.queues[queue];
                 let waiting = self.waiting_in(queue);
                 let result = if qc.max_length.is_some_and(|m| waiting >= m) {
                     self.counters[queue].full += 1;
@@ -1042,6 +1119,9 @@ where
                 let Some(i) = self.waiters.iter().position(|w| w.call_id == call_id) else {
                     return;
                 };
+                let Some(agent) = self.agent_index(&agent) else {
+                    return;
+                };
                 let w = self.waiters.remove(i);
                 let q = w.queue;
                 match talk {
@@ -1175,6 +1255,10 @@ where
                     .await;
                 }
             }
+            Msg::Reconfigure(cfg, reply) => {
+                let r = self.reconfigure(cfg).await;
+                let _ = reply.send(r);
+            }
             Msg::Position { call_id, reply } => {
                 let order = self.order();
                 let me = order
@@ -1198,6 +1282,188 @@ where
                 let _ = reply.send(pos);
             }
         }
+    }
+
+    /// Sends an `agent` event for every agent whose state, pause reason or
+    /// station changed since the last one. Run after every message the
+    /// actor handles, so each change is announced however it came about
+    /// (a code, a command, an offer, the end of wrap-up).
+    fn announce_states(&mut self) {
+        for (i, ag) in self.agents.iter().enumerate() {
+            if self.shown[i].matches(ag) {
+                continue;
+            }
+            let shown = Shown {
+                state: ag.status.name(),
+                reason: ag.status.reason().map(str::to_string),
+                station: ag.station.clone(),
+            };
+            self.events.emit(
+                "agent",
+                self.clock.now(),
+                serde_json::json!({
+                    "agent": self.cfg.agents[i].id,
+                    "state": shown.state,
+                    "station": shown.station,
+                    "reason": shown.reason,
+                }),
+            );
+            self.shown[i] = shown;
+        }
+    }
+
+    /// Swaps in a new config (see [`AcdHandle::reconfigure`]). Agents and
+    /// queues are matched by name; everything the actor holds by index is
+    /// renumbered.
+    async fn reconfigure(&mut self, new: std::sync::Arc<AcdConfig>) -> Result<Vec<String>, String> {
+        let amap: Vec<Option<usize>> = self
+            .cfg
+            .agents
+            .iter()
+            .map(|a| new.agents.iter().position(|n| n.id == a.id))
+            .collect();
+        let qmap: Vec<Option<usize>> = self.cfg.queues.iter().map(|q| new.queue(&q.name)).collect();
+        let mut refused = Vec::new();
+        for (a, _) in amap.iter().enumerate().filter(|(_, m)| m.is_none()) {
+            let ag = &self.agents[a];
+            let offered = self.offers.values().any(|o| o.agent == a);
+            if offered
+                || ag.current_call.is_some()
+                || matches!(ag.status, Status::Ringing | Status::OnCall)
+            {
+                refused.push(format!(
+                    "agent `{}` is {} and cannot be removed now",
+                    self.cfg.agents[a].id,
+                    if ag.status == Status::Ringing {
+                        "being rung"
+                    } else {
+                        "on a call"
+                    }
+                ));
+            }
+        }
+        for (q, _) in qmap.iter().enumerate().filter(|(_, m)| m.is_none()) {
+            let calls = self.waiters.iter().filter(|w| w.queue == q).count();
+            if calls > 0 {
+                refused.push(format!(
+                    "queue `{}` has {calls} caller(s) waiting or connected and cannot be removed now",
+                    self.cfg.queues[q].name
+                ));
+            } else if self.offers.values().any(|o| o.queue == q) {
+                refused.push(format!(
+                    "queue `{}` is ringing an agent and cannot be removed now",
+                    self.cfg.queues[q].name
+                ));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refused.join("; "));
+        }
+
+        let mut changes = Vec::new();
+        // Agents leaving the config log off first, while their index still
+        // names them.
+        for a in (0..amap.len()).filter(|&a| amap[a].is_none()) {
+            changes.push(format!("agent {} removed", self.cfg.agents[a].id));
+            if self.agents[a].status != Status::LoggedOut {
+                let station = self.agents[a].station.clone();
+                self.log(
+                    None,
+                    None,
+                    Some(a),
+                    "AGENTLOGOFF",
+                    serde_json::json!({"station": station, "reason": "removed from the config"}),
+                )
+                .await;
+                self.events.emit(
+                    "agent",
+                    self.clock.now(),
+                    serde_json::json!({
+                        "agent": self.cfg.agents[a].id,
+                        "state": Status::LoggedOut.name(),
+                        "station": null,
+                        "reason": "removed",
+                    }),
+                );
+            }
+        }
+        for q in (0..qmap.len()).filter(|&q| qmap[q].is_none()) {
+            changes.push(format!("queue {} removed", self.cfg.queues[q].name));
+        }
+
+        let now = Instant::now();
+        fn renumber<V: Copy>(m: &HashMap<usize, V>, qmap: &[Option<usize>]) -> HashMap<usize, V> {
+            m.iter()
+                .filter_map(|(&q, &v)| qmap[q].map(|n| (n, v)))
+                .collect()
+        }
+        let mut old: Vec<Option<(Agent, Shown)>> = std::mem::take(&mut self.agents)
+            .into_iter()
+            .zip(std::mem::take(&mut self.shown))
+            .map(Some)
+            .collect();
+        let mut added = Vec::new();
+        for (n, cfg) in new.agents.iter().enumerate() {
+            let before = amap.iter().position(|&m| m == Some(n));
+            match before.and_then(|a| old[a].take()) {
+                Some((mut ag, shown)) => {
+                    ag.calls = renumber(&ag.calls, &qmap);
+                    ag.talk = renumber(&ag.talk, &qmap);
+                    self.agents.push(ag);
+                    self.shown.push(shown);
+                }
+                None => {
+                    changes.push(format!("agent {} added", cfg.id));
+                    let ag = Agent::new(cfg, now);
+                    if ag.status != Status::LoggedOut {
+                        added.push(n);
+                    }
+                    self.agents.push(ag);
+                    self.shown.push(Shown::logged_out());
+                }
+            }
+        }
+        let mut counters = vec![QueueCounters::default(); new.queues.len()];
+        let mut rr = vec![None; new.queues.len()];
+        for (q, m) in qmap.iter().enumerate() {
+            if let Some(n) = *m {
+                counters[n] = self.counters[q].clone();
+                rr[n] = self.rr[q];
+            }
+        }
+        for q in &new.queues {
+            if !self.cfg.queues.iter().any(|o| o.name == q.name) {
+                changes.push(format!("queue {} added", q.name));
+            }
+        }
+        // Removed queues and agents have no waiter and no offer (refused
+        // above), so every index below has a new number.
+        for w in &mut self.waiters {
+            w.queue = qmap[w.queue].unwrap_or(0);
+        }
+        for o in self.offers.values_mut() {
+            o.queue = qmap[o.queue].unwrap_or(0);
+            o.agent = amap[o.agent].unwrap_or(0);
+        }
+        self.counters = counters;
+        self.rr = rr;
+        self.cfg = new.clone();
+        self.config_tx.send_replace(new);
+        for a in added {
+            let station = self.agents[a].station.clone();
+            self.log(
+                None,
+                None,
+                Some(a),
+                "AGENTLOGIN",
+                serde_json::json!({"station": station}),
+            )
+            .await;
+        }
+        // Members may have left a queue that callers wait in.
+        self.leave_empty().await;
+        tracing::info!(changes = %changes.join(", "), "ACD reconfigured");
+        Ok(changes)
     }
 
     fn agent_index(&self, id: &str) -> Option<usize> {
@@ -1710,7 +1976,6 @@ where
                     .await;
                     let job = CallbackJob {
                         orig: call_id,
-                        agent: a,
                         agent_id: self.cfg.agents[a].id.clone(),
                         queue: self.cfg.queues[wq].name.clone(),
                         number,
@@ -2172,7 +2437,6 @@ const CALLBACK_RING: Duration = Duration::from_secs(30);
 
 struct CallbackJob {
     orig: String,
-    agent: usize,
     agent_id: String,
     queue: String,
     number: String,
@@ -2339,7 +2603,7 @@ async fn call_back<L, I, O>(
     let _ = tx
         .send(Msg::CallbackDone {
             call_id: job.orig,
-            agent: job.agent,
+            agent: job.agent_id,
             talk,
         })
         .await;
@@ -2380,6 +2644,7 @@ mod tests {
             store.handle(),
             Clock::new(false),
             crate::recorder::Recorder::disabled(),
+            Events::new(),
             shutdown.clone(),
             &tracker,
         );
@@ -2430,6 +2695,163 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(state(handle.stats().await.unwrap()), "logged_out");
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        store.close().await;
+    }
+
+    /// Waits for the next `agent` event: `(agent, state, reason)`.
+    async fn next_state(
+        rx: &mut tokio::sync::broadcast::Receiver<crate::events::Event>,
+    ) -> (String, String, Option<String>) {
+        let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an agent event")
+            .unwrap();
+        assert_eq!(e.kind, "agent");
+        let s = |k: &str| e.data[k].as_str().map(str::to_string);
+        (s("agent").unwrap(), s("state").unwrap(), s("reason"))
+    }
+
+    #[tokio::test]
+    async fn reconfigure_keeps_states_and_callers_and_refuses_to_drop_a_busy_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = crate::store::Store::open(dir.path(), "boot").unwrap();
+        let info: Vec<callbox_hal::LineInfo> = ["desk-1", "desk-2", "desk-3"]
+            .iter()
+            .map(|id| callbox_hal::LineInfo {
+                id: id.to_string(),
+                kind: callbox_hal::LineKind::Station,
+            })
+            .collect();
+        let cfg = |text: &str| {
+            let raw: config::RawAcd = toml::from_str(text).unwrap();
+            config::check(&raw, &info).unwrap()
+        };
+        let first = cfg(concat!(
+            "[agent.alice]\nstation = \"desk-1\"\n",
+            "[agent.bob]\nstation = \"desk-2\"\n",
+            "[queue.sales]\nmembers = { alice = 0 }\n",
+            "[queue.support]\nmembers = { bob = 0 }\n",
+        ));
+        let mut lines = crate::lines::Lines::<L, I, O>::new();
+        // Nobody answers the stations' inboxes: an offer rings for ever.
+        let inboxes: Vec<_> = info.iter().map(|l| lines.register(&l.id)).collect();
+        let (handle, inbox) = channel::<L, I, O>(first);
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let events = Events::new();
+        let mut rx = events.subscribe();
+        spawn(
+            &handle,
+            inbox,
+            std::sync::Arc::new(lines),
+            store.handle(),
+            Clock::new(false),
+            crate::recorder::Recorder::disabled(),
+            events,
+            shutdown.clone(),
+            &tracker,
+        );
+        handle
+            .command(AgentCommand::Login {
+                agent: "alice".into(),
+                station: "desk-1".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            next_state(&mut rx).await,
+            ("alice".into(), "available".into(), None)
+        );
+        let (tx, _waiting) = mpsc::channel(2);
+        assert_eq!(
+            handle.join("sales", "call-1", None, tx).await,
+            JoinResult::Joined(1)
+        );
+        assert_eq!(
+            next_state(&mut rx).await,
+            ("alice".into(), "ringing".into(), None)
+        );
+
+        // Alice is being rung: she cannot leave the config.
+        let e = handle
+            .reconfigure(cfg(concat!(
+                "[agent.bob]\nstation = \"desk-2\"\n",
+                "[queue.sales]\nmembers = { bob = 0 }\n",
+            )))
+            .await
+            .unwrap_err();
+        assert!(e.contains("agent `alice` is being rung"), "{e}");
+        // A caller waits in sales: it cannot go either.
+        let e = handle
+            .reconfigure(cfg(concat!(
+                "[agent.alice]\nstation = \"desk-1\"\n",
+                "[queue.other]\nmembers = { alice = 0 }\n",
+            )))
+            .await
+            .unwrap_err();
+        assert!(e.contains("queue `sales` has 1 caller(s)"), "{e}");
+        assert_eq!(handle.config().agents.len(), 2, "nothing changed");
+
+        // Bob (logged out) and support (empty) go, Carol comes logged in;
+        // Alice keeps ringing and the caller keeps their place.
+        let changes = handle
+            .reconfigure(cfg(concat!(
+                "[agent.alice]\nstation = \"desk-1\"\n",
+                "[agent.carol]\nstation = \"desk-3\"\nlogged_in = true\n",
+                "[queue.sales]\nmembers = { alice = 0, carol = 1 }\nring_timeout = \"20s\"\ntier_step = \"60s\"\n",
+            )))
+            .await
+            .unwrap();
+        assert_eq!(
+            changes,
+            [
+                "agent bob removed",
+                "queue support removed",
+                "agent carol added"
+            ]
+        );
+        assert_eq!(
+            next_state(&mut rx).await,
+            ("carol".into(), "available".into(), None)
+        );
+        let s = handle.stats().await.unwrap();
+        let states: Vec<(&str, &str)> = s
+            .agents
+            .iter()
+            .map(|a| (a.agent.as_str(), a.state.as_str()))
+            .collect();
+        assert_eq!(states, [("alice", "ringing"), ("carol", "available")]);
+        assert_eq!((s.queues.len(), s.queues[0].waiting), (1, 1));
+        assert_eq!(
+            handle.config().queues[0].ring_timeout,
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            handle
+                .command(AgentCommand::Pause {
+                    agent: "bob".into(),
+                    reason: None
+                })
+                .await
+                .unwrap_err(),
+            "no agent `bob`"
+        );
+        handle
+            .command(AgentCommand::Pause {
+                agent: "carol".into(),
+                reason: Some("lunch".into()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            next_state(&mut rx).await,
+            ("carol".into(), "paused".into(), Some("lunch".into()))
+        );
+        // The ringing offer waits for its station: gone, it ends.
+        drop(inboxes);
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;

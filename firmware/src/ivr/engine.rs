@@ -542,18 +542,15 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                     }
                 },
                 NodeKind::Queue {
-                    queue,
                     name,
                     announce,
                     on_overflow,
                     after,
-                } => match self
-                    .queue(media, *queue, name, announce, st)
-                    .await
-                    .inspect(|_| {
-                        // Keys pressed on hold were not meant for the next node.
-                        media.clear_keys();
-                    }) {
+                    ..
+                } => match self.queue(media, name, announce, st).await.inspect(|_| {
+                    // Keys pressed on hold were not meant for the next node.
+                    media.clear_keys();
+                }) {
                     Ok(QueueEnd::CalledBack) => Ok(Target::Hangup),
                     Ok(QueueEnd::Overflow) => Ok(*on_overflow),
                     Ok(QueueEnd::Bridged(BridgeEnd::OtherHungUp)) => {
@@ -890,7 +887,6 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     async fn queue(
         &self,
         media: &mut Media<'_, L, I, O>,
-        queue: usize,
         name: &str,
         announce: &[Item],
         st: &mut FlowState,
@@ -910,7 +906,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             let ms = joined.elapsed().as_millis() as i64;
             st.queue_wait_ms = Some(st.queue_wait_ms.unwrap_or(0) + ms);
         };
-        match acd.join(queue, self.call_id, self.caller, tx).await {
+        match acd.join(name, self.call_id, self.caller, tx).await {
             JoinResult::Joined(pos) => {
                 st.path.push(format!("{name}=joined:{pos}"));
                 self.event(
@@ -936,7 +932,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             st.queue_exit = Some("abandoned".into());
             return Err(g);
         }
-        let qc = acd.config().queues.get(queue).cloned();
+        // The queue as it is configured now (a config change since the
+        // call started applies to its wait too).
+        let qc = acd.config().queues.iter().find(|q| q.name == name).cloned();
         let hold = qc.as_ref().and_then(|q| q.moh.as_ref()).and_then(|m| {
             self.ivr
                 .prompts
