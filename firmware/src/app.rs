@@ -15,7 +15,7 @@ use callbox_hal::{Backend, Line};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::call::CallContext;
+use crate::call::{CallContext, LiveConfig, Snapshot};
 use crate::clock::Clock;
 use crate::config::SiteConfig;
 use crate::events::Events;
@@ -135,12 +135,14 @@ pub async fn run<B: Backend>(
         &tracker,
     );
     panel.status(BoxStatus::Booting).await;
-    let ivr = config.ivr.clone().map(Arc::new);
+    let live = LiveConfig::new(Snapshot::of(&config));
+    let first = live.current();
     let ctx = CallContext {
         store: store.handle(),
         clock: opts.clock.clone(),
-        inbound: Arc::new(config.inbound.clone()),
-        ivr: ivr.clone(),
+        inbound: first.inbound.clone(),
+        ivr: first.ivr.clone(),
+        live,
         data_dir: Arc::new(opts.data_dir.clone()),
         panel: panel.clone(),
         recorder: recorder.clone(),
@@ -167,7 +169,7 @@ pub async fn run<B: Backend>(
         );
     }
     let jobs = TaskTracker::new();
-    if let Some(ivr) = ivr {
+    if let Some(ivr) = first.ivr.clone() {
         crate::ivr::outbound::spawn_jobs(ivr, ctx.clone(), sw, &jobs);
     }
     // The panel actor ends when the last handle is gone: keep none here.

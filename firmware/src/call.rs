@@ -7,6 +7,10 @@
 //! audio and line events the whole time, so a caller who hangs up is
 //! noticed within a frame, and on shutdown it ends the call and writes the
 //! record before the daemon exits.
+//!
+//! A call reads the running config ([`LiveConfig`]) once, when it starts,
+//! and keeps that snapshot to its end: a config change applied meanwhile
+//! reaches the next call, never one in progress.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::config::Inbound;
+use crate::config::{Inbound, SiteConfig};
 use crate::ivr::Ivr;
 use crate::ivr::engine::{FlowEnd, FlowEnv, FlowState};
 use crate::ivr::media::{Gone, Media};
@@ -26,6 +30,51 @@ use crate::store::{
     CallEnd, CallFlow, CallStart, Direction, Disposition, Side, StoreHandle, StoreMsg,
 };
 
+/// The parts of the config a call runs by, as one snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// How inbound calls are handled.
+    pub inbound: Arc<Inbound>,
+    /// The IVR, when the site has one.
+    pub ivr: Option<Arc<Ivr>>,
+}
+
+impl Snapshot {
+    /// The call-facing parts of a checked config.
+    pub fn of(config: &SiteConfig) -> Snapshot {
+        Snapshot {
+            inbound: Arc::new(config.inbound.clone()),
+            ivr: config.ivr.clone().map(Arc::new),
+        }
+    }
+}
+
+/// The running config new calls start with; `config.set` replaces it.
+/// Cheap to clone; every clone sees the same value.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    tx: Arc<tokio::sync::watch::Sender<Arc<Snapshot>>>,
+}
+
+impl LiveConfig {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> LiveConfig {
+        LiveConfig {
+            tx: Arc::new(tokio::sync::watch::Sender::new(Arc::new(snapshot))),
+        }
+    }
+
+    /// What a call starting now runs by.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// Puts `snapshot` in force for new calls; answers the one replaced.
+    pub fn replace(&self, snapshot: Arc<Snapshot>) -> Arc<Snapshot> {
+        self.tx.send_replace(snapshot)
+    }
+}
+
 /// What a call needs from the rest of the daemon.
 #[derive(Debug, Clone)]
 pub struct CallContext {
@@ -33,10 +82,13 @@ pub struct CallContext {
     pub store: StoreHandle,
     /// Time source.
     pub clock: Clock,
-    /// How inbound calls are handled.
+    /// How inbound calls are handled (this call's snapshot: see
+    /// [`CallContext::for_new_call`]).
     pub inbound: Arc<Inbound>,
-    /// The IVR, when the site has one.
+    /// The IVR, when the site has one (this call's snapshot).
     pub ivr: Option<Arc<Ivr>>,
+    /// The running config, for calls that start later.
+    pub live: LiveConfig,
     /// Data directory (voicemail).
     pub data_dir: Arc<PathBuf>,
     /// Front panel (line LEDs).
@@ -45,6 +97,19 @@ pub struct CallContext {
     pub recorder: crate::recorder::Recorder,
     /// Cancelled when the daemon stops.
     pub shutdown: CancellationToken,
+}
+
+impl CallContext {
+    /// The context for a call starting now: `inbound` and `ivr` as the
+    /// running config has them, kept for the length of the call.
+    pub fn for_new_call(&self) -> CallContext {
+        let now = self.live.current();
+        CallContext {
+            inbound: now.inbound.clone(),
+            ivr: now.ivr.clone(),
+            ..self.clone()
+        }
+    }
 }
 
 /// A call that arrived on a trunk.
@@ -102,6 +167,7 @@ where
     I: AudioIn,
     O: AudioOut,
 {
+    let ctx = ctx.for_new_call();
     let id = new_id(&ctx.clock);
     let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %port.line.info().id);
     inbound_call(port, arrival, ctx, id, sw)

@@ -6,7 +6,6 @@
 //! the queue issue lands), on-hook. Watchers stop when the daemon stops,
 //! after their call has ended and been recorded.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, LineKind, Port};
@@ -34,7 +33,6 @@ where
     I: AudioIn,
     O: AudioOut,
 {
-    let inbound: Arc<HashSet<String>> = Arc::new(ctx.inbound.lines.iter().cloned().collect());
     let mut lines = Lines::new();
     let inboxes: Vec<_> = ports
         .iter()
@@ -49,8 +47,7 @@ where
         match port.line.info().kind {
             LineKind::Trunk => {
                 let tracker2 = tracker.clone();
-                let accept = inbound.contains(&port.line.info().id);
-                tracker.spawn(trunk(port, inbox, accept, ctx, sw.clone(), tracker2));
+                tracker.spawn(trunk(port, inbox, ctx, sw.clone(), tracker2));
             }
             LineKind::Station => {
                 tracker.spawn(station(port, inbox, ctx, sw.acd.clone()));
@@ -93,7 +90,6 @@ async fn wait_return<L, I, O>(
 async fn trunk<L, I, O>(
     mut port: Port<L, I, O>,
     mut inbox: mpsc::Receiver<Seize<L, I, O>>,
-    accept: bool,
     ctx: CallContext,
     sw: Switch<L, I, O>,
     tracker: TaskTracker,
@@ -129,6 +125,8 @@ async fn trunk<L, I, O>(
         };
         match ev {
             Ok(LineEvent::Incoming { caller, dialled }) => {
+                // Which trunks take calls may change while the box runs.
+                let accept = ctx.live.current().inbound.lines.contains(&line);
                 let arrival = Arrival {
                     caller,
                     dialled,
@@ -299,6 +297,8 @@ where
     O: AudioOut,
 {
     let prompt = ctx
+        .live
+        .current()
         .ivr
         .as_ref()
         .and_then(|ivr| ivr.prompts.get(ivr.language, key).cloned());

@@ -5,6 +5,9 @@
 //! A job's progress is kept in the store (`outbound_jobs`), so a box that
 //! restarts neither calls a customer twice for a finished job nor forgets
 //! how many attempts it already made.
+//!
+//! [`originate`] places a single call the same way, on headquarters'
+//! command, outside any job.
 
 use std::sync::Arc;
 
@@ -14,11 +17,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::Ivr;
-use super::config::OutboundJob;
+use super::config::{NodeId, OutboundJob};
 use super::engine::{FlowEnd, FlowEnv, FlowState};
 use super::media::Media;
 use crate::call::{CallContext, Outcome, flow_record, gone_outcome, new_id};
-use crate::lines::Switch;
+use crate::lines::{Lease, Switch};
 use crate::store::{CallEnd, CallStart, Direction, Disposition, JobRow, Side, StoreMsg};
 
 /// Wait before trying again when every trunk of a job is busy.
@@ -38,9 +41,89 @@ pub fn spawn_jobs<L, I, O>(
     O: AudioOut,
 {
     for i in 0..ivr.outbound.len() {
-        let span = tracing::info_span!("job", name = %ivr.outbound[i].name);
-        tracker.spawn(run_job(i, ivr.clone(), ctx.clone(), sw.clone()).instrument(span));
+        spawn_job(i, ivr.clone(), ctx.clone(), sw.clone(), tracker);
     }
+}
+
+/// Starts the task of job `i` of `ivr` (a job added by a config change).
+pub fn spawn_job<L, I, O>(
+    i: usize,
+    ivr: Arc<Ivr>,
+    ctx: CallContext,
+    sw: Switch<L, I, O>,
+    tracker: &TaskTracker,
+) where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let Some(job) = ivr.outbound.get(i) else {
+        return;
+    };
+    let span = tracing::info_span!("job", name = %job.name);
+    tracker.spawn(run_job(i, ivr, ctx, sw).instrument(span));
+}
+
+/// A single outbound call: what [`originate`] is asked to place.
+#[derive(Debug, Clone)]
+pub struct Originate {
+    /// Number to dial.
+    pub number: String,
+    /// Trunks to try, in order (the first idle one is used).
+    pub trunks: Vec<String>,
+    /// First node of the flow once answered.
+    pub start: NodeId,
+    /// Variables the flow starts with.
+    pub vars: Vec<(String, String)>,
+    /// How long to let it ring.
+    pub ring_timeout: std::time::Duration,
+}
+
+/// Seizes an idle trunk and places the call on its own task (tracked by
+/// `tracker`, so the daemon's stop waits for its record); answers the new
+/// call's id, or why it could not start. Runs on the daemon's runtime.
+pub async fn originate<L, I, O>(
+    call: Originate,
+    ivr: Arc<Ivr>,
+    ctx: CallContext,
+    sw: Switch<L, I, O>,
+    tracker: &TaskTracker,
+) -> Result<String, String>
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let Some(lease) = seize(&call.trunks, &sw).await else {
+        return Err(format!(
+            "no idle trunk to dial on (tried {})",
+            call.trunks.join(", ")
+        ));
+    };
+    let id = new_id(&ctx.clock);
+    let job = OutboundJob {
+        name: String::new(),
+        number: call.number,
+        trunks: call.trunks,
+        start: call.start,
+        after: std::time::Duration::ZERO,
+        language: ivr.language,
+        vars: call.vars,
+        ring_timeout: call.ring_timeout,
+        retry_every: std::time::Duration::ZERO,
+        max_attempts: 1,
+        success: None,
+    };
+    let span = tracing::info_span!("originate", id = %&id[id.len() - 8..], number = %job.number);
+    let call_id = id.clone();
+    tracker.spawn(
+        async move {
+            let a = place(lease, id, &job, None, &ivr, &ctx, &sw).await;
+            tracing::info!(result = %a.result, "originated call ends");
+        }
+        .instrument(span),
+    );
+    Ok(call_id)
 }
 
 /// How dialling out went.
@@ -157,22 +240,45 @@ where
     I: AudioIn,
     O: AudioOut,
 {
-    let mut lease = None;
-    for t in &job.trunks {
-        if let Some(l) = sw.lines.seize(t).await {
-            lease = Some(l);
-            break;
-        }
-    }
-    let Some(mut lease) = lease else {
+    let Some(lease) = seize(&job.trunks, sw).await else {
         return Attempt {
             call_id: None,
             result: "no_line".into(),
             done: false,
         };
     };
-    let port = lease.port();
     let id = new_id(&ctx.clock);
+    place(lease, id, job, Some(&job.name), ivr, ctx, sw).await
+}
+
+/// The first of `trunks` that is idle.
+async fn seize<L, I, O>(trunks: &[String], sw: &Switch<L, I, O>) -> Option<Lease<L, I, O>> {
+    for t in trunks {
+        if let Some(l) = sw.lines.seize(t).await {
+            return Some(l);
+        }
+    }
+    None
+}
+
+/// Dials `job.number` on the seized trunk as call `id`, runs the flow once
+/// answered and records the call (`job_name` on its record when it is a
+/// job's attempt).
+async fn place<L, I, O>(
+    mut lease: Lease<L, I, O>,
+    id: String,
+    job: &OutboundJob,
+    job_name: Option<&str>,
+    ivr: &Ivr,
+    ctx: &CallContext,
+    sw: &Switch<L, I, O>,
+) -> Attempt
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let port = lease.port();
     let trunk = port.line.info().id.clone();
     ctx.store
         .send(StoreMsg::CallStarted(CallStart {
@@ -326,18 +432,13 @@ where
     let answered = outcome.disposition == Disposition::Answered;
     if answered {
         ctx.store
-            .send(StoreMsg::CallFlow(flow_record(
-                &id,
-                ivr,
-                &st,
-                Some(&job.name),
-            )))
+            .send(StoreMsg::CallFlow(flow_record(&id, ivr, &st, job_name)))
             .await;
     } else {
         ctx.store
             .send(StoreMsg::CallFlow(crate::store::CallFlow {
                 id: id.clone(),
-                job: Some(job.name.clone()),
+                job: job_name.map(str::to_string),
                 outcome: Some(result.clone()),
                 ..Default::default()
             }))
