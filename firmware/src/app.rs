@@ -1,9 +1,14 @@
 //! The daemon's one entry point: [`run`].
 //!
 //! `run` opens the store, starts the panel, the line watchers and the
-//! backend, serves calls until `shutdown` is cancelled, then drains: every
-//! call in progress is ended and recorded, and the store commits everything
-//! before `run` returns.
+//! backend, and the fleet link when the site has an `[uplink]`; serves
+//! calls until `shutdown` is cancelled (a signal, or headquarters'
+//! `restart`), then drains: every call in progress is ended and recorded,
+//! the link stops, and the store commits everything before `run` returns.
+//!
+//! The config calls run by lives in a [`LiveConfig`] that headquarters'
+//! `config.set` replaces ([`crate::sync::commands`]); `config` here is the
+//! one the box started with.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +26,8 @@ use crate::config::SiteConfig;
 use crate::events::Events;
 use crate::recorder::{Recorder, StartReport};
 use crate::store::{Store, StoreError, StoreMsg};
+use crate::sync::commands::Commands;
+use crate::sync::{CommandHandler, SyncDeps};
 use crate::{panel, supervisor};
 
 /// How long calls get to end and be recorded after a stop request.
@@ -55,6 +62,9 @@ pub struct RunOptions {
     /// Stop once this resolves and every outbound job has finished
     /// (`--until-idle`).
     pub until_idle: Option<IdleSignal>,
+    /// Receives the command handler once the box is up, to give commands
+    /// without a fleet link (tests).
+    pub commands: Option<tokio::sync::oneshot::Sender<Arc<dyn CommandHandler>>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -63,6 +73,7 @@ impl std::fmt::Debug for RunOptions {
             .field("data_dir", &self.data_dir)
             .field("clock", &self.clock)
             .field("until_idle", &self.until_idle.is_some())
+            .field("commands", &self.commands.is_some())
             .finish()
     }
 }
@@ -71,7 +82,7 @@ impl std::fmt::Debug for RunOptions {
 pub async fn run<B: Backend>(
     config: Arc<SiteConfig>,
     mut hal: B,
-    opts: RunOptions,
+    mut opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let (store, report) = Store::open(&opts.data_dir, opts.clock.boot_id())?;
@@ -170,10 +181,19 @@ pub async fn run<B: Backend>(
     }
     let jobs = TaskTracker::new();
     if let Some(ivr) = first.ivr.clone() {
-        crate::ivr::outbound::spawn_jobs(ivr, ctx.clone(), sw, &jobs);
+        crate::ivr::outbound::spawn_jobs(ivr, ctx.clone(), sw.clone(), &jobs);
     }
-    // The panel actor ends when the last handle is gone: keep none here.
-    drop(ctx);
+    let commands = Arc::new(Commands::new(
+        config.clone(),
+        &opts.data_dir,
+        ctx.clone(),
+        sw.clone(),
+        jobs.clone(),
+    ));
+    let acd_stats = sw.acd.clone().map(crate::sync::telemetry::acd_source);
+    // The panel actor ends when the last handle is gone: keep none here
+    // (the command handler lets go of its own at stop).
+    drop((ctx, sw, first));
     jobs.close();
     if let Some(idle) = opts.until_idle {
         let token = shutdown.clone();
@@ -187,6 +207,9 @@ pub async fn run<B: Backend>(
     }
     if let Err(e) = hal.start() {
         shutdown.cancel();
+        // The panel actor ends with its last handle.
+        commands.release();
+        drop(panel);
         tracker.close();
         tracker.wait().await;
         drop(recorder);
@@ -210,6 +233,33 @@ pub async fn run<B: Backend>(
         });
     }
     drop(recorder);
+    // The fleet link runs on its own thread and runtime; it publishes what
+    // the store, the recorder and the ACD produce, so it starts once they
+    // are up.
+    let link = config.uplink.as_ref().and_then(|uplink| {
+        let telemetry = crate::sync::telemetry::Telemetry::new(
+            opts.data_dir.clone(),
+            config.lines.clone(),
+            acd_stats,
+            opts.clock.clone(),
+        );
+        let deps = SyncDeps {
+            site_id: config.site_id.clone(),
+            uplink: uplink.clone(),
+            data_dir: opts.data_dir.clone(),
+            store: store.handle(),
+            clock: opts.clock.clone(),
+            events: events.clone(),
+            commands: commands.clone(),
+            telemetry: Arc::new(telemetry),
+        };
+        crate::sync::start(deps)
+            .inspect_err(|e| tracing::error!("the fleet link could not start: {e}"))
+            .ok()
+    });
+    if let Some(tx) = opts.commands.take() {
+        let _ = tx.send(commands.clone());
+    }
     panel.status(BoxStatus::Ready).await;
     tracing::info!(
         site = %config.site_id,
@@ -220,6 +270,9 @@ pub async fn run<B: Backend>(
     );
 
     shutdown.cancelled().await;
+    // Commands can no longer start calls; their handles go.
+    commands.release();
+    drop(commands);
     tracing::info!("stopping: ending calls in progress");
     panel.status(BoxStatus::Stopping).await;
     drop(panel);
@@ -234,6 +287,11 @@ pub async fn run<B: Backend>(
         );
     }
     recorder_thread.close().await;
+    // After the calls (their last records are in the outbox for the next
+    // run), before the store: the link holds a store handle.
+    if let Some(link) = link {
+        link.close().await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -381,6 +381,7 @@ fn run(
                 None => Clock::new(fast),
             },
             until_idle: idle,
+            commands: None,
         };
         app::run(Arc::new(site), hal, opts, shutdown)
             .await

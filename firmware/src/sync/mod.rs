@@ -8,6 +8,7 @@
 //! chunks, and answers headquarters' commands. The topic and payload
 //! contract is `docs/mqtt.md`.
 
+pub mod commands;
 pub mod config;
 pub mod link;
 pub mod telemetry;
