@@ -91,7 +91,7 @@ struct Awaiting {
 }
 
 /// A command's answer: request id, result, whether it was a successful
-/// `config.set` (the reported config changed).
+/// `config.set` or `lookup.update` (the reported config changed).
 type Answer = (String, Result<Value, String>, bool);
 
 enum End {
@@ -964,7 +964,8 @@ impl Actor {
         let handler: Arc<dyn super::CommandHandler> = self.d.commands.clone();
         tokio::spawn(async move {
             let result = handler.handle(&cmd, args).await;
-            let set = cmd == "config.set" && result.is_ok();
+            // Both change the config file, so its reported checksum.
+            let set = matches!(cmd.as_str(), "config.set" | "lookup.update") && result.is_ok();
             let _ = tx.send((req, result, set)).await;
         });
     }

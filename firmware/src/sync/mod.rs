@@ -8,9 +8,11 @@
 //! chunks, and answers headquarters' commands. The topic and payload
 //! contract is `docs/mqtt.md`.
 
+mod actor;
 pub mod commands;
 pub mod config;
 pub mod link;
+mod outbox;
 pub mod telemetry;
 
 use std::future::Future;
@@ -124,13 +126,4 @@ pub fn start(deps: SyncDeps) -> std::io::Result<SyncLink> {
         stop,
         thread: Some(thread),
     })
-}
-
-mod actor {
-    use super::SyncDeps;
-    use tokio_util::sync::CancellationToken;
-
-    pub(super) async fn run(_deps: SyncDeps, stop: CancellationToken) {
-        stop.cancelled().await;
-    }
 }
