@@ -2,8 +2,9 @@
 //! recordings, and the progress of recordings still arriving.
 //!
 //! ```sql
-//! records(site, box, epoch, stream, seq, id UNIQUE, at, data, received_ms,
-//!         PRIMARY KEY(box, epoch, stream, seq))
+//! records(site, box, epoch, stream, seq, id, at, data, received_ms,
+//!         PRIMARY KEY(site, box, epoch, stream, seq): a key unique per box even
+//!         if two boxes ever shared an epoch (a cloned data partition))
 //! recordings(site, box, id PRIMARY KEY, call_id, kind, format, encrypted,
 //!            size, sha256, file, box_file, received_ms)
 //! uploads(box, id, site, size, have, ranges, sha256, last_seen, meta,
@@ -29,11 +30,11 @@ CREATE TABLE IF NOT EXISTS records (
     epoch TEXT NOT NULL,
     stream TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     at TEXT,
     data TEXT NOT NULL,
     received_ms INTEGER NOT NULL,
-    PRIMARY KEY (box, epoch, stream, seq)
+    PRIMARY KEY (site, box, epoch, stream, seq)
 );
 CREATE TABLE IF NOT EXISTS recordings (
     site TEXT NOT NULL,
@@ -110,15 +111,15 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    /// Every missing range of seqs: 1..max per (box, epoch, stream).
+    /// Every missing range of seqs: 1..max per (site, box, epoch, stream).
     pub fn gaps(&self) -> Result<Vec<Gap>> {
         let mut stmt = self.conn.prepare(
             "SELECT site, box, epoch, stream, seq, prev FROM (
                  SELECT site, box, epoch, stream, seq,
-                        LAG(seq, 1, 0) OVER (PARTITION BY box, epoch, stream ORDER BY seq) AS prev
+                        LAG(seq, 1, 0) OVER (PARTITION BY site, box, epoch, stream ORDER BY seq) AS prev
                  FROM records)
              WHERE seq > prev + 1
-             ORDER BY box, epoch, stream, seq",
+             ORDER BY site, box, epoch, stream, seq",
         )?;
         let rows = stmt.query_map([], |r| {
             let seq: i64 = r.get(4)?;
@@ -413,6 +414,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("hq.db")).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn two_boxes_with_the_same_epoch_keep_their_own_records() {
+        // A data partition cloned from another box carries its epoch.
+        let (_d, mut s) = store();
+        let tx = s.write().unwrap();
+        for b in ["b1", "b2"] {
+            assert_eq!(
+                insert_records(&tx, "s", b, &batch("E", &[1, 2]), 1).unwrap(),
+                2
+            );
+        }
+        tx.commit().unwrap();
+        let mut got = 0;
+        s.export("cdr", None, None, |_| {
+            got += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(got, 4);
     }
 
     #[test]
