@@ -200,6 +200,15 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO outbox_streams (stream, next_seq)
         SELECT stream, MAX(stream_seq) + 1 FROM outbox GROUP BY stream;
     CREATE UNIQUE INDEX outbox_stream_seq ON outbox(stream, stream_seq);
+    CREATE TABLE outbox_held (
+        seq         INTEGER PRIMARY KEY,
+        stream      TEXT NOT NULL,
+        stream_seq  INTEGER,
+        at_ms       INTEGER NOT NULL,
+        payload     TEXT NOT NULL,
+        held_ms     INTEGER NOT NULL,
+        reason      TEXT NOT NULL
+    );
     CREATE TABLE meta (
         key    TEXT PRIMARY KEY,
         value  TEXT NOT NULL
@@ -222,6 +231,7 @@ pub const TABLES: &[&str] = &[
     "alarms",
     "lookups",
     "meta",
+    "outbox_held",
 ];
 
 /// Errors of the store.
@@ -683,6 +693,12 @@ pub enum StoreMsg {
         /// Outbox `seq`s.
         rows: Vec<i64>,
     },
+    /// These outbox rows are too large for any message: headquarters got a
+    /// marker in their place; they move to `outbox_held` for an operator.
+    OutboxHeld {
+        /// Outbox `seq`s.
+        rows: Vec<i64>,
+    },
     /// The collector acknowledged these records of one stream end to end.
     OutboxAckedByStream {
         /// Stream.
@@ -747,6 +763,7 @@ impl StoreMsg {
             StoreMsg::Lookup { .. } => "lookup",
             StoreMsg::OutboxAcked { .. } => "outbox acknowledgement",
             StoreMsg::OutboxAckedByStream { .. } => "end-to-end acknowledgement",
+            StoreMsg::OutboxHeld { .. } => "outbox record held",
             StoreMsg::UploadProgress { .. } => "upload progress",
             StoreMsg::RecordingDelivered { .. } => "recording delivered",
             StoreMsg::NextSession(_) => "session count",
@@ -1442,6 +1459,21 @@ fn apply(
         StoreMsg::OutboxAcked { rows } => {
             let mut del = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
             for r in rows {
+                del.execute(params![r])?;
+            }
+        }
+        StoreMsg::OutboxHeld { rows } => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let mut keep = tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox_held (seq, stream, stream_seq, at_ms, payload, held_ms, reason)
+                 SELECT seq, stream, stream_seq, at_ms, payload, ?2, 'larger than the uplink max_message'
+                 FROM outbox WHERE seq = ?1",
+            )?;
+            let mut del = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+            for r in rows {
+                keep.execute(params![r, now])?;
                 del.execute(params![r])?;
             }
         }

@@ -808,12 +808,18 @@ fn each_command_gets_its_answer() {
     let lines = r["lines"].as_array().expect("lines");
     assert!(!lines.is_empty() && lines.len() <= 20, "{r}");
 
-    let r = ok(&command(
-        &broker,
-        &["originate", r#"{"node":"bye","number":"13700000002"}"#],
-    ))
-    .clone();
+    let originate = [
+        "originate",
+        r#"{"node":"bye","number":"13700000002"}"#,
+        "--id",
+        "orig-1",
+    ];
+    let r = ok(&command(&broker, &originate)).clone();
     let call_id = r["call_id"].as_str().expect("call_id").to_string();
+    // The same request again (as a QoS 1 redelivery would bring it): the
+    // same answer, and no second call.
+    let again = ok(&command(&broker, &originate)).clone();
+    assert_eq!(again, r);
     wait_until(
         Duration::from_secs(60),
         "the originated call's record",
@@ -823,6 +829,12 @@ fn each_command_gets_its_answer() {
                 .any(|c| c["id"] == call_id.as_str() && c["direction"] == "outbound")
         },
     );
+    let outbound = site
+        .records()
+        .iter()
+        .filter(|c| c["direction"] == "outbound")
+        .count();
+    assert_eq!(outbound, 1, "{:#?}", site.records());
 
     let r = ok(&command(&broker, &["restart"])).clone();
     assert_eq!(r["restarting"], true);
@@ -830,6 +842,62 @@ fn each_command_gets_its_answer() {
         .wait_exit(Duration::from_secs(60))
         .unwrap_or_else(|| panic!("restart did not stop the daemon:\n{}", d.log()));
     assert!(st.success(), "exit {st:?}:\n{}", d.log());
+}
+
+#[test]
+fn a_retained_command_is_refused_not_run_at_every_start() {
+    let broker = Broker::start();
+    let site = site(&broker, "", "");
+    // Left retained on the broker before the box connects: run as it is,
+    // it would restart the box at every start.
+    let topic = format!("{ROOT}/{SITE}/{BOX}/cmd/ret-1");
+    let st = std::process::Command::new("mosquitto_pub")
+        .args(broker.client_args(None))
+        .args(["-r", "-q", "1", "-t", &topic, "-m"])
+        .arg(format!(r#"{{"v":1,"cmd":"restart","box":"{BOX}"}}"#))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sniff = Sniffer::start(&broker, &format!("{ROOT}/{SITE}/{BOX}/resp/+"));
+    let mut d = running_box(&broker, &site, &[]);
+    let m = sniff.wait_for(Duration::from_secs(60), "the answer to ret-1", |m| {
+        m.topic.ends_with("/resp/ret-1")
+    });
+    let resp: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert!(err(&resp).contains("retained"), "{resp}");
+    assert!(d.running(), "the retained restart ran:\n{}", d.log());
+    ok(&command(&broker, &["status"]));
+    assert!(d.stop().success(), "{}", d.log());
+}
+
+#[test]
+fn a_record_too_large_for_any_message_is_held_on_the_box_and_marked_for_headquarters() {
+    let broker = Broker::start();
+    let site = site(
+        &broker,
+        "",
+        "max_message = \"8KiB\"\nchunk_size = \"4KiB\"\n",
+    );
+    let data = site.data();
+    fill_outbox(&data, 2, "notify", 300).unwrap();
+    fill_outbox(&data, 1, "notify", 20_000).unwrap();
+    fill_outbox(&data, 2, "notify", 300).unwrap();
+    let col = Collector::start(&broker);
+    drain(&site, &col);
+    // Headquarters has all five numbers (no gap), the third as a marker.
+    assert_no_gaps(&col);
+    let got = col.export("notify");
+    assert_eq!(got.len(), 5, "{got:#?}");
+    let marked: Vec<_> = got
+        .iter()
+        .filter(|r| record_data(r)["too_large"] == true)
+        .collect();
+    assert_eq!(marked.len(), 1, "{got:#?}");
+    // The box keeps the record itself for an operator.
+    let held = table(&data, "outbox_held");
+    assert_eq!(held.len(), 1, "{held:#?}");
+    assert_eq!(held[0]["stream_seq"], 3);
+    assert!(held[0]["payload"].to_string().len() > 8 << 10);
 }
 
 #[test]

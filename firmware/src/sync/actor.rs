@@ -47,6 +47,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// collector: without a collector listening, the link must not push the
 /// whole backlog through the broker again every `ack_timeout`.
 const E2E_WINDOW: usize = 5000;
+/// Most outbox rows read ahead of what is published (memory bound whatever
+/// `batch` says).
+const READ_AHEAD: usize = 1000;
+/// Most recordings uploaded and waiting for the collector's answer: with no
+/// collector listening, the link stops starting new uploads.
+const MAX_AWAITING: usize = 16;
 /// Answers remembered for commands delivered again (QoS 1 redelivery after
 /// a reconnect): a repeated request id gets the same answer, and the
 /// command (an outbound call, a restart) does not run twice.
@@ -54,7 +60,7 @@ const ANSWERS_KEPT: usize = 256;
 /// Largest incoming message accepted; bigger ones are refused by the
 /// command handler with a reason rather than by dropping the connection
 /// (which the broker would answer by redelivering it forever).
-const MAX_INCOMING: usize = 8 << 20;
+const MAX_INCOMING: usize = 64 << 20;
 
 /// What a publish request carried, to act on its acknowledgement.
 #[derive(Debug)]
@@ -63,10 +69,16 @@ enum Sent {
     Records {
         /// Outbox seqs.
         rows: Vec<i64>,
+        /// Those of them sent as a `too_large` marker: moved aside, not
+        /// deleted, once acknowledged.
+        held: Vec<i64>,
     },
     /// A recording chunk ending at `end`.
     Chunk { id: String, end: u64 },
-    /// Presence, telemetry, responses, events.
+    /// The answer to a command (sent again after a reconnect until the
+    /// broker has it).
+    Answer(String),
+    /// Presence, telemetry, events.
     Other,
 }
 
@@ -87,6 +99,8 @@ struct Upload {
 #[derive(Debug)]
 struct Awaiting {
     since: Instant,
+    /// Times the last chunk was sent without an answer.
+    tries: u32,
     p: Pending,
 }
 
@@ -125,6 +139,10 @@ struct Actor {
     upload_idle_until: Instant,
     resume: VecDeque<Pending>,
     awaiting: HashMap<String, Awaiting>,
+    /// Unanswered tries per recording (backs off the asking).
+    tries: HashMap<String, u32>,
+    /// Answers the broker has not acknowledged yet, by request id.
+    unsent_answers: HashMap<String, Vec<u8>>,
     responses: (mpsc::Sender<Answer>, mpsc::Receiver<Answer>),
     telemetry: (mpsc::Sender<Value>, mpsc::Receiver<Value>),
     /// Commands running, by request id.
@@ -177,6 +195,8 @@ pub(super) async fn run(d: SyncDeps, stop: CancellationToken) {
         upload_idle_until: Instant::now(),
         resume: VecDeque::new(),
         awaiting: HashMap::new(),
+        tries: HashMap::new(),
+        unsent_answers: HashMap::new(),
         responses: mpsc::channel(64),
         telemetry: mpsc::channel(4),
         running: Default::default(),
@@ -190,7 +210,11 @@ pub(super) async fn run(d: SyncDeps, stop: CancellationToken) {
         "fleet link starting"
     );
     loop {
-        a.session = next_session(&a.d.store).await.unwrap_or(a.session + 1);
+        // The store may be stuck on a full disk: a stop must not wait on it.
+        a.session = tokio::select! {
+            () = stop.cancelled() => break,
+            n = next_session(&a.d.store) => n.unwrap_or(a.session + 1),
+        };
         let will = a.status("offline", Some("lost"));
         let mut opts = options(&a.d.uplink, &client_id, format!("{}/status", a.base), will);
         opts.set_max_packet_size(MAX_INCOMING, a.d.uplink.max_message + 1024);
@@ -286,7 +310,16 @@ impl Actor {
                 }
                 _ = telemetry.tick(), if self.connected => self.request_telemetry(),
                 Some(t) = self.telemetry.1.recv() => {
-                    let payload = self.telemetry_message(t).to_string().into_bytes();
+                    let mut m = self.telemetry_message(t);
+                    let mut payload = m.to_string().into_bytes();
+                    if payload.len() > self.d.uplink.max_message {
+                        // Lists grow with the site; the figures must still go.
+                        for k in ["agents", "queues", "lines", "alarms"] {
+                            m[k] = json!([]);
+                        }
+                        m["truncated"] = true.into();
+                        payload = m.to_string().into_bytes();
+                    }
                     let topic = format!("{}/telemetry", self.base);
                     self.publish(topic, QoS::AtLeastOnce, true, payload, Sent::Other);
                 }
@@ -330,18 +363,31 @@ impl Actor {
                 self.publish_online();
                 self.publish_reported();
                 self.request_telemetry();
-                // Everything not acknowledged goes again, oldest first.
-                self.cursor = self.acked_upto;
+                // Everything not acknowledged goes again, oldest first: from
+                // the oldest row still in the outbox (a broker may have
+                // acknowledged out of order; rows whose deletion is still
+                // queued go twice, harmlessly).
+                self.cursor = match self.reader.oldest() {
+                    Ok(Some(oldest)) => oldest - 1,
+                    _ => self.acked_upto,
+                };
+                self.acked_upto = self.cursor;
                 self.e2e_unconfirmed = 0;
+                let answers: Vec<(String, Vec<u8>)> = self.unsent_answers.drain().collect();
+                for (req, body) in answers {
+                    let topic = format!("{}/resp/{req}", self.base);
+                    self.publish(topic, QoS::AtLeastOnce, false, body, Sent::Answer(req));
+                }
                 self.ready.clear();
                 if let Some(u) = &mut self.upload {
                     u.next = u.acked;
                 }
                 // A last chunk whose answer may have been lost with the old
                 // connection: ask again now rather than after ack_timeout.
-                for (_, a) in self.awaiting.drain() {
+                for (id, a) in self.awaiting.drain() {
                     let mut p = a.p;
                     p.offset = u64::MAX;
+                    self.tries.insert(id, a.tries);
                     self.resume.push_back(p);
                 }
                 self.fill();
@@ -386,7 +432,12 @@ impl Actor {
                 Ok(Some(Ok(Event::Incoming(Packet::PubAck(ack))))) => {
                     if let Some(sent) = self.inflight.remove(&ack.pkid) {
                         self.outstanding = self.outstanding.saturating_sub(1);
-                        self.acknowledged(sent).await;
+                        if tokio::time::timeout_at(deadline, self.acknowledged(sent))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
                 }
                 Ok(Some(Ok(Event::Outgoing(Outgoing::Publish(pkid))))) => {
@@ -426,6 +477,12 @@ impl Actor {
         sent: Sent,
     ) -> bool {
         let Some(c) = &self.client else { return false };
+        // rumqttc drops the connection over a packet above its limit, and
+        // the same message would do it again on every reconnect.
+        if payload.len() > self.d.uplink.max_message + 512 {
+            tracing::error!(topic = %topic, bytes = payload.len(), "message larger than max_message; not sent");
+            return false;
+        }
         match c.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
                 if qos != QoS::AtMostOnce {
@@ -514,7 +571,8 @@ impl Actor {
         while self.connected && self.outstanding < window {
             let records_open = !self.d.uplink.e2e_ack || self.e2e_unconfirmed < E2E_WINDOW;
             if records_open && self.ready.is_empty() {
-                match self.reader.rows_after(self.cursor, self.d.uplink.batch * 2) {
+                let limit = (self.d.uplink.batch * 2).min(READ_AHEAD);
+                match self.reader.rows_after(self.cursor, limit) {
                     Ok(rows) => self.ready.extend(rows),
                     Err(e) => {
                         tracing::error!("fleet link: reading the outbox: {e}");
@@ -523,7 +581,7 @@ impl Actor {
                 }
             }
             if records_open && !self.ready.is_empty() {
-                let (topic, payload, rows) = self.take_batch();
+                let (topic, payload, rows, held) = self.take_batch();
                 let last = *rows.last().unwrap_or(&self.cursor);
                 let n = rows.len();
                 if !self.publish(
@@ -531,7 +589,7 @@ impl Actor {
                     QoS::AtLeastOnce,
                     false,
                     payload,
-                    Sent::Records { rows },
+                    Sent::Records { rows, held },
                 ) {
                     // Not queued: read again from here next time.
                     self.ready.clear();
@@ -550,7 +608,7 @@ impl Actor {
     }
 
     /// Takes the next message's worth of records of one stream.
-    fn take_batch(&mut self) -> (String, Vec<u8>, Vec<i64>) {
+    fn take_batch(&mut self) -> (String, Vec<u8>, Vec<i64>, Vec<i64>) {
         let stream = self
             .ready
             .front()
@@ -564,6 +622,7 @@ impl Actor {
             js(&stream)
         );
         let mut rows = Vec::new();
+        let mut held = Vec::new();
         while let Some(r) = self.ready.front() {
             if r.stream != stream || rows.len() >= self.d.uplink.batch {
                 break;
@@ -584,8 +643,9 @@ impl Actor {
                 if !rows.is_empty() {
                     break;
                 }
-                // Alone and still too big for the broker: the record is
-                // kept on the box and headquarters told what it misses.
+                // Alone and still too big for the broker: headquarters is
+                // told what it misses (no gap), and the record is moved
+                // aside on the box (`outbox_held`) once the marker is in.
                 tracing::error!(
                     stream = %r.stream,
                     seq = r.stream_seq,
@@ -599,6 +659,7 @@ impl Actor {
                     at(r.at_ms),
                     item.len()
                 );
+                held.push(r.seq);
             }
             if !rows.is_empty() {
                 buf.push(',');
@@ -612,6 +673,7 @@ impl Actor {
             format!("{}/records/{stream}", self.base),
             buf.into_bytes(),
             rows,
+            held,
         )
     }
 
@@ -678,10 +740,12 @@ impl Actor {
             if last {
                 let u = self.upload.take().map(|u| u.p);
                 if let Some(p) = u {
+                    let tries = self.tries.remove(&p.id).unwrap_or(0);
                     self.awaiting.insert(
                         p.id.clone(),
                         Awaiting {
                             since: Instant::now(),
+                            tries,
                             p,
                         },
                     );
@@ -697,7 +761,7 @@ impl Actor {
         let p = match self.resume.pop_front() {
             Some(p) => p,
             None => {
-                if Instant::now() < self.upload_idle_until {
+                if Instant::now() < self.upload_idle_until || self.awaiting.len() >= MAX_AWAITING {
                     return false;
                 }
                 let mut found = None;
@@ -741,8 +805,8 @@ impl Actor {
             return true;
         }
         let sha256 = match &p.sha256 {
-            Some(s) if p.encrypted => s.clone(),
-            _ => match hash_file(&p.path) {
+            Some(s) => s.clone(),
+            None => match hash_file(&p.path) {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(recording = %p.id, "cannot read for upload: {e}");
@@ -772,9 +836,13 @@ impl Actor {
 
     async fn acknowledged(&mut self, sent: Sent) {
         match sent {
-            Sent::Records { rows } => {
+            Sent::Records { mut rows, held } => {
                 if let Some(&last) = rows.last() {
                     self.acked_upto = self.acked_upto.max(last);
+                }
+                if !held.is_empty() {
+                    rows.retain(|r| !held.contains(r));
+                    self.d.store.send(StoreMsg::OutboxHeld { rows: held }).await;
                 }
                 if !self.d.uplink.e2e_ack {
                     self.d.store.send(StoreMsg::OutboxAcked { rows }).await;
@@ -791,6 +859,9 @@ impl Actor {
                     .send(StoreMsg::UploadProgress { id, offset: end })
                     .await;
             }
+            Sent::Answer(req) => {
+                self.unsent_answers.remove(&req);
+            }
             Sent::Other => {}
         }
     }
@@ -798,17 +869,20 @@ impl Actor {
     /// Resends what the collector has not confirmed in time.
     fn overdue(&mut self) {
         let timeout = self.d.uplink.ack_timeout;
+        // Each unanswered try doubles the wait, up to 64 timeouts: a
+        // collector that is away is not flooded with last chunks.
         let late: Vec<String> = self
             .awaiting
             .iter()
-            .filter(|(_, a)| a.since.elapsed() >= timeout)
+            .filter(|(_, a)| a.since.elapsed() >= timeout * 2u32.pow(a.tries.min(6)))
             .map(|(id, _)| id.clone())
             .collect();
         for id in late {
             if let Some(a) = self.awaiting.remove(&id) {
-                tracing::info!(recording = %id, "no confirmation from headquarters; asking again");
+                tracing::info!(recording = %id, tries = a.tries + 1, "no confirmation from headquarters; asking again");
                 let mut p = a.p;
                 p.offset = u64::MAX;
+                self.tries.insert(id, a.tries + 1);
                 self.resume.push_back(p);
             }
         }
@@ -841,6 +915,19 @@ impl Actor {
         };
         if let Some(req) = rest.strip_prefix("cmd/") {
             let req = req.to_string();
+            if p.retain {
+                // A retained command would run again after every restart
+                // (a restart loop, a call placed at every boot).
+                tracing::warn!(request = %req, "retained command refused");
+                self.respond(
+                    &req,
+                    Err(
+                        "retained commands are refused: publish commands without the retain flag"
+                            .into(),
+                    ),
+                );
+                return;
+            }
             self.on_command(req, &p.payload);
         } else if rest == "ack" {
             self.on_ack(&p.payload).await;
@@ -963,7 +1050,13 @@ impl Actor {
         }
         let handler: Arc<dyn super::CommandHandler> = self.d.commands.clone();
         tokio::spawn(async move {
-            let result = handler.handle(&cmd, args).await;
+            let run = {
+                let cmd = cmd.clone();
+                tokio::spawn(async move { handler.handle(&cmd, args).await })
+            };
+            let result = run
+                .await
+                .unwrap_or_else(|e| Err(format!("the command failed inside the box: {e}")));
             // Both change the config file, so its reported checksum.
             let set = matches!(cmd.as_str(), "config.set" | "lookup.update") && result.is_ok();
             let _ = tx.send((req, result, set)).await;
@@ -989,14 +1082,18 @@ impl Actor {
         }
         self.answered
             .push_back((req.to_string(), body.clone().into_bytes()));
+        // Kept until the broker acknowledges it: the command itself was
+        // acknowledged on arrival and will not come again.
+        self.unsent_answers
+            .insert(req.to_string(), body.clone().into_bytes());
         if !self.publish(
             topic,
             QoS::AtLeastOnce,
             false,
             body.into_bytes(),
-            Sent::Other,
+            Sent::Answer(req.to_string()),
         ) {
-            tracing::warn!(request = %req, "the answer could not be queued (no connection)");
+            tracing::warn!(request = %req, "the answer waits for the connection");
         }
     }
 }
