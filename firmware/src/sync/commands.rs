@@ -1070,9 +1070,10 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Writes a new running config, keeping the previous one as `<file>.prev`.
 fn write_config(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Ok(old) = std::fs::read(path) {
-        atomic_write(&with_suffix(path, ".prev"), &old)?;
-    }
+    // No change without a copy of the running file to roll back to: an
+    // older `.prev` left by an earlier change would be the wrong one.
+    let old = std::fs::read(path)?;
+    atomic_write(&with_suffix(path, ".prev"), &old)?;
     atomic_write(path, text.as_bytes())
 }
 
