@@ -901,6 +901,42 @@ fn a_record_too_large_for_any_message_is_held_on_the_box_and_marked_for_headquar
 }
 
 #[test]
+fn two_collectors_in_one_group_share_the_records_and_together_have_each_once() {
+    let broker = Broker::start();
+    let site = site(&broker, "", "");
+    let a = Collector::start_with(&broker, &["--group", "hq"]);
+    let b = Collector::start_with(&broker, &["--group", "hq"]);
+    b.wait_subscribed(&broker, 2);
+    fill_outbox(&site.data(), 3000, "notify", 200).unwrap();
+    drain(&site, &a);
+    // The broker hands each message to one member of the group; neither
+    // collector is idle, and together they hold every record.
+    let ids = |c: &Collector| -> BTreeSet<String> {
+        c.export("notify")
+            .iter()
+            .map(|r| record_data(r)["call_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (ia, ib) = loop {
+        let (ia, ib) = (ids(&a), ids(&b));
+        if ia.len() + ib.len() >= 3000 || Instant::now() > deadline {
+            break (ia, ib);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        !ia.is_empty() && !ib.is_empty(),
+        "one collector got nothing: {} / {}",
+        ia.len(),
+        ib.len()
+    );
+    let all: BTreeSet<_> = ia.union(&ib).cloned().collect();
+    assert_eq!(all.len(), 3000);
+    assert_eq!(ia.intersection(&ib).count(), 0, "a record stored by both");
+}
+
+#[test]
 fn bad_commands_get_errors_and_change_nothing() {
     let broker = Broker::start();
     // A small max_message, so that an oversized command still fits on a
