@@ -27,6 +27,7 @@ pub mod lines;
 pub mod logging;
 pub mod media;
 pub mod panel;
+pub mod provision;
 pub mod recorder;
 pub mod store;
 pub mod supervisor;

@@ -55,6 +55,12 @@ enum Cmd {
         /// to this file when the run ends.
         #[arg(long, requires = "scenario")]
         sim_report: Option<PathBuf>,
+        /// A provisioning bundle to import first (the boot partition's
+        /// `callbox/` directory): the box's identity goes to the data
+        /// directory's `identity/`, its site config to `--config` if that
+        /// does not exist yet, and the bundle is removed.
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
     },
     /// Check a site config (and optionally a scenario); print every problem
     /// as FILE:LINE:COL: message.
@@ -221,18 +227,24 @@ fn main() -> ExitCode {
             until_idle,
             start_at,
             sim_report,
-        } => run(
-            &config,
-            data,
-            scenario.as_deref(),
-            fast,
-            until_idle,
-            None,
-            start_at,
-        )
-        .and_then(|control| match (sim_report, control) {
-            (Some(path), Some(c)) => write_sim_report(&path, &c),
-            _ => Ok(()),
+            bundle,
+        } => first_boot(bundle.as_deref(), &config, data.as_deref()).and_then(|provisioned| {
+            if !provisioned {
+                return Ok(());
+            }
+            run(
+                &config,
+                data,
+                scenario.as_deref(),
+                fast,
+                until_idle,
+                None,
+                start_at,
+            )
+            .and_then(|control| match (sim_report, control) {
+                (Some(path), Some(c)) => write_sim_report(&path, &c),
+                _ => Ok(()),
+            })
         }),
         Cmd::CheckConfig { config, scenario } => check_config(&config, scenario.as_deref()),
         Cmd::Demo {
@@ -331,6 +343,9 @@ fn run(
 ) -> Result<Option<SimControl>, Failure> {
     let (site, scenario) = load(config, scenario)?;
     logging::init(&site.log_level);
+    // Logging may have started earlier (a first-boot import): the site's
+    // level applies from here.
+    logging::set_level(&site.log_level);
     let data_dir = data
         .or_else(|| site.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -388,6 +403,50 @@ fn run(
             .map_err(Failure::Run)?;
         Ok(control)
     })
+}
+
+/// Imports a provisioning bundle if one is waiting; then, if the box still
+/// has no site config, it has never been provisioned: it says so and waits
+/// in that safe state (no lines, no uplink) until it is stopped, rather
+/// than exiting into a restart loop. `Ok(false)` when it was stopped there.
+fn first_boot(bundle: Option<&Path>, config: &Path, data: Option<&Path>) -> Result<bool, Failure> {
+    let Some(bundle) = bundle else {
+        return Ok(true);
+    };
+    logging::init("info");
+    let data_dir = data.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), Path::to_path_buf);
+    match callbox_firmware::provision::import_bundle(bundle, &data_dir, config) {
+        Ok(Some(i)) => tracing::info!(
+            site = %i.site,
+            box_id = %i.box_id,
+            broker = %i.broker,
+            config_written = i.config_written,
+            "provisioning bundle imported; removed from {}",
+            bundle.display()
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!("{e}; left in place"),
+    }
+    if config.exists() {
+        return Ok(true);
+    }
+    tracing::error!(
+        status = %callbox_hal::io::BoxStatus::NoIdentity,
+        "this box has no identity and no site config ({}): it has not been provisioned; put a bundle on the boot partition (callbox-provision inject/write) and restart it",
+        config.display()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        spawn_signal_handler(token.clone())?;
+        token.cancelled().await;
+        Ok::<(), Failure>(())
+    })?;
+    tracing::info!("stopped; still not provisioned");
+    Ok(false)
 }
 
 fn spawn_signal_handler(token: CancellationToken) -> Result<(), Failure> {
