@@ -119,7 +119,7 @@ fn a_damaged_bundle_is_left_in_place_with_the_reason() {
     write_bundle(&boot, "[site]\nid = \"x\"\n");
     std::fs::write(boot.join("box.pem"), "tampered").unwrap();
     let data = dir.path().join("data");
-    let mut child = cmd()
+    let child = cmd()
         .args(["run", "--config"])
         .arg(data.join("site.toml"))
         .arg("--data")
