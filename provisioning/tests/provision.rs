@@ -533,6 +533,24 @@ fn inject_refuses_images_without_a_fat_partition_and_leaves_them_untouched() {
     assert!(text(&o).contains("no FAT boot partition"), "{}", text(&o));
     assert!(fs::read(&ext4).unwrap() == before, "image changed");
 
+    let cut = d.path().join("cut.img");
+    image(&cut, 0x0c, true);
+    OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(IMAGE / 2)
+        .unwrap();
+    let o = run(&["inject", "--image", p(&cut), "--bundle", p(&b)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("truncated image"), "{}", text(&o));
+
+    let gpt = d.path().join("gpt.img");
+    image(&gpt, 0xee, false);
+    let o = run(&["inject", "--image", p(&gpt), "--bundle", p(&b)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("GPT"), "{}", text(&o));
+
     let notes = d.path().join("notes.txt");
     fs::write(&notes, "not an image\n".repeat(100)).unwrap();
     let o = run(&["inject", "--image", p(&notes), "--bundle", p(&b)]);
