@@ -709,3 +709,91 @@ fn verify_connect_is_accepted_by_the_fleet_broker_and_refused_for_another_ca() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not accepted"), "{}", text(&o));
 }
+
+/// The whole chain, when `callboxd` was built beside us: enroll, inject
+/// into an image, the box's boot partition as read from that image, first
+/// boot imports it and the box connects to the broker with its identity.
+#[test]
+fn an_injected_bundle_is_imported_by_callboxd_which_then_connects_to_the_broker() {
+    let callboxd = Path::new(env!("CARGO_BIN_EXE_callbox-provision"))
+        .parent()
+        .unwrap()
+        .join("callboxd");
+    if !callboxd.is_file() {
+        eprintln!("note: callboxd not built beside callbox-provision: first-boot test skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ca = ca(d.path(), "fleet");
+    let Some(broker) = mosquitto(d.path(), &ca) else {
+        return;
+    };
+    let b = d.path().join("bundle");
+    enroll(
+        &ca,
+        &b,
+        "s",
+        "b",
+        &format!("mqtts://127.0.0.1:{}", broker.port),
+    );
+    let img = d.path().join("callbox.img");
+    image(&img, 0x0c, true);
+    let o = run(&["inject", "--image", p(&img), "--bundle", p(&b)]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The boot partition as the box mounts it.
+    let boot = d.path().join("boot/callbox");
+    fs::create_dir_all(&boot).unwrap();
+    for f in ["bundle.json", "ca.pem", "box.pem", "box.key", "site.toml"] {
+        fs::write(boot.join(f), read_back(&img, &format!("callbox/{f}"))).unwrap();
+    }
+    let data = d.path().join("data");
+    let mut child = Command::new(&callboxd)
+        .args(["run", "--config"])
+        .arg(data.join("site.toml"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--bundle")
+        .arg(&boot)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let t = Instant::now();
+    let mut log = String::new();
+    let connected = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains("fleet link connected") {
+                    break true;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break false,
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(connected, "{log}");
+    assert!(log.contains("provisioning bundle imported"), "{log}");
+    assert!(!boot.exists(), "bundle left on the boot partition");
+    assert_eq!(mode(&data.join("identity/box.key")), 0o600);
+    assert_eq!(
+        fs::read(data.join("site.toml")).unwrap(),
+        fs::read(b.join("site.toml")).unwrap()
+    );
+}
