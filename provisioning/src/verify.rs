@@ -209,6 +209,18 @@ fn check_pki(
                 );
             }
         }
+        if let Some(c) = &ca_x
+            && x.validity().not_after.timestamp() > c.validity().not_after.timestamp()
+        {
+            r.warn(
+                at("box.pem"),
+                format!(
+                    "valid until {}, after its CA expires ({}): the box stops being accepted then",
+                    x.validity().not_after,
+                    c.validity().not_after
+                ),
+            );
+        }
         let cn = x
             .subject()
             .iter_common_name()

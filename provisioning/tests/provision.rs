@@ -355,6 +355,11 @@ fn expired_not_yet_valid_and_expiring_certificates_are_reported() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("not yet valid"), "{}", text(&o));
 
+    reissue(&ca, &b, now - day, now + day * 20_000);
+    let o = verify(&b);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("after its CA expires"), "{}", text(&o));
+
     reissue(&ca, &b, now - day, now + day * 10);
     let o = verify(&b);
     assert!(o.status.success(), "{}", text(&o));
