@@ -1,0 +1,69 @@
+################################################################################
+#
+# callbox
+#
+################################################################################
+
+# The package is this repository itself: the BR2_EXTERNAL tree lives in
+# its buildroot/ directory, so the workspace root is one level up.
+CALLBOX_VERSION = local
+CALLBOX_SITE = $(BR2_EXTERNAL_CALLBOX_PATH)/..
+CALLBOX_SITE_METHOD = local
+CALLBOX_LICENSE = Proprietary
+CALLBOX_DEPENDENCIES = host-pkgconf alsa-lib
+
+# Do not rsync cargo's build output or the image tree into the build
+# directory.
+CALLBOX_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
+	--exclude target --exclude buildroot --exclude VENDOR
+
+# Vendoring. For a package with a downloaded archive, the cargo
+# infrastructure runs "cargo vendor" as a download post-process
+# (support/download/cargo-post-process), so the archive in DL_DIR
+# already holds every crate and the build runs with --offline. A
+# "local" site is not downloaded (Buildroot rsyncs it into the build
+# directory), so that post-process never runs for it. This hook does
+# the same thing before configure (host-rustc is built by then): it vendors the crates pinned by
+# Cargo.lock into VENDOR/ with host-rustc's cargo and replaces the
+# workspace's .cargo/config.toml (cross linkers and qemu runners for
+# developer machines, not wanted here: Buildroot sets the target and
+# linker through the environment) by the source replacement that
+# cargo vendor prints. This step needs network access to crates.io;
+# build, install and rebuilds are offline.
+define CALLBOX_VENDOR_CRATES
+	mkdir -p $(@D)/.cargo
+	cd $(@D) && \
+		$(HOST_MAKE_ENV) CARGO_HOME=$(BR_CARGO_HOME) \
+		cargo vendor --locked --versioned-dirs VENDOR \
+		> $(@D)/.cargo/config.toml
+endef
+CALLBOX_PRE_CONFIGURE_HOOKS += CALLBOX_VENDOR_CRATES
+
+# The generic build step passes --release, which cargo refuses together
+# with --profile, so build the daemon with our own command. The
+# firmware profile (workspace Cargo.toml) is size-optimised, fat LTO,
+# stripped.
+define CALLBOX_BUILD_CMDS
+	cd $(@D) && \
+	$(TARGET_MAKE_ENV) \
+		$(TARGET_CONFIGURE_OPTS) \
+		$(PKG_CARGO_ENV) \
+		$(CALLBOX_CARGO_ENV) \
+		cargo build \
+			--offline \
+			--locked \
+			--manifest-path Cargo.toml \
+			-p callbox-firmware \
+			--bin callboxd \
+			--profile firmware
+endef
+
+# cargo install would rebuild with the release profile; install the
+# binary built above instead.
+define CALLBOX_INSTALL_TARGET_CMDS
+	$(INSTALL) -D -m 0755 \
+		$(@D)/target/$(RUSTC_TARGET_NAME)/firmware/callboxd \
+		$(TARGET_DIR)/usr/bin/callboxd
+endef
+
+$(eval $(cargo-package))
