@@ -12,10 +12,15 @@ CALLBOX_SITE_METHOD = local
 CALLBOX_LICENSE = Proprietary
 CALLBOX_DEPENDENCIES = host-pkgconf alsa-lib
 
-# Do not rsync cargo's build output or the image tree into the build
-# directory.
+# Firmware of our own: "make legal-info" lists it but does not copy
+# its source.
+CALLBOX_REDISTRIBUTE = NO
+
+# Do not rsync cargo's build output, the image tree or an old vendor
+# directory into the build directory (patterns anchored at the
+# workspace root).
 CALLBOX_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
-	--exclude target --exclude buildroot --exclude VENDOR
+	--exclude /target --exclude /buildroot --exclude /VENDOR
 
 # Vendoring. For a package with a downloaded archive, the cargo
 # infrastructure runs "cargo vendor" as a download post-process
