@@ -2,8 +2,8 @@
 # Runs Buildroot's linter on this BR2_EXTERNAL tree.
 # Usage: buildroot/check-package.sh BUILDROOT_DIR
 # BUILDROOT_DIR is a Buildroot checkout kept outside this repository;
-# check-package needs python3 with python-magic and flake8, and
-# shellcheck. Works offline.
+# it needs python3 with python-magic and flake8, and the ShellCheck
+# program. Works offline.
 set -eu
 
 if [ $# -ne 1 ] || [ ! -x "$1/utils/check-package" ]; then
