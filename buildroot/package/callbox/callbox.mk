@@ -44,6 +44,11 @@ define CALLBOX_VENDOR_CRATES
 endef
 CALLBOX_PRE_CONFIGURE_HOOKS += CALLBOX_VENDOR_CRATES
 
+# Buildroot's pkg-config wrapper already answers for the staging
+# sysroot (alsa-lib), so let the pkg-config crate use it when
+# cross-compiling.
+CALLBOX_CARGO_ENV = PKG_CONFIG_ALLOW_CROSS=1
+
 # The generic build step passes --release, which cargo refuses together
 # with --profile, so build the daemon with our own command. The
 # firmware profile (workspace Cargo.toml) is size-optimised, fat LTO,
