@@ -16,11 +16,14 @@ CALLBOX_DEPENDENCIES = host-pkgconf alsa-lib
 # its source.
 CALLBOX_REDISTRIBUTE = NO
 
-# Do not rsync cargo's build output, the image tree or an old vendor
-# directory into the build directory (patterns anchored at the
-# workspace root).
+# Do not rsync cargo's build output, the image tree, an old vendor
+# directory or the workspace's .cargo/ (cross linkers and qemu runners
+# for developer machines; Buildroot sets target and linker through the
+# environment) into the build directory. Patterns are anchored at the
+# workspace root.
 CALLBOX_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
-	--exclude /target --exclude /buildroot --exclude /VENDOR
+	--exclude /target --exclude /buildroot --exclude /VENDOR \
+	--exclude /.cargo
 
 # Vendoring. For a package with a downloaded archive, the cargo
 # infrastructure runs "cargo vendor" as a download post-process
@@ -28,13 +31,12 @@ CALLBOX_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 # already holds every crate and the build runs with --offline. A
 # "local" site is not downloaded (Buildroot rsyncs it into the build
 # directory), so that post-process never runs for it. This hook does
-# the same thing before configure (host-rustc is built by then): it vendors the crates pinned by
-# Cargo.lock into VENDOR/ with host-rustc's cargo and replaces the
-# workspace's .cargo/config.toml (cross linkers and qemu runners for
-# developer machines, not wanted here: Buildroot sets the target and
-# linker through the environment) by the source replacement that
-# cargo vendor prints. This step needs network access to crates.io;
-# build, install and rebuilds are offline.
+# the same before configure, when host-rustc is built: it vendors the
+# crates pinned by Cargo.lock into VENDOR/ with host-rustc's cargo and
+# writes the source replacement that cargo vendor prints to the build
+# directory's .cargo/config.toml. This step needs network access to
+# crates.io (crates are cached in DL_DIR/br-cargo-home); build and
+# install are offline.
 define CALLBOX_VENDOR_CRATES
 	mkdir -p $(@D)/.cargo
 	cd $(@D) && \
