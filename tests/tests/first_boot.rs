@@ -110,6 +110,7 @@ fn a_box_never_provisioned_waits_and_says_so_then_stops_cleanly() {
     assert!(out.status.success(), "{log}");
     assert!(log.contains("has not been provisioned"), "{log}");
     assert!(log.contains("no_identity"), "{log}");
+    assert!(log.contains("status LED shows no_identity"), "{log}");
 }
 
 #[test]

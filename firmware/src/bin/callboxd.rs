@@ -440,6 +440,27 @@ fn first_boot(bundle: Option<&Path>, config: &Path, data: Option<&Path>) -> Resu
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // The status LED says it too: a technician on site sees it without
+        // a console. Without a site config the box has no board
+        // description, so this is the build's default backend's LED.
+        let mut hal = registry::open(
+            registry::names()[0],
+            BackendArgs {
+                lines: Vec::new(),
+                scenario: None,
+            },
+        )
+        .map_err(|e| Failure::Run(e.into()))?;
+        use callbox_hal::Backend;
+        let _leds = hal.take_indicators().map(|mut leds| {
+            use callbox_hal::io::Indicators;
+            if let Err(e) = leds.set_status(callbox_hal::io::BoxStatus::NoIdentity) {
+                tracing::warn!("status LED: {e}");
+            } else {
+                tracing::info!(backend = hal.name(), "status LED shows no_identity");
+            }
+            leds
+        });
         let token = CancellationToken::new();
         spawn_signal_handler(token.clone())?;
         token.cancelled().await;
