@@ -22,6 +22,7 @@ pub mod call;
 pub mod clock;
 pub mod config;
 pub mod events;
+mod fsutil;
 pub mod ivr;
 pub mod lines;
 pub mod logging;

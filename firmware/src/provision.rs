@@ -8,13 +8,13 @@
 //! which anyone with the SD card in hand could read. A bundle that does not
 //! check out is left where it is, untouched, and the reason logged.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+
+use crate::fsutil::{sha256_hex, write_atomic};
 
 /// The bundle's manifest.
 #[derive(Debug, Deserialize)]
@@ -102,7 +102,7 @@ pub fn import_bundle(
         ("ca.pem", &m.ca_sha256, &contents[1]),
         ("box.pem", &m.cert_sha256, &contents[2]),
     ] {
-        let have = hex(&Sha256::digest(got));
+        let have = sha256_hex(got);
         if !have.eq_ignore_ascii_case(want) {
             return Err(bad(format!(
                 "{name} does not match bundle.json (sha256 {have}, expected {want}): damaged or mixed with another bundle"
@@ -133,7 +133,7 @@ pub fn import_bundle(
         ("bundle.json", &contents[0], 0o644),
     ] {
         let path = identity.join(name);
-        write_synced(&path, bytes, mode).map_err(|e| wr(&path, e))?;
+        write_atomic(&path, bytes, Some(mode)).map_err(|e| wr(&path, e))?;
     }
     let config_written = if config.exists() {
         false
@@ -141,13 +141,9 @@ pub fn import_bundle(
         if let Some(dir) = config.parent() {
             fs::create_dir_all(dir).map_err(|e| wr(dir, e))?;
         }
-        write_synced(config, &contents[4], 0o644).map_err(|e| wr(config, e))?;
+        write_atomic(config, &contents[4], Some(0o644)).map_err(|e| wr(config, e))?;
         true
     };
-    sync_dir(&identity).map_err(|e| wr(&identity, e))?;
-    if let Some(dir) = config.parent() {
-        sync_dir(dir).map_err(|e| wr(dir, e))?;
-    }
     // Everything is on the data partition: the private key leaves the boot
     // partition.
     if let Err(e) = fs::remove_dir_all(bundle) {
@@ -156,7 +152,7 @@ pub fn import_bundle(
             "the bundle was imported but could not be removed from the boot partition: {e}; remove it by hand"
         );
     } else if let Some(parent) = bundle.parent() {
-        let _ = sync_dir(parent);
+        let _ = File::open(parent).and_then(|d| d.sync_all());
     }
     Ok(Some(Imported {
         site: m.site,
@@ -164,32 +160,6 @@ pub fn import_bundle(
         broker: m.broker,
         config_written,
     }))
-}
-
-/// Writes `bytes` to `path` through a temporary file, synced, with `mode`
-/// from the moment it exists (a key is never readable by others, not even
-/// for an instant).
-fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-    fs::rename(&tmp, path)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -206,8 +176,8 @@ mod tests {
         let m = serde_json::json!({
             "v": 1, "site": "s1", "box": "b1", "broker": "mqtts://hq:8883",
             "created": "2026-11-23T00:00:00Z",
-            "ca_sha256": hex(&Sha256::digest(b"CA")),
-            "cert_sha256": hex(&Sha256::digest(b"CERT")),
+            "ca_sha256": sha256_hex(b"CA"),
+            "cert_sha256": sha256_hex(b"CERT"),
         });
         fs::write(b.join("bundle.json"), m.to_string()).unwrap();
         b

@@ -28,8 +28,8 @@
 //! checksum of the running config are kept in [`VERSION_FILE`] in the data
 //! directory (version 0: never configured remotely).
 
+use crate::fsutil::{sha256_hex, write_atomic};
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +37,6 @@ use std::time::Duration;
 use callbox_hal::diag::TomlSource;
 use callbox_hal::{AudioIn, AudioOut, Line, LineKind};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -646,10 +645,10 @@ where
         } else {
             new_rows
         };
-        atomic_write(&file, kind.to_csv(&rows).as_bytes())
+        write_atomic(&file, kind.to_csv(&rows).as_bytes(), None)
             .map_err(|e| format!("writing {}: {e}", file.display()))?;
         let put_back = |why: String| {
-            if let Err(e) = atomic_write(&file, &before) {
+            if let Err(e) = write_atomic(&file, &before, None) {
                 tracing::error!("putting back {}: {e}", file.display());
                 return format!("{why} (and the previous table could not be put back: {e})");
             }
@@ -936,13 +935,6 @@ fn json_len(s: &str) -> usize {
     serde_json::to_string(s).map_or(s.len(), |j| j.len())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The top-level sections whose TOML differs, in [`SECTIONS`] order.
 fn sections_changed(old: &str, new: &str) -> Vec<&'static str> {
     let parse = |t: &str| t.parse::<toml::Table>().unwrap_or_default();
@@ -1046,41 +1038,19 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Replaces `path` with `bytes` so that a power cut leaves the old file or
-/// the new one, never a mix: a temporary file beside it, flushed, renamed
-/// over it, and the directory flushed.
-fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = with_suffix(path, ".tmp");
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            // Keep who may read the file (a config may be kept private).
-            f.set_permissions(meta.permissions())?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(base_dir(path))?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Writes a new running config, keeping the previous one as `<file>.prev`.
 fn write_config(path: &Path, text: &str) -> std::io::Result<()> {
     // No change without a copy of the running file to roll back to: an
     // older `.prev` left by an earlier change would be the wrong one.
     let old = std::fs::read(path)?;
-    atomic_write(&with_suffix(path, ".prev"), &old)?;
-    atomic_write(path, text.as_bytes())
+    write_atomic(&with_suffix(path, ".prev"), &old, None)?;
+    write_atomic(path, text.as_bytes(), None)
 }
 
 /// Puts `<file>.prev` back as the running config.
 fn restore_config(path: &Path) -> std::io::Result<()> {
     let prev = std::fs::read(with_suffix(path, ".prev"))?;
-    atomic_write(path, &prev)
+    write_atomic(path, &prev, None)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -1115,7 +1085,7 @@ fn write_version(data_dir: &Path, version: u64, sha256: &str) -> std::io::Result
         sha256: sha256.to_string(),
     };
     let bytes = serde_json::to_vec(&v).map_err(std::io::Error::other)?;
-    atomic_write(&data_dir.join(VERSION_FILE), &bytes)
+    write_atomic(&data_dir.join(VERSION_FILE), &bytes, None)
 }
 
 #[cfg(test)]
