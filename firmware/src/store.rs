@@ -1216,11 +1216,7 @@ fn announce(events: &crate::events::Events, batch: &[StoreMsg]) {
                 code,
                 severity,
                 message,
-            } => events.emit(
-                "alarm",
-                *at,
-                json!({"code": code, "severity": severity, "message": message}),
-            ),
+            } => events.emit("alarm", *at, alarm_payload(code, severity, message)),
             StoreMsg::AlarmCleared { at, code } => {
                 events.emit("alarm", *at, json!({"code": code, "cleared": true}));
             }
@@ -1259,6 +1255,11 @@ fn announce(events: &crate::events::Events, batch: &[StoreMsg]) {
             _ => {}
         }
     }
+}
+
+/// An alarm as headquarters gets it, recorded (stream `alarm`) and live.
+fn alarm_payload(code: &str, severity: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"code": code, "severity": severity, "message": message})
 }
 
 /// Adds one to the connection counter and returns it.
@@ -1768,12 +1769,7 @@ fn apply(
                 "INSERT INTO alarms (at_ms, code, severity, message) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![at.wall_ms, code, severity, message])?;
-            outbox(
-                tx,
-                "alarm",
-                at,
-                &serde_json::json!({"code": code, "severity": severity, "message": message}),
-            )?;
+            outbox(tx, "alarm", at, &alarm_payload(code, severity, message))?;
         }
         StoreMsg::AlarmCleared { at, code } => {
             let cleared = tx

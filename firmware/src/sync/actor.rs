@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -680,10 +679,6 @@ impl Actor {
     /// Sends the next chunk of the current (or next) recording; false if
     /// there is nothing to send.
     fn next_chunk(&mut self) -> bool {
-        if self.upload.as_ref().is_some_and(|u| u.next >= u.size) {
-            // Everything is out; the last chunk's ack moves it to awaiting.
-            return false;
-        }
         if self.upload.is_none() && !self.start_upload() {
             return false;
         }
@@ -806,8 +801,8 @@ impl Actor {
         }
         let sha256 = match &p.sha256 {
             Some(s) => s.clone(),
-            None => match hash_file(&p.path) {
-                Ok(h) => h,
+            None => match crate::recorder::seal::digest(&p.path) {
+                Ok(d) => d.sha256,
                 Err(e) => {
                     tracing::warn!(recording = %p.id, "cannot read for upload: {e}");
                     return true;
@@ -1176,20 +1171,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
