@@ -845,6 +845,41 @@ fn each_command_gets_its_answer() {
 }
 
 #[test]
+fn a_late_will_from_an_old_session_does_not_leave_a_live_box_offline() {
+    let broker = Broker::start();
+    let site = site(&broker, "", "");
+    let sniff = Sniffer::start(&broker, &format!("{ROOT}/{SITE}/{BOX}/status"));
+    let mut d = running_box(&broker, &site, &[]);
+    let online = |m: &callbox_tests::mqtt::Msg| {
+        serde_json::from_slice::<Value>(&m.payload).is_ok_and(|v| v["state"] == "online")
+    };
+    let before = sniff.messages().iter().filter(|m| online(m)).count();
+    // What the broker publishes when it notices, late, that an earlier
+    // connection of this box died: its will, retained, session 0.
+    let topic = format!("{ROOT}/{SITE}/{BOX}/status");
+    let st = std::process::Command::new("mosquitto_pub")
+        .args(broker.client_args(None))
+        .args(["-r", "-q", "1", "-t", &topic, "-m"])
+        .arg(format!(
+            r#"{{"v":1,"state":"offline","reason":"lost","site":"{SITE}","box":"{BOX}","session":0}}"#
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_until(
+        Duration::from_secs(30),
+        "the box announcing online again",
+        || sniff.messages().iter().filter(|m| online(m)).count() > before,
+    );
+    // The retained status a newcomer sees is the live one.
+    assert_eq!(
+        state_of(&wait_fleet(&broker, "online", Duration::from_secs(30))),
+        "online"
+    );
+    assert!(d.stop().success(), "{}", d.log());
+}
+
+#[test]
 fn a_retained_command_is_refused_not_run_at_every_start() {
     let broker = Broker::start();
     let site = site(&broker, "", "");
