@@ -265,6 +265,18 @@ pub enum StoreError {
         /// Newest version this firmware knows.
         supported: i64,
     },
+    /// The database has an older schema that the daemon has not migrated yet.
+    #[error(
+        "database {path} has schema version {found}, older than this firmware's {supported}; start callboxd once to migrate it"
+    )]
+    TooOld {
+        /// The database file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Version this firmware reads.
+        supported: i64,
+    },
     /// No database where one was expected.
     #[error("no call database at {0}")]
     Missing(PathBuf),
@@ -1082,14 +1094,21 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         source,
     };
     let version = check_version(conn, path)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(sq)?;
-        tx.execute_batch(sql).map_err(sq)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)
-            .map_err(sq)?;
-        tx.commit().map_err(sq)?;
-        tracing::info!(version = i + 1, "database schema migrated");
+    let supported = MIGRATIONS.len() as i64;
+    if version == supported {
+        return Ok(());
     }
+    // All steps in one transaction: a reader (`records`, `export`) opening the
+    // file meanwhile sees the old schema or the new one, never a half-built
+    // one, and a power cut mid-way leaves the old version to migrate again.
+    let tx = conn.transaction().map_err(sq)?;
+    for sql in &MIGRATIONS[version as usize..] {
+        tx.execute_batch(sql).map_err(sq)?;
+    }
+    tx.pragma_update(None, "user_version", supported)
+        .map_err(sq)?;
+    tx.commit().map_err(sq)?;
+    tracing::info!(from = version, to = supported, "database schema migrated");
     Ok(())
 }
 
@@ -1961,7 +1980,18 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
         path: path.to_path_buf(),
         source,
     })?;
-    check_version(&conn, path)?;
+    let version = check_version(&conn, path)?;
+    let supported = MIGRATIONS.len() as i64;
+    // Version 0 is a database the daemon has not initialised yet: it reads
+    // as empty. Anything between is older firmware's schema, which these
+    // queries do not know.
+    if version != 0 && version < supported {
+        return Err(StoreError::TooOld {
+            path: path.to_path_buf(),
+            found: version,
+            supported,
+        });
+    }
     Ok(conn)
 }
 

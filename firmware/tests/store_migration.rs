@@ -190,3 +190,42 @@ fn a_database_from_newer_firmware_is_refused_and_not_rewritten() {
         Err(StoreError::TooNew { .. })
     ));
 }
+
+#[test]
+fn readers_refuse_a_database_the_daemon_has_not_migrated_yet() {
+    let (dir, db) = copy_fixture();
+    let e = store::read_records(dir.path(), &RecordQuery::default()).unwrap_err();
+    assert!(
+        matches!(e, StoreError::TooOld { found: 3, supported, .. } if supported == MIGRATIONS.len() as i64),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains(&db.display().to_string()), "{msg}");
+    assert!(msg.contains("start callboxd once to migrate"), "{msg}");
+    assert_eq!(user_version(&db), 3, "a reader migrated the file");
+}
+
+#[test]
+fn a_migration_that_fails_part_way_leaves_the_old_schema_whole() {
+    let (dir, db) = copy_fixture();
+    // A table the v5 step creates already exists: v4 would apply, v5 fails.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE meta (x INTEGER)")
+        .unwrap();
+    let e = Store::open(dir.path(), "boot").unwrap_err();
+    assert!(e.to_string().contains("meta"), "{e}");
+    // Nothing of v4 landed either: one transaction or none.
+    assert_eq!(user_version(&db), 3);
+    let conn = Connection::open(&db).unwrap();
+    let v4_tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('call_events', 'recordings')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v4_tables, 0);
+    drop(conn);
+    assert_eq!(calls(&db).len(), 10);
+}
