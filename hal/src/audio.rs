@@ -13,8 +13,11 @@ use std::future::Future;
 
 use crate::error::Error;
 
-/// Largest frame any stream may use: 20 ms at 16 kHz.
-pub const MAX_FRAME_SAMPLES: usize = 320;
+/// Largest frame any stream may use: 20 ms at 8 kHz. Every backend hands
+/// the box narrowband frames (a codec at another rate is resampled in the
+/// backend); frames are copied by value through channels and bridges, so
+/// room for a wider format would double every copy.
+pub const MAX_FRAME_SAMPLES: usize = 160;
 
 /// Sample rate and frame size of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +126,11 @@ pub trait AudioOut: Send + 'static {
     /// Queues one frame for playing.
     fn write_frame(&mut self, frame: Frame)
     -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Queues one frame if the playout buffer has room now, else drops it;
+    /// never waits. `Ok(false)`: dropped. For audio paced by another line
+    /// (a bridge forwards each frame as it arrives): waiting for this
+    /// line's clock would hold up reading the other one.
+    fn offer_frame(&mut self, frame: Frame) -> Result<bool, Self::Error>;
     /// Waits until every queued frame has been played, so that hanging up
     /// right after does not clip the end of a prompt. Cancel-safe.
     fn drain(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;

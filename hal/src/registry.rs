@@ -233,6 +233,11 @@ impl AudioOut for AnyAudioOut {
             AnyAudioOut::Sim(a) => Ok(a.write_frame(frame).await?),
         }
     }
+    fn offer_frame(&mut self, frame: Frame) -> Result<bool, AnyError> {
+        match self {
+            AnyAudioOut::Sim(a) => Ok(a.offer_frame(frame)?),
+        }
+    }
     async fn drain(&mut self) -> Result<(), AnyError> {
         match self {
             AnyAudioOut::Sim(a) => Ok(a.drain().await?),

@@ -396,9 +396,10 @@ pub enum AgentAsks {
     Consult(String),
 }
 
-/// A frame the other side cannot take within this time is dropped: a far
-/// end that stopped reading must not stall the caller's audio.
-const FORWARD_TIMEOUT: Duration = Duration::from_millis(60);
+// Bridges forward each frame as it arrives with `offer_frame`: a frame the
+// other side has no room for is dropped at once, as a jitter buffer would,
+// so neither a far end that stopped reading nor the phase between the two
+// lines' clocks holds up reading the other side.
 
 /// Connects two answered ports frame by frame until one side hangs up.
 /// Keys from the second port (an agent calling back, a station) that form
@@ -418,10 +419,13 @@ where
     O2: AudioOut,
 {
     let mut keys = KeyBuffer::default();
+    // One registration for the whole call, not one per frame.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return BridgeEnd::Shutdown,
+            () = &mut cancelled => return BridgeEnd::Shutdown,
             ev = a.line.next_event() => match ev {
                 Ok(LineEvent::Hangup(_)) => return BridgeEnd::CallerHungUp,
                 Ok(_) => {}
@@ -442,14 +446,14 @@ where
             r = a.audio_in.read_frame() => match r {
                 Ok(f) => {
                     rec.caller(&f);
-                    let _ = tokio::time::timeout(FORWARD_TIMEOUT, b.audio_out.write_frame(f)).await;
+                    let _ = b.audio_out.offer_frame(f);
                 }
                 Err(e) => return BridgeEnd::Failure(format!("caller audio: {e}")),
             },
             r = b.audio_in.read_frame() => match r {
                 Ok(f) => {
                     rec.other(&f);
-                    let _ = tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(f)).await;
+                    let _ = a.audio_out.offer_frame(f);
                 }
                 Err(e) => return BridgeEnd::Failure(format!("connected audio: {e}")),
             },
@@ -530,6 +534,9 @@ where
     let mut on_hold = false;
     let mut hold_pos = 0usize;
     let mut flashed = false;
+    // One registration for the whole call, not one per frame.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     let end = loop {
         let turn = {
             let sp = sup.as_mut().map(|(l, _)| l.port());
@@ -539,7 +546,7 @@ where
             };
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => Turn::End(BridgeEnd::Shutdown),
+                () = &mut cancelled => Turn::End(BridgeEnd::Shutdown),
                 ev = a.line.next_event() => match ev {
                     Ok(LineEvent::Hangup(_)) => Turn::End(BridgeEnd::CallerHungUp),
                     Ok(_) => Turn::Nothing,
@@ -608,7 +615,7 @@ where
                 let mut music = f;
                 fill_loop(music.samples_mut(), hold_music, &mut hold_pos);
                 rec.other(&music);
-                let _ = tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(music)).await;
+                let _ = a.audio_out.offer_frame(music);
             }
             Turn::FromCaller(f) => {
                 // The agent hears the caller, and the supervisor when
@@ -619,8 +626,7 @@ where
                 } else {
                     f
                 };
-                let _ =
-                    tokio::time::timeout(FORWARD_TIMEOUT, b.audio_out.write_frame(to_agent)).await;
+                let _ = b.audio_out.offer_frame(to_agent);
                 rec.caller(&f);
                 last_caller = Some(f);
             }
@@ -628,14 +634,11 @@ where
                 let barge = mode == Some(MonitorMode::Barge);
                 let to_caller = if barge { mix(&f, last_sup.as_ref()) } else { f };
                 rec.other(&to_caller);
-                let _ =
-                    tokio::time::timeout(FORWARD_TIMEOUT, a.audio_out.write_frame(to_caller)).await;
+                let _ = a.audio_out.offer_frame(to_caller);
                 // The supervisor hears both sides, mixed.
                 if let Some((l, _)) = sup.as_mut() {
                     let both = mix(&f, last_caller.as_ref());
-                    let _ =
-                        tokio::time::timeout(FORWARD_TIMEOUT, l.port().audio_out.write_frame(both))
-                            .await;
+                    let _ = l.port().audio_out.offer_frame(both);
                 }
             }
             Turn::FromSup(f) => last_sup = Some(f),
@@ -780,16 +783,14 @@ where
                 // caller and the music they hear.
                 rec.other(&music);
                 rec.caller(&heard);
-                let _ = tokio::time::timeout(FORWARD_TIMEOUT, caller.audio_out.write_frame(music))
-                    .await;
+                let _ = caller.audio_out.offer_frame(music);
             }
             CTurn::AgentFrame(f) if talking => {
-                let _ =
-                    tokio::time::timeout(FORWARD_TIMEOUT, target.audio_out.write_frame(f)).await;
+                let _ = target.audio_out.offer_frame(f);
             }
             CTurn::AgentFrame(_) => {}
             CTurn::TargetFrame(f) if talking => {
-                let _ = tokio::time::timeout(FORWARD_TIMEOUT, agent.audio_out.write_frame(f)).await;
+                let _ = agent.audio_out.offer_frame(f);
             }
             CTurn::TargetFrame(_) => {}
         }

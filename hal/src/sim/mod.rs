@@ -13,6 +13,7 @@
 //! demo) or in virtual time (tests, `--fast`) where an hour of calls takes
 //! seconds.
 
+mod queue;
 pub mod scenario;
 mod world;
 
@@ -35,6 +36,9 @@ const AUDIO_IN_DEPTH: usize = 50;
 /// Frames the box may queue ahead of the far end: the playout buffer. Small,
 /// so writing paces the writer at the frame rate.
 const AUDIO_OUT_DEPTH: usize = 3;
+/// A frame the box reads later than this after its deadline (the instant the
+/// far end produced it, as a sound card would) counts as late.
+pub const LATE_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Errors of the simulated backend.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +83,8 @@ impl Line for SimLine {
 /// Box side of a simulated line's inbound audio.
 #[derive(Debug)]
 pub struct SimAudioIn {
-    frames: mpsc::Receiver<Frame>,
+    frames: queue::Receiver<(Frame, tokio::time::Instant)>,
+    stats: Arc<SimStats>,
 }
 
 impl AudioIn for SimAudioIn {
@@ -90,14 +95,30 @@ impl AudioIn for SimAudioIn {
     }
 
     async fn read_frame(&mut self) -> Result<Frame, SimError> {
-        self.frames.recv().await.ok_or(SimError::Closed)
+        let (frame, due) = self.frames.recv().await.ok_or(SimError::Closed)?;
+        // How far behind the far end's clock the box takes each frame: the
+        // real-time capacity figure (share of frames later than LATE_AFTER).
+        let behind = tokio::time::Instant::now().saturating_duration_since(due);
+        let s = &self.stats;
+        SimStats::add(&s.frames_to_box);
+        if behind > LATE_AFTER {
+            SimStats::add(&s.frames_late);
+            tracing::debug!(
+                seq = frame.seq,
+                behind_ms = behind.as_millis(),
+                "frame read late"
+            );
+        }
+        let us = u64::try_from(behind.as_micros()).unwrap_or(u64::MAX);
+        s.lateness_max_us.fetch_max(us, Ordering::Relaxed);
+        Ok(frame)
     }
 }
 
 /// Box side of a simulated line's outbound audio.
 #[derive(Debug)]
 pub struct SimAudioOut {
-    frames: mpsc::Sender<Frame>,
+    frames: queue::Sender<Frame>,
 }
 
 impl AudioOut for SimAudioOut {
@@ -111,10 +132,18 @@ impl AudioOut for SimAudioOut {
         self.frames.send(frame).await.map_err(|_| SimError::Closed)
     }
 
+    fn offer_frame(&mut self, frame: Frame) -> Result<bool, SimError> {
+        match self.frames.try_send(frame) {
+            Ok(()) => Ok(true),
+            Err(queue::Full::Full) => Ok(false),
+            Err(queue::Full::Closed) => Err(SimError::Closed),
+        }
+    }
+
     async fn drain(&mut self) -> Result<(), SimError> {
         // The far end takes one frame per tick; poll at twice that rate.
         let step = AudioFormat::NARROWBAND.frame_duration() / 2;
-        while self.frames.capacity() < self.frames.max_capacity() {
+        while self.frames.len() > 0 {
             if self.frames.is_closed() {
                 return Err(SimError::Closed);
             }
@@ -212,6 +241,16 @@ pub struct SimStats {
     pub heard_by_line: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Calls the box dialled out.
     pub outbound_dialled: AtomicU64,
+    /// Frames the box read from the far ends.
+    pub frames_to_box: AtomicU64,
+    /// Of those, read more than [`LATE_AFTER`] after their deadline.
+    pub frames_late: AtomicU64,
+    /// The latest any frame was read after its deadline, µs.
+    pub lateness_max_us: AtomicU64,
+    /// Frames the far ends themselves produced more than [`LATE_AFTER`]
+    /// after their deadline (the simulated world falling behind, not the
+    /// box); they count in `frames_late` too when the box reads them.
+    pub frames_sent_late: AtomicU64,
     /// Of those, answered by the called party.
     pub outbound_answered: AtomicU64,
 }
@@ -283,8 +322,12 @@ struct FarEnd {
     info: LineInfo,
     events: mpsc::Sender<LineEvent>,
     commands: mpsc::Receiver<LineCommand>,
-    audio_to_box: mpsc::Sender<Frame>,
-    audio_from_box: mpsc::Receiver<Frame>,
+    /// Each frame with its deadline.
+    audio_to_box: queue::Sender<(Frame, tokio::time::Instant)>,
+    audio_from_box: queue::Receiver<Frame>,
+    /// Origin of the frame clock all lines share (set when the world
+    /// starts), as the ports of one codec share its sample clock.
+    grid: tokio::time::Instant,
 }
 
 /// The simulated backend.
@@ -306,20 +349,24 @@ impl SimBackend {
     /// Builds the lines the site config names, with an optional scenario to
     /// play on them.
     pub fn new(lines: Vec<LineInfo>, scenario: Option<Scenario>) -> SimBackend {
+        let stats = Arc::new(SimStats::default());
         let mut ports = Vec::new();
         let mut far_ends = Vec::new();
         for info in lines {
             let (ev_tx, ev_rx) = mpsc::channel(64);
             let (cmd_tx, cmd_rx) = mpsc::channel(64);
-            let (ain_tx, ain_rx) = mpsc::channel(AUDIO_IN_DEPTH);
-            let (aout_tx, aout_rx) = mpsc::channel(AUDIO_OUT_DEPTH);
+            let (ain_tx, ain_rx) = queue::bounded(AUDIO_IN_DEPTH);
+            let (aout_tx, aout_rx) = queue::bounded(AUDIO_OUT_DEPTH);
             ports.push(Port {
                 line: SimLine {
                     info: info.clone(),
                     events: ev_rx,
                     commands: cmd_tx,
                 },
-                audio_in: SimAudioIn { frames: ain_rx },
+                audio_in: SimAudioIn {
+                    frames: ain_rx,
+                    stats: stats.clone(),
+                },
                 audio_out: SimAudioOut { frames: aout_tx },
             });
             far_ends.push(FarEnd {
@@ -328,6 +375,7 @@ impl SimBackend {
                 commands: cmd_rx,
                 audio_to_box: ain_tx,
                 audio_from_box: aout_rx,
+                grid: tokio::time::Instant::now(),
             });
         }
         let (led_tx, led_rx) = watch::channel(LedState {
@@ -343,7 +391,7 @@ impl SimBackend {
             inputs: Some(SimInputs { presses: press_rx }),
             presses: press_tx,
             scenario: Arc::new(scenario.unwrap_or_default()),
-            stats: Arc::new(SimStats::default()),
+            stats,
             done,
             leds: led_rx,
             started: false,
@@ -376,17 +424,50 @@ impl SimBackend {
 
     /// Starts playing the scenario. Must be called inside a tokio runtime;
     /// the scenario clock starts now.
+    ///
+    /// On a multi-thread runtime (real time: virtual time needs a
+    /// current-thread one) the far ends run on a thread of their own,
+    /// `sim-world`, as a sound card and the phones are not the box's CPU:
+    /// its time is then measurable apart, and the capacity harness pins it
+    /// to another core than the daemon's. The thread lives as long as the
+    /// process. In virtual time they share the box's runtime and clock.
     pub fn start(&mut self) {
         if self.started {
             return;
         }
         self.started = true;
-        world::spawn(
-            std::mem::take(&mut self.far_ends),
-            self.scenario.clone(),
-            self.stats.clone(),
-            self.done.clone(),
-            self.presses.clone(),
-        );
+        let far_ends = std::mem::take(&mut self.far_ends);
+        let (scenario, stats) = (self.scenario.clone(), self.stats.clone());
+        let (done, presses) = (self.done.clone(), self.presses.clone());
+        let real_time = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !real_time {
+            world::spawn(far_ends, scenario, stats, done, presses);
+            return;
+        }
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(
+                    "no runtime for the simulated world's thread ({e}); sharing the box's"
+                );
+                world::spawn(far_ends, scenario, stats, done, presses);
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sim-world".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    world::spawn(far_ends, scenario, stats, done, presses);
+                    std::future::pending::<()>().await;
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::error!("the simulated world's thread did not start: {e}");
+        }
     }
 }

@@ -113,7 +113,8 @@ pub(super) fn spawn(
     let mut slots = Vec::new();
     let mut ids = Vec::new();
     let mut trunk_ends = Vec::new();
-    for fe in far_ends {
+    for mut fe in far_ends {
+        fe.grid = start;
         match fe.info.kind {
             LineKind::Trunk => {
                 let (tx, rx) = mpsc::channel(4);
@@ -497,7 +498,10 @@ async fn exchange(
     ears: &mut Heard,
 ) -> Ended {
     let mut tick = tokio::time::interval(FORMAT.frame_duration());
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A sound card's clock does not wait for a late reader: after a stall
+    // the frames it produced meanwhile arrive together, each with its own
+    // deadline, and the box's lateness shows in all of them.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut seq: u32 = 0;
     let mut signals = Vec::with_capacity(4);
     loop {
@@ -508,7 +512,7 @@ async fn exchange(
                 Some(_) => {}
                 None => return Ended::Closed,
             },
-            _ = tick.tick() => {
+            due = tick.tick() => {
                 let mut frame = Frame::silence(FORMAT, seq, u64::from(seq) * FORMAT.frame_samples as u64);
                 seq = seq.wrapping_add(1);
                 signals.clear();
@@ -530,10 +534,13 @@ async fn exchange(
                         Signal::Hangup => return Ended::FarHungUp,
                     }
                 }
-                if fe.audio_to_box.try_send(frame).is_err() {
+                if Instant::now().saturating_duration_since(due) > super::LATE_AFTER {
+                    SimStats::add(&stats.frames_sent_late);
+                }
+                if fe.audio_to_box.try_send((frame, due)).is_err() {
                     SimStats::add(&stats.frames_dropped);
                 }
-                if let Ok(heard) = fe.audio_from_box.try_recv()
+                if let Some(heard) = fe.audio_from_box.try_recv()
                     && heard.power_dbfs() > HEARD_DBFS
                 {
                     SimStats::add(&stats.frames_heard);
@@ -577,7 +584,7 @@ impl FarEnd {
         self.drain_audio();
     }
     fn drain_audio(&mut self) {
-        while self.audio_from_box.try_recv().is_ok() {}
+        while self.audio_from_box.try_recv().is_some() {}
     }
 }
 
