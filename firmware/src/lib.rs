@@ -28,6 +28,7 @@ pub mod lines;
 pub mod logging;
 pub mod media;
 pub mod panel;
+pub mod priority;
 pub mod provision;
 pub mod recorder;
 pub mod store;

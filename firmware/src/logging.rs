@@ -3,7 +3,9 @@
 //!
 //! Under journald (`JOURNAL_STREAM` is set) lines carry no colours and no
 //! timestamps (the journal adds its own). `RUST_LOG` overrides the level the
-//! config gives. Besides the terminal or journal, every line that passes the
+//! config gives: a level and `target=level` directives (`warn,callbox_firmware::acd=debug`),
+//! matched by target prefix (tracing-subscriber's `Targets`: span and field
+//! filters would pull a regular-expression engine into the firmware). Besides the terminal or journal, every line that passes the
 //! level filter also goes to a bounded in-memory ring ([`LogRing`]), which
 //! the fleet link's `logs` command reads: a box in a branch office has no
 //! one to read its journal.
@@ -15,10 +17,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
+use tracing_subscriber::{Layer, Registry, reload};
 
 /// Lines the daemon's ring keeps (the `logs` command's maximum).
 pub const RING_LINES: usize = 2000;
@@ -26,7 +29,7 @@ pub const RING_LINES: usize = 2000;
 const MAX_LINE: usize = 512;
 
 static RING: OnceLock<LogRing> = OnceLock::new();
-static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+static LEVEL: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
 
 /// The daemon's ring of recent log lines (empty until [`init`] installs it,
 /// or a test layers it itself).
@@ -34,13 +37,17 @@ pub fn ring() -> &'static LogRing {
     RING.get_or_init(|| LogRing::new(RING_LINES))
 }
 
-fn filter(level: &str) -> EnvFilter {
-    EnvFilter::new(format!("{level},rusqlite=warn"))
+fn filter(level: &str) -> Targets {
+    format!("{level},rusqlite=warn")
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// Installs the global subscriber. Calling it twice is harmless.
 pub fn init(level: &str) {
-    let from_env = EnvFilter::try_from_default_env().ok();
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok());
     let pinned = from_env.is_some();
     let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| filter(level)));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();

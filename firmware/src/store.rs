@@ -940,7 +940,10 @@ impl Store {
             .spawn({
                 let boot_id = boot_id.to_string();
                 let shared = shared.clone();
-                move || writer(conn, rx, path, boot_id, &shared)
+                move || {
+                    crate::priority::background();
+                    writer(conn, rx, path, boot_id, &shared)
+                }
             })
             .map_err(|source| StoreError::DataDir {
                 path: data_dir.to_path_buf(),

@@ -356,8 +356,12 @@ fn run(
             .start_paused(true)
             .build()
     } else {
+        // Two workers, or one when the daemon may use a single core
+        // (`taskset`, a cgroup): two workers time-sliced on one core delay
+        // each other's calls by whole scheduler slices.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(cores.clamp(1, 2))
             .enable_all()
             .build()
     }
@@ -661,6 +665,11 @@ fn write_sim_report(path: &Path, c: &SimControl) -> Result<(), Failure> {
         "stations_answered": n(&s.stations_answered),
         "outbound_dialled": n(&s.outbound_dialled),
         "unreleased": n(&s.unreleased),
+        "frames_to_box": n(&s.frames_to_box),
+        "frames_late": n(&s.frames_late),
+        "frames_dropped": n(&s.frames_dropped),
+        "lateness_max_us": n(&s.lateness_max_us),
+        "frames_sent_late": n(&s.frames_sent_late),
         "probes_heard": s.probes(),
         "heard_frames": *s.heard_by_line.lock().unwrap_or_else(|p| p.into_inner()),
     });

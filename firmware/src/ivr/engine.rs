@@ -233,10 +233,19 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
 
     /// Concatenates items into one buffer, so fragments play without gaps.
     fn render(&self, items: &[Item], st: &FlowState) -> Vec<i16> {
+        let mut out = Vec::new();
+        for seg in self.segments(items, st) {
+            out.extend_from_slice(seg);
+        }
+        out
+    }
+
+    /// The prompt audio `items` stand for, in order.
+    fn segments<'s>(&'s self, items: &[Item], st: &FlowState) -> Vec<&'s [i16]> {
         let lang = st.lang();
         let mut out = Vec::new();
         let mut add = |key: &str| match self.ivr.prompts.get(lang, key) {
-            Some(s) => out.extend_from_slice(s),
+            Some(s) => out.push(&s[..]),
             None => tracing::warn!(key, lang = lang.code(), "prompt missing at run time"),
         };
         for item in items {
@@ -262,8 +271,18 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         if items.is_empty() {
             return Ok(false);
         }
-        let audio = self.render(items, st);
-        let interrupted = media.play(&audio, barge_in).await?;
+        // A single prompt (a menu's greeting) plays from the loaded audio;
+        // only a sentence of several is put together, per call.
+        let segments = self.segments(items, st);
+        let joined;
+        let audio: &[i16] = match segments.as_slice() {
+            [one] => one,
+            _ => {
+                joined = self.render(items, st);
+                &joined
+            }
+        };
+        let interrupted = media.play(audio, barge_in).await?;
         if !barge_in {
             media.clear_keys();
         }
@@ -934,16 +953,25 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         }
         // The queue as it is configured now (a config change since the
         // call started applies to its wait too).
-        let qc = acd.config().queues.iter().find(|q| q.name == name).cloned();
-        let hold = qc.as_ref().and_then(|q| q.moh.as_ref()).and_then(|m| {
-            self.ivr
-                .prompts
-                .get(st.lang(), &format!("site:{m}"))
-                .cloned()
-        });
-        let every = qc.as_ref().and_then(|q| q.announce_every);
-        let with_wait = qc.as_ref().is_some_and(|q| q.announce_wait);
-        let callback_key = qc.as_ref().and_then(|q| q.callback_key);
+        // Only the settings the wait uses are taken: a queue's whole config
+        // (its member list) copied into every waiting call would cost
+        // memory in proportion to the agents.
+        let (hold, every, with_wait, callback_key) = {
+            let cfg = acd.config();
+            let qc = cfg.queues.iter().find(|q| q.name == name);
+            let hold = qc.and_then(|q| q.moh.as_ref()).and_then(|m| {
+                self.ivr
+                    .prompts
+                    .get(st.lang(), &format!("site:{m}"))
+                    .cloned()
+            });
+            (
+                hold,
+                qc.and_then(|q| q.announce_every),
+                qc.is_some_and(|q| q.announce_wait),
+                qc.and_then(|q| q.callback_key),
+            )
+        };
         let mut hold_pos = 0;
         'wait: loop {
             // Music on hold (or ring-back) until the ACD speaks or it is

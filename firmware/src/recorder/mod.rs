@@ -219,6 +219,7 @@ impl Recorder {
                 // Only for the clock: under a paused (virtual-time) runtime
                 // alarms and deletions are stamped in the box's time.
                 let _rt = runtime.enter();
+                crate::priority::background();
                 let mut writer = writer;
                 let report = writer.repair_all(started_at);
                 let _ = ready_tx.send(report);
@@ -442,8 +443,18 @@ impl Recording {
             channels,
             buf: Vec::with_capacity(bytes),
             buf_frames: 0,
-            right: VecDeque::with_capacity(RIGHT_LAG + 1),
-            hold: VecDeque::with_capacity(HOLD_FRAMES + 1),
+            // Each side only for the recordings that use it: the other
+            // party's frames for stereo, the hold-back for mono voicemail.
+            right: if channels == 2 {
+                VecDeque::with_capacity(RIGHT_LAG + 1)
+            } else {
+                VecDeque::new()
+            },
+            hold: if channels == 1 {
+                VecDeque::with_capacity(HOLD_FRAMES + 1)
+            } else {
+                VecDeque::new()
+            },
             frames: 0,
             paused_at: None,
             pauses: Vec::new(),
@@ -1328,6 +1339,7 @@ fn spawn_syncer(dir: PathBuf) -> Option<smpsc::SyncSender<()>> {
     std::thread::Builder::new()
         .name("recorder-sync".into())
         .spawn(move || {
+            crate::priority::background();
             while rx.recv().is_ok() {
                 syncfs(&dir);
             }

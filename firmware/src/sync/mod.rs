@@ -109,6 +109,7 @@ pub fn start(deps: SyncDeps) -> std::io::Result<SyncLink> {
     let thread = std::thread::Builder::new().name("uplink".into()).spawn({
         let stop = stop.clone();
         move || {
+            crate::priority::background();
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
