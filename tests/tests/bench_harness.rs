@@ -1,0 +1,108 @@
+//! The performance harness (`bench`, docs/PERFORMANCE.md) runs end to end
+//! at small sizes (`--quick`): the real-time capacity run through the real
+//! daemon pinned with taskset, the virtual-time throughput run, the sync
+//! drain against a real mosquitto and the footprint (start-up and idle
+//! RSS), each appending its table to a file. The DSP floor (`cargo bench`)
+//! and the instruction count (valgrind) run only from the harness itself.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use callbox_tests::callboxd;
+
+fn bench() -> PathBuf {
+    callboxd().with_file_name("bench")
+}
+
+/// The value column of the table row whose figure starts with `what`.
+fn value<'a>(doc: &'a str, what: &str) -> &'a str {
+    doc.lines()
+        .find(|l| l.starts_with(&format!("| {what}")))
+        .unwrap_or_else(|| panic!("no row `{what}` in:\n{doc}"))
+        .split(" | ")
+        .nth(1)
+        .unwrap()
+}
+
+/// The first number in `s` (bold marks and thousands separators aside).
+fn number(s: &str) -> f64 {
+    let t: String = s
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    t.parse().unwrap_or_else(|_| panic!("no number in `{s}`"))
+}
+
+#[test]
+fn the_harness_measures_each_part_and_appends_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc_path = dir.path().join("PERFORMANCE.md");
+    std::fs::write(&doc_path, "# Performance\n").unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (core, world) = if cores > 1 { ("1", "0") } else { ("0", "0") };
+    for part in ["capacity", "throughput", "sync", "footprint"] {
+        let out = Command::new(bench())
+            .args([
+                part,
+                "--quick",
+                "--core",
+                core,
+                "--world-core",
+                world,
+                "--write",
+            ])
+            .arg(&doc_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bench {part}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    assert!(
+        doc.starts_with("# Performance\n"),
+        "the file is appended to"
+    );
+    assert_eq!(doc.matches("### Harness run ").count(), 4, "{doc}");
+    assert_eq!(doc.matches("\nMachine: ").count(), 4, "{doc}");
+    for part in ["capacity", "throughput", "sync", "footprint"] {
+        assert!(
+            doc.contains(&format!(
+                "Command: `cargo build --release --bins && target/release/bench {part} --quick`"
+            )),
+            "{doc}"
+        );
+    }
+
+    // Capacity: five calls through the menu, the queue, an agent and a
+    // recording; every frame counted, the box's CPU and RSS measured.
+    let five = value(&doc, "5 calls: late frames");
+    let parts: Vec<&str> = five.split(" / ").collect();
+    assert_eq!(parts.len(), 4, "{five}");
+    assert!(number(parts[0]) < 50.0, "late share {five}");
+    assert!(number(parts[2]) > 0.0, "CPU per call-second {five}");
+    assert!(number(parts[3]) > 1.0, "RSS {five}");
+
+    // Throughput: 200 calls in virtual time, all recorded.
+    let t = value(&doc, "call throughput in virtual time");
+    assert!(number(t) > 0.0, "{t}");
+    assert!(
+        doc.contains("200 calls, each IVR menu keyed in band"),
+        "{doc}"
+    );
+
+    // Sync: the box drained its backlog, and the ratio to the plain loop.
+    assert!(number(value(&doc, "sync drain of a 2000-record backlog")) > 0.0);
+    assert!(number(value(&doc, "… against a plain rumqttc")) > 0.0);
+
+    // Footprint: start-up time and idle RSS, with and without the link.
+    let ready = value(&doc, "start-up, exec → `ready`");
+    assert!(number(ready) > 0.0 && number(ready) < 10_000.0, "{ready}");
+    let idle = value(&doc, "idle RSS");
+    let (plain, linked) = idle.split_once(" / ").unwrap();
+    assert!(number(plain) > 1.0 && number(linked) > 1.0, "{idle}");
+}
