@@ -37,7 +37,8 @@ const AUDIO_IN_DEPTH: usize = 50;
 /// so writing paces the writer at the frame rate.
 const AUDIO_OUT_DEPTH: usize = 3;
 /// A frame the box reads later than this after its deadline (the instant the
-/// far end produced it, as a sound card would) counts as late.
+/// far end should have produced it, as a sound card would, or when it did
+/// if that was later) counts as late.
 pub const LATE_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Errors of the simulated backend.
@@ -249,7 +250,7 @@ pub struct SimStats {
     pub lateness_max_us: AtomicU64,
     /// Frames the far ends themselves produced more than [`LATE_AFTER`]
     /// after their deadline (the simulated world falling behind, not the
-    /// box); they count in `frames_late` too when the box reads them.
+    /// box). The box's lateness for those counts from when they were sent.
     pub frames_sent_late: AtomicU64,
     /// Of those, answered by the called party.
     pub outbound_answered: AtomicU64,

@@ -534,10 +534,14 @@ async fn exchange(
                         Signal::Hangup => return Ended::FarHungUp,
                     }
                 }
-                if Instant::now().saturating_duration_since(due) > super::LATE_AFTER {
+                // A frame is the box's to take from when it exists: from its
+                // deadline, or from now if the far end itself fell behind
+                // (counted apart), so the box's lateness is its own.
+                let now = Instant::now();
+                if now.saturating_duration_since(due) > super::LATE_AFTER {
                     SimStats::add(&stats.frames_sent_late);
                 }
-                if fe.audio_to_box.try_send((frame, due)).is_err() {
+                if fe.audio_to_box.try_send((frame, due.max(now))).is_err() {
                     SimStats::add(&stats.frames_dropped);
                 }
                 if let Some(heard) = fe.audio_from_box.try_recv()
