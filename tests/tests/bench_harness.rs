@@ -81,6 +81,7 @@ fn the_harness_measures_each_part_and_appends_its_table() {
     // Capacity: five calls through the menu, the queue, an agent and a
     // recording; every frame counted, the box's CPU and RSS measured.
     let five = value(&doc, "5 calls: late frames");
+    assert!(five.contains(") / "), "the far ends' share: {five}");
     let parts: Vec<&str> = five.split(" / ").collect();
     assert_eq!(parts.len(), 4, "{five}");
     assert!(number(parts[0]) < 50.0, "late share {five}");
