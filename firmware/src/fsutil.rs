@@ -43,12 +43,18 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        File::open(dir)?.sync_all()
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Flushes a directory, so that a rename or removal in it survives a power
+/// cut.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// SHA-256 of `bytes`, lowercase hex.

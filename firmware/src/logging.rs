@@ -3,10 +3,12 @@
 //!
 //! Under journald (`JOURNAL_STREAM` is set) lines carry no colours and no
 //! timestamps (the journal adds its own). `RUST_LOG` overrides the level the
-//! config gives: a level and `target=level` directives (`warn,callbox_firmware::acd=debug`),
-//! matched by target prefix (tracing-subscriber's `Targets`: span and field
-//! filters would pull a regular-expression engine into the firmware). Besides the terminal or journal, every line that passes the
-//! level filter also goes to a bounded in-memory ring ([`LogRing`]), which
+//! config gives: a level and `target=level` directives
+//! (`warn,callbox_firmware::acd=debug`), matched by target prefix
+//! (tracing-subscriber's `Targets`: span and field filters would pull a
+//! regular-expression engine into the firmware). Besides the terminal or
+//! journal, every line that passes the level filter also goes to a bounded
+//! in-memory ring ([`LogRing`]), which
 //! the fleet link's `logs` command reads: a box in a branch office has no
 //! one to read its journal.
 

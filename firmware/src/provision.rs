@@ -8,13 +8,13 @@
 //! which anyone with the SD card in hand could read. A bundle that does not
 //! check out is left where it is, untouched, and the reason logged.
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::fsutil::{sha256_hex, write_atomic};
+use crate::fsutil::{sha256_hex, sync_dir, write_atomic};
 
 /// The bundle's manifest.
 #[derive(Debug, Deserialize)]
@@ -152,7 +152,7 @@ pub fn import_bundle(
             "the bundle was imported but could not be removed from the boot partition: {e}; remove it by hand"
         );
     } else if let Some(parent) = bundle.parent() {
-        let _ = File::open(parent).and_then(|d| d.sync_all());
+        let _ = sync_dir(parent);
     }
     Ok(Some(Imported {
         site: m.site,

@@ -231,15 +231,6 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
         })
     }
 
-    /// Concatenates items into one buffer, so fragments play without gaps.
-    fn render(&self, items: &[Item], st: &FlowState) -> Vec<i16> {
-        let mut out = Vec::new();
-        for seg in self.segments(items, st) {
-            out.extend_from_slice(seg);
-        }
-        out
-    }
-
     /// The prompt audio `items` stand for, in order.
     fn segments<'s>(&'s self, items: &[Item], st: &FlowState) -> Vec<&'s [i16]> {
         let lang = st.lang();
@@ -272,13 +263,14 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             return Ok(false);
         }
         // A single prompt (a menu's greeting) plays from the loaded audio;
-        // only a sentence of several is put together, per call.
+        // only a sentence of several is joined, per call, so its fragments
+        // play without gaps.
         let segments = self.segments(items, st);
         let joined;
         let audio: &[i16] = match segments.as_slice() {
             [one] => one,
-            _ => {
-                joined = self.render(items, st);
+            many => {
+                joined = many.concat();
                 &joined
             }
         };

@@ -396,12 +396,12 @@ pub enum AgentAsks {
     Consult(String),
 }
 
-// Bridges forward each frame as it arrives with `offer_frame`: a frame the
-// other side has no room for is dropped at once, as a jitter buffer would,
-// so neither a far end that stopped reading nor the phase between the two
-// lines' clocks holds up reading the other side.
-
 /// Connects two answered ports frame by frame until one side hangs up.
+///
+/// Bridges forward each frame as it arrives with `offer_frame`: a frame the
+/// other side has no room for is dropped at once, as a jitter buffer would,
+/// so neither a far end that stopped reading nor the phase between the two
+/// lines' clocks holds up reading the other side.
 /// Keys from the second port (an agent calling back, a station) that form
 /// a recording code pause or start the recording.
 pub async fn bridge<L1, I1, O1, L2, I2, O2>(

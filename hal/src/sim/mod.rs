@@ -242,6 +242,8 @@ pub struct SimStats {
     pub heard_by_line: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Calls the box dialled out.
     pub outbound_dialled: AtomicU64,
+    /// Of those, answered by the called party.
+    pub outbound_answered: AtomicU64,
     /// Frames the box read from the far ends.
     pub frames_to_box: AtomicU64,
     /// Of those, read more than [`LATE_AFTER`] after their deadline.
@@ -252,8 +254,6 @@ pub struct SimStats {
     /// after their deadline (the simulated world falling behind, not the
     /// box). The box's lateness for those counts from when they were sent.
     pub frames_sent_late: AtomicU64,
-    /// Of those, answered by the called party.
-    pub outbound_answered: AtomicU64,
 }
 
 /// Frequencies the far ends listen for in what the box sends them. Not
@@ -326,9 +326,6 @@ struct FarEnd {
     /// Each frame with its deadline.
     audio_to_box: queue::Sender<(Frame, tokio::time::Instant)>,
     audio_from_box: queue::Receiver<Frame>,
-    /// Origin of the frame clock all lines share (set when the world
-    /// starts), as the ports of one codec share its sample clock.
-    grid: tokio::time::Instant,
 }
 
 /// The simulated backend.
@@ -376,7 +373,6 @@ impl SimBackend {
                 commands: cmd_rx,
                 audio_to_box: ain_tx,
                 audio_from_box: aout_rx,
-                grid: tokio::time::Instant::now(),
             });
         }
         let (led_tx, led_rx) = watch::channel(LedState {

@@ -113,8 +113,7 @@ pub(super) fn spawn(
     let mut slots = Vec::new();
     let mut ids = Vec::new();
     let mut trunk_ends = Vec::new();
-    for mut fe in far_ends {
-        fe.grid = start;
+    for fe in far_ends {
         match fe.info.kind {
             LineKind::Trunk => {
                 let (tx, rx) = mpsc::channel(4);
