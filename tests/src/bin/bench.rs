@@ -31,6 +31,11 @@
 //! `--write FILE` appends a dated section with the machine, the commit and
 //! every figure to FILE. `--quick` shrinks every part (a smoke run, used by
 //! the test suite); its figures are not for the table.
+//!
+//! For profiling: `BENCH_LOG=<RUST_LOG filter>` passes the daemons' logs
+//! through (e.g. `warn,callbox_hal::sim=debug` logs every late frame);
+//! `BENCH_WRAP="valgrind --tool=massif"` runs the capacity daemon under a
+//! tool, after `taskset`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -205,10 +210,7 @@ fn capacity_site(n: usize, record: bool) -> Site {
         members.join(", ")
     );
     if record {
-        cfg += &format!(
-            "[recording]\nmode = \"always\"\nformat = \"alaw\"\n{}",
-            std::env::var("BENCH_REC_EXTRA").unwrap_or_default()
-        );
+        cfg += "[recording]\nmode = \"always\"\nformat = \"alaw\"\n";
     }
     site.write("site.toml", &cfg);
     site
@@ -376,6 +378,18 @@ fn daemon_cmd_of(bin: &Path, wrap: &[String]) -> Command {
     c
 }
 
+/// `run` on `site`'s config and data directory, with `scenario` if any.
+fn run_site(c: &mut Command, site: &Site, scenario: Option<&Path>) {
+    c.arg("run")
+        .arg("--config")
+        .arg(site.config())
+        .arg("--data")
+        .arg(site.data());
+    if let Some(sc) = scenario {
+        c.arg("--scenario").arg(sc);
+    }
+}
+
 /// One capacity run of `n` calls.
 #[derive(Debug)]
 struct CapRun {
@@ -420,14 +434,8 @@ fn capacity_run(n: usize, o: &Opts) -> Result<CapRun> {
         wrap.extend(w.split_whitespace().map(String::from));
     }
     let mut c = daemon_cmd(&wrap);
-    c.args(["run", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&sc)
-        .arg("--sim-report")
-        .arg(&report);
+    run_site(&mut c, &site, Some(&sc));
+    c.arg("--until-idle").arg("--sim-report").arg(&report);
     let (mut d, _) = Running::start(c)?;
     d.wait_ready(Duration::from_secs(30))?;
     let pid = d.pid();
@@ -536,11 +544,10 @@ fn capacity(o: &Opts, state: &mut State) -> Result<Vec<Figure>> {
         ensure!(r.records == n, "{n} calls left {} records", r.records);
         runs.push(r);
     }
-    let ok = runs
+    let best = runs
         .iter()
         .filter(|r| r.late_share() < LATE_LIMIT)
-        .map(|r| r.n)
-        .max();
+        .max_by_key(|r| r.n);
     let mut out = vec![fig(
         format!(
             "real-time capacity, 1 core: calls (IVR keyed in band + queue + agent bridge + stereo A-law recording) with < 0.1 % of frames > {LATE_MS} ms late (tried {})",
@@ -549,14 +556,10 @@ fn capacity(o: &Opts, state: &mut State) -> Result<Vec<Figure>> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        ok.map_or_else(|| "none".into(), |n| format!("**{n}**")),
+        best.map_or_else(|| "none".into(), |r| format!("**{}**", r.n)),
         "≥ 1,000",
     )];
-    if let Some(best) = runs
-        .iter()
-        .filter(|r| r.late_share() < LATE_LIMIT)
-        .max_by_key(|r| r.n)
-    {
+    if let Some(best) = best {
         state.cpu_us_per_call_s = Some(best.cpu_us);
         out.push(fig(
             format!(
@@ -665,12 +668,8 @@ fn callgrind_run(n: usize, talk: u64) -> Result<(u64, u64, f64)> {
         "--separate-threads=yes".into(),
         format!("--callgrind-out-file={}/cg.%p", out_dir.display()),
     ]);
-    c.args(["run", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&sc);
+    run_site(&mut c, &site, Some(&sc));
+    c.arg("--until-idle");
     let (d, _) = Running::start(c)?;
     d.wait(Duration::from_secs(900))?;
     let recs = callbox_tests::export(&site.data(), &["records", "--json"]);
@@ -782,12 +781,8 @@ fn throughput(o: &Opts) -> Result<Vec<Figure>> {
     let path = site.write("calls.toml", &sc);
     let t0 = Instant::now();
     let mut c = daemon_cmd(&[]);
-    c.args(["run", "--fast", "--until-idle", "--config"])
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .arg("--scenario")
-        .arg(&path);
+    run_site(&mut c, &site, Some(&path));
+    c.args(["--fast", "--until-idle"]);
     let (d, _) = Running::start(c)?;
     let pid = d.pid();
     let hwm = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -932,21 +927,18 @@ fn footprint(o: &Opts, state: &State) -> Result<Vec<Figure>> {
     }
     // Idle and start-up on the demo site (6 trunks, 2 stations, IVR).
     let demo = workspace().join("firmware/demo");
-    let site = tempfile::tempdir()?;
+    let site = Site {
+        dir: tempfile::tempdir()?,
+    };
     for e in std::fs::read_dir(&demo)? {
         let e = e?;
-        copy_tree(&e.path(), &site.path().join(e.file_name()))?;
+        copy_tree(&e.path(), &site.dir.path().join(e.file_name()))?;
     }
-    let config = site.path().join("site.toml");
-    let data = site.path().join("data");
     let starts = if o.quick { 2 } else { 10 };
     let mut ready_ms = Vec::new();
     for _ in 0..starts {
         let mut c = daemon_cmd_of(&daemon, &[]);
-        c.args(["run", "--config"])
-            .arg(&config)
-            .arg("--data")
-            .arg(&data);
+        run_site(&mut c, &site, None);
         let (mut d, t0) = Running::start(c)?;
         let at = d.wait_ready(Duration::from_secs(30))?;
         ready_ms.push(at.duration_since(t0).as_secs_f64() * 1000.0);
@@ -967,25 +959,9 @@ fn footprint(o: &Opts, state: &State) -> Result<Vec<Figure>> {
         "≤ 200 ms",
     ));
     let settle = Duration::from_secs(if o.quick { 1 } else { 5 });
-    let idle = |extra: Option<&Broker>| -> Result<f64> {
-        if let Some(b) = extra {
-            let s = Site {
-                dir: tempfile::tempdir()?,
-            };
-            std::fs::copy(&config, s.config())?;
-            add_uplink(&s, &b.uplink("bench-box", ""));
-            std::fs::copy(s.config(), site.path().join("uplink.toml"))?;
-        }
-        let cfg = if extra.is_some() {
-            site.path().join("uplink.toml")
-        } else {
-            config.clone()
-        };
+    let idle = || -> Result<f64> {
         let mut c = daemon_cmd_of(&daemon, &[]);
-        c.args(["run", "--config"])
-            .arg(&cfg)
-            .arg("--data")
-            .arg(&data);
+        run_site(&mut c, &site, None);
         let (mut d, _) = Running::start(c)?;
         d.wait_ready(Duration::from_secs(30))?;
         std::thread::sleep(settle);
@@ -993,9 +969,10 @@ fn footprint(o: &Opts, state: &State) -> Result<Vec<Figure>> {
         d.stop()?;
         Ok(kib as f64 / 1024.0)
     };
-    let plain = idle(None)?;
+    let plain = idle()?;
     let broker = Broker::start();
-    let linked = idle(Some(&broker))?;
+    add_uplink(&site, &broker.uplink("bench-box", ""));
+    let linked = idle()?;
     println!("idle RSS: {plain:.1} MiB; with the fleet link up: {linked:.1} MiB");
     out.push(fig(
         format!("idle RSS, {build}, real time, demo site (8 lines, IVR), no fleet link / fleet link connected"),
