@@ -212,3 +212,86 @@ dial = [{ at = "100s", digits = "*71" }]
         .unwrap();
     ctl.finished().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn offering_a_frame_never_waits_and_drops_it_when_the_playout_buffer_is_full() {
+    let sc = scenario("[[call]]\nat = \"0s\"\nhangup_after = \"10s\"\n");
+    let mut hal = open(
+        "sim",
+        BackendArgs {
+            lines: lines(),
+            scenario: Some(sc),
+        },
+    )
+    .unwrap();
+    let mut ports = hal.take_ports();
+    hal.start().unwrap();
+    let trunk = &mut ports[0];
+    assert!(matches!(
+        trunk.line.next_event().await.unwrap(),
+        LineEvent::Incoming { .. }
+    ));
+    trunk.line.command(LineCommand::Answer).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    let fmt = trunk.audio_out.format();
+    // Ten offers at one instant: the playout buffer (three frames) takes
+    // some, the rest are dropped, and no time passes.
+    let taken = (0..10)
+        .map(|seq| {
+            trunk
+                .audio_out
+                .offer_frame(Frame::silence(fmt, seq, 0))
+                .unwrap()
+        })
+        .filter(|&t| t)
+        .count();
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    assert!((1..10).contains(&taken), "{taken} of 10 taken");
+    // A frame time later the far end has taken one: there is room again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        trunk
+            .audio_out
+            .offer_frame(Frame::silence(fmt, 10, 0))
+            .unwrap()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_the_box_reads_late_are_counted_against_their_deadline() {
+    let sc = scenario("[[call]]\nat = \"0s\"\nhangup_after = \"10s\"\n");
+    let mut hal = open(
+        "sim",
+        BackendArgs {
+            lines: lines(),
+            scenario: Some(sc),
+        },
+    )
+    .unwrap();
+    let ctl = hal.sim_control().unwrap();
+    let mut ports = hal.take_ports();
+    hal.start().unwrap();
+    let trunk = &mut ports[0];
+    assert!(matches!(
+        trunk.line.next_event().await.unwrap(),
+        LineEvent::Incoming { .. }
+    ));
+    trunk.line.command(LineCommand::Answer).await.unwrap();
+    let s = ctl.stats();
+    // Read as they come: none late.
+    for _ in 0..50 {
+        trunk.audio_in.read_frame().await.unwrap();
+    }
+    assert_eq!(SimStats::get(&s.frames_to_box), 50);
+    assert_eq!(SimStats::get(&s.frames_late), 0);
+    // The box looks away for 100 ms: the five frames produced meanwhile
+    // wait; read now, the first four are more than 5 ms behind.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        trunk.audio_in.read_frame().await.unwrap();
+    }
+    assert_eq!(SimStats::get(&s.frames_to_box), 55);
+    assert_eq!(SimStats::get(&s.frames_late), 4);
+    assert!(SimStats::get(&s.lateness_max_us) >= 80_000);
+    assert_eq!(SimStats::get(&s.frames_sent_late), 0);
+}
