@@ -1331,6 +1331,25 @@ fn outbox(
     Ok(())
 }
 
+/// A recording's row can reach the store after its call's end (the
+/// recorder's messages queue apart from the call's): the call record
+/// already sent lacks it, so it goes again, complete.
+fn resend_if_ended(
+    tx: &rusqlite::Transaction<'_>,
+    call_id: &str,
+    at: &Stamp,
+) -> rusqlite::Result<()> {
+    let ended: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM calls WHERE id = ?1 AND ended_ms IS NOT NULL)",
+        )?
+        .query_row(params![call_id], |r| r.get(0))?;
+    if ended {
+        outbox_call(tx, call_id, at, false)?;
+    }
+    Ok(())
+}
+
 /// Most events in one `call_events` record: a long call's log is split so
 /// no message outgrows a broker's limit.
 const EVENTS_PER_RECORD: usize = 200;
@@ -1708,8 +1727,12 @@ fn apply(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'recording')",
             )?
             .execute(params![id, call_id, kind, file, format, channels, at.wall_ms])?;
+            resend_if_ended(tx, call_id, at)?;
         }
         StoreMsg::RecordingFinished(r) => {
+            let known: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM recordings WHERE id = ?1)")?
+                .query_row(params![r.id], |row| row.get(0))?;
             // SQLite integers are signed.
             let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             let duration_ms = int(r.duration_ms);
@@ -1755,6 +1778,9 @@ fn apply(
                     "state": r.state,
                 }),
             )?;
+            if !known {
+                resend_if_ended(tx, &r.call_id, &r.at)?;
+            }
         }
         StoreMsg::SweepOpenRecordings { at: _ } => {
             let lost = tx
@@ -2617,6 +2643,51 @@ mod tests {
         fn into_msg(self) -> StoreMsg {
             StoreMsg::RecordingFinished(self)
         }
+    }
+
+    #[tokio::test]
+    async fn a_recording_that_reaches_the_store_after_its_call_ended_sends_the_record_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        let end = |id: &str, ms| {
+            StoreMsg::CallEnded(CallEnd {
+                id: id.into(),
+                at: stamp(ms),
+                disposition: Disposition::Answered,
+                cause: HangupCause::Normal,
+                side: Side::Caller,
+            })
+        };
+        // c1: the usual order, its record goes once. c2: the recorder's
+        // start row comes after the end; c3: only the finish, after the end.
+        h.send(call("c1", 1000)).await;
+        h.send(started("r1", "c1", 1100)).await;
+        h.send(end("c1", 2000)).await;
+        h.send(finished("r1", "c1", Some(stamp(1100)), 2100).into_msg())
+            .await;
+        h.send(call("c2", 3000)).await;
+        h.send(end("c2", 4000)).await;
+        h.send(started("r2", "c2", 3100)).await;
+        h.send(call("c3", 5000)).await;
+        h.send(end("c3", 6000)).await;
+        h.send(finished("r3", "c3", None, 6100).into_msg()).await;
+        drop(h);
+        store.close().await;
+        let cdrs = outbox_rows(dir.path(), "cdr");
+        let of = |id: &str| -> Vec<serde_json::Value> {
+            cdrs.iter()
+                .filter(|c| c["id"] == id)
+                .map(|c| c["recordings"].clone())
+                .collect()
+        };
+        assert_eq!(of("c1"), [serde_json::json!(["r1"])]);
+        assert_eq!(
+            of("c2"),
+            [serde_json::json!([]), serde_json::json!(["r2"])],
+            "sent at the end, then again with the recording"
+        );
+        assert_eq!(of("c3"), [serde_json::json!([]), serde_json::json!(["r3"])]);
     }
 
     #[tokio::test]
