@@ -44,6 +44,8 @@ struct RawSite {
     recording: Option<crate::recorder::config::RawRecording>,
     #[serde(default)]
     uplink: Option<crate::sync::config::RawUplink>,
+    #[serde(default)]
+    board: Option<callbox_hal::analog::board::RawBoard>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +195,8 @@ pub struct SiteConfig {
     pub recording: Option<crate::recorder::config::RecordingConfig>,
     /// The fleet link, when the site has an `[uplink]` section.
     pub uplink: Option<crate::sync::config::UplinkConfig>,
+    /// How the line-interface board is wired (analog backend).
+    pub board: Option<callbox_hal::analog::board::Board>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -457,6 +461,36 @@ impl SiteConfig {
             },
         };
 
+        let board = match (&raw.board, raw.hal.backend.as_str()) {
+            (None, "analog") => {
+                err(
+                    "hal.backend",
+                    "the analog backend needs a `[board]` table describing the line interface (docs/hardware.md)".into(),
+                );
+                None
+            }
+            (None, _) => None,
+            (Some(b), backend) => {
+                if backend != "analog" {
+                    err(
+                        "board",
+                        format!(
+                            "`[board]` describes the analog backend's wiring; this site uses backend `{backend}`"
+                        ),
+                    );
+                }
+                match b.check(&lines) {
+                    Ok(b) => Some(b),
+                    Err(list) => {
+                        for (path, msg) in list {
+                            err(&path, msg);
+                        }
+                        None
+                    }
+                }
+            }
+        };
+
         errs.extend(other_files);
 
         match greeting {
@@ -477,6 +511,7 @@ impl SiteConfig {
                 acd,
                 recording,
                 uplink,
+                board,
             }),
             _ => Err(Diagnostics(errs)),
         }

@@ -151,6 +151,7 @@ async fn trunk<L, I, O>(
                     }
                 }
             }
+            Ok(LineEvent::Fault(f)) => line_fault(&ctx, &line, f).await,
             Ok(LineEvent::Hangup(_)) => {
                 // A far-end hangup with no call: acknowledge so the line is free.
                 let _ = port
@@ -213,6 +214,7 @@ async fn station<L, I, O>(
                     ctx.panel.line_led(&line, false).await;
                     let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
                 }
+                Ok(LineEvent::Fault(f)) => line_fault(&ctx, &line, f).await,
                 Ok(other) => tracing::debug!(%line, ?other, "station event"),
                 Err(e) => {
                     tracing::error!(%line, "station out of service: {e}");
@@ -331,5 +333,28 @@ async fn feature_code<L, I, O>(acd: Option<&AcdHandle<L, I, O>>, line: &str, dig
             tracing::warn!(%line, %digits, "feature code refused: {why}");
             false
         }
+    }
+}
+
+/// Raises or clears the alarm of a line fault (`line_<code>:<line>`), so
+/// headquarters sees a flapping hook or broken ringing as it happens.
+async fn line_fault(ctx: &CallContext, line: &str, f: callbox_hal::LineFault) {
+    let code = format!("line_{}:{line}", f.code);
+    let at = ctx.clock.now();
+    if f.active {
+        tracing::warn!(%line, alarm = %code, "{}", f.detail);
+        ctx.store
+            .send(crate::store::StoreMsg::Alarm {
+                at,
+                code,
+                severity: "warning",
+                message: format!("line {line}: {}", f.detail),
+            })
+            .await;
+    } else {
+        tracing::info!(%line, alarm = %code, "cleared: {}", f.detail);
+        ctx.store
+            .send(crate::store::StoreMsg::AlarmCleared { at, code })
+            .await;
     }
 }

@@ -10,12 +10,16 @@
 //! - [`io`]: status and line LEDs, relays, and buttons;
 //! - [`dsp`]: signal processing every backend needs (DTMF generation today);
 //! - [`registry`]: backends chosen by name from the site config;
+//! - [`analog`]: the analog line backend — a sound card (ALSA, feature
+//!   `alsa`) for the audio, GPIO pins (rppal, feature `rpi`) for hook,
+//!   ring, relays and LEDs, caller id and call-progress detection;
 //! - [`sim`]: the simulated backend, a real implementation that plays
 //!   scenario files — the same files drive tests, the demo and benchmarks.
 //!
 //! Every trait method that waits returns a `Send` future, so firmware actors
 //! can run on any tokio runtime. Every error type maps onto [`ErrorKind`].
 
+pub mod analog;
 pub mod audio;
 pub mod clock;
 pub mod diag;
@@ -23,11 +27,12 @@ pub mod dsp;
 pub mod error;
 pub mod io;
 pub mod line;
+mod queue;
 pub mod registry;
 pub mod sim;
 pub mod wav;
 
 pub use audio::{AudioFormat, AudioIn, AudioOut, Frame};
 pub use error::{Error, ErrorKind};
-pub use line::{HangupCause, Line, LineCommand, LineEvent, LineInfo, LineKind};
+pub use line::{HangupCause, Line, LineCommand, LineEvent, LineFault, LineInfo, LineKind};
 pub use registry::{AnyBackend, Backend, Port};

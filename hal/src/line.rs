@@ -110,6 +110,21 @@ pub enum LineEvent {
     HookFlash,
     /// The far end hung up (caller hung up, station went on-hook).
     Hangup(HangupCause),
+    /// The line misbehaves in a way no call can come of (a hook that flaps,
+    /// ringing with a broken cadence), or has stopped doing so. The box
+    /// raises (or clears) an alarm; no call starts.
+    Fault(LineFault),
+}
+
+/// A line fault raised or cleared, for [`LineEvent::Fault`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineFault {
+    /// Stable name of the problem: `flapping`, `ring_cadence`.
+    pub code: &'static str,
+    /// What was seen, for the alarm's message.
+    pub detail: String,
+    /// `true` when raised, `false` when the line is well again.
+    pub active: bool,
 }
 
 /// Something the firmware asks a line to do.

@@ -6,6 +6,7 @@
 //! [`AnyBackend`], which dispatches to the chosen backend without boxing or
 //! allocating per frame.
 
+use crate::analog::{self, AnalogBackend, board::Board};
 use crate::audio::{AudioFormat, AudioIn, AudioOut, Frame};
 use crate::error::{Error, ErrorKind};
 use crate::io::{BoxStatus, ButtonPress, Indicators, Inputs};
@@ -57,6 +58,8 @@ pub struct BackendArgs {
     pub lines: Vec<LineInfo>,
     /// A scenario to play (sim backend only).
     pub scenario: Option<Scenario>,
+    /// The board description (analog backend only).
+    pub board: Option<Board>,
 }
 
 /// Why a backend could not be opened.
@@ -84,7 +87,22 @@ pub enum OpenError {
 pub type Builder = fn(BackendArgs) -> Result<AnyBackend, OpenError>;
 
 /// Every backend in this build, default first.
-pub const BACKENDS: &[(&str, Builder)] = &[("sim", build_sim)];
+pub const BACKENDS: &[(&str, Builder)] = &[
+    ("sim", build_sim),
+    #[cfg(feature = "alsa")]
+    ("analog", build_analog),
+];
+
+#[cfg(feature = "alsa")]
+fn build_analog(args: BackendArgs) -> Result<AnyBackend, OpenError> {
+    let board = args.board.ok_or_else(|| OpenError::Invalid {
+        backend: "analog",
+        reason: "the site config has no `[board]` describing the line interface".into(),
+    })?;
+    Ok(AnyBackend::Analog(Box::new(AnalogBackend::open(
+        board, args.lines,
+    )?)))
+}
 
 fn build_sim(args: BackendArgs) -> Result<AnyBackend, OpenError> {
     Ok(AnyBackend::Sim(SimBackend::new(args.lines, args.scenario)))
@@ -120,6 +138,8 @@ pub fn open(name: &str, args: BackendArgs) -> Result<AnyBackend, OpenError> {
 pub enum AnyBackend {
     /// Simulated lines.
     Sim(SimBackend),
+    /// A line-interface board's analog ports.
+    Analog(Box<AnalogBackend>),
 }
 
 impl AnyBackend {
@@ -127,6 +147,7 @@ impl AnyBackend {
     pub fn sim_control(&self) -> Option<sim::SimControl> {
         match self {
             AnyBackend::Sim(s) => Some(s.control()),
+            AnyBackend::Analog(_) => None,
         }
     }
 }
@@ -138,12 +159,16 @@ pub enum AnyError {
     /// From the sim backend.
     #[error(transparent)]
     Sim(#[from] sim::SimError),
+    /// From the analog backend.
+    #[error(transparent)]
+    Analog(#[from] analog::AnalogError),
 }
 
 impl Error for AnyError {
     fn kind(&self) -> ErrorKind {
         match self {
             AnyError::Sim(e) => e.kind(),
+            AnyError::Analog(e) => e.kind(),
         }
     }
 }
@@ -154,6 +179,8 @@ impl Error for AnyError {
 pub enum AnyLine {
     /// Sim.
     Sim(sim::SimLine),
+    /// Analog.
+    Analog(analog::AnalogLine),
 }
 
 /// Inbound audio of any backend.
@@ -162,6 +189,8 @@ pub enum AnyLine {
 pub enum AnyAudioIn {
     /// Sim.
     Sim(sim::SimAudioIn),
+    /// Analog.
+    Analog(analog::AnalogAudioIn),
 }
 
 /// Outbound audio of any backend.
@@ -170,6 +199,8 @@ pub enum AnyAudioIn {
 pub enum AnyAudioOut {
     /// Sim.
     Sim(sim::SimAudioOut),
+    /// Analog.
+    Analog(analog::AnalogAudioOut),
 }
 
 /// Indicators of any backend.
@@ -178,6 +209,8 @@ pub enum AnyAudioOut {
 pub enum AnyIndicators {
     /// Sim.
     Sim(sim::SimIndicators),
+    /// Analog.
+    Analog(analog::AnalogIndicators),
 }
 
 /// Buttons of any backend.
@@ -186,6 +219,8 @@ pub enum AnyIndicators {
 pub enum AnyInputs {
     /// Sim.
     Sim(sim::SimInputs),
+    /// Analog.
+    Analog(analog::AnalogInputs),
 }
 
 impl Line for AnyLine {
@@ -193,16 +228,19 @@ impl Line for AnyLine {
     fn info(&self) -> &LineInfo {
         match self {
             AnyLine::Sim(l) => l.info(),
+            AnyLine::Analog(l) => l.info(),
         }
     }
     async fn next_event(&mut self) -> Result<LineEvent, AnyError> {
         match self {
             AnyLine::Sim(l) => Ok(l.next_event().await?),
+            AnyLine::Analog(l) => Ok(l.next_event().await?),
         }
     }
     async fn command(&mut self, cmd: LineCommand) -> Result<(), AnyError> {
         match self {
             AnyLine::Sim(l) => Ok(l.command(cmd).await?),
+            AnyLine::Analog(l) => Ok(l.command(cmd).await?),
         }
     }
 }
@@ -212,11 +250,13 @@ impl AudioIn for AnyAudioIn {
     fn format(&self) -> AudioFormat {
         match self {
             AnyAudioIn::Sim(a) => a.format(),
+            AnyAudioIn::Analog(a) => a.format(),
         }
     }
     async fn read_frame(&mut self) -> Result<Frame, AnyError> {
         match self {
             AnyAudioIn::Sim(a) => Ok(a.read_frame().await?),
+            AnyAudioIn::Analog(a) => Ok(a.read_frame().await?),
         }
     }
 }
@@ -226,21 +266,25 @@ impl AudioOut for AnyAudioOut {
     fn format(&self) -> AudioFormat {
         match self {
             AnyAudioOut::Sim(a) => a.format(),
+            AnyAudioOut::Analog(a) => a.format(),
         }
     }
     async fn write_frame(&mut self, frame: Frame) -> Result<(), AnyError> {
         match self {
             AnyAudioOut::Sim(a) => Ok(a.write_frame(frame).await?),
+            AnyAudioOut::Analog(a) => Ok(a.write_frame(frame).await?),
         }
     }
     fn offer_frame(&mut self, frame: Frame) -> Result<bool, AnyError> {
         match self {
             AnyAudioOut::Sim(a) => Ok(a.offer_frame(frame)?),
+            AnyAudioOut::Analog(a) => Ok(a.offer_frame(frame)?),
         }
     }
     async fn drain(&mut self) -> Result<(), AnyError> {
         match self {
             AnyAudioOut::Sim(a) => Ok(a.drain().await?),
+            AnyAudioOut::Analog(a) => Ok(a.drain().await?),
         }
     }
 }
@@ -250,11 +294,13 @@ impl Indicators for AnyIndicators {
     fn set_status(&mut self, status: BoxStatus) -> Result<(), AnyError> {
         match self {
             AnyIndicators::Sim(i) => Ok(i.set_status(status)?),
+            AnyIndicators::Analog(i) => Ok(i.set_status(status)?),
         }
     }
     fn set_line_led(&mut self, line: &str, on: bool) -> Result<(), AnyError> {
         match self {
             AnyIndicators::Sim(i) => Ok(i.set_line_led(line, on)?),
+            AnyIndicators::Analog(i) => Ok(i.set_line_led(line, on)?),
         }
     }
 }
@@ -264,6 +310,7 @@ impl Inputs for AnyInputs {
     async fn next_press(&mut self) -> Result<ButtonPress, AnyError> {
         match self {
             AnyInputs::Sim(i) => Ok(i.next_press().await?),
+            AnyInputs::Analog(i) => Ok(i.next_press().await?),
         }
     }
 }
@@ -278,6 +325,7 @@ impl Backend for AnyBackend {
     fn name(&self) -> &'static str {
         match self {
             AnyBackend::Sim(_) => "sim",
+            AnyBackend::Analog(_) => "analog",
         }
     }
 
@@ -292,18 +340,29 @@ impl Backend for AnyBackend {
                     audio_out: AnyAudioOut::Sim(p.audio_out),
                 })
                 .collect(),
+            AnyBackend::Analog(a) => a
+                .take_ports()
+                .into_iter()
+                .map(|p| Port {
+                    line: AnyLine::Analog(p.line),
+                    audio_in: AnyAudioIn::Analog(p.audio_in),
+                    audio_out: AnyAudioOut::Analog(p.audio_out),
+                })
+                .collect(),
         }
     }
 
     fn take_indicators(&mut self) -> Option<AnyIndicators> {
         match self {
             AnyBackend::Sim(s) => s.take_indicators().map(AnyIndicators::Sim),
+            AnyBackend::Analog(a) => a.take_indicators().map(AnyIndicators::Analog),
         }
     }
 
     fn take_inputs(&mut self) -> Option<AnyInputs> {
         match self {
             AnyBackend::Sim(s) => s.take_inputs().map(AnyInputs::Sim),
+            AnyBackend::Analog(a) => a.take_inputs().map(AnyInputs::Analog),
         }
     }
 
@@ -313,6 +372,7 @@ impl Backend for AnyBackend {
                 s.start();
                 Ok(())
             }
+            AnyBackend::Analog(a) => a.start(),
         }
     }
 }
@@ -326,8 +386,12 @@ mod tests {
         let e = open("carrier-pigeon", BackendArgs::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown backend `carrier-pigeon`; this build has: sim"
+            format!(
+                "unknown backend `carrier-pigeon`; this build has: {}",
+                names().join(", ")
+            )
         );
+        assert_eq!(names().contains(&"analog"), cfg!(feature = "alsa"));
         assert_eq!(names()[0], "sim", "the default comes first");
     }
 }

@@ -45,6 +45,7 @@ script = [{ press = "7", via = "both" }, { hangup = true }]
         BackendArgs {
             lines: lines(),
             scenario: Some(sc),
+            board: None,
         },
     )
     .unwrap();
@@ -97,6 +98,7 @@ async fn writing_audio_is_paced_at_the_frame_rate_and_heard() {
         BackendArgs {
             lines: lines(),
             scenario: Some(sc),
+            board: None,
         },
     )
     .unwrap();
@@ -148,6 +150,7 @@ dial = [{ at = "100s", digits = "*71" }]
         BackendArgs {
             lines: lines(),
             scenario: Some(sc),
+            board: None,
         },
     )
     .unwrap();
@@ -221,6 +224,7 @@ async fn offering_a_frame_never_waits_and_drops_it_when_the_playout_buffer_is_fu
         BackendArgs {
             lines: lines(),
             scenario: Some(sc),
+            board: None,
         },
     )
     .unwrap();
@@ -265,6 +269,7 @@ async fn frames_the_box_reads_late_are_counted_against_their_deadline() {
         BackendArgs {
             lines: lines(),
             scenario: Some(sc),
+            board: None,
         },
     )
     .unwrap();

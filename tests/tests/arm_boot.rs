@@ -201,6 +201,20 @@ fn the_aarch64_box_boots_an_arm64_kernel_plays_a_scenario_and_reports_its_record
     ] {
         cpio.copy(&format!("lib/{lib}"), 0o755, &sysroot.join(lib));
     }
+    // Built with the analog backend, the daemon links alsa-lib (from the
+    // arm64 apt architecture; the image ships it too).
+    let needed = Command::new("aarch64-linux-gnu-readelf")
+        .args(["-d"])
+        .arg(&stripped)
+        .output()
+        .expect("aarch64-linux-gnu-readelf runs");
+    if String::from_utf8_lossy(&needed.stdout).contains("[libasound.so.2]") {
+        cpio.copy(
+            "lib/libasound.so.2",
+            0o755,
+            Path::new("/usr/lib/aarch64-linux-gnu/libasound.so.2"),
+        );
+    }
     cpio.copy("site/site.toml", 0o644, &site.config());
     cpio.copy(
         "site/prompts/greeting.wav",

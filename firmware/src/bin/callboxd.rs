@@ -109,6 +109,11 @@ enum Cmd {
         )]
         table: Option<String>,
     },
+    /// Line-interface hardware: probe it, measure a loopback.
+    Hw {
+        #[command(subcommand)]
+        cmd: HwCmd,
+    },
     /// Print stored recordings (what was recorded, where the file is, its
     /// state).
     Recordings {
@@ -121,6 +126,40 @@ enum Cmd {
         /// Only this call's recordings.
         #[arg(long, value_name = "ID")]
         call: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HwCmd {
+    /// List sound cards and GPIO; with --config, check every port of the
+    /// site's board description. Exit 0 when all of it is usable, 1 if not.
+    Probe {
+        /// Site config with a `[board]` table.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Play a tone out of one port and measure it back (on the same port
+    /// through the line's echo, or on another port through a loop cable).
+    /// Exit 0 with level, delay and frequency; 1 when nothing came back.
+    Loopback {
+        /// Site config with a `[board]` table.
+        #[arg(long)]
+        config: PathBuf,
+        /// Line id of the port that plays the tone.
+        #[arg(long)]
+        port: String,
+        /// Line id of the port that listens (default: the same port).
+        #[arg(long)]
+        to: Option<String>,
+        /// Tone frequency, Hz.
+        #[arg(long, default_value_t = 1000.0)]
+        hz: f64,
+        /// Tone level, dBFS.
+        #[arg(long, default_value_t = -10.0, allow_negative_numbers = true)]
+        level: f64,
+        /// Tone length, ms.
+        #[arg(long, default_value_t = 1000)]
+        ms: u32,
     },
 }
 
@@ -270,6 +309,7 @@ fn main() -> ExitCode {
             ),
         },
         Cmd::Recordings { data, json, call } => recordings(&data, json, call.as_deref()),
+        Cmd::Hw { cmd } => hw(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -373,6 +413,7 @@ fn run(
             BackendArgs {
                 lines: site.lines.clone(),
                 scenario,
+                board: site.board.clone(),
             },
         )
         .map_err(|e| Failure::Run(e.into()))?;
@@ -452,6 +493,7 @@ fn first_boot(bundle: Option<&Path>, config: &Path, data: Option<&Path>) -> Resu
             BackendArgs {
                 lines: Vec::new(),
                 scenario: None,
+                board: None,
             },
         )
         .map_err(|e| Failure::Run(e.into()))?;
@@ -761,4 +803,103 @@ fn recordings(data: &Path, json: bool, call: Option<&str>) -> Result<(), Failure
         }
     }
     Ok(())
+}
+
+/// The board description of a site config, for `hw`.
+fn board_of(config: &Path) -> Result<callbox_hal::analog::board::Board, Failure> {
+    let site = SiteConfig::load(config).map_err(Failure::Config)?;
+    site.board.ok_or_else(|| {
+        Failure::NotFound(format!(
+            "{}: no `[board]` table; the hardware commands need the board description (docs/hardware.md)",
+            config.display()
+        ))
+    })
+}
+
+fn hw(cmd: HwCmd) -> Result<(), Failure> {
+    use callbox_hal::analog::probe;
+    match cmd {
+        HwCmd::Probe { config } => {
+            let board = config.as_deref().map(board_of).transpose()?;
+            let report = probe::probe(board.as_ref());
+            print!("{}", report.text);
+            if report.ok {
+                Ok(())
+            } else {
+                Err(Failure::NotFound("the board is not usable here".into()))
+            }
+        }
+        HwCmd::Loopback {
+            config,
+            port,
+            to,
+            hz,
+            level,
+            ms,
+        } => {
+            let board = board_of(&config)?;
+            let channel = |line: &str| {
+                board
+                    .ports
+                    .iter()
+                    .find(|p| p.line == line)
+                    .map(|p| p.channel)
+                    .ok_or_else(|| {
+                        Failure::NotFound(format!("no port for line `{line}` on the board"))
+                    })
+            };
+            let to = to.unwrap_or_else(|| port.clone());
+            let (out_ch, in_ch) = (channel(&port)?, channel(&to)?);
+            if !(100.0..=3800.0).contains(&hz)
+                || !(-60.0..=0.0).contains(&level)
+                || !(100..=10_000).contains(&ms)
+            {
+                return Err(Failure::NotFound(
+                    "--hz must be 100-3800, --level -60-0 dBFS, --ms 100-10000".into(),
+                ));
+            }
+            loopback(&board, out_ch, in_ch, hz, level, ms).and_then(|m| match m {
+                Some(m) => {
+                    println!(
+                        "{hz:.0} Hz at {level:.1} dBFS out of {port} came back on {to} at {:.1} dBFS (loss {:.1} dB) after {:.0} ms, measured {:.0} Hz",
+                        m.level_dbfs,
+                        level - m.level_dbfs,
+                        m.delay_ms,
+                        m.frequency_hz
+                    );
+                    Ok(())
+                }
+                None => Err(Failure::NotFound(format!(
+                    "no tone came back on {to} (below -60 dBFS): the ports are not looped"
+                ))),
+            })
+        }
+    }
+}
+
+#[cfg(feature = "alsa")]
+fn loopback(
+    board: &callbox_hal::analog::board::Board,
+    out_ch: u16,
+    in_ch: u16,
+    hz: f64,
+    level: f64,
+    ms: u32,
+) -> Result<Option<callbox_hal::analog::probe::Loopback>, Failure> {
+    callbox_hal::analog::probe::loopback(board, out_ch, in_ch, hz, level, ms)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("sound card: {e}")))
+}
+
+#[cfg(not(feature = "alsa"))]
+fn loopback(
+    _board: &callbox_hal::analog::board::Board,
+    _out_ch: u16,
+    _in_ch: u16,
+    _hz: f64,
+    _level: f64,
+    _ms: u32,
+) -> Result<Option<callbox_hal::analog::probe::Loopback>, Failure> {
+    Err(Failure::Other(anyhow::anyhow!(
+        "this build has no ALSA support (cargo feature `alsa`)"
+    )))
 }

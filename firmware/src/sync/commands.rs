@@ -1215,6 +1215,7 @@ members = { alice = 0 }
             callbox_hal::registry::BackendArgs {
                 lines: config.lines.clone(),
                 scenario: Some(scenario),
+                board: None,
             },
         )
         .unwrap();

@@ -2,9 +2,14 @@
 //!
 //! DTMF generation (the simulator's callers key digits in band, and analog
 //! trunks dial out with it), G.711 companding, the Goertzel DTMF detector
-//! that hears callers' keys in band, and call-progress tones.
+//! that hears callers' keys in band, call-progress tones and their
+//! detection, caller id (FSK and DTMF) and resampling for codecs that do
+//! not run at 8 kHz.
 
+pub mod call_progress;
+pub mod caller_id;
 pub mod detect;
 pub mod dtmf;
 pub mod g711;
+pub mod resample;
 pub mod tones;

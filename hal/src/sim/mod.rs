@@ -13,7 +13,6 @@
 //! demo) or in virtual time (tests, `--fast`) where an hour of calls takes
 //! seconds.
 
-mod queue;
 pub mod scenario;
 mod world;
 
@@ -26,6 +25,7 @@ use crate::audio::{AudioFormat, AudioIn, AudioOut, Frame};
 use crate::error::{Error, ErrorKind};
 use crate::io::{BoxStatus, ButtonPress, Indicators, Inputs};
 use crate::line::{Line, LineCommand, LineEvent, LineInfo};
+use crate::queue;
 use crate::registry::Port;
 
 pub use scenario::Scenario;

@@ -1,5 +1,7 @@
-//! A bounded single-producer, single-consumer queue for the simulated
-//! lines' audio, in place of a tokio channel.
+//! A bounded single-producer, single-consumer queue for line audio (the
+//! simulated lines', and the analog backend's between its PCM thread and
+//! the call actors), in place of a tokio channel. Either end may be used
+//! from a plain thread (`try_send`, `try_recv`) or from async code.
 //!
 //! Why not `tokio::sync::mpsc`: its storage is a list of 32-slot blocks, and
 //! a channel that carries a frame every 20 ms walks through a whole block
