@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::board::{Board, PinSpec, Wiring};
-use self::engine::{Engine, MediaStats, Pcm, PcmError, PortMedia};
+use self::engine::{Engine, MediaStats, Pcm, PortMedia};
 use self::pins::{Edge, GpioDriver, PinError};
 use self::port::{PortIo, StationCfg, Wired};
 use self::signal::{Debouncer, status_pattern};
@@ -552,7 +552,7 @@ async fn button_task(
 fn open_pcm(board: &Board, stats: Arc<MediaStats>) -> Result<Box<dyn Pcm>, OpenError> {
     alsa_pcm::AlsaPcm::open(board, stats)
         .map(|p| Box::new(p) as Box<dyn Pcm>)
-        .map_err(|e: PcmError| OpenError::Invalid {
+        .map_err(|e: engine::PcmError| OpenError::Invalid {
             backend: "analog",
             reason: format!("sound card: {e}"),
         })
