@@ -407,3 +407,53 @@ fn pins_that_do_not_exist_or_are_taken_fail_at_start_up_with_the_board_key() {
         "backend `analog`: board.port[0].hook_relay: GPIO pin 6: already in use"
     );
 }
+
+/// A sound card that goes away after a few periods (unplugged, driver
+/// gone).
+struct DyingPcm(u32);
+
+impl Pcm for DyingPcm {
+    fn read(&mut self, buf: &mut [i16]) -> Result<(), PcmError> {
+        if self.0 == 0 {
+            return Err(PcmError {
+                device: "test".into(),
+                reason: "capture failed: No such device".into(),
+            });
+        }
+        self.0 -= 1;
+        buf.fill(0);
+        Ok(())
+    }
+    fn write(&mut self, _buf: &[i16]) -> Result<(), PcmError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sound_card_that_fails_closes_every_port_audio() {
+    use callbox_hal::{AudioIn, AudioOut, Error as _, ErrorKind};
+    let hw = SimGpio::new();
+    let mut backend = AnalogBackend::with_parts(
+        board(),
+        lines(),
+        Box::new(DyingPcm(5)),
+        Box::new(hw),
+        Arc::new(MediaStats::default()),
+    )
+    .unwrap();
+    let mut ports = backend.take_ports();
+    backend.start().unwrap();
+    for p in &mut ports {
+        let e = timeout(Duration::from_secs(5), p.audio_in.read_frame())
+            .await
+            .expect("the audio ends, it does not hang")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Closed);
+        let f = callbox_hal::Frame::silence(callbox_hal::AudioFormat::NARROWBAND, 0, 0);
+        assert_eq!(
+            p.audio_out.offer_frame(f).unwrap_err().kind(),
+            ErrorKind::Closed
+        );
+    }
+    assert_eq!(MediaStats::get(&backend.media_stats().periods), 5);
+}

@@ -157,3 +157,151 @@ fn a_sound_card_that_does_not_exist_stops_the_start_with_its_name() {
         assert!(stderr.contains("unknown backend `analog`"), "{stderr}");
     }
 }
+
+/// An ALSA configuration that makes a two-channel 8 kHz "card" of files
+/// (alsa-lib's `file` and `null` plugins): capture reads `in.raw`,
+/// playback writes `out.raw`.
+fn file_card(dir: &std::path::Path) -> std::path::PathBuf {
+    let conf = dir.join("asound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.lif_in {{ type file; slave.pcm \"lif_null\"; file \"/dev/null\"; infile \"{0}/in.raw\"; format \"raw\" }}\n\
+             pcm.lif_out {{ type file; slave.pcm \"lif_null\"; file \"{0}/out.raw\"; format \"raw\" }}\n\
+             pcm.lif_null {{ type null }}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// The test board on the file card with simulated GPIO, paced by the
+/// system clock (the file plugins keep no time).
+fn file_site(site: &Site) {
+    site.write(
+        "site.toml",
+        &SITE.replace("hw:CARD=callboxlif", "lif_in").replace(
+            "status_led =",
+            "playback = \"lif_out\"\ntiming = \"system\"\ngpio = \"sim\"\nstatus_led =",
+        ),
+    );
+}
+
+#[test]
+fn on_a_card_that_works_probe_loopback_and_the_daemon_run() {
+    if !has_alsa() {
+        eprintln!("hw: this callboxd has no ALSA (build with --features callbox-firmware/analog)");
+        return;
+    }
+    let site = Site::new(1, 0, 200, "");
+    file_site(&site);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = file_card(dir.path());
+    // Capture: a 1 kHz tone at -20 dBFS on channel 0 from 100 ms to 1.1 s,
+    // then silence; 30 s in all.
+    let mut raw = Vec::with_capacity(8000 * 30 * 4);
+    for i in 0..8000 * 30 {
+        let s = if (800..8800).contains(&i) {
+            (3277.0 * (std::f64::consts::TAU * 1000.0 * f64::from(i) / 8000.0).sin()) as i16
+        } else {
+            0
+        };
+        raw.extend_from_slice(&s.to_le_bytes());
+        raw.extend_from_slice(&0i16.to_le_bytes());
+    }
+    std::fs::write(dir.path().join("in.raw"), raw).unwrap();
+
+    let probe = cmd()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["hw", "probe", "--config"])
+        .arg(site.config())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(probe.status.code(), Some(0), "{}", text(&probe));
+    assert!(stdout.contains("audio: both PCMs open"), "{stdout}");
+    assert_eq!(stdout.matches("wired and alive").count(), 2, "{stdout}");
+
+    let lb = cmd()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .args(["hw", "loopback", "--port", "pstn-1", "--config"])
+        .arg(site.config())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&lb.stdout);
+    assert_eq!(lb.status.code(), Some(0), "{}", text(&lb));
+    assert!(
+        out.starts_with("1000 Hz at -10.0 dBFS out of pstn-1 came back on pstn-1 at -20."),
+        "{out}"
+    );
+    assert!(out.contains("after 100 ms"), "{out}");
+
+    // The daemon on the card: up, ready, playing silence at the card's
+    // rate, and a clean stop.
+    use std::io::BufRead;
+    /// Kills the daemon if the test fails before stopping it.
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = cmd()
+        .env("ALSA_CONFIG_PATH", &conf)
+        .env("RUST_LOG", "info")
+        .arg("run")
+        .arg("--config")
+        .arg(site.config())
+        .arg("--data")
+        .arg(site.data())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Daemon)
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no ready line:\n{}", log.join("\n")));
+        let ready = line.contains(" ready") && line.contains("backend=\"analog\"");
+        log.push(line);
+        if ready {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.0.wait().unwrap();
+    let ran = t0.elapsed().as_secs_f64();
+    log.extend(rx.try_iter());
+    assert!(status.success(), "{status}:\n{}", log.join("\n"));
+    assert!(
+        !log.iter().any(|l| l.contains("ERROR")),
+        "{}",
+        log.join("\n")
+    );
+    // 8000 frames of 2 channels of 16 bits a second, written ahead by two
+    // periods, for no longer than the daemon ran.
+    let played = std::fs::metadata(dir.path().join("out.raw")).unwrap().len() as f64 / 32_000.0;
+    assert!(
+        played > 1.5 && played <= ran + 0.1,
+        "played {played:.2} s in a run of {ran:.2} s"
+    );
+}

@@ -54,7 +54,8 @@ CALLBOX_CARGO_ENV = PKG_CONFIG_ALLOW_CROSS=1
 # The generic build step passes --release, which cargo refuses together
 # with --profile, so build the daemon with our own command. The
 # firmware profile (workspace Cargo.toml) is size-optimised, fat LTO,
-# stripped.
+# stripped. The box runs the analog line backend: ALSA (alsa-lib from
+# staging) and Raspberry Pi GPIO (docs/hardware.md).
 define CALLBOX_BUILD_CMDS
 	cd $(@D) && \
 	$(TARGET_MAKE_ENV) \
@@ -67,6 +68,7 @@ define CALLBOX_BUILD_CMDS
 			--manifest-path Cargo.toml \
 			-p callbox-firmware \
 			--bin callboxd \
+			--features analog \
 			--profile firmware
 endef
 
