@@ -23,7 +23,7 @@ pub mod analog;
 pub mod audio;
 pub mod clock;
 pub mod diag;
-pub mod dsp;
+pub use callbox_dsp as dsp;
 pub mod error;
 pub mod io;
 pub mod line;

@@ -1,4 +1,8 @@
-//! Signal processing every backend needs.
+//! Signal processing every backend needs (`callbox_hal::dsp`).
+//!
+//! A crate of its own so the size-optimised image build can keep this
+//! per-frame code at full optimisation (`[profile.firmware.package.
+//! callbox-dsp]`) while the rest of the HAL is optimised for size.
 //!
 //! DTMF generation (the simulator's callers key digits in band, and analog
 //! trunks dial out with it), G.711 companding, the Goertzel DTMF detector

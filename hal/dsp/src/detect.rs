@@ -177,7 +177,7 @@ enum State {
 /// the internal 5 ms blocks do not depend on how the stream is cut.
 ///
 /// ```
-/// use callbox_hal::dsp::{detect::DtmfDetector, dtmf::ToneGen};
+/// use callbox_dsp::{detect::DtmfDetector, dtmf::ToneGen};
 ///
 /// let mut det = DtmfDetector::new(8000);
 /// let mut tone = ToneGen::dtmf('5', 8000, -10.0).unwrap();
@@ -605,7 +605,7 @@ fn strongest(power: &[f32], margin: f32) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::dtmf::ToneGen;
+    use crate::dtmf::ToneGen;
 
     fn tone(d: char, ms: usize, dbfs: f64) -> Vec<i16> {
         let mut g = ToneGen::dtmf(d, 8000, dbfs).unwrap();

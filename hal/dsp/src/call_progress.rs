@@ -259,7 +259,7 @@ impl ProgressDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::tones::ProgressToneGen;
+    use crate::tones::ProgressToneGen;
 
     fn detect(region: ToneRegion, tone: ProgressTone, secs: usize) -> Vec<(usize, ProgressTone)> {
         let mut g = ProgressToneGen::new(region, tone, 8000);
