@@ -932,6 +932,21 @@ impl Collector {
         json_lines(&out.stdout)
     }
 
+    /// `callbox-hq export --latest`: one record per `data.id`, the latest
+    /// sent, as docs/mqtt.md tells headquarters to read call records.
+    pub fn export_latest(&self, stream: &str) -> Vec<Value> {
+        let out = hq_local(&[
+            "export",
+            "--db",
+            self.db().to_str().unwrap(),
+            "--stream",
+            stream,
+            "--latest",
+        ]);
+        assert!(out.status.success(), "callbox-hq export: {}", text(&out));
+        json_lines(&out.stdout)
+    }
+
     /// `callbox-hq gaps --db DB --json`: its output (one line per gap).
     pub fn gaps(&self) -> Output {
         hq_local(&["gaps", "--db", self.db().to_str().unwrap(), "--json"])

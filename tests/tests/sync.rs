@@ -142,10 +142,17 @@ fn drain(site: &Site, col: &Collector) {
 
 /// The records of `stream` at the collector (`callbox-hq export` prints
 /// each record's `data`) by the field that identifies them (`key`); each
-/// once.
+/// once. Call records may be sent again, complete, when they change after
+/// the call (docs/mqtt.md): those are read as headquarters is told to,
+/// the latest per call.
 fn collected(col: &Collector, stream: &str, key: &str) -> BTreeMap<String, Value> {
     let mut by_id = BTreeMap::new();
-    for r in col.export(stream) {
+    let records = if stream == "cdr" {
+        col.export_latest(stream)
+    } else {
+        col.export(stream)
+    };
+    for r in records {
         let id = record_data(&r)[key]
             .as_str()
             .unwrap_or_else(|| panic!("an exported {stream} record without `{key}`: {r}"))
