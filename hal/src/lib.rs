@@ -8,7 +8,8 @@
 //!   [`line::LineCommand`]s;
 //! - [`audio`]: 20 ms frames of 8 kHz, 16-bit mono audio in each direction;
 //! - [`io`]: status and line LEDs, relays, and buttons;
-//! - [`dsp`]: signal processing every backend needs (DTMF generation today);
+//! - [`dsp`]: signal processing every backend needs (the `callbox-dsp`
+//!   crate: G.711, DTMF, call-progress tones, caller id, resampling);
 //! - [`registry`]: backends chosen by name from the site config;
 //! - [`analog`]: the analog line backend — a sound card (ALSA, feature
 //!   `alsa`) for the audio, GPIO pins (rppal, feature `rpi`) for hook,

@@ -237,3 +237,44 @@ fn dtmf_caller_id_round_trips_with_absence_codes() {
         );
     }
 }
+
+#[test]
+fn noise_framed_like_bytes_before_the_message_does_not_hide_it() {
+    // A second of FSK carrying random bytes (what speech or a line
+    // disturbance can look like to the demodulator), then the real
+    // transmission: the caller id is still what comes out.
+    let cid = &people()[0];
+    for std in [CallerIdStandard::Bell202, CallerIdStandard::V23] {
+        for seed in 0..20u64 {
+            let mut rng = Noise(seed * 7919 + 1);
+            let junk: Vec<u8> = (0..120).map(|_| (rng.uniform() * 256.0) as u8).collect();
+            let mut audio = caller_id::fsk_samples(std, &junk, 8000, -15.0);
+            audio.extend(vec![0i16; 1600]);
+            audio.extend(caller_id::generate(std, cid, MessageFormat::Mdmf, 8000));
+            audio.extend(vec![0i16; 1600]);
+            let mut d = CallerIdDecoder::new(std, 8000);
+            let got: Vec<_> = audio.chunks(160).filter_map(|f| d.process(f)).collect();
+            assert!(got.contains(&Ok(cid.clone())), "{std} seed {seed}: {got:?}");
+        }
+    }
+}
+
+#[test]
+fn senders_two_percent_off_decode() {
+    for std in [CallerIdStandard::Bell202, CallerIdStandard::V23] {
+        for offset in [-0.02, -0.015, 0.015, 0.02] {
+            let got = through_line(
+                std,
+                &people()[1],
+                MessageFormat::Mdmf,
+                -20.0,
+                30.0,
+                offset,
+                0,
+                0,
+                5,
+            );
+            assert_eq!(got, Some(Ok(people()[1].clone())), "{std} offset {offset}");
+        }
+    }
+}

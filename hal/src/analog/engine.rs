@@ -224,8 +224,12 @@ impl PortMedia {
                 if let Some(cid) = self.cid.as_mut()
                     && let Some(r) = cid.process(samples)
                 {
+                    // After an error (noise that framed like a message)
+                    // the decoder goes on listening for the real one.
+                    if r.is_ok() {
+                        self.cid = None;
+                    }
                     self.report(MediaReport::CallerId(r.map_err(|e| e.to_string())));
-                    self.cid = None;
                 }
                 return;
             }
