@@ -41,6 +41,32 @@ pub fn since_boot() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// Month, day, hour and minute of local time, `MMDDHHMM`, as caller id
+/// carries them; `01010000` if the time cannot be read.
+pub fn local_mmddhhmm() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let secs = libc::time_t::try_from(now).unwrap_or(0);
+    // SAFETY: `tm` is plain old data; zeroed is a valid value (its zone
+    // pointer null). localtime_r is the thread-safe variant and writes
+    // only into `tm`; both pointers are valid for the call.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        (!libc::localtime_r(&secs, &mut tm).is_null()).then_some(tm)
+    };
+    match tm {
+        Some(tm) => format!(
+            "{:02}{:02}{:02}{:02}",
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min
+        ),
+        None => "01010000".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -49,5 +75,8 @@ mod tests {
         assert!(super::since_boot() > std::time::Duration::ZERO);
         // Either answer is fine; the call must not fail or panic.
         let _ = super::is_synchronized();
+        let t = super::local_mmddhhmm();
+        assert_eq!(t.len(), 8, "{t}");
+        assert!(t.bytes().all(|b| b.is_ascii_digit()), "{t}");
     }
 }

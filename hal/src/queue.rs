@@ -146,13 +146,26 @@ impl<T> Sender<T> {
     }
 
     /// Items waiting to be read.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.shared.lock().items.len()
     }
 
-    /// Whether the receiver is gone.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.shared.lock().receiver_gone
+    /// Waits, looking every `poll`, until the receiver has taken every
+    /// item (a playout buffer played out). `Err` if it goes first.
+    pub(crate) async fn drained(&self, poll: std::time::Duration) -> Result<(), ()> {
+        loop {
+            {
+                let s = self.shared.lock();
+                if s.items.is_empty() {
+                    return Ok(());
+                }
+                if s.receiver_gone {
+                    return Err(());
+                }
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 }
 

@@ -14,7 +14,6 @@
 #![cfg(feature = "alsa")]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,23 +30,13 @@ use callbox_hal::dsp::dtmf::ToneGen;
 use callbox_hal::dsp::resample::{Decimator, Interpolator};
 use callbox_hal::dsp::tones::{ProgressTone, ProgressToneGen, ToneRegion};
 use callbox_hal::{AudioFormat, AudioIn, AudioOut, Frame};
-use callbox_hal::{HangupCause, Line, LineCommand, LineEvent, LineInfo, LineKind};
+use callbox_hal::{HangupCause, Line, LineCommand, LineEvent};
 use tokio::time::{Instant, sleep, timeout};
 
-const RATE: u32 = 16_000;
+mod common;
+use common::{speech, two_lines as lines};
 
-fn lines() -> Vec<LineInfo> {
-    vec![
-        LineInfo {
-            id: "pstn-1".into(),
-            kind: LineKind::Trunk,
-        },
-        LineInfo {
-            id: "desk-1".into(),
-            kind: LineKind::Station,
-        },
-    ]
-}
+const RATE: u32 = 16_000;
 
 fn board(capture: &str, playback: &str) -> Board {
     let raw: RawBoard = toml::from_str(&format!(
@@ -73,34 +62,6 @@ fn board(capture: &str, playback: &str) -> Board {
     ))
     .unwrap();
     raw.check(&lines()).unwrap()
-}
-
-/// Speech at 8 kHz from espeak-ng (through sox), as the talk-off test
-/// makes it.
-fn speech(dir: &Path) -> Vec<i16> {
-    let wav = dir.join("speech.wav");
-    let raw = dir.join("speech.raw");
-    let ok = Command::new("espeak-ng")
-        .args(["-w"])
-        .arg(&wav)
-        .arg("Hello, I would like to know where my order is, please.")
-        .status()
-        .expect("the ALSA test needs espeak-ng (scripts/test-all installs it)");
-    assert!(ok.success());
-    let ok = Command::new("sox")
-        .arg(&wav)
-        .args([
-            "-r", "8000", "-c", "1", "-b", "16", "-e", "signed", "-t", "raw",
-        ])
-        .arg(&raw)
-        .status()
-        .expect("the ALSA test needs sox");
-    assert!(ok.success());
-    std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 /// Places `x` (8 kHz) at `at_ms` into `track`.
@@ -246,7 +207,15 @@ fn call(d: &Path) {
         1500,
         &caller_id::generate(CallerIdStandard::V23, &cid, MessageFormat::Mdmf, 8000),
     );
-    place(&mut trunk, 3500, &speech(d));
+    place(
+        &mut trunk,
+        3500,
+        &speech(
+            d,
+            "Hello, I would like to know where my order is, please.",
+            "en",
+        ),
+    );
     place(&mut trunk, 6500, &dtmf("42#"));
     let mut busy = vec![0i16; 8000 * 4];
     ProgressToneGen::new(ToneRegion::China, ProgressTone::Busy, 8000).fill(&mut busy);

@@ -13,8 +13,11 @@ use callbox_hal::analog::board::{Board, RawBoard};
 use callbox_hal::analog::engine::{MediaStats, Pcm, PcmError};
 use callbox_hal::analog::pins::SimGpio;
 use callbox_hal::io::{BoxStatus, Button, Indicators, Inputs};
-use callbox_hal::{HangupCause, Line, LineCommand, LineEvent, LineInfo, LineKind};
+use callbox_hal::{HangupCause, Line, LineCommand, LineEvent};
 use tokio::time::{Instant, sleep, timeout};
+
+mod common;
+use common::two_lines as lines;
 
 /// A sound card that hears silence and plays into nothing.
 struct SilentPcm;
@@ -48,19 +51,6 @@ const BOARD: &str = r#"
     hook = { pin = 20, active_low = true }
     ring_relay = { pin = 21 }
 "#;
-
-fn lines() -> Vec<LineInfo> {
-    vec![
-        LineInfo {
-            id: "pstn-1".into(),
-            kind: LineKind::Trunk,
-        },
-        LineInfo {
-            id: "desk-1".into(),
-            kind: LineKind::Station,
-        },
-    ]
-}
 
 fn board() -> Board {
     let raw: RawBoard = toml::from_str(BOARD).unwrap();

@@ -2,27 +2,12 @@
 //! noise, at line levels, off frequency and with jittered cadences; busy
 //! tone after speech; and a minute of speech that must give no tone.
 
-use std::path::Path;
-use std::process::Command;
-
 use callbox_hal::dsp::call_progress::ProgressDetector;
 use callbox_hal::dsp::dtmf::ToneGen;
 use callbox_hal::dsp::tones::{DBM0_TO_DBFS, ProgressTone, ToneRegion, plan};
 
-struct Noise(u64);
-
-impl Noise {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let (u, v) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+mod common;
+use common::{Noise, speech};
 
 /// `secs` of `tone`'s cadence with every on/off time jittered by up to
 /// `jitter_ms`, its frequencies scaled by `1 + offset`, at `level_dbm0`
@@ -118,33 +103,6 @@ fn every_tone_of_both_plans_in_noise_off_frequency_and_jittered() {
             eprintln!("{region:?} {tone:?}: recognised after {latency:?} ms");
         }
     }
-}
-
-/// Speech at 8 kHz from espeak-ng through sox.
-fn speech(dir: &Path, text: &str, voice: &str) -> Vec<i16> {
-    let wav = dir.join("s.wav");
-    let raw = dir.join("s.raw");
-    let st = Command::new("espeak-ng")
-        .args(["-v", voice, "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("this test needs espeak-ng (scripts/test-all installs it)");
-    assert!(st.success());
-    let st = Command::new("sox")
-        .arg(&wav)
-        .args([
-            "-r", "8000", "-c", "1", "-b", "16", "-e", "signed", "-t", "raw",
-        ])
-        .arg(&raw)
-        .status()
-        .expect("this test needs sox");
-    assert!(st.success());
-    std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 const TEXT: &str = "Thank you for calling. Your order was shipped yesterday and will \

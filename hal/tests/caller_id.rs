@@ -7,22 +7,8 @@ use callbox_hal::dsp::caller_id::{
     self, Absence, CallerId, CallerIdDecoder, CallerIdStandard, CidError, MessageFormat,
 };
 
-/// A small deterministic generator (xorshift) for the noise.
-struct Noise(u64);
-
-impl Noise {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Gaussian by Box-Muller.
-    fn gauss(&mut self) -> f64 {
-        let (u, v) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+mod common;
+use common::Noise;
 
 fn people() -> Vec<CallerId> {
     vec![

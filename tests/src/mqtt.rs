@@ -588,6 +588,11 @@ pub struct Daemon {
 impl Daemon {
     /// `callboxd run --config SITE --data DATA` plus `extra`, in real time.
     pub fn start(site: &Site, extra: &[&str]) -> Daemon {
+        Daemon::start_env(site, extra, &[])
+    }
+
+    /// [`Daemon::start`] with environment variables set for the daemon.
+    pub fn start_env(site: &Site, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let n = (0..)
             .find(|i| !site.dir.path().join(format!("daemon-{i}.log")).exists())
             .unwrap();
@@ -599,6 +604,7 @@ impl Daemon {
             .arg("--data")
             .arg(site.data())
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f);

@@ -5,6 +5,9 @@
 //! fails at start-up naming the device. The line logic and the audio path
 //! themselves are tested in hal/tests/analog_lines.rs and analog_alsa.rs.
 
+use std::time::Duration;
+
+use callbox_tests::mqtt::Daemon;
 use callbox_tests::{Site, cmd, text};
 
 const SITE: &str = r#"[site]
@@ -239,64 +242,16 @@ fn on_a_card_that_works_probe_loopback_and_the_daemon_run() {
 
     // The daemon on the card: up, ready, playing silence at the card's
     // rate, and a clean stop.
-    use std::io::BufRead;
-    /// Kills the daemon if the test fails before stopping it.
-    struct Daemon(std::process::Child);
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = cmd()
-        .env("ALSA_CONFIG_PATH", &conf)
-        .env("RUST_LOG", "info")
-        .arg("run")
-        .arg("--config")
-        .arg(site.config())
-        .arg("--data")
-        .arg(site.data())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map(Daemon)
-        .unwrap();
     let t0 = std::time::Instant::now();
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
+    let mut d = Daemon::start_env(&site, &[], &[("ALSA_CONFIG_PATH", conf.as_os_str())]);
+    d.wait_log(Duration::from_secs(20), "the ready line", |l| {
+        l.contains(" ready") && l.contains("backend=\"analog\"")
     });
-    let mut log = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no ready line:\n{}", log.join("\n")));
-        let ready = line.contains(" ready") && line.contains("backend=\"analog\"");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.0.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let status = d.stop();
     let ran = t0.elapsed().as_secs_f64();
-    log.extend(rx.try_iter());
-    assert!(status.success(), "{status}:\n{}", log.join("\n"));
-    assert!(
-        !log.iter().any(|l| l.contains("ERROR")),
-        "{}",
-        log.join("\n")
-    );
+    assert!(status.success(), "{status}:\n{}", d.log());
+    assert!(!d.log().contains("ERROR"), "{}", d.log());
     // 8000 frames of 2 channels of 16 bits a second, written ahead by two
     // periods, for no longer than the daemon ran.
     let played = std::fs::metadata(dir.path().join("out.raw")).unwrap().len() as f64 / 32_000.0;

@@ -25,8 +25,7 @@
 //! reported once; again only after it stopped for 5 s (longer than any
 //! plan's silence) or something else was heard.
 
-use std::f64::consts::TAU;
-
+use super::goertzel::{Bin, energy};
 use super::tones::{ProgressTone, ToneRegion, plan};
 
 /// Samples per analysis block at 8 kHz (20 ms).
@@ -38,19 +37,6 @@ const FLOOR_DBFS: f64 = -45.0;
 /// On/off segments matched for busy and congestion.
 const CYCLES: usize = 2;
 
-fn goertzel(x: &[f64], hz: f64, rate: f64) -> f64 {
-    let c = 2.0 * (TAU * hz / rate).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &v in x {
-        let s0 = v + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    // |X|^2 scaled to the power of a sine of that amplitude (A^2 / 2)
-    // times the block length: comparable with the sum of x^2.
-    (s1 * s1 + s2 * s2 - c * s1 * s2) * 2.0 / x.len() as f64
-}
-
 fn near(ms: u32, nominal: u32) -> bool {
     let tol = (nominal / 5).max(60);
     ms + tol >= nominal && ms <= nominal + tol
@@ -59,11 +45,14 @@ fn near(ms: u32, nominal: u32) -> bool {
 /// Recognises call-progress tones by frequency and cadence.
 #[derive(Debug, Clone)]
 pub struct ProgressDetector {
-    rate: f64,
     block: usize,
     buf: Vec<f64>,
-    /// Frequency sets: the busy/congestion set, ringback's, dial's.
-    sets: [&'static [f64]; 3],
+    /// Goertzel bins of the frequency sets: the busy/congestion set,
+    /// ringback's, dial's.
+    bins: [Vec<Bin>; 3],
+    /// For each set, the first set with the same frequencies: in China all
+    /// three are one 450 Hz tone, told apart by cadence, and measured once.
+    canon: [usize; 3],
     busy: (u32, u32),
     congestion: (u32, u32),
     ringback_on: u32,
@@ -91,17 +80,20 @@ impl ProgressDetector {
             plan(region, ProgressTone::Ringback).frequencies,
             plan(region, ProgressTone::Dial).frequencies,
         ];
+        let canon = sets.map(|set| sets.iter().position(|s| *s == set).unwrap_or(0));
+        let rate = f64::from(sample_rate);
+        let bins = sets.map(|set| set.iter().map(|&f| Bin::new(f, rate)).collect());
         let ringback_on = cad(ProgressTone::Ringback).0;
-        let dial_ms = if sets[2] == sets[1] {
+        let dial_ms = if canon[2] == canon[1] {
             (ringback_on + (ringback_on / 5).max(60) + 100).div_ceil(BLOCK_MS) * BLOCK_MS
         } else {
             1000
         };
         ProgressDetector {
-            rate: f64::from(sample_rate),
             block: (sample_rate * BLOCK_MS / 1000) as usize,
             buf: Vec::new(),
-            sets,
+            bins,
+            canon,
             busy: cad(ProgressTone::Busy),
             congestion: cad(ProgressTone::Congestion),
             ringback_on,
@@ -124,20 +116,28 @@ impl ProgressDetector {
 
     /// Which frequency set a block carries, if any.
     fn classify(&self, x: &[f64]) -> Option<usize> {
-        let total: f64 = x.iter().map(|v| v * v).sum();
+        let total = energy(x);
         let floor = (32767.0 * 10f64.powf(FLOOR_DBFS / 20.0)).powi(2) / 2.0 * x.len() as f64;
         if total < floor {
             return None;
         }
         let mut best = None;
         let mut best_share = TONE_SHARE;
-        for (i, set) in self.sets.iter().enumerate() {
-            let powers: Vec<f64> = set.iter().map(|&f| goertzel(x, f, self.rate)).collect();
-            // Each frequency of a pair must be there, not just one.
-            if powers.iter().any(|&p| p < 0.15 * total) {
+        for (i, bins) in self.bins.iter().enumerate() {
+            if self.canon[i] != i {
                 continue;
             }
-            let share = powers.iter().sum::<f64>() / total;
+            let (mut sum, mut each) = (0.0, true);
+            for b in bins {
+                let p = b.power(x);
+                // Each frequency of a pair must be there, not just one.
+                each &= p >= 0.15 * total;
+                sum += p;
+            }
+            if !each {
+                continue;
+            }
+            let share = sum / total;
             if share > best_share {
                 best_share = share;
                 best = Some(i);
@@ -171,13 +171,6 @@ impl ProgressDetector {
     }
 
     fn block_done(&mut self, class: Option<usize>) -> Option<ProgressTone> {
-        // The three sets coincide in China: one tone, told apart by cadence.
-        let class = class.map(|c| {
-            self.sets
-                .iter()
-                .position(|s| *s == self.sets[c])
-                .unwrap_or(c)
-        });
         if class != self.on {
             self.segments.push((self.on, self.run_ms));
             if self.segments.len() > 8 {
@@ -233,7 +226,7 @@ impl ProgressDetector {
                 // Ringback: a burst of its length, then a second of silence.
                 if self.run_ms == 1000
                     && let Some(&(Some(c), ms)) = self.segments.last()
-                    && self.sets[c] == self.sets[1]
+                    && c == self.canon[1]
                     && near(ms, self.ringback_on)
                 {
                     return self.report(ProgressTone::Ringback);
@@ -245,7 +238,7 @@ impl ProgressDetector {
                 None
             }
             Some(c) => {
-                if self.run_ms == self.dial_ms && self.sets[c] == self.sets[2] {
+                if self.run_ms == self.dial_ms && c == self.canon[2] {
                     // In China dial, ringback and busy are the same tone:
                     // a second unbroken is dial tone only if it goes on.
                     return self.report(ProgressTone::Dial);

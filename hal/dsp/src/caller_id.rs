@@ -372,23 +372,29 @@ pub fn generate(
 #[derive(Debug, Clone)]
 struct Sliding {
     step: (f64, f64),
+    /// `e^{jwn}`: the phase a sample added `n` steps ago was added at,
+    /// relative to the current one.
+    back: (f64, f64),
     rot: (f64, f64),
     sum: (f64, f64),
 }
 
 impl Sliding {
-    fn new(hz: f64, rate: f64) -> Sliding {
+    /// A bin at `hz` over a window of `n` samples.
+    fn new(hz: f64, rate: f64, n: usize) -> Sliding {
         let w = TAU * hz / rate;
+        let wn = w * n as f64;
         Sliding {
             step: (w.cos(), -w.sin()),
+            back: (wn.cos(), wn.sin()),
             rot: (1.0, 0.0),
             sum: (0.0, 0.0),
         }
     }
-    /// Adds `x` at the current phase and removes `old` from `n` samples
-    /// back (which was added at the phase `n` steps ago: same rotation
-    /// modulo the window, folded into `back`).
-    fn push(&mut self, x: f64, old: f64, back: (f64, f64)) {
+    /// Adds `x` at the current phase and removes `old`, the sample that
+    /// leaves the window.
+    fn push(&mut self, x: f64, old: f64) {
+        let back = self.back;
         let (c, s) = self.rot;
         // old was added at rot * back (back = e^{+jwn}), i.e. conj rotation.
         let (oc, os) = (c * back.0 - s * back.1, c * back.1 + s * back.0);
@@ -410,10 +416,9 @@ impl Sliding {
 pub struct FskDecoder {
     rate: f64,
     n: usize,
+    standard: CallerIdStandard,
     mark: Sliding,
     space: Sliding,
-    back_mark: (f64, f64),
-    back_space: (f64, f64),
     /// Samples to sample bits ahead of their computed middle: the
     /// decisions show a mark→space edge late by about this much (the
     /// window still holds some of the mark). Measured: one sample for
@@ -429,7 +434,6 @@ pub struct FskDecoder {
     cursor: u64,
     /// Mark bit times seen in a row before the cursor.
     marks_run: f64,
-    last_mark_sample: Option<u64>,
     bytes: Vec<u8>,
     /// Where the last byte ended, inside a message.
     in_message_since: Option<u64>,
@@ -441,17 +445,12 @@ impl FskDecoder {
         let rate = f64::from(sample_rate);
         let (m, s) = tones(standard);
         let n = (rate / 1200.0).round() as usize;
-        let back = |hz: f64| {
-            let w = TAU * hz / rate * n as f64;
-            (w.cos(), w.sin())
-        };
         FskDecoder {
             rate,
             n,
-            mark: Sliding::new(m, rate),
-            space: Sliding::new(s, rate),
-            back_mark: back(m),
-            back_space: back(s),
+            standard,
+            mark: Sliding::new(m, rate, n),
+            space: Sliding::new(s, rate, n),
             lead: u64::from(standard == CallerIdStandard::Bell202),
             window: std::iter::repeat_n(0.0, n).collect(),
             energy: 0.0,
@@ -459,7 +458,6 @@ impl FskDecoder {
             base: 0,
             cursor: 0,
             marks_run: 0.0,
-            last_mark_sample: None,
             bytes: Vec::new(),
             in_message_since: None,
         }
@@ -467,18 +465,7 @@ impl FskDecoder {
 
     /// Starts over.
     pub fn reset(&mut self) {
-        let rate = self.rate as u32;
-        let std = if (self.mark_hz() - 1200.0).abs() < 1.0 {
-            CallerIdStandard::Bell202
-        } else {
-            CallerIdStandard::V23
-        };
-        *self = FskDecoder::new(std, rate);
-    }
-
-    fn mark_hz(&self) -> f64 {
-        let (c, s) = self.mark.step;
-        (-s).atan2(c) * self.rate / TAU
+        *self = FskDecoder::new(self.standard, self.rate as u32);
     }
 
     fn spb(&self) -> f64 {
@@ -504,8 +491,8 @@ impl FskDecoder {
             let old = self.window.pop_front().unwrap_or(0.0);
             self.window.push_back(x);
             self.energy += x * x - old * old;
-            self.mark.push(x, old, self.back_mark);
-            self.space.push(x, old, self.back_space);
+            self.mark.push(x, old);
+            self.space.push(x, old);
             let d = (self.energy > floor).then(|| self.mark.power() > self.space.power());
             self.decisions.push_back(d);
         }
@@ -532,7 +519,6 @@ impl FskDecoder {
                 Some(true) | None => {
                     if d == Some(true) {
                         self.marks_run += 1.0 / spb;
-                        self.last_mark_sample = Some(i);
                     } else {
                         self.marks_run = 0.0;
                     }

@@ -2,10 +2,13 @@
 
 use std::f64::consts::TAU;
 
+/// The row (low group) frequencies, Hz.
+pub const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+/// The column (high group) frequencies, Hz.
+pub const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+
 /// Row (low group) and column (high group) frequencies of a DTMF key, in Hz.
 pub fn frequencies(digit: char) -> Option<(f64, f64)> {
-    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
     const KEYS: [[char; 4]; 4] = [
         ['1', '2', '3', 'A'],
         ['4', '5', '6', 'B'],

@@ -15,5 +15,6 @@ pub mod caller_id;
 pub mod detect;
 pub mod dtmf;
 pub mod g711;
+pub mod goertzel;
 pub mod resample;
 pub mod tones;

@@ -47,8 +47,10 @@ fn clamp(v: f32) -> i16 {
 #[derive(Debug, Clone)]
 pub struct Decimator {
     factor: usize,
-    taps: Vec<f32>,
-    /// The last `taps.len()` input samples, oldest first.
+    /// The filter, last tap first (as it meets the samples, oldest first).
+    taps_rev: Vec<f32>,
+    /// The last `taps_rev.len()` input samples, oldest first; a call's
+    /// input is appended while it is processed.
     history: Vec<f32>,
 }
 
@@ -64,7 +66,7 @@ impl Decimator {
         Decimator {
             factor,
             history: vec![0.0; taps.len()],
-            taps,
+            taps_rev: taps.into_iter().rev().collect(),
         }
     }
 
@@ -76,17 +78,20 @@ impl Decimator {
             out.copy_from_slice(input);
             return;
         }
-        let n = self.taps.len();
-        for (chunk, o) in input.chunks_exact(self.factor).zip(out.iter_mut()) {
-            self.history.drain(..self.factor);
-            self.history.extend(chunk.iter().map(|&s| f32::from(s)));
-            let acc: f32 = self.history[..n]
+        let n = self.taps_rev.len();
+        self.history.extend(input.iter().map(|&s| f32::from(s)));
+        for (j, o) in out.iter_mut().enumerate() {
+            // The n samples ending with this output's last input sample.
+            let start = (j + 1) * self.factor;
+            let acc: f32 = self.history[start..start + n]
                 .iter()
-                .zip(self.taps.iter().rev())
+                .zip(&self.taps_rev)
                 .map(|(x, h)| x * h)
                 .sum();
             *o = clamp(acc);
         }
+        // One move per call, not one per output sample.
+        self.history.drain(..input.len());
     }
 }
 
@@ -96,7 +101,8 @@ pub struct Interpolator {
     factor: usize,
     /// Per output phase, its taps (every `factor`-th of the prototype).
     phases: Vec<Vec<f32>>,
-    /// The last input samples, oldest first.
+    /// The last input samples, oldest first; a call's input is appended
+    /// while it is processed.
     history: Vec<f32>,
 }
 
@@ -137,19 +143,20 @@ impl Interpolator {
             return;
         }
         let len = self.history.len();
-        for (&x, o) in input.iter().zip(out.chunks_exact_mut(self.factor)) {
-            self.history.remove(0);
-            self.history.push(f32::from(x));
-            for (p, slot) in o.iter_mut().enumerate() {
-                let taps = &self.phases[p];
+        self.history.extend(input.iter().map(|&s| f32::from(s)));
+        for (j, o) in out.chunks_exact_mut(self.factor).enumerate() {
+            // The len samples ending with input sample j, newest first.
+            let window = &self.history[j + 1..j + 1 + len];
+            for (taps, slot) in self.phases.iter().zip(o.iter_mut()) {
                 let acc: f32 = taps
                     .iter()
-                    .zip(self.history[..len].iter().rev())
+                    .zip(window.iter().rev())
                     .map(|(h, x)| h * x)
                     .sum();
                 *slot = clamp(acc);
             }
         }
+        self.history.drain(..input.len());
     }
 }
 

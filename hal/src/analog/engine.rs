@@ -32,12 +32,13 @@ use super::board::Timing;
 use crate::audio::{AudioFormat, Frame};
 use crate::dsp::call_progress::ProgressDetector;
 use crate::dsp::caller_id::{CallerId, CallerIdDecoder, CallerIdStandard};
+use crate::dsp::goertzel::DtmfPresence;
 use crate::dsp::resample::{Decimator, Interpolator};
 use crate::dsp::tones::{ProgressTone, ToneRegion};
 use crate::queue;
 
 /// Samples of a frame at 8 kHz.
-pub const FRAME: usize = 160;
+pub const FRAME: usize = AudioFormat::NARROWBAND.frame_samples;
 /// Frames queued towards a call before the engine drops (200 ms): a call
 /// that falls further behind hears a gap rather than ever more delay.
 pub const TO_BOX_DEPTH: usize = 10;
@@ -143,6 +144,8 @@ pub struct PortMedia {
     cid: Option<CallerIdDecoder>,
     cid_standard: Option<CallerIdStandard>,
     progress: ProgressDetector,
+    /// The echo guard's test on what the box sends.
+    dtmf: DtmfPresence,
     mute_until: u64,
     seq: u32,
     timestamp: u64,
@@ -184,6 +187,7 @@ impl PortMedia {
                 cid: None,
                 cid_standard: caller_id,
                 progress: ProgressDetector::new(tones, 8000),
+                dtmf: DtmfPresence::new(8000.0),
                 mute_until: 0,
                 seq: 0,
                 timestamp: 0,
@@ -268,38 +272,10 @@ impl PortMedia {
         } else {
             out.fill(0);
         }
-        if carries_dtmf(out) {
+        if self.dtmf.carries_dtmf(out) {
             self.mute_until = frame_no + 1 + ECHO_TAIL_FRAMES;
         }
     }
-}
-
-/// Whether a frame is mostly one DTMF row tone plus one column tone: the
-/// echo guard's test on what the box sends. Eight Goertzel bins over the
-/// frame; a loose test on purpose (muting a caller for 100 ms costs little,
-/// hearing the box's own digit costs a wrong menu choice).
-fn carries_dtmf(x: &[i16; FRAME]) -> bool {
-    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    let total: f64 = x.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    // Below about -45 dBFS nothing echoes loud enough to be detected.
-    if total < FRAME as f64 * 32768.0 * 32768.0 * 3.0e-5 {
-        return false;
-    }
-    let power = |hz: f64| {
-        let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &v in x {
-            let s0 = f64::from(v) + c * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        // |X|^2 scaled to the energy of a sine of that amplitude.
-        (s1 * s1 + s2 * s2 - c * s1 * s2) * 2.0 / FRAME as f64
-    };
-    let best = |f: &[f64; 4]| f.iter().map(|&h| power(h)).fold(0.0, f64::max);
-    (best(&ROWS) + best(&COLS)) > 0.5 * total
 }
 
 /// The per-period work, without the device.
@@ -307,10 +283,11 @@ fn carries_dtmf(x: &[i16; FRAME]) -> bool {
 pub struct Engine {
     ports: Vec<PortMedia>,
     channels: usize,
-    factor: usize,
     commands: std::sync::mpsc::Receiver<MediaCmd>,
     stats: Arc<MediaStats>,
     frame_no: u64,
+    /// One port's channel of a period at the codec's rate.
+    wide: Vec<i16>,
 }
 
 impl Engine {
@@ -325,16 +302,16 @@ impl Engine {
         Engine {
             ports,
             channels: usize::from(channels),
-            factor: (rate / 8000) as usize,
             commands,
             stats,
             frame_no: 0,
+            wide: vec![0; FRAME * (rate / 8000) as usize],
         }
     }
 
     /// Interleaved samples in one period.
     pub fn period_samples(&self) -> usize {
-        FRAME * self.factor * self.channels
+        self.wide.len() * self.channels
     }
 
     /// Moves one period: `capture` in, `playback` out (both interleaved,
@@ -354,18 +331,18 @@ impl Engine {
                 }
             }
         }
-        let (ch, factor) = (self.channels, self.factor);
-        let mut wide = vec![0i16; FRAME * factor];
+        let ch = self.channels;
+        let wide = &mut self.wide;
         let mut frame = [0i16; FRAME];
         playback.fill(0);
         for p in &mut self.ports {
             for (i, w) in wide.iter_mut().enumerate() {
                 *w = capture[i * ch + p.channel];
             }
-            p.down.process(&wide, &mut frame);
+            p.down.process(wide, &mut frame);
             p.inbound(self.frame_no, &mut frame, &self.stats);
             p.outbound(self.frame_no, &mut frame);
-            p.up.process(&frame, &mut wide);
+            p.up.process(&frame, wide);
             for (i, w) in wide.iter().enumerate() {
                 playback[i * ch + p.channel] = *w;
             }

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::board::{Board, PinSpec, Wiring};
-use self::engine::{Engine, MediaStats, Pcm, PortMedia};
+use self::engine::{Engine, MediaCmd, MediaStats, Pcm, PortMedia};
 use self::pins::{Edge, GpioDriver, PinError};
 use self::port::{PortIo, StationCfg, Wired};
 use self::signal::{Debouncer, status_pattern};
@@ -134,13 +134,10 @@ impl AudioOut for AnalogAudioOut {
         }
     }
     async fn drain(&mut self) -> Result<(), AnalogError> {
-        let step = AudioFormat::NARROWBAND.frame_duration() / 2;
-        while self.frames.len() > 0 {
-            if self.frames.is_closed() {
-                return Err(AnalogError::Closed);
-            }
-            tokio::time::sleep(step).await;
-        }
+        self.frames
+            .drained(AudioFormat::NARROWBAND.frame_duration() / 2)
+            .await
+            .map_err(|_| AnalogError::Closed)?;
         // The engine took the last frame; the sound card's buffer still
         // holds it and one more period.
         tokio::time::sleep(AudioFormat::NARROWBAND.frame_duration() * 3).await;
@@ -377,11 +374,6 @@ impl AnalogBackend {
         self.stats.clone()
     }
 
-    /// The board this backend runs.
-    pub fn board(&self) -> &Board {
-        &self.board
-    }
-
     /// Ports, once.
     pub fn take_ports(&mut self) -> Vec<Port<AnalogLine, AnalogAudioIn, AnalogAudioOut>> {
         std::mem::take(&mut self.ports)
@@ -481,8 +473,6 @@ fn port_io(
         reports,
     }
 }
-
-use self::engine::MediaCmd;
 
 /// Shows the box's state on the status LED with [`status_pattern`].
 async fn blink(mut led: Wired<dyn pins::OutputPin>, mut status: watch::Receiver<BoxStatus>) {

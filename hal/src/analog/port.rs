@@ -18,7 +18,6 @@
 //! Ringing a station drives the ring relay with the site's cadence and
 //! sends caller id between the first and second burst.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -162,7 +161,6 @@ enum Trunk {
     Ringing {
         bursts: u32,
         announced: bool,
-        caller: Option<CallerId>,
     },
     /// The box refused the call while it still rings: wait for the end.
     Refused,
@@ -187,8 +185,8 @@ pub async fn trunk(
 ) {
     let mut ring = RingDetector::new(cadence, RING_HOLD);
     let mut state = Trunk::Idle;
-    let mut bad: VecDeque<Instant> = VecDeque::new();
-    let mut fault_since: Option<Instant> = None;
+    // Broken rings are counted like a flapping hook's changes.
+    let mut bad = FlapGuard::new(BAD_RING_WINDOW, BAD_RINGS - 1, FAULT_CLEAR_AFTER);
     let mut dial_at: Option<(Instant, String)> = None;
     hook_relay.set(false);
     loop {
@@ -196,19 +194,19 @@ pub async fn trunk(
             Trunk::Dialled { since, ringback } => Some(
                 since
                     + if ringback {
-                        cadence_period(&ring)
+                        // Ringback follows the ring cadence of the
+                        // exchange; a second of slack.
+                        cadence.on + cadence.off + Duration::from_secs(1)
                     } else {
                         ANSWER_WITHOUT_PROGRESS
                     },
             ),
             _ => None,
         };
-        let fault_clear = fault_since
-            .map(|_| bad.back().copied().unwrap_or_else(Instant::now) + FAULT_CLEAR_AFTER);
         let wake = earliest(&[
             ring.deadline(),
             answer_by,
-            fault_clear,
+            bad.deadline(),
             dial_at.as_ref().map(|(t, _)| *t),
         ]);
         let mut ring_events = Vec::new();
@@ -226,9 +224,7 @@ pub async fn trunk(
                     state = Trunk::Talking;
                     io.event(LineEvent::Answered).await;
                 }
-                if let Some(t) = fault_clear && now >= t {
-                    fault_since = None;
-                    bad.clear();
+                if bad.poll(now) == Some(false) {
                     io.event(LineEvent::Fault(LineFault { code: "ring_cadence", detail: "ringing regular again".into(), active: false })).await;
                 }
                 if dial_at.as_ref().is_some_and(|(t, _)| now >= *t)
@@ -242,16 +238,13 @@ pub async fn trunk(
                 let Some(r) = report else { return };
                 match r {
                     MediaReport::CallerId(Ok(cid)) => {
-                        if let Trunk::Ringing { bursts, announced: false, caller } = &mut state {
+                        // Decoded only after a first burst of the right
+                        // length: with the caller id, that makes a call as
+                        // surely as a second burst.
+                        if let Trunk::Ringing { announced: announced @ false, .. } = &mut state {
                             tracing::info!(line = %io.line, number = ?cid.number, "caller id");
-                            let number = cid.number.clone();
-                            *caller = Some(cid);
-                            // A burst of the right length and a caller id
-                            // make a call as surely as a second burst.
-                            if *bursts >= 1 {
-                                state = Trunk::Ringing { bursts: 1, announced: true, caller: None };
-                                io.event(LineEvent::Incoming { caller: number, dialled: None }).await;
-                            }
+                            *announced = true;
+                            io.event(LineEvent::Incoming { caller: cid.number, dialled: None }).await;
                         }
                     }
                     MediaReport::CallerId(Err(e)) => {
@@ -333,32 +326,24 @@ pub async fn trunk(
                             state = Trunk::Ringing {
                                 bursts: 0,
                                 announced: false,
-                                caller: None,
                             }
                         }
-                        Trunk::Ringing {
-                            bursts, announced, ..
-                        } => {
+                        Trunk::Ringing { bursts, announced } => {
                             let fits = after.is_some_and(|a| cadence.gap_fits(a));
                             if !fits {
                                 tracing::warn!(line = %io.line, ?after, "ring silence off cadence");
                                 note_bad(
                                     &io,
                                     &mut bad,
-                                    &mut fault_since,
                                     format!("silence of {after:?} between rings"),
                                 )
                                 .await;
                             } else if !*announced && *bursts >= 1 {
+                                // No caller id came: the second burst makes
+                                // the call.
                                 *announced = true;
-                                let caller = match &state {
-                                    Trunk::Ringing { caller, .. } => {
-                                        caller.as_ref().and_then(|c| c.number.clone())
-                                    }
-                                    _ => None,
-                                };
                                 io.event(LineEvent::Incoming {
-                                    caller,
+                                    caller: None,
                                     dialled: None,
                                 })
                                 .await;
@@ -369,10 +354,7 @@ pub async fn trunk(
                 }
                 RingEvent::BurstEnd { length } => {
                     let fits = cadence.burst_fits(length);
-                    if let Trunk::Ringing {
-                        bursts, announced, ..
-                    } = &mut state
-                    {
+                    if let Trunk::Ringing { bursts, announced } = &mut state {
                         if fits {
                             *bursts += 1;
                             if *bursts == 1 && !*announced && caller_id {
@@ -387,7 +369,6 @@ pub async fn trunk(
                         note_bad(
                             &io,
                             &mut bad,
-                            &mut fault_since,
                             format!("ring burst of {} ms", length.as_millis()),
                         )
                         .await;
@@ -412,31 +393,8 @@ pub async fn trunk(
     }
 }
 
-fn cadence_period(ring: &RingDetector) -> Duration {
-    let c = ring.cadence();
-    // Ringback follows the ring cadence of the exchange; a second of slack.
-    c.on + c.off + Duration::from_secs(1)
-}
-
-async fn note_bad(
-    io: &PortIo,
-    bad: &mut VecDeque<Instant>,
-    fault_since: &mut Option<Instant>,
-    what: String,
-) {
-    let now = Instant::now();
-    bad.push_back(now);
-    while bad
-        .front()
-        .is_some_and(|&t| now.saturating_duration_since(t) > BAD_RING_WINDOW)
-    {
-        bad.pop_front();
-    }
-    while bad.len() > BAD_RINGS {
-        bad.pop_front();
-    }
-    if fault_since.is_none() && bad.len() >= BAD_RINGS {
-        *fault_since = Some(now);
+async fn note_bad(io: &PortIo, bad: &mut FlapGuard, what: String) {
+    if bad.change(Instant::now()) == Some(true) {
         io.event(LineEvent::Fault(LineFault {
             code: "ring_cadence",
             detail: format!(
@@ -568,7 +526,7 @@ pub async fn station(
                                 let info = CallerId {
                                     number: caller_id,
                                     name: caller_name.filter(|_| cfg.mdmf),
-                                    datetime: Some(callerid_now()),
+                                    datetime: Some(crate::clock::local_mmddhhmm()),
                                     ..CallerId::default()
                                 };
                                 let format = if cfg.mdmf { MessageFormat::Mdmf } else { MessageFormat::Sdmf };
@@ -636,38 +594,4 @@ pub async fn station(
             }
         }
     }
-}
-
-/// Month, day, hour and minute of local time as caller id carries them.
-fn callerid_now() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut tm: libc::tm = libc::tm {
-        tm_sec: 0,
-        tm_min: 0,
-        tm_hour: 0,
-        tm_mday: 0,
-        tm_mon: 0,
-        tm_year: 0,
-        tm_wday: 0,
-        tm_yday: 0,
-        tm_isdst: 0,
-        tm_gmtoff: 0,
-        tm_zone: std::ptr::null(),
-    };
-    let secs = libc::time_t::try_from(t).unwrap_or(0);
-    // SAFETY: both pointers are valid for the call; localtime_r is the
-    // thread-safe variant and writes only into `tm`.
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if !ok {
-        return "01010000".into();
-    }
-    format!(
-        "{:02}{:02}{:02}{:02}",
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min
-    )
 }

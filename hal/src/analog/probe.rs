@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::board::{Board, Wiring};
 use super::pins::{self, GpioDriver};
+use crate::dsp::goertzel::Bin;
 use crate::dsp::resample::{Decimator, Interpolator};
 
 /// What the probe found; `ok` when every port of the board is usable.
@@ -164,31 +165,14 @@ pub struct Loopback {
     pub frequency_hz: f64,
 }
 
-/// The tone's level at `hz` in `x`, dBFS of a sine, by Goertzel.
-fn tone_dbfs(x: &[i16], hz: f64) -> f64 {
-    if x.is_empty() {
-        return f64::NEG_INFINITY;
-    }
-    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
-    let (mut re, mut im) = (0.0, 0.0);
-    for (i, &s) in x.iter().enumerate() {
-        let ph = w * i as f64;
-        re += f64::from(s) * ph.cos();
-        im += f64::from(s) * ph.sin();
-    }
-    let amp = 2.0 * (re * re + im * im).sqrt() / x.len() as f64;
-    20.0 * (amp / 32767.0).log10()
-}
-
 /// Measures a captured 8 kHz signal that should carry a tone of `hz`
 /// starting at sample 0 of the playback: level, delay, frequency. `None`
 /// when no tone above -60 dBFS came back.
 pub fn measure(captured: &[i16], hz: f64) -> Option<Loopback> {
     const BLOCK: usize = 40;
-    let levels: Vec<f64> = captured
-        .chunks_exact(BLOCK)
-        .map(|b| tone_dbfs(b, hz))
-        .collect();
+    let bin = Bin::new(hz, 8000.0);
+    let tone_dbfs = |x: &[i16]| bin.level_dbfs(x);
+    let levels: Vec<f64> = captured.chunks_exact(BLOCK).map(tone_dbfs).collect();
     let peak = levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if peak < -60.0 {
         return None;
@@ -209,7 +193,7 @@ pub fn measure(captured: &[i16], hz: f64) -> Option<Loopback> {
         .filter(|w| (w[0] < 0) != (w[1] < 0))
         .count();
     Some(Loopback {
-        level_dbfs: tone_dbfs(steady, hz),
+        level_dbfs: tone_dbfs(steady),
         delay_ms: (start as f64) / 8.0,
         frequency_hz: crossings as f64 * 8000.0 / (2.0 * steady.len() as f64),
     })

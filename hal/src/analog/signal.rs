@@ -269,11 +269,6 @@ impl RingCadence {
     pub fn gap_max(&self) -> Duration {
         self.off + margin(self.off)
     }
-
-    /// Longest burst still accepted.
-    pub fn burst_max(&self) -> Duration {
-        self.on + margin(self.on)
-    }
 }
 
 fn margin(d: Duration) -> Duration {
@@ -335,11 +330,6 @@ impl RingDetector {
         }
     }
 
-    /// The cadence it expects.
-    pub fn cadence(&self) -> RingCadence {
-        self.cadence
-    }
-
     /// The raw ring-detect level (active = ring voltage seen) at `at`.
     pub fn input(&mut self, active: bool, at: Instant) -> Option<RingEvent> {
         if active == self.active {
@@ -393,11 +383,6 @@ impl RingDetector {
             return Some(RingEvent::Stopped);
         }
         None
-    }
-
-    /// How long the burst in progress has lasted by `now`.
-    pub fn burst_so_far(&self, now: Instant) -> Option<Duration> {
-        self.burst_start.map(|s| now.saturating_duration_since(s))
     }
 }
 

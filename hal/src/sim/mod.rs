@@ -143,13 +143,10 @@ impl AudioOut for SimAudioOut {
 
     async fn drain(&mut self) -> Result<(), SimError> {
         // The far end takes one frame per tick; poll at twice that rate.
-        let step = AudioFormat::NARROWBAND.frame_duration() / 2;
-        while self.frames.len() > 0 {
-            if self.frames.is_closed() {
-                return Err(SimError::Closed);
-            }
-            tokio::time::sleep(step).await;
-        }
+        self.frames
+            .drained(AudioFormat::NARROWBAND.frame_duration() / 2)
+            .await
+            .map_err(|()| SimError::Closed)?;
         // The far end took the last frame at the start of its tick; it is
         // heard for one more frame time.
         tokio::time::sleep(AudioFormat::NARROWBAND.frame_duration()).await;
