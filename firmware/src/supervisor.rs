@@ -336,25 +336,77 @@ async fn feature_code<L, I, O>(acd: Option<&AcdHandle<L, I, O>>, line: &str, dig
     }
 }
 
-/// Raises or clears the alarm of a line fault (`line_<code>:<line>`), so
-/// headquarters sees a flapping hook or broken ringing as it happens.
+/// Raises or clears the alarm of a line fault, so headquarters sees a
+/// flapping hook or broken ringing as it happens.
 async fn line_fault(ctx: &CallContext, line: &str, f: callbox_hal::LineFault) {
-    let code = format!("line_{}:{line}", f.code);
-    let at = ctx.clock.now();
     if f.active {
-        tracing::warn!(%line, alarm = %code, "{}", f.detail);
-        ctx.store
-            .send(crate::store::StoreMsg::Alarm {
-                at,
-                code,
-                severity: "warning",
-                message: format!("line {line}: {}", f.detail),
-            })
-            .await;
+        tracing::warn!(%line, code = f.code, "{}", f.detail);
     } else {
-        tracing::info!(%line, alarm = %code, "cleared: {}", f.detail);
-        ctx.store
-            .send(crate::store::StoreMsg::AlarmCleared { at, code })
-            .await;
+        tracing::info!(%line, code = f.code, "cleared: {}", f.detail);
+    }
+    ctx.store.send(fault_alarm(line, &f, ctx.clock.now())).await;
+}
+
+/// The store message for a line fault: alarm `line_<code>:<line>`
+/// (docs/operations.md), raised with the fault's detail or cleared.
+fn fault_alarm(
+    line: &str,
+    f: &callbox_hal::LineFault,
+    at: crate::clock::Stamp,
+) -> crate::store::StoreMsg {
+    let code = format!("line_{}:{line}", f.code);
+    if f.active {
+        crate::store::StoreMsg::Alarm {
+            at,
+            code,
+            severity: "warning",
+            message: format!("line {line}: {}", f.detail),
+        }
+    } else {
+        crate::store::StoreMsg::AlarmCleared { at, code }
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::store::StoreMsg;
+
+    #[test]
+    fn a_line_fault_is_raised_and_cleared_under_its_line_code() {
+        let at = crate::clock::Stamp {
+            wall_ms: 1,
+            mono_ms: 2,
+            synced: true,
+        };
+        let raised = callbox_hal::LineFault {
+            code: "flapping",
+            detail: "hook changed more than 10 times in 5s".into(),
+            active: true,
+        };
+        match fault_alarm("desk-1", &raised, at) {
+            StoreMsg::Alarm {
+                code,
+                severity,
+                message,
+                ..
+            } => {
+                assert_eq!(code, "line_flapping:desk-1");
+                assert_eq!(severity, "warning");
+                assert_eq!(
+                    message,
+                    "line desk-1: hook changed more than 10 times in 5s"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let cleared = callbox_hal::LineFault {
+            active: false,
+            ..raised
+        };
+        match fault_alarm("desk-1", &cleared, at) {
+            StoreMsg::AlarmCleared { code, .. } => assert_eq!(code, "line_flapping:desk-1"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -248,6 +248,14 @@ fn on_a_card_that_works_probe_loopback_and_the_daemon_run() {
         l.contains(" ready") && l.contains("backend=\"analog\"")
     });
     std::thread::sleep(Duration::from_secs(2));
+    // The audio thread runs real-time (SCHED_FIFO) where the daemon may
+    // ask for it, and says so in the log where it may not.
+    let policy = sched_policy(d.pid(), "analog-pcm").expect("an analog-pcm thread");
+    if d.log().contains("audio thread at normal priority") {
+        assert_eq!(policy, 0, "SCHED_OTHER");
+    } else {
+        assert_eq!(policy, 1, "SCHED_FIFO");
+    }
     let status = d.stop();
     let ran = t0.elapsed().as_secs_f64();
     assert!(status.success(), "{status}:\n{}", d.log());
@@ -259,4 +267,21 @@ fn on_a_card_that_works_probe_loopback_and_the_daemon_run() {
         played > 1.5 && played <= ran + 0.1,
         "played {played:.2} s in a run of {ran:.2} s"
     );
+}
+
+/// The scheduling policy (`/proc/PID/task/TID/stat` field 41) of the
+/// thread called `name`.
+fn sched_policy(pid: u32, name: &str) -> Option<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .find(|stat| stat.contains(&format!("({name})")))
+        .and_then(|stat| {
+            // Fields after the name start at field 3.
+            stat[stat.rfind(')')? + 2..]
+                .split_whitespace()
+                .nth(38)?
+                .parse()
+                .ok()
+        })
 }
