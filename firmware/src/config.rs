@@ -16,6 +16,9 @@ use callbox_hal::diag::{Diagnostic, Diagnostics, TomlSource, parse_duration};
 use callbox_hal::{LineInfo, LineKind};
 use serde::Deserialize;
 
+use crate::calls::Inbound;
+use crate::prompt::Prompt;
+
 /// Where the box keeps its database and recordings unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/callbox";
 
@@ -139,33 +142,6 @@ struct RawInbound {
     answer_after: Option<String>,
     #[serde(default)]
     lines: Option<Vec<String>>,
-}
-
-/// A prompt, loaded and decoded once.
-#[derive(Debug, Clone)]
-pub struct Prompt {
-    /// File name as written in the config.
-    pub name: String,
-    /// 8 kHz 16-bit samples.
-    pub samples: Arc<[i16]>,
-}
-
-impl Prompt {
-    /// Length when played.
-    pub fn duration(&self) -> Duration {
-        Duration::from_micros(self.samples.len() as u64 * 125)
-    }
-}
-
-/// How the box treats calls arriving on its trunks.
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    /// Played to every caller after answering, before the IVR.
-    pub greeting: Option<Prompt>,
-    /// Ringing time before the box answers.
-    pub answer_after: Duration,
-    /// Trunks that take inbound calls; calls on other trunks are refused.
-    pub lines: Vec<String>,
 }
 
 /// A checked site config.
@@ -346,7 +322,7 @@ impl SiteConfig {
 
         let prompt_dir = src.base_dir().join(&raw.prompts.dir);
         let greeting = match &raw.inbound.greeting {
-            Some(g) => match load_prompt(&prompt_dir, g) {
+            Some(g) => match Prompt::load(&prompt_dir, g) {
                 Ok(p) => Some(Some(p)),
                 Err(e) => {
                     err("inbound.greeting", e);
@@ -408,7 +384,7 @@ impl SiteConfig {
             Some(r) => {
                 let consent = match r.consent_prompt() {
                     None => None,
-                    Some(name) => match load_prompt(&prompt_dir, name) {
+                    Some(name) => match Prompt::load(&prompt_dir, name) {
                         Ok(p) => Some(p),
                         Err(e) => {
                             err("recording.consent_prompt", e);
@@ -519,6 +495,14 @@ impl SiteConfig {
 }
 
 impl SiteConfig {
+    /// The call-facing parts of this config, as calls run by them.
+    pub fn call_snapshot(&self) -> crate::calls::Snapshot {
+        crate::calls::Snapshot {
+            inbound: Arc::new(self.inbound.clone()),
+            ivr: self.ivr.clone().map(Arc::new),
+        }
+    }
+
     /// The policy the recorder runs by: `[recording]` (or recording off,
     /// the recorder still writes voicemail), keeping undelivered
     /// recordings while an `[uplink]` can deliver them.
@@ -527,28 +511,6 @@ impl SiteConfig {
         c.require_delivery = self.uplink.is_some();
         c
     }
-}
-
-fn load_prompt(dir: &Path, name: &str) -> Result<Prompt, String> {
-    if name.is_empty() || Path::new(name).is_absolute() || name.split('/').any(|p| p == "..") {
-        return Err(format!(
-            "prompt `{name}` must be a file name inside the prompts directory ({})",
-            dir.display()
-        ));
-    }
-    let path = dir.join(name);
-    if !path.is_file() {
-        return Err(format!(
-            "prompt file `{name}` not found (looked for {})",
-            path.display()
-        ));
-    }
-    callbox_hal::wav::load_prompt(&path, 8000)
-        .map(|s| Prompt {
-            name: name.to_string(),
-            samples: s.into(),
-        })
-        .map_err(|e| format!("prompt file {}: {e}", path.display()))
 }
 
 #[cfg(test)]

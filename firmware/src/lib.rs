@@ -18,7 +18,7 @@
 
 pub mod acd;
 pub mod app;
-pub mod call;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod events;
@@ -29,6 +29,7 @@ pub mod logging;
 pub mod media;
 pub mod panel;
 pub mod priority;
+pub mod prompt;
 pub mod provision;
 pub mod recorder;
 pub mod store;

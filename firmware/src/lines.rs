@@ -110,22 +110,3 @@ impl<L, I, O> Default for Lines<L, I, O> {
 
 /// Shared directory.
 pub type SharedLines<L, I, O> = Arc<Lines<L, I, O>>;
-
-/// What a call can reach besides its own line: other lines, and the ACD's
-/// queues when the site has agents.
-#[derive(Debug)]
-pub struct Switch<L, I, O> {
-    /// Line directory.
-    pub lines: SharedLines<L, I, O>,
-    /// Queues.
-    pub acd: Option<crate::acd::AcdHandle<L, I, O>>,
-}
-
-impl<L, I, O> Clone for Switch<L, I, O> {
-    fn clone(&self) -> Self {
-        Switch {
-            lines: self.lines.clone(),
-            acd: self.acd.clone(),
-        }
-    }
-}

@@ -15,10 +15,9 @@ use tokio_util::task::TaskTracker;
 use callbox_hal::dsp::detect::DtmfDetector;
 
 use crate::acd::AcdHandle;
-use crate::call::{self, Arrival, CallContext};
-use crate::ivr::media::{Gone, KeyDedup, Media, Source};
-use crate::lines::{Lease, Lines, Returned, Seize, Switch};
-use crate::media::KeyBuffer;
+use crate::calls::{self as call, Arrival, CallContext, Switch};
+use crate::lines::{Lease, Lines, Returned, Seize};
+use crate::media::{Gone, KeyBuffer, KeyDedup, Media, Source};
 
 /// Starts a watcher for every port; returns the directory calls borrow
 /// lines from.

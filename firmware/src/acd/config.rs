@@ -277,6 +277,16 @@ pub struct Codes {
     pub consult: String,
 }
 
+impl Codes {
+    /// The codes a supervised bridge listens for during a call.
+    pub fn during_call(&self) -> crate::media::bridge::AgentCodes<'_> {
+        crate::media::bridge::AgentCodes {
+            transfer: &self.transfer,
+            consult: &self.consult,
+        }
+    }
+}
+
 /// A configured agent.
 #[derive(Debug, Clone)]
 pub struct AgentCfg {

@@ -20,22 +20,21 @@ pub mod config;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent};
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::media::MonitorMode;
 pub use config::{AcdConfig, Strategy};
-
-/// Quiet time after the last key that completes a feature code (on an idle
-/// phone, or a transfer target keyed during a call).
-pub const CODE_QUIET: Duration = Duration::from_secs(2);
 
 use crate::clock::Clock;
 use crate::events::Events;
 use crate::lines::{Lease, SharedLines};
+use crate::media::dial::Rang;
+use crate::media::{AsJoin, Join};
 use crate::store::{StoreHandle, StoreMsg};
 
 /// What a waiting caller is told.
@@ -59,15 +58,13 @@ pub enum WaiterMsg<L, I, O> {
     },
 }
 
-/// What a supervisor does on an agent's call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MonitorMode {
-    /// Hears both sides; nobody hears the supervisor.
-    Listen,
-    /// Hears both; only the agent hears the supervisor.
-    Whisper,
-    /// Three-way: everyone hears everyone.
-    Barge,
+impl<L, I, O> AsJoin<L, I, O> for WaiterMsg<L, I, O> {
+    fn into_join(self) -> Option<Join<L, I, O>> {
+        match self {
+            WaiterMsg::Monitor { mode, lease } => Some(Join { mode, lease }),
+            _ => None,
+        }
+    }
 }
 
 /// Why a caller leaves a queue without an agent.
@@ -359,6 +356,19 @@ impl<L, I, O> AcdHandle<L, I, O> {
                 agent: agent.to_string(),
                 talk,
                 by,
+            })
+            .await;
+    }
+
+    /// A callback ([`CallbackOrder`]) ended: `talk` is how long the agent
+    /// and the caller talked, `None` when the caller was not reached.
+    pub async fn callback_done(&self, call_id: &str, agent: &str, talk: Option<Duration>) {
+        let _ = self
+            .tx
+            .send(Msg::CallbackDone {
+                call_id: call_id.to_string(),
+                agent: agent.to_string(),
+                talk,
             })
             .await;
     }
@@ -785,7 +795,7 @@ pub fn spawn<L, I, O>(
     lines: SharedLines<L, I, O>,
     store: StoreHandle,
     clock: Clock,
-    recorder: crate::recorder::Recorder,
+    callbacks: mpsc::Sender<CallbackOrder<L, I, O>>,
     events: Events,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
@@ -815,10 +825,9 @@ pub fn spawn<L, I, O>(
         lines,
         store,
         clock,
-        recorder,
+        callbacks,
         self_tx: handle.tx.clone(),
         tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
     };
     tracker.spawn(acd.run(inbox.rx, shutdown));
 }
@@ -844,10 +853,10 @@ struct Acd<L, I, O> {
     lines: SharedLines<L, I, O>,
     store: StoreHandle,
     clock: Clock,
-    recorder: crate::recorder::Recorder,
+    /// Where callbacks whose turn came are sent to be dialled.
+    callbacks: mpsc::Sender<CallbackOrder<L, I, O>>,
     self_tx: mpsc::Sender<Msg<L, I, O>>,
     tracker: TaskTracker,
-    shutdown: CancellationToken,
 }
 
 impl<L, I, O> Acd<L, I, O>
@@ -1974,24 +1983,44 @@ where
                         serde_json::json!({"number": number}),
                     )
                     .await;
-                    let job = CallbackJob {
+                    let order = CallbackOrder {
                         orig: call_id,
                         agent_id: self.cfg.agents[a].id.clone(),
                         queue: self.cfg.queues[wq].name.clone(),
                         number,
                         trunks: self.cfg.queues[wq].callback_trunks.clone(),
                         ring_timeout: CALLBACK_RING,
-                        recorder: self.recorder.clone(),
+                        agent: lease,
                     };
-                    let (lines, store, clock, tx, shutdown) = (
-                        self.lines.clone(),
-                        self.store.clone(),
-                        self.clock.clone(),
-                        self.self_tx.clone(),
-                        self.shutdown.clone(),
-                    );
-                    self.tracker
-                        .spawn(call_back(job, lease, lines, store, clock, tx, shutdown));
+                    if let Err(mpsc::error::SendError(order)) = self.callbacks.send(order).await {
+                        // Nobody places calls (the box is stopping): the
+                        // agent is let go and the callback counts as not
+                        // answered.
+                        tracing::warn!("no one to place the callback; it is not dialled");
+                        let CallbackOrder {
+                            orig,
+                            agent_id,
+                            mut agent,
+                            ..
+                        } = order;
+                        let _ = agent
+                            .port()
+                            .line
+                            .command(LineCommand::Hangup(HangupCause::Normal))
+                            .await;
+                        drop(agent);
+                        // Through the inbox like any callback's end, from
+                        // a task: the actor must not wait on its own inbox.
+                        let tx = self.self_tx.clone();
+                        self.tracker.spawn(async move {
+                            let done = Msg::CallbackDone {
+                                call_id: orig,
+                                agent: agent_id,
+                                talk: None,
+                            };
+                            let _ = tx.send(done).await;
+                        });
+                    }
                     self.trim_offers().await;
                     return;
                 }
@@ -2393,220 +2422,49 @@ where
         return OfferResult::Busy;
     };
     let port = lease.port();
-    if port
-        .line
-        .command(LineCommand::Ring {
-            caller_id,
-            caller_name: None,
-        })
-        .await
-        .is_err()
-    {
-        return OfferResult::Busy;
-    }
-    let answered = tokio::select! {
-        () = cancel.cancelled() => None,
-        r = tokio::time::timeout(timeout, async {
-            loop {
-                match port.line.next_event().await {
-                    Ok(LineEvent::Answered) => return true,
-                    Ok(LineEvent::Hangup(_)) | Err(_) => return false,
-                    Ok(_) => {}
-                }
-            }
-        }) => Some(r.unwrap_or(false)),
+    let cmd = LineCommand::Ring {
+        caller_id,
+        caller_name: None,
     };
-    match answered {
-        Some(true) => OfferResult::Answered(lease),
-        other => {
-            let _ = port
-                .line
-                .command(LineCommand::Hangup(HangupCause::NoAnswer))
-                .await;
-            if other.is_none() {
-                OfferResult::Cancelled
-            } else {
-                OfferResult::NoAnswer
-            }
-        }
+    let Ok(rang) = crate::media::dial::ring(&mut port.line, cmd, timeout, cancel.cancelled()).await
+    else {
+        return OfferResult::Busy;
+    };
+    if let Rang::Answered = rang {
+        return OfferResult::Answered(lease);
+    }
+    let _ = port
+        .line
+        .command(LineCommand::Hangup(HangupCause::NoAnswer))
+        .await;
+    match rang {
+        Rang::Cancelled => OfferResult::Cancelled,
+        _ => OfferResult::NoAnswer,
     }
 }
 
 /// How long a called-back caller's phone rings.
 const CALLBACK_RING: Duration = Duration::from_secs(30);
 
-struct CallbackJob {
-    orig: String,
-    agent_id: String,
-    queue: String,
-    number: String,
-    trunks: Vec<String>,
-    ring_timeout: Duration,
-    recorder: crate::recorder::Recorder,
-}
-
-/// Dials a caller back with the agent already on the line, bridges them,
-/// records the call and reports to the ACD.
-async fn call_back<L, I, O>(
-    job: CallbackJob,
-    mut agent: Lease<L, I, O>,
-    lines: SharedLines<L, I, O>,
-    store: StoreHandle,
-    clock: Clock,
-    tx: mpsc::Sender<Msg<L, I, O>>,
-    shutdown: CancellationToken,
-) where
-    L: Line,
-    I: AudioIn,
-    O: AudioOut,
-{
-    use crate::store::{CallEnd, CallFlow, CallStart, Direction, Disposition, Side};
-    let mut trunk = None;
-    for t in &job.trunks {
-        if let Some(l) = lines.seize(t).await {
-            trunk = Some(l);
-            break;
-        }
-    }
-    let mut talk = None;
-    if let Some(mut trunk) = trunk {
-        let id = crate::call::new_id(&clock);
-        let port = trunk.port();
-        let trunk_id = port.line.info().id.clone();
-        store
-            .send(StoreMsg::CallStarted(CallStart {
-                id: id.clone(),
-                direction: Direction::Outbound,
-                trunk_line: trunk_id,
-                caller: None,
-                dialled: Some(job.number.clone()),
-                at: clock.now(),
-            }))
-            .await;
-        let dialled = port
-            .line
-            .command(LineCommand::Dial {
-                number: job.number.clone(),
-            })
-            .await
-            .is_ok();
-        let rung: Result<bool, LineEvent> = if dialled {
-            tokio::select! {
-                () = shutdown.cancelled() => Ok(false),
-                r = tokio::time::timeout(job.ring_timeout, async {
-                    loop {
-                        match port.line.next_event().await {
-                            Ok(LineEvent::Answered) => return Ok(true),
-                            Ok(LineEvent::Hangup(_)) | Err(_) => return Ok(false),
-                            // Glare: a call arrived on the trunk instead.
-                            Ok(ev @ LineEvent::Incoming { .. }) => return Err(ev),
-                            Ok(_) => {}
-                        }
-                    }
-                }) => r.unwrap_or(Ok(false)),
-            }
-        } else {
-            Ok(false)
-        };
-        let mut glare = false;
-        let answered = match rung {
-            Ok(a) => a,
-            Err(ev) => {
-                // Not ours to hang up: the arriving call goes back to the
-                // trunk's watcher.
-                trunk.put_back(ev);
-                glare = true;
-                false
-            }
-        };
-        let (disposition, side) = if answered {
-            store
-                .send(StoreMsg::CallAnswered {
-                    id: id.clone(),
-                    at: clock.now(),
-                })
-                .await;
-            let start = Instant::now();
-            // A callback is a queue call: the queue's and agent's
-            // recording policy applies (the caller asked for the call, so
-            // no notice is played).
-            let mut rec = crate::recorder::Recording::for_call(&job.recorder, &id);
-            if let Some(cfg) = rec.config() {
-                let d = cfg.decide(&crate::recorder::config::CallKeys {
-                    queue: Some(&job.queue),
-                    agent: Some(&job.agent_id),
-                    dialled: Some(&job.number),
-                    flow: None,
-                });
-                rec.on_demand = d.mode == crate::recorder::config::Mode::OnDemand;
-                rec.start_call(d);
-            }
-            let end =
-                crate::ivr::media::bridge(trunk.port(), agent.port(), &mut rec, &shutdown).await;
-            drop(rec);
-            talk = Some(start.elapsed());
-            let side = match end {
-                crate::ivr::media::BridgeEnd::CallerHungUp => Side::Caller,
-                crate::ivr::media::BridgeEnd::OtherHungUp => Side::Box,
-                _ => Side::System,
-            };
-            (Disposition::Answered, side)
-        } else {
-            (Disposition::NoAnswer, Side::System)
-        };
-        if !glare {
-            let _ = trunk
-                .port()
-                .line
-                .command(LineCommand::Hangup(HangupCause::Normal))
-                .await;
-        }
-        store
-            .send(StoreMsg::CallFlow(CallFlow {
-                id: id.clone(),
-                job: Some("callback".into()),
-                queue: Some(job.queue.clone()),
-                agent: talk.map(|_| job.agent_id.clone()),
-                talk_ms: talk.map(|t| t.as_millis() as i64),
-                queue_exit: Some("callback".into()),
-                outcome: Some(
-                    if talk.is_some() {
-                        "callback:connected"
-                    } else {
-                        "callback:no_answer"
-                    }
-                    .into(),
-                ),
-                connected_to: talk.map(|_| agent.port().line.info().id.clone()),
-                vars: [("callback_for".to_string(), job.orig.clone())]
-                    .into_iter()
-                    .collect(),
-                ..CallFlow::default()
-            }))
-            .await;
-        store
-            .send(StoreMsg::CallEnded(CallEnd {
-                id,
-                at: clock.now(),
-                disposition,
-                cause: HangupCause::Normal,
-                side,
-            }))
-            .await;
-    }
-    let _ = agent
-        .port()
-        .line
-        .command(LineCommand::Hangup(HangupCause::Normal))
-        .await;
-    drop(agent);
-    let _ = tx
-        .send(Msg::CallbackDone {
-            call_id: job.orig,
-            agent: job.agent_id,
-            talk,
-        })
-        .await;
+/// A callback whose turn came: the agent is on the line; the calls layer
+/// dials the caller, bridges them and reports with
+/// [`AcdHandle::callback_done`].
+#[derive(Debug)]
+pub struct CallbackOrder<L, I, O> {
+    /// The call that asked to be called back.
+    pub orig: String,
+    /// The agent who takes it.
+    pub agent_id: String,
+    /// The queue it waited in.
+    pub queue: String,
+    /// The number to call.
+    pub number: String,
+    /// Trunks to dial on, in order.
+    pub trunks: Vec<String>,
+    /// How long the caller's phone rings.
+    pub ring_timeout: Duration,
+    /// The agent's station, answered.
+    pub agent: Lease<L, I, O>,
 }
 
 #[cfg(test)]
@@ -2643,7 +2501,7 @@ mod tests {
             std::sync::Arc::new(lines),
             store.handle(),
             Clock::new(false),
-            crate::recorder::Recorder::disabled(),
+            mpsc::channel(4).0,
             Events::new(),
             shutdown.clone(),
             &tracker,
@@ -2749,7 +2607,7 @@ mod tests {
             std::sync::Arc::new(lines),
             store.handle(),
             Clock::new(false),
-            crate::recorder::Recorder::disabled(),
+            mpsc::channel(4).0,
             events,
             shutdown.clone(),
             &tracker,

@@ -14,15 +14,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use callbox_hal::dsp::tones::ProgressTone;
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, Port};
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, Port};
 use tokio::sync::oneshot;
 
 use super::config::{Cond, Dest, Item, Ivr, Menu, NodeId, NodeKind, SayAs, Target};
-use super::media::{AgentAsks, BridgeEnd, Gone, Media, bridge, bridge_supervised};
 use super::say::{self, Lang};
 use crate::acd::{AcdHandle, Completed, JoinResult, WaiterMsg};
 use crate::clock::Clock;
 use crate::lines::Lines;
+use crate::media::dial::{Rang, answer_within};
+use crate::media::{AgentAsks, BridgeEnd, Gone, Media, bridge, bridge_supervised};
 use crate::recorder::config::{CallKeys, Mode};
 use crate::store::{CheckHistory, StoreHandle, StoreMsg};
 
@@ -157,31 +158,6 @@ fn template(
     }
     out.push_str(rest);
     out
-}
-
-impl<'a, L, I, O> FlowEnv<'a, L, I, O> {
-    /// The environment of one call of the daemon.
-    pub fn new(
-        ivr: &'a Ivr,
-        lines: &'a Lines<L, I, O>,
-        ctx: &'a crate::call::CallContext,
-        acd: Option<&'a AcdHandle<L, I, O>>,
-        call_id: &'a str,
-        caller: Option<&'a str>,
-        dialled: Option<&'a str>,
-    ) -> Self {
-        FlowEnv {
-            acd,
-            ivr,
-            lines,
-            store: &ctx.store,
-            clock: &ctx.clock,
-            data_dir: &ctx.data_dir,
-            call_id,
-            caller,
-            dialled,
-        }
-    }
 }
 
 impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
@@ -1110,7 +1086,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                             port,
                             other,
                             &mut rx,
-                            Some(&codes),
+                            Some(codes.during_call()),
                             held,
                             rec,
                             &shutdown,
@@ -1146,7 +1122,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                 continue;
                             }
                             let (port, rec) = media.split();
-                            let outcome = crate::ivr::media::consult(
+                            let outcome = crate::media::consult(
                                 port,
                                 lease.port(),
                                 target.port(),
@@ -1156,7 +1132,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                 &shutdown,
                             )
                             .await;
-                            use crate::ivr::media::ConsultEnd;
+                            use crate::media::ConsultEnd;
                             match outcome {
                                 ConsultEnd::Complete => {
                                     release(lease.port(), HangupCause::Normal).await;
@@ -1188,14 +1164,15 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                         .tone_while(
                                             self.ivr.tones,
                                             ProgressTone::Ringback,
-                                            tokio::time::timeout(
+                                            answer_within(
+                                                &mut target.port().line,
                                                 TRANSFER_RING,
-                                                wait_answer(&mut target.port().line),
+                                                std::future::pending(),
                                             ),
                                             false,
                                         )
                                         .await;
-                                    if let Ok(Some(Ok(Ok(Answer::Yes)))) = answered {
+                                    if let Ok(Some(Rang::Answered)) = answered {
                                         acd.handover(self.call_id, &agent, talk, &to).await;
                                         st.path.push(format!("{name}=connected:{to}"));
                                         agent = to;
@@ -1334,13 +1311,13 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
             .tone_while(
                 self.ivr.tones,
                 ProgressTone::Ringback,
-                tokio::time::timeout(ring_timeout, wait_answer(&mut other.line)),
+                answer_within(&mut other.line, ring_timeout, std::future::pending()),
                 false,
             )
             .await;
         match answered {
-            Ok(Some(Ok(Ok(Answer::Yes)))) => Ok(Rung::Answered),
-            Ok(Some(Ok(Ok(Answer::Glare(ev))))) => {
+            Ok(Some(Rang::Answered)) => Ok(Rung::Answered),
+            Ok(Some(Rang::Glare(ev))) => {
                 // A caller took the trunk: their call goes back to the
                 // trunk's watcher.
                 lease.put_back(ev);
@@ -1434,27 +1411,6 @@ enum QueueEnd {
     Overflow,
     /// Asked to be called back and hung up.
     CalledBack,
-}
-
-/// How a rung or dialled line responded.
-enum Answer {
-    Yes,
-    /// Hung up: busy, rejected.
-    No,
-    /// A call arrived on the trunk instead (glare).
-    Glare(LineEvent),
-}
-
-/// Waits for a rung or dialled line to answer.
-async fn wait_answer<L: Line>(line: &mut L) -> Result<Answer, L::Error> {
-    loop {
-        match line.next_event().await? {
-            LineEvent::Answered => return Ok(Answer::Yes),
-            LineEvent::Hangup(_) => return Ok(Answer::No),
-            ev @ LineEvent::Incoming { .. } => return Ok(Answer::Glare(ev)),
-            _ => {}
-        }
-    }
 }
 
 /// How the other lines of a bridge are hung up when it ends: as a

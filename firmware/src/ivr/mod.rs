@@ -2,19 +2,18 @@
 //!
 //! - [`config`]: the `[ivr]` section, checked into a flow graph;
 //! - [`engine`]: runs a call through the graph;
-//! - [`media`]: plays, hears keys (in band and out of band), records,
-//!   bridges;
 //! - [`say`]: numbers, money, dates and times from prompt fragments;
 //! - [`pattern`], [`hours`], [`lookup`]: number patterns, business hours,
-//!   self-service tables;
-//! - [`outbound`]: voice jobs that dial out and run a flow.
+//!   self-service tables.
+//!
+//! The IVR asks the media layer ([`crate::media`]) to play, listen and
+//! bridge, and the ACD ([`crate::acd`]) to queue a caller; the calls layer
+//! (`calls`) runs a flow on inbound and outbound calls.
 
 pub mod config;
 pub mod engine;
 pub mod hours;
 pub mod lookup;
-pub mod media;
-pub mod outbound;
 pub mod pattern;
 pub mod say;
 

@@ -158,7 +158,7 @@ pub struct RecordingConfig {
     /// Format of voicemail messages.
     pub voicemail_format: Format,
     /// Played to callers before a recording whose policy asks for consent.
-    pub consent_prompt: Option<crate::config::Prompt>,
+    pub consent_prompt: Option<crate::prompt::Prompt>,
     /// Headquarters' keys; recordings are encrypted to them when set.
     pub recipients: Option<Recipients>,
     /// Recordings older than this are deleted.
@@ -180,7 +180,7 @@ pub struct RecordingConfig {
     /// Whether retention by age and quota deletes only recordings
     /// headquarters confirmed (`recordings.delivered`). Not written in
     /// `[recording]`: on when the site has an `[uplink]`
-    /// ([`crate::config::SiteConfig::recorder_config`]). A box without a
+    /// (`SiteConfig::recorder_config` in the config layer). A box without a
     /// fleet link has nobody to confirm, and keeping everything would fill
     /// its card; the free-space emergency deletes the oldest either way.
     pub require_delivery: bool,
@@ -273,7 +273,7 @@ fn valid_code(c: &str) -> bool {
 /// out (its own errors are reported).
 pub(crate) fn check(
     raw: &RawRecording,
-    consent_prompt: Option<crate::config::Prompt>,
+    consent_prompt: Option<crate::prompt::Prompt>,
     queues: Option<&[String]>,
     agents: Option<&[String]>,
     flows: Option<&[String]>,

@@ -418,7 +418,7 @@ impl Recording {
             return false;
         }
         let at = s.clock.now();
-        let id: Arc<str> = crate::call::new_id(&s.clock).into();
+        let id: Arc<str> = crate::clock::new_id(&s.clock).into();
         let encrypted = config.recipients.is_some();
         let open = WriterMsg::Open {
             id: id.clone(),

@@ -9,7 +9,6 @@
 //! contract is `docs/mqtt.md`.
 
 mod actor;
-pub mod commands;
 pub mod config;
 pub mod link;
 mod outbox;

@@ -1,377 +1,52 @@
-//! The IVR's ears and mouth on one call: plays audio, hears keys, records
-//! messages, rings and bridges other lines.
-//!
-//! Keys come two ways: out of band as line events (digital trunks, the
-//! sim) and in band as DTMF tones in the caller's audio, found by the
-//! Goertzel detector on every inbound frame. A key sent both ways (RFC 2833
-//! style plus audio) is counted once. Every wait also watches the line, so
-//! a caller who hangs up is noticed within a frame, and the daemon's stop.
+//! Connecting answered lines: a plain two-party bridge, the supervised
+//! caller–agent bridge (listen, whisper, barge, hold, transfer codes) and
+//! the consultation of an attended transfer.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use callbox_hal::dsp::detect::DtmfDetector;
-use callbox_hal::dsp::tones::{ProgressTone, ProgressToneGen, ToneRegion};
 use callbox_hal::{AudioIn, AudioOut, Frame, HangupCause, Line, LineCommand, LineEvent, Port};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::acd::{MonitorMode, WaiterMsg};
+use super::keys::KeyBuffer;
+use super::{fill_loop, pending_or};
 use crate::lines::Lease;
-use crate::media::{AudioOutExt, KeyBuffer, pending_or};
 use crate::recorder::Recording;
 
-/// Why the IVR cannot go on with a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Gone {
-    /// The caller hung up.
-    Caller,
-    /// The daemon is stopping.
-    Shutdown,
-    /// The line or its audio failed.
-    Failure(String),
-}
-
-/// The same key from the other source within this window is one press.
-const DEDUP: Duration = Duration::from_millis(250);
-/// Audio cut from the end of a message ended with `#` (the key's tone).
-const TERMINATOR_TRIM: usize = 8000 / 5;
-
-/// Where a key came from.
+/// What a supervisor does on an agent's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A line event (RFC 4733, SIP INFO, a digital phone).
-    OutOfBand,
-    /// A DTMF tone in the audio.
-    InBand,
+pub enum MonitorMode {
+    /// Hears both sides; nobody hears the supervisor.
+    Listen,
+    /// Hears both; only the agent hears the supervisor.
+    Whisper,
+    /// Three-way: everyone hears everyone.
+    Barge,
 }
 
-/// One key press sent both ways (an event and its tone) counts once.
-#[derive(Debug, Default)]
-pub struct KeyDedup {
-    last: Option<(char, Source, Instant)>,
-}
-
-impl KeyDedup {
-    /// Whether `d` from `src` is a new press (not the other half of the
-    /// last one).
-    pub fn accept(&mut self, d: char, src: Source) -> bool {
-        let now = Instant::now();
-        if let Some((k, s, at)) = self.last
-            && k == d
-            && s != src
-            && now.duration_since(at) < DEDUP
-        {
-            return false;
-        }
-        self.last = Some((d, src, now));
-        true
-    }
-}
-
-/// Key and audio state, kept apart from the port so that an output future
-/// can borrow the port's `audio_out` while input is read.
+/// A supervisor's station joining a bridged call.
 #[derive(Debug)]
-struct Ears {
-    detector: DtmfDetector,
-    keys: VecDeque<char>,
-    dedup: KeyDedup,
-    capture: Option<Recording>,
-    heard_keys: u32,
+pub struct Join<L, I, O> {
+    /// Listen, whisper or barge.
+    pub mode: MonitorMode,
+    /// The supervisor's station, off-hook.
+    pub lease: Lease<L, I, O>,
 }
 
-impl Ears {
-    fn key(&mut self, d: char, src: Source) {
-        if self.dedup.accept(d, src) {
-            self.heard_keys += 1;
-            self.keys.push_back(d);
-        }
-    }
+/// A message on the channel a supervised bridge watches for supervisors;
+/// only joins matter to the bridge, the rest is for whoever owns the
+/// channel (the ACD's waiter messages).
+pub trait AsJoin<L, I, O> {
+    /// The join this message carries, if it is one.
+    fn into_join(self) -> Option<Join<L, I, O>>;
 }
 
-/// Waits for one input (line event or inbound frame) and takes it in.
-async fn hear<L: Line, I: AudioIn>(
-    line: &mut L,
-    audio_in: &mut I,
-    ears: &mut Ears,
-    shutdown: &CancellationToken,
-) -> Result<(), Gone> {
-    tokio::select! {
-        biased;
-        () = shutdown.cancelled() => Err(Gone::Shutdown),
-        ev = line.next_event() => match ev {
-            Ok(LineEvent::Hangup(_)) => Err(Gone::Caller),
-            Ok(LineEvent::Digit(d)) => {
-                ears.key(d, Source::OutOfBand);
-                Ok(())
-            }
-            Ok(other) => {
-                tracing::debug!(?other, "line event during IVR");
-                Ok(())
-            }
-            Err(e) => Err(Gone::Failure(format!("line: {e}"))),
-        },
-        r = audio_in.read_frame() => match r {
-            Ok(frame) => {
-                if let Some(d) = ears.detector.process(frame.samples()) {
-                    ears.key(d, Source::InBand);
-                }
-                if let Some(c) = ears.capture.as_mut() {
-                    c.mono(&frame);
-                }
-                Ok(())
-            }
-            Err(e) => Err(Gone::Failure(format!("inbound audio: {e}"))),
-        },
-    }
-}
-
-/// One call's IVR media.
-#[derive(Debug)]
-pub struct Media<'p, L, I, O> {
-    port: &'p mut Port<L, I, O>,
-    ears: Ears,
-    shutdown: CancellationToken,
-    seq: u32,
-    /// The call's recording tap (off unless a policy or the agent starts
-    /// it); the bridges feed it.
-    pub rec: Recording,
-}
-
-impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
-    /// Media on an answered call.
-    pub fn new(port: &'p mut Port<L, I, O>, shutdown: CancellationToken) -> Self {
-        let rate = port.audio_in.format().sample_rate;
-        Media {
-            port,
-            ears: Ears {
-                detector: DtmfDetector::new(rate),
-                keys: VecDeque::new(),
-                dedup: KeyDedup::default(),
-                capture: None,
-                heard_keys: 0,
-            },
-            shutdown,
-            seq: 0,
-            rec: Recording::off(),
-        }
-    }
-
-    /// The call's port (to hand to a bridge).
-    pub fn port(&mut self) -> &mut Port<L, I, O> {
-        self.port
-    }
-
-    /// The call's port and its recording tap, for a bridge.
-    pub fn split(&mut self) -> (&mut Port<L, I, O>, &mut Recording) {
-        (self.port, &mut self.rec)
-    }
-
-    /// The shutdown token.
-    pub fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
-    /// Keys heard so far on this call.
-    pub fn keys_heard(&self) -> u32 {
-        self.ears.heard_keys
-    }
-
-    /// Takes the oldest key not yet used.
-    pub fn take_key(&mut self) -> Option<char> {
-        self.ears.keys.pop_front()
-    }
-
-    /// Forgets keys typed ahead.
-    pub fn clear_keys(&mut self) {
-        self.ears.keys.clear();
-    }
-
-    fn next_frame(&mut self, chunk: &[i16]) -> Frame {
-        let format = self.port.audio_out.format();
-        let mut f = Frame::silence(
-            format,
-            self.seq,
-            u64::from(self.seq) * format.frame_samples as u64,
-        );
-        f.samples_mut()[..chunk.len()].copy_from_slice(chunk);
-        self.seq = self.seq.wrapping_add(1);
-        f
-    }
-
-    /// Plays samples to their last one. With `barge_in`, a key stops the
-    /// playback at once (the key stays queued) and `Ok(true)` says so.
-    pub async fn play(&mut self, samples: &[i16], barge_in: bool) -> Result<bool, Gone> {
-        let n = self.port.audio_out.format().frame_samples;
-        let mut chunks = samples.chunks(n);
-        loop {
-            if barge_in && !self.ears.keys.is_empty() {
-                return Ok(true);
-            }
-            let next = chunks.next().map(|c| self.next_frame(c));
-            let last = next.is_none();
-            let Port {
-                line,
-                audio_in,
-                audio_out,
-            } = &mut *self.port;
-            let out = audio_out.write_or_drain(next);
-            tokio::pin!(out);
-            loop {
-                tokio::select! {
-                    biased;
-                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
-                        r?;
-                        if barge_in && !self.ears.keys.is_empty() {
-                            return Ok(true);
-                        }
-                    }
-                    r = &mut out => match r {
-                        Ok(()) if last => return Ok(false),
-                        Ok(()) => break,
-                        Err(e) => return Err(Gone::Failure(format!("outbound audio: {e}"))),
-                    },
-                }
-            }
-        }
-    }
-
-    /// Waits up to `timeout` for a key.
-    pub async fn wait_key(&mut self, timeout: Duration) -> Result<Option<char>, Gone> {
-        if let Some(k) = self.take_key() {
-            return Ok(Some(k));
-        }
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            let Port { line, audio_in, .. } = &mut *self.port;
-            tokio::select! {
-                biased;
-                r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
-                    r?;
-                    if let Some(k) = self.take_key() {
-                        return Ok(Some(k));
-                    }
-                }
-                () = &mut deadline => return Ok(None),
-            }
-        }
-    }
-
-    /// Records the caller into `message` (a started mono recording) until
-    /// `#`, `max`, hang-up, a line failure or a daemon stop, then finishes
-    /// it. Returns the message's length and why it ended early, if it did
-    /// (the message is kept either way).
-    pub async fn record(
-        &mut self,
-        max: Duration,
-        message: &mut Recording,
-    ) -> (Duration, Option<Gone>) {
-        self.clear_keys();
-        self.ears.capture = Some(std::mem::replace(message, Recording::off()));
-        let deadline = tokio::time::sleep(max);
-        tokio::pin!(deadline);
-        let ended = loop {
-            let Port { line, audio_in, .. } = &mut *self.port;
-            tokio::select! {
-                biased;
-                r = hear(line, audio_in, &mut self.ears, &self.shutdown) => match r {
-                    Ok(()) => {
-                        if self.ears.keys.contains(&'#') {
-                            self.clear_keys();
-                            break Ok(true);
-                        }
-                    }
-                    // Hung up, stopping or a failed line: what was said so
-                    // far is kept.
-                    Err(e) => break Err(e),
-                },
-                () = &mut deadline => break Ok(false),
-            }
-        };
-        if let Some(m) = self.ears.capture.take() {
-            *message = m;
-        }
-        let trim = if ended == Ok(true) {
-            TERMINATOR_TRIM
-        } else {
-            0
-        };
-        let length = message
-            .duration()
-            .saturating_sub(Duration::from_millis(trim as u64 / 8));
-        message.stop_trimmed(trim);
-        (length, ended.err())
-    }
-
-    /// Plays a call-progress tone until `until` resolves (or a key, with
-    /// `stop_on_key`); input is still heard meanwhile (a hang-up ends the
-    /// wait with an error).
-    pub async fn tone_while<F: Future>(
-        &mut self,
-        region: ToneRegion,
-        tone: ProgressTone,
-        until: F,
-        stop_on_key: bool,
-    ) -> Result<Option<F::Output>, Gone> {
-        let format = self.port.audio_out.format();
-        let mut tone_gen = ProgressToneGen::new(region, tone, format.sample_rate);
-        self.fill_while(|buf| tone_gen.fill(buf), until, stop_on_key)
-            .await
-    }
-
-    /// Plays `samples` in a loop (music on hold) from `*pos` until `until`
-    /// resolves; `*pos` is where to continue next time.
-    pub async fn loop_while<F: Future>(
-        &mut self,
-        samples: &[i16],
-        pos: &mut usize,
-        until: F,
-        stop_on_key: bool,
-    ) -> Result<Option<F::Output>, Gone> {
-        self.fill_while(|buf| fill_loop(buf, samples, pos), until, stop_on_key)
-            .await
-    }
-
-    /// Sends generated audio until `until` resolves (`Ok(Some(..))`) or,
-    /// with `stop_on_key`, the caller keys something (`Ok(None)`; the key
-    /// stays queued).
-    async fn fill_while<F: Future>(
-        &mut self,
-        mut fill: impl FnMut(&mut [i16]),
-        until: F,
-        stop_on_key: bool,
-    ) -> Result<Option<F::Output>, Gone> {
-        tokio::pin!(until);
-        loop {
-            // Generated straight into the frame: nothing allocated per frame.
-            let mut frame = self.next_frame(&[]);
-            fill(frame.samples_mut());
-            let Port {
-                line,
-                audio_in,
-                audio_out,
-            } = &mut *self.port;
-            let out = audio_out.write_frame(frame);
-            tokio::pin!(out);
-            loop {
-                tokio::select! {
-                    biased;
-                    v = &mut until => return Ok(Some(v)),
-                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
-                        r?;
-                        if stop_on_key && !self.ears.keys.is_empty() {
-                            return Ok(None);
-                        }
-                    }
-                    r = &mut out => match r {
-                        Ok(()) => break,
-                        Err(e) => return Err(Gone::Failure(format!("outbound audio: {e}"))),
-                    },
-                }
-            }
-        }
-    }
+/// The codes an agent keys during a supervised bridge.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentCodes<'a> {
+    /// Blind transfer: `code<agent number>` (a hook flash stands for it).
+    pub transfer: &'a str,
+    /// Attended transfer: `code<agent number>`.
+    pub consult: &'a str,
 }
 
 /// How a bridge ended.
@@ -475,20 +150,6 @@ enum Turn<L, I, O> {
     Nothing,
 }
 
-/// Fills `buf` with `music` played in a loop from `pos` (silence without
-/// music), advancing `pos`.
-fn fill_loop(buf: &mut [i16], music: &[i16], pos: &mut usize) {
-    if music.is_empty() {
-        buf.fill(0);
-        return;
-    }
-    for s in buf {
-        *pos %= music.len();
-        *s = music[*pos];
-        *pos += 1;
-    }
-}
-
 /// Adds `b` into `a`, saturating (two talkers on one line).
 fn mix(a: &Frame, b: Option<&Frame>) -> Frame {
     let mut out = *a;
@@ -512,11 +173,11 @@ fn mix(a: &Frame, b: Option<&Frame>) -> Frame {
 /// A hook flash with no number after it puts the caller on hold (they hear
 /// `hold_music`, the agent hears nothing from them); the next flash takes
 /// the caller back.
-pub async fn bridge_supervised<L, I, O>(
+pub async fn bridge_supervised<L, I, O, M>(
     a: &mut Port<L, I, O>,
     b: &mut Port<L, I, O>,
-    monitors: &mut tokio::sync::mpsc::Receiver<WaiterMsg<L, I, O>>,
-    codes: Option<&crate::acd::config::Codes>,
+    monitors: &mut tokio::sync::mpsc::Receiver<M>,
+    codes: Option<AgentCodes<'_>>,
     hold_music: &[i16],
     rec: &mut Recording,
     shutdown: &CancellationToken,
@@ -525,6 +186,7 @@ where
     L: Line,
     I: AudioIn,
     O: AudioOut,
+    M: AsJoin<L, I, O>,
 {
     let mut sup: Option<(Lease<L, I, O>, MonitorMode)> = None;
     let mut last_caller: Option<Frame> = None;
@@ -564,9 +226,9 @@ where
                     Ok(LineEvent::Hangup(_)) | Err(_) => Turn::SupGone,
                     Ok(_) => Turn::Nothing,
                 },
-                m = monitors.recv() => match m {
-                    Some(WaiterMsg::Monitor { mode, lease }) => Turn::Join(mode, lease),
-                    _ => Turn::Nothing,
+                m = monitors.recv() => match m.and_then(AsJoin::into_join) {
+                    Some(Join { mode, lease }) => Turn::Join(mode, lease),
+                    None => Turn::Nothing,
                 },
                 // The supervisor's audio first: it is only stored, and
                 // behind two paced writers it would never get a turn.
@@ -643,7 +305,7 @@ where
             }
             Turn::FromSup(f) => last_sup = Some(f),
             Turn::AgentKey(k) => {
-                if let Some(code) = codes.map(|c| c.transfer.as_str()) {
+                if let Some(code) = codes.map(|c| c.transfer) {
                     match k {
                         // A flash starts a transfer: what follows is the
                         // target (nothing: hold).
@@ -661,12 +323,12 @@ where
                 if rec.agent_code(&typed) {
                     continue;
                 }
-                if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.consult.as_str()))
+                if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.consult))
                     && !target.is_empty()
                 {
                     break Err(AgentAsks::Consult(target.to_string()));
                 }
-                if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.transfer.as_str())) {
+                if let Some(target) = codes.and_then(|c| typed.strip_prefix(c.transfer)) {
                     if !target.is_empty() {
                         break Err(AgentAsks::Transfer(target.to_string()));
                     }

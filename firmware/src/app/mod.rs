@@ -7,8 +7,10 @@
 //! the link stops, and the store commits everything before `run` returns.
 //!
 //! The config calls run by lives in a [`LiveConfig`] that headquarters'
-//! `config.set` replaces ([`crate::sync::commands`]); `config` here is the
+//! `config.set` replaces ([`commands`]); `config` here is the
 //! one the box started with.
+
+pub mod commands;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,15 +22,15 @@ use callbox_hal::{Backend, Line};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::call::{CallContext, LiveConfig, Snapshot};
+use crate::calls::{CallContext, LiveConfig};
 use crate::clock::Clock;
 use crate::config::SiteConfig;
 use crate::events::Events;
 use crate::recorder::{Recorder, StartReport};
 use crate::store::{Store, StoreError, StoreMsg};
-use crate::sync::commands::Commands;
 use crate::sync::{CommandHandler, SyncDeps};
 use crate::{panel, supervisor};
+use commands::Commands;
 
 /// How long calls get to end and be recorded after a stop request.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,7 +148,7 @@ pub async fn run<B: Backend>(
         &tracker,
     );
     panel.status(BoxStatus::Booting).await;
-    let live = LiveConfig::new(Snapshot::of(&config));
+    let live = LiveConfig::new(config.call_snapshot());
     let first = live.current();
     let ctx = CallContext {
         store: store.handle(),
@@ -167,13 +169,16 @@ pub async fn run<B: Backend>(
         &tracker,
     );
     if let Some((handle, inbox)) = acd {
+        // The ACD decides whose turn a callback is; the calls layer dials.
+        let (callbacks, orders) = tokio::sync::mpsc::channel(8);
+        crate::calls::callback::serve(orders, ctx.clone(), sw.clone(), handle.clone(), &tracker);
         crate::acd::spawn(
             &handle,
             inbox,
             sw.lines.clone(),
             store.handle(),
             opts.clock.clone(),
-            recorder.clone(),
+            callbacks,
             events.clone(),
             shutdown.clone(),
             &tracker,
@@ -181,7 +186,7 @@ pub async fn run<B: Backend>(
     }
     let jobs = TaskTracker::new();
     if let Some(ivr) = first.ivr.clone() {
-        crate::ivr::outbound::spawn_jobs(ivr, ctx.clone(), sw.clone(), &jobs);
+        crate::calls::outbound::spawn_jobs(ivr, ctx.clone(), sw.clone(), &jobs);
     }
     let commands = Arc::new(Commands::new(
         config.clone(),

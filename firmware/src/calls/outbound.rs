@@ -11,18 +11,21 @@
 
 use std::sync::Arc;
 
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent};
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::Ivr;
-use super::config::{NodeId, OutboundJob};
-use super::engine::{FlowEnd, FlowEnv, FlowState};
-use super::media::Media;
-use crate::call::{CallContext, Outcome, flow_record, gone_outcome, new_id};
-use crate::lines::{Lease, Switch};
-use crate::store::{CallEnd, CallStart, Direction, Disposition, JobRow, Side, StoreMsg};
+use super::record::{CallLog, Placed};
+use super::{CallContext, Outcome, Switch, flow_record, gone_outcome};
+use crate::clock::new_id;
+use crate::ivr::Ivr;
+use crate::ivr::config::{NodeId, OutboundJob};
+use crate::ivr::engine::{FlowEnd, FlowState};
+use crate::lines::Lease;
+use crate::media::Media;
+use crate::media::dial::{self, Rang};
+use crate::store::{Direction, Disposition, JobRow, Side, StoreMsg};
 
 /// Wait before trying again when every trunk of a job is busy.
 const NO_LINE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -124,16 +127,6 @@ where
         .instrument(span),
     );
     Ok(call_id)
-}
-
-/// How dialling out went.
-enum Dialled {
-    Answered,
-    NoAnswer,
-    /// A call arrived on the trunk instead.
-    Glare(LineEvent),
-    /// The far end or the line ended it (cause when known).
-    Ended(Option<HangupCause>),
 }
 
 /// What one attempt came to.
@@ -280,27 +273,33 @@ where
 {
     let port = lease.port();
     let trunk = port.line.info().id.clone();
-    ctx.store
-        .send(StoreMsg::CallStarted(CallStart {
-            id: id.clone(),
+    let log = CallLog::start(
+        &ctx.store,
+        &ctx.clock,
+        &id,
+        Placed {
             direction: Direction::Outbound,
             trunk_line: trunk.clone(),
             caller: None,
             dialled: Some(job.number.clone()),
-            at: ctx.clock.now(),
-        }))
-        .await;
+        },
+    )
+    .await;
     ctx.panel.line_led(&trunk, true).await;
 
     let mut st = FlowState::new(job.start, job.language, &job.vars);
     let mut result = "failed".to_string();
     let mut glare = None;
-    let outcome: Outcome = match port
-        .line
-        .command(LineCommand::Dial {
-            number: job.number.clone(),
-        })
-        .await
+    let cmd = LineCommand::Dial {
+        number: job.number.clone(),
+    };
+    let outcome: Outcome = match dial::ring(
+        &mut port.line,
+        cmd,
+        job.ring_timeout,
+        ctx.shutdown.cancelled(),
+    )
+    .await
     {
         Err(e) => {
             tracing::error!("dialling failed: {e}");
@@ -311,102 +310,74 @@ where
                 false,
             )
         }
-        Ok(()) => {
-            let wait = async {
-                loop {
-                    match port.line.next_event().await {
-                        Ok(LineEvent::Answered) => return Dialled::Answered,
-                        Ok(LineEvent::Hangup(c)) => return Dialled::Ended(Some(c)),
-                        Ok(ev @ LineEvent::Incoming { .. }) => return Dialled::Glare(ev),
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::error!("line failed while dialling: {e}");
-                            return Dialled::Ended(None);
-                        }
-                    }
-                }
+        Ok(Rang::Glare(ev)) => {
+            // A caller got the trunk first: their call is handed to
+            // the trunk's watcher, this attempt is not counted.
+            tracing::info!("a call arrived on the trunk as it was seized (glare)");
+            result = "glare".into();
+            glare = Some(ev);
+            Outcome::new(
+                Disposition::Failed,
+                HangupCause::Congestion,
+                Side::System,
+                true,
+            )
+        }
+        Ok(Rang::Answered) => {
+            log.answered().await;
+            let number = Some(job.number.as_str());
+            let env = ctx.flow_env(ivr, sw, &id, number, number);
+            let mut media = Media::new(port, ctx.shutdown.clone());
+            media.rec = crate::recorder::Recording::for_call(&ctx.recorder, &id);
+            let end = env.run(&mut media, &mut st).await;
+            result = match &job.success {
+                None => "answered".into(),
+                Some((var, _)) => st
+                    .vars
+                    .get(var)
+                    .cloned()
+                    .unwrap_or_else(|| "no_result".into()),
             };
-            let dialled = tokio::select! {
-                () = ctx.shutdown.cancelled() => Dialled::Ended(Some(HangupCause::Shutdown)),
-                r = tokio::time::timeout(job.ring_timeout, wait) => r.unwrap_or(Dialled::NoAnswer),
-            };
-            match dialled {
-                Dialled::Glare(ev) => {
-                    // A caller got the trunk first: their call is handed to
-                    // the trunk's watcher, this attempt is not counted.
-                    tracing::info!("a call arrived on the trunk as it was seized (glare)");
-                    result = "glare".into();
-                    glare = Some(ev);
-                    Outcome::new(
-                        Disposition::Failed,
-                        HangupCause::Congestion,
-                        Side::System,
-                        true,
-                    )
+            match end {
+                FlowEnd::Done => {
+                    Outcome::new(Disposition::Answered, HangupCause::Normal, Side::Box, false)
                 }
-                Dialled::Answered => {
-                    ctx.store
-                        .send(StoreMsg::CallAnswered {
-                            id: id.clone(),
-                            at: ctx.clock.now(),
-                        })
-                        .await;
-                    let number = Some(job.number.as_str());
-                    let env =
-                        FlowEnv::new(ivr, &sw.lines, ctx, sw.acd.as_ref(), &id, number, number);
-                    let mut media = Media::new(port, ctx.shutdown.clone());
-                    media.rec = crate::recorder::Recording::for_call(&ctx.recorder, &id);
-                    let end = env.run(&mut media, &mut st).await;
-                    result = match &job.success {
-                        None => "answered".into(),
-                        Some((var, _)) => st
-                            .vars
-                            .get(var)
-                            .cloned()
-                            .unwrap_or_else(|| "no_result".into()),
-                    };
-                    match end {
-                        FlowEnd::Done => Outcome::new(
-                            Disposition::Answered,
-                            HangupCause::Normal,
-                            Side::Box,
-                            false,
-                        ),
-                        // The called party hanging up is the normal end.
-                        FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
-                    }
-                }
-                Dialled::NoAnswer => {
-                    result = "no_answer".into();
-                    Outcome::new(
-                        Disposition::NoAnswer,
-                        HangupCause::NoAnswer,
-                        Side::System,
-                        false,
-                    )
-                }
-                Dialled::Ended(Some(HangupCause::Shutdown)) => Outcome::new(
-                    Disposition::Failed,
-                    HangupCause::Shutdown,
-                    Side::System,
-                    false,
-                ),
-                Dialled::Ended(Some(cause)) => {
-                    result = if cause == HangupCause::Busy {
-                        "busy"
-                    } else {
-                        "no_answer"
-                    }
-                    .into();
-                    Outcome::new(Disposition::NoAnswer, cause, Side::Caller, true)
-                }
-                Dialled::Ended(None) => Outcome::new(
-                    Disposition::Failed,
-                    HangupCause::LineFailure,
-                    Side::System,
-                    false,
-                ),
+                // The called party hanging up is the normal end.
+                FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
             }
+        }
+        Ok(Rang::NoAnswer) => {
+            result = "no_answer".into();
+            Outcome::new(
+                Disposition::NoAnswer,
+                HangupCause::NoAnswer,
+                Side::System,
+                false,
+            )
+        }
+        Ok(Rang::Cancelled | Rang::Refused(HangupCause::Shutdown)) => Outcome::new(
+            Disposition::Failed,
+            HangupCause::Shutdown,
+            Side::System,
+            false,
+        ),
+        Ok(Rang::Refused(cause)) => {
+            result = if cause == HangupCause::Busy {
+                "busy"
+            } else {
+                "no_answer"
+            }
+            .into();
+            Outcome::new(Disposition::NoAnswer, cause, Side::Caller, true)
+        }
+        Ok(Rang::Failed(e)) => {
+            tracing::error!("line failed while dialling: {e}");
+            Outcome::new(
+                Disposition::Failed,
+                HangupCause::LineFailure,
+                Side::System,
+                false,
+            )
         }
     };
     let release = if outcome.far_end_gone {
@@ -431,27 +402,17 @@ where
     ctx.panel.line_led(&trunk, false).await;
     let answered = outcome.disposition == Disposition::Answered;
     if answered {
-        ctx.store
-            .send(StoreMsg::CallFlow(flow_record(&id, ivr, &st, job_name)))
-            .await;
+        log.flow(flow_record(&id, ivr, &st, job_name)).await;
     } else {
-        ctx.store
-            .send(StoreMsg::CallFlow(crate::store::CallFlow {
-                id: id.clone(),
-                job: job_name.map(str::to_string),
-                outcome: Some(result.clone()),
-                ..Default::default()
-            }))
-            .await;
-    }
-    ctx.store
-        .send(StoreMsg::CallEnded(CallEnd {
+        log.flow(crate::store::CallFlow {
             id: id.clone(),
-            at: ctx.clock.now(),
-            disposition: outcome.disposition,
-            cause: outcome.cause,
-            side: outcome.side,
-        }))
+            job: job_name.map(str::to_string),
+            outcome: Some(result.clone()),
+            ..Default::default()
+        })
+        .await;
+    }
+    log.end(outcome.disposition, outcome.cause, outcome.side)
         .await;
     let done = answered
         && match &job.success {

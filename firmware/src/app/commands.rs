@@ -7,7 +7,7 @@
 //!   previous one kept as `<file>.prev`) and applied without dropping
 //!   calls: a call keeps the config it started with, new calls get the new
 //!   one (the IVR, greeting and inbound trunks through
-//!   [`LiveConfig`](crate::call::LiveConfig), the recording policy through
+//!   [`LiveConfig`](crate::calls::LiveConfig), the recording policy through
 //!   [`Recorder::set_config`](crate::recorder::Recorder::set_config), agents
 //!   and queues through [`AcdHandle::reconfigure`](crate::acd::AcdHandle::reconfigure);
 //!   outbound jobs new in the config start, removed ones finish). What the
@@ -40,15 +40,14 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{BoxFuture, CommandHandler};
 use crate::acd::{AcdConfig, AgentCommand};
-use crate::call::{CallContext, Snapshot};
+use crate::calls::outbound::Originate;
+use crate::calls::{CallContext, Switch};
 use crate::config::SiteConfig;
-use crate::ivr::outbound::Originate;
 use crate::ivr::pattern::Pattern;
-use crate::lines::Switch;
 use crate::logging::LogRing;
 use crate::recorder::config::RecordingConfig;
+use crate::sync::{BoxFuture, CommandHandler};
 
 /// Where the running config's version is kept, in the data directory.
 pub const VERSION_FILE: &str = "config-version.json";
@@ -138,7 +137,7 @@ struct Changed {
 /// What to put back if a change fails half-way.
 #[derive(Default)]
 struct Undo {
-    snapshot: Option<Arc<Snapshot>>,
+    snapshot: Option<Arc<crate::calls::Snapshot>>,
     recording: Option<Arc<RecordingConfig>>,
     acd: Option<AcdConfig>,
     log_level: Option<String>,
@@ -430,7 +429,7 @@ where
             crate::logging::set_level(&new.log_level);
             undo.log_level = Some(old.log_level.clone());
         }
-        undo.snapshot = Some(daemon.ctx.live.replace(Arc::new(Snapshot::of(new))));
+        undo.snapshot = Some(daemon.ctx.live.replace(Arc::new(new.call_snapshot())));
         Ok(())
     }
 
@@ -462,7 +461,7 @@ where
         for (i, job) in ivr.outbound.iter().enumerate() {
             if started.insert(job.name.clone()) {
                 tracing::info!(job = %job.name, "outbound job added by a config change");
-                crate::ivr::outbound::spawn_job(
+                crate::calls::outbound::spawn_job(
                     i,
                     ivr.clone(),
                     daemon.ctx.clone(),
@@ -577,7 +576,9 @@ where
         let (sw, jobs) = (daemon.sw.clone(), daemon.jobs.clone());
         let id = self
             .runtime
-            .spawn(async move { crate::ivr::outbound::originate(call, ivr, ctx, sw, &jobs).await })
+            .spawn(
+                async move { crate::calls::outbound::originate(call, ivr, ctx, sw, &jobs).await },
+            )
             .await
             .map_err(|e| format!("the call could not start: {e}"))??;
         tracing::info!(call = %id, %number, node, "call originated by headquarters");

@@ -1,0 +1,199 @@
+//! An inbound call: rings for the configured time (a blocked caller is
+//! refused first), is answered, hears the greeting if the site has one,
+//! then runs through the IVR flow its dialled number routes to; without an
+//! IVR the box hangs up after the greeting. The call keeps reading inbound
+//! audio and line events the whole time, so a caller who hangs up is
+//! noticed within a frame, and on shutdown it ends the call and writes the
+//! record before the daemon exits.
+
+use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, Port};
+use tracing::Instrument;
+
+use super::record::{CallLog, Placed};
+use super::{Arrival, CallContext, Outcome, Switch, flow_record, gone_outcome};
+use crate::ivr::engine::{FlowEnd, FlowState};
+use crate::media::Media;
+use crate::store::{CallFlow, Direction, Disposition, Side};
+
+/// Runs one inbound call to its end and hands the port back.
+pub async fn inbound<L, I, O>(
+    port: Port<L, I, O>,
+    arrival: Arrival,
+    ctx: CallContext,
+    sw: Switch<L, I, O>,
+) -> Port<L, I, O>
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let ctx = ctx.for_new_call();
+    let id = crate::clock::new_id(&ctx.clock);
+    let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %port.line.info().id);
+    inbound_call(port, arrival, ctx, id, sw)
+        .instrument(span)
+        .await
+}
+
+async fn inbound_call<L, I, O>(
+    mut port: Port<L, I, O>,
+    arrival: Arrival,
+    ctx: CallContext,
+    id: String,
+    sw: Switch<L, I, O>,
+) -> Port<L, I, O>
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    let line_id = port.line.info().id.clone();
+    tracing::info!(
+        caller = arrival.caller.as_deref().unwrap_or("unknown"),
+        dialled = arrival.dialled.as_deref().unwrap_or("unknown"),
+        "call arrives"
+    );
+    let log = CallLog::start(
+        &ctx.store,
+        &ctx.clock,
+        &id,
+        Placed {
+            direction: Direction::Inbound,
+            trunk_line: line_id.clone(),
+            caller: arrival.caller.clone(),
+            dialled: arrival.dialled.clone(),
+        },
+    )
+    .await;
+    ctx.panel.line_led(&line_id, true).await;
+
+    let blocked = ctx.ivr.as_ref().is_some_and(|ivr| {
+        ivr.blocked
+            .as_ref()
+            .is_some_and(|list| ivr.in_list(list, arrival.caller.as_deref()))
+    });
+    let mut flow = None;
+    let outcome = if !arrival.accept {
+        tracing::warn!("line is not configured for inbound calls; refusing the call");
+        Outcome::new(Disposition::Rejected, HangupCause::Busy, Side::Box, false)
+    } else if blocked {
+        tracing::info!("caller is on the blocked list; refusing the call");
+        flow = Some(CallFlow {
+            id: id.clone(),
+            outcome: Some("blocked".into()),
+            ..CallFlow::default()
+        });
+        Outcome::new(
+            Disposition::Rejected,
+            HangupCause::Rejected,
+            Side::Box,
+            false,
+        )
+    } else {
+        answer_and_run(&mut port, &log, &arrival, &ctx, &sw, &mut flow).await
+    };
+    if let Some(f) = flow {
+        log.flow(f).await;
+    }
+
+    // Always release the line, also after the far end hung up, so the
+    // backend knows it is free.
+    let release_cause = if outcome.far_end_gone {
+        HangupCause::Normal
+    } else {
+        outcome.cause
+    };
+    if let Err(e) = port.line.command(LineCommand::Hangup(release_cause)).await {
+        tracing::warn!("releasing the line failed: {e}");
+    }
+    ctx.panel.line_led(&line_id, false).await;
+    tracing::info!(
+        disposition = outcome.disposition.as_str(),
+        by = ?outcome.side,
+        cause = %outcome.cause,
+        "call ends"
+    );
+    log.end(outcome.disposition, outcome.cause, outcome.side)
+        .await;
+    port
+}
+
+async fn answer_and_run<L, I, O>(
+    port: &mut Port<L, I, O>,
+    log: &CallLog,
+    arrival: &Arrival,
+    ctx: &CallContext,
+    sw: &Switch<L, I, O>,
+    flow: &mut Option<CallFlow>,
+) -> Outcome
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    // Ringing: the caller may give up, the box may be stopping.
+    let ring = tokio::time::sleep(ctx.inbound.answer_after);
+    tokio::pin!(ring);
+    loop {
+        tokio::select! {
+            biased;
+            () = ctx.shutdown.cancelled() => {
+                return Outcome::new(Disposition::Failed, HangupCause::Shutdown, Side::System, false);
+            }
+            ev = port.line.next_event() => match ev {
+                Ok(LineEvent::Hangup(_)) => {
+                    tracing::info!("caller hung up while ringing");
+                    return Outcome::new(Disposition::Abandoned, HangupCause::Normal, Side::Caller, true);
+                }
+                Ok(other) => tracing::debug!(?other, "line event while ringing"),
+                Err(e) => {
+                    tracing::error!("line failed while ringing: {e}");
+                    return Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false);
+                }
+            },
+            () = &mut ring => break,
+        }
+    }
+    if let Err(e) = port.line.command(LineCommand::Answer).await {
+        tracing::error!("answering failed: {e}");
+        return Outcome::new(
+            Disposition::Failed,
+            HangupCause::LineFailure,
+            Side::System,
+            false,
+        );
+    }
+    log.answered().await;
+    let id = log.id();
+    let mut media = Media::new(port, ctx.shutdown.clone());
+    media.rec = crate::recorder::Recording::for_call(&ctx.recorder, id);
+    let answered = |cause, side, gone| Outcome::new(Disposition::Answered, cause, side, gone);
+    if let Some(greeting) = &ctx.inbound.greeting {
+        tracing::info!(greeting = %greeting.name, "answered; playing greeting");
+        if let Err(g) = media.play(&greeting.samples, false).await {
+            return gone_outcome(g, Disposition::Answered);
+        }
+        // The greeting is not interruptible: keys keyed over it are not
+        // meant for the first menu.
+        media.clear_keys();
+    }
+    let Some(ivr) = ctx.ivr.as_deref() else {
+        // Greeting played to its last sample: the box hangs up.
+        return answered(HangupCause::Normal, Side::Box, false);
+    };
+    let (start, lang) = ivr.route(arrival.dialled.as_deref());
+    let mut st = FlowState::new(start, lang, &[]);
+    let env = ctx.flow_env(
+        ivr,
+        sw,
+        id,
+        arrival.caller.as_deref(),
+        arrival.dialled.as_deref(),
+    );
+    let end = env.run(&mut media, &mut st).await;
+    *flow = Some(flow_record(id, ivr, &st, None));
+    match end {
+        FlowEnd::Done => answered(HangupCause::Normal, Side::Box, false),
+        FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
+    }
+}

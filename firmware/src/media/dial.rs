@@ -1,0 +1,63 @@
+//! Ringing a station or dialling a number and waiting for the answer: one
+//! wait shared by the queue's offers, transfers, outbound jobs and
+//! callbacks.
+
+use std::future::Future;
+use std::time::Duration;
+
+use callbox_hal::{HangupCause, Line, LineCommand, LineEvent};
+
+/// How a rung or dialled line responded.
+#[derive(Debug)]
+pub enum Rang {
+    /// The far end answered.
+    Answered,
+    /// The far end hung up first (busy, rejected) with this cause.
+    Refused(HangupCause),
+    /// Nobody answered in time.
+    NoAnswer,
+    /// A call arrived on the trunk instead (glare). It is not the dialler's:
+    /// it goes back to the trunk's watcher with the line.
+    Glare(LineEvent),
+    /// The line failed while ringing.
+    Failed(String),
+    /// The wait was called off (an offer withdrawn, the daemon stopping).
+    Cancelled,
+}
+
+/// Sends `cmd` (ring a station, dial a number) and waits for the line to
+/// answer ([`answer_within`]). `Err` when the line refused the command.
+pub async fn ring<L: Line>(
+    line: &mut L,
+    cmd: LineCommand,
+    timeout: Duration,
+    cancel: impl Future<Output = ()>,
+) -> Result<Rang, L::Error> {
+    line.command(cmd).await?;
+    Ok(answer_within(line, timeout, cancel).await)
+}
+
+/// Waits up to `timeout` for a rung or dialled line to answer, unless
+/// `cancel` resolves first. Other line events meanwhile (ringing, progress)
+/// are passed over.
+pub async fn answer_within<L: Line>(
+    line: &mut L,
+    timeout: Duration,
+    cancel: impl Future<Output = ()>,
+) -> Rang {
+    let wait = async {
+        loop {
+            match line.next_event().await {
+                Ok(LineEvent::Answered) => return Rang::Answered,
+                Ok(LineEvent::Hangup(c)) => return Rang::Refused(c),
+                Ok(ev @ LineEvent::Incoming { .. }) => return Rang::Glare(ev),
+                Ok(_) => {}
+                Err(e) => return Rang::Failed(e.to_string()),
+            }
+        }
+    };
+    tokio::select! {
+        () = cancel => Rang::Cancelled,
+        r = tokio::time::timeout(timeout, wait) => r.unwrap_or(Rang::NoAnswer),
+    }
+}
