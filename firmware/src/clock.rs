@@ -90,6 +90,14 @@ pub fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// A new record id: UUIDv7 from the clock, so ids sort by time.
+pub fn new_id(clock: &Clock) -> String {
+    let ms = clock.now().wall_ms.max(0) as u64;
+    let ts =
+        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+    uuid::Uuid::new_v7(ts).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,12 +117,4 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_790_000_000_123), "2026-09-21T14:13:20.123Z");
     }
-}
-
-/// A new record id: UUIDv7 from the clock, so ids sort by time.
-pub fn new_id(clock: &Clock) -> String {
-    let ms = clock.now().wall_ms.max(0) as u64;
-    let ts =
-        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
-    uuid::Uuid::new_v7(ts).to_string()
 }

@@ -194,10 +194,11 @@ pub async fn run<B: Backend>(
         ctx.clone(),
         sw.clone(),
         jobs.clone(),
+        &tracker,
     ));
     let acd_stats = sw.acd.clone().map(crate::sync::telemetry::acd_source);
     // The panel actor ends when the last handle is gone: keep none here
-    // (the command handler lets go of its own at stop).
+    // (the command actor lets go of its own at the stop).
     drop((ctx, sw, first));
     jobs.close();
     if let Some(idle) = opts.until_idle {
@@ -212,8 +213,8 @@ pub async fn run<B: Backend>(
     }
     if let Err(e) = hal.start() {
         shutdown.cancel();
-        // The panel actor ends with its last handle.
-        commands.release();
+        // The panel actor ends with its last handle (the command actor
+        // lets go of its own at the stop).
         drop(panel);
         tracker.close();
         tracker.wait().await;
@@ -275,8 +276,8 @@ pub async fn run<B: Backend>(
     );
 
     shutdown.cancelled().await;
-    // Commands can no longer start calls; their handles go.
-    commands.release();
+    // The command actor has stopped with the token: commands can no
+    // longer start calls, and its handles are gone.
     drop(commands);
     tracing::info!("stopping: ending calls in progress");
     panel.status(BoxStatus::Stopping).await;

@@ -1,0 +1,129 @@
+//! Commands that act on the running daemon without changing its config:
+//! an agent's state through the ACD, and originated calls.
+
+use std::time::Duration;
+
+use callbox_hal::{AudioIn, AudioOut, Line};
+use serde_json::{Value, json};
+
+use super::args::{Args, clip};
+use super::reconfigure::Reconfigure;
+use crate::acd::AgentCommand;
+use crate::calls::outbound::Originate;
+
+/// How long an originated call rings (as an `[[outbound]]` job by default).
+const ORIGINATE_RING: Duration = Duration::from_secs(30);
+
+impl<L, I, O> Reconfigure<L, I, O>
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    pub(super) async fn agent(&self, args: &Args<'_>) -> Result<Value, String> {
+        let action = args.str("action")?;
+        let agent = args.str("agent")?.to_string();
+        let station = args.str_opt("station")?;
+        let reason = args.str_opt("reason")?;
+        let daemon = &self.daemon;
+        let acd = daemon
+            .sw
+            .acd
+            .as_ref()
+            .ok_or("this box has no agents (no [acd] in its config)")?;
+        let config = acd.config();
+        let Some(cfg) = config.agents.iter().find(|a| a.id == agent) else {
+            return Err(format!("no agent `{}`", clip(&agent)));
+        };
+        let cmd = match action {
+            "login" => {
+                let station = match station {
+                    Some(s) => s.to_string(),
+                    None => cfg.station.clone().ok_or_else(|| {
+                        format!("`station` is missing and agent `{agent}` has no home station")
+                    })?,
+                };
+                AgentCommand::Login {
+                    agent: agent.clone(),
+                    station,
+                }
+            }
+            "logout" => AgentCommand::Logout {
+                agent: agent.clone(),
+            },
+            "pause" => AgentCommand::Pause {
+                agent: agent.clone(),
+                reason: reason.map(str::to_string),
+            },
+            "unpause" => AgentCommand::Unpause {
+                agent: agent.clone(),
+            },
+            other => {
+                return Err(format!(
+                    "`action` must be login, logout, pause or unpause, not `{}`",
+                    clip(other)
+                ));
+            }
+        };
+        let message = acd.command(cmd).await?;
+        let stats = acd.stats().await.ok_or("the ACD has stopped")?;
+        let now = stats
+            .agents
+            .iter()
+            .find(|a| a.agent == agent)
+            .ok_or_else(|| format!("no agent `{agent}`"))?;
+        Ok(json!({
+            "agent": agent,
+            "state": now.state,
+            "station": now.station,
+            "reason": now.reason,
+            "message": message,
+        }))
+    }
+
+    pub(super) async fn originate(&self, args: &Args<'_>) -> Result<Value, String> {
+        let node = args.str("node")?;
+        let number = args.str("number")?;
+        let vars = match args.object_opt("vars")? {
+            None => Vec::new(),
+            Some(m) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(format!("`vars.{}` must be a string", clip(k))),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if number.is_empty()
+            || number.len() > 32
+            || !number.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit)
+        {
+            return Err(format!(
+                "`number` `{}` is not a number that can be dialled (1-32 of 0-9 * # A-D)",
+                clip(number)
+            ));
+        }
+        let daemon = &self.daemon;
+        let ctx = daemon.ctx.for_new_call();
+        let ivr = ctx
+            .ivr
+            .clone()
+            .ok_or("this box has no IVR (no [ivr] in its config)")?;
+        let start = ivr
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| format!("no IVR node `{}`", clip(node)))?;
+        let call = Originate {
+            number: number.to_string(),
+            trunks: daemon.trunks.clone(),
+            start,
+            vars,
+            ring_timeout: ORIGINATE_RING,
+        };
+        let sw = daemon.sw.clone();
+        let id = crate::calls::outbound::originate(call, ivr, ctx, sw, &daemon.jobs).await?;
+        tracing::info!(call = %id, %number, node, "call originated by headquarters");
+        Ok(json!({"call_id": id}))
+    }
+}

@@ -1,0 +1,491 @@
+//! The daemon's command actor: it owns the config in force and the
+//! daemon's handles, on the daemon's runtime, and runs one command at a
+//! time. A config change is checked as `callboxd check-config` checks it,
+//! written over the running file (the previous one kept), put in force for
+//! new calls, and undone — file and config — if any step fails; what cannot
+//! change while the box runs needs a restart.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use callbox_hal::diag::TomlSource;
+use callbox_hal::{AudioIn, AudioOut, Line, LineKind};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::args::{Args, clip};
+use super::files::{
+    base_dir, read_version, restart_reasons, restore_config, sections_changed, write_config,
+    write_version,
+};
+use super::tables::{TABLES, list_in, lookup_file, toml_array};
+use crate::acd::AcdConfig;
+use crate::calls::{CallContext, Switch};
+use crate::config::SiteConfig;
+use crate::fsutil::{sha256_hex, write_atomic};
+use crate::ivr::pattern::Pattern;
+use crate::recorder::config::RecordingConfig;
+
+/// A command for the actor, with where its answer goes.
+#[derive(Debug)]
+pub(super) struct Request {
+    /// The command's name.
+    pub(super) cmd: String,
+    /// Its arguments (an object, already checked to be one).
+    pub(super) args: Value,
+    /// The answer.
+    pub(super) reply: oneshot::Sender<Result<Value, String>>,
+}
+
+/// What commands reach in the running daemon. The actor lets go of it
+/// when the daemon stops: it holds handles whose drop lets the panel and
+/// the store finish.
+pub(super) struct Daemon<L, I, O> {
+    pub(super) ctx: CallContext,
+    pub(super) sw: Switch<L, I, O>,
+    pub(super) jobs: TaskTracker,
+    /// Trunks an originated call may dial on, in file order.
+    pub(super) trunks: Vec<String>,
+}
+
+/// The config in force and what headquarters knows it by.
+struct Running {
+    config: Arc<SiteConfig>,
+    text: String,
+    version: u64,
+    sha256: String,
+    /// Outbound jobs started by this run, by name.
+    jobs: HashSet<String>,
+}
+
+/// What a config change did.
+struct Changed {
+    applied: Vec<&'static str>,
+    restarting: bool,
+}
+
+/// What to put back if a change fails half-way.
+#[derive(Default)]
+struct Undo {
+    snapshot: Option<Arc<crate::calls::Snapshot>>,
+    recording: Option<Arc<RecordingConfig>>,
+    acd: Option<AcdConfig>,
+    log_level: Option<String>,
+}
+
+/// The actor.
+pub(super) struct Reconfigure<L, I, O> {
+    pub(super) daemon: Daemon<L, I, O>,
+    running: Running,
+    config_path: PathBuf,
+    data_dir: PathBuf,
+    /// What [`super::Commands::reported_config`] shows.
+    reported: watch::Sender<(u64, String)>,
+}
+
+impl<L, I, O> Reconfigure<L, I, O>
+where
+    L: Line,
+    I: AudioIn,
+    O: AudioOut,
+{
+    pub(super) fn new(
+        config: Arc<SiteConfig>,
+        data_dir: &Path,
+        ctx: CallContext,
+        sw: Switch<L, I, O>,
+        jobs: TaskTracker,
+    ) -> (Self, watch::Receiver<(u64, String)>) {
+        let text = std::fs::read_to_string(&config.path).unwrap_or_else(|e| {
+            // Every section then counts as changed: a set needs a restart.
+            tracing::warn!(
+                "cannot read the running config {} again: {e}",
+                config.path.display()
+            );
+            String::new()
+        });
+        let sha256 = sha256_hex(text.as_bytes());
+        let (version, stored) = read_version(data_dir);
+        if version > 0 && stored.as_deref() != Some(sha256.as_str()) {
+            tracing::warn!(
+                version,
+                "the config file was changed on the box since headquarters set version {version}"
+            );
+        }
+        let trunks = config
+            .lines
+            .iter()
+            .filter(|l| l.kind == LineKind::Trunk)
+            .map(|l| l.id.clone())
+            .collect();
+        let started = config
+            .ivr
+            .iter()
+            .flat_map(|i| i.outbound.iter().map(|j| j.name.clone()))
+            .collect();
+        let (reported, seen) = watch::channel((version, sha256.clone()));
+        let actor = Reconfigure {
+            daemon: Daemon {
+                ctx,
+                sw,
+                jobs,
+                trunks,
+            },
+            running: Running {
+                config: config.clone(),
+                text,
+                version,
+                sha256,
+                jobs: started,
+            },
+            config_path: config.path.clone(),
+            data_dir: data_dir.to_path_buf(),
+            reported,
+        };
+        (actor, seen)
+    }
+
+    /// Answers requests one at a time until the daemon stops or the
+    /// handler is gone; the daemon's handles go with it.
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let req = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let answer = self.handle(&req.cmd, &req.args).await;
+            let _ = req.reply.send(answer);
+        }
+    }
+
+    async fn handle(&mut self, cmd: &str, args: &Value) -> Result<Value, String> {
+        let args = Args::new(args)?;
+        match cmd {
+            "config.get" => self.config_get(),
+            "config.set" => self.config_set(&args).await,
+            "agent" => self.agent(&args).await,
+            "originate" => self.originate(&args).await,
+            "lookup.update" => self.lookup_update(&args).await,
+            other => Err(format!("`{}` is not the daemon's to answer", clip(other))),
+        }
+    }
+
+    fn report(&self) {
+        let run = &self.running;
+        self.reported
+            .send_replace((run.version, run.sha256.clone()));
+    }
+
+    fn config_get(&self) -> Result<Value, String> {
+        let run = &self.running;
+        Ok(json!({"version": run.version, "sha256": run.sha256, "toml": run.text}))
+    }
+
+    async fn config_set(&mut self, args: &Args<'_>) -> Result<Value, String> {
+        let version = args.u64("version")?;
+        let text = args.str("toml")?;
+        let restart = args.bool_opt("restart")?.unwrap_or(false);
+        if version <= self.running.version {
+            return Err(format!(
+                "version {version} is not above the running version {}",
+                self.running.version
+            ));
+        }
+        let done = self.change(text.to_string(), version, restart).await?;
+        let mut result = json!({"version": version, "applied": done.applied});
+        if done.restarting {
+            result["restarting"] = json!(true);
+        }
+        Ok(result)
+    }
+
+    /// Checks `text`, writes it over the running config and puts it in
+    /// force (or restarts with it), recording `version`.
+    async fn change(
+        &mut self,
+        text: String,
+        version: u64,
+        restart: bool,
+    ) -> Result<Changed, String> {
+        let new = self.check(text.clone()).await?;
+        let applied = sections_changed(&self.running.text, &text);
+        let needs = restart_reasons(&self.running.config, &new, &applied);
+        if !needs.is_empty() && !restart {
+            return Err(format!(
+                "{}: send it again with \"restart\": true to restart the box with it (calls in progress are ended)",
+                needs.join("; ")
+            ));
+        }
+        let sha256 = sha256_hex(text.as_bytes());
+        write_config(&self.config_path, &text)
+            .map_err(|e| format!("writing {}: {e}", self.config_path.display()))?;
+        if !needs.is_empty() {
+            if let Err(e) = write_version(&self.data_dir, version, &sha256) {
+                let _ = restore_config(&self.config_path);
+                return Err(format!(
+                    "recording the config version: {e}; nothing changed"
+                ));
+            }
+            self.running.version = version;
+            self.running.sha256.clone_from(&sha256);
+            self.report();
+            // The command handler restarts the box once the answer is out.
+            tracing::warn!(version, changed = ?applied, "{}; restarting", needs.join("; "));
+            return Ok(Changed {
+                applied,
+                restarting: true,
+            });
+        }
+        let mut undo = Undo::default();
+        let old = self.running.config.clone();
+        let result = async {
+            self.apply(&old, &new, &applied, &mut undo).await?;
+            write_version(&self.data_dir, version, &sha256)
+                .map_err(|e| format!("recording the config version: {e}"))
+        }
+        .await;
+        if let Err(e) = result {
+            self.undo(undo).await;
+            let restored = match restore_config(&self.config_path) {
+                Ok(()) => String::new(),
+                Err(re) => format!(
+                    " (but {} could not be put back: {re})",
+                    self.config_path.display()
+                ),
+            };
+            tracing::error!("config version {version} not applied: {e}{restored}");
+            return Err(format!(
+                "{e}; the previous config is back in force{restored}"
+            ));
+        }
+        self.start_new_jobs();
+        let run = &mut self.running;
+        run.config = Arc::new(new);
+        run.text = text;
+        run.version = version;
+        run.sha256.clone_from(&sha256);
+        self.report();
+        tracing::info!(version, applied = ?applied, "config applied");
+        Ok(Changed {
+            applied,
+            restarting: false,
+        })
+    }
+
+    /// The site config in `text`, checked as `callboxd check-config` checks
+    /// it: at the running file's path, so relative paths resolve alike and
+    /// errors read `FILE:LINE:COL: message`.
+    async fn check(&self, text: String) -> Result<SiteConfig, String> {
+        let path = self.config_path.clone();
+        // Prompts and tables are read and decoded: off the runtime.
+        tokio::task::spawn_blocking(move || SiteConfig::from_source(&TomlSource::new(&path, text)))
+            .await
+            .map_err(|e| format!("checking the config failed: {e}"))?
+            .map_err(|d| d.to_string())
+    }
+
+    /// Puts `new` in force for everything that can change while calls go
+    /// on; what it switched goes into `undo`. The ACD goes first: it is the
+    /// only part that can refuse.
+    async fn apply(
+        &self,
+        old: &SiteConfig,
+        new: &SiteConfig,
+        applied: &[&str],
+        undo: &mut Undo,
+    ) -> Result<(), String> {
+        let daemon = &self.daemon;
+        if applied.contains(&"acd")
+            && let (Some(acd), Some(cfg), Some(was)) = (&daemon.sw.acd, &new.acd, &old.acd)
+        {
+            acd.reconfigure(cfg.clone())
+                .await
+                .map_err(|e| format!("[acd] cannot change now: {e}"))?;
+            undo.acd = Some(was.clone());
+        }
+        undo.recording = daemon
+            .ctx
+            .recorder
+            .set_config(Arc::new(new.recorder_config()));
+        if applied.contains(&"log") {
+            crate::logging::set_level(&new.log_level);
+            undo.log_level = Some(old.log_level.clone());
+        }
+        undo.snapshot = Some(daemon.ctx.live.replace(Arc::new(new.call_snapshot())));
+        Ok(())
+    }
+
+    /// Puts back what [`Reconfigure::apply`] switched, last first.
+    async fn undo(&self, undo: Undo) {
+        let daemon = &self.daemon;
+        if let Some(s) = undo.snapshot {
+            daemon.ctx.live.replace(s);
+        }
+        if let Some(level) = undo.log_level {
+            crate::logging::set_level(&level);
+        }
+        if let Some(r) = undo.recording {
+            daemon.ctx.recorder.set_config(r);
+        }
+        if let (Some(cfg), Some(acd)) = (undo.acd, &daemon.sw.acd)
+            && let Err(e) = acd.reconfigure(cfg).await
+        {
+            tracing::error!("the ACD could not go back to its previous config: {e}");
+        }
+    }
+
+    /// Starts the outbound jobs of the config now in force that this run
+    /// has not started yet.
+    fn start_new_jobs(&mut self) {
+        let (daemon, started) = (&self.daemon, &mut self.running.jobs);
+        let Some(ivr) = daemon.ctx.live.current().ivr.clone() else {
+            return;
+        };
+        for (i, job) in ivr.outbound.iter().enumerate() {
+            if started.insert(job.name.clone()) {
+                tracing::info!(job = %job.name, "outbound job added by a config change");
+                crate::calls::outbound::spawn_job(
+                    i,
+                    ivr.clone(),
+                    daemon.ctx.clone(),
+                    daemon.sw.clone(),
+                    &daemon.jobs,
+                );
+            }
+        }
+    }
+
+    async fn lookup_update(&mut self, args: &Args<'_>) -> Result<Value, String> {
+        let table = args.str("table")?;
+        let merge = match args.str("mode")? {
+            "replace" => false,
+            "merge" => true,
+            other => {
+                return Err(format!(
+                    "`mode` must be \"replace\" or \"merge\", not `{}`",
+                    clip(other)
+                ));
+            }
+        };
+        let rows = args.array("rows")?;
+        if let Some(list) = table.strip_prefix("lists.") {
+            return self.update_list(list, merge, rows).await;
+        }
+        let Some(kind) = TABLES.iter().find(|t| t.name == table) else {
+            return Err(format!(
+                "no lookup table `{}`; tables are products, regions, orders and lists.NAME (a list under [ivr.lists])",
+                clip(table)
+            ));
+        };
+        let new_rows = kind.rows(rows)?;
+        let file = lookup_file(&self.running.text, kind.name)
+            .map(|f| base_dir(&self.config_path).join(f))
+            .ok_or_else(|| {
+                format!(
+                    "the config names no `{}` table under [ivr.lookups]; add one with config.set",
+                    kind.name
+                )
+            })?;
+        let before = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let rows = if merge {
+            let mut all = kind.parse_file(&String::from_utf8_lossy(&before));
+            for r in new_rows {
+                match all.iter_mut().find(|o| o[0] == r[0]) {
+                    Some(o) => *o = r,
+                    None => all.push(r),
+                }
+            }
+            all
+        } else {
+            new_rows
+        };
+        write_atomic(&file, kind.to_csv(&rows).as_bytes(), None)
+            .map_err(|e| format!("writing {}: {e}", file.display()))?;
+        let put_back = |why: String| {
+            if let Err(e) = write_atomic(&file, &before, None) {
+                tracing::error!("putting back {}: {e}", file.display());
+                return format!("{why} (and the previous table could not be put back: {e})");
+            }
+            why
+        };
+        // The whole config again, as check-config would: a table is only
+        // good with the flows that read it.
+        let new = match self.check(self.running.text.clone()).await {
+            Ok(c) => c,
+            Err(e) => return Err(put_back(e)),
+        };
+        let mut undo = Undo::default();
+        let old = self.running.config.clone();
+        if let Err(e) = self.apply(&old, &new, &[], &mut undo).await {
+            self.undo(undo).await;
+            return Err(put_back(e));
+        }
+        self.running.config = Arc::new(new);
+        tracing::info!(table, rows = rows.len(), merge, "lookup table updated");
+        Ok(json!({"table": table, "rows": rows.len()}))
+    }
+
+    /// A number list under `[ivr.lists]`: the list in the config text is
+    /// rewritten, the rest of the file kept as it is.
+    async fn update_list(
+        &mut self,
+        name: &str,
+        merge: bool,
+        rows: &[Value],
+    ) -> Result<Value, String> {
+        let mut new: Vec<String> = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let Value::String(s) = r else {
+                return Err(format!("rows[{i}]: must be a string (a number pattern)"));
+            };
+            let s = s.trim();
+            Pattern::parse(s).map_err(|e| format!("rows[{i}]: {e}"))?;
+            if let Some(j) = new.iter().position(|o| o == s) {
+                return Err(format!(
+                    "rows[{i}]: `{}` appears twice (also rows[{j}])",
+                    clip(s)
+                ));
+            }
+            new.push(s.to_string());
+        }
+        let (span, existing) = list_in(&self.running.text, name).ok_or_else(|| {
+            format!(
+                "no list `{}` under [ivr.lists] in the config; add it with config.set",
+                clip(name)
+            )
+        })?;
+        let entries = if merge {
+            let mut all = existing;
+            for n in new {
+                if !all.contains(&n) {
+                    all.push(n);
+                }
+            }
+            all
+        } else {
+            new
+        };
+        let mut text = self.running.text.clone();
+        text.replace_range(span, &toml_array(&entries));
+        let version = self.running.version;
+        self.change(text, version, false).await?;
+        tracing::info!(
+            list = name,
+            rows = entries.len(),
+            merge,
+            "number list updated"
+        );
+        Ok(json!({"table": format!("lists.{name}"), "rows": entries.len()}))
+    }
+}
