@@ -12,7 +12,11 @@ mod actor;
 pub mod config;
 pub mod link;
 mod outbox;
+mod presence;
+mod records;
+mod requests;
 pub mod telemetry;
+mod upload;
 
 use std::future::Future;
 use std::path::PathBuf;
