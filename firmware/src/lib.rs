@@ -24,7 +24,7 @@ pub mod config;
 pub mod events;
 mod fsutil;
 pub mod ivr;
-pub mod lines;
+
 pub mod logging;
 pub mod media;
 pub mod panel;

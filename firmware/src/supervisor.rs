@@ -8,29 +8,26 @@
 
 use std::sync::Arc;
 
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, LineKind, Port};
+use callbox_hal::{HangupCause, Line, LineCommand, LineEvent, LineKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use callbox_hal::dsp::detect::DtmfDetector;
-
 use crate::acd::AcdHandle;
 use crate::calls::{self as call, Arrival, CallContext, Switch};
-use crate::lines::{Lease, Lines, Returned, Seize};
+use crate::media::engine::LegEvent;
+use crate::media::lines::{Lease, Lines, Port, Returned, Seize};
 use crate::media::{Gone, KeyBuffer, KeyDedup, Media, Source};
 
 /// Starts a watcher for every port; returns the directory calls borrow
 /// lines from.
-pub fn spawn_all<L, I, O>(
-    ports: Vec<Port<L, I, O>>,
+pub fn spawn_all<L>(
+    ports: Vec<Port<L>>,
     ctx: CallContext,
-    acd: Option<AcdHandle<L, I, O>>,
+    acd: Option<AcdHandle<L>>,
     tracker: &TaskTracker,
-) -> Switch<L, I, O>
+) -> Switch<L>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let mut lines = Lines::new();
     let inboxes: Vec<_> = ports
@@ -58,11 +55,11 @@ where
 
 /// Lends `port` to the requester and waits for it to come back, refusing
 /// other requests meanwhile. `None` if the port was lost (a bug).
-async fn lend<L, I, O>(
-    port: Port<L, I, O>,
-    seize: Seize<L, I, O>,
-    inbox: &mut mpsc::Receiver<Seize<L, I, O>>,
-) -> Option<Returned<L, I, O>> {
+async fn lend<L>(
+    port: Port<L>,
+    seize: Seize<L>,
+    inbox: &mut mpsc::Receiver<Seize<L>>,
+) -> Option<Returned<L>> {
     let (back_tx, back_rx) = oneshot::channel();
     // If the requester has gone, the lease is dropped here and the port
     // comes straight back through `back_rx`.
@@ -71,10 +68,10 @@ async fn lend<L, I, O>(
 }
 
 /// Waits for a lent port to come back, refusing other requests meanwhile.
-async fn wait_return<L, I, O>(
-    back_rx: oneshot::Receiver<Returned<L, I, O>>,
-    inbox: &mut mpsc::Receiver<Seize<L, I, O>>,
-) -> Option<Returned<L, I, O>> {
+async fn wait_return<L>(
+    back_rx: oneshot::Receiver<Returned<L>>,
+    inbox: &mut mpsc::Receiver<Seize<L>>,
+) -> Option<Returned<L>> {
     tokio::pin!(back_rx);
     loop {
         tokio::select! {
@@ -86,16 +83,14 @@ async fn wait_return<L, I, O>(
     }
 }
 
-async fn trunk<L, I, O>(
-    mut port: Port<L, I, O>,
-    mut inbox: mpsc::Receiver<Seize<L, I, O>>,
+async fn trunk<L>(
+    mut port: Port<L>,
+    mut inbox: mpsc::Receiver<Seize<L>>,
     ctx: CallContext,
-    sw: Switch<L, I, O>,
+    sw: Switch<L>,
     tracker: TaskTracker,
 ) where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let line = port.line.info().id.clone();
     loop {
@@ -167,18 +162,21 @@ async fn trunk<L, I, O>(
     }
 }
 
-async fn station<L, I, O>(
-    mut port: Port<L, I, O>,
-    mut inbox: mpsc::Receiver<Seize<L, I, O>>,
+async fn station<L>(
+    mut port: Port<L>,
+    mut inbox: mpsc::Receiver<Seize<L>>,
     ctx: CallContext,
-    acd: Option<AcdHandle<L, I, O>>,
+    acd: Option<AcdHandle<L>>,
 ) where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let line = port.line.info().id.clone();
-    let mut detector = DtmfDetector::new(port.audio_in.format().sample_rate);
+    // The station's keys in band come from the media engine while the
+    // handset is off-hook (feature codes); its events come here whenever
+    // the station is not lent out.
+    let (keys_tx, mut keys_rx) = mpsc::unbounded_channel();
+    let listen = |port: &Port<L>, off_hook: bool| port.leg.listen(Some(keys_tx.clone()), off_hook);
+    listen(&port, false);
     // A feature code is complete when the agent stops keying.
     let mut dialled = KeyBuffer::default();
     let mut off_hook = false;
@@ -193,7 +191,7 @@ async fn station<L, I, O>(
                 Ok(LineEvent::OffHook) => {
                     off_hook = true;
                     dialled.take();
-                    detector.reset();
+                    listen(&port, true);
                     ctx.panel.line_led(&line, true).await;
                     tracing::info!(%line, "station off-hook");
                 }
@@ -210,6 +208,7 @@ async fn station<L, I, O>(
                         feature_code(acd.as_ref(), &line, &digits).await;
                     }
                     off_hook = false;
+                    listen(&port, false);
                     ctx.panel.line_led(&line, false).await;
                     let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
                 }
@@ -233,7 +232,7 @@ async fn station<L, I, O>(
                         return;
                     }
                 }
-                detector.reset();
+                listen(&port, false);
             }
             () = dialled.complete() => {
                 let digits = dialled.take();
@@ -250,6 +249,7 @@ async fn station<L, I, O>(
                             return;
                         }
                     }
+                    listen(&port, off_hook);
                     match r {
                         Ok(what) => {
                             tracing::info!(%line, %digits, "{what}; the station is back");
@@ -262,6 +262,7 @@ async fn station<L, I, O>(
                     if answer_handset(&mut port, &ctx, "system:invalid-option").await {
                         off_hook = false;
                     }
+                    listen(&port, off_hook);
                     continue;
                 }
                 let ok = feature_code(acd.as_ref(), &line, &digits).await;
@@ -270,20 +271,18 @@ async fn station<L, I, O>(
                 if answer_handset(&mut port, &ctx, key).await {
                     off_hook = false;
                 }
+                listen(&port, off_hook);
             }
-            // The station's audio is read all the time (so the backend's
-            // buffer never overflows) and listened to while off-hook, for
-            // feature codes keyed in band.
-            r = port.audio_in.read_frame() => match r {
-                Ok(frame) if off_hook => {
-                    if let Some(d) = detector.process(frame.samples())
-                        && dedup.accept(d, Source::InBand)
-                    {
-                        dialled.push(d);
-                    }
+            // Feature codes keyed in band, while off-hook.
+            ev = keys_rx.recv() => match ev {
+                Some(LegEvent::Key(d)) if off_hook && dedup.accept(d, Source::InBand) => {
+                    dialled.push(d);
                 }
-                Ok(_) => {}
-                Err(_) => return,
+                Some(LegEvent::Failed(e)) => {
+                    tracing::error!(%line, "station out of service: {e}");
+                    return;
+                }
+                _ => {}
             },
         }
     }
@@ -291,11 +290,9 @@ async fn station<L, I, O>(
 
 /// Plays a system prompt on an off-hook station; `true` if the agent hung
 /// up meanwhile (the line is then released).
-async fn answer_handset<L, I, O>(port: &mut Port<L, I, O>, ctx: &CallContext, key: &str) -> bool
+async fn answer_handset<L>(port: &mut Port<L>, ctx: &CallContext, key: &str) -> bool
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let prompt = ctx
         .live
@@ -306,7 +303,9 @@ where
     let Some(samples) = prompt else { return false };
     let line = port.line.info().id.clone();
     let mut media = Media::new(port, ctx.shutdown.clone());
-    if media.play(&samples, false).await == Err(Gone::Caller) {
+    let played = media.play_shared(samples, false).await;
+    drop(media);
+    if played == Err(Gone::Caller) {
         ctx.panel.line_led(&line, false).await;
         let _ = port
             .line
@@ -318,7 +317,7 @@ where
 }
 
 /// Hands a keyed code to the ACD; `true` when it was accepted.
-async fn feature_code<L, I, O>(acd: Option<&AcdHandle<L, I, O>>, line: &str, digits: &str) -> bool {
+async fn feature_code<L>(acd: Option<&AcdHandle<L>>, line: &str, digits: &str) -> bool {
     let Some(acd) = acd else {
         tracing::info!(%line, %digits, "station keyed digits; the site has no agents configured");
         return false;

@@ -102,6 +102,22 @@ impl Frame {
     }
 }
 
+/// Frames of a port produced on one clock (a sound card, the simulator)
+/// are due on the grid `epoch + k·period`; this is the grid's first
+/// instant at or after `now` (`epoch` itself when `now` is before it).
+pub fn next_on_grid(
+    epoch: tokio::time::Instant,
+    now: tokio::time::Instant,
+    period: std::time::Duration,
+) -> tokio::time::Instant {
+    let Some(since) = now.checked_duration_since(epoch) else {
+        return epoch;
+    };
+    let p = period.as_nanos();
+    let k = since.as_nanos().div_ceil(p);
+    epoch + std::time::Duration::from_nanos(u64::try_from(k * p).unwrap_or(u64::MAX))
+}
+
 /// Audio arriving from a line (what the caller or agent says).
 pub trait AudioIn: Send + 'static {
     /// The backend's error type.
@@ -111,6 +127,11 @@ pub trait AudioIn: Send + 'static {
     /// Waits for the next frame. Cancel-safe: dropping the future loses no
     /// frame.
     fn read_frame(&mut self) -> impl Future<Output = Result<Frame, Self::Error>> + Send;
+    /// The next frame if one has arrived, else `None` at once; never waits.
+    /// The media engine reads every port this way once per tick, so the
+    /// box wakes once per tick for all its calls, not once per frame per
+    /// call.
+    fn try_read_frame(&mut self) -> Result<Option<Frame>, Self::Error>;
 }
 
 /// Audio going out to a line (prompts, the other party of a bridge).

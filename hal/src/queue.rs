@@ -200,6 +200,22 @@ impl<T> Receiver<T> {
         .await
     }
 
+    /// The next item if one is waiting; `Err` once the queue is empty and
+    /// the sender gone. One lock, never waits: the media engine's read.
+    pub(crate) fn try_take(&mut self) -> Result<Option<T>, ()> {
+        let mut s = self.shared.lock();
+        match Self::pop(&mut s) {
+            Some(item) => {
+                let w = s.writer.take();
+                drop(s);
+                wake(w);
+                Ok(Some(item))
+            }
+            None if s.sender_gone => Err(()),
+            None => Ok(None),
+        }
+    }
+
     /// The next item if one is waiting.
     pub(crate) fn try_recv(&mut self) -> Option<T> {
         let mut s = self.shared.lock();

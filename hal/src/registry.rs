@@ -49,6 +49,15 @@ pub trait Backend: Send + 'static {
     /// Starts delivering events. Called once the firmware listens on every
     /// port, inside the tokio runtime.
     fn start(&mut self) -> Result<(), OpenError>;
+    /// When every port's inbound frames are produced on one clock (the
+    /// ports of one sound card, the simulator), the instant that clock's
+    /// grid starts: frames are due at `grid + k·frame period`, and the media
+    /// engine ticks just after each. `None` (the default) when frames come
+    /// at their own times (RTP) or the phase is not known: the engine
+    /// keeps a grid of its own. Valid once started.
+    fn frame_grid(&self) -> Option<tokio::time::Instant> {
+        None
+    }
 }
 
 /// What a builder gets.
@@ -259,6 +268,12 @@ impl AudioIn for AnyAudioIn {
             AnyAudioIn::Analog(a) => Ok(a.read_frame().await?),
         }
     }
+    fn try_read_frame(&mut self) -> Result<Option<Frame>, AnyError> {
+        match self {
+            AnyAudioIn::Sim(a) => Ok(a.try_read_frame()?),
+            AnyAudioIn::Analog(a) => Ok(a.try_read_frame()?),
+        }
+    }
 }
 
 impl AudioOut for AnyAudioOut {
@@ -363,6 +378,13 @@ impl Backend for AnyBackend {
         match self {
             AnyBackend::Sim(s) => s.take_inputs().map(AnyInputs::Sim),
             AnyBackend::Analog(a) => a.take_inputs().map(AnyInputs::Analog),
+        }
+    }
+
+    fn frame_grid(&self) -> Option<tokio::time::Instant> {
+        match self {
+            AnyBackend::Sim(s) => s.frame_grid(),
+            AnyBackend::Analog(_) => None,
         }
     }
 

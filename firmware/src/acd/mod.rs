@@ -20,7 +20,7 @@ pub mod config;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand};
+use callbox_hal::{HangupCause, Line, LineCommand};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -32,20 +32,20 @@ pub use config::{AcdConfig, Strategy};
 
 use crate::clock::Clock;
 use crate::events::Events;
-use crate::lines::{Lease, SharedLines};
 use crate::media::dial::Rang;
+use crate::media::lines::{Lease, SharedLines};
 use crate::media::{AsJoin, Join};
 use crate::store::{StoreHandle, StoreMsg};
 
 /// What a waiting caller is told.
 #[derive(Debug)]
-pub enum WaiterMsg<L, I, O> {
+pub enum WaiterMsg<L> {
     /// An agent answered: bridge to this station.
     Connect {
         /// Agent id.
         agent: String,
         /// The agent's station, rung and answered.
-        lease: Lease<L, I, O>,
+        lease: Lease<L>,
     },
     /// Leave the queue (overflow).
     Exit(ExitReason),
@@ -54,12 +54,12 @@ pub enum WaiterMsg<L, I, O> {
         /// Listen, whisper or barge.
         mode: MonitorMode,
         /// The supervisor's station, off-hook.
-        lease: Lease<L, I, O>,
+        lease: Lease<L>,
     },
 }
 
-impl<L, I, O> AsJoin<L, I, O> for WaiterMsg<L, I, O> {
-    fn into_join(self) -> Option<Join<L, I, O>> {
+impl<L> AsJoin<L> for WaiterMsg<L> {
+    fn into_join(self) -> Option<Join<L>> {
         match self {
             WaiterMsg::Monitor { mode, lease } => Some(Join { mode, lease }),
             _ => None,
@@ -110,19 +110,19 @@ pub enum Completed {
     BySystem,
 }
 
-enum OfferResult<L, I, O> {
-    Answered(Lease<L, I, O>),
+enum OfferResult<L> {
+    Answered(Lease<L>),
     NoAnswer,
     Busy,
     Cancelled,
 }
 
-enum Msg<L, I, O> {
+enum Msg<L> {
     Join {
         queue: String,
         call_id: String,
         caller: Option<String>,
-        tx: mpsc::Sender<WaiterMsg<L, I, O>>,
+        tx: mpsc::Sender<WaiterMsg<L>>,
         reply: oneshot::Sender<JoinResult>,
     },
     Leave {
@@ -130,7 +130,7 @@ enum Msg<L, I, O> {
     },
     Offered {
         offer: u64,
-        result: OfferResult<L, I, O>,
+        result: OfferResult<L>,
     },
     Bounced {
         call_id: String,
@@ -166,7 +166,7 @@ enum Msg<L, I, O> {
     Monitor {
         station: String,
         digits: String,
-        lease: Lease<L, I, O>,
+        lease: Lease<L>,
         reply: oneshot::Sender<Result<String, String>>,
     },
     Transfer {
@@ -256,13 +256,13 @@ pub enum AgentCommand {
 
 /// Sends to the ACD actor.
 #[derive(Debug)]
-pub struct AcdHandle<L, I, O> {
-    tx: mpsc::Sender<Msg<L, I, O>>,
+pub struct AcdHandle<L> {
+    tx: mpsc::Sender<Msg<L>>,
     /// The config the actor runs now (it changes with [`AcdHandle::reconfigure`]).
     config: watch::Receiver<std::sync::Arc<AcdConfig>>,
 }
 
-impl<L, I, O> Clone for AcdHandle<L, I, O> {
+impl<L> Clone for AcdHandle<L> {
     fn clone(&self) -> Self {
         AcdHandle {
             tx: self.tx.clone(),
@@ -271,7 +271,7 @@ impl<L, I, O> Clone for AcdHandle<L, I, O> {
     }
 }
 
-impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
+impl<L> std::fmt::Debug for Msg<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Msg::Join { .. } => "Join",
@@ -296,7 +296,7 @@ impl<L, I, O> std::fmt::Debug for Msg<L, I, O> {
     }
 }
 
-impl<L, I, O> AcdHandle<L, I, O> {
+impl<L> AcdHandle<L> {
     /// The ACD's config as it runs now.
     pub fn config(&self) -> std::sync::Arc<AcdConfig> {
         self.config.borrow().clone()
@@ -310,7 +310,7 @@ impl<L, I, O> AcdHandle<L, I, O> {
         queue: &str,
         call_id: &str,
         caller: Option<&str>,
-        tx: mpsc::Sender<WaiterMsg<L, I, O>>,
+        tx: mpsc::Sender<WaiterMsg<L>>,
     ) -> JoinResult {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Join {
@@ -431,7 +431,7 @@ impl<L, I, O> AcdHandle<L, I, O> {
         &self,
         station: &str,
         digits: &str,
-        lease: Lease<L, I, O>,
+        lease: Lease<L>,
     ) -> Result<String, String> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Monitor {
@@ -611,12 +611,12 @@ struct Agent {
 }
 
 #[derive(Debug)]
-struct Waiter<L, I, O> {
+struct Waiter<L> {
     call_id: String,
     queue: usize,
     joined: Instant,
     seq: u64,
-    tx: mpsc::Sender<WaiterMsg<L, I, O>>,
+    tx: mpsc::Sender<WaiterMsg<L>>,
     connected: bool,
     /// A virtual waiter: the box calls this number back when it is served.
     callback: Option<String>,
@@ -710,7 +710,7 @@ pub struct AcdStats {
 }
 
 /// Creates the handle; the actor starts with [`spawn`] once lines exist.
-pub fn channel<L, I, O>(config: AcdConfig) -> (AcdHandle<L, I, O>, AcdInbox<L, I, O>) {
+pub fn channel<L>(config: AcdConfig) -> (AcdHandle<L>, AcdInbox<L>) {
     let (tx, rx) = mpsc::channel(256);
     let (config_tx, config_rx) = watch::channel(std::sync::Arc::new(config));
     (
@@ -724,8 +724,8 @@ pub fn channel<L, I, O>(config: AcdConfig) -> (AcdHandle<L, I, O>, AcdInbox<L, I
 
 /// The actor's end of the channel.
 #[derive(Debug)]
-pub struct AcdInbox<L, I, O> {
-    rx: mpsc::Receiver<Msg<L, I, O>>,
+pub struct AcdInbox<L> {
+    rx: mpsc::Receiver<Msg<L>>,
     config_tx: watch::Sender<std::sync::Arc<AcdConfig>>,
 }
 
@@ -789,20 +789,18 @@ impl Agent {
 
 /// Starts the actor.
 #[allow(clippy::too_many_arguments)]
-pub fn spawn<L, I, O>(
-    handle: &AcdHandle<L, I, O>,
-    inbox: AcdInbox<L, I, O>,
-    lines: SharedLines<L, I, O>,
+pub fn spawn<L>(
+    handle: &AcdHandle<L>,
+    inbox: AcdInbox<L>,
+    lines: SharedLines<L>,
     store: StoreHandle,
     clock: Clock,
-    callbacks: mpsc::Sender<CallbackOrder<L, I, O>>,
+    callbacks: mpsc::Sender<CallbackOrder<L>>,
     events: Events,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let now = Instant::now();
     let cfg = handle.config();
@@ -832,7 +830,7 @@ pub fn spawn<L, I, O>(
     tracker.spawn(acd.run(inbox.rx, shutdown));
 }
 
-struct Acd<L, I, O> {
+struct Acd<L> {
     cfg: std::sync::Arc<AcdConfig>,
     /// Publishes `cfg` to the handles.
     config_tx: watch::Sender<std::sync::Arc<AcdConfig>>,
@@ -840,7 +838,7 @@ struct Acd<L, I, O> {
     /// Per agent, the state last announced on `events`.
     shown: Vec<Shown>,
     events: Events,
-    waiters: Vec<Waiter<L, I, O>>,
+    waiters: Vec<Waiter<L>>,
     offers: HashMap<u64, Offer>,
     next_offer: u64,
     next_seq: u64,
@@ -850,22 +848,20 @@ struct Acd<L, I, O> {
     rng: u64,
     /// Time spent in the actor's decisions.
     sched: Duration,
-    lines: SharedLines<L, I, O>,
+    lines: SharedLines<L>,
     store: StoreHandle,
     clock: Clock,
     /// Where callbacks whose turn came are sent to be dialled.
-    callbacks: mpsc::Sender<CallbackOrder<L, I, O>>,
-    self_tx: mpsc::Sender<Msg<L, I, O>>,
+    callbacks: mpsc::Sender<CallbackOrder<L>>,
+    self_tx: mpsc::Sender<Msg<L>>,
     tracker: TaskTracker,
 }
 
-impl<L, I, O> Acd<L, I, O>
+impl<L> Acd<L>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg<L, I, O>>, shutdown: CancellationToken) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg<L>>, shutdown: CancellationToken) {
         for i in 0..self.agents.len() {
             if self.agents[i].status == Status::Available {
                 self.log(
@@ -950,7 +946,7 @@ where
             .count()
     }
 
-    async fn handle(&mut self, m: Msg<L, I, O>) {
+    async fn handle(&mut self, m: Msg<L>) {
         match m {
             Msg::Join {
                 queue,
@@ -1668,7 +1664,7 @@ where
         &mut self,
         station: &str,
         digits: &str,
-        lease: Lease<L, I, O>,
+        lease: Lease<L>,
     ) -> Result<String, String> {
         if digits == self.cfg.codes.pickup {
             return self.pickup(station, lease).await;
@@ -1845,7 +1841,7 @@ where
 
     /// An agent picks up, at their own (off-hook) phone, the queue call that
     /// has waited longest among those now ringing an agent.
-    async fn pickup(&mut self, station: &str, lease: Lease<L, I, O>) -> Result<String, String> {
+    async fn pickup(&mut self, station: &str, lease: Lease<L>) -> Result<String, String> {
         let a = self
             .agents
             .iter()
@@ -1940,7 +1936,7 @@ where
         }
     }
 
-    async fn offered(&mut self, offer: u64, result: OfferResult<L, I, O>) {
+    async fn offered(&mut self, offer: u64, result: OfferResult<L>) {
         let Some(o) = self.offers.remove(&offer) else {
             return;
         };
@@ -2343,7 +2339,7 @@ where
             .enumerate()
             .map(|(q, qc)| {
                 let c = &self.counters[q];
-                let waiting: Vec<&Waiter<L, I, O>> = self
+                let waiting: Vec<&Waiter<L>> = self
                     .waiters
                     .iter()
                     .filter(|w| w.queue == q && !w.connected)
@@ -2406,17 +2402,15 @@ where
 
 /// Rings a station until it answers, the ring timeout passes or the offer
 /// is cancelled.
-async fn ring<L, I, O>(
-    lines: &SharedLines<L, I, O>,
+async fn ring<L>(
+    lines: &SharedLines<L>,
     station: &str,
     caller_id: Option<String>,
     timeout: Duration,
     cancel: &CancellationToken,
-) -> OfferResult<L, I, O>
+) -> OfferResult<L>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let Some(mut lease) = lines.seize(station).await else {
         return OfferResult::Busy;
@@ -2450,7 +2444,7 @@ const CALLBACK_RING: Duration = Duration::from_secs(30);
 /// dials the caller, bridges them and reports with
 /// [`AcdHandle::callback_done`].
 #[derive(Debug)]
-pub struct CallbackOrder<L, I, O> {
+pub struct CallbackOrder<L> {
     /// The call that asked to be called back.
     pub orig: String,
     /// The agent who takes it.
@@ -2464,17 +2458,15 @@ pub struct CallbackOrder<L, I, O> {
     /// How long the caller's phone rings.
     pub ring_timeout: Duration,
     /// The agent's station, answered.
-    pub agent: Lease<L, I, O>,
+    pub agent: Lease<L>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callbox_hal::registry::{AnyAudioIn, AnyAudioOut, AnyLine};
+    use callbox_hal::registry::AnyLine;
 
     type L = AnyLine;
-    type I = AnyAudioIn;
-    type O = AnyAudioOut;
 
     /// The command API headquarters will use, without a phone in sight.
     #[tokio::test]
@@ -2490,9 +2482,9 @@ mod tests {
         )
         .unwrap();
         let cfg = config::check(&raw, &lines_info).unwrap();
-        let mut lines = crate::lines::Lines::<L, I, O>::new();
+        let mut lines = crate::media::lines::Lines::<L>::new();
         let _inbox = lines.register("desk-1");
-        let (handle, inbox) = channel::<L, I, O>(cfg);
+        let (handle, inbox) = channel::<L>(cfg);
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         spawn(
@@ -2593,10 +2585,10 @@ mod tests {
             "[queue.sales]\nmembers = { alice = 0 }\n",
             "[queue.support]\nmembers = { bob = 0 }\n",
         ));
-        let mut lines = crate::lines::Lines::<L, I, O>::new();
+        let mut lines = crate::media::lines::Lines::<L>::new();
         // Nobody answers the stations' inboxes: an offer rings for ever.
         let inboxes: Vec<_> = info.iter().map(|l| lines.register(&l.id)).collect();
-        let (handle, inbox) = channel::<L, I, O>(first);
+        let (handle, inbox) = channel::<L>(first);
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let events = Events::new();

@@ -26,6 +26,7 @@ use crate::calls::{CallContext, LiveConfig};
 use crate::clock::Clock;
 use crate::config::SiteConfig;
 use crate::events::Events;
+use crate::media::lines::Port;
 use crate::recorder::{Recorder, StartReport};
 use crate::store::{Store, StoreError, StoreMsg};
 use crate::sync::{CommandHandler, SyncDeps};
@@ -112,13 +113,25 @@ pub async fn run<B: Backend>(
             })
             .await;
     }
-    let ports = hal.take_ports();
+    let hal_ports = hal.take_ports();
     for l in &config.lines {
-        if !ports.iter().any(|p| p.line.info().id == l.id) {
+        if !hal_ports.iter().any(|p| p.line.info().id == l.id) {
             store.close().await;
             return Err(RunError::MissingLine(l.id.clone()));
         }
     }
+    // Every port's audio goes to the media engine for the daemon's life;
+    // the firmware's ports keep the signalling and a leg in the engine.
+    let (signalling, audio): (Vec<_>, Vec<_>) = hal_ports
+        .into_iter()
+        .map(|p| (p.line, (p.audio_in, p.audio_out)))
+        .unzip();
+    let (engine, media, legs) = crate::media::engine::engine(audio);
+    let ports: Vec<Port<B::Line>> = signalling
+        .into_iter()
+        .zip(legs)
+        .map(|(line, leg)| Port { line, leg })
+        .collect();
     // Recordings left open by a power cut are repaired before any call is
     // taken. The recorder runs without a `[recording]` section too: it
     // writes voicemail.
@@ -211,13 +224,18 @@ pub async fn run<B: Backend>(
             token.cancel();
         });
     }
-    if let Err(e) = hal.start() {
+    let started = hal.start();
+    // The engine ticks on the backend's frame grid, known once it runs.
+    let engine_stopped = crate::media::engine::spawn(engine, hal.frame_grid());
+    if let Err(e) = started {
         shutdown.cancel();
         // The panel actor ends with its last handle (the command actor
         // lets go of its own at the stop).
         drop(panel);
         tracker.close();
         tracker.wait().await;
+        drop(media);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, engine_stopped).await;
         drop(recorder);
         recorder_thread.close().await;
         store.close().await;
@@ -291,6 +309,15 @@ pub async fn run<B: Backend>(
         tracing::error!(
             "calls did not end within {DRAIN_TIMEOUT:?}; their records stay in progress"
         );
+    }
+    // The engine stops with the last port; a recording it still taps is
+    // closed with it, before the writer stops.
+    drop(media);
+    if tokio::time::timeout(DRAIN_TIMEOUT, engine_stopped)
+        .await
+        .is_err()
+    {
+        tracing::error!("the media engine did not stop within {DRAIN_TIMEOUT:?}");
     }
     recorder_thread.close().await;
     // After the calls (their last records are in the outbox for the next

@@ -4,7 +4,7 @@
 //! trunks and bridged to the agent, and the call is recorded like any
 //! other outbound call.
 
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand};
+use callbox_hal::{HangupCause, Line, LineCommand};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -20,16 +20,14 @@ use crate::store::{CallFlow, Direction, Disposition, Side};
 
 /// Places every callback the ACD orders until the ACD stops (or the daemon
 /// does); each call runs on its own task of `tracker`.
-pub fn serve<L, I, O>(
-    mut orders: mpsc::Receiver<CallbackOrder<L, I, O>>,
+pub fn serve<L>(
+    mut orders: mpsc::Receiver<CallbackOrder<L>>,
     ctx: CallContext,
-    sw: Switch<L, I, O>,
-    acd: AcdHandle<L, I, O>,
+    sw: Switch<L>,
+    acd: AcdHandle<L>,
     tracker: &TaskTracker,
 ) where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let calls = tracker.clone();
     tracker.spawn(async move {
@@ -48,15 +46,9 @@ pub fn serve<L, I, O>(
 
 /// Dials a caller back with the agent already on the line, bridges them,
 /// records the call and reports to the ACD.
-async fn call_back<L, I, O>(
-    order: CallbackOrder<L, I, O>,
-    ctx: CallContext,
-    sw: Switch<L, I, O>,
-    acd: AcdHandle<L, I, O>,
-) where
+async fn call_back<L>(order: CallbackOrder<L>, ctx: CallContext, sw: Switch<L>, acd: AcdHandle<L>)
+where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let CallbackOrder {
         orig,

@@ -6,7 +6,8 @@
 //! noticed within a frame, and on shutdown it ends the call and writes the
 //! record before the daemon exits.
 
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, LineEvent, Port};
+use crate::media::lines::Port;
+use callbox_hal::{HangupCause, Line, LineCommand, LineEvent};
 use tracing::Instrument;
 
 use super::record::{CallLog, Placed};
@@ -16,16 +17,9 @@ use crate::media::Media;
 use crate::store::{CallFlow, Direction, Disposition, Side};
 
 /// Runs one inbound call to its end and hands the port back.
-pub async fn inbound<L, I, O>(
-    port: Port<L, I, O>,
-    arrival: Arrival,
-    ctx: CallContext,
-    sw: Switch<L, I, O>,
-) -> Port<L, I, O>
+pub async fn inbound<L>(port: Port<L>, arrival: Arrival, ctx: CallContext, sw: Switch<L>) -> Port<L>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let ctx = ctx.for_new_call();
     let id = crate::clock::new_id(&ctx.clock);
@@ -35,17 +29,15 @@ where
         .await
 }
 
-async fn inbound_call<L, I, O>(
-    mut port: Port<L, I, O>,
+async fn inbound_call<L>(
+    mut port: Port<L>,
     arrival: Arrival,
     ctx: CallContext,
     id: String,
-    sw: Switch<L, I, O>,
-) -> Port<L, I, O>
+    sw: Switch<L>,
+) -> Port<L>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let line_id = port.line.info().id.clone();
     tracing::info!(
@@ -118,18 +110,16 @@ where
     port
 }
 
-async fn answer_and_run<L, I, O>(
-    port: &mut Port<L, I, O>,
+async fn answer_and_run<L>(
+    port: &mut Port<L>,
     log: &CallLog,
     arrival: &Arrival,
     ctx: &CallContext,
-    sw: &Switch<L, I, O>,
+    sw: &Switch<L>,
     flow: &mut Option<CallFlow>,
 ) -> Outcome
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     // Ringing: the caller may give up, the box may be stopping.
     let ring = tokio::time::sleep(ctx.inbound.answer_after);

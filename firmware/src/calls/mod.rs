@@ -119,14 +119,14 @@ impl CallContext {
 
 impl CallContext {
     /// What the IVR needs of this box to run a flow on call `id`.
-    pub fn flow_env<'a, L, I, O>(
+    pub fn flow_env<'a, L>(
         &'a self,
         ivr: &'a Ivr,
-        sw: &'a Switch<L, I, O>,
+        sw: &'a Switch<L>,
         id: &'a str,
         caller: Option<&'a str>,
         dialled: Option<&'a str>,
-    ) -> FlowEnv<'a, L, I, O> {
+    ) -> FlowEnv<'a, L> {
         FlowEnv {
             ivr,
             lines: &sw.lines,
@@ -184,14 +184,14 @@ impl Outcome {
 /// What a call can reach besides its own line: other lines, and the ACD's
 /// queues when the site has agents.
 #[derive(Debug)]
-pub struct Switch<L, I, O> {
+pub struct Switch<L> {
     /// Line directory.
-    pub lines: crate::lines::SharedLines<L, I, O>,
+    pub lines: crate::media::lines::SharedLines<L>,
     /// Queues.
-    pub acd: Option<crate::acd::AcdHandle<L, I, O>>,
+    pub acd: Option<crate::acd::AcdHandle<L>>,
 }
 
-impl<L, I, O> Clone for Switch<L, I, O> {
+impl<L> Clone for Switch<L> {
     fn clone(&self) -> Self {
         Switch {
             lines: self.lines.clone(),

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand};
+use callbox_hal::{HangupCause, Line, LineCommand};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -22,9 +22,9 @@ use crate::clock::new_id;
 use crate::ivr::Ivr;
 use crate::ivr::config::{NodeId, OutboundJob};
 use crate::ivr::engine::{FlowEnd, FlowState};
-use crate::lines::Lease;
 use crate::media::Media;
 use crate::media::dial::{self, Rang};
+use crate::media::lines::Lease;
 use crate::store::{Direction, Disposition, JobRow, Side, StoreMsg};
 
 /// Wait before trying again when every trunk of a job is busy.
@@ -33,15 +33,9 @@ const NO_LINE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 const MAX_NO_LINE: u32 = 120;
 
 /// Starts one task per configured job.
-pub fn spawn_jobs<L, I, O>(
-    ivr: Arc<Ivr>,
-    ctx: CallContext,
-    sw: Switch<L, I, O>,
-    tracker: &TaskTracker,
-) where
+pub fn spawn_jobs<L>(ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L>, tracker: &TaskTracker)
+where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     for i in 0..ivr.outbound.len() {
         spawn_job(i, ivr.clone(), ctx.clone(), sw.clone(), tracker);
@@ -49,16 +43,9 @@ pub fn spawn_jobs<L, I, O>(
 }
 
 /// Starts the task of job `i` of `ivr` (a job added by a config change).
-pub fn spawn_job<L, I, O>(
-    i: usize,
-    ivr: Arc<Ivr>,
-    ctx: CallContext,
-    sw: Switch<L, I, O>,
-    tracker: &TaskTracker,
-) where
+pub fn spawn_job<L>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L>, tracker: &TaskTracker)
+where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let Some(job) = ivr.outbound.get(i) else {
         return;
@@ -85,17 +72,15 @@ pub struct Originate {
 /// Seizes an idle trunk and places the call on its own task (tracked by
 /// `tracker`, so the daemon's stop waits for its record); answers the new
 /// call's id, or why it could not start. Runs on the daemon's runtime.
-pub async fn originate<L, I, O>(
+pub async fn originate<L>(
     call: Originate,
     ivr: Arc<Ivr>,
     ctx: CallContext,
-    sw: Switch<L, I, O>,
+    sw: Switch<L>,
     tracker: &TaskTracker,
 ) -> Result<String, String>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let Some(lease) = seize(&call.trunks, &sw).await else {
         return Err(format!(
@@ -138,11 +123,9 @@ struct Attempt {
     done: bool,
 }
 
-async fn run_job<L, I, O>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L, I, O>)
+async fn run_job<L>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L>)
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let job = &ivr.outbound[i];
     let (tx, rx) = oneshot::channel();
@@ -222,16 +205,9 @@ where
     }
 }
 
-async fn attempt<L, I, O>(
-    job: &OutboundJob,
-    ivr: &Ivr,
-    ctx: &CallContext,
-    sw: &Switch<L, I, O>,
-) -> Attempt
+async fn attempt<L>(job: &OutboundJob, ivr: &Ivr, ctx: &CallContext, sw: &Switch<L>) -> Attempt
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let Some(lease) = seize(&job.trunks, sw).await else {
         return Attempt {
@@ -245,7 +221,7 @@ where
 }
 
 /// The first of `trunks` that is idle.
-async fn seize<L, I, O>(trunks: &[String], sw: &Switch<L, I, O>) -> Option<Lease<L, I, O>> {
+async fn seize<L>(trunks: &[String], sw: &Switch<L>) -> Option<Lease<L>> {
     for t in trunks {
         if let Some(l) = sw.lines.seize(t).await {
             return Some(l);
@@ -257,19 +233,17 @@ async fn seize<L, I, O>(trunks: &[String], sw: &Switch<L, I, O>) -> Option<Lease
 /// Dials `job.number` on the seized trunk as call `id`, runs the flow once
 /// answered and records the call (`job_name` on its record when it is a
 /// job's attempt).
-async fn place<L, I, O>(
-    mut lease: Lease<L, I, O>,
+async fn place<L>(
+    mut lease: Lease<L>,
     id: String,
     job: &OutboundJob,
     job_name: Option<&str>,
     ivr: &Ivr,
     ctx: &CallContext,
-    sw: &Switch<L, I, O>,
+    sw: &Switch<L>,
 ) -> Attempt
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     let port = lease.port();
     let trunk = port.line.info().id.clone();

@@ -13,16 +13,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::media::lines::Port;
 use callbox_hal::dsp::tones::ProgressTone;
-use callbox_hal::{AudioIn, AudioOut, HangupCause, Line, LineCommand, Port};
+use callbox_hal::{HangupCause, Line, LineCommand};
 use tokio::sync::oneshot;
 
 use super::config::{Cond, Dest, Item, Ivr, Menu, NodeId, NodeKind, SayAs, Target};
 use super::say::{self, Lang};
 use crate::acd::{AcdHandle, Completed, JoinResult, WaiterMsg};
 use crate::clock::Clock;
-use crate::lines::Lines;
 use crate::media::dial::{Rang, answer_within};
+use crate::media::lines::Lines;
 use crate::media::{AgentAsks, BridgeEnd, Gone, Media, bridge, bridge_supervised};
 use crate::recorder::config::{CallKeys, Mode};
 use crate::store::{CheckHistory, StoreHandle, StoreMsg};
@@ -42,11 +43,11 @@ const MAX_STEPS: u32 = 1000;
 
 /// What a flow needs from the call and the daemon.
 #[derive(Debug)]
-pub struct FlowEnv<'a, L, I, O> {
+pub struct FlowEnv<'a, L> {
     /// The checked IVR.
     pub ivr: &'a Ivr,
     /// Lines to borrow for connecting the caller.
-    pub lines: &'a Lines<L, I, O>,
+    pub lines: &'a Lines<L>,
     /// Record store.
     pub store: &'a StoreHandle,
     /// Time.
@@ -60,7 +61,7 @@ pub struct FlowEnv<'a, L, I, O> {
     /// Dialled number.
     pub dialled: Option<&'a str>,
     /// Queues, when the site has agents.
-    pub acd: Option<&'a AcdHandle<L, I, O>>,
+    pub acd: Option<&'a AcdHandle<L>>,
 }
 
 /// What the flow did, for the call record.
@@ -160,7 +161,7 @@ fn template(
     out
 }
 
-impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
+impl<L: Line> FlowEnv<'_, L> {
     fn now_ms(&self) -> i64 {
         self.clock.now().wall_ms
     }
@@ -230,7 +231,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
 
     async fn play(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         items: &[Item],
         st: &FlowState,
         barge_in: bool,
@@ -290,7 +291,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     /// policy says; on-demand calls wait for the agent's record code.
     async fn recording_policy(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         queue: Option<&str>,
         agent: Option<&str>,
         connect: bool,
@@ -332,7 +333,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     }
 
     /// Runs the flow from `st.start` to its end.
-    pub async fn run(&self, media: &mut Media<'_, L, I, O>, st: &mut FlowState) -> FlowEnd {
+    pub async fn run(&self, media: &mut Media<'_, L>, st: &mut FlowState) -> FlowEnd {
         let start = st.start.unwrap_or(self.ivr.start);
         let mut target = Target::Node(start);
         let mut current_menu_entry_short = false;
@@ -617,7 +618,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
 
     async fn menu(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         name: &str,
         m: &Menu,
         short: bool,
@@ -690,7 +691,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
 
     async fn collect(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         name: &str,
         k: &super::config::Collect,
         st: &mut FlowState,
@@ -744,7 +745,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
 
     async fn product_check(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         var: &str,
         st: &mut FlowState,
     ) -> Result<(), Gone> {
@@ -812,7 +813,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
 
     async fn voicemail(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         mailbox: &str,
         prompt: &[Item],
         max: std::time::Duration,
@@ -873,7 +874,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     /// How the caller left the queue: bridged to an agent, overflow, or a callback.
     async fn queue(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         name: &str,
         announce: &[Item],
         st: &mut FlowState,
@@ -1058,7 +1059,9 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                         let connected_at = tokio::time::Instant::now();
                         let shutdown = media.shutdown().clone();
                         let codes = acd.config().codes.clone();
-                        let held: &[i16] = hold.as_deref().unwrap_or(&[]);
+                        let held: std::sync::Arc<[i16]> = hold
+                            .clone()
+                            .unwrap_or_else(|| std::sync::Arc::from(&[][..]));
                         if let Err(g) = self
                             .recording_policy(media, Some(name), Some(&agent), true, st)
                             .await
@@ -1087,7 +1090,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                             other,
                             &mut rx,
                             Some(codes.during_call()),
-                            held,
+                            &held,
                             rec,
                             &shutdown,
                         )
@@ -1126,7 +1129,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
                                 port,
                                 lease.port(),
                                 target.port(),
-                                held,
+                                &held,
                                 TRANSFER_RING,
                                 rec,
                                 &shutdown,
@@ -1296,8 +1299,8 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     /// answer is released.
     async fn ring(
         &self,
-        media: &mut Media<'_, L, I, O>,
-        lease: &mut crate::lines::Lease<L, I, O>,
+        media: &mut Media<'_, L>,
+        lease: &mut crate::media::lines::Lease<L>,
         cmd: LineCommand,
         ring_timeout: std::time::Duration,
     ) -> Result<Rung, Gone> {
@@ -1338,7 +1341,7 @@ impl<L: Line, I: AudioIn, O: AudioOut> FlowEnv<'_, L, I, O> {
     /// everything was busy; `Ok(Some(end))`: the bridge ended so.
     async fn connect(
         &self,
-        media: &mut Media<'_, L, I, O>,
+        media: &mut Media<'_, L>,
         label: &str,
         dest: &Dest,
         announce: &[Item],
@@ -1424,7 +1427,7 @@ fn release_cause(end: &BridgeEnd) -> HangupCause {
 }
 
 /// Hangs up a borrowed line before it goes back to its watcher.
-async fn release<L: Line, I, O>(port: &mut Port<L, I, O>, cause: HangupCause) {
+async fn release<L: Line>(port: &mut Port<L>, cause: HangupCause) {
     if let Err(e) = port.line.command(LineCommand::Hangup(cause)).await {
         tracing::warn!("releasing a connected line failed: {e}");
     }

@@ -2,22 +2,30 @@
 //! sample (with barge-in), tones and music while something else happens,
 //! keys from both sources, and messages recorded from the caller.
 //!
+//! [`Media`] is the call flow's side of the call's leg in the media engine
+//! ([`super::engine`]): each operation tells the engine what the caller
+//! hears and then waits for what matters to the flow — a key, the prompt's
+//! end, a hang-up, the daemon's stop — so the flow reads as straight-line
+//! async code and wakes per event, never per frame.
+//!
 //! Keys come two ways: out of band as line events (digital trunks, the
 //! sim) and in band as DTMF tones in the caller's audio, found by the
-//! Goertzel detector on every inbound frame. A key sent both ways (RFC 2833
-//! style plus audio) is counted once. Every wait also watches the line, so
-//! a caller who hangs up is noticed within a frame, and the daemon's stop.
+//! engine's detector. A key sent both ways (RFC 2833 style plus audio) is
+//! counted once.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use callbox_hal::dsp::detect::DtmfDetector;
 use callbox_hal::dsp::tones::{ProgressTone, ProgressToneGen, ToneRegion};
-use callbox_hal::{AudioIn, AudioOut, Frame, Line, LineEvent, Port};
+use callbox_hal::{AudioFormat, Line, LineEvent};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::engine::{Hears, LegEvent};
 use super::keys::{KeyDedup, Source};
-use super::{AudioOutExt, fill_loop};
+use super::lines::Port;
 use crate::recorder::Recording;
 
 /// Why the IVR cannot go on with a call.
@@ -34,101 +42,69 @@ pub enum Gone {
 /// Audio cut from the end of a message ended with `#` (the key's tone).
 const TERMINATOR_TRIM: usize = 8000 / 5;
 
-/// Key and audio state, kept apart from the port so that an output future
-/// can borrow the port's `audio_out` while input is read.
-#[derive(Debug)]
-struct Ears {
-    detector: DtmfDetector,
-    keys: VecDeque<char>,
-    dedup: KeyDedup,
-    capture: Option<Recording>,
-    heard_keys: u32,
-}
-
-impl Ears {
-    fn key(&mut self, d: char, src: Source) {
-        if self.dedup.accept(d, src) {
-            self.heard_keys += 1;
-            self.keys.push_back(d);
-        }
-    }
-}
-
-/// Waits for one input (line event or inbound frame) and takes it in.
-async fn hear<L: Line, I: AudioIn>(
-    line: &mut L,
-    audio_in: &mut I,
-    ears: &mut Ears,
-    shutdown: &CancellationToken,
-) -> Result<(), Gone> {
-    tokio::select! {
-        biased;
-        () = shutdown.cancelled() => Err(Gone::Shutdown),
-        ev = line.next_event() => match ev {
-            Ok(LineEvent::Hangup(_)) => Err(Gone::Caller),
-            Ok(LineEvent::Digit(d)) => {
-                ears.key(d, Source::OutOfBand);
-                Ok(())
-            }
-            Ok(other) => {
-                tracing::debug!(?other, "line event during IVR");
-                Ok(())
-            }
-            Err(e) => Err(Gone::Failure(format!("line: {e}"))),
-        },
-        r = audio_in.read_frame() => match r {
-            Ok(frame) => {
-                if let Some(d) = ears.detector.process(frame.samples()) {
-                    ears.key(d, Source::InBand);
-                }
-                if let Some(c) = ears.capture.as_mut() {
-                    c.mono(&frame);
-                }
-                Ok(())
-            }
-            Err(e) => Err(Gone::Failure(format!("inbound audio: {e}"))),
-        },
-    }
-}
-
 /// One call's IVR media.
 #[derive(Debug)]
-pub struct Media<'p, L, I, O> {
-    port: &'p mut Port<L, I, O>,
-    ears: Ears,
+pub struct Media<'p, L> {
+    port: &'p mut Port<L>,
+    events: mpsc::UnboundedReceiver<LegEvent>,
+    tx: mpsc::UnboundedSender<LegEvent>,
+    /// Whether the engine sends this leg's events here (a bridge takes the
+    /// leg over for its length, see [`Media::split`]).
+    listening: bool,
+    keys: VecDeque<char>,
+    dedup: KeyDedup,
     shutdown: CancellationToken,
-    seq: u32,
+    plays: u64,
     /// The call's recording tap (off unless a policy or the agent starts
     /// it); the bridges feed it.
     pub rec: Recording,
 }
 
-impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
+impl<L> Drop for Media<'_, L> {
+    fn drop(&mut self) {
+        self.port.leg.hear(Hears::Nothing);
+        self.port.leg.listen(None, false);
+    }
+}
+
+impl<'p, L: Line> Media<'p, L> {
     /// Media on an answered call.
-    pub fn new(port: &'p mut Port<L, I, O>, shutdown: CancellationToken) -> Self {
-        let rate = port.audio_in.format().sample_rate;
-        Media {
+    pub fn new(port: &'p mut Port<L>, shutdown: CancellationToken) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut m = Media {
             port,
-            ears: Ears {
-                detector: DtmfDetector::new(rate),
-                keys: VecDeque::new(),
-                dedup: KeyDedup::default(),
-                capture: None,
-                heard_keys: 0,
-            },
+            events,
+            tx,
+            listening: false,
+            keys: VecDeque::new(),
+            dedup: KeyDedup::default(),
             shutdown,
-            seq: 0,
+            plays: 0,
             rec: Recording::off(),
+        };
+        m.listen();
+        m
+    }
+
+    /// Makes sure the engine reports this leg here, keys detected.
+    fn listen(&mut self) {
+        if !self.listening {
+            self.port.leg.listen(Some(self.tx.clone()), true);
+            self.listening = true;
         }
     }
 
     /// The call's port (to hand to a bridge).
-    pub fn port(&mut self) -> &mut Port<L, I, O> {
+    pub fn port(&mut self) -> &mut Port<L> {
+        self.listening = false;
         self.port
     }
 
-    /// The call's port and its recording tap, for a bridge.
-    pub fn split(&mut self) -> (&mut Port<L, I, O>, &mut Recording) {
+    /// The call's port and its recording tap, for a bridge. The bridge
+    /// takes the leg's events for its length; the next operation here
+    /// takes them back.
+    pub fn split(&mut self) -> (&mut Port<L>, &mut Recording) {
+        self.listening = false;
         (self.port, &mut self.rec)
     }
 
@@ -137,66 +113,92 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         &self.shutdown
     }
 
-    /// Keys heard so far on this call.
-    pub fn keys_heard(&self) -> u32 {
-        self.ears.heard_keys
-    }
-
     /// Takes the oldest key not yet used.
     pub fn take_key(&mut self) -> Option<char> {
-        self.ears.keys.pop_front()
+        self.keys.pop_front()
     }
 
     /// Forgets keys typed ahead.
     pub fn clear_keys(&mut self) {
-        self.ears.keys.clear();
+        self.keys.clear();
     }
 
-    fn next_frame(&mut self, chunk: &[i16]) -> Frame {
-        let format = self.port.audio_out.format();
-        let mut f = Frame::silence(
-            format,
-            self.seq,
-            u64::from(self.seq) * format.frame_samples as u64,
-        );
-        f.samples_mut()[..chunk.len()].copy_from_slice(chunk);
-        self.seq = self.seq.wrapping_add(1);
-        f
+    fn key(&mut self, d: char, src: Source) {
+        if self.dedup.accept(d, src) {
+            self.keys.push_back(d);
+        }
+    }
+
+    /// Waits for one input — a line event or an event of the leg — and
+    /// takes it in; answers the end of a prompt, which only the waiting
+    /// operation knows what to do with.
+    async fn hear(&mut self) -> Result<Option<(u64, bool)>, Gone> {
+        self.listen();
+        tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => Err(Gone::Shutdown),
+            ev = self.port.line.next_event() => match ev {
+                Ok(LineEvent::Hangup(_)) => Err(Gone::Caller),
+                Ok(LineEvent::Digit(d)) => {
+                    self.key(d, Source::OutOfBand);
+                    Ok(None)
+                }
+                Ok(other) => {
+                    tracing::debug!(?other, "line event during IVR");
+                    Ok(None)
+                }
+                Err(e) => Err(Gone::Failure(format!("line: {e}"))),
+            },
+            ev = self.events.recv() => match ev {
+                Some(LegEvent::Key(d)) => {
+                    self.key(d, Source::InBand);
+                    Ok(None)
+                }
+                Some(LegEvent::PlayDone { id, interrupted }) => Ok(Some((id, interrupted))),
+                Some(LegEvent::Failed(e)) => Err(Gone::Failure(e)),
+                // The sender is ours: never closed while we wait.
+                None => Err(Gone::Shutdown),
+            },
+        }
     }
 
     /// Plays samples to their last one. With `barge_in`, a key stops the
     /// playback at once (the key stays queued) and `Ok(true)` says so.
     pub async fn play(&mut self, samples: &[i16], barge_in: bool) -> Result<bool, Gone> {
-        let n = self.port.audio_out.format().frame_samples;
-        let mut chunks = samples.chunks(n);
+        self.play_shared(Arc::from(samples), barge_in).await
+    }
+
+    /// [`Media::play`] of audio already shared (a loaded prompt): nothing
+    /// is copied.
+    pub async fn play_shared(&mut self, samples: Arc<[i16]>, barge_in: bool) -> Result<bool, Gone> {
+        if barge_in && !self.keys.is_empty() {
+            return Ok(true);
+        }
+        self.listen();
+        self.plays += 1;
+        let id = self.plays;
+        self.port.leg.hear(Hears::Play {
+            id,
+            samples,
+            barge_in,
+        });
         loop {
-            if barge_in && !self.ears.keys.is_empty() {
-                return Ok(true);
-            }
-            let next = chunks.next().map(|c| self.next_frame(c));
-            let last = next.is_none();
-            let Port {
-                line,
-                audio_in,
-                audio_out,
-            } = &mut *self.port;
-            let out = audio_out.write_or_drain(next);
-            tokio::pin!(out);
-            loop {
-                tokio::select! {
-                    biased;
-                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
-                        r?;
-                        if barge_in && !self.ears.keys.is_empty() {
-                            return Ok(true);
-                        }
-                    }
-                    r = &mut out => match r {
-                        Ok(()) if last => return Ok(false),
-                        Ok(()) => break,
-                        Err(e) => return Err(Gone::Failure(format!("outbound audio: {e}"))),
-                    },
+            let done = match self.hear().await {
+                Ok(done) => done,
+                Err(g) => {
+                    self.port.leg.hear(Hears::Nothing);
+                    return Err(g);
                 }
+            };
+            match done {
+                Some((done, interrupted)) if done == id => return Ok(interrupted),
+                _ if barge_in && !self.keys.is_empty() => {
+                    // A key out of band: the engine stops the prompt
+                    // before its next frame.
+                    self.port.leg.hear(Hears::Nothing);
+                    return Ok(true);
+                }
+                _ => {}
             }
         }
     }
@@ -209,10 +211,9 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {
-            let Port { line, audio_in, .. } = &mut *self.port;
             tokio::select! {
                 biased;
-                r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
+                r = self.hear() => {
                     r?;
                     if let Some(k) = self.take_key() {
                         return Ok(Some(k));
@@ -233,16 +234,18 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         message: &mut Recording,
     ) -> (Duration, Option<Gone>) {
         self.clear_keys();
-        self.ears.capture = Some(std::mem::replace(message, Recording::off()));
+        self.listen();
+        self.port
+            .leg
+            .capture(std::mem::replace(message, Recording::off()));
         let deadline = tokio::time::sleep(max);
         tokio::pin!(deadline);
         let ended = loop {
-            let Port { line, audio_in, .. } = &mut *self.port;
             tokio::select! {
                 biased;
-                r = hear(line, audio_in, &mut self.ears, &self.shutdown) => match r {
-                    Ok(()) => {
-                        if self.ears.keys.contains(&'#') {
+                r = self.hear() => match r {
+                    Ok(_) => {
+                        if self.keys.contains(&'#') {
                             self.clear_keys();
                             break Ok(true);
                         }
@@ -254,7 +257,7 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
                 () = &mut deadline => break Ok(false),
             }
         };
-        if let Some(m) = self.ears.capture.take() {
+        if let Some(m) = self.port.leg.end_capture().await {
             *message = m;
         }
         let trim = if ended == Ok(true) {
@@ -279,62 +282,70 @@ impl<'p, L: Line, I: AudioIn, O: AudioOut> Media<'p, L, I, O> {
         until: F,
         stop_on_key: bool,
     ) -> Result<Option<F::Output>, Gone> {
-        let format = self.port.audio_out.format();
-        let mut tone_gen = ProgressToneGen::new(region, tone, format.sample_rate);
-        self.fill_while(|buf| tone_gen.fill(buf), until, stop_on_key)
+        let rate = AudioFormat::NARROWBAND.sample_rate;
+        let tone_gen = ProgressToneGen::new(region, tone, rate);
+        self.sound_while(Hears::Tone(Box::new(tone_gen)), until, stop_on_key)
             .await
+            .map(|(v, _)| v)
     }
 
     /// Plays `samples` in a loop (music on hold) from `*pos` until `until`
     /// resolves; `*pos` is where to continue next time.
     pub async fn loop_while<F: Future>(
         &mut self,
-        samples: &[i16],
+        samples: &Arc<[i16]>,
         pos: &mut usize,
         until: F,
         stop_on_key: bool,
     ) -> Result<Option<F::Output>, Gone> {
-        self.fill_while(|buf| fill_loop(buf, samples, pos), until, stop_on_key)
-            .await
+        let music = Hears::Music {
+            samples: samples.clone(),
+            pos: *pos,
+        };
+        let (v, reached) = self.sound_while(music, until, stop_on_key).await?;
+        *pos = reached;
+        Ok(v)
     }
 
-    /// Sends generated audio until `until` resolves (`Ok(Some(..))`) or,
+    /// The caller hears `sound` until `until` resolves (`Ok(Some(..))`) or,
     /// with `stop_on_key`, the caller keys something (`Ok(None)`; the key
-    /// stays queued).
-    async fn fill_while<F: Future>(
+    /// stays queued). Also answers where music had got to.
+    async fn sound_while<F: Future>(
         &mut self,
-        mut fill: impl FnMut(&mut [i16]),
+        sound: Hears,
         until: F,
         stop_on_key: bool,
-    ) -> Result<Option<F::Output>, Gone> {
+    ) -> Result<(Option<F::Output>, usize), Gone> {
+        self.listen();
+        self.port.leg.hear(sound);
         tokio::pin!(until);
-        loop {
-            // Generated straight into the frame: nothing allocated per frame.
-            let mut frame = self.next_frame(&[]);
-            fill(frame.samples_mut());
-            let Port {
-                line,
-                audio_in,
-                audio_out,
-            } = &mut *self.port;
-            let out = audio_out.write_frame(frame);
-            tokio::pin!(out);
-            loop {
-                tokio::select! {
-                    biased;
-                    v = &mut until => return Ok(Some(v)),
-                    r = hear(line, audio_in, &mut self.ears, &self.shutdown) => {
-                        r?;
-                        if stop_on_key && !self.ears.keys.is_empty() {
-                            return Ok(None);
-                        }
+        let out = loop {
+            tokio::select! {
+                biased;
+                v = &mut until => break Ok(Some(v)),
+                r = self.hear() => {
+                    if let Err(g) = r {
+                        break Err(g);
                     }
-                    r = &mut out => match r {
-                        Ok(()) => break,
-                        Err(e) => return Err(Gone::Failure(format!("outbound audio: {e}"))),
-                    },
+                    if stop_on_key && !self.keys.is_empty() {
+                        break Ok(None);
+                    }
                 }
             }
+        };
+        let reached = self.port.leg.hear_instead(Hears::Nothing).await;
+        out.map(|v| (v, reached))
+    }
+}
+
+/// Waits for the next event of a leg taken over by a bridge: only a
+/// failure matters there (keys are not detected on bridged legs).
+pub(crate) async fn leg_failed(events: &mut mpsc::UnboundedReceiver<LegEvent>) -> String {
+    loop {
+        match events.recv().await {
+            Some(LegEvent::Failed(e)) => return e,
+            Some(_) => {}
+            None => return std::future::pending().await,
         }
     }
 }

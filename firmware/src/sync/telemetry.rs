@@ -134,11 +134,9 @@ impl Telemetry {
 }
 
 /// An [`AcdStatsFn`] that asks the ACD actor behind `handle`.
-pub fn acd_source<L, I, O>(handle: AcdHandle<L, I, O>) -> AcdStatsFn
+pub fn acd_source<L>(handle: AcdHandle<L>) -> AcdStatsFn
 where
     L: Send + 'static,
-    I: Send + 'static,
-    O: Send + 'static,
 {
     Arc::new(move || {
         let h = handle.clone();

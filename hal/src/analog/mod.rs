@@ -107,6 +107,9 @@ impl AudioIn for AnalogAudioIn {
     async fn read_frame(&mut self) -> Result<Frame, AnalogError> {
         self.frames.recv().await.ok_or(AnalogError::Closed)
     }
+    fn try_read_frame(&mut self) -> Result<Option<Frame>, AnalogError> {
+        self.frames.try_take().map_err(|()| AnalogError::Closed)
+    }
 }
 
 /// Audio to an analog port.

@@ -97,8 +97,23 @@ impl AudioIn for SimAudioIn {
 
     async fn read_frame(&mut self) -> Result<Frame, SimError> {
         let (frame, due) = self.frames.recv().await.ok_or(SimError::Closed)?;
-        // How far behind the far end's clock the box takes each frame: the
-        // real-time capacity figure (share of frames later than LATE_AFTER).
+        Ok(self.took(frame, due))
+    }
+
+    fn try_read_frame(&mut self) -> Result<Option<Frame>, SimError> {
+        match self.frames.try_take() {
+            Ok(Some((frame, due))) => Ok(Some(self.took(frame, due))),
+            Ok(None) => Ok(None),
+            Err(()) => Err(SimError::Closed),
+        }
+    }
+}
+
+impl SimAudioIn {
+    /// Counts a frame the box took: how far behind the far end's clock it
+    /// was taken is the real-time capacity figure (share of frames later
+    /// than LATE_AFTER).
+    fn took(&self, frame: Frame, due: tokio::time::Instant) -> Frame {
         let behind = tokio::time::Instant::now().saturating_duration_since(due);
         let s = &self.stats;
         SimStats::add(&s.frames_to_box);
@@ -112,7 +127,7 @@ impl AudioIn for SimAudioIn {
         }
         let us = u64::try_from(behind.as_micros()).unwrap_or(u64::MAX);
         s.lateness_max_us.fetch_max(us, Ordering::Relaxed);
-        Ok(frame)
+        frame
     }
 }
 
@@ -323,6 +338,8 @@ struct FarEnd {
     /// Each frame with its deadline.
     audio_to_box: queue::Sender<(Frame, tokio::time::Instant)>,
     audio_from_box: queue::Receiver<Frame>,
+    /// The frame grid's epoch (set when the world starts).
+    grid: tokio::time::Instant,
 }
 
 /// The simulated backend.
@@ -338,6 +355,8 @@ pub struct SimBackend {
     done: watch::Sender<bool>,
     leds: watch::Receiver<LedState>,
     started: bool,
+    /// Where the far ends' frame grid starts, once started.
+    grid: Option<tokio::time::Instant>,
 }
 
 impl SimBackend {
@@ -370,6 +389,7 @@ impl SimBackend {
                 commands: cmd_rx,
                 audio_to_box: ain_tx,
                 audio_from_box: aout_rx,
+                grid: tokio::time::Instant::now(),
             });
         }
         let (led_tx, led_rx) = watch::channel(LedState {
@@ -389,6 +409,7 @@ impl SimBackend {
             done,
             leds: led_rx,
             started: false,
+            grid: None,
         }
     }
 
@@ -399,6 +420,12 @@ impl SimBackend {
             done: self.done.subscribe(),
             leds: self.leds.clone(),
         }
+    }
+
+    /// The far ends' frame grid (see [`crate::Backend::frame_grid`]), once
+    /// started.
+    pub fn frame_grid(&self) -> Option<tokio::time::Instant> {
+        self.grid
     }
 
     /// Box-side ports, once.
@@ -430,13 +457,15 @@ impl SimBackend {
             return;
         }
         self.started = true;
+        let grid = tokio::time::Instant::now();
+        self.grid = Some(grid);
         let far_ends = std::mem::take(&mut self.far_ends);
         let (scenario, stats) = (self.scenario.clone(), self.stats.clone());
         let (done, presses) = (self.done.clone(), self.presses.clone());
         let real_time = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if !real_time {
-            world::spawn(far_ends, scenario, stats, done, presses);
+            world::spawn(far_ends, scenario, stats, done, presses, grid);
             return;
         }
         let rt = match tokio::runtime::Builder::new_current_thread()
@@ -448,7 +477,7 @@ impl SimBackend {
                 tracing::warn!(
                     "no runtime for the simulated world's thread ({e}); sharing the box's"
                 );
-                world::spawn(far_ends, scenario, stats, done, presses);
+                world::spawn(far_ends, scenario, stats, done, presses, grid);
                 return;
             }
         };
@@ -456,7 +485,7 @@ impl SimBackend {
             .name("sim-world".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    world::spawn(far_ends, scenario, stats, done, presses);
+                    world::spawn(far_ends, scenario, stats, done, presses, grid);
                     std::future::pending::<()>().await;
                 });
             });

@@ -97,6 +97,7 @@ pub(super) fn spawn(
     stats: Arc<SimStats>,
     done: watch::Sender<bool>,
     presses: mpsc::Sender<ButtonPress>,
+    grid: Instant,
 ) {
     let start = Instant::now();
     let dials: usize = scenario.agents.iter().map(|a| a.dials.len()).sum();
@@ -113,7 +114,8 @@ pub(super) fn spawn(
     let mut slots = Vec::new();
     let mut ids = Vec::new();
     let mut trunk_ends = Vec::new();
-    for fe in far_ends {
+    for mut fe in far_ends {
+        fe.grid = grid;
         match fe.info.kind {
             LineKind::Trunk => {
                 let (tx, rx) = mpsc::channel(4);
@@ -496,7 +498,14 @@ async fn exchange(
     stats: &SimStats,
     ears: &mut Heard,
 ) -> Ended {
-    let mut tick = tokio::time::interval(FORMAT.frame_duration());
+    // Every far end produces its frames on the backend's one frame grid, as
+    // the ports of one sound card do: the box's media engine reads them all
+    // in one pass just after.
+    let period = FORMAT.frame_duration();
+    let mut tick = tokio::time::interval_at(
+        crate::audio::next_on_grid(fe.grid, Instant::now(), period),
+        period,
+    );
     // A sound card's clock does not wait for a late reader: after a stall
     // the frames it produced meanwhile arrive together, each with its own
     // deadline, and the box's lateness shows in all of them.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use callbox_hal::{AudioIn, AudioOut, Line};
+use callbox_hal::Line;
 use serde_json::{Value, json};
 
 use super::args::{Args, clip};
@@ -14,11 +14,9 @@ use crate::calls::outbound::Originate;
 /// How long an originated call rings (as an `[[outbound]]` job by default).
 const ORIGINATE_RING: Duration = Duration::from_secs(30);
 
-impl<L, I, O> Reconfigure<L, I, O>
+impl<L> Reconfigure<L>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     pub(super) async fn agent(&self, args: &Args<'_>) -> Result<Value, String> {
         let action = args.str("action")?;

@@ -42,7 +42,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callbox_hal::{AudioIn, AudioOut, Line};
+use callbox_hal::Line;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -96,18 +96,16 @@ impl Commands {
     /// The handler for a daemon running `config` (as loaded from
     /// `config.path`). Call on the daemon's runtime: the actor, originated
     /// calls and new jobs run there, on `tracker`, until `ctx.shutdown`.
-    pub fn new<L, I, O>(
+    pub fn new<L>(
         config: Arc<SiteConfig>,
         data_dir: &Path,
         ctx: CallContext,
-        sw: Switch<L, I, O>,
+        sw: Switch<L>,
         jobs: TaskTracker,
         tracker: &TaskTracker,
     ) -> Commands
     where
         L: Line,
-        I: AudioIn,
-        O: AudioOut,
     {
         let max_message = config
             .uplink

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use callbox_hal::diag::TomlSource;
-use callbox_hal::{AudioIn, AudioOut, Line, LineKind};
+use callbox_hal::{Line, LineKind};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -43,9 +43,9 @@ pub(super) struct Request {
 /// What commands reach in the running daemon. The actor lets go of it
 /// when the daemon stops: it holds handles whose drop lets the panel and
 /// the store finish.
-pub(super) struct Daemon<L, I, O> {
+pub(super) struct Daemon<L> {
     pub(super) ctx: CallContext,
-    pub(super) sw: Switch<L, I, O>,
+    pub(super) sw: Switch<L>,
     pub(super) jobs: TaskTracker,
     /// Trunks an originated call may dial on, in file order.
     pub(super) trunks: Vec<String>,
@@ -77,8 +77,8 @@ struct Undo {
 }
 
 /// The actor.
-pub(super) struct Reconfigure<L, I, O> {
-    pub(super) daemon: Daemon<L, I, O>,
+pub(super) struct Reconfigure<L> {
+    pub(super) daemon: Daemon<L>,
     running: Running,
     config_path: PathBuf,
     data_dir: PathBuf,
@@ -86,17 +86,15 @@ pub(super) struct Reconfigure<L, I, O> {
     reported: watch::Sender<(u64, String)>,
 }
 
-impl<L, I, O> Reconfigure<L, I, O>
+impl<L> Reconfigure<L>
 where
     L: Line,
-    I: AudioIn,
-    O: AudioOut,
 {
     pub(super) fn new(
         config: Arc<SiteConfig>,
         data_dir: &Path,
         ctx: CallContext,
-        sw: Switch<L, I, O>,
+        sw: Switch<L>,
         jobs: TaskTracker,
     ) -> (Self, watch::Receiver<(u64, String)>) {
         let text = std::fs::read_to_string(&config.path).unwrap_or_else(|e| {

@@ -10,32 +10,44 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use callbox_hal::{LineEvent, Port};
+use callbox_hal::LineEvent;
+
+use super::engine::Leg;
+
+/// A line as the firmware holds it: its signalling (the backend's `Line`)
+/// and its audio's leg in the media engine, which owns the audio itself.
+#[derive(Debug)]
+pub struct Port<L> {
+    /// Events and commands.
+    pub line: L,
+    /// The audio, in the engine.
+    pub leg: Leg,
+}
 use tokio::sync::{mpsc, oneshot};
 
 /// A request for a line.
 #[derive(Debug)]
-pub struct Seize<L, I, O> {
+pub struct Seize<L> {
     /// Where the watcher answers: a lease, or `None` when the line is busy.
-    pub reply: oneshot::Sender<Option<Lease<L, I, O>>>,
+    pub reply: oneshot::Sender<Option<Lease<L>>>,
 }
 
 /// What goes back to a line's watcher: the port, and an event the
 /// borrower read but that belongs to the watcher (a call that arrived on a
 /// trunk just as the box seized it to dial out: glare).
-pub type Returned<L, I, O> = (Port<L, I, O>, Option<LineEvent>);
+pub type Returned<L> = (Port<L>, Option<LineEvent>);
 
 /// A borrowed line; the port goes back to its watcher on drop.
 #[derive(Debug)]
-pub struct Lease<L, I, O> {
-    port: Option<Port<L, I, O>>,
-    back: Option<oneshot::Sender<Returned<L, I, O>>>,
+pub struct Lease<L> {
+    port: Option<Port<L>>,
+    back: Option<oneshot::Sender<Returned<L>>>,
     pending: Option<LineEvent>,
 }
 
-impl<L, I, O> Lease<L, I, O> {
+impl<L> Lease<L> {
     /// A lease of `port`, returned through `back`.
-    pub fn new(port: Port<L, I, O>, back: oneshot::Sender<Returned<L, I, O>>) -> Self {
+    pub fn new(port: Port<L>, back: oneshot::Sender<Returned<L>>) -> Self {
         Lease {
             port: Some(port),
             back: Some(back),
@@ -50,14 +62,14 @@ impl<L, I, O> Lease<L, I, O> {
     }
 
     /// The borrowed port.
-    pub fn port(&mut self) -> &mut Port<L, I, O> {
+    pub fn port(&mut self) -> &mut Port<L> {
         self.port
             .as_mut()
             .expect("a lease holds its port until dropped")
     }
 }
 
-impl<L, I, O> Drop for Lease<L, I, O> {
+impl<L> Drop for Lease<L> {
     fn drop(&mut self) {
         if let (Some(p), Some(b)) = (self.port.take(), self.back.take()) {
             // The watcher is gone only when the daemon is stopping.
@@ -68,11 +80,11 @@ impl<L, I, O> Drop for Lease<L, I, O> {
 
 /// Inboxes of every line's watcher, by line id.
 #[derive(Debug)]
-pub struct Lines<L, I, O> {
-    inboxes: HashMap<String, mpsc::Sender<Seize<L, I, O>>>,
+pub struct Lines<L> {
+    inboxes: HashMap<String, mpsc::Sender<Seize<L>>>,
 }
 
-impl<L, I, O> Lines<L, I, O> {
+impl<L> Lines<L> {
     /// An empty directory.
     pub fn new() -> Self {
         Lines {
@@ -81,7 +93,7 @@ impl<L, I, O> Lines<L, I, O> {
     }
 
     /// Registers a line; returns the inbox its watcher serves.
-    pub fn register(&mut self, id: &str) -> mpsc::Receiver<Seize<L, I, O>> {
+    pub fn register(&mut self, id: &str) -> mpsc::Receiver<Seize<L>> {
         let (tx, rx) = mpsc::channel(8);
         self.inboxes.insert(id.to_string(), tx);
         rx
@@ -94,7 +106,7 @@ impl<L, I, O> Lines<L, I, O> {
 
     /// Borrows an idle line; `None` when it is busy, unknown or out of
     /// service.
-    pub async fn seize(&self, id: &str) -> Option<Lease<L, I, O>> {
+    pub async fn seize(&self, id: &str) -> Option<Lease<L>> {
         let inbox = self.inboxes.get(id)?;
         let (tx, rx) = oneshot::channel();
         inbox.send(Seize { reply: tx }).await.ok()?;
@@ -102,11 +114,11 @@ impl<L, I, O> Lines<L, I, O> {
     }
 }
 
-impl<L, I, O> Default for Lines<L, I, O> {
+impl<L> Default for Lines<L> {
     fn default() -> Self {
         Lines::new()
     }
 }
 
 /// Shared directory.
-pub type SharedLines<L, I, O> = Arc<Lines<L, I, O>>;
+pub type SharedLines<L> = Arc<Lines<L>>;

@@ -1,0 +1,659 @@
+//! The media engine: one task that moves every line's audio, once per
+//! 20 ms tick.
+//!
+//! The engine owns the audio of every port for the life of the daemon (a
+//! *leg* per line). Each tick it reads what has arrived on every leg
+//! (`AudioIn::try_read_frame`, never waiting), runs key detection and
+//! message capture on the legs that ask for them, then writes to every leg
+//! what it should hear: a prompt, a call-progress tone, music, the mix of
+//! other legs (a bridge, a conference with a supervisor) or nothing, and
+//! feeds the recording taps. Control logic — call flows, IVR nodes, the
+//! ACD — never touches a frame: it sends commands through a [`Leg`] and
+//! awaits [`LegEvent`]s (a key, a prompt played to its end, a failed
+//! line), so it wakes per event, not per frame.
+//!
+//! Ticks sit on the backend's frame grid when it has one
+//! ([`callbox_hal::Backend::frame_grid`]): a little after the instant every
+//! port's frame is due, so each is read in the tick it arrives. A leg whose
+//! backend stalls or fails is that leg's problem only: an empty read skips
+//! it, a burst after a stall is taken in extra rounds of the same tick (at
+//! most [`MAX_ROUNDS`]), and a failed leg is reported to its listener and
+//! no longer read.
+//!
+//! Per-frame work allocates nothing: frames are fixed-size values, the
+//! per-tick scratch is sized once for every leg.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callbox_hal::dsp::detect::DtmfDetector;
+use callbox_hal::dsp::tones::ProgressToneGen;
+use callbox_hal::{AudioFormat, AudioIn, AudioOut, Frame};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::fill_loop;
+use crate::recorder::Recording;
+
+/// How long after a frame is due on the backend's grid the engine reads
+/// it: room for the backend's own timer jitter, well inside what counts as
+/// late (the simulator's `LATE_AFTER`, 5 ms).
+pub const TICK_AFTER_GRID: Duration = Duration::from_millis(3);
+/// Frames taken from one leg in one tick at most: a backend that stalled
+/// delivers its backlog at once, and the engine catches up over a few ticks
+/// rather than spend one tick on one leg.
+pub const MAX_ROUNDS: usize = 4;
+/// Ticks from writing a prompt's last frame to saying it was played: the
+/// far end takes it in the next tick and hears it for one frame more, so a
+/// hang-up right after never clips it.
+const PLAY_TAIL_TICKS: u8 = 2;
+
+/// What a leg hears.
+#[derive(Debug)]
+pub enum Hears {
+    /// Nothing is written: the line hears silence.
+    Nothing,
+    /// A prompt, to its last sample; `id` comes back in
+    /// [`LegEvent::PlayDone`]. With `barge_in`, a key heard in the audio
+    /// stops it at once.
+    Play {
+        /// Names this playback in its `PlayDone`.
+        id: u64,
+        /// The audio.
+        samples: Arc<[i16]>,
+        /// Whether an in-band key stops it.
+        barge_in: bool,
+    },
+    /// A call-progress tone (ring-back, dial tone…), until replaced.
+    Tone(Box<ProgressToneGen>),
+    /// Music in a loop from `pos`, until replaced; the position reached is
+    /// the answer of the command that replaces it.
+    Music {
+        /// The music.
+        samples: Arc<[i16]>,
+        /// Where to start.
+        pos: usize,
+    },
+    /// What the given legs say, mixed (a bridge: the other party; with a
+    /// supervisor: the two others). Written as their frames arrive.
+    Legs(usize, Option<usize>),
+}
+
+/// What the engine tells a leg's listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegEvent {
+    /// A key heard in the leg's audio (DTMF), with key detection on.
+    Key(char),
+    /// Prompt `id` was played to its end, or stopped by a key.
+    PlayDone {
+        /// The playback.
+        id: u64,
+        /// Whether a key stopped it.
+        interrupted: bool,
+    },
+    /// The leg's audio failed; nothing more is read from or written to it.
+    Failed(String),
+}
+
+/// A command to the engine.
+#[derive(Debug)]
+enum Cmd {
+    Listen {
+        leg: usize,
+        to: Option<mpsc::UnboundedSender<LegEvent>>,
+        keys: bool,
+    },
+    Hear {
+        leg: usize,
+        hears: Hears,
+        /// Answered with the position the music that was playing reached.
+        reply: Option<oneshot::Sender<usize>>,
+    },
+    Tap {
+        leg: usize,
+        rec: Recording,
+    },
+    Untap {
+        leg: usize,
+        reply: oneshot::Sender<Option<Recording>>,
+    },
+    Capture {
+        leg: usize,
+        rec: Recording,
+    },
+    EndCapture {
+        leg: usize,
+        reply: oneshot::Sender<Option<Recording>>,
+    },
+    RecCode {
+        leg: usize,
+        code: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Counters {
+        reply: oneshot::Sender<Counters>,
+    },
+}
+
+/// What the engine has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Frames read from all legs.
+    pub frames_in: u64,
+    /// Frames written to all legs.
+    pub frames_out: u64,
+    /// Frames a leg's playout buffer had no room for (dropped).
+    pub frames_dropped: u64,
+    /// Ticks that started later than one frame period after they were due.
+    pub ticks_late: u64,
+}
+
+/// Sends commands to the engine; cheap to clone. The engine runs until
+/// every handle (and every [`Leg`]) is gone.
+#[derive(Debug, Clone)]
+pub struct MediaHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl MediaHandle {
+    /// What the engine has done so far; `None` once it has stopped.
+    pub async fn counters(&self) -> Option<Counters> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Cmd::Counters { reply }).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// One line's audio in the engine, as control logic sees it.
+///
+/// Commands are queued and carried out before the next tick, in order;
+/// sending never waits (a stopped engine ignores them).
+#[derive(Debug)]
+pub struct Leg {
+    id: usize,
+    media: MediaHandle,
+}
+
+impl Leg {
+    /// The leg's index in the engine (the port's, in backend order).
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    fn send(&self, cmd: Cmd) {
+        // Only a stopped engine refuses: the daemon is then stopping too.
+        let _ = self.media.tx.send(cmd);
+    }
+
+    /// Sends this leg's events to `to` from now on (`None`: to nobody),
+    /// with in-band key detection on or off.
+    pub fn listen(&self, to: Option<mpsc::UnboundedSender<LegEvent>>, keys: bool) {
+        self.send(Cmd::Listen {
+            leg: self.id,
+            to,
+            keys,
+        });
+    }
+
+    /// What the leg hears from the next tick on.
+    pub fn hear(&self, hears: Hears) {
+        self.send(Cmd::Hear {
+            leg: self.id,
+            hears,
+            reply: None,
+        });
+    }
+
+    /// Like [`Leg::hear`]; answers where the music playing until now had
+    /// got to (0 when none was).
+    pub async fn hear_instead(&self, hears: Hears) -> usize {
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Hear {
+            leg: self.id,
+            hears,
+            reply: Some(reply),
+        });
+        rx.await.unwrap_or(0)
+    }
+
+    /// Records this leg's call: what the leg says on the caller's channel,
+    /// what it hears on the other, until [`Leg::untap`].
+    pub fn tap(&self, rec: Recording) {
+        self.send(Cmd::Tap { leg: self.id, rec });
+    }
+
+    /// Takes the recording back (`None` if none was tapped or the engine
+    /// has stopped).
+    pub async fn untap(&self) -> Option<Recording> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Untap {
+            leg: self.id,
+            reply,
+        });
+        rx.await.ok().flatten()
+    }
+
+    /// Records what the leg says into `rec` (a message), until
+    /// [`Leg::end_capture`].
+    pub fn capture(&self, rec: Recording) {
+        self.send(Cmd::Capture { leg: self.id, rec });
+    }
+
+    /// Takes the message back.
+    pub async fn end_capture(&self) -> Option<Recording> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::EndCapture {
+            leg: self.id,
+            reply,
+        });
+        rx.await.ok().flatten()
+    }
+
+    /// Hands keys typed during the call to the tapped recording: whether
+    /// they were one of its codes (pause, resume, start on demand).
+    pub async fn recording_code(&self, code: &str) -> bool {
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::RecCode {
+            leg: self.id,
+            code: code.to_string(),
+            reply,
+        });
+        rx.await.unwrap_or(false)
+    }
+}
+
+impl Drop for Leg {
+    fn drop(&mut self) {
+        // A leg whose user is gone hears nothing and tells nobody.
+        self.send(Cmd::Listen {
+            leg: self.id,
+            to: None,
+            keys: false,
+        });
+        self.send(Cmd::Hear {
+            leg: self.id,
+            hears: Hears::Nothing,
+            reply: None,
+        });
+    }
+}
+
+/// One leg inside the engine.
+struct Slot<I, O> {
+    input: I,
+    output: O,
+    format: AudioFormat,
+    failed: bool,
+    to: Option<mpsc::UnboundedSender<LegEvent>>,
+    keys: Option<DtmfDetector>,
+    hears: Hears,
+    tap: Option<Recording>,
+    capture: Option<Recording>,
+    seq: u32,
+    /// Samples of the current prompt written so far.
+    played: usize,
+    /// A prompt's last frame was written: ticks until `PlayDone`, and its id.
+    tail: Option<(u8, u64)>,
+}
+
+impl<I, O> Slot<I, O> {
+    fn tell(&self, ev: LegEvent) {
+        if let Some(to) = &self.to {
+            let _ = to.send(ev);
+        }
+    }
+
+    /// A frame of generated audio, numbered in this leg's sequence.
+    fn next_frame(&mut self) -> Frame {
+        let f = Frame::silence(
+            self.format,
+            self.seq,
+            u64::from(self.seq) * self.format.frame_samples as u64,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        f
+    }
+}
+
+/// The engine: every leg's audio and what each hears.
+pub struct Engine<I, O> {
+    legs: Vec<Slot<I, O>>,
+    /// This round's frame from each leg.
+    heard: Vec<Option<Frame>>,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    counters: Counters,
+}
+
+impl<I, O> std::fmt::Debug for Engine<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("legs", &self.legs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An engine over `ports`' audio (in order: leg `i` is port `i`), its
+/// handle and one [`Leg`] per port.
+pub fn engine<I: AudioIn, O: AudioOut>(
+    ports: Vec<(I, O)>,
+) -> (Engine<I, O>, MediaHandle, Vec<Leg>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let media = MediaHandle { tx };
+    let legs: Vec<Slot<I, O>> = ports
+        .into_iter()
+        .map(|(input, output)| Slot {
+            format: output.format(),
+            input,
+            output,
+            failed: false,
+            to: None,
+            keys: None,
+            hears: Hears::Nothing,
+            tap: None,
+            capture: None,
+            seq: 0,
+            played: 0,
+            tail: None,
+        })
+        .collect();
+    let handles = (0..legs.len())
+        .map(|id| Leg {
+            id,
+            media: media.clone(),
+        })
+        .collect();
+    let heard = vec![None; legs.len()];
+    let engine = Engine {
+        legs,
+        heard,
+        rx,
+        counters: Counters::default(),
+    };
+    (engine, media, handles)
+}
+
+impl<I: AudioIn, O: AudioOut> Engine<I, O> {
+    /// Runs until every handle is gone: a tick every frame period on the
+    /// `grid` (the backend's, or one of its own), commands in between.
+    pub async fn run(mut self, grid: Option<Instant>) {
+        let period = AudioFormat::NARROWBAND.frame_duration();
+        let epoch = grid.unwrap_or_else(Instant::now);
+        let first =
+            callbox_hal::audio::next_on_grid(epoch, Instant::now(), period) + TICK_AFTER_GRID;
+        let mut tick = tokio::time::interval_at(first, period);
+        // A tick that could not run on time is not run twice: the legs'
+        // backlog is taken in extra rounds of the next one.
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.apply(cmd),
+                    None => break,
+                },
+                due = tick.tick() => {
+                    if due.elapsed() > period {
+                        self.counters.ticks_late += 1;
+                    }
+                    self.tick();
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Listen { leg, to, keys } => {
+                if let Some(s) = self.legs.get_mut(leg) {
+                    s.to = to;
+                    // A new listener starts with a detector of its own: no
+                    // half-heard tone carries over from the last one.
+                    s.keys = keys.then(|| DtmfDetector::new(s.format.sample_rate));
+                }
+            }
+            Cmd::Hear { leg, hears, reply } => {
+                let Some(s) = self.legs.get_mut(leg) else {
+                    return;
+                };
+                let was = std::mem::replace(&mut s.hears, hears);
+                s.played = 0;
+                if !matches!(s.hears, Hears::Nothing) {
+                    // A new sound: the end of the last prompt no longer
+                    // matters to anyone.
+                    s.tail = None;
+                }
+                if let Some(r) = reply {
+                    let pos = match was {
+                        Hears::Music { pos, .. } => pos,
+                        _ => 0,
+                    };
+                    let _ = r.send(pos);
+                }
+            }
+            Cmd::Tap { leg, rec } => {
+                if let Some(s) = self.legs.get_mut(leg) {
+                    s.tap = Some(rec);
+                }
+            }
+            Cmd::Untap { leg, reply } => {
+                let _ = reply.send(self.legs.get_mut(leg).and_then(|s| s.tap.take()));
+            }
+            Cmd::Capture { leg, rec } => {
+                if let Some(s) = self.legs.get_mut(leg) {
+                    s.capture = Some(rec);
+                }
+            }
+            Cmd::EndCapture { leg, reply } => {
+                let _ = reply.send(self.legs.get_mut(leg).and_then(|s| s.capture.take()));
+            }
+            Cmd::RecCode { leg, code, reply } => {
+                let used = self
+                    .legs
+                    .get_mut(leg)
+                    .and_then(|s| s.tap.as_mut())
+                    .is_some_and(|r| r.agent_code(&code));
+                let _ = reply.send(used);
+            }
+            Cmd::Counters { reply } => {
+                let _ = reply.send(self.counters);
+            }
+        }
+    }
+
+    /// One tick: read every leg, act on what was heard, write what each
+    /// leg hears; again for legs that had more than one frame waiting.
+    fn tick(&mut self) {
+        self.counters.ticks += 1;
+        for round in 0..MAX_ROUNDS {
+            if !self.read_round() && round > 0 {
+                break;
+            }
+            self.take_in();
+            self.write_round(round == 0);
+        }
+        self.tails();
+    }
+
+    /// Takes at most one frame from every leg; whether any had one.
+    fn read_round(&mut self) -> bool {
+        let mut any = false;
+        for (s, heard) in self.legs.iter_mut().zip(self.heard.iter_mut()) {
+            *heard = None;
+            if s.failed {
+                continue;
+            }
+            match s.input.try_read_frame() {
+                Ok(Some(f)) => {
+                    *heard = Some(f);
+                    any = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    s.failed = true;
+                    s.tell(LegEvent::Failed(format!("inbound audio: {e}")));
+                }
+            }
+        }
+        self.counters.frames_in += self.heard.iter().filter(|h| h.is_some()).count() as u64;
+        any
+    }
+
+    /// Key detection and message capture on what each leg said.
+    fn take_in(&mut self) {
+        for (s, heard) in self.legs.iter_mut().zip(&self.heard) {
+            let Some(f) = heard else { continue };
+            if let Some(c) = s.capture.as_mut() {
+                c.mono(f);
+            }
+            let Some(key) = s.keys.as_mut().and_then(|d| d.process(f.samples())) else {
+                continue;
+            };
+            s.tell(LegEvent::Key(key));
+            if let Hears::Play {
+                id, barge_in: true, ..
+            } = s.hears
+            {
+                s.hears = Hears::Nothing;
+                s.tell(LegEvent::PlayDone {
+                    id,
+                    interrupted: true,
+                });
+            }
+        }
+    }
+
+    /// Writes what each leg hears this round: generated audio once a tick
+    /// (`generate`), other legs' audio whenever they said something.
+    fn write_round(&mut self, generate: bool) {
+        for i in 0..self.legs.len() {
+            let out = match self.legs[i].hears {
+                Hears::Nothing => None,
+                Hears::Legs(a, b) => mix(&self.heard, a, b),
+                _ if !generate => None,
+                _ => self.generate(i),
+            };
+            let s = &mut self.legs[i];
+            let said = self.heard[i];
+            if let Some(tap) = s.tap.as_mut() {
+                if let Some(f) = &said {
+                    tap.caller(f);
+                }
+                if let Some(f) = &out {
+                    tap.other(f);
+                }
+            }
+            let Some(f) = out else { continue };
+            if s.failed {
+                continue;
+            }
+            match s.output.offer_frame(f) {
+                Ok(true) => self.counters.frames_out += 1,
+                Ok(false) => self.counters.frames_dropped += 1,
+                Err(e) => {
+                    s.failed = true;
+                    s.tell(LegEvent::Failed(format!("outbound audio: {e}")));
+                }
+            }
+        }
+    }
+
+    /// The next frame of leg `i`'s prompt, tone or music.
+    fn generate(&mut self, i: usize) -> Option<Frame> {
+        let s = &mut self.legs[i];
+        let mut f = s.next_frame();
+        match &mut s.hears {
+            Hears::Play { id, samples, .. } => {
+                let start = s.played.min(samples.len());
+                let end = (start + f.samples().len()).min(samples.len());
+                f.samples_mut()[..end - start].copy_from_slice(&samples[start..end]);
+                s.played = end;
+                if end == samples.len() {
+                    s.tail = Some((PLAY_TAIL_TICKS, *id));
+                    s.hears = Hears::Nothing;
+                }
+            }
+            Hears::Tone(g) => g.fill(f.samples_mut()),
+            Hears::Music { samples, pos } => fill_loop(f.samples_mut(), samples, pos),
+            Hears::Nothing | Hears::Legs(..) => return None,
+        }
+        Some(f)
+    }
+
+    /// Counts down prompts' tails; tells the listener once one is over.
+    fn tails(&mut self) {
+        for s in &mut self.legs {
+            let Some((left, id)) = s.tail.as_mut() else {
+                continue;
+            };
+            *left -= 1;
+            if *left == 0 {
+                let id = *id;
+                s.tail = None;
+                s.tell(LegEvent::PlayDone {
+                    id,
+                    interrupted: false,
+                });
+            }
+        }
+    }
+}
+
+/// Starts `engine` on the frame `grid`; the receiver resolves once it has
+/// stopped (every handle gone), with every recording tap it held dropped.
+///
+/// On a multi-thread runtime (real time) the engine gets a thread of its
+/// own, `media`, like a sound card's period thread: a tick never waits
+/// behind call flows, the store or the fleet link on the runtime's
+/// workers. In virtual time (a current-thread runtime, tests) it shares the
+/// runtime and its clock.
+pub fn spawn<I: AudioIn, O: AudioOut>(
+    engine: Engine<I, O>,
+    grid: Option<Instant>,
+) -> oneshot::Receiver<()> {
+    let (done, stopped) = oneshot::channel();
+    let run = async move {
+        engine.run(grid).await;
+        let _ = done.send(());
+    };
+    let real_time = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if !real_time {
+        tokio::spawn(run);
+        return stopped;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build();
+    match rt {
+        Ok(rt) => {
+            let spawned = std::thread::Builder::new()
+                .name("media".into())
+                .spawn(move || rt.block_on(run));
+            if let Err(e) = spawned {
+                tracing::error!("the media thread did not start: {e}");
+            }
+        }
+        Err(e) => {
+            tracing::warn!("no runtime for the media thread ({e}); sharing the daemon's");
+            tokio::spawn(run);
+        }
+    }
+    stopped
+}
+
+/// What legs `a` and `b` said this round, mixed; `None` when neither spoke.
+fn mix(heard: &[Option<Frame>], a: usize, b: Option<usize>) -> Option<Frame> {
+    let fa = heard.get(a).copied().flatten();
+    let fb = b.and_then(|b| heard.get(b).copied().flatten());
+    match (fa, fb) {
+        (Some(mut x), Some(y)) => {
+            for (s, t) in x.samples_mut().iter_mut().zip(y.samples()) {
+                *s = s.saturating_add(*t);
+            }
+            Some(x)
+        }
+        (x, y) => x.or(y),
+    }
+}
