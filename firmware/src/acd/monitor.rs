@@ -1,0 +1,124 @@
+//! Codes that bring a station into a queue call: a supervisor listens,
+//! whispers or barges in on an agent's call, and an agent picks up a queue
+//! call that is ringing someone else.
+
+use callbox_hal::Line;
+
+use super::actor::Acd;
+use super::agents::Status;
+use super::{MonitorMode, WaiterMsg};
+use crate::media::lines::Lease;
+
+impl<L> Acd<L>
+where
+    L: Line,
+{
+    /// Hands a supervisor's station to the call of the agent named by the
+    /// code. On refusal the lease is dropped and the station goes back.
+    pub(super) async fn monitor(
+        &mut self,
+        station: &str,
+        digits: &str,
+        lease: Lease<L>,
+    ) -> Result<String, String> {
+        if digits == self.cfg.codes.pickup {
+            return self.pickup(station, lease).await;
+        }
+        let codes = &self.cfg.codes;
+        let (mode, number) = [
+            (MonitorMode::Listen, &codes.listen),
+            (MonitorMode::Whisper, &codes.whisper),
+            (MonitorMode::Barge, &codes.barge),
+        ]
+        .into_iter()
+        .find_map(|(m, c)| digits.strip_prefix(c.as_str()).map(|n| (m, n.to_string())))
+        .ok_or_else(|| format!("`{digits}` is not a supervisor code"))?;
+        if !self.cfg.supervisors.iter().any(|s| s == station) {
+            return Err(format!(
+                "station {station} is not a supervisor's (see [acd] supervisors)"
+            ));
+        }
+        let a = self
+            .cfg
+            .agents
+            .iter()
+            .position(|ag| ag.number.as_deref() == Some(number.as_str()))
+            .ok_or_else(|| format!("no agent has number {number}"))?;
+        let call = self.agents[a]
+            .current_call
+            .clone()
+            .ok_or_else(|| format!("{} is not on a call", self.cfg.agents[a].id))?;
+        let w = self
+            .waiters
+            .iter()
+            .find(|w| w.call_id == call && w.connected)
+            .ok_or_else(|| "the call has ended".to_string())?;
+        let q = w.queue;
+        w.tx.send(WaiterMsg::Monitor { mode, lease })
+            .await
+            .map_err(|_| "the call has ended".to_string())?;
+        self.log(
+            Some(&call),
+            Some(q),
+            Some(a),
+            "SUPERVISE",
+            serde_json::json!({"station": station, "mode": format!("{mode:?}").to_lowercase()}),
+        )
+        .await;
+        Ok(format!(
+            "{station} {mode:?} on {}'s call",
+            self.cfg.agents[a].id
+        ))
+    }
+
+    /// An agent picks up, at their own (off-hook) phone, the queue call that
+    /// has waited longest among those now ringing an agent.
+    async fn pickup(&mut self, station: &str, lease: Lease<L>) -> Result<String, String> {
+        let a = self
+            .agents
+            .iter()
+            .position(|ag| ag.station.as_deref() == Some(station) && ag.status != Status::LoggedOut)
+            .ok_or_else(|| format!("nobody is logged in at {station}"))?;
+        let ringing: Vec<usize> = self.offers.values().map(|o| o.queue).collect();
+        let i = self
+            .order()
+            .into_iter()
+            .find(|&i| {
+                ringing.contains(&self.waiters[i].queue) && self.waiters[i].callback.is_none()
+            })
+            .ok_or_else(|| "no queue call is ringing".to_string())?;
+        let q = self.waiters[i].queue;
+        // The ringing offer for that queue stops; its agent is free again.
+        if let Some(id) = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.queue == q)
+            .map(|(&id, _)| id)
+            .min()
+            && let Some(o) = self.offers.get(&id)
+        {
+            o.cancel.cancel();
+        }
+        let waited = self.waiters[i].joined.elapsed();
+        let msg = WaiterMsg::Connect {
+            agent: self.cfg.agents[a].id.clone(),
+            lease,
+        };
+        if self.waiters[i].tx.send(msg).await.is_err() {
+            return Err("the call has ended".into());
+        }
+        let call_id = self.connect_waiter(i, a, waited, true);
+        self.log(
+            Some(&call_id),
+            Some(q),
+            Some(a),
+            "PICKUP",
+            serde_json::json!({"station": station, "wait_ms": waited.as_millis() as u64}),
+        )
+        .await;
+        Ok(format!(
+            "{} picked up a {} call",
+            self.cfg.agents[a].id, self.cfg.queues[q].name
+        ))
+    }
+}

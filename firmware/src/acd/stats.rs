@@ -1,0 +1,180 @@
+//! Statistics: counters kept per queue as events happen, and the live
+//! figures ([`AcdStats`]) derived from them and from agent state, for
+//! headquarters, telemetry and the report at stop.
+
+use std::time::Duration;
+
+use callbox_hal::Line;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::actor::Acd;
+use super::agents::Status;
+use super::waiters::Waiter;
+use crate::store::StoreMsg;
+
+/// What happened in one queue since the box started.
+#[derive(Debug, Default, Clone)]
+pub(super) struct QueueCounters {
+    pub(super) joined: u64,
+    pub(super) answered: u64,
+    pub(super) answered_in_sl: u64,
+    pub(super) abandoned: u64,
+    pub(super) timeouts: u64,
+    pub(super) full: u64,
+    pub(super) empty: u64,
+    pub(super) wait_answered: Duration,
+    pub(super) talk: Duration,
+    pub(super) handled: u64,
+}
+
+/// Statistics of one queue.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Callers waiting now.
+    pub waiting: usize,
+    /// Longest current wait, ms.
+    pub longest_wait_ms: u64,
+    /// Callers who joined.
+    pub joined: u64,
+    /// Connected to an agent.
+    pub answered: u64,
+    /// Hung up while waiting.
+    pub abandoned: u64,
+    /// Abandoned / (answered + abandoned).
+    pub abandon_rate: f64,
+    /// Left after `max_wait`.
+    pub timeouts: u64,
+    /// Turned away: queue full / nobody logged in.
+    pub turned_away: u64,
+    /// Answered within the service-level threshold / answered.
+    pub service_level: f64,
+    /// Average wait of answered calls, ms.
+    pub avg_speed_of_answer_ms: u64,
+    /// Average talk time of completed calls, ms.
+    pub avg_handle_ms: u64,
+}
+
+/// Statistics of one agent.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Agent id.
+    pub agent: String,
+    /// State name.
+    pub state: String,
+    /// Pause reason, when paused.
+    pub reason: Option<String>,
+    /// Time in the current state, ms.
+    pub in_state_ms: u64,
+    /// Station logged in at.
+    pub station: Option<String>,
+    /// Calls taken.
+    pub calls: u32,
+    /// Talk time, ms.
+    pub talk_ms: u64,
+    /// Pauses taken (including automatic ones).
+    pub pauses: u32,
+}
+
+/// Every queue and agent.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AcdStats {
+    /// Per queue.
+    pub queues: Vec<QueueStats>,
+    /// Per agent.
+    pub agents: Vec<AgentStats>,
+    /// Real time the ACD actor spent handling events and choosing agents,
+    /// microseconds (its whole scheduling cost).
+    pub scheduler_us: u64,
+}
+
+impl<L> Acd<L>
+where
+    L: Line,
+{
+    /// Live statistics of every queue and agent.
+    pub(super) fn stats(&self) -> AcdStats {
+        let now = Instant::now();
+        let queues = self
+            .cfg
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(q, qc)| {
+                let c = &self.counters[q];
+                let waiting: Vec<&Waiter<L>> = self
+                    .waiters
+                    .iter()
+                    .filter(|w| w.queue == q && !w.connected)
+                    .collect();
+                let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+                QueueStats {
+                    queue: qc.name.clone(),
+                    waiting: waiting.len(),
+                    longest_wait_ms: waiting
+                        .iter()
+                        .map(|w| now.duration_since(w.joined).as_millis() as u64)
+                        .max()
+                        .unwrap_or(0),
+                    joined: c.joined,
+                    answered: c.answered,
+                    abandoned: c.abandoned,
+                    abandon_rate: ratio(c.abandoned, c.answered + c.abandoned),
+                    timeouts: c.timeouts,
+                    turned_away: c.full + c.empty,
+                    service_level: ratio(c.answered_in_sl, c.answered),
+                    avg_speed_of_answer_ms: if c.answered == 0 {
+                        0
+                    } else {
+                        (c.wait_answered.as_millis() / u128::from(c.answered)) as u64
+                    },
+                    avg_handle_ms: if c.handled == 0 {
+                        0
+                    } else {
+                        (c.talk.as_millis() / u128::from(c.handled)) as u64
+                    },
+                }
+            })
+            .collect();
+        let agents = self
+            .cfg
+            .agents
+            .iter()
+            .zip(&self.agents)
+            .map(|(cfg, a)| AgentStats {
+                agent: cfg.id.clone(),
+                state: a.status.name().to_string(),
+                reason: match &a.status {
+                    Status::Paused(r) => Some(r.clone()),
+                    _ => None,
+                },
+                in_state_ms: now.duration_since(a.since).as_millis() as u64,
+                station: a.station.clone(),
+                calls: a.total_calls,
+                talk_ms: a.total_talk.as_millis() as u64,
+                pauses: a.pauses,
+            })
+            .collect();
+        AcdStats {
+            queues,
+            agents,
+            scheduler_us: self.sched.as_micros() as u64,
+        }
+    }
+
+    /// Logs the statistics and queues them for headquarters as the actor
+    /// stops.
+    pub(super) async fn report_at_stop(&self) {
+        let stats = self.stats();
+        tracing::info!(stats = %serde_json::to_string(&stats).unwrap_or_default(), "ACD statistics at stop");
+        self.store
+            .send(StoreMsg::Outbox {
+                stream: "acd_stats".into(),
+                at: self.clock.now(),
+                payload: serde_json::to_value(&stats).unwrap_or_default(),
+            })
+            .await;
+    }
+}
