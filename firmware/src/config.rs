@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use callbox_contract::{ID_RULE, valid_id};
 use callbox_hal::diag::{Diagnostic, Diagnostics, TomlSource, parse_duration};
 use callbox_hal::{LineInfo, LineKind};
 use serde::Deserialize;
@@ -180,13 +181,6 @@ const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// networks give up on the call anyway.
 const MAX_ANSWER_AFTER: Duration = Duration::from_secs(60);
 
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 impl SiteConfig {
     /// Reads and checks a site config file.
     pub fn load(path: &Path) -> Result<SiteConfig, Diagnostics> {
@@ -203,10 +197,7 @@ impl SiteConfig {
         if !valid_id(&raw.site.id) {
             err(
                 "site.id",
-                format!(
-                    "site id `{}` must be 1-64 characters of letters, digits, `-`, `_`, `.`",
-                    raw.site.id
-                ),
+                format!("site id `{}` must be {ID_RULE}", raw.site.id),
             );
         }
         if !LEVELS.contains(&raw.log.level.as_str()) {
@@ -237,10 +228,7 @@ impl SiteConfig {
             if !valid_id(&l.id) {
                 err(
                     &format!("line[{i}].id"),
-                    format!(
-                        "line id `{}` must be 1-64 characters of letters, digits, `-`, `_`, `.`",
-                        l.id
-                    ),
+                    format!("line id `{}` must be {ID_RULE}", l.id),
                 );
             } else if !seen.insert(l.id.clone()) {
                 err(

@@ -1,6 +1,6 @@
 //! `callboxd`, the call-center box daemon, as a library.
 //!
-//! The binary (`src/bin/callboxd.rs`) parses the command line and calls
+//! The binary (`src/bin/callboxd/`) parses the command line and calls
 //! [`app::run`] with a parsed [`config::SiteConfig`], a HAL backend and a
 //! shutdown token. Inside, actors own their state and talk over bounded
 //! channels:

@@ -109,9 +109,7 @@ pub fn import_bundle(
             )));
         }
     }
-    if !crate::sync::config::valid_topic_id(&m.box_id)
-        || !crate::sync::config::valid_topic_id(&m.site)
-    {
+    if !callbox_contract::valid_id(&m.box_id) || !callbox_contract::valid_id(&m.site) {
         return Err(bad(format!(
             "bundle.json: site `{}` / box `{}` are not valid ids",
             m.site, m.box_id

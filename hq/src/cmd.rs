@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use callbox_contract::{ID_RULE, valid_id};
 use rumqttc::QoS;
 use serde_json::{Value, json};
 
@@ -74,9 +75,9 @@ pub fn check(t: &Target) -> Result<()> {
         ("--id", t.id.as_ref()),
     ] {
         if let Some(id) = id
-            && !mqtt::valid_id(id)
+            && !valid_id(id)
         {
-            bail!("{what} `{id}`: use 1-64 letters, digits, `-`, `_`, `.`");
+            bail!("{what} `{id}`: use {ID_RULE}");
         }
     }
     Ok(())
@@ -281,7 +282,7 @@ mod tests {
     #[test]
     fn request_ids_are_valid_topic_ids_and_differ() {
         let (a, b) = (new_request_id(), new_request_id());
-        assert!(mqtt::valid_id(&a) && a.starts_with("hq-"), "{a}");
+        assert!(valid_id(&a) && a.starts_with("hq-"), "{a}");
         assert_ne!(a, b);
     }
 

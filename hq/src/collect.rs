@@ -29,7 +29,9 @@ use rumqttc::{Publish, QoS};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::mqtt::{self, Broker, Note, out_line, valid_id};
+use callbox_contract::{ID_RULE, valid_id};
+
+use crate::mqtt::{self, Broker, Note, out_line};
 use crate::recordings::{self, Verdict};
 use crate::store::{self, Store};
 use crate::wire;
@@ -246,10 +248,7 @@ fn stable_client_id(group: &str, db: &Path) -> String {
 /// Runs the collector until SIGINT/SIGTERM.
 pub async fn run(broker: &Broker, o: Options) -> Result<()> {
     if !valid_id(&o.group) {
-        bail!(
-            "--group `{}`: use 1-64 letters, digits, `-`, `_`, `.`",
-            o.group
-        );
+        bail!("--group `{}`: use {ID_RULE}", o.group);
     }
     let stop = mqtt::shutdown_signal()?;
     let store = Store::open(&o.db)?;

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use callbox_contract::{ID_RULE, valid_id};
 use rumqttc::QoS;
 use serde_json::Value;
 
@@ -99,9 +100,9 @@ impl Watch {
 pub async fn run(broker: &Broker, site: Option<&str>, box_id: Option<&str>) -> Result<()> {
     for (opt, id) in [("--site", site), ("--box", box_id)] {
         if let Some(id) = id
-            && !mqtt::valid_id(id)
+            && !valid_id(id)
         {
-            bail!("{opt} `{id}`: use 1-64 letters, digits, `-`, `_`, `.`");
+            bail!("{opt} `{id}`: use {ID_RULE}");
         }
     }
     let stop = mqtt::shutdown_signal()?;

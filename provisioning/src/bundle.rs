@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use callbox_contract::{ID_RULE, valid_id};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -117,8 +118,8 @@ pub fn enroll(
     force: bool,
 ) -> Result<()> {
     for (what, id) in [("site", site), ("box", box_id)] {
-        if !pki::valid_id(id) {
-            bail!("{what} id `{id}`: must be 1-64 letters, digits, `-`, `_` or `.`");
+        if !valid_id(id) {
+            bail!("{what} id `{id}`: must be {ID_RULE}");
         }
     }
     parse_broker(broker)?;

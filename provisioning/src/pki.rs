@@ -18,15 +18,6 @@ pub const CA_CERT: &str = "ca.pem";
 /// The CA's private key (0600).
 pub const CA_KEY: &str = "ca.key";
 
-/// Ids used for sites and boxes (they appear in MQTT topics): 1-64 of
-/// letters, digits, `-`, `_`, `.`.
-pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// Writes `bytes` to `path` with `mode`, creating or replacing it; the mode
 /// is forced even if the file existed.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

@@ -164,6 +164,38 @@ fn ca_init_never_overwrites_a_ca_and_enroll_never_overwrites_a_bundle() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
+/// Headquarters files recordings in a directory named after the box, and
+/// refuses `..`; an enrolled box `..` could never report in.
+#[test]
+fn a_box_or_site_id_of_dot_dot_is_not_enrolled() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = ca(d.path(), "fleet");
+    let out = d.path().join("b");
+    for (site, b, want) in [("s", "..", "box id `..`"), ("..", "b", "site id `..`")] {
+        let o = run(&[
+            "enroll",
+            "--ca-dir",
+            p(&ca),
+            "--site",
+            site,
+            "--box",
+            b,
+            "--broker",
+            "mqtts://h",
+            "--out",
+            p(&out),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains(want), "{want}: {}", text(&o));
+        assert!(
+            text(&o).contains("starting with a letter or digit"),
+            "{}",
+            text(&o)
+        );
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn bad_ids_missing_ca_and_plain_brokers_are_refused() {
     let d = tempfile::tempdir().unwrap();

@@ -136,6 +136,16 @@ fn station_used_as_an_inbound_trunk() {
     );
 }
 
+/// `..` would be a directory climb at headquarters, which refuses it: the
+/// box refuses it too, before it ever reports in under that id.
+#[test]
+fn a_site_id_of_dot_dot_is_refused_at_its_place() {
+    assert_rejected(
+        &GOOD.replace("id = \"branch\"", "id = \"..\""),
+        "2:6: site id `..` must be 1-64 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
+    );
+}
+
 #[test]
 fn every_problem_is_listed_not_just_the_first() {
     let site = Site::new(1, 0, 200, "");

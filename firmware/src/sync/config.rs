@@ -121,13 +121,9 @@ impl UplinkConfig {
     }
 }
 
-/// Ids that appear in topics: no wildcards, separators or spaces.
-pub fn valid_topic_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
+/// Ids that appear in topics: the rule shared with provisioning and
+/// headquarters, under the name the sync actor checks request ids with.
+pub use callbox_contract::valid_id as valid_topic_id;
 
 /// Checks the section; problems come back as `(key path, message)` pairs.
 /// Relative paths are taken from `base` (the config file's directory).
@@ -152,12 +148,13 @@ pub(crate) fn check(raw: &RawUplink, base: &Path) -> Result<UplinkConfig, Vec<(S
             ),
         );
     }
-    if !valid_topic_id(&raw.box_id) {
+    if !callbox_contract::valid_id(&raw.box_id) {
         err(
             "box",
             format!(
-                "box id `{}` must be 1-64 characters of letters, digits, `-`, `_`, `.`",
-                raw.box_id
+                "box id `{}` must be {}",
+                raw.box_id,
+                callbox_contract::ID_RULE
             ),
         );
     }
