@@ -2,7 +2,9 @@
 //! Records are numbered per stream without gaps, so headquarters can spot a
 //! missing one.
 
-use rusqlite::params;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Transaction, params};
 
 use super::RecordQuery;
 use super::queries::query_records;
@@ -86,6 +88,46 @@ pub(super) fn outbox_call(
                 &serde_json::json!({"call_id": id, "part": part + 1, "parts": n, "events": chunk}),
             )?;
         }
+    }
+    Ok(())
+}
+
+/// The broker (or the collector) acknowledged these rows: they leave.
+pub(super) fn acked(tx: &Transaction<'_>, rows: &[i64]) -> rusqlite::Result<()> {
+    let mut del = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+    for r in rows {
+        del.execute(params![r])?;
+    }
+    Ok(())
+}
+
+/// Rows too large for any message move to `outbox_held` for an operator.
+pub(super) fn held(tx: &Transaction<'_>, rows: &[i64]) -> rusqlite::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut keep = tx.prepare_cached(
+        "INSERT OR IGNORE INTO outbox_held (seq, stream, stream_seq, at_ms, payload, held_ms, reason)
+         SELECT seq, stream, stream_seq, at_ms, payload, ?2, 'larger than the uplink max_message'
+         FROM outbox WHERE seq = ?1",
+    )?;
+    let mut del = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+    for r in rows {
+        keep.execute(params![r, now])?;
+        del.execute(params![r])?;
+    }
+    Ok(())
+}
+
+/// The collector acknowledged these records of `stream` end to end.
+pub(super) fn acked_by_stream(
+    tx: &Transaction<'_>,
+    stream: &str,
+    seqs: &[i64],
+) -> rusqlite::Result<()> {
+    let mut del = tx.prepare_cached("DELETE FROM outbox WHERE stream = ?1 AND stream_seq = ?2")?;
+    for s in seqs {
+        del.execute(params![stream, s])?;
     }
     Ok(())
 }
