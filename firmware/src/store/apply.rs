@@ -3,9 +3,9 @@
 //! by what they concern (calls, what the IVR produced, recordings, alarms;
 //! the outbox's own messages are in `outbox`).
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Transaction, params};
 
-use super::outbox::{self, outbox, outbox_call, resend_if_ended};
+use super::outbox::{self, CallRecordReason, enqueue, enqueue_call_record};
 use super::writer::alarm_payload;
 use super::{CallEnd, CallFlow, CallStart, CheckHistory, JobRow, RecordingEnd, StoreMsg};
 use crate::clock::Stamp;
@@ -109,7 +109,7 @@ pub(super) fn apply(
             stream,
             at,
             payload,
-        } => outbox(tx, stream, at, payload)?,
+        } => enqueue(tx, stream, at, payload)?,
         StoreMsg::OutboxAcked { rows } => outbox::acked(tx, rows)?,
         StoreMsg::OutboxHeld { rows } => outbox::held(tx, rows)?,
         StoreMsg::OutboxAckedByStream { stream, seqs } => {
@@ -164,7 +164,7 @@ fn call_ended(tx: &Transaction<'_>, e: &CallEnd) -> rusqlite::Result<()> {
         e.side.as_str(),
         e.at.synced
     ])?;
-    outbox_call(tx, &e.id, &e.at, true)
+    enqueue_call_record(tx, &e.id, CallRecordReason::Ended(&e.at))
 }
 
 fn call_flow(tx: &Transaction<'_>, f: &CallFlow) -> rusqlite::Result<()> {
@@ -196,22 +196,7 @@ fn call_flow(tx: &Transaction<'_>, f: &CallFlow) -> rusqlite::Result<()> {
 fn wrap_code(tx: &Transaction<'_>, call_id: &str, code: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("UPDATE calls SET wrap_code = ?2 WHERE id = ?1")?
         .execute(params![call_id, code])?;
-    // Keyed in wrap-up, after the call's record went out: headquarters
-    // gets the record again, complete (same call id, a later seq).
-    let ended: Option<i64> = tx
-        .prepare_cached("SELECT ended_ms FROM calls WHERE id = ?1")?
-        .query_row(params![call_id], |r| r.get(0))
-        .optional()?
-        .flatten();
-    if let Some(ms) = ended {
-        let at = Stamp {
-            wall_ms: ms,
-            mono_ms: 0,
-            synced: true,
-        };
-        outbox_call(tx, call_id, &at, false)?;
-    }
-    Ok(())
+    enqueue_call_record(tx, call_id, CallRecordReason::WrapCode)
 }
 
 fn call_event(
@@ -273,7 +258,7 @@ fn product_check(
     if diverted {
         // Headquarters investigates possible cross-region
         // diversion of goods.
-        outbox(
+        enqueue(
             tx,
             "lookup",
             at,
@@ -315,7 +300,7 @@ fn voicemail(
         duration_ms,
         file
     ])?;
-    outbox(
+    enqueue(
         tx,
         "voicemail",
         at,
@@ -334,7 +319,7 @@ fn callback(
         "INSERT INTO callbacks (call_id, number, queue, at_ms, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
     )?
     .execute(params![call_id, number, queue, at.wall_ms])?;
-    outbox(
+    enqueue(
         tx,
         "callback",
         at,
@@ -351,7 +336,7 @@ fn job(tx: &Transaction<'_>, j: &JobRow, at: &Stamp) -> rusqlite::Result<()> {
     )?
     .execute(params![j.name, j.number, j.attempts, j.status, j.result, j.last_call_id, at.wall_ms])?;
     if j.status != "pending" {
-        outbox(
+        enqueue(
             tx,
             "job",
             at,
@@ -373,7 +358,7 @@ fn lookup(
         "INSERT INTO lookups (call_id, at_ms, source, key, found) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![call_id, at.wall_ms, source, key, found])?;
-    outbox(
+    enqueue(
         tx,
         "lookup",
         at,
@@ -402,11 +387,11 @@ fn recording_started(
     .execute(params![
         id, call_id, kind, file, format, channels, at.wall_ms
     ])?;
-    resend_if_ended(tx, call_id, at)
+    enqueue_call_record(tx, call_id, CallRecordReason::Recording(at))
 }
 
 fn recording_finished(tx: &Transaction<'_>, r: &RecordingEnd) -> rusqlite::Result<()> {
-    let known: bool = tx
+    let has_row: bool = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM recordings WHERE id = ?1)")?
         .query_row(params![r.id], |row| row.get(0))?;
     // SQLite integers are signed.
@@ -445,7 +430,7 @@ fn recording_finished(tx: &Transaction<'_>, r: &RecordingEnd) -> rusqlite::Resul
         r.state,
         r.error
     ])?;
-    outbox(
+    enqueue(
         tx,
         "recording",
         &r.at,
@@ -463,8 +448,8 @@ fn recording_finished(tx: &Transaction<'_>, r: &RecordingEnd) -> rusqlite::Resul
             "state": r.state,
         }),
     )?;
-    if !known {
-        resend_if_ended(tx, &r.call_id, &r.at)?;
+    if !has_row {
+        enqueue_call_record(tx, &r.call_id, CallRecordReason::Recording(&r.at))?;
     }
     Ok(())
 }
@@ -532,7 +517,7 @@ fn alarm(
         "INSERT INTO alarms (at_ms, code, severity, message) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![at.wall_ms, code, severity, message])?;
-    outbox(tx, "alarm", at, &alarm_payload(code, severity, message))
+    enqueue(tx, "alarm", at, &alarm_payload(code, severity, message))
 }
 
 fn alarm_cleared(tx: &Transaction<'_>, at: &Stamp, code: &str) -> rusqlite::Result<()> {
@@ -541,7 +526,7 @@ fn alarm_cleared(tx: &Transaction<'_>, at: &Stamp, code: &str) -> rusqlite::Resu
         .execute(params![code, at.wall_ms])?;
     // Headquarters hears of a clear only for an alarm it was told of.
     if cleared > 0 {
-        outbox(
+        enqueue(
             tx,
             "alarm",
             at,

@@ -4,14 +4,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::RecordQuery;
 use super::queries::query_records;
 use crate::clock::Stamp;
 
-pub(super) fn outbox(
-    tx: &rusqlite::Transaction<'_>,
+/// Appends a record to `stream`, numbered one after the stream's last.
+pub(super) fn enqueue(
+    tx: &Transaction<'_>,
     stream: &str,
     at: &Stamp,
     payload: &serde_json::Value,
@@ -30,66 +31,98 @@ pub(super) fn outbox(
     Ok(())
 }
 
-/// A recording's row can reach the store after its call's end (the
-/// recorder's messages queue apart from the call's): the call record
-/// already sent lacks it, so it goes again, complete.
-pub(super) fn resend_if_ended(
-    tx: &rusqlite::Transaction<'_>,
-    call_id: &str,
-    at: &Stamp,
-) -> rusqlite::Result<()> {
-    let ended: bool = tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM calls WHERE id = ?1 AND ended_ms IS NOT NULL)",
-        )?
-        .query_row(params![call_id], |r| r.get(0))?;
-    if ended {
-        outbox_call(tx, call_id, at, false)?;
-    }
-    Ok(())
-}
-
 /// Most events in one `call_events` record: a long call's log is split so
 /// no message outgrows a broker's limit.
 const EVENTS_PER_RECORD: usize = 200;
 
-/// Puts a call's record (as `records --json` shows it) and its event log in
-/// the outbox. Sent again when it changes after the call (a wrap-up code).
-pub(super) fn outbox_call(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    at: &Stamp,
-    events: bool,
+/// Why a call's record goes to the outbox (see [`enqueue_call_record`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum CallRecordReason<'a> {
+    /// The call ended, at this time.
+    Ended(&'a Stamp),
+    /// An agent keyed a wrap-up code for the call.
+    WrapCode,
+    /// A recording of the call got its first row, at this time.
+    Recording(&'a Stamp),
+}
+
+/// Puts a call's record (as `records --json` shows it) in the outbox, the
+/// one place that does.
+///
+/// The record goes when the call ends, followed by the call's event log
+/// (stream `call_events`). It goes again, complete, whenever what it shows
+/// changes after that; headquarters keeps the latest record per call id.
+/// Two things change it late:
+///
+/// - a wrap-up code, keyed by the agent after the call (the record is then
+///   stamped with the call's end);
+/// - a recording whose first row (its start, or its finish when the start
+///   never reached the disk) is committed after the call's end. The
+///   recorder's messages queue apart from the call's, on its own thread, so
+///   this happens; the record sent at the end then lacks the recording, and
+///   a CDR would reach headquarters without it. A recording whose start
+///   was committed before the end is in that record already.
+///
+/// A late change to a call that has not ended sends nothing: the record
+/// sent at its end will show it.
+pub(super) fn enqueue_call_record(
+    tx: &Transaction<'_>,
+    call_id: &str,
+    reason: CallRecordReason<'_>,
 ) -> rusqlite::Result<()> {
+    let at = match reason {
+        CallRecordReason::Ended(at) => *at,
+        CallRecordReason::WrapCode => match ended_ms(tx, call_id)? {
+            Some(ms) => Stamp {
+                wall_ms: ms,
+                mono_ms: 0,
+                synced: true,
+            },
+            None => return Ok(()),
+        },
+        CallRecordReason::Recording(at) => match ended_ms(tx, call_id)? {
+            Some(_) => *at,
+            None => return Ok(()),
+        },
+    };
     let mut recs = query_records(
         tx,
         &RecordQuery {
             since_ms: None,
-            call: Some(id.to_string()),
+            call: Some(call_id.to_string()),
         },
     )?;
     let Some(mut rec) = recs.pop() else {
         return Ok(());
     };
     let evs = std::mem::take(&mut rec.events);
-    outbox(
+    enqueue(
         tx,
         "cdr",
-        at,
+        &at,
         &serde_json::to_value(&rec).unwrap_or_default(),
     )?;
-    if events {
+    if matches!(reason, CallRecordReason::Ended(_)) {
         let n = evs.len().div_ceil(EVENTS_PER_RECORD);
         for (part, chunk) in evs.chunks(EVENTS_PER_RECORD).enumerate() {
-            outbox(
+            enqueue(
                 tx,
                 "call_events",
-                at,
-                &serde_json::json!({"call_id": id, "part": part + 1, "parts": n, "events": chunk}),
+                &at,
+                &serde_json::json!({"call_id": call_id, "part": part + 1, "parts": n, "events": chunk}),
             )?;
         }
     }
     Ok(())
+}
+
+/// When the call ended; `None` while it lasts (or if there is no such call).
+fn ended_ms(tx: &Transaction<'_>, call_id: &str) -> rusqlite::Result<Option<i64>> {
+    Ok(tx
+        .prepare_cached("SELECT ended_ms FROM calls WHERE id = ?1")?
+        .query_row(params![call_id], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// The broker (or the collector) acknowledged these rows: they leave.
