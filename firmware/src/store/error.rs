@@ -22,6 +22,16 @@ pub enum StoreError {
         /// Why.
         source: rusqlite::Error,
     },
+    /// A read or a write failed.
+    #[error("database {path}: {what}: {source}")]
+    Query {
+        /// The database file.
+        path: PathBuf,
+        /// What was being read or written.
+        what: &'static str,
+        /// Why.
+        source: rusqlite::Error,
+    },
     /// The database was written by newer firmware.
     #[error(
         "database {path} has schema version {found}, newer than this firmware's {supported}; refusing to touch it (install newer firmware or move the file aside)"

@@ -3,7 +3,7 @@
 
 use tokio::sync::oneshot;
 
-use super::{CallEnd, CallFlow, CallStart, CheckHistory, JobRow, RecordingEnd};
+use super::{CallEnd, CallFlow, CallStart, CheckHistory, JobRow, RecordingEnd, StoreError};
 use crate::clock::Stamp;
 
 /// What the store is asked to do.
@@ -73,7 +73,7 @@ pub enum StoreMsg {
     /// An outbound job's progress.
     Job(JobRow, Stamp),
     /// Reads an outbound job's progress.
-    JobStatus(String, oneshot::Sender<Result<Option<JobRow>, String>>),
+    JobStatus(String, oneshot::Sender<Result<Option<JobRow>, StoreError>>),
     /// A queue event.
     QueueLog {
         /// When.

@@ -35,10 +35,13 @@ mod message;
 mod outbox;
 mod queries;
 mod read_only;
+mod recordings;
 mod records;
 mod schema;
+mod status;
 #[cfg(test)]
 mod test_support;
+pub mod unsent;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -54,12 +57,14 @@ pub use queries::{
     CallEvent, CallRecord, RecordQuery, RecordingRow, TABLES, read_recordings, read_records,
     read_table,
 };
-pub(crate) use read_only::open_read_only;
+pub use read_only::ReadOnly;
+pub use recordings::{OpenRecording, RecordingFile};
 pub use records::{
     CallEnd, CallFlow, CallStart, CheckHistory, Direction, Disposition, JobRow, RecordingEnd, Side,
 };
 pub use schema::MIGRATIONS;
 use schema::{is_corrupt, move_aside, open_db};
+pub use status::RaisedAlarm;
 use writer::writer;
 
 /// File name of the database inside the data directory.

@@ -11,7 +11,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use super::apply::apply;
-use super::{CheckHistory, JobRow, Shared, StoreMsg};
+use super::{CheckHistory, JobRow, Shared, StoreError, StoreMsg};
 
 /// Most messages written in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -61,9 +61,14 @@ pub(super) fn writer(
                     // Earlier writes of the same job are in `batch`: commit
                     // them first so the answer is current.
                     flush_batch(&mut conn, &mut batch, &boot_id, &path, shared);
-                    let _ = reply.send(job_row(&conn, &name).map_err(|e| {
+                    let _ = reply.send(job_row(&conn, &name).map_err(|source| {
+                        let e = StoreError::Query {
+                            path: path.clone(),
+                            what: "an outbound job",
+                            source,
+                        };
                         tracing::error!("reading job {name}: {e}");
-                        e.to_string()
+                        e
                     }));
                 }
                 m => batch.push(m),

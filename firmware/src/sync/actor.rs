@@ -29,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 use super::SyncDeps;
 use super::config::valid_topic_id;
 use super::link::{Backoff, options};
-use super::outbox::{Pending, Reader, Row, at};
 use crate::clock::rfc3339_ms;
 use crate::events::Event as LiveEvent;
 use crate::store::StoreMsg;
+use crate::store::unsent::{Pending, Reader, Row};
 
 /// Firmware version in presence and telemetry.
 const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
@@ -636,7 +636,7 @@ impl Actor {
                 "{{\"seq\":{},\"id\":{},\"at\":\"{}\",\"data\":{data}}}",
                 r.stream_seq,
                 js(&format!("{}/{}/{}", self.epoch, r.stream, r.stream_seq)),
-                at(r.at_ms)
+                rfc3339_ms(r.at_ms)
             );
             if buf.len() + item.len() + 3 > self.d.uplink.max_message {
                 if !rows.is_empty() {
@@ -655,7 +655,7 @@ impl Actor {
                     "{{\"seq\":{},\"id\":{},\"at\":\"{}\",\"data\":{{\"too_large\":true,\"bytes\":{}}}}}",
                     r.stream_seq,
                     js(&format!("{}/{}/{}", self.epoch, r.stream, r.stream_seq)),
-                    at(r.at_ms),
+                    rfc3339_ms(r.at_ms),
                     item.len()
                 );
                 held.push(r.seq);

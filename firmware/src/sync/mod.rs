@@ -12,7 +12,6 @@ mod actor;
 pub mod commands;
 pub mod config;
 pub mod link;
-mod outbox;
 pub mod telemetry;
 
 use std::future::Future;
