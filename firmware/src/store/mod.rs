@@ -22,12 +22,16 @@
 //! recorder to stop writing audio; only a change SQLite itself refuses (a
 //! constraint) is skipped, alone.
 //!
-//! The store is the only module that speaks SQL. Its files, one job each:
+//! The store is the only module that speaks SQL; the rest of the firmware
+//! sends messages and reads through the types here. One job per file:
 //! `records` and `message` are what the store is told; `writer` is the
 //! thread and its batches, `apply` how each message changes the database,
-//! `outbox` what headquarters must get; `schema` opens the database for
-//! writing and migrates it, `read_only` opens it beside a running daemon for
-//! the readers: `queries` (the CLI's exports) and the ones other modules use.
+//! `outbox` what headquarters must get (and the one place a call record is
+//! put in it); `schema` opens the database for writing and migrates it.
+//! Readers open it beside the running daemon ([`ReadOnly`]): `queries`
+//! exports records for the CLI, [`unsent`] is what the fleet link has yet
+//! to send, `status` what telemetry shows, `recordings` what the recorder
+//! reads back.
 
 mod apply;
 mod error;

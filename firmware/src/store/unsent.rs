@@ -156,3 +156,78 @@ impl Reader {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::*;
+    use crate::store::{Store, StoreMsg};
+
+    #[tokio::test]
+    async fn the_link_reads_the_outbox_in_order_and_finished_recordings_to_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        for (stream, ms) in [("notify", 1000), ("lookup", 2000), ("notify", 3000)] {
+            h.send(StoreMsg::Outbox {
+                stream: stream.into(),
+                at: stamp(ms),
+                payload: serde_json::json!({"ms": ms}),
+            })
+            .await;
+        }
+        h.send(call("c1", 4000)).await;
+        h.send(started("open", "c1", 4100)).await;
+        h.send(finished("done", "c1", None, 9000).into_msg()).await;
+        h.flush().await.unwrap();
+
+        let r = Reader::open(dir.path()).unwrap();
+        assert_eq!(r.epoch().unwrap().len(), 16);
+        let rows = r.rows_after(0, 10).unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| (r.stream.as_str(), r.stream_seq, r.at_ms))
+            .collect();
+        // The recording's own record comes last.
+        assert_eq!(
+            seen,
+            [
+                ("notify", 1, 1000),
+                ("lookup", 1, 2000),
+                ("notify", 2, 3000),
+                ("recording", 1, 9000)
+            ]
+        );
+        assert_eq!(rows[0].payload, r#"{"ms":1000}"#);
+        assert_eq!(r.rows_after(rows[1].seq, 1).unwrap()[0].seq, rows[2].seq);
+        assert_eq!(r.oldest().unwrap(), Some(rows[0].seq));
+        assert_eq!(r.backlog().unwrap(), 4);
+        // Only the finished recording is uploadable.
+        assert_eq!(r.recording_backlog().unwrap(), (1, 64_044));
+        let up = r.next_upload(0).unwrap().expect("a recording to upload");
+        assert_eq!(up.id, "done");
+        assert_eq!(up.path, dir.path().join("recordings/done.wav"));
+        assert_eq!(up.offset, 0);
+        assert!(r.next_upload(up.seq).unwrap().is_none());
+
+        h.send(StoreMsg::OutboxAcked {
+            rows: vec![rows[0].seq],
+        })
+        .await;
+        h.send(StoreMsg::UploadProgress {
+            id: "done".into(),
+            offset: 32_000,
+        })
+        .await;
+        h.flush().await.unwrap();
+        assert_eq!(r.oldest().unwrap(), Some(rows[1].seq));
+        assert_eq!(r.next_upload(0).unwrap().unwrap().offset, 32_000);
+        h.send(StoreMsg::RecordingDelivered { id: "done".into() })
+            .await;
+        h.flush().await.unwrap();
+        assert!(r.next_upload(0).unwrap().is_none());
+        assert_eq!(r.recording_backlog().unwrap(), (0, 0));
+        drop(h);
+        store.close().await;
+    }
+}
