@@ -287,6 +287,7 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i64, Store
     Ok(version)
 }
 
+/// Runs the migrations the database lacks, all in one transaction.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sq = |source| StoreError::Sqlite {
         path: path.to_path_buf(),

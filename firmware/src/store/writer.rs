@@ -34,6 +34,8 @@ const RETRY_DELAY: Duration = if cfg!(test) {
     Duration::from_secs(1)
 };
 
+/// The store thread's loop: takes what is queued, up to [`MAX_BATCH`] at a
+/// time, and commits it; ends once every handle is dropped.
 pub(super) fn writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<StoreMsg>,
@@ -210,6 +212,7 @@ fn next_session(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// An outbound job's progress, `None` for a job never run.
 fn job_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<JobRow>> {
     conn.query_row(
         "SELECT name, number, attempts, status, result, last_call_id FROM outbound_jobs WHERE name = ?1",
