@@ -8,94 +8,29 @@
 //! only the free-space emergency deletes it. Deleted recordings keep their row, with
 //! when and why.
 
-use rusqlite::Connection;
-
 use super::Writer;
 use crate::clock::Stamp;
-use crate::store::{DB_FILE, StoreMsg, open_read_only};
+use crate::store::{ReadOnly, RecordingFile, StoreError, StoreMsg};
 
-#[derive(Debug)]
-struct Row {
-    id: String,
-    file: String,
-    size: u64,
-    started_ms: i64,
-    delivered: bool,
-}
-
-/// The store's database, read-only, and its path for messages.
-fn database(w: &Writer) -> Result<(Connection, std::path::PathBuf), String> {
-    let path = w.data_dir.join(DB_FILE);
-    let conn = open_read_only(&path).map_err(|e| e.to_string())?;
-    Ok((conn, path))
-}
+/// A row the store still has as `recording`.
+pub(super) use crate::store::OpenRecording as OpenRow;
 
 /// Stored recordings, oldest first, as the store has committed them.
-fn rows(w: &Writer) -> Result<Vec<Row>, String> {
-    let (conn, path) = database(w)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, file, COALESCE(size, 0), started_ms, delivered FROM recordings
-             WHERE state IN ('complete', 'interrupted', 'failed') AND file != ''
-               AND file NOT LIKE 'recordings/damaged/%' AND COALESCE(size, 0) > 0
-             ORDER BY started_ms, seq",
-        )
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                file: r.get(1)?,
-                size: r.get::<_, i64>(2)?.max(0) as u64,
-                started_ms: r.get(3)?,
-                delivered: r.get::<_, i64>(4)? != 0,
-            })
-        })
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+fn rows(w: &Writer) -> Result<Vec<RecordingFile>, StoreError> {
+    let rows = ReadOnly::open(&w.data_dir)?.finished_recordings()?;
     Ok(rows
         .into_iter()
         .filter(|r| !w.deleted.contains(&r.id))
         .collect())
 }
 
-/// A row the store still has as `recording`.
-#[derive(Debug)]
-pub(super) struct OpenRow {
-    pub(super) id: String,
-    pub(super) call_id: String,
-    pub(super) kind: String,
-    pub(super) file: String,
-    pub(super) started_ms: i64,
-}
-
 /// Rows the store still has as `recording` (only meaningful at start-up,
 /// before any new recording).
-pub(super) fn open_rows(w: &Writer) -> Result<Vec<OpenRow>, String> {
-    let (conn, path) = database(w)?;
-    let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, call_id, kind, file, started_ms FROM recordings
-             WHERE state = 'recording' AND file != ''",
-        )
-        .map_err(err)?;
-    stmt.query_map([], |r| {
-        Ok(OpenRow {
-            id: r.get(0)?,
-            call_id: r.get(1)?,
-            kind: r.get(2)?,
-            file: r.get(3)?,
-            started_ms: r.get(4)?,
-        })
-    })
-    .map_err(err)?
-    .collect::<Result<Vec<_>, _>>()
-    .map_err(err)
+pub(super) fn open_rows(w: &Writer) -> Result<Vec<OpenRow>, StoreError> {
+    ReadOnly::open(&w.data_dir)?.open_recordings()
 }
 
-fn delete(w: &mut Writer, row: &Row, now: Stamp, reason: String) {
+fn delete(w: &mut Writer, row: &RecordingFile, now: Stamp, reason: String) {
     let path = w.data_dir.join(&row.file);
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -116,7 +51,7 @@ fn delete(w: &mut Writer, row: &Row, now: Stamp, reason: String) {
 
 /// Finished recordings in the dated folders, by file (id and start time
 /// from the name); nothing headquarters confirmed is known this way.
-fn on_disk(w: &Writer) -> Vec<Row> {
+fn on_disk(w: &Writer) -> Vec<RecordingFile> {
     let base = w.data_dir.join(super::DIR);
     let mut out = Vec::new();
     let Ok(days) = std::fs::read_dir(&base) else {
@@ -150,7 +85,7 @@ fn on_disk(w: &Writer) -> Vec<Row> {
                     let (secs, nanos) = t.to_unix();
                     secs as i64 * 1000 + i64::from(nanos / 1_000_000)
                 });
-            out.push(Row {
+            out.push(RecordingFile {
                 id: id.to_string(),
                 file: format!("{}/{name}/{file}", super::DIR),
                 size: meta.len(),
@@ -197,7 +132,7 @@ pub(super) fn apply(w: &mut Writer, now: Stamp) {
             return;
         }
     };
-    let deletable = |r: &Row| r.delivered || !cfg.require_delivery;
+    let deletable = |r: &RecordingFile| r.delivered || !cfg.require_delivery;
     let mut total: u64 = rows.iter().map(|r| r.size).sum();
     for r in &rows {
         let old = keep.is_some_and(|k| now.wall_ms - r.started_ms > k.as_millis() as i64);

@@ -31,11 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::SyncDeps;
 use super::link::{Backoff, options};
-use super::outbox::{Pending, Reader, Row};
 use super::requests::Answer;
 use super::upload::{Awaiting, Upload};
 use crate::events::Event as LiveEvent;
 use crate::store::StoreMsg;
+use crate::store::unsent::{Pending, Reader, Row};
 
 /// How long a clean stop waits for what is in flight to be acknowledged.
 const STOP_GRACE: Duration = Duration::from_secs(2);

@@ -11,7 +11,6 @@
 mod actor;
 pub mod config;
 pub mod link;
-mod outbox;
 mod presence;
 mod records;
 mod requests;

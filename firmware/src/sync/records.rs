@@ -10,7 +10,7 @@ use rumqttc::QoS;
 use serde_json::Value;
 
 use super::actor::{Actor, Sent};
-use super::outbox::at;
+use crate::clock::rfc3339_ms;
 use crate::store::StoreMsg;
 
 /// With end-to-end acks, most records sent and not yet confirmed by the
@@ -94,7 +94,7 @@ impl Actor {
                 "{{\"seq\":{},\"id\":{},\"at\":\"{}\",\"data\":{data}}}",
                 r.stream_seq,
                 js(&format!("{}/{}/{}", self.epoch, r.stream, r.stream_seq)),
-                at(r.at_ms)
+                rfc3339_ms(r.at_ms)
             );
             if buf.len() + item.len() + 3 > self.d.uplink.max_message {
                 if !rows.is_empty() {
@@ -113,7 +113,7 @@ impl Actor {
                     "{{\"seq\":{},\"id\":{},\"at\":\"{}\",\"data\":{{\"too_large\":true,\"bytes\":{}}}}}",
                     r.stream_seq,
                     js(&format!("{}/{}/{}", self.epoch, r.stream, r.stream_seq)),
-                    at(r.at_ms),
+                    rfc3339_ms(r.at_ms),
                     item.len()
                 );
                 held.push(r.seq);

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::{BoxFuture, TelemetrySource};
 use crate::acd::{AcdHandle, AcdStats};
 use crate::clock::{Clock, rfc3339_ms};
-use crate::store::{DB_FILE, open_read_only};
+use crate::store::ReadOnly;
 
 /// Live ACD statistics, `None` when the ACD is not running.
 pub type AcdStatsFn = Arc<dyn Fn() -> BoxFuture<'static, Option<AcdStats>> + Send + Sync>;
@@ -520,50 +520,22 @@ struct ActiveAlarm {
 }
 
 fn read_db(data_dir: &Path) -> DbState {
-    let path = data_dir.join(DB_FILE);
-    let conn = match open_read_only(&path) {
-        Ok(c) => c,
+    let db = match ReadOnly::open(data_dir) {
+        Ok(db) => db,
         Err(e) => {
             tracing::debug!("telemetry: {e}");
             return DbState::default();
         }
     };
     let mut out = DbState::default();
-    let calls = conn
-        .prepare(
-            "SELECT trunk_line, COUNT(*) FROM calls WHERE disposition = 'in_progress'
-             GROUP BY trunk_line",
-        )
-        .and_then(|mut st| {
-            st.query_map([], |r| {
-                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        });
-    match calls {
+    match db.calls_in_progress() {
         Ok(rows) => {
             out.calls_in_progress = Some(rows.iter().map(|(_, n)| *n as u64).sum());
             out.busy_trunks = rows.into_iter().filter_map(|(t, _)| t).collect();
         }
-        Err(e) => tracing::debug!("telemetry: calls in progress: {e}"),
+        Err(e) => tracing::debug!("telemetry: {e}"),
     }
-    let alarms = conn
-        .prepare(
-            "SELECT code, severity, at_ms, message FROM alarms WHERE cleared_ms IS NULL
-             ORDER BY seq",
-        )
-        .and_then(|mut st| {
-            st.query_map([], |r| {
-                Ok(ActiveAlarm {
-                    code: r.get(0)?,
-                    severity: r.get(1)?,
-                    since_ms: r.get(2)?,
-                    message: r.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        });
-    match alarms {
+    match db.raised_alarms() {
         Ok(rows) => {
             // A code raised again before it was cleared is one alarm: since
             // its first raise, as its latest raise describes it.
@@ -573,11 +545,16 @@ fn read_db(data_dir: &Path) -> DbState {
                         x.severity = a.severity;
                         x.message = a.message;
                     }
-                    None => out.alarms.push(a),
+                    None => out.alarms.push(ActiveAlarm {
+                        code: a.code,
+                        severity: a.severity,
+                        since_ms: a.at_ms,
+                        message: a.message,
+                    }),
                 }
             }
         }
-        Err(e) => tracing::debug!("telemetry: alarms: {e}"),
+        Err(e) => tracing::debug!("telemetry: {e}"),
     }
     out
 }

@@ -13,8 +13,8 @@ use rumqttc::QoS;
 use serde_json::{Value, json};
 
 use super::actor::{Actor, Sent};
-use super::outbox::Pending;
 use crate::store::StoreMsg;
+use crate::store::unsent::Pending;
 
 /// Most recordings uploaded and waiting for the collector's answer: with no
 /// collector listening, the link stops starting new uploads.
