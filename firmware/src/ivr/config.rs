@@ -1879,3 +1879,1578 @@ fn graph_check(nodes: &[Node], entries: &[NodeId], c: &mut Checker<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Surroundings for the config checks' unit tests: a snippet of site
+    //! config is checked beside the lines, queues, prompt files and lookup
+    //! tables every test shares, so a test writes only the nodes it is
+    //! about.
+
+    use callbox_hal::{LineInfo, LineKind};
+    use serde::Deserialize;
+
+    use super::{Ivr, NodeKind, RawIvr, RawOutbound, check, default_system_prompts};
+    use crate::acd::config::RawAcd;
+
+    #[derive(Deserialize)]
+    struct Site {
+        ivr: RawIvr,
+        #[serde(default)]
+        outbound: Vec<RawOutbound>,
+        #[serde(default)]
+        acd: Option<RawAcd>,
+    }
+
+    /// The `[acd]` a snippet gets unless it brings its own: queue `sales`
+    /// with music on hold and position announcements, `support` with
+    /// neither.
+    const ACD: &str = r#"
+[agent.alice]
+station = "desk-1"
+[queue.sales]
+members = { alice = 0 }
+moh = "moh.wav"
+announce_every = "30s"
+[queue.support]
+members = { alice = 0 }
+"#;
+
+    /// Checks `toml`, a site config with `[ivr]` and perhaps `[[outbound]]`
+    /// and `[acd]`, beside:
+    /// - stations `desk-1`, `desk-2` and trunks `trunk-1`, `trunk-2`;
+    /// - [`ACD`] when the snippet has no `[acd]` (one that fails its own
+    ///   check counts as failed, as in the site config);
+    /// - site prompts `hello.wav`, `bye.wav`, `moh.wav`, and `noise.wav`
+    ///   which is not audio;
+    /// - lookup tables `products.csv`, `regions.csv` and `orders.csv`
+    ///   (statuses `shipped` and `pending`);
+    /// - the system prompts of the source tree.
+    ///
+    /// Errors read `key.path: message`, or `file:line:col: message` for a
+    /// lookup table; the temporary folder reads `DIR`, the system prompt
+    /// folder `SYSTEM`.
+    pub(crate) fn check_toml(toml: &str) -> Result<Ivr, Vec<String>> {
+        let site: Site =
+            toml::from_str(toml).unwrap_or_else(|e| panic!("test config does not parse: {e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let prompts = dir.path().join("prompts");
+        std::fs::create_dir(&prompts).unwrap();
+        let system = default_system_prompts();
+        for name in ["hello.wav", "bye.wav", "moh.wav"] {
+            std::fs::copy(system.join("en/beep.wav"), prompts.join(name)).unwrap();
+        }
+        std::fs::write(prompts.join("noise.wav"), "not audio").unwrap();
+        std::fs::write(dir.path().join("products.csv"), "code,region\n1234,north\n").unwrap();
+        std::fs::write(dir.path().join("regions.csv"), "prefix,region\n010,north\n").unwrap();
+        std::fs::write(
+            dir.path().join("orders.csv"),
+            "order,status\n1001,shipped\n1002,pending\n",
+        )
+        .unwrap();
+        let lines = [
+            ("desk-1", LineKind::Station),
+            ("desk-2", LineKind::Station),
+            ("trunk-1", LineKind::Trunk),
+            ("trunk-2", LineKind::Trunk),
+        ]
+        .map(|(id, kind)| LineInfo {
+            id: id.into(),
+            kind,
+        });
+        let raw_acd = site.acd.unwrap_or_else(|| toml::from_str(ACD).unwrap());
+        let acd = crate::acd::config::check(&raw_acd, &lines).ok();
+        let tidy = |s: String| {
+            s.replace(&dir.path().display().to_string(), "DIR")
+                .replace(&system.display().to_string(), "SYSTEM")
+        };
+        check(
+            &site.ivr,
+            &site.outbound,
+            dir.path(),
+            &prompts,
+            &lines,
+            acd.as_ref(),
+            acd.is_none(),
+        )
+        .map_err(|(here, elsewhere)| {
+            let here = here.into_iter().map(|(k, m)| format!("{k}: {m}"));
+            let elsewhere = elsewhere
+                .into_iter()
+                .map(|d| format!("{}:{}:{}: {}", d.file.display(), d.line, d.col, d.message));
+            here.chain(elsewhere).map(tidy).collect()
+        })
+    }
+
+    /// A config with one node, `n`, where inbound calls start; `body` is
+    /// the node's table.
+    pub(crate) fn one_node(body: &str) -> String {
+        format!("[ivr]\nstart = \"n\"\n[ivr.node.n]\n{body}")
+    }
+
+    /// The errors of a config the check must refuse.
+    pub(crate) fn errors(toml: &str) -> Vec<String> {
+        match check_toml(toml) {
+            Ok(_) => panic!("the check accepted:\n{toml}"),
+            Err(e) => e,
+        }
+    }
+
+    /// The IVR of a config the check must accept.
+    pub(crate) fn accepted(toml: &str) -> Ivr {
+        check_toml(toml).unwrap_or_else(|e| panic!("the check refused:\n{}", e.join("\n")))
+    }
+
+    /// What the node called `name` became.
+    pub(crate) fn node<'a>(ivr: &'a Ivr, name: &str) -> &'a NodeKind {
+        let n = ivr.nodes.iter().find(|n| n.name == name);
+        &n.unwrap_or_else(|| panic!("no node {name}")).kind
+    }
+}
+
+#[cfg(test)]
+mod checker_tests {
+    use super::testing::{accepted, errors, node, one_node};
+    use super::{Item, NodeKind, SayAs, Target};
+
+    #[test]
+    fn target_to_unknown_node_names_the_nodes_there_are() {
+        let cfg = one_node("type = \"play\"\nprompts = \"hello.wav\"\nnext = \"nowhere\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.next: `nowhere` is not a node; targets are a node name (n) or back, top, repeat, hangup"
+            ]
+        );
+    }
+
+    #[test]
+    fn back_top_repeat_and_hangup_are_targets_without_nodes() {
+        let ivr = accepted(&one_node(
+            r#"type = "menu"
+greeting = "hello.wav"
+options = { 1 = "back", 2 = "top", 3 = "repeat", 4 = "hangup" }"#,
+        ));
+        let NodeKind::Menu(m) = node(&ivr, "n") else {
+            panic!("not a menu")
+        };
+        let targets: Vec<Target> = m.options.iter().map(|(_, t)| *t).collect();
+        assert_eq!(
+            targets,
+            [Target::Back, Target::Top, Target::Repeat, Target::Hangup]
+        );
+    }
+
+    #[test]
+    fn say_items_become_values_said_aloud() {
+        let ivr = accepted(&one_node(
+            r#"type = "play"
+prompts = ["hello.wav", "{digits:a}", "{number:b}", "{money:c}", "{date:d}", "{time:e}", "system:goodbye"]
+next = "hangup""#,
+        ));
+        let NodeKind::Play { items, .. } = node(&ivr, "n") else {
+            panic!("not a play")
+        };
+        assert_eq!(
+            items,
+            &[
+                Item::Prompt("site:hello.wav".into()),
+                Item::Say(SayAs::Digits, "a".into()),
+                Item::Say(SayAs::Number, "b".into()),
+                Item::Say(SayAs::Money, "c".into()),
+                Item::Say(SayAs::Date, "d".into()),
+                Item::Say(SayAs::Time, "e".into()),
+                Item::Prompt("system:goodbye".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn say_item_of_unknown_kind_is_refused() {
+        let cfg = one_node(
+            "type = \"play\"\nprompts = [\"hello.wav\", \"{word:x}\", \"{x}\"]\nnext = \"hangup\"",
+        );
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.prompts[1]: `{word:x}`: say a value as {digits:VAR}, {number:VAR}, {money:VAR}, {date:VAR} or {time:VAR}",
+                "ivr.node.n.prompts[2]: `{x}`: say a value as {digits:VAR}, {number:VAR}, {money:VAR}, {date:VAR} or {time:VAR}",
+            ]
+        );
+    }
+
+    #[test]
+    fn say_item_without_a_variable_is_refused() {
+        let cfg = one_node("type = \"play\"\nprompts = \"{number:}\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n.prompts: `{number:}` names no variable"]
+        );
+    }
+
+    #[test]
+    fn prompt_outside_the_prompts_folder_is_refused() {
+        let cfg = one_node(
+            "type = \"play\"\nprompts = [\"../x.wav\", \"/etc/x.wav\", \"\"]\nnext = \"hangup\"",
+        );
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.prompts[0]: prompt `../x.wav` must be a file name inside the prompts directory",
+                "ivr.node.n.prompts[1]: prompt `/etc/x.wav` must be a file name inside the prompts directory",
+                "ivr.node.n.prompts[2]: prompt `` must be a file name inside the prompts directory",
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod prompts_tests {
+    use super::testing::{accepted, errors, one_node};
+    use crate::ivr::say::Lang;
+
+    #[test]
+    fn missing_site_prompt_says_where_it_was_looked_for() {
+        let cfg = one_node("type = \"play\"\nprompts = \"gone.wav\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.prompts: prompt `gone.wav` for language en not found (looked for DIR/prompts/en/gone.wav, DIR/prompts/gone.wav)"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_system_prompt_says_where_it_was_looked_for() {
+        let cfg = one_node("type = \"play\"\nprompts = \"system:gone\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.prompts: prompt `gone` for language en not found (looked for DIR/prompts/system/en/gone.wav, SYSTEM/en/gone.wav)"
+            ]
+        );
+    }
+
+    #[test]
+    fn prompt_that_is_not_audio_is_refused() {
+        let cfg = one_node("type = \"play\"\nprompts = \"noise.wav\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.prompts: prompt file DIR/prompts/noise.wav: not a RIFF/WAVE file: the file is only 9 bytes long"
+            ]
+        );
+    }
+
+    #[test]
+    fn prompts_load_in_every_language_a_flow_speaks() {
+        let ivr = accepted(
+            "[ivr]\nstart = \"n\"\n[[ivr.route]]\ndialled = [\"800\"]\nstart = \"n\"\nlanguage = \"zh\"\n[ivr.node.n]\ntype = \"play\"\nprompts = \"hello.wav\"\nnext = \"hangup\"",
+        );
+        for lang in [Lang::En, Lang::Zh] {
+            assert!(
+                ivr.prompts.get(lang, "site:hello.wav").is_some(),
+                "{lang:?}"
+            );
+            assert!(
+                ivr.prompts.get(lang, "system:digit-1").is_some(),
+                "{lang:?}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod site_tests {
+    use super::testing::{accepted, errors, one_node};
+    use crate::ivr::say::Lang;
+
+    const PLAY: &str = "type = \"play\"\nprompts = \"hello.wav\"\nnext = \"hangup\"";
+
+    #[test]
+    fn ivr_without_nodes_is_refused() {
+        assert_eq!(
+            errors("[ivr]\nstart = \"n\""),
+            ["ivr: the IVR has no nodes; add at least one `[ivr.node.NAME]`"]
+        );
+    }
+
+    #[test]
+    fn ivr_without_start_is_refused() {
+        let cfg = format!("[ivr]\n[ivr.node.n]\n{PLAY}");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.start: the IVR needs `start`, the node every inbound call begins at"]
+        );
+    }
+
+    #[test]
+    fn start_at_unknown_node_is_refused() {
+        let cfg = format!("[ivr]\nstart = \"nope\"\n[ivr.node.n]\n{PLAY}");
+        assert_eq!(errors(&cfg), ["ivr.start: `nope` is not a node"]);
+    }
+
+    #[test]
+    fn node_name_with_a_space_is_refused() {
+        let cfg = format!("[ivr]\nstart = \"a b\"\n[ivr.node.\"a b\"]\n{PLAY}");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.a b: node name `a b` must be 1-64 letters, digits, `-` or `_`"]
+        );
+    }
+
+    #[test]
+    fn defaults_are_english_utc_and_chinese_tones() {
+        let ivr = accepted(&one_node(PLAY));
+        assert_eq!(ivr.language, Lang::En);
+        assert_eq!(ivr.tz, jiff::tz::TimeZone::UTC);
+        assert_eq!(ivr.tones, callbox_hal::dsp::tones::ToneRegion::China);
+    }
+
+    #[test]
+    fn unknown_language_is_refused() {
+        let cfg = format!("[ivr]\nlanguage = \"fr\"\nstart = \"n\"\n[ivr.node.n]\n{PLAY}");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.language: unknown language `fr`; the box speaks \"en\" and \"zh\""]
+        );
+    }
+
+    #[test]
+    fn unknown_time_zone_is_refused() {
+        let cfg =
+            format!("[ivr]\ntimezone = \"Mars/Olympus\"\nstart = \"n\"\n[ivr.node.n]\n{PLAY}");
+        let errs = errors(&cfg);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("ivr.timezone: unknown time zone `Mars/Olympus` (")
+                && errs[0].ends_with("); use an IANA name such as \"Asia/Shanghai\""),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn missing_system_prompt_folder_is_refused() {
+        let cfg =
+            format!("[ivr]\nsystem_prompts = \"nowhere\"\nstart = \"n\"\n[ivr.node.n]\n{PLAY}");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.system_prompts: system prompt folder DIR/nowhere not found (install the prompt set or set `system_prompts`)",
+                "ivr: system prompt `beep` for language en not found (looked in DIR/prompts/system/en/beep.wav, DIR/nowhere/en/beep.wav); the say functions need it",
+                "ivr: system prompt `invalid-option` for language en not found (looked in DIR/prompts/system/en/invalid-option.wav, DIR/nowhere/en/invalid-option.wav); the say functions need it",
+            ]
+        );
+    }
+
+    #[test]
+    fn list_entry_that_is_not_a_pattern_is_refused() {
+        let cfg = format!(
+            "[ivr]\nstart = \"n\"\n[ivr.lists]\nvip = [\"138X.\", \"1[2\"]\n[ivr.node.n]\n{PLAY}"
+        );
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.lists.vip[1]: `[` in pattern `1[2` has no closing `]`"]
+        );
+    }
+
+    #[test]
+    fn blocking_an_unknown_list_is_refused() {
+        let cfg = format!("[ivr]\nblocked = \"spam\"\nstart = \"n\"\n[ivr.node.n]\n{PLAY}");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.blocked: `spam` is not a list under [ivr.lists]"]
+        );
+    }
+
+    #[test]
+    fn blocked_list_is_kept() {
+        let cfg = format!(
+            "[ivr]\nblocked = \"spam\"\nstart = \"n\"\n[ivr.lists]\nspam = [\"400.\"]\n[ivr.node.n]\n{PLAY}"
+        );
+        let ivr = accepted(&cfg);
+        assert_eq!(ivr.blocked.as_deref(), Some("spam"));
+        assert!(ivr.in_list("spam", Some("4001234")));
+    }
+
+    #[test]
+    fn schedule_errors_are_reported() {
+        let cfg = format!(
+            "[ivr]\nstart = \"n\"\n[ivr.hours.office]\nmon = [\"9-5\"]\n[ivr.node.n]\n{PLAY}"
+        );
+        let errs = errors(&cfg);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("ivr.hours.office.mon[0]: "), "{errs:?}");
+    }
+
+    #[test]
+    fn route_errors_name_the_route() {
+        let cfg = format!(
+            "[ivr]\nstart = \"n\"\n[[ivr.route]]\ndialled = [\"800\", \"\"]\nstart = \"nope\"\nlanguage = \"fr\"\n[ivr.node.n]\n{PLAY}"
+        );
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.route[0].dialled[1]: an empty pattern matches nothing",
+                "ivr.route[0].start: `nope` is not a node",
+                "ivr.route[0].language: unknown language `fr`; the box speaks \"en\" and \"zh\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn route_picks_its_start_and_language() {
+        let cfg = format!(
+            "[ivr]\nstart = \"n\"\n[[ivr.route]]\ndialled = [\"800\"]\nstart = \"m\"\nlanguage = \"zh\"\n[ivr.node.n]\n{PLAY}\n[ivr.node.m]\n{PLAY}"
+        );
+        let ivr = accepted(&cfg);
+        let m = ivr.nodes.iter().position(|n| n.name == "m").unwrap();
+        let n = ivr.nodes.iter().position(|n| n.name == "n").unwrap();
+        assert_eq!(ivr.route(Some("800")), (m, Lang::Zh));
+        assert_eq!(ivr.route(Some("801")), (n, Lang::En));
+    }
+
+    #[test]
+    fn regions_without_products_are_refused() {
+        let cfg = format!(
+            "[ivr]\nstart = \"n\"\n[ivr.lookups]\nregions = \"regions.csv\"\n[ivr.node.n]\n{PLAY}"
+        );
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.lookups: `regions` is only used by product checks; add `products`"]
+        );
+    }
+
+    #[test]
+    fn bad_lookup_table_is_reported_in_its_own_file() {
+        let cfg = format!(
+            "[ivr]\nstart = \"n\"\n[ivr.lookups]\nproducts = \"orders.csv\"\n[ivr.node.n]\n{PLAY}"
+        );
+        assert_eq!(
+            errors(&cfg),
+            ["DIR/orders.csv:1:1: the first line must be the header `code,region,product`"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod keys_tests {
+    use std::time::Duration;
+
+    use super::testing::{accepted, errors, node, one_node};
+    use super::{Item, NodeKind, Target};
+
+    fn menu(extra: &str) -> String {
+        one_node(&format!(
+            "type = \"menu\"\ngreeting = \"hello.wav\"\noptions = {{ 1 = \"hangup\" }}\n{extra}"
+        ))
+    }
+
+    #[test]
+    fn menu_with_defaults_is_accepted() {
+        let ivr = accepted(&one_node(
+            "type = \"menu\"\ngreeting = \"hello.wav\"\noptions = { 1 = \"hangup\", 12 = \"back\" }",
+        ));
+        let NodeKind::Menu(m) = node(&ivr, "n") else {
+            panic!("not a menu")
+        };
+        assert_eq!(m.greeting, [Item::Prompt("site:hello.wav".into())]);
+        assert_eq!(m.short_greeting, m.greeting);
+        assert_eq!(m.invalid, [Item::Prompt("system:invalid-option".into())]);
+        assert_eq!(m.no_input, [Item::Prompt("system:timeout".into())]);
+        assert_eq!(m.exit, [Item::Prompt("system:too-many-errors".into())]);
+        assert_eq!(m.first_digit_timeout, Duration::from_secs(5));
+        assert_eq!(m.inter_digit_timeout, Duration::from_secs(3));
+        assert_eq!((m.max_failures, m.max_timeouts), (3, 3));
+        assert_eq!(
+            (m.on_max_failures, m.on_max_timeouts),
+            (Target::Hangup, Target::Hangup)
+        );
+        assert!(m.barge_in);
+        assert_eq!(m.max_len, 2);
+    }
+
+    #[test]
+    fn menu_timeouts_follow_failures_unless_set() {
+        let ivr = accepted(
+            r#"[ivr]
+start = "n"
+[ivr.node.n]
+type = "menu"
+greeting = "hello.wav"
+short_greeting = "bye.wav"
+options = { 1 = "m" }
+on_max_failures = "back"
+[ivr.node.m]
+type = "menu"
+greeting = "hello.wav"
+options = { 1 = "hangup" }
+on_max_failures = "back"
+on_max_timeouts = "top""#,
+        );
+        let NodeKind::Menu(n) = node(&ivr, "n") else {
+            panic!("not a menu")
+        };
+        assert_eq!(n.short_greeting, [Item::Prompt("site:bye.wav".into())]);
+        assert_eq!(
+            (n.on_max_failures, n.on_max_timeouts),
+            (Target::Back, Target::Back)
+        );
+        let NodeKind::Menu(m) = node(&ivr, "m") else {
+            panic!("not a menu")
+        };
+        assert_eq!(
+            (m.on_max_failures, m.on_max_timeouts),
+            (Target::Back, Target::Top)
+        );
+    }
+
+    #[test]
+    fn menu_option_to_unknown_node_is_refused() {
+        let cfg =
+            one_node("type = \"menu\"\ngreeting = \"hello.wav\"\noptions = { 1 = \"nowhere\" }");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.options.1: `nowhere` is not a node; targets are a node name (n) or back, top, repeat, hangup"
+            ]
+        );
+    }
+
+    #[test]
+    fn menu_option_that_is_not_keypad_keys_is_refused() {
+        let cfg = one_node(
+            "type = \"menu\"\ngreeting = \"hello.wav\"\noptions = { 1x = \"hangup\", 2 = \"hangup\" }",
+        );
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n.options.1x: option `1x` must be keys of a phone keypad (0-9, *, #, A-D)"]
+        );
+    }
+
+    #[test]
+    fn menu_without_options_is_refused() {
+        let cfg = one_node("type = \"menu\"\ngreeting = \"hello.wav\"\noptions = {}");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n.options: a menu needs at least one option"]
+        );
+    }
+
+    #[test]
+    fn menu_greeting_that_is_missing_is_refused() {
+        let cfg = one_node(
+            "type = \"menu\"\ngreeting = [\"hello.wav\", \"gone.wav\"]\noptions = { 1 = \"hangup\" }",
+        );
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.greeting[1]: prompt `gone.wav` for language en not found (looked for DIR/prompts/en/gone.wav, DIR/prompts/gone.wav)"
+            ]
+        );
+    }
+
+    #[test]
+    fn menu_timeout_longer_than_a_minute_is_refused() {
+        assert_eq!(
+            errors(&menu("first_digit_timeout = \"2m\"")),
+            ["ivr.node.n.first_digit_timeout: 2m is longer than the 60s a caller waits"]
+        );
+    }
+
+    #[test]
+    fn menu_timeout_of_zero_is_refused() {
+        assert_eq!(
+            errors(&menu("inter_digit_timeout = \"0s\"")),
+            [
+                "ivr.node.n.inter_digit_timeout: a timeout of zero would never let the caller key anything"
+            ]
+        );
+    }
+
+    #[test]
+    fn menu_timeout_that_is_not_a_duration_is_refused() {
+        let errs = errors(&menu("first_digit_timeout = \"soon\""));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("ivr.node.n.first_digit_timeout: `soon` is not a duration ("),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn menu_allowing_zero_failures_is_refused() {
+        assert_eq!(
+            errors(&menu("max_failures = 0\nmax_timeouts = 0")),
+            [
+                "ivr.node.n.max_failures: must be at least 1 (the first wrong entry or timeout counts)",
+                "ivr.node.n.max_timeouts: must be at least 1 (the first wrong entry or timeout counts)",
+            ]
+        );
+    }
+
+    #[test]
+    fn menu_exit_to_unknown_node_is_refused() {
+        assert_eq!(
+            errors(&menu("on_max_failures = \"a\"\non_max_timeouts = \"b\"")),
+            [
+                "ivr.node.n.on_max_failures: `a` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+                "ivr.node.n.on_max_timeouts: `b` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+            ]
+        );
+    }
+
+    fn collect(extra: &str) -> String {
+        one_node(&format!(
+            "type = \"collect\"\nvar = \"code\"\nprompt = \"hello.wav\"\nnext = \"hangup\"\n{extra}"
+        ))
+    }
+
+    #[test]
+    fn collect_with_defaults_is_accepted() {
+        let ivr = accepted(&collect(""));
+        let NodeKind::Collect(k) = node(&ivr, "n") else {
+            panic!("not a collect")
+        };
+        assert_eq!(k.var, "code");
+        assert_eq!((k.min, k.max), (1, 20));
+        assert_eq!(k.terminator, Some('#'));
+        assert!(k.pattern.is_none());
+        assert_eq!(k.retries, 2);
+        assert_eq!(k.invalid, [Item::Prompt("system:invalid-option".into())]);
+        assert_eq!(k.no_input, [Item::Prompt("system:timeout".into())]);
+        assert_eq!(k.first_digit_timeout, Duration::from_secs(5));
+        assert_eq!(k.inter_digit_timeout, Duration::from_secs(3));
+        assert!(k.barge_in && !k.recordable);
+        assert_eq!((k.next, k.on_failure), (Target::Hangup, Target::Hangup));
+    }
+
+    #[test]
+    fn collect_max_defaults_to_twenty_or_min() {
+        let ivr = accepted(&collect("min = 30"));
+        let NodeKind::Collect(k) = node(&ivr, "n") else {
+            panic!("not a collect")
+        };
+        assert_eq!((k.min, k.max), (30, 30));
+    }
+
+    #[test]
+    fn collect_lengths_out_of_order_are_refused() {
+        let msg = |min, max| {
+            format!(
+                "ivr.node.n.max: digit lengths must satisfy 1 <= min <= max <= 64 (min {min}, max {max})"
+            )
+        };
+        assert_eq!(errors(&collect("min = 5\nmax = 3")), [msg(5, 3)]);
+        assert_eq!(errors(&collect("min = 0")), [msg(0, 20)]);
+        assert_eq!(errors(&collect("max = 65")), [msg(1, 65)]);
+    }
+
+    #[test]
+    fn collect_terminator_of_two_keys_is_refused() {
+        assert_eq!(
+            errors(&collect("terminator = \"##\"")),
+            [
+                "ivr.node.n.terminator: terminator `##` must be one key (usually \"#\"), or \"\" for none"
+            ]
+        );
+    }
+
+    #[test]
+    fn collect_terminator_can_be_another_key_or_none() {
+        for (written, want) in [("*", Some('*')), ("", None)] {
+            let ivr = accepted(&collect(&format!("terminator = \"{written}\"")));
+            let NodeKind::Collect(k) = node(&ivr, "n") else {
+                panic!("not a collect")
+            };
+            assert_eq!(k.terminator, want);
+        }
+    }
+
+    #[test]
+    fn collect_pattern_that_does_not_compile_is_refused() {
+        assert_eq!(
+            errors(&collect("pattern = \"1.2\"")),
+            ["ivr.node.n.pattern: `.` in pattern `1.2` may only come last (it matches the rest)"]
+        );
+    }
+
+    #[test]
+    fn collect_failure_to_unknown_node_is_refused() {
+        assert_eq!(
+            errors(&collect("on_failure = \"nowhere\"")),
+            [
+                "ivr.node.n.on_failure: `nowhere` is not a node; targets are a node name (n) or back, top, repeat, hangup"
+            ]
+        );
+    }
+
+    #[test]
+    fn survey_with_defaults_is_accepted() {
+        let ivr = accepted(&one_node("type = \"survey\"\nnext = \"hangup\""));
+        let NodeKind::Survey {
+            prompt,
+            thanks,
+            timeout,
+            next,
+        } = node(&ivr, "n")
+        else {
+            panic!("not a survey")
+        };
+        assert_eq!(prompt, &[Item::Prompt("system:survey".into())]);
+        assert_eq!(thanks, &[Item::Prompt("system:survey-thanks".into())]);
+        assert_eq!(*timeout, Duration::from_secs(5));
+        assert_eq!(*next, Target::Hangup);
+    }
+
+    #[test]
+    fn survey_timeout_longer_than_a_minute_is_refused() {
+        let cfg = one_node("type = \"survey\"\ntimeout = \"90s\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n.timeout: 90s is longer than the 60s a caller waits"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::testing::{accepted, errors, node, one_node};
+    use super::{Cond, Item, NodeKind, Target};
+    use crate::ivr::say::Lang;
+
+    #[test]
+    fn play_is_accepted() {
+        let ivr = accepted(&one_node(
+            "type = \"play\"\nprompts = \"hello.wav\"\nnext = \"hangup\"",
+        ));
+        let NodeKind::Play {
+            items,
+            barge_in,
+            next,
+        } = node(&ivr, "n")
+        else {
+            panic!("not a play")
+        };
+        assert_eq!(items, &[Item::Prompt("site:hello.wav".into())]);
+        assert!(!barge_in);
+        assert_eq!(*next, Target::Hangup);
+    }
+
+    #[test]
+    fn play_prompt_that_is_missing_is_refused() {
+        let cfg = one_node("type = \"play\"\nprompts = [\"gone.wav\"]\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.prompts[0]: prompt `gone.wav` for language en not found (looked for DIR/prompts/en/gone.wav, DIR/prompts/gone.wav)"
+            ]
+        );
+    }
+
+    /// A branch node `n` with `cases`, beside a schedule `office` and a
+    /// list `vip`.
+    fn branch(cases: &str) -> String {
+        format!(
+            r#"[ivr]
+start = "n"
+[ivr.hours.office]
+mon = ["09:00-17:00"]
+[ivr.lists]
+vip = ["138X."]
+[ivr.node.n]
+type = "branch"
+default = "hangup"
+cases = [
+{cases}
+]"#
+        )
+    }
+
+    #[test]
+    fn branch_on_every_kind_of_condition_is_accepted() {
+        let ivr = accepted(&branch(
+            r#"{ open = "office", goto = "hangup" },
+{ holiday = "office", goto = "hangup" },
+{ caller_in = "vip", goto = "hangup" },
+{ dialled = ["800", "9X."], goto = "hangup" },
+{ var = "a", equals = "1", goto = "hangup" },
+{ var = "b", matches = "1X", goto = "hangup" },
+{ language = "zh", goto = "back" },"#,
+        ));
+        let NodeKind::Branch { cases, default } = node(&ivr, "n") else {
+            panic!("not a branch")
+        };
+        assert_eq!(*default, Target::Hangup);
+        assert_eq!(cases.len(), 7);
+        assert!(matches!(&cases[0].0, Cond::Open(h) if h == "office"));
+        assert!(matches!(&cases[1].0, Cond::Holiday(h) if h == "office"));
+        assert!(matches!(&cases[2].0, Cond::CallerIn(l) if l == "vip"));
+        assert!(matches!(&cases[3].0, Cond::Dialled(ps) if ps.len() == 2));
+        assert!(matches!(&cases[4].0, Cond::VarEquals(v, e) if v == "a" && e == "1"));
+        assert!(matches!(&cases[5].0, Cond::VarMatches(v, _) if v == "b"));
+        assert!(matches!(
+            &cases[6],
+            (Cond::Language(Lang::Zh), Target::Back)
+        ));
+    }
+
+    #[test]
+    fn branch_case_testing_two_things_or_none_is_refused() {
+        let msg = "a case tests exactly one of: open, holiday, caller_in, dialled, var (with equals or matches), language";
+        assert_eq!(
+            errors(&branch(
+                r#"{ open = "office", caller_in = "vip", goto = "hangup" },
+{ goto = "hangup" },"#
+            )),
+            [
+                format!("ivr.node.n.cases[0]: {msg}"),
+                format!("ivr.node.n.cases[1]: {msg}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn branch_on_unknown_schedule_is_refused() {
+        assert_eq!(
+            errors(&branch(r#"{ holiday = "shop", goto = "hangup" },"#)),
+            ["ivr.node.n.cases[0]: `shop` is not a schedule under [ivr.hours]"]
+        );
+    }
+
+    #[test]
+    fn branch_on_schedule_with_errors_reports_only_the_schedule() {
+        let cfg = branch(r#"{ open = "shop", goto = "hangup" },"#).replace(
+            "[ivr.lists]",
+            "[ivr.hours.shop]\nmon = [\"9-5\"]\n[ivr.lists]",
+        );
+        let errs = errors(&cfg);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("ivr.hours.shop.mon[0]: "), "{errs:?}");
+    }
+
+    #[test]
+    fn branch_on_unknown_list_is_refused() {
+        assert_eq!(
+            errors(&branch(r#"{ caller_in = "vvip", goto = "hangup" },"#)),
+            ["ivr.node.n.cases[0].caller_in: `vvip` is not a list under [ivr.lists]"]
+        );
+    }
+
+    #[test]
+    fn branch_on_dialled_pattern_that_does_not_compile_is_refused() {
+        assert_eq!(
+            errors(&branch(r#"{ dialled = ["800", "[]"], goto = "hangup" },"#)),
+            ["ivr.node.n.cases[0].dialled[1]: empty `[]` in pattern `[]`"]
+        );
+    }
+
+    #[test]
+    fn branch_on_var_needs_one_of_equals_or_matches() {
+        let msg = "a `var` case needs exactly one of `equals` or `matches`";
+        assert_eq!(
+            errors(&branch(
+                r#"{ var = "a", goto = "hangup" },
+{ var = "a", equals = "1", matches = "1", goto = "hangup" },"#
+            )),
+            [
+                format!("ivr.node.n.cases[0]: {msg}"),
+                format!("ivr.node.n.cases[1]: {msg}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn branch_on_var_pattern_that_does_not_compile_is_refused() {
+        assert_eq!(
+            errors(&branch(
+                r#"{ var = "a", matches = "[a]", goto = "hangup" },"#
+            )),
+            [
+                "ivr.node.n.cases[0].matches: `a` inside `[...]` in pattern `[a]`: only digits and ranges like 1-5"
+            ]
+        );
+    }
+
+    #[test]
+    fn branch_on_unknown_language_is_refused() {
+        assert_eq!(
+            errors(&branch(r#"{ language = "fr", goto = "hangup" },"#)),
+            [
+                "ivr.node.n.cases[0].language: unknown language `fr`; the box speaks \"en\" and \"zh\""
+            ]
+        );
+    }
+
+    #[test]
+    fn branch_to_unknown_node_is_refused() {
+        let cfg = branch(r#"{ var = "a", equals = "1", goto = "x" },"#)
+            .replace("default = \"hangup\"", "default = \"y\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.cases[0].goto: `x` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+                "ivr.node.n.default: `y` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+            ]
+        );
+    }
+
+    #[test]
+    fn set_is_accepted() {
+        let ivr = accepted(&one_node(
+            "type = \"set\"\nvar = \"who\"\nvalue = \"{caller}\"\nrecordable = true\nnext = \"hangup\"",
+        ));
+        let NodeKind::Set {
+            var,
+            value,
+            recordable,
+            next,
+        } = node(&ivr, "n")
+        else {
+            panic!("not a set")
+        };
+        assert_eq!((var.as_str(), value.as_str()), ("who", "{caller}"));
+        assert!(*recordable);
+        assert_eq!(*next, Target::Hangup);
+    }
+
+    #[test]
+    fn setting_the_language_loads_its_prompts() {
+        let ivr = accepted(&one_node(
+            "type = \"set\"\nvar = \"language\"\nvalue = \"zh\"\nnext = \"hangup\"",
+        ));
+        assert!(ivr.prompts.get(Lang::Zh, "system:digit-1").is_some());
+    }
+
+    #[test]
+    fn setting_an_unknown_language_is_refused() {
+        let cfg = one_node("type = \"set\"\nvar = \"language\"\nvalue = \"fr\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n.value: unknown language `fr`; the box speaks \"en\" and \"zh\""]
+        );
+    }
+
+    #[test]
+    fn setting_the_language_from_a_template_is_left_to_the_call() {
+        let ivr = accepted(&one_node(
+            "type = \"set\"\nvar = \"language\"\nvalue = \"{lang}\"\nnext = \"hangup\"",
+        ));
+        assert!(ivr.prompts.get(Lang::Zh, "system:digit-1").is_none());
+    }
+
+    #[test]
+    fn notify_keeps_its_fields() {
+        let ivr = accepted(&one_node(
+            "type = \"notify\"\nevent = \"lead\"\nfields = { b = \"{caller}\", a = \"x\" }\nnext = \"hangup\"",
+        ));
+        let NodeKind::Notify {
+            event,
+            fields,
+            next,
+        } = node(&ivr, "n")
+        else {
+            panic!("not a notify")
+        };
+        assert_eq!(event, "lead");
+        assert_eq!(
+            fields,
+            &[
+                ("a".to_string(), "x".to_string()),
+                ("b".to_string(), "{caller}".to_string())
+            ]
+        );
+        assert_eq!(*next, Target::Hangup);
+    }
+
+    #[test]
+    fn notify_then_unknown_node_is_refused() {
+        let cfg = one_node("type = \"notify\"\nevent = \"lead\"\nnext = \"x\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.next: `x` is not a node; targets are a node name (n) or back, top, repeat, hangup"
+            ]
+        );
+    }
+
+    #[test]
+    fn hangup_outcome_defaults_to_the_node_name() {
+        let ivr = accepted(
+            "[ivr]\nstart = \"n\"\n[ivr.node.n]\ntype = \"menu\"\ngreeting = \"hello.wav\"\noptions = { 1 = \"bye\", 2 = \"done\" }\n[ivr.node.bye]\ntype = \"hangup\"\n[ivr.node.done]\ntype = \"hangup\"\nprompt = \"bye.wav\"\noutcome = \"resolved\"",
+        );
+        let NodeKind::Hangup { prompt, outcome } = node(&ivr, "bye") else {
+            panic!("not a hangup")
+        };
+        assert!(prompt.is_empty());
+        assert_eq!(outcome, "bye");
+        let NodeKind::Hangup { prompt, outcome } = node(&ivr, "done") else {
+            panic!("not a hangup")
+        };
+        assert_eq!(prompt, &[Item::Prompt("site:bye.wav".into())]);
+        assert_eq!(outcome, "resolved");
+    }
+
+    #[test]
+    fn hangup_prompt_that_is_missing_is_refused() {
+        let cfg = one_node("type = \"hangup\"\nprompt = \"gone.wav\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.prompt: prompt `gone.wav` for language en not found (looked for DIR/prompts/en/gone.wav, DIR/prompts/gone.wav)"
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use std::time::Duration;
+
+    use super::testing::{accepted, errors, node, one_node};
+    use super::{Item, NodeKind, Target};
+
+    fn with_lookups(lookups: &str, body: &str) -> String {
+        format!("[ivr]\nstart = \"n\"\n[ivr.lookups]\n{lookups}\n[ivr.node.n]\n{body}")
+    }
+
+    #[test]
+    fn product_check_is_accepted_with_a_products_table() {
+        let ivr = accepted(&with_lookups(
+            "products = \"products.csv\"",
+            "type = \"product_check\"\nvar = \"code\"\nnext = \"hangup\"",
+        ));
+        let NodeKind::ProductCheck { var, next } = node(&ivr, "n") else {
+            panic!("not a product check")
+        };
+        assert_eq!((var.as_str(), *next), ("code", Target::Hangup));
+        assert!(
+            ivr.prompts
+                .get(crate::ivr::say::Lang::En, "system:genuine-first")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn product_check_without_a_products_table_is_refused() {
+        let cfg = one_node("type = \"product_check\"\nvar = \"code\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n: a product_check needs `products` under [ivr.lookups]"]
+        );
+    }
+
+    #[test]
+    fn order_status_is_accepted_with_every_status_said() {
+        let ivr = accepted(&with_lookups(
+            "orders = \"orders.csv\"",
+            "type = \"order_status\"\nvar = \"order\"\nstatuses = { shipped = \"hello.wav\", pending = [\"bye.wav\", \"{date:eta}\"] }\nnext = \"hangup\"",
+        ));
+        let NodeKind::OrderStatus {
+            var,
+            statuses,
+            next,
+        } = node(&ivr, "n")
+        else {
+            panic!("not an order status")
+        };
+        assert_eq!((var.as_str(), *next), ("order", Target::Hangup));
+        assert_eq!(statuses["shipped"], [Item::Prompt("site:hello.wav".into())]);
+        assert_eq!(statuses["pending"].len(), 2);
+    }
+
+    #[test]
+    fn order_status_without_an_orders_table_is_refused() {
+        let cfg =
+            one_node("type = \"order_status\"\nvar = \"order\"\nstatuses = {}\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n: an order_status needs `orders` under [ivr.lookups]"]
+        );
+    }
+
+    #[test]
+    fn order_status_missing_a_status_of_the_table_is_refused() {
+        let cfg = with_lookups(
+            "orders = \"orders.csv\"",
+            "type = \"order_status\"\nvar = \"order\"\nstatuses = { shipped = \"hello.wav\" }\nnext = \"hangup\"",
+        );
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.statuses: order status `pending` (orders table line 3) has no entry here, so a caller would hear nothing"
+            ]
+        );
+    }
+
+    #[test]
+    fn voicemail_with_defaults_is_accepted() {
+        let ivr = accepted(&one_node(
+            "type = \"voicemail\"\nmailbox = \"sales\"\nnext = \"hangup\"",
+        ));
+        let NodeKind::Voicemail {
+            mailbox,
+            prompt,
+            max_length,
+            saved,
+            next,
+        } = node(&ivr, "n")
+        else {
+            panic!("not a voicemail")
+        };
+        assert_eq!(mailbox, "sales");
+        assert_eq!(
+            prompt,
+            &[
+                Item::Prompt("system:leave-message".into()),
+                Item::Prompt("system:beep".into())
+            ]
+        );
+        assert_eq!(*max_length, Duration::from_secs(120));
+        assert_eq!(saved, &[Item::Prompt("system:message-saved".into())]);
+        assert_eq!(*next, Target::Hangup);
+    }
+
+    #[test]
+    fn voicemail_mailbox_that_is_not_a_folder_name_is_refused() {
+        let cfg = one_node("type = \"voicemail\"\nmailbox = \"../x\"\nnext = \"hangup\"");
+        assert_eq!(
+            errors(&cfg),
+            ["ivr.node.n.mailbox: mailbox `../x` must be 1-64 letters, digits, `-` or `_`"]
+        );
+    }
+
+    #[test]
+    fn voicemail_length_out_of_range_is_refused() {
+        for len in ["0s", "11m"] {
+            let cfg = one_node(&format!(
+                "type = \"voicemail\"\nmailbox = \"m\"\nmax_length = \"{len}\"\nnext = \"hangup\""
+            ));
+            assert_eq!(
+                errors(&cfg),
+                ["ivr.node.n.max_length: max_length must be between 1s and 10m"]
+            );
+        }
+    }
+
+    #[test]
+    fn callback_queue_defaults_to_the_node_name() {
+        let ivr = accepted(
+            "[ivr]\nstart = \"n\"\n[ivr.node.n]\ntype = \"callback\"\nnext = \"m\"\n[ivr.node.m]\ntype = \"callback\"\nqueue = \"sales\"\nprompt = \"hello.wav\"\nnext = \"hangup\"",
+        );
+        let NodeKind::Callback {
+            queue,
+            prompt,
+            next,
+        } = node(&ivr, "n")
+        else {
+            panic!("not a callback")
+        };
+        assert_eq!(queue, "n");
+        assert_eq!(prompt, &[Item::Prompt("system:callback-requested".into())]);
+        assert!(matches!(next, Target::Node(_)));
+        let NodeKind::Callback { queue, prompt, .. } = node(&ivr, "m") else {
+            panic!("not a callback")
+        };
+        assert_eq!(queue, "sales");
+        assert_eq!(prompt, &[Item::Prompt("site:hello.wav".into())]);
+    }
+
+    #[test]
+    fn callback_then_unknown_node_is_refused() {
+        let cfg = one_node("type = \"callback\"\nnext = \"x\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.next: `x` is not a node; targets are a node name (n) or back, top, repeat, hangup"
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use std::time::Duration;
+
+    use super::testing::{accepted, errors, node, one_node};
+    use super::{Dest, Item, NodeKind, Target};
+    use crate::ivr::say::Lang;
+
+    #[test]
+    fn queue_named_by_its_node_is_accepted() {
+        let ivr = accepted(
+            "[ivr]\nstart = \"support\"\n[ivr.node.support]\ntype = \"queue\"\non_overflow = \"hangup\"",
+        );
+        let NodeKind::Queue {
+            queue,
+            name,
+            announce,
+            on_overflow,
+            after,
+        } = node(&ivr, "support")
+        else {
+            panic!("not a queue")
+        };
+        assert_eq!((*queue, name.as_str()), (1, "support"));
+        assert_eq!(announce, &[Item::Prompt("system:please-hold".into())]);
+        assert_eq!((*on_overflow, *after), (Target::Hangup, None));
+    }
+
+    #[test]
+    fn queue_loads_its_music_and_announcements() {
+        let ivr = accepted(&one_node(
+            "type = \"queue\"\nqueue = \"sales\"\nannounce = \"hello.wav\"\non_overflow = \"hangup\"\nafter = \"hangup\"",
+        ));
+        let NodeKind::Queue {
+            queue,
+            name,
+            announce,
+            after,
+            ..
+        } = node(&ivr, "n")
+        else {
+            panic!("not a queue")
+        };
+        assert_eq!((*queue, name.as_str()), (0, "sales"));
+        assert_eq!(announce, &[Item::Prompt("site:hello.wav".into())]);
+        assert_eq!(*after, Some(Target::Hangup));
+        for key in ["site:moh.wav", "system:you-are-number", "system:minutes"] {
+            assert!(ivr.prompts.get(Lang::En, key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn queue_that_acd_does_not_have_is_refused() {
+        let named = one_node("type = \"queue\"\nqueue = \"vip\"\non_overflow = \"hangup\"");
+        assert_eq!(
+            errors(&named),
+            ["ivr.node.n.queue: `vip` is not a queue under [acd.queue]"]
+        );
+        let implied = one_node("type = \"queue\"\non_overflow = \"hangup\"");
+        assert_eq!(
+            errors(&implied),
+            ["ivr.node.n: `n` is not a queue under [acd.queue]"]
+        );
+    }
+
+    #[test]
+    fn queue_of_an_acd_with_errors_is_not_reported_again() {
+        // The [acd] fails for its unknown member and has no queue `vip`
+        // either way: only its own error would be reported.
+        let cfg = one_node("type = \"queue\"\nqueue = \"vip\"\non_overflow = \"hangup\"")
+            + "\n[acd.queue.other]\nmembers = { nobody = 0 }";
+        accepted(&cfg);
+    }
+
+    #[test]
+    fn queue_music_that_is_missing_is_refused_at_the_queue() {
+        let cfg = one_node("type = \"queue\"\nqueue = \"sales\"\non_overflow = \"hangup\"")
+            + "\n[acd.agent.alice]\nstation = \"desk-1\"\n[acd.queue.sales]\nmembers = { alice = 0 }\nmoh = \"gone.wav\"";
+        assert_eq!(
+            errors(&cfg),
+            [
+                "acd.queue.sales.moh: prompt `gone.wav` for language en not found (looked for DIR/prompts/en/gone.wav, DIR/prompts/gone.wav)"
+            ]
+        );
+    }
+
+    #[test]
+    fn queue_overflow_to_unknown_node_is_refused() {
+        let cfg =
+            one_node("type = \"queue\"\nqueue = \"sales\"\non_overflow = \"x\"\nafter = \"y\"");
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.on_overflow: `x` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+                "ivr.node.n.after: `y` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+            ]
+        );
+    }
+
+    fn transfer(body: &str) -> String {
+        one_node(&format!(
+            "type = \"transfer\"\non_no_answer = \"hangup\"\n{body}"
+        ))
+    }
+
+    #[test]
+    fn transfer_to_a_station_is_accepted() {
+        let ivr = accepted(&transfer("station = \"desk-2\""));
+        let NodeKind::Connect {
+            dest,
+            announce,
+            ring_timeout,
+            on_no_answer,
+            after,
+        } = node(&ivr, "n")
+        else {
+            panic!("not a transfer")
+        };
+        assert!(matches!(dest, Dest::Stations(s) if s == &["desk-2"]));
+        assert_eq!(announce, &[Item::Prompt("system:transferring".into())]);
+        assert_eq!(*ring_timeout, Duration::from_secs(30));
+        assert_eq!((*on_no_answer, *after), (Target::Hangup, None));
+    }
+
+    #[test]
+    fn transfer_to_a_number_dials_on_every_trunk_unless_told() {
+        let ivr = accepted(&transfer("number = \"0105551234\"\nring_timeout = \"45s\""));
+        let NodeKind::Connect {
+            dest, ring_timeout, ..
+        } = node(&ivr, "n")
+        else {
+            panic!("not a transfer")
+        };
+        assert!(matches!(dest, Dest::External { number, trunks }
+            if number == "0105551234" && trunks == &["trunk-1", "trunk-2"]));
+        assert_eq!(*ring_timeout, Duration::from_secs(45));
+        let ivr = accepted(&transfer("number = \"*99#\"\ntrunks = [\"trunk-2\"]"));
+        let NodeKind::Connect { dest, .. } = node(&ivr, "n") else {
+            panic!("not a transfer")
+        };
+        assert!(matches!(dest, Dest::External { trunks, .. } if trunks == &["trunk-2"]));
+    }
+
+    #[test]
+    fn transfer_to_a_line_that_is_not_a_station_is_refused() {
+        assert_eq!(
+            errors(&transfer("station = \"desk-9\"")),
+            ["ivr.node.n.station: `desk-9` is not a line defined in this file"]
+        );
+        assert_eq!(
+            errors(&transfer("station = \"trunk-1\"")),
+            ["ivr.node.n.station: `trunk-1` is a trunk line; calls are connected to station lines"]
+        );
+    }
+
+    #[test]
+    fn transfer_to_a_number_that_cannot_be_dialled_is_refused() {
+        assert_eq!(
+            errors(&transfer("number = \"555-1234\"")),
+            ["ivr.node.n.number: `555-1234` is not a number that can be dialled (keys 0-9, *, #)"]
+        );
+    }
+
+    #[test]
+    fn transfer_over_lines_that_are_not_trunks_is_refused() {
+        assert_eq!(
+            errors(&transfer(
+                "number = \"100\"\ntrunks = [\"trunk-9\", \"desk-1\"]"
+            )),
+            [
+                "ivr.node.n.trunks[0]: `trunk-9` is not a line defined in this file",
+                "ivr.node.n.trunks[1]: `desk-1` is a station line; numbers are dialled on trunks",
+            ]
+        );
+    }
+
+    #[test]
+    fn transfer_needs_exactly_one_of_station_or_number() {
+        let msg = ["ivr.node.n: a transfer needs exactly one of `station` or `number`"];
+        assert_eq!(errors(&transfer("")), msg);
+        assert_eq!(
+            errors(&transfer("station = \"desk-1\"\nnumber = \"100\"")),
+            msg
+        );
+    }
+
+    #[test]
+    fn transfer_ring_time_out_of_range_is_refused() {
+        assert_eq!(
+            errors(&transfer("station = \"desk-1\"\nring_timeout = \"6m\"")),
+            ["ivr.node.n.ring_timeout: ring time 6m must be between 1s and 5m"]
+        );
+    }
+
+    #[test]
+    fn transfer_to_unknown_node_is_refused() {
+        let cfg = one_node(
+            "type = \"transfer\"\nstation = \"desk-1\"\non_no_answer = \"x\"\nafter = \"y\"",
+        );
+        assert_eq!(
+            errors(&cfg),
+            [
+                "ivr.node.n.on_no_answer: `x` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+                "ivr.node.n.after: `y` is not a node; targets are a node name (n) or back, top, repeat, hangup",
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod graph_tests {
+    use super::testing::{accepted, errors};
+
+    #[test]
+    fn node_nothing_leads_to_is_refused() {
+        let cfg = "[ivr]\nstart = \"a\"\n[ivr.node.a]\ntype = \"hangup\"\n[ivr.node.b]\ntype = \"hangup\"";
+        assert_eq!(
+            errors(cfg),
+            [
+                "ivr.node.b: node `b` is never reached: no start, route, outbound job or other node leads to it"
+            ]
+        );
+    }
+
+    #[test]
+    fn nodes_reached_by_a_route_or_a_job_are_reached() {
+        let cfg = "[ivr]\nstart = \"a\"\n[[ivr.route]]\ndialled = [\"800\"]\nstart = \"b\"\n[ivr.node.a]\ntype = \"hangup\"\n[ivr.node.b]\ntype = \"hangup\"\n[ivr.node.c]\ntype = \"hangup\"\n[[outbound]]\nname = \"j\"\nnumber = \"100\"\nstart = \"c\"";
+        accepted(cfg);
+    }
+
+    #[test]
+    fn loop_with_no_way_out_is_refused() {
+        let cfg = "[ivr]\nstart = \"a\"\n[ivr.node.a]\ntype = \"play\"\nprompts = \"hello.wav\"\nnext = \"b\"\n[ivr.node.b]\ntype = \"play\"\nprompts = \"hello.wav\"\nnext = \"top\"";
+        let msg = |n: &str| {
+            format!(
+                "ivr.node.{n}: node `{n}` is in a loop with no way out: nothing it leads to ever hangs up, connects or leaves (add an exit such as on_max_failures = \"hangup\")"
+            )
+        };
+        assert_eq!(errors(cfg), [msg("a"), msg("b")]);
+    }
+
+    #[test]
+    fn back_is_a_way_out() {
+        let cfg = "[ivr]\nstart = \"a\"\n[ivr.node.a]\ntype = \"play\"\nprompts = \"hello.wav\"\nnext = \"back\"";
+        accepted(cfg);
+    }
+
+    #[test]
+    fn queues_overflowing_into_each_other_are_refused() {
+        let cfg = "[ivr]\nstart = \"sales\"\n[ivr.node.sales]\ntype = \"queue\"\non_overflow = \"support\"\n[ivr.node.support]\ntype = \"queue\"\non_overflow = \"sales\"";
+        let msg = |n: &str| {
+            format!(
+                "ivr.node.{n}.on_overflow: queue node `{n}` overflows back to itself through other queues; end the chain in voicemail, a callback, a transfer or hangup"
+            )
+        };
+        assert_eq!(errors(cfg), [msg("sales"), msg("support")]);
+    }
+}
+
+#[cfg(test)]
+mod outbound_tests {
+    use std::time::Duration;
+
+    use super::testing::{accepted, errors, one_node};
+    use crate::ivr::say::Lang;
+
+    fn job(extra: &str) -> String {
+        one_node("type = \"hangup\"")
+            + &format!("\n[[outbound]]\nname = \"j\"\nnumber = \"100\"\nstart = \"n\"\n{extra}")
+    }
+
+    #[test]
+    fn outbound_job_with_defaults_is_accepted() {
+        let ivr = accepted(&job(""));
+        let j = &ivr.outbound[0];
+        assert_eq!((j.name.as_str(), j.number.as_str()), ("j", "100"));
+        assert_eq!(j.trunks, ["trunk-1", "trunk-2"]);
+        assert_eq!(j.start, 0);
+        assert_eq!(j.after, Duration::ZERO);
+        assert_eq!(j.language, Lang::En);
+        assert!(j.vars.is_empty());
+        assert_eq!(j.ring_timeout, Duration::from_secs(30));
+        assert_eq!(j.retry_every, Duration::from_secs(600));
+        assert_eq!(j.max_attempts, 3);
+        assert_eq!(j.success, None);
+    }
+
+    #[test]
+    fn outbound_job_keeps_what_it_is_told() {
+        let ivr = accepted(&job(
+            "trunks = [\"trunk-2\"]\nafter = \"1m\"\nlanguage = \"zh\"\nvars = { order = \"1001\" }\nring_timeout = \"20s\"\nretry_every = \"10s\"\nmax_attempts = 20\nsuccess = { var = \"ok\", in = [\"1\", \"2\"] }",
+        ));
+        let j = &ivr.outbound[0];
+        assert_eq!(j.trunks, ["trunk-2"]);
+        assert_eq!(j.after, Duration::from_secs(60));
+        assert_eq!(j.language, Lang::Zh);
+        assert_eq!(j.vars, [("order".to_string(), "1001".to_string())]);
+        assert_eq!(j.ring_timeout, Duration::from_secs(20));
+        assert_eq!(j.retry_every, Duration::from_secs(10));
+        assert_eq!(j.max_attempts, 20);
+        assert_eq!(
+            j.success,
+            Some(("ok".to_string(), vec!["1".to_string(), "2".to_string()]))
+        );
+        assert!(ivr.prompts.get(Lang::Zh, "system:digit-1").is_some());
+    }
+
+    #[test]
+    fn outbound_job_names_must_be_unique() {
+        let cfg = job("") + "\n[[outbound]]\nname = \"j\"\nnumber = \"101\"\nstart = \"n\"";
+        assert_eq!(
+            errors(&cfg),
+            ["outbound[1].name: job name `j` must be unique, 1-64 letters, digits, `-` or `_`"]
+        );
+    }
+
+    #[test]
+    fn outbound_number_that_cannot_be_dialled_is_refused() {
+        let cfg = job("").replace("number = \"100\"", "number = \"10-0\"");
+        assert_eq!(
+            errors(&cfg),
+            ["outbound[0].number: `10-0` is not a number that can be dialled"]
+        );
+    }
+
+    #[test]
+    fn outbound_start_at_unknown_node_is_refused() {
+        let cfg = one_node("type = \"hangup\"")
+            + "\n[[outbound]]\nname = \"j\"\nnumber = \"100\"\nstart = \"x\"";
+        assert_eq!(errors(&cfg), ["outbound[0].start: `x` is not a node"]);
+    }
+
+    #[test]
+    fn outbound_language_that_is_unknown_is_refused() {
+        assert_eq!(
+            errors(&job("language = \"fr\"")),
+            ["outbound[0].language: unknown language `fr`; the box speaks \"en\" and \"zh\""]
+        );
+    }
+
+    #[test]
+    fn outbound_retry_sooner_than_ten_seconds_is_refused() {
+        assert_eq!(
+            errors(&job("retry_every = \"5s\"")),
+            [
+                "outbound[0].retry_every: retry_every must be at least 10s: calling someone back at once is a nuisance"
+            ]
+        );
+    }
+
+    #[test]
+    fn outbound_attempts_out_of_range_are_refused() {
+        for n in [0, 21] {
+            assert_eq!(
+                errors(&job(&format!("max_attempts = {n}"))),
+                ["outbound[0].max_attempts: max_attempts must be between 1 and 20"]
+            );
+        }
+    }
+
+    #[test]
+    fn outbound_delay_that_is_not_a_duration_is_refused() {
+        let errs = errors(&job("after = \"later\""));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("outbound[0].after: `later` is not a duration ("),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn outbound_ring_time_out_of_range_is_refused() {
+        assert_eq!(
+            errors(&job("ring_timeout = \"0s\"")),
+            ["outbound[0].ring_timeout: ring time 0s must be between 1s and 5m"]
+        );
+    }
+
+    #[test]
+    fn outbound_over_a_line_that_is_not_a_trunk_is_refused() {
+        assert_eq!(
+            errors(&job("trunks = [\"desk-1\"]")),
+            ["outbound[0].trunks[0]: `desk-1` is a station line; numbers are dialled on trunks"]
+        );
+    }
+}
