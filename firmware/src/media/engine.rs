@@ -135,6 +135,22 @@ enum Cmd {
     },
 }
 
+impl Cmd {
+    /// The leg a command is about.
+    fn leg(&self) -> Option<usize> {
+        match self {
+            Cmd::Listen { leg, .. }
+            | Cmd::Hear { leg, .. }
+            | Cmd::Tap { leg, .. }
+            | Cmd::Untap { leg, .. }
+            | Cmd::Capture { leg, .. }
+            | Cmd::EndCapture { leg, .. }
+            | Cmd::RecCode { leg, .. } => Some(*leg),
+            Cmd::Counters { .. } => None,
+        }
+    }
+}
+
 /// What the engine has done since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -299,6 +315,17 @@ struct Slot<I, O> {
 }
 
 impl<I, O> Slot<I, O> {
+    /// Whether anything is asked of this leg: keys to listen for, a sound
+    /// to play, a recording to feed, a prompt's end to report. While no
+    /// leg is busy the engine does not tick.
+    fn busy(&self) -> bool {
+        self.keys.is_some()
+            || !matches!(self.hears, Hears::Nothing)
+            || self.tap.is_some()
+            || self.capture.is_some()
+            || self.tail.is_some()
+    }
+
     fn tell(&self, ev: LegEvent) {
         if let Some(to) = &self.to {
             let _ = to.send(ev);
@@ -324,6 +351,8 @@ pub struct Engine<I, O> {
     heard: Vec<Option<Frame>>,
     rx: mpsc::UnboundedReceiver<Cmd>,
     counters: Counters,
+    /// Legs that are [`Slot::busy`].
+    busy: usize,
 }
 
 impl<I, O> std::fmt::Debug for Engine<I, O> {
@@ -370,6 +399,7 @@ pub fn engine<I: AudioIn, O: AudioOut>(
         heard,
         rx,
         counters: Counters::default(),
+        busy: 0,
     };
     (engine, media, handles)
 }
@@ -387,13 +417,22 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
         // backlog is taken in extra rounds of the next one.
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
+            // An idle box (no call has media) does not tick: no wake-ups,
+            // and in virtual time the clock jumps to the next event.
+            let ticking = self.busy > 0;
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.apply(cmd),
+                    Some(cmd) => {
+                        let leg = cmd.leg();
+                        let was = leg.and_then(|l| self.legs.get(l)).is_some_and(Slot::busy);
+                        self.apply(cmd);
+                        let now = leg.and_then(|l| self.legs.get(l)).is_some_and(Slot::busy);
+                        self.busy = (self.busy + usize::from(now)).saturating_sub(usize::from(was));
+                    }
                     None => break,
                 },
-                due = tick.tick() => {
+                due = tick.tick(), if ticking => {
                     if due.elapsed() > period {
                         self.counters.ticks_late += 1;
                     }
@@ -474,6 +513,8 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
             self.write_round(round == 0);
         }
         self.tails();
+        // Prompts end and keys stop them during a tick.
+        self.busy = self.legs.iter().filter(|s| s.busy()).count();
     }
 
     /// Takes at most one frame from every leg; whether any had one.
