@@ -77,11 +77,6 @@ impl Clock {
     pub fn boot_id(&self) -> &str {
         &self.boot_id
     }
-
-    /// Whether this clock runs in virtual time.
-    pub fn is_virtual(&self) -> bool {
-        self.virtual_time
-    }
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC (`2026-11-22T10:00:00.000Z`).

@@ -150,7 +150,7 @@ struct RawInbound {
 pub struct SiteConfig {
     /// The file it came from.
     pub path: PathBuf,
-    /// Site id (used in records and, later, MQTT topics).
+    /// Site id (in records and the fleet link's MQTT topics).
     pub site_id: String,
     /// Human name of the site.
     pub site_name: String,

@@ -2,8 +2,8 @@
 //!
 //! A trunk watcher waits for an incoming call and hands the port to a call
 //! actor (its own task) for the length of the call. A station watcher
-//! follows the phone: off-hook, keyed digits (feature codes, acted on once
-//! the queue issue lands), on-hook. Watchers stop when the daemon stops,
+//! follows the phone: off-hook, keyed digits (feature codes for the ACD,
+//! in band through the media engine or out of band), on-hook. Watchers stop when the daemon stops,
 //! after their call has ended and been recorded.
 
 use std::sync::Arc;

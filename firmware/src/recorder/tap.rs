@@ -16,6 +16,7 @@ use super::final_path;
 use super::handle::{Recorder, Shared};
 use super::wav::Format;
 use super::writer::WriterMsg;
+use crate::store::StoreMsg;
 
 /// Frames a call buffers before handing them to the writer: a crash of the
 /// daemon loses at most this much audio.
@@ -166,6 +167,31 @@ impl Recording {
         }
         let bytes = CHUNK_FRAMES * 160 * channels as usize * format.bytes_per_sample() as usize;
         let file = final_path(&id, at.wall_ms, encrypted);
+        // The start goes to the store from the call's own task, so it is
+        // queued before the call's end: the call's record then shows the
+        // recording when it is sent, and is sent once. Only when the
+        // store's queue is full does the writer hand it on (and the record
+        // goes again with it, see `store::outbox::enqueue_call_record`).
+        let started = StoreMsg::RecordingStarted {
+            id: id.to_string(),
+            call_id: self.call_id.clone(),
+            kind,
+            file: file.clone(),
+            format: format.name(),
+            channels,
+            at,
+        };
+        let event = StoreMsg::Event {
+            call_id: self.call_id.clone(),
+            at,
+            event: "recording_started",
+            data: serde_json::json!({"recording": &*id, "kind": kind, "format": format.name()}),
+        };
+        for msg in [started, event] {
+            if let Err(msg) = s.store.try_send(msg) {
+                let _ = s.tx.try_send(WriterMsg::Forward(msg));
+            }
+        }
         tracing::info!(recording = %id, kind, format = format.name(), "recording starts");
         self.active = Some(Box::new(Active {
             id,

@@ -56,6 +56,9 @@ pub(super) enum WriterMsg {
     Retention {
         now: Stamp,
     },
+    /// A message for the store that the call could not queue itself (the
+    /// store's queue was full): handed on in order with the recording's.
+    Forward(StoreMsg),
     Stop,
 }
 
@@ -232,6 +235,7 @@ impl Writer {
                 data,
             }),
             WriterMsg::Retention { now } => self.retention(now),
+            WriterMsg::Forward(msg) => self.send(msg),
             WriterMsg::Stop => {}
         }
     }
@@ -251,21 +255,8 @@ impl Writer {
         let header_every_bytes = (config.header_every.as_millis() as u64 * RATE as u64 / 1000)
             * channels as u64
             * format.bytes_per_sample() as u64;
-        self.send(StoreMsg::RecordingStarted {
-            id: id.to_string(),
-            call_id: call_id.clone(),
-            kind,
-            file: final_path(&id, at.wall_ms, config.recipients.is_some()),
-            format: format.name(),
-            channels,
-            at,
-        });
-        self.send(StoreMsg::Event {
-            call_id: call_id.clone(),
-            at,
-            event: "recording_started",
-            data: serde_json::json!({"recording": &*id, "kind": kind, "format": format.name()}),
-        });
+        // The recording's start row and event went to the store from the
+        // call itself (`Recording::start`).
         let (wav, error) = match WavWriter::create(&path, format, channels, RATE) {
             Ok(w) => (Some(w), None),
             Err(e) => {

@@ -57,11 +57,12 @@ pub(super) enum CallRecordReason<'a> {
 /// - a wrap-up code, keyed by the agent after the call (the record is then
 ///   stamped with the call's end);
 /// - a recording whose first row (its start, or its finish when the start
-///   never reached the disk) is committed after the call's end. The
-///   recorder's messages queue apart from the call's, on its own thread, so
-///   this happens; the record sent at the end then lacks the recording, and
-///   a CDR would reach headquarters without it. A recording whose start
-///   was committed before the end is in that record already.
+///   never reached the disk) is committed after the call's end. A
+///   recording's start is queued by the call itself, ahead of its end
+///   (`Recording::start`), so the record sent at the end shows it; only
+///   when the store's queue was full does the start come later through the
+///   recorder's thread, and without this resend a CDR would reach
+///   headquarters without its recording.
 ///
 /// A late change to a call that has not ended sends nothing: the record
 /// sent at its end will show it.
