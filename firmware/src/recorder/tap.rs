@@ -189,7 +189,7 @@ impl Recording {
         };
         for msg in [started, event] {
             if let Err(msg) = s.store.try_send(msg) {
-                let _ = s.tx.try_send(WriterMsg::Forward(msg));
+                let _ = s.tx.try_send(WriterMsg::Forward(Box::new(msg)));
             }
         }
         tracing::info!(recording = %id, kind, format = format.name(), "recording starts");

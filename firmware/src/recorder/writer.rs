@@ -58,7 +58,7 @@ pub(super) enum WriterMsg {
     },
     /// A message for the store that the call could not queue itself (the
     /// store's queue was full): handed on in order with the recording's.
-    Forward(StoreMsg),
+    Forward(Box<StoreMsg>),
     Stop,
 }
 
@@ -235,7 +235,7 @@ impl Writer {
                 data,
             }),
             WriterMsg::Retention { now } => self.retention(now),
-            WriterMsg::Forward(msg) => self.send(msg),
+            WriterMsg::Forward(msg) => self.send(*msg),
             WriterMsg::Stop => {}
         }
     }
