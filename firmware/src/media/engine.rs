@@ -429,6 +429,13 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                         self.apply(cmd);
                         let now = leg.and_then(|l| self.legs.get(l)).is_some_and(Slot::busy);
                         self.busy = (self.busy + usize::from(now)).saturating_sub(usize::from(was));
+                        if !ticking && self.busy > 0 {
+                            // Waking up: the next tick is the grid's, not
+                            // one at once (it would write a frame ahead of
+                            // the far end's clock).
+                            let next = callbox_hal::audio::next_on_grid(epoch, Instant::now(), period);
+                            tick.reset_at(next + TICK_AFTER_GRID);
+                        }
                     }
                     None => break,
                 },
@@ -696,5 +703,147 @@ fn mix(heard: &[Option<Frame>], a: usize, b: Option<usize>) -> Option<Frame> {
             Some(x)
         }
         (x, y) => x.or(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use callbox_hal::diag::TomlSource;
+    use callbox_hal::registry::{AnyAudioIn, AnyAudioOut, AnyBackend, AnyLine, BackendArgs, open};
+    use callbox_hal::sim::{Scenario, SimControl, SimStats};
+    use callbox_hal::{Backend, Line, LineCommand, LineEvent, LineInfo, LineKind};
+
+    use super::*;
+
+    /// A trunk with the given calls on it, its line, and its leg in a
+    /// running engine.
+    fn trunk_with(calls: &str) -> (AnyBackend, AnyLine, Leg, MediaHandle, SimControl) {
+        let lines = vec![LineInfo {
+            id: "t1".into(),
+            kind: LineKind::Trunk,
+        }];
+        let src = TomlSource::new(Path::new("s.toml"), calls.into());
+        let sc = Scenario::from_source(&src, &lines).unwrap();
+        let mut hal = open(
+            "sim",
+            BackendArgs {
+                lines,
+                scenario: Some(sc),
+                board: None,
+            },
+        )
+        .unwrap();
+        let ctl = hal.sim_control().unwrap();
+        let port = hal.take_ports().pop().unwrap();
+        let (engine, media, mut legs) =
+            engine::<AnyAudioIn, AnyAudioOut>(vec![(port.audio_in, port.audio_out)]);
+        hal.start().unwrap();
+        spawn(engine, hal.frame_grid());
+        (hal, port.line, legs.pop().unwrap(), media, ctl)
+    }
+
+    async fn answer(line: &mut AnyLine) {
+        let ev = line.next_event().await.unwrap();
+        assert!(matches!(ev, LineEvent::Incoming { .. }), "{ev:?}");
+        line.command(LineCommand::Answer).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_in_the_audio_stops_a_barge_in_prompt_and_is_reported() {
+        let (_hal, mut line, leg, _media, _ctl) = trunk_with(
+            "[[call]]\nat = \"1s\"\nfrom = \"1001\"\nto = \"4000\"\n\
+             script = [{ wait = \"500ms\" }, { press = \"5\", via = \"inband\" }, { wait = \"5s\" }]\n",
+        );
+        answer(&mut line).await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        leg.listen(Some(tx), true);
+        let prompt: Arc<[i16]> = vec![1000i16; 8000 * 10].into();
+        leg.hear(Hears::Play {
+            id: 7,
+            samples: prompt,
+            barge_in: true,
+        });
+        let t0 = Instant::now();
+        assert_eq!(rx.recv().await, Some(LegEvent::Key('5')));
+        assert_eq!(
+            rx.recv().await,
+            Some(LegEvent::PlayDone {
+                id: 7,
+                interrupted: true
+            })
+        );
+        // Well before the 10 s prompt's end: the key stopped it.
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_plays_to_its_last_frame_before_it_is_done() {
+        let (_hal, mut line, leg, media, ctl) = trunk_with(
+            "[[call]]\nat = \"1s\"\nfrom = \"1001\"\nto = \"4000\"\n\
+             script = [{ wait = \"5s\" }]\n",
+        );
+        answer(&mut line).await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        leg.listen(Some(tx), false);
+        // One second of sound: 50 frames.
+        let prompt: Arc<[i16]> = vec![3000i16; 8000].into();
+        let before = SimStats::get(&ctl.stats().frames_heard);
+        leg.hear(Hears::Play {
+            id: 1,
+            samples: prompt,
+            barge_in: false,
+        });
+        let t0 = Instant::now();
+        assert_eq!(
+            rx.recv().await,
+            Some(LegEvent::PlayDone {
+                id: 1,
+                interrupted: false
+            })
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(1000) && took <= Duration::from_millis(1100),
+            "{took:?}"
+        );
+        // The far end heard every frame of it.
+        assert_eq!(SimStats::get(&ctl.stats().frames_heard) - before, 50);
+        let c = media.counters().await.unwrap();
+        assert_eq!(c.frames_dropped, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_engine_does_not_tick() {
+        let (_hal, _line, leg, media, _ctl) = trunk_with("");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(media.counters().await.unwrap().ticks, 0);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        leg.listen(Some(tx), true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ticks = media.counters().await.unwrap().ticks;
+        assert!((50..=52).contains(&ticks), "{ticks}");
+        // Nothing asked of the leg any more: ticking stops again.
+        leg.listen(None, false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped = media.counters().await.unwrap().ticks;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(media.counters().await.unwrap().ticks, stopped);
+    }
+
+    #[test]
+    fn mixing_adds_two_talkers_saturating_and_skips_the_silent() {
+        let f = |v: i16| {
+            let mut f = Frame::silence(AudioFormat::NARROWBAND, 0, 0);
+            f.samples_mut().fill(v);
+            Some(f)
+        };
+        let heard = vec![f(30000), f(10000), None];
+        let m = mix(&heard, 0, Some(1)).unwrap();
+        assert!(m.samples().iter().all(|&s| s == i16::MAX));
+        let m = mix(&heard, 2, Some(1)).unwrap();
+        assert!(m.samples().iter().all(|&s| s == 10000));
+        assert!(mix(&heard, 2, None).is_none());
     }
 }
