@@ -373,6 +373,48 @@ talk = "10s"
 }
 
 #[test]
+fn a_caller_who_hangs_up_as_the_agent_answers_leaves_the_agent_free() {
+    let acd = r##"
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+wrap_up = "0s"
+
+[acd.queue.sales]
+members = { a = 0 }
+"##;
+    let site = acd_site(1, 1, acd);
+    // The first caller hangs up at the very moment the agent picks up:
+    // the station must be released and the agent free for the second.
+    let recs = run(
+        &site,
+        r##"
+[[call]]
+at = "0s"
+from = "1001"
+to = "4001"
+hangup_after = "1s"
+
+[[call]]
+at = "30s"
+from = "1002"
+to = "4001"
+hangup_after = "5s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+talk = "60s"
+"##,
+    );
+    assert_eq!(recs.len(), 2);
+    let second = by_caller(&recs, "1002");
+    assert_eq!(second["agent"], "a", "{second:#}");
+    assert_eq!(second["queue_exit"], "connected", "{second:#}");
+}
+
+#[test]
 fn overflow_when_full_empty_or_waiting_too_long() {
     let acd = r##"
 [acd.agent.a]

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use callbox_hal::Line;
 use callbox_hal::dsp::tones::ProgressTone;
+use callbox_hal::{HangupCause, Line, LineCommand};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{FlowEnv, FlowState};
-use crate::acd::{AcdHandle, JoinResult, WaiterMsg};
+use crate::acd::{AcdHandle, Completed, JoinResult, WaiterMsg};
 use crate::ivr::config::{Item, SayAs};
 use crate::media::{BridgeEnd, Gone, Media};
 
@@ -73,7 +73,7 @@ enum Heard<L> {
     Acd(Option<WaiterMsg<L>>),
 }
 
-impl<L> Waiting<'_, L> {
+impl<L: Line> Waiting<'_, L> {
     /// Adds the time since joining to the caller's time in queues.
     fn waited(&self, st: &mut FlowState) {
         let ms = self.joined.elapsed().as_millis() as i64;
@@ -82,8 +82,26 @@ impl<L> Waiting<'_, L> {
 
     /// The caller left while waiting: out of the queue, with the time
     /// they waited.
-    async fn abandon(&self, call_id: &str, g: Gone, st: &mut FlowState) -> Gone {
+    ///
+    /// An agent may have answered for this caller just as they left: the
+    /// ACD's word is then waiting here with the agent's station, off-hook.
+    /// It is hung up and the ACD told the call is over, or the station
+    /// would stay off-hook and the agent on a call nobody is on.
+    async fn abandon(&mut self, call_id: &str, g: Gone, st: &mut FlowState) -> Gone {
         self.acd.leave(call_id).await;
+        self.rx.close();
+        while let Some(msg) = self.rx.recv().await {
+            if let WaiterMsg::Connect { agent, mut lease } = msg {
+                let line = &mut lease.port().line;
+                if let Err(e) = line.command(LineCommand::Hangup(HangupCause::Normal)).await {
+                    tracing::warn!("releasing the agent's line failed: {e}");
+                }
+                drop(lease);
+                self.acd
+                    .done(call_id, &agent, Duration::ZERO, Completed::ByCaller)
+                    .await;
+            }
+        }
         self.waited(st);
         st.queue_exit = Some("abandoned".into());
         g
@@ -290,7 +308,7 @@ impl<L: Line> FlowEnv<'_, L> {
     async fn announce_place(
         &self,
         media: &mut Media<'_, L>,
-        w: &Waiting<'_, L>,
+        w: &mut Waiting<'_, L>,
         st: &mut FlowState,
     ) -> Result<(), Gone> {
         let Some(p) = w.acd.position(self.call_id).await else {
