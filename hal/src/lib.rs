@@ -19,6 +19,15 @@
 //!
 //! Every trait method that waits returns a `Send` future, so firmware actors
 //! can run on any tokio runtime. Every error type maps onto [`ErrorKind`].
+//!
+//! Audio is built for one engine that serves every port per tick rather
+//! than a task per port: [`AudioIn::try_read_frame`] and
+//! [`AudioOut::offer_frame`] never wait, so the firmware's media engine
+//! takes each port's frame and gives each its next one in one pass every
+//! 20 ms; [`Backend::frame_grid`] says when a backend whose ports share a
+//! clock (a sound card, the simulator) produces its frames, so that pass
+//! comes just after. The waiting `read_frame` / `write_frame` / `drain`
+//! remain for tools and tests that drive one port by hand.
 
 pub mod analog;
 pub mod audio;
