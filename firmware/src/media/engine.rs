@@ -513,7 +513,7 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
     fn tick(&mut self) {
         self.counters.ticks += 1;
         for round in 0..MAX_ROUNDS {
-            if !self.read_round() && round > 0 {
+            if !self.read_round(round == 0) && round > 0 {
                 break;
             }
             self.take_in();
@@ -524,12 +524,14 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
         self.busy = self.legs.iter().filter(|s| s.busy()).count();
     }
 
-    /// Takes at most one frame from every leg; whether any had one.
-    fn read_round(&mut self) -> bool {
+    /// Takes at most one frame from every leg (after the first round, only
+    /// from the legs that had one in the last: a backlog); whether any had
+    /// one.
+    fn read_round(&mut self, first: bool) -> bool {
         let mut any = false;
         for (s, heard) in self.legs.iter_mut().zip(self.heard.iter_mut()) {
-            *heard = None;
-            if s.failed {
+            let had = heard.take().is_some();
+            if s.failed || (!first && !had) {
                 continue;
             }
             match s.input.try_read_frame() {
