@@ -39,6 +39,7 @@ pub mod io;
 pub mod line;
 mod queue;
 pub mod registry;
+pub mod rt;
 pub mod sim;
 pub mod wav;
 

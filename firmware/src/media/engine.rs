@@ -680,7 +680,16 @@ pub fn spawn<I: AudioIn, O: AudioOut>(
         Ok(rt) => {
             let spawned = std::thread::Builder::new()
                 .name("media".into())
-                .spawn(move || rt.block_on(run));
+                .spawn(move || {
+                    // Every call's audio waits on this thread's ticks.
+                    let prio = callbox_hal::rt::MEDIA_PRIORITY;
+                    if let Err(e) = callbox_hal::rt::realtime_priority(prio) {
+                        tracing::info!(
+                            "media thread at normal priority (no real-time scheduling: {e})"
+                        );
+                    }
+                    rt.block_on(run)
+                });
             if let Err(e) = spawned {
                 tracing::error!("the media thread did not start: {e}");
             }

@@ -352,23 +352,6 @@ impl Engine {
     }
 }
 
-/// Asks for real-time scheduling for the calling thread: a period missed
-/// is a click every caller hears. Without the privilege (not root, no
-/// `CAP_SYS_NICE` or rtprio limit) the thread runs at normal priority.
-pub fn realtime_priority(priority: i32) -> Result<(), std::io::Error> {
-    let param = libc::sched_param {
-        sched_priority: priority,
-    };
-    // SAFETY: `param` is a valid sched_param for the duration of the call;
-    // pid 0 is the calling thread.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Runs the engine on `pcm` until `stop` is set or the device fails; the
 /// ports' queues close when it returns, so the calls see the line go.
 pub fn run(
@@ -377,7 +360,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     timing: Timing,
 ) -> Result<(), PcmError> {
-    if let Err(e) = realtime_priority(60) {
+    if let Err(e) = crate::rt::realtime_priority(crate::rt::PCM_PRIORITY) {
         tracing::info!("audio thread at normal priority (no real-time scheduling: {e})");
     }
     let n = engine.period_samples();
