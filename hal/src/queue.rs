@@ -200,10 +200,14 @@ impl<T> Receiver<T> {
         .await
     }
 
-    /// The next item if one is waiting; `Err` once the queue is empty and
-    /// the sender gone. One lock, never waits: the media engine's read.
-    pub(crate) fn try_take(&mut self) -> Result<Option<T>, ()> {
+    /// The next item if one is waiting and `ready` says it may be taken;
+    /// `Err` once the queue is empty and the sender gone. One lock, never
+    /// waits: the media engine's read.
+    pub(crate) fn try_take_if(&mut self, ready: impl FnOnce(&T) -> bool) -> Result<Option<T>, ()> {
         let mut s = self.shared.lock();
+        if s.items.front().is_some_and(|i| !ready(i)) {
+            return Ok(None);
+        }
         match Self::pop(&mut s) {
             Some(item) => {
                 let w = s.writer.take();
@@ -214,6 +218,29 @@ impl<T> Receiver<T> {
             None if s.sender_gone => Err(()),
             None => Ok(None),
         }
+    }
+
+    /// The next item if one is waiting; `Err` once the queue is empty and
+    /// the sender gone.
+    pub(crate) fn try_take(&mut self) -> Result<Option<T>, ()> {
+        self.try_take_if(|_| true)
+    }
+
+    /// What `f` makes of the next item, waiting for one; `None` once the
+    /// queue is empty and the sender gone. The item stays queued.
+    pub(crate) async fn peek<R>(&mut self, f: impl Fn(&T) -> R) -> Option<R> {
+        poll_fn(|cx| {
+            let mut s = self.shared.lock();
+            if let Some(item) = s.items.front() {
+                return Poll::Ready(Some(f(item)));
+            }
+            if s.sender_gone {
+                return Poll::Ready(None);
+            }
+            park(&mut s.reader, cx);
+            Poll::Pending
+        })
+        .await
     }
 
     /// The next item if one is waiting.

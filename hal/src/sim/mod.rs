@@ -36,9 +36,10 @@ const AUDIO_IN_DEPTH: usize = 50;
 /// Frames the box may queue ahead of the far end: the playout buffer. Small,
 /// so writing paces the writer at the frame rate.
 const AUDIO_OUT_DEPTH: usize = 3;
-/// A frame the box reads later than this after its deadline (the instant the
-/// far end should have produced it, as a sound card would, or when it did
-/// if that was later) counts as late.
+/// A frame the box reads later than this after its deadline counts as late.
+/// As a sound card does, a far end delivers the frame it captured during a
+/// period at the period's end: that is its deadline (or when the far end
+/// got it out, if it fell behind even that).
 pub const LATE_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Errors of the simulated backend.
@@ -96,12 +97,22 @@ impl AudioIn for SimAudioIn {
     }
 
     async fn read_frame(&mut self) -> Result<Frame, SimError> {
-        let (frame, due) = self.frames.recv().await.ok_or(SimError::Closed)?;
-        Ok(self.took(frame, due))
+        loop {
+            if let Some(f) = self.try_read_frame()? {
+                return Ok(f);
+            }
+            // Nothing delivered yet: wait for the next frame's delivery.
+            let due = self.frames.peek(|(_, due)| *due).await;
+            match due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => return Err(SimError::Closed),
+            }
+        }
     }
 
     fn try_read_frame(&mut self) -> Result<Option<Frame>, SimError> {
-        match self.frames.try_take() {
+        let now = tokio::time::Instant::now();
+        match self.frames.try_take_if(|(_, due)| *due <= now) {
             Ok(Some((frame, due))) => Ok(Some(self.took(frame, due))),
             Ok(None) => Ok(None),
             Err(()) => Err(SimError::Closed),
@@ -262,9 +273,10 @@ pub struct SimStats {
     pub frames_late: AtomicU64,
     /// The latest any frame was read after its deadline, µs.
     pub lateness_max_us: AtomicU64,
-    /// Frames the far ends themselves produced more than [`LATE_AFTER`]
-    /// after their deadline (the simulated world falling behind, not the
-    /// box). The box's lateness for those counts from when they were sent.
+    /// Frames the far ends themselves got out more than [`LATE_AFTER`]
+    /// after their deadline, the end of the period they captured (the
+    /// simulated world falling behind, not the box). The box's lateness for
+    /// those counts from when they were sent.
     pub frames_sent_late: AtomicU64,
 }
 

@@ -542,14 +542,17 @@ async fn exchange(
                         Signal::Hangup => return Ended::FarHungUp,
                     }
                 }
-                // A frame is the box's to take from when it exists: from its
-                // deadline, or from now if the far end itself fell behind
-                // (counted apart), so the box's lateness is its own.
+                // Captured during this period, the frame is delivered at its
+                // end, as a sound card delivers a period's audio: the box
+                // may take it from then (or from now if the far end itself
+                // fell behind even that, counted apart), so the far ends'
+                // own time within the period is not the box's lateness.
+                let delivered = due + period;
                 let now = Instant::now();
-                if now.saturating_duration_since(due) > super::LATE_AFTER {
+                if now.saturating_duration_since(delivered) > super::LATE_AFTER {
                     SimStats::add(&stats.frames_sent_late);
                 }
-                if fe.audio_to_box.try_send((frame, due.max(now))).is_err() {
+                if fe.audio_to_box.try_send((frame, delivered.max(now))).is_err() {
                     SimStats::add(&stats.frames_dropped);
                 }
                 if let Some(heard) = fe.audio_from_box.try_recv()
