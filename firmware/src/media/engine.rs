@@ -36,13 +36,17 @@ use super::fill_loop;
 use crate::recorder::Recording;
 
 /// How long after a frame is due on the backend's grid the engine reads
-/// it: room for the backend's own timer jitter, well inside what counts as
-/// late (the simulator's `LATE_AFTER`, 5 ms).
-pub const TICK_AFTER_GRID: Duration = Duration::from_millis(3);
+/// it: a frame is delivered at its period's end (a sound card's period),
+/// so right after; the margin covers the timer's millisecond rounding,
+/// well inside what counts as late (the simulator's `LATE_AFTER`, 5 ms).
+pub const TICK_AFTER_GRID: Duration = Duration::from_millis(1);
 /// Frames taken from one leg in one tick at most: a backend that stalled
 /// delivers its backlog at once, and the engine catches up over a few ticks
 /// rather than spend one tick on one leg.
 pub const MAX_ROUNDS: usize = 4;
+/// Every this many ticks the engine looks for a backlog on every leg even
+/// when nothing suggests one (a far end that delivered a burst).
+const BACKLOG_CHECK_EVERY: u64 = 25;
 /// Ticks from writing a prompt's last frame to saying it was played: the
 /// far end takes it in the next tick and hears it for one frame more, so a
 /// hang-up right after never clips it.
@@ -303,7 +307,8 @@ struct Slot<I, O> {
     format: AudioFormat,
     failed: bool,
     to: Option<mpsc::UnboundedSender<LegEvent>>,
-    keys: Option<DtmfDetector>,
+    /// Boxed: most legs have none, and a slot stays small.
+    keys: Option<Box<DtmfDetector>>,
     hears: Hears,
     tap: Option<Recording>,
     capture: Option<Recording>,
@@ -332,6 +337,27 @@ impl<I, O> Slot<I, O> {
         }
     }
 
+    /// Key detection and message capture on what the leg said.
+    fn take_in(&mut self, f: &Frame) {
+        if let Some(c) = self.capture.as_mut() {
+            c.mono(f);
+        }
+        let Some(key) = self.keys.as_mut().and_then(|d| d.process(f.samples())) else {
+            return;
+        };
+        self.tell(LegEvent::Key(key));
+        if let Hears::Play {
+            id, barge_in: true, ..
+        } = self.hears
+        {
+            self.hears = Hears::Nothing;
+            self.tell(LegEvent::PlayDone {
+                id,
+                interrupted: true,
+            });
+        }
+    }
+
     /// A frame of generated audio, numbered in this leg's sequence.
     fn next_frame(&mut self) -> Frame {
         let f = Frame::silence(
@@ -353,6 +379,8 @@ pub struct Engine<I, O> {
     counters: Counters,
     /// Legs that are [`Slot::busy`].
     busy: usize,
+    /// The last tick found frames waiting behind the first.
+    backlog: bool,
 }
 
 impl<I, O> std::fmt::Debug for Engine<I, O> {
@@ -400,6 +428,7 @@ pub fn engine<I: AudioIn, O: AudioOut>(
         rx,
         counters: Counters::default(),
         busy: 0,
+        backlog: false,
     };
     (engine, media, handles)
 }
@@ -440,10 +469,11 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                     None => break,
                 },
                 due = tick.tick(), if ticking => {
-                    if due.elapsed() > period {
+                    let late = due.elapsed() > period;
+                    if late {
                         self.counters.ticks_late += 1;
                     }
-                    self.tick();
+                    self.tick(late);
                 }
             }
         }
@@ -456,7 +486,7 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                     s.to = to;
                     // A new listener starts with a detector of its own: no
                     // half-heard tone carries over from the last one.
-                    s.keys = keys.then(|| DtmfDetector::new(s.format.sample_rate));
+                    s.keys = keys.then(|| Box::new(DtmfDetector::new(s.format.sample_rate)));
                 }
             }
             Cmd::Hear { leg, hears, reply } => {
@@ -509,26 +539,31 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
     }
 
     /// One tick: read every leg, act on what was heard, write what each
-    /// leg hears; again for legs that had more than one frame waiting.
-    fn tick(&mut self) {
+    /// leg hears. Again, for the legs that had a frame, when a backlog is
+    /// likely: the tick came late, the last one found one, or it is time
+    /// for the periodic look.
+    fn tick(&mut self, late: bool) {
         self.counters.ticks += 1;
-        for round in 0..MAX_ROUNDS {
-            if !self.read_round(round == 0) && round > 0 {
+        let look = late || self.backlog || self.counters.ticks.is_multiple_of(BACKLOG_CHECK_EVERY);
+        self.backlog = false;
+        let mut any = self.read_round(true);
+        self.write_round(true);
+        for _ in 1..MAX_ROUNDS {
+            if !(any && look) {
                 break;
             }
-            self.take_in();
-            self.write_round(round == 0);
+            any = self.read_round(false);
+            self.backlog |= any;
+            self.write_round(false);
         }
-        self.tails();
-        // Prompts end and keys stop them during a tick.
-        self.busy = self.legs.iter().filter(|s| s.busy()).count();
+        self.end_tick();
     }
 
     /// Takes at most one frame from every leg (after the first round, only
-    /// from the legs that had one in the last: a backlog); whether any had
-    /// one.
+    /// from the legs that had one in the last: a backlog) and acts on it:
+    /// key detection, message capture. Whether any leg had one.
     fn read_round(&mut self, first: bool) -> bool {
-        let mut any = false;
+        let mut n = 0;
         for (s, heard) in self.legs.iter_mut().zip(self.heard.iter_mut()) {
             let had = heard.take().is_some();
             if s.failed || (!first && !had) {
@@ -536,8 +571,9 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
             }
             match s.input.try_read_frame() {
                 Ok(Some(f)) => {
+                    n += 1;
+                    s.take_in(&f);
                     *heard = Some(f);
-                    any = true;
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -546,32 +582,8 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                 }
             }
         }
-        self.counters.frames_in += self.heard.iter().filter(|h| h.is_some()).count() as u64;
-        any
-    }
-
-    /// Key detection and message capture on what each leg said.
-    fn take_in(&mut self) {
-        for (s, heard) in self.legs.iter_mut().zip(&self.heard) {
-            let Some(f) = heard else { continue };
-            if let Some(c) = s.capture.as_mut() {
-                c.mono(f);
-            }
-            let Some(key) = s.keys.as_mut().and_then(|d| d.process(f.samples())) else {
-                continue;
-            };
-            s.tell(LegEvent::Key(key));
-            if let Hears::Play {
-                id, barge_in: true, ..
-            } = s.hears
-            {
-                s.hears = Hears::Nothing;
-                s.tell(LegEvent::PlayDone {
-                    id,
-                    interrupted: true,
-                });
-            }
-        }
+        self.counters.frames_in += n;
+        n > 0
     }
 
     /// Writes what each leg hears this round: generated audio once a tick
@@ -631,22 +643,26 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
         Some(f)
     }
 
-    /// Counts down prompts' tails; tells the listener once one is over.
-    fn tails(&mut self) {
+    /// Counts down prompts' tails (telling the listener once one is over)
+    /// and counts the busy legs: prompts end and keys stop them during a
+    /// tick.
+    fn end_tick(&mut self) {
+        let mut busy = 0;
         for s in &mut self.legs {
-            let Some((left, id)) = s.tail.as_mut() else {
-                continue;
-            };
-            *left -= 1;
-            if *left == 0 {
-                let id = *id;
-                s.tail = None;
-                s.tell(LegEvent::PlayDone {
-                    id,
-                    interrupted: false,
-                });
+            if let Some((left, id)) = s.tail.as_mut() {
+                *left -= 1;
+                if *left == 0 {
+                    let id = *id;
+                    s.tail = None;
+                    s.tell(LegEvent::PlayDone {
+                        id,
+                        interrupted: false,
+                    });
+                }
             }
+            busy += usize::from(s.busy());
         }
+        self.busy = busy;
     }
 }
 
