@@ -63,7 +63,7 @@ where
                 ));
             }
         };
-        let message = acd.command(cmd).await?;
+        let message = acd.command(cmd).await.map_err(|e| e.to_string())?;
         let stats = acd.stats().await.ok_or("the ACD has stopped")?;
         let now = stats
             .agents
