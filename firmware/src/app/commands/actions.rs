@@ -120,7 +120,9 @@ where
             ring_timeout: ORIGINATE_RING,
         };
         let sw = daemon.sw.clone();
-        let id = crate::calls::outbound::originate(call, ivr, ctx, sw, &daemon.jobs).await?;
+        let id = crate::calls::outbound::originate(call, ivr, ctx, sw, &daemon.jobs)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(call = %id, %number, node, "call originated by headquarters");
         Ok(json!({"call_id": id}))
     }
