@@ -157,11 +157,11 @@ impl Table {
                     Some(_) => return Err(bad_row(i, ArgError::wrong(*col, "a string"))),
                 };
                 if v.is_empty() && j < required {
-                    return Err(bad_row(i, RowError::Empty { column: *col }));
+                    return Err(bad_row(i, RowError::Empty { column: col }));
                 }
                 // The file has no quoting: these would split the row.
                 if v.contains([',', '\n', '\r']) {
-                    return Err(bad_row(i, RowError::CommaOrBreak { column: *col }));
+                    return Err(bad_row(i, RowError::CommaOrBreak { column: col }));
                 }
                 fields.push(v);
             }
