@@ -313,7 +313,7 @@ impl SiteConfig {
             Some(g) => match Prompt::load(&prompt_dir, g) {
                 Ok(p) => Some(Some(p)),
                 Err(e) => {
-                    err("inbound.greeting", e);
+                    err("inbound.greeting", e.to_string());
                     None
                 }
             },
@@ -375,7 +375,7 @@ impl SiteConfig {
                     Some(name) => match Prompt::load(&prompt_dir, name) {
                         Ok(p) => Some(p),
                         Err(e) => {
-                            err("recording.consent_prompt", e);
+                            err("recording.consent_prompt", e.to_string());
                             None
                         }
                     },

@@ -4,9 +4,9 @@
 
 use callbox_hal::Line;
 
-use super::AgentCommand;
 use super::actor::Acd;
 use super::agents::Status;
+use super::{AcdError, AgentCommand};
 use crate::store::StoreMsg;
 
 /// An agent ringing or talking cannot log in elsewhere or out.
@@ -19,13 +19,13 @@ where
     L: Line,
 {
     /// Feature codes: login, logout, pause, unpause, dnd, wrap-up code.
-    pub(super) async fn code(&mut self, station: &str, digits: &str) -> Result<String, String> {
+    pub(super) async fn code(&mut self, station: &str, digits: &str) -> Result<String, AcdError> {
         let cmd = self.parse_code(station, digits)?;
         self.command(cmd).await
     }
 
     /// Turns keys keyed at a station into an agent command.
-    fn parse_code(&self, station: &str, digits: &str) -> Result<AgentCommand, String> {
+    fn parse_code(&self, station: &str, digits: &str) -> Result<AgentCommand, AcdError> {
         let codes = &self.cfg.codes;
         if let Some(rest) = digits.strip_prefix(codes.login.as_str()) {
             let a = if rest.is_empty() {
@@ -39,11 +39,14 @@ where
                     .iter()
                     .position(|a| a.number.as_deref() == Some(rest))
             }
-            .ok_or_else(|| {
-                format!(
-                    "no agent {} at station {station}",
-                    if rest.is_empty() { "homed" } else { rest }
-                )
+            .ok_or_else(|| match rest {
+                "" => AcdError::NotHomed {
+                    station: station.to_string(),
+                },
+                number => AcdError::NoAgentNumbered {
+                    number: number.to_string(),
+                    station: station.to_string(),
+                },
             })?;
             return Ok(AgentCommand::Login {
                 agent: self.cfg.agents[a].id.clone(),
@@ -54,7 +57,9 @@ where
             .agents
             .iter()
             .position(|a| a.station.as_deref() == Some(station) && a.status != Status::LoggedOut)
-            .ok_or_else(|| format!("nobody is logged in at {station}"))?;
+            .ok_or_else(|| AcdError::NobodyAt {
+                station: station.to_string(),
+            })?;
         let agent = self.cfg.agents[a].id.clone();
         if digits == codes.logout {
             return Ok(AgentCommand::Logout { agent });
@@ -75,11 +80,13 @@ where
                 code: code.to_string(),
             });
         }
-        Err(format!("`{digits}` is not a feature code"))
+        Err(AcdError::NotAFeatureCode {
+            digits: digits.to_string(),
+        })
     }
 
     /// Carries out an agent command, from a phone or from headquarters.
-    pub(super) async fn command(&mut self, cmd: AgentCommand) -> Result<String, String> {
+    pub(super) async fn command(&mut self, cmd: AgentCommand) -> Result<String, AcdError> {
         match cmd {
             AgentCommand::Login { agent, station } => self.login(&agent, station).await,
             AgentCommand::Logout { agent } => self.logout(&agent).await,
@@ -113,14 +120,15 @@ where
     }
 
     /// The agent with id `agent`, or why not.
-    fn agent_named(&self, agent: &str) -> Result<usize, String> {
-        self.agent_index(agent)
-            .ok_or_else(|| format!("no agent `{agent}`"))
+    fn agent_named(&self, agent: &str) -> Result<usize, AcdError> {
+        self.agent_index(agent).ok_or_else(|| AcdError::NoAgent {
+            agent: agent.to_string(),
+        })
     }
 
     /// Logs `agent` in at `station` (hot-desking), unless someone else is
     /// logged in there or the agent is busy.
-    async fn login(&mut self, agent: &str, station: String) -> Result<String, String> {
+    async fn login(&mut self, agent: &str, station: String) -> Result<String, AcdError> {
         let a = self.agent_named(agent)?;
         let at_station = self.agents.iter().position(|x| {
             x.station.as_deref() == Some(station.as_str()) && x.status != Status::LoggedOut
@@ -128,16 +136,18 @@ where
         if let Some(other) = at_station
             && other != a
         {
-            return Err(format!(
-                "{} is logged in at {station}",
-                self.cfg.agents[other].id
-            ));
+            return Err(AcdError::StationTaken {
+                other: self.cfg.agents[other].id.clone(),
+                station,
+            });
         }
         if busy(&self.agents[a].status) {
-            return Err(format!("{agent} is on a call"));
+            return Err(AcdError::OnCall {
+                agent: agent.to_string(),
+            });
         }
         if !self.lines.has(&station) {
-            return Err(format!("no station `{station}`"));
+            return Err(AcdError::NoStation { station });
         }
         self.agents[a].station = Some(station.clone());
         self.set_status(
@@ -152,10 +162,12 @@ where
 
     /// Logs `agent` out; callers of queues left without members may have
     /// to leave.
-    async fn logout(&mut self, agent: &str) -> Result<String, String> {
+    async fn logout(&mut self, agent: &str) -> Result<String, AcdError> {
         let a = self.agent_named(agent)?;
         if busy(&self.agents[a].status) {
-            return Err(format!("{agent} is on a call"));
+            return Err(AcdError::OnCall {
+                agent: agent.to_string(),
+            });
         }
         let station = self.agents[a].station.take();
         self.set_status(
@@ -170,15 +182,17 @@ where
     }
 
     /// Stores a disposition code for the agent's last call.
-    async fn wrap_code(&mut self, agent: &str, code: String) -> Result<String, String> {
+    async fn wrap_code(&mut self, agent: &str, code: String) -> Result<String, AcdError> {
         let a = self.agent_named(agent)?;
         if code.is_empty() {
-            return Err("a wrap-up code needs digits after it".into());
+            return Err(AcdError::EmptyWrapCode);
         }
         let call = self.agents[a]
             .last_call
             .clone()
-            .ok_or_else(|| format!("{agent} has taken no call to code"))?;
+            .ok_or_else(|| AcdError::NoCallToCode {
+                agent: agent.to_string(),
+            })?;
         self.store
             .send(StoreMsg::WrapCode {
                 call_id: call.clone(),
@@ -220,7 +234,11 @@ mod tests {
             station: station.into(),
         };
         assert_eq!(
-            handle.command(login("desk-9")).await.unwrap_err(),
+            handle
+                .command(login("desk-9"))
+                .await
+                .unwrap_err()
+                .to_string(),
             "no station `desk-9`"
         );
         handle.command(login("desk-1")).await.unwrap();
@@ -243,7 +261,8 @@ mod tests {
                 code: "5".into(),
             })
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "alice has taken no call to code");
         assert!(
             handle

@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::msg::Msg;
-use super::{AcdConfig, AcdStats, AgentCommand, Completed, JoinResult, Position, WaiterMsg};
+use super::{
+    AcdConfig, AcdError, AcdStats, AgentCommand, Completed, JoinResult, Position, WaiterMsg,
+};
 use crate::media::lines::Lease;
 
 /// Sends to the ACD actor.
@@ -106,7 +108,7 @@ impl<L> AcdHandle<L> {
     }
 
     /// A feature code keyed on a station; the answer says what happened.
-    pub async fn code(&self, station: &str, digits: &str) -> Result<String, String> {
+    pub async fn code(&self, station: &str, digits: &str) -> Result<String, AcdError> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Code {
             station: station.to_string(),
@@ -114,10 +116,9 @@ impl<L> AcdHandle<L> {
             reply,
         };
         if self.tx.send(msg).await.is_err() {
-            return Err("the ACD has stopped".into());
+            return Err(AcdError::Stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+        rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
     /// A waiting caller's place in line.
@@ -164,7 +165,7 @@ impl<L> AcdHandle<L> {
         station: &str,
         digits: &str,
         lease: Lease<L>,
-    ) -> Result<String, String> {
+    ) -> Result<String, AcdError> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Monitor {
             station: station.to_string(),
@@ -173,10 +174,9 @@ impl<L> AcdHandle<L> {
             reply,
         };
         if self.tx.send(msg).await.is_err() {
-            return Err("the ACD has stopped".into());
+            return Err(AcdError::Stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+        rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
     /// Blind transfer of a connected call from agent `from` (done, into
@@ -189,7 +189,7 @@ impl<L> AcdHandle<L> {
         from: &str,
         talk: Duration,
         number: &str,
-    ) -> Result<(String, String), String> {
+    ) -> Result<(String, String), AcdError> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Transfer {
             call_id: call_id.to_string(),
@@ -199,25 +199,23 @@ impl<L> AcdHandle<L> {
             reply,
         };
         if self.tx.send(msg).await.is_err() {
-            return Err("the ACD has stopped".into());
+            return Err(AcdError::Stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+        rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
     /// Holds a free agent (by number) for a consultation: their phone is
     /// about to ring. Answers the agent's id and station.
-    pub async fn reserve(&self, number: &str) -> Result<(String, String), String> {
+    pub async fn reserve(&self, number: &str) -> Result<(String, String), AcdError> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Reserve {
             number: number.to_string(),
             reply,
         };
         if self.tx.send(msg).await.is_err() {
-            return Err("the ACD has stopped".into());
+            return Err(AcdError::Stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+        rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
     /// The consultation did not lead to a transfer: the agent is free.
@@ -258,13 +256,12 @@ impl<L> AcdHandle<L> {
 
     /// An agent command from outside the phones (headquarters over the
     /// fleet link); the answer says what happened or why not.
-    pub async fn command(&self, cmd: AgentCommand) -> Result<String, String> {
+    pub async fn command(&self, cmd: AgentCommand) -> Result<String, AcdError> {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Msg::Command(cmd, reply)).await.is_err() {
-            return Err("the ACD has stopped".into());
+            return Err(AcdError::Stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+        rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
     /// Swaps queue and agent parameters while calls go on: agents keep
@@ -272,14 +269,13 @@ impl<L> AcdHandle<L> {
     /// still exist. Refused, with the reasons, when the change would drop
     /// an agent who is on a call or ringing, or a queue with callers in it.
     /// Answers the agents and queues added and removed (`agent bob added`).
-    pub async fn reconfigure(&self, config: AcdConfig) -> Result<Vec<String>, String> {
+    pub async fn reconfigure(&self, config: AcdConfig) -> Result<Vec<String>, AcdError> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Reconfigure(std::sync::Arc::new(config), reply);
         if self.tx.send(msg).await.is_err() {
-            return Err("the ACD has stopped".into());
+            return Err(AcdError::Stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the ACD has stopped".into()))
+        rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
     /// Live statistics.

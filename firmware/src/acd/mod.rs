@@ -24,7 +24,8 @@
 //! (`agents.rs`), agent commands and feature codes (`commands.rs`),
 //! supervisors and pickup (`monitor.rs`), transfers (`transfer.rs`),
 //! callbacks (`callback.rs`), a new config (`reconfigure.rs`), statistics
-//! (`stats.rs`) and what is told outside (`log.rs`).
+//! (`stats.rs`) and what is told outside (`log.rs`). Its refusals are
+//! [`AcdError`]s (`error.rs`).
 
 pub mod config;
 
@@ -33,6 +34,7 @@ mod agents;
 mod callback;
 mod commands;
 mod connected;
+mod error;
 mod handle;
 mod log;
 mod monitor;
@@ -55,6 +57,7 @@ use tokio_util::task::TaskTracker;
 pub use crate::media::MonitorMode;
 pub use agents::Status;
 pub use config::{AcdConfig, Strategy};
+pub use error::{AcdError, Refusal};
 pub use handle::AcdHandle;
 pub use stats::{AcdStats, AgentStats, QueueStats};
 

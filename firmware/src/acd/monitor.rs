@@ -6,7 +6,7 @@ use callbox_hal::Line;
 
 use super::actor::Acd;
 use super::agents::Status;
-use super::{MonitorMode, WaiterMsg};
+use super::{AcdError, MonitorMode, WaiterMsg};
 use crate::media::lines::Lease;
 
 impl<L> Acd<L>
@@ -20,7 +20,7 @@ where
         station: &str,
         digits: &str,
         lease: Lease<L>,
-    ) -> Result<String, String> {
+    ) -> Result<String, AcdError> {
         if digits == self.cfg.codes.pickup {
             return self.pickup(station, lease).await;
         }
@@ -32,31 +32,37 @@ where
         ]
         .into_iter()
         .find_map(|(m, c)| digits.strip_prefix(c.as_str()).map(|n| (m, n.to_string())))
-        .ok_or_else(|| format!("`{digits}` is not a supervisor code"))?;
+        .ok_or_else(|| AcdError::NotASupervisorCode {
+            digits: digits.to_string(),
+        })?;
         if !self.cfg.supervisors.iter().any(|s| s == station) {
-            return Err(format!(
-                "station {station} is not a supervisor's (see [acd] supervisors)"
-            ));
+            return Err(AcdError::NotASupervisor {
+                station: station.to_string(),
+            });
         }
         let a = self
             .cfg
             .agents
             .iter()
             .position(|ag| ag.number.as_deref() == Some(number.as_str()))
-            .ok_or_else(|| format!("no agent has number {number}"))?;
+            .ok_or_else(|| AcdError::NoAgentWithNumber {
+                number: number.clone(),
+            })?;
         let call = self.agents[a]
             .current_call
             .clone()
-            .ok_or_else(|| format!("{} is not on a call", self.cfg.agents[a].id))?;
+            .ok_or_else(|| AcdError::NotOnCall {
+                agent: self.cfg.agents[a].id.clone(),
+            })?;
         let w = self
             .waiters
             .iter()
             .find(|w| w.call_id == call && w.connected)
-            .ok_or_else(|| "the call has ended".to_string())?;
+            .ok_or(AcdError::CallEnded)?;
         let q = w.queue;
         w.tx.send(WaiterMsg::Monitor { mode, lease })
             .await
-            .map_err(|_| "the call has ended".to_string())?;
+            .map_err(|_| AcdError::CallEnded)?;
         self.log(
             Some(&call),
             Some(q),
@@ -73,12 +79,14 @@ where
 
     /// An agent picks up, at their own (off-hook) phone, the queue call that
     /// has waited longest among those now ringing an agent.
-    async fn pickup(&mut self, station: &str, lease: Lease<L>) -> Result<String, String> {
+    async fn pickup(&mut self, station: &str, lease: Lease<L>) -> Result<String, AcdError> {
         let a = self
             .agents
             .iter()
             .position(|ag| ag.station.as_deref() == Some(station) && ag.status != Status::LoggedOut)
-            .ok_or_else(|| format!("nobody is logged in at {station}"))?;
+            .ok_or_else(|| AcdError::NobodyAt {
+                station: station.to_string(),
+            })?;
         let ringing: Vec<usize> = self.offers.values().map(|o| o.queue).collect();
         let i = self
             .order()
@@ -86,7 +94,7 @@ where
             .find(|&i| {
                 ringing.contains(&self.waiters[i].queue) && self.waiters[i].callback.is_none()
             })
-            .ok_or_else(|| "no queue call is ringing".to_string())?;
+            .ok_or(AcdError::NothingRinging)?;
         let q = self.waiters[i].queue;
         // The ringing offer for that queue stops; its agent is free again.
         if let Some(id) = self
@@ -105,7 +113,7 @@ where
             lease,
         };
         if self.waiters[i].tx.send(msg).await.is_err() {
-            return Err("the call has ended".into());
+            return Err(AcdError::CallEnded);
         }
         let call_id = self.connect_waiter(i, a, waited, true);
         self.log(

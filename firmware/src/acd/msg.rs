@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AcdConfig, AcdStats, AgentCommand, Completed, JoinResult, Position, WaiterMsg};
+use super::{
+    AcdConfig, AcdError, AcdStats, AgentCommand, Completed, JoinResult, Position, WaiterMsg,
+};
 use crate::media::lines::Lease;
 
 /// How ringing an agent for an offer ended.
@@ -47,10 +49,10 @@ pub(super) enum Msg<L> {
     Code {
         station: String,
         digits: String,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, AcdError>>,
     },
     Stats(oneshot::Sender<AcdStats>),
-    Command(AgentCommand, oneshot::Sender<Result<String, String>>),
+    Command(AgentCommand, oneshot::Sender<Result<String, AcdError>>),
     Position {
         call_id: String,
         reply: oneshot::Sender<Option<Position>>,
@@ -69,14 +71,14 @@ pub(super) enum Msg<L> {
         station: String,
         digits: String,
         lease: Lease<L>,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, AcdError>>,
     },
     Transfer {
         call_id: String,
         from: String,
         talk: Duration,
         number: String,
-        reply: oneshot::Sender<Result<(String, String), String>>,
+        reply: oneshot::Sender<Result<(String, String), AcdError>>,
     },
     TransferResult {
         call_id: String,
@@ -85,7 +87,7 @@ pub(super) enum Msg<L> {
     },
     Reserve {
         number: String,
-        reply: oneshot::Sender<Result<(String, String), String>>,
+        reply: oneshot::Sender<Result<(String, String), AcdError>>,
     },
     Unreserve {
         agent: String,
@@ -98,7 +100,7 @@ pub(super) enum Msg<L> {
     },
     Reconfigure(
         std::sync::Arc<AcdConfig>,
-        oneshot::Sender<Result<Vec<String>, String>>,
+        oneshot::Sender<Result<Vec<String>, AcdError>>,
     ),
 }
 

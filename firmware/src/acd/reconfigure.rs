@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use callbox_hal::Line;
 use tokio::time::Instant;
 
-use super::AcdConfig;
 use super::actor::Acd;
 use super::agents::{Agent, Status};
 use super::log::Shown;
 use super::stats::QueueCounters;
+use super::{AcdConfig, AcdError, Refusal};
 
 /// Old index to new index (`None`: removed), for agents or queues.
 type IndexMap = [Option<usize>];
@@ -35,7 +35,7 @@ where
     pub(super) async fn reconfigure(
         &mut self,
         new: std::sync::Arc<AcdConfig>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, AcdError> {
         let amap: Vec<Option<usize>> = self
             .cfg
             .agents
@@ -45,7 +45,7 @@ where
         let qmap: Vec<Option<usize>> = self.cfg.queues.iter().map(|q| new.queue(&q.name)).collect();
         let refused = self.refusals(&amap, &qmap);
         if !refused.is_empty() {
-            return Err(refused.join("; "));
+            return Err(AcdError::CannotChange(refused));
         }
 
         let mut changes = self.retire_removed(&amap, &qmap).await;
@@ -72,7 +72,7 @@ where
 
     /// Why the removals in `amap` and `qmap` cannot happen now: agents
     /// ringing or on a call, queues with callers or ringing an agent.
-    fn refusals(&self, amap: &IndexMap, qmap: &IndexMap) -> Vec<String> {
+    fn refusals(&self, amap: &IndexMap, qmap: &IndexMap) -> Vec<Refusal> {
         let mut refused = Vec::new();
         for (a, _) in amap.iter().enumerate().filter(|(_, m)| m.is_none()) {
             let ag = &self.agents[a];
@@ -81,29 +81,23 @@ where
                 || ag.current_call.is_some()
                 || matches!(ag.status, Status::Ringing | Status::OnCall)
             {
-                refused.push(format!(
-                    "agent `{}` is {} and cannot be removed now",
-                    self.cfg.agents[a].id,
-                    if ag.status == Status::Ringing {
-                        "being rung"
-                    } else {
-                        "on a call"
-                    }
-                ));
+                refused.push(Refusal::AgentBusy {
+                    agent: self.cfg.agents[a].id.clone(),
+                    ringing: ag.status == Status::Ringing,
+                });
             }
         }
         for (q, _) in qmap.iter().enumerate().filter(|(_, m)| m.is_none()) {
             let calls = self.waiters.iter().filter(|w| w.queue == q).count();
             if calls > 0 {
-                refused.push(format!(
-                    "queue `{}` has {calls} caller(s) waiting or connected and cannot be removed now",
-                    self.cfg.queues[q].name
-                ));
+                refused.push(Refusal::QueueInUse {
+                    queue: self.cfg.queues[q].name.clone(),
+                    calls,
+                });
             } else if self.offers.values().any(|o| o.queue == q) {
-                refused.push(format!(
-                    "queue `{}` is ringing an agent and cannot be removed now",
-                    self.cfg.queues[q].name
-                ));
+                refused.push(Refusal::QueueRinging {
+                    queue: self.cfg.queues[q].name.clone(),
+                });
             }
         }
         refused
@@ -285,7 +279,8 @@ mod tests {
                 "[queue.sales]\nmembers = { bob = 0 }\n",
             )))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("agent `alice` is being rung"), "{e}");
         // A caller waits in sales: it cannot go either.
         let e = handle
@@ -294,7 +289,8 @@ mod tests {
                 "[queue.other]\nmembers = { alice = 0 }\n",
             )))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("queue `sales` has 1 caller(s)"), "{e}");
         assert_eq!(handle.config().agents.len(), 2, "nothing changed");
 
@@ -339,7 +335,8 @@ mod tests {
                     reason: None
                 })
                 .await
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "no agent `bob`"
         );
         handle

@@ -8,6 +8,7 @@ use std::time::Duration;
 use callbox_hal::Line;
 use tokio::time::Instant;
 
+use super::AcdError;
 use super::actor::Acd;
 use super::agents::Status;
 
@@ -23,9 +24,9 @@ where
         from: &str,
         talk: Duration,
         number: &str,
-    ) -> Result<(String, String), String> {
+    ) -> Result<(String, String), AcdError> {
         let Some(i) = self.waiters.iter().position(|w| w.call_id == call_id) else {
-            return Err("the call has ended".into());
+            return Err(AcdError::CallEnded);
         };
         let q = self.waiters[i].queue;
         if let Some(a) = self.agent_index(from) {
@@ -53,7 +54,9 @@ where
                     serde_json::json!({"to": number}),
                 )
                 .await;
-                Err(format!("agent {number} is not free"))
+                Err(AcdError::NotFree {
+                    number: number.to_string(),
+                })
             }
         }
     }
@@ -101,9 +104,10 @@ where
 
     /// Holds a free agent for a consultation (see [`Self::reserve_agent`]),
     /// or says why not.
-    pub(super) fn reserve(&mut self, number: &str) -> Result<(String, String), String> {
-        self.reserve_agent(number)
-            .ok_or_else(|| format!("agent {number} is not free"))
+    pub(super) fn reserve(&mut self, number: &str) -> Result<(String, String), AcdError> {
+        self.reserve_agent(number).ok_or_else(|| AcdError::NotFree {
+            number: number.to_string(),
+        })
     }
 
     /// Holds the available agent with `number` (their phone is about to

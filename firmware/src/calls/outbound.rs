@@ -69,6 +69,17 @@ pub struct Originate {
     pub ring_timeout: std::time::Duration,
 }
 
+/// Why [`originate`] could not place a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginateError {
+    /// Every trunk it may dial on was in use.
+    #[error("no idle trunk to dial on (tried {})", .tried.join(", "))]
+    NoIdleTrunk {
+        /// The trunks tried, in order.
+        tried: Vec<String>,
+    },
+}
+
 /// Seizes an idle trunk and places the call on its own task (tracked by
 /// `tracker`, so the daemon's stop waits for its record); answers the new
 /// call's id, or why it could not start. Runs on the daemon's runtime.
@@ -78,15 +89,12 @@ pub async fn originate<L>(
     ctx: CallContext,
     sw: Switch<L>,
     tracker: &TaskTracker,
-) -> Result<String, String>
+) -> Result<String, OriginateError>
 where
     L: Line,
 {
     let Some(lease) = seize(&call.trunks, &sw).await else {
-        return Err(format!(
-            "no idle trunk to dial on (tried {})",
-            call.trunks.join(", ")
-        ));
+        return Err(OriginateError::NoIdleTrunk { tried: call.trunks });
     };
     let id = new_id(&ctx.clock);
     let job = OutboundJob {

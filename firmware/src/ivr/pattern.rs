@@ -19,6 +19,62 @@
 
 use std::fmt;
 
+/// Why a pattern does not compile; every variant names the pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Nothing written.
+    #[error("an empty pattern matches nothing")]
+    Empty,
+    /// `.` or `!` before the end.
+    #[error("`{c}` in pattern `{text}` may only come last (it matches the rest)")]
+    TailNotLast {
+        /// `.` or `!`.
+        c: char,
+        /// The pattern.
+        text: String,
+    },
+    /// `[` without `]`.
+    #[error("`[` in pattern `{text}` has no closing `]`")]
+    Unclosed {
+        /// The pattern.
+        text: String,
+    },
+    /// Not a digit inside `[...]`.
+    #[error("`{c}` inside `[...]` in pattern `{text}`: only digits and ranges like 1-5")]
+    NotADigit {
+        /// The character.
+        c: char,
+        /// The pattern.
+        text: String,
+    },
+    /// A range like `5-1` or `1-a`.
+    #[error("bad range `{from}-{to}` in pattern `{text}`")]
+    BadRange {
+        /// Its start.
+        from: char,
+        /// Its end.
+        to: char,
+        /// The pattern.
+        text: String,
+    },
+    /// `[]`.
+    #[error("empty `[]` in pattern `{text}`")]
+    EmptySet {
+        /// The pattern.
+        text: String,
+    },
+    /// A character patterns do not have.
+    #[error(
+        "`{c}` is not allowed in pattern `{text}`; use digits, * # +, X Z N, [1-5], and . or ! at the end"
+    )]
+    NotAllowed {
+        /// The character.
+        c: char,
+        /// The pattern.
+        text: String,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Atom {
     Lit(char),
@@ -60,11 +116,12 @@ fn digit_bits(lo: char, hi: char) -> u16 {
 
 impl Pattern {
     /// Compiles `text`; the error says which character is wrong and why.
-    pub fn parse(text: &str) -> Result<Pattern, String> {
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
         if text.is_empty() {
-            return Err("an empty pattern matches nothing".into());
+            return Err(PatternError::Empty);
         }
         let chars: Vec<char> = text.chars().collect();
+        let owned = || text.to_string();
         let mut atoms = Vec::new();
         let mut tail = Tail::Exact;
         let mut i = 0;
@@ -84,15 +141,13 @@ impl Pattern {
                     };
                 }
                 '.' | '!' => {
-                    return Err(format!(
-                        "`{c}` in pattern `{text}` may only come last (it matches the rest)"
-                    ));
+                    return Err(PatternError::TailNotLast { c, text: owned() });
                 }
                 '[' => {
                     let close = chars[i..]
                         .iter()
                         .position(|&c| c == ']')
-                        .ok_or_else(|| format!("`[` in pattern `{text}` has no closing `]`"))?
+                        .ok_or_else(|| PatternError::Unclosed { text: owned() })?
                         + i;
                     let set = &chars[i + 1..close];
                     let mut bits = 0u16;
@@ -100,14 +155,19 @@ impl Pattern {
                     while j < set.len() {
                         let a = set[j];
                         if !a.is_ascii_digit() {
-                            return Err(format!(
-                                "`{a}` inside `[...]` in pattern `{text}`: only digits and ranges like 1-5"
-                            ));
+                            return Err(PatternError::NotADigit {
+                                c: a,
+                                text: owned(),
+                            });
                         }
                         if j + 2 < set.len() && set[j + 1] == '-' {
                             let b = set[j + 2];
                             if !b.is_ascii_digit() || b < a {
-                                return Err(format!("bad range `{a}-{b}` in pattern `{text}`"));
+                                return Err(PatternError::BadRange {
+                                    from: a,
+                                    to: b,
+                                    text: owned(),
+                                });
                             }
                             bits |= digit_bits(a, b);
                             j += 3;
@@ -117,15 +177,16 @@ impl Pattern {
                         }
                     }
                     if bits == 0 {
-                        return Err(format!("empty `[]` in pattern `{text}`"));
+                        return Err(PatternError::EmptySet { text: owned() });
                     }
                     atoms.push(Atom::Set(bits));
                     i = close;
                 }
                 other => {
-                    return Err(format!(
-                        "`{other}` is not allowed in pattern `{text}`; use digits, * # +, X Z N, [1-5], and . or ! at the end"
-                    ));
+                    return Err(PatternError::NotAllowed {
+                        c: other,
+                        text: owned(),
+                    });
                 }
             }
             i += 1;
@@ -200,7 +261,7 @@ mod tests {
             ("12a", "`a` is not allowed"),
             ("[]", "empty `[]`"),
         ] {
-            let e = Pattern::parse(p).unwrap_err();
+            let e = Pattern::parse(p).unwrap_err().to_string();
             assert!(e.contains(want), "{p}: {e}");
         }
     }

@@ -15,6 +15,7 @@ use callbox_hal::{HangupCause, Line, LineCommand, LineEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::LineFailure;
 use super::engine::{Hears, Leg, LegEvent};
 use super::keys::KeyBuffer;
 use super::lines::{Lease, Port};
@@ -69,7 +70,7 @@ pub enum BridgeEnd {
     /// The daemon is stopping.
     Shutdown,
     /// A line or its audio failed.
-    Failure(String),
+    Failure(LineFailure),
 }
 
 /// What an agent asked for during a supervised bridge, ending their part.
@@ -141,13 +142,13 @@ pub async fn bridge<L1: Line, L2: Line>(
                 ev = a.line.next_event() => match ev {
                     Ok(LineEvent::Hangup(_)) => return BridgeEnd::CallerHungUp,
                     Ok(_) => {}
-                    Err(e) => return BridgeEnd::Failure(format!("caller line: {e}")),
+                    Err(e) => return BridgeEnd::Failure(LineFailure::hal("caller line", &e)),
                 },
                 ev = b.line.next_event() => match ev {
                     Ok(LineEvent::Hangup(_)) => return BridgeEnd::OtherHungUp,
                     Ok(LineEvent::Digit(d)) => keys.push(d),
                     Ok(_) => {}
-                    Err(e) => return BridgeEnd::Failure(format!("connected line: {e}")),
+                    Err(e) => return BridgeEnd::Failure(LineFailure::hal("connected line", &e)),
                 },
                 () = keys.complete() => {
                     let typed = keys.take();
@@ -155,8 +156,8 @@ pub async fn bridge<L1: Line, L2: Line>(
                         tracing::debug!(keys = %typed, "keys during the call; not a recording code");
                     }
                 },
-                e = leg_failed(&mut ha.events) => return BridgeEnd::Failure(format!("caller {e}")),
-                e = leg_failed(&mut hb.events) => return BridgeEnd::Failure(format!("connected {e}")),
+                e = leg_failed(&mut ha.events) => return BridgeEnd::Failure(e.of("caller")),
+                e = leg_failed(&mut hb.events) => return BridgeEnd::Failure(e.of("connected")),
             }
         }
     };
@@ -261,14 +262,14 @@ where
                     ev = a.line.next_event() => match ev {
                         Ok(LineEvent::Hangup(_)) => Turn::End(BridgeEnd::CallerHungUp),
                         Ok(_) => Turn::Nothing,
-                        Err(e) => Turn::End(BridgeEnd::Failure(format!("caller line: {e}"))),
+                        Err(e) => Turn::End(BridgeEnd::Failure(LineFailure::hal("caller line", &e))),
                     },
                     ev = b.line.next_event() => match ev {
                         Ok(LineEvent::Hangup(_)) => Turn::End(BridgeEnd::OtherHungUp),
                         Ok(LineEvent::Digit(d)) => Turn::AgentKey(Some(d)),
                         Ok(LineEvent::HookFlash) => Turn::AgentKey(None),
                         Ok(_) => Turn::Nothing,
-                        Err(e) => Turn::End(BridgeEnd::Failure(format!("connected line: {e}"))),
+                        Err(e) => Turn::End(BridgeEnd::Failure(LineFailure::hal("connected line", &e))),
                     },
                     () = keys.complete() => Turn::KeysDone,
                     ev = pending_or(sup_line.map(|l| l.next_event())) => match ev {
@@ -280,8 +281,8 @@ where
                         Some(Join { mode, lease }) => Turn::Join(mode, lease),
                         None => Turn::Nothing,
                     },
-                    e = leg_failed(&mut ha.events) => Turn::End(BridgeEnd::Failure(format!("caller {e}"))),
-                    e = leg_failed(&mut hb.events) => Turn::End(BridgeEnd::Failure(format!("connected {e}"))),
+                    e = leg_failed(&mut ha.events) => Turn::End(BridgeEnd::Failure(e.of("caller"))),
+                    e = leg_failed(&mut hb.events) => Turn::End(BridgeEnd::Failure(e.of("connected"))),
                 }
             };
             let (mut rearrange, mut toggled) = (false, false);
@@ -435,14 +436,14 @@ pub async fn consult<L: Line>(
                 ev = caller.line.next_event() => match ev {
                     Ok(LineEvent::Hangup(_)) => CTurn::End(ConsultEnd::CallerHungUp),
                     Ok(_) => CTurn::Nothing,
-                    Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("caller line: {e}")))),
+                    Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(LineFailure::hal("caller line", &e)))),
                 },
                 ev = agent.line.next_event() => match ev {
                     Ok(LineEvent::Hangup(_)) if talking => CTurn::End(ConsultEnd::Complete),
                     Ok(LineEvent::Hangup(_)) => CTurn::End(ConsultEnd::AgentLeft),
                     Ok(LineEvent::HookFlash) => CTurn::End(ConsultEnd::Back),
                     Ok(_) => CTurn::Nothing,
-                    Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("agent line: {e}")))),
+                    Err(e) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(LineFailure::hal("agent line", &e)))),
                 },
                 ev = target.line.next_event() => match ev {
                     Ok(LineEvent::Answered) => CTurn::Answered,
@@ -451,8 +452,8 @@ pub async fn consult<L: Line>(
                 },
                 () = tokio::time::sleep_until(deadline), if !talking => CTurn::End(ConsultEnd::Back),
                 _ = leg_failed(&mut ht.events) => CTurn::End(ConsultEnd::Back),
-                e = leg_failed(&mut hc.events) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("caller {e}")))),
-                e = leg_failed(&mut ha.events) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(format!("agent {e}")))),
+                e = leg_failed(&mut hc.events) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(e.of("caller")))),
+                e = leg_failed(&mut ha.events) => CTurn::End(ConsultEnd::Stop(BridgeEnd::Failure(e.of("agent")))),
             };
             match turn {
                 CTurn::End(e) => return e,

@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use callbox_hal::{HangupCause, Line, LineCommand, LineEvent};
+use callbox_hal::{Error as _, HangupCause, Line, LineCommand, LineEvent};
+
+use super::LineFailure;
 
 /// How a rung or dialled line responded.
 #[derive(Debug)]
@@ -20,7 +22,7 @@ pub enum Rang {
     /// it goes back to the trunk's watcher with the line.
     Glare(LineEvent),
     /// The line failed while ringing.
-    Failed(String),
+    Failed(LineFailure),
     /// The wait was called off (an offer withdrawn, the daemon stopping).
     Cancelled,
 }
@@ -52,7 +54,7 @@ pub async fn answer_within<L: Line>(
                 Ok(LineEvent::Hangup(c)) => return Rang::Refused(c),
                 Ok(ev @ LineEvent::Incoming { .. }) => return Rang::Glare(ev),
                 Ok(_) => {}
-                Err(e) => return Rang::Failed(e.to_string()),
+                Err(e) => return Rang::Failed(LineFailure::new(e.kind(), e.to_string())),
             }
         }
     };

@@ -96,7 +96,7 @@ pub enum LegEvent {
         interrupted: bool,
     },
     /// The leg's audio failed; nothing more is read from or written to it.
-    Failed(String),
+    Failed(super::LineFailure),
 }
 
 /// A command to the engine.
@@ -578,7 +578,10 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                 Ok(None) => {}
                 Err(e) => {
                     s.failed = true;
-                    s.tell(LegEvent::Failed(format!("inbound audio: {e}")));
+                    s.tell(LegEvent::Failed(super::LineFailure::hal(
+                        "inbound audio",
+                        &e,
+                    )));
                 }
             }
         }
@@ -615,7 +618,10 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                 Ok(false) => self.counters.frames_dropped += 1,
                 Err(e) => {
                     s.failed = true;
-                    s.tell(LegEvent::Failed(format!("outbound audio: {e}")));
+                    s.tell(LegEvent::Failed(super::LineFailure::hal(
+                        "outbound audio",
+                        &e,
+                    )));
                 }
             }
         }

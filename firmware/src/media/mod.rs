@@ -8,13 +8,15 @@
 //! - [`play`]: one answered call's mouth and ears ([`Media`]);
 //! - [`bridge`]: connecting lines (two-party, supervised, consultation);
 //! - [`keys`]: key dedup and codes typed in a row;
-//! - [`dial`]: ringing a line and waiting for it to answer.
+//! - [`dial`]: ringing a line and waiting for it to answer;
+//! - [`LineFailure`]: a line or its audio failed (with the HAL's error kind).
 
 use std::future::Future;
 
 pub mod bridge;
 pub mod dial;
 pub mod engine;
+mod failure;
 pub mod keys;
 pub mod lines;
 pub mod play;
@@ -22,6 +24,7 @@ pub mod play;
 pub use bridge::{
     AgentAsks, AsJoin, BridgeEnd, ConsultEnd, Join, MonitorMode, bridge, bridge_supervised, consult,
 };
+pub use failure::LineFailure;
 pub use keys::{CODE_QUIET, KeyBuffer, KeyDedup, Source};
 pub use play::{Gone, Media};
 

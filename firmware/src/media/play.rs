@@ -23,6 +23,7 @@ use callbox_hal::{AudioFormat, Line, LineEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::LineFailure;
 use super::engine::{Hears, LegEvent};
 use super::keys::{KeyDedup, Source};
 use super::lines::Port;
@@ -36,7 +37,7 @@ pub enum Gone {
     /// The daemon is stopping.
     Shutdown,
     /// The line or its audio failed.
-    Failure(String),
+    Failure(LineFailure),
 }
 
 /// Audio cut from the end of a message ended with `#` (the key's tone).
@@ -147,7 +148,7 @@ impl<'p, L: Line> Media<'p, L> {
                     tracing::debug!(?other, "line event during IVR");
                     Ok(None)
                 }
-                Err(e) => Err(Gone::Failure(format!("line: {e}"))),
+                Err(e) => Err(Gone::Failure(LineFailure::hal("line", &e))),
             },
             ev = self.events.recv() => match ev {
                 Some(LegEvent::Key(d)) => {
@@ -340,7 +341,7 @@ impl<'p, L: Line> Media<'p, L> {
 
 /// Waits for the next event of a leg taken over by a bridge: only a
 /// failure matters there (keys are not detected on bridged legs).
-pub(crate) async fn leg_failed(events: &mut mpsc::UnboundedReceiver<LegEvent>) -> String {
+pub(crate) async fn leg_failed(events: &mut mpsc::UnboundedReceiver<LegEvent>) -> LineFailure {
     loop {
         match events.recv().await {
             Some(LegEvent::Failed(e)) => return e,

@@ -6,9 +6,10 @@ use std::time::Duration;
 use callbox_hal::Line;
 use serde_json::{Value, json};
 
-use super::args::{Args, clip};
+use super::args::{ArgError, Args, clip};
+use super::error::CommandError;
 use super::reconfigure::Reconfigure;
-use crate::acd::AgentCommand;
+use crate::acd::{AcdError, AgentCommand};
 use crate::calls::outbound::Originate;
 
 /// How long an originated call rings (as an `[[outbound]]` job by default).
@@ -18,28 +19,29 @@ impl<L> Reconfigure<L>
 where
     L: Line,
 {
-    pub(super) async fn agent(&self, args: &Args<'_>) -> Result<Value, String> {
+    pub(super) async fn agent(&self, args: &Args<'_>) -> Result<Value, CommandError> {
         let action = args.str("action")?;
         let agent = args.str("agent")?.to_string();
         let station = args.str_opt("station")?;
         let reason = args.str_opt("reason")?;
         let daemon = &self.daemon;
-        let acd = daemon
-            .sw
-            .acd
-            .as_ref()
-            .ok_or("this box has no agents (no [acd] in its config)")?;
+        let acd = daemon.sw.acd.as_ref().ok_or(CommandError::NoAcd)?;
         let config = acd.config();
         let Some(cfg) = config.agents.iter().find(|a| a.id == agent) else {
-            return Err(format!("no agent `{}`", clip(&agent)));
+            return Err(CommandError::NoAgent {
+                agent: clip(&agent),
+            });
         };
         let cmd = match action {
             "login" => {
                 let station = match station {
                     Some(s) => s.to_string(),
-                    None => cfg.station.clone().ok_or_else(|| {
-                        format!("`station` is missing and agent `{agent}` has no home station")
-                    })?,
+                    None => cfg
+                        .station
+                        .clone()
+                        .ok_or_else(|| CommandError::NoHomeStation {
+                            agent: agent.clone(),
+                        })?,
                 };
                 AgentCommand::Login {
                     agent: agent.clone(),
@@ -57,19 +59,20 @@ where
                 agent: agent.clone(),
             },
             other => {
-                return Err(format!(
-                    "`action` must be login, logout, pause or unpause, not `{}`",
-                    clip(other)
-                ));
+                return Err(CommandError::BadAction {
+                    action: clip(other),
+                });
             }
         };
         let message = acd.command(cmd).await?;
-        let stats = acd.stats().await.ok_or("the ACD has stopped")?;
+        let stats = acd.stats().await.ok_or(AcdError::Stopped)?;
         let now = stats
             .agents
             .iter()
             .find(|a| a.agent == agent)
-            .ok_or_else(|| format!("no agent `{agent}`"))?;
+            .ok_or_else(|| CommandError::NoAgent {
+                agent: agent.clone(),
+            })?;
         Ok(json!({
             "agent": agent,
             "state": now.state,
@@ -79,7 +82,7 @@ where
         }))
     }
 
-    pub(super) async fn originate(&self, args: &Args<'_>) -> Result<Value, String> {
+    pub(super) async fn originate(&self, args: &Args<'_>) -> Result<Value, CommandError> {
         let node = args.str("node")?;
         let number = args.str("number")?;
         let vars = match args.object_opt("vars")? {
@@ -88,7 +91,7 @@ where
                 .iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(format!("`vars.{}` must be a string", clip(k))),
+                    _ => Err(ArgError::wrong(format!("vars.{}", clip(k)), "a string")),
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -96,22 +99,18 @@ where
             || number.len() > 32
             || !number.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit)
         {
-            return Err(format!(
-                "`number` `{}` is not a number that can be dialled (1-32 of 0-9 * # A-D)",
-                clip(number)
-            ));
+            return Err(CommandError::NotDiallable {
+                number: clip(number),
+            });
         }
         let daemon = &self.daemon;
         let ctx = daemon.ctx.for_new_call();
-        let ivr = ctx
-            .ivr
-            .clone()
-            .ok_or("this box has no IVR (no [ivr] in its config)")?;
+        let ivr = ctx.ivr.clone().ok_or(CommandError::NoIvr)?;
         let start = ivr
             .nodes
             .iter()
             .position(|n| n.name == node)
-            .ok_or_else(|| format!("no IVR node `{}`", clip(node)))?;
+            .ok_or_else(|| CommandError::NoNode { node: clip(node) })?;
         let call = Originate {
             number: number.to_string(),
             trunks: daemon.trunks.clone(),

@@ -34,6 +34,7 @@
 
 mod actions;
 mod args;
+mod error;
 mod files;
 mod reconfigure;
 mod tables;
@@ -55,7 +56,10 @@ use crate::sync::{BoxFuture, CommandHandler};
 use args::{Args, clip, json_len};
 use reconfigure::{Reconfigure, Request};
 
+pub use args::ArgError;
+pub use error::CommandError;
 pub use files::VERSION_FILE;
+pub use tables::RowError;
 
 /// `logs` without `lines`.
 const LOGS_DEFAULT: u64 = 200;
@@ -125,16 +129,18 @@ impl Commands {
     }
 
     /// Asks the daemon's actor; once the daemon is stopping it is gone.
-    async fn ask(&self, cmd: &str, args: Value) -> Result<Value, String> {
+    async fn ask(&self, cmd: &str, args: Value) -> Result<Value, CommandError> {
         let (reply, rx) = oneshot::channel();
         let req = Request {
             cmd: cmd.to_string(),
             args,
             reply,
         };
-        let stopping = || "the box is stopping".to_string();
-        self.tx.send(req).await.map_err(|_| stopping())?;
-        rx.await.map_err(|_| stopping())?
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| CommandError::Stopping)?;
+        rx.await.map_err(|_| CommandError::Stopping)?
     }
 
     /// Cancels the shutdown token once the answer has had time to leave.
@@ -149,7 +155,7 @@ impl Commands {
         });
     }
 
-    fn recent_logs(&self, args: &Args<'_>) -> Result<Value, String> {
+    fn recent_logs(&self, args: &Args<'_>) -> Result<Value, CommandError> {
         let n = args.u64_opt("lines")?.unwrap_or(LOGS_DEFAULT).min(LOGS_MAX);
         let mut lines = self.logs.last(n as usize);
         // The newest lines matter most: the oldest go until the answer fits
@@ -163,35 +169,40 @@ impl Commands {
         lines.drain(..first);
         Ok(json!({"lines": lines}))
     }
+
+    /// Runs one command.
+    async fn run(&self, cmd: &str, args: Value) -> Result<Value, CommandError> {
+        match cmd {
+            "config.get" | "config.set" | "agent" | "originate" | "lookup.update" => {
+                // Checked here too: a malformed command never reaches
+                // the daemon.
+                Args::new(&args)?;
+                let result = self.ask(cmd, args).await?;
+                if result.get("restarting") == Some(&Value::Bool(true)) {
+                    self.restart_soon();
+                }
+                Ok(result)
+            }
+            "logs" => self.recent_logs(&Args::new(&args)?),
+            "restart" => {
+                Args::new(&args)?;
+                self.restart_soon();
+                Ok(json!({"restarting": true}))
+            }
+            "status" => Err(CommandError::StatusElsewhere),
+            other => {
+                Args::new(&args)?;
+                Err(CommandError::Unknown { cmd: clip(other) })
+            }
+        }
+    }
 }
 
 impl CommandHandler for Commands {
+    /// The answer's error is the [`CommandError`]'s text: the one place it
+    /// becomes a string, for the wire.
     fn handle<'a>(&'a self, cmd: &'a str, args: Value) -> BoxFuture<'a, Result<Value, String>> {
-        Box::pin(async move {
-            match cmd {
-                "config.get" | "config.set" | "agent" | "originate" | "lookup.update" => {
-                    // Checked here too: a malformed command never reaches
-                    // the daemon.
-                    Args::new(&args)?;
-                    let result = self.ask(cmd, args).await?;
-                    if result.get("restarting") == Some(&Value::Bool(true)) {
-                        self.restart_soon();
-                    }
-                    Ok(result)
-                }
-                "logs" => self.recent_logs(&Args::new(&args)?),
-                "restart" => {
-                    Args::new(&args)?;
-                    self.restart_soon();
-                    Ok(json!({"restarting": true}))
-                }
-                "status" => Err("`status` is answered by the fleet link itself".into()),
-                other => {
-                    Args::new(&args)?;
-                    Err(format!("unknown command `{}`; known: {KNOWN}", clip(other)))
-                }
-            }
-        })
+        Box::pin(async move { self.run(cmd, args).await.map_err(|e| e.to_string()) })
     }
 
     fn reported_config(&self) -> Value {

@@ -17,11 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::args::{Args, clip};
+use super::error::{CommandError, not_put_back};
 use super::files::{
     base_dir, read_version, restart_reasons, restore_config, sections_changed, write_config,
     write_version,
 };
-use super::tables::{TABLES, list_in, lookup_file, toml_array};
+use super::tables::{RowError, TABLES, bad_row, list_in, lookup_file, toml_array};
 use crate::acd::AcdConfig;
 use crate::calls::{CallContext, Switch};
 use crate::config::SiteConfig;
@@ -37,7 +38,7 @@ pub(super) struct Request {
     /// Its arguments (an object, already checked to be one).
     pub(super) args: Value,
     /// The answer.
-    pub(super) reply: oneshot::Sender<Result<Value, String>>,
+    pub(super) reply: oneshot::Sender<Result<Value, CommandError>>,
 }
 
 /// What commands reach in the running daemon. The actor lets go of it
@@ -167,7 +168,7 @@ where
         }
     }
 
-    async fn handle(&mut self, cmd: &str, args: &Value) -> Result<Value, String> {
+    async fn handle(&mut self, cmd: &str, args: &Value) -> Result<Value, CommandError> {
         let args = Args::new(args)?;
         match cmd {
             "config.get" => self.config_get(),
@@ -175,7 +176,7 @@ where
             "agent" => self.agent(&args).await,
             "originate" => self.originate(&args).await,
             "lookup.update" => self.lookup_update(&args).await,
-            other => Err(format!("`{}` is not the daemon's to answer", clip(other))),
+            other => Err(CommandError::NotTheDaemons { cmd: clip(other) }),
         }
     }
 
@@ -185,20 +186,20 @@ where
             .send_replace((run.version, run.sha256.clone()));
     }
 
-    fn config_get(&self) -> Result<Value, String> {
+    fn config_get(&self) -> Result<Value, CommandError> {
         let run = &self.running;
         Ok(json!({"version": run.version, "sha256": run.sha256, "toml": run.text}))
     }
 
-    async fn config_set(&mut self, args: &Args<'_>) -> Result<Value, String> {
+    async fn config_set(&mut self, args: &Args<'_>) -> Result<Value, CommandError> {
         let version = args.u64("version")?;
         let text = args.str("toml")?;
         let restart = args.bool_opt("restart")?.unwrap_or(false);
         if version <= self.running.version {
-            return Err(format!(
-                "version {version} is not above the running version {}",
-                self.running.version
-            ));
+            return Err(CommandError::StaleVersion {
+                version,
+                running: self.running.version,
+            });
         }
         let done = self.change(text.to_string(), version, restart).await?;
         let mut result = json!({"version": version, "applied": done.applied});
@@ -215,25 +216,24 @@ where
         text: String,
         version: u64,
         restart: bool,
-    ) -> Result<Changed, String> {
+    ) -> Result<Changed, CommandError> {
         let new = self.check(text.clone()).await?;
         let applied = sections_changed(&self.running.text, &text);
         let needs = restart_reasons(&self.running.config, &new, &applied);
         if !needs.is_empty() && !restart {
-            return Err(format!(
-                "{}: send it again with \"restart\": true to restart the box with it (calls in progress are ended)",
-                needs.join("; ")
-            ));
+            return Err(CommandError::NeedsRestart { reasons: needs });
         }
         let sha256 = sha256_hex(text.as_bytes());
-        write_config(&self.config_path, &text)
-            .map_err(|e| format!("writing {}: {e}", self.config_path.display()))?;
+        write_config(&self.config_path, &text).map_err(|source| CommandError::Write {
+            path: self.config_path.clone(),
+            source,
+        })?;
         if !needs.is_empty() {
             if let Err(e) = write_version(&self.data_dir, version, &sha256) {
                 let _ = restore_config(&self.config_path);
-                return Err(format!(
-                    "recording the config version: {e}; nothing changed"
-                ));
+                return Err(CommandError::NothingChanged(Box::new(
+                    CommandError::RecordVersion(e),
+                )));
             }
             self.running.version = version;
             self.running.sha256.clone_from(&sha256);
@@ -249,23 +249,21 @@ where
         let old = self.running.config.clone();
         let result = async {
             self.apply(&old, &new, &applied, &mut undo).await?;
-            write_version(&self.data_dir, version, &sha256)
-                .map_err(|e| format!("recording the config version: {e}"))
+            write_version(&self.data_dir, version, &sha256).map_err(CommandError::RecordVersion)
         }
         .await;
         if let Err(e) = result {
             self.undo(undo).await;
-            let restored = match restore_config(&self.config_path) {
-                Ok(()) => String::new(),
-                Err(re) => format!(
-                    " (but {} could not be put back: {re})",
-                    self.config_path.display()
-                ),
-            };
-            tracing::error!("config version {version} not applied: {e}{restored}");
-            return Err(format!(
-                "{e}; the previous config is back in force{restored}"
-            ));
+            let restore = restore_config(&self.config_path).err();
+            tracing::error!(
+                "config version {version} not applied: {e}{}",
+                not_put_back(&self.config_path, restore.as_ref())
+            );
+            return Err(CommandError::RolledBack {
+                cause: Box::new(e),
+                config: self.config_path.clone(),
+                restore,
+            });
         }
         self.start_new_jobs();
         let run = &mut self.running;
@@ -284,13 +282,15 @@ where
     /// The site config in `text`, checked as `callboxd check-config` checks
     /// it: at the running file's path, so relative paths resolve alike and
     /// errors read `FILE:LINE:COL: message`.
-    async fn check(&self, text: String) -> Result<SiteConfig, String> {
+    async fn check(&self, text: String) -> Result<SiteConfig, CommandError> {
         let path = self.config_path.clone();
         // Prompts and tables are read and decoded: off the runtime.
-        tokio::task::spawn_blocking(move || SiteConfig::from_source(&TomlSource::new(&path, text)))
-            .await
-            .map_err(|e| format!("checking the config failed: {e}"))?
-            .map_err(|d| d.to_string())
+        let checked = tokio::task::spawn_blocking(move || {
+            SiteConfig::from_source(&TomlSource::new(&path, text))
+        })
+        .await
+        .map_err(CommandError::CheckFailed)?;
+        Ok(checked?)
     }
 
     /// Puts `new` in force for everything that can change while calls go
@@ -302,14 +302,14 @@ where
         new: &SiteConfig,
         applied: &[&str],
         undo: &mut Undo,
-    ) -> Result<(), String> {
+    ) -> Result<(), CommandError> {
         let daemon = &self.daemon;
         if applied.contains(&"acd")
             && let (Some(acd), Some(cfg), Some(was)) = (&daemon.sw.acd, &new.acd, &old.acd)
         {
             acd.reconfigure(cfg.clone())
                 .await
-                .map_err(|e| format!("[acd] cannot change now: {e}"))?;
+                .map_err(CommandError::AcdRefused)?;
             undo.acd = Some(was.clone());
         }
         undo.recording = daemon
@@ -364,16 +364,13 @@ where
         }
     }
 
-    async fn lookup_update(&mut self, args: &Args<'_>) -> Result<Value, String> {
+    async fn lookup_update(&mut self, args: &Args<'_>) -> Result<Value, CommandError> {
         let table = args.str("table")?;
         let merge = match args.str("mode")? {
             "replace" => false,
             "merge" => true,
             other => {
-                return Err(format!(
-                    "`mode` must be \"replace\" or \"merge\", not `{}`",
-                    clip(other)
-                ));
+                return Err(CommandError::BadMode { mode: clip(other) });
             }
         };
         let rows = args.array("rows")?;
@@ -381,21 +378,18 @@ where
             return self.update_list(list, merge, rows).await;
         }
         let Some(kind) = TABLES.iter().find(|t| t.name == table) else {
-            return Err(format!(
-                "no lookup table `{}`; tables are products, regions, orders and lists.NAME (a list under [ivr.lists])",
-                clip(table)
-            ));
+            return Err(CommandError::NoTable { table: clip(table) });
         };
         let new_rows = kind.rows(rows)?;
         let file = lookup_file(&self.running.text, kind.name)
             .map(|f| base_dir(&self.config_path).join(f))
-            .ok_or_else(|| {
-                format!(
-                    "the config names no `{}` table under [ivr.lookups]; add one with config.set",
-                    kind.name
-                )
+            .ok_or_else(|| CommandError::TableNotInConfig {
+                table: kind.name.to_string(),
             })?;
-        let before = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let before = std::fs::read(&file).map_err(|source| CommandError::Read {
+            path: file.clone(),
+            source,
+        })?;
         let rows = if merge {
             let mut all = kind.parse_file(&String::from_utf8_lossy(&before));
             for r in new_rows {
@@ -408,12 +402,19 @@ where
         } else {
             new_rows
         };
-        write_atomic(&file, kind.to_csv(&rows).as_bytes(), None)
-            .map_err(|e| format!("writing {}: {e}", file.display()))?;
-        let put_back = |why: String| {
-            if let Err(e) = write_atomic(&file, &before, None) {
-                tracing::error!("putting back {}: {e}", file.display());
-                return format!("{why} (and the previous table could not be put back: {e})");
+        write_atomic(&file, kind.to_csv(&rows).as_bytes(), None).map_err(|source| {
+            CommandError::Write {
+                path: file.clone(),
+                source,
+            }
+        })?;
+        let put_back = |why: CommandError| {
+            if let Err(source) = write_atomic(&file, &before, None) {
+                tracing::error!("putting back {}: {source}", file.display());
+                return CommandError::TableNotPutBack {
+                    cause: Box::new(why),
+                    source,
+                };
             }
             why
         };
@@ -441,28 +442,27 @@ where
         name: &str,
         merge: bool,
         rows: &[Value],
-    ) -> Result<Value, String> {
+    ) -> Result<Value, CommandError> {
         let mut new: Vec<String> = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
             let Value::String(s) = r else {
-                return Err(format!("rows[{i}]: must be a string (a number pattern)"));
+                return Err(bad_row(i, RowError::NotAPattern));
             };
             let s = s.trim();
-            Pattern::parse(s).map_err(|e| format!("rows[{i}]: {e}"))?;
+            Pattern::parse(s).map_err(|e| bad_row(i, e))?;
             if let Some(j) = new.iter().position(|o| o == s) {
-                return Err(format!(
-                    "rows[{i}]: `{}` appears twice (also rows[{j}])",
-                    clip(s)
+                return Err(bad_row(
+                    i,
+                    RowError::EntryTwice {
+                        entry: clip(s),
+                        first: j,
+                    },
                 ));
             }
             new.push(s.to_string());
         }
-        let (span, existing) = list_in(&self.running.text, name).ok_or_else(|| {
-            format!(
-                "no list `{}` under [ivr.lists] in the config; add it with config.set",
-                clip(name)
-            )
-        })?;
+        let (span, existing) = list_in(&self.running.text, name)
+            .ok_or_else(|| CommandError::NoList { name: clip(name) })?;
         let entries = if merge {
             let mut all = existing;
             for n in new {

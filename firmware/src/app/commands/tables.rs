@@ -3,7 +3,88 @@
 
 use serde_json::Value;
 
-use super::args::clip;
+use super::args::{ArgError, clip};
+use super::error::CommandError;
+use crate::ivr::pattern::PatternError;
+
+/// What is wrong with one of the rows `lookup.update` sent (the answer
+/// says `rows[i]: ` and this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    /// A table row that is not an object.
+    #[error("must be an object with {}", .columns.join(", "))]
+    NotAnObject {
+        /// The table's columns.
+        columns: &'static [&'static str],
+    },
+    /// A column the table does not have.
+    #[error("unknown column `{column}`; the {table} table has {}", .columns.join(", "))]
+    UnknownColumn {
+        /// The column sent (clipped).
+        column: String,
+        /// The table.
+        table: &'static str,
+        /// The table's columns.
+        columns: &'static [&'static str],
+    },
+    /// A required column is missing, or not a string.
+    #[error(transparent)]
+    Field(#[from] ArgError),
+    /// A required column is empty.
+    #[error("`{column}` is empty")]
+    Empty {
+        /// The column.
+        column: &'static str,
+    },
+    /// A value that would split the CSV row.
+    #[error("`{column}` cannot contain a comma or a line break")]
+    CommaOrBreak {
+        /// The column.
+        column: &'static str,
+    },
+    /// A key that is not what the table's keys are.
+    #[error("{column} `{key}` must be {rule}")]
+    BadKey {
+        /// The key column.
+        column: &'static str,
+        /// The key (clipped).
+        key: String,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// A key sent twice.
+    #[error("{column} `{key}` appears twice (also rows[{first}])")]
+    KeyTwice {
+        /// The key column.
+        column: &'static str,
+        /// The key.
+        key: String,
+        /// The row it came first in.
+        first: usize,
+    },
+    /// A number list's entry that is not a string.
+    #[error("must be a string (a number pattern)")]
+    NotAPattern,
+    /// A number list's entry that does not compile.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    /// A number list's entry sent twice.
+    #[error("`{entry}` appears twice (also rows[{first}])")]
+    EntryTwice {
+        /// The entry (clipped).
+        entry: String,
+        /// The row it came first in.
+        first: usize,
+    },
+}
+
+/// Row `index` is wrong.
+pub(super) fn bad_row(index: usize, why: impl Into<RowError>) -> CommandError {
+    CommandError::Row {
+        index,
+        why: why.into(),
+    }
+}
 
 /// A CSV lookup table's shape (as `ivr/lookup.rs` reads it).
 pub(super) struct Table {
@@ -43,22 +124,26 @@ pub(super) const TABLES: [Table; 3] = [
 
 impl Table {
     /// Rows as sent, checked: every problem names the row's index.
-    pub(super) fn rows(&self, rows: &[Value]) -> Result<Vec<Vec<String>>, String> {
+    pub(super) fn rows(&self, rows: &[Value]) -> Result<Vec<Vec<String>>, CommandError> {
         let required = self.columns.len() - self.optional;
         let mut out: Vec<Vec<String>> = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
             let Value::Object(m) = r else {
-                return Err(format!(
-                    "rows[{i}]: must be an object with {}",
-                    self.columns.join(", ")
+                return Err(bad_row(
+                    i,
+                    RowError::NotAnObject {
+                        columns: self.columns,
+                    },
                 ));
             };
             if let Some(k) = m.keys().find(|k| !self.columns.contains(&k.as_str())) {
-                return Err(format!(
-                    "rows[{i}]: unknown column `{}`; the {} table has {}",
-                    clip(k),
-                    self.name,
-                    self.columns.join(", ")
+                return Err(bad_row(
+                    i,
+                    RowError::UnknownColumn {
+                        column: clip(k),
+                        table: self.name,
+                        columns: self.columns,
+                    },
                 ));
             }
             let mut fields = Vec::with_capacity(self.columns.len());
@@ -66,19 +151,17 @@ impl Table {
                 let v = match m.get(*col) {
                     None | Some(Value::Null) if j >= required => String::new(),
                     None | Some(Value::Null) => {
-                        return Err(format!("rows[{i}]: `{col}` is missing"));
+                        return Err(bad_row(i, ArgError::missing(col)));
                     }
                     Some(Value::String(s)) => s.trim().to_string(),
-                    Some(_) => return Err(format!("rows[{i}]: `{col}` must be a string")),
+                    Some(_) => return Err(bad_row(i, ArgError::wrong(*col, "a string"))),
                 };
                 if v.is_empty() && j < required {
-                    return Err(format!("rows[{i}]: `{col}` is empty"));
+                    return Err(bad_row(i, RowError::Empty { column: col }));
                 }
                 // The file has no quoting: these would split the row.
                 if v.contains([',', '\n', '\r']) {
-                    return Err(format!(
-                        "rows[{i}]: `{col}` cannot contain a comma or a line break"
-                    ));
+                    return Err(bad_row(i, RowError::CommaOrBreak { column: col }));
                 }
                 fields.push(v);
             }
@@ -89,17 +172,23 @@ impl Table {
                 key
             };
             if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-                return Err(format!(
-                    "rows[{i}]: {} `{}` must be {}",
-                    self.columns[0],
-                    clip(key),
-                    self.key_rule
+                return Err(bad_row(
+                    i,
+                    RowError::BadKey {
+                        column: self.columns[0],
+                        key: clip(key),
+                        rule: self.key_rule,
+                    },
                 ));
             }
             if let Some(j) = out.iter().position(|o| o[0] == *key) {
-                return Err(format!(
-                    "rows[{i}]: {} `{key}` appears twice (also rows[{j}])",
-                    self.columns[0]
+                return Err(bad_row(
+                    i,
+                    RowError::KeyTwice {
+                        column: self.columns[0],
+                        key: key.clone(),
+                        first: j,
+                    },
                 ));
             }
             out.push(fields);

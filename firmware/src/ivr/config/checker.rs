@@ -225,7 +225,7 @@ impl Checker<'_> {
         match Pattern::parse(s) {
             Ok(p) => Some(p),
             Err(e) => {
-                self.err(path, e);
+                self.err(path, e.to_string());
                 None
             }
         }

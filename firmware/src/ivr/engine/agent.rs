@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use callbox_hal::dsp::tones::ProgressTone;
-use callbox_hal::{HangupCause, Line, LineCommand};
+use callbox_hal::{ErrorKind, HangupCause, Line, LineCommand};
 use tokio::time::Instant;
 
 use super::connect::{Rung, TRANSFER_RING, release, release_cause};
@@ -17,7 +17,7 @@ use super::{FlowEnv, FlowState};
 use crate::acd::Completed;
 use crate::media::dial::{Rang, answer_within};
 use crate::media::lines::Lease;
-use crate::media::{AgentAsks, BridgeEnd, ConsultEnd, Gone, Media, bridge_supervised};
+use crate::media::{AgentAsks, BridgeEnd, ConsultEnd, Gone, LineFailure, Media, bridge_supervised};
 
 /// A bridge the agent ends sooner than this was never a conversation.
 const BOUNCE: Duration = Duration::from_millis(1500);
@@ -299,7 +299,17 @@ impl<L: Line> FlowEnv<'_, L> {
         match outcome {
             ConsultEnd::CallerHungUp => Gone::Caller,
             ConsultEnd::Stop(BridgeEnd::Shutdown) => Gone::Shutdown,
-            _ => Gone::Failure("a line failed during a consultation".into()),
+            other => {
+                // The kind of the line's failure, when it was a line's.
+                let kind = match other {
+                    ConsultEnd::Stop(BridgeEnd::Failure(f)) => f.kind,
+                    _ => ErrorKind::Other,
+                };
+                Gone::Failure(LineFailure::new(
+                    kind,
+                    "a line failed during a consultation",
+                ))
+            }
         }
     }
 
