@@ -453,11 +453,7 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                 biased;
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => {
-                        let leg = cmd.leg();
-                        let was = leg.and_then(|l| self.legs.get(l)).is_some_and(Slot::busy);
-                        self.apply(cmd);
-                        let now = leg.and_then(|l| self.legs.get(l)).is_some_and(Slot::busy);
-                        self.busy = (self.busy + usize::from(now)).saturating_sub(usize::from(was));
+                        self.command(cmd);
                         if !ticking && self.busy > 0 {
                             // Waking up: the next tick is the grid's, not
                             // one at once (it would write a frame ahead of
@@ -477,6 +473,66 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
                 }
             }
         }
+    }
+
+    /// Runs on a thread of its own until every handle is gone (real time):
+    /// a tick every frame period on the `grid`, slept to with the
+    /// operating system's timer (a fraction of a millisecond off, where
+    /// tokio's timer rounds to whole milliseconds); the commands that came
+    /// meanwhile are carried out before each tick. Idle (no leg busy), it
+    /// waits for the next command.
+    fn run_thread(mut self, grid: Option<Instant>) {
+        let period = AudioFormat::NARROWBAND.frame_duration();
+        let epoch = grid.unwrap_or_else(Instant::now);
+        let mut next: Option<Instant> = None;
+        loop {
+            loop {
+                match self.rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            }
+            if self.busy == 0 {
+                next = None;
+                match self.rx.blocking_recv() {
+                    Some(cmd) => {
+                        self.command(cmd);
+                        continue;
+                    }
+                    None => return,
+                }
+            }
+            let due = *next.get_or_insert_with(|| {
+                callbox_hal::audio::next_on_grid(epoch, Instant::now(), period) + TICK_AFTER_GRID
+            });
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let late = due.elapsed() > period;
+            if late {
+                self.counters.ticks_late += 1;
+            }
+            self.tick(late);
+            // A tick that could not run on time is not run twice: the
+            // legs' backlog is taken in extra rounds of the next one.
+            let mut after = due + period;
+            let now = Instant::now();
+            while after + period <= now {
+                after += period;
+            }
+            next = Some(after);
+        }
+    }
+
+    /// Carries out a command and keeps the count of busy legs.
+    fn command(&mut self, cmd: Cmd) {
+        let leg = cmd.leg();
+        let was = leg.and_then(|l| self.legs.get(l)).is_some_and(Slot::busy);
+        self.apply(cmd);
+        let now = leg.and_then(|l| self.legs.get(l)).is_some_and(Slot::busy);
+        self.busy = (self.busy + usize::from(now)).saturating_sub(usize::from(was));
     }
 
     fn apply(&mut self, cmd: Cmd) {
@@ -685,57 +741,47 @@ pub fn spawn<I: AudioIn, O: AudioOut>(
     grid: Option<Instant>,
 ) -> oneshot::Receiver<()> {
     let (done, stopped) = oneshot::channel();
-    let run = async move {
-        engine.run(grid).await;
-        let _ = done.send(());
-    };
     let real_time = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if !real_time {
-        tokio::spawn(run);
+        tokio::spawn(async move {
+            engine.run(grid).await;
+            let _ = done.send(());
+        });
         return stopped;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build();
-    match rt {
-        Ok(rt) => {
-            let spawned = std::thread::Builder::new()
-                .name("media".into())
-                .spawn(move || {
-                    // Every call's audio waits on this thread's ticks.
-                    let prio = callbox_hal::rt::MEDIA_PRIORITY;
-                    if let Err(e) = callbox_hal::rt::realtime_priority(prio) {
-                        tracing::info!(
-                            "media thread at normal priority (no real-time scheduling: {e})"
-                        );
-                    }
-                    rt.block_on(run)
-                });
-            if let Err(e) = spawned {
-                tracing::error!("the media thread did not start: {e}");
+    let spawned = std::thread::Builder::new()
+        .name("media".into())
+        .spawn(move || {
+            // Every call's audio waits on this thread's ticks.
+            let prio = callbox_hal::rt::MEDIA_PRIORITY;
+            if let Err(e) = callbox_hal::rt::realtime_priority(prio) {
+                tracing::info!("media thread at normal priority (no real-time scheduling: {e})");
             }
-        }
-        Err(e) => {
-            tracing::warn!("no runtime for the media thread ({e}); sharing the daemon's");
-            tokio::spawn(run);
-        }
+            engine.run_thread(grid);
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        // Without its thread the engine cannot run: every call would be
+        // silent. The box says so loudly; calls still end and are recorded.
+        tracing::error!("the media thread did not start: {e}");
     }
     stopped
 }
 
 /// What legs `a` and `b` said this round, mixed; `None` when neither spoke.
 fn mix(heard: &[Option<Frame>], a: usize, b: Option<usize>) -> Option<Frame> {
-    let fa = heard.get(a).copied().flatten();
-    let fb = b.and_then(|b| heard.get(b).copied().flatten());
+    let fa = heard.get(a).and_then(Option::as_ref);
+    let fb = b.and_then(|b| heard.get(b)).and_then(Option::as_ref);
     match (fa, fb) {
-        (Some(mut x), Some(y)) => {
-            for (s, t) in x.samples_mut().iter_mut().zip(y.samples()) {
+        (Some(x), Some(y)) => {
+            let mut m = *x;
+            for (s, t) in m.samples_mut().iter_mut().zip(y.samples()) {
                 *s = s.saturating_add(*t);
             }
-            Some(x)
+            Some(m)
         }
-        (x, y) => x.or(y),
+        (x, y) => x.or(y).copied(),
     }
 }
 
