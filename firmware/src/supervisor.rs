@@ -303,7 +303,7 @@ where
     let Some(samples) = prompt else { return false };
     let line = port.line.info().id.clone();
     let mut media = Media::new(port, ctx.shutdown.clone());
-    let played = media.play_shared(samples, false).await;
+    let played = media.play(samples, false).await;
     drop(media);
     if played == Err(Gone::Caller) {
         ctx.panel.line_led(&line, false).await;

@@ -160,7 +160,7 @@ where
     let answered = |cause, side, gone| Outcome::new(Disposition::Answered, cause, side, gone);
     if let Some(greeting) = &ctx.inbound.greeting {
         tracing::info!(greeting = %greeting.name, "answered; playing greeting");
-        if let Err(g) = media.play(&greeting.samples, false).await {
+        if let Err(g) = media.play(greeting.samples.clone(), false).await {
             return gone_outcome(g, Disposition::Answered);
         }
         // The greeting is not interruptible: keys keyed over it are not

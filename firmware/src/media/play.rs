@@ -164,14 +164,10 @@ impl<'p, L: Line> Media<'p, L> {
     }
 
     /// Plays samples to their last one. With `barge_in`, a key stops the
-    /// playback at once (the key stays queued) and `Ok(true)` says so.
-    pub async fn play(&mut self, samples: &[i16], barge_in: bool) -> Result<bool, Gone> {
-        self.play_shared(Arc::from(samples), barge_in).await
-    }
-
-    /// [`Media::play`] of audio already shared (a loaded prompt): nothing
-    /// is copied.
-    pub async fn play_shared(&mut self, samples: Arc<[i16]>, barge_in: bool) -> Result<bool, Gone> {
+    /// playback at once (the key stays queued) and `Ok(true)` says so. The
+    /// audio is shared with the engine, not copied: a loaded prompt plays
+    /// as it is.
+    pub async fn play(&mut self, samples: Arc<[i16]>, barge_in: bool) -> Result<bool, Gone> {
         if barge_in && !self.keys.is_empty() {
             return Ok(true);
         }

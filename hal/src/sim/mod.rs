@@ -113,7 +113,7 @@ impl AudioIn for SimAudioIn {
     fn try_read_frame(&mut self) -> Result<Option<Frame>, SimError> {
         let now = tokio::time::Instant::now();
         match self.frames.try_take_if(|(_, due)| *due <= now) {
-            Ok(Some((frame, due))) => Ok(Some(self.took(frame, due))),
+            Ok(Some((frame, due))) => Ok(Some(self.took(frame, due, now))),
             Ok(None) => Ok(None),
             Err(()) => Err(SimError::Closed),
         }
@@ -124,8 +124,8 @@ impl SimAudioIn {
     /// Counts a frame the box took: how far behind the far end's clock it
     /// was taken is the real-time capacity figure (share of frames later
     /// than LATE_AFTER).
-    fn took(&self, frame: Frame, due: tokio::time::Instant) -> Frame {
-        let behind = tokio::time::Instant::now().saturating_duration_since(due);
+    fn took(&self, frame: Frame, due: tokio::time::Instant, now: tokio::time::Instant) -> Frame {
+        let behind = now.saturating_duration_since(due);
         let s = &self.stats;
         SimStats::add(&s.frames_to_box);
         if behind > LATE_AFTER {

@@ -1,6 +1,8 @@
 //! What the caller hears from a flow: prompt keys and values said aloud
 //! (numbers, money, dates, times) turned into audio, and played.
 
+use std::sync::Arc;
+
 use callbox_hal::Line;
 
 use super::{FlowEnv, FlowState};
@@ -52,11 +54,11 @@ impl<L: Line> FlowEnv<'_, L> {
     }
 
     /// The prompt audio `items` stand for, in order.
-    fn segments<'s>(&'s self, items: &[Item], st: &FlowState) -> Vec<&'s [i16]> {
+    fn segments<'s>(&'s self, items: &[Item], st: &FlowState) -> Vec<&'s Arc<[i16]>> {
         let lang = st.lang();
         let mut out = Vec::new();
         let mut add = |key: &str| match self.ivr.prompts.get(lang, key) {
-            Some(s) => out.push(&s[..]),
+            Some(s) => out.push(s),
             None => tracing::warn!(key, lang = lang.code(), "prompt missing at run time"),
         };
         for item in items {
@@ -87,13 +89,9 @@ impl<L: Line> FlowEnv<'_, L> {
         // only a sentence of several is joined, per call, so its fragments
         // play without gaps.
         let segments = self.segments(items, st);
-        let joined;
-        let audio: &[i16] = match segments.as_slice() {
-            [one] => one,
-            many => {
-                joined = many.concat();
-                &joined
-            }
+        let audio: Arc<[i16]> = match segments.as_slice() {
+            [one] => Arc::clone(one),
+            many => many.iter().flat_map(|s| s.iter().copied()).collect(),
         };
         let interrupted = media.play(audio, barge_in).await?;
         if !barge_in {

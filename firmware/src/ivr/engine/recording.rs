@@ -39,7 +39,7 @@ impl<L: Line> FlowEnv<'_, L> {
         {
             st.consent_played = true;
             st.path.push("recording_notice".into());
-            media.play(&p.samples, false).await?;
+            media.play(p.samples.clone(), false).await?;
             media.clear_keys();
         }
         if connect {
