@@ -67,25 +67,12 @@ where
         let Some(t) = self.agent_index(to) else {
             return;
         };
-        let q = self
-            .waiters
-            .iter()
-            .find(|w| w.call_id == call_id)
-            .map(|w| w.queue);
-        let ag = &mut self.agents[t];
-        ag.since = Instant::now();
+        let q = self.queue_of(call_id);
         if answered {
-            ag.status = Status::OnCall;
-            ag.current_call = Some(call_id.to_string());
-            self.log(
-                Some(call_id),
-                q,
-                Some(t),
-                "TRANSFERCONNECT",
-                serde_json::json!({}),
-            )
-            .await;
+            self.takes_transfer(t, call_id, q).await;
         } else {
+            let ag = &mut self.agents[t];
+            ag.since = Instant::now();
             ag.status = Status::Available;
             if let Some(w) = self.waiters.iter_mut().find(|w| w.call_id == call_id) {
                 // Back at the head of the line with the original join time.
@@ -137,11 +124,7 @@ where
     /// Attended transfer complete: `from` is done with the call (wrap-up),
     /// `to` has it.
     pub(super) async fn handover(&mut self, call_id: &str, from: &str, talk: Duration, to: &str) {
-        let q = self
-            .waiters
-            .iter()
-            .find(|w| w.call_id == call_id)
-            .map(|w| w.queue);
+        let q = self.queue_of(call_id);
         if let (Some(q), Some(a)) = (q, self.agent_index(from)) {
             self.complete_part(a, q, call_id, talk);
             self.log(
@@ -154,18 +137,31 @@ where
             .await;
         }
         if let Some(t) = self.agent_index(to) {
-            let ag = &mut self.agents[t];
-            ag.status = Status::OnCall;
-            ag.since = Instant::now();
-            ag.current_call = Some(call_id.to_string());
-            self.log(
-                Some(call_id),
-                q,
-                Some(t),
-                "TRANSFERCONNECT",
-                serde_json::json!({}),
-            )
-            .await;
+            self.takes_transfer(t, call_id, q).await;
         }
+    }
+
+    /// The queue call `call_id` waits in (or waited in, while connected).
+    fn queue_of(&self, call_id: &str) -> Option<usize> {
+        self.waiters
+            .iter()
+            .find(|w| w.call_id == call_id)
+            .map(|w| w.queue)
+    }
+
+    /// Agent `t` has the transferred call now.
+    async fn takes_transfer(&mut self, t: usize, call_id: &str, q: Option<usize>) {
+        let ag = &mut self.agents[t];
+        ag.status = Status::OnCall;
+        ag.since = Instant::now();
+        ag.current_call = Some(call_id.to_string());
+        self.log(
+            Some(call_id),
+            q,
+            Some(t),
+            "TRANSFERCONNECT",
+            serde_json::json!({}),
+        )
+        .await;
     }
 }
