@@ -526,4 +526,46 @@ mod tests {
         assert_eq!(rows[0].pauses, vec![[400, 600]]);
         assert_eq!(rows[1].duration_ms, Some(400));
     }
+
+    /// A recording started during a call is on the call's record when the
+    /// call ends right after: the record goes to the outbox once, complete
+    /// (its start is queued by the call itself, ahead of the end).
+    #[tokio::test]
+    async fn a_call_ending_right_after_its_recording_starts_is_sent_once_with_it() {
+        use crate::store::test_support::{call, outbox_rows, stamp};
+        use crate::store::{CallEnd, Disposition, Side, StoreMsg};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = crate::store::Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        let (rec, thread, _) = Recorder::start(
+            Arc::new(RecordingConfig::default()),
+            dir.path(),
+            store.handle(),
+            Clock::new(false),
+        )
+        .await;
+        h.send(call("c1", 1000)).await;
+        let mut tap = Recording::for_call(&rec, "c1");
+        assert!(tap.start("call", Format::Pcm16, 2));
+        let id = tap.id().unwrap().to_string();
+        h.send(StoreMsg::CallEnded(CallEnd {
+            id: "c1".into(),
+            at: stamp(2000),
+            disposition: Disposition::Answered,
+            cause: callbox_hal::HangupCause::Normal,
+            side: Side::Caller,
+        }))
+        .await;
+        tap.caller(&frame(1));
+        tap.stop();
+        drop((tap, rec, h));
+        thread.close().await;
+        store.close().await;
+        let sent: Vec<_> = outbox_rows(dir.path(), "cdr")
+            .into_iter()
+            .filter(|c| c["id"] == "c1")
+            .map(|c| c["recordings"].clone())
+            .collect();
+        assert_eq!(sent, [serde_json::json!([id])]);
+    }
 }

@@ -44,7 +44,7 @@ mod records;
 mod schema;
 mod status;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod unsent;
 mod writer;
 

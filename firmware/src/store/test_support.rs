@@ -5,7 +5,7 @@ use std::path::Path;
 use super::*;
 use crate::clock::Stamp;
 
-pub(super) fn stamp(ms: i64) -> Stamp {
+pub(crate) fn stamp(ms: i64) -> Stamp {
     Stamp {
         wall_ms: ms,
         mono_ms: ms,
@@ -13,7 +13,7 @@ pub(super) fn stamp(ms: i64) -> Stamp {
     }
 }
 
-pub(super) fn call(id: &str, ms: i64) -> StoreMsg {
+pub(crate) fn call(id: &str, ms: i64) -> StoreMsg {
     StoreMsg::CallStarted(CallStart {
         id: id.into(),
         direction: Direction::Inbound,
@@ -70,7 +70,7 @@ pub(super) fn rows_of(dir: &Path, stream: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-pub(super) fn outbox_rows(dir: &Path, stream: &str) -> Vec<serde_json::Value> {
+pub(crate) fn outbox_rows(dir: &Path, stream: &str) -> Vec<serde_json::Value> {
     read_table(dir, "outbox")
         .unwrap()
         .into_iter()
