@@ -173,8 +173,13 @@ impl Drop for Broker {
     }
 }
 
-/// The collector's stdout, line by line, with a deadline per line.
-struct Lines(mpsc::Receiver<String>);
+/// The collector's stdout, line by line, with a deadline per line. Lines
+/// passed over while waiting for another prefix are kept: a resumed
+/// session's queued messages can be stored before `# subscribed` is printed.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    passed: std::cell::RefCell<Vec<String>>,
+}
 
 impl Lines {
     fn new(out: ChildStdout) -> Lines {
@@ -186,18 +191,26 @@ impl Lines {
                 }
             }
         });
-        Lines(rx)
+        Lines {
+            rx,
+            passed: Default::default(),
+        }
     }
 
-    /// Waits for a line starting with `prefix`; returns it.
+    /// Takes the first line not yet taken that starts with `prefix`,
+    /// waiting for it if it has not come yet.
     fn wait_for(&self, prefix: &str) -> String {
+        let mut passed = self.passed.borrow_mut();
+        if let Some(i) = passed.iter().position(|l| l.starts_with(prefix)) {
+            return passed.remove(i);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.0.recv_timeout(left) {
+            match self.rx.recv_timeout(left) {
                 Ok(l) if l.starts_with(prefix) => return l,
-                Ok(_) => {}
-                Err(_) => panic!("no line starting with `{prefix}`"),
+                Ok(l) => passed.push(l),
+                Err(_) => panic!("no line starting with `{prefix}`; seen {passed:?}"),
             }
         }
     }
