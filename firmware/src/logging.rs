@@ -40,7 +40,9 @@ pub fn ring() -> &'static LogRing {
 }
 
 fn filter(level: &str) -> Targets {
-    format!("{level},rusqlite=warn")
+    // rsipstack logs every datagram at info: a busy trunk would drown the
+    // box's own lines (and wear the card).
+    format!("{level},rusqlite=warn,rsipstack=warn")
         .parse()
         .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }

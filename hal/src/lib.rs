@@ -41,6 +41,8 @@ mod queue;
 pub mod registry;
 pub mod rt;
 pub mod sim;
+#[cfg(feature = "sip")]
+pub mod sip;
 pub mod wav;
 
 pub use audio::{AudioFormat, AudioIn, AudioOut, Frame};

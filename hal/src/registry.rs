@@ -69,6 +69,10 @@ pub struct BackendArgs {
     pub scenario: Option<Scenario>,
     /// The board description (analog backend only).
     pub board: Option<Board>,
+    /// SIP settings and the lines that speak SIP; those lines are the SIP
+    /// backend's, beside the chosen backend's.
+    #[cfg(feature = "sip")]
+    pub sip: Option<crate::sip::SipArgs>,
 }
 
 /// Why a backend could not be opened.
@@ -100,7 +104,42 @@ pub const BACKENDS: &[(&str, Builder)] = &[
     ("sim", build_sim),
     #[cfg(feature = "alsa")]
     ("analog", build_analog),
+    #[cfg(feature = "sip")]
+    ("sip", build_sip_only),
 ];
+
+/// Only SIP lines: no indicators, no buttons.
+#[cfg(feature = "sip")]
+fn build_sip_only(args: BackendArgs) -> Result<AnyBackend, OpenError> {
+    let sip = args.sip.ok_or_else(|| OpenError::Invalid {
+        backend: "sip",
+        reason: "the site config has no SIP lines (`sip = { … }` on a `[[line]]`)".into(),
+    })?;
+    let others: Vec<&str> = args
+        .lines
+        .iter()
+        .filter(|l| !sip.lines.iter().any(|(id, _)| *id == l.id))
+        .map(|l| l.id.as_str())
+        .collect();
+    if !others.is_empty() {
+        return Err(OpenError::Invalid {
+            backend: "sip",
+            reason: format!(
+                "lines {} have no `sip` table; use backend `sim` or `analog` for them",
+                others.join(", ")
+            ),
+        });
+    }
+    Ok(AnyBackend::Sip(open_sip(sip)?))
+}
+
+#[cfg(feature = "sip")]
+fn open_sip(args: crate::sip::SipArgs) -> Result<crate::sip::SipBackend, OpenError> {
+    crate::sip::SipBackend::open(args).map_err(|e| OpenError::Invalid {
+        backend: "sip",
+        reason: e.to_string(),
+    })
+}
 
 #[cfg(feature = "alsa")]
 fn build_analog(args: BackendArgs) -> Result<AnyBackend, OpenError> {
@@ -138,6 +177,18 @@ pub fn open(name: &str, args: BackendArgs) -> Result<AnyBackend, OpenError> {
             reason: format!("scenarios play on the sim backend only, not on `{name}`"),
         });
     }
+    #[cfg(feature = "sip")]
+    if name != "sip"
+        && let Some(sip) = args.sip.clone()
+    {
+        // SIP lines beside the chosen backend's: it gets the others.
+        let mut base = args;
+        base.sip = None;
+        base.lines
+            .retain(|l| !sip.lines.iter().any(|(id, _)| *id == l.id));
+        let base = build(base)?;
+        return Ok(AnyBackend::Mixed(Box::new(base), open_sip(sip)?));
+    }
     build(args)
 }
 
@@ -149,6 +200,12 @@ pub enum AnyBackend {
     Sim(SimBackend),
     /// A line-interface board's analog ports.
     Analog(Box<AnalogBackend>),
+    /// SIP lines only.
+    #[cfg(feature = "sip")]
+    Sip(crate::sip::SipBackend),
+    /// Another backend's lines and SIP lines on one box.
+    #[cfg(feature = "sip")]
+    Mixed(Box<AnyBackend>, crate::sip::SipBackend),
 }
 
 impl AnyBackend {
@@ -156,7 +213,18 @@ impl AnyBackend {
     pub fn sim_control(&self) -> Option<sim::SimControl> {
         match self {
             AnyBackend::Sim(s) => Some(s.control()),
-            AnyBackend::Analog(_) => None,
+            #[cfg(feature = "sip")]
+            AnyBackend::Mixed(b, _) => b.sim_control(),
+            _ => None,
+        }
+    }
+
+    /// The address SIP listens on, when the box has SIP lines.
+    #[cfg(feature = "sip")]
+    pub fn sip_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            AnyBackend::Sip(s) | AnyBackend::Mixed(_, s) => Some(s.local_addr()),
+            _ => None,
         }
     }
 }
@@ -171,6 +239,10 @@ pub enum AnyError {
     /// From the analog backend.
     #[error(transparent)]
     Analog(#[from] analog::AnalogError),
+    /// From the SIP backend.
+    #[cfg(feature = "sip")]
+    #[error(transparent)]
+    Sip(#[from] crate::sip::SipError),
 }
 
 impl Error for AnyError {
@@ -178,6 +250,8 @@ impl Error for AnyError {
         match self {
             AnyError::Sim(e) => e.kind(),
             AnyError::Analog(e) => e.kind(),
+            #[cfg(feature = "sip")]
+            AnyError::Sip(e) => e.kind(),
         }
     }
 }
@@ -186,6 +260,9 @@ impl Error for AnyError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AnyLine {
+    /// SIP.
+    #[cfg(feature = "sip")]
+    Sip(crate::sip::SipLine),
     /// Sim.
     Sim(sim::SimLine),
     /// Analog.
@@ -196,6 +273,9 @@ pub enum AnyLine {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AnyAudioIn {
+    /// SIP.
+    #[cfg(feature = "sip")]
+    Sip(crate::sip::SipAudioIn),
     /// Sim.
     Sim(sim::SimAudioIn),
     /// Analog.
@@ -206,6 +286,9 @@ pub enum AnyAudioIn {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AnyAudioOut {
+    /// SIP.
+    #[cfg(feature = "sip")]
+    Sip(crate::sip::SipAudioOut),
     /// Sim.
     Sim(sim::SimAudioOut),
     /// Analog.
@@ -238,18 +321,24 @@ impl Line for AnyLine {
         match self {
             AnyLine::Sim(l) => l.info(),
             AnyLine::Analog(l) => l.info(),
+            #[cfg(feature = "sip")]
+            AnyLine::Sip(l) => l.info(),
         }
     }
     async fn next_event(&mut self) -> Result<LineEvent, AnyError> {
         match self {
             AnyLine::Sim(l) => Ok(l.next_event().await?),
             AnyLine::Analog(l) => Ok(l.next_event().await?),
+            #[cfg(feature = "sip")]
+            AnyLine::Sip(l) => Ok(l.next_event().await?),
         }
     }
     async fn command(&mut self, cmd: LineCommand) -> Result<(), AnyError> {
         match self {
             AnyLine::Sim(l) => Ok(l.command(cmd).await?),
             AnyLine::Analog(l) => Ok(l.command(cmd).await?),
+            #[cfg(feature = "sip")]
+            AnyLine::Sip(l) => Ok(l.command(cmd).await?),
         }
     }
 }
@@ -260,18 +349,24 @@ impl AudioIn for AnyAudioIn {
         match self {
             AnyAudioIn::Sim(a) => a.format(),
             AnyAudioIn::Analog(a) => a.format(),
+            #[cfg(feature = "sip")]
+            AnyAudioIn::Sip(a) => a.format(),
         }
     }
     async fn read_frame(&mut self) -> Result<Frame, AnyError> {
         match self {
             AnyAudioIn::Sim(a) => Ok(a.read_frame().await?),
             AnyAudioIn::Analog(a) => Ok(a.read_frame().await?),
+            #[cfg(feature = "sip")]
+            AnyAudioIn::Sip(a) => Ok(a.read_frame().await?),
         }
     }
     fn try_read_frame(&mut self) -> Result<Option<Frame>, AnyError> {
         match self {
             AnyAudioIn::Sim(a) => Ok(a.try_read_frame()?),
             AnyAudioIn::Analog(a) => Ok(a.try_read_frame()?),
+            #[cfg(feature = "sip")]
+            AnyAudioIn::Sip(a) => Ok(a.try_read_frame()?),
         }
     }
 }
@@ -282,24 +377,32 @@ impl AudioOut for AnyAudioOut {
         match self {
             AnyAudioOut::Sim(a) => a.format(),
             AnyAudioOut::Analog(a) => a.format(),
+            #[cfg(feature = "sip")]
+            AnyAudioOut::Sip(a) => a.format(),
         }
     }
     async fn write_frame(&mut self, frame: Frame) -> Result<(), AnyError> {
         match self {
             AnyAudioOut::Sim(a) => Ok(a.write_frame(frame).await?),
             AnyAudioOut::Analog(a) => Ok(a.write_frame(frame).await?),
+            #[cfg(feature = "sip")]
+            AnyAudioOut::Sip(a) => Ok(a.write_frame(frame).await?),
         }
     }
     fn offer_frame(&mut self, frame: Frame) -> Result<bool, AnyError> {
         match self {
             AnyAudioOut::Sim(a) => Ok(a.offer_frame(frame)?),
             AnyAudioOut::Analog(a) => Ok(a.offer_frame(frame)?),
+            #[cfg(feature = "sip")]
+            AnyAudioOut::Sip(a) => Ok(a.offer_frame(frame)?),
         }
     }
     async fn drain(&mut self) -> Result<(), AnyError> {
         match self {
             AnyAudioOut::Sim(a) => Ok(a.drain().await?),
             AnyAudioOut::Analog(a) => Ok(a.drain().await?),
+            #[cfg(feature = "sip")]
+            AnyAudioOut::Sip(a) => Ok(a.drain().await?),
         }
     }
 }
@@ -341,6 +444,10 @@ impl Backend for AnyBackend {
         match self {
             AnyBackend::Sim(_) => "sim",
             AnyBackend::Analog(_) => "analog",
+            #[cfg(feature = "sip")]
+            AnyBackend::Sip(_) => "sip",
+            #[cfg(feature = "sip")]
+            AnyBackend::Mixed(b, _) => b.name(),
         }
     }
 
@@ -364,6 +471,14 @@ impl Backend for AnyBackend {
                     audio_out: AnyAudioOut::Analog(p.audio_out),
                 })
                 .collect(),
+            #[cfg(feature = "sip")]
+            AnyBackend::Sip(s) => sip_ports(s),
+            #[cfg(feature = "sip")]
+            AnyBackend::Mixed(b, s) => {
+                let mut ports = b.take_ports();
+                ports.extend(sip_ports(s));
+                ports
+            }
         }
     }
 
@@ -371,6 +486,10 @@ impl Backend for AnyBackend {
         match self {
             AnyBackend::Sim(s) => s.take_indicators().map(AnyIndicators::Sim),
             AnyBackend::Analog(a) => a.take_indicators().map(AnyIndicators::Analog),
+            #[cfg(feature = "sip")]
+            AnyBackend::Sip(_) => None,
+            #[cfg(feature = "sip")]
+            AnyBackend::Mixed(b, _) => b.take_indicators(),
         }
     }
 
@@ -378,13 +497,19 @@ impl Backend for AnyBackend {
         match self {
             AnyBackend::Sim(s) => s.take_inputs().map(AnyInputs::Sim),
             AnyBackend::Analog(a) => a.take_inputs().map(AnyInputs::Analog),
+            #[cfg(feature = "sip")]
+            AnyBackend::Sip(_) => None,
+            #[cfg(feature = "sip")]
+            AnyBackend::Mixed(b, _) => b.take_inputs(),
         }
     }
 
     fn frame_grid(&self) -> Option<tokio::time::Instant> {
         match self {
             AnyBackend::Sim(s) => s.frame_grid(),
-            AnyBackend::Analog(_) => None,
+            #[cfg(feature = "sip")]
+            AnyBackend::Mixed(b, _) => b.frame_grid(),
+            _ => None,
         }
     }
 
@@ -395,8 +520,35 @@ impl Backend for AnyBackend {
                 Ok(())
             }
             AnyBackend::Analog(a) => a.start(),
+            #[cfg(feature = "sip")]
+            AnyBackend::Sip(s) => start_sip(s),
+            #[cfg(feature = "sip")]
+            AnyBackend::Mixed(b, s) => {
+                b.start()?;
+                start_sip(s)
+            }
         }
     }
+}
+
+#[cfg(feature = "sip")]
+fn start_sip(s: &mut crate::sip::SipBackend) -> Result<(), OpenError> {
+    s.start().map_err(|e| OpenError::Invalid {
+        backend: "sip",
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(feature = "sip")]
+fn sip_ports(s: &mut crate::sip::SipBackend) -> Vec<Port<AnyLine, AnyAudioIn, AnyAudioOut>> {
+    s.take_ports()
+        .into_iter()
+        .map(|p| Port {
+            line: AnyLine::Sip(p.line),
+            audio_in: AnyAudioIn::Sip(p.audio_in),
+            audio_out: AnyAudioOut::Sip(p.audio_out),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ script = [{ press = "7", via = "both" }, { hangup = true }]
             lines: lines(),
             scenario: Some(sc),
             board: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -99,6 +100,7 @@ async fn writing_audio_is_paced_at_the_frame_rate_and_heard() {
             lines: lines(),
             scenario: Some(sc),
             board: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -151,6 +153,7 @@ dial = [{ at = "100s", digits = "*71" }]
             lines: lines(),
             scenario: Some(sc),
             board: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -225,6 +228,7 @@ async fn offering_a_frame_never_waits_and_drops_it_when_the_playout_buffer_is_fu
             lines: lines(),
             scenario: Some(sc),
             board: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -270,6 +274,7 @@ async fn frames_the_box_reads_late_are_counted_against_their_deadline() {
             lines: lines(),
             scenario: Some(sc),
             board: None,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod mqtt;
+pub mod sip;
 
 /// Path of the `callboxd` binary under test.
 pub fn callboxd() -> PathBuf {

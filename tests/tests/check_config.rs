@@ -242,3 +242,101 @@ fn a_database_from_newer_firmware_is_refused_with_its_path() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), db, "left untouched");
 }
+
+/// A site with SIP lines; `trunk` and `desk` are the lines' `sip` tables,
+/// `sip` the `[sip]` table's body.
+fn sip_site(sip: &str, trunk: &str, desk: &str) -> String {
+    format!(
+        r#"[site]
+id = "branch"
+
+[hal]
+backend = "sip"
+
+[sip]
+{sip}
+
+[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ {trunk} }}
+
+[[line]]
+id = "desk-1"
+kind = "station"
+sip = {{ {desk} }}
+
+[inbound]
+greeting = "greeting.wav"
+"#
+    )
+}
+
+const TRUNK: &str =
+    r#"peer = "203.0.113.5:5060", username = "u", password = "secret-1", register = true"#;
+const DESK: &str = r#"username = "1001", password = "desk-pass-1""#;
+
+#[test]
+fn a_good_sip_config_passes() {
+    let site = Site::new(1, 0, 200, "");
+    site.write(
+        "site.toml",
+        &sip_site(r#"listen = "127.0.0.1:5060""#, TRUNK, DESK),
+    );
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn sip_mistakes_are_reported_at_their_place() {
+    // A bad URI part (the trunk's peer is not an address).
+    assert_rejected(
+        &sip_site(
+            r#"listen = "127.0.0.1:5060""#,
+            r#"peer = "carrier example", username = "u", password = "p""#,
+            DESK,
+        ),
+        "13:16: `carrier example` is not an IP address",
+    );
+    // A phone without a password: never a default.
+    assert_rejected(
+        &sip_site(
+            r#"listen = "127.0.0.1:5060""#,
+            TRUNK,
+            r#"username = "1001""#,
+        ),
+        "18:7: station `desk-1` needs `username` and `password`",
+    );
+    // Registering without an account.
+    assert_rejected(
+        &sip_site(
+            r#"listen = "127.0.0.1:5060""#,
+            r#"peer = "203.0.113.5", register = true"#,
+            DESK,
+        ),
+        "13:42: registering at the carrier needs `username` and `password`",
+    );
+    // SIP's port inside the RTP range.
+    assert_rejected(
+        &sip_site(
+            "listen = \"127.0.0.1:20010\"\nrtp_ports = \"20000-20999\"",
+            TRUNK,
+            DESK,
+        ),
+        "9:13: the RTP ports 20000-20999 include SIP's own port 20010",
+    );
+    // A codec list without G.711.
+    assert_rejected(
+        &sip_site("codecs = [\"G729\"]", TRUNK, DESK),
+        "8:11: unknown codec `G729`",
+    );
+    // A key that does not exist.
+    assert_rejected(
+        &sip_site("listen = \"127.0.0.1:5060\"\nport = 5060", TRUNK, DESK),
+        "9:1: unknown field `port`",
+    );
+}

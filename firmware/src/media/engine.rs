@@ -811,6 +811,7 @@ mod tests {
                 lines,
                 scenario: Some(sc),
                 board: None,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -343,6 +343,7 @@ members = { alice = 0 }
                 lines: config.lines.clone(),
                 scenario: Some(scenario),
                 board: None,
+                ..Default::default()
             },
         )
         .unwrap();

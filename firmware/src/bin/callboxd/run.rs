@@ -61,6 +61,7 @@ pub fn run(
                 lines: site.lines.clone(),
                 scenario,
                 board: site.board.clone(),
+                sip: site.sip.clone(),
             },
         )
         .map_err(|e| Failure::Run(e.into()))?;
@@ -145,6 +146,7 @@ pub fn first_boot(
                 lines: Vec::new(),
                 scenario: None,
                 board: None,
+                ..Default::default()
             },
         )
         .map_err(|e| Failure::Run(e.into()))?;

@@ -20,6 +20,8 @@ use serde::Deserialize;
 use crate::calls::Inbound;
 use crate::prompt::Prompt;
 
+mod sip;
+
 /// Where the box keeps its database and recordings unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/callbox";
 
@@ -50,6 +52,8 @@ struct RawSite {
     uplink: Option<crate::sync::config::RawUplink>,
     #[serde(default)]
     board: Option<callbox_hal::analog::board::RawBoard>,
+    #[serde(default)]
+    sip: Option<sip::RawSip>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +117,8 @@ struct RawLine {
     #[serde(default)]
     #[allow(dead_code)] // shown to people reading the file; not used by the box
     description: Option<String>,
+    #[serde(default)]
+    sip: Option<sip::RawLineSip>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +180,8 @@ pub struct SiteConfig {
     pub uplink: Option<crate::sync::config::UplinkConfig>,
     /// How the line-interface board is wired (analog backend).
     pub board: Option<callbox_hal::analog::board::Board>,
+    /// SIP settings and the lines that speak SIP.
+    pub sip: Option<callbox_hal::sip::SipArgs>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -455,6 +463,17 @@ impl SiteConfig {
             }
         };
 
+        let sip_lines: Vec<_> = raw
+            .line
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let kind = lines.iter().find(|x: &&LineInfo| x.id == l.id)?.kind;
+                Some((i, l.id.clone(), kind, l.sip.as_ref()?))
+            })
+            .collect();
+        let sip = sip::check(raw.sip.as_ref(), &sip_lines, &mut err);
+
         errs.extend(other_files);
 
         match greeting {
@@ -476,6 +495,7 @@ impl SiteConfig {
                 recording,
                 uplink,
                 board,
+                sip,
             }),
             _ => Err(Diagnostics(errs)),
         }

@@ -1,0 +1,302 @@
+//! The SIP part of the site config: the box-wide `[sip]` table and the
+//! `sip = { … }` table of a `[[line]]` (docs/sip.md). Checked here into the
+//! HAL's [`SipArgs`]; every mistake is named with its place.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use callbox_hal::LineKind;
+use callbox_hal::diag::parse_duration;
+use callbox_hal::sip::sdp::Codec;
+use callbox_hal::sip::{SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings};
+use serde::Deserialize;
+
+/// `[sip]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSip {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    advertise: Option<String>,
+    #[serde(default)]
+    rtp_ports: Option<String>,
+    #[serde(default)]
+    codecs: Option<Vec<String>>,
+    #[serde(default)]
+    rtp_timeout: Option<String>,
+}
+
+/// A line's `sip = { … }`: trunk keys and station keys in one table; the
+/// line's kind says which apply.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLineSip {
+    #[serde(default)]
+    peer: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    register: Option<bool>,
+    #[serde(default)]
+    expires: Option<String>,
+    #[serde(default)]
+    caller_id: Option<String>,
+}
+
+/// Where SIP listens when `[sip]` does not say.
+const DEFAULT_LISTEN: &str = "0.0.0.0:5060";
+
+/// Checks `[sip]` and the lines' `sip` tables. `lines`: `(index in the
+/// file, id, kind, its sip table)` for every line with one. `None` when no
+/// line speaks SIP and there is no `[sip]`.
+pub(super) fn check(
+    raw: Option<&RawSip>,
+    lines: &[(usize, String, LineKind, &RawLineSip)],
+    err: &mut dyn FnMut(&str, String),
+) -> Option<SipArgs> {
+    if raw.is_none() && lines.is_empty() {
+        return None;
+    }
+    let empty = RawSip::default();
+    let raw = raw.unwrap_or(&empty);
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            err(
+                "sip.listen",
+                format!("`{listen_text}` is not an address and port (e.g. \"0.0.0.0:5060\")"),
+            );
+            return None;
+        }
+    };
+    let mut s = SipSettings::new(listen);
+    if let Some(a) = &raw.advertise {
+        match a.parse::<IpAddr>() {
+            Ok(ip) => s.advertise = Some(ip),
+            Err(_) => err(
+                "sip.advertise",
+                format!(
+                    "`{a}` is not an IP address (the box's address as phones and carriers see it)"
+                ),
+            ),
+        }
+    }
+    if listen.ip().is_unspecified() && s.advertise.is_none() {
+        // Phones and carriers must be told one address to send to.
+        s.advertise = Some(local_ip().unwrap_or(IpAddr::from([127, 0, 0, 1])));
+    }
+    if let Some(r) = &raw.rtp_ports {
+        match parse_range(r) {
+            Some((a, b)) if a < b && a >= 1024 => s.rtp_ports = a..=b,
+            _ => err(
+                "sip.rtp_ports",
+                format!("`{r}` is not a port range like \"20000-20999\" (above 1023, low-high)"),
+            ),
+        }
+    }
+    if s.rtp_ports.contains(&listen.port()) {
+        err(
+            "sip.rtp_ports",
+            format!(
+                "the RTP ports {}-{} include SIP's own port {}",
+                s.rtp_ports.start(),
+                s.rtp_ports.end(),
+                listen.port()
+            ),
+        );
+    }
+    if let Some(list) = &raw.codecs {
+        let mut codecs = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            match c.to_ascii_uppercase().as_str() {
+                "PCMA" => codecs.push(Codec::Pcma),
+                "PCMU" => codecs.push(Codec::Pcmu),
+                _ => err(
+                    &format!("sip.codecs[{i}]"),
+                    format!("unknown codec `{c}`; the box speaks PCMA and PCMU"),
+                ),
+            }
+        }
+        if codecs.is_empty() {
+            err(
+                "sip.codecs",
+                "the codec list needs PCMA or PCMU (G.711)".into(),
+            );
+        } else {
+            s.codecs = codecs;
+        }
+    }
+    if let Some(t) = &raw.rtp_timeout {
+        match parse_duration(t) {
+            Ok(d) if d >= Duration::from_secs(5) => s.rtp_timeout = d,
+            Ok(_) => err(
+                "sip.rtp_timeout",
+                format!("`{t}` is too short; at least 5s"),
+            ),
+            Err(e) => err("sip.rtp_timeout", e),
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut users: HashMap<String, usize> = HashMap::new();
+    for (i, id, kind, l) in lines {
+        let at = |key: &str| format!("line[{i}].sip.{key}");
+        match kind {
+            LineKind::Trunk => {
+                for (key, set) in [("username", l.username.is_some() && l.peer.is_none())] {
+                    if set {
+                        err(
+                            &at(key),
+                            "a trunk's account needs the carrier's `peer` address".into(),
+                        );
+                    }
+                }
+                let Some(peer_text) = &l.peer else {
+                    err(
+                        &format!("line[{i}].sip"),
+                        format!("trunk `{id}` needs `peer`: the carrier's address and port"),
+                    );
+                    continue;
+                };
+                let peer = match peer_text.parse::<SocketAddr>() {
+                    Ok(p) => p,
+                    Err(_) => match peer_text.parse::<IpAddr>() {
+                        Ok(ip) => SocketAddr::new(ip, 5060),
+                        Err(_) => {
+                            err(
+                                &at("peer"),
+                                format!(
+                                    "`{peer_text}` is not an IP address with an optional port (e.g. \"203.0.113.5:5060\"); host names are not resolved"
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                let register = l.register.unwrap_or(false);
+                if register && (l.username.is_none() || l.password.is_none()) {
+                    err(
+                        &at("register"),
+                        "registering at the carrier needs `username` and `password`".into(),
+                    );
+                }
+                if l.password.as_deref() == Some("") {
+                    err(&at("password"), "the password is empty".into());
+                }
+                let expires = match &l.expires {
+                    None => Duration::from_secs(3600),
+                    Some(e) => match parse_duration(e) {
+                        Ok(d) if d >= Duration::from_secs(60) => d,
+                        Ok(_) => {
+                            err(&at("expires"), format!("`{e}` is too short; at least 60s"));
+                            Duration::from_secs(3600)
+                        }
+                        Err(m) => {
+                            err(&at("expires"), m);
+                            Duration::from_secs(3600)
+                        }
+                    },
+                };
+                for (key, v) in [("domain", &l.domain), ("caller_id", &l.caller_id)] {
+                    if let Some(v) = v
+                        && (v.is_empty()
+                            || v.contains(|c: char| c.is_whitespace() || "<>\"@;".contains(c)))
+                    {
+                        err(&at(key), format!("`{v}` cannot go in a SIP URI"));
+                    }
+                }
+                out.push((
+                    id.clone(),
+                    SipLineSettings::Trunk(TrunkSettings {
+                        peer,
+                        domain: l.domain.clone(),
+                        username: l.username.clone(),
+                        password: l.password.clone(),
+                        register,
+                        expires,
+                        caller_id: l.caller_id.clone(),
+                    }),
+                ));
+            }
+            LineKind::Station => {
+                for (key, set) in [
+                    ("peer", l.peer.is_some()),
+                    ("domain", l.domain.is_some()),
+                    ("register", l.register.is_some()),
+                    ("expires", l.expires.is_some()),
+                    ("caller_id", l.caller_id.is_some()),
+                ] {
+                    if set {
+                        err(
+                            &at(key),
+                            format!(
+                                "`{key}` is a trunk's key; station `{id}` is a phone that registers to the box"
+                            ),
+                        );
+                    }
+                }
+                let (Some(user), Some(pass)) = (&l.username, &l.password) else {
+                    err(
+                        &format!("line[{i}].sip"),
+                        format!(
+                            "station `{id}` needs `username` and `password` for its phone (there is no default password)"
+                        ),
+                    );
+                    continue;
+                };
+                if user.is_empty()
+                    || !user
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    err(
+                        &at("username"),
+                        format!("`{user}` must be letters, digits, `-`, `_` or `.`"),
+                    );
+                }
+                if pass.len() < 8 {
+                    err(
+                        &at("password"),
+                        "a phone's password needs at least 8 characters".into(),
+                    );
+                }
+                if let Some(first) = users.insert(user.clone(), *i) {
+                    err(
+                        &at("username"),
+                        format!("phone account `{user}` is used by line[{first}] too"),
+                    );
+                }
+                out.push((
+                    id.clone(),
+                    SipLineSettings::Station(StationSettings {
+                        username: user.clone(),
+                        password: pass.clone(),
+                    }),
+                ));
+            }
+        }
+    }
+    Some(SipArgs {
+        settings: s,
+        lines: out,
+    })
+}
+
+fn parse_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// The address the box's default route leaves from (no packet is sent).
+fn local_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    Some(s.local_addr().ok()?.ip())
+}

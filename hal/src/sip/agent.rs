@@ -1,0 +1,875 @@
+//! The box's SIP user agent: one UDP endpoint for every SIP line. It sorts
+//! what arrives (a carrier's call, a phone's call or registration, a request
+//! inside a call), registers trunks at their carriers, keeps the phones'
+//! registrations, and starts the calls the firmware asks for. rsipstack's
+//! types stay inside this module and [`super::call`].
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rsipstack::dialog::authenticate::{Credential, verify_digest};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::registration::Registration;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::typed::Authorization;
+use rsipstack::sip::{Header, Method, Request, StatusCode, StatusCodeKind, Uri};
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::{EndpointBuilder, transaction::TransactionReceiver};
+use tokio_util::sync::CancellationToken;
+
+use super::SipError;
+use super::call::{self, Inbound};
+use super::config::{SipLineSettings, SipSettings, StationSettings, TrunkSettings};
+use super::line::LineShared;
+use super::sdp::{self, Direction, Sdp};
+use crate::line::{HangupCause, LineEvent, LineFault, LineKind};
+
+/// Realm of the box's digest challenges to its phones.
+const REALM: &str = "callbox";
+/// How long a challenge's nonce is accepted.
+const NONCE_LIFE: Duration = Duration::from_secs(300);
+/// Registration lifetimes the box grants its phones.
+const MIN_EXPIRES: u32 = 60;
+const MAX_EXPIRES: u32 = 3600;
+/// Wrong passwords in a row from one address before it is refused without
+/// a challenge for a while, and the station's alarm is raised.
+const AUTH_FAILURES: u32 = 5;
+const AUTH_LOCKOUT: Duration = Duration::from_secs(60);
+
+/// Where a registered phone is reached.
+#[derive(Debug, Clone)]
+struct Binding {
+    contact: Uri,
+    /// Where its REGISTER came from: behind a home router this differs from
+    /// the Contact, and only this address reaches it.
+    source: SocketAddr,
+    until: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    count: u32,
+    since: Option<Instant>,
+}
+
+/// The parts of the stack that exist once the backend started.
+struct Stack {
+    endpoint: EndpointInnerRef,
+    pub(crate) dialogs: Arc<DialogLayer>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack").finish_non_exhaustive()
+    }
+}
+
+/// The SIP user agent shared by every SIP line.
+#[derive(Debug)]
+pub(crate) struct Agent {
+    pub(crate) settings: SipSettings,
+    lines: Mutex<Vec<Arc<LineShared>>>,
+    stack: OnceLock<Stack>,
+    socket: Mutex<Option<std::net::UdpSocket>>,
+    bindings: Mutex<HashMap<String, Binding>>,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+    nonce_key: RandomState,
+    next_rtp: AtomicU16,
+    sessions: AtomicU64,
+    cancel: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Agent {
+    /// Binds the SIP socket now, so that a port in use is reported when the
+    /// backend opens, not later.
+    pub(crate) fn bind(settings: SipSettings) -> Result<Agent, SipError> {
+        let socket = std::net::UdpSocket::bind(settings.listen).map_err(|e| SipError::Bind {
+            addr: settings.listen,
+            error: e,
+        })?;
+        socket.set_nonblocking(true).map_err(|e| SipError::Bind {
+            addr: settings.listen,
+            error: e,
+        })?;
+        let first = *settings.rtp_ports.start() & !1;
+        Ok(Agent {
+            settings,
+            lines: Mutex::new(Vec::new()),
+            stack: OnceLock::new(),
+            socket: Mutex::new(Some(socket)),
+            bindings: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            nonce_key: RandomState::new(),
+            next_rtp: AtomicU16::new(first),
+            sessions: AtomicU64::new(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(1, |d| d.as_secs()),
+            ),
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    pub(crate) fn add_line(&self, l: Arc<LineShared>) {
+        lock(&self.lines).push(l);
+    }
+
+    fn lines(&self) -> Vec<Arc<LineShared>> {
+        lock(&self.lines).clone()
+    }
+
+    /// The SIP address the box listens on.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.settings.listen
+    }
+
+    /// Starts the endpoint and the tasks; inside the tokio runtime.
+    pub(crate) fn start(self: &Arc<Self>) -> Result<(), SipError> {
+        let Some(socket) = lock(&self.socket).take() else {
+            return Ok(());
+        };
+        let addr = self.settings.listen;
+        let tokio_socket = tokio::net::UdpSocket::from_std(socket)
+            .map_err(|error| SipError::Bind { addr, error })?;
+        let external = self
+            .settings
+            .advertise
+            .map(|ip| SocketAddr::new(ip, addr.port()));
+        let transport = TransportLayer::new(self.cancel.clone());
+        let conn = ready_now(UdpConnection::from_socket(
+            Arc::new(tokio_socket),
+            external,
+            Some(self.cancel.child_token()),
+        ))
+        .ok_or(SipError::Stopped)?
+        .map_err(|e| SipError::Refused(format!("SIP socket {addr}: {e}")))?;
+        transport.add_transport(conn.into());
+        let endpoint = EndpointBuilder::new()
+            .with_transport_layer(transport)
+            .with_cancel_token(self.cancel.clone())
+            .with_user_agent("callbox")
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| SipError::Refused(e.to_string()))?;
+        let inner = endpoint.inner.clone();
+        let dialogs = Arc::new(DialogLayer::new(inner.clone()));
+        let _ = self.stack.set(Stack {
+            endpoint: inner.clone(),
+            dialogs,
+        });
+        tokio::spawn(async move {
+            // The endpoint lives as long as its serve loop.
+            endpoint.serve().await;
+        });
+        tokio::spawn(self.clone().serve(incoming));
+        for line in self.lines() {
+            if let SipLineSettings::Trunk(t) = &line.settings
+                && t.register
+            {
+                tokio::spawn(self.clone().register_trunk(line.clone(), t.clone()));
+            }
+        }
+        tracing::info!(%addr, "SIP listening (UDP)");
+        Ok(())
+    }
+
+    fn stack(&self) -> Result<&Stack, SipError> {
+        self.stack.get().ok_or(SipError::Stopped)
+    }
+
+    pub(crate) fn dialogs(&self) -> Option<&Arc<DialogLayer>> {
+        self.stack.get().map(|s| &s.dialogs)
+    }
+
+    /// A fresh SDP session id.
+    pub(crate) fn session_id(&self) -> u64 {
+        self.sessions.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Binds an RTP socket on the next free even port of the range.
+    pub(crate) fn bind_rtp(&self) -> Result<UdpSocket, SipError> {
+        let range = &self.settings.rtp_ports;
+        let span = (range.end() - range.start()) / 2 + 1;
+        for _ in 0..span {
+            let mut port = self.next_rtp.fetch_add(2, Ordering::Relaxed);
+            if port < *range.start() || port > *range.end() {
+                port = *range.start() & !1;
+                self.next_rtp.store(port + 2, Ordering::Relaxed);
+            }
+            if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.settings.listen.ip(), port)) {
+                return Ok(s);
+            }
+        }
+        Err(SipError::Refused(format!(
+            "no free RTP port in {}-{}",
+            range.start(),
+            range.end()
+        )))
+    }
+
+    fn contact(&self, user: &str) -> Result<Uri, SipError> {
+        let ip = self.settings.public_ip();
+        parse_uri(&format!(
+            "sip:{user}@{}",
+            SocketAddr::new(ip, self.settings.listen.port())
+        ))
+    }
+
+    async fn serve(self: Arc<Self>, mut incoming: TransactionReceiver) {
+        while let Some(tx) = incoming.recv().await {
+            let me = self.clone();
+            tokio::spawn(async move { me.on_request(tx).await });
+        }
+    }
+
+    async fn on_request(self: Arc<Self>, mut tx: Transaction) {
+        let Ok(stack) = self.stack() else { return };
+        if let Some(mut d) = stack.dialogs.match_dialog(&tx) {
+            if let Err(e) = d.handle(&mut tx).await {
+                tracing::debug!("in-dialog {}: {e}", tx.original.method);
+            }
+            return;
+        }
+        let r = match tx.original.method {
+            Method::Invite => self.on_invite(tx).await,
+            Method::Register => self.on_register(tx).await,
+            Method::Options => tx.reply(StatusCode::OK).await.map_err(|e| e.to_string()),
+            Method::Ack => Ok(()),
+            Method::Cancel | Method::Bye | Method::Info | Method::Update | Method::PRack => tx
+                .reply(StatusCode::CallTransactionDoesNotExist)
+                .await
+                .map_err(|e| e.to_string()),
+            _ => tx
+                .reply(StatusCode::NotImplemented)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = r {
+            tracing::debug!("SIP request: {e}");
+        }
+    }
+
+    /// An INVITE outside any call: a phone dialling, or a carrier's call.
+    async fn on_invite(self: &Arc<Self>, mut tx: Transaction) -> Result<(), String> {
+        let source = source_addr(&tx.original);
+        let from_user = tx
+            .original
+            .from_header()
+            .ok()
+            .and_then(|f| f.uri().ok())
+            .and_then(|u| u.user().map(str::to_string));
+        let lines = self.lines();
+        let station = lines.iter().find(|l| {
+            matches!(&l.settings, SipLineSettings::Station(s) if Some(&s.username) == from_user.as_ref())
+        });
+        let (line, how) = if let Some(line) = station {
+            let SipLineSettings::Station(st) = &line.settings else {
+                unreachable!("matched a station")
+            };
+            if !self.authenticate(&mut tx, line, st, source).await? {
+                return Ok(());
+            }
+            (line.clone(), Inbound::Answered)
+        } else {
+            let ip = source.map(|s| s.ip());
+            let trunks: Vec<_> = lines
+                .iter()
+                .filter(
+                    |l| matches!(&l.settings, SipLineSettings::Trunk(t) if Some(t.peer.ip()) == ip),
+                )
+                .collect();
+            if trunks.is_empty() {
+                tracing::warn!(source = ?source, from = ?from_user, "INVITE from an unknown peer refused");
+                return tx
+                    .reply(StatusCode::Forbidden)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+            match trunks.iter().find(|l| !l.busy()) {
+                Some(l) => ((*l).clone(), Inbound::Ringing),
+                None => {
+                    return tx
+                        .reply(StatusCode::BusyHere)
+                        .await
+                        .map_err(|e| e.to_string());
+                }
+            }
+        };
+        if tx.original.body.is_empty() {
+            // Late offer is not supported yet: ask for an offer.
+            tracing::warn!(line = %line.info.id, "INVITE without SDP refused");
+            return tx
+                .reply(StatusCode::NotAcceptableHere)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let offer = match Sdp::parse(&String::from_utf8_lossy(&tx.original.body)) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(line = %line.info.id, "INVITE with bad SDP refused: {e}");
+                return tx
+                    .reply(StatusCode::NotAcceptableHere)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+        };
+        let sock = match self.bind_rtp() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(line = %line.info.id, "{e}");
+                return tx
+                    .reply(StatusCode::ServiceUnavailable)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+        };
+        let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+        let answer = match sdp::answer(
+            &offer,
+            &self.settings.codecs,
+            self.settings.public_ip(),
+            port,
+            self.session_id(),
+            1,
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(line = %line.info.id, "INVITE refused: {e}");
+                return tx
+                    .reply(StatusCode::NotAcceptableHere)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+        };
+        let Some(cmds) = line.begin_call() else {
+            return tx
+                .reply(StatusCode::BusyHere)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let stack = self.stack().map_err(|e| e.to_string())?;
+        let (state_tx, state_rx) = stack.dialogs.new_dialog_state_channel();
+        let user = match &line.settings {
+            SipLineSettings::Station(s) => s.username.clone(),
+            SipLineSettings::Trunk(t) => t.username.clone().unwrap_or_else(|| "callbox".into()),
+        };
+        let contact = self.contact(&user).ok();
+        let dialog = match stack
+            .dialogs
+            .get_or_create_server_invite(&tx, state_tx, None, contact)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                line.end_call();
+                return Err(e.to_string());
+            }
+        };
+        let dialled = dialled_number(&tx.original);
+        let caller = caller_number(&tx.original);
+        let mut handle = dialog.clone();
+        tokio::spawn(async move {
+            let _ = handle.handle(&mut tx).await;
+        });
+        match how {
+            Inbound::Ringing => {
+                let _ = line.events.send(LineEvent::Incoming {
+                    caller,
+                    dialled: dialled.clone(),
+                });
+            }
+            Inbound::Answered => {
+                // A phone's call is a handset lifted and a number keyed.
+                let _ = line.events.send(LineEvent::OffHook);
+                for d in dialled.unwrap_or_default().chars() {
+                    let _ = line.events.send(LineEvent::Digit(d));
+                }
+            }
+        }
+        let parts = call::CallParts {
+            agent: self.clone(),
+            line,
+            dialog,
+            states: state_rx,
+            cmds,
+            sock,
+        };
+        tokio::spawn(call::inbound(parts, answer, how));
+        Ok(())
+    }
+
+    /// Checks a phone's digest credentials; `false` when it was answered
+    /// with a challenge or a refusal.
+    async fn authenticate(
+        &self,
+        tx: &mut Transaction,
+        line: &LineShared,
+        st: &StationSettings,
+        source: Option<SocketAddr>,
+    ) -> Result<bool, String> {
+        let ip = source.map(|s| s.ip());
+        let locked_out = ip.is_some_and(|ip| {
+            lock(&self.failures).get(&ip).is_some_and(|fl| {
+                fl.count >= AUTH_FAILURES && fl.since.is_some_and(|s| s.elapsed() < AUTH_LOCKOUT)
+            })
+        });
+        if locked_out {
+            tx.reply(StatusCode::Forbidden)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(false);
+        }
+        let raw = tx.original.header_value("Authorization");
+        let verdict = raw.as_deref().map(|raw| {
+            let Ok(auth) = Authorization::parse(raw) else {
+                return false;
+            };
+            auth.username == st.username
+                && self.nonce_fresh(&auth.nonce)
+                && verify_digest(&auth, &st.password, &tx.original.method, raw)
+        });
+        match verdict {
+            Some(true) => {
+                if let Some(ip) = ip {
+                    lock(&self.failures).remove(&ip);
+                }
+                let _ = line.events.send(LineEvent::Fault(LineFault {
+                    code: "auth_failures",
+                    detail: String::new(),
+                    active: false,
+                }));
+                Ok(true)
+            }
+            Some(false) => {
+                let count = ip.map_or(1, |ip| {
+                    let mut f = lock(&self.failures);
+                    let e = f.entry(ip).or_default();
+                    if e.since.is_none_or(|s| s.elapsed() >= AUTH_LOCKOUT) {
+                        e.count = 0;
+                        e.since = Some(Instant::now());
+                    }
+                    e.count += 1;
+                    e.count
+                });
+                tracing::warn!(line = %line.info.id, ?source, "wrong SIP password for {} ({count} in a row)", st.username);
+                if count == AUTH_FAILURES {
+                    let _ = line.events.send(LineEvent::Fault(LineFault {
+                        code: "auth_failures",
+                        detail: format!(
+                            "{count} wrong passwords for {} from {}",
+                            st.username,
+                            ip.map_or("?".into(), |i| i.to_string())
+                        ),
+                        active: true,
+                    }));
+                }
+                tx.reply(StatusCode::Forbidden)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(false)
+            }
+            None => {
+                let challenge = format!(
+                    "Digest realm=\"{REALM}\", nonce=\"{}\", qop=\"auth\", algorithm=MD5",
+                    self.nonce()
+                );
+                tx.reply_with(
+                    StatusCode::Unauthorized,
+                    vec![Header::WwwAuthenticate(challenge.into())],
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// A nonce that proves when the box made it: seconds, then a keyed hash
+    /// of them.
+    fn nonce(&self) -> String {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{secs:x}.{:016x}", self.nonce_key.hash_one(secs))
+    }
+
+    fn nonce_fresh(&self, nonce: &str) -> bool {
+        let Some((secs, mac)) = nonce.split_once('.') else {
+            return false;
+        };
+        let (Ok(secs), Ok(mac)) = (u64::from_str_radix(secs, 16), u64::from_str_radix(mac, 16))
+        else {
+            return false;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        mac == self.nonce_key.hash_one(secs) && now.saturating_sub(secs) <= NONCE_LIFE.as_secs()
+    }
+
+    /// A phone's REGISTER: the box is its registrar.
+    async fn on_register(self: &Arc<Self>, mut tx: Transaction) -> Result<(), String> {
+        let user = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.uri().ok())
+            .and_then(|u| u.user().map(str::to_string));
+        let lines = self.lines();
+        let Some(line) = lines.iter().find(|l| {
+            matches!(&l.settings, SipLineSettings::Station(s) if Some(&s.username) == user.as_ref())
+        }) else {
+            tracing::warn!(user = ?user, "REGISTER for an unknown phone refused");
+            return tx.reply(StatusCode::NotFound).await.map_err(|e| e.to_string());
+        };
+        let SipLineSettings::Station(st) = &line.settings else {
+            unreachable!("matched a station")
+        };
+        let source = source_addr(&tx.original);
+        if !self.authenticate(&mut tx, line, st, source).await? {
+            return Ok(());
+        }
+        let contact = tx.original.contact_header().ok().cloned();
+        let asked = contact
+            .as_ref()
+            .and_then(|c| c.typed().ok())
+            .and_then(|c| c.expires())
+            .or_else(|| {
+                tx.original
+                    .header_value("Expires")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(MAX_EXPIRES);
+        if asked == 0 {
+            lock(&self.bindings).remove(&st.username);
+            tracing::info!(line = %line.info.id, "phone unregistered");
+            return tx.reply(StatusCode::OK).await.map_err(|e| e.to_string());
+        }
+        if asked < MIN_EXPIRES {
+            return tx
+                .reply_with(
+                    StatusCode::IntervalTooBrief,
+                    vec![Header::MinExpires(MIN_EXPIRES.to_string().into())],
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let granted = asked.min(MAX_EXPIRES);
+        let (Some(contact), Some(source)) = (contact, source) else {
+            return tx
+                .reply(StatusCode::BadRequest)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let Ok(typed) = contact.typed() else {
+            return tx
+                .reply(StatusCode::BadRequest)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let fresh = lock(&self.bindings)
+            .insert(
+                st.username.clone(),
+                Binding {
+                    contact: typed.uri.clone(),
+                    source,
+                    until: Instant::now() + Duration::from_secs(u64::from(granted)),
+                },
+            )
+            .is_none();
+        if fresh {
+            tracing::info!(line = %line.info.id, %source, "phone registered");
+        }
+        tx.reply_with(
+            StatusCode::OK,
+            vec![
+                Header::Contact(format!("<{}>;expires={granted}", typed.uri).into()),
+                Header::Expires(granted.to_string().into()),
+            ],
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Places a call on a trunk.
+    pub(crate) fn dial(
+        self: &Arc<Self>,
+        line: &Arc<LineShared>,
+        number: &str,
+    ) -> Result<(), SipError> {
+        let SipLineSettings::Trunk(t) = &line.settings else {
+            return Err(SipError::Refused(format!(
+                "line {} is not a trunk",
+                line.info.id
+            )));
+        };
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.ip().to_string());
+        let user = t
+            .caller_id
+            .clone()
+            .or_else(|| t.username.clone())
+            .unwrap_or_else(|| "callbox".into());
+        let callee = parse_uri(&format!("sip:{number}@{domain}"))?;
+        let caller = parse_uri(&format!("sip:{user}@{domain}"))?;
+        let credential = t.username.clone().map(|u| Credential {
+            username: u,
+            password: t.password.clone().unwrap_or_default(),
+            realm: None,
+            auth_username: None,
+        });
+        self.invite(line, callee, caller, None, t.peer, credential, true)
+    }
+
+    /// Rings a station's phone where it registered.
+    pub(crate) fn ring(
+        self: &Arc<Self>,
+        line: &Arc<LineShared>,
+        caller_id: Option<&str>,
+        caller_name: Option<&str>,
+    ) -> Result<(), SipError> {
+        let SipLineSettings::Station(st) = &line.settings else {
+            return Err(SipError::Refused(format!(
+                "line {} is not a station",
+                line.info.id
+            )));
+        };
+        let binding = lock(&self.bindings)
+            .get(&st.username)
+            .filter(|b| b.until > Instant::now())
+            .cloned();
+        let Some(b) = binding else {
+            tracing::warn!(line = %line.info.id, "phone not registered; cannot ring it");
+            // The station does not answer: as a phone left unplugged.
+            let _ = line.events.send(LineEvent::Hangup(HangupCause::NoAnswer));
+            return Ok(());
+        };
+        let host = SocketAddr::new(self.settings.public_ip(), self.settings.listen.port());
+        let user = caller_id.filter(|c| !c.is_empty()).unwrap_or("anonymous");
+        let caller = parse_uri(&format!("sip:{user}@{host}"))?;
+        self.invite(line, b.contact, caller, caller_name, b.source, None, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn invite(
+        self: &Arc<Self>,
+        line: &Arc<LineShared>,
+        callee: Uri,
+        caller: Uri,
+        display: Option<&str>,
+        to: SocketAddr,
+        credential: Option<Credential>,
+        trunk: bool,
+    ) -> Result<(), SipError> {
+        let stack = self.stack()?;
+        let Some(cmds) = line.begin_call() else {
+            return Err(SipError::Refused(format!("line {} is busy", line.info.id)));
+        };
+        let sock = match self.bind_rtp() {
+            Ok(s) => s,
+            Err(e) => {
+                line.end_call();
+                return Err(e);
+            }
+        };
+        let port = sock
+            .local_addr()
+            .map_err(|e| SipError::Refused(e.to_string()))?
+            .port();
+        let offer = sdp::offer(
+            &self.settings.codecs,
+            101,
+            self.settings.public_ip(),
+            port,
+            self.session_id(),
+            1,
+            Direction::SendRecv,
+        );
+        let contact = self.contact(caller.user().unwrap_or("callbox"))?;
+        let opt = InviteOption {
+            caller_display_name: display.map(str::to_string),
+            caller,
+            callee,
+            destination: Some(SipAddr::new(
+                rsipstack::sip::Transport::Udp,
+                rsipstack::sip::HostWithPort::from(to),
+            )),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.into_bytes()),
+            contact,
+            credential,
+            ..Default::default()
+        };
+        let (state_tx, state_rx) = stack.dialogs.new_dialog_state_channel();
+        let (dialog, join) = match stack.dialogs.do_invite_async(opt, state_tx) {
+            Ok(r) => r,
+            Err(e) => {
+                line.end_call();
+                return Err(SipError::Refused(format!("INVITE: {e}")));
+            }
+        };
+        let parts = call::CallParts {
+            agent: self.clone(),
+            line: line.clone(),
+            dialog,
+            states: state_rx,
+            cmds,
+            sock,
+        };
+        tokio::spawn(call::outbound(parts, join, trunk));
+        Ok(())
+    }
+
+    /// Keeps a trunk registered at its carrier: refreshes before expiry,
+    /// backs off after a failure, raises the line's alarm while it is not
+    /// registered.
+    async fn register_trunk(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings) {
+        let Ok(stack) = self.stack() else { return };
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
+        let Ok(server) = parse_uri(&format!("sip:{domain}")) else {
+            return;
+        };
+        let credential = Credential {
+            username: t.username.clone().unwrap_or_default(),
+            password: t.password.clone().unwrap_or_default(),
+            realm: None,
+            auth_username: None,
+        };
+        let mut backoff = Duration::from_secs(5);
+        let mut registered: Option<bool> = None;
+        let expires = u32::try_from(t.expires.as_secs()).unwrap_or(3600);
+        loop {
+            let mut reg = Registration::new(stack.endpoint.clone(), Some(credential.clone()));
+            let r = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                r = reg.register(server.clone(), Some(expires)) => r,
+            };
+            let wait = match r {
+                Ok(resp) if resp.status_code.kind() == StatusCodeKind::Successful => {
+                    if registered != Some(true) {
+                        tracing::info!(line = %line.info.id, peer = %t.peer, "trunk registered");
+                        let _ = line.events.send(LineEvent::Fault(LineFault {
+                            code: "unregistered",
+                            detail: String::new(),
+                            active: false,
+                        }));
+                    }
+                    registered = Some(true);
+                    backoff = Duration::from_secs(5);
+                    let granted = reg.expires().max(MIN_EXPIRES);
+                    Duration::from_secs(u64::from(granted) * 3 / 4)
+                }
+                other => {
+                    let why = match other {
+                        Ok(resp) => format!("{}", resp.status_code),
+                        Err(e) => e.to_string(),
+                    };
+                    if registered != Some(false) {
+                        tracing::warn!(line = %line.info.id, peer = %t.peer, "trunk registration failed: {why}");
+                        let _ = line.events.send(LineEvent::Fault(LineFault {
+                            code: "unregistered",
+                            detail: format!("registration at {} refused: {why}", t.peer),
+                            active: true,
+                        }));
+                    }
+                    registered = Some(false);
+                    let w = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    w
+                }
+            };
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Which kind a SIP line is.
+    pub(crate) fn kind_of(s: &SipLineSettings) -> LineKind {
+        match s {
+            SipLineSettings::Trunk(_) => LineKind::Trunk,
+            SipLineSettings::Station(_) => LineKind::Station,
+        }
+    }
+}
+
+fn parse_uri(s: &str) -> Result<Uri, SipError> {
+    Uri::try_from(s).map_err(|e| SipError::Refused(format!("bad SIP URI `{s}`: {e}")))
+}
+
+/// Where a request came from: the top Via's `received`/`rport` (set by the
+/// transport from the datagram's source), else its sent-by.
+fn source_addr(req: &Request) -> Option<SocketAddr> {
+    let via = req.via_header().ok()?.typed().ok()?;
+    let ip = match via.received() {
+        Some(Ok(ip)) => ip,
+        _ => via.sent_by().host.to_string().parse().ok()?,
+    };
+    let port = via
+        .rport()
+        .flatten()
+        .or_else(|| via.sent_by().port.as_ref().map(|p| p.value()))
+        .unwrap_or(5060);
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The number the caller dialled: the Request-URI's user, else the To's.
+fn dialled_number(req: &Request) -> Option<String> {
+    req.uri
+        .user()
+        .map(str::to_string)
+        .or_else(|| {
+            req.to_header()
+                .ok()
+                .and_then(|t| t.uri().ok())
+                .and_then(|u| u.user().map(str::to_string))
+        })
+        .filter(|s| !s.is_empty())
+}
+
+/// The caller's number: P-Asserted-Identity when the carrier vouches for
+/// one, else From.
+fn caller_number(req: &Request) -> Option<String> {
+    if let Some(pai) = req.header_value("P-Asserted-Identity") {
+        let inner = pai
+            .split_once('<')
+            .and_then(|(_, r)| r.split_once('>'))
+            .map_or(pai.as_str(), |(u, _)| u);
+        if let Ok(u) = Uri::try_from(inner.trim())
+            && let Some(user) = u.user()
+        {
+            return Some(user.to_string());
+        }
+    }
+    req.from_header()
+        .ok()
+        .and_then(|f| f.uri().ok())
+        .and_then(|u| u.user().map(str::to_string))
+        .filter(|s| !s.is_empty() && s != "anonymous")
+}
+
+/// Runs a future that never actually waits (rsipstack's socket wrappers
+/// are `async` only for other platforms) to completion at once.
+fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}

@@ -1,0 +1,440 @@
+//! One SIP call on one line: the task that owns its dialog from the first
+//! INVITE to the last BYE, turns what the dialog and its RTP do into
+//! [`LineEvent`]s, and carries out the firmware's commands on it.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+
+use rsipstack::dialog::DialogId;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::invitation::InviteAsyncResult;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, Request, StatusCode};
+use tokio::sync::mpsc;
+
+use super::agent::Agent;
+use super::line::LineShared;
+use super::sdp::{self, Negotiated, Sdp};
+use super::session::{MediaNote, RtpSession};
+use crate::line::{HangupCause, LineEvent};
+
+/// What the firmware asks of the call in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cmd {
+    /// Answer the ringing inbound call.
+    Answer,
+    /// End it (reject, cancel or bye, as fits its state).
+    Hangup(HangupCause),
+}
+
+/// The SIP status a refused inbound call gets for the firmware's cause.
+fn reject_status(c: HangupCause) -> StatusCode {
+    match c {
+        HangupCause::Busy => StatusCode::BusyHere,
+        HangupCause::Rejected => StatusCode::Decline,
+        HangupCause::NoAnswer => StatusCode::TemporarilyUnavailable,
+        HangupCause::Normal => StatusCode::TemporarilyUnavailable,
+        _ => StatusCode::ServiceUnavailable,
+    }
+}
+
+/// The firmware's cause for a SIP final response that ended a call.
+pub(crate) fn cause_of(status: &StatusCode) -> HangupCause {
+    match u16::from(status.clone()) {
+        486 | 600 => HangupCause::Busy,
+        408 | 480 | 487 => HangupCause::NoAnswer,
+        403 | 603 => HangupCause::Rejected,
+        _ => HangupCause::Congestion,
+    }
+}
+
+fn cause_of_end(r: &TerminatedReason) -> HangupCause {
+    match r {
+        TerminatedReason::UacBusy | TerminatedReason::UasBusy => HangupCause::Busy,
+        TerminatedReason::UasDecline => HangupCause::Rejected,
+        TerminatedReason::Timeout => HangupCause::NoAnswer,
+        TerminatedReason::UacOther(s) | TerminatedReason::UasOther(s) => cause_of(s),
+        _ => HangupCause::Normal,
+    }
+}
+
+fn sdp_header() -> Header {
+    Header::ContentType("application/sdp".into())
+}
+
+/// Keys sent by SIP INFO: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (`5`).
+fn info_key(req: &Request) -> Option<char> {
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let value = body
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then_some(v.trim())
+        })
+        .unwrap_or(body.trim());
+    let mut chars = value.chars();
+    let c = chars.next()?.to_ascii_uppercase();
+    (chars.next().is_none() && (c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')))
+        .then_some(c)
+}
+
+/// A call's state, shared by its inbound and outbound forms.
+struct Leg {
+    agent: Arc<Agent>,
+    line: Arc<LineShared>,
+    dialog: InviteDialog,
+    sock: Option<UdpSocket>,
+    notes_tx: mpsc::UnboundedSender<MediaNote>,
+    session: Option<Arc<RtpSession>>,
+    /// Our SDP version, bumped on every answer to a re-offer.
+    sdp_version: u64,
+}
+
+impl Leg {
+    fn event(&self, ev: LineEvent) {
+        let _ = self.line.events.send(ev);
+    }
+
+    fn start_media(&mut self, n: &Negotiated) {
+        let Some(sock) = self.sock.take() else {
+            if let Some(s) = &self.session {
+                s.renegotiate(n);
+            }
+            return;
+        };
+        match RtpSession::new(
+            sock,
+            n,
+            self.agent.settings.rtp_timeout,
+            self.notes_tx.clone(),
+        ) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                self.line.set_media(Some(s.clone()));
+                self.session = Some(s);
+            }
+            Err(e) => tracing::error!(line = %self.line.info.id, "RTP socket: {e}"),
+        }
+    }
+
+    /// Answers an in-dialog re-offer (hold, resume, a new address).
+    async fn reoffer(&mut self, req: &Request) -> Option<Vec<u8>> {
+        if req.body.is_empty() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&req.body);
+        let offer = match Sdp::parse(&text) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(line = %self.line.info.id, "re-offer with bad SDP: {e}");
+                return None;
+            }
+        };
+        self.sdp_version += 1;
+        let port = self.session.as_ref().map_or(0, |s| s.port());
+        match sdp::answer(
+            &offer,
+            &self.agent.settings.codecs,
+            self.agent.settings.public_ip(),
+            port,
+            self.agent.session_id(),
+            self.sdp_version,
+        ) {
+            Ok((text, n)) => {
+                if offer.is_hold() {
+                    tracing::info!(line = %self.line.info.id, "far end holds the call");
+                }
+                self.start_media(&n);
+                Some(text.into_bytes())
+            }
+            Err(e) => {
+                tracing::warn!(line = %self.line.info.id, "re-offer refused: {e}");
+                None
+            }
+        }
+    }
+
+    /// Something the dialog reported, common to both directions. `true`
+    /// when the call is over.
+    async fn on_state(&mut self, st: DialogState, ended_by_us: bool) -> bool {
+        match st {
+            DialogState::Terminated(_, reason) => {
+                if !ended_by_us {
+                    self.event(LineEvent::Hangup(cause_of_end(&reason)));
+                }
+                true
+            }
+            DialogState::Info(_, req, handle) => {
+                match info_key(&req) {
+                    Some(k) => {
+                        self.event(LineEvent::Digit(k));
+                        let _ = handle.reply(StatusCode::OK).await;
+                    }
+                    None => {
+                        let _ = handle.reply(StatusCode::UnsupportedMediaType).await;
+                    }
+                }
+                false
+            }
+            DialogState::Updated(_, req, handle) => {
+                match self.reoffer(&req).await {
+                    Some(body) => {
+                        let _ = handle
+                            .respond(StatusCode::OK, Some(vec![sdp_header()]), Some(body))
+                            .await;
+                    }
+                    None if req.body.is_empty() => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                    }
+                    None => {
+                        let _ = handle.reply(StatusCode::NotAcceptableHere).await;
+                    }
+                }
+                false
+            }
+            DialogState::Options(_, _, handle) => {
+                let _ = handle.reply(StatusCode::OK).await;
+                false
+            }
+            DialogState::Refer(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                let _ = handle.reply(StatusCode::NotImplemented).await;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn on_note(&self, note: MediaNote) -> bool {
+        match note {
+            MediaNote::Key(k) => {
+                tracing::debug!(line = %self.line.info.id, key = %k, "RFC 4733 key");
+                self.event(LineEvent::Digit(k));
+                false
+            }
+            MediaNote::Timeout => {
+                tracing::warn!(line = %self.line.info.id, "no RTP from the far end; hanging up");
+                self.event(LineEvent::Hangup(HangupCause::LineFailure));
+                true
+            }
+        }
+    }
+
+    async fn finish(&mut self, id: DialogId) {
+        if let Some(s) = &self.session {
+            tracing::info!(line = %self.line.info.id, "RTP: {}", s.summary());
+        }
+        self.line.set_media(None);
+        self.line.end_call();
+        if let Some(d) = self.agent.dialogs() {
+            d.remove_dialog(&id);
+        }
+    }
+}
+
+/// What every call task starts with.
+pub(crate) struct CallParts {
+    pub(crate) agent: Arc<Agent>,
+    pub(crate) line: Arc<LineShared>,
+    pub(crate) dialog: InviteDialog,
+    pub(crate) states: DialogStateReceiver,
+    pub(crate) cmds: mpsc::UnboundedReceiver<Cmd>,
+    pub(crate) sock: UdpSocket,
+}
+
+impl CallParts {
+    fn leg(
+        self,
+    ) -> (
+        Leg,
+        DialogStateReceiver,
+        mpsc::UnboundedReceiver<Cmd>,
+        mpsc::UnboundedReceiver<MediaNote>,
+    ) {
+        let (notes_tx, notes) = mpsc::unbounded_channel();
+        let leg = Leg {
+            agent: self.agent,
+            line: self.line,
+            dialog: self.dialog,
+            sock: Some(self.sock),
+            notes_tx,
+            session: None,
+            sdp_version: 1,
+        };
+        (leg, self.states, self.cmds, notes)
+    }
+}
+
+/// How an inbound call starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// A carrier's call: ring until the firmware answers.
+    Ringing,
+    /// A phone dialling the box: answered at once (its handset is up).
+    Answered,
+}
+
+/// Runs an inbound call (INVITE received) to its end.
+pub(crate) async fn inbound(parts: CallParts, answer: (String, Negotiated), how: Inbound) {
+    let id = parts.dialog.id();
+    let (mut leg, mut states, mut cmds, mut notes) = parts.leg();
+    let (answer_sdp, negotiated) = answer;
+    let mut answered = false;
+    let accept = |leg: &mut Leg| -> Result<(), String> {
+        leg.start_media(&negotiated);
+        leg.dialog
+            .accept(
+                Some(vec![sdp_header()]),
+                Some(answer_sdp.clone().into_bytes()),
+            )
+            .map_err(|e| e.to_string())
+    };
+    match how {
+        Inbound::Ringing => {
+            let _ = leg.dialog.ringing(None, None);
+        }
+        Inbound::Answered => {
+            if let Err(e) = accept(&mut leg) {
+                tracing::warn!(line = %leg.line.info.id, "answering the phone's call: {e}");
+            }
+            answered = true;
+        }
+    }
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Answer) if !answered => {
+                    answered = true;
+                    if let Err(e) = accept(&mut leg) {
+                        tracing::warn!(line = %leg.line.info.id, "answering: {e}");
+                        leg.event(LineEvent::Hangup(HangupCause::LineFailure));
+                        break;
+                    }
+                }
+                Some(Cmd::Answer) => {}
+                Some(Cmd::Hangup(cause)) => {
+                    if answered {
+                        let _ = leg.dialog.bye().await;
+                    } else {
+                        let _ = leg.dialog.reject(Some(reject_status(cause)), None);
+                    }
+                    break;
+                }
+                // The line was dropped: the box is stopping.
+                None => {
+                    let _ = leg.dialog.hangup().await;
+                    let _ = leg.dialog.reject(Some(StatusCode::ServiceUnavailable), None);
+                    break;
+                }
+            },
+            st = states.recv() => match st {
+                Some(st) => if leg.on_state(st, false).await { break },
+                None => break,
+            },
+            Some(note) = notes.recv() => if leg.on_note(note) {
+                let _ = leg.dialog.bye().await;
+                break;
+            },
+        }
+    }
+    leg.finish(id).await;
+}
+
+/// Runs an outbound call (the box's INVITE) to its end. `report_ringing`:
+/// a trunk reports the far end ringing; a rung phone only its answer.
+pub(crate) async fn outbound(
+    parts: CallParts,
+    invite: tokio::task::JoinHandle<InviteAsyncResult>,
+    report_ringing: bool,
+) {
+    let mut id = parts.dialog.id();
+    let (mut leg, mut states, mut cmds, mut notes) = parts.leg();
+    let offered = leg.agent.settings.codecs.clone();
+    let mut rang = false;
+    let mut invite = Some(invite);
+    let mut ended_by_us = false;
+    loop {
+        tokio::select! {
+            r = async { invite.as_mut().expect("guarded").await }, if invite.is_some() => {
+                invite = None;
+                match r {
+                    Ok(Ok((confirmed, Some(resp)))) if resp.status_code.kind()
+                        == rsipstack::sip::StatusCodeKind::Successful => {
+                        id = confirmed;
+                        let text = String::from_utf8_lossy(&resp.body);
+                        match Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
+                            Ok(n) => {
+                                leg.start_media(&n);
+                                leg.event(LineEvent::Answered);
+                            }
+                            Err(e) => {
+                                tracing::warn!(line = %leg.line.info.id, "answer with unusable SDP: {e}");
+                                let _ = leg.dialog.bye().await;
+                                leg.event(LineEvent::Hangup(HangupCause::Congestion));
+                                break;
+                            }
+                        }
+                    }
+                    Ok(Ok((_, Some(resp)))) => {
+                        if !ended_by_us {
+                            leg.event(LineEvent::Hangup(cause_of(&resp.status_code)));
+                        }
+                        break;
+                    }
+                    Ok(Ok((_, None))) | Ok(Err(_)) | Err(_) => {
+                        if !ended_by_us {
+                            if let Ok(Err(e)) = &r {
+                                tracing::warn!(line = %leg.line.info.id, "call not placed: {e}");
+                            }
+                            leg.event(LineEvent::Hangup(HangupCause::Congestion));
+                        }
+                        break;
+                    }
+                }
+            }
+            cmd = cmds.recv(), if !ended_by_us => match cmd {
+                Some(Cmd::Answer) => {}
+                Some(Cmd::Hangup(_)) | None => {
+                    ended_by_us = true;
+                    let _ = leg.dialog.hangup().await;
+                    if invite.is_none() {
+                        break;
+                    }
+                }
+            },
+            st = states.recv() => match st {
+                Some(DialogState::Early(_, resp)) => {
+                    if report_ringing && !rang {
+                        rang = true;
+                        leg.event(LineEvent::Ringing);
+                    }
+                    if !resp.body.is_empty() {
+                        // Early media (183): the far end's tones and
+                        // announcements are heard before the answer.
+                        let text = String::from_utf8_lossy(&resp.body);
+                        if let Ok(n) = Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
+                            leg.start_media(&n);
+                        }
+                    }
+                }
+                Some(st @ DialogState::Terminated(..)) => {
+                    if invite.is_none() && leg.on_state(st, ended_by_us).await {
+                        break;
+                    }
+                }
+                Some(st) => { leg.on_state(st, ended_by_us).await; }
+                None => {
+                    if invite.is_none() { break; }
+                }
+            },
+            Some(note) = notes.recv() => if leg.on_note(note) {
+                let _ = leg.dialog.bye().await;
+                break;
+            },
+        }
+    }
+    leg.finish(id).await;
+}

@@ -1,0 +1,116 @@
+//! The SIP backend: carrier trunks and agents' SIP phones.
+//!
+//! Lines whose site config has a `sip = { … }` table speak SIP: a trunk
+//! registers at its carrier (or is known to it by address) and carries
+//! calls both ways; a station is a phone that registers to the box. One UDP
+//! endpoint ([`agent`]) serves them all; each call's RTP is read and written
+//! by the media engine's tick ([`session`]). The backend runs alone
+//! (`backend = "sip"`) or beside the sim or analog backend, which keep the
+//! lines without a `sip` table.
+//!
+//! rsipstack does the transactions and dialogs; its types stay inside this
+//! module. Written here: the registrar, SDP offer/answer ([`sdp`]), RTP and
+//! RFC 4733 ([`rtp`], [`dtmf`]) and the jitter buffer ([`jitter`]).
+
+mod agent;
+mod call;
+pub mod config;
+pub mod dtmf;
+pub mod jitter;
+mod line;
+pub mod rtp;
+pub mod sdp;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+pub use config::{SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings};
+pub use line::{SipAudioIn, SipAudioOut, SipLine};
+
+use crate::error::{Error, ErrorKind};
+use crate::line::LineInfo;
+use crate::registry::Port;
+
+/// Why the SIP backend failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SipError {
+    /// The SIP socket could not be bound.
+    #[error("SIP cannot listen on {addr}: {error}")]
+    Bind {
+        /// Address from the config.
+        addr: SocketAddr,
+        /// The system's reason.
+        error: std::io::Error,
+    },
+    /// The backend stopped.
+    #[error("the SIP backend stopped")]
+    Stopped,
+    /// A command could not be carried out.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Error for SipError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SipError::Bind { .. } => ErrorKind::Io,
+            SipError::Stopped => ErrorKind::Closed,
+            SipError::Refused(_) => ErrorKind::Other,
+        }
+    }
+}
+
+/// SIP lines: one endpoint, its trunks and phones.
+#[derive(Debug)]
+pub struct SipBackend {
+    agent: Arc<agent::Agent>,
+    ports: Vec<Port<SipLine, SipAudioIn, SipAudioOut>>,
+}
+
+impl SipBackend {
+    /// Binds the SIP socket and makes a port per SIP line.
+    pub fn open(args: SipArgs) -> Result<SipBackend, SipError> {
+        let agent = Arc::new(agent::Agent::bind(args.settings)?);
+        let mut ports = Vec::new();
+        for (id, settings) in args.lines {
+            let info = LineInfo {
+                id,
+                kind: agent::Agent::kind_of(&settings),
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let shared = Arc::new(line::LineShared::new(info, settings, tx));
+            agent.add_line(shared.clone());
+            ports.push(Port {
+                line: SipLine {
+                    shared: shared.clone(),
+                    agent: agent.clone(),
+                    events: rx,
+                },
+                audio_in: SipAudioIn {
+                    shared: shared.clone(),
+                },
+                audio_out: SipAudioOut { shared, next: None },
+            });
+        }
+        Ok(SipBackend { agent, ports })
+    }
+
+    /// The address SIP listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.agent.local_addr()
+    }
+
+    /// Hands over every port, once.
+    pub fn take_ports(&mut self) -> Vec<Port<SipLine, SipAudioIn, SipAudioOut>> {
+        std::mem::take(&mut self.ports)
+    }
+
+    /// Starts listening; inside the tokio runtime.
+    pub fn start(&mut self) -> Result<(), SipError> {
+        self.agent.start()
+    }
+}

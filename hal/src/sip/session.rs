@@ -1,0 +1,281 @@
+//! One call's RTP: a UDP socket read and written by the media engine's tick.
+//!
+//! The engine calls [`RtpSession::receive`] and [`RtpSession::send`] from its
+//! thread once per 20 ms for every leg; both are non-blocking system calls,
+//! so a call costs no task wake-up per packet. Received audio goes through a
+//! jitter buffer (any packet size in, 20 ms frames out); RFC 4733 key events
+//! are decoded here and handed to the call's task once per key.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use callbox_dsp::g711::Law;
+use tokio::sync::mpsc;
+
+use super::dtmf::EventReceiver;
+use super::jitter::JitterBuffer;
+use super::rtp::{self, RtpHeader, RtpSender};
+use super::sdp::{Codec, Direction, Negotiated};
+use crate::audio::Frame;
+
+/// Least time between two frames taken from the jitter buffer: half a
+/// frame period, so a late tick still gets its frame.
+const MIN_POP_SPACING: Duration = Duration::from_millis(10);
+
+/// What a session tells its call's task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MediaNote {
+    /// A key pressed at the far end (RFC 4733).
+    Key(char),
+    /// No RTP for the configured time while the call was not on hold.
+    Timeout,
+}
+
+/// A call's RTP socket and the state of both directions.
+#[derive(Debug)]
+pub(crate) struct RtpSession {
+    sock: UdpSocket,
+    port: u16,
+    rx: Mutex<Rx>,
+    tx: Mutex<Tx>,
+    notes: mpsc::UnboundedSender<MediaNote>,
+    timeout: Duration,
+    timed_out: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Rx {
+    /// Where the far end's RTP comes from; latched from the first packet
+    /// (symmetric RTP: a phone behind NAT sends from another address than
+    /// its SDP says).
+    source: Option<SocketAddr>,
+    law: Law,
+    pt: u8,
+    dtmf_pt: Option<u8>,
+    jitter: JitterBuffer,
+    keys: EventReceiver,
+    last_packet: Instant,
+    /// The far end holds the call: silence from it is not a timeout.
+    held: bool,
+    /// When the jitter buffer last gave a frame.
+    last_pop: Option<Instant>,
+    /// Packets dropped, by reason; logged once per reason.
+    foreign: u64,
+    bad_pt: u64,
+    malformed: u64,
+    buf: Vec<u8>,
+    pcm: Vec<i16>,
+}
+
+#[derive(Debug)]
+struct Tx {
+    remote: SocketAddr,
+    law: Law,
+    pt: u8,
+    sending: bool,
+    sender: RtpSender,
+    buf: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+fn law(c: Codec) -> Law {
+    match c {
+        Codec::Pcma => Law::Alaw,
+        Codec::Pcmu => Law::Ulaw,
+    }
+}
+
+impl RtpSession {
+    /// A session on `sock` (bound, any mode) toward what was negotiated.
+    pub(crate) fn new(
+        sock: UdpSocket,
+        n: &Negotiated,
+        timeout: Duration,
+        notes: mpsc::UnboundedSender<MediaNote>,
+    ) -> std::io::Result<RtpSession> {
+        sock.set_nonblocking(true)?;
+        let port = sock.local_addr()?.port();
+        Ok(RtpSession {
+            sock,
+            port,
+            rx: Mutex::new(Rx {
+                source: None,
+                law: law(n.codec),
+                pt: n.pt,
+                dtmf_pt: n.dtmf_pt,
+                jitter: JitterBuffer::new(),
+                keys: EventReceiver::default(),
+                last_packet: Instant::now(),
+                held: matches!(n.direction, Direction::Inactive | Direction::SendOnly),
+                last_pop: None,
+                foreign: 0,
+                bad_pt: 0,
+                malformed: 0,
+                buf: vec![0; 2048],
+                pcm: vec![0; 2048],
+            }),
+            tx: Mutex::new(Tx {
+                remote: n.remote,
+                law: law(n.codec),
+                pt: n.pt,
+                sending: sends(n.direction),
+                sender: RtpSender::new(),
+                buf: Vec::with_capacity(256),
+                payload: Vec::with_capacity(256),
+            }),
+            notes,
+            timeout,
+            timed_out: AtomicBool::new(false),
+        })
+    }
+
+    /// The local RTP port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A re-INVITE or UPDATE changed the session (hold, resume, a new
+    /// address or codec).
+    pub(crate) fn renegotiate(&self, n: &Negotiated) {
+        let mut rx = lock(&self.rx);
+        rx.law = law(n.codec);
+        rx.pt = n.pt;
+        rx.dtmf_pt = n.dtmf_pt;
+        rx.held = matches!(n.direction, Direction::Inactive | Direction::SendOnly);
+        rx.last_packet = Instant::now();
+        let mut tx = lock(&self.tx);
+        if tx.remote != n.remote {
+            tx.remote = n.remote;
+            rx.source = None;
+        }
+        tx.law = law(n.codec);
+        tx.pt = n.pt;
+        tx.sending = sends(n.direction);
+    }
+
+    /// Reads every datagram waiting and returns the next 20 ms of the far
+    /// end's audio, if there is any to play. Never waits.
+    pub(crate) fn receive(&self) -> Option<Frame> {
+        let mut rx = lock(&self.rx);
+        let rx = &mut *rx;
+        loop {
+            let (n, from) = match self.sock.recv_from(&mut rx.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // An ICMP port-unreachable from an earlier send; nothing
+                // to read.
+                Err(_) => break,
+            };
+            match rx.source {
+                Some(s) if s != from => {
+                    rx.foreign += 1;
+                    if rx.foreign == 1 {
+                        tracing::warn!(port = self.port, %from, expected = %s, "RTP from an unexpected source dropped");
+                    }
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    rx.source = Some(from);
+                    // Symmetric RTP: answer where the far end sends from.
+                    lock(&self.tx).remote = from;
+                }
+            }
+            if rtp::is_rtcp(&rx.buf[..n]) {
+                continue;
+            }
+            let Ok((h, payload)) = rtp::parse(&rx.buf[..n]) else {
+                rx.malformed += 1;
+                if rx.malformed == 1 {
+                    tracing::warn!(port = self.port, %from, "malformed RTP packet dropped");
+                }
+                continue;
+            };
+            rx.last_packet = Instant::now();
+            let start = payload.as_ptr() as usize - rx.buf.as_ptr() as usize;
+            let range = start..start + payload.len();
+            self.take(rx, &h, range);
+        }
+        if !rx.held
+            && rx.last_packet.elapsed() > self.timeout
+            && !self.timed_out.swap(true, Ordering::Relaxed)
+        {
+            let _ = self.notes.send(MediaNote::Timeout);
+        }
+        // The jitter buffer always has a frame while it plays, so a
+        // second read in one tick (the engine catching up a backlog) would
+        // drain it faster than the far end fills it: one frame per period.
+        if rx.last_pop.is_some_and(|t| t.elapsed() < MIN_POP_SPACING) {
+            return None;
+        }
+        let f = rx.jitter.pop();
+        if f.is_some() {
+            rx.last_pop = Some(Instant::now());
+        }
+        f
+    }
+
+    /// Handles one parsed packet whose payload is `rx.buf[payload]`.
+    fn take(&self, rx: &mut Rx, h: &RtpHeader, payload: std::ops::Range<usize>) {
+        if Some(h.payload_type) == rx.dtmf_pt {
+            if let Some(key) = rx.keys.on_packet(h.ssrc, h.timestamp, &rx.buf[payload]) {
+                let _ = self.notes.send(MediaNote::Key(key));
+            }
+            return;
+        }
+        if h.payload_type != rx.pt {
+            rx.bad_pt += 1;
+            if rx.bad_pt == 1 {
+                tracing::warn!(
+                    port = self.port,
+                    pt = h.payload_type,
+                    "RTP with a payload type not negotiated dropped"
+                );
+            }
+            return;
+        }
+        let samples = payload.len().min(rx.pcm.len());
+        rx.law.decode(
+            &rx.buf[payload.start..payload.start + samples],
+            &mut rx.pcm[..samples],
+        );
+        let (jitter, pcm) = (&mut rx.jitter, &rx.pcm[..samples]);
+        jitter.push(h.seq, h.timestamp, pcm);
+    }
+
+    /// What the jitter buffer did, and packets dropped, for the call's log.
+    pub(crate) fn summary(&self) -> String {
+        let rx = lock(&self.rx);
+        let j = rx.jitter.stats();
+        format!(
+            "late {} lost {} concealed {} cut {} samples; dropped: {} foreign, {} bad type, {} malformed",
+            j.late, j.lost, j.concealed, j.dropped, rx.foreign, rx.bad_pt, rx.malformed
+        )
+    }
+
+    /// Sends one frame to the far end, unless the call is held or
+    /// receive-only on our side. Never waits: a full socket buffer drops it.
+    pub(crate) fn send(&self, frame: &Frame) {
+        let mut tx = lock(&self.tx);
+        if !tx.sending {
+            return;
+        }
+        let tx = &mut *tx;
+        let s = frame.samples();
+        tx.payload.resize(s.len(), 0);
+        tx.law.encode(s, &mut tx.payload);
+        tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
+        let _ = self.sock.send_to(&tx.buf, tx.remote);
+    }
+}
+
+fn sends(d: Direction) -> bool {
+    matches!(d, Direction::SendRecv | Direction::SendOnly)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding it leaves plain data behind; go on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,145 @@
+//! The SIP harness: the real daemon on loopback with SIP lines, and the
+//! real SIP peers that call it (`sipp` from sip-tester as a carrier,
+//! `baresip` as agents' phones). Ports are free loopback ports; every peer
+//! is run with a time limit so a hang fails the test instead of CI.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{cmd, output_within};
+
+/// Whether the SIP peers are installed (scripts/test-all installs them).
+/// Without them a SIP test fails saying so: CI always has them.
+pub fn require_peers() {
+    for p in ["sipp", "baresip"] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()));
+        assert!(
+            found,
+            "`{p}` is not installed: run scripts/test-all, which installs sip-tester and baresip"
+        );
+    }
+}
+
+/// A free UDP port on loopback (bound and released; the OS does not hand
+/// it out again at once).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("binding a loopback UDP port")
+        .port()
+}
+
+/// `n` free UDP ports in a row starting at an even one (an RTP range).
+pub fn free_rtp_range(n: u16) -> (u16, u16) {
+    loop {
+        let base = (free_udp_port() & !1).max(20000);
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let ok = (base..base + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if ok {
+            return (base, base + n - 1);
+        }
+    }
+}
+
+/// A `callboxd run` in real time, its log in a file beside the site.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `callboxd run` on `config` with data in `data` and waits until
+    /// its SIP port `sip_port` is taken.
+    pub fn start(config: &Path, data: &Path, sip_port: u16) -> Daemon {
+        let log = config.with_file_name("callboxd.log");
+        let file = std::fs::File::create(&log).expect("creating the daemon log");
+        let child = cmd()
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("starting callboxd");
+        let mut d = Daemon { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while UdpSocket::bind(("127.0.0.1", sip_port)).is_ok() {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("callboxd exited ({st}) before listening:\n{}", d.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "callboxd never listened on {sip_port}:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it with SIGTERM and waits; it must exit cleanly.
+    pub fn stop(mut self) -> String {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let st = self.child.wait().expect("waiting for callboxd");
+        let log = self.log();
+        assert!(st.success(), "callboxd exit {st}:\n{log}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sipp command run in `dir` (where `pcap/` links to sip-tester's
+/// captures, as its built-in scenarios expect).
+pub fn sipp(dir: &Path) -> Command {
+    let pcap = dir.join("pcap");
+    if !pcap.exists() {
+        std::os::unix::fs::symlink("/usr/share/sip-tester", &pcap).expect("linking sipp's pcaps");
+    }
+    let mut c = Command::new("sipp");
+    c.current_dir(dir);
+    c
+}
+
+/// Runs sipp to its end within `limit`.
+pub fn run_sipp(c: Command, limit: Duration) -> Output {
+    output_within(c, limit)
+}
+
+/// The scenario file `name` from tests/sip/.
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sip").join(name)
+}
