@@ -143,3 +143,83 @@ pub fn run_sipp(c: Command, limit: Duration) -> Output {
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sip").join(name)
 }
+
+/// baresip as an agent's SIP phone: registers as `user`/`password` to the
+/// box at 127.0.0.1:`box_port`, answers calls at once, sends the WAV
+/// `source` as its microphone and dumps what it hears and sends into its
+/// directory (`dump-*-dec.wav`, `dump-*-enc.wav`).
+#[derive(Debug)]
+pub struct Phone {
+    child: Child,
+    /// Its config and dump directory.
+    pub dir: PathBuf,
+}
+
+impl Phone {
+    /// Starts baresip in `dir` (created) on a free port.
+    pub fn start(dir: &Path, user: &str, password: &str, box_port: u16, source: &Path) -> Phone {
+        std::fs::create_dir_all(dir).expect("phone dir");
+        let port = free_udp_port();
+        let ctrl = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free TCP port")
+            .port();
+        let config = format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
+             audio_source aufile,{}\naudio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n\
+             module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\n\
+             module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nsnd_path {}\n",
+            source.display(),
+            dir.display()
+        );
+        std::fs::write(dir.join("config"), config).expect("phone config");
+        std::fs::write(
+            dir.join("accounts"),
+            format!(
+                "<sip:{user}@127.0.0.1:{box_port}>;auth_pass={password};regint=60;answermode=auto;audio_codecs=PCMA,PCMU\n"
+            ),
+        )
+        .expect("phone account");
+        let log = std::fs::File::create(dir.join("baresip.log")).expect("phone log");
+        let child = Command::new("timeout")
+            .args(["120", "baresip", "-f"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting baresip");
+        Phone {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// What the phone heard: its `dump-*-dec.wav`, as samples.
+    pub fn heard(&self) -> Vec<i16> {
+        let dump = std::fs::read_dir(&self.dir)
+            .expect("phone dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| panic!("baresip wrote no dump in {}", self.dir.display()));
+        let mut r = hound::WavReader::open(&dump).expect("reading the dump");
+        r.samples::<i16>().map(Result::unwrap).collect()
+    }
+
+    /// Stops it (it unregisters).
+    pub fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

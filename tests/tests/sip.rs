@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use callbox_tests::sip::{
-    Daemon, free_rtp_range, free_udp_port, require_peers, run_sipp, scenario, sipp,
+    Daemon, Phone, free_rtp_range, free_udp_port, require_peers, run_sipp, scenario, sipp,
 };
 use callbox_tests::{Site, text, tone_level};
 
@@ -158,5 +158,223 @@ fn a_carrier_call_walks_the_ivr_with_rfc4733_keys_and_its_audio_is_recorded() {
         "the caller's speech is not in {}",
         file.display()
     );
-    let _ = tone_level;
+}
+
+/// A site with one trunk that registers at the carrier at
+/// 127.0.0.1:`carrier` with `password`.
+fn registering_site(sip_port: u16, carrier: u16, password: &str) -> Site {
+    let site = Site::new(0, 0, 300, "");
+    let (lo, hi) = free_rtp_range(10);
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    let cfg = cfg.replace(
+        "[inbound]\n",
+        &format!(
+            r#"[hal]
+backend = "sip"
+
+[sip]
+listen = "127.0.0.1:{sip_port}"
+rtp_ports = "{lo}-{hi}"
+
+[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ peer = "127.0.0.1:{carrier}", domain = "carrier.test", username = "trunkuser", password = "{password}", register = true }}
+
+[inbound]
+"#
+        ),
+    );
+    std::fs::write(site.config(), cfg).unwrap();
+    site
+}
+
+/// sipp as the carrier's registrar (digest, qop=auth), for one REGISTER
+/// exchange, in the background.
+fn registrar(dir: &std::path::Path, port: u16) -> std::process::Child {
+    let mut c = sipp(dir);
+    c.arg("-sf")
+        .arg(scenario("carrier-registrar.xml"))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
+        .args(["-timeout", "30s", "-timeout_error"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c.spawn().expect("starting sipp")
+}
+
+fn wait_child(mut c: std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("sipp did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_trunk_registers_with_digest_and_a_wrong_password_raises_the_alarm() {
+    require_peers();
+    // The right password: registered, no alarm.
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = registering_site(sip_port, carrier, "trunkpass");
+    let sipp = registrar(site.dir.path(), carrier);
+    std::thread::sleep(Duration::from_millis(300));
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    let st = wait_child(sipp, Duration::from_secs(30));
+    daemon.wait_log("trunk registered", Duration::from_secs(10));
+    let log = daemon.stop();
+    assert!(st.success(), "sipp registrar: {st}\n{log}");
+    let alarms = site.table("alarms");
+    assert!(alarms.is_empty(), "{alarms:?}");
+
+    // A wrong one: the carrier refuses, the line's alarm is raised.
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = registering_site(sip_port, carrier, "wrongpass");
+    let sipp = registrar(site.dir.path(), carrier);
+    std::thread::sleep(Duration::from_millis(300));
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    wait_child(sipp, Duration::from_secs(30));
+    daemon.wait_log("trunk registration failed", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let log = daemon.stop();
+    let alarms = site.table("alarms");
+    assert!(
+        alarms.iter().any(|a| a["code"] == "line_unregistered:carrier"
+            && a["message"].as_str().unwrap().contains("403")),
+        "{alarms:#?}\n{log}"
+    );
+}
+
+/// The samples of one channel of a WAV file.
+fn channel(file: &std::path::Path, ch: usize) -> Vec<i16> {
+    let mut r = hound::WavReader::open(file).unwrap();
+    let n = usize::from(r.spec().channels);
+    r.samples::<i16>()
+        .map(Result::unwrap)
+        .skip(ch)
+        .step_by(n)
+        .collect()
+}
+
+fn rms(x: &[i16]) -> f64 {
+    (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
+#[test]
+fn an_agents_baresip_phone_answers_a_queued_call_and_both_sides_hear_each_other() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = Site::new(0, 0, 300, "");
+    let (lo, hi) = free_rtp_range(20);
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "[inbound]\n",
+        &format!(
+            r#"[hal]
+backend = "sip"
+
+[sip]
+listen = "127.0.0.1:{sip_port}"
+rtp_ports = "{lo}-{hi}"
+
+[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ peer = "127.0.0.1:{carrier}" }}
+
+[[line]]
+id = "desk-1"
+kind = "station"
+sip = {{ username = "agent1", password = "desk-pass-1" }}
+
+[inbound]
+"#
+        ),
+    ) + r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "sales"
+
+[ivr.node.sales]
+type = "queue"
+on_overflow = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[acd.agent.alice]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { alice = 0 }
+ring_timeout = "15s"
+
+[recording]
+mode = "always"
+format = "pcm16"
+"#;
+    std::fs::write(site.config(), cfg).unwrap();
+    callbox_tests::write_tone_hz(&site.dir.path().join("agent.wav"), 1000.0, 60_000);
+
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    let mut phone = Phone::start(
+        &site.dir.path().join("phone"),
+        "agent1",
+        "desk-pass-1",
+        sip_port,
+        &site.dir.path().join("agent.wav"),
+    );
+    daemon.wait_log("phone registered", Duration::from_secs(20));
+
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args(["-s", "4008001234", "-i", "127.0.0.1", "-p", &carrier.to_string()])
+        .args(["-mi", "127.0.0.1", "-m", "1", "-timeout", "60s", "-timeout_error"]);
+    let out = run_sipp(c, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    phone.stop();
+    let log = daemon.stop();
+    assert!(out.status.success(), "sipp: {}\ncallboxd:\n{log}", text(&out));
+
+    let recs = site.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(r["queue"], "sales", "{r}\n{log}");
+    assert_eq!(r["agent"], "alice", "{r}");
+    assert_eq!(r["connected_to"], "desk-1", "{r}");
+    assert_eq!(r["queue_exit"], "connected", "{r}");
+    assert_eq!(r["hangup_side"], "caller", "{r}");
+    let queue_log = site.table("queue_log");
+    assert!(
+        queue_log.iter().any(|e| e["event"] == "CONNECT" && e["agent"] == "alice"),
+        "{queue_log:#?}"
+    );
+
+    // The agent heard the caller's speech; the caller's side of the
+    // recording is that speech and the agent's is baresip's 1000 Hz tone.
+    let heard = phone.heard();
+    assert!(rms(&heard) > 500.0, "the phone heard {:.0} RMS", rms(&heard));
+    let recs = site.recordings();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let file = site.data().join(recs[0]["file"].as_str().unwrap());
+    let caller = channel(&file, 0);
+    let agent = channel(&file, 1);
+    assert!(rms(&caller) > 500.0, "caller side {:.0} RMS", rms(&caller));
+    let mid = &agent[agent.len() / 3..agent.len() / 3 + 1600];
+    assert!(
+        tone_level(mid, 1000.0) > 20.0 * tone_level(mid, 600.0).max(1.0),
+        "the agent's side is not baresip's 1000 Hz tone"
+    );
 }

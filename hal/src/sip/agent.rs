@@ -442,14 +442,16 @@ impl Agent {
         });
         match verdict {
             Some(true) => {
-                if let Some(ip) = ip {
-                    lock(&self.failures).remove(&ip);
+                let alarmed = ip
+                    .and_then(|ip| lock(&self.failures).remove(&ip))
+                    .is_some_and(|f| f.count >= AUTH_FAILURES);
+                if alarmed {
+                    let _ = line.events.send(LineEvent::Fault(LineFault {
+                        code: "auth_failures",
+                        detail: format!("{} authenticated again", st.username),
+                        active: false,
+                    }));
                 }
-                let _ = line.events.send(LineEvent::Fault(LineFault {
-                    code: "auth_failures",
-                    detail: String::new(),
-                    active: false,
-                }));
                 Ok(true)
             }
             Some(false) => {
@@ -754,6 +756,9 @@ impl Agent {
         let expires = u32::try_from(t.expires.as_secs()).unwrap_or(3600);
         loop {
             let mut reg = Registration::new(stack.endpoint.clone(), Some(credential.clone()));
+            // The URI names the carrier's domain; the datagrams go to its
+            // address (no DNS on the box).
+            reg.outbound_proxy = Some(t.peer);
             let r = tokio::select! {
                 () = self.cancel.cancelled() => return,
                 r = reg.register(server.clone(), Some(expires)) => r,
@@ -762,9 +767,11 @@ impl Agent {
                 Ok(resp) if resp.status_code.kind() == StatusCodeKind::Successful => {
                     if registered != Some(true) {
                         tracing::info!(line = %line.info.id, peer = %t.peer, "trunk registered");
+                    }
+                    if registered == Some(false) {
                         let _ = line.events.send(LineEvent::Fault(LineFault {
                             code: "unregistered",
-                            detail: String::new(),
+                            detail: format!("registered at {}", t.peer),
                             active: false,
                         }));
                     }
