@@ -158,8 +158,20 @@ pub struct Phone {
 impl Phone {
     /// Starts baresip in `dir` (created) on a free port.
     pub fn start(dir: &Path, user: &str, password: &str, box_port: u16, source: &Path) -> Phone {
+        Phone::with_account(
+            dir,
+            &format!(
+                "<sip:{user}@127.0.0.1:{box_port}>;auth_pass={password};regint=60;answermode=auto;audio_codecs=PCMA,PCMU"
+            ),
+            free_udp_port(),
+            source,
+        )
+    }
+
+    /// Starts baresip with the account line `account` (baresip's
+    /// `accounts` file) listening on `port`.
+    pub fn with_account(dir: &Path, account: &str, port: u16, source: &Path) -> Phone {
         std::fs::create_dir_all(dir).expect("phone dir");
-        let port = free_udp_port();
         let ctrl = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free TCP port")
@@ -173,13 +185,7 @@ impl Phone {
             dir.display()
         );
         std::fs::write(dir.join("config"), config).expect("phone config");
-        std::fs::write(
-            dir.join("accounts"),
-            format!(
-                "<sip:{user}@127.0.0.1:{box_port}>;auth_pass={password};regint=60;answermode=auto;audio_codecs=PCMA,PCMU\n"
-            ),
-        )
-        .expect("phone account");
+        std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("phone account");
         let log = std::fs::File::create(dir.join("baresip.log")).expect("phone log");
         let child = Command::new("timeout")
             .args(["120", "baresip", "-f"])
