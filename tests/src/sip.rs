@@ -57,6 +57,12 @@ impl Daemon {
     /// Starts `callboxd run` on `config` with data in `data` and waits until
     /// its SIP port `sip_port` is taken.
     pub fn start(config: &Path, data: &Path, sip_port: u16) -> Daemon {
+        Daemon::start_with(config, data, sip_port, &[])
+    }
+
+    /// As [`Daemon::start`], with more arguments (a `--scenario` for the
+    /// simulated lines beside the SIP ones).
+    pub fn start_with(config: &Path, data: &Path, sip_port: u16, extra: &[&str]) -> Daemon {
         let log = config.with_file_name("callboxd.log");
         let file = std::fs::File::create(&log).expect("creating the daemon log");
         let child = cmd()
@@ -64,6 +70,7 @@ impl Daemon {
             .arg(config)
             .arg("--data")
             .arg(data)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -505,3 +505,162 @@ vars = { code = "4829" }
         last += at + digit.len() / 2;
     }
 }
+
+/// Waits until `n` calls have ended.
+fn ended(site: &Site, daemon: &Daemon, n: usize, limit: Duration) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let recs = if site.data().join("callbox.db").exists() {
+            site.records()
+        } else {
+            Vec::new()
+        };
+        if recs.iter().filter(|r| r["end"].is_string()).count() >= n {
+            return recs;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} calls did not end:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_mixed_site_connects_a_sip_trunk_to_a_simulated_analog_desk_and_back() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = Site::new(0, 0, 300, "");
+    let (lo, hi) = free_rtp_range(20);
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "[inbound]\n",
+        &format!(
+            r#"[hal]
+backend = "sim"
+
+[sip]
+listen = "127.0.0.1:{sip_port}"
+rtp_ports = "{lo}-{hi}"
+
+[[line]]
+id = "analog-trunk"
+kind = "trunk"
+
+[[line]]
+id = "analog-desk"
+kind = "station"
+
+[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ peer = "127.0.0.1:{carrier}" }}
+
+[[line]]
+id = "sip-desk"
+kind = "station"
+sip = {{ username = "agent1", password = "desk-pass-1" }}
+
+[inbound]
+"#
+        ),
+    ) + r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "to-analog"
+
+[[ivr.route]]
+dialled = ["4002"]
+start = "to-sip"
+
+[ivr.node.to-analog]
+type = "queue"
+queue = "analog"
+on_overflow = "bye"
+
+[ivr.node.to-sip]
+type = "queue"
+queue = "sip"
+on_overflow = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[acd.agent.bob]
+number = "1002"
+station = "analog-desk"
+logged_in = true
+
+[acd.agent.alice]
+number = "1001"
+station = "sip-desk"
+logged_in = true
+
+[acd.queue.analog]
+members = { bob = 0 }
+ring_timeout = "15s"
+
+[acd.queue.sip]
+members = { alice = 0 }
+ring_timeout = "15s"
+"#;
+    std::fs::write(site.config(), cfg).unwrap();
+    let dir = site.dir.path();
+    callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 6_000);
+    callbox_tests::write_tone_hz(&dir.join("agent.wav"), 1000.0, 60_000);
+    let scenario_file = site.write(
+        "calls.toml",
+        r#"[[agent]]
+name = "bob"
+line = "analog-desk"
+answer_after = "1s"
+talk = "30s"
+
+[[call]]
+at = "4s"
+from = "01055501234"
+to = "4002"
+line = "analog-trunk"
+hangup_after = "6s"
+script = [{ play = "caller.wav" }]
+"#,
+    );
+    let daemon = Daemon::start_with(
+        &site.config(),
+        &site.data(),
+        sip_port,
+        &["--scenario", scenario_file.to_str().unwrap()],
+    );
+    let mut phone = Phone::start(&dir.join("phone"), "agent1", "desk-pass-1", sip_port, &dir.join("agent.wav"));
+    daemon.wait_log("phone registered", Duration::from_secs(20));
+
+    // The carrier's call goes to the analog desk.
+    let mut c = sipp(dir);
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args(["-s", "4001", "-i", "127.0.0.1", "-p", &carrier.to_string()])
+        .args(["-mi", "127.0.0.1", "-m", "1", "-timeout", "60s", "-timeout_error"]);
+    let out = run_sipp(c, Duration::from_secs(90));
+    let recs = ended(&site, &daemon, 2, Duration::from_secs(40));
+    phone.stop();
+    let log = daemon.stop();
+    assert!(out.status.success(), "sipp: {}\n{log}", text(&out));
+
+    let by_line = |l: &str| {
+        recs.iter()
+            .find(|r| r["trunk_line"] == l)
+            .unwrap_or_else(|| panic!("no call on {l}: {recs:#?}\n{log}"))
+    };
+    let sip_call = by_line("carrier");
+    assert_eq!(sip_call["connected_to"], "analog-desk", "{sip_call}\n{log}");
+    assert_eq!(sip_call["agent"], "bob", "{sip_call}");
+    let analog_call = by_line("analog-trunk");
+    assert_eq!(analog_call["connected_to"], "sip-desk", "{analog_call}\n{log}");
+    assert_eq!(analog_call["agent"], "alice", "{analog_call}");
+    // The SIP phone heard the analog caller's 600 Hz tone.
+    let heard = phone.heard();
+    let loud = heard
+        .chunks(800)
+        .filter(|c| tone_level(c, 600.0) > 1000.0)
+        .count();
+    assert!(loud > 20, "the SIP phone did not hear the analog caller ({loud} loud chunks)");
+}
