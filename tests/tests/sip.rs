@@ -664,3 +664,71 @@ script = [{ play = "caller.wav" }]
         .count();
     assert!(loud > 20, "the SIP phone did not hear the analog caller ({loud} loud chunks)");
 }
+
+#[test]
+fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
+    require_peers();
+    const CALLS: usize = 100;
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = Site::new(0, 0, 300, "");
+    let (lo, hi) = free_rtp_range(2 * CALLS as u16 + 20);
+    // One line per channel of the carrier's trunk.
+    let lines: String = (1..=CALLS)
+        .map(|i| {
+            format!(
+                "[[line]]\nid = \"ch-{i}\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{carrier}\" }}\n\n"
+            )
+        })
+        .collect();
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "[inbound]\n",
+        &format!(
+            "[hal]\nbackend = \"sip\"\n\n[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nrtp_ports = \"{lo}-{hi}\"\n\n{lines}[inbound]\n"
+        ),
+    ) + r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "message"
+
+[ivr.node.message]
+type = "voicemail"
+mailbox = "sales"
+prompt = "greeting.wav"
+max_length = "30s"
+next = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+"#;
+    std::fs::write(site.config(), cfg).unwrap();
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args(["-s", "4008001234", "-i", "127.0.0.1", "-p", &carrier.to_string()])
+        .args(["-mi", "127.0.0.1", "-m", &CALLS.to_string(), "-l", &CALLS.to_string()])
+        .args(["-r", "50", "-timeout", "120s", "-timeout_error"]);
+    let out = run_sipp(c, Duration::from_secs(180));
+    let recs = ended(&site, &daemon, CALLS, Duration::from_secs(30));
+    let log = daemon.stop();
+    assert!(out.status.success(), "sipp: {}\n{log}", text(&out));
+    assert!(text(&out).contains("Successful call"), "{}", text(&out));
+
+    assert_eq!(recs.len(), CALLS);
+    for r in &recs {
+        assert_eq!(r["disposition"], "answered", "{r}");
+        assert_eq!(r["outcome"], "voicemail:sales", "{r}");
+        assert_eq!(r["recordings"].as_array().map(Vec::len), Some(1), "{r}");
+    }
+    let messages = site.recordings();
+    assert_eq!(messages.len(), CALLS);
+    for m in &messages {
+        assert_eq!(m["state"], "complete", "{m}");
+        let file = site.data().join(m["file"].as_str().unwrap());
+        let speech = channel(&file, 0);
+        assert!(rms(&speech) > 300.0, "{} holds no speech", file.display());
+    }
+}
