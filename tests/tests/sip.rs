@@ -246,8 +246,10 @@ fn a_trunk_registers_with_digest_and_a_wrong_password_raises_the_alarm() {
     let log = daemon.stop();
     let alarms = site.table("alarms");
     assert!(
-        alarms.iter().any(|a| a["code"] == "line_unregistered:carrier"
-            && a["message"].as_str().unwrap().contains("403")),
+        alarms
+            .iter()
+            .any(|a| a["code"] == "line_unregistered:carrier"
+                && a["message"].as_str().unwrap().contains("403")),
         "{alarms:#?}\n{log}"
     );
 }
@@ -340,13 +342,32 @@ format = "pcm16"
     c.arg("-sf")
         .arg(scenario("carrier-call-talk.xml"))
         .arg(format!("127.0.0.1:{sip_port}"))
-        .args(["-s", "4008001234", "-i", "127.0.0.1", "-p", &carrier.to_string()])
-        .args(["-mi", "127.0.0.1", "-m", "1", "-timeout", "60s", "-timeout_error"]);
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ]);
     let out = run_sipp(c, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     phone.stop();
     let log = daemon.stop();
-    assert!(out.status.success(), "sipp: {}\ncallboxd:\n{log}", text(&out));
+    assert!(
+        out.status.success(),
+        "sipp: {}\ncallboxd:\n{log}",
+        text(&out)
+    );
 
     let recs = site.records();
     assert_eq!(recs.len(), 1, "{recs:?}");
@@ -358,14 +379,20 @@ format = "pcm16"
     assert_eq!(r["hangup_side"], "caller", "{r}");
     let queue_log = site.table("queue_log");
     assert!(
-        queue_log.iter().any(|e| e["event"] == "CONNECT" && e["agent"] == "alice"),
+        queue_log
+            .iter()
+            .any(|e| e["event"] == "CONNECT" && e["agent"] == "alice"),
         "{queue_log:#?}"
     );
 
     // The agent heard the caller's speech; the caller's side of the
     // recording is that speech and the agent's is baresip's 1000 Hz tone.
     let heard = phone.heard();
-    assert!(rms(&heard) > 500.0, "the phone heard {:.0} RMS", rms(&heard));
+    assert!(
+        rms(&heard) > 500.0,
+        "the phone heard {:.0} RMS",
+        rms(&heard)
+    );
     let recs = site.recordings();
     assert_eq!(recs.len(), 1, "{recs:?}");
     let file = site.data().join(recs[0]["file"].as_str().unwrap());
@@ -476,7 +503,11 @@ vars = { code = "4829" }
         if recs.iter().any(|r| r["end"].is_string()) {
             break recs;
         }
-        assert!(std::time::Instant::now() < deadline, "no finished call:\n{}", daemon.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no finished call:\n{}",
+            daemon.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     std::thread::sleep(Duration::from_millis(500));
@@ -493,7 +524,8 @@ vars = { code = "4829" }
     // first time; the repeat may be cut by the hang-up in the callee's own
     // jitter buffer).
     let heard = callee.heard();
-    let prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/prompts/system/en");
+    let prompts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/prompts/system/en");
     let mut last = 0;
     for d in ["4", "8", "2", "9"] {
         let p = prompts.join(format!("digit-{d}.wav"));
@@ -501,7 +533,10 @@ vars = { code = "4829" }
         // Within 2 s of the digit before: the first time the code is said.
         let window = &heard[last..heard.len().min(last + 16_000 + digit.len())];
         let (at, c) = find(window, &digit);
-        assert!(c > 0.8, "digit {d} not heard after sample {last} (best match {c:.2})");
+        assert!(
+            c > 0.8,
+            "digit {d} not heard after sample {last} (best match {c:.2})"
+        );
         last += at + digit.len() / 2;
     }
 }
@@ -518,7 +553,11 @@ fn ended(site: &Site, daemon: &Daemon, n: usize, limit: Duration) -> Vec<serde_j
         if recs.iter().filter(|r| r["end"].is_string()).count() >= n {
             return recs;
         }
-        assert!(std::time::Instant::now() < deadline, "{n} calls did not end:\n{}", daemon.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} calls did not end:\n{}",
+            daemon.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -629,7 +668,13 @@ script = [{ play = "caller.wav" }]
         sip_port,
         &["--scenario", scenario_file.to_str().unwrap()],
     );
-    let mut phone = Phone::start(&dir.join("phone"), "agent1", "desk-pass-1", sip_port, &dir.join("agent.wav"));
+    let mut phone = Phone::start(
+        &dir.join("phone"),
+        "agent1",
+        "desk-pass-1",
+        sip_port,
+        &dir.join("agent.wav"),
+    );
     daemon.wait_log("phone registered", Duration::from_secs(20));
 
     // The carrier's call goes to the analog desk.
@@ -638,7 +683,15 @@ script = [{ play = "caller.wav" }]
         .arg(scenario("carrier-call-talk.xml"))
         .arg(format!("127.0.0.1:{sip_port}"))
         .args(["-s", "4001", "-i", "127.0.0.1", "-p", &carrier.to_string()])
-        .args(["-mi", "127.0.0.1", "-m", "1", "-timeout", "60s", "-timeout_error"]);
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ]);
     let out = run_sipp(c, Duration::from_secs(90));
     let recs = ended(&site, &daemon, 2, Duration::from_secs(40));
     phone.stop();
@@ -654,7 +707,10 @@ script = [{ play = "caller.wav" }]
     assert_eq!(sip_call["connected_to"], "analog-desk", "{sip_call}\n{log}");
     assert_eq!(sip_call["agent"], "bob", "{sip_call}");
     let analog_call = by_line("analog-trunk");
-    assert_eq!(analog_call["connected_to"], "sip-desk", "{analog_call}\n{log}");
+    assert_eq!(
+        analog_call["connected_to"], "sip-desk",
+        "{analog_call}\n{log}"
+    );
     assert_eq!(analog_call["agent"], "alice", "{analog_call}");
     // The SIP phone heard the analog caller's 600 Hz tone.
     let heard = phone.heard();
@@ -662,7 +718,10 @@ script = [{ play = "caller.wav" }]
         .chunks(800)
         .filter(|c| tone_level(c, 600.0) > 1000.0)
         .count();
-    assert!(loud > 20, "the SIP phone did not hear the analog caller ({loud} loud chunks)");
+    assert!(
+        loud > 20,
+        "the SIP phone did not hear the analog caller ({loud} loud chunks)"
+    );
 }
 
 #[test]
@@ -708,8 +767,22 @@ type = "hangup"
     c.arg("-sf")
         .arg(scenario("carrier-call-talk.xml"))
         .arg(format!("127.0.0.1:{sip_port}"))
-        .args(["-s", "4008001234", "-i", "127.0.0.1", "-p", &carrier.to_string()])
-        .args(["-mi", "127.0.0.1", "-m", &CALLS.to_string(), "-l", &CALLS.to_string()])
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            &CALLS.to_string(),
+            "-l",
+            &CALLS.to_string(),
+        ])
         .args(["-r", "50", "-timeout", "120s", "-timeout_error"]);
     let out = run_sipp(c, Duration::from_secs(180));
     let recs = ended(&site, &daemon, CALLS, Duration::from_secs(30));
@@ -731,4 +804,259 @@ type = "hangup"
         let speech = channel(&file, 0);
         assert!(rms(&speech) > 300.0, "{} holds no speech", file.display());
     }
+}
+
+/// A SIP request from the test's own socket at `from`.
+fn request(
+    method: &str,
+    to: u16,
+    from: std::net::SocketAddr,
+    call_id: &str,
+    extra: &str,
+    body: &str,
+) -> String {
+    format!(
+        "{method} sip:4008001234@127.0.0.1:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}\r\nFrom: <sip:13900000000@{from}>;tag=t{call_id}\r\nTo: <sip:4008001234@127.0.0.1:{to}>\r\nCall-ID: {call_id}@test\r\nCSeq: 1 {method}\r\nContact: <sip:13900000000@{from}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The status codes of the responses that arrive within `wait`.
+fn responses(sock: &std::net::UdpSocket, wait: Duration) -> Vec<u16> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while std::time::Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if let Some(code) = text.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)) {
+                out.push(code.parse().unwrap_or(0));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn bad_sip_input_gets_the_right_answer_or_is_dropped_and_the_call_in_progress_goes_on() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = Site::new(0, 0, 300, "");
+    let (lo, hi) = free_rtp_range(20);
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "[inbound]\n",
+        &format!(
+            r#"[hal]
+backend = "sip"
+
+[sip]
+listen = "127.0.0.1:{sip_port}"
+rtp_ports = "{lo}-{hi}"
+
+[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ peer = "127.0.0.1:{carrier}" }}
+
+[[line]]
+id = "desk-1"
+kind = "station"
+sip = {{ username = "agent1", password = "desk-pass-1" }}
+
+[inbound]
+"#
+        ),
+    ) + r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "message"
+
+[ivr.node.message]
+type = "voicemail"
+mailbox = "sales"
+prompt = "greeting.wav"
+max_length = "30s"
+next = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+"#;
+    std::fs::write(site.config(), cfg).unwrap();
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+
+    // A real call in progress all along.
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let call = c.spawn().unwrap();
+    daemon.wait_log("recording starts", Duration::from_secs(10));
+
+    // RTP from a stranger and with a payload type never agreed, to every
+    // port the box may use: dropped.
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for port in (lo..=hi).step_by(2) {
+        let mut pkt = vec![0x80, 96, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
+        pkt.extend_from_slice(&[0x55; 160]);
+        let _ = stranger.send_to(&pkt, ("127.0.0.1", port));
+    }
+
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sock.local_addr().unwrap();
+    let to = ("127.0.0.1", sip_port);
+    // Garbage, a truncated message, an oversized one: dropped.
+    sock.send_to(&[0xff, 0x00, 0x13, 0x37], to).unwrap();
+    let invite = request("INVITE", sip_port, me, "trunc", "", "");
+    sock.send_to(&invite.as_bytes()[..60], to).unwrap();
+    let huge = request(
+        "OPTIONS",
+        sip_port,
+        me,
+        "huge",
+        &format!("X-Pad: {}\r\n", "a".repeat(60_000)),
+        "",
+    );
+    let _ = sock.send_to(huge.as_bytes(), to);
+    // RFC 4475-style torture: a request line with an absurd version and
+    // one with a header folded over lines and odd spacing.
+    sock.send_to(
+        b"INVITE sip:x@127.0.0.1 SIP/7.0\r\nVia: SIP/7.0/UDP 127.0.0.1\r\n\r\n",
+        to,
+    )
+    .unwrap();
+    let folded = request(
+        "OPTIONS",
+        sip_port,
+        me,
+        "fold",
+        "Subject:\r\n  folded\r\n   over lines\r\n",
+        "",
+    );
+    sock.send_to(folded.as_bytes(), to).unwrap();
+    let got = responses(&sock, Duration::from_secs(1));
+    assert!(got.iter().all(|&c| c == 200 || c == 400), "{got:?}");
+
+    // An unknown method: 501.
+    sock.send_to(
+        request("FROBNICATE", sip_port, me, "unknown", "", "").as_bytes(),
+        to,
+    )
+    .unwrap();
+    assert!(responses(&sock, Duration::from_secs(1)).contains(&501));
+    // A BYE for no call: 481.
+    sock.send_to(
+        request("BYE", sip_port, me, "nocall", "", "").as_bytes(),
+        to,
+    )
+    .unwrap();
+    assert!(responses(&sock, Duration::from_secs(1)).contains(&481));
+    // Bad SDP, and an offer without a codec the box speaks: 488.
+    let sdp = "Content-Type: application/sdp\r\n";
+    sock.send_to(
+        request(
+            "INVITE",
+            sip_port,
+            me,
+            "badsdp",
+            sdp,
+            "v=0\r\nthis is not sdp\r\n",
+        )
+        .as_bytes(),
+        to,
+    )
+    .unwrap();
+    let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    sock.send_to(
+        request("INVITE", sip_port, me, "g729", sdp, g729).as_bytes(),
+        to,
+    )
+    .unwrap();
+    let got = responses(&sock, Duration::from_secs(2));
+    assert_eq!(got.iter().filter(|&&c| c == 488).count(), 2, "{got:?}");
+
+    // An INVITE flood on the busy trunk: each refused, none taken.
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 8\r\n";
+    for i in 0..200 {
+        let _ = sock.send_to(
+            request("INVITE", sip_port, me, &format!("flood{i}"), sdp, offer).as_bytes(),
+            to,
+        );
+    }
+    let got = responses(&sock, Duration::from_secs(3));
+    assert!(got.iter().filter(|&&c| c == 486).count() >= 150, "{got:?}");
+
+    // A phone guessing passwords: refused, then locked out, alarm raised.
+    let mut auth_refusals = 0;
+    for i in 0..7 {
+        let reg = |id: &str, extra: &str| {
+            format!(
+                "REGISTER sip:127.0.0.1:{sip_port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{id}\r\nFrom: <sip:agent1@127.0.0.1>;tag={id}\r\nTo: <sip:agent1@127.0.0.1>\r\nCall-ID: {id}@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:agent1@{me}>\r\n{extra}Content-Length: 0\r\n\r\n"
+            )
+        };
+        let auth = format!(
+            "Authorization: Digest username=\"agent1\", realm=\"callbox\", nonce=\"0.0\", uri=\"sip:127.0.0.1:{sip_port}\", response=\"00000000000000000000000000000000\"\r\n"
+        );
+        sock.send_to(reg(&format!("guess{i}"), &auth).as_bytes(), to)
+            .unwrap();
+        auth_refusals += responses(&sock, Duration::from_millis(500))
+            .iter()
+            .filter(|&&c| c == 403)
+            .count();
+    }
+    assert_eq!(auth_refusals, 7);
+
+    // The call in progress ended normally, and the box still answers.
+    let out = call.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sipp: {}\n{}",
+        text(&out),
+        daemon.log()
+    );
+    sock.send_to(
+        request("OPTIONS", sip_port, me, "alive", "", "").as_bytes(),
+        to,
+    )
+    .unwrap();
+    assert!(responses(&sock, Duration::from_secs(1)).contains(&200));
+    let recs = ended(&site, &daemon, 1, Duration::from_secs(10));
+    let log = daemon.stop();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["hangup_side"], "caller", "{}", recs[0]);
+    assert_eq!(recs[0]["outcome"], "voicemail:sales", "{}", recs[0]);
+    assert!(
+        log.contains("RTP from an unexpected source dropped"),
+        "{log}"
+    );
+    assert!(log.contains("wrong SIP password for agent1"), "{log}");
+    let alarms = site.table("alarms");
+    assert!(
+        alarms
+            .iter()
+            .any(|a| a["code"] == "line_auth_failures:desk-1"),
+        "{alarms:#?}"
+    );
 }

@@ -149,7 +149,7 @@ impl Agent {
             .map(|ip| SocketAddr::new(ip, addr.port()));
         let transport = TransportLayer::new(self.cancel.clone());
         let conn = ready_now(UdpConnection::from_socket(
-            Arc::new(tokio_socket),
+            Arc::new(super::screen::Screened::new(tokio_socket)),
             external,
             Some(self.cancel.child_token()),
         ))
@@ -275,14 +275,17 @@ impl Agent {
         let station = lines.iter().find(|l| {
             matches!(&l.settings, SipLineSettings::Station(s) if Some(&s.username) == from_user.as_ref())
         });
-        let (line, how) = if let Some(line) = station {
+        // A phone is known by its account and password, a carrier by its
+        // address; then the offer is checked (488), then a free line found
+        // (486).
+        let candidates: Vec<Arc<LineShared>> = if let Some(line) = station {
             let SipLineSettings::Station(st) = &line.settings else {
                 unreachable!("matched a station")
             };
             if !self.authenticate(&mut tx, line, st, source).await? {
                 return Ok(());
             }
-            (line.clone(), Inbound::Answered)
+            vec![line.clone()]
         } else {
             let ip = source.map(|s| s.ip());
             let trunks: Vec<_> = lines
@@ -290,6 +293,7 @@ impl Agent {
                 .filter(
                     |l| matches!(&l.settings, SipLineSettings::Trunk(t) if Some(t.peer.ip()) == ip),
                 )
+                .cloned()
                 .collect();
             if trunks.is_empty() {
                 tracing::warn!(source = ?source, from = ?from_user, "INVITE from an unknown peer refused");
@@ -298,33 +302,28 @@ impl Agent {
                     .await
                     .map_err(|e| e.to_string());
             }
-            match trunks.iter().find(|l| !l.busy()) {
-                Some(l) => ((*l).clone(), Inbound::Ringing),
-                None => {
-                    return tx
-                        .reply(StatusCode::BusyHere)
-                        .await
-                        .map_err(|e| e.to_string());
-                }
-            }
+            trunks
         };
-        if tx.original.body.is_empty() {
-            // Late offer is not supported yet: ask for an offer.
-            tracing::warn!(line = %line.info.id, "INVITE without SDP refused");
-            return tx
-                .reply(StatusCode::NotAcceptableHere)
-                .await
-                .map_err(|e| e.to_string());
-        }
-        let offer = match Sdp::parse(&String::from_utf8_lossy(&tx.original.body)) {
+        let how = if station.is_some() {
+            Inbound::Answered
+        } else {
+            Inbound::Ringing
+        };
+        let offer = match self.check_offer(&tx.original) {
             Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(line = %line.info.id, "INVITE with bad SDP refused: {e}");
+            Err(why) => {
+                tracing::warn!(source = ?source, "INVITE refused: {why}");
                 return tx
                     .reply(StatusCode::NotAcceptableHere)
                     .await
                     .map_err(|e| e.to_string());
             }
+        };
+        let Some(line) = candidates.into_iter().find(|l| !l.busy()) else {
+            return tx
+                .reply(StatusCode::BusyHere)
+                .await
+                .map_err(|e| e.to_string());
         };
         let sock = match self.bind_rtp() {
             Ok(s) => s,
@@ -408,6 +407,25 @@ impl Agent {
         };
         tokio::spawn(call::inbound(parts, answer, how));
         Ok(())
+    }
+
+    /// The INVITE's offer, if the box can answer it.
+    fn check_offer(&self, req: &Request) -> Result<Sdp, String> {
+        if req.body.is_empty() {
+            // Late offer is not supported yet.
+            return Err("no SDP offer".into());
+        }
+        let offer = Sdp::parse(&String::from_utf8_lossy(&req.body)).map_err(|e| e.to_string())?;
+        sdp::answer(
+            &offer,
+            &self.settings.codecs,
+            self.settings.public_ip(),
+            0,
+            0,
+            1,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(offer)
     }
 
     /// Checks a phone's digest credentials; `false` when it was answered

@@ -19,6 +19,7 @@ pub mod dtmf;
 pub mod jitter;
 mod line;
 pub mod rtp;
+pub mod screen;
 pub mod sdp;
 mod session;
 
