@@ -1060,3 +1060,106 @@ type = "hangup"
         "{alarms:#?}"
     );
 }
+
+#[test]
+fn the_demo_answers_a_softphone_and_registers_carols_phone_with_the_password_it_prints() {
+    require_peers();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut demo = callbox_tests::cmd()
+        .args(["demo", "--seconds", "20", "--data"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The instructions come first, on stdout.
+    let mut out = std::io::BufReader::new(demo.stdout.take().unwrap());
+    let mut line = String::new();
+    let how = loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no SIP instructions"
+        );
+        if line.contains("softphone") {
+            break line.clone();
+        }
+    };
+    let addr = how
+        .split("sip:4008001234@")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let password = how
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('.')
+        .to_string();
+    // Read the rest in the background so the demo never blocks on a pipe.
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let mut err = demo.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+
+    callbox_tests::write_tone_hz(&dir.path().join("carol.wav"), 1000.0, 60_000);
+    let mut phone = Phone::start(
+        &dir.path().join("carol"),
+        "carol",
+        &password,
+        port,
+        &dir.path().join("carol.wav"),
+    );
+    let caller_port = free_udp_port();
+    let mut c = sipp(dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &caller_port.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ]);
+    let call = run_sipp(c, Duration::from_secs(60));
+    let status = demo.wait().unwrap();
+    phone.stop();
+    let (summary, log) = (rest.join().unwrap(), log.join().unwrap());
+    assert!(status.success(), "{summary}\n{log}");
+    assert!(call.status.success(), "sipp: {}\n{log}", text(&call));
+    assert!(summary.contains("== summary =="), "{summary}");
+    assert!(
+        log.contains("phone registered") && log.contains("line=desk-3"),
+        "{log}"
+    );
+    let recs = callbox_tests::export(&data, &["records", "--json"]);
+    assert!(
+        recs.iter()
+            .any(|r| r["trunk_line"] == "softphones" && r["disposition"] == "answered"),
+        "{recs:#?}"
+    );
+}

@@ -41,17 +41,75 @@ pub fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(
     println!(
         "callbox demo: a branch with 6 trunk lines, 2 agent desks and an IVR menu; simulated callers key it in band."
     );
+    // In real time the demo also answers softphones on this machine; in
+    // virtual time a SIP peer's clock would not match the box's.
+    if !fast {
+        let sip = add_sip(&dir.path().join("site.toml")).context("writing the demo site")?;
+        println!(
+            "Call it from a softphone on this machine: dial sip:4008001234@{0} (the IVR), \
+             or register as agent carol: account sip:carol@{0}, password {1}.",
+            sip.0, sip.1
+        );
+    }
     println!("Data in {}. Ctrl-C stops early.\n", data.display());
+    // `--seconds` runs that long even after the simulated callers are done,
+    // so a softphone can go on calling.
     let control = run(
         &dir.path().join("site.toml"),
         Some(data.clone()),
         Some(&dir.path().join("calls.toml")),
         fast,
-        true,
+        seconds.is_none(),
         seconds.map(Duration::from_secs),
         None,
     )?;
     summary(&data, control.as_ref())
+}
+
+/// Adds SIP to the demo site: a trunk for softphones calling from this
+/// machine and a SIP desk for agent carol with a password made now (there
+/// is no default password). Port 5060 on loopback when free, else any.
+/// Returns the SIP address and carol's password.
+fn add_sip(site: &Path) -> std::io::Result<(std::net::SocketAddr, String)> {
+    use std::hash::{BuildHasher, RandomState};
+    let addr = std::net::UdpSocket::bind("127.0.0.1:5060")
+        .or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0"))?
+        .local_addr()?;
+    let password = format!(
+        "{:012x}",
+        RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff_ffff_ffff
+    );
+    let text = std::fs::read_to_string(site)?.replace(
+        "members = { alice = 0, bob = 0 }",
+        "members = { alice = 0, bob = 0, carol = 0 }",
+    );
+    let text = format!(
+        r#"{text}
+# SIP (docs/sip.md): softphones on this machine call in as the carrier,
+# and agent carol works from a softphone.
+[sip]
+listen = "{addr}"
+
+[[line]]
+id = "softphones"
+kind = "trunk"
+description = "calls from softphones on this machine"
+sip = {{ peer = "127.0.0.1" }}
+
+[[line]]
+id = "desk-3"
+kind = "station"
+description = "agent carol's softphone"
+sip = {{ username = "carol", password = "{password}" }}
+
+[acd.agent.carol]
+number = "1003"
+station = "desk-3"
+logged_in = true
+"#
+    );
+    std::fs::write(site, text)?;
+    Ok((addr, password))
 }
 
 fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {
