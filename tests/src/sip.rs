@@ -160,6 +160,7 @@ pub struct Phone {
     child: Child,
     /// Its config and dump directory.
     pub dir: PathBuf,
+    ctrl: u16,
 }
 
 impl Phone {
@@ -186,7 +187,7 @@ impl Phone {
         let config = format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
              audio_source aufile,{}\naudio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n\
-             module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\n\
+             module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\n\
              module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nsnd_path {}\n",
             source.display(),
             dir.display()
@@ -205,7 +206,24 @@ impl Phone {
         Phone {
             child,
             dir: dir.to_path_buf(),
+            ctrl,
         }
+    }
+
+    /// Sends a command over baresip's ctrl_tcp (a netstring of JSON:
+    /// `hold`, `resume`, `transfer` with a URI, `hangup`) and returns its
+    /// answer.
+    pub fn command(&self, command: &str, params: &str) -> String {
+        use std::io::{Read, Write};
+        let json = format!(r#"{{"command":"{command}","params":"{params}","token":"t"}}"#);
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", self.ctrl)).expect("baresip's ctrl_tcp");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("{}:{json},", json.len()).as_bytes())
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     /// What the phone heard: its `dump-*-dec.wav`, as samples.
@@ -234,5 +252,47 @@ impl Drop for Phone {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The samples of one channel of a WAV file.
+pub fn channel(file: &std::path::Path, ch: usize) -> Vec<i16> {
+    let mut r = hound::WavReader::open(file).unwrap();
+    let n = usize::from(r.spec().channels);
+    r.samples::<i16>()
+        .map(Result::unwrap)
+        .skip(ch)
+        .step_by(n)
+        .collect()
+}
+
+/// Root mean square of samples.
+pub fn rms(x: &[i16]) -> f64 {
+    (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
+/// Waits until `n` calls have ended.
+pub fn ended(
+    site: &crate::Site,
+    daemon: &Daemon,
+    n: usize,
+    limit: Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let recs = if site.data().join("callbox.db").exists() {
+            site.records()
+        } else {
+            Vec::new()
+        };
+        if recs.iter().filter(|r| r["end"].is_string()).count() >= n {
+            return recs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} calls did not end:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

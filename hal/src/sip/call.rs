@@ -9,6 +9,7 @@ use rsipstack::dialog::DialogId;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::invitation::InviteAsyncResult;
 use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode};
 use tokio::sync::mpsc;
 
@@ -16,7 +17,7 @@ use super::agent::Agent;
 use super::line::LineShared;
 use super::sdp::{self, Negotiated, Sdp};
 use super::session::{MediaNote, RtpSession};
-use crate::line::{HangupCause, LineEvent};
+use crate::line::{HangupCause, LineEvent, LineKind};
 
 /// What the firmware asks of the call in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,25 @@ fn info_key(req: &Request) -> Option<char> {
         .then_some(c)
 }
 
+/// The number a REFER transfers to: the user part of `Refer-To`, when it
+/// is keys a phone could dial.
+fn refer_target(req: &Request) -> Option<String> {
+    let v = req.header_value("Refer-To")?;
+    let uri = v
+        .split_once('<')
+        .map_or(v.as_str(), |(_, r)| r.split('>').next().unwrap_or(r));
+    let user = uri
+        .trim()
+        .strip_prefix("sip:")
+        .or_else(|| uri.trim().strip_prefix("sips:"))?;
+    let user = user.split('@').next()?;
+    (!user.is_empty()
+        && user
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#'))
+    .then(|| user.to_string())
+}
+
 /// A call's state, shared by its inbound and outbound forms.
 struct Leg {
     agent: Arc<Agent>,
@@ -89,6 +109,8 @@ struct Leg {
     session: Option<Arc<RtpSession>>,
     /// Our SDP version, bumped on every answer to a re-offer.
     sdp_version: u64,
+    /// The far end holds the call (its last offer was a hold).
+    held: bool,
 }
 
 impl Leg {
@@ -142,8 +164,15 @@ impl Leg {
             self.sdp_version,
         ) {
             Ok((text, n)) => {
-                if offer.is_hold() {
-                    tracing::info!(line = %self.line.info.id, "far end holds the call");
+                let held = offer.is_hold();
+                if held != self.held {
+                    self.held = held;
+                    tracing::info!(line = %self.line.info.id, held, "far end holds the call, or takes it back");
+                    if self.line.info.kind == LineKind::Station {
+                        // A phone's hold key is an analog phone's flash: the
+                        // bridge puts the caller on hold (music) or back.
+                        self.event(LineEvent::HookFlash);
+                    }
                 }
                 self.start_media(&n);
                 Some(text.into_bytes())
@@ -197,8 +226,29 @@ impl Leg {
                 let _ = handle.reply(StatusCode::OK).await;
                 false
             }
-            DialogState::Refer(_, _, handle)
-            | DialogState::Notify(_, _, handle)
+            DialogState::Refer(_, req, handle) => {
+                match refer_target(&req).filter(|_| self.line.info.kind == LineKind::Station) {
+                    Some(target) => {
+                        // A blind transfer from the phone: as an analog
+                        // phone's flash and the target's number.
+                        tracing::info!(line = %self.line.info.id, %target, "phone transfers the call");
+                        let _ = handle.reply(StatusCode::Accepted).await;
+                        self.event(LineEvent::HookFlash);
+                        for d in target.chars() {
+                            self.event(LineEvent::Digit(d));
+                        }
+                        let _ = self
+                            .dialog
+                            .notify_refer(StatusCode::Trying, "active;expires=60")
+                            .await;
+                    }
+                    None => {
+                        let _ = handle.reply(StatusCode::BadRequest).await;
+                    }
+                }
+                false
+            }
+            DialogState::Notify(_, _, handle)
             | DialogState::Message(_, _, handle)
             | DialogState::Publish(_, _, handle) => {
                 let _ = handle.reply(StatusCode::NotImplemented).await;
@@ -263,6 +313,7 @@ impl CallParts {
             notes_tx,
             session: None,
             sdp_version: 1,
+            held: false,
         };
         (leg, self.states, self.cmds, notes)
     }

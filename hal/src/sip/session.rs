@@ -24,6 +24,12 @@ use crate::audio::Frame;
 /// frame period, so a late tick still gets its frame.
 const MIN_POP_SPACING: Duration = Duration::from_millis(10);
 
+/// Reads closer than this are one tick's rounds (the engine catching up a
+/// backlog), not two ticks.
+const SAME_TICK: Duration = Duration::from_millis(10);
+/// Samples in one 20 ms packet.
+const FRAME_SAMPLES: usize = 160;
+
 /// What a session tells its call's task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MediaNote {
@@ -78,6 +84,11 @@ struct Tx {
     sender: RtpSender,
     buf: Vec<u8>,
     payload: Vec<u8>,
+    /// A frame was sent since the last tick's read (the engine reads every
+    /// leg, then writes, once per tick).
+    sent_since_read: bool,
+    /// The last tick's read.
+    last_read: Option<Instant>,
 }
 
 fn law(c: Codec) -> Law {
@@ -124,6 +135,8 @@ impl RtpSession {
                 sender: RtpSender::new(),
                 buf: Vec::with_capacity(256),
                 payload: Vec::with_capacity(256),
+                sent_since_read: false,
+                last_read: None,
             }),
             notes,
             timeout,
@@ -158,6 +171,7 @@ impl RtpSession {
     /// Reads every datagram waiting and returns the next 20 ms of the far
     /// end's audio, if there is any to play. Never waits.
     pub(crate) fn receive(&self) -> Option<Frame> {
+        self.keep_sending();
         let mut rx = lock(&self.rx);
         let rx = &mut *rx;
         loop {
@@ -255,6 +269,32 @@ impl RtpSession {
         )
     }
 
+    /// Sends a silent packet when the last tick wrote nothing to this leg:
+    /// RTP keeps flowing while the box has nothing to say (a bridge whose
+    /// other side is quiet), or carriers and phones hang up on RTP timeout.
+    fn keep_sending(&self) {
+        let mut tx = lock(&self.tx);
+        let now = Instant::now();
+        if tx
+            .last_read
+            .is_some_and(|r| now.duration_since(r) < SAME_TICK)
+        {
+            // Another read round of the same tick (the engine catching up).
+            return;
+        }
+        tx.last_read = Some(now);
+        let sent = std::mem::take(&mut tx.sent_since_read);
+        if sent || !tx.sending {
+            return;
+        }
+        let tx = &mut *tx;
+        let silence = tx.law.encode_sample(0);
+        tx.payload.clear();
+        tx.payload.resize(FRAME_SAMPLES, silence);
+        tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
+        let _ = self.sock.send_to(&tx.buf, tx.remote);
+    }
+
     /// Sends one frame to the far end, unless the call is held or
     /// receive-only on our side. Never waits: a full socket buffer drops it.
     pub(crate) fn send(&self, frame: &Frame) {
@@ -268,6 +308,7 @@ impl RtpSession {
         tx.law.encode(s, &mut tx.payload);
         tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
         let _ = self.sock.send_to(&tx.buf, tx.remote);
+        tx.sent_since_read = true;
     }
 }
 
