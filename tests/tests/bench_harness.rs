@@ -1,8 +1,8 @@
 //! The performance harness (`bench`, docs/PERFORMANCE.md) runs end to end
 //! at small sizes (`--quick`): the real-time capacity run through the real
 //! daemon pinned with taskset, the virtual-time throughput run, the sync
-//! drain against a real mosquitto and the footprint (start-up and idle
-//! RSS), each appending its table to a file. The DSP floor (`cargo bench`)
+//! drain against a real mosquitto, the footprint (start-up and idle RSS)
+//! and SIP calls over loopback, each appending its table to a file. The DSP floor (`cargo bench`)
 //! and the instruction count (valgrind) run only from the harness itself.
 
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ fn the_harness_measures_each_part_and_appends_its_table() {
     std::fs::write(&doc_path, "# Performance\n").unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (core, world) = if cores > 1 { ("1", "0") } else { ("0", "0") };
-    for part in ["capacity", "throughput", "sync", "footprint"] {
+    for part in ["capacity", "throughput", "sync", "footprint", "sip"] {
         let out = Command::new(bench())
             .args([
                 part,
@@ -67,9 +67,9 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         doc.starts_with("# Performance\n"),
         "the file is appended to"
     );
-    assert_eq!(doc.matches("### Harness run ").count(), 4, "{doc}");
-    assert_eq!(doc.matches("\nMachine: ").count(), 4, "{doc}");
-    for part in ["capacity", "throughput", "sync", "footprint"] {
+    assert_eq!(doc.matches("### Harness run ").count(), 5, "{doc}");
+    assert_eq!(doc.matches("\nMachine: ").count(), 5, "{doc}");
+    for part in ["capacity", "throughput", "sync", "footprint", "sip"] {
         assert!(
             doc.contains(&format!(
                 "Command: `cargo build --release --bins && target/release/bench {part} --quick`"
@@ -106,4 +106,9 @@ fn the_harness_measures_each_part_and_appends_its_table() {
     let idle = value(&doc, "idle RSS");
     let (plain, linked) = idle.split_once(" / ").unwrap();
     assert!(number(plain) > 1.0 && number(linked) > 1.0, "{idle}");
+
+    // SIP: five calls over loopback UDP, the box's CPU measured.
+    assert!(doc.contains("| SIP calls on one core"), "{doc}");
+    let cpu = value(&doc, "SIP box CPU per call-second");
+    assert!(number(cpu) > 0.0, "{cpu}");
 }

@@ -397,16 +397,13 @@ vars = { code = "4829" }
     }
 }
 
-#[test]
-fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
-    require_peers();
-    const CALLS: usize = 100;
-    let sip_port = free_udp_port();
-    let carrier = free_udp_port();
+/// A site whose trunk from the carrier at 127.0.0.1:`carrier` has
+/// `channels` lines (`ch-1`…), plus the `extra` lines, and whose IVR takes
+/// a voicemail message from every caller.
+fn voicemail_site(sip_port: u16, carrier: u16, channels: usize, extra: &str) -> Site {
     let site = Site::new(0, 0, 300, "");
-    let (lo, hi) = free_rtp_range(2 * CALLS as u16 + 20);
-    // One line per channel of the carrier's trunk.
-    let lines: String = (1..=CALLS)
+    let (lo, hi) = free_rtp_range(2 * channels as u16 + 20);
+    let lines: String = (1..=channels)
         .map(|i| {
             format!(
                 "[[line]]\nid = \"ch-{i}\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{carrier}\" }}\n\n"
@@ -416,7 +413,7 @@ fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
     let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
         "[inbound]\n",
         &format!(
-            "[hal]\nbackend = \"sip\"\n\n[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nrtp_ports = \"{lo}-{hi}\"\n\n{lines}[inbound]\n"
+            "[hal]\nbackend = \"sip\"\n\n[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nrtp_ports = \"{lo}-{hi}\"\n\n{lines}{extra}[inbound]\n"
         ),
     ) + r#"
 [ivr]
@@ -435,6 +432,47 @@ next = "bye"
 type = "hangup"
 "#;
     std::fs::write(site.config(), cfg).unwrap();
+    site
+}
+
+/// The RTP port range of a site's `[sip]`.
+fn site_rtp_ports(site: &Site) -> (u16, u16) {
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    let range = cfg.split("rtp_ports = \"").nth(1).unwrap().split('"').next().unwrap();
+    let (lo, hi) = range.split_once('-').unwrap();
+    (lo.parse().unwrap(), hi.parse().unwrap())
+}
+
+#[test]
+fn a_call_with_a_late_offer_gets_the_boxs_offer_and_answers_in_the_ack() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = voicemail_site(sip_port, carrier, 1, "");
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-late-offer.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args(["-s", "4008001234", "-i", "127.0.0.1", "-p", &carrier.to_string()])
+        .args(["-mi", "127.0.0.1", "-m", "1", "-timeout", "60s", "-timeout_error"]);
+    let out = run_sipp(c, Duration::from_secs(90));
+    let recs = ended(&site, &daemon, 1, Duration::from_secs(10));
+    let log = daemon.stop();
+    assert!(out.status.success(), "sipp: {}\n{log}", text(&out));
+    assert_eq!(recs[0]["outcome"], "voicemail:sales", "{}\n{log}", recs[0]);
+    let messages = site.recordings();
+    let file = site.data().join(messages[0]["file"].as_str().unwrap());
+    assert!(rms(&channel(&file, 0)) > 300.0, "no speech in the message:\n{log}");
+}
+
+#[test]
+fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
+    require_peers();
+    const CALLS: usize = 100;
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = voicemail_site(sip_port, carrier, CALLS, "");
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
     let mut c = sipp(site.dir.path());
     c.arg("-sf")
@@ -517,48 +555,13 @@ fn bad_sip_input_gets_the_right_answer_or_is_dropped_and_the_call_in_progress_go
     require_peers();
     let sip_port = free_udp_port();
     let carrier = free_udp_port();
-    let site = Site::new(0, 0, 300, "");
-    let (lo, hi) = free_rtp_range(20);
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "[inbound]\n",
-        &format!(
-            r#"[hal]
-backend = "sip"
-
-[sip]
-listen = "127.0.0.1:{sip_port}"
-rtp_ports = "{lo}-{hi}"
-
-[[line]]
-id = "carrier"
-kind = "trunk"
-sip = {{ peer = "127.0.0.1:{carrier}" }}
-
-[[line]]
-id = "desk-1"
-kind = "station"
-sip = {{ username = "agent1", password = "desk-pass-1" }}
-
-[inbound]
-"#
-        ),
-    ) + r#"
-[ivr]
-language = "en"
-timezone = "UTC"
-start = "message"
-
-[ivr.node.message]
-type = "voicemail"
-mailbox = "sales"
-prompt = "greeting.wav"
-max_length = "30s"
-next = "bye"
-
-[ivr.node.bye]
-type = "hangup"
-"#;
-    std::fs::write(site.config(), cfg).unwrap();
+    let site = voicemail_site(
+        sip_port,
+        carrier,
+        1,
+        "[[line]]\nid = \"desk-1\"\nkind = \"station\"\nsip = { username = \"agent1\", password = \"desk-pass-1\" }\n\n",
+    );
+    let (lo, hi) = site_rtp_ports(&site);
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
 
     // A real call in progress all along.

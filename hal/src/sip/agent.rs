@@ -43,6 +43,8 @@ const MAX_EXPIRES: u32 = 3600;
 /// a challenge for a while, and the station's alarm is raised.
 const AUTH_FAILURES: u32 = 5;
 const AUTH_LOCKOUT: Duration = Duration::from_secs(60);
+/// How often a carrier known by address is asked whether it is there.
+const PING_EVERY: Duration = Duration::from_secs(30);
 
 /// Where a registered phone is reached.
 #[derive(Debug, Clone)]
@@ -175,11 +177,17 @@ impl Agent {
             endpoint.serve().await;
         });
         tokio::spawn(self.clone().serve(incoming));
+        let mut pinged = Vec::new();
         for line in self.lines() {
-            if let SipLineSettings::Trunk(t) = &line.settings
-                && t.register
-            {
+            let SipLineSettings::Trunk(t) = &line.settings else {
+                continue;
+            };
+            if t.register {
                 tokio::spawn(self.clone().register_trunk(line.clone(), t.clone()));
+            } else if !pinged.contains(&t.peer) {
+                // One keep-alive per carrier, however many lines it has.
+                pinged.push(t.peer);
+                tokio::spawn(self.clone().ping_peer(line.clone(), t.clone()));
             }
         }
         tracing::info!(%addr, "SIP listening (UDP)");
@@ -336,16 +344,28 @@ impl Agent {
             }
         };
         let port = sock.local_addr().map_err(|e| e.to_string())?.port();
-        let answer = match sdp::answer(
-            &offer,
-            &self.settings.codecs,
-            self.settings.public_ip(),
-            port,
-            self.session_id(),
-            1,
-        ) {
-            Ok(a) => a,
-            Err(e) => {
+        let answer = match offer.as_ref().map(|offer| {
+            sdp::answer(
+                offer,
+                &self.settings.codecs,
+                self.settings.public_ip(),
+                port,
+                self.session_id(),
+                1,
+            )
+        }) {
+            Some(Ok((text, n))) => call::Answer::ToOffer(text, n),
+            // Late offer: the box offers in its 200.
+            None => call::Answer::LateOffer(sdp::offer(
+                &self.settings.codecs,
+                101,
+                self.settings.public_ip(),
+                port,
+                self.session_id(),
+                1,
+                Direction::SendRecv,
+            )),
+            Some(Err(e)) => {
                 tracing::warn!(line = %line.info.id, "INVITE refused: {e}");
                 return tx
                     .reply(StatusCode::NotAcceptableHere)
@@ -752,6 +772,88 @@ impl Agent {
         };
         tokio::spawn(call::outbound(parts, join, trunk));
         Ok(())
+    }
+
+    /// Asks a carrier known by address whether it is there (OPTIONS every
+    /// [`PING_EVERY`]); raises the line's alarm `unreachable` while it does
+    /// not answer. Any answer counts, even a refusal: the carrier is there.
+    async fn ping_peer(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings) {
+        let Ok(stack) = self.stack() else { return };
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
+        let mut reachable: Option<bool> = None;
+        let mut seq = 0u32;
+        loop {
+            seq += 1;
+            let answered = match self.options(stack, &domain, t.peer, seq).await {
+                Ok(code) => {
+                    tracing::debug!(line = %line.info.id, code, "carrier answered OPTIONS");
+                    true
+                }
+                Err(why) => {
+                    if reachable != Some(false) {
+                        tracing::warn!(line = %line.info.id, peer = %t.peer, "carrier does not answer: {why}");
+                    }
+                    false
+                }
+            };
+            if answered && reachable == Some(false) {
+                let _ = line.events.send(LineEvent::Fault(LineFault {
+                    code: "unreachable",
+                    detail: format!("{} answers again", t.peer),
+                    active: false,
+                }));
+            } else if !answered && reachable != Some(false) {
+                let _ = line.events.send(LineEvent::Fault(LineFault {
+                    code: "unreachable",
+                    detail: format!("carrier {} does not answer OPTIONS", t.peer),
+                    active: true,
+                }));
+            }
+            reachable = Some(answered);
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(PING_EVERY) => {}
+            }
+        }
+    }
+
+    /// One OPTIONS to `peer`: the final response's code, or why none came.
+    async fn options(&self, stack: &Stack, domain: &str, peer: SocketAddr, seq: u32) -> Result<u16, String> {
+        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+        let uri = parse_uri(&format!("sip:{domain}")).map_err(|e| e.to_string())?;
+        let me = self.contact("callbox").map_err(|e| e.to_string())?;
+        let via = stack
+            .endpoint
+            .get_via(None, Some(rsipstack::transaction::make_via_branch()))
+            .map_err(|e| e.to_string())?;
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: me,
+            params: vec![rsipstack::sip::Param::Tag(rsipstack::transaction::make_tag())],
+        };
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri.clone(),
+            params: vec![],
+        };
+        let req = stack
+            .endpoint
+            .make_request(Method::Options, uri, via, from, to, seq, None);
+        let key = TransactionKey::from_request(&req, TransactionRole::Client).map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
+        tx.destination = Some(SipAddr::new(
+            rsipstack::sip::Transport::Udp,
+            rsipstack::sip::HostWithPort::from(peer),
+        ));
+        tx.send().await.map_err(|e| e.to_string())?;
+        while let Some(msg) = tx.receive().await {
+            if let rsipstack::sip::SipMessage::Response(r) = msg
+                && r.status_code.kind() != StatusCodeKind::Provisional
+            {
+                return Ok(u16::from(r.status_code));
+            }
+        }
+        Err("no answer (timeout)".into())
     }
 
     /// Keeps a trunk registered at its carrier: refreshes before expiry,

@@ -328,21 +328,34 @@ pub(crate) enum Inbound {
     Answered,
 }
 
+/// What the box answers an INVITE with.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The INVITE had an offer: this answer, and what it agreed.
+    ToOffer(String, Negotiated),
+    /// Late offer (an INVITE without SDP): the box's offer goes in the
+    /// 200, the far end's answer comes in the ACK.
+    LateOffer(String),
+}
+
 /// Runs an inbound call (INVITE received) to its end.
-pub(crate) async fn inbound(parts: CallParts, answer: (String, Negotiated), how: Inbound) {
+pub(crate) async fn inbound(parts: CallParts, answer: Answer, how: Inbound) {
     let id = parts.dialog.id();
     let (mut leg, mut states, mut cmds, mut notes) = parts.leg();
-    let (answer_sdp, negotiated) = answer;
     let mut answered = false;
     let accept = |leg: &mut Leg| -> Result<(), String> {
-        leg.start_media(&negotiated);
+        let body = match &answer {
+            Answer::ToOffer(text, negotiated) => {
+                leg.start_media(negotiated);
+                text
+            }
+            Answer::LateOffer(text) => text,
+        };
         leg.dialog
-            .accept(
-                Some(vec![sdp_header()]),
-                Some(answer_sdp.clone().into_bytes()),
-            )
+            .accept(Some(vec![sdp_header()]), Some(body.clone().into_bytes()))
             .map_err(|e| e.to_string())
     };
+    let late = matches!(answer, Answer::LateOffer(_));
     match how {
         Inbound::Ringing => {
             let _ = leg.dialog.ringing(None, None);
@@ -382,6 +395,25 @@ pub(crate) async fn inbound(parts: CallParts, answer: (String, Negotiated), how:
                 }
             },
             st = states.recv() => match st {
+                Some(DialogState::Confirmed(..)) if late && leg.session.is_none() => {
+                    // The ACK carries the answer to the box's offer.
+                    let ack = leg.dialog.last_remote_ack();
+                    let body = ack.as_ref().map(|a| String::from_utf8_lossy(&a.body).into_owned());
+                    let offered = leg.agent.settings.codecs.clone();
+                    match body
+                        .ok_or_else(|| "no ACK".to_string())
+                        .and_then(|b| Sdp::parse(&b).map_err(|e| e.to_string()))
+                        .and_then(|a| sdp::negotiated_from_answer(&offered, &a).map_err(|e| e.to_string()))
+                    {
+                        Ok(n) => leg.start_media(&n),
+                        Err(e) => {
+                            tracing::warn!(line = %leg.line.info.id, "late offer: the ACK has no usable answer ({e}); hanging up");
+                            let _ = leg.dialog.bye().await;
+                            leg.event(LineEvent::Hangup(HangupCause::LineFailure));
+                            break;
+                        }
+                    }
+                }
                 Some(st) => if leg.on_state(st, false).await { break },
                 None => break,
             },

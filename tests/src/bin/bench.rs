@@ -25,6 +25,12 @@
 //! - `throughput`: 100,000 calls through IVR, queue and the record store
 //!   in virtual time (`--fast`), calls per second of wall time.
 //! - `sync`: the fleet link's drain rate (the `sync-bench` binary).
+//! - `sip`: the real `callboxd` pinned to one core with N SIP calls at
+//!   once in the IVR's voicemail, against a load generator in this
+//!   process on another core (SIP and 20 ms PCMA over loopback): box CPU
+//!   per call-second, the share of the box's RTP packets more than 5 ms
+//!   late, frames its jitter buffers concealed; compared with `capacity`'s
+//!   sim figure when both run (docs/sip.md, bench/sip.rs).
 //! - `footprint`: stripped binary sizes (x86_64 and aarch64, `firmware`
 //!   profile), idle RSS with and without the fleet link, start-up time.
 //!
@@ -47,7 +53,10 @@ use callbox_tests::mqtt::{Broker, add_uplink};
 use callbox_tests::{Site, callboxd, write_tone_hz};
 use serde_json::Value;
 
-const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint> \
+#[path = "bench/sip.rs"]
+mod sip;
+
+const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip> \
 [--calls N[,N…]] [--window SECS] [--core C] [--world-core C] [--quick] [--write FILE]";
 
 /// A frame later than this counts as late (the sim backend's LATE_AFTER).
@@ -130,13 +139,14 @@ fn main() -> Result<()> {
         );
     }
     let mut figures = Vec::new();
-    const ALL: [&str; 6] = [
+    const ALL: [&str; 7] = [
         "capacity",
         "floor",
         "instructions",
         "throughput",
         "sync",
         "footprint",
+        "sip",
     ];
     let parts: Vec<&str> = match part.as_str() {
         "all" => ALL.to_vec(),
@@ -153,6 +163,7 @@ fn main() -> Result<()> {
             "throughput" => throughput(&o),
             "sync" => sync(&o),
             "footprint" => footprint(&o, &state),
+            "sip" => sip::sip(&o, &state),
             _ => unreachable!("parts are checked above"),
         }
         .with_context(|| format!("bench {p}"))?;
@@ -296,7 +307,9 @@ impl Running {
                     eprintln!("{line}");
                 }
                 let mut l = keep.lock().unwrap();
-                if l.len() < 200 {
+                // The first lines (start-up, warnings), and every SIP
+                // call's RTP summary (the `sip` part sums them).
+                if l.len() < 200 || line.contains("RTP: ") {
                     l.push(line);
                 }
             }
@@ -323,6 +336,11 @@ impl Running {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What it logged so far (see `start` for which lines are kept).
+    fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     fn wait(mut self, limit: Duration) -> Result<()> {
