@@ -438,7 +438,13 @@ type = "hangup"
 /// The RTP port range of a site's `[sip]`.
 fn site_rtp_ports(site: &Site) -> (u16, u16) {
     let cfg = std::fs::read_to_string(site.config()).unwrap();
-    let range = cfg.split("rtp_ports = \"").nth(1).unwrap().split('"').next().unwrap();
+    let range = cfg
+        .split("rtp_ports = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     let (lo, hi) = range.split_once('-').unwrap();
     (lo.parse().unwrap(), hi.parse().unwrap())
 }
@@ -454,8 +460,23 @@ fn a_call_with_a_late_offer_gets_the_boxs_offer_and_answers_in_the_ack() {
     c.arg("-sf")
         .arg(scenario("carrier-call-late-offer.xml"))
         .arg(format!("127.0.0.1:{sip_port}"))
-        .args(["-s", "4008001234", "-i", "127.0.0.1", "-p", &carrier.to_string()])
-        .args(["-mi", "127.0.0.1", "-m", "1", "-timeout", "60s", "-timeout_error"]);
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ]);
     let out = run_sipp(c, Duration::from_secs(90));
     let recs = ended(&site, &daemon, 1, Duration::from_secs(10));
     let log = daemon.stop();
@@ -463,7 +484,10 @@ fn a_call_with_a_late_offer_gets_the_boxs_offer_and_answers_in_the_ack() {
     assert_eq!(recs[0]["outcome"], "voicemail:sales", "{}\n{log}", recs[0]);
     let messages = site.recordings();
     let file = site.data().join(messages[0]["file"].as_str().unwrap());
-    assert!(rms(&channel(&file, 0)) > 300.0, "no speech in the message:\n{log}");
+    assert!(
+        rms(&channel(&file, 0)) > 300.0,
+        "no speech in the message:\n{log}"
+    );
 }
 
 #[test]
@@ -735,4 +759,82 @@ fn bad_sip_input_gets_the_right_answer_or_is_dropped_and_the_call_in_progress_go
             .any(|a| a["code"] == "line_auth_failures:desk-1"),
         "{alarms:#?}"
     );
+}
+
+#[test]
+fn a_carrier_that_stops_answering_options_raises_the_alarm_and_clears_it_when_back() {
+    let sip_port = free_udp_port();
+    let carrier = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = carrier.local_addr().unwrap().port();
+    let site = Site::new(0, 0, 300, "");
+    let (lo, hi) = free_rtp_range(10);
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "[inbound]\n",
+        &format!(
+            "[hal]\nbackend = \"sip\"\n\n[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nrtp_ports = \"{lo}-{hi}\"\n\n\
+             [[line]]\nid = \"carrier\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{peer}\", keepalive = \"5s\" }}\n\n[inbound]\n"
+        ),
+    );
+    std::fs::write(site.config(), cfg).unwrap();
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    // Silent: the box's OPTIONS go unanswered.
+    let alarm = |cleared: bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let alarms = if site.data().join("callbox.db").exists() {
+                site.table("alarms")
+            } else {
+                Vec::new()
+            };
+            let hit = alarms.iter().any(|a| {
+                a["code"] == "line_unreachable:carrier" && a["cleared_ms"].is_null() != cleared
+            });
+            if hit {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{alarms:#?}\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    alarm(false);
+    // Back: every OPTIONS answered 200.
+    carrier
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answering = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = carrier.recv_from(&mut buf) else {
+                    continue;
+                };
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let h = |name: &str| {
+                    req.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let resp = format!(
+                    "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=c1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+                    h("Via"),
+                    h("From"),
+                    h("To"),
+                    h("Call-ID"),
+                    h("CSeq")
+                );
+                let _ = carrier.send_to(resp.as_bytes(), from);
+            }
+        })
+    };
+    alarm(true);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    answering.join().unwrap();
+    daemon.stop();
 }

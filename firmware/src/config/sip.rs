@@ -47,6 +47,8 @@ pub(super) struct RawLineSip {
     expires: Option<String>,
     #[serde(default)]
     caller_id: Option<String>,
+    #[serde(default)]
+    keepalive: Option<String>,
 }
 
 /// Where SIP listens when `[sip]` does not say.
@@ -204,6 +206,24 @@ pub(super) fn check(
                         }
                     },
                 };
+                let keepalive = match l.keepalive.as_deref() {
+                    None => (!register).then_some(Duration::from_secs(30)),
+                    Some("off") => None,
+                    Some(k) => match parse_duration(k) {
+                        Ok(d) if d >= Duration::from_secs(5) => Some(d),
+                        Ok(_) => {
+                            err(
+                                &at("keepalive"),
+                                format!("`{k}` is too short; at least 5s, or \"off\""),
+                            );
+                            None
+                        }
+                        Err(m) => {
+                            err(&at("keepalive"), m);
+                            None
+                        }
+                    },
+                };
                 for (key, v) in [("domain", &l.domain), ("caller_id", &l.caller_id)] {
                     if let Some(v) = v
                         && (v.is_empty()
@@ -222,6 +242,7 @@ pub(super) fn check(
                         register,
                         expires,
                         caller_id: l.caller_id.clone(),
+                        keepalive,
                     }),
                 ));
             }
@@ -232,6 +253,7 @@ pub(super) fn check(
                     ("register", l.register.is_some()),
                     ("expires", l.expires.is_some()),
                     ("caller_id", l.caller_id.is_some()),
+                    ("keepalive", l.keepalive.is_some()),
                 ] {
                     if set {
                         err(

@@ -43,8 +43,8 @@ const MAX_EXPIRES: u32 = 3600;
 /// a challenge for a while, and the station's alarm is raised.
 const AUTH_FAILURES: u32 = 5;
 const AUTH_LOCKOUT: Duration = Duration::from_secs(60);
-/// How often a carrier known by address is asked whether it is there.
-const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long a carrier has to answer an OPTIONS before it counts as gone.
+const PING_WAIT: Duration = Duration::from_secs(5);
 
 /// Where a registered phone is reached.
 #[derive(Debug, Clone)]
@@ -184,10 +184,12 @@ impl Agent {
             };
             if t.register {
                 tokio::spawn(self.clone().register_trunk(line.clone(), t.clone()));
-            } else if !pinged.contains(&t.peer) {
+            } else if let Some(every) = t.keepalive
+                && !pinged.contains(&t.peer)
+            {
                 // One keep-alive per carrier, however many lines it has.
                 pinged.push(t.peer);
-                tokio::spawn(self.clone().ping_peer(line.clone(), t.clone()));
+                tokio::spawn(self.clone().ping_peer(line.clone(), t.clone(), every));
             }
         }
         tracing::info!(%addr, "SIP listening (UDP)");
@@ -429,11 +431,11 @@ impl Agent {
         Ok(())
     }
 
-    /// The INVITE's offer, if the box can answer it.
-    fn check_offer(&self, req: &Request) -> Result<Sdp, String> {
+    /// The INVITE's offer, if the box can answer it; `None` for a late
+    /// offer (no SDP: the box offers in its 200).
+    fn check_offer(&self, req: &Request) -> Result<Option<Sdp>, String> {
         if req.body.is_empty() {
-            // Late offer is not supported yet.
-            return Err("no SDP offer".into());
+            return Ok(None);
         }
         let offer = Sdp::parse(&String::from_utf8_lossy(&req.body)).map_err(|e| e.to_string())?;
         sdp::answer(
@@ -445,7 +447,7 @@ impl Agent {
             1,
         )
         .map_err(|e| e.to_string())?;
-        Ok(offer)
+        Ok(Some(offer))
     }
 
     /// Checks a phone's digest credentials; `false` when it was answered
@@ -774,10 +776,11 @@ impl Agent {
         Ok(())
     }
 
-    /// Asks a carrier known by address whether it is there (OPTIONS every
-    /// [`PING_EVERY`]); raises the line's alarm `unreachable` while it does
-    /// not answer. Any answer counts, even a refusal: the carrier is there.
-    async fn ping_peer(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings) {
+    /// Asks a carrier known by address whether it is there (OPTIONS
+    /// `every`); raises the line's alarm `unreachable` while it does not
+    /// answer within [`PING_WAIT`]. Any answer counts, even a refusal: the
+    /// carrier is there.
+    async fn ping_peer(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings, every: Duration) {
         let Ok(stack) = self.stack() else { return };
         let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
         let mut reachable: Option<bool> = None;
@@ -812,13 +815,19 @@ impl Agent {
             reachable = Some(answered);
             tokio::select! {
                 () = self.cancel.cancelled() => return,
-                () = tokio::time::sleep(PING_EVERY) => {}
+                () = tokio::time::sleep(every) => {}
             }
         }
     }
 
     /// One OPTIONS to `peer`: the final response's code, or why none came.
-    async fn options(&self, stack: &Stack, domain: &str, peer: SocketAddr, seq: u32) -> Result<u16, String> {
+    async fn options(
+        &self,
+        stack: &Stack,
+        domain: &str,
+        peer: SocketAddr,
+        seq: u32,
+    ) -> Result<u16, String> {
         use rsipstack::transaction::key::{TransactionKey, TransactionRole};
         let uri = parse_uri(&format!("sip:{domain}")).map_err(|e| e.to_string())?;
         let me = self.contact("callbox").map_err(|e| e.to_string())?;
@@ -829,7 +838,9 @@ impl Agent {
         let from = rsipstack::sip::typed::From {
             display_name: None,
             uri: me,
-            params: vec![rsipstack::sip::Param::Tag(rsipstack::transaction::make_tag())],
+            params: vec![rsipstack::sip::Param::Tag(
+                rsipstack::transaction::make_tag(),
+            )],
         };
         let to = rsipstack::sip::typed::To {
             display_name: None,
@@ -839,21 +850,28 @@ impl Agent {
         let req = stack
             .endpoint
             .make_request(Method::Options, uri, via, from, to, seq, None);
-        let key = TransactionKey::from_request(&req, TransactionRole::Client).map_err(|e| e.to_string())?;
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)
+            .map_err(|e| e.to_string())?;
         let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
         tx.destination = Some(SipAddr::new(
             rsipstack::sip::Transport::Udp,
             rsipstack::sip::HostWithPort::from(peer),
         ));
         tx.send().await.map_err(|e| e.to_string())?;
-        while let Some(msg) = tx.receive().await {
-            if let rsipstack::sip::SipMessage::Response(r) = msg
-                && r.status_code.kind() != StatusCodeKind::Provisional
-            {
-                return Ok(u16::from(r.status_code));
+        let answer = async {
+            while let Some(msg) = tx.receive().await {
+                if let rsipstack::sip::SipMessage::Response(r) = msg
+                    && r.status_code.kind() != StatusCodeKind::Provisional
+                {
+                    return Some(u16::from(r.status_code));
+                }
             }
+            None
+        };
+        match tokio::time::timeout(PING_WAIT, answer).await {
+            Ok(Some(code)) => Ok(code),
+            _ => Err(format!("no answer within {}s", PING_WAIT.as_secs())),
         }
-        Err("no answer (timeout)".into())
     }
 
     /// Keeps a trunk registered at its carrier: refreshes before expiry,

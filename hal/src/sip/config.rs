@@ -73,6 +73,9 @@ pub struct TrunkSettings {
     pub expires: Duration,
     /// Number presented on outbound calls.
     pub caller_id: Option<String>,
+    /// How often a carrier known by address is asked whether it is there
+    /// (OPTIONS); `None`: never.
+    pub keepalive: Option<Duration>,
 }
 
 /// A SIP phone: the account it registers with.

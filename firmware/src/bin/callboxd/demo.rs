@@ -94,7 +94,7 @@ listen = "{addr}"
 id = "softphones"
 kind = "trunk"
 description = "calls from softphones on this machine"
-sip = {{ peer = "127.0.0.1" }}
+sip = {{ peer = "127.0.0.1", keepalive = "off" }}
 
 [[line]]
 id = "desk-3"

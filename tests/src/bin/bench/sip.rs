@@ -80,8 +80,16 @@ impl Load {
     fn send_request(&self, i: usize, method: &str, cseq: u32, body: &str) {
         let me = self.sig_addr();
         let c = &self.calls[i];
-        let to_tag = c.to_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default();
-        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        let to_tag = c
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         let msg = format!(
             "{method} sip:4008001234@{t} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{method}{i}x{cseq}\r\n\
              From: <sip:1390000{i:04}@{me}>;tag={tag}\r\nTo: <sip:4008001234@{t}>{to_tag}\r\nCall-ID: {id}\r\n\
@@ -107,10 +115,18 @@ impl Load {
         let mut buf = vec![0u8; 8192];
         while let Ok((n, _)) = self.sig.recv_from(&mut buf) {
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let Some(id) = header(&msg, "Call-ID") else { continue };
-            let Some(i) = self.calls.iter().position(|c| c.call_id == id) else { continue };
-            if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("INVITE")) {
-                let tag = header(&msg, "To").and_then(|t| t.split(";tag=").nth(1)).map(str::to_string);
+            let Some(id) = header(&msg, "Call-ID") else {
+                continue;
+            };
+            let Some(i) = self.calls.iter().position(|c| c.call_id == id) else {
+                continue;
+            };
+            if msg.starts_with("SIP/2.0 200")
+                && header(&msg, "CSeq").is_some_and(|c| c.ends_with("INVITE"))
+            {
+                let tag = header(&msg, "To")
+                    .and_then(|t| t.split(";tag=").nth(1))
+                    .map(str::to_string);
                 self.calls[i].to_tag = tag;
                 let port = msg
                     .lines()
@@ -142,7 +158,12 @@ impl Load {
         let per_tick = 4;
         let mut next = 0;
         while self.calls.iter().any(|c| c.box_rtp.is_none()) {
-            ensure!(t0.elapsed() < limit, "only {} of {} calls answered", self.up(), self.calls.len());
+            ensure!(
+                t0.elapsed() < limit,
+                "only {} of {} calls answered",
+                self.up(),
+                self.calls.len()
+            );
             for _ in 0..per_tick {
                 if next < self.calls.len() {
                     self.send_request(next, "INVITE", 1, &offer);
@@ -166,7 +187,8 @@ impl Load {
         // the phase restarts each frame, which no one listens to).
         let frame: Vec<u8> = (0..160)
             .map(|i| {
-                let s = (6000.0 * (std::f64::consts::TAU * 440.0 * f64::from(i) / 8000.0).sin()) as i16;
+                let s =
+                    (6000.0 * (std::f64::consts::TAU * 440.0 * f64::from(i) / 8000.0).sin()) as i16;
                 callbox_hal::dsp::g711::alaw_encode(s)
             })
             .collect();
@@ -192,11 +214,14 @@ impl Load {
                 if n < 12 || now < measure_from {
                     continue;
                 }
-                let Some(&i) = self.by_port.get(&from.port()) else { continue };
+                let Some(&i) = self.by_port.get(&from.port()) else {
+                    continue;
+                };
                 let c = &mut self.calls[i];
                 let first = *c.first.get_or_insert(now);
                 let k = c.offsets.len() as i64;
-                c.offsets.push(now.duration_since(first).as_micros() as i64 - k * 20_000);
+                c.offsets
+                    .push(now.duration_since(first).as_micros() as i64 - k * 20_000);
             }
             tick += 1;
             let due = start + Duration::from_millis(20) * tick;
@@ -221,9 +246,15 @@ impl Load {
     fn lateness(&self) -> (u64, u64) {
         let (mut all, mut late) = (0u64, 0u64);
         for c in &self.calls {
-            let Some(min) = c.offsets.iter().min() else { continue };
+            let Some(min) = c.offsets.iter().min() else {
+                continue;
+            };
             all += c.offsets.len() as u64;
-            late += c.offsets.iter().filter(|&&o| o - min > LATE_MS as i64 * 1000).count() as u64;
+            late += c
+                .offsets
+                .iter()
+                .filter(|&&o| o - min > LATE_MS as i64 * 1000)
+                .count() as u64;
         }
         (all, late)
     }
@@ -238,7 +269,9 @@ fn sip_site(n: usize, sip: SocketAddr, peer: SocketAddr) -> Site {
     let mut cfg = std::fs::read_to_string(site.config()).unwrap();
     let mut lines = String::new();
     for i in 1..=n {
-        lines += &format!("[[line]]\nid = \"ch-{i}\"\nkind = \"trunk\"\nsip = {{ peer = \"{peer}\" }}\n\n");
+        lines += &format!(
+            "[[line]]\nid = \"ch-{i}\"\nkind = \"trunk\"\nsip = {{ peer = \"{peer}\" }}\n\n"
+        );
     }
     cfg = cfg.replace(
         "[inbound]\n",
@@ -261,7 +294,10 @@ fn sip_run(n: usize, o: &Opts) -> Result<(f64, f64, u64, u64)> {
     let wrap: Vec<String> = vec!["taskset".into(), "-c".into(), o.core.to_string()];
     let mut c = daemon_cmd(&wrap);
     // The per-call RTP summaries come at info.
-    c.env("RUST_LOG", "warn,callbox_hal::sip=info,callbox_firmware::app=info");
+    c.env(
+        "RUST_LOG",
+        "warn,callbox_hal::sip=info,callbox_firmware::app=info",
+    );
     run_site(&mut c, &site, None);
     let (mut d, _) = Running::start(c)?;
     d.wait_ready(Duration::from_secs(30))?;
@@ -277,7 +313,8 @@ fn sip_run(n: usize, o: &Opts) -> Result<(f64, f64, u64, u64)> {
             let (p0, t0) = (cpu_of(&stat), Instant::now());
             std::thread::sleep(window);
             let (p1, t1) = (cpu_of(&stat), Instant::now());
-            p1.zip(p0).map(|(a, b)| (a - b) / t1.duration_since(t0).as_secs_f64())
+            p1.zip(p0)
+                .map(|(a, b)| (a - b) / t1.duration_since(t0).as_secs_f64())
         });
         load.talk(settle + window + Duration::from_secs(1), measure_from);
         h.join().ok().flatten()
@@ -290,9 +327,21 @@ fn sip_run(n: usize, o: &Opts) -> Result<(f64, f64, u64, u64)> {
     d.stop()?;
     let concealed: u64 = log
         .iter()
-        .filter_map(|l| l.split(" concealed ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split(" concealed ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum();
-    Ok((cpu * 1e6 / n as f64, late as f64 / all.max(1) as f64, all, concealed))
+    Ok((
+        cpu * 1e6 / n as f64,
+        late as f64 / all.max(1) as f64,
+        all,
+        concealed,
+    ))
 }
 
 fn pin_self(core: usize) {
@@ -308,18 +357,26 @@ fn pin_self(core: usize) {
 /// The part: each N, its figures, and the comparison with the sim
 /// backend's CPU per call-second measured by `capacity` in the same run.
 pub(super) fn sip(o: &Opts, state: &State) -> Result<Vec<Figure>> {
-    let ns = o
-        .calls
-        .clone()
-        .unwrap_or_else(|| if o.quick { vec![5] } else { vec![100, 500, 1000] });
+    let ns = o.calls.clone().unwrap_or_else(|| {
+        if o.quick {
+            vec![5]
+        } else {
+            vec![100, 500, 1000]
+        }
+    });
     let mut figures = Vec::new();
     let mut capacity = 0;
     let mut last_cpu = None;
-    println!("| calls | box CPU µs per call-second | box packets late | packets | frames concealed |");
+    println!(
+        "| calls | box CPU µs per call-second | box packets late | packets | frames concealed |"
+    );
     println!("|---|---|---|---|---|");
     for n in ns {
         let (cpu, late, packets, concealed) = sip_run(n, o)?;
-        println!("| {n} | {cpu:.0} | {:.3} % | {packets} | {concealed} |", late * 100.0);
+        println!(
+            "| {n} | {cpu:.0} | {:.3} % | {packets} | {concealed} |",
+            late * 100.0
+        );
         if late < LATE_LIMIT {
             capacity = capacity.max(n);
         }
