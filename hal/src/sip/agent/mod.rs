@@ -2,22 +2,21 @@
 //! what arrives (a carrier's call, a phone's call or registration, a request
 //! inside a call), registers trunks at their carriers, keeps the phones'
 //! registrations, and starts the calls the firmware asks for. rsipstack's
-//! types stay inside this module and [`super::call`].
+//! types stay inside this module (with `registrar` and `trunk`) and
+//! [`super::call`].
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::RandomState;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rsipstack::dialog::authenticate::{Credential, verify_digest};
+use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
-use rsipstack::dialog::registration::Registration;
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
-use rsipstack::sip::typed::Authorization;
-use rsipstack::sip::{Header, Method, Request, StatusCode, StatusCodeKind, Uri};
+use rsipstack::sip::{Method, Request, StatusCode, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
@@ -25,12 +24,15 @@ use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::{EndpointBuilder, transaction::TransactionReceiver};
 use tokio_util::sync::CancellationToken;
 
+mod registrar;
+mod trunk;
+
 use super::SipError;
 use super::call::{self, Inbound};
-use super::config::{SipLineSettings, SipSettings, StationSettings, TrunkSettings};
+use super::config::{SipLineSettings, SipSettings};
 use super::line::LineShared;
 use super::sdp::{self, Direction, Sdp};
-use crate::line::{HangupCause, LineEvent, LineFault, LineKind};
+use crate::line::{HangupCause, LineEvent, LineKind};
 
 /// Realm of the box's digest challenges to its phones.
 const REALM: &str = "callbox";
@@ -450,204 +452,6 @@ impl Agent {
         Ok(Some(offer))
     }
 
-    /// Checks a phone's digest credentials; `false` when it was answered
-    /// with a challenge or a refusal.
-    async fn authenticate(
-        &self,
-        tx: &mut Transaction,
-        line: &LineShared,
-        st: &StationSettings,
-        source: Option<SocketAddr>,
-    ) -> Result<bool, String> {
-        let ip = source.map(|s| s.ip());
-        let locked_out = ip.is_some_and(|ip| {
-            lock(&self.failures).get(&ip).is_some_and(|fl| {
-                fl.count >= AUTH_FAILURES && fl.since.is_some_and(|s| s.elapsed() < AUTH_LOCKOUT)
-            })
-        });
-        if locked_out {
-            tx.reply(StatusCode::Forbidden)
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(false);
-        }
-        let raw = tx.original.header_value("Authorization");
-        let verdict = raw.as_deref().map(|raw| {
-            let Ok(auth) = Authorization::parse(raw) else {
-                return false;
-            };
-            auth.username == st.username
-                && self.nonce_fresh(&auth.nonce)
-                && verify_digest(&auth, &st.password, &tx.original.method, raw)
-        });
-        match verdict {
-            Some(true) => {
-                let alarmed = ip
-                    .and_then(|ip| lock(&self.failures).remove(&ip))
-                    .is_some_and(|f| f.count >= AUTH_FAILURES);
-                if alarmed {
-                    let _ = line.events.send(LineEvent::Fault(LineFault {
-                        code: "auth_failures",
-                        detail: format!("{} authenticated again", st.username),
-                        active: false,
-                    }));
-                }
-                Ok(true)
-            }
-            Some(false) => {
-                let count = ip.map_or(1, |ip| {
-                    let mut f = lock(&self.failures);
-                    let e = f.entry(ip).or_default();
-                    if e.since.is_none_or(|s| s.elapsed() >= AUTH_LOCKOUT) {
-                        e.count = 0;
-                        e.since = Some(Instant::now());
-                    }
-                    e.count += 1;
-                    e.count
-                });
-                tracing::warn!(line = %line.info.id, ?source, "wrong SIP password for {} ({count} in a row)", st.username);
-                if count == AUTH_FAILURES {
-                    let _ = line.events.send(LineEvent::Fault(LineFault {
-                        code: "auth_failures",
-                        detail: format!(
-                            "{count} wrong passwords for {} from {}",
-                            st.username,
-                            ip.map_or("?".into(), |i| i.to_string())
-                        ),
-                        active: true,
-                    }));
-                }
-                tx.reply(StatusCode::Forbidden)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(false)
-            }
-            None => {
-                let challenge = format!(
-                    "Digest realm=\"{REALM}\", nonce=\"{}\", qop=\"auth\", algorithm=MD5",
-                    self.nonce()
-                );
-                tx.reply_with(
-                    StatusCode::Unauthorized,
-                    vec![Header::WwwAuthenticate(challenge.into())],
-                    None,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                Ok(false)
-            }
-        }
-    }
-
-    /// A nonce that proves when the box made it: seconds, then a keyed hash
-    /// of them.
-    fn nonce(&self) -> String {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        format!("{secs:x}.{:016x}", self.nonce_key.hash_one(secs))
-    }
-
-    fn nonce_fresh(&self, nonce: &str) -> bool {
-        let Some((secs, mac)) = nonce.split_once('.') else {
-            return false;
-        };
-        let (Ok(secs), Ok(mac)) = (u64::from_str_radix(secs, 16), u64::from_str_radix(mac, 16))
-        else {
-            return false;
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        mac == self.nonce_key.hash_one(secs) && now.saturating_sub(secs) <= NONCE_LIFE.as_secs()
-    }
-
-    /// A phone's REGISTER: the box is its registrar.
-    async fn on_register(self: &Arc<Self>, mut tx: Transaction) -> Result<(), String> {
-        let user = tx
-            .original
-            .to_header()
-            .ok()
-            .and_then(|t| t.uri().ok())
-            .and_then(|u| u.user().map(str::to_string));
-        let lines = self.lines();
-        let Some(line) = lines.iter().find(|l| {
-            matches!(&l.settings, SipLineSettings::Station(s) if Some(&s.username) == user.as_ref())
-        }) else {
-            tracing::warn!(user = ?user, "REGISTER for an unknown phone refused");
-            return tx.reply(StatusCode::NotFound).await.map_err(|e| e.to_string());
-        };
-        let SipLineSettings::Station(st) = &line.settings else {
-            unreachable!("matched a station")
-        };
-        let source = source_addr(&tx.original);
-        if !self.authenticate(&mut tx, line, st, source).await? {
-            return Ok(());
-        }
-        let contact = tx.original.contact_header().ok().cloned();
-        let asked = contact
-            .as_ref()
-            .and_then(|c| c.typed().ok())
-            .and_then(|c| c.expires())
-            .or_else(|| {
-                tx.original
-                    .header_value("Expires")
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(MAX_EXPIRES);
-        if asked == 0 {
-            lock(&self.bindings).remove(&st.username);
-            tracing::info!(line = %line.info.id, "phone unregistered");
-            return tx.reply(StatusCode::OK).await.map_err(|e| e.to_string());
-        }
-        if asked < MIN_EXPIRES {
-            return tx
-                .reply_with(
-                    StatusCode::IntervalTooBrief,
-                    vec![Header::MinExpires(MIN_EXPIRES.to_string().into())],
-                    None,
-                )
-                .await
-                .map_err(|e| e.to_string());
-        }
-        let granted = asked.min(MAX_EXPIRES);
-        let (Some(contact), Some(source)) = (contact, source) else {
-            return tx
-                .reply(StatusCode::BadRequest)
-                .await
-                .map_err(|e| e.to_string());
-        };
-        let Ok(typed) = contact.typed() else {
-            return tx
-                .reply(StatusCode::BadRequest)
-                .await
-                .map_err(|e| e.to_string());
-        };
-        let fresh = lock(&self.bindings)
-            .insert(
-                st.username.clone(),
-                Binding {
-                    contact: typed.uri.clone(),
-                    source,
-                    until: Instant::now() + Duration::from_secs(u64::from(granted)),
-                },
-            )
-            .is_none();
-        if fresh {
-            tracing::info!(line = %line.info.id, %source, "phone registered");
-        }
-        tx.reply_with(
-            StatusCode::OK,
-            vec![
-                Header::Contact(format!("<{}>;expires={granted}", typed.uri).into()),
-                Header::Expires(granted.to_string().into()),
-            ],
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())
-    }
-
     /// Places a call on a trunk.
     pub(crate) fn dial(
         self: &Arc<Self>,
@@ -774,174 +578,6 @@ impl Agent {
         };
         tokio::spawn(call::outbound(parts, join, trunk));
         Ok(())
-    }
-
-    /// Asks a carrier known by address whether it is there (OPTIONS
-    /// `every`); raises the line's alarm `unreachable` while it does not
-    /// answer within [`PING_WAIT`]. Any answer counts, even a refusal: the
-    /// carrier is there.
-    async fn ping_peer(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings, every: Duration) {
-        let Ok(stack) = self.stack() else { return };
-        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
-        let mut reachable: Option<bool> = None;
-        let mut seq = 0u32;
-        loop {
-            seq += 1;
-            let answered = match self.options(stack, &domain, t.peer, seq).await {
-                Ok(code) => {
-                    tracing::debug!(line = %line.info.id, code, "carrier answered OPTIONS");
-                    true
-                }
-                Err(why) => {
-                    if reachable != Some(false) {
-                        tracing::warn!(line = %line.info.id, peer = %t.peer, "carrier does not answer: {why}");
-                    }
-                    false
-                }
-            };
-            if answered && reachable == Some(false) {
-                let _ = line.events.send(LineEvent::Fault(LineFault {
-                    code: "unreachable",
-                    detail: format!("{} answers again", t.peer),
-                    active: false,
-                }));
-            } else if !answered && reachable != Some(false) {
-                let _ = line.events.send(LineEvent::Fault(LineFault {
-                    code: "unreachable",
-                    detail: format!("carrier {} does not answer OPTIONS", t.peer),
-                    active: true,
-                }));
-            }
-            reachable = Some(answered);
-            tokio::select! {
-                () = self.cancel.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-        }
-    }
-
-    /// One OPTIONS to `peer`: the final response's code, or why none came.
-    async fn options(
-        &self,
-        stack: &Stack,
-        domain: &str,
-        peer: SocketAddr,
-        seq: u32,
-    ) -> Result<u16, String> {
-        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
-        let uri = parse_uri(&format!("sip:{domain}")).map_err(|e| e.to_string())?;
-        let me = self.contact("callbox").map_err(|e| e.to_string())?;
-        let via = stack
-            .endpoint
-            .get_via(None, Some(rsipstack::transaction::make_via_branch()))
-            .map_err(|e| e.to_string())?;
-        let from = rsipstack::sip::typed::From {
-            display_name: None,
-            uri: me,
-            params: vec![rsipstack::sip::Param::Tag(
-                rsipstack::transaction::make_tag(),
-            )],
-        };
-        let to = rsipstack::sip::typed::To {
-            display_name: None,
-            uri: uri.clone(),
-            params: vec![],
-        };
-        let req = stack
-            .endpoint
-            .make_request(Method::Options, uri, via, from, to, seq, None);
-        let key = TransactionKey::from_request(&req, TransactionRole::Client)
-            .map_err(|e| e.to_string())?;
-        let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
-        tx.destination = Some(SipAddr::new(
-            rsipstack::sip::Transport::Udp,
-            rsipstack::sip::HostWithPort::from(peer),
-        ));
-        tx.send().await.map_err(|e| e.to_string())?;
-        let answer = async {
-            while let Some(msg) = tx.receive().await {
-                if let rsipstack::sip::SipMessage::Response(r) = msg
-                    && r.status_code.kind() != StatusCodeKind::Provisional
-                {
-                    return Some(u16::from(r.status_code));
-                }
-            }
-            None
-        };
-        match tokio::time::timeout(PING_WAIT, answer).await {
-            Ok(Some(code)) => Ok(code),
-            _ => Err(format!("no answer within {}s", PING_WAIT.as_secs())),
-        }
-    }
-
-    /// Keeps a trunk registered at its carrier: refreshes before expiry,
-    /// backs off after a failure, raises the line's alarm while it is not
-    /// registered.
-    async fn register_trunk(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings) {
-        let Ok(stack) = self.stack() else { return };
-        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
-        let Ok(server) = parse_uri(&format!("sip:{domain}")) else {
-            return;
-        };
-        let credential = Credential {
-            username: t.username.clone().unwrap_or_default(),
-            password: t.password.clone().unwrap_or_default(),
-            realm: None,
-            auth_username: None,
-        };
-        let mut backoff = Duration::from_secs(5);
-        let mut registered: Option<bool> = None;
-        let expires = u32::try_from(t.expires.as_secs()).unwrap_or(3600);
-        loop {
-            let mut reg = Registration::new(stack.endpoint.clone(), Some(credential.clone()));
-            // The URI names the carrier's domain; the datagrams go to its
-            // address (no DNS on the box).
-            reg.outbound_proxy = Some(t.peer);
-            let r = tokio::select! {
-                () = self.cancel.cancelled() => return,
-                r = reg.register(server.clone(), Some(expires)) => r,
-            };
-            let wait = match r {
-                Ok(resp) if resp.status_code.kind() == StatusCodeKind::Successful => {
-                    if registered != Some(true) {
-                        tracing::info!(line = %line.info.id, peer = %t.peer, "trunk registered");
-                    }
-                    if registered == Some(false) {
-                        let _ = line.events.send(LineEvent::Fault(LineFault {
-                            code: "unregistered",
-                            detail: format!("registered at {}", t.peer),
-                            active: false,
-                        }));
-                    }
-                    registered = Some(true);
-                    backoff = Duration::from_secs(5);
-                    let granted = reg.expires().max(MIN_EXPIRES);
-                    Duration::from_secs(u64::from(granted) * 3 / 4)
-                }
-                other => {
-                    let why = match other {
-                        Ok(resp) => format!("{}", resp.status_code),
-                        Err(e) => e.to_string(),
-                    };
-                    if registered != Some(false) {
-                        tracing::warn!(line = %line.info.id, peer = %t.peer, "trunk registration failed: {why}");
-                        let _ = line.events.send(LineEvent::Fault(LineFault {
-                            code: "unregistered",
-                            detail: format!("registration at {} refused: {why}", t.peer),
-                            active: true,
-                        }));
-                    }
-                    registered = Some(false);
-                    let w = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
-                    w
-                }
-            };
-            tokio::select! {
-                () = self.cancel.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
-        }
     }
 
     /// Which kind a SIP line is.

@@ -1,0 +1,221 @@
+//! The box as its phones' registrar: their REGISTERs, and the digest
+//! check (with lock-out after wrong passwords) that their INVITEs pass too.
+
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rsipstack::dialog::authenticate::verify_digest;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::typed::Authorization;
+use rsipstack::sip::{Header, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+
+use super::{
+    AUTH_FAILURES, AUTH_LOCKOUT, Agent, Binding, MAX_EXPIRES, MIN_EXPIRES, NONCE_LIFE, REALM, lock,
+    source_addr,
+};
+use crate::line::{LineEvent, LineFault};
+use crate::sip::config::{SipLineSettings, StationSettings};
+use crate::sip::line::LineShared;
+
+impl Agent {
+    /// Checks a phone's digest credentials; `false` when it was answered
+    /// with a challenge or a refusal.
+    pub(super) async fn authenticate(
+        &self,
+        tx: &mut Transaction,
+        line: &LineShared,
+        st: &StationSettings,
+        source: Option<SocketAddr>,
+    ) -> Result<bool, String> {
+        let ip = source.map(|s| s.ip());
+        let locked_out = ip.is_some_and(|ip| {
+            lock(&self.failures).get(&ip).is_some_and(|fl| {
+                fl.count >= AUTH_FAILURES && fl.since.is_some_and(|s| s.elapsed() < AUTH_LOCKOUT)
+            })
+        });
+        if locked_out {
+            tx.reply(StatusCode::Forbidden)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(false);
+        }
+        let raw = tx.original.header_value("Authorization");
+        let verdict = raw.as_deref().map(|raw| {
+            let Ok(auth) = Authorization::parse(raw) else {
+                return false;
+            };
+            auth.username == st.username
+                && self.nonce_fresh(&auth.nonce)
+                && verify_digest(&auth, &st.password, &tx.original.method, raw)
+        });
+        match verdict {
+            Some(true) => {
+                let alarmed = ip
+                    .and_then(|ip| lock(&self.failures).remove(&ip))
+                    .is_some_and(|f| f.count >= AUTH_FAILURES);
+                if alarmed {
+                    let _ = line.events.send(LineEvent::Fault(LineFault {
+                        code: "auth_failures",
+                        detail: format!("{} authenticated again", st.username),
+                        active: false,
+                    }));
+                }
+                Ok(true)
+            }
+            Some(false) => {
+                let count = ip.map_or(1, |ip| {
+                    let mut f = lock(&self.failures);
+                    let e = f.entry(ip).or_default();
+                    if e.since.is_none_or(|s| s.elapsed() >= AUTH_LOCKOUT) {
+                        e.count = 0;
+                        e.since = Some(Instant::now());
+                    }
+                    e.count += 1;
+                    e.count
+                });
+                tracing::warn!(line = %line.info.id, ?source, "wrong SIP password for {} ({count} in a row)", st.username);
+                if count == AUTH_FAILURES {
+                    let _ = line.events.send(LineEvent::Fault(LineFault {
+                        code: "auth_failures",
+                        detail: format!(
+                            "{count} wrong passwords for {} from {}",
+                            st.username,
+                            ip.map_or("?".into(), |i| i.to_string())
+                        ),
+                        active: true,
+                    }));
+                }
+                tx.reply(StatusCode::Forbidden)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(false)
+            }
+            None => {
+                let challenge = format!(
+                    "Digest realm=\"{REALM}\", nonce=\"{}\", qop=\"auth\", algorithm=MD5",
+                    self.nonce()
+                );
+                tx.reply_with(
+                    StatusCode::Unauthorized,
+                    vec![Header::WwwAuthenticate(challenge.into())],
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// A nonce that proves when the box made it: seconds, then a keyed hash
+    /// of them.
+    fn nonce(&self) -> String {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{secs:x}.{:016x}", self.nonce_key.hash_one(secs))
+    }
+
+    fn nonce_fresh(&self, nonce: &str) -> bool {
+        let Some((secs, mac)) = nonce.split_once('.') else {
+            return false;
+        };
+        let (Ok(secs), Ok(mac)) = (u64::from_str_radix(secs, 16), u64::from_str_radix(mac, 16))
+        else {
+            return false;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        mac == self.nonce_key.hash_one(secs) && now.saturating_sub(secs) <= NONCE_LIFE.as_secs()
+    }
+
+    /// A phone's REGISTER: the box is its registrar.
+    pub(super) async fn on_register(self: &Arc<Self>, mut tx: Transaction) -> Result<(), String> {
+        let user = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.uri().ok())
+            .and_then(|u| u.user().map(str::to_string));
+        let lines = self.lines();
+        let Some(line) = lines.iter().find(|l| {
+            matches!(&l.settings, SipLineSettings::Station(s) if Some(&s.username) == user.as_ref())
+        }) else {
+            tracing::warn!(user = ?user, "REGISTER for an unknown phone refused");
+            return tx.reply(StatusCode::NotFound).await.map_err(|e| e.to_string());
+        };
+        let SipLineSettings::Station(st) = &line.settings else {
+            unreachable!("matched a station")
+        };
+        let source = source_addr(&tx.original);
+        if !self.authenticate(&mut tx, line, st, source).await? {
+            return Ok(());
+        }
+        let contact = tx.original.contact_header().ok().cloned();
+        let asked = contact
+            .as_ref()
+            .and_then(|c| c.typed().ok())
+            .and_then(|c| c.expires())
+            .or_else(|| {
+                tx.original
+                    .header_value("Expires")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(MAX_EXPIRES);
+        if asked == 0 {
+            lock(&self.bindings).remove(&st.username);
+            tracing::info!(line = %line.info.id, "phone unregistered");
+            return tx.reply(StatusCode::OK).await.map_err(|e| e.to_string());
+        }
+        if asked < MIN_EXPIRES {
+            return tx
+                .reply_with(
+                    StatusCode::IntervalTooBrief,
+                    vec![Header::MinExpires(MIN_EXPIRES.to_string().into())],
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let granted = asked.min(MAX_EXPIRES);
+        let (Some(contact), Some(source)) = (contact, source) else {
+            return tx
+                .reply(StatusCode::BadRequest)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let Ok(typed) = contact.typed() else {
+            return tx
+                .reply(StatusCode::BadRequest)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let fresh = lock(&self.bindings)
+            .insert(
+                st.username.clone(),
+                Binding {
+                    contact: typed.uri.clone(),
+                    source,
+                    until: Instant::now() + Duration::from_secs(u64::from(granted)),
+                },
+            )
+            .is_none();
+        if fresh {
+            tracing::info!(line = %line.info.id, %source, "phone registered");
+        }
+        tx.reply_with(
+            StatusCode::OK,
+            vec![
+                Header::Contact(format!("<{}>;expires={granted}", typed.uri).into()),
+                Header::Expires(granted.to_string().into()),
+            ],
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,193 @@
+//! Keeping the carriers in touch: registration of the trunks that
+//! register, OPTIONS keep-alive to those known by address, each with its
+//! line's alarm.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::registration::Registration;
+use rsipstack::sip::{Method, StatusCodeKind};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::SipAddr;
+
+use super::{Agent, MIN_EXPIRES, PING_WAIT, Stack, parse_uri};
+use crate::line::{LineEvent, LineFault};
+use crate::sip::config::TrunkSettings;
+use crate::sip::line::LineShared;
+
+impl Agent {
+    /// Asks a carrier known by address whether it is there (OPTIONS
+    /// `every`); raises the line's alarm `unreachable` while it does not
+    /// answer within [`PING_WAIT`]. Any answer counts, even a refusal: the
+    /// carrier is there.
+    pub(super) async fn ping_peer(
+        self: Arc<Self>,
+        line: Arc<LineShared>,
+        t: TrunkSettings,
+        every: Duration,
+    ) {
+        let Ok(stack) = self.stack() else { return };
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
+        let mut reachable: Option<bool> = None;
+        let mut seq = 0u32;
+        loop {
+            seq += 1;
+            let answered = match self.options(stack, &domain, t.peer, seq).await {
+                Ok(code) => {
+                    tracing::debug!(line = %line.info.id, code, "carrier answered OPTIONS");
+                    true
+                }
+                Err(why) => {
+                    if reachable != Some(false) {
+                        tracing::warn!(line = %line.info.id, peer = %t.peer, "carrier does not answer: {why}");
+                    }
+                    false
+                }
+            };
+            if answered && reachable == Some(false) {
+                let _ = line.events.send(LineEvent::Fault(LineFault {
+                    code: "unreachable",
+                    detail: format!("{} answers again", t.peer),
+                    active: false,
+                }));
+            } else if !answered && reachable != Some(false) {
+                let _ = line.events.send(LineEvent::Fault(LineFault {
+                    code: "unreachable",
+                    detail: format!("carrier {} does not answer OPTIONS", t.peer),
+                    active: true,
+                }));
+            }
+            reachable = Some(answered);
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// One OPTIONS to `peer`: the final response's code, or why none came.
+    pub(super) async fn options(
+        &self,
+        stack: &Stack,
+        domain: &str,
+        peer: SocketAddr,
+        seq: u32,
+    ) -> Result<u16, String> {
+        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+        let uri = parse_uri(&format!("sip:{domain}")).map_err(|e| e.to_string())?;
+        let me = self.contact("callbox").map_err(|e| e.to_string())?;
+        let via = stack
+            .endpoint
+            .get_via(None, Some(rsipstack::transaction::make_via_branch()))
+            .map_err(|e| e.to_string())?;
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: me,
+            params: vec![rsipstack::sip::Param::Tag(
+                rsipstack::transaction::make_tag(),
+            )],
+        };
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri.clone(),
+            params: vec![],
+        };
+        let req = stack
+            .endpoint
+            .make_request(Method::Options, uri, via, from, to, seq, None);
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)
+            .map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
+        tx.destination = Some(SipAddr::new(
+            rsipstack::sip::Transport::Udp,
+            rsipstack::sip::HostWithPort::from(peer),
+        ));
+        tx.send().await.map_err(|e| e.to_string())?;
+        let answer = async {
+            while let Some(msg) = tx.receive().await {
+                if let rsipstack::sip::SipMessage::Response(r) = msg
+                    && r.status_code.kind() != StatusCodeKind::Provisional
+                {
+                    return Some(u16::from(r.status_code));
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(PING_WAIT, answer).await {
+            Ok(Some(code)) => Ok(code),
+            _ => Err(format!("no answer within {}s", PING_WAIT.as_secs())),
+        }
+    }
+
+    /// Keeps a trunk registered at its carrier: refreshes before expiry,
+    /// backs off after a failure, raises the line's alarm while it is not
+    /// registered.
+    pub(super) async fn register_trunk(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings) {
+        let Ok(stack) = self.stack() else { return };
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
+        let Ok(server) = parse_uri(&format!("sip:{domain}")) else {
+            return;
+        };
+        let credential = Credential {
+            username: t.username.clone().unwrap_or_default(),
+            password: t.password.clone().unwrap_or_default(),
+            realm: None,
+            auth_username: None,
+        };
+        let mut backoff = Duration::from_secs(5);
+        let mut registered: Option<bool> = None;
+        let expires = u32::try_from(t.expires.as_secs()).unwrap_or(3600);
+        loop {
+            let mut reg = Registration::new(stack.endpoint.clone(), Some(credential.clone()));
+            // The URI names the carrier's domain; the datagrams go to its
+            // address (no DNS on the box).
+            reg.outbound_proxy = Some(t.peer);
+            let r = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                r = reg.register(server.clone(), Some(expires)) => r,
+            };
+            let wait = match r {
+                Ok(resp) if resp.status_code.kind() == StatusCodeKind::Successful => {
+                    if registered != Some(true) {
+                        tracing::info!(line = %line.info.id, peer = %t.peer, "trunk registered");
+                    }
+                    if registered == Some(false) {
+                        let _ = line.events.send(LineEvent::Fault(LineFault {
+                            code: "unregistered",
+                            detail: format!("registered at {}", t.peer),
+                            active: false,
+                        }));
+                    }
+                    registered = Some(true);
+                    backoff = Duration::from_secs(5);
+                    let granted = reg.expires().max(MIN_EXPIRES);
+                    Duration::from_secs(u64::from(granted) * 3 / 4)
+                }
+                other => {
+                    let why = match other {
+                        Ok(resp) => format!("{}", resp.status_code),
+                        Err(e) => e.to_string(),
+                    };
+                    if registered != Some(false) {
+                        tracing::warn!(line = %line.info.id, peer = %t.peer, "trunk registration failed: {why}");
+                        let _ = line.events.send(LineEvent::Fault(LineFault {
+                            code: "unregistered",
+                            detail: format!("registration at {} refused: {why}", t.peer),
+                            active: true,
+                        }));
+                    }
+                    registered = Some(false);
+                    let w = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    w
+                }
+            };
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
