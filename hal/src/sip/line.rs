@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::SipError;
 use super::agent::Agent;
 use super::call::Cmd;
 use super::config::SipLineSettings;
 use super::session::RtpSession;
+use super::{SipError, lock};
 use crate::audio::{AudioFormat, AudioIn, AudioOut, Frame};
 use crate::line::{Line, LineCommand, LineEvent, LineInfo, LineKind};
 
@@ -44,8 +44,11 @@ impl LineShared {
         *lock(&self.media) = s;
     }
 
-    fn media(&self) -> Option<Arc<RtpSession>> {
-        lock(&self.media).clone()
+    /// Runs `f` on the call's RTP session, if one is up. Under the slot's
+    /// lock, which only a call's start and end contend: no `Arc` clone per
+    /// frame.
+    fn with_media<R>(&self, f: impl FnOnce(&RtpSession) -> R) -> Option<R> {
+        lock(&self.media).as_deref().map(f)
     }
 
     /// Takes the line for a new call; `None` if one is in progress.
@@ -73,10 +76,6 @@ impl LineShared {
             .as_ref()
             .is_some_and(|c| c.send(cmd).is_ok())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The signalling half of a SIP line.
@@ -150,7 +149,7 @@ impl AudioIn for SipAudioIn {
     }
 
     fn try_read_frame(&mut self) -> Result<Option<Frame>, SipError> {
-        Ok(self.shared.media().and_then(|s| s.receive()))
+        Ok(self.shared.with_media(RtpSession::receive).flatten())
     }
 }
 
@@ -180,13 +179,7 @@ impl AudioOut for SipAudioOut {
     }
 
     fn offer_frame(&mut self, frame: Frame) -> Result<bool, SipError> {
-        match self.shared.media() {
-            Some(s) => {
-                s.send(&frame);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.shared.with_media(|s| s.send(&frame)).is_some())
     }
 
     async fn drain(&mut self) -> Result<(), SipError> {

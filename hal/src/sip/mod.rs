@@ -35,6 +35,12 @@ use crate::error::{Error, ErrorKind};
 use crate::line::LineInfo;
 use crate::registry::Port;
 
+/// Locks a mutex of plain data. A panic elsewhere while holding it leaves
+/// the data as it was; the call goes on.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Why the SIP backend failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::dtmf::EventReceiver;
 use super::jitter::JitterBuffer;
+use super::lock;
 use super::rtp::{self, RtpHeader, RtpSender};
 use super::sdp::{Codec, Direction, Negotiated};
 use crate::audio::Frame;
@@ -171,7 +172,9 @@ impl RtpSession {
     /// Reads every datagram waiting and returns the next 20 ms of the far
     /// end's audio, if there is any to play. Never waits.
     pub(crate) fn receive(&self) -> Option<Frame> {
-        self.keep_sending();
+        // One clock read per frame: this runs for every call every tick.
+        let now = Instant::now();
+        self.keep_sending(now);
         let mut rx = lock(&self.rx);
         let rx = &mut *rx;
         loop {
@@ -207,13 +210,13 @@ impl RtpSession {
                 }
                 continue;
             };
-            rx.last_packet = Instant::now();
+            rx.last_packet = now;
             let start = payload.as_ptr() as usize - rx.buf.as_ptr() as usize;
             let range = start..start + payload.len();
             self.take(rx, &h, range);
         }
         if !rx.held
-            && rx.last_packet.elapsed() > self.timeout
+            && now.duration_since(rx.last_packet) > self.timeout
             && !self.timed_out.swap(true, Ordering::Relaxed)
         {
             let _ = self.notes.send(MediaNote::Timeout);
@@ -221,12 +224,15 @@ impl RtpSession {
         // The jitter buffer always has a frame while it plays, so a
         // second read in one tick (the engine catching up a backlog) would
         // drain it faster than the far end fills it: one frame per period.
-        if rx.last_pop.is_some_and(|t| t.elapsed() < MIN_POP_SPACING) {
+        if rx
+            .last_pop
+            .is_some_and(|t| now.duration_since(t) < MIN_POP_SPACING)
+        {
             return None;
         }
         let f = rx.jitter.pop();
         if f.is_some() {
-            rx.last_pop = Some(Instant::now());
+            rx.last_pop = Some(now);
         }
         f
     }
@@ -255,8 +261,7 @@ impl RtpSession {
             &rx.buf[payload.start..payload.start + samples],
             &mut rx.pcm[..samples],
         );
-        let (jitter, pcm) = (&mut rx.jitter, &rx.pcm[..samples]);
-        jitter.push(h.seq, h.timestamp, pcm);
+        rx.jitter.push(h.seq, h.timestamp, &rx.pcm[..samples]);
     }
 
     /// What the jitter buffer did, and packets dropped, for the call's log.
@@ -272,9 +277,8 @@ impl RtpSession {
     /// Sends a silent packet when the last tick wrote nothing to this leg:
     /// RTP keeps flowing while the box has nothing to say (a bridge whose
     /// other side is quiet), or carriers and phones hang up on RTP timeout.
-    fn keep_sending(&self) {
+    fn keep_sending(&self, now: Instant) {
         let mut tx = lock(&self.tx);
-        let now = Instant::now();
         if tx
             .last_read
             .is_some_and(|r| now.duration_since(r) < SAME_TICK)
@@ -314,9 +318,4 @@ impl RtpSession {
 
 fn sends(d: Direction) -> bool {
     matches!(d, Direction::SendRecv | Direction::SendOnly)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic elsewhere while holding it leaves plain data behind; go on.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

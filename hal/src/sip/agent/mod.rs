@@ -27,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 mod registrar;
 mod trunk;
 
-use super::SipError;
 use super::call::{self, Inbound};
 use super::config::{SipLineSettings, SipSettings};
 use super::line::LineShared;
 use super::sdp::{self, Direction, Sdp};
+use super::{SipError, lock};
 use crate::line::{HangupCause, LineEvent, LineKind};
 
 /// Realm of the box's digest challenges to its phones.
@@ -89,10 +89,6 @@ pub(crate) struct Agent {
     next_rtp: AtomicU16,
     sessions: AtomicU64,
     cancel: CancellationToken,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Agent {
