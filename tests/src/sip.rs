@@ -296,3 +296,25 @@ pub fn ended(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A site for the SIP tests: `[hal] backend`, `[sip]` listening on
+/// 127.0.0.1:`sip_port` with `rtp_ports` free RTP ports, the `[[line]]`
+/// tables `lines` and, after `[inbound]` (a 300 ms greeting), `rest`.
+pub fn sip_site(
+    backend: &str,
+    sip_port: u16,
+    rtp_ports: u16,
+    lines: &str,
+    rest: &str,
+) -> crate::Site {
+    let site = crate::Site::new(0, 0, 300, "");
+    let (lo, hi) = free_rtp_range(rtp_ports);
+    let cfg = std::fs::read_to_string(site.config()).expect("site config").replace(
+        "[inbound]\n",
+        &format!(
+            "[hal]\nbackend = \"{backend}\"\n\n[sip]\nlisten = \"127.0.0.1:{sip_port}\"\nrtp_ports = \"{lo}-{hi}\"\n\n{lines}[inbound]\n"
+        ),
+    ) + rest;
+    std::fs::write(site.config(), cfg).expect("writing the site config");
+    site
+}

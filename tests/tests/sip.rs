@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use callbox_tests::sip::{
     Daemon, Phone, channel, ended, free_rtp_range, free_udp_port, require_peers, rms, run_sipp,
-    scenario, sipp,
+    scenario, sip_site, sipp,
 };
 use callbox_tests::{Site, text};
 
@@ -300,27 +300,19 @@ fn a_verification_code_goes_out_on_the_sip_trunk_and_is_spoken_to_the_callee() {
     require_peers();
     let sip_port = free_udp_port();
     let callee_port = free_udp_port();
-    let site = Site::new(0, 0, 300, "");
-    let (lo, hi) = free_rtp_range(10);
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "[inbound]\n",
+    let site = sip_site(
+        "sip",
+        sip_port,
+        10,
         &format!(
-            r#"[hal]
-backend = "sip"
-
-[sip]
-listen = "127.0.0.1:{sip_port}"
-rtp_ports = "{lo}-{hi}"
-
-[[line]]
+            r#"[[line]]
 id = "carrier"
 kind = "trunk"
 sip = {{ peer = "127.0.0.1:{callee_port}", caller_id = "4008001234" }}
 
-[inbound]
 "#
         ),
-    ) + r#"
+        r#"
 [ivr]
 language = "en"
 timezone = "UTC"
@@ -341,8 +333,8 @@ number = "13700000001"
 start = "say-code"
 after = "2s"
 vars = { code = "4829" }
-"#;
-    std::fs::write(site.config(), cfg).unwrap();
+"#,
+    );
     // baresip hangs up when its microphone file ends.
     callbox_tests::write_tone_hz(&site.dir.path().join("quiet.wav"), 1000.0, 60_000);
     // The callee: baresip answering whatever the carrier hands it.

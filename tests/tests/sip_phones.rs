@@ -4,29 +4,22 @@
 use std::time::Duration;
 
 use callbox_tests::sip::{
-    Daemon, Phone, channel, ended, free_rtp_range, free_udp_port, require_peers, rms, run_sipp,
-    scenario, sipp,
+    Daemon, Phone, channel, ended, free_udp_port, require_peers, rms, run_sipp, scenario, sip_site,
+    sipp,
 };
-use callbox_tests::{Site, text, tone_level};
+use callbox_tests::{text, tone_level};
 
 #[test]
 fn an_agents_baresip_phone_answers_a_queued_call_and_both_sides_hear_each_other() {
     require_peers();
     let sip_port = free_udp_port();
     let carrier = free_udp_port();
-    let site = Site::new(0, 0, 300, "");
-    let (lo, hi) = free_rtp_range(20);
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "[inbound]\n",
+    let site = sip_site(
+        "sip",
+        sip_port,
+        20,
         &format!(
-            r#"[hal]
-backend = "sip"
-
-[sip]
-listen = "127.0.0.1:{sip_port}"
-rtp_ports = "{lo}-{hi}"
-
-[[line]]
+            r#"[[line]]
 id = "carrier"
 kind = "trunk"
 sip = {{ peer = "127.0.0.1:{carrier}" }}
@@ -36,10 +29,9 @@ id = "desk-1"
 kind = "station"
 sip = {{ username = "agent1", password = "desk-pass-1" }}
 
-[inbound]
 "#
         ),
-    ) + r#"
+        r#"
 [ivr]
 language = "en"
 timezone = "UTC"
@@ -64,8 +56,8 @@ ring_timeout = "15s"
 [recording]
 mode = "always"
 format = "pcm16"
-"#;
-    std::fs::write(site.config(), cfg).unwrap();
+"#,
+    );
     callbox_tests::write_tone_hz(&site.dir.path().join("agent.wav"), 1000.0, 60_000);
 
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
@@ -151,19 +143,12 @@ fn a_mixed_site_connects_a_sip_trunk_to_a_simulated_analog_desk_and_back() {
     require_peers();
     let sip_port = free_udp_port();
     let carrier = free_udp_port();
-    let site = Site::new(0, 0, 300, "");
-    let (lo, hi) = free_rtp_range(20);
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "[inbound]\n",
+    let site = sip_site(
+        "sim",
+        sip_port,
+        20,
         &format!(
-            r#"[hal]
-backend = "sim"
-
-[sip]
-listen = "127.0.0.1:{sip_port}"
-rtp_ports = "{lo}-{hi}"
-
-[[line]]
+            r#"[[line]]
 id = "analog-trunk"
 kind = "trunk"
 
@@ -181,10 +166,9 @@ id = "sip-desk"
 kind = "station"
 sip = {{ username = "agent1", password = "desk-pass-1" }}
 
-[inbound]
 "#
         ),
-    ) + r#"
+        r#"
 [ivr]
 language = "en"
 timezone = "UTC"
@@ -224,8 +208,8 @@ ring_timeout = "15s"
 [acd.queue.sip]
 members = { alice = 0 }
 ring_timeout = "15s"
-"#;
-    std::fs::write(site.config(), cfg).unwrap();
+"#,
+    );
     let dir = site.dir.path();
     callbox_tests::write_tone_hz(&dir.join("caller.wav"), 600.0, 6_000);
     callbox_tests::write_tone_hz(&dir.join("agent.wav"), 1000.0, 60_000);
@@ -416,19 +400,12 @@ fn an_agent_on_a_baresip_phone_holds_resumes_and_transfers_blind_to_another_phon
     require_peers();
     let sip_port = free_udp_port();
     let carrier = free_udp_port();
-    let site = Site::new(0, 0, 300, "");
-    let (lo, hi) = free_rtp_range(20);
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "[inbound]\n",
+    let site = sip_site(
+        "sip",
+        sip_port,
+        20,
         &format!(
-            r#"[hal]
-backend = "sip"
-
-[sip]
-listen = "127.0.0.1:{sip_port}"
-rtp_ports = "{lo}-{hi}"
-
-[[line]]
+            r#"[[line]]
 id = "carrier"
 kind = "trunk"
 sip = {{ peer = "127.0.0.1:{carrier}" }}
@@ -443,10 +420,9 @@ id = "desk-2"
 kind = "station"
 sip = {{ username = "agent2", password = "desk-pass-2" }}
 
-[inbound]
 "#
         ),
-    ) + r#"
+        r#"
 [ivr]
 language = "en"
 timezone = "UTC"
@@ -477,8 +453,8 @@ ring_timeout = "15s"
 [recording]
 mode = "always"
 format = "pcm16"
-"#;
-    std::fs::write(site.config(), cfg).unwrap();
+"#,
+    );
     let dir = site.dir.path();
     callbox_tests::write_tone_hz(&dir.join("alice.wav"), 1000.0, 60_000);
     callbox_tests::write_tone_hz(&dir.join("bob.wav"), 1400.0, 60_000);
