@@ -523,7 +523,8 @@ fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
         ])
         .args(["-r", "50", "-timeout", "120s", "-timeout_error"]);
     let out = run_sipp(c, Duration::from_secs(180));
-    let recs = ended(&site, &daemon, CALLS, Duration::from_secs(30));
+    // Under a loaded CI machine a call may end only by RTP timeout (30 s).
+    let recs = ended(&site, &daemon, CALLS, Duration::from_secs(60));
     let log = daemon.stop();
     assert!(out.status.success(), "sipp: {}\n{log}", text(&out));
     assert!(text(&out).contains("Successful call"), "{}", text(&out));
