@@ -202,12 +202,12 @@ sip = {{ peer = "127.0.0.1:{carrier}", domain = "carrier.test", username = "trun
     site
 }
 
-/// sipp as the carrier's registrar (digest, qop=auth), for one REGISTER
-/// exchange, in the background.
-fn registrar(dir: &std::path::Path, port: u16) -> std::process::Child {
+/// sipp as the carrier's registrar running `file`, for one registration,
+/// in the background.
+fn registrar(dir: &std::path::Path, port: u16, file: &str) -> std::process::Child {
     let mut c = sipp(dir);
     c.arg("-sf")
-        .arg(scenario("carrier-registrar.xml"))
+        .arg(scenario(file))
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
         .args(["-timeout", "30s", "-timeout_error"])
         .stdout(std::process::Stdio::null())
@@ -236,7 +236,7 @@ fn a_trunk_registers_with_digest_and_a_wrong_password_raises_the_alarm() {
     let sip_port = free_udp_port();
     let carrier = free_udp_port();
     let site = registering_site(sip_port, carrier, "trunkpass");
-    let sipp = registrar(site.dir.path(), carrier);
+    let sipp = registrar(site.dir.path(), carrier, "carrier-registrar.xml");
     std::thread::sleep(Duration::from_millis(300));
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
     let st = wait_child(sipp, Duration::from_secs(30));
@@ -250,7 +250,7 @@ fn a_trunk_registers_with_digest_and_a_wrong_password_raises_the_alarm() {
     let sip_port = free_udp_port();
     let carrier = free_udp_port();
     let site = registering_site(sip_port, carrier, "wrongpass");
-    let sipp = registrar(site.dir.path(), carrier);
+    let sipp = registrar(site.dir.path(), carrier, "carrier-registrar.xml");
     std::thread::sleep(Duration::from_millis(300));
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
     wait_child(sipp, Duration::from_secs(30));
@@ -265,6 +265,31 @@ fn a_trunk_registers_with_digest_and_a_wrong_password_raises_the_alarm() {
                 && a["message"].as_str().unwrap().contains("403")),
         "{alarms:#?}\n{log}"
     );
+}
+
+#[test]
+fn a_trunk_registers_through_423_a_proxy_challenge_without_qop_and_a_stale_nonce() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    // The site asks for 60 s; this carrier wants at least 120.
+    let site = registering_site(sip_port, carrier, "trunkpass");
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    std::fs::write(
+        site.config(),
+        cfg.replace("register = true }", "register = true, expires = \"60s\" }"),
+    )
+    .unwrap();
+    let sipp = registrar(site.dir.path(), carrier, "carrier-registrar-strict.xml");
+    std::thread::sleep(Duration::from_millis(300));
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    let st = wait_child(sipp, Duration::from_secs(30));
+    daemon.wait_log("trunk registered", Duration::from_secs(10));
+    let log = daemon.stop();
+    assert!(st.success(), "sipp registrar: {st}\n{log}");
+    assert!(log.contains("longer registration (423)"), "{log}");
+    let alarms = site.table("alarms");
+    assert!(alarms.is_empty(), "{alarms:?}");
 }
 
 /// Where `needle` (a prompt as the box plays it) best matches in `hay`

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::registration::Registration;
-use rsipstack::sip::{Method, StatusCodeKind};
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Method, StatusCode, StatusCodeKind};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::SipAddr;
 
@@ -138,18 +139,36 @@ impl Agent {
         };
         let mut backoff = Duration::from_secs(5);
         let mut registered: Option<bool> = None;
-        let expires = u32::try_from(t.expires.as_secs()).unwrap_or(3600);
+        let mut expires = u32::try_from(t.expires.as_secs()).unwrap_or(3600);
+        // A 423's Min-Expires is asked for once before it counts as a failure.
+        let mut raised = false;
+        // One registration (one Call-ID) for the boot, refreshed in place
+        // (RFC 3261 §10.2.4).
+        let mut reg = Registration::new(stack.endpoint.clone(), Some(credential));
+        // The URI names the carrier's domain; the datagrams go to its
+        // address (no DNS on the box).
+        reg.outbound_proxy = Some(t.peer);
         loop {
-            let mut reg = Registration::new(stack.endpoint.clone(), Some(credential.clone()));
-            // The URI names the carrier's domain; the datagrams go to its
-            // address (no DNS on the box).
-            reg.outbound_proxy = Some(t.peer);
             let r = tokio::select! {
                 () = self.cancel.cancelled() => return,
                 r = reg.register(server.clone(), Some(expires)) => r,
             };
             let wait = match r {
+                Ok(resp)
+                    if resp.status_code == StatusCode::IntervalTooBrief
+                        && !raised
+                        && min_expires(&resp).is_some_and(|m| m > expires) =>
+                {
+                    // 423: the carrier wants longer registrations; ask again
+                    // at once for what it names.
+                    let m = min_expires(&resp).unwrap_or(expires);
+                    tracing::info!(line = %line.info.id, peer = %t.peer, from = expires, to = m, "carrier asks for a longer registration (423)");
+                    expires = m;
+                    raised = true;
+                    continue;
+                }
                 Ok(resp) if resp.status_code.kind() == StatusCodeKind::Successful => {
+                    raised = false;
                     if registered != Some(true) {
                         tracing::info!(line = %line.info.id, peer = %t.peer, "trunk registered");
                     }
@@ -190,4 +209,9 @@ impl Agent {
             }
         }
     }
+}
+
+/// The Min-Expires of a 423 Interval Too Brief.
+fn min_expires(resp: &rsipstack::sip::Response) -> Option<u32> {
+    resp.header_value("Min-Expires")?.trim().parse().ok()
 }
