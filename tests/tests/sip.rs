@@ -570,6 +570,89 @@ fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
     }
 }
 
+/// sipp as the carrier at 127.0.0.1:`carrier` calling the box with
+/// `scenario_file`, in the background.
+fn carrier_call(
+    sip_port: u16,
+    carrier: u16,
+    site: &Site,
+    scenario_file: &str,
+) -> std::process::Child {
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario(scenario_file))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "100s",
+            "-timeout_error",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c.spawn().expect("starting sipp")
+}
+
+#[test]
+fn session_timers_are_refreshed_by_the_box_or_end_a_call_the_carrier_lets_lapse() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let (a, b) = (free_udp_port(), free_udp_port());
+    // Two channels from the carrier; calls that last (long messages, no
+    // RTP timeout: sipp sends no audio here).
+    let site = voicemail_site(sip_port, a, 2, "");
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    let cfg = cfg
+        .replace("max_length = \"30s\"", "max_length = \"120s\"")
+        .replace("rtp_ports =", "rtp_timeout = \"180s\"\nrtp_ports =");
+    std::fs::write(site.config(), cfg).unwrap();
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+
+    // Too short an interval: 422 with the box's Min-SE.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sock.local_addr().unwrap();
+    let short = request(
+        "INVITE",
+        sip_port,
+        me,
+        "short",
+        "Supported: timer\r\nSession-Expires: 30\r\n",
+        "",
+    );
+    sock.send_to(short.as_bytes(), ("127.0.0.1", sip_port))
+        .unwrap();
+    let got = responses(&sock, Duration::from_secs(1));
+    assert!(got.contains(&422), "{got:?}");
+
+    let refreshes = carrier_call(sip_port, a, &site, "carrier-call-timer-box-refreshes.xml");
+    let lapses = carrier_call(sip_port, b, &site, "carrier-call-timer-lapses.xml");
+    let st_refresh = wait_child(refreshes, Duration::from_secs(110));
+    let st_lapse = wait_child(lapses, Duration::from_secs(110));
+    let recs = ended(&site, &daemon, 2, Duration::from_secs(10));
+    let log = daemon.stop();
+    assert!(
+        st_refresh.success(),
+        "box refreshing, with glare: {st_refresh}\n{log}"
+    );
+    assert!(
+        st_lapse.success(),
+        "carrier letting it lapse: {st_lapse}\n{log}"
+    );
+    assert!(log.contains("stopped refreshing the session"), "{log}");
+    assert_eq!(recs.len(), 2, "{recs:?}");
+}
+
 /// A SIP request from the test's own socket at `from`.
 fn request(
     method: &str,

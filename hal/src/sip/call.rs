@@ -10,13 +10,16 @@ use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReas
 use rsipstack::dialog::invitation::InviteAsyncResult;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Request, StatusCode};
+use rsipstack::sip::{Header, Request, Response, StatusCode, StatusCodeKind};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::agent::Agent;
 use super::line::LineShared;
 use super::sdp::{self, Negotiated, Sdp};
 use super::session::{MediaNote, RtpSession};
+use super::timer::{self, SessionTimer};
 use crate::line::{HangupCause, LineEvent, LineKind};
 
 /// What the firmware asks of the call in progress.
@@ -62,6 +65,27 @@ fn cause_of_end(r: &TerminatedReason) -> HangupCause {
 fn sdp_header() -> Header {
     Header::ContentType("application/sdp".into())
 }
+
+/// Whether a peer's request or response allows UPDATE (else the box
+/// refreshes sessions by re-INVITE, which every peer takes).
+pub(crate) fn allows_update(allow: Option<String>) -> bool {
+    allow.is_some_and(|a| {
+        a.split(',')
+            .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
+    })
+}
+
+/// A wait of 2.1–4 s before trying again after a 491 (RFC 3261 §14.1 asks
+/// for a random one, so both ends do not collide again).
+fn glare_wait() -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::time::Duration::from_millis(2100 + u64::from(nanos % 1900))
+}
+
+/// What a session refresh the box sent came back with.
+type Refreshed = Result<rsipstack::Result<Option<Response>>, tokio::task::JoinError>;
 
 /// Keys sent by SIP INFO: `application/dtmf-relay` (`Signal=5`) or
 /// `application/dtmf` (`5`).
@@ -111,6 +135,19 @@ struct Leg {
     sdp_version: u64,
     /// The far end holds the call (its last offer was a hold).
     held: bool,
+    /// Our current SDP (what a re-INVITE refresh offers again).
+    local_sdp: String,
+    /// The session timer, when one was agreed (RFC 4028).
+    timer: Option<SessionTimer>,
+    /// When the box next refreshes the session, or gives up on it.
+    deadline: Instant,
+    /// When the session expires without a refresh.
+    expires_at: Instant,
+    /// The box's refresh in flight; an offer from the far end meanwhile is
+    /// glare (491).
+    refresh: Option<JoinHandle<rsipstack::Result<Option<Response>>>>,
+    /// The far end takes UPDATE (refreshes without SDP).
+    update_ok: bool,
 }
 
 impl Leg {
@@ -137,6 +174,92 @@ impl Leg {
                 self.session = Some(s);
             }
             Err(e) => tracing::error!(line = %self.line.info.id, "RTP socket: {e}"),
+        }
+    }
+
+    /// Starts (or stops) the session timer from now.
+    fn set_timer(&mut self, t: Option<SessionTimer>) {
+        if let Some(t) = &t {
+            let now = Instant::now();
+            self.deadline = now + t.due();
+            self.expires_at = now + std::time::Duration::from_secs(u64::from(t.interval));
+            if self.timer.is_none() {
+                tracing::debug!(line = %self.line.info.id, interval = t.interval, box_refreshes = t.box_refreshes(), "session timer");
+            }
+        }
+        self.timer = t;
+    }
+
+    /// The session timer fired: refresh, or end a session the far end
+    /// stopped refreshing. `true` when the call is over.
+    async fn on_timer(&mut self) -> bool {
+        let Some(t) = self.timer else { return false };
+        if !t.box_refreshes() {
+            tracing::warn!(line = %self.line.info.id, interval = t.interval, "the far end stopped refreshing the session; hanging up");
+            let _ = self.dialog.bye().await;
+            self.event(LineEvent::Hangup(HangupCause::LineFailure));
+            return true;
+        }
+        let dialog = self.dialog.clone();
+        let mut headers = timer::refresh_headers(&t);
+        let update = self.update_ok;
+        let sdp = self.local_sdp.clone().into_bytes();
+        self.refresh = Some(tokio::spawn(async move {
+            if update {
+                dialog.update(Some(headers), None).await
+            } else {
+                headers.push(sdp_header());
+                dialog.reinvite(Some(headers), Some(sdp)).await
+            }
+        }));
+        false
+    }
+
+    /// The far end answered the box's refresh. `true` when the call is over.
+    async fn on_refreshed(&mut self, r: Refreshed) -> bool {
+        self.refresh = None;
+        let now = Instant::now();
+        let status = match &r {
+            Ok(Ok(Some(resp))) => Some(resp.status_code.clone()),
+            _ => None,
+        };
+        match (r, status.as_ref().map(|s| u16::from(s.clone()))) {
+            (Ok(Ok(Some(resp))), _) if resp.status_code.kind() == StatusCodeKind::Successful => {
+                // The answer's Session-Expires carries on the timer; none
+                // turns it off (RFC 4028 §9).
+                self.set_timer(timer::as_uac(&resp));
+                false
+            }
+            (_, Some(491)) => {
+                // Glare: both ends offered at once; try again shortly.
+                self.deadline = now + glare_wait();
+                false
+            }
+            (_, Some(405 | 501)) if self.update_ok => {
+                self.update_ok = false;
+                self.deadline = now;
+                false
+            }
+            (_, Some(481 | 408)) | (_, None) => {
+                tracing::warn!(line = %self.line.info.id, status = ?status, "session refresh unanswered or the call is gone; hanging up");
+                let _ = self.dialog.bye().await;
+                self.event(LineEvent::Hangup(HangupCause::LineFailure));
+                true
+            }
+            (_, Some(code)) => {
+                // Refused for another reason: the session lasts until it
+                // expires; try again until then.
+                let retry = now + std::time::Duration::from_secs(10);
+                if retry + std::time::Duration::from_secs(2) >= self.expires_at {
+                    tracing::warn!(line = %self.line.info.id, code, "session refresh refused until it expired; hanging up");
+                    let _ = self.dialog.bye().await;
+                    self.event(LineEvent::Hangup(HangupCause::LineFailure));
+                    return true;
+                }
+                tracing::info!(line = %self.line.info.id, code, "session refresh refused; trying again");
+                self.deadline = retry;
+                false
+            }
         }
     }
 
@@ -175,6 +298,7 @@ impl Leg {
                     }
                 }
                 self.start_media(&n);
+                self.local_sdp = text.clone();
                 Some(text.into_bytes())
             }
             Err(e) => {
@@ -207,19 +331,43 @@ impl Leg {
                 false
             }
             DialogState::Updated(_, req, handle) => {
+                if self.refresh.is_some() && !req.body.is_empty() {
+                    // Glare: our own refresh offers too (RFC 3261 §14.2).
+                    let _ = handle.reply(StatusCode::RequestPending).await;
+                    return false;
+                }
+                // A re-INVITE or UPDATE refreshes the session; its timer
+                // (or none) holds from now.
+                let t = match timer::as_uas(&req) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = handle
+                            .respond(
+                                StatusCode::SessionIntervalTooSmall,
+                                Some(vec![timer::min_se_header()]),
+                                None,
+                            )
+                            .await;
+                        return false;
+                    }
+                };
+                let mut headers = t.map(|t| t.headers()).unwrap_or_default();
                 match self.reoffer(&req).await {
                     Some(body) => {
+                        headers.push(sdp_header());
                         let _ = handle
-                            .respond(StatusCode::OK, Some(vec![sdp_header()]), Some(body))
+                            .respond(StatusCode::OK, Some(headers), Some(body))
                             .await;
                     }
                     None if req.body.is_empty() => {
-                        let _ = handle.reply(StatusCode::OK).await;
+                        let _ = handle.respond(StatusCode::OK, Some(headers), None).await;
                     }
                     None => {
                         let _ = handle.reply(StatusCode::NotAcceptableHere).await;
+                        return false;
                     }
                 }
+                self.set_timer(t);
                 false
             }
             DialogState::Options(_, _, handle) => {
@@ -274,6 +422,9 @@ impl Leg {
     }
 
     async fn finish(&mut self, id: DialogId) {
+        if let Some(r) = self.refresh.take() {
+            r.abort();
+        }
         if let Some(s) = &self.session {
             tracing::info!(line = %self.line.info.id, "RTP: {}", s.summary());
         }
@@ -293,6 +444,10 @@ pub(crate) struct CallParts {
     pub(crate) states: DialogStateReceiver,
     pub(crate) cmds: mpsc::UnboundedReceiver<Cmd>,
     pub(crate) sock: UdpSocket,
+    /// The SDP the box offered or will answer with.
+    pub(crate) local_sdp: String,
+    /// The far end takes UPDATE (its INVITE's Allow says so).
+    pub(crate) update_ok: bool,
 }
 
 impl CallParts {
@@ -314,6 +469,12 @@ impl CallParts {
             session: None,
             sdp_version: 1,
             held: false,
+            local_sdp: self.local_sdp,
+            timer: None,
+            deadline: Instant::now(),
+            expires_at: Instant::now(),
+            refresh: None,
+            update_ok: self.update_ok,
         };
         (leg, self.states, self.cmds, notes)
     }
@@ -339,7 +500,13 @@ pub(crate) enum Answer {
 }
 
 /// Runs an inbound call (INVITE received) to its end.
-pub(crate) async fn inbound(parts: CallParts, answer: Answer, how: Inbound) {
+/// `timer`: the session timer the INVITE asked for.
+pub(crate) async fn inbound(
+    parts: CallParts,
+    answer: Answer,
+    how: Inbound,
+    timer: Option<SessionTimer>,
+) {
     let id = parts.dialog.id();
     let (mut leg, mut states, mut cmds, mut notes) = parts.leg();
     let mut answered = false;
@@ -351,9 +518,13 @@ pub(crate) async fn inbound(parts: CallParts, answer: Answer, how: Inbound) {
             }
             Answer::LateOffer(text) => text,
         };
+        let mut headers = vec![sdp_header()];
+        headers.extend(timer.iter().flat_map(SessionTimer::headers));
         leg.dialog
-            .accept(Some(vec![sdp_header()]), Some(body.clone().into_bytes()))
-            .map_err(|e| e.to_string())
+            .accept(Some(headers), Some(body.clone().into_bytes()))
+            .map_err(|e| e.to_string())?;
+        leg.set_timer(timer);
+        Ok(())
     };
     let late = matches!(answer, Answer::LateOffer(_));
     match how {
@@ -417,6 +588,12 @@ pub(crate) async fn inbound(parts: CallParts, answer: Answer, how: Inbound) {
                 Some(st) => if leg.on_state(st, false).await { break },
                 None => break,
             },
+            () = tokio::time::sleep_until(leg.deadline), if leg.timer.is_some() && leg.refresh.is_none() => {
+                if leg.on_timer().await { break }
+            }
+            r = async { leg.refresh.as_mut().expect("guarded").await }, if leg.refresh.is_some() => {
+                if leg.on_refreshed(r).await { break }
+            }
             Some(note) = notes.recv() => if leg.on_note(note) {
                 let _ = leg.dialog.bye().await;
                 break;
@@ -451,6 +628,8 @@ pub(crate) async fn outbound(
                         match Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
                             Ok(n) => {
                                 leg.start_media(&n);
+                                leg.update_ok = allows_update(resp.header_value("Allow"));
+                                leg.set_timer(timer::as_uac(&resp));
                                 leg.event(LineEvent::Answered);
                             }
                             Err(e) => {
@@ -513,6 +692,12 @@ pub(crate) async fn outbound(
                     if invite.is_none() { break; }
                 }
             },
+            () = tokio::time::sleep_until(leg.deadline), if leg.timer.is_some() && leg.refresh.is_none() => {
+                if leg.on_timer().await { break }
+            }
+            r = async { leg.refresh.as_mut().expect("guarded").await }, if leg.refresh.is_some() => {
+                if leg.on_refreshed(r).await { break }
+            }
             Some(note) = notes.recv() => if leg.on_note(note) {
                 let _ = leg.dialog.bye().await;
                 break;

@@ -22,6 +22,7 @@ pub mod rtp;
 pub mod screen;
 pub mod sdp;
 mod session;
+mod timer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -31,6 +31,7 @@ use super::call::{self, Inbound};
 use super::config::{SipLineSettings, SipSettings};
 use super::line::LineShared;
 use super::sdp::{self, Direction, Sdp};
+use super::timer;
 use super::{SipError, lock};
 use crate::line::{HangupCause, LineEvent, LineKind};
 
@@ -327,6 +328,19 @@ impl Agent {
                     .map_err(|e| e.to_string());
             }
         };
+        let timer = match timer::as_uas(&tx.original) {
+            Ok(t) => t,
+            Err(_) => {
+                return tx
+                    .reply_with(
+                        StatusCode::SessionIntervalTooSmall,
+                        vec![timer::min_se_header()],
+                        None,
+                    )
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+        };
         let Some(line) = candidates.into_iter().find(|l| !l.busy()) else {
             return tx
                 .reply(StatusCode::BusyHere)
@@ -398,6 +412,7 @@ impl Agent {
         };
         let dialled = dialled_number(&tx.original);
         let caller = caller_number(&tx.original);
+        let update_ok = call::allows_update(tx.original.header_value("Allow"));
         let mut handle = dialog.clone();
         tokio::spawn(async move {
             let _ = handle.handle(&mut tx).await;
@@ -417,6 +432,9 @@ impl Agent {
                 }
             }
         }
+        let local_sdp = match &answer {
+            call::Answer::ToOffer(text, _) | call::Answer::LateOffer(text) => text.clone(),
+        };
         let parts = call::CallParts {
             agent: self.clone(),
             line,
@@ -424,8 +442,10 @@ impl Agent {
             states: state_rx,
             cmds,
             sock,
+            local_sdp,
+            update_ok,
         };
-        tokio::spawn(call::inbound(parts, answer, how));
+        tokio::spawn(call::inbound(parts, answer, how, timer));
         Ok(())
     }
 
@@ -551,9 +571,11 @@ impl Agent {
                 rsipstack::sip::HostWithPort::from(to),
             )),
             content_type: Some("application/sdp".into()),
-            offer: Some(offer.into_bytes()),
+            offer: Some(offer.clone().into_bytes()),
             contact,
             credential,
+            // The far end may ask for a session timer in its 2xx.
+            headers: Some(vec![rsipstack::sip::Header::Supported("timer".into())]),
             ..Default::default()
         };
         let (state_tx, state_rx) = stack.dialogs.new_dialog_state_channel();
@@ -571,6 +593,8 @@ impl Agent {
             states: state_rx,
             cmds,
             sock,
+            local_sdp: offer,
+            update_ok: false,
         };
         tokio::spawn(call::outbound(parts, join, trunk));
         Ok(())
