@@ -139,6 +139,126 @@ format = "pcm16"
 }
 
 #[test]
+fn an_agents_two_devices_ring_together_and_the_one_that_answers_takes_the_call() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = sip_site(
+        "sip",
+        sip_port,
+        20,
+        &format!(
+            r#"[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ peer = "127.0.0.1:{carrier}" }}
+
+[[line]]
+id = "desk-1"
+kind = "station"
+sip = {{ username = "agent1", password = "desk-pass-1" }}
+
+"#
+        ),
+        r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "sales"
+
+[ivr.node.sales]
+type = "queue"
+on_overflow = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[acd.agent.alice]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { alice = 0 }
+ring_timeout = "15s"
+"#,
+    );
+    callbox_tests::write_tone_hz(&site.dir.path().join("agent.wav"), 1000.0, 60_000);
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    // Her desk phone rings until someone picks it up; her softphone
+    // answers at once.
+    let desk_port = free_udp_port();
+    let mut desk = Phone::with_account(
+        &site.dir.path().join("desk"),
+        &format!(
+            "<sip:agent1@127.0.0.1:{sip_port}>;auth_pass=desk-pass-1;regint=60;answermode=manual;audio_codecs=PCMA,PCMU"
+        ),
+        desk_port,
+        &site.dir.path().join("agent.wav"),
+    );
+    daemon.wait_log("devices=1", Duration::from_secs(20));
+    let mut soft = Phone::start(
+        &site.dir.path().join("soft"),
+        "agent1",
+        "desk-pass-1",
+        sip_port,
+        &site.dir.path().join("agent.wav"),
+    );
+    daemon.wait_log("devices=2", Duration::from_secs(20));
+
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ]);
+    let out = run_sipp(c, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    soft.stop();
+    desk.stop();
+    let log = daemon.stop();
+    assert!(
+        out.status.success(),
+        "sipp: {}\ncallboxd:\n{log}",
+        text(&out)
+    );
+    assert!(log.contains("ringing every device of the phone"), "{log}");
+
+    let recs = site.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["agent"], "alice", "{}\n{log}", recs[0]);
+    assert_eq!(recs[0]["queue_exit"], "connected", "{}", recs[0]);
+    // The softphone took the call and heard the caller; the desk phone
+    // rang and was cancelled.
+    assert!(rms(&soft.heard()) > 500.0, "the softphone heard nothing");
+    let desk_log = std::fs::read_to_string(desk.dir.join("baresip.log")).unwrap();
+    assert!(
+        desk_log.contains("Incoming call from:  sip:13800138000"),
+        "{desk_log}"
+    );
+    // libre reports a CANCEL of a ringing call as ECONNRESET.
+    assert!(
+        desk_log.contains("session closed: Connection reset by peer"),
+        "{desk_log}"
+    );
+}
+
+#[test]
 fn a_mixed_site_connects_a_sip_trunk_to_a_simulated_analog_desk_and_back() {
     require_peers();
     let sip_port = free_udp_port();

@@ -603,27 +603,74 @@ pub(crate) async fn inbound(
     leg.finish(id).await;
 }
 
-/// Runs an outbound call (the box's INVITE) to its end. `report_ringing`:
-/// a trunk reports the far end ringing; a rung phone only its answer.
-pub(crate) async fn outbound(
-    parts: CallParts,
-    invite: tokio::task::JoinHandle<InviteAsyncResult>,
-    report_ringing: bool,
-) {
+/// One INVITE of an outbound call: a trunk call has one, a phone account
+/// with several devices one per device (ring-all).
+pub(crate) struct Fork {
+    pub(crate) dialog: InviteDialog,
+    pub(crate) invite: JoinHandle<InviteAsyncResult>,
+}
+
+/// The Call-ID a dialog state belongs to.
+fn call_id_of(st: &DialogState) -> Option<&str> {
+    match st {
+        DialogState::Calling(id)
+        | DialogState::Trying(id)
+        | DialogState::Early(id, _)
+        | DialogState::WaitAck(id, _)
+        | DialogState::Confirmed(id, _)
+        | DialogState::Updated(id, _, _)
+        | DialogState::Notify(id, _, _)
+        | DialogState::Refer(id, _, _)
+        | DialogState::Message(id, _, _)
+        | DialogState::Info(id, _, _)
+        | DialogState::Options(id, _, _)
+        | DialogState::Publish(id, _, _)
+        | DialogState::Terminated(id, _) => Some(&id.call_id),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Runs an outbound call (the box's INVITEs, one per fork) to its end: the
+/// first fork to answer is the call, the others are cancelled.
+/// `report_ringing`: a trunk reports the far end ringing; a rung phone
+/// only its answer.
+pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing: bool) {
     let mut id = parts.dialog.id();
     let (mut leg, mut states, mut cmds, mut notes) = parts.leg();
     let offered = leg.agent.settings.codecs.clone();
+    let dialogs: Vec<InviteDialog> = forks.iter().map(|f| f.dialog.clone()).collect();
+    let mut pending = tokio::task::JoinSet::new();
+    for (i, f) in forks.into_iter().enumerate() {
+        pending.spawn(async move { (i, f.invite.await) });
+    }
+    let mut winner: Option<usize> = None;
     let mut rang = false;
-    let mut invite = Some(invite);
     let mut ended_by_us = false;
+    // Why the last fork failed: the call's cause when none answers.
+    let mut failure = HangupCause::Congestion;
     loop {
         tokio::select! {
-            r = async { invite.as_mut().expect("guarded").await }, if invite.is_some() => {
-                invite = None;
+            done = pending.join_next(), if !pending.is_empty() => {
+                let Some(Ok((i, r))) = done else { continue };
                 match r {
                     Ok(Ok((confirmed, Some(resp)))) if resp.status_code.kind()
-                        == rsipstack::sip::StatusCodeKind::Successful => {
+                        == StatusCodeKind::Successful => {
+                        if winner.is_some() || ended_by_us {
+                            // Another device answered first, or the call
+                            // was given up meanwhile.
+                            let _ = dialogs[i].bye().await;
+                            continue;
+                        }
+                        winner = Some(i);
                         id = confirmed;
+                        leg.dialog = dialogs[i].clone();
+                        for (j, d) in dialogs.iter().enumerate() {
+                            if j != i {
+                                let d = d.clone();
+                                tokio::spawn(async move { d.hangup().await });
+                            }
+                        }
                         let text = String::from_utf8_lossy(&resp.body);
                         match Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
                             Ok(n) => {
@@ -640,56 +687,75 @@ pub(crate) async fn outbound(
                             }
                         }
                     }
-                    Ok(Ok((_, Some(resp)))) => {
-                        if !ended_by_us {
-                            leg.event(LineEvent::Hangup(cause_of(&resp.status_code)));
-                        }
-                        break;
+                    Ok(Ok((_, Some(resp)))) => failure = cause_of(&resp.status_code),
+                    Ok(Err(e)) => {
+                        tracing::warn!(line = %leg.line.info.id, "call not placed: {e}");
+                        failure = HangupCause::Congestion;
                     }
-                    Ok(Ok((_, None))) | Ok(Err(_)) | Err(_) => {
-                        if !ended_by_us {
-                            if let Ok(Err(e)) = &r {
-                                tracing::warn!(line = %leg.line.info.id, "call not placed: {e}");
-                            }
-                            leg.event(LineEvent::Hangup(HangupCause::Congestion));
-                        }
-                        break;
+                    Ok(Ok((_, None))) | Err(_) => failure = HangupCause::Congestion,
+                }
+                if winner.is_none() && pending.is_empty() {
+                    if !ended_by_us {
+                        leg.event(LineEvent::Hangup(failure));
                     }
+                    break;
                 }
             }
             cmd = cmds.recv(), if !ended_by_us => match cmd {
                 Some(Cmd::Answer) => {}
                 Some(Cmd::Hangup(_)) | None => {
                     ended_by_us = true;
-                    let _ = leg.dialog.hangup().await;
-                    if invite.is_none() {
+                    if winner.is_some() {
+                        let _ = leg.dialog.hangup().await;
+                        break;
+                    }
+                    for d in &dialogs {
+                        let _ = d.hangup().await;
+                    }
+                    if pending.is_empty() {
                         break;
                     }
                 }
             },
             st = states.recv() => match st {
-                Some(DialogState::Early(_, resp)) => {
-                    if report_ringing && !rang {
-                        rang = true;
-                        leg.event(LineEvent::Ringing);
+                None => {
+                    if pending.is_empty() { break; }
+                }
+                Some(st) => {
+                    let mine = match winner {
+                        Some(w) => call_id_of(&st) == Some(dialogs[w].id().call_id.as_str()),
+                        None => true,
+                    };
+                    if !mine {
+                        continue;
                     }
-                    if !resp.body.is_empty() {
-                        // Early media (183): the far end's tones and
-                        // announcements are heard before the answer.
-                        let text = String::from_utf8_lossy(&resp.body);
-                        if let Ok(n) = Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
-                            leg.start_media(&n);
+                    match st {
+                        DialogState::Early(_, resp) => {
+                            if report_ringing && !rang {
+                                rang = true;
+                                leg.event(LineEvent::Ringing);
+                            }
+                            if !resp.body.is_empty() && dialogs.len() == 1 {
+                                // Early media (183): the far end's tones and
+                                // announcements are heard before the answer.
+                                let text = String::from_utf8_lossy(&resp.body);
+                                if let Ok(n) = Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
+                                    leg.start_media(&n);
+                                }
+                            }
+                        }
+                        // Before an answer, the INVITEs' results decide.
+                        st @ DialogState::Terminated(..) => {
+                            if winner.is_some() && pending.is_empty() && leg.on_state(st, ended_by_us).await {
+                                break;
+                            }
+                        }
+                        st => {
+                            if winner.is_some() {
+                                leg.on_state(st, ended_by_us).await;
+                            }
                         }
                     }
-                }
-                Some(st @ DialogState::Terminated(..)) => {
-                    if invite.is_none() && leg.on_state(st, ended_by_us).await {
-                        break;
-                    }
-                }
-                Some(st) => { leg.on_state(st, ended_by_us).await; }
-                None => {
-                    if invite.is_none() { break; }
                 }
             },
             () = tokio::time::sleep_until(leg.deadline), if leg.timer.is_some() && leg.refresh.is_none() => {
@@ -705,4 +771,9 @@ pub(crate) async fn outbound(
         }
     }
     leg.finish(id).await;
+    if let Some(layer) = leg.agent.dialogs() {
+        for d in &dialogs {
+            layer.remove_dialog(&d.id());
+        }
+    }
 }

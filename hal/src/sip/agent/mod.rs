@@ -42,6 +42,8 @@ const NONCE_LIFE: Duration = Duration::from_secs(300);
 /// Registration lifetimes the box grants its phones.
 const MIN_EXPIRES: u32 = 60;
 const MAX_EXPIRES: u32 = 3600;
+/// Devices one phone account may register at once.
+const MAX_DEVICES: usize = 5;
 /// Wrong passwords in a row from one address before it is refused without
 /// a challenge for a while, and the station's alarm is raised.
 const AUTH_FAILURES: u32 = 5;
@@ -84,7 +86,9 @@ pub(crate) struct Agent {
     lines: Mutex<Vec<Arc<LineShared>>>,
     stack: OnceLock<Stack>,
     socket: Mutex<Option<std::net::UdpSocket>>,
-    bindings: Mutex<HashMap<String, Binding>>,
+    /// Each phone account's devices (a desk phone and a softphone ring
+    /// together).
+    bindings: Mutex<HashMap<String, Vec<Binding>>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     nonce_key: RandomState,
     next_rtp: AtomicU16,
@@ -494,7 +498,7 @@ impl Agent {
             realm: None,
             auth_username: None,
         });
-        self.invite(line, callee, caller, None, t.peer, credential, true)
+        self.invite(line, &[(callee, t.peer)], caller, None, credential, true)
     }
 
     /// Rings a station's phone where it registered.
@@ -510,30 +514,30 @@ impl Agent {
                 line.info.id
             )));
         };
-        let binding = lock(&self.bindings)
-            .get(&st.username)
-            .filter(|b| b.until > Instant::now())
-            .cloned();
-        let Some(b) = binding else {
+        let devices = self.devices(&st.username);
+        if devices.is_empty() {
             tracing::warn!(line = %line.info.id, "phone not registered; cannot ring it");
             // The station does not answer: as a phone left unplugged.
             let _ = line.events.send(LineEvent::Hangup(HangupCause::NoAnswer));
             return Ok(());
-        };
+        }
         let host = SocketAddr::new(self.settings.public_ip(), self.settings.listen.port());
         let user = caller_id.filter(|c| !c.is_empty()).unwrap_or("anonymous");
         let caller = parse_uri(&format!("sip:{user}@{host}"))?;
-        self.invite(line, b.contact, caller, caller_name, b.source, None, false)
+        // Every device of the account rings; the first to answer takes it.
+        let targets: Vec<(Uri, SocketAddr)> =
+            devices.into_iter().map(|b| (b.contact, b.source)).collect();
+        self.invite(line, &targets, caller, caller_name, None, false)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Sends the INVITEs of an outbound call, one per target (`(callee,
+    /// where to send it)`), all with one offer and one RTP port.
     fn invite(
         self: &Arc<Self>,
         line: &Arc<LineShared>,
-        callee: Uri,
+        targets: &[(Uri, SocketAddr)],
         caller: Uri,
         display: Option<&str>,
-        to: SocketAddr,
         credential: Option<Credential>,
         trunk: bool,
     ) -> Result<(), SipError> {
@@ -562,41 +566,50 @@ impl Agent {
             Direction::SendRecv,
         );
         let contact = self.contact(caller.user().unwrap_or("callbox"))?;
-        let opt = InviteOption {
-            caller_display_name: display.map(str::to_string),
-            caller,
-            callee,
-            destination: Some(SipAddr::new(
-                rsipstack::sip::Transport::Udp,
-                rsipstack::sip::HostWithPort::from(to),
-            )),
-            content_type: Some("application/sdp".into()),
-            offer: Some(offer.clone().into_bytes()),
-            contact,
-            credential,
-            // The far end may ask for a session timer in its 2xx.
-            headers: Some(vec![rsipstack::sip::Header::Supported("timer".into())]),
-            ..Default::default()
-        };
         let (state_tx, state_rx) = stack.dialogs.new_dialog_state_channel();
-        let (dialog, join) = match stack.dialogs.do_invite_async(opt, state_tx) {
-            Ok(r) => r,
-            Err(e) => {
-                line.end_call();
-                return Err(SipError::Refused(format!("INVITE: {e}")));
+        let mut forks = Vec::with_capacity(targets.len());
+        for (callee, to) in targets {
+            let opt = InviteOption {
+                caller_display_name: display.map(str::to_string),
+                caller: caller.clone(),
+                callee: callee.clone(),
+                destination: Some(SipAddr::new(
+                    rsipstack::sip::Transport::Udp,
+                    rsipstack::sip::HostWithPort::from(*to),
+                )),
+                content_type: Some("application/sdp".into()),
+                offer: Some(offer.clone().into_bytes()),
+                contact: contact.clone(),
+                credential: credential.clone(),
+                // The far end may ask for a session timer in its 2xx.
+                headers: Some(vec![rsipstack::sip::Header::Supported("timer".into())]),
+                ..Default::default()
+            };
+            match stack.dialogs.do_invite_async(opt, state_tx.clone()) {
+                Ok((dialog, invite)) => forks.push(call::Fork { dialog, invite }),
+                Err(e) => tracing::warn!(line = %line.info.id, %to, "INVITE: {e}"),
             }
+        }
+        let Some(first) = forks.first().map(|f| f.dialog.clone()) else {
+            line.end_call();
+            return Err(SipError::Refused(
+                "INVITE: no target could be called".into(),
+            ));
         };
+        if forks.len() > 1 {
+            tracing::info!(line = %line.info.id, devices = forks.len(), "ringing every device of the phone");
+        }
         let parts = call::CallParts {
             agent: self.clone(),
             line: line.clone(),
-            dialog,
+            dialog: first,
             states: state_rx,
             cmds,
             sock,
             local_sdp: offer,
             update_ok: false,
         };
-        tokio::spawn(call::outbound(parts, join, trunk));
+        tokio::spawn(call::outbound(parts, forks, trunk));
         Ok(())
     }
 

@@ -13,8 +13,8 @@ use rsipstack::sip::{Header, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 
 use super::{
-    AUTH_FAILURES, AUTH_LOCKOUT, Agent, Binding, MAX_EXPIRES, MIN_EXPIRES, NONCE_LIFE, REALM, lock,
-    source_addr,
+    AUTH_FAILURES, AUTH_LOCKOUT, Agent, Binding, MAX_DEVICES, MAX_EXPIRES, MIN_EXPIRES, NONCE_LIFE,
+    REALM, lock, source_addr,
 };
 use crate::line::{LineEvent, LineFault};
 use crate::sip::config::{SipLineSettings, StationSettings};
@@ -156,19 +156,51 @@ impl Agent {
             return Ok(());
         }
         let contact = tx.original.contact_header().ok().cloned();
-        let asked = contact
-            .as_ref()
-            .and_then(|c| c.typed().ok())
-            .and_then(|c| c.expires())
-            .or_else(|| {
-                tx.original
-                    .header_value("Expires")
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(MAX_EXPIRES);
-        if asked == 0 {
+        let header_expires = tx
+            .original
+            .header_value("Expires")
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        // `Contact: *` with `Expires: 0`: every device of the account leaves.
+        if contact.as_ref().is_some_and(|c| c.value().trim() == "*") {
+            if header_expires != Some(0) {
+                return tx
+                    .reply(StatusCode::BadRequest)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
             lock(&self.bindings).remove(&st.username);
-            tracing::info!(line = %line.info.id, "phone unregistered");
+            tracing::info!(line = %line.info.id, "phone unregistered (all devices)");
+            return tx.reply(StatusCode::OK).await.map_err(|e| e.to_string());
+        }
+        let (Some(contact), Some(source)) = (contact, source) else {
+            return tx
+                .reply(StatusCode::BadRequest)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let Ok(typed) = contact.typed() else {
+            return tx
+                .reply(StatusCode::BadRequest)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let asked = typed.expires().or(header_expires).unwrap_or(MAX_EXPIRES);
+        let now = Instant::now();
+        // One binding per device: its contact as seen from where it sends.
+        let same = |b: &Binding| b.contact == typed.uri && b.source == source;
+        if asked == 0 {
+            let left = {
+                let mut all = lock(&self.bindings);
+                let left = all.get_mut(&st.username).map_or(0, |v| {
+                    v.retain(|b| !same(b) && b.until > now);
+                    v.len()
+                });
+                if left == 0 {
+                    all.remove(&st.username);
+                }
+                left
+            };
+            tracing::info!(line = %line.info.id, %source, devices = left, "phone unregistered");
             return tx.reply(StatusCode::OK).await.map_err(|e| e.to_string());
         }
         if asked < MIN_EXPIRES {
@@ -182,40 +214,64 @@ impl Agent {
                 .map_err(|e| e.to_string());
         }
         let granted = asked.min(MAX_EXPIRES);
-        let (Some(contact), Some(source)) = (contact, source) else {
+        let binding = Binding {
+            contact: typed.uri.clone(),
+            source,
+            until: now + Duration::from_secs(u64::from(granted)),
+        };
+        // `None`: the account has all the devices it may have.
+        let registered = {
+            let mut all = lock(&self.bindings);
+            let devices = all.entry(st.username.clone()).or_default();
+            devices.retain(|b| b.until > now);
+            let known = devices.iter().position(|b| same(b));
+            match known {
+                Some(i) => {
+                    devices[i] = binding;
+                    Some(false)
+                }
+                None if devices.len() >= MAX_DEVICES => None,
+                None => {
+                    devices.push(binding);
+                    Some(true)
+                }
+            }
+            .map(|fresh| {
+                // The 200 lists every device of the account (RFC 3261 §10.3).
+                let contacts: Vec<Header> = devices
+                    .iter()
+                    .map(|b| {
+                        let left = b.until.saturating_duration_since(now).as_secs();
+                        Header::Contact(format!("<{}>;expires={left}", b.contact).into())
+                    })
+                    .collect();
+                (fresh, contacts)
+            })
+        };
+        let Some((fresh, contacts)) = registered else {
+            tracing::warn!(line = %line.info.id, %source, "phone refused: {MAX_DEVICES} devices already registered for {}", st.username);
             return tx
-                .reply(StatusCode::BadRequest)
+                .reply(StatusCode::Forbidden)
                 .await
                 .map_err(|e| e.to_string());
         };
-        let Ok(typed) = contact.typed() else {
-            return tx
-                .reply(StatusCode::BadRequest)
-                .await
-                .map_err(|e| e.to_string());
-        };
-        let fresh = lock(&self.bindings)
-            .insert(
-                st.username.clone(),
-                Binding {
-                    contact: typed.uri.clone(),
-                    source,
-                    until: Instant::now() + Duration::from_secs(u64::from(granted)),
-                },
-            )
-            .is_none();
+        let count = contacts.len();
         if fresh {
-            tracing::info!(line = %line.info.id, %source, "phone registered");
+            tracing::info!(line = %line.info.id, %source, devices = count, "phone registered");
         }
-        tx.reply_with(
-            StatusCode::OK,
-            vec![
-                Header::Contact(format!("<{}>;expires={granted}", typed.uri).into()),
-                Header::Expires(granted.to_string().into()),
-            ],
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())
+        let mut headers = contacts;
+        headers.push(Header::Expires(granted.to_string().into()));
+        tx.reply_with(StatusCode::OK, headers, None)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The live registrations of a phone account, one per device.
+    pub(super) fn devices(&self, username: &str) -> Vec<Binding> {
+        let now = Instant::now();
+        lock(&self.bindings)
+            .get(username)
+            .map(|v| v.iter().filter(|b| b.until > now).cloned().collect())
+            .unwrap_or_default()
     }
 }
