@@ -224,7 +224,7 @@ impl Agent {
             let mut all = lock(&self.bindings);
             let devices = all.entry(st.username.clone()).or_default();
             devices.retain(|b| b.until > now);
-            let known = devices.iter().position(|b| same(b));
+            let known = devices.iter().position(same);
             match known {
                 Some(i) => {
                     devices[i] = binding;
