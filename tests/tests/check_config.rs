@@ -339,4 +339,44 @@ fn sip_mistakes_are_reported_at_their_place() {
         &sip_site("listen = \"127.0.0.1:5060\"\nport = 5060", TRUNK, DESK),
         "9:1: unknown field `port`",
     );
+    // A trunk without channels, a phone with some.
+    assert_rejected(
+        &sip_site(
+            r#"listen = "127.0.0.1:5060""#,
+            &format!("{TRUNK}, channels = 0"),
+            DESK,
+        ),
+        "13:103: `0` channels: a trunk carries 1 to 480 calls at once",
+    );
+    assert_rejected(
+        &sip_site(
+            r#"listen = "127.0.0.1:5060""#,
+            TRUNK,
+            &format!("{DESK}, channels = 2"),
+        ),
+        "18:65: `channels` is a trunk's key; station `desk-1` is a phone",
+    );
+}
+
+#[test]
+fn a_trunk_with_channels_stands_for_that_many_lines() {
+    let site = Site::new(1, 0, 200, "");
+    // Its channels are carrier-1…carrier-4; one of them clashes with a
+    // line of that name.
+    let site_text = sip_site(
+        r#"listen = "127.0.0.1:5060""#,
+        &format!("{TRUNK}, channels = 4"),
+        DESK,
+    );
+    site.write("site.toml", &site_text);
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_rejected(
+        &site_text.replace("id = \"desk-1\"", "id = \"carrier-3\""),
+        "16:6: line `carrier-3` is defined twice",
+    );
 }

@@ -425,19 +425,15 @@ vars = { code = "4829" }
     }
 }
 
-/// A site whose trunk from the carrier at 127.0.0.1:`carrier` has
-/// `channels` lines (`ch-1`…), plus the `extra` lines, and whose IVR takes
-/// a voicemail message from every caller.
+/// A site whose trunk `ch` from the carrier at 127.0.0.1:`carrier` has
+/// `channels` channels (`ch-1`…), plus the `extra` lines, and whose IVR
+/// takes a voicemail message from every caller.
 fn voicemail_site(sip_port: u16, carrier: u16, channels: usize, extra: &str) -> Site {
     let site = Site::new(0, 0, 300, "");
     let (lo, hi) = free_rtp_range(2 * channels as u16 + 20);
-    let lines: String = (1..=channels)
-        .map(|i| {
-            format!(
-                "[[line]]\nid = \"ch-{i}\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{carrier}\" }}\n\n"
-            )
-        })
-        .collect();
+    let lines = format!(
+        "[[line]]\nid = \"ch\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{carrier}\", channels = {channels} }}\n\n"
+    );
     let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
         "[inbound]\n",
         &format!(

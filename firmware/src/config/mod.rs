@@ -232,16 +232,26 @@ impl SiteConfig {
 
         let mut lines = Vec::new();
         let mut seen = HashSet::new();
+        // The ids each `[[line]]` stands for: itself, or its channels.
+        let mut channel_ids: Vec<Vec<String>> = Vec::new();
+        // Each `[[line]]`'s kind, `None` when it is not one.
+        let mut kinds: Vec<Option<LineKind>> = Vec::new();
         for (i, l) in raw.line.iter().enumerate() {
+            let ids = match l.kind.as_str() {
+                "trunk" => sip::channel_ids(&l.id, l.sip.as_ref()),
+                _ => vec![l.id.clone()],
+            };
+            channel_ids.push(ids.clone());
+            kinds.push(None);
             if !valid_id(&l.id) {
                 err(
                     &format!("line[{i}].id"),
                     format!("line id `{}` must be {ID_RULE}", l.id),
                 );
-            } else if !seen.insert(l.id.clone()) {
+            } else if let Some(dup) = ids.iter().find(|id| !seen.insert((*id).clone())) {
                 err(
                     &format!("line[{i}].id"),
-                    format!("line `{}` is defined twice", l.id),
+                    format!("line `{dup}` is defined twice"),
                 );
             }
             let kind = match l.kind.as_str() {
@@ -257,10 +267,8 @@ impl SiteConfig {
                     continue;
                 }
             };
-            lines.push(LineInfo {
-                id: l.id.clone(),
-                kind,
-            });
+            kinds[i] = Some(kind);
+            lines.extend(ids.into_iter().map(|id| LineInfo { id, kind }));
         }
         if !lines.iter().any(|l| l.kind == LineKind::Trunk) {
             err("line", "the site needs at least one `[[line]]` with `kind = \"trunk\"` for calls to arrive on".into());
@@ -294,7 +302,19 @@ impl SiteConfig {
                 .map(|l| l.id.clone())
                 .collect(),
             Some(ids) => {
+                let mut named = Vec::new();
                 for (i, id) in ids.iter().enumerate() {
+                    // A trunk with channels is named by its own id.
+                    let group = raw
+                        .line
+                        .iter()
+                        .zip(&channel_ids)
+                        .find(|(l, chans)| &l.id == id && chans.len() > 1);
+                    if let Some((_, chans)) = group {
+                        named.extend(chans.iter().cloned());
+                        continue;
+                    }
+                    named.push(id.clone());
                     match lines.iter().find(|l| &l.id == id) {
                         None => err(
                             &format!("inbound.lines[{i}]"),
@@ -312,7 +332,7 @@ impl SiteConfig {
                         Some(_) => {}
                     }
                 }
-                ids.clone()
+                named
             }
         };
 
@@ -466,11 +486,11 @@ impl SiteConfig {
         let sip_lines: Vec<_> = raw
             .line
             .iter()
+            .zip(&channel_ids)
+            .zip(&kinds)
             .enumerate()
-            .filter_map(|(i, l)| {
-                let kind = lines.iter().find(|x: &&LineInfo| x.id == l.id)?.kind;
-                Some((i, l.id.clone(), kind, l.sip.as_ref()?))
-            })
+            .filter_map(|(i, ((l, ids), kind))| Some((i, ids, (*kind)?, l.sip.as_ref()?)))
+            .flat_map(|(i, ids, kind, sip)| ids.iter().map(move |id| (i, id.clone(), kind, sip)))
             .collect();
         let sip = sip::check(raw.sip.as_ref(), &sip_lines, &mut err);
 
@@ -568,6 +588,37 @@ answer_after = "2s"
             Some(Duration::from_secs(1))
         );
         assert_eq!(c.backend, "sim");
+    }
+
+    #[test]
+    fn a_trunk_with_channels_is_that_many_lines_and_inbound_names_them_by_its_id() {
+        let d = dir_with_prompt();
+        let text = r#"
+[site]
+id = "branch-1"
+
+[hal]
+backend = "sip"
+
+[[line]]
+id = "carrier"
+kind = "trunk"
+sip = { peer = "203.0.113.5", channels = 3 }
+
+[[line]]
+id = "local"
+kind = "trunk"
+
+[inbound]
+greeting = "hello.wav"
+lines = ["carrier"]
+"#;
+        let c = load(d.path(), text).unwrap();
+        let ids: Vec<&str> = c.lines.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["carrier-1", "carrier-2", "carrier-3", "local"]);
+        assert_eq!(c.inbound.lines, ["carrier-1", "carrier-2", "carrier-3"]);
+        let sip = c.sip.as_ref().unwrap();
+        assert_eq!(sip.lines.len(), 3);
     }
 
     #[test]

@@ -49,6 +49,25 @@ pub(super) struct RawLineSip {
     caller_id: Option<String>,
     #[serde(default)]
     keepalive: Option<String>,
+    /// Calls the trunk carries at once: the line stands for this many
+    /// lines, `ID-1`…`ID-N`.
+    #[serde(default)]
+    channels: Option<u32>,
+}
+
+/// Most channels one trunk line may have.
+pub(super) const MAX_CHANNELS: u32 = 480;
+
+/// The line ids a `[[line]]` stands for: its own id, or `ID-1`…`ID-N` for
+/// a trunk with `channels = N` (N > 1). An out-of-range count is reported
+/// by [`check`] and counts as one.
+pub(super) fn channel_ids(id: &str, sip: Option<&RawLineSip>) -> Vec<String> {
+    match sip.and_then(|s| s.channels) {
+        Some(n) if (2..=MAX_CHANNELS).contains(&n) => {
+            (1..=n).map(|k| format!("{id}-{k}")).collect()
+        }
+        _ => vec![id.to_string()],
+    }
 }
 
 /// Where SIP listens when `[sip]` does not say.
@@ -182,6 +201,16 @@ pub(super) fn check(
                         }
                     },
                 };
+                if let Some(n) = l.channels
+                    && !(1..=MAX_CHANNELS).contains(&n)
+                {
+                    err(
+                        &at("channels"),
+                        format!(
+                            "`{n}` channels: a trunk carries 1 to {MAX_CHANNELS} calls at once"
+                        ),
+                    );
+                }
                 let register = l.register.unwrap_or(false);
                 if register && (l.username.is_none() || l.password.is_none()) {
                     err(
@@ -254,6 +283,7 @@ pub(super) fn check(
                     ("expires", l.expires.is_some()),
                     ("caller_id", l.caller_id.is_some()),
                     ("keepalive", l.keepalive.is_some()),
+                    ("channels", l.channels.is_some()),
                 ] {
                     if set {
                         err(

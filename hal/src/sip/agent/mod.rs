@@ -181,12 +181,19 @@ impl Agent {
         });
         tokio::spawn(self.clone().serve(incoming));
         let mut pinged = Vec::new();
+        let mut registered = Vec::new();
         for line in self.lines() {
             let SipLineSettings::Trunk(t) = &line.settings else {
                 continue;
             };
             if t.register {
-                tokio::spawn(self.clone().register_trunk(line.clone(), t.clone()));
+                // One registration per account, however many channels
+                // (lines) use it; its alarm is on the first of them.
+                let account = (t.peer, t.username.clone());
+                if !registered.contains(&account) {
+                    registered.push(account);
+                    tokio::spawn(self.clone().register_trunk(line.clone(), t.clone()));
+                }
             } else if let Some(every) = t.keepalive
                 && !pinged.contains(&t.peer)
             {
