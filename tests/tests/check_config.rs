@@ -300,7 +300,7 @@ fn sip_mistakes_are_reported_at_their_place() {
             r#"peer = "carrier example", username = "u", password = "p""#,
             DESK,
         ),
-        "13:16: `carrier example` is not an IP address",
+        "13:16: `carrier example` is neither an IP address nor a host name",
     );
     // A phone without a password: never a default.
     assert_rejected(

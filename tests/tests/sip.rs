@@ -425,14 +425,15 @@ vars = { code = "4829" }
     }
 }
 
-/// A site whose trunk `ch` from the carrier at 127.0.0.1:`carrier` has
-/// `channels` channels (`ch-1`…), plus the `extra` lines, and whose IVR
-/// takes a voicemail message from every caller.
+/// A site whose trunk `ch` from the carrier at `localhost:carrier` (a
+/// name the box resolves) has `channels` channels (`ch-1`…), plus the
+/// `extra` lines, and whose IVR takes a voicemail message from every
+/// caller.
 fn voicemail_site(sip_port: u16, carrier: u16, channels: usize, extra: &str) -> Site {
     let site = Site::new(0, 0, 300, "");
     let (lo, hi) = free_rtp_range(2 * channels as u16 + 20);
     let lines = format!(
-        "[[line]]\nid = \"ch\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{carrier}\", channels = {channels} }}\n\n"
+        "[[line]]\nid = \"ch\"\nkind = \"trunk\"\nsip = {{ peer = \"localhost:{carrier}\", channels = {channels} }}\n\n"
     );
     let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
         "[inbound]\n",

@@ -9,7 +9,9 @@ use std::time::Duration;
 use callbox_hal::LineKind;
 use callbox_hal::diag::parse_duration;
 use callbox_hal::sip::sdp::Codec;
-use callbox_hal::sip::{SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings};
+use callbox_hal::sip::{
+    Peer, SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings,
+};
 use serde::Deserialize;
 
 /// `[sip]`.
@@ -186,20 +188,12 @@ pub(super) fn check(
                     );
                     continue;
                 };
-                let peer = match peer_text.parse::<SocketAddr>() {
+                let peer = match Peer::parse(peer_text) {
                     Ok(p) => p,
-                    Err(_) => match peer_text.parse::<IpAddr>() {
-                        Ok(ip) => SocketAddr::new(ip, 5060),
-                        Err(_) => {
-                            err(
-                                &at("peer"),
-                                format!(
-                                    "`{peer_text}` is not an IP address with an optional port (e.g. \"203.0.113.5:5060\"); host names are not resolved"
-                                ),
-                            );
-                            continue;
-                        }
-                    },
+                    Err(e) => {
+                        err(&at("peer"), e);
+                        continue;
+                    }
                 };
                 if let Some(n) = l.channels
                     && !(1..=MAX_CHANNELS).contains(&n)

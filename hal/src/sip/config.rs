@@ -53,12 +53,91 @@ pub enum SipLineSettings {
     Station(StationSettings),
 }
 
+/// Where a carrier is: an address, or a DNS name the box resolves when it
+/// starts and again every minute (a carrier may move its SBCs or have
+/// several under one name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// A fixed address.
+    Addr(SocketAddr),
+    /// A host name and port.
+    Name {
+        /// The DNS name.
+        host: String,
+        /// The SIP port there.
+        port: u16,
+    },
+}
+
+impl Peer {
+    /// Reads `203.0.113.5`, `203.0.113.5:5061`, `[2001:db8::1]:5060`,
+    /// `sip.carrier.example` or `sip.carrier.example:5080` (port 5060 when
+    /// not given).
+    pub fn parse(text: &str) -> Result<Peer, String> {
+        if let Ok(a) = text.parse::<SocketAddr>() {
+            return Ok(Peer::Addr(a));
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(Peer::Addr(SocketAddr::new(ip, 5060)));
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("`{p}` is not a port number"))?,
+            ),
+            None => (text, 5060),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.len() > 253
+            || !host.split('.').all(label_ok)
+            || host
+                .split('.')
+                .all(|l| l.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(format!(
+                "`{text}` is neither an IP address nor a host name, with an optional port (e.g. \"203.0.113.5:5060\" or \"sip.carrier.example\")"
+            ));
+        }
+        Ok(Peer::Name {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// The host part as written in SIP URIs (the default domain).
+    pub fn host(&self) -> String {
+        match self {
+            Peer::Addr(a) => a.ip().to_string(),
+            Peer::Name { host, .. } => host.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Addr(a) => write!(f, "{a}"),
+            Peer::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
 /// A carrier trunk: where the carrier is and how the box identifies itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkSettings {
-    /// The carrier's SIP address (its calls come from this IP; the box's
+    /// The carrier's SIP address (its calls come from its IPs; the box's
     /// calls and registrations go to it).
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// SIP domain in the box's URIs toward the carrier; the peer's address
     /// when not set.
     pub domain: Option<String>,
@@ -94,4 +173,42 @@ pub struct SipArgs {
     pub settings: SipSettings,
     /// `(line id, settings)` for every line that speaks SIP, in file order.
     pub lines: Vec<(String, SipLineSettings)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_addresses_or_host_names_with_a_port() {
+        assert_eq!(
+            Peer::parse("203.0.113.5").unwrap(),
+            Peer::Addr("203.0.113.5:5060".parse().unwrap())
+        );
+        assert_eq!(
+            Peer::parse("[2001:db8::1]:5080").unwrap(),
+            Peer::Addr("[2001:db8::1]:5080".parse().unwrap())
+        );
+        assert_eq!(
+            Peer::parse("SIP.Carrier.example:5080").unwrap(),
+            Peer::Name {
+                host: "sip.carrier.example".into(),
+                port: 5080
+            }
+        );
+        assert_eq!(
+            Peer::parse("localhost").unwrap().to_string(),
+            "localhost:5060"
+        );
+        for bad in [
+            "carrier example",
+            "1.2.3",
+            "host:0",
+            "host:http",
+            "-x.example",
+            "",
+        ] {
+            assert!(Peer::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-pub use config::{SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings};
+pub use config::{Peer, SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings};
 pub use line::{SipAudioIn, SipAudioOut, SipLine};
 
 use crate::error::{Error, ErrorKind};

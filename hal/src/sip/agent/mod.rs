@@ -28,7 +28,7 @@ mod registrar;
 mod trunk;
 
 use super::call::{self, Inbound};
-use super::config::{SipLineSettings, SipSettings};
+use super::config::{Peer, SipLineSettings, SipSettings};
 use super::line::LineShared;
 use super::sdp::{self, Direction, Sdp};
 use super::timer;
@@ -42,6 +42,8 @@ const NONCE_LIFE: Duration = Duration::from_secs(300);
 /// Registration lifetimes the box grants its phones.
 const MIN_EXPIRES: u32 = 60;
 const MAX_EXPIRES: u32 = 3600;
+/// How often carriers named by DNS are looked up again.
+const RESOLVE_EVERY: Duration = Duration::from_secs(60);
 /// Devices one phone account may register at once.
 const MAX_DEVICES: usize = 5;
 /// Wrong passwords in a row from one address before it is refused without
@@ -89,6 +91,8 @@ pub(crate) struct Agent {
     /// Each phone account's devices (a desk phone and a softphone ring
     /// together).
     bindings: Mutex<HashMap<String, Vec<Binding>>>,
+    /// The addresses of carriers named by DNS, as last resolved.
+    resolved: Mutex<HashMap<String, Vec<SocketAddr>>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     nonce_key: RandomState,
     next_rtp: AtomicU16,
@@ -115,6 +119,7 @@ impl Agent {
             stack: OnceLock::new(),
             socket: Mutex::new(Some(socket)),
             bindings: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             nonce_key: RandomState::new(),
             next_rtp: AtomicU16::new(first),
@@ -180,6 +185,18 @@ impl Agent {
             endpoint.serve().await;
         });
         tokio::spawn(self.clone().serve(incoming));
+        let mut names = Vec::new();
+        for line in self.lines() {
+            if let SipLineSettings::Trunk(t) = &line.settings
+                && let Peer::Name { .. } = &t.peer
+                && !names.contains(&t.peer)
+            {
+                names.push(t.peer.clone());
+            }
+        }
+        if !names.is_empty() {
+            tokio::spawn(self.clone().keep_resolving(names));
+        }
         let mut pinged = Vec::new();
         let mut registered = Vec::new();
         for line in self.lines() {
@@ -189,7 +206,7 @@ impl Agent {
             if t.register {
                 // One registration per account, however many channels
                 // (lines) use it; its alarm is on the first of them.
-                let account = (t.peer, t.username.clone());
+                let account = (t.peer.clone(), t.username.clone());
                 if !registered.contains(&account) {
                     registered.push(account);
                     tokio::spawn(self.clone().register_trunk(line.clone(), t.clone()));
@@ -198,12 +215,58 @@ impl Agent {
                 && !pinged.contains(&t.peer)
             {
                 // One keep-alive per carrier, however many lines it has.
-                pinged.push(t.peer);
+                pinged.push(t.peer.clone());
                 tokio::spawn(self.clone().ping_peer(line.clone(), t.clone(), every));
             }
         }
         tracing::info!(%addr, "SIP listening (UDP)");
         Ok(())
+    }
+
+    /// Where a carrier is now: its address, or what its name resolved to
+    /// (empty until resolved, or when it never was).
+    pub(super) fn peer_addrs(&self, peer: &Peer) -> Vec<SocketAddr> {
+        match peer {
+            Peer::Addr(a) => vec![*a],
+            Peer::Name { host, .. } => lock(&self.resolved).get(host).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The address the box sends a carrier's requests to.
+    pub(super) fn peer_addr(&self, peer: &Peer) -> Option<SocketAddr> {
+        self.peer_addrs(peer).first().copied()
+    }
+
+    /// Resolves the carriers named by DNS now and every minute after; a
+    /// failed lookup keeps the last addresses.
+    async fn keep_resolving(self: Arc<Self>, names: Vec<Peer>) {
+        let v4 = self.settings.listen.is_ipv4();
+        loop {
+            for peer in &names {
+                let Peer::Name { host, port } = peer else {
+                    continue;
+                };
+                match tokio::net::lookup_host((host.as_str(), *port)).await {
+                    Ok(found) => {
+                        // Only addresses the box's socket can reach.
+                        let addrs: Vec<SocketAddr> = found.filter(|a| a.is_ipv4() == v4).collect();
+                        if addrs.is_empty() {
+                            tracing::warn!(%peer, "carrier's name has no address the box can reach");
+                            continue;
+                        }
+                        let old = lock(&self.resolved).insert(host.clone(), addrs.clone());
+                        if old.as_ref() != Some(&addrs) {
+                            tracing::info!(%peer, ?addrs, "carrier resolved");
+                        }
+                    }
+                    Err(e) => tracing::warn!(%peer, "resolving the carrier: {e}"),
+                }
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(RESOLVE_EVERY) => {}
+            }
+        }
     }
 
     fn stack(&self) -> Result<&Stack, SipError> {
@@ -310,9 +373,10 @@ impl Agent {
             let ip = source.map(|s| s.ip());
             let trunks: Vec<_> = lines
                 .iter()
-                .filter(
-                    |l| matches!(&l.settings, SipLineSettings::Trunk(t) if Some(t.peer.ip()) == ip),
-                )
+                .filter(|l| {
+                    matches!(&l.settings, SipLineSettings::Trunk(t)
+                        if self.peer_addrs(&t.peer).iter().any(|a| Some(a.ip()) == ip))
+                })
                 .cloned()
                 .collect();
             if trunks.is_empty() {
@@ -491,7 +555,7 @@ impl Agent {
                 line.info.id
             )));
         };
-        let domain = t.domain.clone().unwrap_or_else(|| t.peer.ip().to_string());
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.host());
         let user = t
             .caller_id
             .clone()
@@ -505,7 +569,10 @@ impl Agent {
             realm: None,
             auth_username: None,
         });
-        self.invite(line, &[(callee, t.peer)], caller, None, credential, true)
+        let to = self
+            .peer_addr(&t.peer)
+            .ok_or_else(|| SipError::Refused(format!("carrier {} has no address (DNS)", t.peer)))?;
+        self.invite(line, &[(callee, to)], caller, None, credential, true)
     }
 
     /// Rings a station's phone where it registered.

@@ -2,7 +2,6 @@
 //! register, OPTIONS keep-alive to those known by address, each with its
 //! line's alarm.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use rsipstack::transport::SipAddr;
 
 use super::{Agent, MIN_EXPIRES, PING_WAIT, Stack, parse_uri};
 use crate::line::{LineEvent, LineFault};
-use crate::sip::config::TrunkSettings;
+use crate::sip::config::{Peer, TrunkSettings};
 use crate::sip::line::LineShared;
 
 impl Agent {
@@ -30,12 +29,12 @@ impl Agent {
         every: Duration,
     ) {
         let Ok(stack) = self.stack() else { return };
-        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.host());
         let mut reachable: Option<bool> = None;
         let mut seq = 0u32;
         loop {
             seq += 1;
-            let answered = match self.options(stack, &domain, t.peer, seq).await {
+            let answered = match self.options(stack, &domain, &t.peer, seq).await {
                 Ok(code) => {
                     tracing::debug!(line = %line.info.id, code, "carrier answered OPTIONS");
                     true
@@ -73,9 +72,12 @@ impl Agent {
         &self,
         stack: &Stack,
         domain: &str,
-        peer: SocketAddr,
+        peer: &Peer,
         seq: u32,
     ) -> Result<u16, String> {
+        let peer = self
+            .peer_addr(peer)
+            .ok_or_else(|| format!("{peer} has no address (DNS)"))?;
         use rsipstack::transaction::key::{TransactionKey, TransactionRole};
         let uri = parse_uri(&format!("sip:{domain}")).map_err(|e| e.to_string())?;
         let me = self.contact("callbox").map_err(|e| e.to_string())?;
@@ -127,7 +129,7 @@ impl Agent {
     /// registered.
     pub(super) async fn register_trunk(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings) {
         let Ok(stack) = self.stack() else { return };
-        let domain = t.domain.clone().unwrap_or_else(|| t.peer.to_string());
+        let domain = t.domain.clone().unwrap_or_else(|| t.peer.host());
         let Ok(server) = parse_uri(&format!("sip:{domain}")) else {
             return;
         };
@@ -142,13 +144,33 @@ impl Agent {
         let mut expires = u32::try_from(t.expires.as_secs()).unwrap_or(3600);
         // A 423's Min-Expires is asked for once before it counts as a failure.
         let mut raised = false;
+        let mut unresolved = 0u32;
         // One registration (one Call-ID) for the boot, refreshed in place
         // (RFC 3261 §10.2.4).
         let mut reg = Registration::new(stack.endpoint.clone(), Some(credential));
-        // The URI names the carrier's domain; the datagrams go to its
-        // address (no DNS on the box).
-        reg.outbound_proxy = Some(t.peer);
         loop {
+            // The URI names the carrier's domain; the datagrams go to its
+            // address, looked up again for every registration.
+            reg.outbound_proxy = self.peer_addr(&t.peer);
+            if reg.outbound_proxy.is_none() {
+                // Its name has not resolved (yet): wait for the resolver,
+                // and after a few seconds say so.
+                unresolved += 1;
+                if unresolved >= 3 && registered != Some(false) {
+                    tracing::warn!(line = %line.info.id, peer = %t.peer, "trunk cannot register: the carrier's name has no address yet");
+                    let _ = line.events.send(LineEvent::Fault(LineFault {
+                        code: "unregistered",
+                        detail: format!("{} does not resolve", t.peer),
+                        active: true,
+                    }));
+                    registered = Some(false);
+                }
+                tokio::select! {
+                    () = self.cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                continue;
+            }
             let r = tokio::select! {
                 () = self.cancel.cancelled() => return,
                 r = reg.register(server.clone(), Some(expires)) => r,
