@@ -89,7 +89,7 @@ type Refreshed = Result<rsipstack::Result<Option<Response>>, tokio::task::JoinEr
 
 /// Keys sent by SIP INFO: `application/dtmf-relay` (`Signal=5`) or
 /// `application/dtmf` (`5`).
-fn info_key(req: &Request) -> Option<char> {
+pub(crate) fn info_key(req: &Request) -> Option<char> {
     let body = std::str::from_utf8(&req.body).ok()?;
     let value = body
         .lines()
@@ -106,7 +106,7 @@ fn info_key(req: &Request) -> Option<char> {
 
 /// The number a REFER transfers to: the user part of `Refer-To`, when it
 /// is keys a phone could dial.
-fn refer_target(req: &Request) -> Option<String> {
+pub(crate) fn refer_target(req: &Request) -> Option<String> {
     let v = req.header_value("Refer-To")?;
     let uri = v
         .split_once('<')

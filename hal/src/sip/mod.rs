@@ -36,6 +36,45 @@ use crate::error::{Error, ErrorKind};
 use crate::line::LineInfo;
 use crate::registry::Port;
 
+/// Runs one datagram through every parser a SIP request meets on its way
+/// in: the screen, the stack's message parser, and the box's readers of
+/// the headers and bodies it acts on. For fuzzing (`fuzz/`): it must never
+/// panic, whatever the bytes. Returns what was understood, for seeds.
+#[doc(hidden)]
+pub fn fuzz_datagram(buf: &[u8]) -> String {
+    use rsipstack::sip::SipMessage;
+    use rsipstack::sip::prelude::HeadersExt;
+    match screen::screen(buf) {
+        screen::Verdict::Drop(why) => return format!("dropped: {why}"),
+        screen::Verdict::Answer(resp) => return resp,
+        screen::Verdict::Pass => {}
+    }
+    let Ok(msg) = SipMessage::try_from(buf) else {
+        return "unparsable".into();
+    };
+    let SipMessage::Request(req) = msg else {
+        return "response".into();
+    };
+    let auth = req
+        .header_value("Authorization")
+        .and_then(|a| agent::read_authorization(&a));
+    let sdp = (!req.body.is_empty())
+        .then(|| sdp::Sdp::parse(&String::from_utf8_lossy(&req.body)).map(|o| o.is_hold()));
+    format!(
+        "{} from {:?} caller {:?} dialled {:?} timer {:?} key {:?} refer {:?} auth {:?} sdp {:?} allow-update {}",
+        req.method,
+        agent::source_addr(&req),
+        agent::caller_number(&req),
+        agent::dialled_number(&req),
+        timer::as_uas(&req).map(|t| t.map(|t| t.due())),
+        call::info_key(&req),
+        call::refer_target(&req),
+        auth,
+        sdp.map(|r| r.map_err(|e| e.to_string())),
+        call::allows_update(req.header_value("Allow")),
+    )
+}
+
 /// Locks a mutex of plain data. A panic elsewhere while holding it leaves
 /// the data as it was; the call goes on.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,5 +159,39 @@ impl SipBackend {
     /// Starts listening; inside the tokio runtime.
     pub fn start(&mut self) -> Result<(), SipError> {
         self.agent.start()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fuzz seeds are read the way the box reads real traffic.
+    #[test]
+    fn the_fuzz_seeds_are_understood() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/sip_datagram");
+        let read = |name: &str| super::fuzz_datagram(&std::fs::read(dir.join(name)).unwrap());
+        let invite = read("invite");
+        for part in [
+            "INVITE from Some(192.0.2.9:5062)",
+            "caller Some(\"+8613800138000\")",
+            "dialled Some(\"4008001234\")",
+            "timer Ok(Some(1768s))",
+            "sdp Some(Ok(false))",
+            "allow-update true",
+        ] {
+            assert!(invite.contains(part), "{part} not in {invite}");
+        }
+        assert!(read("info").contains("key Some('5')"));
+        assert!(read("refer").contains("refer Some(\"1002\")"));
+        assert!(read("register").contains("auth Some((\"agent1\", \"5f00.00ff\"))"));
+        assert!(read("unknown-method").starts_with("SIP/2.0 501"));
+        assert!(
+            read("compact").contains("timer Ok(Some(45s))"),
+            "{}",
+            read("compact")
+        );
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            super::fuzz_datagram(&std::fs::read(entry.unwrap().path()).unwrap());
+        }
     }
 }

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 mod registrar;
 mod trunk;
 
+pub(crate) use registrar::read_authorization;
+
 use super::call::{self, Inbound};
 use super::config::{Peer, SipLineSettings, SipSettings};
 use super::line::LineShared;
@@ -702,7 +704,7 @@ fn parse_uri(s: &str) -> Result<Uri, SipError> {
 
 /// Where a request came from: the top Via's `received`/`rport` (set by the
 /// transport from the datagram's source), else its sent-by.
-fn source_addr(req: &Request) -> Option<SocketAddr> {
+pub(crate) fn source_addr(req: &Request) -> Option<SocketAddr> {
     let via = req.via_header().ok()?.typed().ok()?;
     let ip = match via.received() {
         Some(Ok(ip)) => ip,
@@ -717,7 +719,7 @@ fn source_addr(req: &Request) -> Option<SocketAddr> {
 }
 
 /// The number the caller dialled: the Request-URI's user, else the To's.
-fn dialled_number(req: &Request) -> Option<String> {
+pub(crate) fn dialled_number(req: &Request) -> Option<String> {
     req.uri
         .user()
         .map(str::to_string)
@@ -732,7 +734,7 @@ fn dialled_number(req: &Request) -> Option<String> {
 
 /// The caller's number: P-Asserted-Identity when the carrier vouches for
 /// one, else From.
-fn caller_number(req: &Request) -> Option<String> {
+pub(crate) fn caller_number(req: &Request) -> Option<String> {
     if let Some(pai) = req.header_value("P-Asserted-Identity") {
         let inner = pai
             .split_once('<')

@@ -20,6 +20,13 @@ use crate::line::{LineEvent, LineFault};
 use crate::sip::config::{SipLineSettings, StationSettings};
 use crate::sip::line::LineShared;
 
+/// A request's digest answer, as the box reads it (username, nonce).
+pub(crate) fn read_authorization(raw: &str) -> Option<(String, String)> {
+    Authorization::parse(raw)
+        .ok()
+        .map(|a| (a.username, a.nonce))
+}
+
 impl Agent {
     /// Checks a phone's digest credentials; `false` when it was answered
     /// with a challenge or a refusal.
