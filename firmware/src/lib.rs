@@ -19,6 +19,7 @@
 pub mod acd;
 pub mod app;
 pub mod calls;
+pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod events;

@@ -23,6 +23,14 @@ pub fn require_peers() {
     }
 }
 
+/// A free TCP port on loopback (bound and released).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free TCP port")
+        .port()
+}
+
 /// A free UDP port on loopback (bound and released; the OS does not hand
 /// it out again at once).
 pub fn free_udp_port() -> u16 {
@@ -179,6 +187,12 @@ impl Phone {
     /// Starts baresip with the account line `account` (baresip's
     /// `accounts` file) listening on `port`.
     pub fn with_account(dir: &Path, account: &str, port: u16, source: &Path) -> Phone {
+        Phone::with_config(dir, account, port, source, "")
+    }
+
+    /// As [`Phone::with_account`], with `extra` lines in baresip's config
+    /// (modules, TLS trust) before its accounts are read.
+    pub fn with_config(dir: &Path, account: &str, port: u16, source: &Path, extra: &str) -> Phone {
         std::fs::create_dir_all(dir).expect("phone dir");
         let ctrl = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -187,7 +201,7 @@ impl Phone {
         let config = format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
              audio_source aufile,{}\naudio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n\
-             module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\n\
+             {extra}module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\n\
              module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\nsnd_path {}\n",
             source.display(),
             dir.display()

@@ -339,6 +339,32 @@ fn sip_mistakes_are_reported_at_their_place() {
         &sip_site("listen = \"127.0.0.1:5060\"\nport = 5060", TRUNK, DESK),
         "9:1: unknown field `port`",
     );
+    // TLS keys without TLS, a trunk over TLS without it, a key file that
+    // is not PEM.
+    assert_rejected(
+        &sip_site(
+            "listen = \"127.0.0.1:5060\"\ntls_cert = \"box.crt\"",
+            TRUNK,
+            DESK,
+        ),
+        "9:12: TLS is off: set `tls_listen` to use it",
+    );
+    assert_rejected(
+        &sip_site(
+            r#"listen = "127.0.0.1:5060""#,
+            &format!("{TRUNK}, transport = \"tls\""),
+            DESK,
+        ),
+        "13:104: a trunk over TLS needs `[sip] tls_listen`",
+    );
+    assert_rejected(
+        &sip_site(
+            "listen = \"127.0.0.1:5060\"\ntls_listen = \"127.0.0.1:5061\"\ntls_cert = \"site.toml\"\ntls_key = \"site.toml\"",
+            TRUNK,
+            DESK,
+        ),
+        "10:12: `site.toml` is not a PEM file",
+    );
     // A trunk without channels, a phone with some.
     assert_rejected(
         &sip_site(

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use callbox_tests::sip::{
-    Daemon, Phone, channel, ended, free_udp_port, require_peers, rms, run_sipp, scenario, sip_site,
-    sipp,
+    Daemon, Phone, channel, ended, free_tcp_port, free_udp_port, require_peers, rms, run_sipp,
+    scenario, sip_site, sipp,
 };
 use callbox_tests::{text, tone_level};
 
@@ -255,6 +255,135 @@ ring_timeout = "15s"
     assert!(
         desk_log.contains("session closed: Connection reset by peer"),
         "{desk_log}"
+    );
+}
+
+#[test]
+fn an_agents_phone_over_tls_with_srtp_answers_a_queued_call_and_both_sides_hear_each_other() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let tls_port = free_tcp_port();
+    let carrier = free_udp_port();
+    let site = sip_site(
+        "sip",
+        sip_port,
+        20,
+        &format!(
+            r#"[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ peer = "127.0.0.1:{carrier}" }}
+
+[[line]]
+id = "desk-1"
+kind = "station"
+sip = {{ username = "agent1", password = "desk-pass-1" }}
+
+"#
+        ),
+        r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "sales"
+
+[ivr.node.sales]
+type = "queue"
+on_overflow = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[acd.agent.alice]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { alice = 0 }
+ring_timeout = "15s"
+
+[recording]
+mode = "always"
+format = "pcm16"
+"#,
+    );
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "rtp_ports =",
+        &format!("tls_listen = \"127.0.0.1:{tls_port}\"\nrtp_ports ="),
+    );
+    std::fs::write(site.config(), cfg).unwrap();
+    callbox_tests::write_tone_hz(&site.dir.path().join("agent.wav"), 1000.0, 60_000);
+
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    daemon.wait_log("SIP listening (TLS)", Duration::from_secs(10));
+    // The phone trusts the box's self-signed certificate, made on first
+    // start, and insists on SRTP.
+    let cert = site.data().join("tls/sip.crt");
+    assert!(cert.exists(), "no self-signed certificate in the data dir");
+    let mut phone = Phone::with_config(
+        &site.dir.path().join("phone"),
+        &format!(
+            "<sip:agent1@127.0.0.1:{tls_port};transport=tls>;auth_pass=desk-pass-1;regint=60;answermode=auto;audio_codecs=PCMA,PCMU;mediaenc=srtp-mand"
+        ),
+        free_udp_port(),
+        &site.dir.path().join("agent.wav"),
+        &format!("module srtp.so\nsip_cafile {}\n", cert.display()),
+    );
+    daemon.wait_log("phone registered", Duration::from_secs(20));
+
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args([
+            "-mi",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ]);
+    let out = run_sipp(c, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    phone.stop();
+    let log = daemon.stop();
+    let phone_log = std::fs::read_to_string(phone.dir.join("baresip.log")).unwrap();
+    assert!(
+        out.status.success(),
+        "sipp: {}\ncallboxd:\n{log}\nphone:\n{phone_log}",
+        text(&out)
+    );
+    let recs = site.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["agent"], "alice", "{}\n{log}\n{phone_log}", recs[0]);
+    assert_eq!(recs[0]["queue_exit"], "connected", "{}", recs[0]);
+    assert!(log.contains("SRTP"), "{log}");
+
+    // Both ways through SRTP: the phone heard the caller's speech, and the
+    // agent's side of the recording is the phone's 1000 Hz tone.
+    let heard = phone.heard();
+    assert!(
+        rms(&heard) > 500.0,
+        "the phone heard {:.0} RMS\n{phone_log}",
+        rms(&heard)
+    );
+    let recs = site.recordings();
+    let file = site.data().join(recs[0]["file"].as_str().unwrap());
+    let agent = channel(&file, 1);
+    let mid = &agent[agent.len() / 3..agent.len() / 3 + 1600];
+    assert!(
+        tone_level(mid, 1000.0) > 20.0 * tone_level(mid, 600.0).max(1.0),
+        "the agent's side is not the phone's 1000 Hz tone"
     );
 }
 

@@ -492,7 +492,7 @@ impl SiteConfig {
             .filter_map(|(i, ((l, ids), kind))| Some((i, ids, (*kind)?, l.sip.as_ref()?)))
             .flat_map(|(i, ids, kind, sip)| ids.iter().map(move |id| (i, id.clone(), kind, sip)))
             .collect();
-        let sip = sip::check(raw.sip.as_ref(), &sip_lines, &mut err);
+        let sip = sip::check(&src.base_dir(), raw.sip.as_ref(), &sip_lines, &mut err);
 
         errs.extend(other_files);
 

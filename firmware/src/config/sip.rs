@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use callbox_hal::LineKind;
 use callbox_hal::diag::parse_duration;
 use callbox_hal::sip::sdp::Codec;
 use callbox_hal::sip::{
-    Peer, SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings,
+    Peer, SipArgs, SipLineSettings, SipSettings, StationSettings, TlsSettings, TrunkSettings,
 };
 use serde::Deserialize;
 
@@ -28,6 +29,14 @@ pub(super) struct RawSip {
     codecs: Option<Vec<String>>,
     #[serde(default)]
     rtp_timeout: Option<String>,
+    #[serde(default)]
+    tls_listen: Option<String>,
+    #[serde(default)]
+    tls_cert: Option<String>,
+    #[serde(default)]
+    tls_key: Option<String>,
+    #[serde(default)]
+    tls_ca: Option<String>,
 }
 
 /// A line's `sip = { … }`: trunk keys and station keys in one table; the
@@ -55,6 +64,9 @@ pub(super) struct RawLineSip {
     /// lines, `ID-1`…`ID-N`.
     #[serde(default)]
     channels: Option<u32>,
+    /// `"udp"` (the default) or `"tls"`.
+    #[serde(default)]
+    transport: Option<String>,
 }
 
 /// Most channels one trunk line may have.
@@ -72,6 +84,81 @@ pub(super) fn channel_ids(id: &str, sip: Option<&RawLineSip>) -> Vec<String> {
     }
 }
 
+/// `[sip] tls_listen`, `tls_cert`, `tls_key`, `tls_ca`: `None` when TLS is
+/// not asked for. Without `tls_cert` the certificate is left empty, for the
+/// daemon to make a self-signed one when it starts.
+fn check_tls(
+    base: &Path,
+    raw: &RawSip,
+    s: &SipSettings,
+    err: &mut dyn FnMut(&str, String),
+) -> Option<TlsSettings> {
+    let Some(text) = &raw.tls_listen else {
+        for (key, set) in [
+            ("sip.tls_cert", raw.tls_cert.is_some()),
+            ("sip.tls_key", raw.tls_key.is_some()),
+            ("sip.tls_ca", raw.tls_ca.is_some()),
+        ] {
+            if set {
+                err(key, "TLS is off: set `tls_listen` to use it".into());
+            }
+        }
+        return None;
+    };
+    let listen = match text.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            err(
+                "sip.tls_listen",
+                format!("`{text}` is not an address and port (e.g. \"0.0.0.0:5061\")"),
+            );
+            return None;
+        }
+    };
+    if s.rtp_ports.contains(&listen.port()) {
+        err(
+            "sip.tls_listen",
+            format!(
+                "the RTP ports {}-{} include the TLS port {}",
+                s.rtp_ports.start(),
+                s.rtp_ports.end(),
+                listen.port()
+            ),
+        );
+    }
+    let mut read = |key: &str, path: &Option<String>| -> Option<Vec<u8>> {
+        let written = path.as_ref()?;
+        match std::fs::read(base.join(written)) {
+            Ok(b) if b.starts_with(b"-----BEGIN") || b.windows(10).any(|w| w == b"-----BEGIN") => {
+                Some(b)
+            }
+            Ok(_) => {
+                err(key, format!("`{written}` is not a PEM file"));
+                None
+            }
+            Err(e) => {
+                err(key, format!("cannot read `{written}`: {e}"));
+                None
+            }
+        }
+    };
+    let cert = read("sip.tls_cert", &raw.tls_cert);
+    let key = read("sip.tls_key", &raw.tls_key);
+    let ca_pem = read("sip.tls_ca", &raw.tls_ca);
+    if raw.tls_cert.is_some() != raw.tls_key.is_some() {
+        err(
+            "sip.tls_listen",
+            "`tls_cert` and `tls_key` go together (or neither, for a self-signed certificate made on first start)".into(),
+        );
+    }
+    Some(TlsSettings {
+        listen,
+        cert_pem: cert.unwrap_or_default(),
+        key_pem: key.unwrap_or_default(),
+        ca_pem,
+    })
+}
+
 /// Where SIP listens when `[sip]` does not say.
 const DEFAULT_LISTEN: &str = "0.0.0.0:5060";
 
@@ -79,6 +166,7 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:5060";
 /// file, id, kind, its sip table)` for every line with one. `None` when no
 /// line speaks SIP and there is no `[sip]`.
 pub(super) fn check(
+    base: &Path,
     raw: Option<&RawSip>,
     lines: &[(usize, String, LineKind, &RawLineSip)],
     err: &mut dyn FnMut(&str, String),
@@ -167,6 +255,8 @@ pub(super) fn check(
         }
     }
 
+    s.tls = check_tls(base, raw, &s, err);
+
     let mut out = Vec::new();
     let mut users: HashMap<String, usize> = HashMap::new();
     for (i, id, kind, l) in lines {
@@ -205,6 +295,26 @@ pub(super) fn check(
                         ),
                     );
                 }
+                let tls = match l.transport.as_deref() {
+                    None | Some("udp") => false,
+                    Some("tls") => {
+                        if s.tls.is_none() {
+                            err(
+                                &at("transport"),
+                                "a trunk over TLS needs `[sip] tls_listen` (the box's TLS side)"
+                                    .into(),
+                            );
+                        }
+                        true
+                    }
+                    Some(other) => {
+                        err(
+                            &at("transport"),
+                            format!("unknown transport `{other}`; use \"udp\" or \"tls\""),
+                        );
+                        false
+                    }
+                };
                 let register = l.register.unwrap_or(false);
                 if register && (l.username.is_none() || l.password.is_none()) {
                     err(
@@ -266,6 +376,7 @@ pub(super) fn check(
                         expires,
                         caller_id: l.caller_id.clone(),
                         keepalive,
+                        tls,
                     }),
                 ));
             }
@@ -278,6 +389,7 @@ pub(super) fn check(
                     ("caller_id", l.caller_id.is_some()),
                     ("keepalive", l.keepalive.is_some()),
                     ("channels", l.channels.is_some()),
+                    ("transport", l.transport.is_some()),
                 ] {
                     if set {
                         err(

@@ -19,6 +19,7 @@ use super::agent::Agent;
 use super::line::LineShared;
 use super::sdp::{self, Negotiated, Sdp};
 use super::session::{MediaNote, RtpSession};
+use super::srtp::MasterKey;
 use super::timer::{self, SessionTimer};
 use crate::line::{HangupCause, LineEvent, LineKind};
 
@@ -148,6 +149,10 @@ struct Leg {
     refresh: Option<JoinHandle<rsipstack::Result<Option<Response>>>>,
     /// The far end takes UPDATE (refreshes without SDP).
     update_ok: bool,
+    /// The box's SRTP key for this call (used when the far end encrypts).
+    key: MasterKey,
+    /// The box's own offer carried `key` (RTP/SAVP).
+    offered_srtp: bool,
 }
 
 impl Leg {
@@ -175,6 +180,11 @@ impl Leg {
             }
             Err(e) => tracing::error!(line = %self.line.info.id, "RTP socket: {e}"),
         }
+    }
+
+    /// The SRTP key the box's own offer carried, if it did.
+    fn offered_key(&self) -> Option<MasterKey> {
+        self.offered_srtp.then(|| self.key.clone())
     }
 
     /// Starts (or stops) the session timer from now.
@@ -285,6 +295,7 @@ impl Leg {
             port,
             self.agent.session_id(),
             self.sdp_version,
+            Some(&self.key),
         ) {
             Ok((text, n)) => {
                 let held = offer.is_hold();
@@ -448,6 +459,10 @@ pub(crate) struct CallParts {
     pub(crate) local_sdp: String,
     /// The far end takes UPDATE (its INVITE's Allow says so).
     pub(crate) update_ok: bool,
+    /// The box's SRTP key for the call.
+    pub(crate) key: MasterKey,
+    /// The box's offer (if it made one) is RTP/SAVP with `key`.
+    pub(crate) offered_srtp: bool,
 }
 
 impl CallParts {
@@ -475,6 +490,8 @@ impl CallParts {
             expires_at: Instant::now(),
             refresh: None,
             update_ok: self.update_ok,
+            key: self.key,
+            offered_srtp: self.offered_srtp,
         };
         (leg, self.states, self.cmds, notes)
     }
@@ -571,10 +588,11 @@ pub(crate) async fn inbound(
                     let ack = leg.dialog.last_remote_ack();
                     let body = ack.as_ref().map(|a| String::from_utf8_lossy(&a.body).into_owned());
                     let offered = leg.agent.settings.codecs.clone();
+                    let key = leg.offered_key();
                     match body
                         .ok_or_else(|| "no ACK".to_string())
                         .and_then(|b| Sdp::parse(&b).map_err(|e| e.to_string()))
-                        .and_then(|a| sdp::negotiated_from_answer(&offered, &a).map_err(|e| e.to_string()))
+                        .and_then(|a| sdp::negotiated_from_answer(&offered, &a, key.as_ref()).map_err(|e| e.to_string()))
                     {
                         Ok(n) => leg.start_media(&n),
                         Err(e) => {
@@ -639,6 +657,7 @@ pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing:
     let mut id = parts.dialog.id();
     let (mut leg, mut states, mut cmds, mut notes) = parts.leg();
     let offered = leg.agent.settings.codecs.clone();
+    let key = leg.offered_key();
     let dialogs: Vec<InviteDialog> = forks.iter().map(|f| f.dialog.clone()).collect();
     let mut pending = tokio::task::JoinSet::new();
     for (i, f) in forks.into_iter().enumerate() {
@@ -672,7 +691,7 @@ pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing:
                             }
                         }
                         let text = String::from_utf8_lossy(&resp.body);
-                        match Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
+                        match Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a, key.as_ref())) {
                             Ok(n) => {
                                 leg.start_media(&n);
                                 leg.update_ok = allows_update(resp.header_value("Allow"));
@@ -739,7 +758,7 @@ pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing:
                                 // Early media (183): the far end's tones and
                                 // announcements are heard before the answer.
                                 let text = String::from_utf8_lossy(&resp.body);
-                                if let Ok(n) = Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a)) {
+                                if let Ok(n) = Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a, key.as_ref())) {
                                     leg.start_media(&n);
                                 }
                             }

@@ -24,6 +24,35 @@ pub struct SipSettings {
     /// A call whose far end sends no RTP this long is hung up (not while
     /// it holds the call).
     pub rtp_timeout: Duration,
+    /// SIP over TLS, when the site asks for it.
+    pub tls: Option<TlsSettings>,
+}
+
+/// SIP over TLS (`[sip] tls_listen`…): where the box listens for phones
+/// and carriers that connect with TLS, its certificate, and whom it trusts
+/// when it connects to a carrier.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// TCP address of the TLS listener.
+    pub listen: SocketAddr,
+    /// The box's certificate chain (PEM).
+    pub cert_pem: Vec<u8>,
+    /// Its private key (PEM).
+    pub key_pem: Vec<u8>,
+    /// The authorities a carrier's certificate must chain to (PEM); the
+    /// system's when not set.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("listen", &self.listen)
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl SipSettings {
@@ -35,6 +64,7 @@ impl SipSettings {
             rtp_ports: 20000..=20999,
             codecs: vec![Codec::Pcma, Codec::Pcmu],
             rtp_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 
@@ -155,6 +185,8 @@ pub struct TrunkSettings {
     /// How often a carrier known by address is asked whether it is there
     /// (OPTIONS); `None`: never.
     pub keepalive: Option<Duration>,
+    /// Signalling to the carrier over TLS (its certificate checked).
+    pub tls: bool,
 }
 
 /// A SIP phone: the account it registers with.

@@ -22,6 +22,7 @@ pub mod rtp;
 pub mod screen;
 pub mod sdp;
 mod session;
+pub mod srtp;
 mod timer;
 
 use std::net::SocketAddr;
@@ -29,7 +30,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-pub use config::{Peer, SipArgs, SipLineSettings, SipSettings, StationSettings, TrunkSettings};
+pub use config::{
+    Peer, SipArgs, SipLineSettings, SipSettings, StationSettings, TlsSettings, TrunkSettings,
+};
 pub use line::{SipAudioIn, SipAudioOut, SipLine};
 
 use crate::error::{Error, ErrorKind};

@@ -6,6 +6,8 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::srtp::MasterKey;
+
 /// A codec the box speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
@@ -123,6 +125,9 @@ pub enum SdpError {
     /// No address to send to.
     #[error("SDP has no connection address for its audio")]
     NoAddress,
+    /// SRTP asked for (RTP/SAVP) without a key the box can use.
+    #[error("SRTP without a key in the suite the box speaks ({suite})", suite = crate::sip::srtp::SUITE)]
+    NoCrypto,
     /// Nothing in common.
     #[error("no common codec: the offer has {offered}; the box speaks {ours}")]
     NoCodec {
@@ -298,6 +303,17 @@ pub struct Negotiated {
     pub ptime: u32,
     /// The box's own direction.
     pub direction: Direction,
+    /// SRTP keys, when the call is encrypted (SDES).
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// The two SRTP master keys of an encrypted call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// The box's: what it sends is protected with it.
+    pub local: MasterKey,
+    /// The far end's: what it sends is checked and decrypted with it.
+    pub remote: MasterKey,
 }
 
 /// The encoding name of payload type `pt` in `m`: its rtpmap, else the
@@ -343,6 +359,16 @@ fn choose(m: &Media, ours: &[Codec]) -> Result<(Codec, u8), SdpError> {
     })
 }
 
+/// Whether a stream's profile is secure RTP.
+fn secure(m: &Media) -> bool {
+    m.protocol.to_ascii_uppercase().contains("SAVP")
+}
+
+/// The far end's first key in the suite the box speaks, with its tag.
+fn their_key(m: &Media) -> Option<(u32, MasterKey)> {
+    m.crypto.iter().find_map(|c| MasterKey::from_crypto(c))
+}
+
 fn agree(
     sdp: &Sdp,
     ours: &[Codec],
@@ -363,6 +389,7 @@ fn agree(
         remote,
         ptime: m.ptime.unwrap_or(20),
         direction,
+        srtp: None,
     })
 }
 
@@ -375,12 +402,14 @@ fn describe(
     session: u64,
     version: u64,
     direction: Direction,
+    crypto: Option<(&str, u32, &MasterKey)>,
 ) -> String {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut s = String::with_capacity(256);
     let _ = write!(
         s,
-        "v=0\r\no=callbox {session} {version} IN {family} {ip}\r\ns=callbox\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
+        "v=0\r\no=callbox {session} {version} IN {family} {ip}\r\ns=callbox\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} {}",
+        crypto.map_or("RTP/AVP", |(profile, _, _)| profile)
     );
     for (_, pt) in codecs {
         let _ = write!(s, " {pt}");
@@ -398,11 +427,17 @@ fn describe(
             "a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-15\r\n"
         );
     }
+    if let Some((_, tag, key)) = crypto {
+        let _ = write!(s, "a=crypto:{}\r\n", key.crypto_attr(tag));
+    }
     let _ = write!(s, "a=ptime:20\r\na={}\r\n", direction.attr());
     s
 }
 
-/// Answers an offer: the box's description and what was agreed.
+/// Answers an offer: the box's description and what was agreed. With
+/// `key`, an offer with SRTP keys (SDES) is answered encrypted; an offer
+/// of RTP/SAVP without a usable key is refused.
+#[allow(clippy::too_many_arguments)]
 pub fn answer(
     offer: &Sdp,
     ours: &[Codec],
@@ -410,8 +445,21 @@ pub fn answer(
     port: u16,
     session: u64,
     version: u64,
+    key: Option<&MasterKey>,
 ) -> Result<(String, Negotiated), SdpError> {
-    let n = agree(offer, ours, Direction::reverse)?;
+    let mut n = agree(offer, ours, Direction::reverse)?;
+    let m = offer.audio.as_ref().ok_or(SdpError::NoAudio)?;
+    let crypto = match (their_key(m), key) {
+        (Some((tag, remote)), Some(local)) => {
+            n.srtp = Some(SrtpKeys {
+                local: local.clone(),
+                remote,
+            });
+            Some((m.protocol.as_str(), tag, local))
+        }
+        _ if secure(m) => return Err(SdpError::NoCrypto),
+        _ => None,
+    };
     let text = describe(
         &[(n.codec, n.pt)],
         n.dtmf_pt,
@@ -420,11 +468,14 @@ pub fn answer(
         session,
         version,
         n.direction,
+        crypto,
     );
     Ok((text, n))
 }
 
-/// The box's offer: its codecs and telephone-event at `dtmf_pt`.
+/// The box's offer: its codecs and telephone-event at `dtmf_pt`; with
+/// `key`, RTP/SAVP with that SRTP key.
+#[allow(clippy::too_many_arguments)]
 pub fn offer(
     ours: &[Codec],
     dtmf_pt: u8,
@@ -433,6 +484,7 @@ pub fn offer(
     session: u64,
     version: u64,
     direction: Direction,
+    key: Option<&MasterKey>,
 ) -> String {
     let codecs: Vec<_> = ours.iter().map(|c| (*c, c.payload_type())).collect();
     describe(
@@ -443,12 +495,27 @@ pub fn offer(
         session,
         version,
         direction,
+        key.map(|k| ("RTP/SAVP", 1, k)),
     )
 }
 
-/// What was agreed, from the answer to the box's offer of `ours`.
-pub fn negotiated_from_answer(ours: &[Codec], answer: &Sdp) -> Result<Negotiated, SdpError> {
-    agree(answer, ours, Direction::reverse)
+/// What was agreed, from the answer to the box's offer of `ours` (made
+/// with SRTP `key`, if any: then the answer must carry the far end's).
+pub fn negotiated_from_answer(
+    ours: &[Codec],
+    answer: &Sdp,
+    key: Option<&MasterKey>,
+) -> Result<Negotiated, SdpError> {
+    let mut n = agree(answer, ours, Direction::reverse)?;
+    if let Some(local) = key {
+        let m = answer.audio.as_ref().ok_or(SdpError::NoAudio)?;
+        let (_, remote) = their_key(m).ok_or(SdpError::NoCrypto)?;
+        n.srtp = Some(SrtpKeys {
+            local: local.clone(),
+            remote,
+        });
+    }
+    Ok(n)
 }
 
 /// An unspecified IPv4 address, for tests and holds.
@@ -465,7 +532,7 @@ mod tests {
     #[test]
     fn sipps_offer_is_answered_with_pcma_and_its_event_type() {
         let o = Sdp::parse(SIPP).unwrap();
-        let (text, n) = answer(&o, &[Codec::Pcma, Codec::Pcmu], ME, 20000, 5, 1).unwrap();
+        let (text, n) = answer(&o, &[Codec::Pcma, Codec::Pcmu], ME, 20000, 5, 1, None).unwrap();
         assert_eq!(n.codec, Codec::Pcma);
         assert_eq!((n.pt, n.dtmf_pt), (8, Some(101)));
         assert_eq!(n.remote, "127.0.0.1:6000".parse().unwrap());
@@ -473,17 +540,22 @@ mod tests {
         assert!(text.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{text}");
         assert!(text.contains("a=rtpmap:101 telephone-event/8000"), "{text}");
         let back = Sdp::parse(&text).unwrap();
-        assert_eq!(negotiated_from_answer(&[Codec::Pcma], &back).unwrap().pt, 8);
+        assert_eq!(
+            negotiated_from_answer(&[Codec::Pcma], &back, None)
+                .unwrap()
+                .pt,
+            8
+        );
     }
 
     #[test]
     fn the_event_type_is_taken_from_its_rtpmap_and_the_offers_order_wins() {
         let o = Sdp::parse(BARESIP).unwrap();
-        let (_, n) = answer(&o, &[Codec::Pcma, Codec::Pcmu], ME, 20000, 5, 1).unwrap();
+        let (_, n) = answer(&o, &[Codec::Pcma, Codec::Pcmu], ME, 20000, 5, 1, None).unwrap();
         assert_eq!((n.codec, n.pt, n.dtmf_pt), (Codec::Pcmu, 0, Some(96)));
         // The video stream's sendonly does not leak into the audio's.
         assert!(!o.is_hold());
-        let (_, n) = answer(&o, &[Codec::Pcma], ME, 20000, 5, 1).unwrap();
+        let (_, n) = answer(&o, &[Codec::Pcma], ME, 20000, 5, 1, None).unwrap();
         assert_eq!(n.codec, Codec::Pcma);
     }
 
@@ -492,18 +564,71 @@ mod tests {
         let held = BARESIP.replace("a=sendrecv", "a=sendonly");
         let o = Sdp::parse(&held).unwrap();
         assert!(o.is_hold());
-        let (text, n) = answer(&o, &[Codec::Pcma], ME, 1, 1, 2).unwrap();
+        let (text, n) = answer(&o, &[Codec::Pcma], ME, 1, 1, 2, None).unwrap();
         assert_eq!(n.direction, Direction::RecvOnly);
         assert!(text.contains("a=recvonly"));
         let old = SIPP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0");
         let o = Sdp::parse(&old).unwrap();
         assert!(o.is_hold());
         assert_eq!(
-            answer(&o, &[Codec::Pcma], ME, 1, 1, 2).unwrap().1.direction,
+            answer(&o, &[Codec::Pcma], ME, 1, 1, 2, None)
+                .unwrap()
+                .1
+                .direction,
             Direction::Inactive
         );
         let inactive = Sdp::parse(&format!("{SIPP}a=inactive\r\n")).unwrap();
         assert!(inactive.is_hold());
+    }
+
+    #[test]
+    fn an_srtp_offer_is_answered_with_the_boxs_key_and_one_without_a_key_is_refused() {
+        let theirs = MasterKey::random().unwrap();
+        let ours = MasterKey::random().unwrap();
+        let their_offer = SIPP.replace("RTP/AVP 8 101", "RTP/SAVP 8 101")
+            + &format!("a=crypto:3 {}\r\n", &theirs.crypto_attr(3)[2..]);
+        let o = Sdp::parse(&their_offer).unwrap();
+        let (text, n) = answer(&o, &[Codec::Pcma], ME, 20000, 5, 1, Some(&ours)).unwrap();
+        assert!(text.contains("m=audio 20000 RTP/SAVP 8 101\r\n"), "{text}");
+        assert!(
+            text.contains(&format!("a=crypto:{}\r\n", ours.crypto_attr(3))),
+            "{text}"
+        );
+        let keys = n.srtp.unwrap();
+        assert_eq!((keys.local, keys.remote), (ours.clone(), theirs.clone()));
+        // The box's answer, read back by the far end as its answer.
+        let back = Sdp::parse(&text).unwrap();
+        let n = negotiated_from_answer(&[Codec::Pcma], &back, Some(&theirs)).unwrap();
+        assert_eq!(n.srtp.unwrap().remote, ours);
+        // RTP/SAVP with no key the box can use; a plain answer to an SRTP
+        // offer.
+        let bare = Sdp::parse(&SIPP.replace("RTP/AVP 8 101", "RTP/SAVP 8 101")).unwrap();
+        assert_eq!(
+            answer(&bare, &[Codec::Pcma], ME, 1, 1, 1, Some(&ours)).unwrap_err(),
+            SdpError::NoCrypto
+        );
+        let plain = Sdp::parse(SIPP).unwrap();
+        assert_eq!(
+            negotiated_from_answer(&[Codec::Pcma], &plain, Some(&ours)).unwrap_err(),
+            SdpError::NoCrypto
+        );
+        // A plain offer stays plain, key or not.
+        let (text, n) = answer(&plain, &[Codec::Pcma], ME, 1, 1, 1, Some(&ours)).unwrap();
+        assert!(n.srtp.is_none() && !text.contains("crypto"), "{text}");
+        let offered = offer(
+            &[Codec::Pcma],
+            101,
+            ME,
+            1,
+            1,
+            1,
+            Direction::SendRecv,
+            Some(&ours),
+        );
+        assert!(
+            offered.contains("RTP/SAVP") && offered.contains("a=crypto:1 "),
+            "{offered}"
+        );
     }
 
     #[test]
@@ -518,6 +643,7 @@ mod tests {
             1,
             1,
             1,
+            None,
         )
         .unwrap_err();
         assert_eq!(
@@ -541,7 +667,16 @@ mod tests {
                 .contains("`nowhere` is not an IP address")
         );
         assert_eq!(
-            answer(&Sdp::parse("v=0\r\n").unwrap(), &[Codec::Pcma], ME, 1, 1, 1).unwrap_err(),
+            answer(
+                &Sdp::parse("v=0\r\n").unwrap(),
+                &[Codec::Pcma],
+                ME,
+                1,
+                1,
+                1,
+                None
+            )
+            .unwrap_err(),
             SdpError::NoAudio
         );
     }

@@ -19,6 +19,7 @@ use super::jitter::JitterBuffer;
 use super::lock;
 use super::rtp::{self, RtpHeader, RtpSender};
 use super::sdp::{Codec, Direction, Negotiated};
+use super::srtp::{self, MasterKey};
 use crate::audio::Frame;
 
 /// Least time between two frames taken from the jitter buffer: half a
@@ -68,7 +69,10 @@ struct Rx {
     held: bool,
     /// When the jitter buffer last gave a frame.
     last_pop: Option<Instant>,
+    /// SRTP: the far end's key and its state, when the call is encrypted.
+    srtp: Option<(MasterKey, srtp::Context)>,
     /// Packets dropped, by reason; logged once per reason.
+    unauthentic: u64,
     foreign: u64,
     bad_pt: u64,
     malformed: u64,
@@ -83,6 +87,8 @@ struct Tx {
     pt: u8,
     sending: bool,
     sender: RtpSender,
+    /// SRTP: the box's own key's state, when the call is encrypted.
+    srtp: Option<srtp::Context>,
     buf: Vec<u8>,
     payload: Vec<u8>,
     /// A frame was sent since the last tick's read (the engine reads every
@@ -109,6 +115,9 @@ impl RtpSession {
     ) -> std::io::Result<RtpSession> {
         sock.set_nonblocking(true)?;
         let port = sock.local_addr()?.port();
+        if n.srtp.is_some() {
+            tracing::info!(port, suite = srtp::SUITE, "SRTP");
+        }
         Ok(RtpSession {
             sock,
             port,
@@ -122,6 +131,11 @@ impl RtpSession {
                 last_packet: Instant::now(),
                 held: matches!(n.direction, Direction::Inactive | Direction::SendOnly),
                 last_pop: None,
+                srtp: n
+                    .srtp
+                    .as_ref()
+                    .map(|k| (k.remote.clone(), srtp::Context::new(&k.remote))),
+                unauthentic: 0,
                 foreign: 0,
                 bad_pt: 0,
                 malformed: 0,
@@ -134,6 +148,7 @@ impl RtpSession {
                 pt: n.pt,
                 sending: sends(n.direction),
                 sender: RtpSender::new(),
+                srtp: n.srtp.as_ref().map(|k| srtp::Context::new(&k.local)),
                 buf: Vec::with_capacity(256),
                 payload: Vec::with_capacity(256),
                 sent_since_read: false,
@@ -159,7 +174,17 @@ impl RtpSession {
         rx.dtmf_pt = n.dtmf_pt;
         rx.held = matches!(n.direction, Direction::Inactive | Direction::SendOnly);
         rx.last_packet = Instant::now();
+        match (&n.srtp, &rx.srtp) {
+            (Some(k), Some((old, _))) if *old == k.remote => {}
+            (Some(k), _) => rx.srtp = Some((k.remote.clone(), srtp::Context::new(&k.remote))),
+            (None, _) => rx.srtp = None,
+        }
         let mut tx = lock(&self.tx);
+        match (&n.srtp, &tx.srtp) {
+            (Some(_), Some(_)) => {}
+            (Some(k), None) => tx.srtp = Some(srtp::Context::new(&k.local)),
+            (None, _) => tx.srtp = None,
+        }
         if tx.remote != n.remote {
             tx.remote = n.remote;
             rx.source = None;
@@ -178,30 +203,42 @@ impl RtpSession {
         let mut rx = lock(&self.rx);
         let rx = &mut *rx;
         loop {
-            let (n, from) = match self.sock.recv_from(&mut rx.buf) {
+            let (mut n, from) = match self.sock.recv_from(&mut rx.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 // An ICMP port-unreachable from an earlier send; nothing
                 // to read.
                 Err(_) => break,
             };
-            match rx.source {
-                Some(s) if s != from => {
-                    rx.foreign += 1;
-                    if rx.foreign == 1 {
-                        tracing::warn!(port = self.port, %from, expected = %s, "RTP from an unexpected source dropped");
-                    }
-                    continue;
+            if let Some(s) = rx.source
+                && s != from
+            {
+                rx.foreign += 1;
+                if rx.foreign == 1 {
+                    tracing::warn!(port = self.port, %from, expected = %s, "RTP from an unexpected source dropped");
                 }
-                Some(_) => {}
-                None => {
-                    rx.source = Some(from);
-                    // Symmetric RTP: answer where the far end sends from.
-                    lock(&self.tx).remote = from;
-                }
+                continue;
             }
             if rtp::is_rtcp(&rx.buf[..n]) {
                 continue;
+            }
+            if let Some((_, ctx)) = rx.srtp.as_mut() {
+                match ctx.unprotect(&mut rx.buf[..n]) {
+                    Ok(len) => n = len,
+                    Err(e) => {
+                        rx.unauthentic += 1;
+                        if rx.unauthentic == 1 {
+                            tracing::warn!(port = self.port, %from, "SRTP packet dropped: {e:?}");
+                        }
+                        continue;
+                    }
+                }
+            }
+            if rx.source.is_none() {
+                // Symmetric RTP: answer where the far end sends from (only
+                // once a packet proved itself, when encrypted).
+                rx.source = Some(from);
+                lock(&self.tx).remote = from;
             }
             let Ok((h, payload)) = rtp::parse(&rx.buf[..n]) else {
                 rx.malformed += 1;
@@ -269,8 +306,15 @@ impl RtpSession {
         let rx = lock(&self.rx);
         let j = rx.jitter.stats();
         format!(
-            "late {} lost {} concealed {} cut {} samples; dropped: {} foreign, {} bad type, {} malformed",
-            j.late, j.lost, j.concealed, j.dropped, rx.foreign, rx.bad_pt, rx.malformed
+            "late {} lost {} concealed {} cut {} samples; dropped: {} foreign, {} bad type, {} malformed, {} unauthentic",
+            j.late,
+            j.lost,
+            j.concealed,
+            j.dropped,
+            rx.foreign,
+            rx.bad_pt,
+            rx.malformed,
+            rx.unauthentic
         )
     }
 
@@ -296,6 +340,9 @@ impl RtpSession {
         tx.payload.clear();
         tx.payload.resize(FRAME_SAMPLES, silence);
         tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
+        if let Some(c) = tx.srtp.as_mut() {
+            c.protect(&mut tx.buf);
+        }
         let _ = self.sock.send_to(&tx.buf, tx.remote);
     }
 
@@ -311,6 +358,9 @@ impl RtpSession {
         tx.payload.resize(s.len(), 0);
         tx.law.encode(s, &mut tx.payload);
         tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
+        if let Some(c) = tx.srtp.as_mut() {
+            c.protect(&mut tx.buf);
+        }
         let _ = self.sock.send_to(&tx.buf, tx.remote);
         tx.sent_since_read = true;
     }

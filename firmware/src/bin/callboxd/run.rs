@@ -54,6 +54,7 @@ pub fn run(
     }
     .context("starting the async runtime")?;
 
+    let sip = sip_with_certificate(site.sip.clone(), &data_dir).map_err(Failure::Other)?;
     runtime.block_on(async move {
         let hal = registry::open(
             &site.backend,
@@ -61,7 +62,7 @@ pub fn run(
                 lines: site.lines.clone(),
                 scenario,
                 board: site.board.clone(),
-                sip: site.sip.clone(),
+                sip,
             },
         )
         .map_err(|e| Failure::Run(e.into()))?;
@@ -205,4 +206,29 @@ pub fn write_sim_report(path: &Path, c: &SimControl) -> Result<(), Failure> {
     std::fs::write(path, report.to_string())
         .with_context(|| format!("writing the sim report {}", path.display()))?;
     Ok(())
+}
+
+/// The SIP settings with the TLS certificate filled in: the config's, or
+/// the box's self-signed one (made on first start). Its fingerprint goes to
+/// the log for phones that pin it.
+fn sip_with_certificate(
+    sip: Option<callbox_hal::sip::SipArgs>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<callbox_hal::sip::SipArgs>> {
+    let Some(mut sip) = sip else { return Ok(None) };
+    let public_ip = sip.settings.public_ip();
+    if let Some(tls) = sip.settings.tls.as_mut() {
+        if tls.cert_pem.is_empty() {
+            let hosts = vec!["callbox".to_string(), public_ip.to_string()];
+            let id = callbox_firmware::certs::load_or_make(&data_dir.join("tls"), "sip", &hosts)?;
+            tls.cert_pem = id.cert_pem;
+            tls.key_pem = id.key_pem;
+        }
+        tracing::info!(
+            listen = %tls.listen,
+            fingerprint = callbox_firmware::certs::fingerprint(&tls.cert_pem).unwrap_or_default(),
+            "SIP over TLS certificate"
+        );
+    }
+    Ok(Some(sip))
 }

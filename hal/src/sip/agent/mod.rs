@@ -19,8 +19,9 @@ use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Method, Request, StatusCode, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use rsipstack::{EndpointBuilder, transaction::TransactionReceiver};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +34,7 @@ use super::call::{self, Inbound};
 use super::config::{Peer, SipLineSettings, SipSettings};
 use super::line::LineShared;
 use super::sdp::{self, Direction, Sdp};
+use super::srtp::MasterKey;
 use super::timer;
 use super::{SipError, lock};
 use crate::line::{HangupCause, LineEvent, LineKind};
@@ -62,6 +64,9 @@ struct Binding {
     /// Where its REGISTER came from: behind a home router this differs from
     /// the Contact, and only this address reaches it.
     source: SocketAddr,
+    /// It registered over TLS: it is rung over its TLS connection, with
+    /// SRTP.
+    tls: bool,
     until: Instant,
 }
 
@@ -114,6 +119,14 @@ impl Agent {
             addr: settings.listen,
             error: e,
         })?;
+        if let Some(tls) = &settings.tls {
+            // Bound for real when the endpoint starts; a port in use is
+            // reported now.
+            std::net::TcpListener::bind(tls.listen).map_err(|e| SipError::Bind {
+                addr: tls.listen,
+                error: e,
+            })?;
+        }
         let first = *settings.rtp_ports.start() & !1;
         Ok(Agent {
             settings,
@@ -168,6 +181,7 @@ impl Agent {
         .ok_or(SipError::Stopped)?
         .map_err(|e| SipError::Refused(format!("SIP socket {addr}: {e}")))?;
         transport.add_transport(conn.into());
+        self.start_tls(&transport)?;
         let endpoint = EndpointBuilder::new()
             .with_transport_layer(transport)
             .with_cancel_token(self.cancel.clone())
@@ -242,33 +256,72 @@ impl Agent {
     /// Resolves the carriers named by DNS now and every minute after; a
     /// failed lookup keeps the last addresses.
     async fn keep_resolving(self: Arc<Self>, names: Vec<Peer>) {
-        let v4 = self.settings.listen.is_ipv4();
         loop {
             for peer in &names {
-                let Peer::Name { host, port } = peer else {
-                    continue;
-                };
-                match tokio::net::lookup_host((host.as_str(), *port)).await {
-                    Ok(found) => {
-                        // Only addresses the box's socket can reach.
-                        let addrs: Vec<SocketAddr> = found.filter(|a| a.is_ipv4() == v4).collect();
-                        if addrs.is_empty() {
-                            tracing::warn!(%peer, "carrier's name has no address the box can reach");
-                            continue;
-                        }
-                        let old = lock(&self.resolved).insert(host.clone(), addrs.clone());
-                        if old.as_ref() != Some(&addrs) {
-                            tracing::info!(%peer, ?addrs, "carrier resolved");
-                        }
-                    }
-                    Err(e) => tracing::warn!(%peer, "resolving the carrier: {e}"),
-                }
+                self.resolve(peer).await;
             }
             tokio::select! {
                 () = self.cancel.cancelled() => return,
                 () = tokio::time::sleep(RESOLVE_EVERY) => {}
             }
         }
+    }
+
+    /// Looks a carrier's name up now; `false` when it has no address.
+    async fn resolve(&self, peer: &Peer) -> bool {
+        let Peer::Name { host, port } = peer else {
+            return true;
+        };
+        let v4 = self.settings.listen.is_ipv4();
+        match tokio::net::lookup_host((host.as_str(), *port)).await {
+            Ok(found) => {
+                // Only addresses the box's socket can reach.
+                let addrs: Vec<SocketAddr> = found.filter(|a| a.is_ipv4() == v4).collect();
+                if addrs.is_empty() {
+                    tracing::warn!(%peer, "carrier's name has no address the box can reach");
+                    return false;
+                }
+                let old = lock(&self.resolved).insert(host.clone(), addrs.clone());
+                if old.as_ref() != Some(&addrs) {
+                    tracing::info!(%peer, ?addrs, "carrier resolved");
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "resolving the carrier: {e}");
+                !self.peer_addrs(peer).is_empty()
+            }
+        }
+    }
+
+    /// The trunks whose carrier sends from `ip`. A carrier named by DNS and
+    /// not resolved yet (the box just started) is looked up first.
+    async fn trunks_from(&self, ip: Option<IpAddr>) -> Vec<Arc<LineShared>> {
+        let lines = self.lines();
+        let matching = |me: &Self| -> Vec<Arc<LineShared>> {
+            lines
+                .iter()
+                .filter(|l| {
+                    matches!(&l.settings, SipLineSettings::Trunk(t)
+                        if me.peer_addrs(&t.peer).iter().any(|a| Some(a.ip()) == ip))
+                })
+                .cloned()
+                .collect()
+        };
+        let found = matching(self);
+        if !found.is_empty() {
+            return found;
+        }
+        let mut looked_up = false;
+        for l in &lines {
+            if let SipLineSettings::Trunk(t) = &l.settings
+                && matches!(t.peer, Peer::Name { .. })
+                && self.peer_addrs(&t.peer).is_empty()
+            {
+                looked_up |= self.resolve(&t.peer).await;
+            }
+        }
+        if looked_up { matching(self) } else { found }
     }
 
     fn stack(&self) -> Result<&Stack, SipError> {
@@ -306,11 +359,58 @@ impl Agent {
     }
 
     fn contact(&self, user: &str) -> Result<Uri, SipError> {
+        self.contact_for(user, false)
+    }
+
+    /// The box's Contact for a dialog over TLS or UDP.
+    fn contact_for(&self, user: &str, tls: bool) -> Result<Uri, SipError> {
         let ip = self.settings.public_ip();
-        parse_uri(&format!(
-            "sip:{user}@{}",
-            SocketAddr::new(ip, self.settings.listen.port())
+        match (&self.settings.tls, tls) {
+            (Some(t), true) => parse_uri(&format!(
+                "sip:{user}@{};transport=tls",
+                SocketAddr::new(ip, t.listen.port())
+            )),
+            _ => parse_uri(&format!(
+                "sip:{user}@{}",
+                SocketAddr::new(ip, self.settings.listen.port())
+            )),
+        }
+    }
+
+    /// Starts the TLS listener and the trust for connecting to carriers.
+    fn start_tls(&self, transport: &TransportLayer) -> Result<(), SipError> {
+        let Some(tls) = &self.settings.tls else {
+            return Ok(());
+        };
+        // rsipstack's rustls needs the process-wide provider; MQTT's
+        // client brings its own, so this is the only one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = tls
+            .ca_pem
+            .clone()
+            .or_else(|| std::fs::read("/etc/ssl/certs/ca-certificates.crt").ok());
+        transport.set_tls_config(TlsConfig {
+            ca_certs: ca,
+            ..Default::default()
+        });
+        let external = self
+            .settings
+            .advertise
+            .map(|ip| SocketAddr::new(ip, tls.listen.port()));
+        let listener = ready_now(TlsListenerConnection::new(
+            tls.listen,
+            external,
+            TlsConfig {
+                cert: Some(tls.cert_pem.clone()),
+                key: Some(tls.key_pem.clone()),
+                ..Default::default()
+            },
         ))
+        .ok_or(SipError::Stopped)?
+        .map_err(|e| SipError::Refused(format!("SIP TLS listener {}: {e}", tls.listen)))?;
+        transport.add_transport(SipConnection::TlsListener(listener));
+        tracing::info!(addr = %tls.listen, "SIP listening (TLS)");
+        Ok(())
     }
 
     async fn serve(self: Arc<Self>, mut incoming: TransactionReceiver) {
@@ -372,15 +472,7 @@ impl Agent {
             }
             vec![line.clone()]
         } else {
-            let ip = source.map(|s| s.ip());
-            let trunks: Vec<_> = lines
-                .iter()
-                .filter(|l| {
-                    matches!(&l.settings, SipLineSettings::Trunk(t)
-                        if self.peer_addrs(&t.peer).iter().any(|a| Some(a.ip()) == ip))
-                })
-                .cloned()
-                .collect();
+            let trunks = self.trunks_from(source.map(|s| s.ip())).await;
             if trunks.is_empty() {
                 tracing::warn!(source = ?source, from = ?from_user, "INVITE from an unknown peer refused");
                 return tx
@@ -435,6 +527,9 @@ impl Agent {
             }
         };
         let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+        let key = MasterKey::random().map_err(|e| format!("SRTP key: {e}"))?;
+        // A phone calling over TLS gets SRTP in the box's late offer.
+        let offered_srtp = offer.is_none() && over_tls(&tx.original);
         let answer = match offer.as_ref().map(|offer| {
             sdp::answer(
                 offer,
@@ -443,6 +538,7 @@ impl Agent {
                 port,
                 self.session_id(),
                 1,
+                Some(&key),
             )
         }) {
             Some(Ok((text, n))) => call::Answer::ToOffer(text, n),
@@ -455,6 +551,7 @@ impl Agent {
                 self.session_id(),
                 1,
                 Direction::SendRecv,
+                offered_srtp.then_some(&key),
             )),
             Some(Err(e)) => {
                 tracing::warn!(line = %line.info.id, "INVITE refused: {e}");
@@ -476,7 +573,7 @@ impl Agent {
             SipLineSettings::Station(s) => s.username.clone(),
             SipLineSettings::Trunk(t) => t.username.clone().unwrap_or_else(|| "callbox".into()),
         };
-        let contact = self.contact(&user).ok();
+        let contact = self.contact_for(&user, over_tls(&tx.original)).ok();
         let dialog = match stack
             .dialogs
             .get_or_create_server_invite(&tx, state_tx, None, contact)
@@ -521,6 +618,8 @@ impl Agent {
             sock,
             local_sdp,
             update_ok,
+            key,
+            offered_srtp,
         };
         tokio::spawn(call::inbound(parts, answer, how, timer));
         Ok(())
@@ -533,6 +632,7 @@ impl Agent {
             return Ok(None);
         }
         let offer = Sdp::parse(&String::from_utf8_lossy(&req.body)).map_err(|e| e.to_string())?;
+        let key = MasterKey::random().map_err(|e| format!("SRTP key: {e}"))?;
         sdp::answer(
             &offer,
             &self.settings.codecs,
@@ -540,6 +640,7 @@ impl Agent {
             0,
             0,
             1,
+            Some(&key),
         )
         .map_err(|e| e.to_string())?;
         Ok(Some(offer))
@@ -574,7 +675,12 @@ impl Agent {
         let to = self
             .peer_addr(&t.peer)
             .ok_or_else(|| SipError::Refused(format!("carrier {} has no address (DNS)", t.peer)))?;
-        self.invite(line, &[(callee, to)], caller, None, credential, true)
+        let target = Target {
+            uri: callee,
+            addr: to,
+            tls: t.tls,
+        };
+        self.invite(line, &[target], caller, None, credential, true)
     }
 
     /// Rings a station's phone where it registered.
@@ -601,17 +707,23 @@ impl Agent {
         let user = caller_id.filter(|c| !c.is_empty()).unwrap_or("anonymous");
         let caller = parse_uri(&format!("sip:{user}@{host}"))?;
         // Every device of the account rings; the first to answer takes it.
-        let targets: Vec<(Uri, SocketAddr)> =
-            devices.into_iter().map(|b| (b.contact, b.source)).collect();
+        let targets: Vec<Target> = devices
+            .into_iter()
+            .map(|b| Target {
+                uri: b.contact,
+                addr: b.source,
+                tls: b.tls,
+            })
+            .collect();
         self.invite(line, &targets, caller, caller_name, None, false)
     }
 
-    /// Sends the INVITEs of an outbound call, one per target (`(callee,
-    /// where to send it)`), all with one offer and one RTP port.
+    /// Sends the INVITEs of an outbound call, one per target, all with one
+    /// offer and one RTP port.
     fn invite(
         self: &Arc<Self>,
         line: &Arc<LineShared>,
-        targets: &[(Uri, SocketAddr)],
+        targets: &[Target],
         caller: Uri,
         display: Option<&str>,
         credential: Option<Credential>,
@@ -632,6 +744,9 @@ impl Agent {
             .local_addr()
             .map_err(|e| SipError::Refused(e.to_string()))?
             .port();
+        let key = MasterKey::random().map_err(|e| SipError::Refused(format!("SRTP key: {e}")))?;
+        // Phones and carriers reached over TLS are offered SRTP.
+        let offered_srtp = targets.iter().all(|t| t.tls);
         let offer = sdp::offer(
             &self.settings.codecs,
             101,
@@ -640,22 +755,21 @@ impl Agent {
             self.session_id(),
             1,
             Direction::SendRecv,
+            offered_srtp.then_some(&key),
         );
-        let contact = self.contact(caller.user().unwrap_or("callbox"))?;
         let (state_tx, state_rx) = stack.dialogs.new_dialog_state_channel();
         let mut forks = Vec::with_capacity(targets.len());
-        for (callee, to) in targets {
+        for t in targets {
+            let to = t.addr;
+            let contact = self.contact_for(caller.user().unwrap_or("callbox"), t.tls)?;
             let opt = InviteOption {
                 caller_display_name: display.map(str::to_string),
                 caller: caller.clone(),
-                callee: callee.clone(),
-                destination: Some(SipAddr::new(
-                    rsipstack::sip::Transport::Udp,
-                    rsipstack::sip::HostWithPort::from(*to),
-                )),
+                callee: t.uri.clone(),
+                destination: Some(sip_addr(to, t.tls)),
                 content_type: Some("application/sdp".into()),
                 offer: Some(offer.clone().into_bytes()),
-                contact: contact.clone(),
+                contact,
                 credential: credential.clone(),
                 // The far end may ask for a session timer in its 2xx.
                 headers: Some(vec![rsipstack::sip::Header::Supported("timer".into())]),
@@ -684,6 +798,8 @@ impl Agent {
             sock,
             local_sdp: offer,
             update_ok: false,
+            key,
+            offered_srtp,
         };
         tokio::spawn(call::outbound(parts, forks, trunk));
         Ok(())
@@ -696,6 +812,28 @@ impl Agent {
             SipLineSettings::Station(_) => LineKind::Station,
         }
     }
+}
+
+/// Where one INVITE of an outbound call goes.
+struct Target {
+    /// Its Request-URI.
+    uri: Uri,
+    /// The address it is sent to.
+    addr: SocketAddr,
+    /// Over TLS.
+    tls: bool,
+}
+
+/// `addr` over UDP or TLS.
+pub(crate) fn sip_addr(addr: SocketAddr, tls: bool) -> SipAddr {
+    SipAddr::new(
+        if tls {
+            rsipstack::sip::Transport::Tls
+        } else {
+            rsipstack::sip::Transport::Udp
+        },
+        rsipstack::sip::HostWithPort::from(addr),
+    )
 }
 
 fn parse_uri(s: &str) -> Result<Uri, SipError> {
@@ -716,6 +854,14 @@ pub(crate) fn source_addr(req: &Request) -> Option<SocketAddr> {
         .or_else(|| via.sent_by().port.as_ref().map(|p| p.value()))
         .unwrap_or(5060);
     Some(SocketAddr::new(ip, port))
+}
+
+/// Whether a request came over TLS (its top Via says so).
+pub(crate) fn over_tls(req: &Request) -> bool {
+    req.via_header()
+        .ok()
+        .and_then(|v| v.typed().ok())
+        .is_some_and(|v| v.transport == rsipstack::sip::Transport::Tls)
 }
 
 /// The number the caller dialled: the Request-URI's user, else the To's.

@@ -14,7 +14,7 @@ use rsipstack::transaction::transaction::Transaction;
 
 use super::{
     AUTH_FAILURES, AUTH_LOCKOUT, Agent, Binding, MAX_DEVICES, MAX_EXPIRES, MIN_EXPIRES, NONCE_LIFE,
-    REALM, lock, source_addr,
+    REALM, lock, over_tls, source_addr,
 };
 use crate::line::{LineEvent, LineFault};
 use crate::sip::config::{SipLineSettings, StationSettings};
@@ -224,6 +224,7 @@ impl Agent {
         let binding = Binding {
             contact: typed.uri.clone(),
             source,
+            tls: over_tls(&tx.original),
             until: now + Duration::from_secs(u64::from(granted)),
         };
         // `None`: the account has all the devices it may have.

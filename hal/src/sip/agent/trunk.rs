@@ -10,7 +10,6 @@ use rsipstack::dialog::registration::Registration;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Method, StatusCode, StatusCodeKind};
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::SipAddr;
 
 use super::{Agent, MIN_EXPIRES, PING_WAIT, Stack, parse_uri};
 use crate::line::{LineEvent, LineFault};
@@ -34,7 +33,7 @@ impl Agent {
         let mut seq = 0u32;
         loop {
             seq += 1;
-            let answered = match self.options(stack, &domain, &t.peer, seq).await {
+            let answered = match self.options(stack, &domain, &t.peer, t.tls, seq).await {
                 Ok(code) => {
                     tracing::debug!(line = %line.info.id, code, "carrier answered OPTIONS");
                     true
@@ -73,6 +72,7 @@ impl Agent {
         stack: &Stack,
         domain: &str,
         peer: &Peer,
+        tls: bool,
         seq: u32,
     ) -> Result<u16, String> {
         let peer = self
@@ -103,10 +103,7 @@ impl Agent {
         let key = TransactionKey::from_request(&req, TransactionRole::Client)
             .map_err(|e| e.to_string())?;
         let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
-        tx.destination = Some(SipAddr::new(
-            rsipstack::sip::Transport::Udp,
-            rsipstack::sip::HostWithPort::from(peer),
-        ));
+        tx.destination = Some(super::sip_addr(peer, tls));
         tx.send().await.map_err(|e| e.to_string())?;
         let answer = async {
             while let Some(msg) = tx.receive().await {
@@ -130,7 +127,8 @@ impl Agent {
     pub(super) async fn register_trunk(self: Arc<Self>, line: Arc<LineShared>, t: TrunkSettings) {
         let Ok(stack) = self.stack() else { return };
         let domain = t.domain.clone().unwrap_or_else(|| t.peer.host());
-        let Ok(server) = parse_uri(&format!("sip:{domain}")) else {
+        let transport = if t.tls { ";transport=tls" } else { "" };
+        let Ok(server) = parse_uri(&format!("sip:{domain}{transport}")) else {
             return;
         };
         let credential = Credential {
