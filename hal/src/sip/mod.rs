@@ -13,6 +13,7 @@
 //! RFC 4733 ([`rtp`], [`dtmf`]) and the jitter buffer ([`jitter`]).
 
 mod agent;
+mod batch;
 mod call;
 pub mod config;
 pub mod dtmf;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use callbox_dsp::g711::Law;
 use tokio::sync::mpsc;
 
+use super::batch::{BATCH, SLOT, Slots, recv_batch};
 use super::dtmf::EventReceiver;
 use super::jitter::JitterBuffer;
 use super::lock;
@@ -76,7 +77,7 @@ struct Rx {
     foreign: u64,
     bad_pt: u64,
     malformed: u64,
-    buf: Vec<u8>,
+    slots: Slots,
     pcm: Vec<i16>,
 }
 
@@ -139,7 +140,7 @@ impl RtpSession {
                 foreign: 0,
                 bad_pt: 0,
                 malformed: 0,
-                buf: vec![0; 2048],
+                slots: Slots::new(),
                 pcm: vec![0; 2048],
             }),
             tx: Mutex::new(Tx {
@@ -202,55 +203,15 @@ impl RtpSession {
         self.keep_sending(now);
         let mut rx = lock(&self.rx);
         let rx = &mut *rx;
+        let mut got = [(0, SocketAddr::from(([0, 0, 0, 0], 0))); BATCH];
         loop {
-            let (mut n, from) = match self.sock.recv_from(&mut rx.buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // An ICMP port-unreachable from an earlier send; nothing
-                // to read.
-                Err(_) => break,
-            };
-            if let Some(s) = rx.source
-                && s != from
-            {
-                rx.foreign += 1;
-                if rx.foreign == 1 {
-                    tracing::warn!(port = self.port, %from, expected = %s, "RTP from an unexpected source dropped");
-                }
-                continue;
+            let count = recv_batch(&self.sock, &mut rx.slots, &mut got);
+            for (i, &(n, from)) in got.iter().enumerate().take(count) {
+                self.on_datagram(rx, i * SLOT, n, from, now);
             }
-            if rtp::is_rtcp(&rx.buf[..n]) {
-                continue;
+            if count < BATCH {
+                break;
             }
-            if let Some((_, ctx)) = rx.srtp.as_mut() {
-                match ctx.unprotect(&mut rx.buf[..n]) {
-                    Ok(len) => n = len,
-                    Err(e) => {
-                        rx.unauthentic += 1;
-                        if rx.unauthentic == 1 {
-                            tracing::warn!(port = self.port, %from, "SRTP packet dropped: {e:?}");
-                        }
-                        continue;
-                    }
-                }
-            }
-            if rx.source.is_none() {
-                // Symmetric RTP: answer where the far end sends from (only
-                // once a packet proved itself, when encrypted).
-                rx.source = Some(from);
-                lock(&self.tx).remote = from;
-            }
-            let Ok((h, payload)) = rtp::parse(&rx.buf[..n]) else {
-                rx.malformed += 1;
-                if rx.malformed == 1 {
-                    tracing::warn!(port = self.port, %from, "malformed RTP packet dropped");
-                }
-                continue;
-            };
-            rx.last_packet = now;
-            let start = payload.as_ptr() as usize - rx.buf.as_ptr() as usize;
-            let range = start..start + payload.len();
-            self.take(rx, &h, range);
         }
         if !rx.held
             && now.duration_since(rx.last_packet) > self.timeout
@@ -274,10 +235,57 @@ impl RtpSession {
         f
     }
 
-    /// Handles one parsed packet whose payload is `rx.buf[payload]`.
+    /// Handles one datagram of `n` bytes from `from` in `rx.slots` at
+    /// `base`.
+    fn on_datagram(&self, rx: &mut Rx, base: usize, mut n: usize, from: SocketAddr, now: Instant) {
+        if let Some(s) = rx.source
+            && s != from
+        {
+            rx.foreign += 1;
+            if rx.foreign == 1 {
+                tracing::warn!(port = self.port, %from, expected = %s, "RTP from an unexpected source dropped");
+            }
+            return;
+        }
+        let pkt = &mut rx.slots.buf[base..base + n];
+        if rtp::is_rtcp(pkt) {
+            return;
+        }
+        if let Some((_, ctx)) = rx.srtp.as_mut() {
+            match ctx.unprotect(pkt) {
+                Ok(len) => n = len,
+                Err(e) => {
+                    rx.unauthentic += 1;
+                    if rx.unauthentic == 1 {
+                        tracing::warn!(port = self.port, %from, "SRTP packet dropped: {e:?}");
+                    }
+                    return;
+                }
+            }
+        }
+        if rx.source.is_none() {
+            // Symmetric RTP: answer where the far end sends from (only once
+            // a packet proved itself, when encrypted).
+            rx.source = Some(from);
+            lock(&self.tx).remote = from;
+        }
+        let Ok((h, payload)) = rtp::parse(&rx.slots.buf[base..base + n]) else {
+            rx.malformed += 1;
+            if rx.malformed == 1 {
+                tracing::warn!(port = self.port, %from, "malformed RTP packet dropped");
+            }
+            return;
+        };
+        rx.last_packet = now;
+        let start = payload.as_ptr() as usize - rx.slots.buf.as_ptr() as usize;
+        let range = start..start + payload.len();
+        self.take(rx, &h, range);
+    }
+
+    /// Handles one parsed packet whose payload is `rx.slots.buf[payload]`.
     fn take(&self, rx: &mut Rx, h: &RtpHeader, payload: std::ops::Range<usize>) {
         if Some(h.payload_type) == rx.dtmf_pt {
-            if let Some(key) = rx.keys.on_packet(h.ssrc, h.timestamp, &rx.buf[payload]) {
+            if let Some(key) = rx.keys.on_packet(h.ssrc, h.timestamp, &rx.slots.buf[payload]) {
                 let _ = self.notes.send(MediaNote::Key(key));
             }
             return;
@@ -295,7 +303,7 @@ impl RtpSession {
         }
         let samples = payload.len().min(rx.pcm.len());
         rx.law.decode(
-            &rx.buf[payload.start..payload.start + samples],
+            &rx.slots.buf[payload.start..payload.start + samples],
             &mut rx.pcm[..samples],
         );
         rx.jitter.push(h.seq, h.timestamp, &rx.pcm[..samples]);
