@@ -545,10 +545,15 @@ fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
         ])
         .args(["-r", "50", "-timeout", "120s", "-timeout_error"]);
     let out = run_sipp(c, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "sipp: {}\n{}",
+        text(&out),
+        daemon.log()
+    );
     // Under a loaded CI machine a call may end only by RTP timeout (30 s).
     let recs = ended(&site, &daemon, CALLS, Duration::from_secs(60));
-    let log = daemon.stop();
-    assert!(out.status.success(), "sipp: {}\n{log}", text(&out));
+    daemon.stop();
     assert!(text(&out).contains("Successful call"), "{}", text(&out));
 
     assert_eq!(recs.len(), CALLS);
@@ -648,6 +653,69 @@ fn session_timers_are_refreshed_by_the_box_or_end_a_call_the_carrier_lets_lapse(
     );
     assert!(log.contains("stopped refreshing the session"), "{log}");
     assert_eq!(recs.len(), 2, "{recs:?}");
+}
+
+#[test]
+fn a_call_gets_rtcp_sender_reports_on_the_port_above_the_far_ends_rtp() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = voicemail_site(sip_port, carrier, 1, "");
+    // sipp's media on an even port; the test listens on the one above,
+    // where RTCP for sipp's stream goes.
+    let (media, rtcp) = loop {
+        let (lo, _) = free_rtp_range(2);
+        if let Ok(s) = std::net::UdpSocket::bind(("127.0.0.1", lo + 1)) {
+            break (lo, s);
+        }
+    };
+    rtcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    let mut c = sipp(site.dir.path());
+    c.arg("-sf")
+        .arg(scenario("carrier-call-talk.xml"))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ])
+        .args(["-mi", "127.0.0.1", "-mp", &media.to_string(), "-m", "1"])
+        .args(["-timeout", "60s", "-timeout_error"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let call = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    let mut buf = [0u8; 1500];
+    let mut report = None;
+    while report.is_none() && std::time::Instant::now() < deadline {
+        if let Ok((n, _)) = rtcp.recv_from(&mut buf) {
+            report = Some(buf[..n].to_vec());
+        }
+    }
+    wait_child(call, Duration::from_secs(30));
+    ended(&site, &daemon, 1, Duration::from_secs(10));
+    let log = daemon.stop();
+    let r = report.unwrap_or_else(|| panic!("no RTCP from the box\n{log}"));
+    // A sender report with one report block (on sipp's stream), then an
+    // SDES with the box's CNAME.
+    assert_eq!(r[0] >> 6, 2, "RTP version: {r:?}");
+    assert_eq!((r[0] & 0x1f, r[1]), (1, 200), "SR with one block: {r:?}");
+    let sr_len = (usize::from(u16::from_be_bytes([r[2], r[3]])) + 1) * 4;
+    assert_eq!(sr_len, 52);
+    // Cumulative loss in the block: sipp's pcap loses nothing on loopback.
+    let lost = i32::from_be_bytes([r[8 + 20 + 5], r[8 + 20 + 6], r[8 + 20 + 7], 0]) >> 8;
+    assert!(lost.abs() <= 5, "lost {lost}");
+    assert_eq!(r[sr_len + 1], 202, "SDES after the SR");
+    assert!(
+        String::from_utf8_lossy(&r[sr_len..]).contains("callbox@127.0.0.1"),
+        "{r:?}"
+    );
+    assert!(log.contains("RTCP 1 sent"), "{log}");
 }
 
 /// A SIP request from the test's own socket at `from`.

@@ -61,12 +61,15 @@ format = "pcm16"
     callbox_tests::write_tone_hz(&site.dir.path().join("agent.wav"), 1000.0, 60_000);
 
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
-    let mut phone = Phone::start(
+    // baresip's rtcpsummary prints the RTCP it got when the call ends.
+    let mut phone = Phone::with_config(
         &site.dir.path().join("phone"),
-        "agent1",
-        "desk-pass-1",
-        sip_port,
+        &format!(
+            "<sip:agent1@127.0.0.1:{sip_port}>;auth_pass=desk-pass-1;regint=60;answermode=auto;audio_codecs=PCMA,PCMU"
+        ),
+        free_udp_port(),
         &site.dir.path().join("agent.wav"),
+        "module rtcpsummary.so\n",
     );
     daemon.wait_log("phone registered", Duration::from_secs(20));
 
@@ -101,6 +104,15 @@ format = "pcm16"
         text(&out)
     );
 
+    // RTCP both ways: the box read baresip's reports on its stream, and
+    // baresip's summary counts what it got.
+    let desk = log
+        .lines()
+        .find(|l| l.contains("RTP:") && l.contains("line=desk-1"))
+        .unwrap_or_else(|| panic!("no RTP summary for desk-1\n{log}"));
+    assert!(desk.contains("far end: 0 lost"), "{desk}");
+    let phone_log = std::fs::read_to_string(phone.dir.join("baresip.log")).unwrap();
+    assert!(phone_log.contains("EX=BareSip;"), "{phone_log}");
     let recs = site.records();
     assert_eq!(recs.len(), 1, "{recs:?}");
     let r = &recs[0];

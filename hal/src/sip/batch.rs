@@ -59,9 +59,11 @@ pub(crate) fn recv_batch(
     slots: &mut Slots,
     out: &mut [(usize, SocketAddr); BATCH],
 ) -> usize {
-    // SAFETY: all-zero is a valid value of these C structs.
+    // SAFETY: all-zero is a valid value of this C struct.
     let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above (null pointers, zero lengths, filled in below).
     let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     for (i, chunk) in slots.buf.chunks_exact_mut(SLOT).enumerate() {
         iov[i] = libc::iovec {

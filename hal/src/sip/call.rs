@@ -2,7 +2,6 @@
 //! INVITE to the last BYE, turns what the dialog and its RTP do into
 //! [`LineEvent`]s, and carries out the firmware's commands on it.
 
-use std::net::UdpSocket;
 use std::sync::Arc;
 
 use rsipstack::dialog::DialogId;
@@ -15,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::agent::Agent;
+use super::agent::{Agent, MediaSockets};
 use super::line::LineShared;
 use super::sdp::{self, Negotiated, Sdp};
 use super::session::{MediaNote, RtpSession};
@@ -129,7 +128,7 @@ struct Leg {
     agent: Arc<Agent>,
     line: Arc<LineShared>,
     dialog: InviteDialog,
-    sock: Option<UdpSocket>,
+    sock: Option<MediaSockets>,
     notes_tx: mpsc::UnboundedSender<MediaNote>,
     session: Option<Arc<RtpSession>>,
     /// Our SDP version, bumped on every answer to a re-offer.
@@ -168,7 +167,8 @@ impl Leg {
             return;
         };
         match RtpSession::new(
-            sock,
+            sock.rtp,
+            sock.rtcp,
             n,
             self.agent.settings.rtp_timeout,
             self.notes_tx.clone(),
@@ -454,7 +454,7 @@ pub(crate) struct CallParts {
     pub(crate) dialog: InviteDialog,
     pub(crate) states: DialogStateReceiver,
     pub(crate) cmds: mpsc::UnboundedReceiver<Cmd>,
-    pub(crate) sock: UdpSocket,
+    pub(crate) sock: MediaSockets,
     /// The SDP the box offered or will answer with.
     pub(crate) local_sdp: String,
     /// The far end takes UPDATE (its INVITE's Allow says so).

@@ -19,6 +19,7 @@ pub mod config;
 pub mod dtmf;
 pub mod jitter;
 mod line;
+mod rtcp;
 pub mod rtp;
 pub mod screen;
 pub mod sdp;

@@ -124,6 +124,11 @@ impl RtpSender {
         self.ssrc
     }
 
+    /// The timestamp the next packet will carry.
+    pub fn timestamp(&self) -> u32 {
+        self.timestamp
+    }
+
     /// Writes the next audio packet of G.711 `payload` (one byte a sample).
     pub fn audio(&mut self, buf: &mut Vec<u8>, pt: u8, payload: &[u8]) {
         let h = RtpHeader {

@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use callbox_dsp::g711::Law;
 use tokio::sync::mpsc;
@@ -18,6 +18,7 @@ use super::batch::{BATCH, SLOT, Slots, recv_batch};
 use super::dtmf::EventReceiver;
 use super::jitter::JitterBuffer;
 use super::lock;
+use super::rtcp::{self, FarView, Reception, Sending};
 use super::rtp::{self, RtpHeader, RtpSender};
 use super::sdp::{Codec, Direction, Negotiated};
 use super::srtp::{self, MasterKey};
@@ -72,6 +73,11 @@ struct Rx {
     last_pop: Option<Instant>,
     /// SRTP: the far end's key and its state, when the call is encrypted.
     srtp: Option<(MasterKey, srtp::Context)>,
+    /// What the box counts about the far end's stream, for RTCP.
+    reception: Reception,
+    /// The origin of the arrival clock (8 kHz units) for jitter.
+    clock_base: Instant,
+    rtcp: Rtcp,
     /// Packets dropped, by reason; logged once per reason.
     unauthentic: u64,
     foreign: u64,
@@ -79,6 +85,26 @@ struct Rx {
     malformed: u64,
     slots: Slots,
     pcm: Vec<i16>,
+}
+
+/// A call's RTCP: its socket (the port above RTP) and the reports.
+#[derive(Debug)]
+struct Rtcp {
+    sock: UdpSocket,
+    /// Where reports go: the far end's RTP port + 1, or where its own
+    /// reports come from once one came.
+    remote: SocketAddr,
+    latched: bool,
+    next: Instant,
+    /// The far end's last report on the box's stream.
+    far: Option<FarView>,
+    reports_in: u32,
+    reports_out: u32,
+}
+
+/// The RTCP address beside an RTP address.
+fn rtcp_of(rtp: SocketAddr) -> SocketAddr {
+    SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
 }
 
 #[derive(Debug)]
@@ -97,6 +123,9 @@ struct Tx {
     sent_since_read: bool,
     /// The last tick's read.
     last_read: Option<Instant>,
+    /// Packets and payload bytes sent, for RTCP.
+    packets: u32,
+    octets: u32,
 }
 
 fn law(c: Codec) -> Law {
@@ -110,12 +139,15 @@ impl RtpSession {
     /// A session on `sock` (bound, any mode) toward what was negotiated.
     pub(crate) fn new(
         sock: UdpSocket,
+        rtcp: UdpSocket,
         n: &Negotiated,
         timeout: Duration,
         notes: mpsc::UnboundedSender<MediaNote>,
     ) -> std::io::Result<RtpSession> {
         sock.set_nonblocking(true)?;
+        rtcp.set_nonblocking(true)?;
         let port = sock.local_addr()?.port();
+        let now = Instant::now();
         if n.srtp.is_some() {
             tracing::info!(port, suite = srtp::SUITE, "SRTP");
         }
@@ -141,6 +173,17 @@ impl RtpSession {
                 bad_pt: 0,
                 malformed: 0,
                 slots: Slots::new(),
+                reception: Reception::default(),
+                clock_base: now,
+                rtcp: Rtcp {
+                    sock: rtcp,
+                    remote: rtcp_of(n.remote),
+                    latched: false,
+                    next: now + rtcp::INTERVAL,
+                    far: None,
+                    reports_in: 0,
+                    reports_out: 0,
+                },
                 pcm: vec![0; 2048],
             }),
             tx: Mutex::new(Tx {
@@ -154,6 +197,8 @@ impl RtpSession {
                 payload: Vec::with_capacity(256),
                 sent_since_read: false,
                 last_read: None,
+                packets: 0,
+                octets: 0,
             }),
             notes,
             timeout,
@@ -213,6 +258,9 @@ impl RtpSession {
                 break;
             }
         }
+        if now >= rx.rtcp.next {
+            self.rtcp_round(rx, now);
+        }
         if !rx.held
             && now.duration_since(rx.last_packet) > self.timeout
             && !self.timed_out.swap(true, Ordering::Relaxed)
@@ -233,6 +281,60 @@ impl RtpSession {
             rx.last_pop = Some(now);
         }
         f
+    }
+
+    /// Reads the far end's reports waiting, and sends the box's (not on
+    /// an encrypted call: the box does not speak SRTCP).
+    fn rtcp_round(&self, rx: &mut Rx, now: Instant) {
+        rx.rtcp.next = now + rtcp::INTERVAL;
+        let ours = lock(&self.tx).sender.ssrc();
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = rx.rtcp.sock.recv_from(&mut buf) {
+            if !rx.rtcp.latched {
+                if from.ip() != rx.rtcp.remote.ip()
+                    && rx.source.is_some_and(|s| s.ip() != from.ip())
+                {
+                    continue;
+                }
+                // Symmetric, as for RTP.
+                rx.rtcp.remote = from;
+                rx.rtcp.latched = true;
+            } else if from != rx.rtcp.remote {
+                continue;
+            }
+            rx.rtcp.reports_in += 1;
+            if rx.srtp.is_none()
+                && let Some(v) = rtcp::read(&buf[..n], ours, &mut rx.reception, now)
+            {
+                rx.rtcp.far = Some(v);
+            }
+        }
+        if rx.srtp.is_some() || rx.held {
+            return;
+        }
+        let me = {
+            let tx = lock(&self.tx);
+            if !tx.sending {
+                return;
+            }
+            Sending {
+                ssrc: tx.sender.ssrc(),
+                timestamp: tx.sender.timestamp(),
+                packets: tx.packets,
+                octets: tx.octets,
+            }
+        };
+        let cname = format!(
+            "callbox@{}",
+            rx.rtcp
+                .sock
+                .local_addr()
+                .map_or_else(|_| "box".into(), |a| a.ip().to_string())
+        );
+        let report = rtcp::sender_report(&me, &mut rx.reception, now, SystemTime::now(), &cname);
+        if rx.rtcp.sock.send_to(&report, rx.rtcp.remote).is_ok() {
+            rx.rtcp.reports_out += 1;
+        }
     }
 
     /// Handles one datagram of `n` bytes from `from` in `rx.slots` at
@@ -277,6 +379,11 @@ impl RtpSession {
             return;
         };
         rx.last_packet = now;
+        let timing = (h.payload_type == rx.pt).then(|| {
+            let arrival = now.duration_since(rx.clock_base).as_micros() / 125;
+            (h.timestamp, arrival as u32)
+        });
+        rx.reception.on_packet(h.ssrc, h.seq, timing);
         let start = payload.as_ptr() as usize - rx.slots.buf.as_ptr() as usize;
         let range = start..start + payload.len();
         self.take(rx, &h, range);
@@ -285,7 +392,10 @@ impl RtpSession {
     /// Handles one parsed packet whose payload is `rx.slots.buf[payload]`.
     fn take(&self, rx: &mut Rx, h: &RtpHeader, payload: std::ops::Range<usize>) {
         if Some(h.payload_type) == rx.dtmf_pt {
-            if let Some(key) = rx.keys.on_packet(h.ssrc, h.timestamp, &rx.slots.buf[payload]) {
+            if let Some(key) = rx
+                .keys
+                .on_packet(h.ssrc, h.timestamp, &rx.slots.buf[payload])
+            {
                 let _ = self.notes.send(MediaNote::Key(key));
             }
             return;
@@ -313,8 +423,18 @@ impl RtpSession {
     pub(crate) fn summary(&self) -> String {
         let rx = lock(&self.rx);
         let j = rx.jitter.stats();
+        let far = rx.rtcp.far.map_or_else(
+            || "no report".to_string(),
+            |v| {
+                format!(
+                    "{} lost, jitter {:.1} ms",
+                    v.lost,
+                    f64::from(v.jitter) / 8.0
+                )
+            },
+        );
         format!(
-            "late {} lost {} concealed {} cut {} samples; dropped: {} foreign, {} bad type, {} malformed, {} unauthentic",
+            "late {} lost {} concealed {} cut {} samples; dropped: {} foreign, {} bad type, {} malformed, {} unauthentic; jitter {:.1} ms; RTCP {} sent, {} received, far end: {far}",
             j.late,
             j.lost,
             j.concealed,
@@ -322,7 +442,10 @@ impl RtpSession {
             rx.foreign,
             rx.bad_pt,
             rx.malformed,
-            rx.unauthentic
+            rx.unauthentic,
+            rx.reception.jitter_ms(),
+            rx.rtcp.reports_out,
+            rx.rtcp.reports_in,
         )
     }
 
@@ -348,6 +471,8 @@ impl RtpSession {
         tx.payload.clear();
         tx.payload.resize(FRAME_SAMPLES, silence);
         tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
+        tx.packets = tx.packets.wrapping_add(1);
+        tx.octets = tx.octets.wrapping_add(tx.payload.len() as u32);
         if let Some(c) = tx.srtp.as_mut() {
             c.protect(&mut tx.buf);
         }
@@ -366,6 +491,8 @@ impl RtpSession {
         tx.payload.resize(s.len(), 0);
         tx.law.encode(s, &mut tx.payload);
         tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
+        tx.packets = tx.packets.wrapping_add(1);
+        tx.octets = tx.octets.wrapping_add(tx.payload.len() as u32);
         if let Some(c) = tx.srtp.as_mut() {
             c.protect(&mut tx.buf);
         }

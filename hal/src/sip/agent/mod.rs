@@ -312,16 +312,17 @@ impl Agent {
         if !found.is_empty() {
             return found;
         }
-        let mut looked_up = false;
         for l in &lines {
             if let SipLineSettings::Trunk(t) = &l.settings
                 && matches!(t.peer, Peer::Name { .. })
                 && self.peer_addrs(&t.peer).is_empty()
             {
-                looked_up |= self.resolve(&t.peer).await;
+                self.resolve(&t.peer).await;
             }
         }
-        if looked_up { matching(self) } else { found }
+        // Again: the lookups above, or the resolver meanwhile, may have
+        // filled in the address.
+        matching(self)
     }
 
     fn stack(&self) -> Result<&Stack, SipError> {
@@ -337,18 +338,22 @@ impl Agent {
         self.sessions.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Binds an RTP socket on the next free even port of the range.
-    pub(crate) fn bind_rtp(&self) -> Result<UdpSocket, SipError> {
+    /// Binds a call's RTP socket on the next free even port of the range,
+    /// and its RTCP socket on the port above.
+    pub(crate) fn bind_rtp(&self) -> Result<MediaSockets, SipError> {
         let range = &self.settings.rtp_ports;
         let span = (range.end() - range.start()) / 2 + 1;
+        let ip = self.settings.listen.ip();
         for _ in 0..span {
             let mut port = self.next_rtp.fetch_add(2, Ordering::Relaxed);
-            if port < *range.start() || port > *range.end() {
+            if port < *range.start() || port >= *range.end() {
                 port = *range.start() & !1;
                 self.next_rtp.store(port + 2, Ordering::Relaxed);
             }
-            if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.settings.listen.ip(), port)) {
-                return Ok(s);
+            if let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, port))
+                && let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1))
+            {
+                return Ok(MediaSockets { rtp, rtcp });
             }
         }
         Err(SipError::Refused(format!(
@@ -526,7 +531,7 @@ impl Agent {
                     .map_err(|e| e.to_string());
             }
         };
-        let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+        let port = sock.rtp.local_addr().map_err(|e| e.to_string())?.port();
         let key = MasterKey::random().map_err(|e| format!("SRTP key: {e}"))?;
         // A phone calling over TLS gets SRTP in the box's late offer.
         let offered_srtp = offer.is_none() && over_tls(&tx.original);
@@ -741,6 +746,7 @@ impl Agent {
             }
         };
         let port = sock
+            .rtp
             .local_addr()
             .map_err(|e| SipError::Refused(e.to_string()))?
             .port();
@@ -812,6 +818,13 @@ impl Agent {
             SipLineSettings::Station(_) => LineKind::Station,
         }
     }
+}
+
+/// A call's RTP socket and the RTCP one on the port above.
+#[derive(Debug)]
+pub(crate) struct MediaSockets {
+    pub(crate) rtp: UdpSocket,
+    pub(crate) rtcp: UdpSocket,
 }
 
 /// Where one INVITE of an outbound call goes.

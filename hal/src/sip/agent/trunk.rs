@@ -75,6 +75,10 @@ impl Agent {
         tls: bool,
         seq: u32,
     ) -> Result<u16, String> {
+        if self.peer_addr(peer).is_none() {
+            // Not resolved yet (the box just started): look it up now.
+            self.resolve(peer).await;
+        }
         let peer = self
             .peer_addr(peer)
             .ok_or_else(|| format!("{peer} has no address (DNS)"))?;
