@@ -821,6 +821,17 @@ format = "pcm16"
         .filter(|c| tone_level(c, 1000.0) > 1000.0)
         .count();
     assert!(alice_chunks >= 3, "alice's tone is not in {files:?}");
+    // And bob's 1400 Hz after the transfer: the recording keeps time by
+    // the caller's leg, which gives silence once sipp's speech ends, so
+    // it runs on to the end of the call.
+    let bob_chunks = agent_side
+        .chunks(800)
+        .filter(|c| tone_level(c, 1400.0) > 1000.0)
+        .count();
+    assert!(
+        bob_chunks >= 30,
+        "bob's tone is in {bob_chunks} chunks of {files:?}"
+    );
     let heard = bob.heard();
     assert!(
         heard.len() > 8000 * 12,

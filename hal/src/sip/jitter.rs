@@ -235,6 +235,18 @@ impl JitterBuffer {
         Some(self.frame(&out))
     }
 
+    /// The next 20 ms to play, silence when there is nothing (before the
+    /// stream starts, while buffering, while the far end sends nothing:
+    /// silence suppression, a sender whose source ended). A call's leg
+    /// gives a frame every period, as a real line does, so what is clocked
+    /// by it (a recording, a bridge) keeps time.
+    pub fn pop_or_silence(&mut self) -> Frame {
+        match self.pop() {
+            Some(f) => f,
+            None => self.frame(&[0; FRAME]),
+        }
+    }
+
     /// What it has done so far.
     pub fn stats(&self) -> JitterStats {
         let mut s = self.stats;
@@ -246,6 +258,31 @@ impl JitterBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_fills_the_gaps_and_the_frames_stay_in_sequence() {
+        let mut j = JitterBuffer::new();
+        let first = j.pop_or_silence();
+        assert!(first.samples().iter().all(|&s| s == 0));
+        let mut seqs = vec![first.seq];
+        let mut loud = 0;
+        // Ten packets a period apart, then the far end goes quiet.
+        for i in 0..40u32 {
+            if i < 10 {
+                j.push(i as u16, i * 160, &[1000; 160]);
+            }
+            let f = j.pop_or_silence();
+            assert_eq!(f.samples().len(), 160);
+            loud += usize::from(f.samples()[0] != 0);
+            seqs.push(f.seq);
+        }
+        assert!(loud >= 10, "the packets were played ({loud})");
+        assert_eq!(seqs.len(), 41, "a frame every period");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{seqs:?}"
+        );
+    }
 
     /// A ramp: sample n is n (mod 30000), so continuity is checkable.
     fn ramp(from: u32, n: usize) -> Vec<i16> {

@@ -241,7 +241,8 @@ impl RtpSession {
     }
 
     /// Reads every datagram waiting and returns the next 20 ms of the far
-    /// end's audio, if there is any to play. Never waits.
+    /// end's audio (silence when it sends none). Never waits; `None` only
+    /// for a second read within one period.
     pub(crate) fn receive(&self) -> Option<Frame> {
         // One clock read per frame: this runs for every call every tick.
         let now = Instant::now();
@@ -276,11 +277,8 @@ impl RtpSession {
         {
             return None;
         }
-        let f = rx.jitter.pop();
-        if f.is_some() {
-            rx.last_pop = Some(now);
-        }
-        f
+        rx.last_pop = Some(now);
+        Some(rx.jitter.pop_or_silence())
     }
 
     /// Reads the far end's reports waiting, and sends the box's (not on
