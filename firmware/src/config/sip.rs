@@ -129,9 +129,7 @@ fn check_tls(
     let mut read = |key: &str, path: &Option<String>| -> Option<Vec<u8>> {
         let written = path.as_ref()?;
         match std::fs::read(base.join(written)) {
-            Ok(b) if b.starts_with(b"-----BEGIN") || b.windows(10).any(|w| w == b"-----BEGIN") => {
-                Some(b)
-            }
+            Ok(b) if b.windows(10).any(|w| w == b"-----BEGIN") => Some(b),
             Ok(_) => {
                 err(key, format!("`{written}` is not a PEM file"));
                 None

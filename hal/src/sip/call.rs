@@ -628,27 +628,6 @@ pub(crate) struct Fork {
     pub(crate) invite: JoinHandle<InviteAsyncResult>,
 }
 
-/// The Call-ID a dialog state belongs to.
-fn call_id_of(st: &DialogState) -> Option<&str> {
-    match st {
-        DialogState::Calling(id)
-        | DialogState::Trying(id)
-        | DialogState::Early(id, _)
-        | DialogState::WaitAck(id, _)
-        | DialogState::Confirmed(id, _)
-        | DialogState::Updated(id, _, _)
-        | DialogState::Notify(id, _, _)
-        | DialogState::Refer(id, _, _)
-        | DialogState::Message(id, _, _)
-        | DialogState::Info(id, _, _)
-        | DialogState::Options(id, _, _)
-        | DialogState::Publish(id, _, _)
-        | DialogState::Terminated(id, _) => Some(&id.call_id),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
-}
-
 /// Runs an outbound call (the box's INVITEs, one per fork) to its end: the
 /// first fork to answer is the call, the others are cancelled.
 /// `report_ringing`: a trunk reports the far end ringing; a rung phone
@@ -742,7 +721,7 @@ pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing:
                 }
                 Some(st) => {
                     let mine = match winner {
-                        Some(w) => call_id_of(&st) == Some(dialogs[w].id().call_id.as_str()),
+                        Some(w) => st.id().call_id == dialogs[w].id().call_id,
                         None => true,
                     };
                     if !mine {

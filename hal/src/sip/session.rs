@@ -96,6 +96,8 @@ struct Rtcp {
     remote: SocketAddr,
     latched: bool,
     next: Instant,
+    /// The box's CNAME in its reports.
+    cname: String,
     /// The far end's last report on the box's stream.
     far: Option<FarView>,
     reports_in: u32,
@@ -146,6 +148,7 @@ impl RtpSession {
     ) -> std::io::Result<RtpSession> {
         sock.set_nonblocking(true)?;
         rtcp.set_nonblocking(true)?;
+        let cname = format!("callbox@{}", rtcp.local_addr()?.ip());
         let port = sock.local_addr()?.port();
         let now = Instant::now();
         if n.srtp.is_some() {
@@ -180,6 +183,7 @@ impl RtpSession {
                     remote: rtcp_of(n.remote),
                     latched: false,
                     next: now + rtcp::INTERVAL,
+                    cname,
                     far: None,
                     reports_in: 0,
                     reports_out: 0,
@@ -285,7 +289,18 @@ impl RtpSession {
     /// an encrypted call: the box does not speak SRTCP).
     fn rtcp_round(&self, rx: &mut Rx, now: Instant) {
         rx.rtcp.next = now + rtcp::INTERVAL;
-        let ours = lock(&self.tx).sender.ssrc();
+        // What the box sent so far, and whether it sends now (not while
+        // the far end holds, nor receive-only), under one lock.
+        let (me, sending) = {
+            let tx = lock(&self.tx);
+            let me = Sending {
+                ssrc: tx.sender.ssrc(),
+                timestamp: tx.sender.timestamp(),
+                packets: tx.packets,
+                octets: tx.octets,
+            };
+            (me, tx.sending)
+        };
         let mut buf = [0u8; 1500];
         while let Ok((n, from)) = rx.rtcp.sock.recv_from(&mut buf) {
             if !rx.rtcp.latched {
@@ -302,34 +317,21 @@ impl RtpSession {
             }
             rx.rtcp.reports_in += 1;
             if rx.srtp.is_none()
-                && let Some(v) = rtcp::read(&buf[..n], ours, &mut rx.reception, now)
+                && let Some(v) = rtcp::read(&buf[..n], me.ssrc, &mut rx.reception, now)
             {
                 rx.rtcp.far = Some(v);
             }
         }
-        if rx.srtp.is_some() || rx.held {
+        if rx.srtp.is_some() || rx.held || !sending {
             return;
         }
-        let me = {
-            let tx = lock(&self.tx);
-            if !tx.sending {
-                return;
-            }
-            Sending {
-                ssrc: tx.sender.ssrc(),
-                timestamp: tx.sender.timestamp(),
-                packets: tx.packets,
-                octets: tx.octets,
-            }
-        };
-        let cname = format!(
-            "callbox@{}",
-            rx.rtcp
-                .sock
-                .local_addr()
-                .map_or_else(|_| "box".into(), |a| a.ip().to_string())
+        let report = rtcp::sender_report(
+            &me,
+            &mut rx.reception,
+            now,
+            SystemTime::now(),
+            &rx.rtcp.cname,
         );
-        let report = rtcp::sender_report(&me, &mut rx.reception, now, SystemTime::now(), &cname);
         if rx.rtcp.sock.send_to(&report, rx.rtcp.remote).is_ok() {
             rx.rtcp.reports_out += 1;
         }
@@ -468,13 +470,7 @@ impl RtpSession {
         let silence = tx.law.encode_sample(0);
         tx.payload.clear();
         tx.payload.resize(FRAME_SAMPLES, silence);
-        tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
-        tx.packets = tx.packets.wrapping_add(1);
-        tx.octets = tx.octets.wrapping_add(tx.payload.len() as u32);
-        if let Some(c) = tx.srtp.as_mut() {
-            c.protect(&mut tx.buf);
-        }
-        let _ = self.sock.send_to(&tx.buf, tx.remote);
+        tx.transmit(&self.sock);
     }
 
     /// Sends one frame to the far end, unless the call is held or
@@ -488,14 +484,22 @@ impl RtpSession {
         let s = frame.samples();
         tx.payload.resize(s.len(), 0);
         tx.law.encode(s, &mut tx.payload);
-        tx.sender.audio(&mut tx.buf, tx.pt, &tx.payload);
-        tx.packets = tx.packets.wrapping_add(1);
-        tx.octets = tx.octets.wrapping_add(tx.payload.len() as u32);
-        if let Some(c) = tx.srtp.as_mut() {
-            c.protect(&mut tx.buf);
-        }
-        let _ = self.sock.send_to(&tx.buf, tx.remote);
+        tx.transmit(&self.sock);
         tx.sent_since_read = true;
+    }
+}
+
+impl Tx {
+    /// Sends `payload` as the stream's next packet (counted for RTCP,
+    /// protected when the call is encrypted). A full socket buffer drops it.
+    fn transmit(&mut self, sock: &UdpSocket) {
+        self.sender.audio(&mut self.buf, self.pt, &self.payload);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(self.payload.len() as u32);
+        if let Some(c) = self.srtp.as_mut() {
+            c.protect(&mut self.buf);
+        }
+        let _ = sock.send_to(&self.buf, self.remote);
     }
 }
 

@@ -492,7 +492,9 @@ impl Agent {
         } else {
             Inbound::Ringing
         };
-        let offer = match self.check_offer(&tx.original) {
+        // The call's SRTP key: the check of the offer and the answer use it.
+        let key = MasterKey::random().map_err(|e| format!("SRTP key: {e}"))?;
+        let offer = match self.check_offer(&tx.original, &key) {
             Ok(o) => o,
             Err(why) => {
                 tracing::warn!(source = ?source, "INVITE refused: {why}");
@@ -532,32 +534,12 @@ impl Agent {
             }
         };
         let port = sock.rtp.local_addr().map_err(|e| e.to_string())?.port();
-        let key = MasterKey::random().map_err(|e| format!("SRTP key: {e}"))?;
         // A phone calling over TLS gets SRTP in the box's late offer.
         let offered_srtp = offer.is_none() && over_tls(&tx.original);
-        let answer = match offer.as_ref().map(|offer| {
-            sdp::answer(
-                offer,
-                &self.settings.codecs,
-                self.settings.public_ip(),
-                port,
-                self.session_id(),
-                1,
-                Some(&key),
-            )
-        }) {
+        let answer = match offer.as_ref().map(|offer| self.answer(offer, port, &key)) {
             Some(Ok((text, n))) => call::Answer::ToOffer(text, n),
             // Late offer: the box offers in its 200.
-            None => call::Answer::LateOffer(sdp::offer(
-                &self.settings.codecs,
-                101,
-                self.settings.public_ip(),
-                port,
-                self.session_id(),
-                1,
-                Direction::SendRecv,
-                offered_srtp.then_some(&key),
-            )),
+            None => call::Answer::LateOffer(self.offer(port, offered_srtp.then_some(&key))),
             Some(Err(e)) => {
                 tracing::warn!(line = %line.info.id, "INVITE refused: {e}");
                 return tx
@@ -632,23 +614,46 @@ impl Agent {
 
     /// The INVITE's offer, if the box can answer it; `None` for a late
     /// offer (no SDP: the box offers in its 200).
-    fn check_offer(&self, req: &Request) -> Result<Option<Sdp>, String> {
+    fn check_offer(&self, req: &Request, key: &MasterKey) -> Result<Option<Sdp>, String> {
         if req.body.is_empty() {
             return Ok(None);
         }
         let offer = Sdp::parse(&String::from_utf8_lossy(&req.body)).map_err(|e| e.to_string())?;
-        let key = MasterKey::random().map_err(|e| format!("SRTP key: {e}"))?;
+        self.answer(&offer, 0, key).map_err(|e| e.to_string())?;
+        Ok(Some(offer))
+    }
+
+    /// The box's answer to `offer`, receiving on `port`.
+    fn answer(
+        &self,
+        offer: &Sdp,
+        port: u16,
+        key: &MasterKey,
+    ) -> Result<(String, sdp::Negotiated), sdp::SdpError> {
         sdp::answer(
-            &offer,
+            offer,
             &self.settings.codecs,
             self.settings.public_ip(),
-            0,
-            0,
+            port,
+            self.session_id(),
             1,
-            Some(&key),
+            Some(key),
         )
-        .map_err(|e| e.to_string())?;
-        Ok(Some(offer))
+    }
+
+    /// The box's offer of a new call receiving on `port`, with SRTP `key`
+    /// if any.
+    fn offer(&self, port: u16, key: Option<&MasterKey>) -> String {
+        sdp::offer(
+            &self.settings.codecs,
+            101,
+            self.settings.public_ip(),
+            port,
+            self.session_id(),
+            1,
+            Direction::SendRecv,
+            key,
+        )
     }
 
     /// Places a call on a trunk.
@@ -753,16 +758,7 @@ impl Agent {
         let key = MasterKey::random().map_err(|e| SipError::Refused(format!("SRTP key: {e}")))?;
         // Phones and carriers reached over TLS are offered SRTP.
         let offered_srtp = targets.iter().all(|t| t.tls);
-        let offer = sdp::offer(
-            &self.settings.codecs,
-            101,
-            self.settings.public_ip(),
-            port,
-            self.session_id(),
-            1,
-            Direction::SendRecv,
-            offered_srtp.then_some(&key),
-        );
+        let offer = self.offer(port, offered_srtp.then_some(&key));
         let (state_tx, state_rx) = stack.dialogs.new_dialog_state_channel();
         let mut forks = Vec::with_capacity(targets.len());
         for t in targets {
