@@ -149,6 +149,41 @@ pub fn sipp(dir: &Path) -> Command {
     c
 }
 
+/// sipp as the carrier at 127.0.0.1:`carrier` calling the box at
+/// 127.0.0.1:`sip_port` (number 4008001234) with the scenario `file`
+/// from tests/sip/; the caller adds the call count and limits.
+pub fn sipp_carrier(dir: &Path, file: &str, sip_port: u16, carrier: u16) -> Command {
+    let mut c = sipp(dir);
+    c.arg("-sf")
+        .arg(scenario(file))
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args([
+            "-s",
+            "4008001234",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &carrier.to_string(),
+        ]);
+    c
+}
+
+/// [`sipp_carrier`] placing one call, with sipp's media on loopback, and
+/// giving up (a failure) after 60 s.
+pub fn sipp_one_call(dir: &Path, file: &str, sip_port: u16, carrier: u16) -> Command {
+    let mut c = sipp_carrier(dir, file, sip_port, carrier);
+    c.args([
+        "-mi",
+        "127.0.0.1",
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+        "-timeout_error",
+    ]);
+    c
+}
+
 /// Runs sipp to its end within `limit`.
 pub fn run_sipp(c: Command, limit: Duration) -> Output {
     output_within(c, limit)

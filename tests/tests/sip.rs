@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use callbox_tests::sip::{
     Daemon, Phone, channel, ended, free_rtp_range, free_udp_port, require_peers, rms, run_sipp,
-    scenario, sip_site, sipp,
+    scenario, sip_site, sipp, sipp_carrier, sipp_one_call,
 };
 use callbox_tests::{Site, text};
 
@@ -78,27 +78,7 @@ fn walks_the_ivr(scenario_file: &str, keys: &[[&str; 2]]) {
     let site = carrier_site(sip_port, carrier);
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
 
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario(scenario_file))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ]);
+    let mut c = sipp_one_call(site.dir.path(), scenario_file, sip_port, carrier);
     for [k, v] in keys {
         c.args(["-key", k, v]);
     }
@@ -481,27 +461,12 @@ fn a_call_with_a_late_offer_gets_the_boxs_offer_and_answers_in_the_ack() {
     let carrier = free_udp_port();
     let site = voicemail_site(sip_port, carrier, 1, "");
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-late-offer.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ]);
+    let c = sipp_one_call(
+        site.dir.path(),
+        "carrier-call-late-offer.xml",
+        sip_port,
+        carrier,
+    );
     let out = run_sipp(c, Duration::from_secs(90));
     let recs = ended(&site, &daemon, 1, Duration::from_secs(10));
     let log = daemon.stop();
@@ -523,27 +488,16 @@ fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
     let carrier = free_udp_port();
     let site = voicemail_site(sip_port, carrier, CALLS, "");
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-talk.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            &CALLS.to_string(),
-            "-l",
-            &CALLS.to_string(),
-        ])
-        .args(["-r", "50", "-timeout", "120s", "-timeout_error"]);
+    let mut c = sipp_carrier(site.dir.path(), "carrier-call-talk.xml", sip_port, carrier);
+    c.args([
+        "-mi",
+        "127.0.0.1",
+        "-m",
+        &CALLS.to_string(),
+        "-l",
+        &CALLS.to_string(),
+    ])
+    .args(["-r", "50", "-timeout", "120s", "-timeout_error"]);
     let out = run_sipp(c, Duration::from_secs(180));
     assert!(
         out.status.success(),
@@ -668,19 +622,8 @@ fn a_call_gets_rtcp_sender_reports_on_the_port_above_the_far_ends_rtp() {
     rtcp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-talk.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args(["-mi", "127.0.0.1", "-mp", &media.to_string(), "-m", "1"])
+    let mut c = sipp_carrier(site.dir.path(), "carrier-call-talk.xml", sip_port, carrier);
+    c.args(["-mi", "127.0.0.1", "-mp", &media.to_string(), "-m", "1"])
         .args(["-timeout", "60s", "-timeout_error"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -762,28 +705,8 @@ fn bad_sip_input_gets_the_right_answer_or_is_dropped_and_the_call_in_progress_go
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
 
     // A real call in progress all along.
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-talk.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ])
-        .stdout(std::process::Stdio::piped())
+    let mut c = sipp_one_call(site.dir.path(), "carrier-call-talk.xml", sip_port, carrier);
+    c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let call = c.spawn().unwrap();
     daemon.wait_log("recording starts", Duration::from_secs(10));

@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use callbox_tests::sip::{
     Daemon, Phone, channel, ended, free_tcp_port, free_udp_port, require_peers, rms, run_sipp,
-    scenario, sip_site, sipp,
+    scenario, sip_site, sipp, sipp_carrier, sipp_one_call,
 };
 use callbox_tests::{text, tone_level};
 
-#[test]
-fn an_agents_baresip_phone_answers_a_queued_call_and_both_sides_hear_each_other() {
-    require_peers();
-    let sip_port = free_udp_port();
-    let carrier = free_udp_port();
-    let site = sip_site(
+/// Every call recorded, in stereo PCM.
+const RECORDING: &str = "\n[recording]\nmode = \"always\"\nformat = \"pcm16\"\n";
+
+/// A SIP site: a trunk from the carrier at 127.0.0.1:`carrier` whose
+/// callers queue for alice, an agent on the SIP phone account `agent1`
+/// (line `desk-1`); `extra` is appended to the config.
+fn queue_site(sip_port: u16, carrier: u16, extra: &str) -> callbox_tests::Site {
+    sip_site(
         "sip",
         sip_port,
         20,
@@ -31,7 +33,7 @@ sip = {{ username = "agent1", password = "desk-pass-1" }}
 
 "#
         ),
-        r#"
+        &(r#"
 [ivr]
 language = "en"
 timezone = "UTC"
@@ -52,12 +54,18 @@ logged_in = true
 [acd.queue.sales]
 members = { alice = 0 }
 ring_timeout = "15s"
+"#
+        .to_string()
+            + extra),
+    )
+}
 
-[recording]
-mode = "always"
-format = "pcm16"
-"#,
-    );
+#[test]
+fn an_agents_baresip_phone_answers_a_queued_call_and_both_sides_hear_each_other() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let carrier = free_udp_port();
+    let site = queue_site(sip_port, carrier, RECORDING);
     callbox_tests::write_tone_hz(&site.dir.path().join("agent.wav"), 1000.0, 60_000);
 
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
@@ -73,27 +81,7 @@ format = "pcm16"
     );
     daemon.wait_log("phone registered", Duration::from_secs(20));
 
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-talk.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ]);
+    let c = sipp_one_call(site.dir.path(), "carrier-call-talk.xml", sip_port, carrier);
     let out = run_sipp(c, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     phone.stop();
@@ -155,46 +143,7 @@ fn an_agents_two_devices_ring_together_and_the_one_that_answers_takes_the_call()
     require_peers();
     let sip_port = free_udp_port();
     let carrier = free_udp_port();
-    let site = sip_site(
-        "sip",
-        sip_port,
-        20,
-        &format!(
-            r#"[[line]]
-id = "carrier"
-kind = "trunk"
-sip = {{ peer = "127.0.0.1:{carrier}" }}
-
-[[line]]
-id = "desk-1"
-kind = "station"
-sip = {{ username = "agent1", password = "desk-pass-1" }}
-
-"#
-        ),
-        r#"
-[ivr]
-language = "en"
-timezone = "UTC"
-start = "sales"
-
-[ivr.node.sales]
-type = "queue"
-on_overflow = "bye"
-
-[ivr.node.bye]
-type = "hangup"
-
-[acd.agent.alice]
-number = "1001"
-station = "desk-1"
-logged_in = true
-
-[acd.queue.sales]
-members = { alice = 0 }
-ring_timeout = "15s"
-"#,
-    );
+    let site = queue_site(sip_port, carrier, "");
     callbox_tests::write_tone_hz(&site.dir.path().join("agent.wav"), 1000.0, 60_000);
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
     // Her desk phone rings until someone picks it up; her softphone
@@ -218,27 +167,7 @@ ring_timeout = "15s"
     );
     daemon.wait_log("devices=2", Duration::from_secs(20));
 
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-talk.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ]);
+    let c = sipp_one_call(site.dir.path(), "carrier-call-talk.xml", sip_port, carrier);
     let out = run_sipp(c, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     soft.stop();
@@ -276,50 +205,7 @@ fn an_agents_phone_over_tls_with_srtp_answers_a_queued_call_and_both_sides_hear_
     let sip_port = free_udp_port();
     let tls_port = free_tcp_port();
     let carrier = free_udp_port();
-    let site = sip_site(
-        "sip",
-        sip_port,
-        20,
-        &format!(
-            r#"[[line]]
-id = "carrier"
-kind = "trunk"
-sip = {{ peer = "127.0.0.1:{carrier}" }}
-
-[[line]]
-id = "desk-1"
-kind = "station"
-sip = {{ username = "agent1", password = "desk-pass-1" }}
-
-"#
-        ),
-        r#"
-[ivr]
-language = "en"
-timezone = "UTC"
-start = "sales"
-
-[ivr.node.sales]
-type = "queue"
-on_overflow = "bye"
-
-[ivr.node.bye]
-type = "hangup"
-
-[acd.agent.alice]
-number = "1001"
-station = "desk-1"
-logged_in = true
-
-[acd.queue.sales]
-members = { alice = 0 }
-ring_timeout = "15s"
-
-[recording]
-mode = "always"
-format = "pcm16"
-"#,
-    );
+    let site = queue_site(sip_port, carrier, RECORDING);
     let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
         "rtp_ports =",
         &format!("tls_listen = \"127.0.0.1:{tls_port}\"\nrtp_ports ="),
@@ -344,27 +230,7 @@ format = "pcm16"
     );
     daemon.wait_log("phone registered", Duration::from_secs(20));
 
-    let mut c = sipp(site.dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-talk.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ]);
+    let c = sipp_one_call(site.dir.path(), "carrier-call-talk.xml", sip_port, carrier);
     let out = run_sipp(c, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     phone.stop();
@@ -616,27 +482,16 @@ fn the_demo_answers_a_softphone_and_registers_carols_phone_with_the_password_it_
         &dir.path().join("carol.wav"),
     );
     let caller_port = free_udp_port();
-    let mut c = sipp(dir.path());
-    c.arg("-sf")
-        .arg(scenario("carrier-call-talk.xml"))
-        .arg(format!("127.0.0.1:{port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &caller_port.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-        ]);
+    let mut c = sipp_carrier(dir.path(), "carrier-call-talk.xml", port, caller_port);
+    c.args([
+        "-mi",
+        "127.0.0.1",
+        "-m",
+        "1",
+        "-timeout",
+        "30s",
+        "-timeout_error",
+    ]);
     let call = run_sipp(c, Duration::from_secs(60));
     let status = demo.wait().unwrap();
     phone.stop();
@@ -737,28 +592,8 @@ format = "pcm16"
     daemon.wait_log("line=desk-1 source", Duration::from_secs(20));
     daemon.wait_log("line=desk-2 source", Duration::from_secs(20));
 
-    let mut c = sipp(dir);
-    c.arg("-sf")
-        .arg(scenario("carrier-call-long.xml"))
-        .arg(format!("127.0.0.1:{sip_port}"))
-        .args([
-            "-s",
-            "4008001234",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &carrier.to_string(),
-        ])
-        .args([
-            "-mi",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ])
-        .stdout(std::process::Stdio::piped())
+    let mut c = sipp_one_call(dir, "carrier-call-long.xml", sip_port, carrier);
+    c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let call = c.spawn().unwrap();
     daemon.wait_log("recording starts", Duration::from_secs(15));
