@@ -133,6 +133,11 @@ pub struct LineFault {
 pub enum LineCommand {
     /// Answer the incoming call on a trunk.
     Answer,
+    /// Open the audio path to a ringing caller without answering (SIP: a
+    /// 183 Session Progress with the box's SDP), so the caller hears what
+    /// the box plays while the call is not yet answered (and not yet
+    /// charged). Only sent when [`Line::early_media`] says the line can.
+    Progress,
     /// End the call, or release the line after the far end hung up. The
     /// firmware always releases a line when it is done with a call, so the
     /// backend knows the line is free again.
@@ -163,4 +168,11 @@ pub trait Line: Send + 'static {
     /// Carries out a command.
     fn command(&mut self, cmd: LineCommand)
     -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Whether the call ringing on this line can hear audio before it is
+    /// answered ([`LineCommand::Progress`]). An analog line cannot (its
+    /// audio path opens only when the box goes off-hook, which answers);
+    /// a SIP trunk can when the caller's INVITE carried an offer.
+    fn early_media(&self) -> bool {
+        false
+    }
 }

@@ -341,6 +341,14 @@ impl Line for AnyLine {
             AnyLine::Sip(l) => Ok(l.command(cmd).await?),
         }
     }
+    fn early_media(&self) -> bool {
+        match self {
+            AnyLine::Sim(l) => l.early_media(),
+            AnyLine::Analog(l) => l.early_media(),
+            #[cfg(feature = "sip")]
+            AnyLine::Sip(l) => l.early_media(),
+        }
+    }
 }
 
 impl AudioIn for AnyAudioIn {

@@ -1,5 +1,6 @@
 //! An inbound call: rings for the configured time (a blocked caller is
-//! refused first), is answered, hears the greeting if the site has one,
+//! refused first; the ringback, where the line has early media, plays
+//! meanwhile), is answered, hears the greeting if the site has one,
 //! then runs through the IVR flow its dialled number routes to; without an
 //! IVR the box hangs up after the greeting. The call keeps reading inbound
 //! audio and line events the whole time, so a caller who hangs up is
@@ -121,28 +122,17 @@ async fn answer_and_run<L>(
 where
     L: Line,
 {
-    // Ringing: the caller may give up, the box may be stopping.
-    let ring = tokio::time::sleep(ctx.inbound.answer_after);
-    tokio::pin!(ring);
-    loop {
-        tokio::select! {
-            biased;
-            () = ctx.shutdown.cancelled() => {
-                return Outcome::new(Disposition::Failed, HangupCause::Shutdown, Side::System, false);
-            }
-            ev = port.line.next_event() => match ev {
-                Ok(LineEvent::Hangup(_)) => {
-                    tracing::info!("caller hung up while ringing");
-                    return Outcome::new(Disposition::Abandoned, HangupCause::Normal, Side::Caller, true);
-                }
-                Ok(other) => tracing::debug!(?other, "line event while ringing"),
-                Err(e) => {
-                    tracing::error!("line failed while ringing: {e}");
-                    return Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false);
-                }
-            },
-            () = &mut ring => break,
+    if let Some(ringback) = ctx
+        .inbound
+        .ringback
+        .as_ref()
+        .filter(|_| port.line.early_media())
+    {
+        if let Some(end) = ring_with_ringback(port, &ringback.samples, ctx).await {
+            return end;
         }
+    } else if let Some(end) = ring(port, ctx).await {
+        return end;
     }
     if let Err(e) = port.line.command(LineCommand::Answer).await {
         tracing::error!("answering failed: {e}");
@@ -186,4 +176,66 @@ where
         FlowEnd::Done => answered(HangupCause::Normal, Side::Box, false),
         FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
     }
+}
+
+/// Lets the call ring for `answer_after`. `Some` when it ends meanwhile
+/// (the caller gave up, the box is stopping, the line failed).
+async fn ring<L: Line>(port: &mut Port<L>, ctx: &CallContext) -> Option<Outcome> {
+    let ring = tokio::time::sleep(ctx.inbound.answer_after);
+    tokio::pin!(ring);
+    loop {
+        tokio::select! {
+            biased;
+            () = ctx.shutdown.cancelled() => {
+                return Some(Outcome::new(Disposition::Failed, HangupCause::Shutdown, Side::System, false));
+            }
+            ev = port.line.next_event() => match ev {
+                Ok(LineEvent::Hangup(_)) => {
+                    tracing::info!("caller hung up while ringing");
+                    return Some(Outcome::new(Disposition::Abandoned, HangupCause::Normal, Side::Caller, true));
+                }
+                Ok(other) => tracing::debug!(?other, "line event while ringing"),
+                Err(e) => {
+                    tracing::error!("line failed while ringing: {e}");
+                    return Some(Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false));
+                }
+            },
+            () = &mut ring => return None,
+        }
+    }
+}
+
+/// Rings for `answer_after` with the caller hearing `ringback` as early
+/// media (the call is not answered: no record of an answer, no charge
+/// to the caller); the same endings as [`ring`].
+async fn ring_with_ringback<L: Line>(
+    port: &mut Port<L>,
+    ringback: &std::sync::Arc<[i16]>,
+    ctx: &CallContext,
+) -> Option<Outcome> {
+    if let Err(e) = port.line.command(LineCommand::Progress).await {
+        tracing::error!("opening early media failed: {e}");
+        return Some(Outcome::new(
+            Disposition::Failed,
+            HangupCause::LineFailure,
+            Side::System,
+            false,
+        ));
+    }
+    tracing::info!("ringing with ringback");
+    let mut media = Media::new(port, ctx.shutdown.clone());
+    let rang = media
+        .loop_while(
+            ringback,
+            &mut 0,
+            tokio::time::sleep(ctx.inbound.answer_after),
+            false,
+        )
+        .await;
+    let g = rang.err()?;
+    let disposition = match g {
+        crate::media::Gone::Caller => Disposition::Abandoned,
+        _ => Disposition::Failed,
+    };
+    Some(gone_outcome(g, disposition))
 }

@@ -41,6 +41,9 @@ pub struct Inbound {
     pub greeting: Option<Prompt>,
     /// Ringing time before the box answers.
     pub answer_after: Duration,
+    /// Played in a loop to the caller while the call rings, on lines that
+    /// carry audio before the answer (early media on SIP trunks).
+    pub ringback: Option<Prompt>,
     /// Trunks that take inbound calls; calls on other trunks are refused.
     pub lines: Vec<String>,
 }

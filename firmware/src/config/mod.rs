@@ -148,6 +148,8 @@ struct RawInbound {
     #[serde(default)]
     answer_after: Option<String>,
     #[serde(default)]
+    ringback: Option<String>,
+    #[serde(default)]
     lines: Option<Vec<String>>,
 }
 
@@ -355,6 +357,17 @@ impl SiteConfig {
             }
             None => Some(None),
         };
+        let ringback = raw.inbound.ringback.as_ref().and_then(|r| {
+            if answer_after.is_zero() {
+                err(
+                    "inbound.ringback",
+                    "the ringback plays while a call rings, and calls are answered at once: set `answer_after` too".into(),
+                );
+            }
+            Prompt::load(&prompt_dir, r)
+                .map_err(|e| err("inbound.ringback", e.to_string()))
+                .ok()
+        });
         if raw.ivr.is_none() && !raw.outbound.is_empty() {
             err(
                 "outbound",
@@ -508,6 +521,7 @@ impl SiteConfig {
                 inbound: Inbound {
                     greeting,
                     answer_after,
+                    ringback,
                     lines: inbound_lines,
                 },
                 ivr,
@@ -637,5 +651,29 @@ lines = ["carrier"]
         assert!(text.contains("prompt file `nope.wav` not found"), "{text}");
         assert!(text.contains("`trunk-9` is not a line defined"), "{text}");
         assert!(text.contains("`desk-1` is not a line defined"), "{text}");
+    }
+
+    #[test]
+    fn a_ringback_is_a_prompt_and_needs_ringing_time() {
+        let d = dir_with_prompt();
+        let good = GOOD.replace(
+            "answer_after = \"2s\"",
+            "answer_after = \"2s\"\nringback = \"hello.wav\"",
+        );
+        let c = load(d.path(), &good).unwrap();
+        assert_eq!(
+            c.inbound.ringback.as_ref().map(Prompt::duration),
+            Some(Duration::from_secs(1))
+        );
+        let at_once = GOOD.replace("answer_after = \"2s\"", "ringback = \"hello.wav\"");
+        let text = load(d.path(), &at_once).unwrap_err().to_string();
+        assert!(
+            text.contains("site.toml:15:12: the ringback plays"),
+            "{text}"
+        );
+        assert!(text.contains("set `answer_after` too"), "{text}");
+        let missing = good.replace("ringback = \"hello.wav\"", "ringback = \"tune.wav\"");
+        let text = load(d.path(), &missing).unwrap_err().to_string();
+        assert!(text.contains("prompt file `tune.wav` not found"), "{text}");
     }
 }

@@ -313,6 +313,8 @@ pub async fn trunk(
                             io.event(LineEvent::Hangup(HangupCause::Congestion)).await;
                         }
                     }
+                    // The audio path opens only off-hook, which answers.
+                    LineCommand::Progress => tracing::debug!(line = %io.line, "no early media on an analog trunk"),
                     other => tracing::warn!(line = %io.line, ?other, "not a trunk command; ignored"),
                 }
             }

@@ -27,6 +27,8 @@ use crate::line::{HangupCause, LineEvent, LineKind};
 pub(crate) enum Cmd {
     /// Answer the ringing inbound call.
     Answer,
+    /// Send the ringing caller early media (183 with the answer's SDP).
+    Progress,
     /// End it (reject, cancel or bye, as fits its state).
     Hangup(HangupCause),
 }
@@ -544,6 +546,7 @@ pub(crate) async fn inbound(
         Ok(())
     };
     let late = matches!(answer, Answer::LateOffer(_));
+    let mut early = false;
     match how {
         Inbound::Ringing => {
             let _ = leg.dialog.ringing(None, None);
@@ -567,6 +570,21 @@ pub(crate) async fn inbound(
                     }
                 }
                 Some(Cmd::Answer) => {}
+                Some(Cmd::Progress) if !answered && !early => {
+                    if let Answer::ToOffer(text, negotiated) = &answer {
+                        early = true;
+                        leg.start_media(negotiated);
+                        // The caller may send nothing before the answer.
+                        if let Some(s) = &leg.session {
+                            s.quiet_until_answer();
+                        }
+                        let headers = vec![sdp_header()];
+                        if let Err(e) = leg.dialog.ringing(Some(headers), Some(text.clone().into_bytes())) {
+                            tracing::warn!(line = %leg.line.info.id, "183 Session Progress: {e}");
+                        }
+                    }
+                }
+                Some(Cmd::Progress) => {}
                 Some(Cmd::Hangup(cause)) => {
                     if answered {
                         let _ = leg.dialog.bye().await;
@@ -700,7 +718,7 @@ pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing:
                 }
             }
             cmd = cmds.recv(), if !ended_by_us => match cmd {
-                Some(Cmd::Answer) => {}
+                Some(Cmd::Answer | Cmd::Progress) => {}
                 Some(Cmd::Hangup(_)) | None => {
                     ended_by_us = true;
                     if winner.is_some() {
@@ -739,6 +757,9 @@ pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing:
                                 let text = String::from_utf8_lossy(&resp.body);
                                 if let Ok(n) = Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a, key.as_ref())) {
                                     leg.start_media(&n);
+                                    if let Some(s) = &leg.session {
+                                        s.quiet_until_answer();
+                                    }
                                 }
                             }
                         }

@@ -2,6 +2,7 @@
 //! events and takes its commands, and the two audio halves that read and
 //! write the call's RTP from the media engine's tick.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub(crate) struct LineShared {
     pub(crate) events: mpsc::UnboundedSender<LineEvent>,
     media: Mutex<Option<Arc<RtpSession>>>,
     call: Mutex<Option<mpsc::UnboundedSender<Cmd>>>,
+    /// The ringing call can take early media (its INVITE had an offer).
+    early: AtomicBool,
 }
 
 impl LineShared {
@@ -37,6 +40,7 @@ impl LineShared {
             events,
             media: Mutex::new(None),
             call: Mutex::new(None),
+            early: AtomicBool::new(false),
         }
     }
 
@@ -64,7 +68,13 @@ impl LineShared {
 
     /// The call is over; the line is free.
     pub(crate) fn end_call(&self) {
+        self.set_early(false);
         *lock(&self.call) = None;
+    }
+
+    /// Whether the ringing call can hear the box before the answer.
+    pub(crate) fn set_early(&self, can: bool) {
+        self.early.store(can, Ordering::Relaxed);
     }
 
     pub(crate) fn busy(&self) -> bool {
@@ -102,6 +112,9 @@ impl Line for SipLine {
             LineCommand::Answer => {
                 self.shared.to_call(Cmd::Answer);
             }
+            LineCommand::Progress => {
+                self.shared.to_call(Cmd::Progress);
+            }
             LineCommand::Hangup(c) => {
                 self.shared.to_call(Cmd::Hangup(c));
             }
@@ -123,6 +136,10 @@ impl Line for SipLine {
             }
         }
         Ok(())
+    }
+
+    fn early_media(&self) -> bool {
+        self.shared.early.load(Ordering::Relaxed)
     }
 }
 

@@ -217,6 +217,13 @@ impl RtpSession {
 
     /// A re-INVITE or UPDATE changed the session (hold, resume, a new
     /// address or codec).
+    /// Early media: the far end need not send before the call is
+    /// answered, so its silence is no RTP timeout until the answer's
+    /// [`RtpSession::renegotiate`].
+    pub(crate) fn quiet_until_answer(&self) {
+        lock(&self.rx).held = true;
+    }
+
     pub(crate) fn renegotiate(&self, n: &Negotiated) {
         let mut rx = lock(&self.rx);
         rx.law = law(n.codec);

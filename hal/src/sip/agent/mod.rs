@@ -580,6 +580,9 @@ impl Agent {
         });
         match how {
             Inbound::Ringing => {
+                // Early media needs the caller's offer: the 183 carries
+                // the answer (a late offer's would need PRACK).
+                line.set_early(matches!(answer, call::Answer::ToOffer(..)));
                 let _ = line.events.send(LineEvent::Incoming {
                     caller,
                     dialled: dialled.clone(),
