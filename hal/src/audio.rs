@@ -132,6 +132,20 @@ pub trait AudioIn: Send + 'static {
     /// box wakes once per tick for all its calls, not once per frame per
     /// call.
     fn try_read_frame(&mut self) -> Result<Option<Frame>, Self::Error>;
+    /// Whether keys pressed at the far end must be heard in this audio (a
+    /// tone detector on it). Not on a SIP call that negotiated RFC 4733
+    /// events: its keys come as [`crate::LineEvent::Digit`]s, as on any
+    /// PBX set to take them that way when offered, and the detector's cost
+    /// is saved.
+    fn keys_in_band(&self) -> bool {
+        true
+    }
+    /// Whether this stream gives at most one frame per period by itself
+    /// (a jitter buffer behind it that absorbs bursts), so it never has a
+    /// backlog for the reader to catch up with extra reads in one period.
+    fn paced(&self) -> bool {
+        false
+    }
 }
 
 /// Audio going out to a line (prompts, the other party of a bridge).

@@ -377,6 +377,22 @@ impl AudioIn for AnyAudioIn {
             AnyAudioIn::Sip(a) => Ok(a.try_read_frame()?),
         }
     }
+    fn keys_in_band(&self) -> bool {
+        match self {
+            AnyAudioIn::Sim(a) => a.keys_in_band(),
+            AnyAudioIn::Analog(a) => a.keys_in_band(),
+            #[cfg(feature = "sip")]
+            AnyAudioIn::Sip(a) => a.keys_in_band(),
+        }
+    }
+    fn paced(&self) -> bool {
+        match self {
+            AnyAudioIn::Sim(a) => a.paced(),
+            AnyAudioIn::Analog(a) => a.paced(),
+            #[cfg(feature = "sip")]
+            AnyAudioIn::Sip(a) => a.paced(),
+        }
+    }
 }
 
 impl AudioOut for AnyAudioOut {

@@ -337,10 +337,14 @@ impl<I, O> Slot<I, O> {
         }
     }
 
-    /// Key detection and message capture on what the leg said.
-    fn take_in(&mut self, f: &Frame) {
+    /// Message capture and (`keys_in_band`) key detection on what the leg
+    /// said.
+    fn take_in(&mut self, f: &Frame, keys_in_band: bool) {
         if let Some(c) = self.capture.as_mut() {
             c.mono(f);
+        }
+        if !keys_in_band {
+            return;
         }
         let Some(key) = self.keys.as_mut().and_then(|d| d.process(f.samples())) else {
             return;
@@ -602,8 +606,12 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
         self.counters.ticks += 1;
         let look = late || self.backlog || self.counters.ticks.is_multiple_of(BACKLOG_CHECK_EVERY);
         self.backlog = false;
+        // Each round writes before it digests what it read (keys, message
+        // capture): the packets a tick sends leave at a steady point in it,
+        // not after however much of that work the legs before had.
         let mut any = self.read_round(true);
         self.write_round(true);
+        self.digest_round();
         for _ in 1..MAX_ROUNDS {
             if !(any && look) {
                 break;
@@ -611,24 +619,28 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
             any = self.read_round(false);
             self.backlog |= any;
             self.write_round(false);
+            self.digest_round();
         }
         self.end_tick();
     }
 
     /// Takes at most one frame from every leg (after the first round, only
-    /// from the legs that had one in the last: a backlog) and acts on it:
-    /// key detection, message capture. Whether any leg had one.
+    /// from the legs that had one in the last: a backlog). Whether any leg
+    /// that is not [`AudioIn::paced`] had one (a backlog may be waiting).
     fn read_round(&mut self, first: bool) -> bool {
         let mut n = 0;
+        let mut backlog = false;
         for (s, heard) in self.legs.iter_mut().zip(self.heard.iter_mut()) {
             let had = heard.take().is_some();
-            if s.failed || (!first && !had) {
+            // A paced stream has no backlog: one read a tick.
+            let paced = s.input.paced();
+            if s.failed || (!first && (!had || paced)) {
                 continue;
             }
             match s.input.try_read_frame() {
                 Ok(Some(f)) => {
                     n += 1;
-                    s.take_in(&f);
+                    backlog |= !paced;
                     *heard = Some(f);
                 }
                 Ok(None) => {}
@@ -642,7 +654,18 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
             }
         }
         self.counters.frames_in += n;
-        n > 0
+        backlog
+    }
+
+    /// Acts on what each leg said this round: key detection, message
+    /// capture.
+    fn digest_round(&mut self) {
+        for (s, heard) in self.legs.iter_mut().zip(&self.heard) {
+            if let Some(f) = heard {
+                let in_band = s.input.keys_in_band();
+                s.take_in(f, in_band);
+            }
+        }
     }
 
     /// Writes what each leg hears this round: generated audio once a tick

@@ -132,14 +132,14 @@ impl JitterBuffer {
             self.drop_samples(cut);
             offset -= i64::from(cut);
         }
-        for (i, &s) in samples.iter().enumerate() {
-            let at = offset + i as i64;
-            if at < 0 {
-                continue;
-            }
-            let idx = (self.play.wrapping_add(at as u32) as usize) & MASK;
-            self.ring[idx] = s;
-            self.filled[idx] = true;
+        // Samples whose time was played are skipped; the rest are copied
+        // in at most two runs (the ring wraps), not one by one.
+        let skip = (-offset).max(0) as usize;
+        let src = &samples[skip..];
+        let start = (self.play.wrapping_add((offset + skip as i64) as u32) as usize) & MASK;
+        for (r, from) in spans(start, src.len()) {
+            self.ring[r.clone()].copy_from_slice(&src[from..from + r.len()]);
+            self.filled[r].fill(true);
         }
         let new_end = timestamp.wrapping_add(samples.len() as u32);
         if (new_end.wrapping_sub(self.end) as i32) > 0 {
@@ -195,13 +195,17 @@ impl JitterBuffer {
         }
         let mut out = [0i16; FRAME];
         let mut got = 0;
-        for (i, o) in out.iter_mut().enumerate() {
-            let idx = (self.play.wrapping_add(i as u32) as usize) & MASK;
-            if self.filled[idx] {
-                *o = self.ring[idx];
-                self.filled[idx] = false;
-                got += 1;
+        for (r, from) in spans(self.play as usize & MASK, FRAME) {
+            let dst = &mut out[from..from + r.len()];
+            for ((o, &s), &f) in dst
+                .iter_mut()
+                .zip(&self.ring[r.clone()])
+                .zip(&self.filled[r.clone()])
+            {
+                *o = if f { s } else { 0 };
+                got += usize::from(f);
             }
+            self.filled[r].fill(false);
         }
         if got == 0 {
             self.stats.lost += 1;
@@ -253,6 +257,15 @@ impl JitterBuffer {
         s.depth_ms = self.depth() / 8;
         s
     }
+}
+
+/// The ring's index runs holding `len` samples from ring index `start`
+/// (at most two: the ring wraps), each with its offset among the samples.
+fn spans(start: usize, len: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> {
+    let first = len.min(CAP - start);
+    [(start..start + first, 0), (0..len - first, first)]
+        .into_iter()
+        .filter(|(r, _)| !r.is_empty())
 }
 
 #[cfg(test)]

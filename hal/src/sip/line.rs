@@ -168,6 +168,18 @@ impl AudioIn for SipAudioIn {
     fn try_read_frame(&mut self) -> Result<Option<Frame>, SipError> {
         Ok(self.shared.with_media(RtpSession::receive).flatten())
     }
+
+    /// The jitter buffer gives one frame per period.
+    fn paced(&self) -> bool {
+        true
+    }
+
+    fn keys_in_band(&self) -> bool {
+        !self
+            .shared
+            .with_media(RtpSession::events_negotiated)
+            .unwrap_or(false)
+    }
 }
 
 /// Audio to a SIP call's far end.

@@ -28,9 +28,6 @@ use crate::audio::Frame;
 /// frame period, so a late tick still gets its frame.
 const MIN_POP_SPACING: Duration = Duration::from_millis(10);
 
-/// Reads closer than this are one tick's rounds (the engine catching up a
-/// backlog), not two ticks.
-const SAME_TICK: Duration = Duration::from_millis(10);
 /// Samples in one 20 ms packet.
 const FRAME_SAMPLES: usize = 160;
 
@@ -53,6 +50,9 @@ pub(crate) struct RtpSession {
     notes: mpsc::UnboundedSender<MediaNote>,
     timeout: Duration,
     timed_out: AtomicBool,
+    /// RFC 4733 events negotiated (read by the engine every frame, so
+    /// outside the locks).
+    events: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -123,8 +123,6 @@ struct Tx {
     /// A frame was sent since the last tick's read (the engine reads every
     /// leg, then writes, once per tick).
     sent_since_read: bool,
-    /// The last tick's read.
-    last_read: Option<Instant>,
     /// Packets and payload bytes sent, for RTCP.
     packets: u32,
     octets: u32,
@@ -200,13 +198,13 @@ impl RtpSession {
                 buf: Vec::with_capacity(256),
                 payload: Vec::with_capacity(256),
                 sent_since_read: false,
-                last_read: None,
                 packets: 0,
                 octets: 0,
             }),
             notes,
             timeout,
             timed_out: AtomicBool::new(false),
+            events: AtomicBool::new(n.dtmf_pt.is_some()),
         })
     }
 
@@ -217,6 +215,12 @@ impl RtpSession {
 
     /// A re-INVITE or UPDATE changed the session (hold, resume, a new
     /// address or codec).
+    /// Whether the far end's keys come as RFC 4733 events (negotiated by
+    /// their rtpmap).
+    pub(crate) fn events_negotiated(&self) -> bool {
+        self.events.load(Ordering::Relaxed)
+    }
+
     /// Early media: the far end need not send before the call is
     /// answered, so its silence is no RTP timeout until the answer's
     /// [`RtpSession::renegotiate`].
@@ -229,6 +233,7 @@ impl RtpSession {
         rx.law = law(n.codec);
         rx.pt = n.pt;
         rx.dtmf_pt = n.dtmf_pt;
+        self.events.store(n.dtmf_pt.is_some(), Ordering::Relaxed);
         rx.held = matches!(n.direction, Direction::Inactive | Direction::SendOnly);
         rx.last_packet = Instant::now();
         match (&n.srtp, &rx.srtp) {
@@ -257,8 +262,19 @@ impl RtpSession {
     pub(crate) fn receive(&self) -> Option<Frame> {
         // One clock read per frame: this runs for every call every tick.
         let now = Instant::now();
-        self.keep_sending(now);
         let mut rx = lock(&self.rx);
+        // The jitter buffer always has a frame while it plays, so a
+        // second read in one tick (the engine catching up a backlog) would
+        // drain it faster than the far end fills it: one frame per period,
+        // and the socket is read again next period, not now.
+        if rx
+            .last_pop
+            .is_some_and(|t| now.duration_since(t) < MIN_POP_SPACING)
+        {
+            return None;
+        }
+        rx.last_pop = Some(now);
+        self.keep_sending();
         let rx = &mut *rx;
         let mut got = [(0, SocketAddr::from(([0, 0, 0, 0], 0))); BATCH];
         loop {
@@ -279,16 +295,6 @@ impl RtpSession {
         {
             let _ = self.notes.send(MediaNote::Timeout);
         }
-        // The jitter buffer always has a frame while it plays, so a
-        // second read in one tick (the engine catching up a backlog) would
-        // drain it faster than the far end fills it: one frame per period.
-        if rx
-            .last_pop
-            .is_some_and(|t| now.duration_since(t) < MIN_POP_SPACING)
-        {
-            return None;
-        }
-        rx.last_pop = Some(now);
         Some(rx.jitter.pop_or_silence())
     }
 
@@ -459,16 +465,8 @@ impl RtpSession {
     /// Sends a silent packet when the last tick wrote nothing to this leg:
     /// RTP keeps flowing while the box has nothing to say (a bridge whose
     /// other side is quiet), or carriers and phones hang up on RTP timeout.
-    fn keep_sending(&self, now: Instant) {
+    fn keep_sending(&self) {
         let mut tx = lock(&self.tx);
-        if tx
-            .last_read
-            .is_some_and(|r| now.duration_since(r) < SAME_TICK)
-        {
-            // Another read round of the same tick (the engine catching up).
-            return;
-        }
-        tx.last_read = Some(now);
         let sent = std::mem::take(&mut tx.sent_since_read);
         if sent || !tx.sending {
             return;

@@ -1,9 +1,10 @@
 //! The `sip` part: the real `callboxd` pinned to one core with N SIP
 //! trunk calls at once, each in the IVR's voicemail (the caller's RTP
-//! decoded, keys listened for, the message written to disk), against a
-//! load generator in this process on another core that places the calls
-//! over loopback UDP, sends 20 ms PCMA to each and times the box's RTP
-//! back. Figures: the box's CPU per call-second over a window where all N
+//! decoded, keys listened for — as RFC 4733 events, which the calls
+//! negotiate —, the message written to disk), against a load generator in
+//! this process on another core that places the calls over loopback UDP,
+//! sends 20 ms PCMA to each and times the box's RTP back by the kernel's
+//! arrival stamps. Figures: the box's CPU per call-second over a window where all N
 //! calls talk, the share of the box's packets that came more than 5 ms
 //! later than 20 ms after the call's packet before (a late tick), and the
 //! frames its jitter buffers had to conceal (from its log).
@@ -43,12 +44,17 @@ struct Load {
     target: SocketAddr,
     calls: Vec<Call>,
     by_port: HashMap<u16, usize>,
+    /// Held open for the box's RTCP.
+    _rtcp: UdpSocket,
 }
 
 impl Load {
     fn new(target: SocketAddr, n: usize) -> Result<Load> {
         let sig = UdpSocket::bind("127.0.0.1:0")?;
-        let rtp = UdpSocket::bind("127.0.0.1:0")?;
+        // RTP on an even port and RTCP (the box's reports, not read) on
+        // the one above, as a real far end has: reports to a closed port
+        // would cost the box an ICMP error each.
+        let (rtp, rtcp) = rtp_pair()?;
         // The box answers every call each tick within a millisecond: room
         // for a thousand calls' packets, or the kernel drops them here.
         big_receive_buffer(&rtp, 16 << 20);
@@ -71,6 +77,7 @@ impl Load {
             target,
             calls,
             by_port: HashMap::new(),
+            _rtcp: rtcp,
         })
     }
 
@@ -196,28 +203,31 @@ impl Load {
         let mut pkt = vec![0u8; 12 + 160];
         let start = Instant::now();
         let mut tick = 0u32;
-        // A thread of its own takes the box's packets as they come, so
-        // their times are theirs, not this loop's.
+        // A thread of its own takes the box's packets with the kernel's
+        // arrival time of each (SO_TIMESTAMPNS), draining the socket every
+        // millisecond rather than waiting on it: a receiver blocked on the
+        // socket would be woken for every packet, and on loopback that
+        // wake-up (an interrupt to the other core) is paid inside the
+        // box's `sendto`, which a network card would not charge it.
         let rx = self.rtp.try_clone().expect("cloning the RTP socket");
-        rx.set_nonblocking(false).expect("blocking");
-        rx.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
+        rx.set_nonblocking(true).expect("non-blocking");
+        nix::sys::socket::setsockopt(&rx, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+            .expect("SO_TIMESTAMPNS");
+        let wall_start = std::time::SystemTime::now();
+        let from_us = measure_from
+            .checked_duration_since(start)
+            .unwrap_or_default()
+            .as_micros() as i64;
         let done = std::sync::atomic::AtomicBool::new(false);
         let arrivals = std::thread::scope(|sc| {
             let receiver = sc.spawn(|| {
-                let mut got: Vec<(u16, u32, Instant)> = Vec::with_capacity(1 << 20);
+                let mut got: Vec<(u16, i64)> = Vec::with_capacity(1 << 20);
                 let mut buf = vec![0u8; 2048];
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let Ok((n, from)) = rx.recv_from(&mut buf) else {
-                        continue;
-                    };
-                    let now = Instant::now();
-                    if n >= 12 && now >= measure_from {
-                        got.push((
-                            from.port(),
-                            u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
-                            now,
-                        ));
+                    match arrival(&rx, &mut buf, wall_start) {
+                        Some((n, port, at)) if n >= 12 && at >= from_us => got.push((port, at)),
+                        Some(_) => {}
+                        None => std::thread::sleep(Duration::from_millis(1)),
                     }
                 }
                 got
@@ -244,13 +254,11 @@ impl Load {
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             receiver.join().unwrap_or_default()
         });
-        for (port, _ts, at) in arrivals {
+        for (port, at) in arrivals {
             let Some(&i) = self.by_port.get(&port) else {
                 continue;
             };
-            self.calls[i]
-                .arrivals
-                .push(at.duration_since(start).as_micros() as i64);
+            self.calls[i].arrivals.push(at);
         }
     }
 
@@ -278,6 +286,52 @@ impl Load {
         }
         (all, late)
     }
+}
+
+/// Two sockets on loopback ports 2k and 2k+1.
+fn rtp_pair() -> Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..100 {
+        let probe = UdpSocket::bind("127.0.0.1:0")?;
+        let p = probe.local_addr()?.port() & !1;
+        drop(probe);
+        if let (Ok(a), Ok(b)) = (
+            UdpSocket::bind(("127.0.0.1", p)),
+            UdpSocket::bind(("127.0.0.1", p + 1)),
+        ) {
+            return Ok((a, b));
+        }
+    }
+    anyhow::bail!("no free pair of ports for the generator's RTP and RTCP")
+}
+
+/// The next datagram waiting on `sock` (non-blocking) into `buf`: its
+/// length, source port and kernel arrival time in µs after `start`.
+fn arrival(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    start: std::time::SystemTime,
+) -> Option<(usize, u16, i64)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .ok()?;
+    let port = msg.address.map(|a| a.port())?;
+    let at = msg.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(t) => Some(
+            std::time::Duration::from(t)
+                .checked_sub(start.duration_since(std::time::UNIX_EPOCH).ok()?)
+                .map_or(0, |d| d.as_micros() as i64),
+        ),
+        _ => None,
+    })?;
+    Some((msg.bytes, port, at))
 }
 
 /// The site: `n` SIP trunk lines from the generator, an IVR that takes a
