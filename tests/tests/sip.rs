@@ -554,9 +554,9 @@ fn carrier_call(sip_port: u16, site: &Site, scenario_file: &str) -> std::process
 fn session_timers_are_refreshed_by_the_box_or_end_a_call_the_carrier_lets_lapse() {
     require_peers();
     let sip_port = free_udp_port();
-    // Two channels from the carrier; calls that last (long messages, no
+    // Three channels from the carrier; calls that last (long messages, no
     // RTP timeout: sipp sends no audio here).
-    let site = voicemail_site(sip_port, free_udp_port(), 2, "");
+    let site = voicemail_site(sip_port, free_udp_port(), 3, "");
     let cfg = std::fs::read_to_string(site.config()).unwrap();
     let cfg = cfg
         .replace("max_length = \"30s\"", "max_length = \"120s\"")
@@ -582,16 +582,19 @@ fn session_timers_are_refreshed_by_the_box_or_end_a_call_the_carrier_lets_lapse(
 
     let refreshes = carrier_call(sip_port, &site, "carrier-call-timer-box-refreshes.xml");
     let lapses = carrier_call(sip_port, &site, "carrier-call-timer-lapses.xml");
+    // A carrier that allows UPDATE gets the box's refresh as an UPDATE.
+    let updates = carrier_call(sip_port, &site, "carrier-call-timer-box-updates.xml");
     let st_refresh = wait_child(refreshes, Duration::from_secs(110));
     let st_lapse = wait_child(lapses, Duration::from_secs(110));
+    let st_update = wait_child(updates, Duration::from_secs(110));
     // sipp's own verdicts first: a scenario that failed leaves its call
     // up on the box.
     assert!(
-        st_refresh.success() && st_lapse.success(),
-        "sipp: refreshing {st_refresh}, lapsing {st_lapse}\n{}",
+        st_refresh.success() && st_lapse.success() && st_update.success(),
+        "sipp: refreshing {st_refresh}, lapsing {st_lapse}, updating {st_update}\n{}",
         daemon.log()
     );
-    let recs = ended(&site, &daemon, 2, Duration::from_secs(10));
+    let recs = ended(&site, &daemon, 3, Duration::from_secs(10));
     let log = daemon.stop();
     assert!(
         st_refresh.success(),
@@ -602,7 +605,7 @@ fn session_timers_are_refreshed_by_the_box_or_end_a_call_the_carrier_lets_lapse(
         "carrier letting it lapse: {st_lapse}\n{log}"
     );
     assert!(log.contains("stopped refreshing the session"), "{log}");
-    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs.len(), 3, "{recs:?}");
 }
 
 #[test]
