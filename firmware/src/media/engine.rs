@@ -662,7 +662,7 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
     fn digest_round(&mut self) {
         for (s, heard) in self.legs.iter_mut().zip(&self.heard) {
             if let Some(f) = heard {
-                let in_band = s.input.keys_in_band();
+                let in_band = s.keys.is_some() && s.input.keys_in_band();
                 s.take_in(f, in_band);
             }
         }

@@ -78,9 +78,12 @@ impl Format {
     pub fn encode(self, samples: &[i16], out: &mut Vec<u8>) {
         match self {
             Format::Pcm16 => {
-                out.reserve(std::mem::size_of_val(samples));
-                for s in samples {
-                    out.extend_from_slice(&s.to_le_bytes());
+                // Sized once, then written in place (no length update per
+                // sample): it runs for every frame of every message.
+                let at = out.len();
+                out.resize(at + std::mem::size_of_val(samples), 0);
+                for (o, s) in out[at..].chunks_exact_mut(2).zip(samples) {
+                    o.copy_from_slice(&s.to_le_bytes());
                 }
             }
             // An exact-size iterator: `extend` reserves once.
