@@ -315,6 +315,34 @@ pub fn channel(file: &std::path::Path, ch: usize) -> Vec<i16> {
         .collect()
 }
 
+/// Where `needle` (a prompt as the box plays it) best matches in `hay`
+/// (what a far end heard), with the normalised correlation there. Both are
+/// decimated by 4 first: a prompt is found by its envelope and formants,
+/// not sample by sample (G.711 and the jitter buffer change those).
+pub fn best_match(hay: &[i16], needle: &[i16]) -> (usize, f64) {
+    let dec = |x: &[i16]| -> Vec<f64> {
+        x.chunks(4)
+            .map(|c| c.iter().map(|&s| f64::from(s)).sum::<f64>() / c.len() as f64)
+            .collect()
+    };
+    let (h, n) = (dec(hay), dec(needle));
+    let nn = n.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut best = (0, 0.0);
+    for at in 0..h.len().saturating_sub(n.len()) {
+        let w = &h[at..at + n.len()];
+        let ww = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if ww < 1.0 {
+            continue;
+        }
+        let dot: f64 = w.iter().zip(&n).map(|(a, b)| a * b).sum();
+        let c = dot / (ww * nn);
+        if c > best.1 {
+            best = (at * 4, c);
+        }
+    }
+    best
+}
+
 /// Root mean square of samples.
 pub fn rms(x: &[i16]) -> f64 {
     (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len().max(1) as f64).sqrt()

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use callbox_tests::sip::{
-    Daemon, Phone, channel, ended, free_rtp_range, free_tcp_port, free_udp_port, require_peers,
-    rms, run_sipp, scenario, sip_site, sipp, sipp_carrier, sipp_one_call,
+    Daemon, Phone, best_match, channel, ended, free_rtp_range, free_udp_port, require_peers, rms,
+    run_sipp, scenario, sip_site, sipp, sipp_carrier, sipp_one_call,
 };
 use callbox_tests::{Site, text};
 
@@ -272,34 +272,6 @@ fn a_trunk_registers_through_423_a_proxy_challenge_without_qop_and_a_stale_nonce
     assert!(alarms.is_empty(), "{alarms:?}");
 }
 
-/// Where `needle` (a prompt as the box plays it) best matches in `hay`
-/// (what a far end heard), with the normalised correlation there. Both are
-/// decimated by 4 first: a prompt is found by its envelope and formants,
-/// not sample by sample (G.711 and the jitter buffer change those).
-fn find(hay: &[i16], needle: &[i16]) -> (usize, f64) {
-    let dec = |x: &[i16]| -> Vec<f64> {
-        x.chunks(4)
-            .map(|c| c.iter().map(|&s| f64::from(s)).sum::<f64>() / c.len() as f64)
-            .collect()
-    };
-    let (h, n) = (dec(hay), dec(needle));
-    let nn = n.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let mut best = (0, 0.0);
-    for at in 0..h.len().saturating_sub(n.len()) {
-        let w = &h[at..at + n.len()];
-        let ww = w.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if ww < 1.0 {
-            continue;
-        }
-        let dot: f64 = w.iter().zip(&n).map(|(a, b)| a * b).sum();
-        let c = dot / (ww * nn);
-        if c > best.1 {
-            best = (at * 4, c);
-        }
-    }
-    best
-}
-
 #[test]
 fn a_verification_code_goes_out_on_the_sip_trunk_and_is_spoken_to_the_callee() {
     require_peers();
@@ -396,7 +368,7 @@ vars = { code = "4829" }
             heard.len().min(last + 16_000 + digit.len())
         };
         let window = &heard[last..end];
-        let (at, c) = find(window, &digit);
+        let (at, c) = best_match(window, &digit);
         assert!(
             c > 0.8,
             "digit {d} not heard after sample {last} (best match {c:.2})"
@@ -936,97 +908,4 @@ fn a_carrier_that_stops_answering_options_raises_the_alarm_and_clears_it_when_ba
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     answering.join().unwrap();
     daemon.stop();
-}
-
-#[test]
-fn a_trunk_over_tls_calls_out_with_srtp_and_the_callee_hears_the_code() {
-    require_peers();
-    let sip_port = free_udp_port();
-    let box_tls = free_tcp_port();
-    // baresip listens for TLS one port above its `sip_listen`.
-    let carrier_tls = free_tcp_port();
-    let site = sip_site(
-        "sip",
-        sip_port,
-        10,
-        &format!(
-            r#"[[line]]
-id = "carrier"
-kind = "trunk"
-sip = {{ peer = "127.0.0.1:{carrier_tls}", transport = "tls", caller_id = "4008001234", keepalive = "off" }}
-
-"#
-        ),
-        r#"
-[ivr]
-language = "en"
-timezone = "UTC"
-start = "say-code"
-
-[ivr.node.say-code]
-type = "play"
-prompts = ["system:your-code-is", "{digits:code}", "system:repeat", "{digits:code}"]
-next = "bye"
-
-[ivr.node.bye]
-type = "hangup"
-outcome = "code_said"
-
-[[outbound]]
-name = "verify-tls"
-number = "13700000001"
-start = "say-code"
-after = "2s"
-vars = { code = "4829" }
-"#,
-    );
-    // The carrier's certificate, from a CA the box is told to trust.
-    let pki = callbox_tests::mqtt::Pki::new(&site.dir.path().join("pki"));
-    let both = site.dir.path().join("carrier.pem");
-    std::fs::write(
-        &both,
-        std::fs::read_to_string(&pki.server.cert).unwrap()
-            + &std::fs::read_to_string(&pki.server.key).unwrap(),
-    )
-    .unwrap();
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "rtp_ports =",
-        &format!(
-            "tls_listen = \"127.0.0.1:{box_tls}\"\ntls_ca = \"{}\"\nrtp_ports =",
-            pki.ca.display()
-        ),
-    );
-    std::fs::write(site.config(), cfg).unwrap();
-    callbox_tests::write_tone_hz(&site.dir.path().join("quiet.wav"), 1000.0, 60_000);
-    let mut callee = Phone::with_config(
-        &site.dir.path().join("callee"),
-        "<sip:13700000001@127.0.0.1;transport=tls>;regint=0;answermode=auto;audio_codecs=PCMA;mediaenc=srtp-mand",
-        carrier_tls - 1,
-        &site.dir.path().join("quiet.wav"),
-        &format!("module srtp.so\nsip_certificate {}\n", both.display()),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
-    let recs = ended(&site, &daemon, 1, Duration::from_secs(40));
-    std::thread::sleep(Duration::from_millis(500));
-    callee.stop();
-    let log = daemon.stop();
-    let callee_log = std::fs::read_to_string(callee.dir.join("baresip.log")).unwrap_or_default();
-    let r = &recs[0];
-    assert_eq!(r["direction"], "outbound", "{r}\n{log}");
-    assert_eq!(r["outcome"], "code_said", "{r}\n{log}\n{callee_log}");
-    assert!(log.contains("SRTP"), "no SRTP on the call:\n{log}");
-    // The first digit of the code, through TLS signalling and SRTP media.
-    let heard = callee.heard();
-    let digit = callbox_hal::wav::load_prompt(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../firmware/prompts/system/en/digit-4.wav"),
-        8000,
-    )
-    .unwrap();
-    let (_, c) = find(&heard, &digit);
-    assert!(
-        c > 0.8,
-        "the callee did not hear the code (best match {c:.2})\n{callee_log}"
-    );
 }

@@ -1,0 +1,103 @@
+//! SIP over TLS toward a carrier, end to end: the real daemon places a
+//! call on a trunk with `transport = "tls"` to baresip acting as the
+//! carrier, whose certificate comes from a CA the box trusts by `tls_ca`.
+//! (An agent's phone over TLS is in sip_phones.rs.)
+
+use std::time::Duration;
+
+use callbox_tests::sip::{
+    Daemon, Phone, best_match, ended, free_tcp_port, free_udp_port, require_peers, sip_site,
+};
+
+#[test]
+fn a_trunk_over_tls_calls_out_with_srtp_and_the_callee_hears_the_code() {
+    require_peers();
+    let sip_port = free_udp_port();
+    let box_tls = free_tcp_port();
+    // baresip listens for TLS one port above its `sip_listen`.
+    let carrier_tls = free_tcp_port();
+    let site = sip_site(
+        "sip",
+        sip_port,
+        10,
+        &format!(
+            r#"[[line]]
+id = "carrier"
+kind = "trunk"
+sip = {{ peer = "127.0.0.1:{carrier_tls}", transport = "tls", caller_id = "4008001234", keepalive = "off" }}
+
+"#
+        ),
+        r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "say-code"
+
+[ivr.node.say-code]
+type = "play"
+prompts = ["system:your-code-is", "{digits:code}", "system:repeat", "{digits:code}"]
+next = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+outcome = "code_said"
+
+[[outbound]]
+name = "verify-tls"
+number = "13700000001"
+start = "say-code"
+after = "2s"
+vars = { code = "4829" }
+"#,
+    );
+    // The carrier's certificate, from a CA the box is told to trust.
+    let pki = callbox_tests::mqtt::Pki::new(&site.dir.path().join("pki"));
+    let both = site.dir.path().join("carrier.pem");
+    std::fs::write(
+        &both,
+        std::fs::read_to_string(&pki.server.cert).unwrap()
+            + &std::fs::read_to_string(&pki.server.key).unwrap(),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "rtp_ports =",
+        &format!(
+            "tls_listen = \"127.0.0.1:{box_tls}\"\ntls_ca = \"{}\"\nrtp_ports =",
+            pki.ca.display()
+        ),
+    );
+    std::fs::write(site.config(), cfg).unwrap();
+    callbox_tests::write_tone_hz(&site.dir.path().join("quiet.wav"), 1000.0, 60_000);
+    let mut callee = Phone::with_config(
+        &site.dir.path().join("callee"),
+        "<sip:13700000001@127.0.0.1;transport=tls>;regint=0;answermode=auto;audio_codecs=PCMA;mediaenc=srtp-mand",
+        carrier_tls - 1,
+        &site.dir.path().join("quiet.wav"),
+        &format!("module srtp.so\nsip_certificate {}\n", both.display()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
+    let recs = ended(&site, &daemon, 1, Duration::from_secs(40));
+    std::thread::sleep(Duration::from_millis(500));
+    callee.stop();
+    let log = daemon.stop();
+    let callee_log = std::fs::read_to_string(callee.dir.join("baresip.log")).unwrap_or_default();
+    let r = &recs[0];
+    assert_eq!(r["direction"], "outbound", "{r}\n{log}");
+    assert_eq!(r["outcome"], "code_said", "{r}\n{log}\n{callee_log}");
+    assert!(log.contains("SRTP"), "no SRTP on the call:\n{log}");
+    // The first digit of the code, through TLS signalling and SRTP media.
+    let heard = callee.heard();
+    let digit = callbox_hal::wav::load_prompt(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../firmware/prompts/system/en/digit-4.wav"),
+        8000,
+    )
+    .unwrap();
+    let (_, c) = best_match(&heard, &digit);
+    assert!(
+        c > 0.8,
+        "the callee did not hear the code (best match {c:.2})\n{callee_log}"
+    );
+}
