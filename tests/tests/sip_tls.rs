@@ -1,7 +1,8 @@
-//! SIP over TLS toward a carrier, end to end: the real daemon places a
-//! call on a trunk with `transport = "tls"` to baresip acting as the
-//! carrier, whose certificate comes from a CA the box trusts by `tls_ca`.
-//! (An agent's phone over TLS is in sip_phones.rs.)
+//! SIP over TLS toward a carrier, end to end, the carrier's certificate
+//! from a CA the box trusts by `tls_ca`: the real daemon places a call on a
+//! trunk with `transport = "tls"` to baresip acting as the carrier, and a
+//! trunk registers over TLS to another callbox as its registrar. (An
+//! agent's phone over TLS is in sip_phones.rs.)
 
 use std::time::Duration;
 
@@ -99,5 +100,70 @@ vars = { code = "4829" }
     assert!(
         c > 0.8,
         "the callee did not hear the code (best match {c:.2})\n{callee_log}"
+    );
+}
+
+/// A box with `[sip]` on `sip_port` and TLS on `tls_port`, the `[sip]`
+/// extras `tls`, the lines `lines`, and a greeting for callers.
+fn tls_site(sip_port: u16, tls_port: u16, tls: &str, lines: &str) -> callbox_tests::Site {
+    let site = sip_site("sip", sip_port, 10, lines, "");
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "rtp_ports =",
+        &format!("tls_listen = \"127.0.0.1:{tls_port}\"\n{tls}rtp_ports ="),
+    );
+    std::fs::write(site.config(), cfg).unwrap();
+    site
+}
+
+#[test]
+fn a_trunk_registers_over_tls_to_a_registrar_whose_certificate_it_checks() {
+    require_peers();
+    // The registrar: another callbox, whose phone account `trunkuser` the
+    // first box's trunk registers as, over TLS with the registrar's
+    // certificate from a CA the trunk's box trusts.
+    let (reg_sip, reg_tls) = (free_udp_port(), free_tcp_port());
+    let dir = tempfile::tempdir().unwrap();
+    let pki = callbox_tests::mqtt::Pki::new(&dir.path().join("pki"));
+    let registrar = tls_site(
+        reg_sip,
+        reg_tls,
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            pki.server.cert.display(),
+            pki.server.key.display()
+        ),
+        "[[line]]\nid = \"branch\"\nkind = \"station\"\nsip = { username = \"trunkuser\", password = \"trunk-pass-77\" }\n\n[[line]]\nid = \"pstn\"\nkind = \"trunk\"\nsip = { peer = \"127.0.0.1:9\", keepalive = \"off\" }\n\n",
+    );
+    let (box_sip, box_tls) = (free_udp_port(), free_tcp_port());
+    let branch = tls_site(
+        box_sip,
+        box_tls,
+        &format!("tls_ca = \"{}\"\n", pki.ca.display()),
+        &format!(
+            "[[line]]\nid = \"carrier\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{reg_tls}\", transport = \"tls\", username = \"trunkuser\", password = \"trunk-pass-77\", register = true }}\n\n"
+        ),
+    );
+    let reg = Daemon::start(&registrar.config(), &registrar.data(), reg_sip);
+    reg.wait_log("SIP listening (TLS)", Duration::from_secs(10));
+    let daemon = Daemon::start(&branch.config(), &branch.data(), box_sip);
+    daemon.wait_log("trunk registered", Duration::from_secs(20));
+    reg.wait_log("phone registered", Duration::from_secs(5));
+    let log = daemon.stop();
+    let reg_log = reg.stop();
+    assert!(!log.contains("registration failed"), "{log}");
+    // The registration came over TLS: from the trunk's TLS connection,
+    // not from the box's UDP port, where its SIP over UDP comes from.
+    let line = reg_log
+        .lines()
+        .find(|l| l.contains("phone registered") && l.contains("line=branch"))
+        .unwrap_or_else(|| panic!("{reg_log}"));
+    let source = line
+        .split("source=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_default();
+    assert!(
+        source.starts_with("127.0.0.1:") && source != format!("127.0.0.1:{box_sip}"),
+        "{line}"
     );
 }
