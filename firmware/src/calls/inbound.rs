@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::record::{CallLog, Placed};
 use super::{Arrival, CallContext, Outcome, Switch, flow_record, gone_outcome};
 use crate::ivr::engine::{FlowEnd, FlowState};
-use crate::media::Media;
+use crate::media::{Gone, LineFailure, Media};
 use crate::store::{CallFlow, Direction, Disposition, Side};
 
 /// Runs one inbound call to its end and hands the port back.
@@ -122,17 +122,22 @@ async fn answer_and_run<L>(
 where
     L: Line,
 {
-    if let Some(ringback) = ctx
+    let ringback = ctx
         .inbound
         .ringback
         .as_ref()
-        .filter(|_| port.line.early_media())
-    {
-        if let Some(end) = ring_with_ringback(port, &ringback.samples, ctx).await {
-            return end;
-        }
-    } else if let Some(end) = ring(port, ctx).await {
-        return end;
+        .filter(|_| port.line.early_media());
+    let rang = match ringback {
+        Some(r) => ring_with_ringback(port, &r.samples, ctx).await,
+        None => ring(port, ctx).await,
+    };
+    if let Err(g) = rang {
+        // A caller who gives up while it rings abandoned the call.
+        let disposition = match g {
+            Gone::Caller => Disposition::Abandoned,
+            _ => Disposition::Failed,
+        };
+        return gone_outcome(g, disposition);
     }
     if let Err(e) = port.line.command(LineCommand::Answer).await {
         tracing::error!("answering failed: {e}");
@@ -178,29 +183,21 @@ where
     }
 }
 
-/// Lets the call ring for `answer_after`. `Some` when it ends meanwhile
+/// Lets the call ring for `answer_after`; `Err` when it ends meanwhile
 /// (the caller gave up, the box is stopping, the line failed).
-async fn ring<L: Line>(port: &mut Port<L>, ctx: &CallContext) -> Option<Outcome> {
+async fn ring<L: Line>(port: &mut Port<L>, ctx: &CallContext) -> Result<(), Gone> {
     let ring = tokio::time::sleep(ctx.inbound.answer_after);
     tokio::pin!(ring);
     loop {
         tokio::select! {
             biased;
-            () = ctx.shutdown.cancelled() => {
-                return Some(Outcome::new(Disposition::Failed, HangupCause::Shutdown, Side::System, false));
-            }
+            () = ctx.shutdown.cancelled() => return Err(Gone::Shutdown),
             ev = port.line.next_event() => match ev {
-                Ok(LineEvent::Hangup(_)) => {
-                    tracing::info!("caller hung up while ringing");
-                    return Some(Outcome::new(Disposition::Abandoned, HangupCause::Normal, Side::Caller, true));
-                }
+                Ok(LineEvent::Hangup(_)) => return Err(Gone::Caller),
                 Ok(other) => tracing::debug!(?other, "line event while ringing"),
-                Err(e) => {
-                    tracing::error!("line failed while ringing: {e}");
-                    return Some(Outcome::new(Disposition::Failed, HangupCause::LineFailure, Side::System, false));
-                }
+                Err(e) => return Err(Gone::Failure(LineFailure::hal("ringing", &e))),
             },
-            () = &mut ring => return None,
+            () = &mut ring => return Ok(()),
         }
     }
 }
@@ -212,30 +209,14 @@ async fn ring_with_ringback<L: Line>(
     port: &mut Port<L>,
     ringback: &std::sync::Arc<[i16]>,
     ctx: &CallContext,
-) -> Option<Outcome> {
-    if let Err(e) = port.line.command(LineCommand::Progress).await {
-        tracing::error!("opening early media failed: {e}");
-        return Some(Outcome::new(
-            Disposition::Failed,
-            HangupCause::LineFailure,
-            Side::System,
-            false,
-        ));
-    }
+) -> Result<(), Gone> {
+    port.line
+        .command(LineCommand::Progress)
+        .await
+        .map_err(|e| Gone::Failure(LineFailure::hal("opening early media", &e)))?;
     tracing::info!("ringing with ringback");
     let mut media = Media::new(port, ctx.shutdown.clone());
-    let rang = media
-        .loop_while(
-            ringback,
-            &mut 0,
-            tokio::time::sleep(ctx.inbound.answer_after),
-            false,
-        )
-        .await;
-    let g = rang.err()?;
-    let disposition = match g {
-        crate::media::Gone::Caller => Disposition::Abandoned,
-        _ => Disposition::Failed,
-    };
-    Some(gone_outcome(g, disposition))
+    let until = tokio::time::sleep(ctx.inbound.answer_after);
+    media.loop_while(ringback, &mut 0, until, false).await?;
+    Ok(())
 }

@@ -184,6 +184,15 @@ impl Leg {
         }
     }
 
+    /// Starts media before the answer (183): the far end may send nothing
+    /// until then, which is no RTP timeout.
+    fn start_early_media(&mut self, n: &Negotiated) {
+        self.start_media(n);
+        if let Some(s) = &self.session {
+            s.quiet_until_answer();
+        }
+    }
+
     /// The SRTP key the box's own offer carried, if it did.
     fn offered_key(&self) -> Option<MasterKey> {
         self.offered_srtp.then(|| self.key.clone())
@@ -573,11 +582,7 @@ pub(crate) async fn inbound(
                 Some(Cmd::Progress) if !answered && !early => {
                     if let Answer::ToOffer(text, negotiated) = &answer {
                         early = true;
-                        leg.start_media(negotiated);
-                        // The caller may send nothing before the answer.
-                        if let Some(s) = &leg.session {
-                            s.quiet_until_answer();
-                        }
+                        leg.start_early_media(negotiated);
                         let headers = vec![sdp_header()];
                         if let Err(e) = leg.dialog.ringing(Some(headers), Some(text.clone().into_bytes())) {
                             tracing::warn!(line = %leg.line.info.id, "183 Session Progress: {e}");
@@ -756,10 +761,7 @@ pub(crate) async fn outbound(parts: CallParts, forks: Vec<Fork>, report_ringing:
                                 // announcements are heard before the answer.
                                 let text = String::from_utf8_lossy(&resp.body);
                                 if let Ok(n) = Sdp::parse(&text).and_then(|a| sdp::negotiated_from_answer(&offered, &a, key.as_ref())) {
-                                    leg.start_media(&n);
-                                    if let Some(s) = &leg.session {
-                                        s.quiet_until_answer();
-                                    }
+                                    leg.start_early_media(&n);
                                 }
                             }
                         }

@@ -50,9 +50,6 @@ pub(crate) struct RtpSession {
     notes: mpsc::UnboundedSender<MediaNote>,
     timeout: Duration,
     timed_out: AtomicBool,
-    /// RFC 4733 events negotiated (read by the engine every frame, so
-    /// outside the locks).
-    events: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -204,7 +201,6 @@ impl RtpSession {
             notes,
             timeout,
             timed_out: AtomicBool::new(false),
-            events: AtomicBool::new(n.dtmf_pt.is_some()),
         })
     }
 
@@ -213,12 +209,10 @@ impl RtpSession {
         self.port
     }
 
-    /// A re-INVITE or UPDATE changed the session (hold, resume, a new
-    /// address or codec).
     /// Whether the far end's keys come as RFC 4733 events (negotiated by
     /// their rtpmap).
     pub(crate) fn events_negotiated(&self) -> bool {
-        self.events.load(Ordering::Relaxed)
+        lock(&self.rx).dtmf_pt.is_some()
     }
 
     /// Early media: the far end need not send before the call is
@@ -228,12 +222,13 @@ impl RtpSession {
         lock(&self.rx).held = true;
     }
 
+    /// A re-INVITE or UPDATE changed the session (hold, resume, a new
+    /// address or codec).
     pub(crate) fn renegotiate(&self, n: &Negotiated) {
         let mut rx = lock(&self.rx);
         rx.law = law(n.codec);
         rx.pt = n.pt;
         rx.dtmf_pt = n.dtmf_pt;
-        self.events.store(n.dtmf_pt.is_some(), Ordering::Relaxed);
         rx.held = matches!(n.direction, Direction::Inactive | Direction::SendOnly);
         rx.last_packet = Instant::now();
         match (&n.srtp, &rx.srtp) {
