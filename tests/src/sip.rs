@@ -395,3 +395,58 @@ pub fn sip_site(
     std::fs::write(site.config(), cfg).expect("writing the site config");
     site
 }
+
+/// Adds `keys` (TOML lines) to the `[sip]` section of a [`sip_site`].
+pub fn add_sip_keys(site: &crate::Site, keys: &str) {
+    let cfg = std::fs::read_to_string(site.config())
+        .expect("site config")
+        .replace("[sip]\n", &format!("[sip]\n{keys}"));
+    std::fs::write(site.config(), cfg).expect("writing the site config");
+}
+
+/// A `[[line]]` table for [`sip_site`]: the trunk `carrier` to the peer at
+/// 127.0.0.1:`port`, with the further `sip` keys `extra` (each starting
+/// `, `).
+pub fn carrier_line(port: u16, extra: &str) -> String {
+    format!(
+        "[[line]]\nid = \"carrier\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{port}\"{extra} }}\n\n"
+    )
+}
+
+/// The rest of a site (after `[inbound]`) whose outbound job `name` calls
+/// 13700000001 `after` the start and says the code 4829 twice (outcome
+/// `code_said`).
+pub fn code_job(name: &str, after: &str) -> String {
+    format!(
+        r#"
+[ivr]
+language = "en"
+timezone = "UTC"
+start = "say-code"
+
+[ivr.node.say-code]
+type = "play"
+prompts = ["system:your-code-is", "{{digits:code}}", "system:repeat", "{{digits:code}}"]
+next = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+outcome = "code_said"
+
+[[outbound]]
+name = "{name}"
+number = "13700000001"
+start = "say-code"
+after = "{after}"
+vars = {{ code = "4829" }}
+"#
+    )
+}
+
+/// The English system prompt `name` (e.g. `digit-4`) as the box plays it.
+pub fn system_prompt(name: &str) -> Vec<i16> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../firmware/prompts/system/en")
+        .join(format!("{name}.wav"));
+    callbox_hal::wav::load_prompt(&p, 8000).expect("a system prompt")
+}

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use callbox_tests::sip::{
-    Daemon, Phone, best_match, channel, ended, free_rtp_range, free_udp_port, require_peers, rms,
-    run_sipp, scenario, sip_site, sipp, sipp_carrier, sipp_one_call,
+    Daemon, Phone, best_match, carrier_line, channel, code_job, ended, free_rtp_range,
+    free_udp_port, require_peers, rms, run_sipp, scenario, sip_site, sipp, sipp_carrier,
+    sipp_one_call, system_prompt,
 };
 use callbox_tests::{Site, text};
 
@@ -281,36 +282,8 @@ fn a_verification_code_goes_out_on_the_sip_trunk_and_is_spoken_to_the_callee() {
         "sip",
         sip_port,
         10,
-        &format!(
-            r#"[[line]]
-id = "carrier"
-kind = "trunk"
-sip = {{ peer = "127.0.0.1:{callee_port}", caller_id = "4008001234" }}
-
-"#
-        ),
-        r#"
-[ivr]
-language = "en"
-timezone = "UTC"
-start = "say-code"
-
-[ivr.node.say-code]
-type = "play"
-prompts = ["system:your-code-is", "{digits:code}", "system:repeat", "{digits:code}"]
-next = "bye"
-
-[ivr.node.bye]
-type = "hangup"
-outcome = "code_said"
-
-[[outbound]]
-name = "verify-1"
-number = "13700000001"
-start = "say-code"
-after = "2s"
-vars = { code = "4829" }
-"#,
+        &carrier_line(callee_port, ", caller_id = \"4008001234\""),
+        &code_job("verify-1", "2s"),
     );
     // baresip hangs up when its microphone file ends.
     callbox_tests::write_tone_hz(&site.dir.path().join("quiet.wav"), 1000.0, 60_000);
@@ -323,23 +296,7 @@ vars = { code = "4829" }
     );
     std::thread::sleep(Duration::from_millis(500));
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    let recs = loop {
-        let recs = if site.data().join("callbox.db").exists() {
-            site.records()
-        } else {
-            Vec::new()
-        };
-        if recs.iter().any(|r| r["end"].is_string()) {
-            break recs;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no finished call:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let recs = ended(&site, &daemon, 1, Duration::from_secs(40));
     std::thread::sleep(Duration::from_millis(500));
     callee.stop();
     let log = daemon.stop();
@@ -354,12 +311,9 @@ vars = { code = "4829" }
     // first time; the repeat may be cut by the hang-up in the callee's own
     // jitter buffer).
     let heard = callee.heard();
-    let prompts =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/prompts/system/en");
     let mut last = 0;
     for d in ["4", "8", "2", "9"] {
-        let p = prompts.join(format!("digit-{d}.wav"));
-        let digit = callbox_hal::wav::load_prompt(&p, 8000).unwrap();
+        let digit = system_prompt(&format!("digit-{d}"));
         // The first digit anywhere; each next one within 2 s of the one
         // before: the first time the code is said.
         let end = if last == 0 {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use callbox_tests::sip::{
-    Daemon, Phone, ended, free_udp_port, require_peers, run_sipp, scenario, sip_site, sipp,
-    sipp_one_call,
+    Daemon, Phone, add_sip_keys, carrier_line, code_job, ended, free_udp_port, require_peers,
+    run_sipp, scenario, sip_site, sipp, sipp_one_call,
 };
 use callbox_tests::{text, tone_level, write_tone_hz};
 
@@ -25,9 +25,7 @@ fn a_ringing_caller_hears_the_ringback_as_early_media_then_the_answer() {
         "sip",
         sip_port,
         10,
-        &format!(
-            "[[line]]\nid = \"carrier\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{caller_port}\" }}\n\n"
-        ),
+        &carrier_line(caller_port, ""),
         "answer_after = \"3s\"\nringback = \"ringback.wav\"\n",
     );
     let prompts = site.dir.path().join("prompts");
@@ -98,18 +96,13 @@ fn a_caller_silent_while_it_hears_the_ringback_is_answered_not_timed_out() {
         "sip",
         sip_port,
         10,
-        &format!(
-            "[[line]]\nid = \"carrier\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{carrier}\", keepalive = \"off\" }}\n\n"
-        ),
+        &carrier_line(carrier, ", keepalive = \"off\""),
         "answer_after = \"7s\"\nringback = \"ringback.wav\"\n",
     );
     write_tone_hz(&site.dir.path().join("prompts/ringback.wav"), 600.0, 500);
     // An RTP timeout shorter than the ringing: the caller sends nothing
     // before the answer, which is no reason to hang up on it.
-    let cfg = std::fs::read_to_string(site.config())
-        .unwrap()
-        .replace("[sip]\n", "[sip]\nrtp_timeout = \"5s\"\n");
-    std::fs::write(site.config(), cfg).unwrap();
+    add_sip_keys(&site, "rtp_timeout = \"5s\"\n");
     let daemon = Daemon::start(&site.config(), &site.data(), sip_port);
     let c = sipp_one_call(
         site.dir.path(),
@@ -138,37 +131,11 @@ fn an_outbound_call_that_gets_183_with_sdp_rings_on_until_the_200_and_runs_its_f
         "sip",
         sip_port,
         10,
-        &format!(
-            "[[line]]\nid = \"carrier\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{callee_port}\", keepalive = \"off\" }}\n\n"
-        ),
-        r#"
-[ivr]
-language = "en"
-timezone = "UTC"
-start = "say-code"
-
-[ivr.node.say-code]
-type = "play"
-prompts = ["system:your-code-is", "{digits:code}"]
-next = "bye"
-
-[ivr.node.bye]
-type = "hangup"
-outcome = "code_said"
-
-[[outbound]]
-name = "verify-1"
-number = "13700000001"
-start = "say-code"
-after = "1s"
-vars = { code = "4829" }
-"#,
+        &carrier_line(callee_port, ", keepalive = \"off\""),
+        &code_job("verify-1", "1s"),
     );
     // An RTP timeout shorter than the callee's 7 s of silent early media.
-    let cfg = std::fs::read_to_string(site.config())
-        .unwrap()
-        .replace("[sip]\n", "[sip]\nrtp_timeout = \"5s\"\n");
-    std::fs::write(site.config(), cfg).unwrap();
+    add_sip_keys(&site, "rtp_timeout = \"5s\"\n");
     let mut callee = sipp(site.dir.path());
     callee
         .arg("-sf")

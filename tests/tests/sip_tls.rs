@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use callbox_tests::sip::{
-    Daemon, Phone, best_match, ended, free_tcp_port, free_udp_port, require_peers, sip_site,
+    Daemon, Phone, add_sip_keys, best_match, carrier_line, code_job, ended, free_tcp_port,
+    free_udp_port, require_peers, sip_site, system_prompt,
 };
 
 #[test]
@@ -17,43 +18,19 @@ fn a_trunk_over_tls_calls_out_with_srtp_and_the_callee_hears_the_code() {
     let box_tls = free_tcp_port();
     // baresip listens for TLS one port above its `sip_listen`.
     let carrier_tls = free_tcp_port();
-    let site = sip_site(
-        "sip",
-        sip_port,
-        10,
-        &format!(
-            r#"[[line]]
-id = "carrier"
-kind = "trunk"
-sip = {{ peer = "127.0.0.1:{carrier_tls}", transport = "tls", caller_id = "4008001234", keepalive = "off" }}
-
-"#
-        ),
-        r#"
-[ivr]
-language = "en"
-timezone = "UTC"
-start = "say-code"
-
-[ivr.node.say-code]
-type = "play"
-prompts = ["system:your-code-is", "{digits:code}", "system:repeat", "{digits:code}"]
-next = "bye"
-
-[ivr.node.bye]
-type = "hangup"
-outcome = "code_said"
-
-[[outbound]]
-name = "verify-tls"
-number = "13700000001"
-start = "say-code"
-after = "2s"
-vars = { code = "4829" }
-"#,
-    );
     // The carrier's certificate, from a CA the box is told to trust.
-    let pki = callbox_tests::mqtt::Pki::new(&site.dir.path().join("pki"));
+    let certs = tempfile::tempdir().unwrap();
+    let pki = callbox_tests::mqtt::Pki::new(certs.path());
+    let site = tls_site(
+        sip_port,
+        box_tls,
+        &format!("tls_ca = \"{}\"\n", pki.ca.display()),
+        &carrier_line(
+            carrier_tls,
+            ", transport = \"tls\", caller_id = \"4008001234\", keepalive = \"off\"",
+        ),
+        &code_job("verify-tls", "2s"),
+    );
     let both = site.dir.path().join("carrier.pem");
     std::fs::write(
         &both,
@@ -61,14 +38,6 @@ vars = { code = "4829" }
             + &std::fs::read_to_string(&pki.server.key).unwrap(),
     )
     .unwrap();
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "rtp_ports =",
-        &format!(
-            "tls_listen = \"127.0.0.1:{box_tls}\"\ntls_ca = \"{}\"\nrtp_ports =",
-            pki.ca.display()
-        ),
-    );
-    std::fs::write(site.config(), cfg).unwrap();
     callbox_tests::write_tone_hz(&site.dir.path().join("quiet.wav"), 1000.0, 60_000);
     let mut callee = Phone::with_config(
         &site.dir.path().join("callee"),
@@ -90,13 +59,7 @@ vars = { code = "4829" }
     assert!(log.contains("SRTP"), "no SRTP on the call:\n{log}");
     // The first digit of the code, through TLS signalling and SRTP media.
     let heard = callee.heard();
-    let digit = callbox_hal::wav::load_prompt(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../firmware/prompts/system/en/digit-4.wav"),
-        8000,
-    )
-    .unwrap();
-    let (_, c) = best_match(&heard, &digit);
+    let (_, c) = best_match(&heard, &system_prompt("digit-4"));
     assert!(
         c > 0.8,
         "the callee did not hear the code (best match {c:.2})\n{callee_log}"
@@ -104,14 +67,19 @@ vars = { code = "4829" }
 }
 
 /// A box with `[sip]` on `sip_port` and TLS on `tls_port`, the `[sip]`
-/// extras `tls`, the lines `lines`, and a greeting for callers.
-fn tls_site(sip_port: u16, tls_port: u16, tls: &str, lines: &str) -> callbox_tests::Site {
-    let site = sip_site("sip", sip_port, 10, lines, "");
-    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
-        "rtp_ports =",
-        &format!("tls_listen = \"127.0.0.1:{tls_port}\"\n{tls}rtp_ports ="),
+/// extras `tls`, the lines `lines` and, after `[inbound]`, `rest`.
+fn tls_site(
+    sip_port: u16,
+    tls_port: u16,
+    tls: &str,
+    lines: &str,
+    rest: &str,
+) -> callbox_tests::Site {
+    let site = sip_site("sip", sip_port, 10, lines, rest);
+    add_sip_keys(
+        &site,
+        &format!("tls_listen = \"127.0.0.1:{tls_port}\"\n{tls}"),
     );
-    std::fs::write(site.config(), cfg).unwrap();
     site
 }
 
@@ -132,16 +100,22 @@ fn a_trunk_registers_over_tls_to_a_registrar_whose_certificate_it_checks() {
             pki.server.cert.display(),
             pki.server.key.display()
         ),
-        "[[line]]\nid = \"branch\"\nkind = \"station\"\nsip = { username = \"trunkuser\", password = \"trunk-pass-77\" }\n\n[[line]]\nid = \"pstn\"\nkind = \"trunk\"\nsip = { peer = \"127.0.0.1:9\", keepalive = \"off\" }\n\n",
+        &format!(
+            "[[line]]\nid = \"branch\"\nkind = \"station\"\nsip = {{ username = \"trunkuser\", password = \"trunk-pass-77\" }}\n\n{}",
+            carrier_line(9, ", keepalive = \"off\"")
+        ),
+        "",
     );
     let (box_sip, box_tls) = (free_udp_port(), free_tcp_port());
     let branch = tls_site(
         box_sip,
         box_tls,
         &format!("tls_ca = \"{}\"\n", pki.ca.display()),
-        &format!(
-            "[[line]]\nid = \"carrier\"\nkind = \"trunk\"\nsip = {{ peer = \"127.0.0.1:{reg_tls}\", transport = \"tls\", username = \"trunkuser\", password = \"trunk-pass-77\", register = true }}\n\n"
+        &carrier_line(
+            reg_tls,
+            ", transport = \"tls\", username = \"trunkuser\", password = \"trunk-pass-77\", register = true",
         ),
+        "",
     );
     let reg = Daemon::start(&registrar.config(), &registrar.data(), reg_sip);
     reg.wait_log("SIP listening (TLS)", Duration::from_secs(10));

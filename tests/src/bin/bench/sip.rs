@@ -4,10 +4,10 @@
 //! negotiate —, the message written to disk), against a load generator in
 //! this process on another core that places the calls over loopback UDP,
 //! sends 20 ms PCMA to each and times the box's RTP back by the kernel's
-//! arrival stamps. Figures: the box's CPU per call-second over a window where all N
-//! calls talk, the share of the box's packets that came more than 5 ms
-//! later than 20 ms after the call's packet before (a late tick), and the
-//! frames its jitter buffers had to conceal (from its log).
+//! arrival stamps. Figures: the box's CPU per call-second over a window
+//! where all N calls talk, the share of the box's packets that came more
+//! than 5 ms later than 20 ms after the call's packet before (a late
+//! tick), and the frames its jitter buffers had to conceal (from its log).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -288,12 +288,11 @@ impl Load {
     }
 }
 
-/// Two sockets on loopback ports 2k and 2k+1.
+/// Two sockets on loopback ports 2k and 2k+1 (a free pair can be taken
+/// before it is bound: tried again then).
 fn rtp_pair() -> Result<(UdpSocket, UdpSocket)> {
     for _ in 0..100 {
-        let probe = UdpSocket::bind("127.0.0.1:0")?;
-        let p = probe.local_addr()?.port() & !1;
-        drop(probe);
+        let (p, _) = callbox_tests::sip::free_rtp_range(2);
         if let (Ok(a), Ok(b)) = (
             UdpSocket::bind(("127.0.0.1", p)),
             UdpSocket::bind(("127.0.0.1", p + 1)),
