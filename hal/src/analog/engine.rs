@@ -136,8 +136,10 @@ pub enum MediaReport {
 pub struct PortMedia {
     channel: usize,
     trunk: bool,
-    to_box: queue::Sender<Frame>,
+    // Fields drop in order: the queue to the line closes before the one to
+    // the box, so a call that sees its audio end finds its output closed too.
     from_box: queue::Receiver<Frame>,
+    to_box: queue::Sender<Frame>,
     reports: mpsc::Sender<MediaReport>,
     listen: Listen,
     inject: VecDeque<i16>,
@@ -179,8 +181,8 @@ impl PortMedia {
             PortMedia {
                 channel: usize::from(channel),
                 trunk,
-                to_box,
                 from_box,
+                to_box,
                 reports,
                 listen: Listen::Idle,
                 inject: VecDeque::new(),
