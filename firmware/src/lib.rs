@@ -11,7 +11,8 @@
 //! - [`lines`]: lending idle lines to calls that ring or dial them;
 //! - [`acd`]: agents and queues: who gets which call when;
 //! - [`store`]: the SQLite thread that keeps every record;
-//! - [`panel`]: LEDs and buttons.
+//! - [`panel`]: LEDs and buttons;
+//! - [`daynight`]: the day/night switch.
 //!
 //! Time is injected through [`clock::Clock`] so the whole box runs in
 //! virtual time under test.
@@ -22,6 +23,7 @@ pub mod calls;
 pub mod certs;
 pub mod clock;
 pub mod config;
+pub mod daynight;
 pub mod events;
 mod fsutil;
 pub mod ivr;

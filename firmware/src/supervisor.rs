@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::acd::AcdHandle;
 use crate::calls::{self as call, Arrival, CallContext, Switch};
+use crate::daynight::{self, Mode};
 use crate::media::engine::LegEvent;
 use crate::media::lines::{Lease, Lines, Port, Returned, Seize};
 use crate::media::{Gone, KeyBuffer, KeyDedup, Media, Source};
@@ -120,10 +121,11 @@ async fn trunk<L>(
         match ev {
             Ok(LineEvent::Incoming { caller, dialled }) => {
                 // Which trunks take calls may change while the box runs.
-                let accept = ctx.live.current().inbound.lines.contains(&line);
+                let now = ctx.live.current();
+                let accept = now.inbound.lines.contains(&line);
                 let arrival = Arrival {
                     caller,
-                    dialled,
+                    dialled: dialled.or_else(|| now.inbound.numbers.get(&line).cloned()),
                     accept,
                 };
                 let call = tracker.spawn(call::inbound(port, arrival, ctx.clone(), sw.clone()));
@@ -205,7 +207,7 @@ async fn station<L>(
                     if off_hook && !digits.is_empty() {
                         // Hung up right after keying: act on the code, there
                         // is nobody to tell how it went.
-                        feature_code(acd.as_ref(), &line, &digits).await;
+                        feature_code(&ctx, acd.as_ref(), &line, &digits).await;
                     }
                     off_hook = false;
                     listen(&port, false);
@@ -265,9 +267,9 @@ async fn station<L>(
                     listen(&port, off_hook);
                     continue;
                 }
-                let ok = feature_code(acd.as_ref(), &line, &digits).await;
-                // Answer on the handset: a beep, or "not a valid option".
-                let key = if ok { "system:beep" } else { "system:invalid-option" };
+                // Answer on the handset: a beep (the day/night switch's new
+                // position), or "not a valid option".
+                let key = feature_code(&ctx, acd.as_ref(), &line, &digits).await;
                 if answer_handset(&mut port, &ctx, key).await {
                     off_hook = false;
                 }
@@ -316,20 +318,49 @@ where
     false
 }
 
-/// Hands a keyed code to the ACD; `true` when it was accepted.
-async fn feature_code<L>(acd: Option<&AcdHandle<L>>, line: &str, digits: &str) -> bool {
+/// Acts on a keyed code: the day/night switch's, or the ACD's. Returns the
+/// system prompt that answers on the handset.
+async fn feature_code<L>(
+    ctx: &CallContext,
+    acd: Option<&AcdHandle<L>>,
+    line: &str,
+    digits: &str,
+) -> &'static str {
+    const REFUSED: &str = "system:invalid-option";
+    if let Some(asked) = daynight::parse_code(digits) {
+        let by = format!("station {line}");
+        let r = match asked {
+            Ok(None) => ctx.daynight.toggle(&by).await,
+            Ok(Some(mode)) => ctx.daynight.set(mode, &by).await,
+            Err(()) => {
+                tracing::warn!(%line, %digits, "day/night code refused: {} alone toggles, {}0 auto, {}1 day, {}2 night", daynight::CODE, daynight::CODE, daynight::CODE, daynight::CODE);
+                return REFUSED;
+            }
+        };
+        return match r {
+            Ok(s) => match s.mode {
+                Mode::Auto => "system:auto-mode",
+                Mode::Day => "system:day-mode",
+                Mode::Night => "system:night-mode",
+            },
+            Err(e) => {
+                tracing::error!(%line, "{e}");
+                REFUSED
+            }
+        };
+    }
     let Some(acd) = acd else {
         tracing::info!(%line, %digits, "station keyed digits; the site has no agents configured");
-        return false;
+        return REFUSED;
     };
     match acd.code(line, digits).await {
         Ok(what) => {
             tracing::info!(%line, %digits, "{what}");
-            true
+            "system:beep"
         }
         Err(why) => {
             tracing::warn!(%line, %digits, "feature code refused: {why}");
-            false
+            REFUSED
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum BoxStatus {
     Booting,
     /// Serving calls.
     Ready,
+    /// Serving calls, as after hours (the day/night switch says night).
+    Night,
     /// No provisioned identity: the box serves calls but cannot reach
     /// headquarters.
     NoIdentity,
@@ -36,6 +38,7 @@ impl fmt::Display for BoxStatus {
         let s = match self {
             BoxStatus::Booting => "booting",
             BoxStatus::Ready => "ready",
+            BoxStatus::Night => "night",
             BoxStatus::NoIdentity => "no_identity",
             BoxStatus::Offline => "offline",
             BoxStatus::Alarm => "alarm",

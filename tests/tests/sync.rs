@@ -630,6 +630,7 @@ fn presence_flips_offline_on_kill_and_back_with_a_higher_session_and_telemetry_a
             "agents",
             "backlog",
             "alarms",
+            "daynight",
         ],
         "telemetry",
     );
@@ -755,6 +756,50 @@ fn err(resp: &Value) -> String {
     let e = resp["error"].as_str().unwrap_or_default().to_string();
     assert!(!e.is_empty(), "an error answer without a reason: {resp:#}");
     e
+}
+
+#[test]
+fn the_day_night_switch_is_set_by_command_kept_over_a_restart_and_shown_in_telemetry() {
+    let broker = Broker::start();
+    let site = site(&broker, "", "");
+    let b = format!("{ROOT}/{SITE}/{BOX}");
+    let sniff = Sniffer::start(&broker, &format!("{b}/telemetry"));
+    let mut d = running_box(&broker, &site, &[]);
+    // No business hours in this site: `auto` is day.
+    assert_eq!(
+        ok(&command(&broker, &["daynight"])),
+        &json!({"mode": "auto", "night": false})
+    );
+    assert_eq!(
+        ok(&command(&broker, &["daynight", r#"{"mode":"night"}"#])),
+        &json!({"mode": "night", "night": true})
+    );
+    let e = err(&command(&broker, &["daynight", r#"{"mode":"evening"}"#]));
+    assert!(e.contains("`mode` must be") && e.contains("evening"), "{e}");
+    let e = err(&command(&broker, &["daynight", r#"{"mode":7}"#]));
+    assert!(e.contains("mode"), "{e}");
+    sniff.wait_for(Duration::from_secs(30), "telemetry at night", |m| {
+        m.json()["daynight"] == json!({"mode": "night", "night": true})
+    });
+    assert!(d.stop().success(), "{}", d.log());
+
+    // A restart (a power cut would do the same: the position is on disk
+    // before the answer) keeps it.
+    let sniff = Sniffer::start(&broker, &format!("{b}/telemetry"));
+    let mut d = running_box(&broker, &site, &[]);
+    let tm = sniff
+        .wait_for(
+            Duration::from_secs(30),
+            "telemetry after the restart",
+            |m| m.json()["daynight"].is_object(),
+        )
+        .json();
+    assert_eq!(tm["daynight"], json!({"mode": "night", "night": true}));
+    assert_eq!(
+        ok(&command(&broker, &["daynight", r#"{"mode":"auto"}"#])),
+        &json!({"mode": "auto", "night": false})
+    );
+    assert!(d.stop().success(), "{}", d.log());
 }
 
 #[test]

@@ -417,6 +417,17 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
                 format!("feature code `{c}` must be keypad keys"),
             );
         }
+        // Keyed on an idle phone, the day/night switch's code comes first.
+        let idle = !matches!(k, "transfer" | "consult");
+        let dn = crate::daynight::CODE;
+        if idle && !c.is_empty() && (c.starts_with(dn) || dn.starts_with(c.as_str())) {
+            err(
+                format!("acd.codes.{k}"),
+                format!(
+                    "feature code `{c}` ({k}) and the day/night switch's `{dn}` start alike; the box could not tell them apart"
+                ),
+            );
+        }
         // Codes are matched by prefix (a pause code is followed by a
         // reason), so one must not start another.
         for (k2, c2) in all {

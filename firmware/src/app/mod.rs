@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::calls::{CallContext, LiveConfig};
 use crate::clock::Clock;
 use crate::config::SiteConfig;
+use crate::daynight::DayNight;
 use crate::events::Events;
 use crate::media::lines::Port;
 use crate::recorder::{Recorder, StartReport};
@@ -38,6 +39,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often recordings past their retention are looked for.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often `auto` is held against the business hours.
+const DAYNIGHT_EVERY: Duration = Duration::from_secs(30);
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -154,14 +157,27 @@ pub async fn run<B: Backend>(
         (rec, thread)
     };
     let tracker = TaskTracker::new();
+    let live = LiveConfig::new(config.call_snapshot());
+    let daynight = {
+        let (live, clock) = (live.clone(), opts.clock.clone());
+        DayNight::load(
+            &opts.data_dir,
+            Arc::new(move || {
+                live.current()
+                    .ivr
+                    .as_ref()
+                    .and_then(|ivr| ivr.open_for_business(clock.now().wall_ms))
+            }),
+        )
+    };
     let panel = panel::spawn(
         hal.take_indicators(),
         hal.take_inputs(),
+        daynight.clone(),
         shutdown.clone(),
         &tracker,
     );
     panel.status(BoxStatus::Booting).await;
-    let live = LiveConfig::new(config.call_snapshot());
     let first = live.current();
     let ctx = CallContext {
         store: store.handle(),
@@ -171,6 +187,7 @@ pub async fn run<B: Backend>(
         live,
         data_dir: Arc::new(opts.data_dir.clone()),
         panel: panel.clone(),
+        daynight: daynight.clone(),
         recorder: recorder.clone(),
         shutdown: shutdown.clone(),
     };
@@ -241,6 +258,20 @@ pub async fn run<B: Backend>(
         store.close().await;
         return Err(e.into());
     }
+    {
+        // `auto` follows business hours: the LED and telemetry see the
+        // office close within a minute of the box's time.
+        let (daynight, token) = (daynight.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(DAYNIGHT_EVERY);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = every.tick() => daynight.evaluate(),
+                }
+            }
+        });
+    }
     if recorder.config().is_some() {
         // Retention runs once an hour of the box's time (virtual time in
         // tests and --fast).
@@ -266,7 +297,8 @@ pub async fn run<B: Backend>(
             config.lines.clone(),
             acd_stats,
             opts.clock.clone(),
-        );
+        )
+        .with_daynight(daynight.clone());
         let deps = SyncDeps {
             site_id: config.site_id.clone(),
             uplink: uplink.clone(),

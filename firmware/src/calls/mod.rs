@@ -46,6 +46,9 @@ pub struct Inbound {
     pub ringback: Option<Prompt>,
     /// Trunks that take inbound calls; calls on other trunks are refused.
     pub lines: Vec<String>,
+    /// The number each trunk answers for (`[[line]] number`): the dialled
+    /// number of its calls that arrive without one (analog lines).
+    pub numbers: std::collections::HashMap<String, String>,
 }
 
 /// The parts of the config a call runs by, as one snapshot.
@@ -101,6 +104,8 @@ pub struct CallContext {
     pub data_dir: Arc<PathBuf>,
     /// Front panel (line LEDs).
     pub panel: PanelHandle,
+    /// The day/night switch.
+    pub daynight: crate::daynight::DayNight,
     /// Call recording.
     pub recorder: crate::recorder::Recorder,
     /// Cancelled when the daemon stops.
@@ -140,6 +145,7 @@ impl CallContext {
             caller,
             dialled,
             acd: sw.acd.as_ref(),
+            daynight: &self.daynight,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! past this point never sees raw config and never fails on it. The format is
 //! documented in `docs/config.md`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +119,8 @@ struct RawLine {
     description: Option<String>,
     #[serde(default)]
     sip: Option<sip::RawLineSip>,
+    #[serde(default)]
+    number: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +188,12 @@ pub struct SiteConfig {
     pub sip: Option<callbox_hal::sip::SipArgs>,
 }
 
+/// A number a trunk answers for: what a caller dials, digits only.
+fn valid_number(n: &str) -> bool {
+    let digits = n.strip_prefix('+').unwrap_or(n);
+    (1..=32).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// Longest ringing before answer an admin may configure; past this most
 /// networks give up on the call anyway.
@@ -238,6 +246,8 @@ impl SiteConfig {
         let mut channel_ids: Vec<Vec<String>> = Vec::new();
         // Each `[[line]]`'s kind, `None` when it is not one.
         let mut kinds: Vec<Option<LineKind>> = Vec::new();
+        // The numbers trunks answer for, by line id.
+        let mut numbers = HashMap::new();
         for (i, l) in raw.line.iter().enumerate() {
             let ids = match l.kind.as_str() {
                 "trunk" => sip::channel_ids(&l.id, l.sip.as_ref()),
@@ -270,6 +280,23 @@ impl SiteConfig {
                 }
             };
             kinds[i] = Some(kind);
+            if let Some(n) = &l.number {
+                if kind != LineKind::Trunk {
+                    err(
+                        &format!("line[{i}].number"),
+                        "`number` is the number a trunk answers for; a station has none".into(),
+                    );
+                } else if !valid_number(n) {
+                    err(
+                        &format!("line[{i}].number"),
+                        format!("number `{n}` must be 1-32 digits (0-9), optionally after a `+`"),
+                    );
+                } else {
+                    for id in &ids {
+                        numbers.insert(id.clone(), n.clone());
+                    }
+                }
+            }
             lines.extend(ids.into_iter().map(|id| LineInfo { id, kind }));
         }
         if !lines.iter().any(|l| l.kind == LineKind::Trunk) {
@@ -523,6 +550,7 @@ impl SiteConfig {
                     answer_after,
                     ringback,
                     lines: inbound_lines,
+                    numbers,
                 },
                 ivr,
                 acd,

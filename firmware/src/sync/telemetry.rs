@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use super::{BoxFuture, TelemetrySource};
 use crate::acd::{AcdHandle, AcdStats};
 use crate::clock::{Clock, rfc3339_ms};
+use crate::daynight::DayNight;
 use crate::store::ReadOnly;
 
 /// Live ACD statistics, `None` when the ACD is not running.
@@ -66,6 +67,7 @@ pub struct Telemetry {
     clock: Clock,
     line_state: Option<LineStateFn>,
     calls_in_progress: Option<CountFn>,
+    daynight: Option<DayNight>,
     paths: Arc<SysPaths>,
     started: Instant,
     cpu: Arc<Mutex<CpuState>>,
@@ -107,6 +109,7 @@ impl Telemetry {
             clock,
             line_state: None,
             calls_in_progress: None,
+            daynight: None,
             paths: Arc::new(SysPaths::default()),
             started: Instant::now(),
             cpu: Arc::default(),
@@ -123,6 +126,12 @@ impl Telemetry {
     /// Takes `calls_in_progress` from `f` instead of the database.
     pub fn with_calls_in_progress(mut self, f: CountFn) -> Telemetry {
         self.calls_in_progress = Some(f);
+        self
+    }
+
+    /// Reports the day/night switch (`daynight`; `null` without).
+    pub fn with_daynight(mut self, d: DayNight) -> Telemetry {
+        self.daynight = Some(d);
         self
     }
 
@@ -249,6 +258,10 @@ impl Telemetry {
             "queues": queues,
             "agents": agents,
             "alarms": alarms,
+            "daynight": self.daynight.as_ref().map(|d| {
+                let s = d.state();
+                json!({"mode": s.mode, "night": s.night})
+            }),
         })
     }
 }

@@ -403,6 +403,7 @@ pub struct BlinkPattern {
 /// |---|---|
 /// | booting | fast blink, 4 per second |
 /// | ready | steady on |
+/// | ready, night mode | on, with a short dark gap every 2 s |
 /// | no identity | two short flashes every 2 s |
 /// | offline from headquarters | slow blink, 1 s on / 1 s off |
 /// | alarm | very fast blink, 10 per second |
@@ -418,6 +419,7 @@ pub fn status_pattern(status: BoxStatus) -> BlinkPattern {
             steady: Some(true),
             steps_ms: &[],
         },
+        BoxStatus::Night => blink(&[1800, 200]),
         BoxStatus::NoIdentity => blink(&[150, 150, 150, 1550]),
         BoxStatus::Offline => blink(&[1000, 1000]),
         BoxStatus::Alarm => blink(&[50, 50]),
@@ -537,6 +539,7 @@ mod tests {
         let all = [
             BoxStatus::Booting,
             BoxStatus::Ready,
+            BoxStatus::Night,
             BoxStatus::NoIdentity,
             BoxStatus::Offline,
             BoxStatus::Alarm,

@@ -69,6 +69,16 @@ pub enum CommandError {
         /// The number (clipped).
         number: String,
     },
+    /// `daynight` with a mode that is none of auto, day, night.
+    #[error("`mode` must be \"auto\", \"day\" or \"night\", not `{mode}`")]
+    BadDayNight {
+        /// The mode asked for (clipped).
+        mode: String,
+    },
+    /// The day/night switch could not keep its position.
+    #[error(transparent)]
+    DayNight(#[from] crate::daynight::SaveError),
+
     /// `originate` on a box without `[ivr]`.
     #[error("this box has no IVR (no [ivr] in its config)")]
     NoIvr,

@@ -20,6 +20,8 @@
 //!   in the config itself), checked and applied the same way.
 //! - `agent`: login, logout, pause, unpause through the ACD.
 //! - `originate`: one outbound IVR call, as an `[[outbound]]` job places it.
+//! - `daynight`: the day/night switch's position (`auto`, `day`,
+//!   `night`), set with `mode` or only reported without it.
 //! - `logs`: the daemon's last log lines ([`crate::logging::LogRing`]).
 //! - `restart`: answers, then stops the daemon cleanly; it exits 0 and the
 //!   service manager starts it again.
@@ -51,6 +53,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::calls::{CallContext, Switch};
 use crate::config::SiteConfig;
+use crate::daynight::{DayNight, Mode};
 use crate::logging::LogRing;
 use crate::sync::{BoxFuture, CommandHandler};
 use args::{Args, clip, json_len};
@@ -74,7 +77,7 @@ const ENVELOPE: usize = 1024;
 const DEFAULT_MAX_MESSAGE: usize = 120 * 1024;
 /// Every command, for the answer to an unknown one.
 const KNOWN: &str =
-    "status, config.get, config.set, agent, originate, lookup.update, logs, restart";
+    "status, config.get, config.set, agent, originate, lookup.update, daynight, logs, restart";
 /// Commands in flight to the daemon's actor.
 const INBOX: usize = 8;
 
@@ -87,6 +90,7 @@ pub struct Commands {
     reported: watch::Receiver<(u64, String)>,
     shutdown: CancellationToken,
     logs: LogRing,
+    daynight: DayNight,
     max_result: usize,
 }
 
@@ -116,6 +120,7 @@ impl Commands {
             .as_ref()
             .map_or(DEFAULT_MAX_MESSAGE, |u| u.max_message);
         let shutdown = ctx.shutdown.clone();
+        let daynight = ctx.daynight.clone();
         let (actor, reported) = Reconfigure::new(config, data_dir, ctx, sw, jobs);
         let (tx, rx) = mpsc::channel(INBOX);
         tracker.spawn(actor.run(rx, shutdown.clone()));
@@ -124,6 +129,7 @@ impl Commands {
             reported,
             shutdown,
             logs: crate::logging::ring().clone(),
+            daynight,
             max_result: max_message.saturating_sub(ENVELOPE),
         }
     }
@@ -170,6 +176,20 @@ impl Commands {
         Ok(json!({"lines": lines}))
     }
 
+    /// `daynight`: moves the switch when `mode` is given; answers where it
+    /// stands.
+    async fn daynight(&self, args: &Args<'_>) -> Result<Value, CommandError> {
+        let state = match args.str_opt("mode")? {
+            None => self.daynight.state(),
+            Some(m) => {
+                let mode =
+                    Mode::parse(m).ok_or_else(|| CommandError::BadDayNight { mode: clip(m) })?;
+                self.daynight.set(mode, "command").await?
+            }
+        };
+        Ok(json!({"mode": state.mode, "night": state.night}))
+    }
+
     /// Runs one command.
     async fn run(&self, cmd: &str, args: Value) -> Result<Value, CommandError> {
         match cmd {
@@ -184,6 +204,7 @@ impl Commands {
                 Ok(result)
             }
             "logs" => self.recent_logs(&Args::new(&args)?),
+            "daynight" => self.daynight(&Args::new(&args)?).await,
             "restart" => {
                 Args::new(&args)?;
                 self.restart_soon();
@@ -559,6 +580,37 @@ to = "4001"
     }
 
     #[tokio::test(start_paused = true)]
+    async fn daynight_reports_sets_keeps_and_lights_the_switch() {
+        use callbox_hal::io::BoxStatus;
+        let site = start("", false).await;
+        let asked = site.cmd("daynight", json!({})).await.unwrap();
+        assert_eq!(asked, json!({"mode": "auto", "night": false}));
+        // Ready, and the LED says so once the box is up.
+        while site.control.leds().status != BoxStatus::Ready {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let set = site.cmd("daynight", json!({"mode": "night"})).await;
+        assert_eq!(set.unwrap(), json!({"mode": "night", "night": true}));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(site.control.leds().status, BoxStatus::Night);
+        assert_eq!(
+            std::fs::read_to_string(site.data.join("daynight")).unwrap(),
+            "night\n"
+        );
+        assert_eq!(
+            site.cmd("daynight", json!({"mode": "dusk"}))
+                .await
+                .unwrap_err(),
+            "`mode` must be \"auto\", \"day\" or \"night\", not `dusk`"
+        );
+        let day = site.cmd("daynight", json!({"mode": "day"})).await;
+        assert_eq!(day.unwrap(), json!({"mode": "day", "night": false}));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(site.control.leds().status, BoxStatus::Ready);
+        site.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn restart_answers_then_stops_the_daemon_cleanly() {
         let site = start("", false).await;
         let r = site.cmd("restart", Value::Null).await.unwrap();
@@ -690,7 +742,7 @@ to = "4002"
             (
                 "reboot",
                 Value::Null,
-                "unknown command `reboot`; known: status, config.get, config.set, agent, originate, lookup.update, logs, restart",
+                "unknown command `reboot`; known: status, config.get, config.set, agent, originate, lookup.update, daynight, logs, restart",
             ),
             (
                 "config.set",

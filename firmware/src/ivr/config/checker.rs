@@ -52,6 +52,8 @@ pub(super) struct Checker<'a> {
     /// Schedules as written: a case naming one whose own check failed is
     /// not reported again.
     pub(super) schedules: &'a BTreeMap<String, RawHours>,
+    /// `[ivr] business_hours`, which a `mode` case needs.
+    pub(super) business_hours: Option<&'a str>,
     /// Number lists, checked before the nodes.
     pub(super) lists: HashMap<String, Vec<Pattern>>,
     /// Lookup tables, loaded before the checks.

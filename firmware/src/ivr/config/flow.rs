@@ -141,6 +141,8 @@ pub enum Cond {
     VarMatches(String, Pattern),
     /// The call's language.
     Language(Lang),
+    /// The day/night switch says night (`true`) or day (`false`).
+    Night(bool),
 }
 
 /// Where a queue or transfer sends the call.
@@ -350,6 +352,8 @@ pub struct Ivr {
     pub blocked: Option<String>,
     /// Schedules.
     pub hours: HashMap<String, Hours>,
+    /// The schedule the day/night switch follows in `auto`.
+    pub business_hours: Option<String>,
     /// Lookup tables.
     pub lookups: Arc<Lookups>,
     /// Decoded prompts.
@@ -363,6 +367,13 @@ pub struct Ivr {
 }
 
 impl Ivr {
+    /// Whether the business hours have the office open at `epoch_ms`;
+    /// `None` when the site names none.
+    pub fn open_for_business(&self, epoch_ms: i64) -> Option<bool> {
+        let h = self.hours.get(self.business_hours.as_deref()?)?;
+        Some(h.is_open(epoch_ms))
+    }
+
     /// Whether a number is in a named list.
     pub fn in_list(&self, list: &str, number: Option<&str>) -> bool {
         let Some(n) = number else { return false };

@@ -41,9 +41,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use callbox_hal::LineInfo;
 use callbox_hal::diag::Diagnostic;
 use callbox_hal::dsp::tones::ToneRegion;
+use callbox_hal::{LineInfo, LineKind};
 
 use self::checker::{Checker, NodeAt};
 use self::raw::RawNode;
@@ -88,6 +88,7 @@ pub(crate) fn check(
         acd,
         acd_failed,
         schedules: &raw.hours,
+        business_hours: raw.business_hours.as_deref(),
         lists: HashMap::new(),
         lookups: &lookups,
     };
@@ -98,6 +99,14 @@ pub(crate) fn check(
     c.langs.insert(language);
     site::lists(&mut c, raw);
     let hours = site::schedules(&mut c, raw, &timezone);
+    if let Some(b) = &raw.business_hours
+        && !raw.hours.contains_key(b)
+    {
+        c.err(
+            "ivr.business_hours",
+            format!("`{b}` is not a schedule under [ivr.hours]"),
+        );
+    }
     if let Some(e) = c.lookups.config_error() {
         c.err("ivr.lookups", e);
     }
@@ -112,9 +121,15 @@ pub(crate) fn check(
     let start = site::start(&mut c, raw);
     let routes = site::routes(&mut c, raw);
 
-    if acd.is_some() {
+    if lines.iter().any(|l| l.kind == LineKind::Station) {
         // Answers to feature codes keyed on agents' phones.
-        for name in ["beep", "invalid-option"] {
+        for name in [
+            "beep",
+            "invalid-option",
+            "night-mode",
+            "day-mode",
+            "auto-mode",
+        ] {
             c.wanted
                 .entry(format!("system:{name}"))
                 .or_insert_with(|| "ivr".into());
@@ -149,6 +164,7 @@ pub(crate) fn check(
         lists,
         blocked: raw.blocked.clone(),
         hours,
+        business_hours: raw.business_hours.clone(),
         lookups: Arc::new(lookups),
         prompts,
         tones: raw.tones.unwrap_or(ToneRegion::China),

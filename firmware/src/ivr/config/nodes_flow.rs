@@ -41,6 +41,7 @@ fn condition(c: &mut Checker<'_>, cp: &str, case: &RawCase) -> Option<Cond> {
         case.dialled.is_some(),
         case.var.is_some(),
         case.language.is_some(),
+        case.mode.is_some(),
     ]
     .iter()
     .filter(|&&b| b)
@@ -48,7 +49,7 @@ fn condition(c: &mut Checker<'_>, cp: &str, case: &RawCase) -> Option<Cond> {
     if set != 1 {
         c.err(
             cp,
-            "a case tests exactly one of: open, holiday, caller_in, dialled, var (with equals or matches), language",
+            "a case tests exactly one of: open, holiday, caller_in, dialled, var (with equals or matches), language, mode",
         );
         return None;
     }
@@ -86,6 +87,24 @@ fn condition(c: &mut Checker<'_>, cp: &str, case: &RawCase) -> Option<Cond> {
                 c.err(
                     cp,
                     "a `var` case needs exactly one of `equals` or `matches`",
+                );
+                None
+            }
+        }
+    } else if let Some(m) = &case.mode {
+        if c.business_hours.is_none() {
+            c.err(
+                format!("{cp}.mode"),
+                "the day/night switch in `auto` follows business hours: name their schedule with `business_hours` under [ivr]",
+            );
+        }
+        match m.as_str() {
+            "night" => Some(Cond::Night(true)),
+            "day" => Some(Cond::Night(false)),
+            other => {
+                c.err(
+                    format!("{cp}.mode"),
+                    format!("unknown mode `{other}`; use \"day\" or \"night\""),
                 );
                 None
             }
@@ -217,7 +236,7 @@ cases = [
 
     #[test]
     fn branch_case_testing_two_things_or_none_is_refused() {
-        let msg = "a case tests exactly one of: open, holiday, caller_in, dialled, var (with equals or matches), language";
+        let msg = "a case tests exactly one of: open, holiday, caller_in, dialled, var (with equals or matches), language, mode";
         assert_eq!(
             errors(&branch(
                 r#"{ open = "office", caller_in = "vip", goto = "hangup" },

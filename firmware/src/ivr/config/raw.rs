@@ -33,6 +33,8 @@ pub(crate) struct RawIvr {
     #[serde(default)]
     pub(super) hours: BTreeMap<String, RawHours>,
     #[serde(default)]
+    pub(super) business_hours: Option<String>,
+    #[serde(default)]
     pub(super) lookups: RawLookups,
     #[serde(default)]
     pub(super) node: BTreeMap<String, RawNode>,
@@ -171,6 +173,8 @@ pub(super) struct RawCase {
     pub(super) matches: Option<String>,
     #[serde(default)]
     pub(super) language: Option<String>,
+    #[serde(default)]
+    pub(super) mode: Option<String>,
     pub(super) goto: String,
 }
 

@@ -238,8 +238,11 @@ mod tests {
             errors(&cfg),
             [
                 "ivr.system_prompts: system prompt folder DIR/nowhere not found (install the prompt set or set `system_prompts`)",
+                "ivr: system prompt `auto-mode` for language en not found (looked in DIR/prompts/system/en/auto-mode.wav, DIR/nowhere/en/auto-mode.wav); the say functions need it",
                 "ivr: system prompt `beep` for language en not found (looked in DIR/prompts/system/en/beep.wav, DIR/nowhere/en/beep.wav); the say functions need it",
+                "ivr: system prompt `day-mode` for language en not found (looked in DIR/prompts/system/en/day-mode.wav, DIR/nowhere/en/day-mode.wav); the say functions need it",
                 "ivr: system prompt `invalid-option` for language en not found (looked in DIR/prompts/system/en/invalid-option.wav, DIR/nowhere/en/invalid-option.wav); the say functions need it",
+                "ivr: system prompt `night-mode` for language en not found (looked in DIR/prompts/system/en/night-mode.wav, DIR/nowhere/en/night-mode.wav); the say functions need it",
             ]
         );
     }

@@ -44,6 +44,7 @@ use super::config::{Ivr, NodeId, NodeKind, Target};
 use super::say::Lang;
 use crate::acd::AcdHandle;
 use crate::clock::Clock;
+use crate::daynight::DayNight;
 use crate::media::lines::Lines;
 use crate::media::{BridgeEnd, Gone, Media};
 use crate::store::{StoreHandle, StoreMsg};
@@ -73,6 +74,8 @@ pub struct FlowEnv<'a, L> {
     pub dialled: Option<&'a str>,
     /// Queues, when the site has agents.
     pub acd: Option<&'a AcdHandle<L>>,
+    /// The day/night switch.
+    pub daynight: &'a DayNight,
 }
 
 /// What the flow did, for the call record.

@@ -53,6 +53,10 @@ impl<L: Line> FlowEnv<'_, L> {
             Cond::VarEquals(v, want) => st.vars.get(v).is_some_and(|x| x == want),
             Cond::VarMatches(v, p) => st.vars.get(v).is_some_and(|x| p.matches(x)),
             Cond::Language(l) => st.lang() == *l,
+            Cond::Night(want) => {
+                let open = self.ivr.open_for_business(now);
+                self.daynight.state().mode.is_night(open) == *want
+            }
         }
     }
 
