@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use callbox_hal::dsp::tones::{ProgressTone, ProgressToneGen, ToneRegion};
 use callbox_hal::{HangupCause, Line, LineCommand, LineEvent, LineKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
@@ -15,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::acd::AcdHandle;
 use crate::calls::{self as call, Arrival, CallContext, Switch};
 use crate::daynight::{self, Mode};
+use crate::media::engine::Hears;
 use crate::media::engine::LegEvent;
 use crate::media::lines::{Lease, Lines, Port, Returned, Seize};
 use crate::media::{Gone, KeyBuffer, KeyDedup, Media, Source};
@@ -47,7 +49,8 @@ where
                 tracker.spawn(trunk(port, inbox, ctx, sw.clone(), tracker2));
             }
             LineKind::Station => {
-                tracker.spawn(station(port, inbox, ctx, sw.acd.clone()));
+                let tracker2 = tracker.clone();
+                tracker.spawn(station(port, inbox, ctx, sw.clone(), tracker2));
             }
         }
     }
@@ -168,10 +171,12 @@ async fn station<L>(
     mut port: Port<L>,
     mut inbox: mpsc::Receiver<Seize<L>>,
     ctx: CallContext,
-    acd: Option<AcdHandle<L>>,
+    sw: Switch<L>,
+    tracker: TaskTracker,
 ) where
     L: Line,
 {
+    let acd = sw.acd.clone();
     let line = port.line.info().id.clone();
     // The station's keys in band come from the media engine while the
     // handset is off-hook (feature codes); its events come here whenever
@@ -194,17 +199,21 @@ async fn station<L>(
                     off_hook = true;
                     dialled.take();
                     listen(&port, true);
+                    dial_tone(&port, &ctx);
                     ctx.panel.line_led(&line, true).await;
                     tracing::info!(%line, "station off-hook");
                 }
                 Ok(LineEvent::Digit(d)) if off_hook => {
                     if dedup.accept(d, Source::OutOfBand) {
-                        dialled.push(d);
+                        keyed(&mut dialled, d, &port, &ctx);
                     }
                 }
                 Ok(LineEvent::Hangup(_)) => {
+                    port.leg.hear(Hears::Nothing);
                     let digits = dialled.take();
-                    if off_hook && !digits.is_empty() {
+                    // A number not yet complete is not dialled; a feature
+                    // code keyed just before hanging up still counts.
+                    if off_hook && !digits.is_empty() && !is_number(&digits, &ctx) {
                         // Hung up right after keying: act on the code, there
                         // is nobody to tell how it went.
                         feature_code(&ctx, acd.as_ref(), &line, &digits).await;
@@ -238,6 +247,34 @@ async fn station<L>(
             }
             () = dialled.complete() => {
                 let digits = dialled.take();
+                if is_number(&digits, &ctx) {
+                    // A call: the station is the call's until it ends.
+                    let call = tracker.spawn(call::station::place(port, digits, ctx.clone(), sw.clone()));
+                    tokio::pin!(call);
+                    let done = loop {
+                        tokio::select! {
+                            r = &mut call => break r,
+                            Some(s) = inbox.recv() => {
+                                let _ = s.reply.send(None);
+                            }
+                        }
+                    };
+                    let hung_up;
+                    (port, hung_up) = match done {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(%line, "station call failed, line out of service: {e}");
+                            return;
+                        }
+                    };
+                    if hung_up {
+                        off_hook = false;
+                        ctx.panel.line_led(&line, false).await;
+                        let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
+                    }
+                    listen(&port, off_hook);
+                    continue;
+                }
                 if let Some(acd) = acd.as_ref().filter(|a| a.is_monitor_code(&digits)) {
                     // A supervisor joins an agent's call with this phone;
                     // it comes back when they hang up (or at once if refused).
@@ -278,7 +315,7 @@ async fn station<L>(
             // Feature codes keyed in band, while off-hook.
             ev = keys_rx.recv() => match ev {
                 Some(LegEvent::Key(d)) if off_hook && dedup.accept(d, Source::InBand) => {
-                    dialled.push(d);
+                    keyed(&mut dialled, d, &port, &ctx);
                 }
                 Some(LegEvent::Failed(e)) => {
                     tracing::error!(%line, "station out of service: {e}");
@@ -287,6 +324,44 @@ async fn station<L>(
                 _ => {}
             },
         }
+    }
+}
+
+/// Whether keys a station completed are a number to call by the site's
+/// dial plan (not a feature code).
+fn is_number(keys: &str, ctx: &CallContext) -> bool {
+    !keys.starts_with('*') && ctx.live.current().dialplan.is_some()
+}
+
+/// Dial tone on a station just picked up, on a site with a dial plan: the
+/// agent may dial.
+fn dial_tone<L: Line>(port: &Port<L>, ctx: &CallContext) {
+    let now = ctx.live.current();
+    if now.dialplan.is_none() {
+        return;
+    }
+    let region = now.ivr.as_ref().map_or(ToneRegion::China, |i| i.tones);
+    let rate = callbox_hal::AudioFormat::NARROWBAND.sample_rate;
+    let tone = ProgressToneGen::new(region, ProgressTone::Dial, rate);
+    port.leg.hear(Hears::Tone(Box::new(tone)));
+}
+
+/// A key on an off-hook station: the dial tone stops; a number is
+/// complete at `#`, when the dial plan says it is whole, or after its
+/// inter-digit timeout, a feature code after [`crate::media::CODE_QUIET`].
+fn keyed<L: Line>(keys: &mut KeyBuffer, d: char, port: &Port<L>, ctx: &CallContext) {
+    port.leg.hear(Hears::Nothing);
+    let now = ctx.live.current();
+    // The first key decides: `*` starts a feature code.
+    let code = keys.keys().chars().next().unwrap_or(d) == '*';
+    match now.dialplan.as_ref().filter(|_| !code) {
+        Some(p) => {
+            keys.push_quiet(d, p.inter_digit);
+            if p.complete(keys.keys()) {
+                keys.complete_now();
+            }
+        }
+        None => keys.push(d),
     }
 }
 

@@ -60,6 +60,10 @@ pub enum HangupCause {
     Shutdown,
     /// The line failed (device error, line down).
     LineFailure,
+    /// The caller may not call this number (the dial plan's classes).
+    NotAllowed,
+    /// The number dialled reaches nothing.
+    NotInService,
 }
 
 impl HangupCause {
@@ -73,6 +77,8 @@ impl HangupCause {
             HangupCause::Rejected => "rejected",
             HangupCause::Shutdown => "shutdown",
             HangupCause::LineFailure => "line_failure",
+            HangupCause::NotAllowed => "not_allowed",
+            HangupCause::NotInService => "not_in_service",
         }
     }
 }

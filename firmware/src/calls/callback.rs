@@ -72,7 +72,8 @@ where
         let port = trunk.port();
         let placed = Placed {
             direction: Direction::Outbound,
-            trunk_line: port.line.info().id.clone(),
+            trunk_line: Some(port.line.info().id.clone()),
+            station: None,
             caller: None,
             dialled: Some(number.clone()),
         };

@@ -52,7 +52,8 @@ where
         &id,
         Placed {
             direction: Direction::Inbound,
-            trunk_line: line_id.clone(),
+            trunk_line: Some(line_id.clone()),
+            station: None,
             caller: arrival.caller.clone(),
             dialled: arrival.dialled.clone(),
         },

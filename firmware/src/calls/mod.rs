@@ -13,9 +13,11 @@
 //! reaches the next call, never one in progress.
 
 pub mod callback;
+pub mod dialplan;
 pub mod inbound;
 pub mod outbound;
 pub mod record;
+pub mod station;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct Snapshot {
     pub inbound: Arc<Inbound>,
     /// The IVR, when the site has one.
     pub ivr: Option<Arc<Ivr>>,
+    /// The dial plan, when the site has one.
+    pub dialplan: Option<Arc<dialplan::DialPlan>>,
 }
 
 /// The running config new calls start with; `config.set` replaces it.

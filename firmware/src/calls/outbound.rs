@@ -261,7 +261,8 @@ where
         &id,
         Placed {
             direction: Direction::Outbound,
-            trunk_line: trunk.clone(),
+            trunk_line: Some(trunk.clone()),
+            station: None,
             caller: None,
             dialled: Some(job.number.clone()),
         },

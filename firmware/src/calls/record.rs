@@ -26,12 +26,15 @@ pub struct CallLog {
 pub struct Placed {
     /// Inbound or outbound.
     pub direction: Direction,
-    /// The trunk it arrived on or was dialled on.
-    pub trunk_line: String,
+    /// The trunk it arrived on or was dialled on (none for an internal
+    /// call).
+    pub trunk_line: Option<String>,
     /// Calling number.
     pub caller: Option<String>,
     /// Dialled number.
     pub dialled: Option<String>,
+    /// The station an agent placed it from.
+    pub station: Option<String>,
 }
 
 impl CallLog {
@@ -44,6 +47,7 @@ impl CallLog {
                 trunk_line: placed.trunk_line,
                 caller: placed.caller,
                 dialled: placed.dialled,
+                station: placed.station,
                 at: clock.now(),
             }))
             .await;

@@ -54,6 +54,8 @@ struct RawSite {
     board: Option<callbox_hal::analog::board::RawBoard>,
     #[serde(default)]
     sip: Option<sip::RawSip>,
+    #[serde(default)]
+    dialplan: Option<crate::calls::dialplan::RawDialPlan>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +188,9 @@ pub struct SiteConfig {
     pub board: Option<callbox_hal::analog::board::Board>,
     /// SIP settings and the lines that speak SIP.
     pub sip: Option<callbox_hal::sip::SipArgs>,
+    /// What numbers keyed on stations reach, when the site has a
+    /// `[dialplan]`.
+    pub dialplan: Option<crate::calls::dialplan::DialPlan>,
 }
 
 /// A number a trunk answers for: what a caller dials, digits only.
@@ -413,6 +418,24 @@ impl SiteConfig {
                 }
             },
         };
+        let dialplan = raw.dialplan.as_ref().and_then(|d| {
+            let agents: Vec<(String, Option<String>)> = acd
+                .as_ref()
+                .map(|a| {
+                    a.agents
+                        .iter()
+                        .map(|a| (a.id.clone(), a.number.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            crate::calls::dialplan::check(d, &lines, &agents)
+                .map_err(|list| {
+                    for (path, msg) in list {
+                        err(&path, msg);
+                    }
+                })
+                .ok()
+        });
         let mut other_files = Vec::new();
         let ivr = match &raw.ivr {
             None => None,
@@ -558,6 +581,7 @@ impl SiteConfig {
                 uplink,
                 board,
                 sip,
+                dialplan,
             }),
             _ => Err(Diagnostics(errs)),
         }
@@ -570,6 +594,7 @@ impl SiteConfig {
         crate::calls::Snapshot {
             inbound: Arc::new(self.inbound.clone()),
             ivr: self.ivr.clone().map(Arc::new),
+            dialplan: self.dialplan.clone().map(Arc::new),
         }
     }
 

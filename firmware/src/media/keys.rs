@@ -72,6 +72,25 @@ impl KeyBuffer {
         self.due = Some(tokio::time::Instant::now() + CODE_QUIET);
     }
 
+    /// A key, with the quiet time that completes the keys after it (a
+    /// dial plan's inter-digit timeout).
+    pub fn push_quiet(&mut self, key: char, quiet: std::time::Duration) {
+        self.keys.push(key);
+        self.due = Some(tokio::time::Instant::now() + quiet);
+    }
+
+    /// What was typed so far.
+    pub fn keys(&self) -> &str {
+        &self.keys
+    }
+
+    /// Completes the keys now (a whole number, or `#`).
+    pub fn complete_now(&mut self) {
+        if !self.keys.is_empty() {
+            self.due = Some(tokio::time::Instant::now());
+        }
+    }
+
     /// Resolves when the typing has stopped (never while nothing is typed).
     pub async fn complete(&self) {
         pending_or(self.due.map(tokio::time::sleep_until)).await;

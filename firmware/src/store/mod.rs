@@ -286,7 +286,8 @@ mod tests {
             h.send(StoreMsg::CallStarted(CallStart {
                 id: id.into(),
                 direction: Direction::Inbound,
-                trunk_line: "t1".into(),
+                trunk_line: Some("t1".into()),
+                station: None,
                 caller: Some("1001".into()),
                 dialled: None,
                 at: stamp(1000),

@@ -33,7 +33,7 @@ pub const TABLES: &[&str] = &[
 pub struct CallRecord {
     /// Stable unique id (UUIDv7).
     pub id: String,
-    /// `inbound` or `outbound`.
+    /// `inbound`, `outbound` or `internal`.
     pub direction: String,
     /// Trunk line id.
     pub trunk_line: Option<String>,
@@ -91,6 +91,9 @@ pub struct CallRecord {
     pub queue_exit: Option<String>,
     /// The agent's wrap-up (disposition) code.
     pub wrap_code: Option<String>,
+    /// The station an agent placed the call from (`internal` calls and
+    /// agents' `outbound` ones).
+    pub station: Option<String>,
     /// Ids of the call's recordings, oldest first (see `callboxd
     /// recordings`); recordings found lost at start-up are left out.
     pub recordings: Vec<String>,
@@ -199,7 +202,7 @@ pub(super) fn query_records(
         "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
                     disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms,
                     flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job,
-                    queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code
+                    queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code, station
              FROM calls c WHERE {filter} ORDER BY seq"
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(&args), |r| {
@@ -246,6 +249,7 @@ pub(super) fn query_records(
             talk_ms: r.get(25)?,
             queue_exit: r.get(26)?,
             wrap_code: r.get(27)?,
+            station: r.get(28)?,
             recordings: Vec::new(),
             events: Vec::new(),
         })

@@ -11,8 +11,11 @@ use crate::clock::Stamp;
 pub enum Direction {
     /// A caller reached the box.
     Inbound,
-    /// The box called out (an outbound voice job).
+    /// The box called out: an outbound voice job, or an agent's call to
+    /// an outside number.
     Outbound,
+    /// An agent called another station of the box.
+    Internal,
 }
 
 impl Direction {
@@ -20,6 +23,7 @@ impl Direction {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
         }
     }
 }
@@ -90,12 +94,14 @@ pub struct CallStart {
     pub id: String,
     /// Direction.
     pub direction: Direction,
-    /// Trunk it arrived on.
-    pub trunk_line: String,
+    /// Trunk it arrived on or was dialled on (none for an internal call).
+    pub trunk_line: Option<String>,
     /// Calling number.
     pub caller: Option<String>,
     /// Dialled number.
     pub dialled: Option<String>,
+    /// The station an agent placed it from.
+    pub station: Option<String>,
     /// When.
     pub at: Stamp,
 }

@@ -184,6 +184,10 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8)))), ('session', '0');
     ALTER TABLE recordings ADD COLUMN upload_offset INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX calls_open ON calls(disposition) WHERE disposition = 'in_progress';",
+    // v6: calls agents place from their phones: the station they keyed
+    // it on (the `agent` column says who, the direction `internal` or
+    // `outbound`).
+    "ALTER TABLE calls ADD COLUMN station TEXT;",
 ];
 
 /// Opens the database for writing, migrates it and marks calls left in

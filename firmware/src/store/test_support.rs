@@ -17,7 +17,8 @@ pub(crate) fn call(id: &str, ms: i64) -> StoreMsg {
     StoreMsg::CallStarted(CallStart {
         id: id.into(),
         direction: Direction::Inbound,
-        trunk_line: "t1".into(),
+        trunk_line: Some("t1".into()),
+        station: None,
         caller: Some("1001".into()),
         dialled: None,
         at: stamp(ms),

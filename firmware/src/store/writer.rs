@@ -309,7 +309,8 @@ mod tests {
         h.send(StoreMsg::CallStarted(CallStart {
             id: "c1".into(),
             direction: Direction::Inbound,
-            trunk_line: "t1".into(),
+            trunk_line: Some("t1".into()),
+            station: None,
             caller: None,
             dialled: None,
             at: stamp(2),

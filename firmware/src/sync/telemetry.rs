@@ -773,7 +773,8 @@ Threads:\t4
             h.send(StoreMsg::CallStarted(CallStart {
                 id: id.into(),
                 direction: Direction::Inbound,
-                trunk_line: line.into(),
+                trunk_line: Some(line.into()),
+                station: None,
                 caller: Some("1001".into()),
                 dialled: None,
                 at: stamp(1000),

@@ -40,6 +40,8 @@ fn reject_status(c: HangupCause) -> StatusCode {
         HangupCause::Rejected => StatusCode::Decline,
         HangupCause::NoAnswer => StatusCode::TemporarilyUnavailable,
         HangupCause::Normal => StatusCode::TemporarilyUnavailable,
+        HangupCause::NotAllowed => StatusCode::Forbidden,
+        HangupCause::NotInService => StatusCode::NotFound,
         _ => StatusCode::ServiceUnavailable,
     }
 }

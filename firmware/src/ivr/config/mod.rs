@@ -129,6 +129,7 @@ pub(crate) fn check(
             "night-mode",
             "day-mode",
             "auto-mode",
+            "not-in-service",
         ] {
             c.wanted
                 .entry(format!("system:{name}"))

@@ -243,6 +243,7 @@ mod tests {
                 "ivr: system prompt `day-mode` for language en not found (looked in DIR/prompts/system/en/day-mode.wav, DIR/nowhere/en/day-mode.wav); the say functions need it",
                 "ivr: system prompt `invalid-option` for language en not found (looked in DIR/prompts/system/en/invalid-option.wav, DIR/nowhere/en/invalid-option.wav); the say functions need it",
                 "ivr: system prompt `night-mode` for language en not found (looked in DIR/prompts/system/en/night-mode.wav, DIR/nowhere/en/night-mode.wav); the say functions need it",
+                "ivr: system prompt `not-in-service` for language en not found (looked in DIR/prompts/system/en/not-in-service.wav, DIR/nowhere/en/not-in-service.wav); the say functions need it",
             ]
         );
     }

@@ -1,0 +1,513 @@
+//! The dial plan (`[dialplan]` in the site config): what a number keyed on
+//! a station reaches.
+//!
+//! ```toml
+//! [dialplan]
+//! outside_prefix = "9"            # 9 + the number goes out on a trunk
+//! trunks = ["trunk-1", "trunk-2"] # the first free one (default: every trunk)
+//! inter_digit_timeout = "4s"      # the number is complete this long after the last key, or at `#`
+//! allow = ["local", "mobile", "national", "tollfree"]   # what every phone may call
+//! extensions = { "801" = "desk-1", "802" = "desk-2" }   # stations by number
+//!
+//! [dialplan.allow_for]            # a station or an agent that may call more
+//! desk-1 = ["local", "mobile", "national", "tollfree", "international"]
+//! ```
+//!
+//! Agents' `number`s under `[acd.agent.ID]` are extensions too: the call
+//! rings the agent's station. Outside numbers fall into classes of
+//! patterns (defaults for China, each replaceable under
+//! `[dialplan.classes]`); `emergency` is always allowed, and emergency
+//! numbers go out without the prefix too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use callbox_hal::diag::parse_duration;
+use callbox_hal::{LineInfo, LineKind};
+use serde::Deserialize;
+
+use crate::ivr::pattern::Pattern;
+
+/// The class of emergency numbers, always allowed.
+pub const EMERGENCY: &str = "emergency";
+/// Default quiet time after the last key.
+const INTER_DIGIT: Duration = Duration::from_secs(4);
+
+/// Classes and their patterns when the site does not replace them, in the
+/// order they are tried: China's numbering plan.
+const CLASSES: &[(&str, &[&str])] = &[
+    (EMERGENCY, &["110", "119", "120", "122", "112"]),
+    ("tollfree", &["400XXXXXXX", "800XXXXXXX"]),
+    ("mobile", &["1[3-9]XXXXXXXXX"]),
+    ("local", &["[2-9]XXXXXX", "[2-9]XXXXXXX"]),
+    ("national", &["0[1-9]XXXXXXXX!"]),
+    ("international", &["00."]),
+];
+/// What every phone may call when the site does not say.
+const ALLOW: &[&str] = &["local", "mobile", "national", "tollfree"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDialPlan {
+    #[serde(default)]
+    outside_prefix: Option<String>,
+    #[serde(default)]
+    trunks: Option<Vec<String>>,
+    #[serde(default)]
+    inter_digit_timeout: Option<String>,
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    allow_for: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    extensions: BTreeMap<String, String>,
+    #[serde(default)]
+    classes: BTreeMap<String, Vec<String>>,
+}
+
+/// What an extension number rings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extension {
+    /// A station line.
+    Station(String),
+    /// An agent: the station they are logged in at, else their home one.
+    Agent(String),
+}
+
+/// What a keyed number reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialled {
+    /// An extension of the box.
+    Extension(Extension),
+    /// A number outside, through a trunk.
+    Outside {
+        /// The number to dial on the trunk (without the prefix).
+        number: String,
+        /// Its class (`emergency`, `mobile`…).
+        class: String,
+        /// Whether the phone may call it.
+        allowed: bool,
+    },
+    /// Nothing the plan knows.
+    Unknown,
+}
+
+/// A checked dial plan.
+#[derive(Debug, Clone)]
+pub struct DialPlan {
+    /// Keyed before an outside number; `None`: no outside calls but
+    /// emergency ones.
+    pub outside_prefix: Option<String>,
+    /// Trunks outside calls go out on, the first free one.
+    pub trunks: Vec<String>,
+    /// Quiet time that completes a number.
+    pub inter_digit: Duration,
+    extensions: BTreeMap<String, Extension>,
+    classes: Vec<(String, Vec<Pattern>)>,
+    allow: Vec<String>,
+    allow_for: HashMap<String, Vec<String>>,
+}
+
+impl DialPlan {
+    /// What `keys` (as keyed, `#` included) reach from `station`, with
+    /// `agent` logged in there.
+    pub fn classify(&self, keys: &str, station: &str, agent: Option<&str>) -> Dialled {
+        let digits = keys.strip_suffix('#').unwrap_or(keys);
+        if let Some(e) = self.extensions.get(digits) {
+            return Dialled::Extension(e.clone());
+        }
+        let outside = self
+            .outside_prefix
+            .as_deref()
+            .and_then(|p| digits.strip_prefix(p))
+            .filter(|n| !n.is_empty());
+        // Emergency numbers go out with the prefix or without it.
+        let number = match outside {
+            Some(n) => n,
+            None if self.class_of(digits) == Some(EMERGENCY) => digits,
+            None => return Dialled::Unknown,
+        };
+        let Some(class) = self.class_of(number) else {
+            return Dialled::Unknown;
+        };
+        let may = |list: &Vec<String>| list.iter().any(|c| c == class);
+        let allowed = class == EMERGENCY
+            || agent
+                .and_then(|a| self.allow_for.get(a))
+                .or_else(|| self.allow_for.get(station))
+                .map_or_else(|| may(&self.allow), may);
+        Dialled::Outside {
+            number: number.to_string(),
+            class: class.to_string(),
+            allowed,
+        }
+    }
+
+    /// Whether `keys` are a whole number already: `#` at the end, an
+    /// extension no longer one starts with, or an emergency number keyed
+    /// without the prefix. Otherwise the number is complete after
+    /// [`inter_digit`](Self::inter_digit).
+    pub fn complete(&self, keys: &str) -> bool {
+        if keys.ends_with('#') {
+            return true;
+        }
+        if self.extensions.contains_key(keys) {
+            return !self
+                .extensions
+                .keys()
+                .any(|e| e.len() > keys.len() && e.starts_with(keys));
+        }
+        let prefixed = self
+            .outside_prefix
+            .as_deref()
+            .is_some_and(|p| keys.starts_with(p));
+        !prefixed && self.class_of(keys) == Some(EMERGENCY)
+    }
+
+    fn class_of(&self, number: &str) -> Option<&str> {
+        self.classes
+            .iter()
+            .find(|(_, ps)| ps.iter().any(|p| p.matches(number)))
+            .map(|(c, _)| c.as_str())
+    }
+}
+
+/// Checks `[dialplan]` against the site's lines and agents (`agents`:
+/// `(agent id, number)` of every agent that has one). Problems come back
+/// as `(key path, message)`.
+pub(crate) fn check(
+    raw: &RawDialPlan,
+    lines: &[LineInfo],
+    agents: &[(String, Option<String>)],
+) -> Result<DialPlan, Vec<(String, String)>> {
+    let mut errs: Vec<(String, String)> = Vec::new();
+    let mut err = |k: String, m: String| errs.push((k, m));
+    let is = |id: &str, kind: LineKind| lines.iter().any(|l| l.id == id && l.kind == kind);
+
+    let outside_prefix = raw.outside_prefix.clone().filter(|p| !p.is_empty());
+    if let Some(p) = &outside_prefix
+        && !p.bytes().all(|b| b.is_ascii_digit())
+    {
+        err(
+            "dialplan.outside_prefix".into(),
+            format!("outside prefix `{p}` must be digits"),
+        );
+    }
+    let trunks = match &raw.trunks {
+        None => lines
+            .iter()
+            .filter(|l| l.kind == LineKind::Trunk)
+            .map(|l| l.id.clone())
+            .collect(),
+        Some(ts) => {
+            for (i, t) in ts.iter().enumerate() {
+                if !is(t, LineKind::Trunk) {
+                    err(
+                        format!("dialplan.trunks[{i}]"),
+                        format!("`{t}` is not a trunk line of this site"),
+                    );
+                }
+            }
+            ts.clone()
+        }
+    };
+    let inter_digit = match &raw.inter_digit_timeout {
+        None => INTER_DIGIT,
+        Some(s) => match parse_duration(s) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(30) => d,
+            Ok(_) => {
+                err(
+                    "dialplan.inter_digit_timeout".into(),
+                    format!("inter_digit_timeout `{s}` must be between 1s and 30s"),
+                );
+                INTER_DIGIT
+            }
+            Err(e) => {
+                err("dialplan.inter_digit_timeout".into(), e);
+                INTER_DIGIT
+            }
+        },
+    };
+
+    let mut classes: Vec<(String, Vec<Pattern>)> = Vec::new();
+    let mut compile =
+        |name: &str, list: &[String], at: &str, err: &mut dyn FnMut(String, String)| {
+            let mut ps = Vec::new();
+            for (i, p) in list.iter().enumerate() {
+                match Pattern::parse(p) {
+                    Ok(p) => ps.push(p),
+                    Err(e) => err(format!("{at}[{i}]"), e.to_string()),
+                }
+            }
+            classes.push((name.to_string(), ps));
+        };
+    for (name, defaults) in CLASSES {
+        match raw.classes.get(*name) {
+            Some(list) => compile(name, list, &format!("dialplan.classes.{name}"), &mut err),
+            None => {
+                let list: Vec<String> = defaults.iter().map(|s| s.to_string()).collect();
+                compile(name, &list, "dialplan", &mut err);
+            }
+        }
+    }
+    for (name, list) in &raw.classes {
+        if !CLASSES.iter().any(|(c, _)| c == name) {
+            compile(name, list, &format!("dialplan.classes.{name}"), &mut err);
+        }
+    }
+    let known = |c: &str| classes.iter().any(|(n, _)| n == c);
+    let check_list = |at: String, list: &[String], err: &mut dyn FnMut(String, String)| {
+        for (i, c) in list.iter().enumerate() {
+            if !known(c) {
+                err(
+                    format!("{at}[{i}]"),
+                    format!(
+                        "`{c}` is not a class of numbers; the classes are {}",
+                        classes
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+    };
+    let allow = match &raw.allow {
+        None => ALLOW.iter().map(|s| s.to_string()).collect(),
+        Some(list) => {
+            check_list("dialplan.allow".into(), list, &mut err);
+            list.clone()
+        }
+    };
+    let mut allow_for = HashMap::new();
+    for (who, list) in &raw.allow_for {
+        if !is(who, LineKind::Station) && !agents.iter().any(|(a, _)| a == who) {
+            err(
+                format!("dialplan.allow_for.{who}"),
+                format!("`{who}` is neither a station line nor an agent of this site"),
+            );
+        }
+        check_list(format!("dialplan.allow_for.{who}"), list, &mut err);
+        allow_for.insert(who.clone(), list.clone());
+    }
+
+    let mut extensions = BTreeMap::new();
+    for (number, station) in &raw.extensions {
+        let at = format!("dialplan.extensions.{number}");
+        if !is(station, LineKind::Station) {
+            err(
+                at.clone(),
+                format!("`{station}` is not a station line of this site"),
+            );
+        }
+        extensions.insert(number.clone(), Extension::Station(station.clone()));
+    }
+    for (agent, number) in agents {
+        let Some(n) = number else { continue };
+        if extensions.contains_key(n) {
+            err(
+                format!("dialplan.extensions.{n}"),
+                format!("extension {n} is also agent `{agent}`'s number"),
+            );
+        }
+        extensions.insert(n.clone(), Extension::Agent(agent.clone()));
+    }
+    let emergency = classes
+        .iter()
+        .find(|(c, _)| c == EMERGENCY)
+        .map(|(_, ps)| ps.clone())
+        .unwrap_or_default();
+    for number in extensions.keys() {
+        let at = match raw.extensions.contains_key(number) {
+            true => format!("dialplan.extensions.{number}"),
+            false => "dialplan".to_string(),
+        };
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            err(
+                at,
+                format!(
+                    "extension `{number}` must be digits (a code starting with `*` is a feature code)"
+                ),
+            );
+        } else if let Some(p) = outside_prefix.as_deref().filter(|p| number.starts_with(p)) {
+            err(
+                at,
+                format!(
+                    "extension {number} starts with the outside prefix `{p}`; the box could not tell them apart"
+                ),
+            );
+        } else if emergency.iter().any(|p| p.matches(number)) {
+            err(at, format!("extension {number} is an emergency number"));
+        }
+    }
+
+    if errs.is_empty() {
+        Ok(DialPlan {
+            outside_prefix,
+            trunks,
+            inter_digit,
+            extensions,
+            classes,
+            allow,
+            allow_for,
+        })
+    } else {
+        Err(errs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines() -> Vec<LineInfo> {
+        let l = |id: &str, kind| LineInfo {
+            id: id.into(),
+            kind,
+        };
+        vec![
+            l("trunk-1", LineKind::Trunk),
+            l("trunk-2", LineKind::Trunk),
+            l("desk-1", LineKind::Station),
+            l("desk-2", LineKind::Station),
+        ]
+    }
+
+    fn agents() -> Vec<(String, Option<String>)> {
+        vec![("alice".into(), Some("1001".into())), ("bob".into(), None)]
+    }
+
+    fn plan(toml_src: &str) -> Result<DialPlan, Vec<(String, String)>> {
+        let raw: RawDialPlan = toml::from_str(toml_src).unwrap();
+        check(&raw, &lines(), &agents())
+    }
+
+    fn outside(number: &str, class: &str, allowed: bool) -> Dialled {
+        Dialled::Outside {
+            number: number.into(),
+            class: class.into(),
+            allowed,
+        }
+    }
+
+    #[test]
+    fn numbers_reach_extensions_agents_and_outside_classes() {
+        let p = plan(
+            r#"outside_prefix = "9"
+extensions = { "801" = "desk-1" }
+allow_for = { desk-2 = ["local", "mobile", "international"] }"#,
+        )
+        .unwrap();
+        assert_eq!(p.trunks, ["trunk-1", "trunk-2"]);
+        assert_eq!(
+            p.classify("801", "desk-2", None),
+            Dialled::Extension(Extension::Station("desk-1".into()))
+        );
+        assert_eq!(
+            p.classify("1001#", "desk-2", None),
+            Dialled::Extension(Extension::Agent("alice".into()))
+        );
+        assert_eq!(
+            p.classify("913800138000", "desk-1", None),
+            outside("13800138000", "mobile", true)
+        );
+        assert_eq!(
+            p.classify("90044123456789", "desk-1", None),
+            outside("0044123456789", "international", false)
+        );
+        assert_eq!(
+            p.classify("90044123456789", "desk-2", None),
+            outside("0044123456789", "international", true)
+        );
+        assert_eq!(
+            p.classify("90105551234#", "desk-2", None),
+            outside("0105551234", "national", false)
+        );
+        // Emergency: always, with the prefix or without.
+        assert_eq!(
+            p.classify("110", "desk-2", None),
+            outside("110", "emergency", true)
+        );
+        assert_eq!(
+            p.classify("9120", "desk-2", None),
+            outside("120", "emergency", true)
+        );
+        assert_eq!(p.classify("555", "desk-1", None), Dialled::Unknown);
+        assert_eq!(p.classify("9", "desk-1", None), Dialled::Unknown);
+    }
+
+    #[test]
+    fn an_agents_own_permissions_come_before_the_stations() {
+        let p = plan(
+            r#"outside_prefix = "0"
+allow = ["emergency"]
+allow_for = { alice = ["mobile"], desk-1 = ["local"] }"#,
+        )
+        .unwrap();
+        let n = "013800138000";
+        assert_eq!(
+            p.classify(n, "desk-1", Some("alice")),
+            outside("13800138000", "mobile", true)
+        );
+        assert_eq!(
+            p.classify(n, "desk-1", None),
+            outside("13800138000", "mobile", false)
+        );
+        assert_eq!(
+            p.classify(n, "desk-2", Some("bob")),
+            outside("13800138000", "mobile", false)
+        );
+    }
+
+    #[test]
+    fn a_number_is_complete_at_hash_or_when_no_longer_one_can_follow() {
+        let p = plan(
+            r#"outside_prefix = "9"
+extensions = { "80" = "desk-1", "801" = "desk-2" }"#,
+        )
+        .unwrap();
+        assert!(p.complete("801"));
+        assert!(!p.complete("80"), "801 may follow");
+        assert!(p.complete("80#"));
+        assert!(p.complete("1001"));
+        assert!(p.complete("110"));
+        assert!(
+            !p.complete("9110"),
+            "the prefix: a longer number may follow"
+        );
+        assert!(!p.complete("91380013800"));
+    }
+
+    #[test]
+    fn mistakes_are_named_at_their_key() {
+        let errs = plan(
+            r#"outside_prefix = "9a"
+trunks = ["desk-1"]
+inter_digit_timeout = "0s"
+allow = ["mobile", "galactic"]
+allow_for = { carol = ["local"] }
+extensions = { "1001" = "desk-1", "902" = "trunk-1", "119" = "desk-2" }
+classes = { mobile = ["1[3-"] }"#,
+        )
+        .unwrap_err();
+        let has = |k: &str, m: &str| {
+            assert!(
+                errs.iter().any(|(kk, mm)| kk == k && mm.contains(m)),
+                "no `{m}` at {k}: {errs:#?}"
+            )
+        };
+        has("dialplan.outside_prefix", "must be digits");
+        has("dialplan.trunks[0]", "`desk-1` is not a trunk line");
+        has("dialplan.inter_digit_timeout", "between 1s and 30s");
+        has("dialplan.allow[1]", "`galactic` is not a class");
+        has(
+            "dialplan.allow_for.carol",
+            "neither a station line nor an agent",
+        );
+        has("dialplan.extensions.1001", "also agent `alice`'s number");
+        has("dialplan.extensions.902", "`trunk-1` is not a station line");
+        has("dialplan.extensions.119", "is an emergency number");
+        has("dialplan.classes.mobile[0]", "1[3-");
+    }
+}

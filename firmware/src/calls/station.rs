@@ -1,0 +1,459 @@
+//! Calls agents place from their phones, by the site's dial plan: a
+//! colleague's extension (ringing the station the agent is logged in at)
+//! or, after the outside prefix, a number on the first free trunk. The
+//! caller hears ringback, then the other side; a number the phone may
+//! not call gets the reorder tone, one the plan does not know the "not in
+//! service" prompt. Every attempt leaves a record: direction `internal`
+//! or `outbound`, the `station` it was keyed on, the `agent` logged in
+//! there, the trunk and the number, recorded by the site's policy like
+//! any call.
+
+use std::time::Duration;
+
+use callbox_hal::dsp::tones::{ProgressTone, ToneRegion};
+use callbox_hal::{HangupCause, Line, LineCommand};
+use tracing::Instrument;
+
+use super::dialplan::{DialPlan, Dialled, Extension};
+use super::record::{CallLog, Placed};
+use super::{CallContext, Switch};
+use crate::media::dial::{Rang, answer_within};
+use crate::media::lines::{Lease, Port};
+use crate::media::{BridgeEnd, Gone, Media, bridge};
+use crate::recorder::config::{CallKeys, Mode};
+use crate::store::{CallFlow, Direction, Disposition, Side};
+
+/// How long the called phone or number rings.
+const RING: Duration = Duration::from_secs(30);
+/// How long a refusal tone plays before the box lets go of the handset.
+const REFUSAL: Duration = Duration::from_secs(15);
+
+/// Places the call `keys` (as keyed, `#` included) from the off-hook
+/// station `port`, to its end; hands the port back, with `true` if the
+/// station hung up (its watcher then releases the line).
+pub async fn place<L>(
+    mut port: Port<L>,
+    keys: String,
+    ctx: CallContext,
+    sw: Switch<L>,
+) -> (Port<L>, bool)
+where
+    L: Line,
+{
+    let snap = ctx.live.current();
+    let Some(plan) = snap.dialplan.clone() else {
+        return (port, false);
+    };
+    let ctx = ctx.for_new_call();
+    let id = crate::clock::new_id(&ctx.clock);
+    let station = port.line.info().id.clone();
+    let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %station);
+    let hung_up = async {
+        let who = Who::at(&station, &sw).await;
+        let dialled = plan.classify(&keys, &station, who.agent.as_deref());
+        let number = keys.strip_suffix('#').unwrap_or(&keys).to_string();
+        tracing::info!(%number, agent = who.agent.as_deref().unwrap_or("none"), ?dialled, "station dials");
+        let tones = ctx.ivr.as_ref().map_or(ToneRegion::China, |i| i.tones);
+        let call = Call {
+            ctx: &ctx,
+            sw: &sw,
+            plan: &plan,
+            id: &id,
+            station: &station,
+            who: &who,
+            number: &number,
+            tones,
+        };
+        call.run(&mut port, dialled).await
+    }
+    .instrument(span)
+    .await;
+    (port, hung_up)
+}
+
+/// Who placed the call: the agent logged in at the station, and the number
+/// the called side sees.
+struct Who {
+    agent: Option<String>,
+    name: Option<String>,
+    number: Option<String>,
+}
+
+impl Who {
+    async fn at<L: Line>(station: &str, sw: &Switch<L>) -> Who {
+        let Some(acd) = &sw.acd else {
+            return Who {
+                agent: None,
+                name: None,
+                number: None,
+            };
+        };
+        let agents = acd.stats().await.map(|s| s.agents).unwrap_or_default();
+        let agent = agents
+            .iter()
+            .find(|a| a.station.as_deref() == Some(station) && a.state != "logged_out")
+            .map(|a| a.agent.clone());
+        let cfg = acd.config();
+        let a = agent
+            .as_deref()
+            .and_then(|id| cfg.agents.iter().find(|a| a.id == id));
+        Who {
+            name: a.map(|a| a.name.clone()),
+            number: a.and_then(|a| a.number.clone()),
+            agent,
+        }
+    }
+}
+
+struct Call<'a, L> {
+    ctx: &'a CallContext,
+    sw: &'a Switch<L>,
+    plan: &'a DialPlan,
+    id: &'a str,
+    station: &'a str,
+    who: &'a Who,
+    number: &'a str,
+    tones: ToneRegion,
+}
+
+/// How an attempt ended, for its record.
+struct Ended {
+    disposition: Disposition,
+    cause: HangupCause,
+    side: Side,
+    outcome: String,
+    connected_to: Option<String>,
+    talk: Option<Duration>,
+}
+
+impl Ended {
+    fn refused(cause: HangupCause, outcome: &str) -> Ended {
+        Ended {
+            disposition: Disposition::Rejected,
+            cause,
+            side: Side::Box,
+            outcome: outcome.to_string(),
+            connected_to: None,
+            talk: None,
+        }
+    }
+}
+
+impl<L: Line> Call<'_, L> {
+    /// Returns whether the station hung up.
+    async fn run(&self, port: &mut Port<L>, dialled: Dialled) -> bool {
+        match dialled {
+            Dialled::Unknown => {
+                let log = self.log(Direction::Internal, None, self.number).await;
+                tracing::info!("not in service");
+                let mut media = Media::new(port, self.ctx.shutdown.clone());
+                let gone = self.refuse(&mut media, Some("system:not-in-service")).await;
+                let e = Ended::refused(HangupCause::NotInService, "not_in_service");
+                self.finish(log, e, gone).await
+            }
+            Dialled::Outside {
+                allowed: false,
+                class,
+                number,
+            } => {
+                let log = self.log(Direction::Outbound, None, &number).await;
+                tracing::warn!(%class, "number not allowed from this phone: reorder");
+                let mut media = Media::new(port, self.ctx.shutdown.clone());
+                let gone = self.refuse(&mut media, None).await;
+                let e = Ended::refused(HangupCause::NotAllowed, "not_allowed");
+                self.finish(log, e, gone).await
+            }
+            Dialled::Outside { number, class, .. } => self.outside(port, &number, &class).await,
+            Dialled::Extension(ext) => self.extension(port, ext).await,
+        }
+    }
+
+    /// Starts the call's record: the number as keyed, for an outside one
+    /// the number dialled on the trunk.
+    async fn log(&self, direction: Direction, trunk: Option<String>, dialled: &str) -> CallLog {
+        CallLog::start(
+            &self.ctx.store,
+            &self.ctx.clock,
+            self.id,
+            Placed {
+                direction,
+                trunk_line: trunk,
+                caller: self
+                    .who
+                    .number
+                    .clone()
+                    .or_else(|| Some(self.station.to_string())),
+                dialled: Some(dialled.to_string()),
+                station: Some(self.station.to_string()),
+            },
+        )
+        .await
+    }
+
+    /// Writes what happened and ends the record. `gone`: the station hung
+    /// up (or the box is stopping) before the attempt's own end. Returns
+    /// whether the station hung up.
+    async fn finish(&self, log: CallLog, e: Ended, gone: Option<Gone>) -> bool {
+        let hung_up = matches!(gone, Some(Gone::Caller));
+        log.flow(CallFlow {
+            id: self.id.to_string(),
+            outcome: Some(e.outcome),
+            connected_to: e.connected_to,
+            agent: self.who.agent.clone(),
+            talk_ms: e.talk.map(|t| t.as_millis() as i64),
+            ..CallFlow::default()
+        })
+        .await;
+        let (cause, side) = match gone {
+            Some(Gone::Caller) if e.disposition != Disposition::Answered => (e.cause, e.side),
+            Some(Gone::Caller) => (HangupCause::Normal, Side::Caller),
+            Some(Gone::Shutdown) => (HangupCause::Shutdown, Side::System),
+            Some(Gone::Failure(_)) => (HangupCause::LineFailure, Side::System),
+            None => (e.cause, e.side),
+        };
+        tracing::info!(disposition = e.disposition.as_str(), %cause, "call ends");
+        log.end(e.disposition, cause, side).await;
+        hung_up
+    }
+
+    /// Plays `prompt` (if the IVR has it), then the reorder tone until the
+    /// station hangs up or [`REFUSAL`] passes.
+    async fn refuse(&self, media: &mut Media<'_, L>, prompt: Option<&str>) -> Option<Gone> {
+        let samples = prompt.and_then(|key| {
+            self.ctx
+                .ivr
+                .as_ref()
+                .and_then(|ivr| ivr.prompts.get(ivr.language, key).cloned())
+        });
+        if let Some(s) = samples
+            && let Err(g) = media.play(s, false).await
+        {
+            return Some(g);
+        }
+        media
+            .tone_while(
+                self.tones,
+                ProgressTone::Congestion,
+                tokio::time::sleep(REFUSAL),
+                false,
+            )
+            .await
+            .err()
+    }
+
+    /// An extension: the station, or the one its agent is logged in at.
+    async fn extension(&self, port: &mut Port<L>, ext: Extension) -> bool {
+        let target = match &ext {
+            Extension::Station(s) => Some(s.clone()),
+            Extension::Agent(a) => self.agent_station(a).await,
+        };
+        let log = self.log(Direction::Internal, None, self.number).await;
+        let Some(target) = target.filter(|t| t != self.station) else {
+            tracing::info!(?ext, "extension has no phone to ring (or is this one)");
+            let mut media = Media::new(port, self.ctx.shutdown.clone());
+            let ended = self.refuse(&mut media, Some("system:not-in-service")).await;
+            let e = Ended::refused(HangupCause::NotInService, "not_in_service");
+            return self.finish(log, e, ended).await;
+        };
+        let mut media = Media::new(port, self.ctx.shutdown.clone());
+        let Some(mut lease) = self.sw.lines.seize(&target).await else {
+            tracing::info!(%target, "the station is busy");
+            let ended = media
+                .tone_while(
+                    self.tones,
+                    ProgressTone::Busy,
+                    tokio::time::sleep(REFUSAL),
+                    false,
+                )
+                .await
+                .err();
+            let mut e = Ended::refused(HangupCause::Busy, "busy");
+            e.disposition = Disposition::NoAnswer;
+            return self.finish(log, e, ended).await;
+        };
+        let cmd = LineCommand::Ring {
+            caller_id: self.who.number.clone(),
+            caller_name: self.who.name.clone(),
+        };
+        let (e, gone) = self
+            .connect(&mut media, &mut lease, cmd, &target, &log)
+            .await;
+        self.finish(log, e, gone).await
+    }
+
+    /// Where agent `a` takes calls: the station they are logged in at,
+    /// else their home station.
+    async fn agent_station(&self, a: &str) -> Option<String> {
+        let acd = self.sw.acd.as_ref()?;
+        let agents = acd.stats().await.map(|s| s.agents).unwrap_or_default();
+        agents
+            .iter()
+            .find(|s| s.agent == a && s.state != "logged_out")
+            .and_then(|s| s.station.clone())
+            .or_else(|| {
+                acd.config()
+                    .agents
+                    .iter()
+                    .find(|c| c.id == a)
+                    .and_then(|c| c.station.clone())
+            })
+    }
+
+    /// An outside number, on the first free trunk of the plan.
+    async fn outside(&self, port: &mut Port<L>, number: &str, class: &str) -> bool {
+        let mut lease = None;
+        for t in &self.plan.trunks {
+            if let Some(l) = self.sw.lines.seize(t).await {
+                lease = Some((t.clone(), l));
+                break;
+            }
+        }
+        let Some((trunk, mut lease)) = lease else {
+            let log = self.log(Direction::Outbound, None, number).await;
+            tracing::warn!(%class, "every trunk is busy: reorder");
+            let mut media = Media::new(port, self.ctx.shutdown.clone());
+            let ended = self.refuse(&mut media, None).await;
+            let e = Ended::refused(HangupCause::Congestion, "congestion");
+            return self.finish(log, e, ended).await;
+        };
+        let log = self
+            .log(Direction::Outbound, Some(trunk.clone()), number)
+            .await;
+        tracing::info!(%trunk, %class, "dialling out");
+        let mut media = Media::new(port, self.ctx.shutdown.clone());
+        let cmd = LineCommand::Dial {
+            number: number.to_string(),
+        };
+        let (e, gone) = self
+            .connect(&mut media, &mut lease, cmd, &trunk, &log)
+            .await;
+        self.finish(log, e, gone).await
+    }
+
+    /// Rings or dials the borrowed line with ringback to the station;
+    /// bridges when it answers; hangs the line up before it goes back.
+    async fn connect(
+        &self,
+        media: &mut Media<'_, L>,
+        lease: &mut Lease<L>,
+        cmd: LineCommand,
+        target: &str,
+        log: &CallLog,
+    ) -> (Ended, Option<Gone>) {
+        let not = |disposition, cause, outcome: &str| Ended {
+            disposition,
+            cause,
+            side: Side::Caller,
+            outcome: outcome.to_string(),
+            connected_to: None,
+            talk: None,
+        };
+        if let Err(e) = lease.port().line.command(cmd).await {
+            tracing::warn!(%target, "could not ring: {e}");
+            release(lease.port(), HangupCause::LineFailure).await;
+            return (
+                not(Disposition::Failed, HangupCause::LineFailure, "failed"),
+                None,
+            );
+        }
+        let rang = media
+            .tone_while(
+                self.tones,
+                ProgressTone::Ringback,
+                answer_within(&mut lease.port().line, RING, std::future::pending()),
+                false,
+            )
+            .await;
+        let rang = match rang {
+            Ok(Some(r)) => r,
+            Ok(None) => Rang::NoAnswer,
+            Err(g) => {
+                // The station gave up while it rang.
+                release(lease.port(), HangupCause::Normal).await;
+                let e = not(Disposition::Abandoned, HangupCause::Normal, "abandoned");
+                return (e, Some(g));
+            }
+        };
+        match rang {
+            Rang::Answered => {}
+            Rang::Glare(ev) => {
+                // A caller took the trunk first: theirs goes back to it.
+                lease.put_back(ev);
+                let e = not(Disposition::Failed, HangupCause::Congestion, "glare");
+                return (e, self.refuse(media, None).await);
+            }
+            Rang::Refused(cause) => {
+                let outcome = if cause == HangupCause::Busy {
+                    "busy"
+                } else {
+                    "refused"
+                };
+                let e = not(Disposition::NoAnswer, cause, outcome);
+                let tone = if cause == HangupCause::Busy {
+                    ProgressTone::Busy
+                } else {
+                    ProgressTone::Congestion
+                };
+                let gone = media
+                    .tone_while(self.tones, tone, tokio::time::sleep(REFUSAL), false)
+                    .await
+                    .err();
+                return (e, gone);
+            }
+            other => {
+                tracing::info!(%target, ?other, "no answer");
+                release(lease.port(), HangupCause::NoAnswer).await;
+                let e = not(Disposition::NoAnswer, HangupCause::NoAnswer, "no_answer");
+                return (e, self.refuse(media, None).await);
+            }
+        }
+        log.answered().await;
+        let answered = tokio::time::Instant::now();
+        media.rec = crate::recorder::Recording::for_call(&self.ctx.recorder, self.id);
+        if let Some(cfg) = media.rec.config() {
+            let d = cfg.decide(&CallKeys {
+                queue: None,
+                flow: None,
+                agent: self.who.agent.as_deref(),
+                dialled: Some(self.number),
+            });
+            media.rec.on_demand = d.mode == Mode::OnDemand;
+            if d.mode == Mode::Always && !media.rec.start_call(d) {
+                tracing::warn!("recording unavailable");
+            }
+        }
+        let shutdown = media.shutdown().clone();
+        let (port, rec) = media.split();
+        let end = bridge(port, lease.port(), rec, &shutdown).await;
+        rec.stop();
+        let cause = if end == BridgeEnd::Shutdown {
+            HangupCause::Shutdown
+        } else {
+            HangupCause::Normal
+        };
+        release(lease.port(), cause).await;
+        let (side, gone) = match end {
+            BridgeEnd::CallerHungUp => (Side::Caller, Some(Gone::Caller)),
+            // The called side hung up: the box ends the station's part.
+            BridgeEnd::OtherHungUp => (Side::Box, None),
+            BridgeEnd::Shutdown => (Side::System, Some(Gone::Shutdown)),
+            BridgeEnd::Failure(f) => (Side::System, Some(Gone::Failure(f))),
+        };
+        let e = Ended {
+            disposition: Disposition::Answered,
+            cause: HangupCause::Normal,
+            side,
+            outcome: format!("connected:{target}"),
+            connected_to: Some(target.to_string()),
+            talk: Some(answered.elapsed()),
+        };
+        (e, gone)
+    }
+}
+
+/// Hangs up a borrowed line before it goes back to its watcher.
+async fn release<L: Line>(port: &mut Port<L>, cause: HangupCause) {
+    if let Err(e) = port.line.command(LineCommand::Hangup(cause)).await {
+        tracing::warn!("releasing a line failed: {e}");
+    }
+}

@@ -1,0 +1,238 @@
+//! Agents placing calls by the dial plan, end to end: the real daemon in
+//! virtual time on simulated lines. An agent rings a colleague by
+//! extension and they talk (probe tones each way), dials out after the
+//! prefix over a trunk, is refused a class their phone may not call
+//! (reorder, a `not_allowed` record), always reaches emergency numbers,
+//! and hears "not in service" for a number the plan does not know. Every
+//! attempt leaves a record.
+
+use callbox_tests::{Site, cmd, text, write_tone_hz};
+use serde_json::Value;
+
+const SITE: &str = r#"
+[ivr]
+start = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[acd.agent.alice]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.agent.bob]
+number = "1002"
+station = "desk-2"
+logged_in = true
+
+[acd.queue.sales]
+members = { alice = 0, bob = 0 }
+
+[dialplan]
+outside_prefix = "9"
+extensions = { "801" = "desk-3" }
+allow_for = { alice = ["local", "mobile", "national", "tollfree", "international"] }
+
+[recording]
+mode = "always"
+"#;
+
+/// Two trunks, three desks, the site above; tones for each talker.
+fn site() -> Site {
+    let site = Site::new(2, 3, 200, "");
+    let cfg = std::fs::read_to_string(site.config()).unwrap() + SITE;
+    site.write("site.toml", &cfg);
+    let dir = site.dir.path();
+    write_tone_hz(&dir.join("alice.wav"), 600.0, 20_000);
+    write_tone_hz(&dir.join("bob.wav"), 1400.0, 20_000);
+    write_tone_hz(&dir.join("far.wav"), 1000.0, 20_000);
+    site
+}
+
+fn record<'a>(recs: &'a [Value], dialled: &str) -> &'a Value {
+    recs.iter()
+        .find(|r| r["dialled"] == dialled)
+        .unwrap_or_else(|| panic!("no record dialled {dialled}: {recs:#?}"))
+}
+
+fn probes(rep: &Value, line: &str, hz: &str) -> u64 {
+    rep["probes_heard"][line][hz].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn an_agent_rings_a_colleague_by_extension_and_they_talk_both_ways() {
+    let site = site();
+    let (rep, out) = site.run_heard(
+        r#"
+[[agent]]
+name = "alice"
+line = "desk-1"
+dial = [{ at = "2s", digits = "1002", hold = "15s", then = [{ play = "alice.wav" }] }]
+
+[[agent]]
+name = "bob"
+line = "desk-2"
+answer_after = "2s"
+talk = "8s"
+script = [{ play = "bob.wav" }]
+"#,
+    );
+    let recs = site.records();
+    assert_eq!(recs.len(), 1, "{recs:#?}\n{}", text(&out));
+    let r = record(&recs, "1002");
+    assert_eq!(r["direction"], "internal", "{r:#}");
+    assert_eq!(r["station"], "desk-1");
+    assert_eq!(r["agent"], "alice");
+    assert_eq!(r["caller"], "1001");
+    assert_eq!(r["trunk_line"], Value::Null);
+    assert_eq!(r["connected_to"], "desk-2");
+    assert_eq!(r["disposition"], "answered");
+    assert!(r["answered_ms"].as_i64().unwrap() >= 7000, "{r:#}");
+    assert_eq!(r["recordings"].as_array().map(Vec::len), Some(1), "{r:#}");
+    // Bob hears Alice's 600 Hz, Alice hears Bob's 1400 Hz, for seconds.
+    assert!(probes(&rep, "desk-2", "600") > 200, "{rep:#}");
+    assert!(probes(&rep, "desk-1", "1400") > 200, "{rep:#}");
+    assert_eq!(
+        probes(&rep, "desk-2", "1400"),
+        0,
+        "bob does not hear himself: {rep:#}"
+    );
+}
+
+#[test]
+fn an_agent_dials_out_after_the_prefix_and_the_callee_answers_over_a_trunk() {
+    let site = site();
+    let (rep, out) = site.run_heard(
+        r#"
+[[agent]]
+name = "bob"
+line = "desk-2"
+dial = [{ at = "2s", digits = "913800138000", hold = "20s", then = [{ play = "bob.wav" }] }]
+
+[[callee]]
+number = "13800138000"
+answer_after = "2s"
+hangup_after = "8s"
+script = [{ play = "far.wav" }]
+"#,
+    );
+    let recs = site.records();
+    assert_eq!(recs.len(), 1, "{recs:#?}\n{}", text(&out));
+    let r = record(&recs, "13800138000");
+    assert_eq!(r["direction"], "outbound", "{r:#}");
+    assert_eq!(r["station"], "desk-2");
+    assert_eq!(r["agent"], "bob");
+    assert_eq!(r["trunk_line"], "trunk-1");
+    assert_eq!(r["disposition"], "answered");
+    assert_eq!(r["connected_to"], "trunk-1");
+    assert_eq!(r["recordings"].as_array().map(Vec::len), Some(1), "{r:#}");
+    assert!(probes(&rep, "desk-2", "1000") > 200, "{rep:#}");
+    assert!(probes(&rep, "trunk-1", "1400") > 200, "{rep:#}");
+}
+
+#[test]
+fn a_forbidden_class_gets_reorder_and_not_allowed_while_emergency_always_goes_out() {
+    let site = site();
+    let (_, out) = site.run_heard(
+        r#"
+# Bob may not call abroad; Alice may. Bob's 110 goes out without the prefix.
+[[agent]]
+name = "bob"
+line = "desk-2"
+dial = [
+  { at = "2s", digits = "90044207946000#", hold = "5s" },
+  { at = "30s", digits = "110", hold = "10s" },
+]
+
+[[agent]]
+name = "alice"
+line = "desk-1"
+dial = [{ at = "2s", digits = "90044207946000#", hold = "10s" }]
+
+# And a number the plan does not know.
+[[agent]]
+name = "carol"
+line = "desk-3"
+dial = [{ at = "2s", digits = "555#", hold = "6s" }]
+
+[[callee]]
+number = "0044207946000"
+answer_after = "1s"
+hangup_after = "3s"
+
+[[callee]]
+number = "110"
+answer_after = "1s"
+hangup_after = "3s"
+"#,
+    );
+    let recs = site.records();
+    assert_eq!(recs.len(), 4, "{recs:#?}\n{}", text(&out));
+    let abroad: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["dialled"] == "0044207946000")
+        .collect();
+    let bob = abroad.iter().find(|r| r["agent"] == "bob").unwrap();
+    assert_eq!(bob["direction"], "outbound", "{bob:#}");
+    assert_eq!(bob["disposition"], "rejected");
+    assert_eq!(bob["hangup_cause"], "not_allowed");
+    assert_eq!(bob["outcome"], "not_allowed");
+    assert_eq!(bob["trunk_line"], Value::Null);
+    let alice = abroad.iter().find(|r| r["agent"] == "alice").unwrap();
+    assert_eq!(alice["disposition"], "answered", "{alice:#}");
+    let sos = record(&recs, "110");
+    assert_eq!(sos["agent"], "bob");
+    assert_eq!(sos["disposition"], "answered", "{sos:#}");
+    assert!(sos["trunk_line"].as_str().unwrap().starts_with("trunk-"));
+    let unknown = record(&recs, "555");
+    assert_eq!(unknown["direction"], "internal");
+    assert_eq!(unknown["hangup_cause"], "not_in_service", "{unknown:#}");
+    assert_eq!(unknown["station"], "desk-3");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("number not allowed from this phone: reorder"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_bad_dial_plan_is_named_at_its_place() {
+    let site = site();
+    let cfg = std::fs::read_to_string(site.config()).unwrap();
+    let bad = cfg
+        .replace(
+            "extensions = { \"801\" = \"desk-3\" }",
+            "extensions = { \"801\" = \"desk-9\", \"1001\" = \"desk-3\", \"95\" = \"desk-3\" }",
+        )
+        .replace(
+            "allow_for = { alice = [",
+            "allow_for = { zed = [\"local\"], alice = [\"galactic\", ",
+        );
+    site.write("site.toml", &bad);
+    let out = cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (needle, msg) in [
+        ("extensions = ", "`desk-9` is not a station line"),
+        ("extensions = ", "also agent `alice`'s number"),
+        ("extensions = ", "starts with the outside prefix `9`"),
+        (
+            "allow_for = ",
+            "`zed` is neither a station line nor an agent",
+        ),
+        ("allow_for = ", "`galactic` is not a class of numbers"),
+    ] {
+        let line = line_of(needle);
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("site.toml:{line}:")) && l.contains(msg)),
+            "expected `{msg}` at line {line}:\n{err}"
+        );
+    }
+}
