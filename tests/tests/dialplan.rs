@@ -236,3 +236,69 @@ fn a_bad_dial_plan_is_named_at_its_place() {
         );
     }
 }
+
+#[test]
+fn agents_on_their_own_call_are_offered_no_queue_call_until_it_ends() {
+    let site = site();
+    let cfg = std::fs::read_to_string(site.config())
+        .unwrap()
+        .replace("start = \"bye\"", "start = \"sales\"\n\n[ivr.node.sales]\ntype = \"queue\"\nannounce = []\non_overflow = \"bye\"");
+    site.write("site.toml", &cfg);
+    let (_, out) = site.run_heard(
+        r#"
+[[agent]]
+name = "alice"
+line = "desk-1"
+answer_after = "1s"
+dial = [{ at = "2s", digits = "1002", hold = "15s" }]
+
+[[agent]]
+name = "bob"
+line = "desk-2"
+answer_after = "2s"
+talk = "8s"
+
+# A queue caller arrives while the two talk (4 s to 12 s).
+[[call]]
+at = "5s"
+from = "13900000001"
+to = "4001"
+line = "trunk-1"
+patience = "60s"
+hangup_after = "30s"
+"#,
+    );
+    let recs = site.records();
+    let caller = recs
+        .iter()
+        .find(|r| r["caller"] == "13900000001")
+        .unwrap_or_else(|| panic!("{recs:#?}\n{}", text(&out)));
+    assert_eq!(caller["queue_exit"], "connected", "{caller:#}");
+    // Connected only once their call was over, at about 12 s.
+    assert!(
+        caller["queue_wait_ms"].as_i64().unwrap() >= 6000,
+        "{caller:#}"
+    );
+    let log = site.table("queue_log");
+    for agent in ["alice", "bob"] {
+        let at = |event: &str| {
+            log.iter()
+                .position(|e| e["event"] == event && e["agent"] == agent)
+                .unwrap_or_else(|| panic!("no {event} for {agent}: {log:#?}"))
+        };
+        let (from, to) = (at("PERSONAL"), at("PERSONAL_END"));
+        assert!(from < to, "{log:#?}");
+        // Busy with their own call, they were offered nothing.
+        assert!(
+            !log[from..to]
+                .iter()
+                .any(|e| e["event"] == "OFFER" && e["agent"] == agent),
+            "{agent} offered a call during their own: {log:#?}"
+        );
+    }
+    assert!(
+        !log.iter()
+            .any(|e| e["event"] == "RINGNOANSWER" || e["event"] == "PAUSE"),
+        "{log:#?}"
+    );
+}

@@ -208,6 +208,7 @@ where
                 let _ = reply.send(self.reserve(&number));
             }
             Msg::Unreserve { agent } => self.unreserve(&agent),
+            Msg::Personal { station, on } => self.personal(&station, on).await,
             Msg::Handover {
                 call_id,
                 from,

@@ -31,6 +31,9 @@ pub enum Status {
     Paused(String),
     /// Do not disturb.
     Dnd,
+    /// On a call of their own: one they placed from their phone, or a
+    /// colleague's internal call (no queue call is offered meanwhile).
+    Personal,
 }
 
 impl Status {
@@ -44,6 +47,7 @@ impl Status {
             Status::WrapUp(_) => "wrap_up",
             Status::Paused(_) => "paused",
             Status::Dnd => "dnd",
+            Status::Personal => "personal_call",
         }
     }
 
@@ -140,6 +144,28 @@ where
         ag.status = status;
         ag.since = now;
         self.log(None, None, Some(a), event, data).await;
+    }
+
+    /// The phone at `station` starts (`on`) or ends a call of its own: an
+    /// available agent logged in there is busy with it meanwhile, then
+    /// available again. An agent paused or in wrap-up stays so.
+    pub(super) async fn personal(&mut self, station: &str, on: bool) {
+        let Some(a) = self.agents.iter().position(|ag| {
+            ag.station.as_deref() == Some(station) && ag.status != Status::LoggedOut
+        }) else {
+            return;
+        };
+        let data = serde_json::json!({"station": station});
+        match (&self.agents[a].status, on) {
+            (Status::Available, true) => {
+                self.set_status(a, Status::Personal, "PERSONAL", data).await;
+            }
+            (Status::Personal, false) => {
+                self.set_status(a, Status::Available, "PERSONAL_END", data)
+                    .await;
+            }
+            _ => {}
+        }
     }
 
     /// An agent back to available (an offer ended without a call).

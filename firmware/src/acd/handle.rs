@@ -218,6 +218,19 @@ impl<L> AcdHandle<L> {
         rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
+    /// The phone at `station` starts (`on`) or ends a call of its own (an
+    /// agent's call, a colleague's internal call): its agent is busy with
+    /// it meanwhile.
+    pub async fn personal(&self, station: &str, on: bool) {
+        let _ = self
+            .tx
+            .send(Msg::Personal {
+                station: station.to_string(),
+                on,
+            })
+            .await;
+    }
+
     /// The consultation did not lead to a transfer: the agent is free.
     pub async fn unreserve(&self, agent: &str) {
         let _ = self

@@ -92,6 +92,10 @@ pub(super) enum Msg<L> {
     Unreserve {
         agent: String,
     },
+    Personal {
+        station: String,
+        on: bool,
+    },
     Handover {
         call_id: String,
         from: String,
@@ -123,6 +127,7 @@ impl<L> std::fmt::Debug for Msg<L> {
             Msg::TransferResult { .. } => "TransferResult",
             Msg::Reserve { .. } => "Reserve",
             Msg::Unreserve { .. } => "Unreserve",
+            Msg::Personal { .. } => "Personal",
             Msg::Handover { .. } => "Handover",
             Msg::Reconfigure(..) => "Reconfigure",
         })

@@ -50,6 +50,10 @@ where
     let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %station);
     let hung_up = async {
         let who = Who::at(&station, &sw).await;
+        // The agent is busy with their own call: no queue call meanwhile.
+        if let Some(acd) = &sw.acd {
+            acd.personal(&station, true).await;
+        }
         let dialled = plan.classify(&keys, &station, who.agent.as_deref());
         let number = keys.strip_suffix('#').unwrap_or(&keys).to_string();
         tracing::info!(%number, agent = who.agent.as_deref().unwrap_or("none"), ?dialled, "station dials");
@@ -64,7 +68,11 @@ where
             number: &number,
             tones,
         };
-        call.run(&mut port, dialled).await
+        let hung_up = call.run(&mut port, dialled).await;
+        if let Some(acd) = &sw.acd {
+            acd.personal(&station, false).await;
+        }
+        hung_up
     }
     .instrument(span)
     .await;
@@ -275,9 +283,17 @@ impl<L: Line> Call<'_, L> {
             caller_id: self.who.number.clone(),
             caller_name: self.who.name.clone(),
         };
+        // The colleague rung is busy with this call too, ringing or
+        // talking: the queues offer them nothing meanwhile.
+        if let Some(acd) = &self.sw.acd {
+            acd.personal(&target, true).await;
+        }
         let (e, gone) = self
             .connect(&mut media, &mut lease, cmd, &target, &log)
             .await;
+        if let Some(acd) = &self.sw.acd {
+            acd.personal(&target, false).await;
+        }
         self.finish(log, e, gone).await
     }
 
