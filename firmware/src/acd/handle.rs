@@ -43,14 +43,14 @@ impl<L> AcdHandle<L> {
         &self,
         queue: &str,
         call_id: &str,
-        caller: Option<&str>,
+        caller: super::CallerId,
         tx: mpsc::Sender<WaiterMsg<L>>,
     ) -> JoinResult {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Join {
             queue: queue.to_string(),
             call_id: call_id.to_string(),
-            caller: caller.map(str::to_string),
+            caller,
             tx,
             reply,
         };

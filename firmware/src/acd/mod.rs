@@ -69,6 +69,15 @@ use crate::store::StoreHandle;
 use actor::Acd;
 use msg::Msg;
 
+/// Who is calling, as an agent's phone shows it when it rings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerId {
+    /// Calling number.
+    pub number: Option<String>,
+    /// Their name (from the site's contacts).
+    pub name: Option<String>,
+}
+
 /// What a waiting caller is told.
 #[derive(Debug)]
 pub enum WaiterMsg<L> {

@@ -25,7 +25,7 @@ pub(super) enum Msg<L> {
     Join {
         queue: String,
         call_id: String,
-        caller: Option<String>,
+        caller: super::CallerId,
         tx: mpsc::Sender<WaiterMsg<L>>,
         reply: oneshot::Sender<JoinResult>,
     },

@@ -132,7 +132,7 @@ where
 
     /// Rings agent `a` for queue `q` from a task that reports back with
     /// [`Msg::Offered`]; `call_id` is the caller it was made for (logs only).
-    async fn start_offer(&mut self, a: usize, q: usize, call_id: &str, caller: Option<String>) {
+    async fn start_offer(&mut self, a: usize, q: usize, call_id: &str, caller: super::CallerId) {
         let Some(station) = self.agents[a].station.clone() else {
             return;
         };
@@ -313,7 +313,7 @@ where
 async fn ring<L>(
     lines: &SharedLines<L>,
     station: &str,
-    caller_id: Option<String>,
+    caller: super::CallerId,
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> OfferResult<L>
@@ -325,8 +325,8 @@ where
     };
     let port = lease.port();
     let cmd = LineCommand::Ring {
-        caller_id,
-        caller_name: None,
+        caller_id: caller.number,
+        caller_name: caller.name,
     };
     let Ok(rang) = crate::media::dial::ring(&mut port.line, cmd, timeout, cancel.cancelled()).await
     else {

@@ -264,7 +264,9 @@ mod tests {
         );
         let (tx, _waiting) = mpsc::channel(2);
         assert_eq!(
-            handle.join("sales", "call-1", None, tx).await,
+            handle
+                .join("sales", "call-1", crate::acd::CallerId::default(), tx)
+                .await,
             JoinResult::Joined(1)
         );
         assert_eq!(

@@ -27,8 +27,8 @@ pub(super) struct Waiter<L> {
     pub(super) connected: bool,
     /// A virtual waiter: the box calls this number back when it is served.
     pub(super) callback: Option<String>,
-    /// Calling number, shown on the agent's phone.
-    pub(super) caller: Option<String>,
+    /// Who is calling, shown on the agent's phone.
+    pub(super) caller: super::CallerId,
     /// Wait counted when the caller was connected (taken back on a bounce).
     pub(super) counted_wait: Option<Duration>,
 }
@@ -43,7 +43,7 @@ where
         &mut self,
         queue: &str,
         call_id: &str,
-        caller: Option<String>,
+        caller: super::CallerId,
         tx: mpsc::Sender<WaiterMsg<L>>,
     ) -> JoinResult {
         let Some(queue) = self.cfg.queue(queue) else {
@@ -83,7 +83,7 @@ where
             Some(queue),
             None,
             event,
-            serde_json::json!({"caller": caller}),
+            serde_json::json!({"caller": caller.number}),
         )
         .await;
         result

@@ -74,6 +74,7 @@ where
             direction: Direction::Outbound,
             trunk_line: Some(port.line.info().id.clone()),
             station: None,
+            caller_name: None,
             caller: None,
             dialled: Some(number.clone()),
         };

@@ -54,6 +54,11 @@ where
             direction: Direction::Inbound,
             trunk_line: Some(line_id.clone()),
             station: None,
+            caller_name: ctx
+                .ivr
+                .as_ref()
+                .and_then(|ivr| ivr.lookups.contact(arrival.caller.as_deref()))
+                .map(str::to_string),
             caller: arrival.caller.clone(),
             dialled: arrival.dialled.clone(),
         },

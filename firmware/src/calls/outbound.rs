@@ -263,6 +263,7 @@ where
             direction: Direction::Outbound,
             trunk_line: Some(trunk.clone()),
             station: None,
+            caller_name: None,
             caller: None,
             dialled: Some(job.number.clone()),
         },

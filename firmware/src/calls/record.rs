@@ -35,6 +35,8 @@ pub struct Placed {
     pub dialled: Option<String>,
     /// The station an agent placed it from.
     pub station: Option<String>,
+    /// The caller's name (contacts, or the agent who placed it).
+    pub caller_name: Option<String>,
 }
 
 impl CallLog {
@@ -48,6 +50,7 @@ impl CallLog {
                 caller: placed.caller,
                 dialled: placed.dialled,
                 station: placed.station,
+                caller_name: placed.caller_name,
                 at: clock.now(),
             }))
             .await;

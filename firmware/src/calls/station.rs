@@ -193,6 +193,7 @@ impl<L: Line> Call<'_, L> {
                     .or_else(|| Some(self.station.to_string())),
                 dialled: Some(dialled.to_string()),
                 station: Some(self.station.to_string()),
+                caller_name: self.who.name.clone(),
             },
         )
         .await

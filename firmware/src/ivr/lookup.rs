@@ -1,5 +1,6 @@
-//! Self-service lookup tables: product codes (anti-counterfeit), sales
-//! regions by caller number prefix, and order statuses.
+//! Lookup tables: product codes (anti-counterfeit), sales regions by
+//! caller number prefix, order statuses, and contacts (callers' names for
+//! agents' phones and call records).
 //!
 //! Headquarters owns these tables; until the fleet link syncs them they
 //! are CSV files named in `[ivr.lookups]`. Each file starts with a header
@@ -23,6 +24,8 @@ pub struct RawLookups {
     regions: Option<PathBuf>,
     #[serde(default)]
     orders: Option<PathBuf>,
+    #[serde(default)]
+    contacts: Option<PathBuf>,
 }
 
 /// A product code's registration.
@@ -41,6 +44,8 @@ pub struct Lookups {
     /// Caller number prefix → region, longest prefix first.
     regions: Vec<(String, String)>,
     orders: Option<HashMap<String, (usize, String)>>,
+    /// Number → name.
+    contacts: HashMap<String, String>,
     regions_without_products: bool,
 }
 
@@ -202,6 +207,26 @@ impl Lookups {
             }
             out.orders = Some(map);
         }
+        if let Some(p) = &raw.contacts {
+            let path = base.join(p);
+            for (n, f) in read_table(&path, &["number", "name"], 0, &mut diags) {
+                if !keyable(f[0].strip_prefix('+').unwrap_or(&f[0])) {
+                    diags.push(diag(
+                        &path,
+                        n,
+                        1,
+                        format!("number `{}` must be digits (a leading + allowed)", f[0]),
+                    ));
+                } else if out.contacts.insert(f[0].clone(), f[1].clone()).is_some() {
+                    diags.push(diag(
+                        &path,
+                        n,
+                        1,
+                        format!("number `{}` appears twice", f[0]),
+                    ));
+                }
+            }
+        }
         diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         (out, diags)
     }
@@ -246,6 +271,12 @@ impl Lookups {
             .iter()
             .find(|(p, _)| n.starts_with(p.as_str()))
             .map(|(_, r)| r.as_str())
+    }
+
+    /// The contact's name for a calling number, as the contacts table has
+    /// the number.
+    pub fn contact(&self, number: Option<&str>) -> Option<&str> {
+        self.contacts.get(number?).map(String::as_str)
     }
 
     /// An order's status.

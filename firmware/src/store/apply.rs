@@ -126,8 +126,8 @@ pub(super) fn apply(
 fn call_started(tx: &Transaction<'_>, c: &CallStart, boot_id: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO calls (id, direction, trunk_line, caller, dialled, started_ms, disposition,
-                            clock_synced, boot_id, mono_start_ms, station)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in_progress', ?7, ?8, ?9, ?10)",
+                            clock_synced, boot_id, mono_start_ms, station, caller_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in_progress', ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         c.id,
@@ -139,7 +139,8 @@ fn call_started(tx: &Transaction<'_>, c: &CallStart, boot_id: &str) -> rusqlite:
         c.at.synced,
         boot_id,
         c.at.mono_ms,
-        c.station
+        c.station,
+        c.caller_name
     ])?;
     Ok(())
 }

@@ -288,6 +288,7 @@ mod tests {
                 direction: Direction::Inbound,
                 trunk_line: Some("t1".into()),
                 station: None,
+                caller_name: None,
                 caller: Some("1001".into()),
                 dialled: None,
                 at: stamp(1000),

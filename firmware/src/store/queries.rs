@@ -39,6 +39,9 @@ pub struct CallRecord {
     pub trunk_line: Option<String>,
     /// Calling number.
     pub caller: Option<String>,
+    /// The caller's name: from the site's contacts, or the agent who
+    /// placed the call.
+    pub caller_name: Option<String>,
     /// Dialled number.
     pub dialled: Option<String>,
     /// Arrival, RFC 3339 UTC.
@@ -202,7 +205,8 @@ pub(super) fn query_records(
         "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
                     disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms,
                     flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job,
-                    queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code, station
+                    queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code, station,
+                    caller_name
              FROM calls c WHERE {filter} ORDER BY seq"
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(&args), |r| {
@@ -250,6 +254,7 @@ pub(super) fn query_records(
             queue_exit: r.get(26)?,
             wrap_code: r.get(27)?,
             station: r.get(28)?,
+            caller_name: r.get(29)?,
             recordings: Vec::new(),
             events: Vec::new(),
         })

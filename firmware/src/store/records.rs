@@ -102,6 +102,8 @@ pub struct CallStart {
     pub dialled: Option<String>,
     /// The station an agent placed it from.
     pub station: Option<String>,
+    /// The caller's name (contacts, or the agent who placed it).
+    pub caller_name: Option<String>,
     /// When.
     pub at: Stamp,
 }

@@ -186,8 +186,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX calls_open ON calls(disposition) WHERE disposition = 'in_progress';",
     // v6: calls agents place from their phones: the station they keyed
     // it on (the `agent` column says who, the direction `internal` or
-    // `outbound`).
-    "ALTER TABLE calls ADD COLUMN station TEXT;",
+    // `outbound`); the caller's name from the site's contacts.
+    "ALTER TABLE calls ADD COLUMN station TEXT;
+    ALTER TABLE calls ADD COLUMN caller_name TEXT;",
 ];
 
 /// Opens the database for writing, migrates it and marks calls left in

@@ -19,6 +19,7 @@ pub(crate) fn call(id: &str, ms: i64) -> StoreMsg {
         direction: Direction::Inbound,
         trunk_line: Some("t1".into()),
         station: None,
+        caller_name: None,
         caller: Some("1001".into()),
         dialled: None,
         at: stamp(ms),

@@ -311,6 +311,7 @@ mod tests {
             direction: Direction::Inbound,
             trunk_line: Some("t1".into()),
             station: None,
+            caller_name: None,
             caller: None,
             dialled: None,
             at: stamp(2),

@@ -775,6 +775,7 @@ Threads:\t4
                 direction: Direction::Inbound,
                 trunk_line: Some(line.into()),
                 station: None,
+                caller_name: None,
                 caller: Some("1001".into()),
                 dialled: None,
                 at: stamp(1000),

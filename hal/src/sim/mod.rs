@@ -261,6 +261,9 @@ pub struct SimStats {
     /// ([`PROBE_HZ`]), by line: the audio-path checks of supervisor and
     /// bridge tests ("the whisper reaches the agent, not the caller").
     pub probes_heard: std::sync::Mutex<std::collections::BTreeMap<String, [u64; 3]>>,
+    /// What each station's display showed when it rang, in order: the
+    /// caller's number and name (`"13800138000 王经理"`, `"1001"`, `""`).
+    pub caller_ids: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
     /// Frames with sound (above -50 dBFS) each far end heard, by line.
     pub heard_by_line: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Calls the box dialled out.

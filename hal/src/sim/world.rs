@@ -360,10 +360,18 @@ async fn agent(
         tokio::select! {
             cmd = fe.commands.recv() => match cmd {
                 None => return,
-                Some(LineCommand::Ring { caller_id, .. }) => {
+                Some(LineCommand::Ring { caller_id, caller_name }) => {
                     outstanding.add();
                     SimStats::add(&stats.stations_rung);
-                    tracing::debug!(agent = %script.name, ?caller_id, "station rings");
+                    tracing::debug!(agent = %script.name, ?caller_id, ?caller_name, "station rings");
+                    let shown = [caller_id, caller_name].into_iter().flatten().collect::<Vec<_>>().join(" ");
+                    stats
+                        .caller_ids
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(fe.info.id.clone())
+                        .or_default()
+                        .push(shown);
                     fe.drain_audio();
                     ringing(&mut fe, &script, &stats).await;
                     outstanding.finish();

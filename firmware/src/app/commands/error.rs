@@ -162,7 +162,7 @@ pub enum CommandError {
     },
     /// `lookup.update` of a table kind that does not exist.
     #[error(
-        "no lookup table `{table}`; tables are products, regions, orders and lists.NAME (a list under [ivr.lists])"
+        "no lookup table `{table}`; tables are products, regions, orders, contacts and lists.NAME (a list under [ivr.lists])"
     )]
     NoTable {
         /// The table (clipped).

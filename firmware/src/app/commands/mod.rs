@@ -280,6 +280,7 @@ start = "order"
 
 [ivr.lookups]
 orders = "orders.csv"
+contacts = "contacts.csv"
 
 [ivr.node.main]
 type = "hangup"
@@ -349,6 +350,7 @@ members = { alice = 0 }
             "order,status\n1001,pending\n",
         )
         .unwrap();
+        std::fs::write(dir.path().join("contacts.csv"), "number,name\n").unwrap();
         let path = dir.path().join("site.toml");
         std::fs::write(&path, SITE).unwrap();
         let data = dir.path().join("data");
@@ -968,6 +970,22 @@ script = [{ wait = "6s" }, { press = "1001", via = "signal" }]
             table,
             "nothing changed"
         );
+        // Contacts: the caller after the update is named on the record.
+        let r = upd(
+            "contacts",
+            "merge",
+            json!([{"number": "13800000001", "name": "张三"}]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, json!({"table": "contacts", "rows": 1}));
+        let e = upd("contacts", "merge", json!([{"number": "12a", "name": "x"}]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "rows[0]: number `12a` must be digits (a leading + allowed)"
+        );
         let e = upd("products", "merge", json!([])).await.unwrap_err();
         assert!(e.starts_with("the config names no `products` table"), "{e}");
         let e = upd("colours", "merge", json!([])).await.unwrap_err();
@@ -1008,5 +1026,6 @@ script = [{ wait = "6s" }, { press = "1001", via = "signal" }]
             call.ivr_path.iter().any(|p| p == "order_status=shipped"),
             "{call:#?}"
         );
+        assert_eq!(call.caller_name.as_deref(), Some("张三"));
     }
 }

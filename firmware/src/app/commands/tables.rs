@@ -98,7 +98,7 @@ pub(super) struct Table {
     key_rule: &'static str,
 }
 
-pub(super) const TABLES: [Table; 3] = [
+pub(super) const TABLES: [Table; 4] = [
     Table {
         name: "products",
         columns: &["code", "region", "product"],
@@ -119,6 +119,13 @@ pub(super) const TABLES: [Table; 3] = [
         optional: 0,
         plus: false,
         key_rule: "digits a caller can key",
+    },
+    Table {
+        name: "contacts",
+        columns: &["number", "name"],
+        optional: 0,
+        plus: true,
+        key_rule: "digits (a leading + allowed)",
     },
 ];
 

@@ -94,7 +94,7 @@ impl<L: Line> FlowEnv<'_, L> {
             let cmd = match &number {
                 None => LineCommand::Ring {
                     caller_id: self.caller.map(str::to_string),
-                    caller_name: None,
+                    caller_name: self.ivr.lookups.contact(self.caller).map(str::to_string),
                 },
                 Some(n) => LineCommand::Dial { number: n.clone() },
             };

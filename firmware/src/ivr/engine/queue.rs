@@ -129,7 +129,11 @@ impl<L: Line> FlowEnv<'_, L> {
         };
         let (tx, rx) = mpsc::channel(2);
         let joined = Instant::now();
-        match acd.join(name, self.call_id, self.caller, tx).await {
+        let caller = crate::acd::CallerId {
+            number: self.caller.map(str::to_string),
+            name: self.ivr.lookups.contact(self.caller).map(str::to_string),
+        };
+        match acd.join(name, self.call_id, caller, tx).await {
             JoinResult::Joined(pos) => {
                 st.path.push(format!("{name}=joined:{pos}"));
                 self.event(
