@@ -16,6 +16,12 @@ start = "bye"
 [ivr.node.bye]
 type = "hangup"
 
+[ivr.node.sales-line]
+type = "queue"
+queue = "sales"
+announce = []
+on_overflow = "bye"
+
 [acd.agent.alice]
 number = "1001"
 station = "desk-1"
@@ -32,6 +38,7 @@ members = { alice = 0, bob = 0 }
 [dialplan]
 outside_prefix = "9"
 extensions = { "801" = "desk-3" }
+access = { "8000" = "sales-line" }
 allow_for = { alice = ["local", "mobile", "national", "tollfree", "international"] }
 
 [recording]
@@ -208,7 +215,8 @@ fn a_bad_dial_plan_is_named_at_its_place() {
         .replace(
             "allow_for = { alice = [",
             "allow_for = { zed = [\"local\"], alice = [\"galactic\", ",
-        );
+        )
+        .replace("\"sales-line\" }", "\"sales-lane\" }");
     site.write("site.toml", &bad);
     let out = cmd()
         .arg("check-config")
@@ -227,6 +235,7 @@ fn a_bad_dial_plan_is_named_at_its_place() {
             "`zed` is neither a station line nor an agent",
         ),
         ("allow_for = ", "`galactic` is not a class of numbers"),
+        ("access = ", "`sales-lane` is not a node under [ivr.node]"),
     ] {
         let line = line_of(needle);
         assert!(
@@ -301,4 +310,43 @@ hangup_after = "30s"
             .any(|e| e["event"] == "RINGNOANSWER" || e["event"] == "PAUSE"),
         "{log:#?}"
     );
+}
+
+#[test]
+fn an_access_number_puts_the_station_in_a_queue_and_an_agent_answers() {
+    let site = site();
+    write_tone_hz(&site.dir.path().join("carol.wav"), 1000.0, 20_000);
+    let (rep, out) = site.run_heard(
+        r#"
+# Reception (no agent) calls the sales line; alice answers.
+[[agent]]
+name = "carol"
+line = "desk-3"
+dial = [{ at = "2s", digits = "8000", hold = "15s", then = [{ play = "carol.wav" }] }]
+
+[[agent]]
+name = "alice"
+line = "desk-1"
+answer_after = "1s"
+talk = "6s"
+script = [{ play = "alice.wav" }]
+
+[[agent]]
+name = "bob"
+line = "desk-2"
+answers = false
+"#,
+    );
+    let recs = site.records();
+    assert_eq!(recs.len(), 1, "{recs:#?}\n{}", text(&out));
+    let r = record(&recs, "8000");
+    assert_eq!(r["direction"], "internal", "{r:#}");
+    assert_eq!(r["station"], "desk-3");
+    assert_eq!(r["caller"], "desk-3");
+    assert_eq!(r["queue"], "sales");
+    assert_eq!(r["agent"], "alice");
+    assert_eq!(r["connected_to"], "desk-1");
+    assert_eq!(r["queue_exit"], "connected");
+    assert!(probes(&rep, "desk-1", "1000") > 100, "{rep:#}");
+    assert!(probes(&rep, "desk-3", "600") > 100, "{rep:#}");
 }

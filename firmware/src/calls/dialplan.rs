@@ -63,6 +63,24 @@ pub(crate) struct RawDialPlan {
     extensions: BTreeMap<String, String>,
     #[serde(default)]
     classes: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    access: BTreeMap<String, String>,
+}
+
+impl RawDialPlan {
+    /// The access numbers, as written.
+    pub(crate) fn access_numbers(&self) -> impl Iterator<Item = &str> {
+        self.access.keys().map(String::as_str)
+    }
+}
+
+/// The IVR nodes `access` numbers start at, as `(key path, node name)`:
+/// the IVR's check resolves them (and counts them as starts).
+pub(crate) fn access_nodes(raw: &RawDialPlan) -> Vec<(String, String)> {
+    raw.access
+        .iter()
+        .map(|(number, node)| (format!("dialplan.access.{number}"), node.clone()))
+        .collect()
 }
 
 /// What an extension number rings.
@@ -72,6 +90,9 @@ pub enum Extension {
     Station(String),
     /// An agent: the station they are logged in at, else their home one.
     Agent(String),
+    /// An IVR node (a queue, a menu): the flow runs with the station as
+    /// the caller.
+    Node(String),
 }
 
 /// What a keyed number reaches.
@@ -303,11 +324,25 @@ pub(crate) fn check(
         }
         extensions.insert(number.clone(), Extension::Station(station.clone()));
     }
+    for (number, node) in &raw.access {
+        if extensions.contains_key(number) {
+            err(
+                format!("dialplan.access.{number}"),
+                format!("{number} is also an extension"),
+            );
+        }
+        extensions.insert(number.clone(), Extension::Node(node.clone()));
+    }
     for (agent, number) in agents {
         let Some(n) = number else { continue };
         if extensions.contains_key(n) {
+            let table = if raw.access.contains_key(n) {
+                "access"
+            } else {
+                "extensions"
+            };
             err(
-                format!("dialplan.extensions.{n}"),
+                format!("dialplan.{table}.{n}"),
                 format!("extension {n} is also agent `{agent}`'s number"),
             );
         }
@@ -319,9 +354,12 @@ pub(crate) fn check(
         .map(|(_, ps)| ps.clone())
         .unwrap_or_default();
     for number in extensions.keys() {
-        let at = match raw.extensions.contains_key(number) {
-            true => format!("dialplan.extensions.{number}"),
-            false => "dialplan".to_string(),
+        let at = if raw.extensions.contains_key(number) {
+            format!("dialplan.extensions.{number}")
+        } else if raw.access.contains_key(number) {
+            format!("dialplan.access.{number}")
+        } else {
+            "dialplan".to_string()
         };
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
             err(

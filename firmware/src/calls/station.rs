@@ -16,7 +16,8 @@ use tracing::Instrument;
 
 use super::dialplan::{DialPlan, Dialled, Extension};
 use super::record::{CallLog, Placed};
-use super::{CallContext, Switch};
+use super::{CallContext, Switch, flow_record};
+use crate::ivr::engine::{FlowEnd, FlowState};
 use crate::media::dial::{Rang, answer_within};
 use crate::media::lines::{Lease, Port};
 use crate::media::{BridgeEnd, Gone, Media, bridge};
@@ -172,6 +173,7 @@ impl<L: Line> Call<'_, L> {
                 self.finish(log, e, gone).await
             }
             Dialled::Outside { number, class, .. } => self.outside(port, &number, &class).await,
+            Dialled::Extension(Extension::Node(node)) => self.flow(port, &node).await,
             Dialled::Extension(ext) => self.extension(port, ext).await,
         }
     }
@@ -255,6 +257,7 @@ impl<L: Line> Call<'_, L> {
         let target = match &ext {
             Extension::Station(s) => Some(s.clone()),
             Extension::Agent(a) => self.agent_station(a).await,
+            Extension::Node(_) => None,
         };
         let log = self.log(Direction::Internal, None, self.number).await;
         let Some(target) = target.filter(|t| t != self.station) else {
@@ -296,6 +299,48 @@ impl<L: Line> Call<'_, L> {
             acd.personal(&target, false).await;
         }
         self.finish(log, e, gone).await
+    }
+
+    /// An access number: the IVR flow from `node` (a queue, a menu), the
+    /// station its caller.
+    async fn flow(&self, port: &mut Port<L>, node: &str) -> bool {
+        let log = self.log(Direction::Internal, None, self.number).await;
+        let ivr = self.ctx.ivr.as_ref();
+        let Some((ivr, start)) =
+            ivr.and_then(|i| Some((i, i.nodes.iter().position(|n| n.name == node)?)))
+        else {
+            // The config changed under the call: the node is gone.
+            let mut media = Media::new(port, self.ctx.shutdown.clone());
+            let gone = self.refuse(&mut media, Some("system:not-in-service")).await;
+            let e = Ended::refused(HangupCause::NotInService, "not_in_service");
+            return self.finish(log, e, gone).await;
+        };
+        tracing::info!(%node, "access number: the flow runs");
+        log.answered().await;
+        let caller = self.who.number.as_deref().unwrap_or(self.station);
+        let env = self
+            .ctx
+            .flow_env(ivr, self.sw, self.id, Some(caller), Some(self.number));
+        let mut st = FlowState::new(start, ivr.language, &[]);
+        let mut media = Media::new(port, self.ctx.shutdown.clone());
+        media.rec = crate::recorder::Recording::for_call(&self.ctx.recorder, self.id);
+        let end = env.run(&mut media, &mut st).await;
+        drop(media);
+        let mut flow = flow_record(self.id, ivr, &st, None);
+        // The agent who placed it, unless an agent of the queue took it.
+        if flow.agent.is_none() {
+            flow.agent = self.who.agent.clone();
+        }
+        log.flow(flow).await;
+        let (cause, side, hung_up) = match end {
+            FlowEnd::Done => (HangupCause::Normal, Side::Box, false),
+            FlowEnd::Gone(Gone::Caller) => (HangupCause::Normal, Side::Caller, true),
+            FlowEnd::Gone(Gone::Shutdown) => (HangupCause::Shutdown, Side::System, false),
+            FlowEnd::Gone(Gone::Failure(_)) => (HangupCause::LineFailure, Side::System, false),
+        };
+        tracing::info!(disposition = "answered", %cause, "call ends");
+        log.end(Disposition::Answered, cause, side).await;
+        hung_up
     }
 
     /// Where agent `a` takes calls: the station they are logged in at,

@@ -418,6 +418,17 @@ impl SiteConfig {
                 }
             },
         };
+        if raw.ivr.is_none()
+            && let Some(number) = raw
+                .dialplan
+                .as_ref()
+                .and_then(|d| d.access_numbers().next())
+        {
+            err(
+                &format!("dialplan.access.{number}"),
+                "access numbers start IVR nodes; add an `[ivr]`".into(),
+            );
+        }
         let dialplan = raw.dialplan.as_ref().and_then(|d| {
             let agents: Vec<(String, Option<String>)> = acd
                 .as_ref()
@@ -441,7 +452,14 @@ impl SiteConfig {
             None => None,
             Some(r) => match crate::ivr::config::check(
                 r,
-                &raw.outbound,
+                &crate::ivr::config::Starts {
+                    outbound: &raw.outbound,
+                    access: raw
+                        .dialplan
+                        .as_ref()
+                        .map(crate::calls::dialplan::access_nodes)
+                        .unwrap_or_default(),
+                },
                 &src.base_dir(),
                 &prompt_dir,
                 &lines,

@@ -59,12 +59,21 @@ pub(crate) use self::raw::{RawIvr, RawOutbound};
 /// config, and diagnostics in other files (lookup tables).
 pub(crate) type CheckErrors = (Vec<(String, String)>, Vec<Diagnostic>);
 
+/// Where flows start besides `[ivr]` itself: the `[[outbound]]` jobs, and
+/// the dial plan's access numbers (`(key path, node name)`).
+pub(crate) struct Starts<'a> {
+    /// `[[outbound]]` as written.
+    pub(crate) outbound: &'a [RawOutbound],
+    /// `[dialplan] access` entries.
+    pub(crate) access: Vec<(String, String)>,
+}
+
 /// Checks the `[ivr]` section and `[[outbound]]` jobs. Errors are
 /// `(key path, message)` pairs for the caller to place in the file, or
 /// ready diagnostics for problems in other files (lookup tables).
 pub(crate) fn check(
     raw: &RawIvr,
-    outbound: &[RawOutbound],
+    starts: &Starts<'_>,
     base: &Path,
     prompt_dir: &Path,
     lines: &[LineInfo],
@@ -144,11 +153,17 @@ pub(crate) fn check(
             kind: check_node(&mut c, name, rn),
         })
         .collect();
-    let jobs = outbound::check(&mut c, outbound, language);
+    let jobs = outbound::check(&mut c, starts.outbound, language);
 
     let mut entries: Vec<NodeId> = vec![start];
     entries.extend(routes.iter().map(|r| r.start));
     entries.extend(jobs.iter().map(|j| j.start));
+    for (at, node) in &starts.access {
+        match c.names.get(node) {
+            Some(&id) => entries.push(id),
+            None => c.err(at, format!("`{node}` is not a node under [ivr.node]")),
+        }
+    }
     graph::check(&nodes, &entries, &mut c);
 
     let prompts = prompts::load(&mut c);

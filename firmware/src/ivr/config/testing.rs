@@ -82,7 +82,10 @@ pub(crate) fn check_toml(toml: &str) -> Result<Ivr, Vec<String>> {
     };
     check(
         &site.ivr,
-        &site.outbound,
+        &super::Starts {
+            outbound: &site.outbound,
+            access: Vec::new(),
+        },
         dir.path(),
         &prompts,
         &lines,
