@@ -152,6 +152,10 @@ pub enum LineCommand {
     Dial {
         /// Number to dial.
         number: String,
+        /// Number presented to the called party; `None`: the trunk's own.
+        /// Only SIP trunks present one (an analog line shows what the
+        /// exchange gives it).
+        caller_id: Option<String>,
     },
     /// Ring a station, presenting a caller id on its display.
     Ring {

@@ -350,3 +350,88 @@ answers = false
     assert!(probes(&rep, "desk-1", "1000") > 100, "{rep:#}");
     assert!(probes(&rep, "desk-3", "600") > 100, "{rep:#}");
 }
+
+#[test]
+fn routes_send_numbers_to_their_trunks_present_caller_ids_and_fall_back() {
+    let site = site();
+    let cfg = std::fs::read_to_string(site.config()).unwrap().replace(
+        "allow_for = { alice = [",
+        "caller_id = \"4008001000\"\ncaller_id_for = { alice = \"4008001234\" }\nallow_for = { desk-3 = [\"international\"], alice = [",
+    ) + r#"
+[[dialplan.route]]
+numbers = ["00."]
+trunks = ["trunk-2"]
+caller_id = "4008009999"
+"#;
+    site.write("site.toml", &cfg);
+    let (rep, out) = site.run_heard(
+        r#"
+# Alice calls London on the route's trunk-2, presenting her own number.
+[[agent]]
+name = "alice"
+line = "desk-1"
+dial = [{ at = "2s", digits = "90044207946000#", hold = "25s" }]
+
+# Bob calls a mobile on the default trunk-1.
+[[agent]]
+name = "bob"
+line = "desk-2"
+dial = [{ at = "2s", digits = "913800138000#", hold = "8s" }]
+
+# Reception calls London while trunk-2 is busy: it falls back to trunk-1.
+# Later a number nobody answers: congestion on both groups, then reorder.
+[[agent]]
+name = "carol"
+line = "desk-3"
+dial = [
+  { at = "12s", digits = "90044207946001#", hold = "8s" },
+  { at = "40s", digits = "90044207946002#", hold = "5s" },
+]
+
+[[callee]]
+number = "0044207946000"
+answer_after = "1s"
+hangup_after = "20s"
+
+[[callee]]
+number = "13800138000"
+answer_after = "1s"
+hangup_after = "3s"
+
+[[callee]]
+number = "0044207946001"
+answer_after = "1s"
+hangup_after = "3s"
+"#,
+    );
+    let recs = site.records();
+    assert_eq!(recs.len(), 4, "{recs:#?}\n{}", text(&out));
+    let london = record(&recs, "0044207946000");
+    assert_eq!(london["trunk_line"], "trunk-2", "{london:#}");
+    assert_eq!(london["disposition"], "answered");
+    let mobile = record(&recs, "13800138000");
+    assert_eq!(mobile["trunk_line"], "trunk-1", "{mobile:#}");
+    let fallback = record(&recs, "0044207946001");
+    assert_eq!(fallback["trunk_line"], "trunk-1", "{fallback:#}");
+    assert_eq!(fallback["disposition"], "answered");
+    assert_eq!(
+        fallback["ivr_path"],
+        serde_json::json!(["trunk-1=connected:trunk-1"])
+    );
+    let nobody = record(&recs, "0044207946002");
+    assert_eq!(nobody["hangup_cause"], "congestion", "{nobody:#}");
+    assert_eq!(
+        nobody["ivr_path"],
+        serde_json::json!(["trunk-2!congestion", "trunk-1!congestion"])
+    );
+    assert_eq!(
+        rep["presented"],
+        serde_json::json!({
+            "0044207946000": ["4008001234"],
+            "13800138000": ["4008001000"],
+            "0044207946001": ["4008001000"],
+            "0044207946002": ["4008009999", "4008001000"],
+        }),
+        "{rep:#}"
+    );
+}

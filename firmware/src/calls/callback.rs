@@ -81,6 +81,7 @@ where
         let log = CallLog::start(&ctx.store, &ctx.clock, &id, placed).await;
         let cmd = LineCommand::Dial {
             number: number.clone(),
+            caller_id: None,
         };
         let rang = dial::ring(&mut port.line, cmd, ring_timeout, ctx.shutdown.cancelled()).await;
         let answered = matches!(rang, Ok(Rang::Answered));

@@ -17,9 +17,17 @@
 //! rings the agent's station. Outside numbers fall into classes of
 //! patterns (defaults for China, each replaceable under
 //! `[dialplan.classes]`); `emergency` is always allowed, and emergency
-//! numbers go out without the prefix too.
+//! numbers go out without the prefix too, on any trunk of the site.
+//!
+//! `[[dialplan.route]]` sends numbers matching its patterns to its own
+//! trunk group (first free or round robin, with the number presented);
+//! when every trunk of a group is busy or the network answers congestion,
+//! the next matching route is tried, then the default trunks (unless a
+//! route says `fallback = false`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use callbox_hal::diag::parse_duration;
@@ -65,6 +73,60 @@ pub(crate) struct RawDialPlan {
     classes: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     access: BTreeMap<String, String>,
+    #[serde(default)]
+    order: Option<String>,
+    #[serde(default)]
+    caller_id: Option<String>,
+    #[serde(default)]
+    caller_id_for: BTreeMap<String, String>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    numbers: Vec<String>,
+    trunks: Vec<String>,
+    #[serde(default)]
+    order: Option<String>,
+    #[serde(default)]
+    caller_id: Option<String>,
+    #[serde(default = "yes")]
+    fallback: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Trunks outside calls go out on, and what they present.
+#[derive(Debug, Clone)]
+pub struct TrunkGroup {
+    /// Numbers it is for (after the prefix); empty for the default group.
+    patterns: Vec<Pattern>,
+    trunks: Vec<String>,
+    /// Each call starts one trunk further (round robin).
+    rotate: bool,
+    next: Arc<AtomicUsize>,
+    /// Presented to the called party; `None`: the trunk's own.
+    pub caller_id: Option<String>,
+    /// Whether the next group is tried when this one is congested.
+    fallback: bool,
+}
+
+impl TrunkGroup {
+    /// The trunks in the order to try them for one call.
+    pub fn order(&self) -> Vec<String> {
+        let n = self.trunks.len();
+        if !self.rotate || n == 0 {
+            return self.trunks.clone();
+        }
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|i| self.trunks[(first + i) % n].clone())
+            .collect()
+    }
 }
 
 impl RawDialPlan {
@@ -119,8 +181,12 @@ pub struct DialPlan {
     /// Keyed before an outside number; `None`: no outside calls but
     /// emergency ones.
     pub outside_prefix: Option<String>,
-    /// Trunks outside calls go out on, the first free one.
-    pub trunks: Vec<String>,
+    /// The default trunk group.
+    default: TrunkGroup,
+    routes: Vec<TrunkGroup>,
+    /// Every trunk of the site: emergency calls take any free one.
+    all_trunks: Vec<String>,
+    caller_id_for: HashMap<String, String>,
     /// Quiet time that completes a number.
     pub inter_digit: Duration,
     extensions: BTreeMap<String, Extension>,
@@ -185,6 +251,45 @@ impl DialPlan {
         !prefixed && self.class_of(keys) == Some(EMERGENCY)
     }
 
+    /// The trunk groups to try for `number` of `class`, in order: the
+    /// routes whose patterns match it, then (unless one of them says no
+    /// fallback) the default group; an emergency number tries every trunk
+    /// of the site.
+    pub fn groups(&self, number: &str, class: &str) -> Vec<TrunkGroup> {
+        if class == EMERGENCY {
+            return vec![TrunkGroup {
+                trunks: self.all_trunks.clone(),
+                rotate: false,
+                ..self.default.clone()
+            }];
+        }
+        let mut out = Vec::new();
+        for r in &self.routes {
+            if r.patterns.iter().any(|p| p.matches(number)) {
+                out.push(r.clone());
+                if !r.fallback {
+                    return out;
+                }
+            }
+        }
+        out.push(self.default.clone());
+        out
+    }
+
+    /// The number an agent's (or a station's) calls present, if the plan
+    /// gives them one of their own.
+    pub fn caller_id_of(&self, station: &str, agent: Option<&str>) -> Option<&str> {
+        agent
+            .and_then(|a| self.caller_id_for.get(a))
+            .or_else(|| self.caller_id_for.get(station))
+            .map(String::as_str)
+    }
+
+    /// The default group's trunks (for tests and the docs' checks).
+    pub fn trunks(&self) -> &[String] {
+        &self.default.trunks
+    }
+
     fn class_of(&self, number: &str) -> Option<&str> {
         self.classes
             .iter()
@@ -214,24 +319,95 @@ pub(crate) fn check(
             format!("outside prefix `{p}` must be digits"),
         );
     }
-    let trunks = match &raw.trunks {
-        None => lines
-            .iter()
-            .filter(|l| l.kind == LineKind::Trunk)
-            .map(|l| l.id.clone())
-            .collect(),
-        Some(ts) => {
-            for (i, t) in ts.iter().enumerate() {
-                if !is(t, LineKind::Trunk) {
-                    err(
-                        format!("dialplan.trunks[{i}]"),
-                        format!("`{t}` is not a trunk line of this site"),
-                    );
-                }
+    let all_trunks: Vec<String> = lines
+        .iter()
+        .filter(|l| l.kind == LineKind::Trunk)
+        .map(|l| l.id.clone())
+        .collect();
+    let trunk_list = |at: &str, ts: &[String], err: &mut dyn FnMut(String, String)| {
+        for (i, t) in ts.iter().enumerate() {
+            if !is(t, LineKind::Trunk) {
+                err(
+                    format!("{at}[{i}]"),
+                    format!("`{t}` is not a trunk line of this site"),
+                );
             }
-            ts.clone()
+        }
+        ts.to_vec()
+    };
+    let rotate =
+        |at: &str, o: &Option<String>, err: &mut dyn FnMut(String, String)| match o.as_deref() {
+            None | Some("first_free") => false,
+            Some("round_robin") => true,
+            Some(other) => {
+                err(
+                    at.to_string(),
+                    format!("unknown order `{other}`; use \"first_free\" or \"round_robin\""),
+                );
+                false
+            }
+        };
+    let presented = |at: &str, c: &Option<String>, err: &mut dyn FnMut(String, String)| {
+        let c = c.clone()?;
+        if crate::config::valid_number(&c) {
+            Some(c)
+        } else {
+            err(
+                at.to_string(),
+                format!("caller id `{c}` must be 1-32 digits, optionally after a `+`"),
+            );
+            None
         }
     };
+    let default = TrunkGroup {
+        patterns: Vec::new(),
+        trunks: match &raw.trunks {
+            None => all_trunks.clone(),
+            Some(ts) => trunk_list("dialplan.trunks", ts, &mut err),
+        },
+        rotate: rotate("dialplan.order", &raw.order, &mut err),
+        next: Arc::default(),
+        caller_id: presented("dialplan.caller_id", &raw.caller_id, &mut err),
+        fallback: false,
+    };
+    let mut routes = Vec::new();
+    for (i, r) in raw.route.iter().enumerate() {
+        let at = format!("dialplan.route[{i}]");
+        let mut patterns = Vec::new();
+        for (j, p) in r.numbers.iter().enumerate() {
+            match Pattern::parse(p) {
+                Ok(p) => patterns.push(p),
+                Err(e) => err(format!("{at}.numbers[{j}]"), e.to_string()),
+            }
+        }
+        if r.trunks.is_empty() {
+            err(
+                format!("{at}.trunks"),
+                "a route needs at least one trunk".into(),
+            );
+        }
+        routes.push(TrunkGroup {
+            patterns,
+            trunks: trunk_list(&format!("{at}.trunks"), &r.trunks, &mut err),
+            rotate: rotate(&format!("{at}.order"), &r.order, &mut err),
+            next: Arc::default(),
+            caller_id: presented(&format!("{at}.caller_id"), &r.caller_id, &mut err),
+            fallback: r.fallback,
+        });
+    }
+    let mut caller_id_for = HashMap::new();
+    for (who, c) in &raw.caller_id_for {
+        let at = format!("dialplan.caller_id_for.{who}");
+        if !is(who, LineKind::Station) && !agents.iter().any(|(a, _)| a == who) {
+            err(
+                at.clone(),
+                format!("`{who}` is neither a station line nor an agent of this site"),
+            );
+        }
+        if let Some(c) = presented(&at, &Some(c.clone()), &mut err) {
+            caller_id_for.insert(who.clone(), c);
+        }
+    }
     let inter_digit = match &raw.inter_digit_timeout {
         None => INTER_DIGIT,
         Some(s) => match parse_duration(s) {
@@ -383,7 +559,10 @@ pub(crate) fn check(
     if errs.is_empty() {
         Ok(DialPlan {
             outside_prefix,
-            trunks,
+            default,
+            routes,
+            all_trunks,
+            caller_id_for,
             inter_digit,
             extensions,
             classes,
@@ -437,7 +616,7 @@ extensions = { "801" = "desk-1" }
 allow_for = { desk-2 = ["local", "mobile", "international"] }"#,
         )
         .unwrap();
-        assert_eq!(p.trunks, ["trunk-1", "trunk-2"]);
+        assert_eq!(p.trunks(), ["trunk-1", "trunk-2"]);
         assert_eq!(
             p.classify("801", "desk-2", None),
             Dialled::Extension(Extension::Station("desk-1".into()))
@@ -518,6 +697,41 @@ extensions = { "80" = "desk-1", "801" = "desk-2" }"#,
     }
 
     #[test]
+    fn routes_pick_trunk_groups_in_turn_and_round_robin_rotates() {
+        let p = plan(
+            r#"outside_prefix = "9"
+caller_id = "4008001000"
+caller_id_for = { alice = "4008001234", desk-2 = "4008005555" }
+[[route]]
+numbers = ["00."]
+trunks = ["trunk-2", "trunk-1"]
+order = "round_robin"
+caller_id = "4008009999"
+[[route]]
+numbers = ["0044."]
+trunks = ["trunk-1"]
+fallback = false"#,
+        )
+        .unwrap();
+        let g = p.groups("0081312345678", "international");
+        assert_eq!(g.len(), 2, "the route, then the default trunks");
+        assert_eq!(g[0].caller_id.as_deref(), Some("4008009999"));
+        assert_eq!(g[0].order(), ["trunk-2", "trunk-1"]);
+        assert_eq!(g[0].order(), ["trunk-1", "trunk-2"], "round robin");
+        assert_eq!(g[1].order(), ["trunk-1", "trunk-2"]);
+        assert_eq!(g[1].order(), ["trunk-1", "trunk-2"], "first free");
+        let uk = p.groups("00442079460000", "international");
+        assert_eq!(uk.len(), 2, "both routes; the second allows no fallback");
+        assert_eq!(uk[1].order(), ["trunk-1"]);
+        let sos = p.groups("110", EMERGENCY);
+        assert_eq!(sos.len(), 1);
+        assert_eq!(sos[0].order(), ["trunk-1", "trunk-2"]);
+        assert_eq!(p.caller_id_of("desk-1", Some("alice")), Some("4008001234"));
+        assert_eq!(p.caller_id_of("desk-2", Some("bob")), Some("4008005555"));
+        assert_eq!(p.caller_id_of("desk-1", None), None);
+    }
+
+    #[test]
     fn mistakes_are_named_at_their_key() {
         let errs = plan(
             r#"outside_prefix = "9a"
@@ -526,7 +740,13 @@ inter_digit_timeout = "0s"
 allow = ["mobile", "galactic"]
 allow_for = { carol = ["local"] }
 extensions = { "1001" = "desk-1", "902" = "trunk-1", "119" = "desk-2" }
-classes = { mobile = ["1[3-"] }"#,
+classes = { mobile = ["1[3-"] }
+order = "random"
+caller_id = "400-800"
+caller_id_for = { zed = "4008001234" }
+[[route]]
+numbers = ["00["]
+trunks = []"#,
         )
         .unwrap_err();
         let has = |k: &str, m: &str| {
@@ -547,5 +767,16 @@ classes = { mobile = ["1[3-"] }"#,
         has("dialplan.extensions.902", "`trunk-1` is not a station line");
         has("dialplan.extensions.119", "is an emergency number");
         has("dialplan.classes.mobile[0]", "1[3-");
+        has("dialplan.order", "unknown order `random`");
+        has(
+            "dialplan.caller_id",
+            "caller id `400-800` must be 1-32 digits",
+        );
+        has(
+            "dialplan.caller_id_for.zed",
+            "neither a station line nor an agent",
+        );
+        has("dialplan.route[0].numbers[0]", "00[");
+        has("dialplan.route[0].trunks", "at least one trunk");
     }
 }

@@ -276,6 +276,7 @@ where
     let mut glare = None;
     let cmd = LineCommand::Dial {
         number: job.number.clone(),
+        caller_id: None,
     };
     let outcome: Outcome = match dial::ring(
         &mut port.line,

@@ -133,6 +133,8 @@ struct Ended {
     outcome: String,
     connected_to: Option<String>,
     talk: Option<Duration>,
+    /// Trunks tried and how (`trunk-2!congestion`, `trunk-1=connected:trunk-1`).
+    path: Vec<String>,
 }
 
 impl Ended {
@@ -144,7 +146,17 @@ impl Ended {
             outcome: outcome.to_string(),
             connected_to: None,
             talk: None,
+            path: Vec::new(),
         }
+    }
+}
+
+/// A rung or dialled line that did not answer, for the record.
+fn not(disposition: Disposition, cause: HangupCause, outcome: &str) -> Ended {
+    Ended {
+        side: Side::Caller,
+        disposition,
+        ..Ended::refused(cause, outcome)
     }
 }
 
@@ -212,6 +224,7 @@ impl<L: Line> Call<'_, L> {
             connected_to: e.connected_to,
             agent: self.who.agent.clone(),
             talk_ms: e.talk.map(|t| t.as_millis() as i64),
+            path: e.path,
             ..CallFlow::default()
         })
         .await;
@@ -292,9 +305,18 @@ impl<L: Line> Call<'_, L> {
         if let Some(acd) = &self.sw.acd {
             acd.personal(&target, true).await;
         }
-        let (e, gone) = self
-            .connect(&mut media, &mut lease, cmd, &target, &log)
-            .await;
+        let (e, gone) = match self.ring_out(&mut media, &mut lease, cmd, &target).await {
+            Ok(Rang::Answered) => self.talk(&mut media, &mut lease, &target, &log).await,
+            Ok(rang) => {
+                self.not_connected(&mut media, &mut lease, rang, &target)
+                    .await
+            }
+            Err(g) => {
+                release(lease.port(), HangupCause::Normal).await;
+                let e = not(Disposition::Abandoned, HangupCause::Normal, "abandoned");
+                (e, Some(g))
+            }
+        };
         if let Some(acd) = &self.sw.acd {
             acd.personal(&target, false).await;
         }
@@ -361,62 +383,87 @@ impl<L: Line> Call<'_, L> {
             })
     }
 
-    /// An outside number, on the first free trunk of the plan.
+    /// An outside number: the trunk groups the plan gives it, in turn,
+    /// the first free trunk of each; a group that is all busy, or whose
+    /// network answers congestion, passes the call to the next.
     async fn outside(&self, port: &mut Port<L>, number: &str, class: &str) -> bool {
-        let mut lease = None;
-        for t in &self.plan.trunks {
-            if let Some(l) = self.sw.lines.seize(t).await {
-                lease = Some((t.clone(), l));
-                break;
+        let own = self
+            .plan
+            .caller_id_of(self.station, self.who.agent.as_deref())
+            .map(str::to_string);
+        let mut media = Media::new(port, self.ctx.shutdown.clone());
+        let mut log = None;
+        let mut tried = Vec::new();
+        for group in self.plan.groups(number, class) {
+            let caller_id = own.clone().or_else(|| group.caller_id.clone());
+            for trunk in group.order() {
+                let Some(mut lease) = self.sw.lines.seize(&trunk).await else {
+                    continue;
+                };
+                // The record starts with the first trunk that is free.
+                let l = match log.take() {
+                    Some(l) => l,
+                    None => {
+                        self.log(Direction::Outbound, Some(trunk.clone()), number)
+                            .await
+                    }
+                };
+                tracing::info!(%trunk, %class, presented = caller_id.as_deref().unwrap_or("the trunk's"), "dialling out");
+                let cmd = LineCommand::Dial {
+                    number: number.to_string(),
+                    caller_id: caller_id.clone(),
+                };
+                let (mut e, gone) = match self.ring_out(&mut media, &mut lease, cmd, &trunk).await {
+                    Ok(Rang::Answered) => self.talk(&mut media, &mut lease, &trunk, &l).await,
+                    Ok(Rang::Refused(HangupCause::Congestion)) => {
+                        release(lease.port(), HangupCause::Normal).await;
+                        tracing::info!(%trunk, "congestion: the next trunk group");
+                        tried.push(format!("{trunk}!congestion"));
+                        log = Some(l);
+                        break;
+                    }
+                    Ok(rang) => {
+                        self.not_connected(&mut media, &mut lease, rang, &trunk)
+                            .await
+                    }
+                    Err(g) => {
+                        release(lease.port(), HangupCause::Normal).await;
+                        let e = not(Disposition::Abandoned, HangupCause::Normal, "abandoned");
+                        (e, Some(g))
+                    }
+                };
+                tried.push(format!("{trunk}={}", e.outcome));
+                e.path = tried;
+                return self.finish(l, e, gone).await;
             }
         }
-        let Some((trunk, mut lease)) = lease else {
-            let log = self.log(Direction::Outbound, None, number).await;
-            tracing::warn!(%class, "every trunk is busy: reorder");
-            let mut media = Media::new(port, self.ctx.shutdown.clone());
-            let ended = self.refuse(&mut media, None).await;
-            let e = Ended::refused(HangupCause::Congestion, "congestion");
-            return self.finish(log, e, ended).await;
+        let log = match log {
+            Some(l) => l,
+            None => self.log(Direction::Outbound, None, number).await,
         };
-        let log = self
-            .log(Direction::Outbound, Some(trunk.clone()), number)
-            .await;
-        tracing::info!(%trunk, %class, "dialling out");
-        let mut media = Media::new(port, self.ctx.shutdown.clone());
-        let cmd = LineCommand::Dial {
-            number: number.to_string(),
-        };
-        let (e, gone) = self
-            .connect(&mut media, &mut lease, cmd, &trunk, &log)
-            .await;
+        tracing::warn!(%class, "no trunk could take the call: reorder");
+        let gone = self.refuse(&mut media, None).await;
+        let mut e = Ended::refused(HangupCause::Congestion, "congestion");
+        e.path = tried;
         self.finish(log, e, gone).await
     }
 
-    /// Rings or dials the borrowed line with ringback to the station;
-    /// bridges when it answers; hangs the line up before it goes back.
-    async fn connect(
+    /// Sends `cmd` (ring, dial) to the borrowed line and plays ringback to
+    /// the station until it answers, refuses or [`RING`] passes. `Err`:
+    /// the station hung up (or the box stops) meanwhile.
+    async fn ring_out(
         &self,
         media: &mut Media<'_, L>,
         lease: &mut Lease<L>,
         cmd: LineCommand,
         target: &str,
-        log: &CallLog,
-    ) -> (Ended, Option<Gone>) {
-        let not = |disposition, cause, outcome: &str| Ended {
-            disposition,
-            cause,
-            side: Side::Caller,
-            outcome: outcome.to_string(),
-            connected_to: None,
-            talk: None,
-        };
+    ) -> Result<Rang, Gone> {
         if let Err(e) = lease.port().line.command(cmd).await {
             tracing::warn!(%target, "could not ring: {e}");
-            release(lease.port(), HangupCause::LineFailure).await;
-            return (
-                not(Disposition::Failed, HangupCause::LineFailure, "failed"),
-                None,
-            );
+            return Ok(Rang::Failed(crate::media::LineFailure::new(
+                callbox_hal::ErrorKind::Other,
+                e.to_string(),
+            )));
         }
         let rang = media
             .tone_while(
@@ -425,50 +472,66 @@ impl<L: Line> Call<'_, L> {
                 answer_within(&mut lease.port().line, RING, std::future::pending()),
                 false,
             )
-            .await;
-        let rang = match rang {
-            Ok(Some(r)) => r,
-            Ok(None) => Rang::NoAnswer,
-            Err(g) => {
-                // The station gave up while it rang.
-                release(lease.port(), HangupCause::Normal).await;
-                let e = not(Disposition::Abandoned, HangupCause::Normal, "abandoned");
-                return (e, Some(g));
-            }
-        };
-        match rang {
-            Rang::Answered => {}
+            .await?;
+        Ok(rang.unwrap_or(Rang::NoAnswer))
+    }
+
+    /// The rung or dialled line did not answer: it is let go, the station
+    /// hears why (busy or reorder).
+    async fn not_connected(
+        &self,
+        media: &mut Media<'_, L>,
+        lease: &mut Lease<L>,
+        rang: Rang,
+        target: &str,
+    ) -> (Ended, Option<Gone>) {
+        let (e, tone) = match rang {
             Rang::Glare(ev) => {
                 // A caller took the trunk first: theirs goes back to it.
                 lease.put_back(ev);
                 let e = not(Disposition::Failed, HangupCause::Congestion, "glare");
-                return (e, self.refuse(media, None).await);
+                (e, ProgressTone::Congestion)
             }
             Rang::Refused(cause) => {
-                let outcome = if cause == HangupCause::Busy {
-                    "busy"
+                // Hung up at the far end; the backend still hears it freed.
+                release(lease.port(), HangupCause::Normal).await;
+                if cause == HangupCause::Busy {
+                    let e = not(Disposition::NoAnswer, cause, "busy");
+                    (e, ProgressTone::Busy)
                 } else {
-                    "refused"
-                };
-                let e = not(Disposition::NoAnswer, cause, outcome);
-                let tone = if cause == HangupCause::Busy {
-                    ProgressTone::Busy
-                } else {
-                    ProgressTone::Congestion
-                };
-                let gone = media
-                    .tone_while(self.tones, tone, tokio::time::sleep(REFUSAL), false)
-                    .await
-                    .err();
-                return (e, gone);
+                    let e = not(Disposition::NoAnswer, cause, "refused");
+                    (e, ProgressTone::Congestion)
+                }
+            }
+            Rang::Failed(f) => {
+                tracing::warn!(%target, "line failed: {f}");
+                release(lease.port(), HangupCause::LineFailure).await;
+                let e = not(Disposition::Failed, HangupCause::LineFailure, "failed");
+                (e, ProgressTone::Congestion)
             }
             other => {
                 tracing::info!(%target, ?other, "no answer");
                 release(lease.port(), HangupCause::NoAnswer).await;
                 let e = not(Disposition::NoAnswer, HangupCause::NoAnswer, "no_answer");
-                return (e, self.refuse(media, None).await);
+                (e, ProgressTone::Congestion)
             }
-        }
+        };
+        let gone = media
+            .tone_while(self.tones, tone, tokio::time::sleep(REFUSAL), false)
+            .await
+            .err();
+        (e, gone)
+    }
+
+    /// The line answered: the station and it talk, recorded by the
+    /// policy, until one hangs up; the line is hung up before it goes back.
+    async fn talk(
+        &self,
+        media: &mut Media<'_, L>,
+        lease: &mut Lease<L>,
+        target: &str,
+        log: &CallLog,
+    ) -> (Ended, Option<Gone>) {
         log.answered().await;
         let answered = tokio::time::Instant::now();
         media.rec = crate::recorder::Recording::for_call(&self.ctx.recorder, self.id);
@@ -508,6 +571,7 @@ impl<L: Line> Call<'_, L> {
             outcome: format!("connected:{target}"),
             connected_to: Some(target.to_string()),
             talk: Some(answered.elapsed()),
+            path: Vec::new(),
         };
         (e, gone)
     }

@@ -194,7 +194,7 @@ pub struct SiteConfig {
 }
 
 /// A number a trunk answers for: what a caller dials, digits only.
-fn valid_number(n: &str) -> bool {
+pub(crate) fn valid_number(n: &str) -> bool {
     let digits = n.strip_prefix('+').unwrap_or(n);
     (1..=32).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }

@@ -303,7 +303,7 @@ pub async fn trunk(
                             _ => Trunk::Idle,
                         };
                     }
-                    LineCommand::Dial { number } => {
+                    LineCommand::Dial { number, .. } => {
                         if state == Trunk::Idle {
                             hook_relay.set(true);
                             dial_at = Some((Instant::now() + DIAL_DELAY, number));

@@ -264,6 +264,9 @@ pub struct SimStats {
     /// What each station's display showed when it rang, in order: the
     /// caller's number and name (`"13800138000 王经理"`, `"1001"`, `""`).
     pub caller_ids: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// The caller id the box presented each time it dialled a number, by
+    /// number (`""`: none, the trunk's own).
+    pub presented: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
     /// Frames with sound (above -50 dBFS) each far end heard, by line.
     pub heard_by_line: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Calls the box dialled out.

@@ -211,7 +211,14 @@ async fn trunk(
             }
             cmd = fe.commands.recv() => match cmd {
                 None => return,
-                Some(LineCommand::Dial { number }) => {
+                Some(LineCommand::Dial { number, caller_id }) => {
+                    stats
+                        .presented
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(number.clone())
+                        .or_default()
+                        .push(caller_id.unwrap_or_default());
                     if busy
                         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
                         .is_err()

@@ -118,14 +118,15 @@ impl Line for SipLine {
             LineCommand::Hangup(c) => {
                 self.shared.to_call(Cmd::Hangup(c));
             }
-            LineCommand::Dial { number } => {
+            LineCommand::Dial { number, caller_id } => {
                 if self.shared.info.kind != LineKind::Trunk {
                     return Err(SipError::Refused(format!(
                         "line {} is a station; calls go out on trunks",
                         self.shared.info.id
                     )));
                 }
-                self.agent.dial(&self.shared, &number)?;
+                self.agent
+                    .dial(&self.shared, &number, caller_id.as_deref())?;
             }
             LineCommand::Ring {
                 caller_id,

@@ -96,7 +96,10 @@ impl<L: Line> FlowEnv<'_, L> {
                     caller_id: self.caller.map(str::to_string),
                     caller_name: self.ivr.lookups.contact(self.caller).map(str::to_string),
                 },
-                Some(n) => LineCommand::Dial { number: n.clone() },
+                Some(n) => LineCommand::Dial {
+                    number: n.clone(),
+                    caller_id: None,
+                },
             };
             tracing::info!(line = %line_id, "{label}: ringing");
             let answered = match self.ring(media, &mut lease, cmd, ring_timeout).await? {

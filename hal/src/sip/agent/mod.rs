@@ -664,6 +664,7 @@ impl Agent {
         self: &Arc<Self>,
         line: &Arc<LineShared>,
         number: &str,
+        caller_id: Option<&str>,
     ) -> Result<(), SipError> {
         let SipLineSettings::Trunk(t) = &line.settings else {
             return Err(SipError::Refused(format!(
@@ -672,9 +673,12 @@ impl Agent {
             )));
         };
         let domain = t.domain.clone().unwrap_or_else(|| t.peer.host());
-        let user = t
-            .caller_id
-            .clone()
+        // A number presented for this call (the firmware checked it is
+        // digits), else the trunk's own.
+        let user = caller_id
+            .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_digit() || ch == '+'))
+            .map(str::to_string)
+            .or_else(|| t.caller_id.clone())
             .or_else(|| t.username.clone())
             .unwrap_or_else(|| "callbox".into());
         let callee = parse_uri(&format!("sip:{number}@{domain}"))?;
