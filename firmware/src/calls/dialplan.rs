@@ -298,6 +298,13 @@ impl DialPlan {
     }
 }
 
+/// A number as a trunk answers for it or a call presents it: 1–32 digits,
+/// optionally after a `+`.
+pub(crate) fn valid_number(n: &str) -> bool {
+    let digits = n.strip_prefix('+').unwrap_or(n);
+    (1..=32).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Checks `[dialplan]` against the site's lines and agents (`agents`:
 /// `(agent id, number)` of every agent that has one). Problems come back
 /// as `(key path, message)`.
@@ -349,7 +356,7 @@ pub(crate) fn check(
         };
     let presented = |at: &str, c: &Option<String>, err: &mut dyn FnMut(String, String)| {
         let c = c.clone()?;
-        if crate::config::valid_number(&c) {
+        if valid_number(&c) {
             Some(c)
         } else {
             err(

@@ -193,12 +193,6 @@ pub struct SiteConfig {
     pub dialplan: Option<crate::calls::dialplan::DialPlan>,
 }
 
-/// A number a trunk answers for: what a caller dials, digits only.
-pub(crate) fn valid_number(n: &str) -> bool {
-    let digits = n.strip_prefix('+').unwrap_or(n);
-    (1..=32).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// Longest ringing before answer an admin may configure; past this most
 /// networks give up on the call anyway.
@@ -291,7 +285,7 @@ impl SiteConfig {
                         &format!("line[{i}].number"),
                         "`number` is the number a trunk answers for; a station has none".into(),
                     );
-                } else if !valid_number(n) {
+                } else if !crate::calls::dialplan::valid_number(n) {
                     err(
                         &format!("line[{i}].number"),
                         format!("number `{n}` must be 1-32 digits (0-9), optionally after a `+`"),
