@@ -803,6 +803,76 @@ fn the_day_night_switch_is_set_by_command_kept_over_a_restart_and_shown_in_telem
 }
 
 #[test]
+fn click_to_call_rings_the_agent_then_dials_the_number() {
+    let broker = Broker::start();
+    let site = site(&broker, "", "");
+    let cfg =
+        std::fs::read_to_string(site.config()).unwrap() + "\n[dialplan]\noutside_prefix = \"9\"\n";
+    site.write("site.toml", &cfg);
+    let scenario = site.write(
+        "calls.toml",
+        "[[agent]]\nname = \"a1\"\nline = \"desk-1\"\nanswer_after = \"1s\"\n\n\
+         [[callee]]\nnumber = \"13800138000\"\nanswer_after = \"1s\"\nhangup_after = \"3s\"\n",
+    );
+    let report = site.dir.path().join("report.json");
+    let mut d = running_box(
+        &broker,
+        &site,
+        &[
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--sim-report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let r = ok(&command(
+        &broker,
+        &["originate", r#"{"agent":"a1","number":"13800138000"}"#],
+    ))
+    .clone();
+    let call_id = r["call_id"].as_str().expect("call_id").to_string();
+    let e = err(&command(
+        &broker,
+        &["originate", r#"{"agent":"zed","number":"13800138000"}"#],
+    ));
+    assert_eq!(e, "no agent `zed`");
+    let e = err(&command(
+        &broker,
+        &["originate", r#"{"agent":"a1","number":"138-0013"}"#],
+    ));
+    assert!(e.contains("is not a number that can be dialled"), "{e}");
+    wait_until(
+        Duration::from_secs(60),
+        "the click-to-call's record",
+        || {
+            site.records()
+                .iter()
+                .any(|c| c["id"] == call_id.as_str() && c["disposition"] != "in_progress")
+        },
+    );
+    assert!(d.stop().success(), "{}", d.log());
+    let recs = site.records();
+    let c = recs.iter().find(|c| c["id"] == call_id.as_str()).unwrap();
+    assert_eq!(c["direction"], "outbound", "{c:#}");
+    assert_eq!(c["job"], "click_to_call");
+    assert_eq!(c["agent"], "a1");
+    assert_eq!(c["station"], "desk-1");
+    assert_eq!(c["dialled"], "13800138000");
+    assert_eq!(c["disposition"], "answered");
+    assert!(
+        c["trunk_line"].as_str().unwrap().starts_with("trunk-"),
+        "{c:#}"
+    );
+    // The agent's phone showed the number it was about to call.
+    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        rep["caller_ids"]["desk-1"],
+        json!(["13800138000"]),
+        "{rep:#}"
+    );
+}
+
+#[test]
 fn each_command_gets_its_answer() {
     let broker = Broker::start();
     let site = site(&broker, "", "");

@@ -230,6 +230,20 @@ impl DialPlan {
         }
     }
 
+    /// What `number` (as headquarters gives it, without the prefix)
+    /// reaches when the box dials it for an agent: an extension, or an
+    /// outside number of a class the agent may call or not.
+    pub fn classify_direct(&self, number: &str, station: &str, agent: Option<&str>) -> Dialled {
+        if let Some(e) = self.extensions.get(number) {
+            return Dialled::Extension(e.clone());
+        }
+        match &self.outside_prefix {
+            Some(p) => self.classify(&format!("{p}{number}"), station, agent),
+            // Without a prefix only emergency numbers go out.
+            None => self.classify(number, station, agent),
+        }
+    }
+
     /// Whether `keys` are a whole number already: `#` at the end, an
     /// extension no longer one starts with, or an emergency number keyed
     /// without the prefix. Otherwise the number is complete after

@@ -7,6 +7,11 @@
 //! or `outbound`, the `station` it was keyed on, the `agent` logged in
 //! there, the trunk and the number, recorded by the site's policy like
 //! any call.
+//!
+//! [`click_to_call`] is the same call placed for an agent from outside
+//! (headquarters' `originate`, the box's command API): the agent's phone
+//! rings first, showing the number, and the number is dialled when they
+//! answer.
 
 use std::time::Duration;
 
@@ -68,6 +73,7 @@ where
             who: &who,
             number: &number,
             tones,
+            job: None,
         };
         let hung_up = call.run(&mut port, dialled).await;
         if let Some(acd) = &sw.acd {
@@ -89,6 +95,17 @@ struct Who {
 }
 
 impl Who {
+    /// Agent `id`, as the ACD's config has them.
+    fn of<L: Line>(id: &str, acd: &crate::acd::AcdHandle<L>) -> Who {
+        let cfg = acd.config();
+        let a = cfg.agents.iter().find(|a| a.id == id);
+        Who {
+            agent: Some(id.to_string()),
+            name: a.map(|a| a.name.clone()),
+            number: a.and_then(|a| a.number.clone()),
+        }
+    }
+
     async fn at<L: Line>(station: &str, sw: &Switch<L>) -> Who {
         let Some(acd) = &sw.acd else {
             return Who {
@@ -123,6 +140,8 @@ struct Call<'a, L> {
     who: &'a Who,
     number: &'a str,
     tones: ToneRegion,
+    /// What placed it when not the agent's own keys (`click_to_call`).
+    job: Option<&'static str>,
 }
 
 /// How an attempt ended, for its record.
@@ -225,6 +244,7 @@ impl<L: Line> Call<'_, L> {
             agent: self.who.agent.clone(),
             talk_ms: e.talk.map(|t| t.as_millis() as i64),
             path: e.path,
+            job: self.job.map(str::to_string),
             ..CallFlow::default()
         })
         .await;
@@ -269,7 +289,7 @@ impl<L: Line> Call<'_, L> {
     async fn extension(&self, port: &mut Port<L>, ext: Extension) -> bool {
         let target = match &ext {
             Extension::Station(s) => Some(s.clone()),
-            Extension::Agent(a) => self.agent_station(a).await,
+            Extension::Agent(a) => Self::station_of(self.sw, a).await,
             Extension::Node(_) => None,
         };
         let log = self.log(Direction::Internal, None, self.number).await;
@@ -348,7 +368,7 @@ impl<L: Line> Call<'_, L> {
         media.rec = crate::recorder::Recording::for_call(&self.ctx.recorder, self.id);
         let end = env.run(&mut media, &mut st).await;
         drop(media);
-        let mut flow = flow_record(self.id, ivr, &st, None);
+        let mut flow = flow_record(self.id, ivr, &st, self.job);
         // The agent who placed it, unless an agent of the queue took it.
         if flow.agent.is_none() {
             flow.agent = self.who.agent.clone();
@@ -367,8 +387,8 @@ impl<L: Line> Call<'_, L> {
 
     /// Where agent `a` takes calls: the station they are logged in at,
     /// else their home station.
-    async fn agent_station(&self, a: &str) -> Option<String> {
-        let acd = self.sw.acd.as_ref()?;
+    async fn station_of(sw: &Switch<L>, a: &str) -> Option<String> {
+        let acd = sw.acd.as_ref()?;
         let agents = acd.stats().await.map(|s| s.agents).unwrap_or_default();
         agents
             .iter()
@@ -575,6 +595,134 @@ impl<L: Line> Call<'_, L> {
         };
         (e, gone)
     }
+}
+
+/// Why a click-to-call could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClickError {
+    /// The site has no `[dialplan]`.
+    #[error("this box has no dial plan (no [dialplan] in its config)")]
+    NoDialPlan,
+    /// The site has no agents.
+    #[error("this box has no agents (no [acd] in its config)")]
+    NoAcd,
+    /// No such agent.
+    #[error("no agent `{0}`")]
+    NoAgent(String),
+    /// The agent is logged in nowhere and has no home station.
+    #[error("agent `{0}` has no station to ring (not logged in, no home station)")]
+    NoStation(String),
+    /// The agent's phone is in use.
+    #[error("agent `{agent}`'s phone at {station} is in use")]
+    Busy {
+        /// The agent.
+        agent: String,
+        /// Their station.
+        station: String,
+    },
+}
+
+/// How long the agent's phone rings for a click-to-call.
+const CLICK_RING: Duration = Duration::from_secs(30);
+
+/// Places a call for `agent` to `number` (without the outside prefix): the
+/// agent's phone rings first, showing the number; once they answer, the
+/// number is dialled by the dial plan as if they had keyed it (their
+/// permissions, trunk groups and caller id apply). Answers the call's id
+/// at once; the call runs on `tracker`. Its record has `job`
+/// `click_to_call`.
+pub async fn click_to_call<L>(
+    agent: &str,
+    number: &str,
+    ctx: CallContext,
+    sw: Switch<L>,
+    tracker: &tokio_util::task::TaskTracker,
+) -> Result<String, ClickError>
+where
+    L: Line,
+{
+    let ctx = ctx.for_new_call();
+    let plan = ctx
+        .live
+        .current()
+        .dialplan
+        .clone()
+        .ok_or(ClickError::NoDialPlan)?;
+    let acd = sw.acd.clone().ok_or(ClickError::NoAcd)?;
+    if !acd.config().agents.iter().any(|a| a.id == agent) {
+        return Err(ClickError::NoAgent(agent.to_string()));
+    }
+    let station = Call::<L>::station_of(&sw, agent)
+        .await
+        .ok_or_else(|| ClickError::NoStation(agent.to_string()))?;
+    let mut lease = sw
+        .lines
+        .seize(&station)
+        .await
+        .ok_or_else(|| ClickError::Busy {
+            agent: agent.to_string(),
+            station: station.clone(),
+        })?;
+    let id = crate::clock::new_id(&ctx.clock);
+    let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %station);
+    let (agent, number, call_id) = (agent.to_string(), number.to_string(), id.clone());
+    tracker.spawn(
+        async move {
+            acd.personal(&station, true).await;
+            let who = Who::of(&agent, &acd);
+            let tones = ctx.ivr.as_ref().map_or(ToneRegion::China, |i| i.tones);
+            let call = Call {
+                ctx: &ctx,
+                sw: &sw,
+                plan: &plan,
+                id: &id,
+                station: &station,
+                who: &who,
+                number: &number,
+                tones,
+                job: Some("click_to_call"),
+            };
+            let shown = ctx
+                .ivr
+                .as_ref()
+                .and_then(|i| i.lookups.contact(Some(&number)))
+                .map(str::to_string);
+            let cmd = LineCommand::Ring {
+                caller_id: Some(number.clone()),
+                caller_name: shown,
+            };
+            tracing::info!(%agent, %number, "click-to-call: the agent's phone rings");
+            let rang = match lease.port().line.command(cmd).await {
+                Ok(()) => {
+                    answer_within(&mut lease.port().line, CLICK_RING, ctx.shutdown.cancelled())
+                        .await
+                }
+                Err(e) => Rang::Failed(crate::media::LineFailure::new(
+                    callbox_hal::ErrorKind::Other,
+                    e.to_string(),
+                )),
+            };
+            if let Rang::Answered = rang {
+                let dialled = plan.classify_direct(&number, &station, Some(&agent));
+                call.run(lease.port(), dialled).await;
+                release(lease.port(), HangupCause::Normal).await;
+            } else {
+                tracing::info!(%agent, ?rang, "click-to-call: the agent did not answer");
+                release(lease.port(), HangupCause::NoAnswer).await;
+                let log = call.log(Direction::Outbound, None, &number).await;
+                let e = not(
+                    Disposition::NoAnswer,
+                    HangupCause::NoAnswer,
+                    "agent_no_answer",
+                );
+                call.finish(log, e, None).await;
+            }
+            drop(lease);
+            acd.personal(&station, false).await;
+        }
+        .instrument(span),
+    );
+    Ok(call_id)
 }
 
 /// Hangs up a borrowed line before it goes back to its watcher.

@@ -82,7 +82,29 @@ where
         }))
     }
 
+    /// `originate`: an outbound IVR call (`node`), or a click-to-call for
+    /// an agent (`agent`: their phone rings, then the number is dialled).
     pub(super) async fn originate(&self, args: &Args<'_>) -> Result<Value, CommandError> {
+        if let Some(agent) = args.str_opt("agent")? {
+            let number = args.str("number")?;
+            if number.is_empty() || number.len() > 32 || !number.chars().all(|c| c.is_ascii_digit())
+            {
+                return Err(CommandError::NotDiallable {
+                    number: clip(number),
+                });
+            }
+            let daemon = &self.daemon;
+            let id = crate::calls::station::click_to_call(
+                agent,
+                number,
+                daemon.ctx.clone(),
+                daemon.sw.clone(),
+                &daemon.jobs,
+            )
+            .await?;
+            tracing::info!(call = %id, %number, agent, "click-to-call placed by command");
+            return Ok(json!({"call_id": id}));
+        }
         let node = args.str("node")?;
         let number = args.str("number")?;
         let vars = match args.object_opt("vars")? {

@@ -91,6 +91,9 @@ pub enum CommandError {
     /// The call could not be placed.
     #[error(transparent)]
     Originate(#[from] OriginateError),
+    /// A click-to-call could not start.
+    #[error(transparent)]
+    ClickToCall(#[from] crate::calls::station::ClickError),
 
     /// `config.set` with a version not above the running one.
     #[error("version {version} is not above the running version {running}")]
