@@ -40,6 +40,7 @@ where
     let sw = Switch {
         lines: Arc::new(lines),
         acd,
+        rooms: call::conference::Rooms::spawn(tracker),
     };
     for (port, inbox) in ports.into_iter().zip(inboxes) {
         let ctx = ctx.clone();

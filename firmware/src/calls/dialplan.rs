@@ -155,6 +155,8 @@ pub enum Extension {
     /// An IVR node (a queue, a menu): the flow runs with the station as
     /// the caller.
     Node(String),
+    /// A conference room.
+    Room(super::conference::RoomCfg),
 }
 
 /// What a keyed number reaches.
@@ -326,6 +328,7 @@ pub(crate) fn check(
     raw: &RawDialPlan,
     lines: &[LineInfo],
     agents: &[(String, Option<String>)],
+    rooms: &[super::conference::RoomCfg],
 ) -> Result<DialPlan, Vec<(String, String)>> {
     let mut errs: Vec<(String, String)> = Vec::new();
     let mut err = |k: String, m: String| errs.push((k, m));
@@ -521,6 +524,15 @@ pub(crate) fn check(
         }
         extensions.insert(number.clone(), Extension::Station(station.clone()));
     }
+    for room in rooms {
+        if extensions.contains_key(&room.number) {
+            err(
+                format!("conference.{}.number", room.name),
+                format!("room number {} is also an extension", room.number),
+            );
+        }
+        extensions.insert(room.number.clone(), Extension::Room(room.clone()));
+    }
     for (number, node) in &raw.access {
         if extensions.contains_key(number) {
             err(
@@ -555,6 +567,8 @@ pub(crate) fn check(
             format!("dialplan.extensions.{number}")
         } else if raw.access.contains_key(number) {
             format!("dialplan.access.{number}")
+        } else if let Some(r) = rooms.iter().find(|r| &r.number == number) {
+            format!("conference.{}.number", r.name)
         } else {
             "dialplan".to_string()
         };
@@ -618,7 +632,7 @@ mod tests {
 
     fn plan(toml_src: &str) -> Result<DialPlan, Vec<(String, String)>> {
         let raw: RawDialPlan = toml::from_str(toml_src).unwrap();
-        check(&raw, &lines(), &agents())
+        check(&raw, &lines(), &agents(), &[])
     }
 
     fn outside(number: &str, class: &str, allowed: bool) -> Dialled {

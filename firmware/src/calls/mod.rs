@@ -13,6 +13,7 @@
 //! reaches the next call, never one in progress.
 
 pub mod callback;
+pub mod conference;
 pub mod dialplan;
 pub mod inbound;
 pub mod outbound;
@@ -202,6 +203,8 @@ pub struct Switch<L> {
     pub lines: crate::media::lines::SharedLines<L>,
     /// Queues.
     pub acd: Option<crate::acd::AcdHandle<L>>,
+    /// Conference rooms.
+    pub rooms: conference::Rooms,
 }
 
 impl<L> Clone for Switch<L> {
@@ -209,6 +212,7 @@ impl<L> Clone for Switch<L> {
         Switch {
             lines: self.lines.clone(),
             acd: self.acd.clone(),
+            rooms: self.rooms.clone(),
         }
     }
 }

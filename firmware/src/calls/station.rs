@@ -19,6 +19,7 @@ use callbox_hal::dsp::tones::{ProgressTone, ToneRegion};
 use callbox_hal::{HangupCause, Line, LineCommand};
 use tracing::Instrument;
 
+use super::conference::{self, Attended, RoomCfg};
 use super::dialplan::{DialPlan, Dialled, Extension};
 use super::record::{CallLog, Placed};
 use super::{CallContext, Switch, flow_record};
@@ -205,6 +206,7 @@ impl<L: Line> Call<'_, L> {
             }
             Dialled::Outside { number, class, .. } => self.outside(port, &number, &class).await,
             Dialled::Extension(Extension::Node(node)) => self.flow(port, &node).await,
+            Dialled::Extension(Extension::Room(room)) => self.room(port, &room).await,
             Dialled::Extension(ext) => self.extension(port, ext).await,
         }
     }
@@ -290,7 +292,7 @@ impl<L: Line> Call<'_, L> {
         let target = match &ext {
             Extension::Station(s) => Some(s.clone()),
             Extension::Agent(a) => Self::station_of(self.sw, a).await,
-            Extension::Node(_) => None,
+            Extension::Node(_) | Extension::Room(_) => None,
         };
         let log = self.log(Direction::Internal, None, self.number).await;
         let Some(target) = target.filter(|t| t != self.station) else {
@@ -341,6 +343,55 @@ impl<L: Line> Call<'_, L> {
             acd.personal(&target, false).await;
         }
         self.finish(log, e, gone).await
+    }
+
+    /// A conference room: the PIN if it has one, then the room until the
+    /// station hangs up; recorded by the policy for the room's number.
+    async fn room(&self, port: &mut Port<L>, room: &RoomCfg) -> bool {
+        let log = self.log(Direction::Internal, None, self.number).await;
+        log.answered().await;
+        let answered = tokio::time::Instant::now();
+        let mut media = Media::new(port, self.ctx.shutdown.clone());
+        self.record_by_policy(&mut media);
+        let ivr = self.ctx.ivr.clone();
+        let prompt = move |key: &str| {
+            let ivr = ivr.as_ref()?;
+            ivr.prompts.get(ivr.language, key).cloned()
+        };
+        let r = conference::attend(&mut media, &self.sw.rooms, room, &prompt).await;
+        media.rec.stop();
+        let (attended, gone) = match r {
+            Ok(a) => (a, None),
+            Err(g) => (Attended::Joined, Some(g)),
+        };
+        let e = Ended {
+            disposition: Disposition::Answered,
+            cause: HangupCause::Normal,
+            side: Side::Box,
+            outcome: attended.outcome(&room.name),
+            connected_to: None,
+            talk: Some(answered.elapsed()),
+            path: Vec::new(),
+        };
+        self.finish(log, e, gone).await
+    }
+
+    /// Starts recording the call if the site's policy says so for this
+    /// agent and the number dialled.
+    fn record_by_policy(&self, media: &mut Media<'_, L>) {
+        media.rec = crate::recorder::Recording::for_call(&self.ctx.recorder, self.id);
+        if let Some(cfg) = media.rec.config() {
+            let d = cfg.decide(&CallKeys {
+                queue: None,
+                flow: None,
+                agent: self.who.agent.as_deref(),
+                dialled: Some(self.number),
+            });
+            media.rec.on_demand = d.mode == Mode::OnDemand;
+            if d.mode == Mode::Always && !media.rec.start_call(d) {
+                tracing::warn!("recording unavailable");
+            }
+        }
     }
 
     /// An access number: the IVR flow from `node` (a queue, a menu), the
@@ -554,19 +605,7 @@ impl<L: Line> Call<'_, L> {
     ) -> (Ended, Option<Gone>) {
         log.answered().await;
         let answered = tokio::time::Instant::now();
-        media.rec = crate::recorder::Recording::for_call(&self.ctx.recorder, self.id);
-        if let Some(cfg) = media.rec.config() {
-            let d = cfg.decide(&CallKeys {
-                queue: None,
-                flow: None,
-                agent: self.who.agent.as_deref(),
-                dialled: Some(self.number),
-            });
-            media.rec.on_demand = d.mode == Mode::OnDemand;
-            if d.mode == Mode::Always && !media.rec.start_call(d) {
-                tracing::warn!("recording unavailable");
-            }
-        }
+        self.record_by_policy(media);
         let shutdown = media.shutdown().clone();
         let (port, rec) = media.split();
         let end = bridge(port, lease.port(), rec, &shutdown).await;

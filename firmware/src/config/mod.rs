@@ -56,6 +56,8 @@ struct RawSite {
     sip: Option<sip::RawSip>,
     #[serde(default)]
     dialplan: Option<crate::calls::dialplan::RawDialPlan>,
+    #[serde(default)]
+    conference: std::collections::BTreeMap<String, crate::calls::conference::RawRoom>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,6 +425,20 @@ impl SiteConfig {
                 "access numbers start IVR nodes; add an `[ivr]`".into(),
             );
         }
+        let rooms = crate::calls::conference::check(&raw.conference).unwrap_or_else(|list| {
+            for (path, msg) in list {
+                err(&path, msg);
+            }
+            Vec::new()
+        });
+        if raw.dialplan.is_none()
+            && let Some(name) = raw.conference.keys().next()
+        {
+            err(
+                &format!("conference.{name}"),
+                "stations reach a room by dialling its number: add a `[dialplan]`".into(),
+            );
+        }
         let dialplan = raw.dialplan.as_ref().and_then(|d| {
             let agents: Vec<(String, Option<String>)> = acd
                 .as_ref()
@@ -433,7 +449,7 @@ impl SiteConfig {
                         .collect()
                 })
                 .unwrap_or_default();
-            crate::calls::dialplan::check(d, &lines, &agents)
+            crate::calls::dialplan::check(d, &lines, &agents, &rooms)
                 .map_err(|list| {
                     for (path, msg) in list {
                         err(&path, msg);

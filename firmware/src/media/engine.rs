@@ -81,6 +81,15 @@ pub enum Hears {
     /// What the given legs say, mixed (a bridge: the other party; with a
     /// supervisor: the two others). Written as their frames arrive.
     Legs(usize, Option<usize>),
+    /// A conference room: what every other leg in `room` says, mixed (the
+    /// leg's own voice left out). A `muted` leg hears the room but is not
+    /// heard in it.
+    Room {
+        /// The room.
+        room: u32,
+        /// Whether the leg's voice is left out of the room.
+        muted: bool,
+    },
 }
 
 /// What the engine tells a leg's listener.
@@ -671,10 +680,15 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
     /// Writes what each leg hears this round: generated audio once a tick
     /// (`generate`), other legs' audio whenever they said something.
     fn write_round(&mut self, generate: bool) {
+        let rooms = room_sums(self.legs.iter().map(|s| &s.hears), &self.heard);
         for i in 0..self.legs.len() {
             let out = match self.legs[i].hears {
                 Hears::Nothing => None,
                 Hears::Legs(a, b) => mix(&self.heard, a, b),
+                Hears::Room { room, muted } => {
+                    let own = (!muted).then_some(self.heard[i].as_ref()).flatten();
+                    room_mix(&rooms, room, own)
+                }
                 _ if !generate => None,
                 _ => self.generate(i),
             };
@@ -723,7 +737,7 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
             }
             Hears::Tone(g) => g.fill(f.samples_mut()),
             Hears::Music { samples, pos } => fill_loop(f.samples_mut(), samples, pos),
-            Hears::Nothing | Hears::Legs(..) => return None,
+            Hears::Nothing | Hears::Legs(..) | Hears::Room { .. } => return None,
         }
         Some(f)
     }
@@ -790,6 +804,48 @@ pub fn spawn<I: AudioIn, O: AudioOut>(
         tracing::error!("the media thread did not start: {e}");
     }
     stopped
+}
+
+/// Per conference room this round: the sum of what its unmuted legs said
+/// (wide, so no talker's voice is clipped before one is taken out), and a
+/// frame to shape the output after. Rooms are few: a list, not a map.
+fn room_sums<'a>(
+    hears: impl Iterator<Item = &'a Hears>,
+    heard: &[Option<Frame>],
+) -> Vec<(u32, Vec<i32>, Frame)> {
+    let mut rooms: Vec<(u32, Vec<i32>, Frame)> = Vec::new();
+    for (hears, h) in hears.zip(heard) {
+        let (Hears::Room { room, muted: false }, Some(f)) = (hears, h) else {
+            continue;
+        };
+        let at = match rooms.iter().position(|r| r.0 == *room) {
+            Some(at) => at,
+            None => {
+                rooms.push((*room, vec![0; f.samples().len()], *f));
+                rooms.len() - 1
+            }
+        };
+        for (acc, x) in rooms[at].1.iter_mut().zip(f.samples()) {
+            *acc += i32::from(*x);
+        }
+    }
+    rooms
+}
+
+/// What a member of `room` hears: everyone else in it (`own`: what the
+/// member said, taken out of the sum); `None` when nobody else spoke.
+fn room_mix(rooms: &[(u32, Vec<i32>, Frame)], room: u32, own: Option<&Frame>) -> Option<Frame> {
+    let (_, sum, shape) = rooms.iter().find(|r| r.0 == room)?;
+    let mut out = *shape;
+    let mut any = false;
+    for (i, s) in out.samples_mut().iter_mut().enumerate() {
+        let mine = own.map_or(0, |f| i32::from(f.samples()[i]));
+        let v = sum[i] - mine;
+        any |= v != 0;
+        *s = v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+    }
+    // Only the member spoke: the others hear them, they hear nothing.
+    (any || own.is_none()).then_some(out)
 }
 
 /// What legs `a` and `b` said this round, mixed; `None` when neither spoke.
@@ -933,6 +989,37 @@ mod tests {
         let stopped = media.counters().await.unwrap().ticks;
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(media.counters().await.unwrap().ticks, stopped);
+    }
+
+    #[test]
+    fn a_room_member_hears_everyone_else_and_not_themself() {
+        let f = |v: i16| {
+            let mut f = Frame::silence(AudioFormat::NARROWBAND, 0, 0);
+            f.samples_mut().fill(v);
+            Some(f)
+        };
+        let member = |room, muted| Hears::Room { room, muted };
+        let legs = [
+            member(1, false),
+            member(1, false),
+            member(1, true),
+            member(2, false),
+            member(1, false),
+        ];
+        let heard = vec![f(100), f(20), f(7000), f(5), None];
+        let rooms = room_sums(legs.iter(), &heard);
+        let level = |i: usize| {
+            let Hears::Room { room, muted } = legs[i] else {
+                unreachable!()
+            };
+            let own = (!muted).then_some(heard[i].as_ref()).flatten();
+            room_mix(&rooms, room, own).map(|f| f.samples()[0])
+        };
+        assert_eq!(level(0), Some(20), "the other talker, not itself");
+        assert_eq!(level(1), Some(100));
+        assert_eq!(level(2), Some(120), "muted: hears all, is heard by none");
+        assert_eq!(level(4), Some(120), "silent: hears both talkers");
+        assert_eq!(level(3), None, "alone in room 2");
     }
 
     #[test]

@@ -101,6 +101,13 @@ impl<'p, L: Line> Media<'p, L> {
         self.port
     }
 
+    /// The call's leg in the engine, to change what it hears; its events
+    /// stay with this `Media` (no new listener: a key being heard is not
+    /// heard twice).
+    pub fn leg(&self) -> &super::engine::Leg {
+        &self.port.leg
+    }
+
     /// The call's port and its recording tap, for a bridge. The bridge
     /// takes the leg's events for its length; the next operation here
     /// takes them back.

@@ -260,7 +260,7 @@ pub struct SimStats {
     /// Frames each far end heard carrying one of the probe tones
     /// ([`PROBE_HZ`]), by line: the audio-path checks of supervisor and
     /// bridge tests ("the whisper reaches the agent, not the caller").
-    pub probes_heard: std::sync::Mutex<std::collections::BTreeMap<String, [u64; 3]>>,
+    pub probes_heard: std::sync::Mutex<std::collections::BTreeMap<String, [u64; PROBES]>>,
     /// What each station's display showed when it rang, in order: the
     /// caller's number and name (`"13800138000 王经理"`, `"1001"`, `""`).
     pub caller_ids: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
@@ -289,7 +289,10 @@ pub struct SimStats {
 /// Frequencies the far ends listen for in what the box sends them. Not
 /// DTMF or call-progress frequencies, so a test can mark each talker's
 /// voice with one.
-pub const PROBE_HZ: [f64; 3] = [600.0, 1000.0, 1400.0];
+pub const PROBE_HZ: [f64; PROBES] = [600.0, 1000.0, 1400.0, 1800.0, 2200.0];
+/// How many probe tones there are (a five-party conference has a voice
+/// for each).
+pub const PROBES: usize = 5;
 
 impl SimStats {
     /// Probe-tone frames heard per line, as JSON-friendly maps.

@@ -483,7 +483,7 @@ async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended 
 #[derive(Default)]
 struct Heard {
     frames: u64,
-    probes: [u64; 3],
+    probes: [u64; super::PROBES],
 }
 
 impl Heard {
@@ -586,9 +586,9 @@ async fn exchange(
 
 /// Which probe tones carry a real share of a heard frame (mixes of several
 /// talkers show several).
-fn probe_tones(x: &[i16]) -> [bool; 3] {
+fn probe_tones(x: &[i16]) -> [bool; super::PROBES] {
     let total: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-    let mut out = [false; 3];
+    let mut out = [false; super::PROBES];
     if total <= 0.0 {
         return out;
     }

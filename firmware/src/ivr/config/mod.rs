@@ -139,6 +139,10 @@ pub(crate) fn check(
             "day-mode",
             "auto-mode",
             "not-in-service",
+            "conference-pin",
+            "conference-full",
+            "conference-muted",
+            "conference-unmuted",
         ] {
             c.wanted
                 .entry(format!("system:{name}"))
