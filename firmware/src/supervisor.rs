@@ -41,6 +41,7 @@ where
         lines: Arc::new(lines),
         acd,
         rooms: call::conference::Rooms::spawn(tracker),
+        park: crate::media::park::ParkLot::spawn(tracker),
     };
     for (port, inbox) in ports.into_iter().zip(inboxes) {
         let ctx = ctx.clone();

@@ -38,6 +38,29 @@ pub(crate) struct RawAcd {
     queue: BTreeMap<String, RawQueue>,
     #[serde(default)]
     supervisors: Vec<String>,
+    #[serde(default)]
+    park: Option<RawPark>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPark {
+    number: String,
+    #[serde(default)]
+    slots: Option<u32>,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
+/// Call park: where agents park calls and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkCfg {
+    /// Blind-transferring a call here parks it (`*2700`).
+    pub number: String,
+    /// The slots' numbers (`701`…), dialled to take a parked call.
+    pub slots: Vec<String>,
+    /// A call nobody takes rings the agent who parked it after this.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +90,8 @@ struct RawCodes {
     transfer: String,
     #[serde(default = "c_consult")]
     consult: String,
+    #[serde(default = "c_park")]
+    park: String,
 }
 
 fn c_login() -> String {
@@ -105,6 +130,9 @@ fn c_transfer() -> String {
 fn c_consult() -> String {
     "*3".into()
 }
+fn c_park() -> String {
+    "*6".into()
+}
 
 impl Default for RawCodes {
     fn default() -> Self {
@@ -121,6 +149,7 @@ impl Default for RawCodes {
             pickup: c_pickup(),
             transfer: c_transfer(),
             consult: c_consult(),
+            park: c_park(),
         }
     }
 }
@@ -275,6 +304,8 @@ pub struct Codes {
     /// During a call: attended transfer (consult first) to
     /// `code<agent number>`.
     pub consult: String,
+    /// During a call: park the caller on the first free slot.
+    pub park: String,
 }
 
 impl Codes {
@@ -283,6 +314,7 @@ impl Codes {
         crate::media::bridge::AgentCodes {
             transfer: &self.transfer,
             consult: &self.consult,
+            park: &self.park,
         }
     }
 }
@@ -360,6 +392,8 @@ pub struct AcdConfig {
     pub codes: Codes,
     /// Stations allowed to listen, whisper and barge.
     pub supervisors: Vec<String>,
+    /// Call park, when the site has it.
+    pub park: Option<ParkCfg>,
 }
 
 impl AcdConfig {
@@ -395,6 +429,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         pickup: raw.codes.pickup.clone(),
         transfer: raw.codes.transfer.clone(),
         consult: raw.codes.consult.clone(),
+        park: raw.codes.park.clone(),
     };
     let all = [
         ("login", &codes.login),
@@ -409,6 +444,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
         ("pickup", &codes.pickup),
         ("transfer", &codes.transfer),
         ("consult", &codes.consult),
+        ("park", &codes.park),
     ];
     for (k, c) in all {
         if c.is_empty() || !c.chars().all(callbox_hal::dsp::dtmf::is_dtmf_digit) {
@@ -418,7 +454,7 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
             );
         }
         // Keyed on an idle phone, the day/night switch's code comes first.
-        let idle = !matches!(k, "transfer" | "consult");
+        let idle = !matches!(k, "transfer" | "consult" | "park");
         let dn = crate::daynight::CODE;
         if idle && !c.is_empty() && (c.starts_with(dn) || dn.starts_with(c.as_str())) {
             err(
@@ -679,12 +715,53 @@ pub(crate) fn check(raw: &RawAcd, lines: &[LineInfo]) -> Result<AcdConfig, Vec<(
             ));
         }
     }
+    let mut err = |p: String, m: String| errs.push((p, m));
+    let park = raw.park.as_ref().and_then(|p| {
+        let slots = p.slots.unwrap_or(9);
+        let timeout = dur(
+            &mut err,
+            "acd.park.timeout".into(),
+            p.timeout.as_ref(),
+            Duration::from_secs(60),
+        );
+        let base = match p.number.parse::<u64>() {
+            Ok(n) if p.number.bytes().all(|b| b.is_ascii_digit()) && p.number.len() <= 16 => n,
+            _ => {
+                err(
+                    "acd.park.number".into(),
+                    format!("park number `{}` must be digits", p.number),
+                );
+                return None;
+            }
+        };
+        if !(1..=99).contains(&slots) {
+            err(
+                "acd.park.slots".into(),
+                format!("slots must be 1-99, not {slots}"),
+            );
+            return None;
+        }
+        if timeout < Duration::from_secs(5) {
+            err(
+                "acd.park.timeout".into(),
+                "a parked call waits at least 5s before it rings back".into(),
+            );
+        }
+        Some(ParkCfg {
+            number: p.number.clone(),
+            slots: (1..=u64::from(slots))
+                .map(|i| (base + i).to_string())
+                .collect(),
+            timeout,
+        })
+    });
     if errs.is_empty() {
         Ok(AcdConfig {
             agents,
             queues,
             codes,
             supervisors: raw.supervisors.clone(),
+            park,
         })
     } else {
         Err(errs)

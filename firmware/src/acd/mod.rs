@@ -56,7 +56,7 @@ use tokio_util::task::TaskTracker;
 
 pub use crate::media::MonitorMode;
 pub use agents::Status;
-pub use config::{AcdConfig, Strategy};
+pub use config::{AcdConfig, ParkCfg, Strategy};
 pub use error::{AcdError, Refusal};
 pub use handle::AcdHandle;
 pub use stats::{AcdStats, AgentStats, QueueStats};

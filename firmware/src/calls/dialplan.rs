@@ -157,6 +157,8 @@ pub enum Extension {
     Node(String),
     /// A conference room.
     Room(super::conference::RoomCfg),
+    /// A park slot: the station takes the call parked there.
+    ParkSlot(String),
 }
 
 /// What a keyed number reaches.
@@ -329,6 +331,7 @@ pub(crate) fn check(
     lines: &[LineInfo],
     agents: &[(String, Option<String>)],
     rooms: &[super::conference::RoomCfg],
+    park_slots: &[String],
 ) -> Result<DialPlan, Vec<(String, String)>> {
     let mut errs: Vec<(String, String)> = Vec::new();
     let mut err = |k: String, m: String| errs.push((k, m));
@@ -524,6 +527,15 @@ pub(crate) fn check(
         }
         extensions.insert(number.clone(), Extension::Station(station.clone()));
     }
+    for slot in park_slots {
+        if extensions.contains_key(slot) {
+            err(
+                "acd.park".into(),
+                format!("park slot {slot} is also an extension or a room"),
+            );
+        }
+        extensions.insert(slot.clone(), Extension::ParkSlot(slot.clone()));
+    }
     for room in rooms {
         if extensions.contains_key(&room.number) {
             err(
@@ -632,7 +644,7 @@ mod tests {
 
     fn plan(toml_src: &str) -> Result<DialPlan, Vec<(String, String)>> {
         let raw: RawDialPlan = toml::from_str(toml_src).unwrap();
-        check(&raw, &lines(), &agents(), &[])
+        check(&raw, &lines(), &agents(), &[], &[])
     }
 
     fn outside(number: &str, class: &str, allowed: bool) -> Dialled {

@@ -150,6 +150,7 @@ impl CallContext {
             caller,
             dialled,
             acd: sw.acd.as_ref(),
+            park: &sw.park,
             daynight: &self.daynight,
         }
     }
@@ -205,6 +206,8 @@ pub struct Switch<L> {
     pub acd: Option<crate::acd::AcdHandle<L>>,
     /// Conference rooms.
     pub rooms: conference::Rooms,
+    /// Parked calls.
+    pub park: crate::media::park::ParkLot<L>,
 }
 
 impl<L> Clone for Switch<L> {
@@ -213,6 +216,7 @@ impl<L> Clone for Switch<L> {
             lines: self.lines.clone(),
             acd: self.acd.clone(),
             rooms: self.rooms.clone(),
+            park: self.park.clone(),
         }
     }
 }

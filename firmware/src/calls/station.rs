@@ -55,7 +55,7 @@ where
     let id = crate::clock::new_id(&ctx.clock);
     let station = port.line.info().id.clone();
     let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %station);
-    let hung_up = async {
+    async {
         let who = Who::at(&station, &sw).await;
         // The agent is busy with their own call: no queue call meanwhile.
         if let Some(acd) = &sw.acd {
@@ -76,15 +76,32 @@ where
             tones,
             job: None,
         };
-        let hung_up = call.run(&mut port, dialled).await;
+        let mut hung_up = None;
+        if let Dialled::Extension(Extension::ParkSlot(slot)) = &dialled {
+            // The station goes to the parked caller's call, and comes back
+            // when that call is over (the box hangs it up then).
+            let (back, returned) = tokio::sync::oneshot::channel();
+            let taken = sw.park.take(slot, Lease::new(port, back)).await.is_ok();
+            match returned.await {
+                Ok((p, _)) => port = p,
+                Err(_) => unreachable!("a lease always sends its port back"),
+            }
+            if taken {
+                tracing::info!(%slot, "the station took the parked call");
+                hung_up = Some(true);
+            }
+        }
+        let hung_up = match hung_up {
+            Some(h) => h,
+            None => call.run(&mut port, dialled).await,
+        };
         if let Some(acd) = &sw.acd {
             acd.personal(&station, false).await;
         }
-        hung_up
+        (port, hung_up)
     }
     .instrument(span)
-    .await;
-    (port, hung_up)
+    .await
 }
 
 /// Who placed the call: the agent logged in at the station, and the number
@@ -207,6 +224,15 @@ impl<L: Line> Call<'_, L> {
             Dialled::Outside { number, class, .. } => self.outside(port, &number, &class).await,
             Dialled::Extension(Extension::Node(node)) => self.flow(port, &node).await,
             Dialled::Extension(Extension::Room(room)) => self.room(port, &room).await,
+            Dialled::Extension(Extension::ParkSlot(slot)) => {
+                // `place` found nobody parked there.
+                let log = self.log(Direction::Internal, None, self.number).await;
+                tracing::info!(%slot, "no call is parked in the slot");
+                let mut media = Media::new(port, self.ctx.shutdown.clone());
+                let gone = self.refuse(&mut media, Some("system:not-in-service")).await;
+                let e = Ended::refused(HangupCause::NotInService, "park_empty");
+                self.finish(log, e, gone).await
+            }
             Dialled::Extension(ext) => self.extension(port, ext).await,
         }
     }
@@ -292,7 +318,7 @@ impl<L: Line> Call<'_, L> {
         let target = match &ext {
             Extension::Station(s) => Some(s.clone()),
             Extension::Agent(a) => Self::station_of(self.sw, a).await,
-            Extension::Node(_) | Extension::Room(_) => None,
+            Extension::Node(_) | Extension::Room(_) | Extension::ParkSlot(_) => None,
         };
         let log = self.log(Direction::Internal, None, self.number).await;
         let Some(target) = target.filter(|t| t != self.station) else {

@@ -449,7 +449,12 @@ impl SiteConfig {
                         .collect()
                 })
                 .unwrap_or_default();
-            crate::calls::dialplan::check(d, &lines, &agents, &rooms)
+            let slots = acd
+                .as_ref()
+                .and_then(|a| a.park.as_ref())
+                .map(|p| p.slots.clone())
+                .unwrap_or_default();
+            crate::calls::dialplan::check(d, &lines, &agents, &rooms, &slots)
                 .map_err(|list| {
                     for (path, msg) in list {
                         err(&path, msg);

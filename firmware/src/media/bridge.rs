@@ -58,6 +58,8 @@ pub struct AgentCodes<'a> {
     pub transfer: &'a str,
     /// Attended transfer: `code<agent number>`.
     pub consult: &'a str,
+    /// Park the caller.
+    pub park: &'a str,
 }
 
 /// How a bridge ended.
@@ -80,6 +82,8 @@ pub enum AgentAsks {
     Transfer(String),
     /// An attended transfer: consult this agent first.
     Consult(String),
+    /// Park the caller on a free slot.
+    Park,
 }
 
 /// A leg taken over by a bridge: its events come here, keys undetected;
@@ -329,6 +333,8 @@ where
                     };
                     if leg_a.recording_code(&typed).await {
                         // A recording code: the tap acted on it.
+                    } else if codes.is_some_and(|c| typed == c.park) {
+                        return Err(AgentAsks::Park);
                     } else if let Some(t) = target(codes.map(|c| c.consult)) {
                         return Err(AgentAsks::Consult(t));
                     } else if let Some(t) = target(codes.map(|c| c.transfer)) {

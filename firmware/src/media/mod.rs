@@ -19,6 +19,7 @@ pub mod engine;
 mod failure;
 pub mod keys;
 pub mod lines;
+pub mod park;
 pub mod play;
 
 pub use bridge::{

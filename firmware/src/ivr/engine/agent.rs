@@ -22,6 +22,17 @@ use crate::media::{AgentAsks, BridgeEnd, ConsultEnd, Gone, LineFailure, Media, b
 /// A bridge the agent ends sooner than this was never a conversation.
 const BOUNCE: Duration = Duration::from_millis(1500);
 
+/// The park settings, when what the agent asked for parks the call: the
+/// park code, or a blind transfer to the park number.
+fn parks<L>(ask: Option<&AgentAsks>, w: &Waiting<'_, L>) -> Option<crate::acd::ParkCfg> {
+    let cfg = w.acd.config().park.clone()?;
+    match ask? {
+        AgentAsks::Park => Some(cfg),
+        AgentAsks::Transfer(n) if *n == cfg.number => Some(cfg),
+        _ => None,
+    }
+}
+
 /// An agent with the call, and the line to their station.
 struct Leg<L> {
     agent: String,
@@ -65,6 +76,25 @@ impl<L: Line> FlowEnv<'_, L> {
                 }
             }
             let Leg { agent, mut lease } = leg;
+            if let Some(cfg) = parks(talked.ask.as_ref(), w) {
+                let Some(parked) = self.park.park(&cfg.slots).await else {
+                    tracing::warn!("every park slot is taken; the agent keeps the caller");
+                    leg = Leg { agent, lease };
+                    continue;
+                };
+                // The agent's part is over, as if they had hung up.
+                self.after_bridge(w, &agent, first_connect, talked, st)
+                    .await;
+                return self
+                    .parked(media, w, lease, parked, &cfg, st)
+                    .await
+                    .map(Some);
+            }
+            if talked.ask == Some(AgentAsks::Park) {
+                tracing::info!("park code keyed on a site without [acd.park]; the call goes on");
+                leg = Leg { agent, lease };
+                continue;
+            }
             release(lease.port(), release_cause(&talked.end)).await;
             drop(lease);
             if let Some(AgentAsks::Transfer(number)) = &talked.ask {

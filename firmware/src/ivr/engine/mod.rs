@@ -28,6 +28,7 @@
 mod agent;
 mod connect;
 mod menu;
+mod park;
 mod prompts;
 mod queue;
 mod recording;
@@ -76,6 +77,8 @@ pub struct FlowEnv<'a, L> {
     pub acd: Option<&'a AcdHandle<L>>,
     /// The day/night switch.
     pub daynight: &'a DayNight,
+    /// Where agents park callers.
+    pub park: &'a crate::media::park::ParkLot<L>,
 }
 
 /// What the flow did, for the call record.
