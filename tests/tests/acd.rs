@@ -1016,6 +1016,85 @@ dial = [ { at = "5s", digits = "*8", hold = "2s", then = [ { play = "b.wav" } ] 
     assert_eq!(heard("desk-1", "600"), 0, "a never answered: {rep}");
 }
 
+/// Directed pickup: *8 and an agent's number takes the call ringing that
+/// agent's phone, not the one that has waited longest elsewhere.
+#[test]
+fn an_agent_picks_up_the_call_ringing_a_named_colleague() {
+    let acd = r##"
+[acd.agent.a]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+number = "1002"
+station = "desk-2"
+logged_in = true
+
+[acd.agent.c]
+number = "1003"
+station = "desk-3"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+ring_timeout = "60s"
+
+[acd.queue.support]
+members = { c = 0 }
+ring_timeout = "60s"
+"##;
+    let site = acd_site(2, 3, acd);
+    let (_, out) = site.run_heard(
+        r##"
+[[call]]
+at = "0s"
+from = "1001000"
+to = "4001"
+hangup_after = "30s"
+
+[[call]]
+at = "1s"
+from = "1002000"
+to = "4002"
+hangup_after = "30s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "50s"
+
+[[agent]]
+name = "c"
+line = "desk-3"
+answer_after = "50s"
+
+# b takes c's ringing call, then keys a number nobody has.
+[[agent]]
+name = "b"
+line = "desk-2"
+dial = [
+  { at = "5s", digits = "*81003", hold = "5s" },
+  { at = "20s", digits = "*81009", hold = "3s" },
+]
+"##,
+    );
+    let recs = site.records();
+    let by = |c: &str| recs.iter().find(|r| r["caller"] == c).unwrap();
+    assert_eq!(by("1002000")["agent"], "b", "{recs:#?}");
+    assert_eq!(by("1002000")["queue"], "support");
+    assert_ne!(
+        by("1001000")["agent"],
+        "b",
+        "the sales call was not b's to take"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("supervisor code refused: no agent has number 1009"),
+        "{log}"
+    );
+}
+
 /// Blind transfer: a keys *2 and b's number during the call; the caller
 /// ends up talking to b, and a's wrap-up still holds in every queue.
 #[test]

@@ -101,6 +101,12 @@ pub enum AcdError {
     /// Pickup while no queue call rings an agent.
     #[error("no queue call is ringing")]
     NothingRinging,
+    /// Directed pickup of an agent whose phone is not ringing.
+    #[error("agent {number}'s phone is not ringing a queue call")]
+    NotRinging {
+        /// The agent number keyed.
+        number: String,
+    },
     /// The transfer or consultation target is not available.
     #[error("agent {number} is not free")]
     NotFree {

@@ -151,7 +151,7 @@ impl<L> AcdHandle<L> {
     pub fn is_monitor_code(&self, digits: &str) -> bool {
         let config = self.config();
         let c = &config.codes;
-        digits == c.pickup
+        digits.starts_with(c.pickup.as_str())
             || [&c.listen, &c.whisper, &c.barge]
                 .iter()
                 .any(|code| digits.starts_with(code.as_str()))

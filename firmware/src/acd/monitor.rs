@@ -21,8 +21,8 @@ where
         digits: &str,
         lease: Lease<L>,
     ) -> Result<String, AcdError> {
-        if digits == self.cfg.codes.pickup {
-            return self.pickup(station, lease).await;
+        if let Some(target) = digits.strip_prefix(self.cfg.codes.pickup.as_str()) {
+            return self.pickup(station, target, lease).await;
         }
         let codes = &self.cfg.codes;
         let (mode, number) = [
@@ -78,8 +78,14 @@ where
     }
 
     /// An agent picks up, at their own (off-hook) phone, the queue call that
-    /// has waited longest among those now ringing an agent.
-    async fn pickup(&mut self, station: &str, lease: Lease<L>) -> Result<String, AcdError> {
+    /// has waited longest among those now ringing an agent, or (directed:
+    /// `target` is an agent number) the one ringing that agent's phone.
+    async fn pickup(
+        &mut self,
+        station: &str,
+        target: &str,
+        lease: Lease<L>,
+    ) -> Result<String, AcdError> {
         let a = self
             .agents
             .iter()
@@ -87,7 +93,33 @@ where
             .ok_or_else(|| AcdError::NobodyAt {
                 station: station.to_string(),
             })?;
-        let ringing: Vec<usize> = self.offers.values().map(|o| o.queue).collect();
+        // The offers that may be taken: every one, or the target's.
+        let directed = if target.is_empty() {
+            None
+        } else {
+            let t = self
+                .cfg
+                .agents
+                .iter()
+                .position(|ag| ag.number.as_deref() == Some(target))
+                .ok_or_else(|| AcdError::NoAgentWithNumber {
+                    number: target.to_string(),
+                })?;
+            Some(t)
+        };
+        let ringing: Vec<usize> = self
+            .offers
+            .values()
+            .filter(|o| directed.is_none_or(|t| o.agent == t))
+            .map(|o| o.queue)
+            .collect();
+        if ringing.is_empty()
+            && let Some(t) = directed
+        {
+            return Err(AcdError::NotRinging {
+                number: self.cfg.agents[t].number.clone().unwrap_or_default(),
+            });
+        }
         let i = self
             .order()
             .into_iter()
@@ -100,7 +132,7 @@ where
         if let Some(id) = self
             .offers
             .iter()
-            .filter(|(_, o)| o.queue == q)
+            .filter(|(_, o)| o.queue == q && directed.is_none_or(|t| o.agent == t))
             .map(|(&id, _)| id)
             .min()
             && let Some(o) = self.offers.get(&id)
