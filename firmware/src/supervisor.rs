@@ -263,7 +263,11 @@ async fn station<L>(
                     };
                     let hung_up;
                     (port, hung_up) = match done {
-                        Ok(r) => r,
+                        Ok(Some(r)) => r,
+                        Ok(None) => {
+                            tracing::error!(%line, "a lent station never came back; line out of service");
+                            return;
+                        }
                         Err(e) => {
                             tracing::error!(%line, "station call failed, line out of service: {e}");
                             return;

@@ -37,19 +37,20 @@ const REFUSAL: Duration = Duration::from_secs(15);
 
 /// Places the call `keys` (as keyed, `#` included) from the off-hook
 /// station `port`, to its end; hands the port back, with `true` if the
-/// station hung up (its watcher then releases the line).
+/// station hung up (its watcher then releases the line). `None`: the port
+/// was lent on (a parked call) and never came back, a bug.
 pub async fn place<L>(
     mut port: Port<L>,
     keys: String,
     ctx: CallContext,
     sw: Switch<L>,
-) -> (Port<L>, bool)
+) -> Option<(Port<L>, bool)>
 where
     L: Line,
 {
     let snap = ctx.live.current();
     let Some(plan) = snap.dialplan.clone() else {
-        return (port, false);
+        return Some((port, false));
     };
     let ctx = ctx.for_new_call();
     let id = crate::clock::new_id(&ctx.clock);
@@ -82,10 +83,8 @@ where
             // when that call is over (the box hangs it up then).
             let (back, returned) = tokio::sync::oneshot::channel();
             let taken = sw.park.take(slot, Lease::new(port, back)).await.is_ok();
-            match returned.await {
-                Ok((p, _)) => port = p,
-                Err(_) => unreachable!("a lease always sends its port back"),
-            }
+            // A lease sends its port back when it is dropped.
+            port = returned.await.ok()?.0;
             if taken {
                 tracing::info!(%slot, "the station took the parked call");
                 hung_up = Some(true);
@@ -98,7 +97,7 @@ where
         if let Some(acd) = &sw.acd {
             acd.personal(&station, false).await;
         }
-        (port, hung_up)
+        Some((port, hung_up))
     }
     .instrument(span)
     .await
