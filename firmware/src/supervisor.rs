@@ -40,7 +40,7 @@ where
     let sw = Switch {
         lines: Arc::new(lines),
         acd,
-        rooms: call::conference::Rooms::spawn(tracker),
+        rooms: crate::media::conference::Rooms::spawn(tracker),
         park: crate::media::park::ParkLot::spawn(tracker),
     };
     for (port, inbox) in ports.into_iter().zip(inboxes) {

@@ -9,8 +9,17 @@ const SITE: &str = r#"
 [ivr]
 start = "bye"
 
+[[ivr.route]]
+dialled = ["4850"]
+start = "meet"
+
 [ivr.node.bye]
 type = "hangup"
+
+[ivr.node.meet]
+type = "conference"
+room = "weekly"
+on_refused = "bye"
 
 [dialplan]
 
@@ -123,4 +132,54 @@ dial = [{ at = "3s", digits = "850", hold = "19s", then = [{ wait = "1s" }, { pr
     let n = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
     assert!(n("desk-3", "600") < 40, "{rep:#}\n{}", text(&out));
     assert!(n("desk-2", "1000") > 400, "{rep:#}");
+}
+
+#[test]
+fn an_outside_caller_joins_the_room_through_the_ivr() {
+    let site = site();
+    let (rep, out) = site.run_heard(
+        r#"
+[[call]]
+at = "1s"
+from = "13800000009"
+to = "4850"
+line = "trunk-1"
+script = [{ wait = "1s" }, { press = "2468#" }, { play = "600.wav" }]
+hangup_after = "25s"
+
+[[agent]]
+name = "host"
+line = "desk-1"
+dial = [{ at = "2s", digits = "850", hold = "22s", then = [{ wait = "1s" }, { press = "2468#" }, { play = "1400.wav" }] }]
+"#,
+    );
+    let n = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
+    assert!(n("desk-1", "600") > 300, "{rep:#}\n{}", text(&out));
+    assert!(n("trunk-1", "1400") > 300, "{rep:#}");
+    let recs = site.records();
+    let caller = recs.iter().find(|r| r["caller"] == "13800000009").unwrap();
+    assert_eq!(caller["outcome"], "conference:weekly", "{caller:#}");
+    assert_eq!(caller["direction"], "inbound");
+}
+
+#[test]
+fn a_conference_node_naming_no_room_is_refused_at_its_place() {
+    let site = site();
+    let bad = std::fs::read_to_string(site.config())
+        .unwrap()
+        .replace("room = \"weekly\"", "room = \"weekyl\"");
+    site.write("site.toml", &bad);
+    let out = callbox_tests::cmd()
+        .arg("check-config")
+        .arg(site.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let line = bad.lines().position(|l| l.contains("weekyl")).unwrap() + 1;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("site.toml:{line}:"))
+            && err.contains("`weekyl` is not a room under [conference]"),
+        "{err}"
+    );
 }

@@ -156,7 +156,7 @@ pub enum Extension {
     /// the caller.
     Node(String),
     /// A conference room.
-    Room(super::conference::RoomCfg),
+    Room(crate::media::conference::RoomCfg),
     /// A park slot: the station takes the call parked there.
     ParkSlot(String),
 }
@@ -330,7 +330,7 @@ pub(crate) fn check(
     raw: &RawDialPlan,
     lines: &[LineInfo],
     agents: &[(String, Option<String>)],
-    rooms: &[super::conference::RoomCfg],
+    rooms: &[crate::media::conference::RoomCfg],
     park_slots: &[String],
 ) -> Result<DialPlan, Vec<(String, String)>> {
     let mut errs: Vec<(String, String)> = Vec::new();

@@ -13,7 +13,6 @@
 //! reaches the next call, never one in progress.
 
 pub mod callback;
-pub mod conference;
 pub mod dialplan;
 pub mod inbound;
 pub mod outbound;
@@ -151,6 +150,7 @@ impl CallContext {
             dialled,
             acd: sw.acd.as_ref(),
             park: &sw.park,
+            rooms: &sw.rooms,
             daynight: &self.daynight,
         }
     }
@@ -205,7 +205,7 @@ pub struct Switch<L> {
     /// Queues.
     pub acd: Option<crate::acd::AcdHandle<L>>,
     /// Conference rooms.
-    pub rooms: conference::Rooms,
+    pub rooms: crate::media::conference::Rooms,
     /// Parked calls.
     pub park: crate::media::park::ParkLot<L>,
 }

@@ -19,11 +19,11 @@ use callbox_hal::dsp::tones::{ProgressTone, ToneRegion};
 use callbox_hal::{HangupCause, Line, LineCommand};
 use tracing::Instrument;
 
-use super::conference::{self, Attended, RoomCfg};
 use super::dialplan::{DialPlan, Dialled, Extension};
 use super::record::{CallLog, Placed};
 use super::{CallContext, Switch, flow_record};
 use crate::ivr::engine::{FlowEnd, FlowState};
+use crate::media::conference::{self, Attended, RoomCfg};
 use crate::media::dial::{Rang, answer_within};
 use crate::media::lines::{Lease, Port};
 use crate::media::{BridgeEnd, Gone, Media, bridge};

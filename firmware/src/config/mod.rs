@@ -57,7 +57,7 @@ struct RawSite {
     #[serde(default)]
     dialplan: Option<crate::calls::dialplan::RawDialPlan>,
     #[serde(default)]
-    conference: std::collections::BTreeMap<String, crate::calls::conference::RawRoom>,
+    conference: std::collections::BTreeMap<String, crate::media::conference::RawRoom>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -425,20 +425,12 @@ impl SiteConfig {
                 "access numbers start IVR nodes; add an `[ivr]`".into(),
             );
         }
-        let rooms = crate::calls::conference::check(&raw.conference).unwrap_or_else(|list| {
+        let rooms = crate::media::conference::check(&raw.conference).unwrap_or_else(|list| {
             for (path, msg) in list {
                 err(&path, msg);
             }
             Vec::new()
         });
-        if raw.dialplan.is_none()
-            && let Some(name) = raw.conference.keys().next()
-        {
-            err(
-                &format!("conference.{name}"),
-                "stations reach a room by dialling its number: add a `[dialplan]`".into(),
-            );
-        }
         let dialplan = raw.dialplan.as_ref().and_then(|d| {
             let agents: Vec<(String, Option<String>)> = acd
                 .as_ref()
@@ -474,6 +466,7 @@ impl SiteConfig {
                         .as_ref()
                         .map(crate::calls::dialplan::access_nodes)
                         .unwrap_or_default(),
+                    rooms: rooms.clone(),
                 },
                 &src.base_dir(),
                 &prompt_dir,

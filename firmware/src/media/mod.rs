@@ -14,6 +14,7 @@
 use std::future::Future;
 
 pub mod bridge;
+pub mod conference;
 pub mod dial;
 pub mod engine;
 mod failure;

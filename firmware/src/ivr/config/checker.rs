@@ -54,6 +54,8 @@ pub(super) struct Checker<'a> {
     pub(super) schedules: &'a BTreeMap<String, RawHours>,
     /// `[ivr] business_hours`, which a `mode` case needs.
     pub(super) business_hours: Option<&'a str>,
+    /// The site's conference rooms.
+    pub(super) rooms: &'a [crate::media::conference::RoomCfg],
     /// Number lists, checked before the nodes.
     pub(super) lists: HashMap<String, Vec<Pattern>>,
     /// Lookup tables, loaded before the checks.

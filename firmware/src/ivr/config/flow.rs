@@ -278,6 +278,13 @@ pub enum NodeKind {
         /// Then.
         next: Target,
     },
+    /// The caller joins a conference room until they hang up.
+    Conference {
+        /// The room.
+        room: crate::media::conference::RoomCfg,
+        /// Where a caller goes whom the room refused (full, wrong PIN).
+        on_refused: Target,
+    },
     /// Play and hang up.
     Hangup {
         /// Played first.

@@ -46,6 +46,7 @@ fn targets(kind: &NodeKind) -> Vec<Target> {
             v
         }
         NodeKind::Hangup { .. } => vec![Target::Hangup],
+        NodeKind::Conference { on_refused, .. } => vec![*on_refused, Target::Hangup],
     }
 }
 

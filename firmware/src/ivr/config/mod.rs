@@ -66,6 +66,8 @@ pub(crate) struct Starts<'a> {
     pub(crate) outbound: &'a [RawOutbound],
     /// `[dialplan] access` entries.
     pub(crate) access: Vec<(String, String)>,
+    /// The site's conference rooms, for `conference` nodes.
+    pub(crate) rooms: Vec<crate::media::conference::RoomCfg>,
 }
 
 /// Checks the `[ivr]` section and `[[outbound]]` jobs. Errors are
@@ -98,6 +100,7 @@ pub(crate) fn check(
         acd_failed,
         schedules: &raw.hours,
         business_hours: raw.business_hours.as_deref(),
+        rooms: &starts.rooms,
         lists: HashMap::new(),
         lookups: &lookups,
     };
@@ -214,5 +217,6 @@ fn check_node(c: &mut Checker<'_>, name: &str, rn: &RawNode) -> NodeKind {
         RawNode::Callback(cb) => nodes_service::callback(c, &at, cb),
         RawNode::Queue(q) => nodes_connect::queue(c, &at, q),
         RawNode::Transfer(t) => nodes_connect::transfer(c, &at, t),
+        RawNode::Conference(r) => nodes_connect::conference(c, &at, r),
     }
 }

@@ -1,11 +1,46 @@
-//! Checks of the nodes that hand the caller to a person: an ACD queue, or
-//! a transfer to a station or an outside number.
+//! Checks of the nodes that hand the caller to a person: an ACD queue, a
+//! transfer to a station or an outside number, or a conference room.
 
 use std::time::Duration;
 
 use super::checker::{Checker, NodeAt};
-use super::flow::{Dest, NodeKind};
-use super::raw::{RawQueue, RawTransfer};
+use super::flow::{Dest, NodeKind, Target};
+use super::raw::{RawConference, RawQueue, RawTransfer};
+
+/// The caller joins a `[conference.NAME]` room (its PIN asked first).
+pub(super) fn conference(c: &mut Checker<'_>, at: &NodeAt<'_>, r: &RawConference) -> NodeKind {
+    let on_refused = match &r.on_refused {
+        Some(t) => c.target(&at.key("on_refused"), t),
+        None => Target::Hangup,
+    };
+    for key in [
+        "conference-pin",
+        "conference-full",
+        "conference-muted",
+        "conference-unmuted",
+        "invalid-option",
+    ] {
+        c.wanted
+            .entry(format!("system:{key}"))
+            .or_insert_with(|| at.key("room"));
+    }
+    let room = match c.rooms.iter().find(|x| x.name == r.room) {
+        Some(room) => room.clone(),
+        None => {
+            c.err(
+                at.key("room"),
+                format!("`{}` is not a room under [conference]", r.room),
+            );
+            crate::media::conference::RoomCfg {
+                name: r.room.clone(),
+                number: String::new(),
+                pin: None,
+                max_parties: 2,
+            }
+        }
+    };
+    NodeKind::Conference { room, on_refused }
+}
 
 /// A wait in an `[acd]` queue, named by `queue` or by the node; loads the
 /// queue's music on hold and position announcements.

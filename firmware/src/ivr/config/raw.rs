@@ -82,6 +82,15 @@ pub(super) enum RawNode {
     Transfer(RawTransfer),
     Set(RawSet),
     Hangup(RawHangup),
+    Conference(RawConference),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConference {
+    pub(super) room: String,
+    #[serde(default)]
+    pub(super) on_refused: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

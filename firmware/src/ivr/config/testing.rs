@@ -85,6 +85,7 @@ pub(crate) fn check_toml(toml: &str) -> Result<Ivr, Vec<String>> {
         &super::Starts {
             outbound: &site.outbound,
             access: Vec::new(),
+            rooms: Vec::new(),
         },
         dir.path(),
         &prompts,

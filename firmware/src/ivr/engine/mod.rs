@@ -79,6 +79,8 @@ pub struct FlowEnv<'a, L> {
     pub daynight: &'a DayNight,
     /// Where agents park callers.
     pub park: &'a crate::media::park::ParkLot<L>,
+    /// Conference rooms.
+    pub rooms: &'a crate::media::conference::Rooms,
 }
 
 /// What the flow did, for the call record.
@@ -275,6 +277,27 @@ impl<L: Line> FlowEnv<'_, L> {
             } => {
                 self.set(var, value, *recordable, st);
                 Ok(*next)
+            }
+            NodeKind::Conference { room, on_refused } => {
+                let prompts = &self.ivr.prompts;
+                let lang = st.lang();
+                let prompt = |key: &str| prompts.get(lang, key).cloned();
+                match crate::media::conference::attend(media, self.rooms, room, &prompt).await {
+                    Ok(a) => {
+                        st.path
+                            .push(format!("{}={}", node.name, a.outcome(&room.name)));
+                        st.outcome = Some(a.outcome(&room.name));
+                        Ok(if a == crate::media::conference::Attended::Joined {
+                            Target::Hangup
+                        } else {
+                            *on_refused
+                        })
+                    }
+                    Err(g) => {
+                        st.outcome = Some(format!("conference:{}", room.name));
+                        Err(g)
+                    }
+                }
             }
             NodeKind::Hangup { prompt, outcome } => {
                 // A goodbye after a message or a failed menu keeps the

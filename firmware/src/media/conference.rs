@@ -23,8 +23,8 @@ use callbox_hal::Line;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::engine::Hears;
-use crate::media::{Gone, Media};
+use super::engine::Hears;
+use super::{Gone, Media};
 
 /// Default limit of parties in a room.
 const MAX_PARTIES: usize = 10;
