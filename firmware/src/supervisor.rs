@@ -59,6 +59,23 @@ where
     sw
 }
 
+/// Waits for the call that has this line's port, refusing requests to
+/// borrow the line meanwhile.
+async fn busy_with<L, T>(
+    call: tokio::task::JoinHandle<T>,
+    inbox: &mut mpsc::Receiver<Seize<L>>,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            r = &mut call => return r,
+            Some(s) = inbox.recv() => {
+                let _ = s.reply.send(None);
+            }
+        }
+    }
+}
+
 /// Lends `port` to the requester and waits for it to come back, refusing
 /// other requests meanwhile. `None` if the port was lost (a bug).
 async fn lend<L>(
@@ -134,16 +151,7 @@ async fn trunk<L>(
                     accept,
                 };
                 let call = tracker.spawn(call::inbound(port, arrival, ctx.clone(), sw.clone()));
-                tokio::pin!(call);
-                let done = loop {
-                    tokio::select! {
-                        r = &mut call => break r,
-                        Some(s) = inbox.recv() => {
-                            let _ = s.reply.send(None);
-                        }
-                    }
-                };
-                match done {
+                match busy_with(call, &mut inbox).await {
                     Ok(p) => port = p,
                     Err(e) => {
                         // The call actor died (a bug); the port went with it.
@@ -252,17 +260,8 @@ async fn station<L>(
                 if is_number(&digits, &ctx) {
                     // A call: the station is the call's until it ends.
                     let call = tracker.spawn(call::station::place(port, digits, ctx.clone(), sw.clone()));
-                    tokio::pin!(call);
-                    let done = loop {
-                        tokio::select! {
-                            r = &mut call => break r,
-                            Some(s) = inbox.recv() => {
-                                let _ = s.reply.send(None);
-                            }
-                        }
-                    };
                     let hung_up;
-                    (port, hung_up) = match done {
+                    (port, hung_up) = match busy_with(call, &mut inbox).await {
                         Ok(Some(r)) => r,
                         Ok(None) => {
                             tracing::error!(%line, "a lent station never came back; line out of service");

@@ -24,10 +24,10 @@ use super::record::{CallLog, Placed};
 use super::{CallContext, Switch, flow_record};
 use crate::ivr::engine::{FlowEnd, FlowState};
 use crate::media::conference::{self, Attended, RoomCfg};
-use crate::media::dial::{Rang, answer_within};
+use crate::media::dial::{Rang, answer_within, release};
 use crate::media::lines::{Lease, Port};
 use crate::media::{BridgeEnd, Gone, Media, bridge};
-use crate::recorder::config::{CallKeys, Mode};
+use crate::recorder::config::CallKeys;
 use crate::store::{CallFlow, Direction, Disposition, Side};
 
 /// How long the called phone or number rings.
@@ -203,10 +203,8 @@ impl<L: Line> Call<'_, L> {
             Dialled::Unknown => {
                 let log = self.log(Direction::Internal, None, self.number).await;
                 tracing::info!("not in service");
-                let mut media = Media::new(port, self.ctx.shutdown.clone());
-                let gone = self.refuse(&mut media, Some("system:not-in-service")).await;
-                let e = Ended::refused(HangupCause::NotInService, "not_in_service");
-                self.finish(log, e, gone).await
+                self.turn_away(port, log, HangupCause::NotInService, "not_in_service")
+                    .await
             }
             Dialled::Outside {
                 allowed: false,
@@ -215,10 +213,8 @@ impl<L: Line> Call<'_, L> {
             } => {
                 let log = self.log(Direction::Outbound, None, &number).await;
                 tracing::warn!(%class, "number not allowed from this phone: reorder");
-                let mut media = Media::new(port, self.ctx.shutdown.clone());
-                let gone = self.refuse(&mut media, None).await;
-                let e = Ended::refused(HangupCause::NotAllowed, "not_allowed");
-                self.finish(log, e, gone).await
+                self.turn_away(port, log, HangupCause::NotAllowed, "not_allowed")
+                    .await
             }
             Dialled::Outside { number, class, .. } => self.outside(port, &number, &class).await,
             Dialled::Extension(Extension::Node(node)) => self.flow(port, &node).await,
@@ -227,10 +223,8 @@ impl<L: Line> Call<'_, L> {
                 // `place` found nobody parked there.
                 let log = self.log(Direction::Internal, None, self.number).await;
                 tracing::info!(%slot, "no call is parked in the slot");
-                let mut media = Media::new(port, self.ctx.shutdown.clone());
-                let gone = self.refuse(&mut media, Some("system:not-in-service")).await;
-                let e = Ended::refused(HangupCause::NotInService, "park_empty");
-                self.finish(log, e, gone).await
+                self.turn_away(port, log, HangupCause::NotInService, "park_empty")
+                    .await
             }
             Dialled::Extension(ext) => self.extension(port, ext).await,
         }
@@ -287,6 +281,22 @@ impl<L: Line> Call<'_, L> {
         hung_up
     }
 
+    /// Refuses the station's call for `cause`: "not in service" (a number
+    /// the box has nothing behind) or reorder alone (a number the phone
+    /// may not call), then the record with `outcome`.
+    async fn turn_away(
+        &self,
+        port: &mut Port<L>,
+        log: CallLog,
+        cause: HangupCause,
+        outcome: &str,
+    ) -> bool {
+        let prompt = (cause == HangupCause::NotInService).then_some("system:not-in-service");
+        let mut media = Media::new(port, self.ctx.shutdown.clone());
+        let gone = self.refuse(&mut media, prompt).await;
+        self.finish(log, Ended::refused(cause, outcome), gone).await
+    }
+
     /// Plays `prompt` (if the IVR has it), then the reorder tone until the
     /// station hangs up or [`REFUSAL`] passes.
     async fn refuse(&self, media: &mut Media<'_, L>, prompt: Option<&str>) -> Option<Gone> {
@@ -322,10 +332,9 @@ impl<L: Line> Call<'_, L> {
         let log = self.log(Direction::Internal, None, self.number).await;
         let Some(target) = target.filter(|t| t != self.station) else {
             tracing::info!(?ext, "extension has no phone to ring (or is this one)");
-            let mut media = Media::new(port, self.ctx.shutdown.clone());
-            let ended = self.refuse(&mut media, Some("system:not-in-service")).await;
-            let e = Ended::refused(HangupCause::NotInService, "not_in_service");
-            return self.finish(log, e, ended).await;
+            return self
+                .turn_away(port, log, HangupCause::NotInService, "not_in_service")
+                .await;
         };
         let mut media = Media::new(port, self.ctx.shutdown.clone());
         let Some(mut lease) = self.sw.lines.seize(&target).await else {
@@ -412,8 +421,7 @@ impl<L: Line> Call<'_, L> {
                 agent: self.who.agent.as_deref(),
                 dialled: Some(self.number),
             });
-            media.rec.on_demand = d.mode == Mode::OnDemand;
-            if d.mode == Mode::Always && !media.rec.start_call(d) {
+            if !media.rec.follow(d) {
                 tracing::warn!("recording unavailable");
             }
         }
@@ -428,10 +436,9 @@ impl<L: Line> Call<'_, L> {
             ivr.and_then(|i| Some((i, i.nodes.iter().position(|n| n.name == node)?)))
         else {
             // The config changed under the call: the node is gone.
-            let mut media = Media::new(port, self.ctx.shutdown.clone());
-            let gone = self.refuse(&mut media, Some("system:not-in-service")).await;
-            let e = Ended::refused(HangupCause::NotInService, "not_in_service");
-            return self.finish(log, e, gone).await;
+            return self
+                .turn_away(port, log, HangupCause::NotInService, "not_in_service")
+                .await;
         };
         tracing::info!(%node, "access number: the flow runs");
         log.answered().await;
@@ -787,11 +794,4 @@ where
         .instrument(span),
     );
     Ok(call_id)
-}
-
-/// Hangs up a borrowed line before it goes back to its watcher.
-async fn release<L: Line>(port: &mut Port<L>, cause: HangupCause) {
-    if let Err(e) = port.line.command(LineCommand::Hangup(cause)).await {
-        tracing::warn!("releasing a line failed: {e}");
-    }
 }

@@ -27,6 +27,14 @@ pub enum Rang {
     Cancelled,
 }
 
+/// Hangs up a borrowed line before it goes back to its watcher (also after
+/// the far end hung up: the backend learns the line is free).
+pub async fn release<L: Line>(port: &mut super::lines::Port<L>, cause: HangupCause) {
+    if let Err(e) = port.line.command(LineCommand::Hangup(cause)).await {
+        tracing::warn!("releasing a line failed: {e}");
+    }
+}
+
 /// Sends `cmd` (ring a station, dial a number) and waits for the line to
 /// answer ([`answer_within`]). `Err` when the line refused the command.
 pub async fn ring<L: Line>(

@@ -225,6 +225,21 @@ impl Recording {
         decision.mode == Mode::Always && self.start("call", decision.format, 2)
     }
 
+    /// The call is being connected and `decision` is its policy: the
+    /// recording starts (always), waits for the agent's code (on demand)
+    /// or stops (never). `false`: it should record and cannot.
+    pub fn follow(&mut self, decision: Decision) -> bool {
+        self.on_demand = decision.mode == Mode::OnDemand;
+        match decision.mode {
+            Mode::Always => self.start_call(decision),
+            Mode::Never => {
+                self.stop();
+                true
+            }
+            Mode::OnDemand => true,
+        }
+    }
+
     /// A frame of the caller's voice (left channel); pairs with the other
     /// side's oldest waiting frame, or silence.
     pub fn caller(&mut self, f: &Frame) {

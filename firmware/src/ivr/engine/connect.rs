@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use crate::media::lines::Port;
 use callbox_hal::dsp::tones::ProgressTone;
 use callbox_hal::{HangupCause, Line, LineCommand};
 
 use super::{FlowEnv, FlowState};
 use crate::ivr::config::{Dest, Item};
+pub(super) use crate::media::dial::release;
 use crate::media::dial::{Rang, answer_within};
 use crate::media::lines::Lease;
 use crate::media::{BridgeEnd, Gone, Media, bridge};
@@ -141,12 +141,5 @@ pub(super) fn release_cause(end: &BridgeEnd) -> HangupCause {
         HangupCause::Shutdown
     } else {
         HangupCause::Normal
-    }
-}
-
-/// Hangs up a borrowed line before it goes back to its watcher.
-pub(super) async fn release<L: Line>(port: &mut Port<L>, cause: HangupCause) {
-    if let Err(e) = port.line.command(LineCommand::Hangup(cause)).await {
-        tracing::warn!("releasing a connected line failed: {e}");
     }
 }

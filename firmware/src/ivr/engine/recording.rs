@@ -42,17 +42,8 @@ impl<L: Line> FlowEnv<'_, L> {
             media.play(p.samples.clone(), false).await?;
             media.clear_keys();
         }
-        if connect {
-            media.rec.on_demand = d.mode == Mode::OnDemand;
-            match d.mode {
-                Mode::Always => {
-                    if !media.rec.start_call(d) {
-                        st.path.push("recording!unavailable".into());
-                    }
-                }
-                Mode::Never => media.rec.stop(),
-                Mode::OnDemand => {}
-            }
+        if connect && !media.rec.follow(d) {
+            st.path.push("recording!unavailable".into());
         }
         Ok(())
     }
