@@ -77,6 +77,35 @@ impl Site {
         Site { dir }
     }
 
+    /// A site with `trunks` and `stations`, no greeting (the IVR in
+    /// `config` answers), and `config` after `[inbound]`.
+    pub fn with_config(trunks: usize, stations: usize, config: &str) -> Site {
+        let site = Site::new(trunks, stations, 0, "");
+        let cfg = site
+            .config_text()
+            .replace("greeting = \"greeting.wav\"\n", "")
+            + config;
+        site.write("site.toml", &cfg);
+        site
+    }
+
+    /// `callboxd check-config` on this site, which must refuse the config
+    /// (exit 78); its error lines.
+    pub fn refused(&self) -> String {
+        let out = cmd()
+            .arg("check-config")
+            .arg(self.config())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// The site config's text.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(self.config()).unwrap()
+    }
+
     /// The site config file.
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("site.toml")
@@ -158,6 +187,41 @@ pub fn by_caller<'a>(recs: &'a [Value], caller: &str) -> &'a Value {
     recs.iter()
         .find(|r| r["caller"] == caller)
         .unwrap_or_else(|| panic!("no record from {caller}: {recs:#?}"))
+}
+
+/// Frames in which the far end on `line` heard the probe tone `hz`, as a
+/// `--sim-report` counts them.
+pub fn probes(report: &Value, line: &str, hz: &str) -> u64 {
+    report["probes_heard"][line][hz].as_u64().unwrap_or(0)
+}
+
+/// A record's `ivr_path`, as strings.
+pub fn ivr_path(record: &Value) -> Vec<String> {
+    record["ivr_path"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks that `stderr` of `check-config` on `config` has `message` at the
+/// line of `config` that contains `needle` (`site.toml:LINE:`).
+pub fn assert_error_at(config: &str, stderr: &str, needle: &str, message: &str) {
+    let line = config
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} is not in the config"))
+        + 1;
+    let want = format!("site.toml:{line}:");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(&want) && l.contains(message)),
+        "expected `{message}` at line {line}:\n{stderr}"
+    );
 }
 
 /// Amplitude of the `hz` component of 8 kHz `samples` (Goertzel): a pure

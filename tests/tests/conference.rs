@@ -2,7 +2,7 @@
 //! its PIN and talk; each hears the other four (probe tones) and never
 //! themself. A wrong PIN and a full room get their prompt and a record.
 
-use callbox_tests::{Site, text, write_tone_hz};
+use callbox_tests::{Site, assert_error_at, probes, text, write_tone_hz};
 use serde_json::Value;
 
 const SITE: &str = r#"
@@ -39,12 +39,7 @@ mode = "always"
 const HZ: [&str; 5] = ["600", "1000", "1400", "1800", "2200"];
 
 fn site() -> Site {
-    let site = Site::new(1, 6, 0, "");
-    let cfg = std::fs::read_to_string(site.config())
-        .unwrap()
-        .replace("greeting = \"greeting.wav\"\n", "")
-        + SITE;
-    site.write("site.toml", &cfg);
+    let site = Site::with_config(1, 6, SITE);
     for hz in HZ {
         write_tone_hz(
             &site.dir.path().join(format!("{hz}.wav")),
@@ -75,7 +70,7 @@ fn five_parties_each_hear_the_other_four_and_not_themselves() {
     for (i, own) in HZ.iter().enumerate() {
         let line = format!("desk-{}", i + 1);
         let heard = &rep["probes_heard"][&line];
-        let n = |hz: &str| heard[hz].as_u64().unwrap_or(0);
+        let n = |hz: &str| probes(&rep, &line, hz);
         // The prompts' speech crosses a probe now and then (a few frames);
         // an echo of oneself would be as loud as the others, for seconds.
         assert!(n(own) < 40, "{line} heard itself: {heard}\n{}", text(&out));
@@ -129,9 +124,12 @@ dial = [{ at = "3s", digits = "850", hold = "19s", then = [{ wait = "1s" }, { pr
     );
     // a is muted before it speaks: b does not hear 600 Hz (but for a few
     // frames of the prompts' speech); a hears b.
-    let n = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
-    assert!(n("desk-3", "600") < 40, "{rep:#}\n{}", text(&out));
-    assert!(n("desk-2", "1000") > 400, "{rep:#}");
+    assert!(
+        probes(&rep, "desk-3", "600") < 40,
+        "{rep:#}\n{}",
+        text(&out)
+    );
+    assert!(probes(&rep, "desk-2", "1000") > 400, "{rep:#}");
 }
 
 #[test]
@@ -153,9 +151,12 @@ line = "desk-1"
 dial = [{ at = "2s", digits = "850", hold = "22s", then = [{ wait = "1s" }, { press = "2468#" }, { play = "1400.wav" }] }]
 "#,
     );
-    let n = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
-    assert!(n("desk-1", "600") > 300, "{rep:#}\n{}", text(&out));
-    assert!(n("trunk-1", "1400") > 300, "{rep:#}");
+    assert!(
+        probes(&rep, "desk-1", "600") > 300,
+        "{rep:#}\n{}",
+        text(&out)
+    );
+    assert!(probes(&rep, "trunk-1", "1400") > 300, "{rep:#}");
     let recs = site.records();
     let caller = recs.iter().find(|r| r["caller"] == "13800000009").unwrap();
     assert_eq!(caller["outcome"], "conference:weekly", "{caller:#}");
@@ -165,21 +166,15 @@ dial = [{ at = "2s", digits = "850", hold = "22s", then = [{ wait = "1s" }, { pr
 #[test]
 fn a_conference_node_naming_no_room_is_refused_at_its_place() {
     let site = site();
-    let bad = std::fs::read_to_string(site.config())
-        .unwrap()
+    let bad = site
+        .config_text()
         .replace("room = \"weekly\"", "room = \"weekyl\"");
     site.write("site.toml", &bad);
-    let out = callbox_tests::cmd()
-        .arg("check-config")
-        .arg(site.config())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
-    let line = bad.lines().position(|l| l.contains("weekyl")).unwrap() + 1;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("site.toml:{line}:"))
-            && err.contains("`weekyl` is not a room under [conference]"),
-        "{err}"
+    let err = site.refused();
+    assert_error_at(
+        &bad,
+        &err,
+        "weekyl",
+        "`weekyl` is not a room under [conference]",
     );
 }

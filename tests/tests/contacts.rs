@@ -2,7 +2,7 @@
 //! the ringing agent's phone and in the call record; an agent's own call
 //! shows the agent's number and name on the colleague's phone.
 
-use callbox_tests::{Site, text};
+use callbox_tests::{Site, by_caller};
 use serde_json::Value;
 
 const SITE: &str = r#"
@@ -39,17 +39,12 @@ members = { alice = 0 }
 
 #[test]
 fn the_contacts_name_callers_on_agents_phones_and_in_records() {
-    let site = Site::new(1, 2, 0, "");
-    let cfg = std::fs::read_to_string(site.config())
-        .unwrap()
-        .replace("greeting = \"greeting.wav\"\n", "")
-        + SITE;
-    site.write("site.toml", &cfg);
+    let site = Site::with_config(1, 2, SITE);
     site.write(
         "contacts.csv",
         "number,name\n# the shop's regular customers\n13800138000,王经理\n+8613900000000,Li Lei\n",
     );
-    let (rep, out) = site.run_heard(
+    let (rep, _) = site.run_heard(
         r#"
 [[call]]
 at = "1s"
@@ -77,14 +72,9 @@ talk = "2s"
 "#,
     );
     let recs = site.records();
-    let by = |c: &str| -> &Value {
-        recs.iter()
-            .find(|r| r["caller"] == c)
-            .unwrap_or_else(|| panic!("no record of {c}: {recs:#?}\n{}", text(&out)))
-    };
-    assert_eq!(by("13800138000")["caller_name"], "王经理");
-    assert_eq!(by("13700000000")["caller_name"], Value::Null);
-    assert_eq!(by("1001")["caller_name"], "Alice Wang");
+    assert_eq!(by_caller(&recs, "13800138000")["caller_name"], "王经理");
+    assert_eq!(by_caller(&recs, "13700000000")["caller_name"], Value::Null);
+    assert_eq!(by_caller(&recs, "1001")["caller_name"], "Alice Wang");
     assert_eq!(
         rep["caller_ids"]["desk-1"],
         serde_json::json!(["13800138000 王经理", "13700000000"]),
@@ -99,23 +89,12 @@ talk = "2s"
 
 #[test]
 fn a_bad_contacts_row_is_named_in_its_file() {
-    let site = Site::new(1, 2, 0, "");
-    let cfg = std::fs::read_to_string(site.config())
-        .unwrap()
-        .replace("greeting = \"greeting.wav\"\n", "")
-        + SITE;
-    site.write("site.toml", &cfg);
+    let site = Site::with_config(1, 2, SITE);
     site.write(
         "contacts.csv",
         "number,name\n13800138000,王经理\nabc,Nobody\n13800138000,Again\n",
     );
-    let out = callbox_tests::cmd()
-        .arg("check-config")
-        .arg(site.config())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = site.refused();
     assert!(
         err.contains("contacts.csv:3:1: number `abc` must be digits"),
         "{err}"

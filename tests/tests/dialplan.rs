@@ -6,7 +6,7 @@
 //! and hears "not in service" for a number the plan does not know. Every
 //! attempt leaves a record.
 
-use callbox_tests::{Site, cmd, text, write_tone_hz};
+use callbox_tests::{Site, assert_error_at, probes, text, write_tone_hz};
 use serde_json::Value;
 
 const SITE: &str = r#"
@@ -61,10 +61,6 @@ fn record<'a>(recs: &'a [Value], dialled: &str) -> &'a Value {
     recs.iter()
         .find(|r| r["dialled"] == dialled)
         .unwrap_or_else(|| panic!("no record dialled {dialled}: {recs:#?}"))
-}
-
-fn probes(rep: &Value, line: &str, hz: &str) -> u64 {
-    rep["probes_heard"][line][hz].as_u64().unwrap_or(0)
 }
 
 #[test]
@@ -206,8 +202,8 @@ hangup_after = "3s"
 #[test]
 fn a_bad_dial_plan_is_named_at_its_place() {
     let site = site();
-    let cfg = std::fs::read_to_string(site.config()).unwrap();
-    let bad = cfg
+    let bad = site
+        .config_text()
         .replace(
             "extensions = { \"801\" = \"desk-3\" }",
             "extensions = { \"801\" = \"desk-9\", \"1001\" = \"desk-3\", \"95\" = \"desk-3\" }",
@@ -218,14 +214,7 @@ fn a_bad_dial_plan_is_named_at_its_place() {
         )
         .replace("\"sales-line\" }", "\"sales-lane\" }");
     site.write("site.toml", &bad);
-    let out = cmd()
-        .arg("check-config")
-        .arg(site.config())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let err = site.refused();
     for (needle, msg) in [
         ("extensions = ", "`desk-9` is not a station line"),
         ("extensions = ", "also agent `alice`'s number"),
@@ -237,12 +226,7 @@ fn a_bad_dial_plan_is_named_at_its_place() {
         ("allow_for = ", "`galactic` is not a class of numbers"),
         ("access = ", "`sales-lane` is not a node under [ivr.node]"),
     ] {
-        let line = line_of(needle);
-        assert!(
-            err.lines()
-                .any(|l| l.contains(&format!("site.toml:{line}:")) && l.contains(msg)),
-            "expected `{msg}` at line {line}:\n{err}"
-        );
+        assert_error_at(&bad, &err, needle, msg);
     }
 }
 

@@ -3,8 +3,7 @@
 //! to the caller (probe tones both ways); a call nobody takes rings the
 //! agent who parked it again.
 
-use callbox_tests::{Site, text, write_tone_hz};
-use serde_json::Value;
+use callbox_tests::{Site, by_caller, ivr_path, probes, text, write_tone_hz};
 
 const SITE: &str = r#"
 [ivr]
@@ -35,26 +34,10 @@ timeout = "20s"
 "#;
 
 fn site() -> Site {
-    let site = Site::new(1, 3, 0, "");
-    let cfg = std::fs::read_to_string(site.config())
-        .unwrap()
-        .replace("greeting = \"greeting.wav\"\n", "")
-        + SITE;
-    site.write("site.toml", &cfg);
+    let site = Site::with_config(1, 3, SITE);
     write_tone_hz(&site.dir.path().join("caller.wav"), 600.0, 60_000);
     write_tone_hz(&site.dir.path().join("bob.wav"), 1400.0, 30_000);
     site
-}
-
-fn path(r: &Value) -> Vec<String> {
-    r["ivr_path"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -84,19 +67,21 @@ dial = [{ at = "15s", digits = "701", hold = "20s", then = [{ play = "bob.wav" }
 "#,
     );
     let recs = site.records();
-    let caller = recs
-        .iter()
-        .find(|r| r["caller"] == "13900000001")
-        .unwrap_or_else(|| panic!("{recs:#?}\n{}", text(&out)));
-    let p = path(caller);
+    let caller = by_caller(&recs, "13900000001");
+    let p = ivr_path(caller);
     assert!(p.contains(&"park=701".to_string()), "{p:?}\n{}", text(&out));
     assert!(p.contains(&"park=taken:desk-2".to_string()), "{p:?}");
     assert_eq!(caller["agent"], "alice", "{caller:#}");
     assert_eq!(caller["connected_to"], "desk-2");
     assert_eq!(caller["outcome"], "parked_taken:desk-2");
-    let n = |line: &str, hz: &str| rep["probes_heard"][line][hz].as_u64().unwrap_or(0);
-    assert!(n("desk-2", "600") > 300, "bob hears the caller: {rep:#}");
-    assert!(n("trunk-1", "1400") > 300, "the caller hears bob: {rep:#}");
+    assert!(
+        probes(&rep, "desk-2", "600") > 300,
+        "bob hears the caller: {rep:#}"
+    );
+    assert!(
+        probes(&rep, "trunk-1", "1400") > 300,
+        "the caller hears bob: {rep:#}"
+    );
     // An empty slot is not in service.
     assert!(!recs.iter().any(|r| r["outcome"] == "park_empty"));
 }
@@ -126,11 +111,8 @@ dial = [{ at = "10s", digits = "703", hold = "5s" }]
 "#,
     );
     let recs = site.records();
-    let caller = recs
-        .iter()
-        .find(|r| r["caller"] == "13900000002")
-        .unwrap_or_else(|| panic!("{recs:#?}\n{}", text(&out)));
-    let p = path(caller);
+    let caller = by_caller(&recs, "13900000002");
+    let p = ivr_path(caller);
     assert!(
         p.contains(&"park!timeout".to_string()),
         "{p:?}\n{}",
