@@ -38,3 +38,4 @@ pub mod recorder;
 pub mod store;
 pub mod supervisor;
 pub mod sync;
+pub mod voicemail;

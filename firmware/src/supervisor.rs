@@ -198,6 +198,13 @@ async fn station<L>(
     let mut dialled = KeyBuffer::default();
     let mut off_hook = false;
     let mut dedup = KeyDedup::default();
+    // Voicemail waiting for whoever is logged in here, as last told to
+    // the phone: looked at again when a box's count changes, and every
+    // few seconds for agents who log in or out.
+    let mut lamp = None;
+    let mut boxes = ctx.mailboxes.changed();
+    let mut lamp_check = tokio::time::interval(LAMP_CHECK);
+    lamp_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -209,7 +216,8 @@ async fn station<L>(
                     off_hook = true;
                     dialled.take();
                     listen(&port, true);
-                    dial_tone(&port, &ctx);
+                    tell_lamp(&mut port, &ctx, &sw, &mut lamp).await;
+                    dial_tone(&port, &ctx, lamp.is_some_and(|(new, _)| new > 0));
                     ctx.panel.line_led(&line, true).await;
                     tracing::info!(%line, "station off-hook");
                 }
@@ -255,8 +263,29 @@ async fn station<L>(
                 }
                 listen(&port, false);
             }
+            Ok(()) = boxes.changed() => tell_lamp(&mut port, &ctx, &sw, &mut lamp).await,
+            _ = lamp_check.tick() => tell_lamp(&mut port, &ctx, &sw, &mut lamp).await,
             () = dialled.complete() => {
                 let digits = dialled.take();
+                if let Some(rest) = voicemail_keys(&digits, &ctx) {
+                    // The agent listens to a voicemail box with this phone.
+                    let session = tracker.spawn(call::mailbox::listen(port, rest, ctx.clone(), sw.clone()));
+                    let hung_up;
+                    (port, hung_up) = match busy_with(session, &mut inbox).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(%line, "voicemail session failed, line out of service: {e}");
+                            return;
+                        }
+                    };
+                    if hung_up {
+                        off_hook = false;
+                        ctx.panel.line_led(&line, false).await;
+                        let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
+                    }
+                    listen(&port, off_hook);
+                    continue;
+                }
                 if is_number(&digits, &ctx) {
                     // A call: the station is the call's until it ends.
                     let call = tracker.spawn(call::station::place(port, digits, ctx.clone(), sw.clone()));
@@ -338,17 +367,63 @@ fn is_number(keys: &str, ctx: &CallContext) -> bool {
     !keys.starts_with('*') && ctx.live.current().dialplan.is_some()
 }
 
-/// Dial tone on a station just picked up, on a site with a dial plan: the
-/// agent may dial.
-fn dial_tone<L: Line>(port: &Port<L>, ctx: &CallContext) {
+/// How often a station's message-waiting state is looked at again when
+/// no box changed (an agent logged in or out meanwhile).
+const LAMP_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tells the station's phone how many voicemail messages wait for the
+/// agent logged in there, when that changed since it was last told.
+async fn tell_lamp<L: Line>(
+    port: &mut Port<L>,
+    ctx: &CallContext,
+    sw: &Switch<L>,
+    lamp: &mut Option<(u32, u32)>,
+) {
+    let line = port.line.info().id.clone();
+    let Some(now) = call::mailbox::waiting_at(&line, ctx, sw).await else {
+        return;
+    };
+    if *lamp == Some(now) {
+        return;
+    }
+    *lamp = Some(now);
+    tracing::debug!(%line, new = now.0, old = now.1, "message waiting");
+    let cmd = LineCommand::MessageWaiting {
+        new: now.0,
+        old: now.1,
+    };
+    if let Err(e) = port.line.command(cmd).await {
+        tracing::warn!(%line, "message waiting not shown: {e}");
+    }
+}
+
+/// What followed the voicemail code in `digits`, when they start with it.
+fn voicemail_keys(digits: &str, ctx: &CallContext) -> Option<String> {
     let now = ctx.live.current();
-    if now.dialplan.is_none() {
+    let rest = digits.strip_prefix(now.voicemail.as_ref()?.code.as_str())?;
+    rest.chars()
+        .all(|c| c.is_ascii_digit())
+        .then(|| rest.to_string())
+}
+
+/// Dial tone on a station just picked up, on a site with a dial plan (the
+/// agent may dial); a stutter dial tone, dial plan or not, when voicemail
+/// waits for the agent.
+fn dial_tone<L: Line>(port: &Port<L>, ctx: &CallContext, waiting: bool) {
+    let now = ctx.live.current();
+    if now.dialplan.is_none() && !waiting {
         return;
     }
     let region = now.ivr.as_ref().map_or(ToneRegion::China, |i| i.tones);
     let rate = callbox_hal::AudioFormat::NARROWBAND.sample_rate;
-    let tone = ProgressToneGen::new(region, ProgressTone::Dial, rate);
-    port.leg.hear(Hears::Tone(Box::new(tone)));
+    let tone = if waiting {
+        ProgressTone::StutterDial
+    } else {
+        ProgressTone::Dial
+    };
+    port.leg.hear(Hears::Tone(Box::new(ProgressToneGen::new(
+        region, tone, rate,
+    ))));
 }
 
 /// A key on an off-hook station: the dial tone stops; a number is

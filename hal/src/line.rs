@@ -164,6 +164,17 @@ pub enum LineCommand {
         /// Name shown to the agent.
         caller_name: Option<String>,
     },
+    /// Tells a station's phone how many voicemail messages wait for the
+    /// agent using it: a SIP phone lights its lamp (an unsolicited
+    /// `message-summary` NOTIFY); an analog phone has no lamp the box can
+    /// reach, so the firmware plays it a stutter dial tone instead. Sent
+    /// when the count changes and when an agent logs in or out.
+    MessageWaiting {
+        /// Messages not yet heard.
+        new: u32,
+        /// Messages heard and kept.
+        old: u32,
+    },
 }
 
 /// The signalling half of one telephony port.

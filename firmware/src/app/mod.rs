@@ -179,6 +179,15 @@ pub async fn run<B: Backend>(
     );
     panel.status(BoxStatus::Booting).await;
     let first = live.current();
+    // What waits in each voicemail box, for the phones' lamps; a database
+    // that cannot be read leaves them dark until the next message.
+    let mailboxes = crate::store::ReadOnly::open(&opts.data_dir)
+        .and_then(|db| db.mailbox_counts())
+        .map(crate::voicemail::Mailboxes::new)
+        .unwrap_or_else(|e| {
+            tracing::warn!("voicemail counts not read: {e}");
+            crate::voicemail::Mailboxes::default()
+        });
     let ctx = CallContext {
         store: store.handle(),
         clock: opts.clock.clone(),
@@ -189,6 +198,7 @@ pub async fn run<B: Backend>(
         panel: panel.clone(),
         daynight: daynight.clone(),
         recorder: recorder.clone(),
+        mailboxes,
         shutdown: shutdown.clone(),
     };
     let acd = config.acd.clone().map(crate::acd::channel);

@@ -15,6 +15,7 @@
 pub mod callback;
 pub mod dialplan;
 pub mod inbound;
+pub mod mailbox;
 pub mod outbound;
 pub mod record;
 pub mod station;
@@ -62,6 +63,8 @@ pub struct Snapshot {
     pub ivr: Option<Arc<Ivr>>,
     /// The dial plan, when the site has one.
     pub dialplan: Option<Arc<dialplan::DialPlan>>,
+    /// Voicemail boxes, when the site has them.
+    pub voicemail: Option<Arc<crate::voicemail::VoicemailCfg>>,
 }
 
 /// The running config new calls start with; `config.set` replaces it.
@@ -112,6 +115,8 @@ pub struct CallContext {
     pub daynight: crate::daynight::DayNight,
     /// Call recording.
     pub recorder: crate::recorder::Recorder,
+    /// What waits in each voicemail box.
+    pub mailboxes: crate::voicemail::Mailboxes,
     /// Cancelled when the daemon stops.
     pub shutdown: CancellationToken,
 }
@@ -152,6 +157,7 @@ impl CallContext {
             park: &sw.park,
             rooms: &sw.rooms,
             daynight: &self.daynight,
+            mailboxes: &self.mailboxes,
         }
     }
 }

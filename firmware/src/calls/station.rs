@@ -105,8 +105,8 @@ where
 
 /// Who placed the call: the agent logged in at the station, and the number
 /// the called side sees.
-struct Who {
-    agent: Option<String>,
+pub(super) struct Who {
+    pub(super) agent: Option<String>,
     name: Option<String>,
     number: Option<String>,
 }
@@ -123,7 +123,7 @@ impl Who {
         }
     }
 
-    async fn at<L: Line>(station: &str, sw: &Switch<L>) -> Who {
+    pub(super) async fn at<L: Line>(station: &str, sw: &Switch<L>) -> Who {
         let Some(acd) = &sw.acd else {
             return Who {
                 agent: None,

@@ -58,6 +58,8 @@ struct RawSite {
     dialplan: Option<crate::calls::dialplan::RawDialPlan>,
     #[serde(default)]
     conference: std::collections::BTreeMap<String, crate::media::conference::RawRoom>,
+    #[serde(default)]
+    voicemail: Option<crate::voicemail::RawVoicemail>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +195,8 @@ pub struct SiteConfig {
     /// What numbers keyed on stations reach, when the site has a
     /// `[dialplan]`.
     pub dialplan: Option<crate::calls::dialplan::DialPlan>,
+    /// Voicemail boxes, when the site has a `[voicemail]` section.
+    pub voicemail: Option<crate::voicemail::VoicemailCfg>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -467,6 +471,7 @@ impl SiteConfig {
                         .map(crate::calls::dialplan::access_nodes)
                         .unwrap_or_default(),
                     rooms: rooms.clone(),
+                    voicemail: raw.voicemail.is_some(),
                 },
                 &src.base_dir(),
                 &prompt_dir,
@@ -528,6 +533,53 @@ impl SiteConfig {
                 }
             }
         };
+        if raw.voicemail.is_some() && raw.ivr.is_none() {
+            err(
+                "voicemail",
+                "voicemail boxes speak with the IVR's prompts and take messages in its `voicemail` nodes; add an `[ivr]`".into(),
+            );
+        }
+        let voicemail = raw.voicemail.as_ref().and_then(|v| {
+            let mut known = crate::voicemail::Known {
+                encrypted: recording.as_ref().is_some_and(|r| r.recipients.is_some()),
+                codes: vec![crate::daynight::CODE],
+                ..Default::default()
+            };
+            if let Some(a) = &acd {
+                known.agents = a
+                    .agents
+                    .iter()
+                    .map(|a| (a.id.as_str(), a.number.as_deref()))
+                    .collect();
+                known.queues = a
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        let members = q
+                            .members
+                            .iter()
+                            .map(|(i, _)| a.agents[*i].id.as_str())
+                            .collect();
+                        (q.name.as_str(), members)
+                    })
+                    .collect();
+                let c = &a.codes;
+                known.codes.extend(
+                    [
+                        &c.login, &c.logout, &c.pause, &c.unpause, &c.dnd, &c.wrap, &c.listen,
+                        &c.whisper, &c.barge, &c.pickup,
+                    ]
+                    .map(String::as_str),
+                );
+            }
+            crate::voicemail::check(v, &known)
+                .map_err(|list| {
+                    for (path, msg) in list {
+                        err(&path, msg);
+                    }
+                })
+                .ok()
+        });
 
         let uplink = match &raw.uplink {
             None => None,
@@ -608,6 +660,7 @@ impl SiteConfig {
                 board,
                 sip,
                 dialplan,
+                voicemail,
             }),
             _ => Err(Diagnostics(errs)),
         }
@@ -621,6 +674,7 @@ impl SiteConfig {
             inbound: Arc::new(self.inbound.clone()),
             ivr: self.ivr.clone().map(Arc::new),
             dialplan: self.dialplan.clone().map(Arc::new),
+            voicemail: self.voicemail.clone().map(Arc::new),
         }
     }
 

@@ -279,7 +279,7 @@ pub async fn attend<L: Line>(
         loop {
             media.clear_keys();
             say(media, prompt, "system:conference-pin").await?;
-            let keyed = keyed_until_hash(media).await?;
+            let keyed = media.keys_until_hash(PIN_WAIT).await?;
             if &keyed == pin {
                 break;
             }
@@ -309,21 +309,6 @@ async fn say<L: Line>(media: &mut Media<'_, L>, prompt: Prompt<'_>, key: &str) -
         media.play(s, false).await?;
     }
     Ok(())
-}
-
-/// Keys up to `#` (or a quiet [`PIN_WAIT`]), without the `#`.
-async fn keyed_until_hash<L: Line>(media: &mut Media<'_, L>) -> Result<String, Gone> {
-    let mut keyed = String::new();
-    while let Some(k) = media.wait_key(PIN_WAIT).await? {
-        if k == '#' {
-            break;
-        }
-        keyed.push(k);
-        if keyed.len() > 32 {
-            break;
-        }
-    }
-    Ok(keyed)
 }
 
 /// In the room: hears the others; `*` mutes and unmutes; a tone for each

@@ -228,6 +228,22 @@ impl<'p, L: Line> Media<'p, L> {
         }
     }
 
+    /// Keys up to `#` (or until none comes for `quiet`), without the `#`:
+    /// a PIN. At most 32 keys.
+    pub async fn keys_until_hash(&mut self, quiet: Duration) -> Result<String, Gone> {
+        let mut keyed = String::new();
+        while let Some(k) = self.wait_key(quiet).await? {
+            if k == '#' {
+                break;
+            }
+            keyed.push(k);
+            if keyed.len() > 32 {
+                break;
+            }
+        }
+        Ok(keyed)
+    }
+
     /// Records the caller into `message` (a started mono recording) until
     /// `#`, `max`, hang-up, a line failure or a daemon stop, then finishes
     /// it. Returns the message's length and why it ended early, if it did

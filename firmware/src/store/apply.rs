@@ -70,6 +70,10 @@ pub(super) fn apply(
             duration_ms,
             file,
         } => voicemail(tx, id, call_id, mailbox, caller, at, *duration_ms, file)?,
+        StoreMsg::VoicemailStatus { id, status, at } => {
+            tx.prepare_cached("UPDATE voicemail SET status = ?2, status_at_ms = ?3 WHERE id = ?1")?
+                .execute(params![id, status, at.wall_ms])?;
+        }
         StoreMsg::Callback {
             call_id,
             number,

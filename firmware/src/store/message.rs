@@ -59,6 +59,15 @@ pub enum StoreMsg {
         /// WAV file.
         file: String,
     },
+    /// A voicemail message was heard, kept or deleted from the phone.
+    VoicemailStatus {
+        /// Message id.
+        id: String,
+        /// `saved` or `deleted`.
+        status: &'static str,
+        /// When.
+        at: Stamp,
+    },
     /// A caller asked to be called back.
     Callback {
         /// The call.
@@ -248,6 +257,7 @@ impl StoreMsg {
             StoreMsg::Outbox { .. } => "outbox event",
             StoreMsg::ProductCheck { .. } => "product check",
             StoreMsg::Voicemail { .. } => "voicemail",
+            StoreMsg::VoicemailStatus { .. } => "voicemail status",
             StoreMsg::Callback { .. } => "callback",
             StoreMsg::Job(..) => "outbound job",
             StoreMsg::JobStatus(..) => "job status",

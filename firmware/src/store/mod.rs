@@ -35,6 +35,7 @@
 
 mod apply;
 mod error;
+mod mailbox;
 mod message;
 mod outbox;
 mod queries;
@@ -56,6 +57,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
+pub use mailbox::StoredMessage;
 pub use message::{StoreMsg, reply};
 pub use queries::{
     CallEvent, CallRecord, RecordQuery, RecordingRow, TABLES, read_recordings, read_records,

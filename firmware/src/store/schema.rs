@@ -189,6 +189,11 @@ pub const MIGRATIONS: &[&str] = &[
     // `outbound`); the caller's name from the site's contacts.
     "ALTER TABLE calls ADD COLUMN station TEXT;
     ALTER TABLE calls ADD COLUMN caller_name TEXT;",
+    // v7: voicemail boxes: a message is `new` until its owner hears it,
+    // then `saved` or `deleted` (kept until delivered, for headquarters).
+    "ALTER TABLE voicemail ADD COLUMN status TEXT NOT NULL DEFAULT 'new';
+    ALTER TABLE voicemail ADD COLUMN status_at_ms INTEGER;
+    CREATE INDEX voicemail_box ON voicemail(mailbox, status);",
 ];
 
 /// Opens the database for writing, migrates it and marks calls left in

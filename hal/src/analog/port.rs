@@ -550,6 +550,9 @@ pub async fn station(
                         // Off-hook: the call is over for the box, the
                         // handset is still lifted; its hang-up will come.
                     }
+                    // No lamp on the line: the firmware stutters the dial
+                    // tone instead.
+                    LineCommand::MessageWaiting { .. } => {}
                     other => tracing::warn!(line = %io.line, ?other, "not a station command; ignored"),
                 }
             }

@@ -267,6 +267,13 @@ pub struct SimStats {
     /// The caller id the box presented each time it dialled a number, by
     /// number (`""`: none, the trunk's own).
     pub presented: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// What each station's phone was told of waiting voicemail, in order:
+    /// `"new/old"` (`"1/0"`, `"0/1"`), as a SIP phone's lamp would show it.
+    pub message_waiting: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// What each agent heard each time they picked up to dial, before the
+    /// first key: `steady` (dial tone), `stutter` (a tone with gaps, the
+    /// message-waiting dial tone) or `none`.
+    pub dial_tones: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
     /// Frames with sound (above -50 dBFS) each far end heard, by line.
     pub heard_by_line: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Calls the box dialled out.

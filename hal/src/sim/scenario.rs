@@ -113,6 +113,8 @@ struct RawDial {
     #[serde(default)]
     hold: Option<String>,
     #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
     then: Vec<RawStep>,
 }
 
@@ -127,6 +129,9 @@ pub struct Dial {
     pub via: Via,
     /// How long the handset stays off-hook after keying (default 500 ms).
     pub hold: Option<Duration>,
+    /// How long the agent listens to the dial tone before the first key
+    /// (default 300 ms); what they heard goes to [`super::SimStats::dial_tones`].
+    pub listen: Duration,
     /// What the agent does meanwhile (e.g. speaks: `play`).
     pub then: Vec<Step>,
 }
@@ -463,11 +468,15 @@ impl Scenario {
                     .as_ref()
                     .map(|h| c.duration(&format!("{p}.dial[{j}].hold"), h));
                 let then = c.steps(&format!("{p}.dial[{j}].then"), &d.then);
+                let listen = d.listen.as_ref().map_or(Duration::from_millis(300), |l| {
+                    c.duration(&format!("{p}.dial[{j}].listen"), l)
+                });
                 dials.push(Dial {
                     at,
                     digits: d.digits.clone(),
                     via: d.via.unwrap_or(Via::Signal),
                     hold,
+                    listen,
                     then,
                 });
             }

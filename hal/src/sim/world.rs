@@ -383,7 +383,7 @@ async fn agent(
                     ringing(&mut fe, &script, &stats).await;
                     outstanding.finish();
                 }
-                Some(_) => {}
+                Some(cmd) => lamp(&fe, &cmd, &stats),
             },
             () = sleep_until_opt(dial_at) => {
                 if let Some(d) = next_dial {
@@ -415,7 +415,7 @@ async fn dial(fe: &mut FarEnd, d: &Dial, stats: &SimStats) {
         return;
     }
     let mut steps = vec![
-        Step::Wait(Duration::from_millis(300)),
+        Step::Wait(d.listen),
         Step::Press {
             digits: d.digits.clone(),
             via: d.via,
@@ -429,8 +429,39 @@ async fn dial(fe: &mut FarEnd, d: &Dial, stats: &SimStats) {
     steps.push(Step::Wait(d.hold.unwrap_or(Duration::from_millis(500))));
     steps.push(Step::Hangup);
     let mut player = Player::new(steps, None);
-    if let Ended::FarHungUp = media(fe, &mut player, stats).await {
+    let listen = (d.listen.as_millis() / FORMAT.frame_duration().as_millis()) as usize;
+    let mut heard = Heard {
+        envelope: Vec::with_capacity(listen),
+        ..Heard::default()
+    };
+    let end = exchange(fe, &mut player, stats, &mut heard).await;
+    heard.flush(stats, &fe.info.id);
+    stats
+        .dial_tones
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(fe.info.id.clone())
+        .or_default()
+        .push(dial_tone(&heard.envelope).to_string());
+    if let Ended::FarHungUp = end {
         hang_up_and_wait(fe, stats).await;
+    }
+}
+
+/// What a picked-up handset heard before the first key, from which frames
+/// had sound: nothing, a steady tone, or a tone broken by gaps (a stutter).
+/// Silence before the tone starts and after it stops does not count.
+fn dial_tone(envelope: &[bool]) -> &'static str {
+    let (Some(first), Some(last)) = (
+        envelope.iter().position(|&s| s),
+        envelope.iter().rposition(|&s| s),
+    ) else {
+        return "none";
+    };
+    if envelope[first..=last].iter().all(|&s| s) {
+        "steady"
+    } else {
+        "stutter"
     }
 }
 
@@ -452,7 +483,7 @@ async fn wait_release(fe: &mut FarEnd, stats: &SimStats) {
         loop {
             match fe.commands.recv().await {
                 Some(LineCommand::Hangup(_)) | None => return,
-                Some(_) => {}
+                Some(cmd) => lamp(fe, &cmd, stats),
             }
         }
     })
@@ -484,6 +515,8 @@ async fn media(fe: &mut FarEnd, player: &mut Player, stats: &SimStats) -> Ended 
 struct Heard {
     frames: u64,
     probes: [u64; super::PROBES],
+    /// Whether each frame had sound, for as many frames as it has room for.
+    envelope: Vec<bool>,
 }
 
 impl Heard {
@@ -532,7 +565,7 @@ async fn exchange(
             biased;
             cmd = fe.commands.recv() => match cmd {
                 Some(LineCommand::Hangup(_)) => return Ended::BoxHungUp,
-                Some(_) => {}
+                Some(cmd) => lamp(fe, &cmd, stats),
                 None => return Ended::Closed,
             },
             due = tick.tick() => {
@@ -570,7 +603,13 @@ async fn exchange(
                 if fe.audio_to_box.try_send((frame, delivered.max(now))).is_err() {
                     SimStats::add(&stats.frames_dropped);
                 }
-                if let Some(heard) = fe.audio_from_box.try_recv()
+                let heard = fe.audio_from_box.try_recv();
+                if let Some(h) = &heard
+                    && ears.envelope.len() < ears.envelope.capacity()
+                {
+                    ears.envelope.push(h.power_dbfs() > HEARD_DBFS);
+                }
+                if let Some(heard) = heard
                     && heard.power_dbfs() > HEARD_DBFS
                 {
                     SimStats::add(&stats.frames_heard);
@@ -581,6 +620,21 @@ async fn exchange(
                 }
             }
         }
+    }
+}
+
+/// Notes what a station's message-waiting lamp was told (other commands
+/// outside a call mean nothing to a far end).
+fn lamp(fe: &FarEnd, cmd: &LineCommand, stats: &SimStats) {
+    if let LineCommand::MessageWaiting { new, old } = cmd {
+        tracing::debug!(line = %fe.info.id, new, old, "message waiting");
+        stats
+            .message_waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(fe.info.id.clone())
+            .or_default()
+            .push(format!("{new}/{old}"));
     }
 }
 

@@ -135,6 +135,9 @@ impl Line for SipLine {
                 self.agent
                     .ring(&self.shared, caller_id.as_deref(), caller_name.as_deref())?;
             }
+            LineCommand::MessageWaiting { new, old } => {
+                self.agent.message_waiting(&self.shared, new, old)?;
+            }
         }
         Ok(())
     }

@@ -115,6 +115,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HwCmd,
     },
+    /// Hash a voicemail PIN (4 to 12 digits, read from standard input) for
+    /// `[voicemail.box.NAME] pin`: prints its argon2id hash.
+    HashPin,
     /// Print stored recordings (what was recorded, where the file is, its
     /// state).
     Recordings {
@@ -198,6 +201,18 @@ fn parse_start(s: &str) -> Result<std::time::SystemTime, String> {
         .parse()
         .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
     Ok(std::time::SystemTime::from(t))
+}
+
+/// `callboxd hash-pin`: the PIN on standard input's first line, hashed.
+fn hash_pin() -> Result<(), Failure> {
+    let mut pin = String::new();
+    std::io::stdin()
+        .read_line(&mut pin)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("reading the PIN: {e}")))?;
+    let hash = callbox_firmware::voicemail::hash_pin(pin.trim())
+        .map_err(|e| Failure::Other(anyhow::anyhow!(e)))?;
+    println!("{hash}");
+    Ok(())
 }
 
 /// A failure, classified for the exit code.
@@ -311,6 +326,7 @@ fn main() -> ExitCode {
         },
         Cmd::Recordings { data, json, call } => records::recordings(&data, json, call.as_deref()),
         Cmd::Hw { cmd } => hw::hw(cmd),
+        Cmd::HashPin => hash_pin(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

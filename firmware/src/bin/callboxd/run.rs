@@ -204,6 +204,8 @@ pub fn write_sim_report(path: &Path, c: &SimControl) -> Result<(), Failure> {
         "heard_frames": *s.heard_by_line.lock().unwrap_or_else(|p| p.into_inner()),
         "caller_ids": *s.caller_ids.lock().unwrap_or_else(|p| p.into_inner()),
         "presented": *s.presented.lock().unwrap_or_else(|p| p.into_inner()),
+        "message_waiting": *s.message_waiting.lock().unwrap_or_else(|p| p.into_inner()),
+        "dial_tones": *s.dial_tones.lock().unwrap_or_else(|p| p.into_inner()),
     });
     std::fs::write(path, report.to_string())
         .with_context(|| format!("writing the sim report {}", path.display()))?;

@@ -68,6 +68,8 @@ pub(crate) struct Starts<'a> {
     pub(crate) access: Vec<(String, String)>,
     /// The site's conference rooms, for `conference` nodes.
     pub(crate) rooms: Vec<crate::media::conference::RoomCfg>,
+    /// The site has voicemail boxes (their prompts are needed).
+    pub(crate) voicemail: bool,
 }
 
 /// Checks the `[ivr]` section and `[[outbound]]` jobs. Errors are
@@ -150,6 +152,27 @@ pub(crate) fn check(
             c.wanted
                 .entry(format!("system:{name}"))
                 .or_insert_with(|| "ivr".into());
+        }
+    }
+    if starts.voicemail {
+        for name in [
+            "voicemail-pin",
+            "voicemail-wrong-pin",
+            "voicemail-no-box",
+            "voicemail-you-have",
+            "voicemail-new",
+            "voicemail-saved",
+            "voicemail-message",
+            "voicemail-from",
+            "voicemail-options",
+            "voicemail-deleted",
+            "voicemail-kept",
+            "voicemail-no-more",
+            "voicemail-unavailable",
+        ] {
+            c.wanted
+                .entry(format!("system:{name}"))
+                .or_insert_with(|| "voicemail".into());
         }
     }
     let nodes: Vec<Node> = raw

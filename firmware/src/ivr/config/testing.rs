@@ -86,6 +86,7 @@ pub(crate) fn check_toml(toml: &str) -> Result<Ivr, Vec<String>> {
             outbound: &site.outbound,
             access: Vec::new(),
             rooms: Vec::new(),
+            voicemail: false,
         },
         dir.path(),
         &prompts,

@@ -81,6 +81,8 @@ pub struct FlowEnv<'a, L> {
     pub park: &'a crate::media::park::ParkLot<L>,
     /// Conference rooms.
     pub rooms: &'a crate::media::conference::Rooms,
+    /// What waits in each voicemail box (a message left adds to it).
+    pub mailboxes: &'a crate::voicemail::Mailboxes,
 }
 
 /// What the flow did, for the call record.

@@ -141,6 +141,7 @@ impl<L: Line> FlowEnv<'_, L> {
                         file,
                     })
                     .await;
+                self.mailboxes.left(mailbox);
                 st.path.push(format!("voicemail={duration_ms}ms"));
                 st.outcome = Some(format!("voicemail:{mailbox}"));
             }

@@ -25,6 +25,7 @@ use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use rsipstack::{EndpointBuilder, transaction::TransactionReceiver};
 use tokio_util::sync::CancellationToken;
 
+mod mwi;
 mod registrar;
 mod trunk;
 
@@ -101,6 +102,8 @@ pub(crate) struct Agent {
     /// The addresses of carriers named by DNS, as last resolved.
     resolved: Mutex<HashMap<String, Vec<SocketAddr>>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Voicemail waiting per phone account, as last told: (new, old).
+    waiting: Mutex<HashMap<String, (u32, u32)>>,
     nonce_key: RandomState,
     next_rtp: AtomicU16,
     sessions: AtomicU64,
@@ -136,6 +139,7 @@ impl Agent {
             bindings: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
             nonce_key: RandomState::new(),
             next_rtp: AtomicU16::new(first),
             sessions: AtomicU64::new(

@@ -235,12 +235,12 @@ impl Agent {
             let known = devices.iter().position(same);
             match known {
                 Some(i) => {
-                    devices[i] = binding;
+                    devices[i] = binding.clone();
                     Some(false)
                 }
                 None if devices.len() >= MAX_DEVICES => None,
                 None => {
-                    devices.push(binding);
+                    devices.push(binding.clone());
                     Some(true)
                 }
             }
@@ -266,6 +266,7 @@ impl Agent {
         let count = contacts.len();
         if fresh {
             tracing::info!(line = %line.info.id, %source, devices = count, "phone registered");
+            self.on_fresh_device(&st.username, binding);
         }
         let mut headers = contacts;
         headers.push(Header::Expires(granted.to_string().into()));
