@@ -215,6 +215,46 @@ dial = [
 }
 
 #[test]
+fn a_colleague_who_does_not_answer_takes_a_message_in_their_box() {
+    let site = site();
+    write_tone_hz(&site.dir.path().join("bob.wav"), 1800.0, 4_000);
+    let (rep, out) = site.run_heard(
+        r#"
+[[agent]]
+name = "alice"
+line = "desk-1"
+answers = false
+
+# Bob rings Alice at 1001; after 30 s of ringing he hears the prompt and
+# the beep and speaks for 4 s.
+[[agent]]
+name = "bob"
+line = "desk-2"
+dial = [{ at = "2s", digits = "1001#", hold = "1s", then = [{ wait = "38s" }, { play = "bob.wav" }] }]
+"#,
+    );
+    let log = text(&out);
+    let vm = site.table("voicemail");
+    assert_eq!(vm.len(), 1, "{vm:#?}\n{log}");
+    assert_eq!(vm[0]["mailbox"], "alice");
+    assert_eq!(vm[0]["caller"], "1002", "bob's number: {vm:#?}");
+    assert!(vm[0]["duration_ms"].as_i64().unwrap() >= 4_000, "{vm:#?}");
+    let recs = site.records();
+    let call = recs.iter().find(|r| r["dialled"] == "1001").unwrap();
+    assert_eq!(call["direction"], "internal");
+    assert_eq!(call["outcome"], "voicemail:alice", "{call:#}");
+    assert!(lamp(&rep, "desk-1").contains(&"1/0".to_string()), "{rep:#}");
+    // The message holds bob's voice.
+    let file = site.data().join(vm[0]["file"].as_str().unwrap());
+    let samples = callbox_hal::wav::load_prompt(&file, 8000).unwrap();
+    assert!(
+        callbox_tests::tone_level(&samples, 1800.0) > 1000.0,
+        "bob's 1800 Hz is in the message: {}",
+        callbox_tests::tone_level(&samples, 1800.0)
+    );
+}
+
+#[test]
 fn voicemail_mistakes_are_named_at_their_place() {
     let good = hash("2580");
     let site = Site::with_config(1, 3, &site_text(&good, &good));

@@ -34,6 +34,8 @@ use crate::store::{CallFlow, Direction, Disposition, Side};
 const RING: Duration = Duration::from_secs(30);
 /// How long a refusal tone plays before the box lets go of the handset.
 const REFUSAL: Duration = Duration::from_secs(15);
+/// Longest message a colleague leaves when nobody answers.
+const MESSAGE_MAX: Duration = Duration::from_secs(120);
 
 /// Places the call `keys` (as keyed, `#` included) from the off-hook
 /// station `port`, to its end; hands the port back, with `true` if the
@@ -337,8 +339,23 @@ impl<L: Line> Call<'_, L> {
                 .await;
         };
         let mut media = Media::new(port, self.ctx.shutdown.clone());
+        // A colleague who does not answer (or is busy) takes a message, in
+        // their own voicemail box if they have one.
+        let own_box = match &ext {
+            Extension::Agent(a) => self.ctx.live.current().voicemail.as_ref().and_then(|v| {
+                v.boxes
+                    .iter()
+                    .find(|b| b.name == *a)
+                    .map(|b| b.name.clone())
+            }),
+            _ => None,
+        };
         let Some(mut lease) = self.sw.lines.seize(&target).await else {
             tracing::info!(%target, "the station is busy");
+            if let Some(mailbox) = &own_box {
+                let (e, gone) = self.take_message(&mut media, mailbox).await;
+                return self.finish(log, e, gone).await;
+            }
             let ended = media
                 .tone_while(
                     self.tones,
@@ -363,6 +380,12 @@ impl<L: Line> Call<'_, L> {
         }
         let (e, gone) = match self.ring_out(&mut media, &mut lease, cmd, &target).await {
             Ok(Rang::Answered) => self.talk(&mut media, &mut lease, &target, &log).await,
+            Ok(Rang::NoAnswer | Rang::Refused(HangupCause::Busy))
+                if let Some(mailbox) = &own_box =>
+            {
+                release(lease.port(), HangupCause::NoAnswer).await;
+                self.take_message(&mut media, mailbox).await
+            }
             Ok(rang) => {
                 self.not_connected(&mut media, &mut lease, rang, &target)
                     .await
@@ -377,6 +400,46 @@ impl<L: Line> Call<'_, L> {
             acd.personal(&target, false).await;
         }
         self.finish(log, e, gone).await
+    }
+
+    /// The caller leaves a message in `mailbox` after the "leave a
+    /// message" prompt and the beep.
+    async fn take_message(&self, media: &mut Media<'_, L>, mailbox: &str) -> (Ended, Option<Gone>) {
+        let Some(ivr) = self.ctx.ivr.clone() else {
+            // (`[voicemail]` requires an `[ivr]`.)
+            return (
+                not(Disposition::NoAnswer, HangupCause::NoAnswer, "no_answer"),
+                None,
+            );
+        };
+        tracing::info!(%mailbox, "no answer: the caller may leave a message");
+        let greeting: Vec<i16> = ["system:leave-message", "system:beep"]
+            .iter()
+            .filter_map(|k| ivr.prompts.get(ivr.language, k))
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        if let Err(g) = media.play(greeting.into(), false).await {
+            return (
+                not(Disposition::NoAnswer, HangupCause::NoAnswer, "no_answer"),
+                Some(g),
+            );
+        }
+        if !media.rec.is_on() {
+            media.rec = crate::recorder::Recording::for_call(&self.ctx.recorder, self.id);
+        }
+        let caller = self.who.number.as_deref().unwrap_or(self.station);
+        let env = self
+            .ctx
+            .flow_env(&ivr, self.sw, self.id, Some(caller), Some(self.number));
+        let (left, gone) = env.leave_message(media, mailbox, MESSAGE_MAX).await;
+        let outcome = match left {
+            Ok(_) => format!("voicemail:{mailbox}"),
+            Err(()) => format!("voicemail_failed:{mailbox}"),
+        };
+        (
+            not(Disposition::NoAnswer, HangupCause::NoAnswer, &outcome),
+            gone,
+        )
     }
 
     /// A conference room: the PIN if it has one, then the room until the

@@ -111,42 +111,13 @@ impl<L: Line> FlowEnv<'_, L> {
         st: &mut FlowState,
     ) -> Result<(), Gone> {
         self.play(media, prompt, st, false).await?;
-        let at = self.clock.now();
-        // The message streams to disk through the recorder like a call
-        // recording: a power cut keeps what was said.
-        let mut message = media.rec.sibling();
-        let format = message
-            .config()
-            .map_or(crate::recorder::wav::Format::Pcm16, |c| c.voicemail_format);
-        let written = if message.start("voicemail", format, 1) {
-            let id = message.id().unwrap_or_default().to_string();
-            let file = message.file().unwrap_or_default().to_string();
-            let (length, ended_early) = media.record(max, &mut message).await;
-            Ok((id, file, length.as_millis() as i64, ended_early))
-        } else {
-            Err("the box cannot record now (no recording folder, or the disk is full)")
-        };
-        let mut ended_early = None;
-        match written {
-            Ok((id, file, duration_ms, early)) => {
-                ended_early = early;
-                self.store
-                    .send(StoreMsg::Voicemail {
-                        id,
-                        call_id: self.call_id.to_string(),
-                        mailbox: mailbox.to_string(),
-                        caller: self.caller.map(str::to_string),
-                        at,
-                        duration_ms,
-                        file,
-                    })
-                    .await;
-                self.mailboxes.left(mailbox);
+        let (left, ended_early) = self.leave_message(media, mailbox, max).await;
+        match left {
+            Ok(duration_ms) => {
                 st.path.push(format!("voicemail={duration_ms}ms"));
                 st.outcome = Some(format!("voicemail:{mailbox}"));
             }
-            Err(e) => {
-                tracing::error!(mailbox, "voicemail could not be recorded: {e}");
+            Err(()) => {
                 st.path.push("voicemail=failed".into());
                 st.outcome = Some(format!("voicemail_failed:{mailbox}"));
             }
@@ -155,10 +126,55 @@ impl<L: Line> FlowEnv<'_, L> {
             return Err(g);
         }
         // "Message saved" only when it was.
-        if st.outcome.as_deref() == Some(&format!("voicemail:{mailbox}")) {
+        if left.is_ok() {
             self.play(media, saved, st, false).await?;
         }
         Ok(())
+    }
+
+    /// Records what the caller says into `mailbox` (at most `max`, or up
+    /// to `#`) beside the call's own recording, notes it in the store and
+    /// the box's count; the message's length, or `Err` when the box could
+    /// not record (logged), and why the call ended meanwhile, if it did
+    /// (the message is kept either way). Agents' calls to a colleague
+    /// who does not answer end here too.
+    pub async fn leave_message(
+        &self,
+        media: &mut Media<'_, L>,
+        mailbox: &str,
+        max: Duration,
+    ) -> (Result<i64, ()>, Option<Gone>) {
+        let at = self.clock.now();
+        // The message streams to disk through the recorder like a call
+        // recording: a power cut keeps what was said.
+        let mut message = media.rec.sibling();
+        let format = message
+            .config()
+            .map_or(crate::recorder::wav::Format::Pcm16, |c| c.voicemail_format);
+        if !message.start("voicemail", format, 1) {
+            tracing::error!(
+                mailbox,
+                "voicemail could not be recorded: the box cannot record now (no recording folder, or the disk is full)"
+            );
+            return (Err(()), None);
+        }
+        let id = message.id().unwrap_or_default().to_string();
+        let file = message.file().unwrap_or_default().to_string();
+        let (length, ended_early) = media.record(max, &mut message).await;
+        let duration_ms = length.as_millis() as i64;
+        self.store
+            .send(StoreMsg::Voicemail {
+                id,
+                call_id: self.call_id.to_string(),
+                mailbox: mailbox.to_string(),
+                caller: self.caller.map(str::to_string),
+                at,
+                duration_ms,
+                file,
+            })
+            .await;
+        self.mailboxes.left(mailbox);
+        (Ok(duration_ms), ended_early)
     }
 
     /// Says the status of the order whose number is in `var`.
