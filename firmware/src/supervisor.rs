@@ -42,6 +42,7 @@ where
         acd,
         rooms: crate::media::conference::Rooms::spawn(tracker),
         park: crate::media::park::ParkLot::spawn(tracker),
+        ringing: crate::media::pickup::Ringing::default(),
     };
     for (port, inbox) in ports.into_iter().zip(inboxes) {
         let ctx = ctx.clone();
@@ -305,6 +306,32 @@ async fn station<L>(
                         off_hook = false;
                         ctx.panel.line_led(&line, false).await;
                         let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
+                    }
+                    listen(&port, off_hook);
+                    continue;
+                }
+                if let Some(target) = call::station::pickup_target(&digits, &sw).await {
+                    // A colleague's call ringing another phone: this one
+                    // takes it, and comes back when the call ends.
+                    let (back_tx, back_rx) = oneshot::channel();
+                    if let Some(a) = &acd {
+                        a.personal(&line, true).await;
+                    }
+                    let taken = sw.ringing.take(&target, Lease::new(port, back_tx)).is_ok();
+                    port = match wait_return(back_rx, &mut inbox).await {
+                        Some((p, _)) => p,
+                        None => {
+                            tracing::error!(%line, "a station that picked up never came back; line out of service");
+                            return;
+                        }
+                    };
+                    if let Some(a) = &acd {
+                        a.personal(&line, false).await;
+                    }
+                    if taken {
+                        tracing::info!(%line, %target, "picked up a colleague's call; the station is back");
+                        off_hook = false;
+                        ctx.panel.line_led(&line, false).await;
                     }
                     listen(&port, off_hook);
                     continue;

@@ -419,3 +419,46 @@ hangup_after = "3s"
         "{rep:#}"
     );
 }
+
+#[test]
+fn a_colleagues_call_ringing_one_phone_is_picked_up_at_another() {
+    let site = site();
+    let (rep, out) = site.run_heard(
+        r#"
+# Alice rings Bob (1002), who does not answer; at desk-3 someone keys the
+# pickup code and Bob's number and takes the call.
+[[agent]]
+name = "alice"
+line = "desk-1"
+dial = [{ at = "2s", digits = "1002", hold = "20s", then = [{ play = "alice.wav" }] }]
+
+[[agent]]
+name = "bob"
+line = "desk-2"
+answers = false
+
+[[agent]]
+name = "carol"
+line = "desk-3"
+dial = [{ at = "8s", digits = "*81002", hold = "12s", then = [{ wait = "2s" }, { play = "far.wav" }] }]
+"#,
+    );
+    let recs = site.records();
+    let r = record(&recs, "1002");
+    assert_eq!(r["disposition"], "answered", "{r:#}\n{}", text(&out));
+    assert_eq!(r["connected_to"], "desk-3", "{r:#}");
+    assert_eq!(r["agent"], "alice");
+    assert!(
+        probes(&rep, "desk-3", "600") > 200,
+        "desk-3 hears alice: {rep:#}"
+    );
+    assert!(
+        probes(&rep, "desk-1", "1000") > 200,
+        "alice hears desk-3: {rep:#}"
+    );
+    assert!(
+        text(&out).contains("picked up at another phone"),
+        "{}",
+        text(&out)
+    );
+}

@@ -214,6 +214,8 @@ pub struct Switch<L> {
     pub rooms: crate::media::conference::Rooms,
     /// Parked calls.
     pub park: crate::media::park::ParkLot<L>,
+    /// Stations ringing for a colleague's call, for pickup.
+    pub ringing: crate::media::pickup::Ringing<L>,
 }
 
 impl<L> Clone for Switch<L> {
@@ -223,6 +225,7 @@ impl<L> Clone for Switch<L> {
             acd: self.acd.clone(),
             rooms: self.rooms.clone(),
             park: self.park.clone(),
+            ringing: self.ringing.clone(),
         }
     }
 }

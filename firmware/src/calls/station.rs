@@ -26,6 +26,7 @@ use crate::ivr::engine::{FlowEnd, FlowState};
 use crate::media::conference::{self, Attended, RoomCfg};
 use crate::media::dial::{Rang, answer_within, release};
 use crate::media::lines::{Lease, Port};
+use crate::media::pickup::Rung;
 use crate::media::{BridgeEnd, Gone, Media, bridge};
 use crate::recorder::config::CallKeys;
 use crate::store::{CallFlow, Direction, Disposition, Side};
@@ -103,6 +104,38 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// Where agent `a` takes calls: the station they are logged in at, else
+/// their home station.
+pub async fn station_of<L: Line>(sw: &Switch<L>, a: &str) -> Option<String> {
+    let acd = sw.acd.as_ref()?;
+    let agents = acd.stats().await.map(|s| s.agents).unwrap_or_default();
+    agents
+        .iter()
+        .find(|s| s.agent == a && s.state != "logged_out")
+        .and_then(|s| s.station.clone())
+        .or_else(|| {
+            acd.config()
+                .agents
+                .iter()
+                .find(|c| c.id == a)
+                .and_then(|c| c.station.clone())
+        })
+}
+
+/// The station ringing for a colleague's call that `digits` (the pickup
+/// code and an agent's number, `*81001`) asks to take, if it rings.
+pub async fn pickup_target<L: Line>(digits: &str, sw: &Switch<L>) -> Option<String> {
+    let acd = sw.acd.as_ref()?;
+    let cfg = acd.config();
+    let number = digits.strip_prefix(cfg.codes.pickup.as_str())?;
+    let agent = cfg
+        .agents
+        .iter()
+        .find(|a| a.number.as_deref() == Some(number))?;
+    let station = station_of(sw, &agent.id).await?;
+    sw.ringing.is_ringing(&station).then_some(station)
 }
 
 /// Who placed the call: the agent logged in at the station, and the number
@@ -378,7 +411,28 @@ impl<L: Line> Call<'_, L> {
         if let Some(acd) = &self.sw.acd {
             acd.personal(&target, true).await;
         }
-        let (e, gone) = match self.ring_out(&mut media, &mut lease, cmd, &target).await {
+        // Another agent may take the call at their phone meanwhile.
+        let mut rung = self.sw.ringing.ring(&target);
+        let mut picked = None;
+        let rang = self
+            .ring_or_pickup(
+                &mut media,
+                &mut lease,
+                cmd,
+                &target,
+                Some((&mut rung, &mut picked)),
+            )
+            .await;
+        drop(rung);
+        let (e, gone) = match rang {
+            Ok(Rang::Cancelled) if let Some(mut by) = picked => {
+                // The rung phone stops ringing and is free again.
+                release(lease.port(), HangupCause::Normal).await;
+                drop(lease);
+                let station = by.port().line.info().id.clone();
+                tracing::info!(%target, by = %station, "picked up at another phone");
+                self.talk(&mut media, &mut by, &station, &log).await
+            }
             Ok(Rang::Answered) => self.talk(&mut media, &mut lease, &target, &log).await,
             Ok(Rang::NoAnswer | Rang::Refused(HangupCause::Busy))
                 if let Some(mailbox) = &own_box =>
@@ -531,22 +585,8 @@ impl<L: Line> Call<'_, L> {
         hung_up
     }
 
-    /// Where agent `a` takes calls: the station they are logged in at,
-    /// else their home station.
     async fn station_of(sw: &Switch<L>, a: &str) -> Option<String> {
-        let acd = sw.acd.as_ref()?;
-        let agents = acd.stats().await.map(|s| s.agents).unwrap_or_default();
-        agents
-            .iter()
-            .find(|s| s.agent == a && s.state != "logged_out")
-            .and_then(|s| s.station.clone())
-            .or_else(|| {
-                acd.config()
-                    .agents
-                    .iter()
-                    .find(|c| c.id == a)
-                    .and_then(|c| c.station.clone())
-            })
+        station_of(sw, a).await
     }
 
     /// An outside number: the trunk groups the plan gives it, in turn,
@@ -624,6 +664,20 @@ impl<L: Line> Call<'_, L> {
         cmd: LineCommand,
         target: &str,
     ) -> Result<Rang, Gone> {
+        self.ring_or_pickup(media, lease, cmd, target, None).await
+    }
+
+    /// [`Self::ring_out`]; while a colleague's station rings, another
+    /// phone may pick the call up (`pickup`): the ringing stops as
+    /// [`Rang::Cancelled`] and that phone's lease is put in `picked`.
+    async fn ring_or_pickup(
+        &self,
+        media: &mut Media<'_, L>,
+        lease: &mut Lease<L>,
+        cmd: LineCommand,
+        target: &str,
+        pickup: Option<(&mut Rung<L>, &mut Option<Lease<L>>)>,
+    ) -> Result<Rang, Gone> {
         if let Err(e) = lease.port().line.command(cmd).await {
             tracing::warn!(%target, "could not ring: {e}");
             return Ok(Rang::Failed(crate::media::LineFailure::new(
@@ -631,11 +685,20 @@ impl<L: Line> Call<'_, L> {
                 e.to_string(),
             )));
         }
+        let picked_up = async {
+            match pickup {
+                Some((rung, picked)) => match rung.taken.recv().await {
+                    Some(l) => *picked = Some(l),
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         let rang = media
             .tone_while(
                 self.tones,
                 ProgressTone::Ringback,
-                answer_within(&mut lease.port().line, RING, std::future::pending()),
+                answer_within(&mut lease.port().line, RING, picked_up),
                 false,
             )
             .await?;

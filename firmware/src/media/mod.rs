@@ -21,6 +21,7 @@ mod failure;
 pub mod keys;
 pub mod lines;
 pub mod park;
+pub mod pickup;
 pub mod play;
 
 pub use bridge::{
