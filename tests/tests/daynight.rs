@@ -220,3 +220,82 @@ outcome = "hotline"
         assert_error_at(&bad, &err, needle, msg);
     }
 }
+
+#[test]
+fn an_exchange_sending_did_digits_after_the_answer_routes_each_call_by_them() {
+    let site = Site::new(1, 0, 200, "");
+    let cfg = site.config_text().replace(
+        "id = \"trunk-1\"\nkind = \"trunk\"\n",
+        "id = \"trunk-1\"\nkind = \"trunk\"\nnumber = \"4008001234\"\ndid_digits = 4\n",
+    ) + r#"
+[ivr]
+language = "en"
+start = "main"
+
+[[ivr.route]]
+dialled = ["6001"]
+start = "sales"
+
+[[ivr.route]]
+dialled = ["4008001234"]
+start = "hotline"
+
+[ivr.node.main]
+type = "hangup"
+outcome = "main"
+
+[ivr.node.sales]
+type = "hangup"
+outcome = "sales"
+
+[ivr.node.hotline]
+type = "hangup"
+outcome = "hotline"
+"#;
+    site.write("site.toml", &cfg);
+    // The exchange keys 6001 in band just after the answer; then 60 and
+    // `#`; then nothing (the line's own number routes that one).
+    let sc = r#"
+[[call]]
+at = "1s"
+from = "5001"
+script = [{ wait = "200ms" }, { press = "6001", via = "inband" }, { wait = "5s" }]
+
+[[call]]
+at = "15s"
+from = "5002"
+script = [{ wait = "200ms" }, { press = "60#", via = "inband" }, { wait = "5s" }]
+
+[[call]]
+at = "30s"
+from = "5003"
+hangup_after = "12s"
+"#;
+    let path = site.write("calls.toml", sc);
+    let out = site.run_fast(&path);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    let by = |c: &str| {
+        recs.iter()
+            .find(|r| r["caller"] == c)
+            .unwrap_or_else(|| panic!("no record of {c}: {recs:#?}\n{}", text(&out)))
+    };
+    assert_eq!(by("5001")["dialled"], "6001", "{}", text(&out));
+    assert_eq!(by("5001")["outcome"], "sales");
+    assert_eq!(by("5002")["dialled"], "60");
+    assert_eq!(by("5002")["outcome"], "main");
+    assert_eq!(by("5003")["dialled"], "4008001234");
+    assert_eq!(by("5003")["outcome"], "hotline");
+    assert!(text(&out).contains("no DID digits from the exchange"));
+
+    // On a station, or out of range, it is named at its place.
+    let bad = cfg.replace("did_digits = 4", "did_digits = 40");
+    site.write("site.toml", &bad);
+    let err = site.refused();
+    assert_error_at(
+        &bad,
+        &err,
+        "did_digits = 40",
+        "40 DID digits: an exchange sends 1 to 16",
+    );
+}

@@ -1,6 +1,7 @@
 //! An inbound call: rings for the configured time (a blocked caller is
 //! refused first; the ringback, where the line has early media, plays
-//! meanwhile), is answered, hears the greeting if the site has one,
+//! meanwhile), is answered, takes the DID digits on trunks whose exchange
+//! sends them, hears the greeting if the site has one,
 //! then runs through the IVR flow its dialled number routes to; without an
 //! IVR the box hangs up after the greeting. The call keeps reading inbound
 //! audio and line events the whole time, so a caller who hangs up is
@@ -156,9 +157,25 @@ where
     }
     log.answered().await;
     let id = log.id();
+    let line_id = port.line.info().id.clone();
     let mut media = Media::new(port, ctx.shutdown.clone());
     media.rec = crate::recorder::Recording::for_call(&ctx.recorder, id);
     let answered = |cause, side, gone| Outcome::new(Disposition::Answered, cause, side, gone);
+    let mut dialled = arrival.dialled.clone();
+    if let Some(&n) = ctx.inbound.did_digits.get(&line_id) {
+        match did_digits(&mut media, n).await {
+            Ok(d) if !d.is_empty() => {
+                tracing::info!(dialled = %d, "DID digits from the exchange");
+                log.dialled(&d).await;
+                dialled = Some(d);
+            }
+            Ok(_) => tracing::warn!(
+                routed_by = dialled.as_deref().unwrap_or("no number"),
+                "no DID digits from the exchange"
+            ),
+            Err(g) => return gone_outcome(g, Disposition::Answered),
+        }
+    }
     if let Some(greeting) = &ctx.inbound.greeting {
         tracing::info!(greeting = %greeting.name, "answered; playing greeting");
         if let Err(g) = media.play(greeting.samples.clone(), false).await {
@@ -172,21 +189,38 @@ where
         // Greeting played to its last sample: the box hangs up.
         return answered(HangupCause::Normal, Side::Box, false);
     };
-    let (start, lang) = ivr.route(arrival.dialled.as_deref());
+    let (start, lang) = ivr.route(dialled.as_deref());
     let mut st = FlowState::new(start, lang, &[]);
-    let env = ctx.flow_env(
-        ivr,
-        sw,
-        id,
-        arrival.caller.as_deref(),
-        arrival.dialled.as_deref(),
-    );
+    let env = ctx.flow_env(ivr, sw, id, arrival.caller.as_deref(), dialled.as_deref());
     let end = env.run(&mut media, &mut st).await;
     *flow = Some(flow_record(id, ivr, &st, None));
     match end {
         FlowEnd::Done => answered(HangupCause::Normal, Side::Box, false),
         FlowEnd::Gone(g) => gone_outcome(g, Disposition::Answered),
     }
+}
+
+/// How long the exchange has to start sending DID digits after the answer.
+const DID_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+/// Quiet after a DID digit that ends the number early.
+const DID_GAP: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The dialled number an analog exchange sends as DTMF once the box has
+/// answered: up to `n` digits, ended early by `#` or [`DID_GAP`] of
+/// quiet; empty when none come within [`DID_FIRST`].
+async fn did_digits<L: Line>(media: &mut Media<'_, L>, n: usize) -> Result<String, Gone> {
+    let mut digits = String::new();
+    let mut wait = DID_FIRST;
+    while digits.len() < n {
+        match media.wait_key(wait).await? {
+            Some(k) if k.is_ascii_digit() => digits.push(k),
+            Some('#') | None => break,
+            Some(_) => {}
+        }
+        wait = DID_GAP;
+    }
+    media.clear_keys();
+    Ok(digits)
 }
 
 /// Lets the call ring for `answer_after`; `Err` when it ends meanwhile

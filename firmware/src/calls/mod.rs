@@ -52,6 +52,9 @@ pub struct Inbound {
     /// The number each trunk answers for (`[[line]] number`): the dialled
     /// number of its calls that arrive without one (analog lines).
     pub numbers: std::collections::HashMap<String, String>,
+    /// Trunks whose exchange sends the dialled number as DTMF after the
+    /// box answers (`[[line]] did_digits`), with how many digits.
+    pub did_digits: std::collections::HashMap<String, usize>,
 }
 
 /// The parts of the config a call runs by, as one snapshot.

@@ -67,6 +67,16 @@ impl CallLog {
         &self.id
     }
 
+    /// The number the caller dialled, learnt after the call arrived.
+    pub async fn dialled(&self, dialled: &str) {
+        self.store
+            .send(StoreMsg::CallDialled {
+                id: self.id.clone(),
+                dialled: dialled.to_string(),
+            })
+            .await;
+    }
+
     /// Records that the call was answered now.
     pub async fn answered(&self) {
         let at = self.clock.now();

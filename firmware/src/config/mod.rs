@@ -127,6 +127,8 @@ struct RawLine {
     sip: Option<sip::RawLineSip>,
     #[serde(default)]
     number: Option<String>,
+    #[serde(default)]
+    did_digits: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +255,8 @@ impl SiteConfig {
         let mut kinds: Vec<Option<LineKind>> = Vec::new();
         // The numbers trunks answer for, by line id.
         let mut numbers = HashMap::new();
+        // How many DID digits the exchange sends after seizure, by line id.
+        let mut did_digits = HashMap::new();
         for (i, l) in raw.line.iter().enumerate() {
             let ids = match l.kind.as_str() {
                 "trunk" => sip::channel_ids(&l.id, l.sip.as_ref()),
@@ -299,6 +303,23 @@ impl SiteConfig {
                 } else {
                     for id in &ids {
                         numbers.insert(id.clone(), n.clone());
+                    }
+                }
+            }
+            if let Some(n) = l.did_digits {
+                if kind != LineKind::Trunk || l.sip.is_some() {
+                    err(
+                        &format!("line[{i}].did_digits"),
+                        "`did_digits` is for analog trunks whose exchange sends the dialled number as DTMF after the box answers; SIP calls carry theirs".into(),
+                    );
+                } else if !(1..=16).contains(&n) {
+                    err(
+                        &format!("line[{i}].did_digits"),
+                        format!("{n} DID digits: an exchange sends 1 to 16"),
+                    );
+                } else {
+                    for id in &ids {
+                        did_digits.insert(id.clone(), n);
                     }
                 }
             }
@@ -652,6 +673,7 @@ impl SiteConfig {
                     ringback,
                     lines: inbound_lines,
                     numbers,
+                    did_digits,
                 },
                 ivr,
                 acd,

@@ -20,6 +20,10 @@ pub(super) fn apply(
     match msg {
         StoreMsg::CallStarted(c) => call_started(tx, c, boot_id)?,
         StoreMsg::CallAnswered { id, at } => call_answered(tx, id, at)?,
+        StoreMsg::CallDialled { id, dialled } => {
+            tx.prepare_cached("UPDATE calls SET dialled = ?2 WHERE id = ?1")?
+                .execute(params![id, dialled])?;
+        }
         StoreMsg::CallEnded(e) => call_ended(tx, e)?,
         StoreMsg::CallFlow(f) => call_flow(tx, f)?,
         StoreMsg::WrapCode { call_id, code } => wrap_code(tx, call_id, code)?,

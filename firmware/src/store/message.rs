@@ -107,6 +107,14 @@ pub enum StoreMsg {
     },
     /// Insert a call record.
     CallStarted(CallStart),
+    /// The number a caller dialled, learnt after the call arrived (DID
+    /// digits an analog exchange sends once the box answers).
+    CallDialled {
+        /// Call id.
+        id: String,
+        /// The number.
+        dialled: String,
+    },
     /// Mark a call answered.
     CallAnswered {
         /// The call.
@@ -252,6 +260,7 @@ impl StoreMsg {
         match self {
             StoreMsg::CallStarted(_) => "call started",
             StoreMsg::CallAnswered { .. } => "call answered",
+            StoreMsg::CallDialled { .. } => "dialled number",
             StoreMsg::CallEnded(_) => "call ended",
             StoreMsg::CallFlow(_) => "call flow",
             StoreMsg::Outbox { .. } => "outbox event",
