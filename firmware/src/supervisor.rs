@@ -43,6 +43,7 @@ where
         rooms: crate::media::conference::Rooms::spawn(tracker),
         park: crate::media::park::ParkLot::spawn(tracker),
         ringing: crate::media::pickup::Ringing::default(),
+        preemption: call::preempt::Preemption::default(),
     };
     for (port, inbox) in ports.into_iter().zip(inboxes) {
         let ctx = ctx.clone();
@@ -151,8 +152,16 @@ async fn trunk<L>(
                     dialled: dialled.or_else(|| now.inbound.numbers.get(&line).cloned()),
                     accept,
                 };
-                let call = tracker.spawn(call::inbound(port, arrival, ctx.clone(), sw.clone()));
-                match busy_with(call, &mut inbox).await {
+                // An agent's emergency call may end this one for the trunk.
+                let stop = sw.preemption.carrying(&line, &ctx.shutdown);
+                let call_ctx = CallContext {
+                    shutdown: stop.token.clone(),
+                    ..ctx.clone()
+                };
+                let call = tracker.spawn(call::inbound(port, arrival, call_ctx, sw.clone(), stop));
+                let ended = busy_with(call, &mut inbox).await;
+                sw.preemption.done(&line);
+                match ended {
                     Ok(p) => port = p,
                     Err(e) => {
                         // The call actor died (a bug); the port went with it.

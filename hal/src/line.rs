@@ -64,6 +64,9 @@ pub enum HangupCause {
     NotAllowed,
     /// The number dialled reaches nothing.
     NotInService,
+    /// The box ended the call to free its trunk for an emergency call
+    /// (Q.850 cause 8, preemption).
+    Preempted,
 }
 
 impl HangupCause {
@@ -79,6 +82,7 @@ impl HangupCause {
             HangupCause::LineFailure => "line_failure",
             HangupCause::NotAllowed => "not_allowed",
             HangupCause::NotInService => "not_in_service",
+            HangupCause::Preempted => "preempted",
         }
     }
 }

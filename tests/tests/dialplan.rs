@@ -462,3 +462,71 @@ dial = [{ at = "8s", digits = "*81002", hold = "12s", then = [{ wait = "2s" }, {
         text(&out)
     );
 }
+
+#[test]
+fn an_emergency_call_finding_every_trunk_busy_ends_a_callers_call_when_the_site_says_so() {
+    const BUSY_SITE: &str = r#"
+[ivr]
+start = "wait"
+
+[ivr.node.wait]
+type = "menu"
+greeting = "system:beep"
+first_digit_timeout = "60s"
+options = { "1" = "bye" }
+
+[ivr.node.bye]
+type = "hangup"
+
+[acd.agent.alice]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[dialplan]
+emergency_preempt = true
+"#;
+    let scenario = r#"
+# A caller holds the only trunk; Alice dials 110 while he is on it.
+[[call]]
+at = "1s"
+from = "13900000009"
+to = "4001"
+hangup_after = "50s"
+
+[[agent]]
+name = "alice"
+line = "desk-1"
+dial = [{ at = "10s", digits = "110", hold = "10s" }]
+
+[[callee]]
+number = "110"
+answer_after = "1s"
+hangup_after = "3s"
+"#;
+    let site = Site::with_config(1, 1, BUSY_SITE);
+    let (_, out) = site.run_heard(scenario);
+    let recs = site.records();
+    let caller = recs
+        .iter()
+        .find(|r| r["caller"] == "13900000009")
+        .unwrap();
+    assert_eq!(caller["hangup_cause"], "preempted", "{caller:#}\n{}", text(&out));
+    assert_eq!(caller["outcome"], "preempted");
+    let sos = record(&recs, "110");
+    assert_eq!(sos["disposition"], "answered", "{sos:#}\n{}", text(&out));
+    assert_eq!(sos["trunk_line"], "trunk-1");
+
+    // Without `emergency_preempt` the caller keeps the trunk and the
+    // emergency call gets reorder.
+    let site = Site::with_config(1, 1, &BUSY_SITE.replace("emergency_preempt = true\n", ""));
+    let (_, out) = site.run_heard(scenario);
+    let recs = site.records();
+    let caller = recs
+        .iter()
+        .find(|r| r["caller"] == "13900000009")
+        .unwrap();
+    assert_ne!(caller["hangup_cause"], "preempted", "{caller:#}");
+    let sos = record(&recs, "110");
+    assert_ne!(sos["disposition"], "answered", "{sos:#}\n{}", text(&out));
+}

@@ -81,6 +81,8 @@ pub(crate) struct RawDialPlan {
     caller_id_for: BTreeMap<String, String>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    #[serde(default)]
+    emergency_preempt: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +199,9 @@ pub struct DialPlan {
     classes: Vec<(String, Vec<Pattern>)>,
     allow: Vec<String>,
     allow_for: HashMap<String, Vec<String>>,
+    /// An emergency call finding every trunk busy ends a caller's call to
+    /// take its trunk.
+    pub emergency_preempt: bool,
 }
 
 impl DialPlan {
@@ -615,6 +620,7 @@ pub(crate) fn check(
             classes,
             allow,
             allow_for,
+            emergency_preempt: raw.emergency_preempt,
         })
     } else {
         Err(errs)

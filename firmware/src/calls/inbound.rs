@@ -18,15 +18,23 @@ use crate::ivr::engine::{FlowEnd, FlowState};
 use crate::media::{Gone, LineFailure, Media};
 use crate::store::{CallFlow, Direction, Disposition, Side};
 
-/// Runs one inbound call to its end and hands the port back.
-pub async fn inbound<L>(port: Port<L>, arrival: Arrival, ctx: CallContext, sw: Switch<L>) -> Port<L>
+/// Runs one inbound call to its end and hands the port back. `stop` is
+/// the call's own end (its token is `ctx.shutdown`): the daemon stopping,
+/// or an emergency call taking the trunk.
+pub async fn inbound<L>(
+    port: Port<L>,
+    arrival: Arrival,
+    ctx: CallContext,
+    sw: Switch<L>,
+    stop: super::preempt::CallStop,
+) -> Port<L>
 where
     L: Line,
 {
     let ctx = ctx.for_new_call();
     let id = crate::clock::new_id(&ctx.clock);
     let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %port.line.info().id);
-    inbound_call(port, arrival, ctx, id, sw)
+    inbound_call(port, arrival, ctx, id, sw, stop)
         .instrument(span)
         .await
 }
@@ -37,6 +45,7 @@ async fn inbound_call<L>(
     ctx: CallContext,
     id: String,
     sw: Switch<L>,
+    stop: super::preempt::CallStop,
 ) -> Port<L>
 where
     L: Line,
@@ -91,6 +100,22 @@ where
         )
     } else {
         answer_and_run(&mut port, &log, &arrival, &ctx, &sw, &mut flow).await
+    };
+    let outcome = if stop.preempted() {
+        tracing::warn!("call ended to free the trunk for an emergency call");
+        let f = flow.get_or_insert_with(|| CallFlow {
+            id: id.clone(),
+            ..CallFlow::default()
+        });
+        f.outcome = Some("preempted".into());
+        Outcome::new(
+            outcome.disposition,
+            HangupCause::Preempted,
+            Side::Box,
+            false,
+        )
+    } else {
+        outcome
     };
     if let Some(f) = flow {
         log.flow(f).await;

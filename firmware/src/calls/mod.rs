@@ -17,6 +17,7 @@ pub mod dialplan;
 pub mod inbound;
 pub mod mailbox;
 pub mod outbound;
+pub mod preempt;
 pub mod record;
 pub mod station;
 
@@ -219,6 +220,8 @@ pub struct Switch<L> {
     pub park: crate::media::park::ParkLot<L>,
     /// Stations ringing for a colleague's call, for pickup.
     pub ringing: crate::media::pickup::Ringing<L>,
+    /// Callers' calls on trunks, which an emergency call may end.
+    pub preemption: preempt::Preemption,
 }
 
 impl<L> Clone for Switch<L> {
@@ -229,6 +232,7 @@ impl<L> Clone for Switch<L> {
             rooms: self.rooms.clone(),
             park: self.park.clone(),
             ringing: self.ringing.clone(),
+            preemption: self.preemption.clone(),
         }
     }
 }

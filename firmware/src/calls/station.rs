@@ -35,6 +35,8 @@ use crate::store::{CallFlow, Direction, Disposition, Side};
 const RING: Duration = Duration::from_secs(30);
 /// How long a refusal tone plays before the box lets go of the handset.
 const REFUSAL: Duration = Duration::from_secs(15);
+/// How long an emergency call waits for the trunk it freed.
+const PREEMPT_WAIT: Duration = Duration::from_secs(5);
 /// Longest message a colleague leaves when nobody answers.
 const MESSAGE_MAX: Duration = Duration::from_secs(120);
 
@@ -527,6 +529,22 @@ impl<L: Line> Call<'_, L> {
         self.finish(log, e, gone).await
     }
 
+    /// Seizes `trunk`, whose call was just ended for an emergency call,
+    /// as soon as its watcher has it back (within a few seconds).
+    async fn seize_when_back(&self, trunk: &str) -> Option<Lease<L>> {
+        let deadline = tokio::time::Instant::now() + PREEMPT_WAIT;
+        loop {
+            if let Some(l) = self.sw.lines.seize(trunk).await {
+                return Some(l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(%trunk, "the preempted trunk did not come free");
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts recording the call if the site's policy says so for this
     /// agent and the number dialled.
     fn record_by_policy(&self, media: &mut Media<'_, L>) {
@@ -600,48 +618,75 @@ impl<L: Line> Call<'_, L> {
         let mut media = Media::new(port, self.ctx.shutdown.clone());
         let mut log = None;
         let mut tried = Vec::new();
-        for group in self.plan.groups(number, class) {
-            let caller_id = own.clone().or_else(|| group.caller_id.clone());
-            for trunk in group.order() {
-                let Some(mut lease) = self.sw.lines.seize(&trunk).await else {
-                    continue;
-                };
-                // The record starts with the first trunk that is free.
-                let l = match log.take() {
-                    Some(l) => l,
-                    None => {
-                        self.log(Direction::Outbound, Some(trunk.clone()), number)
-                            .await
-                    }
-                };
-                tracing::info!(%trunk, %class, presented = caller_id.as_deref().unwrap_or("the trunk's"), "dialling out");
-                let cmd = LineCommand::Dial {
-                    number: number.to_string(),
-                    caller_id: caller_id.clone(),
-                };
-                let (mut e, gone) = match self.ring_out(&mut media, &mut lease, cmd, &trunk).await {
-                    Ok(Rang::Answered) => self.talk(&mut media, &mut lease, &trunk, &l).await,
-                    Ok(Rang::Refused(HangupCause::Congestion)) => {
-                        release(lease.port(), HangupCause::Normal).await;
-                        tracing::info!(%trunk, "congestion: the next trunk group");
-                        tried.push(format!("{trunk}!congestion"));
-                        log = Some(l);
-                        break;
-                    }
-                    Ok(rang) => {
-                        self.not_connected(&mut media, &mut lease, rang, &trunk)
-                            .await
-                    }
-                    Err(g) => {
-                        release(lease.port(), HangupCause::Normal).await;
-                        let e = not(Disposition::Abandoned, HangupCause::Normal, "abandoned");
-                        (e, Some(g))
-                    }
-                };
-                tried.push(format!("{trunk}={}", e.outcome));
-                e.path = tried;
-                return self.finish(l, e, gone).await;
+        // A trunk an emergency call freed by ending a caller's call.
+        let mut freed: Option<String> = None;
+        loop {
+            for group in self.plan.groups(number, class) {
+                let caller_id = own.clone().or_else(|| group.caller_id.clone());
+                for trunk in group.order() {
+                    let lease = match &freed {
+                        Some(t) if *t == trunk => self.seize_when_back(&trunk).await,
+                        _ => self.sw.lines.seize(&trunk).await,
+                    };
+                    let Some(mut lease) = lease else {
+                        continue;
+                    };
+                    // The record starts with the first trunk that is free.
+                    let l = match log.take() {
+                        Some(l) => l,
+                        None => {
+                            self.log(Direction::Outbound, Some(trunk.clone()), number)
+                                .await
+                        }
+                    };
+                    tracing::info!(%trunk, %class, presented = caller_id.as_deref().unwrap_or("the trunk's"), "dialling out");
+                    let cmd = LineCommand::Dial {
+                        number: number.to_string(),
+                        caller_id: caller_id.clone(),
+                    };
+                    let (mut e, gone) = match self
+                        .ring_out(&mut media, &mut lease, cmd, &trunk)
+                        .await
+                    {
+                        Ok(Rang::Answered) => self.talk(&mut media, &mut lease, &trunk, &l).await,
+                        Ok(Rang::Refused(HangupCause::Congestion)) => {
+                            release(lease.port(), HangupCause::Normal).await;
+                            tracing::info!(%trunk, "congestion: the next trunk group");
+                            tried.push(format!("{trunk}!congestion"));
+                            log = Some(l);
+                            break;
+                        }
+                        Ok(rang) => {
+                            self.not_connected(&mut media, &mut lease, rang, &trunk)
+                                .await
+                        }
+                        Err(g) => {
+                            release(lease.port(), HangupCause::Normal).await;
+                            let e = not(Disposition::Abandoned, HangupCause::Normal, "abandoned");
+                            (e, Some(g))
+                        }
+                    };
+                    tried.push(format!("{trunk}={}", e.outcome));
+                    e.path = tried;
+                    return self.finish(l, e, gone).await;
+                }
             }
+            if freed.is_none() && class == super::dialplan::EMERGENCY && self.plan.emergency_preempt
+            {
+                let trunks: Vec<String> = self
+                    .plan
+                    .groups(number, class)
+                    .iter()
+                    .flat_map(|g| g.order())
+                    .collect();
+                if let Some(t) = self.sw.preemption.preempt_one(&trunks) {
+                    tracing::warn!(trunk = %t, %number, "every trunk busy: a caller's call ends for the emergency call");
+                    tried.push(format!("{t}!preempted"));
+                    freed = Some(t);
+                    continue;
+                }
+            }
+            break;
         }
         let log = match log {
             Some(l) => l,
