@@ -516,6 +516,10 @@ hangup_after = "3s"
     let sos = record(&recs, "110");
     assert_eq!(sos["disposition"], "answered", "{sos:#}\n{}", text(&out));
     assert_eq!(sos["trunk_line"], "trunk-1");
+    assert_eq!(
+        sos["ivr_path"],
+        serde_json::json!(["trunk-1!preempted", "trunk-1=connected:trunk-1"])
+    );
 
     // Without `emergency_preempt` the caller keeps the trunk and the
     // emergency call gets reorder.
