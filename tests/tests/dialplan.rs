@@ -507,11 +507,13 @@ hangup_after = "3s"
     let site = Site::with_config(1, 1, BUSY_SITE);
     let (_, out) = site.run_heard(scenario);
     let recs = site.records();
-    let caller = recs
-        .iter()
-        .find(|r| r["caller"] == "13900000009")
-        .unwrap();
-    assert_eq!(caller["hangup_cause"], "preempted", "{caller:#}\n{}", text(&out));
+    let caller = recs.iter().find(|r| r["caller"] == "13900000009").unwrap();
+    assert_eq!(
+        caller["hangup_cause"],
+        "preempted",
+        "{caller:#}\n{}",
+        text(&out)
+    );
     assert_eq!(caller["outcome"], "preempted");
     let sos = record(&recs, "110");
     assert_eq!(sos["disposition"], "answered", "{sos:#}\n{}", text(&out));
@@ -526,10 +528,7 @@ hangup_after = "3s"
     let site = Site::with_config(1, 1, &BUSY_SITE.replace("emergency_preempt = true\n", ""));
     let (_, out) = site.run_heard(scenario);
     let recs = site.records();
-    let caller = recs
-        .iter()
-        .find(|r| r["caller"] == "13900000009")
-        .unwrap();
+    let caller = recs.iter().find(|r| r["caller"] == "13900000009").unwrap();
     assert_ne!(caller["hangup_cause"], "preempted", "{caller:#}");
     let sos = record(&recs, "110");
     assert_ne!(sos["disposition"], "answered", "{sos:#}\n{}", text(&out));
