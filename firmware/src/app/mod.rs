@@ -226,7 +226,14 @@ pub async fn run<B: Backend>(
     }
     let jobs = TaskTracker::new();
     if let Some(ivr) = first.ivr.clone() {
-        crate::calls::outbound::spawn_jobs(ivr, ctx.clone(), sw.clone(), &jobs);
+        crate::calls::outbound::spawn_jobs(ivr.clone(), ctx.clone(), sw.clone(), &jobs);
+        crate::calls::campaign::spawn_all(
+            config.campaigns.clone(),
+            ivr,
+            ctx.clone(),
+            sw.clone(),
+            &jobs,
+        );
     }
     let commands = Arc::new(Commands::new(
         config.clone(),

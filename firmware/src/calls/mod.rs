@@ -13,6 +13,7 @@
 //! reaches the next call, never one in progress.
 
 pub mod callback;
+pub mod campaign;
 pub mod dialplan;
 pub mod inbound;
 pub mod mailbox;

@@ -109,6 +109,7 @@ where
         retry_every: std::time::Duration::ZERO,
         max_attempts: 1,
         success: None,
+        caller_id: None,
     };
     let span = tracing::info_span!("originate", id = %&id[id.len() - 8..], number = %job.number);
     let call_id = id.clone();
@@ -123,12 +124,14 @@ where
 }
 
 /// What one attempt came to.
-struct Attempt {
-    call_id: Option<String>,
+pub(super) struct Attempt {
+    pub(super) call_id: Option<String>,
     /// `answered`, the success variable's value, `no_answer`, `busy`,
-    /// `no_line`, `failed`.
-    result: String,
-    done: bool,
+    /// `no_line`, `failed`, `glare`.
+    pub(super) result: String,
+    pub(super) done: bool,
+    /// What the flow recorded (its recordable variables), when answered.
+    pub(super) answers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 async fn run_job<L>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L>)
@@ -222,6 +225,7 @@ where
             call_id: None,
             result: "no_line".into(),
             done: false,
+            answers: None,
         };
     };
     let id = new_id(&ctx.clock);
@@ -229,7 +233,7 @@ where
 }
 
 /// The first of `trunks` that is idle.
-async fn seize<L>(trunks: &[String], sw: &Switch<L>) -> Option<Lease<L>> {
+pub(super) async fn seize<L>(trunks: &[String], sw: &Switch<L>) -> Option<Lease<L>> {
     for t in trunks {
         if let Some(l) = sw.lines.seize(t).await {
             return Some(l);
@@ -240,8 +244,8 @@ async fn seize<L>(trunks: &[String], sw: &Switch<L>) -> Option<Lease<L>> {
 
 /// Dials `job.number` on the seized trunk as call `id`, runs the flow once
 /// answered and records the call (`job_name` on its record when it is a
-/// job's attempt).
-async fn place<L>(
+/// job's or a campaign's attempt).
+pub(super) async fn place<L>(
     mut lease: Lease<L>,
     id: String,
     job: &OutboundJob,
@@ -276,7 +280,7 @@ where
     let mut glare = None;
     let cmd = LineCommand::Dial {
         number: job.number.clone(),
-        caller_id: None,
+        caller_id: job.caller_id.clone(),
     };
     let outcome: Outcome = match dial::ring(
         &mut port.line,
@@ -408,5 +412,6 @@ where
         call_id: Some(id),
         result,
         done,
+        answers: answered.then(|| st.recorded_vars()),
     }
 }

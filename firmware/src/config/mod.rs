@@ -60,6 +60,10 @@ struct RawSite {
     conference: std::collections::BTreeMap<String, crate::media::conference::RawRoom>,
     #[serde(default)]
     voicemail: Option<crate::voicemail::RawVoicemail>,
+    #[serde(default)]
+    campaign: std::collections::BTreeMap<String, crate::calls::campaign::config::RawCampaign>,
+    #[serde(default)]
+    campaigns: Option<crate::calls::campaign::config::RawCampaigns>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +203,8 @@ pub struct SiteConfig {
     pub dialplan: Option<crate::calls::dialplan::DialPlan>,
     /// Voicemail boxes, when the site has a `[voicemail]` section.
     pub voicemail: Option<crate::voicemail::VoicemailCfg>,
+    /// Outbound campaigns (`[campaign.NAME]`).
+    pub campaigns: Arc<crate::calls::campaign::Campaigns>,
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -490,7 +496,10 @@ impl SiteConfig {
                         .dialplan
                         .as_ref()
                         .map(crate::calls::dialplan::access_nodes)
-                        .unwrap_or_default(),
+                        .unwrap_or_default()
+                        .into_iter()
+                        .chain(crate::calls::campaign::config::starts(&raw.campaign))
+                        .collect(),
                     rooms: rooms.clone(),
                     voicemail: raw.voicemail.is_some(),
                 },
@@ -510,6 +519,30 @@ impl SiteConfig {
                 }
             },
         };
+        let campaigns = crate::calls::campaign::config::check(
+            raw.campaigns.as_ref(),
+            &raw.campaign,
+            &crate::calls::campaign::config::Site {
+                ivr: ivr.as_ref(),
+                ivr_written: raw.ivr.is_some(),
+                trunks: lines
+                    .iter()
+                    .filter(|l| l.kind == LineKind::Trunk)
+                    .map(|l| l.id.clone())
+                    .collect(),
+                queues: acd
+                    .as_ref()
+                    .map(|a| a.queues.iter().map(|q| q.name.clone()).collect())
+                    .unwrap_or_default(),
+                base: &src.base_dir(),
+            },
+        )
+        .unwrap_or_else(|list| {
+            for (path, msg) in list {
+                err(&path, msg);
+            }
+            Default::default()
+        });
         let recording = match &raw.recording {
             None => None,
             Some(r) => {
@@ -683,6 +716,7 @@ impl SiteConfig {
                 sip,
                 dialplan,
                 voicemail,
+                campaigns: Arc::new(campaigns),
             }),
             _ => Err(Diagnostics(errs)),
         }

@@ -33,6 +33,23 @@ pub struct RawHours {
     holidays: Vec<String>,
 }
 
+impl RawHours {
+    /// Open every day for `span` (`"09:00-21:00"`), in the default zone.
+    pub fn every_day(span: &str) -> RawHours {
+        let d = vec![span.to_string()];
+        RawHours {
+            mon: d.clone(),
+            tue: d.clone(),
+            wed: d.clone(),
+            thu: d.clone(),
+            fri: d.clone(),
+            sat: d.clone(),
+            sun: d,
+            ..RawHours::default()
+        }
+    }
+}
+
 /// A checked schedule.
 #[derive(Debug, Clone)]
 pub struct Hours {
@@ -153,10 +170,28 @@ impl Hours {
 
     /// Whether the office is open at this moment.
     pub fn is_open(&self, epoch_ms: i64) -> bool {
-        let Some(z) = self.local(epoch_ms) else {
+        self.is_open_in(epoch_ms, &self.tz)
+    }
+
+    /// The schedule's zone.
+    pub fn timezone(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    /// Whether no span is open on any day.
+    pub fn never_opens(&self) -> bool {
+        self.week.iter().all(Vec::is_empty)
+    }
+
+    /// Whether the schedule's local times are open at this moment in `tz`
+    /// (a campaign's calling window in the contact's own zone).
+    pub fn is_open_in(&self, epoch_ms: i64, tz: &TimeZone) -> bool {
+        let Ok(t) = jiff::Timestamp::from_millisecond(epoch_ms) else {
             return false;
         };
-        if self.is_holiday(epoch_ms) {
+        let z = t.to_zoned(tz.clone());
+        let d = z.date();
+        if self.holidays.iter().any(|&(a, b)| a <= d && d <= b) {
             return false;
         }
         let day = z.weekday().to_monday_zero_offset() as usize;
@@ -165,11 +200,70 @@ impl Hours {
             .iter()
             .any(|&(a, b)| a <= minute && minute < b)
     }
+
+    /// The first moment from `epoch_ms` on (itself when open) at which the
+    /// schedule is open in `tz`, within the next 400 days; `None` if it
+    /// never opens.
+    pub fn next_open_in(&self, epoch_ms: i64, tz: &TimeZone) -> Option<i64> {
+        if self.is_open_in(epoch_ms, tz) {
+            return Some(epoch_ms);
+        }
+        let now = jiff::Timestamp::from_millisecond(epoch_ms)
+            .ok()?
+            .to_zoned(tz.clone());
+        let today = now.date();
+        for offset in 0..400 {
+            let date = today.checked_add(jiff::Span::new().days(offset)).ok()?;
+            if self.holidays.iter().any(|&(a, b)| a <= date && date <= b) {
+                continue;
+            }
+            let day = date.weekday().to_monday_zero_offset() as usize;
+            let mut starts: Vec<u16> = self.week[day].iter().map(|&(a, _)| a).collect();
+            starts.sort_unstable();
+            for start in starts {
+                let time =
+                    jiff::civil::Time::new((start / 60) as i8, (start % 60) as i8, 0, 0).ok()?;
+                let at = date.to_datetime(time).to_zoned(tz.clone()).ok()?;
+                let ms = at.timestamp().as_millisecond();
+                if ms > epoch_ms {
+                    return Some(ms);
+                }
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_opening_is_found_in_another_zone_across_days_and_holidays() {
+        let raw: RawHours = toml::from_str(
+            "mon = [\"09:00-12:00\", \"14:00-18:00\"]\ntue = [\"09:00-12:00\"]\nholidays = [\"2026-11-24\"]",
+        )
+        .unwrap();
+        let h = Hours::check(&raw, "Asia/Shanghai", "w", &mut |_, m| panic!("{m}")).unwrap();
+        let ny = TimeZone::get("America/New_York").unwrap();
+        // Monday 2026-11-23 12:30 in New York: lunch; open again at 14:00.
+        let lunch = ms("2026-11-23T17:30:00Z");
+        assert!(!h.is_open_in(lunch, &ny));
+        assert_eq!(h.next_open_in(lunch, &ny), Some(ms("2026-11-23T19:00:00Z")));
+        // Monday 19:00 there: Tuesday is a holiday, so next Monday 09:00.
+        let evening = ms("2026-11-24T00:00:00Z");
+        assert_eq!(
+            h.next_open_in(evening, &ny),
+            Some(ms("2026-11-30T14:00:00Z"))
+        );
+        // Open now: now.
+        let open = ms("2026-11-23T15:00:00Z");
+        assert_eq!(h.next_open_in(open, &ny), Some(open));
+        let never: RawHours = toml::from_str("").unwrap();
+        let n = Hours::check(&never, "UTC", "w", &mut |_, m| panic!("{m}")).unwrap();
+        assert!(n.never_opens());
+        assert_eq!(n.next_open_in(open, &ny), None);
+    }
 
     fn ms(s: &str) -> i64 {
         s.parse::<jiff::Timestamp>().unwrap().as_millisecond()

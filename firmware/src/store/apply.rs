@@ -74,6 +74,12 @@ pub(super) fn apply(
             duration_ms,
             file,
         } => voicemail(tx, id, call_id, mailbox, caller, at, *duration_ms, file)?,
+        StoreMsg::CampaignContacts {
+            campaign,
+            contacts,
+            at,
+        } => super::campaigns::load(tx, campaign, contacts, at)?,
+        StoreMsg::CampaignContact(u, at) => super::campaigns::update(tx, u, at)?,
         StoreMsg::VoicemailStatus { id, status, at } => {
             tx.prepare_cached("UPDATE voicemail SET status = ?2, status_at_ms = ?3 WHERE id = ?1")?
                 .execute(params![id, status, at.wall_ms])?;

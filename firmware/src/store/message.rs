@@ -59,6 +59,18 @@ pub enum StoreMsg {
         /// WAV file.
         file: String,
     },
+    /// A campaign's list, loaded: new numbers are added as pending, known
+    /// ones keep their progress.
+    CampaignContacts {
+        /// Campaign.
+        campaign: String,
+        /// The list.
+        contacts: Vec<super::campaigns::NewContact>,
+        /// When.
+        at: Stamp,
+    },
+    /// A campaign contact's progress.
+    CampaignContact(super::campaigns::ContactUpdate, Stamp),
     /// A voicemail message was heard, kept or deleted from the phone.
     VoicemailStatus {
         /// Message id.
@@ -267,6 +279,8 @@ impl StoreMsg {
             StoreMsg::ProductCheck { .. } => "product check",
             StoreMsg::Voicemail { .. } => "voicemail",
             StoreMsg::VoicemailStatus { .. } => "voicemail status",
+            StoreMsg::CampaignContacts { .. } => "campaign list",
+            StoreMsg::CampaignContact(..) => "campaign contact",
             StoreMsg::Callback { .. } => "callback",
             StoreMsg::Job(..) => "outbound job",
             StoreMsg::JobStatus(..) => "job status",

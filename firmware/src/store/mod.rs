@@ -34,6 +34,7 @@
 //! reads back.
 
 mod apply;
+mod campaigns;
 mod error;
 mod mailbox;
 mod message;
@@ -56,6 +57,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use campaigns::{ContactRow, ContactUpdate, NewContact};
 pub use error::StoreError;
 pub use mailbox::StoredMessage;
 pub use message::{StoreMsg, reply};

@@ -25,6 +25,7 @@ pub const TABLES: &[&str] = &[
     "lookups",
     "meta",
     "outbox_held",
+    "campaign_contacts",
 ];
 
 /// A call record as exported (`callboxd records --json`). Field names are a
@@ -395,7 +396,12 @@ pub fn read_table(data_dir: &Path, table: &str) -> Result<Vec<serde_json::Value>
                     rusqlite::types::ValueRef::Real(x) => x.into(),
                     rusqlite::types::ValueRef::Text(t) => {
                         let t = String::from_utf8_lossy(t).into_owned();
-                        if n == "payload" || n == "data" || n == "pauses" {
+                        if n == "payload"
+                            || n == "data"
+                            || n == "pauses"
+                            || n == "vars"
+                            || n == "answers"
+                        {
                             serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
                         } else {
                             t.into()

@@ -194,6 +194,28 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE voicemail ADD COLUMN status TEXT NOT NULL DEFAULT 'new';
     ALTER TABLE voicemail ADD COLUMN status_at_ms INTEGER;
     CREATE INDEX voicemail_box ON voicemail(mailbox, status);",
+    // v8: outbound campaigns: each contact of each campaign, where it
+    // stands (`pending`, `in_progress`, `done`, `exhausted`, `dnc`), its
+    // attempts (in all and on its local day) and when it is due again.
+    "CREATE TABLE campaign_contacts (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        campaign        TEXT NOT NULL,
+        number          TEXT NOT NULL,
+        name            TEXT,
+        tz              TEXT,
+        vars            TEXT NOT NULL DEFAULT '{}',
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        day             TEXT,
+        attempts_day    INTEGER NOT NULL DEFAULT 0,
+        next_at_ms      INTEGER NOT NULL DEFAULT 0,
+        last_attempt_ms INTEGER,
+        last_outcome    TEXT,
+        last_call_id    TEXT,
+        answers         TEXT,
+        updated_ms      INTEGER,
+        UNIQUE (campaign, number)
+    );",
 ];
 
 /// Opens the database for writing, migrates it and marks calls left in

@@ -115,6 +115,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HwCmd,
     },
+    /// Where each outbound campaign stands: contacts by state (pending,
+    /// in_progress, done, exhausted, dnc) and attempts made.
+    Campaigns {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// One JSON object per campaign and line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hash a voicemail PIN (4 to 12 digits, read from standard input) for
     /// `[voicemail.box.NAME] pin`: prints its argon2id hash.
     HashPin,
@@ -327,6 +337,7 @@ fn main() -> ExitCode {
         Cmd::Recordings { data, json, call } => records::recordings(&data, json, call.as_deref()),
         Cmd::Hw { cmd } => hw::hw(cmd),
         Cmd::HashPin => hash_pin(),
+        Cmd::Campaigns { data, json } => records::campaigns(&data, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,36 @@ pub fn table_rows(data: &Path, table: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `callboxd campaigns`: each campaign's contacts by state and attempts.
+pub fn campaigns(data: &Path, json: bool) -> Result<(), Failure> {
+    use std::io::Write;
+    let db = store::ReadOnly::open(data).map_err(Failure::Store)?;
+    let summary = db.campaign_summary().map_err(Failure::Store)?;
+    let mut out = std::io::stdout().lock();
+    for (name, states, attempts) in summary {
+        let contacts: u64 = states.values().sum();
+        let line = if json {
+            serde_json::json!({
+                "campaign": name,
+                "contacts": contacts,
+                "states": states,
+                "attempts": attempts,
+            })
+            .to_string()
+        } else {
+            let by: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            format!(
+                "{name}: {contacts} contacts ({}), {attempts} attempts",
+                by.join(", ")
+            )
+        };
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 pub fn records(data: &Path, json: bool, query: &store::RecordQuery) -> Result<(), Failure> {
     let recs = store::read_records(data, query).map_err(Failure::Store)?;
     if let (Some(id), true) = (&query.call, recs.is_empty()) {

@@ -340,6 +340,8 @@ pub struct OutboundJob {
     /// What counts as done: a variable with one of these values; `None`:
     /// answered is enough.
     pub success: Option<(String, Vec<String>)>,
+    /// Presented to the called party; `None`: the trunk's own.
+    pub caller_id: Option<String>,
 }
 
 /// The checked IVR.

@@ -85,6 +85,7 @@ pub(super) fn check(
                 .success
                 .as_ref()
                 .map(|s| (s.var.clone(), s.values.clone())),
+            caller_id: None,
         });
     }
     jobs

@@ -1,0 +1,177 @@
+//! A campaign's contact list: a CSV file whose header names the columns.
+//! `number` is required; `name` and `tz` (an IANA zone) are the contact's
+//! own; every other column becomes a variable of the flow (`{amount}`).
+//! A malformed row is left out and reported with its line; a number that
+//! comes twice is merged into its first row.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use crate::store::NewContact;
+
+/// A list as read.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The contacts, in list order.
+    pub contacts: Vec<NewContact>,
+    /// Rows left out: (line, why).
+    pub rejected: Vec<(usize, String)>,
+    /// Rows merged into an earlier one with the same number.
+    pub merged: usize,
+}
+
+/// The list's column names; an error when the file cannot be read or has
+/// no `number` column.
+pub fn header(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    header_of(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn header_of(text: &str) -> Result<Vec<String>, String> {
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .ok_or("the list is empty: its first line names the columns (number,name,…)")?;
+    let cols: Vec<String> = fields(first)
+        .into_iter()
+        .map(|c| c.trim().to_string())
+        .collect();
+    if !cols.iter().any(|c| c == "number") {
+        return Err(format!("the header `{first}` has no `number` column"));
+    }
+    let mut seen = HashSet::new();
+    if let Some(dup) = cols.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(format!("column `{dup}` comes twice in the header"));
+    }
+    Ok(cols)
+}
+
+/// Reads the list at `path`.
+pub fn read(path: &Path) -> Result<Loaded, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses a list's text.
+pub fn parse(text: &str) -> Result<Loaded, String> {
+    let cols = header_of(text)?;
+    let mut out = Loaded::default();
+    let mut seen = HashSet::new();
+    let mut header_done = false;
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !header_done {
+            header_done = true;
+            continue;
+        }
+        let values = fields(line);
+        if values.len() != cols.len() {
+            out.rejected.push((
+                line_no,
+                format!(
+                    "{} fields where the header has {}",
+                    values.len(),
+                    cols.len()
+                ),
+            ));
+            continue;
+        }
+        let mut c = NewContact {
+            number: String::new(),
+            name: None,
+            tz: None,
+            vars: BTreeMap::new(),
+        };
+        for (col, v) in cols.iter().zip(values) {
+            let v = v.trim().to_string();
+            match col.as_str() {
+                "number" => c.number = v,
+                "name" => c.name = Some(v).filter(|v| !v.is_empty()),
+                "tz" => c.tz = Some(v).filter(|v| !v.is_empty()),
+                _ => {
+                    c.vars.insert(col.clone(), v);
+                }
+            }
+        }
+        if !crate::calls::dialplan::valid_number(&c.number) {
+            out.rejected
+                .push((line_no, format!("`{}` is not a number to dial", c.number)));
+            continue;
+        }
+        if let Some(tz) = &c.tz
+            && jiff::tz::TimeZone::get(tz).is_err()
+        {
+            out.rejected
+                .push((line_no, format!("unknown time zone `{tz}`")));
+            continue;
+        }
+        if !seen.insert(c.number.clone()) {
+            out.merged += 1;
+            continue;
+        }
+        out.contacts.push(c);
+    }
+    Ok(out)
+}
+
+/// A CSV line's fields: commas separate; a field in double quotes may hold
+/// commas and `""` for a quote.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(ch),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_read_bad_ones_reported_by_line_and_duplicates_merged() {
+        let l = parse(
+            "# renewals\nnumber,name,tz,amount\n13800000001,\"Wang, Li\",,120\n\
+             13800000002,Zhao,America/New_York,80\n13800000001,Again,,1\nabc,Bad,,1\n\
+             13800000003,Short\n13800000004,Zed,Mars/Base,1\n",
+        )
+        .unwrap();
+        assert_eq!(l.contacts.len(), 2);
+        assert_eq!(l.contacts[0].name.as_deref(), Some("Wang, Li"));
+        assert_eq!(l.contacts[0].tz, None);
+        assert_eq!(l.contacts[0].vars["amount"], "120");
+        assert_eq!(l.contacts[1].tz.as_deref(), Some("America/New_York"));
+        assert_eq!(l.merged, 1);
+        let lines: Vec<usize> = l.rejected.iter().map(|(n, _)| *n).collect();
+        assert_eq!(lines, [6, 7, 8], "{:?}", l.rejected);
+        assert!(l.rejected[0].1.contains("not a number"));
+        assert!(l.rejected[1].1.contains("2 fields where the header has 4"));
+        assert!(l.rejected[2].1.contains("Mars/Base"));
+    }
+
+    #[test]
+    fn a_list_without_a_number_column_is_refused() {
+        assert!(
+            parse("phone,name\n1,a\n")
+                .unwrap_err()
+                .contains("no `number` column")
+        );
+        assert!(parse("").unwrap_err().contains("empty"));
+        assert!(parse("number,number\n").unwrap_err().contains("twice"));
+    }
+}

@@ -1,0 +1,455 @@
+//! Outbound campaigns (`[campaign.NAME]`): a contact list dialled by the
+//! box under the campaign's rules, each answered contact running an IVR
+//! flow (agentless: a notification, a survey; progressive: the flow's
+//! queue node connects them to the agent who was free when they were
+//! dialled).
+//!
+//! One task per campaign keeps its contacts in memory, in step with the
+//! store (`campaign_contacts`), and dials the next due one while it has
+//! lines (`max_lines`, a free trunk) and, progressive, a free agent:
+//!
+//! - a number on a do-not-call list (site-wide or the campaign's) is never
+//!   dialled: it is checked at dial time, so a list changed mid-campaign
+//!   holds;
+//! - a contact is called only inside the campaign's window, in their own
+//!   time zone (the list's `tz`, else by number prefix, else the
+//!   window's), at most `max_per_day` times on one of their days and
+//!   `max_attempts` in all, and not again before the wait the last
+//!   outcome asks for (`retry`);
+//! - an attempt counts from the moment it is dialled and is stored before
+//!   the call starts, so a box killed mid-call that starts again waits the
+//!   `failed` retry for that contact instead of calling them again at once.
+//!
+//! Every attempt has a call record (`job` = the campaign, the campaign
+//! number presented as caller id) and ends in a `campaign_results` record
+//! for headquarters with the contact's state and answers.
+
+pub mod config;
+pub mod list;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callbox_hal::Line;
+use jiff::tz::TimeZone;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use config::{CampaignCfg, Campaigns, Mode};
+
+use super::outbound::{Attempt, place, seize};
+use super::{CallContext, Switch};
+use crate::clock::new_id;
+use crate::ivr::Ivr;
+use crate::ivr::config::OutboundJob;
+use crate::store::{ContactRow, ContactUpdate, StoreMsg};
+
+/// Wait before looking again when no trunk (or, progressive, no agent) is
+/// free.
+const IDLE_LOOK: Duration = Duration::from_secs(2);
+/// Wait before dialling again after a call arrived on the seized trunk.
+const GLARE_WAIT: Duration = Duration::from_secs(30);
+
+/// Starts one task per campaign.
+pub fn spawn_all<L: Line>(
+    campaigns: Arc<Campaigns>,
+    ivr: Arc<Ivr>,
+    ctx: CallContext,
+    sw: Switch<L>,
+    tracker: &TaskTracker,
+) {
+    for c in &campaigns.list {
+        let span = tracing::info_span!("campaign", name = %c.name);
+        let run = Runner {
+            c: Arc::clone(c),
+            all: Arc::clone(&campaigns),
+            ivr: Arc::clone(&ivr),
+            ctx: ctx.clone(),
+            sw: sw.clone(),
+        };
+        tracker.spawn(run.run().instrument(span));
+    }
+}
+
+/// A contact as the dialer holds it.
+struct Contact {
+    row: ContactRow,
+    tz: TimeZone,
+}
+
+impl Contact {
+    fn number(&self) -> &str {
+        &self.row.contact.number
+    }
+
+    fn is_final(&self) -> bool {
+        matches!(self.row.state.as_str(), "done" | "exhausted" | "dnc")
+    }
+}
+
+struct Runner<L> {
+    c: Arc<CampaignCfg>,
+    all: Arc<Campaigns>,
+    ivr: Arc<Ivr>,
+    ctx: CallContext,
+    sw: Switch<L>,
+}
+
+impl<L: Line> Runner<L> {
+    async fn run(self) {
+        let Some(mut contacts) = self.load().await else {
+            return;
+        };
+        let now = self.now();
+        for ct in contacts.iter_mut().filter(|c| c.row.state == "in_progress") {
+            // Dialled when the box stopped: the attempt counts, and the
+            // contact waits as after a failure.
+            ct.row.state = "pending".into();
+            ct.row.last_outcome = Some("interrupted".into());
+            let from = ct.row.last_attempt_ms.unwrap_or(now);
+            ct.row.next_at_ms = from + self.c.retry.failed.as_millis() as i64;
+            let exhausted = ct.row.attempts >= self.c.max_attempts;
+            if exhausted {
+                ct.row.state = "exhausted".into();
+            }
+            self.save(ct, None, None, true).await;
+        }
+        let pending = contacts.iter().filter(|c| !c.is_final()).count();
+        tracing::info!(contacts = contacts.len(), pending, "campaign starts");
+        let mut running: JoinSet<(usize, Attempt)> = JoinSet::new();
+        loop {
+            let mut blocked = false;
+            while running.len() < self.c.max_lines {
+                if self.ctx.shutdown.is_cancelled() {
+                    break;
+                }
+                if !self.agent_free(running.len()).await {
+                    blocked = true;
+                    break;
+                }
+                let now = self.now();
+                let Some(i) = due(&contacts, now) else {
+                    break;
+                };
+                if !self.may_dial(&mut contacts[i], now).await {
+                    continue;
+                }
+                let Some(lease) = seize(&self.c.trunks, &self.sw).await else {
+                    blocked = true;
+                    break;
+                };
+                let ct = &mut contacts[i];
+                ct.row.state = "in_progress".into();
+                ct.row.attempts += 1;
+                ct.row.attempts_day += 1;
+                ct.row.last_attempt_ms = Some(now);
+                self.save(ct, None, None, false).await;
+                // The attempt is in the store before the number is dialled.
+                let _ = holding_time(self.ctx.store.flush()).await;
+                let job = self.job(ct);
+                let id = new_id(&self.ctx.clock);
+                tracing::info!(number = %job.number, attempt = ct.row.attempts, now, "dialling");
+                let (ivr, ctx, sw, name) = (
+                    Arc::clone(&self.ivr),
+                    self.ctx.clone(),
+                    self.sw.clone(),
+                    self.c.name.clone(),
+                );
+                running.spawn(async move {
+                    (
+                        i,
+                        place(lease, id, &job, Some(&name), &ivr, &ctx, &sw).await,
+                    )
+                });
+            }
+            if running.is_empty() && contacts.iter().all(Contact::is_final) {
+                tracing::info!("campaign finished: every contact is done, exhausted or barred");
+                return;
+            }
+            if running.is_empty() && self.ctx.shutdown.is_cancelled() {
+                return;
+            }
+            let now = self.now();
+            let next = contacts
+                .iter()
+                .filter(|c| c.row.state == "pending")
+                .map(|c| c.row.next_at_ms)
+                .min();
+            let full = running.len() >= self.c.max_lines;
+            let wait = match (blocked, next) {
+                // Every line busy: the next call to end wakes the loop.
+                _ if full => Duration::from_secs(3600),
+                (true, _) => IDLE_LOOK,
+                (false, Some(at)) => Duration::from_millis((at - now).max(0) as u64),
+                (false, None) => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                () = self.ctx.shutdown.cancelled(), if !running.is_empty() || !self.ctx.shutdown.is_cancelled() => {
+                    if running.is_empty() {
+                        return;
+                    }
+                    // Let the calls in progress end and be recorded.
+                    while let Some(Ok((i, a))) = running.join_next().await {
+                        self.ended(&mut contacts[i], a).await;
+                    }
+                    return;
+                }
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    if let Ok((i, a)) = done {
+                        self.ended(&mut contacts[i], a).await;
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.ctx.clock.now().wall_ms
+    }
+
+    /// Reads the list into the store and the store's view back.
+    async fn load(&self) -> Option<Vec<Contact>> {
+        let path = self.c.list.clone();
+        let loaded =
+            match holding_time(tokio::task::spawn_blocking(move || list::read(&path))).await {
+                Ok(Ok(l)) => l,
+                Ok(Err(e)) => {
+                    tracing::error!("contact list not read, campaign not run: {e}");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!("contact list not read: {e}");
+                    return None;
+                }
+            };
+        for (line, why) in &loaded.rejected {
+            tracing::warn!(list = %self.c.list.display(), line, "contact left out: {why}");
+        }
+        if loaded.merged > 0 {
+            tracing::info!(merged = loaded.merged, "numbers listed twice were merged");
+        }
+        self.ctx
+            .store
+            .send(StoreMsg::CampaignContacts {
+                campaign: self.c.name.clone(),
+                contacts: loaded.contacts,
+                at: self.ctx.clock.now(),
+            })
+            .await;
+        if let Err(e) = holding_time(self.ctx.store.flush()).await {
+            tracing::error!("campaign list not stored, campaign not run: {e}");
+            return None;
+        }
+        let data = Arc::clone(&self.ctx.data_dir);
+        let name = self.c.name.clone();
+        let rows = holding_time(tokio::task::spawn_blocking(move || {
+            crate::store::ReadOnly::open(&data).and_then(|db| db.campaign_contacts(&name))
+        }))
+        .await;
+        match rows {
+            Ok(Ok(rows)) => Some(
+                rows.into_iter()
+                    .map(|row| Contact {
+                        tz: self
+                            .c
+                            .zone_of(&row.contact.number, row.contact.tz.as_deref()),
+                        row,
+                    })
+                    .collect(),
+            ),
+            Ok(Err(e)) => {
+                tracing::error!("campaign progress not read, campaign not run: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("campaign progress not read: {e}");
+                None
+            }
+        }
+    }
+
+    /// Whether, progressive, an agent of the queue is free beyond the
+    /// `running` calls already dialled for them.
+    async fn agent_free(&self, running: usize) -> bool {
+        let Mode::Progressive { queue } = &self.c.mode else {
+            return true;
+        };
+        let Some(acd) = &self.sw.acd else {
+            return false;
+        };
+        let cfg = acd.config();
+        let Some(q) = cfg.queues.iter().find(|q| &q.name == queue) else {
+            return false;
+        };
+        let members: Vec<&str> = q
+            .members
+            .iter()
+            .map(|(a, _)| cfg.agents[*a].id.as_str())
+            .collect();
+        let stats = acd.stats().await.map(|s| s.agents).unwrap_or_default();
+        let free = stats
+            .iter()
+            .filter(|a| a.state == "available" && members.contains(&a.agent.as_str()))
+            .count();
+        free > running
+    }
+
+    /// Applies the rules that hold a due contact back (do-not-call, the
+    /// window in their zone, the daily cap); `true` when they may be
+    /// dialled now.
+    async fn may_dial(&self, ct: &mut Contact, now: i64) -> bool {
+        if self.all.barred(&self.c, ct.number()) {
+            tracing::info!(number = %ct.number(), "on a do-not-call list: never dialled");
+            ct.row.state = "dnc".into();
+            ct.row.last_outcome = Some("dnc".into());
+            self.save(ct, None, None, true).await;
+            return false;
+        }
+        let local_day = jiff::Timestamp::from_millisecond(now)
+            .map(|t| t.to_zoned(ct.tz.clone()).date().to_string())
+            .unwrap_or_default();
+        if ct.row.day.as_deref() != Some(local_day.as_str()) {
+            ct.row.day = Some(local_day);
+            ct.row.attempts_day = 0;
+        }
+        if !self.c.window.is_open_in(now, &ct.tz) {
+            ct.row.next_at_ms = self.c.window.next_open_in(now, &ct.tz).unwrap_or(i64::MAX);
+            tracing::debug!(number = %ct.number(), now, next = ct.row.next_at_ms, "outside the calling window");
+            self.save(ct, None, None, false).await;
+            return false;
+        }
+        if ct.row.attempts_day >= self.c.max_per_day {
+            // Their next day's window.
+            let tomorrow = jiff::Timestamp::from_millisecond(now)
+                .ok()
+                .and_then(|t| {
+                    let z = t.to_zoned(ct.tz.clone());
+                    z.date().tomorrow().ok()?.to_zoned(ct.tz.clone()).ok()
+                })
+                .map(|z| z.timestamp().as_millisecond());
+            ct.row.next_at_ms = tomorrow
+                .and_then(|t| self.c.window.next_open_in(t, &ct.tz))
+                .unwrap_or(i64::MAX);
+            self.save(ct, None, None, false).await;
+            return false;
+        }
+        true
+    }
+
+    /// The call to place for a contact: the campaign's flow with the list's
+    /// variables (and `name`, `number`).
+    fn job(&self, ct: &Contact) -> OutboundJob {
+        let c = &ct.row.contact;
+        let mut vars: Vec<(String, String)> =
+            c.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.push(("number".into(), c.number.clone()));
+        if let Some(n) = &c.name {
+            vars.push(("name".into(), n.clone()));
+        }
+        OutboundJob {
+            name: self.c.name.clone(),
+            number: c.number.clone(),
+            trunks: self.c.trunks.clone(),
+            start: self.c.start,
+            after: Duration::ZERO,
+            language: self.c.language,
+            vars,
+            ring_timeout: self.c.ring_timeout,
+            retry_every: Duration::ZERO,
+            max_attempts: 1,
+            success: self.c.success.clone(),
+            caller_id: Some(self.c.number.clone()),
+        }
+    }
+
+    /// An attempt ended: the contact is done, exhausted, or due again
+    /// after the wait its outcome asks for.
+    async fn ended(&self, ct: &mut Contact, a: Attempt) {
+        let now = self.now();
+        let outcome = match a.result.as_str() {
+            "no_result" => "no_answer".to_string(),
+            r => r.to_string(),
+        };
+        if outcome == "glare" {
+            // A caller took the trunk: not an attempt the contact saw.
+            ct.row.attempts = ct.row.attempts.saturating_sub(1);
+            ct.row.attempts_day = ct.row.attempts_day.saturating_sub(1);
+            ct.row.state = "pending".into();
+            ct.row.next_at_ms = now + GLARE_WAIT.as_millis() as i64;
+            self.save(ct, a.call_id, None, false).await;
+            return;
+        }
+        ct.row.last_outcome = Some(outcome.clone());
+        ct.row.state = if a.done {
+            "done"
+        } else if ct.row.attempts >= self.c.max_attempts {
+            "exhausted"
+        } else {
+            ct.row.next_at_ms = now + self.c.retry.after(&outcome).as_millis() as i64;
+            "pending"
+        }
+        .into();
+        tracing::info!(number = %ct.number(), %outcome, state = %ct.row.state, attempts = ct.row.attempts, "attempt ends");
+        let answers = a
+            .answers
+            .filter(|m| !m.is_empty())
+            .map(|m| serde_json::json!(m));
+        self.save(ct, a.call_id, answers, true).await;
+    }
+
+    async fn save(
+        &self,
+        ct: &Contact,
+        call_id: Option<String>,
+        answers: Option<serde_json::Value>,
+        report: bool,
+    ) {
+        let r = &ct.row;
+        let u = ContactUpdate {
+            campaign: self.c.name.clone(),
+            number: r.contact.number.clone(),
+            state: r.state.clone(),
+            attempts: r.attempts,
+            day: r.day.clone(),
+            attempts_day: r.attempts_day,
+            next_at_ms: r.next_at_ms,
+            last_attempt_ms: r.last_attempt_ms,
+            last_outcome: r.last_outcome.clone(),
+            last_call_id: call_id,
+            answers,
+            report,
+        };
+        self.ctx
+            .store
+            .send(StoreMsg::CampaignContact(u, self.ctx.clock.now()))
+            .await;
+    }
+}
+
+/// Awaits `f`, work done off the runtime (the store's thread, a blocking
+/// read), without letting a paused clock (`--fast`) leap to its next
+/// timer meanwhile: a runtime with nothing to do advances virtual time,
+/// and a campaign's next timer may be an hour away. Real time is
+/// unaffected.
+async fn holding_time<F: std::future::Future>(f: F) -> F::Output {
+    tokio::pin!(f);
+    loop {
+        tokio::select! {
+            r = &mut f => return r,
+            () = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+    }
+}
+
+/// The pending contact due first (list order among equals), if one is due
+/// at `now`.
+fn due(contacts: &[Contact], now: i64) -> Option<usize> {
+    contacts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.row.state == "pending" && c.row.next_at_ms <= now)
+        .min_by_key(|(i, c)| (c.row.next_at_ms, *i))
+        .map(|(i, _)| i)
+}

@@ -1,0 +1,200 @@
+//! Outbound campaigns' contacts in the database: the list as loaded
+//! (new numbers added, known ones keeping where they stand), each
+//! contact's progress as the dialer moves it, and each finished attempt
+//! for headquarters (`campaign_results` in the outbox).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Transaction, params};
+
+use super::outbox::enqueue;
+use super::{ReadOnly, StoreError};
+use crate::clock::Stamp;
+
+/// A contact as a campaign's list gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContact {
+    /// The number to dial.
+    pub number: String,
+    /// The contact's name, for the agent and the flow (`name` variable).
+    pub name: Option<String>,
+    /// The contact's own time zone (IANA), if the list gives one.
+    pub tz: Option<String>,
+    /// The list's other columns, as the flow's variables.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Where a contact stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRow {
+    /// The list's part.
+    pub contact: NewContact,
+    /// `pending`, `in_progress`, `done`, `exhausted` or `dnc`.
+    pub state: String,
+    /// Attempts in all.
+    pub attempts: u32,
+    /// The contact's local day the daily count is for (`2026-11-23`).
+    pub day: Option<String>,
+    /// Attempts on that day.
+    pub attempts_day: u32,
+    /// Not dialled before this moment (wall-clock ms).
+    pub next_at_ms: i64,
+    /// When the last attempt was dialled.
+    pub last_attempt_ms: Option<i64>,
+    /// How the last attempt ended.
+    pub last_outcome: Option<String>,
+}
+
+/// A contact's progress, written as the dialer moves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactUpdate {
+    /// Campaign.
+    pub campaign: String,
+    /// Contact's number.
+    pub number: String,
+    /// New state.
+    pub state: String,
+    /// Attempts in all.
+    pub attempts: u32,
+    /// Local day of the daily count.
+    pub day: Option<String>,
+    /// Attempts that day.
+    pub attempts_day: u32,
+    /// Due again at.
+    pub next_at_ms: i64,
+    /// Last attempt dialled at.
+    pub last_attempt_ms: Option<i64>,
+    /// Last attempt's outcome.
+    pub last_outcome: Option<String>,
+    /// Last attempt's call.
+    pub last_call_id: Option<String>,
+    /// What the contact answered (the flow's recorded variables).
+    pub answers: Option<serde_json::Value>,
+    /// An attempt ended: headquarters gets it.
+    pub report: bool,
+}
+
+pub(super) fn load(
+    tx: &Transaction<'_>,
+    campaign: &str,
+    contacts: &[NewContact],
+    at: &Stamp,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO campaign_contacts (campaign, number, name, tz, vars, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (campaign, number) DO UPDATE SET
+           name = excluded.name, tz = excluded.tz, vars = excluded.vars, updated_ms = excluded.updated_ms",
+    )?;
+    for c in contacts {
+        let vars = serde_json::to_string(&c.vars).unwrap_or_else(|_| "{}".into());
+        stmt.execute(params![campaign, c.number, c.name, c.tz, vars, at.wall_ms])?;
+    }
+    Ok(())
+}
+
+pub(super) fn update(tx: &Transaction<'_>, u: &ContactUpdate, at: &Stamp) -> rusqlite::Result<()> {
+    let answers = u.answers.as_ref().map(|a| a.to_string());
+    tx.prepare_cached(
+        "UPDATE campaign_contacts SET state = ?3, attempts = ?4, day = ?5, attempts_day = ?6,
+           next_at_ms = ?7, last_attempt_ms = ?8, last_outcome = ?9, last_call_id = ?10,
+           answers = COALESCE(?11, answers), updated_ms = ?12
+         WHERE campaign = ?1 AND number = ?2",
+    )?
+    .execute(params![
+        u.campaign,
+        u.number,
+        u.state,
+        u.attempts,
+        u.day,
+        u.attempts_day,
+        u.next_at_ms,
+        u.last_attempt_ms,
+        u.last_outcome,
+        u.last_call_id,
+        answers,
+        at.wall_ms
+    ])?;
+    if u.report {
+        enqueue(
+            tx,
+            "campaign_results",
+            at,
+            &serde_json::json!({
+                "campaign": u.campaign,
+                "number": u.number,
+                "state": u.state,
+                "attempts": u.attempts,
+                "outcome": u.last_outcome,
+                "call_id": u.last_call_id,
+                "answers": u.answers,
+                "next_at_ms": u.next_at_ms,
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// One campaign's totals: its name, contacts by state, attempts in all.
+pub type CampaignTotals = (String, BTreeMap<String, u64>, u64);
+
+impl ReadOnly {
+    /// Every contact of `campaign`, in list order.
+    pub fn campaign_contacts(&self, campaign: &str) -> Result<Vec<ContactRow>, StoreError> {
+        self.read("campaign contacts", |c| {
+            let mut stmt = c.prepare(
+                "SELECT number, name, tz, vars, state, attempts, day, attempts_day, next_at_ms,
+                        last_attempt_ms, last_outcome
+                 FROM campaign_contacts WHERE campaign = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![campaign], |r| {
+                let vars: String = r.get(3)?;
+                Ok(ContactRow {
+                    contact: NewContact {
+                        number: r.get(0)?,
+                        name: r.get(1)?,
+                        tz: r.get(2)?,
+                        vars: serde_json::from_str(&vars).unwrap_or_default(),
+                    },
+                    state: r.get(4)?,
+                    attempts: r.get(5)?,
+                    day: r.get(6)?,
+                    attempts_day: r.get(7)?,
+                    next_at_ms: r.get(8)?,
+                    last_attempt_ms: r.get(9)?,
+                    last_outcome: r.get(10)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Per campaign: contacts by state and attempts in all.
+    pub fn campaign_summary(&self) -> Result<Vec<CampaignTotals>, StoreError> {
+        self.read("campaign summary", |c| {
+            let mut stmt = c.prepare(
+                "SELECT campaign, state, COUNT(*), SUM(attempts) FROM campaign_contacts
+                 GROUP BY campaign, state ORDER BY campaign",
+            )?;
+            let mut out: Vec<CampaignTotals> = Vec::new();
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (campaign, state, n, attempts) = row?;
+                if out.last().is_none_or(|l| l.0 != campaign) {
+                    out.push((campaign, BTreeMap::new(), 0));
+                }
+                let last = out.last_mut().expect("pushed above");
+                last.1.insert(state, n.max(0) as u64);
+                last.2 += attempts.max(0) as u64;
+            }
+            Ok(out)
+        })
+    }
+}

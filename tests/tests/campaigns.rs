@@ -1,0 +1,318 @@
+//! Outbound campaigns end to end: the real daemon in virtual time on
+//! simulated lines dials a contact list under the campaign's rules. Calls
+//! start when the window opens, in each contact's zone; a do-not-call
+//! number is never dialled; a contact who never answers gets exactly
+//! `max_attempts` calls spaced by the retry wait; a busy contact is called
+//! again after the busy wait; every answered contact's key is stored as
+//! their answer. A progressive campaign never dials more contacts than it
+//! has free agents.
+
+use callbox_tests::{Site, assert_error_at, text};
+use serde_json::Value;
+
+/// Monday 2026-11-23, 08:00 in Shanghai: an hour before the window.
+const EARLY: &str = "2026-11-23T08:00:00+08:00";
+/// 09:00 that day in Shanghai, in ms since the epoch.
+const WINDOW_OPENS_MS: i64 = 1_795_395_600_000;
+/// An hour earlier: 09:00 in Tokyo.
+const TOKYO_OPENS_MS: i64 = WINDOW_OPENS_MS - 3_600_000;
+
+const SURVEY: &str = r#"
+[ivr]
+language = "en"
+start = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[ivr.node.survey]
+type = "collect"
+var = "score"
+prompt = "system:beep"
+min = 1
+max = 1
+first_digit_timeout = "5s"
+recordable = true
+next = "thanks"
+
+[ivr.node.thanks]
+type = "hangup"
+outcome = "surveyed"
+
+[campaigns]
+dnc = "dnc.csv"
+
+[campaign.renewals]
+number = "4008001234"
+mode = "agentless"
+start = "survey"
+list = "renewals.csv"
+max_lines = 2
+max_attempts = 3
+retry = { no_answer = "10m", busy = "5m" }
+success = { var = "score", in = ["1", "2", "3", "4", "5"] }
+
+[campaign.renewals.window]
+timezone = "Asia/Shanghai"
+mon = ["09:00-18:00"]
+"#;
+
+const LIST: &str = "number,name,tz,plan\n\
+13800000001,Wang,,gold\n\
+13800000002,Li,,silver\n\
+13800000003,Zhao,,gold\n\
+13800000004,Qian,,gold\n\
+13800000005,Sun,Asia/Tokyo,gold\n\
+13800000006,Zhou,,gold\n\
+13800000007,Nobody,,gold\n\
+13800000008,Busy,,gold\n\
+13800000009,Barred,,gold\n\
+not-a-number,Bad,,gold\n\
+13800000001,Twice,,gold\n";
+
+/// Contacts 1-6 answer and key their score; 7 never answers; 8 is busy,
+/// then answers and keys 5.
+fn callees() -> String {
+    let mut s = String::new();
+    for (n, score) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 1)] {
+        s += &format!(
+            "[[callee]]\nnumber = \"1380000000{n}\"\nanswer_after = \"2s\"\nhangup_after = \"20s\"\nscript = [{{ wait = \"2s\" }}, {{ press = \"{score}\" }}]\n\n"
+        );
+    }
+    s += "[[callee]]\nnumber = \"13800000007\"\nanswers = false\n\n";
+    s += "[[callee]]\nnumber = \"13800000008\"\nbusy = true\n\n";
+    s += "[[callee]]\nnumber = \"13800000008\"\nanswer_after = \"1s\"\nhangup_after = \"20s\"\nscript = [{ wait = \"2s\" }, { press = \"5\" }]\n\n";
+    s += "[[callee]]\nnumber = \"13800000009\"\nanswer_after = \"1s\"\n\n";
+    s
+}
+
+fn survey_site() -> Site {
+    let site = Site::with_config(2, 0, SURVEY);
+    site.write("renewals.csv", LIST);
+    site.write("dnc.csv", "number\n13800000009\n");
+    site
+}
+
+fn started_ms(r: &Value) -> i64 {
+    r["start"]
+        .as_str()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_millisecond())
+        .unwrap_or_else(|| panic!("no start time: {r:#}"))
+}
+
+#[test]
+fn an_agentless_survey_follows_its_window_dnc_attempts_and_retries_and_stores_each_answer() {
+    let site = survey_site();
+    let path = site.write("calls.toml", &callees());
+    let report = site.dir.path().join("report.json");
+    let out = site.run_fast_with(
+        &path,
+        &[
+            "--start-at",
+            EARLY,
+            "--sim-report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    let contacts = site.table("campaign_contacts");
+    let contact = |n: &str| {
+        contacts
+            .iter()
+            .find(|c| c["number"] == n)
+            .unwrap_or_else(|| panic!("no contact {n}: {contacts:#?}\n{log}"))
+    };
+    // The malformed row is left out (and said so), the duplicate merged.
+    assert_eq!(contacts.len(), 9, "{contacts:#?}");
+    assert!(log.contains("contact left out"), "{log}");
+    assert_eq!(contact("13800000001")["name"], "Wang");
+    for (n, score) in [(1, "1"), (2, "2"), (3, "3"), (4, "4"), (5, "5"), (6, "1")] {
+        let c = contact(&format!("1380000000{n}"));
+        assert_eq!(c["state"], "done", "{c:#}\n{log}");
+        assert_eq!(c["attempts"], 1, "{c:#}");
+        assert_eq!(c["answers"]["score"], score, "{c:#}");
+    }
+    let nobody = contact("13800000007");
+    assert_eq!(nobody["state"], "exhausted", "{nobody:#}");
+    assert_eq!(nobody["attempts"], 3);
+    let busy = contact("13800000008");
+    assert_eq!(busy["state"], "done", "{busy:#}");
+    assert_eq!(busy["attempts"], 2);
+    assert_eq!(busy["answers"]["score"], "5");
+    assert_eq!(contact("13800000009")["state"], "dnc");
+
+    let recs = site.records();
+    let calls_to = |n: &str| -> Vec<&Value> { recs.iter().filter(|r| r["dialled"] == n).collect() };
+    // Nobody is called before the window opens in their zone; the barred
+    // number never. Sun is in Tokyo, an hour ahead: his 09:00 comes first.
+    for r in &recs {
+        assert_eq!(r["job"], "renewals", "{r:#}");
+        if r["dialled"] == "13800000005" {
+            assert!(started_ms(r) >= TOKYO_OPENS_MS, "{r:#}");
+            assert!(
+                started_ms(r) < WINDOW_OPENS_MS,
+                "Sun waited for Shanghai: {r:#}"
+            );
+        } else {
+            assert!(
+                started_ms(r) >= WINDOW_OPENS_MS,
+                "called before 09:00: {r:#}"
+            );
+        }
+    }
+    assert!(calls_to("13800000009").is_empty());
+    let mut tries: Vec<i64> = calls_to("13800000007")
+        .iter()
+        .map(|r| started_ms(r))
+        .collect();
+    tries.sort_unstable();
+    assert_eq!(tries.len(), 3, "{recs:#?}");
+    for w in tries.windows(2) {
+        assert!(w[1] - w[0] >= 10 * 60_000, "retried too soon: {tries:?}");
+    }
+    let mut busy_tries: Vec<i64> = calls_to("13800000008")
+        .iter()
+        .map(|r| started_ms(r))
+        .collect();
+    busy_tries.sort_unstable();
+    assert!(
+        busy_tries[1] - busy_tries[0] >= 5 * 60_000,
+        "{busy_tries:?}"
+    );
+    // At most two lines at once.
+    let mut spans: Vec<(i64, i64)> = recs
+        .iter()
+        .map(|r| {
+            let end = r["end"]
+                .as_str()
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                .map_or(i64::MAX, |t| t.as_millisecond());
+            (started_ms(r), end)
+        })
+        .collect();
+    spans.sort_unstable();
+    for (i, (start, _)) in spans.iter().enumerate() {
+        let open = spans[..i].iter().filter(|(_, end)| end > start).count();
+        assert!(open < 2, "a third line in use at {start}: {spans:?}");
+    }
+    // `callboxd campaigns` sums it up.
+    let sum = callbox_tests::export(&site.data(), &["campaigns", "--json"]);
+    assert_eq!(sum.len(), 1, "{sum:#?}");
+    assert_eq!(sum[0]["campaign"], "renewals");
+    assert_eq!(sum[0]["contacts"], 9);
+    assert_eq!(sum[0]["states"]["done"], 7, "{sum:#?}");
+    assert_eq!(sum[0]["states"]["exhausted"], 1);
+    assert_eq!(sum[0]["states"]["dnc"], 1);
+    assert_eq!(
+        sum[0]["attempts"], 11,
+        "six answered, three unanswered, two busy then answered: {sum:#?}"
+    );
+    // The campaign number is presented, and headquarters gets each result.
+    let rep: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(rep["presented"]["13800000001"][0], "4008001234", "{rep:#}");
+    let outbox = site.table("outbox");
+    let results: Vec<&Value> = outbox
+        .iter()
+        .filter(|o| o["stream"] == "campaign_results")
+        .collect();
+    assert!(
+        results
+            .iter()
+            .any(|o| o["payload"]["number"] == "13800000003"
+                && o["payload"]["answers"]["score"] == "3"),
+        "{results:#?}"
+    );
+}
+
+#[test]
+fn a_progressive_campaign_never_dials_more_contacts_than_it_has_free_agents() {
+    let site = Site::with_config(
+        3,
+        1,
+        r#"
+[ivr]
+language = "en"
+start = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[ivr.node.to-agent]
+type = "queue"
+queue = "sales"
+announce = []
+on_overflow = "bye"
+
+[acd.agent.alice]
+number = "1001"
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { alice = 0 }
+
+[campaign.winback]
+number = "4008001234"
+mode = "progressive"
+start = "to-agent"
+list = "winback.csv"
+max_lines = 3
+"#,
+    );
+    site.write(
+        "winback.csv",
+        "number\n13900000001\n13900000002\n13900000003\n13900000004\n",
+    );
+    let mut sc = String::from(
+        "[[agent]]\nname = \"alice\"\nline = \"desk-1\"\nanswer_after = \"1s\"\ntalk = \"10s\"\n\n",
+    );
+    for n in 1..=4 {
+        sc += &format!(
+            "[[callee]]\nnumber = \"1390000000{n}\"\nanswer_after = \"3s\"\nhangup_after = \"30s\"\n\n"
+        );
+    }
+    let path = site.write("calls.toml", &sc);
+    let out = site.run_fast_with(&path, &["--start-at", "2026-11-23T10:00:00+08:00"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    let mut spans: Vec<(i64, i64, &Value)> = recs
+        .iter()
+        .map(|r| {
+            let end = r["end"]
+                .as_str()
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                .map_or(i64::MAX, |t| t.as_millisecond());
+            (started_ms(r), end, r)
+        })
+        .collect();
+    spans.sort_by_key(|s| s.0);
+    assert_eq!(spans.len(), 4, "{recs:#?}\n{}", text(&out));
+    for (i, (start, _, r)) in spans.iter().enumerate() {
+        let open = spans[..i].iter().filter(|(_, end, _)| end > start).count();
+        assert_eq!(open, 0, "two contacts dialled for one agent: {r:#}");
+        assert_eq!(r["agent"], "alice", "{r:#}");
+    }
+}
+
+#[test]
+fn campaign_mistakes_are_named_at_their_place() {
+    let site = survey_site();
+    let bad = site
+        .config_text()
+        .replace("mode = \"agentless\"", "mode = \"predictive\"")
+        .replace("list = \"renewals.csv\"", "list = \"missing.csv\"")
+        .replace("mon = [\"09:00-18:00\"]", "mon = []")
+        .replace("busy = \"5m\"", "busy = \"soon\"");
+    site.write("site.toml", &bad);
+    let err = site.refused();
+    for (needle, msg) in [
+        ("mode = \"predictive\"", "not in this firmware yet"),
+        ("list = \"missing.csv\"", "missing.csv"),
+        ("[campaign.renewals.window]", "never opens"),
+        ("retry = ", "`soon` is not a duration"),
+    ] {
+        assert_error_at(&bad, &err, needle, msg);
+    }
+}
