@@ -316,3 +316,110 @@ fn campaign_mistakes_are_named_at_their_place() {
         assert_error_at(&bad, &err, needle, msg);
     }
 }
+
+#[test]
+fn a_box_killed_mid_campaign_calls_nobody_again_before_the_retry_wait() {
+    let site = Site::with_config(
+        1,
+        0,
+        r#"
+[ivr]
+language = "en"
+start = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[ivr.node.hold]
+type = "collect"
+var = "key"
+prompt = "system:beep"
+min = 1
+max = 1
+first_digit_timeout = "20s"
+recordable = true
+next = "bye"
+
+[campaign.notice]
+number = "4008001234"
+mode = "agentless"
+start = "hold"
+list = "notice.csv"
+retry = { failed = "30m" }
+
+[campaign.notice.window]
+mon = ["00:00-24:00"]
+tue = ["00:00-24:00"]
+wed = ["00:00-24:00"]
+thu = ["00:00-24:00"]
+fri = ["00:00-24:00"]
+sat = ["00:00-24:00"]
+sun = ["00:00-24:00"]
+"#,
+    );
+    site.write("notice.csv", "number\n13700000001\n13700000002\n");
+    let mut sc = String::new();
+    for n in 1..=2 {
+        sc += &format!(
+            "[[callee]]\nnumber = \"1370000000{n}\"\nanswer_after = \"1s\"\nscript = [{{ wait = \"3s\" }}, {{ press = \"1\" }}]\n\n"
+        );
+    }
+    let path = site.write("calls.toml", &sc);
+    // First run, in real time: killed (SIGKILL) while the first contact
+    // is on the line.
+    let log = site.dir.path().join("first.log");
+    let mut first = callbox_tests::cmd()
+        .args(["run", "--config"])
+        .arg(site.config())
+        .arg("--data")
+        .arg(site.data())
+        .arg("--scenario")
+        .arg(&path)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("number=13700000001 attempt=1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Second run, in virtual time from now: the campaign resumes.
+    let out = site.run_fast(&path);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    let mut first_contact: Vec<i64> = recs
+        .iter()
+        .filter(|r| r["dialled"] == "13700000001")
+        .map(started_ms)
+        .collect();
+    first_contact.sort_unstable();
+    assert_eq!(first_contact.len(), 2, "{recs:#?}\n{}", text(&out));
+    assert!(
+        first_contact[1] - first_contact[0] >= 30 * 60_000,
+        "called again {} s after the interrupted call",
+        (first_contact[1] - first_contact[0]) / 1000
+    );
+    let second: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["dialled"] == "13700000002")
+        .collect();
+    assert_eq!(second.len(), 1, "{recs:#?}");
+    let contacts = site.table("campaign_contacts");
+    let c1 = contacts
+        .iter()
+        .find(|c| c["number"] == "13700000001")
+        .unwrap();
+    assert_eq!(c1["attempts"], 2, "{c1:#}");
+    assert_eq!(c1["state"], "done");
+    assert!(text(&out).contains("campaign finished"), "{}", text(&out));
+}

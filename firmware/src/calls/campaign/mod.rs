@@ -27,6 +27,8 @@
 pub mod config;
 pub mod list;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +119,8 @@ impl<L: Line> Runner<L> {
         }
         let pending = contacts.iter().filter(|c| !c.is_final()).count();
         tracing::info!(contacts = contacts.len(), pending, "campaign starts");
+        let mut due = Due::new(&contacts);
+        let mut open = pending;
         let mut running: JoinSet<(usize, Attempt)> = JoinSet::new();
         loop {
             let mut blocked = false;
@@ -129,13 +133,16 @@ impl<L: Line> Runner<L> {
                     break;
                 }
                 let now = self.now();
-                let Some(i) = due(&contacts, now) else {
+                let Some(i) = due.pop_due(&contacts, now) else {
                     break;
                 };
                 if !self.may_dial(&mut contacts[i], now).await {
+                    due.requeue(&contacts, i, &mut open);
                     continue;
                 }
                 let Some(lease) = seize(&self.c.trunks, &self.sw).await else {
+                    // Still due: dialled once a trunk is free.
+                    due.requeue(&contacts, i, &mut open);
                     blocked = true;
                     break;
                 };
@@ -163,7 +170,7 @@ impl<L: Line> Runner<L> {
                     )
                 });
             }
-            if running.is_empty() && contacts.iter().all(Contact::is_final) {
+            if running.is_empty() && open == 0 {
                 tracing::info!("campaign finished: every contact is done, exhausted or barred");
                 return;
             }
@@ -171,11 +178,7 @@ impl<L: Line> Runner<L> {
                 return;
             }
             let now = self.now();
-            let next = contacts
-                .iter()
-                .filter(|c| c.row.state == "pending")
-                .map(|c| c.row.next_at_ms)
-                .min();
+            let next = due.next_at(&contacts);
             let full = running.len() >= self.c.max_lines;
             let wait = match (blocked, next) {
                 // Every line busy: the next call to end wakes the loop.
@@ -198,6 +201,7 @@ impl<L: Line> Runner<L> {
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     if let Ok((i, a)) = done {
                         self.ended(&mut contacts[i], a).await;
+                        due.requeue(&contacts, i, &mut open);
                     }
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -443,13 +447,63 @@ async fn holding_time<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
-/// The pending contact due first (list order among equals), if one is due
-/// at `now`.
-fn due(contacts: &[Contact], now: i64) -> Option<usize> {
-    contacts
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.row.state == "pending" && c.row.next_at_ms <= now)
-        .min_by_key(|(i, c)| (c.row.next_at_ms, *i))
-        .map(|(i, _)| i)
+/// Pending contacts by when they are due, first due on top (list order
+/// among equals). A contact rescheduled is pushed again; its old entry is
+/// skipped when it surfaces, so each decision costs O(log n) however long
+/// the list.
+struct Due {
+    heap: BinaryHeap<Reverse<(i64, usize)>>,
+}
+
+impl Due {
+    fn new(contacts: &[Contact]) -> Due {
+        let heap = contacts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.row.state == "pending")
+            .map(|(i, c)| Reverse((c.row.next_at_ms, i)))
+            .collect();
+        Due { heap }
+    }
+
+    /// Drops entries that no longer say when their contact is due.
+    fn clean(&mut self, contacts: &[Contact]) {
+        while let Some(Reverse((at, i))) = self.heap.peek() {
+            let c = &contacts[*i].row;
+            if c.state == "pending" && c.next_at_ms == *at {
+                return;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// The contact due first, taken off, if it is due at `now`.
+    fn pop_due(&mut self, contacts: &[Contact], now: i64) -> Option<usize> {
+        self.clean(contacts);
+        match self.heap.peek() {
+            Some(Reverse((at, i))) if *at <= now => {
+                let i = *i;
+                self.heap.pop();
+                Some(i)
+            }
+            _ => None,
+        }
+    }
+
+    /// When the first pending contact is due.
+    fn next_at(&mut self, contacts: &[Contact]) -> Option<i64> {
+        self.clean(contacts);
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Contact `i` after a decision: due again if pending; one fewer
+    /// `open` when it has reached a final state.
+    fn requeue(&mut self, contacts: &[Contact], i: usize, open: &mut usize) {
+        let c = &contacts[i];
+        if c.row.state == "pending" {
+            self.heap.push(Reverse((c.row.next_at_ms, i)));
+        } else if c.is_final() {
+            *open = open.saturating_sub(1);
+        }
+    }
 }
