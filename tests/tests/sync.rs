@@ -631,6 +631,7 @@ fn presence_flips_offline_on_kill_and_back_with_a_higher_session_and_telemetry_a
             "backlog",
             "alarms",
             "daynight",
+            "campaigns",
         ],
         "telemetry",
     );

@@ -225,6 +225,7 @@ pub async fn run<B: Backend>(
         );
     }
     let jobs = TaskTracker::new();
+    let campaigns = crate::calls::campaign::Live::default();
     if let Some(ivr) = first.ivr.clone() {
         crate::calls::outbound::spawn_jobs(ivr.clone(), ctx.clone(), sw.clone(), &jobs);
         crate::calls::campaign::spawn_all(
@@ -232,6 +233,7 @@ pub async fn run<B: Backend>(
             ivr,
             ctx.clone(),
             sw.clone(),
+            campaigns.clone(),
             &jobs,
         );
     }
@@ -315,7 +317,8 @@ pub async fn run<B: Backend>(
             acd_stats,
             opts.clock.clone(),
         )
-        .with_daynight(daynight.clone());
+        .with_daynight(daynight.clone())
+        .with_campaigns(campaigns.clone());
         let deps = SyncDeps {
             site_id: config.site_id.clone(),
             uplink: uplink.clone(),

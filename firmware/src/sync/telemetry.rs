@@ -68,6 +68,7 @@ pub struct Telemetry {
     line_state: Option<LineStateFn>,
     calls_in_progress: Option<CountFn>,
     daynight: Option<DayNight>,
+    campaigns: Option<crate::calls::campaign::Live>,
     paths: Arc<SysPaths>,
     started: Instant,
     cpu: Arc<Mutex<CpuState>>,
@@ -110,6 +111,7 @@ impl Telemetry {
             line_state: None,
             calls_in_progress: None,
             daynight: None,
+            campaigns: None,
             paths: Arc::new(SysPaths::default()),
             started: Instant::now(),
             cpu: Arc::default(),
@@ -132,6 +134,12 @@ impl Telemetry {
     /// Reports the day/night switch (`daynight`; `null` without).
     pub fn with_daynight(mut self, d: DayNight) -> Telemetry {
         self.daynight = Some(d);
+        self
+    }
+
+    /// Reports the outbound campaigns' live figures (`campaigns`).
+    pub fn with_campaigns(mut self, live: crate::calls::campaign::Live) -> Telemetry {
+        self.campaigns = Some(live);
         self
     }
 
@@ -262,6 +270,20 @@ impl Telemetry {
                 let s = d.state();
                 json!({"mode": s.mode, "night": s.night})
             }),
+            "campaigns": self.campaigns.as_ref().map(|c| {
+                c.snapshot()
+                    .into_iter()
+                    .map(|(name, s)| {
+                        json!({
+                            "name": name,
+                            "dialled": s.dialled,
+                            "answered": s.answered,
+                            "in_progress": s.in_progress,
+                            "remaining": s.remaining,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            }).unwrap_or_default(),
         })
     }
 }

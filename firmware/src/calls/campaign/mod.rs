@@ -53,12 +53,42 @@ const IDLE_LOOK: Duration = Duration::from_secs(2);
 /// Wait before dialling again after a call arrived on the seized trunk.
 const GLARE_WAIT: Duration = Duration::from_secs(30);
 
+/// How each campaign is doing, as telemetry reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Attempts dialled since the box started.
+    pub dialled: u64,
+    /// Of those, answered.
+    pub answered: u64,
+    /// Calls in progress now.
+    pub in_progress: u64,
+    /// Contacts not yet done, exhausted or barred.
+    pub remaining: u64,
+}
+
+/// Every campaign's [`LiveStats`], by name; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Live(Arc<std::sync::Mutex<std::collections::BTreeMap<String, LiveStats>>>);
+
+impl Live {
+    /// A copy of every campaign's figures.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, LiveStats> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut LiveStats)) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(all.entry(name.to_string()).or_default());
+    }
+}
+
 /// Starts one task per campaign.
 pub fn spawn_all<L: Line>(
     campaigns: Arc<Campaigns>,
     ivr: Arc<Ivr>,
     ctx: CallContext,
     sw: Switch<L>,
+    live: Live,
     tracker: &TaskTracker,
 ) {
     for c in &campaigns.list {
@@ -69,6 +99,7 @@ pub fn spawn_all<L: Line>(
             ivr: Arc::clone(&ivr),
             ctx: ctx.clone(),
             sw: sw.clone(),
+            live: live.clone(),
         };
         tracker.spawn(run.run().instrument(span));
     }
@@ -96,6 +127,7 @@ struct Runner<L> {
     ivr: Arc<Ivr>,
     ctx: CallContext,
     sw: Switch<L>,
+    live: Live,
 }
 
 impl<L: Line> Runner<L> {
@@ -121,6 +153,8 @@ impl<L: Line> Runner<L> {
         tracing::info!(contacts = contacts.len(), pending, "campaign starts");
         let mut due = Due::new(&contacts);
         let mut open = pending;
+        self.live
+            .update(&self.c.name, |l| l.remaining = open as u64);
         let mut running: JoinSet<(usize, Attempt)> = JoinSet::new();
         loop {
             let mut blocked = false;
@@ -138,6 +172,8 @@ impl<L: Line> Runner<L> {
                 };
                 if !self.may_dial(&mut contacts[i], now).await {
                     due.requeue(&contacts, i, &mut open);
+                    self.live
+                        .update(&self.c.name, |l| l.remaining = open as u64);
                     continue;
                 }
                 let Some(lease) = seize(&self.c.trunks, &self.sw).await else {
@@ -168,6 +204,10 @@ impl<L: Line> Runner<L> {
                         i,
                         place(lease, id, &job, Some(&name), &ivr, &ctx, &sw).await,
                     )
+                });
+                self.live.update(&self.c.name, |l| {
+                    l.dialled += 1;
+                    l.in_progress = running.len() as u64;
                 });
             }
             if running.is_empty() && open == 0 {
@@ -200,8 +240,14 @@ impl<L: Line> Runner<L> {
                 }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     if let Ok((i, a)) = done {
+                        let answered = a.answers.is_some();
                         self.ended(&mut contacts[i], a).await;
                         due.requeue(&contacts, i, &mut open);
+                        self.live.update(&self.c.name, |l| {
+                            l.answered += u64::from(answered);
+                            l.in_progress = running.len() as u64;
+                            l.remaining = open as u64;
+                        });
                     }
                 }
                 () = tokio::time::sleep(wait) => {}
