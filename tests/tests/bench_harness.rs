@@ -1,8 +1,9 @@
 //! The performance harness (`bench`, docs/PERFORMANCE.md) runs end to end
 //! at small sizes (`--quick`): the real-time capacity run through the real
 //! daemon pinned with taskset, the virtual-time throughput run, the sync
-//! drain against a real mosquitto, the footprint (start-up and idle RSS)
-//! and SIP calls over loopback, each appending its table to a file. The DSP floor (`cargo bench`)
+//! drain against a real mosquitto, the footprint (start-up and idle RSS),
+//! SIP calls over loopback and a 500-contact campaign, each appending its
+//! table to a file. The DSP floor (`cargo bench`)
 //! and the instruction count (valgrind) run only from the harness itself.
 
 use std::path::PathBuf;
@@ -41,7 +42,14 @@ fn the_harness_measures_each_part_and_appends_its_table() {
     std::fs::write(&doc_path, "# Performance\n").unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (core, world) = if cores > 1 { ("1", "0") } else { ("0", "0") };
-    for part in ["capacity", "throughput", "sync", "footprint", "sip"] {
+    for part in [
+        "capacity",
+        "throughput",
+        "sync",
+        "footprint",
+        "sip",
+        "campaign",
+    ] {
         let out = Command::new(bench())
             .args([
                 part,
@@ -67,9 +75,16 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         doc.starts_with("# Performance\n"),
         "the file is appended to"
     );
-    assert_eq!(doc.matches("### Harness run ").count(), 5, "{doc}");
-    assert_eq!(doc.matches("\nMachine: ").count(), 5, "{doc}");
-    for part in ["capacity", "throughput", "sync", "footprint", "sip"] {
+    assert_eq!(doc.matches("### Harness run ").count(), 6, "{doc}");
+    assert_eq!(doc.matches("\nMachine: ").count(), 6, "{doc}");
+    for part in [
+        "capacity",
+        "throughput",
+        "sync",
+        "footprint",
+        "sip",
+        "campaign",
+    ] {
         assert!(
             doc.contains(&format!(
                 "Command: `cargo build --release --bins && target/release/bench {part} --quick`"
@@ -106,6 +121,10 @@ fn the_harness_measures_each_part_and_appends_its_table() {
     let idle = value(&doc, "idle RSS");
     let (plain, linked) = idle.split_once(" / ").unwrap();
     assert!(number(plain) > 1.0 && number(linked) > 1.0, "{idle}");
+
+    // Campaign: 500 contacts decided, 50 of them barred.
+    let c = value(&doc, "campaign of 500 contacts (agentless");
+    assert!(number(c) > 0.0, "{c}");
 
     // SIP: five calls over loopback UDP, the box's CPU measured.
     assert!(doc.contains("| SIP calls on one core"), "{doc}");

@@ -31,6 +31,9 @@
 //!   per call-second, the share of the box's RTP packets more than 5 ms
 //!   late, frames its jitter buffers concealed; compared with `capacity`'s
 //!   sim figure when both run (docs/sip.md, bench/sip.rs).
+//! - `campaign`: an agentless campaign of 100,000 contacts in virtual
+//!   time: the list's load, dialling decisions per second, peak RSS
+//!   (bench/campaign.rs).
 //! - `footprint`: stripped binary sizes (x86_64 and aarch64, `firmware`
 //!   profile), idle RSS with and without the fleet link, start-up time.
 //!
@@ -53,10 +56,12 @@ use callbox_tests::mqtt::{Broker, add_uplink};
 use callbox_tests::{Site, callboxd, write_tone_hz};
 use serde_json::Value;
 
+#[path = "bench/campaign.rs"]
+mod campaign;
 #[path = "bench/sip.rs"]
 mod sip;
 
-const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip> \
+const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip|campaign> \
 [--calls N[,N…]] [--window SECS] [--core C] [--world-core C] [--quick] [--write FILE]";
 
 /// A frame later than this counts as late (the sim backend's LATE_AFTER).
@@ -139,7 +144,7 @@ fn main() -> Result<()> {
         );
     }
     let mut figures = Vec::new();
-    const ALL: [&str; 7] = [
+    const ALL: [&str; 8] = [
         "capacity",
         "floor",
         "instructions",
@@ -147,6 +152,7 @@ fn main() -> Result<()> {
         "sync",
         "footprint",
         "sip",
+        "campaign",
     ];
     let parts: Vec<&str> = match part.as_str() {
         "all" => ALL.to_vec(),
@@ -164,6 +170,7 @@ fn main() -> Result<()> {
             "sync" => sync(&o),
             "footprint" => footprint(&o, &state),
             "sip" => sip::sip(&o, &state),
+            "campaign" => campaign::campaign(&o),
             _ => unreachable!("parts are checked above"),
         }
         .with_context(|| format!("bench {p}"))?;

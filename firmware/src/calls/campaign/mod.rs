@@ -158,11 +158,14 @@ impl<L: Line> Runner<L> {
         let mut running: JoinSet<(usize, Attempt)> = JoinSet::new();
         loop {
             let mut blocked = false;
-            while running.len() < self.c.max_lines {
+            // The contacts to dial now, each with its trunk: all their
+            // attempts go to the store in one commit before any is dialled.
+            let mut batch = Vec::new();
+            while running.len() + batch.len() < self.c.max_lines {
                 if self.ctx.shutdown.is_cancelled() {
                     break;
                 }
-                if !self.agent_free(running.len()).await {
+                if !self.agent_free(running.len() + batch.len()).await {
                     blocked = true;
                     break;
                 }
@@ -188,11 +191,18 @@ impl<L: Line> Runner<L> {
                 ct.row.attempts_day += 1;
                 ct.row.last_attempt_ms = Some(now);
                 self.save(ct, None, None, false).await;
-                // The attempt is in the store before the number is dialled.
+                batch.push((i, lease));
+            }
+            if !batch.is_empty() {
+                // The attempts are in the store before the numbers are
+                // dialled.
                 let _ = holding_time(self.ctx.store.flush()).await;
+            }
+            for (i, lease) in batch {
+                let ct = &contacts[i];
                 let job = self.job(ct);
                 let id = new_id(&self.ctx.clock);
-                tracing::info!(number = %job.number, attempt = ct.row.attempts, now, "dialling");
+                tracing::info!(number = %job.number, attempt = ct.row.attempts, "dialling");
                 let (ivr, ctx, sw, name) = (
                     Arc::clone(&self.ivr),
                     self.ctx.clone(),
