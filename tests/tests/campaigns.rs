@@ -423,3 +423,111 @@ sun = ["00:00-24:00"]
     assert_eq!(c1["state"], "done");
     assert!(text(&out).contains("campaign finished"), "{}", text(&out));
 }
+
+#[test]
+fn headquarters_pauses_a_campaign_the_pause_survives_a_restart_and_resume_finishes_it() {
+    use callbox_tests::mqtt::{Broker, Daemon, add_uplink, hq_cmd};
+    use std::time::Duration;
+    let broker = Broker::start();
+    let all_day = "[\"00:00-24:00\"]";
+    let site = Site::with_config(
+        1,
+        0,
+        &format!(
+            r#"
+[ivr]
+language = "en"
+start = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[campaign.notice]
+number = "4008001234"
+mode = "agentless"
+start = "bye"
+list = "notice.csv"
+
+[campaign.notice.window]
+mon = {all_day}
+tue = {all_day}
+wed = {all_day}
+thu = {all_day}
+fri = {all_day}
+sat = {all_day}
+sun = {all_day}
+"#
+        ),
+    );
+    add_uplink(&site, &broker.uplink("box-c", ""));
+    site.write(
+        "notice.csv",
+        "number\n13600000001\n13600000002\n13600000003\n",
+    );
+    // Each contact's phone rings 3 s before it is answered.
+    let mut sc = String::new();
+    for n in 1..=3 {
+        sc += &format!("[[callee]]\nnumber = \"1360000000{n}\"\nanswer_after = \"3s\"\n\n");
+    }
+    let path = site.write("calls.toml", &sc);
+    let scenario = path.to_str().unwrap();
+    let cmd = |args: &[&str]| {
+        let (resp, out) = hq_cmd(&broker, "test-site", "box-c", args);
+        assert_eq!(resp["ok"], true, "{resp:#}\n{}", text(&out));
+        resp["result"].clone()
+    };
+    let mut d = Daemon::start(&site, &["--scenario", scenario]);
+    d.wait_log(Duration::from_secs(20), "the first contact dialled", |l| {
+        l.contains("number=13600000001 attempt=1")
+    });
+    let paused = cmd(&["campaign", r#"{"name":"notice","action":"pause"}"#]);
+    assert_eq!(paused["control"], "paused", "{paused:#}");
+    // The call in progress ends; nobody else is dialled.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(site.records().len(), 1, "{:#?}", site.records());
+    // A name the box does not run, or an action it does not know, is an
+    // error that names it.
+    let (bad, _) = hq_cmd(
+        &broker,
+        "test-site",
+        "box-c",
+        &["campaign", r#"{"name":"nope"}"#],
+    );
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no campaign `nope`"),
+        "{bad:#}"
+    );
+    let (bad, _) = hq_cmd(
+        &broker,
+        "test-site",
+        "box-c",
+        &["campaign", r#"{"name":"notice","action":"later"}"#],
+    );
+    assert!(
+        bad["error"].as_str().unwrap_or("").contains("`later`"),
+        "{bad:#}"
+    );
+    d.stop();
+    // Still paused after a restart.
+    let mut d = Daemon::start(&site, &["--scenario", scenario]);
+    let status = cmd(&["campaign", r#"{"name":"notice"}"#]);
+    assert_eq!(status["control"], "paused", "{status:#}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(site.records().len(), 1);
+    // Resumed, it calls the other two and ends.
+    let resumed = cmd(&["campaign", r#"{"name":"notice","action":"resume"}"#]);
+    assert_eq!(resumed["control"], "running", "{resumed:#}");
+    d.wait_log(Duration::from_secs(30), "the campaign finished", |l| {
+        l.contains("campaign finished")
+    });
+    d.stop();
+    let dialled: Vec<Value> = site
+        .records()
+        .iter()
+        .map(|r| r["dialled"].clone())
+        .collect();
+    assert_eq!(dialled.len(), 3, "{dialled:?}");
+}

@@ -225,7 +225,7 @@ pub async fn run<B: Backend>(
         );
     }
     let jobs = TaskTracker::new();
-    let campaigns = crate::calls::campaign::Live::default();
+    let campaigns = crate::calls::campaign::Live::load(&opts.data_dir);
     if let Some(ivr) = first.ivr.clone() {
         crate::calls::outbound::spawn_jobs(ivr.clone(), ctx.clone(), sw.clone(), &jobs);
         crate::calls::campaign::spawn_all(
@@ -237,14 +237,17 @@ pub async fn run<B: Backend>(
             &jobs,
         );
     }
-    let commands = Arc::new(Commands::new(
-        config.clone(),
-        &opts.data_dir,
-        ctx.clone(),
-        sw.clone(),
-        jobs.clone(),
-        &tracker,
-    ));
+    let commands = Arc::new(
+        Commands::new(
+            config.clone(),
+            &opts.data_dir,
+            ctx.clone(),
+            sw.clone(),
+            jobs.clone(),
+            &tracker,
+        )
+        .with_campaigns(campaigns.clone()),
+    );
     let acd_stats = sw.acd.clone().map(crate::sync::telemetry::acd_source);
     // The panel actor ends when the last handle is gone: keep none here
     // (the command actor lets go of its own at the stop).

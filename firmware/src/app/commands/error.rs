@@ -75,6 +75,24 @@ pub enum CommandError {
         /// The mode asked for (clipped).
         mode: String,
     },
+    /// `campaign` names no campaign of the running config.
+    #[error("no campaign `{name}` in the running config")]
+    UnknownCampaign {
+        /// The name asked for (clipped).
+        name: String,
+    },
+    /// `campaign` with an action that is none of pause, resume, stop.
+    #[error("`action` must be \"pause\", \"resume\" or \"stop\", not `{action}`")]
+    BadCampaignAction {
+        /// The action asked for (clipped).
+        action: String,
+    },
+    /// A campaign's control could not be written to disk (nothing changed).
+    #[error("the campaign's control could not be kept on disk: {reason}")]
+    CampaignNotKept {
+        /// The I/O error.
+        reason: String,
+    },
     /// The day/night switch could not keep its position.
     #[error(transparent)]
     DayNight(#[from] crate::daynight::SaveError),

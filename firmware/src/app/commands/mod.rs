@@ -92,6 +92,9 @@ pub struct Commands {
     logs: LogRing,
     daynight: DayNight,
     max_result: usize,
+    /// The campaigns of the config the daemon started with.
+    campaign_names: Vec<String>,
+    campaigns: Option<crate::calls::campaign::Live>,
 }
 
 impl std::fmt::Debug for Commands {
@@ -121,6 +124,12 @@ impl Commands {
             .map_or(DEFAULT_MAX_MESSAGE, |u| u.max_message);
         let shutdown = ctx.shutdown.clone();
         let daynight = ctx.daynight.clone();
+        let campaign_names = config
+            .campaigns
+            .list
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         let (actor, reported) = Reconfigure::new(config, data_dir, ctx, sw, jobs);
         let (tx, rx) = mpsc::channel(INBOX);
         tracker.spawn(actor.run(rx, shutdown.clone()));
@@ -131,7 +140,54 @@ impl Commands {
             logs: crate::logging::ring().clone(),
             daynight,
             max_result: max_message.saturating_sub(ENVELOPE),
+            campaign_names,
+            campaigns: None,
         }
+    }
+
+    /// Answers `campaign` with these campaigns' controls and figures.
+    pub fn with_campaigns(mut self, live: crate::calls::campaign::Live) -> Commands {
+        self.campaigns = Some(live);
+        self
+    }
+
+    /// `campaign`: `name` and an `action` (`pause`, `resume`, `stop`), or
+    /// no `action` to ask where it stands.
+    async fn campaign(&self, args: &Args<'_>) -> Result<Value, CommandError> {
+        use crate::calls::campaign::Control;
+        let name = args.str("name")?;
+        let (Some(live), true) = (
+            &self.campaigns,
+            self.campaign_names.iter().any(|n| n == name),
+        ) else {
+            return Err(CommandError::UnknownCampaign { name: clip(name) });
+        };
+        if let Some(action) = args.str_opt("action")? {
+            let to = match action {
+                "pause" => Control::Paused,
+                "resume" => Control::Running,
+                "stop" => Control::Stopped,
+                other => {
+                    return Err(CommandError::BadCampaignAction {
+                        action: clip(other),
+                    });
+                }
+            };
+            live.set(name, to)
+                .await
+                .map_err(|e| CommandError::CampaignNotKept {
+                    reason: e.to_string(),
+                })?;
+        }
+        let stats = live.snapshot().remove(name).unwrap_or_default();
+        Ok(json!({
+            "name": name,
+            "control": live.control(name),
+            "dialled": stats.dialled,
+            "answered": stats.answered,
+            "in_progress": stats.in_progress,
+            "remaining": stats.remaining,
+        }))
     }
 
     /// Asks the daemon's actor; once the daemon is stopping it is gone.
@@ -205,6 +261,7 @@ impl Commands {
             }
             "logs" => self.recent_logs(&Args::new(&args)?),
             "daynight" => self.daynight(&Args::new(&args)?).await,
+            "campaign" => self.campaign(&Args::new(&args)?).await,
             "restart" => {
                 Args::new(&args)?;
                 self.restart_soon();

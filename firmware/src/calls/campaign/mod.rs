@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use callbox_hal::Line;
 use jiff::tz::TimeZone;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -66,18 +67,90 @@ pub struct LiveStats {
     pub remaining: u64,
 }
 
-/// Every campaign's [`LiveStats`], by name; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Live(Arc<std::sync::Mutex<std::collections::BTreeMap<String, LiveStats>>>);
+/// Where headquarters or the command API has put a campaign: dialling,
+/// paused (nobody new is dialled; calls in progress end normally) or
+/// stopped (the same, and its task ends once they have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Dialling.
+    Running,
+    /// Nobody new is dialled until `resume`.
+    Paused,
+    /// Ended by hand; `resume` (and a restart of the daemon) takes it up.
+    Stopped,
+}
+
+/// The file that keeps paused and stopped campaigns across a restart.
+const CONTROL_FILE: &str = "campaigns.json";
+
+/// Every campaign's [`LiveStats`] and [`Control`], by name; cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct Live {
+    stats: Arc<std::sync::Mutex<std::collections::BTreeMap<String, LiveStats>>>,
+    control: Arc<watch::Sender<std::collections::BTreeMap<String, Control>>>,
+    file: Arc<std::path::PathBuf>,
+}
 
 impl Live {
+    /// Campaigns as the data directory's control file left them (all
+    /// running when it is missing; an unreadable one is logged and
+    /// ignored).
+    pub fn load(data_dir: &std::path::Path) -> Live {
+        let file = data_dir.join(CONTROL_FILE);
+        let control = match std::fs::read_to_string(&file) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(file = %file.display(), "campaign controls unreadable, all running: {e}");
+                Default::default()
+            }),
+            Err(_) => Default::default(),
+        };
+        Live {
+            stats: Arc::default(),
+            control: Arc::new(watch::channel(control).0),
+            file: Arc::new(file),
+        }
+    }
+
     /// A copy of every campaign's figures.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, LiveStats> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Where campaign `name` stands.
+    pub fn control(&self, name: &str) -> Control {
+        self.control
+            .borrow()
+            .get(name)
+            .copied()
+            .unwrap_or(Control::Running)
+    }
+
+    /// Puts campaign `name` in `to`, kept on disk first.
+    pub async fn set(&self, name: &str, to: Control) -> std::io::Result<()> {
+        let mut all = self.control.borrow().clone();
+        if to == Control::Running {
+            all.remove(name);
+        } else {
+            all.insert(name.to_string(), to);
+        }
+        let bytes = serde_json::to_vec(&all).map_err(std::io::Error::other)?;
+        let path = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &bytes, None))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
+        tracing::info!(campaign = name, ?to, "campaign control set");
+        self.control.send_replace(all);
+        Ok(())
+    }
+
+    fn changed(&self) -> watch::Receiver<std::collections::BTreeMap<String, Control>> {
+        self.control.subscribe()
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut LiveStats)) {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         f(all.entry(name.to_string()).or_default());
     }
 }
@@ -156,12 +229,18 @@ impl<L: Line> Runner<L> {
         self.live
             .update(&self.c.name, |l| l.remaining = open as u64);
         let mut running: JoinSet<(usize, Attempt)> = JoinSet::new();
+        let mut controls = self.live.changed();
         loop {
-            let mut blocked = false;
+            let control = self.live.control(&self.c.name);
+            if control == Control::Stopped && running.is_empty() {
+                tracing::info!("campaign stopped by hand");
+                return;
+            }
+            let mut blocked = control != Control::Running;
             // The contacts to dial now, each with its trunk: all their
             // attempts go to the store in one commit before any is dialled.
             let mut batch = Vec::new();
-            while running.len() + batch.len() < self.c.max_lines {
+            while !blocked && running.len() + batch.len() < self.c.max_lines {
                 if self.ctx.shutdown.is_cancelled() {
                     break;
                 }
@@ -231,8 +310,9 @@ impl<L: Line> Runner<L> {
             let next = due.next_at(&contacts);
             let full = running.len() >= self.c.max_lines;
             let wait = match (blocked, next) {
-                // Every line busy: the next call to end wakes the loop.
-                _ if full => Duration::from_secs(3600),
+                // Every line busy, or held by hand: a call ending or a
+                // new control wakes the loop.
+                _ if full || control != Control::Running => Duration::from_secs(3600),
                 (true, _) => IDLE_LOOK,
                 (false, Some(at)) => Duration::from_millis((at - now).max(0) as u64),
                 (false, None) => Duration::from_secs(3600),
@@ -260,6 +340,7 @@ impl<L: Line> Runner<L> {
                         });
                     }
                 }
+                Ok(()) = controls.changed() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
