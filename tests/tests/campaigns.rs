@@ -425,7 +425,7 @@ sun = ["00:00-24:00"]
 }
 
 #[test]
-fn headquarters_pauses_a_campaign_the_pause_survives_a_restart_and_resume_finishes_it() {
+fn headquarters_pauses_a_campaign_bars_a_number_mid_campaign_and_resume_finishes_it() {
     use callbox_tests::mqtt::{Broker, Daemon, add_uplink, hq_cmd};
     use std::time::Duration;
     let broker = Broker::start();
@@ -441,6 +441,9 @@ start = "bye"
 
 [ivr.node.bye]
 type = "hangup"
+
+[campaigns]
+dnc = "dnc.csv"
 
 [campaign.notice]
 number = "4008001234"
@@ -464,6 +467,7 @@ sun = {all_day}
         "notice.csv",
         "number\n13600000001\n13600000002\n13600000003\n",
     );
+    site.write("dnc.csv", "number\n");
     // Each contact's phone rings 3 s before it is answered.
     let mut sc = String::new();
     for n in 1..=3 {
@@ -517,7 +521,14 @@ sun = {all_day}
     assert_eq!(status["control"], "paused", "{status:#}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(site.records().len(), 1);
-    // Resumed, it calls the other two and ends.
+    // Meanwhile the third contact asked not to be called: headquarters
+    // adds them to the do-not-call list.
+    let dnc = cmd(&[
+        "lookup.update",
+        r#"{"table":"dnc","mode":"merge","rows":[{"number":"13600000003"}]}"#,
+    ]);
+    assert_eq!(dnc["rows"], 1, "{dnc:#}");
+    // Resumed, it calls the second and ends.
     let resumed = cmd(&["campaign", r#"{"name":"notice","action":"resume"}"#]);
     assert_eq!(resumed["control"], "running", "{resumed:#}");
     d.wait_log(Duration::from_secs(30), "the campaign finished", |l| {
@@ -529,5 +540,11 @@ sun = {all_day}
         .iter()
         .map(|r| r["dialled"].clone())
         .collect();
-    assert_eq!(dialled.len(), 3, "{dialled:?}");
+    assert_eq!(dialled, ["13600000001", "13600000002"], "{dialled:?}");
+    let contacts = site.table("campaign_contacts");
+    let third = contacts
+        .iter()
+        .find(|c| c["number"] == "13600000003")
+        .unwrap();
+    assert_eq!(third["state"], "dnc", "{third:#}");
 }

@@ -70,6 +70,9 @@ pub struct Snapshot {
     pub dialplan: Option<Arc<dialplan::DialPlan>>,
     /// Voicemail boxes, when the site has them.
     pub voicemail: Option<Arc<crate::voicemail::VoicemailCfg>>,
+    /// Outbound campaigns and their do-not-call lists: a list changed
+    /// (headquarters' `lookup.update` of `dnc`) holds from the next dial.
+    pub campaigns: Arc<campaign::Campaigns>,
 }
 
 /// The running config new calls start with; `config.set` replaces it.

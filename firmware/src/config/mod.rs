@@ -731,6 +731,7 @@ impl SiteConfig {
             ivr: self.ivr.clone().map(Arc::new),
             dialplan: self.dialplan.clone().map(Arc::new),
             voicemail: self.voicemail.clone().map(Arc::new),
+            campaigns: self.campaigns.clone(),
         }
     }
 

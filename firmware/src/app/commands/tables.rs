@@ -98,7 +98,7 @@ pub(super) struct Table {
     key_rule: &'static str,
 }
 
-pub(super) const TABLES: [Table; 4] = [
+pub(super) const TABLES: [Table; 5] = [
     Table {
         name: "products",
         columns: &["code", "region", "product"],
@@ -123,6 +123,14 @@ pub(super) const TABLES: [Table; 4] = [
     Table {
         name: "contacts",
         columns: &["number", "name"],
+        optional: 0,
+        plus: true,
+        key_rule: "digits (a leading + allowed)",
+    },
+    // The campaigns' site-wide do-not-call list (`[campaigns] dnc`).
+    Table {
+        name: "dnc",
+        columns: &["number"],
         optional: 0,
         plus: true,
         key_rule: "digits (a leading + allowed)",
@@ -235,6 +243,13 @@ impl Table {
 /// The file `[ivr.lookups] <table>` names, as written.
 pub(super) fn lookup_file(text: &str, table: &str) -> Option<String> {
     let doc = text.parse::<toml::Table>().ok()?;
+    if table == "dnc" {
+        return doc
+            .get("campaigns")?
+            .get("dnc")?
+            .as_str()
+            .map(str::to_string);
+    }
     doc.get("ivr")?
         .get("lookups")?
         .get(table)?

@@ -441,7 +441,15 @@ impl<L: Line> Runner<L> {
     /// window in their zone, the daily cap); `true` when they may be
     /// dialled now.
     async fn may_dial(&self, ct: &mut Contact, now: i64) -> bool {
-        if self.all.barred(&self.c, ct.number()) {
+        // The lists as they stand now: headquarters may have changed them.
+        let now_cfg = self.ctx.live.current();
+        let own = now_cfg
+            .campaigns
+            .list
+            .iter()
+            .find(|c| c.name == self.c.name)
+            .map_or(&self.c, |c| c);
+        if self.all.barred(&self.c, ct.number()) || now_cfg.campaigns.barred(own, ct.number()) {
             tracing::info!(number = %ct.number(), "on a do-not-call list: never dialled");
             ct.row.state = "dnc".into();
             ct.row.last_outcome = Some("dnc".into());
