@@ -301,14 +301,18 @@ fn campaign_mistakes_are_named_at_their_place() {
     let site = survey_site();
     let bad = site
         .config_text()
-        .replace("mode = \"agentless\"", "mode = \"predictive\"")
+        .replace(
+            "mode = \"agentless\"",
+            "mode = \"preview\"\nabandon_cap = 40",
+        )
         .replace("list = \"renewals.csv\"", "list = \"missing.csv\"")
         .replace("mon = [\"09:00-18:00\"]", "mon = []")
         .replace("busy = \"5m\"", "busy = \"soon\"");
     site.write("site.toml", &bad);
     let err = site.refused();
     for (needle, msg) in [
-        ("mode = \"predictive\"", "not in this firmware yet"),
+        ("mode = \"preview\"", "not in this firmware yet"),
+        ("abandon_cap = 40", "an abandon cap of 40 %"),
         ("list = \"missing.csv\"", "missing.csv"),
         ("[campaign.renewals.window]", "never opens"),
         ("retry = ", "`soon` is not a duration"),
@@ -547,4 +551,126 @@ sun = {all_day}
         .find(|c| c["number"] == "13600000003")
         .unwrap();
     assert_eq!(third["state"], "dnc", "{third:#}");
+}
+
+/// Runs a campaign of `mode` over 800 contacts for eight agents (20 s
+/// calls), every other contact not answering (8 s of ringing), the others
+/// answering after 3 s; answers (the agents' talking share of the
+/// campaign's span, the abandoned share of answered contacts).
+fn team_run(mode: &str) -> (f64, f64) {
+    const AGENTS: usize = 8;
+    let mut acd = String::new();
+    let mut members = Vec::new();
+    for i in 1..=AGENTS {
+        acd += &format!(
+            "[acd.agent.a{i}]\nnumber = \"{}\"\nstation = \"desk-{i}\"\nlogged_in = true\n\n",
+            1000 + i
+        );
+        members.push(format!("a{i} = 0"));
+    }
+    let site = Site::with_config(
+        24,
+        AGENTS,
+        &format!(
+            r#"
+[ivr]
+language = "en"
+start = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[ivr.node.sorry]
+type = "play"
+prompts = "system:beep"
+next = "bye"
+
+[ivr.node.to-agent]
+type = "queue"
+queue = "team"
+announce = []
+on_overflow = "sorry"
+
+{acd}
+[acd.queue.team]
+members = {{ {} }}
+max_wait = "2s"
+
+[campaign.team]
+number = "4008001234"
+mode = "{mode}"
+start = "to-agent"
+list = "team.csv"
+max_lines = 24
+max_attempts = 1
+ring_timeout = "8s"
+"#,
+            members.join(", ")
+        ),
+    );
+    let mut list = String::from("number\n");
+    let mut sc = String::new();
+    for i in 1..=AGENTS {
+        sc += &format!(
+            "[[agent]]\nname = \"a{i}\"\nline = \"desk-{i}\"\nanswer_after = \"500ms\"\ntalk = \"20s\"\n\n"
+        );
+    }
+    for n in 0..800 {
+        let number = format!("1350000{n:04}");
+        list += &format!("{number}\n");
+        if n % 2 == 0 {
+            sc += &format!("[[callee]]\nnumber = \"{number}\"\nanswers = false\n\n");
+        } else {
+            sc += &format!(
+                "[[callee]]\nnumber = \"{number}\"\nanswer_after = \"3s\"\nhangup_after = \"60s\"\n\n"
+            );
+        }
+    }
+    site.write("team.csv", &list);
+    let path = site.write("calls.toml", &sc);
+    let out = site.run_fast_with(&path, &["--start-at", "2026-11-23T10:00:00+08:00"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    assert_eq!(recs.len(), 800, "{}", text(&out));
+    let ends: Vec<i64> = recs
+        .iter()
+        .map(|r| {
+            r["end"]
+                .as_str()
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                .map_or(0, |t| t.as_millisecond())
+        })
+        .collect();
+    let first = recs.iter().map(started_ms).min().unwrap();
+    let last = *ends.iter().max().unwrap();
+    let talk: i64 = recs.iter().filter_map(|r| r["talk_ms"].as_i64()).sum();
+    let answered = recs
+        .iter()
+        .filter(|r| r["disposition"] == "answered")
+        .count();
+    let abandoned = recs
+        .iter()
+        .filter(|r| r["disposition"] == "answered" && r["agent"].is_null())
+        .count();
+    let busy = talk as f64 / (AGENTS as f64 * (last - first) as f64);
+    (busy, abandoned as f64 / answered.max(1) as f64)
+}
+
+#[test]
+fn a_predictive_campaign_keeps_agents_busier_than_progressive_within_the_abandon_cap() {
+    let (progressive, p_abandoned) = team_run("progressive");
+    let (predictive, abandoned) = team_run("predictive");
+    eprintln!(
+        "agents busy: progressive {:.0} %, predictive {:.0} %; abandoned: progressive {:.1} %, predictive {:.1} % (cap 3 %)",
+        progressive * 100.0,
+        predictive * 100.0,
+        p_abandoned * 100.0,
+        abandoned * 100.0
+    );
+    assert_eq!(p_abandoned, 0.0, "progressive never abandons");
+    assert!(abandoned <= 0.03, "abandoned {abandoned}");
+    assert!(
+        predictive > progressive,
+        "predictive {predictive} vs progressive {progressive}"
+    );
 }

@@ -132,6 +132,8 @@ pub(super) struct Attempt {
     pub(super) done: bool,
     /// What the flow recorded (its recordable variables), when answered.
     pub(super) answers: Option<std::collections::BTreeMap<String, String>>,
+    /// The agent the flow connected the called party to, if any.
+    pub(super) agent: Option<String>,
 }
 
 async fn run_job<L>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L>)
@@ -226,6 +228,7 @@ where
             result: "no_line".into(),
             done: false,
             answers: None,
+            agent: None,
         };
     };
     let id = new_id(&ctx.clock);
@@ -413,5 +416,6 @@ where
         result,
         done,
         answers: answered.then(|| st.recorded_vars()),
+        agent: st.agent.clone(),
     }
 }

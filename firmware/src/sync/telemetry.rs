@@ -280,6 +280,7 @@ impl Telemetry {
                             "answered": s.answered,
                             "in_progress": s.in_progress,
                             "remaining": s.remaining,
+                            "abandoned": s.abandoned,
                         })
                     })
                     .collect::<Vec<_>>()

@@ -51,6 +51,10 @@ pub(crate) struct RawCampaign {
     dnc: Option<PathBuf>,
     #[serde(default)]
     language: Option<String>,
+    #[serde(default)]
+    abandon_cap: Option<f64>,
+    #[serde(default)]
+    max_ratio: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,7 +66,7 @@ struct RawSuccess {
 }
 
 /// How a campaign's calls reach people.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
     /// Each answered contact runs the flow; no agent is needed.
     Agentless,
@@ -72,6 +76,27 @@ pub enum Mode {
         /// The queue whose free agents pace the dialling.
         queue: String,
     },
+    /// Dials ahead of the free agents of `queue` by a ratio learnt from
+    /// the answer rate, never letting the share of answered contacts who
+    /// found no agent (abandoned) go above `abandon_cap`.
+    Predictive {
+        /// The queue whose free agents pace the dialling.
+        queue: String,
+        /// Largest share of answered contacts abandoned (0.03: 3 %).
+        abandon_cap: f64,
+        /// Most calls dialled per free agent.
+        max_ratio: f64,
+    },
+}
+
+impl Mode {
+    /// The queue that paces the dialling, if any.
+    pub fn queue(&self) -> Option<&str> {
+        match self {
+            Mode::Agentless => None,
+            Mode::Progressive { queue } | Mode::Predictive { queue, .. } => Some(queue),
+        }
+    }
 }
 
 /// Waits before a contact is dialled again, by how the last attempt ended.
@@ -235,9 +260,23 @@ pub(crate) fn check(
         let start = site
             .ivr
             .and_then(|ivr| ivr.nodes.iter().position(|n| n.name == c.start));
+        let cap = c.abandon_cap.unwrap_or(3.0);
+        if !(cap > 0.0 && cap <= 10.0) {
+            err(
+                p("abandon_cap"),
+                format!("an abandon cap of {cap} %: above 0, at most 10 (regulators allow 3 %)"),
+            );
+        }
+        let ratio = c.max_ratio.unwrap_or(2.5);
+        if !(1.0..=5.0).contains(&ratio) {
+            err(
+                p("max_ratio"),
+                format!("{ratio} calls per free agent: 1 to 5"),
+            );
+        }
         let mode = match c.mode.as_str() {
             "agentless" => Some(Mode::Agentless),
-            "progressive" => {
+            "progressive" | "predictive" => {
                 let queue = site
                     .ivr
                     .zip(start)
@@ -249,20 +288,28 @@ pub(crate) fn check(
                     err(
                         p("start"),
                         format!(
-                            "a progressive campaign connects answered contacts to agents: `{}` must be a `queue` node",
-                            c.start
+                            "a {} campaign connects answered contacts to agents: `{}` must be a `queue` node",
+                            c.mode, c.start
                         ),
                     );
                 }
-                queue
-                    .filter(|q| site.queues.contains(q))
-                    .map(|queue| Mode::Progressive { queue })
+                queue.filter(|q| site.queues.contains(q)).map(|queue| {
+                    if c.mode == "predictive" {
+                        Mode::Predictive {
+                            queue,
+                            abandon_cap: cap / 100.0,
+                            max_ratio: ratio,
+                        }
+                    } else {
+                        Mode::Progressive { queue }
+                    }
+                })
             }
-            "predictive" | "preview" => {
+            "preview" => {
                 err(
                     p("mode"),
                     format!(
-                        "mode `{}` is not in this firmware yet; use \"agentless\" or \"progressive\"",
+                        "mode `{}` is not in this firmware yet; use \"agentless\", \"progressive\" or \"predictive\"",
                         c.mode
                     ),
                 );
@@ -271,7 +318,9 @@ pub(crate) fn check(
             other => {
                 err(
                     p("mode"),
-                    format!("unknown mode `{other}`; use \"agentless\" or \"progressive\""),
+                    format!(
+                        "unknown mode `{other}`; use \"agentless\", \"progressive\" or \"predictive\""
+                    ),
                 );
                 None
             }

@@ -65,6 +65,8 @@ pub struct LiveStats {
     pub in_progress: u64,
     /// Contacts not yet done, exhausted or barred.
     pub remaining: u64,
+    /// Answered contacts who found no agent (predictive).
+    pub abandoned: u64,
 }
 
 /// Where headquarters or the command API has put a campaign: dialling,
@@ -173,6 +175,7 @@ pub fn spawn_all<L: Line>(
             ctx: ctx.clone(),
             sw: sw.clone(),
             live: live.clone(),
+            pacer: std::sync::Mutex::default(),
         };
         tracker.spawn(run.run().instrument(span));
     }
@@ -201,6 +204,7 @@ struct Runner<L> {
     ctx: CallContext,
     sw: Switch<L>,
     live: Live,
+    pacer: std::sync::Mutex<Pacer>,
 }
 
 impl<L: Line> Runner<L> {
@@ -244,7 +248,7 @@ impl<L: Line> Runner<L> {
                 if self.ctx.shutdown.is_cancelled() {
                     break;
                 }
-                if !self.agent_free(running.len() + batch.len()).await {
+                if !self.may_dial_more(running.len() + batch.len()).await {
                     blocked = true;
                     break;
                 }
@@ -411,18 +415,49 @@ impl<L: Line> Runner<L> {
         }
     }
 
-    /// Whether, progressive, an agent of the queue is free beyond the
-    /// `running` calls already dialled for them.
-    async fn agent_free(&self, running: usize) -> bool {
-        let Mode::Progressive { queue } = &self.c.mode else {
+    /// Whether one more contact may be dialled with `running` calls in
+    /// progress: always when agentless; progressive, while the queue's
+    /// free agents outnumber the calls not yet with an agent; predictive,
+    /// while those calls are fewer than the free agents times the
+    /// pacer's ratio.
+    async fn may_dial_more(&self, running: usize) -> bool {
+        let Some(queue) = self.c.mode.queue() else {
             return true;
         };
+        let (free, busy, soon) = self.agents(queue).await;
+        // Calls dialled and not yet with an agent. Members ringing or on a
+        // call count as serving the campaign's calls: on a queue that also
+        // takes inbound calls this errs towards dialling less.
+        let unconnected = running.saturating_sub(busy);
+        match &self.c.mode {
+            Mode::Predictive {
+                abandon_cap,
+                max_ratio,
+                ..
+            } => {
+                // Agents on a call longer than the average talk time less
+                // the time a call takes to be answered will be free by
+                // the time the next contact answers.
+                let ratio = self.pacer().ratio(*abandon_cap, *max_ratio);
+                let soon = if ratio > 1.0 { soon } else { 0 };
+                let expected = free + soon;
+                expected > 0 && (unconnected as f64) < expected as f64 * ratio
+            }
+            _ => free > unconnected,
+        }
+    }
+
+    /// The queue's members that are free, those ringing or on a call,
+    /// and of those on a call the ones whose call has lasted longer than
+    /// the members' average talk time less [`ANSWER_LEAD`] (about to be
+    /// free when a contact dialled now answers).
+    async fn agents(&self, queue: &str) -> (usize, usize, usize) {
         let Some(acd) = &self.sw.acd else {
-            return false;
+            return (0, 0, 0);
         };
         let cfg = acd.config();
-        let Some(q) = cfg.queues.iter().find(|q| &q.name == queue) else {
-            return false;
+        let Some(q) = cfg.queues.iter().find(|q| q.name == queue) else {
+            return (0, 0, 0);
         };
         let members: Vec<&str> = q
             .members
@@ -430,11 +465,29 @@ impl<L: Line> Runner<L> {
             .map(|(a, _)| cfg.agents[*a].id.as_str())
             .collect();
         let stats = acd.stats().await.map(|s| s.agents).unwrap_or_default();
-        let free = stats
+        let ours: Vec<_> = stats
             .iter()
-            .filter(|a| a.state == "available" && members.contains(&a.agent.as_str()))
-            .count();
-        free > running
+            .filter(|a| members.contains(&a.agent.as_str()))
+            .collect();
+        let of = |state: &[&str]| {
+            ours.iter()
+                .filter(|a| state.contains(&a.state.as_str()))
+                .count()
+        };
+        let (calls, talk) = ours.iter().fold((0u64, 0u64), |(c, t), a| {
+            (c + u64::from(a.calls), t + a.talk_ms)
+        });
+        let soon = talk.checked_div(calls).map_or(0, |avg| {
+            let lead = avg.saturating_sub(ANSWER_LEAD.as_millis() as u64);
+            ours.iter()
+                .filter(|a| a.state == "on_call" && a.in_state_ms >= lead)
+                .count()
+        });
+        (of(&["available"]), of(&["ringing", "on_call"]), soon)
+    }
+
+    fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
+        self.pacer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies the rules that hold a due contact back (do-not-call, the
@@ -530,8 +583,30 @@ impl<L: Line> Runner<L> {
             self.save(ct, a.call_id, None, false).await;
             return;
         }
+        let answered = a.answers.is_some();
+        // Predictive: answered, and no agent was there for them.
+        let abandoned =
+            matches!(self.c.mode, Mode::Predictive { .. }) && answered && a.agent.is_none();
+        let outcome = if abandoned {
+            "abandoned".to_string()
+        } else {
+            outcome
+        };
+        let day = jiff::Timestamp::from_millisecond(now)
+            .map(|t| {
+                t.to_zoned(self.c.window.timezone().clone())
+                    .date()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        self.pacer().ended(&day, answered, abandoned);
+        if abandoned {
+            tracing::warn!(number = %ct.number(), "answered with no agent free: abandoned");
+            self.live.update(&self.c.name, |l| l.abandoned += 1);
+        }
+        let done = a.done && !abandoned;
         ct.row.last_outcome = Some(outcome.clone());
-        ct.row.state = if a.done {
+        ct.row.state = if done {
             "done"
         } else if ct.row.attempts >= self.c.max_attempts {
             "exhausted"
@@ -589,6 +664,57 @@ async fn holding_time<F: std::future::Future>(f: F) -> F::Output {
             r = &mut f => return r,
             () = tokio::time::sleep(Duration::from_millis(1)) => {}
         }
+    }
+}
+
+/// A predictive campaign's pacing, over the campaign's day (in its
+/// window's zone): how many calls it dialled, how many were answered and
+/// how many of those found no agent.
+#[derive(Debug, Default)]
+struct Pacer {
+    day: String,
+    dialled: u64,
+    answered: u64,
+    abandoned: u64,
+}
+
+/// How long before an agent's call is expected to end a predictive
+/// campaign dials for them: about the time a contact takes to answer.
+const ANSWER_LEAD: Duration = Duration::from_secs(6);
+
+/// Attempts before the answer rate is trusted: the first calls go one
+/// per free agent.
+const PACER_WARM_UP: u64 = 10;
+
+impl Pacer {
+    fn ended(&mut self, day: &str, answered: bool, abandoned: bool) {
+        if self.day != day {
+            *self = Pacer {
+                day: day.to_string(),
+                ..Pacer::default()
+            };
+        }
+        self.dialled += 1;
+        self.answered += u64::from(answered);
+        self.abandoned += u64::from(abandoned);
+    }
+
+    /// Calls to dial per free agent: the inverse of the answer rate, at
+    /// most `max`. One (progressive) during the warm-up, and whenever the
+    /// day's abandons are within two of what `cap` allows for the calls
+    /// answered so far: the calls dialled ahead can each end abandoned,
+    /// and the day's share must stay under the cap. A campaign therefore
+    /// dials ahead only once it has answered enough calls to afford an
+    /// abandon (at 3 %, about seventy).
+    fn ratio(&self, cap: f64, max: f64) -> f64 {
+        if self.dialled < PACER_WARM_UP {
+            return 1.0;
+        }
+        let allowed = cap * self.answered as f64;
+        if (self.abandoned + 2) as f64 > allowed {
+            return 1.0;
+        }
+        (self.dialled as f64 / self.answered.max(1) as f64).clamp(1.0, max)
     }
 }
 
