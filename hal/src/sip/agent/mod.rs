@@ -845,6 +845,34 @@ struct Target {
 }
 
 /// `addr` over UDP or TLS.
+impl Agent {
+    /// Sends `req` outside any dialog (OPTIONS to a carrier, NOTIFY to a
+    /// phone) to `to` and waits [`PING_WAIT`] for its final response: its
+    /// code, or why none came.
+    async fn final_answer(&self, stack: &Stack, req: Request, to: SipAddr) -> Result<u16, String> {
+        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)
+            .map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
+        tx.destination = Some(to);
+        tx.send().await.map_err(|e| e.to_string())?;
+        let answer = async {
+            while let Some(msg) = tx.receive().await {
+                if let rsipstack::sip::SipMessage::Response(r) = msg
+                    && r.status_code.kind() != rsipstack::sip::StatusCodeKind::Provisional
+                {
+                    return Some(u16::from(r.status_code));
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(PING_WAIT, answer).await {
+            Ok(Some(code)) => Ok(code),
+            _ => Err(format!("no answer within {}s", PING_WAIT.as_secs())),
+        }
+    }
+}
+
 pub(crate) fn sip_addr(addr: SocketAddr, tls: bool) -> SipAddr {
     SipAddr::new(
         if tls {

@@ -7,10 +7,9 @@
 
 use std::sync::Arc;
 
-use rsipstack::sip::{Header, Method, StatusCodeKind};
-use rsipstack::transaction::transaction::Transaction;
+use rsipstack::sip::{Header, Method};
 
-use super::{Agent, Binding, PING_WAIT, parse_uri, sip_addr};
+use super::{Agent, Binding, parse_uri, sip_addr};
 use crate::sip::config::SipLineSettings;
 use crate::sip::line::LineShared;
 use crate::sip::{SipError, lock};
@@ -79,7 +78,6 @@ impl Agent {
         new: u32,
         old: u32,
     ) -> Result<u16, String> {
-        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
         let stack = self.stack().map_err(|e| e.to_string())?;
         let me = self
             .contact_for(user, device.tls)
@@ -123,25 +121,8 @@ impl Agent {
         req.headers
             .push(Header::ContentLength(body.len().to_string().into()));
         req.body = body.into_bytes();
-        let key = TransactionKey::from_request(&req, TransactionRole::Client)
-            .map_err(|e| e.to_string())?;
-        let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
-        tx.destination = Some(sip_addr(device.source, device.tls));
-        tx.send().await.map_err(|e| e.to_string())?;
-        let answer = async {
-            while let Some(msg) = tx.receive().await {
-                if let rsipstack::sip::SipMessage::Response(r) = msg
-                    && r.status_code.kind() != StatusCodeKind::Provisional
-                {
-                    return Some(u16::from(r.status_code));
-                }
-            }
-            None
-        };
-        match tokio::time::timeout(PING_WAIT, answer).await {
-            Ok(Some(code)) => Ok(code),
-            _ => Err(format!("no answer within {}s", PING_WAIT.as_secs())),
-        }
+        self.final_answer(stack, req, sip_addr(device.source, device.tls))
+            .await
     }
 }
 

@@ -9,9 +9,8 @@ use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::registration::Registration;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Method, StatusCode, StatusCodeKind};
-use rsipstack::transaction::transaction::Transaction;
 
-use super::{Agent, MIN_EXPIRES, PING_WAIT, Stack, parse_uri};
+use super::{Agent, MIN_EXPIRES, Stack, parse_uri};
 use crate::line::{LineEvent, LineFault};
 use crate::sip::config::{Peer, TrunkSettings};
 use crate::sip::line::LineShared;
@@ -82,7 +81,6 @@ impl Agent {
         let peer = self
             .peer_addr(peer)
             .ok_or_else(|| format!("{peer} has no address (DNS)"))?;
-        use rsipstack::transaction::key::{TransactionKey, TransactionRole};
         let uri = parse_uri(&format!("sip:{domain}")).map_err(|e| e.to_string())?;
         let me = self.contact("callbox").map_err(|e| e.to_string())?;
         let via = stack
@@ -104,25 +102,8 @@ impl Agent {
         let req = stack
             .endpoint
             .make_request(Method::Options, uri, via, from, to, seq, None);
-        let key = TransactionKey::from_request(&req, TransactionRole::Client)
-            .map_err(|e| e.to_string())?;
-        let mut tx = Transaction::new_client(key, req, stack.endpoint.clone(), None);
-        tx.destination = Some(super::sip_addr(peer, tls));
-        tx.send().await.map_err(|e| e.to_string())?;
-        let answer = async {
-            while let Some(msg) = tx.receive().await {
-                if let rsipstack::sip::SipMessage::Response(r) = msg
-                    && r.status_code.kind() != StatusCodeKind::Provisional
-                {
-                    return Some(u16::from(r.status_code));
-                }
-            }
-            None
-        };
-        match tokio::time::timeout(PING_WAIT, answer).await {
-            Ok(Some(code)) => Ok(code),
-            _ => Err(format!("no answer within {}s", PING_WAIT.as_secs())),
-        }
+        self.final_answer(stack, req, super::sip_addr(peer, tls))
+            .await
     }
 
     /// Keeps a trunk registered at its carrier: refreshes before expiry,
