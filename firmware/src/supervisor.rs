@@ -277,30 +277,19 @@ async fn station<L>(
             _ = lamp_check.tick() => tell_lamp(&mut port, &ctx, &sw, &mut lamp).await,
             () = dialled.complete() => {
                 let digits = dialled.take();
-                if let Some(rest) = voicemail_keys(&digits, &ctx) {
-                    // The agent listens to a voicemail box with this phone.
-                    let session = tracker.spawn(call::mailbox::listen(port, rest, ctx.clone(), sw.clone()));
+                let voicemail = voicemail_keys(&digits, &ctx);
+                if voicemail.is_some() || is_number(&digits, &ctx) {
+                    // A call, or a voicemail session: the station is its
+                    // own until it ends.
+                    let session = match voicemail {
+                        Some(rest) => {
+                            let (c, s) = (ctx.clone(), sw.clone());
+                            tracker.spawn(async move { Some(call::mailbox::listen(port, rest, c, s).await) })
+                        }
+                        None => tracker.spawn(call::station::place(port, digits, ctx.clone(), sw.clone())),
+                    };
                     let hung_up;
                     (port, hung_up) = match busy_with(session, &mut inbox).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(%line, "voicemail session failed, line out of service: {e}");
-                            return;
-                        }
-                    };
-                    if hung_up {
-                        off_hook = false;
-                        ctx.panel.line_led(&line, false).await;
-                        let _ = port.line.command(LineCommand::Hangup(HangupCause::Normal)).await;
-                    }
-                    listen(&port, off_hook);
-                    continue;
-                }
-                if is_number(&digits, &ctx) {
-                    // A call: the station is the call's until it ends.
-                    let call = tracker.spawn(call::station::place(port, digits, ctx.clone(), sw.clone()));
-                    let hung_up;
-                    (port, hung_up) = match busy_with(call, &mut inbox).await {
                         Ok(Some(r)) => r,
                         Ok(None) => {
                             tracing::error!(%line, "a lent station never came back; line out of service");

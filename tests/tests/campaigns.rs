@@ -93,6 +93,14 @@ fn survey_site() -> Site {
     site
 }
 
+/// When a record's call ended, ms since the epoch (`i64::MAX` while open).
+fn ended_ms(r: &Value) -> i64 {
+    r["end"]
+        .as_str()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .map_or(i64::MAX, |t| t.as_millisecond())
+}
+
 fn started_ms(r: &Value) -> i64 {
     r["start"]
         .as_str()
@@ -182,16 +190,7 @@ fn an_agentless_survey_follows_its_window_dnc_attempts_and_retries_and_stores_ea
         "{busy_tries:?}"
     );
     // At most two lines at once.
-    let mut spans: Vec<(i64, i64)> = recs
-        .iter()
-        .map(|r| {
-            let end = r["end"]
-                .as_str()
-                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                .map_or(i64::MAX, |t| t.as_millisecond());
-            (started_ms(r), end)
-        })
-        .collect();
+    let mut spans: Vec<(i64, i64)> = recs.iter().map(|r| (started_ms(r), ended_ms(r))).collect();
     spans.sort_unstable();
     for (i, (start, _)) in spans.iter().enumerate() {
         let open = spans[..i].iter().filter(|(_, end)| end > start).count();
@@ -279,13 +278,7 @@ max_lines = 3
     let recs = site.records();
     let mut spans: Vec<(i64, i64, &Value)> = recs
         .iter()
-        .map(|r| {
-            let end = r["end"]
-                .as_str()
-                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                .map_or(i64::MAX, |t| t.as_millisecond());
-            (started_ms(r), end, r)
-        })
+        .map(|r| (started_ms(r), ended_ms(r), r))
         .collect();
     spans.sort_by_key(|s| s.0);
     assert_eq!(spans.len(), 4, "{recs:#?}\n{}", text(&out));
@@ -632,17 +625,13 @@ ring_timeout = "8s"
     assert!(out.status.success(), "{}", text(&out));
     let recs = site.records();
     assert_eq!(recs.len(), 800, "{}", text(&out));
-    let ends: Vec<i64> = recs
-        .iter()
-        .map(|r| {
-            r["end"]
-                .as_str()
-                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                .map_or(0, |t| t.as_millisecond())
-        })
-        .collect();
     let first = recs.iter().map(started_ms).min().unwrap();
-    let last = *ends.iter().max().unwrap();
+    let last = recs
+        .iter()
+        .map(ended_ms)
+        .filter(|&e| e != i64::MAX)
+        .max()
+        .unwrap();
     let talk: i64 = recs.iter().filter_map(|r| r["talk_ms"].as_i64()).sum();
     let answered = recs
         .iter()

@@ -5,7 +5,7 @@
 //! it, and the position survives a restart. (By command and in telemetry:
 //! tests/sync.rs.)
 
-use callbox_tests::{Site, assert_error_at, text};
+use callbox_tests::{Site, assert_error_at, by_caller, text};
 use serde_json::Value;
 
 /// Monday 2026-11-23, 10:00 in Shanghai: within business hours.
@@ -189,11 +189,7 @@ outcome = "hotline"
     let out = site.run_fast(&path);
     assert!(out.status.success(), "{}", text(&out));
     let recs = site.records();
-    let by = |c: &str| {
-        recs.iter()
-            .find(|r| r["caller"] == c)
-            .unwrap_or_else(|| panic!("no record of {c}: {recs:#?}"))
-    };
+    let by = |c: &str| by_caller(&recs, c);
     assert_eq!(by("5001")["dialled"], "4008001234");
     assert_eq!(by("5001")["outcome"], "hotline");
     assert_eq!(by("5002")["dialled"], Value::Null);
@@ -275,11 +271,7 @@ hangup_after = "12s"
     let out = site.run_fast(&path);
     assert!(out.status.success(), "{}", text(&out));
     let recs = site.records();
-    let by = |c: &str| {
-        recs.iter()
-            .find(|r| r["caller"] == c)
-            .unwrap_or_else(|| panic!("no record of {c}: {recs:#?}\n{}", text(&out)))
-    };
+    let by = |c: &str| by_caller(&recs, c);
     assert_eq!(by("5001")["dialled"], "6001", "{}", text(&out));
     assert_eq!(by("5001")["outcome"], "sales");
     assert_eq!(by("5002")["dialled"], "60");

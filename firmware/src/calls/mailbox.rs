@@ -253,17 +253,10 @@ impl Session<'_> {
         media: &mut Media<'_, L>,
         keys: &[String],
     ) -> Result<bool, Gone> {
-        let audio: Vec<i16> = keys
-            .iter()
-            .filter_map(|k| {
-                let p = self.ivr.prompts.get(self.lang, k);
-                if p.is_none() {
-                    tracing::warn!(key = %k, "prompt missing at run time");
-                }
-                p
-            })
-            .flat_map(|s| s.iter().copied())
-            .collect();
+        let audio = self
+            .ivr
+            .prompts
+            .sentence(self.lang, keys.iter().map(String::as_str));
         if audio.is_empty() {
             return Ok(false);
         }

@@ -469,11 +469,9 @@ impl<L: Line> Call<'_, L> {
             );
         };
         tracing::info!(%mailbox, "no answer: the caller may leave a message");
-        let greeting: Vec<i16> = ["system:leave-message", "system:beep"]
-            .iter()
-            .filter_map(|k| ivr.prompts.get(ivr.language, k))
-            .flat_map(|s| s.iter().copied())
-            .collect();
+        let greeting = ivr
+            .prompts
+            .sentence(ivr.language, ["system:leave-message", "system:beep"]);
         if let Err(g) = media.play(greeting.into(), false).await {
             return (
                 not(Disposition::NoAnswer, HangupCause::NoAnswer, "no_answer"),

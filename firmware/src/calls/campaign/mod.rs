@@ -170,7 +170,6 @@ pub fn spawn_all<L: Line>(
         let span = tracing::info_span!("campaign", name = %c.name);
         let run = Runner {
             c: Arc::clone(c),
-            all: Arc::clone(&campaigns),
             ivr: Arc::clone(&ivr),
             ctx: ctx.clone(),
             sw: sw.clone(),
@@ -199,7 +198,6 @@ impl Contact {
 
 struct Runner<L> {
     c: Arc<CampaignCfg>,
-    all: Arc<Campaigns>,
     ivr: Arc<Ivr>,
     ctx: CallContext,
     sw: Switch<L>,
@@ -502,7 +500,7 @@ impl<L: Line> Runner<L> {
             .iter()
             .find(|c| c.name == self.c.name)
             .map_or(&self.c, |c| c);
-        if self.all.barred(&self.c, ct.number()) || now_cfg.campaigns.barred(own, ct.number()) {
+        if now_cfg.campaigns.barred(own, ct.number()) {
             tracing::info!(number = %ct.number(), "on a do-not-call list: never dialled");
             ct.row.state = "dnc".into();
             ct.row.last_outcome = Some("dnc".into());

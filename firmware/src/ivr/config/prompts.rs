@@ -24,6 +24,21 @@ impl PromptSet {
     pub fn get(&self, lang: Lang, key: &str) -> Option<&Arc<[i16]>> {
         self.map.get(&(lang, key.to_string()))
     }
+
+    /// Prompts `keys` joined into one sentence, played without gaps;
+    /// a missing one is left out and logged.
+    pub fn sentence<'k>(&self, lang: Lang, keys: impl IntoIterator<Item = &'k str>) -> Vec<i16> {
+        keys.into_iter()
+            .filter_map(|k| {
+                let p = self.get(lang, k);
+                if p.is_none() {
+                    tracing::warn!(key = %k, "prompt missing at run time");
+                }
+                p
+            })
+            .flat_map(|s| s.iter().copied())
+            .collect()
+    }
 }
 
 /// Where the box finds its system prompts when the config names none:
