@@ -300,7 +300,8 @@ fn campaign_mistakes_are_named_at_their_place() {
         )
         .replace("list = \"renewals.csv\"", "list = \"missing.csv\"")
         .replace("mon = [\"09:00-18:00\"]", "mon = []")
-        .replace("busy = \"5m\"", "busy = \"soon\"");
+        .replace("busy = \"5m\"", "busy = \"soon\"")
+        + "\n[campaign.renewals.amd]\nmachine = \"message\"\nmax_words = 0\nunsure = \"shrug\"\n";
     site.write("site.toml", &bad);
     let err = site.refused();
     for (needle, msg) in [
@@ -309,6 +310,9 @@ fn campaign_mistakes_are_named_at_their_place() {
         ("list = \"missing.csv\"", "missing.csv"),
         ("[campaign.renewals.window]", "never opens"),
         ("retry = ", "`soon` is not a duration"),
+        ("[campaign.renewals.amd]", "needs `message`"),
+        ("max_words = 0", "0 words: 1 to 20"),
+        ("unsure = \"shrug\"", "unknown action `shrug`"),
     ] {
         assert_error_at(&bad, &err, needle, msg);
     }

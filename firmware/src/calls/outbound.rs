@@ -23,6 +23,8 @@ use crate::ivr::Ivr;
 use crate::ivr::config::{NodeId, OutboundJob};
 use crate::ivr::engine::{FlowEnd, FlowState};
 use crate::media::Media;
+use crate::media::amd::{Detector, Heard, Listener, Verdict};
+use super::campaign::config::{Amd, GREETING_MAX, OnMachine};
 use crate::media::dial::{self, Rang};
 use crate::media::lines::Lease;
 use crate::store::{Direction, Disposition, JobRow, Side, StoreMsg};
@@ -115,7 +117,7 @@ where
     let call_id = id.clone();
     tracker.spawn(
         async move {
-            let a = place(lease, id, &job, None, &ivr, &ctx, &sw).await;
+            let a = place(lease, id, &job, None, &ivr, &ctx, &sw, None).await;
             tracing::info!(result = %a.result, "originated call ends");
         }
         .instrument(span),
@@ -134,6 +136,8 @@ pub(super) struct Attempt {
     pub(super) answers: Option<std::collections::BTreeMap<String, String>>,
     /// The agent the flow connected the called party to, if any.
     pub(super) agent: Option<String>,
+    /// What answering-machine detection took the called party for.
+    pub(super) amd: Option<Verdict>,
 }
 
 async fn run_job<L>(i: usize, ivr: Arc<Ivr>, ctx: CallContext, sw: Switch<L>)
@@ -229,10 +233,11 @@ where
             done: false,
             answers: None,
             agent: None,
+            amd: None,
         };
     };
     let id = new_id(&ctx.clock);
-    place(lease, id, job, Some(&job.name), ivr, ctx, sw).await
+    place(lease, id, job, Some(&job.name), ivr, ctx, sw, None).await
 }
 
 /// The first of `trunks` that is idle.
@@ -256,6 +261,7 @@ pub(super) async fn place<L>(
     ivr: &Ivr,
     ctx: &CallContext,
     sw: &Switch<L>,
+    amd: Option<&Amd>,
 ) -> Attempt
 where
     L: Line,
@@ -281,6 +287,8 @@ where
     let mut st = FlowState::new(job.start, job.language, &job.vars);
     let mut result = "failed".to_string();
     let mut glare = None;
+    let mut verdict = None;
+    let mut message_left = false;
     let cmd = LineCommand::Dial {
         number: job.number.clone(),
         caller_id: job.caller_id.clone(),
@@ -321,14 +329,30 @@ where
             let env = ctx.flow_env(ivr, sw, &id, number, number);
             let mut media = Media::new(port, ctx.shutdown.clone());
             media.rec = crate::recorder::Recording::for_call(&ctx.recorder, &id);
-            let end = env.run(&mut media, &mut st).await;
-            result = match &job.success {
-                None => "answered".into(),
-                Some((var, _)) => st
-                    .vars
-                    .get(var)
-                    .cloned()
-                    .unwrap_or_else(|| "no_result".into()),
+            let end = match amd {
+                None => env.run(&mut media, &mut st).await,
+                Some(amd) => {
+                    let (end, v) = screened(&env, &mut media, &mut st, amd).await;
+                    verdict = v;
+                    end
+                }
+            };
+            result = match (verdict, amd) {
+                // The flow did not run for the called party: a machine,
+                // or nobody sure.
+                (Some(Verdict::Machine), Some(a)) if a.machine != OnMachine::Human => {
+                    message_left = matches!(a.machine, OnMachine::Message(_)) && end == FlowEnd::Done;
+                    "machine".into()
+                }
+                (Some(Verdict::Unsure), Some(a)) if !a.unsure_human => "unsure".into(),
+                _ => match &job.success {
+                    None => "answered".into(),
+                    Some((var, _)) => st
+                        .vars
+                        .get(var)
+                        .cloned()
+                        .unwrap_or_else(|| "no_result".into()),
+                },
             };
             match end {
                 FlowEnd::Done => {
@@ -407,9 +431,11 @@ where
     log.end(outcome.disposition, outcome.cause, outcome.side)
         .await;
     let done = answered
-        && match &job.success {
-            None => true,
-            Some((_, values)) => values.contains(&result),
+        && match (&job.success, result.as_str()) {
+            (_, "machine") => message_left && amd.is_some_and(|a| a.done_after_message),
+            (_, "unsure") => false,
+            (None, _) => true,
+            (Some((_, values)), _) => values.contains(&result),
         };
     Attempt {
         call_id: Some(id),
@@ -417,5 +443,43 @@ where
         done,
         answers: answered.then(|| st.recorded_vars()),
         agent: st.agent.clone(),
+        amd: verdict,
+    }
+}
+
+/// Runs the flow for a called party screened by answering-machine
+/// detection: a person (or an `unsure` taken as one) gets the flow; a
+/// machine, as the campaign says, nothing, the flow after its greeting
+/// (the message node), or the flow as a person would. The verdict is the
+/// flow's recorded variable `amd`.
+async fn screened<L: Line>(
+    env: &crate::ivr::engine::FlowEnv<'_, L>,
+    media: &mut Media<'_, L>,
+    st: &mut FlowState,
+    amd: &Amd,
+) -> (FlowEnd, Option<Verdict>) {
+    let v = match media
+        .analyse(Listener::Classify(Detector::new(amd.params)))
+        .await
+    {
+        Ok(Heard::Verdict(v)) => v,
+        Ok(Heard::Quiet) => Verdict::Unsure,
+        Err(g) => return (FlowEnd::Gone(g), None),
+    };
+    tracing::info!(amd = v.as_str(), "answering-machine detection");
+    st.vars.insert("amd".into(), v.as_str().into());
+    st.recordable.insert("amd".into());
+    match (v, amd.machine) {
+        (Verdict::Machine, OnMachine::Hangup) => (FlowEnd::Done, Some(v)),
+        (Verdict::Machine, OnMachine::Message(node)) => {
+            let quiet = Listener::quiet(amd.end_silence, GREETING_MAX, amd.params.silence_threshold);
+            if let Err(g) = media.analyse(quiet).await {
+                return (FlowEnd::Gone(g), Some(v));
+            }
+            st.start = Some(node);
+            (env.run(media, st).await, Some(v))
+        }
+        (Verdict::Unsure, _) if !amd.unsure_human => (FlowEnd::Done, Some(v)),
+        _ => (env.run(media, st).await, Some(v)),
     }
 }

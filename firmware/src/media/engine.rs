@@ -32,6 +32,7 @@ use callbox_hal::{AudioFormat, AudioIn, AudioOut, Frame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::amd::{Heard, Listener};
 use super::fill_loop;
 use crate::recorder::Recording;
 
@@ -146,6 +147,11 @@ enum Cmd {
     Counters {
         reply: oneshot::Sender<Counters>,
     },
+    Analyse {
+        leg: usize,
+        listener: Listener,
+        reply: oneshot::Sender<Heard>,
+    },
 }
 
 impl Cmd {
@@ -158,7 +164,8 @@ impl Cmd {
             | Cmd::Untap { leg, .. }
             | Cmd::Capture { leg, .. }
             | Cmd::EndCapture { leg, .. }
-            | Cmd::RecCode { leg, .. } => Some(*leg),
+            | Cmd::RecCode { leg, .. }
+            | Cmd::Analyse { leg, .. } => Some(*leg),
             Cmd::Counters { .. } => None,
         }
     }
@@ -280,6 +287,19 @@ impl Leg {
         rx.await.ok().flatten()
     }
 
+    /// Runs `listener` on what the leg says from the next frame on; its
+    /// answer comes once. A new one replaces one still listening (whose
+    /// receiver then sees its sender dropped).
+    pub fn analyse(&self, listener: Listener) -> oneshot::Receiver<Heard> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Analyse {
+            leg: self.id,
+            listener,
+            reply,
+        });
+        rx
+    }
+
     /// Hands keys typed during the call to the tapped recording: whether
     /// they were one of its codes (pause, resume, start on demand).
     pub async fn recording_code(&self, code: &str) -> bool {
@@ -326,6 +346,9 @@ struct Slot<I, O> {
     played: usize,
     /// A prompt's last frame was written: ticks until `PlayDone`, and its id.
     tail: Option<(u8, u64)>,
+    /// Listening to what the leg says for an answer (answering-machine
+    /// detection); boxed, like `keys`.
+    analyse: Option<Box<(Listener, oneshot::Sender<Heard>)>>,
 }
 
 impl<I, O> Slot<I, O> {
@@ -338,6 +361,7 @@ impl<I, O> Slot<I, O> {
             || self.tap.is_some()
             || self.capture.is_some()
             || self.tail.is_some()
+            || self.analyse.is_some()
     }
 
     fn tell(&self, ev: LegEvent) {
@@ -351,6 +375,14 @@ impl<I, O> Slot<I, O> {
     fn take_in(&mut self, f: &Frame, keys_in_band: bool) {
         if let Some(c) = self.capture.as_mut() {
             c.mono(f);
+        }
+        if let Some(a) = self.analyse.as_mut() {
+            let ms = (f.samples().len() as u64 * 1000) / u64::from(self.format.sample_rate.max(1));
+            if let Some(heard) = a.0.feed(f.samples(), ms)
+                && let Some(a) = self.analyse.take()
+            {
+                let _ = a.1.send(heard);
+            }
         }
         if !keys_in_band {
             return;
@@ -426,6 +458,7 @@ pub fn engine<I: AudioIn, O: AudioOut>(
             seq: 0,
             played: 0,
             tail: None,
+            analyse: None,
         })
         .collect();
     let handles = (0..legs.len())
@@ -603,6 +636,15 @@ impl<I: AudioIn, O: AudioOut> Engine<I, O> {
             }
             Cmd::Counters { reply } => {
                 let _ = reply.send(self.counters);
+            }
+            Cmd::Analyse {
+                leg,
+                listener,
+                reply,
+            } => {
+                if let Some(s) = self.legs.get_mut(leg) {
+                    s.analyse = Some(Box::new((listener, reply)));
+                }
             }
         }
     }

@@ -13,6 +13,7 @@
 
 use std::future::Future;
 
+pub mod amd;
 pub mod bridge;
 pub mod conference;
 pub mod dial;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::LineFailure;
 use super::engine::{Hears, LegEvent};
+use super::amd::Heard;
 use super::keys::{KeyDedup, Source};
 use super::lines::Port;
 use crate::recorder::Recording;
@@ -224,6 +225,24 @@ impl<'p, L: Line> Media<'p, L> {
                     }
                 }
                 () = &mut deadline => return Ok(None),
+            }
+        }
+    }
+
+    /// Listens to what the far end says with `listener` until it answers
+    /// (a hang-up, a line failure or a stop end the wait first).
+    pub async fn analyse(&mut self, listener: super::amd::Listener) -> Result<Heard, Gone> {
+        self.listen();
+        let answer = self.port.leg.analyse(listener);
+        tokio::pin!(answer);
+        loop {
+            tokio::select! {
+                biased;
+                r = self.hear() => { r?; }
+                heard = &mut answer => {
+                    // Dropped only by a listener started after this one.
+                    return Ok(heard.unwrap_or(Heard::Quiet));
+                }
             }
         }
     }

@@ -273,16 +273,7 @@ impl Telemetry {
             "campaigns": self.campaigns.as_ref().map(|c| {
                 c.snapshot()
                     .into_iter()
-                    .map(|(name, s)| {
-                        json!({
-                            "name": name,
-                            "dialled": s.dialled,
-                            "answered": s.answered,
-                            "in_progress": s.in_progress,
-                            "remaining": s.remaining,
-                            "abandoned": s.abandoned,
-                        })
-                    })
+                    .map(|(name, s)| s.json(&name, c.control(&name)))
                     .collect::<Vec<_>>()
             }).unwrap_or_default(),
         })

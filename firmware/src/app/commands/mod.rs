@@ -180,14 +180,7 @@ impl Commands {
                 })?;
         }
         let stats = live.snapshot().remove(name).unwrap_or_default();
-        Ok(json!({
-            "name": name,
-            "control": live.control(name),
-            "dialled": stats.dialled,
-            "answered": stats.answered,
-            "in_progress": stats.in_progress,
-            "remaining": stats.remaining,
-        }))
+        Ok(stats.json(name, live.control(name)))
     }
 
     /// Asks the daemon's actor; once the daemon is stopping it is gone.

@@ -12,6 +12,7 @@ use crate::ivr::Ivr;
 use crate::ivr::config::NodeId;
 use crate::ivr::hours::{Hours, RawHours};
 use crate::ivr::say::Lang;
+use crate::media::amd::AmdParams;
 
 /// `[campaigns]`: what all campaigns share.
 #[derive(Debug, Default, Deserialize)]
@@ -55,7 +56,73 @@ pub(crate) struct RawCampaign {
     abandon_cap: Option<f64>,
     #[serde(default)]
     max_ratio: Option<f64>,
+    #[serde(default)]
+    amd: Option<RawAmd>,
 }
+
+/// `[campaign.NAME.amd]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmd {
+    #[serde(default)]
+    machine: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    done_after_message: bool,
+    #[serde(default)]
+    unsure: Option<String>,
+    #[serde(default)]
+    initial_silence: Option<String>,
+    #[serde(default)]
+    greeting: Option<String>,
+    #[serde(default)]
+    after_greeting_silence: Option<String>,
+    #[serde(default)]
+    total: Option<String>,
+    #[serde(default)]
+    min_word: Option<String>,
+    #[serde(default)]
+    between_words: Option<String>,
+    #[serde(default)]
+    max_words: Option<u32>,
+    #[serde(default)]
+    max_word: Option<String>,
+    #[serde(default)]
+    silence_threshold: Option<u32>,
+    #[serde(default)]
+    end_silence: Option<String>,
+}
+
+/// What a campaign does with a call answered by a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMachine {
+    /// Hang up; the contact is called again after `retry.machine`.
+    Hangup,
+    /// Wait for the end of the greeting (the beep) and run the flow from
+    /// this node (a message to leave).
+    Message(NodeId),
+    /// Go on as with a person.
+    Human,
+}
+
+/// Answering-machine detection for a campaign's answered calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Amd {
+    /// The detector's parameters.
+    pub params: AmdParams,
+    /// What to do with a machine.
+    pub machine: OnMachine,
+    /// A message left on a machine makes the contact done.
+    pub done_after_message: bool,
+    /// `unsure` goes on as with a person (else the box hangs up).
+    pub unsure_human: bool,
+    /// Silence in a row that ends a machine's greeting (after its beep).
+    pub end_silence: Duration,
+}
+
+/// Longest wait for a machine's greeting to end.
+pub const GREETING_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +178,8 @@ pub struct Retry {
     pub congestion: Duration,
     /// The call failed on the box's side.
     pub failed: Duration,
+    /// An answering machine took the call.
+    pub machine: Duration,
 }
 
 impl Retry {
@@ -120,6 +189,7 @@ impl Retry {
             "busy" => self.busy,
             "congestion" => self.congestion,
             "failed" | "interrupted" => self.failed,
+            "machine" => self.machine,
             _ => self.no_answer,
         }
     }
@@ -162,6 +232,8 @@ pub struct CampaignCfg {
     pub language: Lang,
     /// This campaign's do-not-call numbers.
     pub dnc: HashSet<String>,
+    /// Answering-machine detection, when on.
+    pub amd: Option<Amd>,
 }
 
 impl CampaignCfg {
@@ -198,9 +270,14 @@ impl Campaigns {
 /// The IVR nodes campaigns start at, as `(key path, node name)`, for the
 /// IVR's own checks (the node exists; it counts as reached).
 pub(crate) fn starts(raw: &BTreeMap<String, RawCampaign>) -> Vec<(String, String)> {
-    raw.iter()
-        .map(|(name, c)| (format!("campaign.{name}.start"), c.start.clone()))
-        .collect()
+    let mut out = Vec::new();
+    for (name, c) in raw {
+        out.push((format!("campaign.{name}.start"), c.start.clone()));
+        if let Some(m) = c.amd.as_ref().and_then(|a| a.message.as_ref()) {
+            out.push((format!("campaign.{name}.amd.message"), m.clone()));
+        }
+    }
+    out
 }
 
 /// What the campaign check needs of the rest of the site.
@@ -385,13 +462,101 @@ pub(crate) fn check(
                 r("failed"),
                 Duration::from_secs(1800),
             ),
+            machine: duration(
+                format!("{at}.retry.machine"),
+                r("machine"),
+                Duration::from_secs(7200),
+            ),
         };
+        let amd = c.amd.as_ref().map(|a| {
+            let p = |k: &str| format!("{at}.amd.{k}");
+            let d = AmdParams::default();
+            let params = AmdParams {
+                initial_silence: duration(p("initial_silence"), a.initial_silence.as_ref(), d.initial_silence),
+                greeting: duration(p("greeting"), a.greeting.as_ref(), d.greeting),
+                after_greeting_silence: duration(
+                    p("after_greeting_silence"),
+                    a.after_greeting_silence.as_ref(),
+                    d.after_greeting_silence,
+                ),
+                total: duration(p("total"), a.total.as_ref(), d.total),
+                min_word: duration(p("min_word"), a.min_word.as_ref(), d.min_word),
+                between_words: duration(p("between_words"), a.between_words.as_ref(), d.between_words),
+                max_words: a.max_words.unwrap_or(d.max_words),
+                max_word: duration(p("max_word"), a.max_word.as_ref(), d.max_word),
+                silence_threshold: a.silence_threshold.unwrap_or(d.silence_threshold),
+            };
+            let end_silence = duration(p("end_silence"), a.end_silence.as_ref(), Duration::from_millis(1200));
+            (a, params, end_silence)
+        });
+        let amd = amd.and_then(|(a, params, end_silence)| {
+            let p = |k: &str| format!("{at}.amd.{k}");
+            if params.max_words == 0 || params.max_words > 20 {
+                err(p("max_words"), format!("{} words: 1 to 20", params.max_words));
+            }
+            if params.silence_threshold == 0 || params.silence_threshold > 8000 {
+                err(
+                    p("silence_threshold"),
+                    format!("a level of {}: 1 to 8000 (mean absolute sample)", params.silence_threshold),
+                );
+            }
+            if params.total > Duration::from_secs(30) {
+                err(p("total"), "an analysis longer than 30 s keeps every caller waiting".into());
+            }
+            let message = a.message.as_ref().map(|m| {
+                site.ivr.and_then(|ivr| ivr.nodes.iter().position(|n| &n.name == m))
+            });
+            let machine = match (a.machine.as_deref().unwrap_or("hangup"), message) {
+                ("hangup", None) => Some(OnMachine::Hangup),
+                ("human", None) => Some(OnMachine::Human),
+                ("message", Some(node)) => node.map(OnMachine::Message),
+                ("message", None) => {
+                    err(
+                        p("message"),
+                        "`machine = \"message\"` needs `message`: the flow node that speaks it".into(),
+                    );
+                    None
+                }
+                ("hangup" | "human", Some(_)) => {
+                    err(
+                        p("message"),
+                        "a message is left only with `machine = \"message\"`".into(),
+                    );
+                    None
+                }
+                (other, _) => {
+                    err(
+                        p("machine"),
+                        format!("unknown action `{other}`; use \"hangup\", \"message\" or \"human\""),
+                    );
+                    None
+                }
+            };
+            let unsure_human = match a.unsure.as_deref().unwrap_or("human") {
+                "human" => true,
+                "hangup" => false,
+                other => {
+                    err(
+                        p("unsure"),
+                        format!("unknown action `{other}`; use \"human\" or \"hangup\""),
+                    );
+                    true
+                }
+            };
+            Some(Amd {
+                params,
+                machine: machine?,
+                done_after_message: a.done_after_message,
+                unsure_human,
+                end_silence,
+            })
+        });
         for key in c.retry.keys() {
-            if !["busy", "no_answer", "congestion", "failed"].contains(&key.as_str()) {
+            if !["busy", "no_answer", "congestion", "failed", "machine"].contains(&key.as_str()) {
                 err(
                     format!("{at}.retry.{key}"),
                     format!(
-                        "`{key}` is not an outcome to retry after: busy, no_answer, congestion, failed"
+                        "`{key}` is not an outcome to retry after: busy, no_answer, congestion, failed, machine"
                     ),
                 );
             }
@@ -478,6 +643,7 @@ pub(crate) fn check(
                     .map(|s| (s.var.clone(), s.values.clone())),
                 language,
                 dnc: own_dnc,
+                amd,
             }));
         }
     }

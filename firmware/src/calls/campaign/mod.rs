@@ -67,6 +67,30 @@ pub struct LiveStats {
     pub remaining: u64,
     /// Answered contacts who found no agent (predictive).
     pub abandoned: u64,
+    /// Answered calls answering-machine detection took for machines.
+    pub machines: u64,
+}
+
+impl LiveStats {
+    /// The figures as telemetry and the `campaign` command report them,
+    /// with the rates (answered machines of all answered; abandoned of
+    /// the answered people).
+    pub fn json(&self, name: &str, control: Control) -> serde_json::Value {
+        let rate = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+        let people = self.answered.saturating_sub(self.machines);
+        serde_json::json!({
+            "name": name,
+            "control": control,
+            "dialled": self.dialled,
+            "answered": self.answered,
+            "in_progress": self.in_progress,
+            "remaining": self.remaining,
+            "abandoned": self.abandoned,
+            "abandon_rate": rate(self.abandoned, people),
+            "machines": self.machines,
+            "machine_rate": rate(self.machines, self.answered),
+        })
+    }
 }
 
 /// Where headquarters or the command API has put a campaign: dialling,
@@ -290,10 +314,12 @@ impl<L: Line> Runner<L> {
                     self.sw.clone(),
                     self.c.name.clone(),
                 );
+                let c = Arc::clone(&self.c);
                 running.spawn(async move {
+                    let amd = c.amd.as_ref();
                     (
                         i,
-                        place(lease, id, &job, Some(&name), &ivr, &ctx, &sw).await,
+                        place(lease, id, &job, Some(&name), &ivr, &ctx, &sw, amd).await,
                     )
                 });
                 self.live.update(&self.c.name, |l| {
@@ -582,9 +608,15 @@ impl<L: Line> Runner<L> {
             return;
         }
         let answered = a.answers.is_some();
-        // Predictive: answered, and no agent was there for them.
+        // A person answered: not a machine, nor one nobody was sure of
+        // that the box hung up on.
+        let person = answered && !matches!(outcome.as_str(), "machine" | "unsure");
+        if a.amd == Some(crate::media::amd::Verdict::Machine) {
+            self.live.update(&self.c.name, |l| l.machines += 1);
+        }
+        // Predictive: a person answered, and no agent was there for them.
         let abandoned =
-            matches!(self.c.mode, Mode::Predictive { .. }) && answered && a.agent.is_none();
+            matches!(self.c.mode, Mode::Predictive { .. }) && person && a.agent.is_none();
         let outcome = if abandoned {
             "abandoned".to_string()
         } else {
@@ -597,7 +629,7 @@ impl<L: Line> Runner<L> {
                     .to_string()
             })
             .unwrap_or_default();
-        self.pacer().ended(&day, answered, abandoned);
+        self.pacer().ended(&day, person, abandoned);
         if abandoned {
             tracing::warn!(number = %ct.number(), "answered with no agent free: abandoned");
             self.live.update(&self.c.name, |l| l.abandoned += 1);
