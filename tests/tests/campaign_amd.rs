@@ -168,5 +168,8 @@ fn answering_machines_are_told_from_people_and_get_a_message_after_the_beep() {
         }
     }
     println!("AMD on 100 callees: {right} right; (truth, verdict) -> count: {confusion:?}");
-    assert!(right >= 90, "AMD right on only {right} of 100: {confusion:?}\n{log}");
+    assert!(
+        right >= 90,
+        "AMD right on only {right} of 100: {confusion:?}\n{log}"
+    );
 }

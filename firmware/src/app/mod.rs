@@ -227,16 +227,17 @@ pub async fn run<B: Backend>(
     let jobs = TaskTracker::new();
     let campaigns = crate::calls::campaign::Live::load(&opts.data_dir);
     if let Some(ivr) = first.ivr.clone() {
-        crate::calls::outbound::spawn_jobs(ivr.clone(), ctx.clone(), sw.clone(), &jobs);
-        crate::calls::campaign::spawn_all(
-            config.campaigns.clone(),
-            ivr,
-            ctx.clone(),
-            sw.clone(),
-            campaigns.clone(),
-            &jobs,
-        );
+        crate::calls::outbound::spawn_jobs(ivr, ctx.clone(), sw.clone(), &jobs);
     }
+    // The command actor tells the dialer which campaigns run (the
+    // config's and those pushed from headquarters), now and after changes.
+    let dialer = crate::calls::campaign::Dialer::spawn(
+        ctx.clone(),
+        sw.clone(),
+        campaigns.clone(),
+        jobs.clone(),
+        &tracker,
+    );
     let commands = Arc::new(
         Commands::new(
             config.clone(),
@@ -244,6 +245,7 @@ pub async fn run<B: Backend>(
             ctx.clone(),
             sw.clone(),
             jobs.clone(),
+            dialer,
             &tracker,
         )
         .with_campaigns(campaigns.clone()),

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::campaign::config::{Amd, GREETING_MAX, OnMachine};
 use super::record::{CallLog, Placed};
 use super::{CallContext, Outcome, Switch, flow_record, gone_outcome};
 use crate::clock::new_id;
@@ -24,7 +25,6 @@ use crate::ivr::config::{NodeId, OutboundJob};
 use crate::ivr::engine::{FlowEnd, FlowState};
 use crate::media::Media;
 use crate::media::amd::{Detector, Heard, Listener, Verdict};
-use super::campaign::config::{Amd, GREETING_MAX, OnMachine};
 use crate::media::dial::{self, Rang};
 use crate::media::lines::Lease;
 use crate::store::{Direction, Disposition, JobRow, Side, StoreMsg};
@@ -341,7 +341,8 @@ where
                 // The flow did not run for the called party: a machine,
                 // or nobody sure.
                 (Some(Verdict::Machine), Some(a)) if a.machine != OnMachine::Human => {
-                    message_left = matches!(a.machine, OnMachine::Message(_)) && end == FlowEnd::Done;
+                    message_left =
+                        matches!(a.machine, OnMachine::Message(_)) && end == FlowEnd::Done;
                     "machine".into()
                 }
                 (Some(Verdict::Unsure), Some(a)) if !a.unsure_human => "unsure".into(),
@@ -472,7 +473,8 @@ async fn screened<L: Line>(
     match (v, amd.machine) {
         (Verdict::Machine, OnMachine::Hangup) => (FlowEnd::Done, Some(v)),
         (Verdict::Machine, OnMachine::Message(node)) => {
-            let quiet = Listener::quiet(amd.end_silence, GREETING_MAX, amd.params.silence_threshold);
+            let quiet =
+                Listener::quiet(amd.end_silence, GREETING_MAX, amd.params.silence_threshold);
             if let Err(g) = media.analyse(quiet).await {
                 return (FlowEnd::Gone(g), Some(v));
             }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::calls::Inbound;
 use crate::prompt::Prompt;
 
+mod campaigns;
 mod sip;
 
 /// Where the box keeps its database and recordings unless told otherwise.
@@ -535,6 +536,7 @@ impl SiteConfig {
                     .map(|a| a.queues.iter().map(|q| q.name.clone()).collect())
                     .unwrap_or_default(),
                 base: &src.base_dir(),
+                list: None,
             },
         )
         .unwrap_or_else(|list| {

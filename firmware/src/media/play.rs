@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::LineFailure;
-use super::engine::{Hears, LegEvent};
 use super::amd::Heard;
+use super::engine::{Hears, LegEvent};
 use super::keys::{KeyDedup, Source};
 use super::lines::Port;
 use crate::recorder::Recording;

@@ -75,8 +75,8 @@ pub enum CommandError {
         /// The mode asked for (clipped).
         mode: String,
     },
-    /// `campaign` names no campaign of the running config.
-    #[error("no campaign `{name}` in the running config")]
+    /// `campaign` names no campaign the box runs.
+    #[error("no campaign `{name}` on this box")]
     UnknownCampaign {
         /// The name asked for (clipped).
         name: String,
@@ -87,6 +87,9 @@ pub enum CommandError {
         /// The action asked for (clipped).
         action: String,
     },
+    /// `campaign.push` refused, with why.
+    #[error("campaign.push: {0}")]
+    Push(String),
     /// A campaign's control could not be written to disk (nothing changed).
     #[error("the campaign's control could not be kept on disk: {reason}")]
     CampaignNotKept {

@@ -36,6 +36,7 @@
 
 mod actions;
 mod args;
+mod campaigns;
 mod error;
 mod files;
 mod reconfigure;
@@ -76,8 +77,7 @@ const ENVELOPE: usize = 1024;
 /// `max_message` when the site has no `[uplink]` (docs/mqtt.md).
 const DEFAULT_MAX_MESSAGE: usize = 120 * 1024;
 /// Every command, for the answer to an unknown one.
-const KNOWN: &str =
-    "status, config.get, config.set, agent, originate, lookup.update, daynight, logs, restart";
+const KNOWN: &str = "status, config.get, config.set, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart";
 /// Commands in flight to the daemon's actor.
 const INBOX: usize = 8;
 
@@ -92,8 +92,6 @@ pub struct Commands {
     logs: LogRing,
     daynight: DayNight,
     max_result: usize,
-    /// The campaigns of the config the daemon started with.
-    campaign_names: Vec<String>,
     campaigns: Option<crate::calls::campaign::Live>,
 }
 
@@ -113,6 +111,7 @@ impl Commands {
         ctx: CallContext,
         sw: Switch<L>,
         jobs: TaskTracker,
+        dialer: crate::calls::campaign::Dialer,
         tracker: &TaskTracker,
     ) -> Commands
     where
@@ -124,13 +123,7 @@ impl Commands {
             .map_or(DEFAULT_MAX_MESSAGE, |u| u.max_message);
         let shutdown = ctx.shutdown.clone();
         let daynight = ctx.daynight.clone();
-        let campaign_names = config
-            .campaigns
-            .list
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let (actor, reported) = Reconfigure::new(config, data_dir, ctx, sw, jobs);
+        let (actor, reported) = Reconfigure::new(config, data_dir, ctx, sw, jobs, dialer);
         let (tx, rx) = mpsc::channel(INBOX);
         tracker.spawn(actor.run(rx, shutdown.clone()));
         Commands {
@@ -140,7 +133,6 @@ impl Commands {
             logs: crate::logging::ring().clone(),
             daynight,
             max_result: max_message.saturating_sub(ENVELOPE),
-            campaign_names,
             campaigns: None,
         }
     }
@@ -156,10 +148,7 @@ impl Commands {
     async fn campaign(&self, args: &Args<'_>) -> Result<Value, CommandError> {
         use crate::calls::campaign::Control;
         let name = args.str("name")?;
-        let (Some(live), true) = (
-            &self.campaigns,
-            self.campaign_names.iter().any(|n| n == name),
-        ) else {
+        let Some(live) = self.campaigns.as_ref().filter(|l| l.knows(name)) else {
             return Err(CommandError::UnknownCampaign { name: clip(name) });
         };
         if let Some(action) = args.str_opt("action")? {
@@ -242,7 +231,8 @@ impl Commands {
     /// Runs one command.
     async fn run(&self, cmd: &str, args: Value) -> Result<Value, CommandError> {
         match cmd {
-            "config.get" | "config.set" | "agent" | "originate" | "lookup.update" => {
+            "config.get" | "config.set" | "agent" | "originate" | "lookup.update"
+            | "campaign.push" => {
                 // Checked here too: a malformed command never reaches
                 // the daemon.
                 Args::new(&args)?;
@@ -794,7 +784,7 @@ to = "4002"
             (
                 "reboot",
                 Value::Null,
-                "unknown command `reboot`; known: status, config.get, config.set, agent, originate, lookup.update, daynight, logs, restart",
+                "unknown command `reboot`; known: status, config.get, config.set, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart",
             ),
             (
                 "config.set",

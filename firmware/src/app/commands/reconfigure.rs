@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::args::{Args, clip};
+use super::campaigns::CampaignDesk;
 use super::error::{CommandError, not_put_back};
 use super::files::{
     base_dir, read_version, restart_reasons, restore_config, sections_changed, write_config,
@@ -24,6 +25,7 @@ use super::files::{
 };
 use super::tables::{RowError, TABLES, bad_row, list_in, lookup_file, toml_array};
 use crate::acd::AcdConfig;
+use crate::calls::campaign::Dialer;
 use crate::calls::{CallContext, Switch};
 use crate::config::SiteConfig;
 use crate::fsutil::{sha256_hex, write_atomic};
@@ -85,6 +87,8 @@ pub(super) struct Reconfigure<L> {
     data_dir: PathBuf,
     /// What [`super::Commands::reported_config`] shows.
     reported: watch::Sender<(u64, String)>,
+    /// The campaigns the dialer runs, and those pushed from headquarters.
+    pub(super) campaigns: CampaignDesk,
 }
 
 impl<L> Reconfigure<L>
@@ -97,6 +101,7 @@ where
         ctx: CallContext,
         sw: Switch<L>,
         jobs: TaskTracker,
+        dialer: Dialer,
     ) -> (Self, watch::Receiver<(u64, String)>) {
         let text = std::fs::read_to_string(&config.path).unwrap_or_else(|e| {
             // Every section then counts as changed: a set needs a restart.
@@ -126,6 +131,12 @@ where
             .flat_map(|i| i.outbound.iter().map(|j| j.name.clone()))
             .collect();
         let (reported, seen) = watch::channel((version, sha256.clone()));
+        let campaigns = CampaignDesk {
+            dialer,
+            store: crate::calls::campaign::pushed::Store::new(data_dir),
+            ivr: ctx.live.current().ivr.clone(),
+        };
+        campaigns.apply(&config);
         let actor = Reconfigure {
             daemon: Daemon {
                 ctx,
@@ -143,6 +154,7 @@ where
             config_path: config.path.clone(),
             data_dir: data_dir.to_path_buf(),
             reported,
+            campaigns,
         };
         (actor, seen)
     }
@@ -176,8 +188,14 @@ where
             "agent" => self.agent(&args).await,
             "originate" => self.originate(&args).await,
             "lookup.update" => self.lookup_update(&args).await,
+            "campaign.push" => self.campaign_push(&args).await,
             other => Err(CommandError::NotTheDaemons { cmd: clip(other) }),
         }
+    }
+
+    /// The config in force.
+    pub(super) fn running_config(&self) -> Arc<SiteConfig> {
+        Arc::clone(&self.running.config)
     }
 
     fn report(&self) {
@@ -272,6 +290,12 @@ where
         run.version = version;
         run.sha256.clone_from(&sha256);
         self.report();
+        if applied.contains(&"ivr") {
+            self.campaigns.ivr = self.daemon.ctx.live.current().ivr.clone();
+        }
+        // Campaigns added start, removed ones stop, changed ones restart;
+        // pushed ones are checked again against the new config.
+        self.campaigns.apply(&self.running.config);
         tracing::info!(version, applied = ?applied, "config applied");
         Ok(Changed {
             applied,

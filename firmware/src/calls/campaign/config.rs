@@ -29,7 +29,10 @@ pub(crate) struct RawCampaign {
     number: String,
     mode: String,
     start: String,
-    list: PathBuf,
+    /// Required in the site config; a pushed campaign's list comes with
+    /// the push.
+    #[serde(default)]
+    list: Option<PathBuf>,
     #[serde(default)]
     trunks: Option<Vec<String>>,
     #[serde(default)]
@@ -234,6 +237,9 @@ pub struct CampaignCfg {
     pub dnc: HashSet<String>,
     /// Answering-machine detection, when on.
     pub amd: Option<Amd>,
+    /// The definition as written and its list's path: a campaign whose
+    /// fingerprint changed is restarted with its new definition.
+    pub fingerprint: String,
 }
 
 impl CampaignCfg {
@@ -288,6 +294,8 @@ pub(crate) struct Site<'a> {
     pub(crate) trunks: Vec<String>,
     pub(crate) queues: Vec<String>,
     pub(crate) base: &'a Path,
+    /// A pushed campaign's list (the definition has none).
+    pub(crate) list: Option<&'a Path>,
 }
 
 const DEFAULT_WINDOW: &str = "09:00-21:00";
@@ -402,8 +410,27 @@ pub(crate) fn check(
                 None
             }
         };
-        let list_path = site.base.join(&c.list);
-        if let Err(e) = super::list::header(&list_path) {
+        let list_path = match (&c.list, site.list) {
+            (None, Some(given)) => given.to_path_buf(),
+            (Some(_), Some(_)) => {
+                err(
+                    p("list"),
+                    "a pushed campaign's list comes with the push, not in its definition".into(),
+                );
+                PathBuf::new()
+            }
+            (Some(l), None) => site.base.join(l),
+            (None, None) => {
+                err(
+                    at.clone(),
+                    "a campaign needs `list`: the contact list's file".into(),
+                );
+                PathBuf::new()
+            }
+        };
+        if !list_path.as_os_str().is_empty()
+            && let Err(e) = super::list::header(&list_path)
+        {
             err(p("list"), e);
         }
         let trunks = match &c.trunks {
@@ -472,7 +499,11 @@ pub(crate) fn check(
             let p = |k: &str| format!("{at}.amd.{k}");
             let d = AmdParams::default();
             let params = AmdParams {
-                initial_silence: duration(p("initial_silence"), a.initial_silence.as_ref(), d.initial_silence),
+                initial_silence: duration(
+                    p("initial_silence"),
+                    a.initial_silence.as_ref(),
+                    d.initial_silence,
+                ),
                 greeting: duration(p("greeting"), a.greeting.as_ref(), d.greeting),
                 after_greeting_silence: duration(
                     p("after_greeting_silence"),
@@ -481,30 +512,48 @@ pub(crate) fn check(
                 ),
                 total: duration(p("total"), a.total.as_ref(), d.total),
                 min_word: duration(p("min_word"), a.min_word.as_ref(), d.min_word),
-                between_words: duration(p("between_words"), a.between_words.as_ref(), d.between_words),
+                between_words: duration(
+                    p("between_words"),
+                    a.between_words.as_ref(),
+                    d.between_words,
+                ),
                 max_words: a.max_words.unwrap_or(d.max_words),
                 max_word: duration(p("max_word"), a.max_word.as_ref(), d.max_word),
                 silence_threshold: a.silence_threshold.unwrap_or(d.silence_threshold),
             };
-            let end_silence = duration(p("end_silence"), a.end_silence.as_ref(), Duration::from_millis(1200));
+            let end_silence = duration(
+                p("end_silence"),
+                a.end_silence.as_ref(),
+                Duration::from_millis(1200),
+            );
             (a, params, end_silence)
         });
         let amd = amd.and_then(|(a, params, end_silence)| {
             let p = |k: &str| format!("{at}.amd.{k}");
             if params.max_words == 0 || params.max_words > 20 {
-                err(p("max_words"), format!("{} words: 1 to 20", params.max_words));
+                err(
+                    p("max_words"),
+                    format!("{} words: 1 to 20", params.max_words),
+                );
             }
             if params.silence_threshold == 0 || params.silence_threshold > 8000 {
                 err(
                     p("silence_threshold"),
-                    format!("a level of {}: 1 to 8000 (mean absolute sample)", params.silence_threshold),
+                    format!(
+                        "a level of {}: 1 to 8000 (mean absolute sample)",
+                        params.silence_threshold
+                    ),
                 );
             }
             if params.total > Duration::from_secs(30) {
-                err(p("total"), "an analysis longer than 30 s keeps every caller waiting".into());
+                err(
+                    p("total"),
+                    "an analysis longer than 30 s keeps every caller waiting".into(),
+                );
             }
             let message = a.message.as_ref().map(|m| {
-                site.ivr.and_then(|ivr| ivr.nodes.iter().position(|n| &n.name == m))
+                site.ivr
+                    .and_then(|ivr| ivr.nodes.iter().position(|n| &n.name == m))
             });
             let machine = match (a.machine.as_deref().unwrap_or("hangup"), message) {
                 ("hangup", None) => Some(OnMachine::Hangup),
@@ -513,7 +562,8 @@ pub(crate) fn check(
                 ("message", None) => {
                     err(
                         p("message"),
-                        "`machine = \"message\"` needs `message`: the flow node that speaks it".into(),
+                        "`machine = \"message\"` needs `message`: the flow node that speaks it"
+                            .into(),
                     );
                     None
                 }
@@ -527,7 +577,9 @@ pub(crate) fn check(
                 (other, _) => {
                     err(
                         p("machine"),
-                        format!("unknown action `{other}`; use \"hangup\", \"message\" or \"human\""),
+                        format!(
+                            "unknown action `{other}`; use \"hangup\", \"message\" or \"human\""
+                        ),
                     );
                     None
                 }
@@ -628,7 +680,6 @@ pub(crate) fn check(
                 number: c.number.clone(),
                 mode,
                 start,
-                list: list_path,
                 trunks,
                 max_lines,
                 ring_timeout,
@@ -644,6 +695,8 @@ pub(crate) fn check(
                 language,
                 dnc: own_dnc,
                 amd,
+                fingerprint: format!("{c:?}|{}", list_path.display()),
+                list: list_path,
             }));
         }
     }

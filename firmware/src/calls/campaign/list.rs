@@ -1,8 +1,9 @@
-//! A campaign's contact list: a CSV file whose header names the columns.
+//! A campaign's contact list: a CSV file whose header names the columns,
+//! or (a file named `*.jsonl`) JSON lines, one object per contact.
 //! `number` is required; `name` and `tz` (an IANA zone) are the contact's
-//! own; every other column becomes a variable of the flow (`{amount}`).
-//! A malformed row is left out and reported with its line; a number that
-//! comes twice is merged into its first row.
+//! own; every other column (key) becomes a variable of the flow
+//! (`{amount}`). A malformed row is left out and reported with its line; a
+//! number that comes twice is merged into its first row.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -20,11 +21,21 @@ pub struct Loaded {
     pub merged: usize,
 }
 
-/// The list's column names; an error when the file cannot be read or has
-/// no `number` column.
-pub fn header(path: &Path) -> Result<Vec<String>, String> {
+/// Whether the list at `path` is JSON lines (by its name).
+fn is_jsonl(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "jsonl")
+}
+
+/// Checks the list can be read: a CSV header with a `number` column, or
+/// JSON lines; an error names the file and what is wrong.
+pub fn header(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    header_of(&text).map_err(|e| format!("{}: {e}", path.display()))
+    if is_jsonl(path) {
+        return Ok(());
+    }
+    header_of(&text)
+        .map(drop)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn header_of(text: &str) -> Result<Vec<String>, String> {
@@ -49,7 +60,99 @@ fn header_of(text: &str) -> Result<Vec<String>, String> {
 /// Reads the list at `path`.
 pub fn read(path: &Path) -> Result<Loaded, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if is_jsonl(path) {
+        return Ok(parse_jsonl(&text));
+    }
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses JSON lines: one object per line, `number` a string or an
+/// integer, other values strings, numbers or booleans.
+pub fn parse_jsonl(text: &str) -> Loaded {
+    let mut out = Loaded::default();
+    let mut seen = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let obj = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(o)) => o,
+            Ok(_) => {
+                out.rejected.push((line_no, "not a JSON object".into()));
+                continue;
+            }
+            Err(e) => {
+                out.rejected.push((line_no, format!("not JSON: {e}")));
+                continue;
+            }
+        };
+        let mut c = NewContact {
+            number: String::new(),
+            name: None,
+            tz: None,
+            vars: BTreeMap::new(),
+        };
+        let mut bad = None;
+        for (k, v) in obj {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Null => String::new(),
+                _ => {
+                    bad = Some(format!("`{k}` is not a string, number or boolean"));
+                    break;
+                }
+            };
+            c.set(&k, v);
+        }
+        if let Some(why) = bad {
+            out.rejected.push((line_no, why));
+            continue;
+        }
+        out.take(c, line_no, &mut seen);
+    }
+    out
+}
+
+impl NewContact {
+    /// Sets column `col` to `v` (trimmed).
+    fn set(&mut self, col: &str, v: String) {
+        let v = v.trim().to_string();
+        match col {
+            "number" => self.number = v,
+            "name" => self.name = Some(v).filter(|v| !v.is_empty()),
+            "tz" => self.tz = Some(v).filter(|v| !v.is_empty()),
+            _ => {
+                self.vars.insert(col.to_string(), v);
+            }
+        }
+    }
+}
+
+impl Loaded {
+    /// Takes row `line_no` after its checks: left out with why, merged
+    /// into an earlier one, or added.
+    fn take(&mut self, c: NewContact, line_no: usize, seen: &mut HashSet<String>) {
+        if !crate::calls::dialplan::valid_number(&c.number) {
+            self.rejected
+                .push((line_no, format!("`{}` is not a number to dial", c.number)));
+            return;
+        }
+        if let Some(tz) = &c.tz
+            && jiff::tz::TimeZone::get(tz).is_err()
+        {
+            self.rejected
+                .push((line_no, format!("unknown time zone `{tz}`")));
+            return;
+        }
+        if !seen.insert(c.number.clone()) {
+            self.merged += 1;
+            return;
+        }
+        self.contacts.push(c);
+    }
 }
 
 /// Parses a list's text.
@@ -86,33 +189,9 @@ pub fn parse(text: &str) -> Result<Loaded, String> {
             vars: BTreeMap::new(),
         };
         for (col, v) in cols.iter().zip(values) {
-            let v = v.trim().to_string();
-            match col.as_str() {
-                "number" => c.number = v,
-                "name" => c.name = Some(v).filter(|v| !v.is_empty()),
-                "tz" => c.tz = Some(v).filter(|v| !v.is_empty()),
-                _ => {
-                    c.vars.insert(col.clone(), v);
-                }
-            }
+            c.set(col, v);
         }
-        if !crate::calls::dialplan::valid_number(&c.number) {
-            out.rejected
-                .push((line_no, format!("`{}` is not a number to dial", c.number)));
-            continue;
-        }
-        if let Some(tz) = &c.tz
-            && jiff::tz::TimeZone::get(tz).is_err()
-        {
-            out.rejected
-                .push((line_no, format!("unknown time zone `{tz}`")));
-            continue;
-        }
-        if !seen.insert(c.number.clone()) {
-            out.merged += 1;
-            continue;
-        }
-        out.contacts.push(c);
+        out.take(c, line_no, &mut seen);
     }
     Ok(out)
 }
@@ -162,6 +241,22 @@ mod tests {
         assert!(l.rejected[0].1.contains("not a number"));
         assert!(l.rejected[1].1.contains("2 fields where the header has 4"));
         assert!(l.rejected[2].1.contains("Mars/Base"));
+    }
+
+    #[test]
+    fn json_lines_are_read_like_csv_rows() {
+        let l = parse_jsonl(
+            "{\"number\":\"13800000001\",\"name\":\"Wang\",\"amount\":120}\n\n\
+             {\"number\":13800000002,\"vip\":true}\nnot json\n[1]\n\
+             {\"number\":\"13800000001\"}\n{\"number\":\"x\"}\n{\"number\":\"1\",\"a\":[1]}\n",
+        );
+        assert_eq!(l.contacts.len(), 2);
+        assert_eq!(l.contacts[0].vars["amount"], "120");
+        assert_eq!(l.contacts[1].number, "13800000002");
+        assert_eq!(l.contacts[1].vars["vip"], "true");
+        assert_eq!(l.merged, 1);
+        let lines: Vec<usize> = l.rejected.iter().map(|(n, _)| *n).collect();
+        assert_eq!(lines, [4, 5, 7, 8], "{:?}", l.rejected);
     }
 
     #[test]

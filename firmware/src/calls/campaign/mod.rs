@@ -25,7 +25,9 @@
 //! for headquarters with the contact's state and answers.
 
 pub mod config;
+pub mod dialer;
 pub mod list;
+pub mod pushed;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -36,10 +38,9 @@ use callbox_hal::Line;
 use jiff::tz::TimeZone;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 pub use config::{CampaignCfg, Campaigns, Mode};
+pub use dialer::{Dialer, Wanted};
 
 use super::outbound::{Attempt, place, seize};
 use super::{CallContext, Switch};
@@ -115,6 +116,8 @@ const CONTROL_FILE: &str = "campaigns.json";
 #[derive(Debug, Clone)]
 pub struct Live {
     stats: Arc<std::sync::Mutex<std::collections::BTreeMap<String, LiveStats>>>,
+    /// The campaigns the box runs now (the config's and pushed ones).
+    known: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     control: Arc<watch::Sender<std::collections::BTreeMap<String, Control>>>,
     file: Arc<std::path::PathBuf>,
 }
@@ -134,6 +137,7 @@ impl Live {
         };
         Live {
             stats: Arc::default(),
+            known: Arc::default(),
             control: Arc::new(watch::channel(control).0),
             file: Arc::new(file),
         }
@@ -142,6 +146,18 @@ impl Live {
     /// A copy of every campaign's figures.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, LiveStats> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the box runs a campaign called `name`.
+    pub fn knows(&self, name: &str) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    fn set_known(&self, names: std::collections::BTreeSet<String>) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     /// Where campaign `name` stands.
@@ -181,27 +197,16 @@ impl Live {
     }
 }
 
-/// Starts one task per campaign.
-pub fn spawn_all<L: Line>(
-    campaigns: Arc<Campaigns>,
-    ivr: Arc<Ivr>,
-    ctx: CallContext,
-    sw: Switch<L>,
-    live: Live,
-    tracker: &TaskTracker,
-) {
-    for c in &campaigns.list {
-        let span = tracing::info_span!("campaign", name = %c.name);
-        let run = Runner {
-            c: Arc::clone(c),
-            ivr: Arc::clone(&ivr),
-            ctx: ctx.clone(),
-            sw: sw.clone(),
-            live: live.clone(),
-            pacer: std::sync::Mutex::default(),
-        };
-        tracker.spawn(run.run().instrument(span));
-    }
+/// How a campaign's runner ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Every contact is done, exhausted or barred (or the list could not
+    /// be read).
+    Finished,
+    /// Stopped by hand (`campaign` command).
+    Stopped,
+    /// Removed, changed or the daemon stops.
+    Cancelled,
 }
 
 /// A contact as the dialer holds it.
@@ -227,12 +232,15 @@ struct Runner<L> {
     sw: Switch<L>,
     live: Live,
     pacer: std::sync::Mutex<Pacer>,
+    /// Ends the dialling (the daemon stops, or the campaign was removed
+    /// or changed); calls in progress end normally first.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl<L: Line> Runner<L> {
-    async fn run(self) {
+    async fn run(self) -> End {
         let Some(mut contacts) = self.load().await else {
-            return;
+            return End::Finished;
         };
         let now = self.now();
         for ct in contacts.iter_mut().filter(|c| c.row.state == "in_progress") {
@@ -260,14 +268,14 @@ impl<L: Line> Runner<L> {
             let control = self.live.control(&self.c.name);
             if control == Control::Stopped && running.is_empty() {
                 tracing::info!("campaign stopped by hand");
-                return;
+                return End::Stopped;
             }
             let mut blocked = control != Control::Running;
             // The contacts to dial now, each with its trunk: all their
             // attempts go to the store in one commit before any is dialled.
             let mut batch = Vec::new();
             while !blocked && running.len() + batch.len() < self.c.max_lines {
-                if self.ctx.shutdown.is_cancelled() {
+                if self.stop.is_cancelled() {
                     break;
                 }
                 if !self.may_dial_more(running.len() + batch.len()).await {
@@ -329,10 +337,10 @@ impl<L: Line> Runner<L> {
             }
             if running.is_empty() && open == 0 {
                 tracing::info!("campaign finished: every contact is done, exhausted or barred");
-                return;
+                return End::Finished;
             }
-            if running.is_empty() && self.ctx.shutdown.is_cancelled() {
-                return;
+            if running.is_empty() && self.stop.is_cancelled() {
+                return End::Cancelled;
             }
             let now = self.now();
             let next = due.next_at(&contacts);
@@ -346,15 +354,15 @@ impl<L: Line> Runner<L> {
                 (false, None) => Duration::from_secs(3600),
             };
             tokio::select! {
-                () = self.ctx.shutdown.cancelled(), if !running.is_empty() || !self.ctx.shutdown.is_cancelled() => {
+                () = self.stop.cancelled(), if !running.is_empty() || !self.stop.is_cancelled() => {
                     if running.is_empty() {
-                        return;
+                        return End::Cancelled;
                     }
                     // Let the calls in progress end and be recorded.
                     while let Some(Ok((i, a))) = running.join_next().await {
                         self.ended(&mut contacts[i], a).await;
                     }
-                    return;
+                    return End::Cancelled;
                 }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     if let Ok((i, a)) = done {
@@ -462,10 +470,17 @@ impl<L: Line> Runner<L> {
                 // Agents on a call longer than the average talk time less
                 // the time a call takes to be answered will be free by
                 // the time the next contact answers.
-                let ratio = self.pacer().ratio(*abandon_cap, *max_ratio);
+                let pacer = self.pacer();
+                let ratio = pacer.ratio(*abandon_cap, *max_ratio);
                 let soon = if ratio > 1.0 { soon } else { 0 };
                 let expected = free + soon;
-                expected > 0 && (unconnected as f64) < expected as f64 * ratio
+                // A call beyond the free agents may find none: each such
+                // call in flight is counted as abandoned in advance, so
+                // the day's share stays under the cap whatever they do.
+                let ahead = (unconnected + 1).saturating_sub(free);
+                expected > 0
+                    && (unconnected as f64) < expected as f64 * ratio
+                    && (ahead == 0 || pacer.affords(ahead as u64, *abandon_cap))
             }
             _ => free > unconnected,
         }
@@ -727,6 +742,12 @@ impl Pacer {
         self.dialled += 1;
         self.answered += u64::from(answered);
         self.abandoned += u64::from(abandoned);
+    }
+
+    /// Whether `ahead` calls in flight beyond the free agents could all
+    /// end abandoned and leave the day's share within `cap`.
+    fn affords(&self, ahead: u64, cap: f64) -> bool {
+        (self.abandoned + ahead) as f64 <= cap * self.answered as f64
     }
 
     /// Calls to dial per free agent: the inverse of the answer rate, at

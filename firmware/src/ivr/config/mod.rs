@@ -188,10 +188,15 @@ pub(crate) fn check(
     let mut entries: Vec<NodeId> = vec![start];
     entries.extend(routes.iter().map(|r| r.start));
     entries.extend(jobs.iter().map(|j| j.start));
-    for (at, node) in &starts.access {
-        match c.names.get(node) {
+    let flows = raw
+        .campaign_flows
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("ivr.campaign_flows[{i}]"), n.clone()));
+    for (at, node) in starts.access.iter().cloned().chain(flows) {
+        match c.names.get(&node) {
             Some(&id) => entries.push(id),
-            None => c.err(at, format!("`{node}` is not a node under [ivr.node]")),
+            None => c.err(&at, format!("`{node}` is not a node under [ivr.node]")),
         }
     }
     graph::check(&nodes, &entries, &mut c);

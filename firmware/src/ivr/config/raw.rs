@@ -38,6 +38,9 @@ pub(crate) struct RawIvr {
     pub(super) lookups: RawLookups,
     #[serde(default)]
     pub(super) node: BTreeMap<String, RawNode>,
+    /// Nodes campaigns pushed from headquarters may start at.
+    #[serde(default)]
+    pub(super) campaign_flows: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
