@@ -8,8 +8,10 @@
 //! The fleet commands speak the MQTT contract of docs/mqtt.md: `fleet`
 //! (a snapshot of presence and telemetry), `watch` (live events),
 //! `collect` (records and recordings into SQLite, with `gaps` and `export`
-//! to read them back), `cmd` and `config push|get` (commands to one box).
+//! to read them back), `cmd`, `config push|get` and `campaign
+//! push|status|pause|resume|stop` (commands to one box).
 
+mod campaign;
 mod cmd;
 mod collect;
 mod decrypt;
@@ -152,6 +154,56 @@ enum Command {
     /// A box's config file: push a new version, or get the running one.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// A box's outbound campaigns: push one (definition and contact list),
+    /// see how one is doing, pause, resume or stop it.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CampaignCommand {
+    /// Sends a campaign in chunks (`campaign.push`); run again, it resumes
+    /// with the chunks the box still needs. Prints the box's last answer:
+    /// contacts taken, rows left out with their line.
+    Push {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The campaign's name on the box.
+        #[arg(long)]
+        name: String,
+        /// The definition: the keys of a `[campaign.NAME]` table (TOML),
+        /// without `list`.
+        #[arg(long, value_name = "FILE")]
+        definition: PathBuf,
+        /// The contact list: CSV with a header, or JSON lines (`*.jsonl`).
+        #[arg(long, value_name = "FILE")]
+        list: PathBuf,
+        /// Largest chunk, in bytes (whole lines).
+        #[arg(long, default_value_t = 64 << 10, value_name = "BYTES")]
+        chunk_bytes: usize,
+    },
+    /// How a campaign is doing (`campaign`).
+    Status(CampaignTarget),
+    /// Dials nobody new until `resume`.
+    Pause(CampaignTarget),
+    /// Dials again.
+    Resume(CampaignTarget),
+    /// Ends the campaign (calls in progress end first); `resume` takes it up.
+    Stop(CampaignTarget),
+}
+
+/// A campaign on a box.
+#[derive(Args, Debug)]
+struct CampaignTarget {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The campaign's name.
+    #[arg(long)]
+    name: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -249,7 +301,7 @@ fn main() -> ExitCode {
     // For `cmd` and `config`, 1 and 2 mean "refused" and "no answer";
     // their own errors all come before anything is sent.
     let failure = match cli.command {
-        Command::Cmd { .. } | Command::Config(_) => ExitCode::from(EX_USAGE),
+        Command::Cmd { .. } | Command::Config(_) | Command::Campaign(_) => ExitCode::from(EX_USAGE),
         _ => ExitCode::FAILURE,
     };
     match run(cli.command) {
@@ -346,6 +398,40 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Get { broker, target }) => {
             let broker = broker.resolve()?;
             return block_on(cmd::config_get(&broker, &target.target()));
+        }
+        Command::Campaign(CampaignCommand::Push {
+            broker,
+            target,
+            name,
+            definition,
+            list,
+            chunk_bytes,
+        }) => {
+            let broker = broker.resolve()?;
+            return block_on(campaign::push(
+                &broker,
+                &target.target(),
+                &name,
+                &definition,
+                &list,
+                chunk_bytes,
+            ));
+        }
+        Command::Campaign(c) => {
+            let (t, action) = match c {
+                CampaignCommand::Status(t) => (t, None),
+                CampaignCommand::Pause(t) => (t, Some("pause")),
+                CampaignCommand::Resume(t) => (t, Some("resume")),
+                CampaignCommand::Stop(t) => (t, Some("stop")),
+                CampaignCommand::Push { .. } => unreachable!("matched above"),
+            };
+            let broker = t.broker.resolve()?;
+            return block_on(campaign::control(
+                &broker,
+                &t.target.target(),
+                &t.name,
+                action,
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

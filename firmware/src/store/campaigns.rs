@@ -121,6 +121,9 @@ pub(super) fn update(tx: &Transaction<'_>, u: &ContactUpdate, at: &Stamp) -> rus
             "campaign_results",
             at,
             &serde_json::json!({
+                // One id per contact: headquarters keeps the latest
+                // (`export --latest`), the contact's state now.
+                "id": format!("{}:{}", u.campaign, u.number),
                 "campaign": u.campaign,
                 "number": u.number,
                 "state": u.state,
