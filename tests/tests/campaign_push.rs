@@ -206,8 +206,8 @@ fn a_survey_pushed_from_headquarters_runs_to_the_end_with_each_contacts_answers_
         let answers = &res["answers"];
         if res["state"] != "done"
             || res["campaign"] != "survey"
-            || answers["q1"] != a.to_string()
-            || answers["q2"] != b.to_string()
+            || answers["q1"].as_str() != Some(a.to_string().as_str())
+            || answers["q2"].as_str() != Some(b.to_string().as_str())
         {
             wrong.push(res.clone());
         }

@@ -296,7 +296,7 @@ fn campaign_mistakes_are_named_at_their_place() {
         .config_text()
         .replace(
             "mode = \"agentless\"",
-            "mode = \"preview\"\nabandon_cap = 40",
+            "mode = \"robocall\"\nabandon_cap = 40",
         )
         .replace("list = \"renewals.csv\"", "list = \"missing.csv\"")
         .replace("mon = [\"09:00-18:00\"]", "mon = []")
@@ -305,7 +305,7 @@ fn campaign_mistakes_are_named_at_their_place() {
     site.write("site.toml", &bad);
     let err = site.refused();
     for (needle, msg) in [
-        ("mode = \"preview\"", "not in this firmware yet"),
+        ("mode = \"robocall\"", "unknown mode `robocall`"),
         ("abandon_cap = 40", "an abandon cap of 40 %"),
         ("list = \"missing.csv\"", "missing.csv"),
         ("[campaign.renewals.window]", "never opens"),

@@ -117,7 +117,7 @@ where
     let call_id = id.clone();
     tracker.spawn(
         async move {
-            let a = place(lease, id, &job, None, &ivr, &ctx, &sw, None).await;
+            let a = place(lease, id, &job, PlacedFor::default(), &ivr, &ctx, &sw).await;
             tracing::info!(result = %a.result, "originated call ends");
         }
         .instrument(span),
@@ -237,7 +237,19 @@ where
         };
     };
     let id = new_id(&ctx.clock);
-    place(lease, id, job, Some(&job.name), ivr, ctx, sw, None).await
+    place(
+        lease,
+        id,
+        job,
+        PlacedFor {
+            job: Some(&job.name),
+            amd: None,
+        },
+        ivr,
+        ctx,
+        sw,
+    )
+    .await
 }
 
 /// The first of `trunks` that is idle.
@@ -250,18 +262,26 @@ pub(super) async fn seize<L>(trunks: &[String], sw: &Switch<L>) -> Option<Lease<
     None
 }
 
+/// Whose attempt a placed call is.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PlacedFor<'a> {
+    /// The job's or campaign's name, the record's `job`.
+    pub(super) job: Option<&'a str>,
+    /// Answering-machine detection before the flow (campaigns).
+    pub(super) amd: Option<&'a Amd>,
+}
+
 /// Dials `job.number` on the seized trunk as call `id`, runs the flow once
-/// answered and records the call (`job_name` on its record when it is a
+/// answered and records the call (`by.job` on its record when it is a
 /// job's or a campaign's attempt).
 pub(super) async fn place<L>(
     mut lease: Lease<L>,
     id: String,
     job: &OutboundJob,
-    job_name: Option<&str>,
+    by: PlacedFor<'_>,
     ivr: &Ivr,
     ctx: &CallContext,
     sw: &Switch<L>,
-    amd: Option<&Amd>,
 ) -> Attempt
 where
     L: Line,
@@ -329,7 +349,7 @@ where
             let env = ctx.flow_env(ivr, sw, &id, number, number);
             let mut media = Media::new(port, ctx.shutdown.clone());
             media.rec = crate::recorder::Recording::for_call(&ctx.recorder, &id);
-            let end = match amd {
+            let end = match by.amd {
                 None => env.run(&mut media, &mut st).await,
                 Some(amd) => {
                     let (end, v) = screened(&env, &mut media, &mut st, amd).await;
@@ -337,7 +357,7 @@ where
                     end
                 }
             };
-            result = match (verdict, amd) {
+            result = match (verdict, by.amd) {
                 // The flow did not run for the called party: a machine,
                 // or nobody sure.
                 (Some(Verdict::Machine), Some(a)) if a.machine != OnMachine::Human => {
@@ -419,11 +439,11 @@ where
     ctx.panel.line_led(&trunk, false).await;
     let answered = outcome.disposition == Disposition::Answered;
     if answered {
-        log.flow(flow_record(&id, ivr, &st, job_name)).await;
+        log.flow(flow_record(&id, ivr, &st, by.job)).await;
     } else {
         log.flow(crate::store::CallFlow {
             id: id.clone(),
-            job: job_name.map(str::to_string),
+            job: by.job.map(str::to_string),
             outcome: Some(result.clone()),
             ..Default::default()
         })
@@ -433,7 +453,7 @@ where
         .await;
     let done = answered
         && match (&job.success, result.as_str()) {
-            (_, "machine") => message_left && amd.is_some_and(|a| a.done_after_message),
+            (_, "machine") => message_left && by.amd.is_some_and(|a| a.done_after_message),
             (_, "unsure") => false,
             (None, _) => true,
             (Some((_, values)), _) => values.contains(&result),

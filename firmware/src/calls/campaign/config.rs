@@ -61,6 +61,8 @@ pub(crate) struct RawCampaign {
     max_ratio: Option<f64>,
     #[serde(default)]
     amd: Option<RawAmd>,
+    #[serde(default)]
+    preview_ring: Option<String>,
 }
 
 /// `[campaign.NAME.amd]`.
@@ -140,6 +142,14 @@ struct RawSuccess {
 pub enum Mode {
     /// Each answered contact runs the flow; no agent is needed.
     Agentless,
+    /// Each contact is offered to a free agent of `queue`: their phone
+    /// rings showing the contact, and by answering they start the call.
+    Preview {
+        /// The queue whose free agents take the contacts.
+        queue: String,
+        /// How long an agent's phone rings with a contact.
+        ring: Duration,
+    },
     /// A contact is dialled only while an agent of `queue` is free; the
     /// flow (a `queue` node) connects the answered contact to them.
     Progressive {
@@ -164,7 +174,9 @@ impl Mode {
     pub fn queue(&self) -> Option<&str> {
         match self {
             Mode::Agentless => None,
-            Mode::Progressive { queue } | Mode::Predictive { queue, .. } => Some(queue),
+            Mode::Progressive { queue }
+            | Mode::Predictive { queue, .. }
+            | Mode::Preview { queue, .. } => Some(queue),
         }
     }
 }
@@ -359,9 +371,14 @@ pub(crate) fn check(
                 format!("{ratio} calls per free agent: 1 to 5"),
             );
         }
+        let preview_ring =
+            wait(c.preview_ring.as_ref(), Duration::from_secs(20)).unwrap_or_else(|e| {
+                err(p("preview_ring"), e);
+                Duration::from_secs(20)
+            });
         let mode = match c.mode.as_str() {
             "agentless" => Some(Mode::Agentless),
-            "progressive" | "predictive" => {
+            "progressive" | "predictive" | "preview" => {
                 let queue = site
                     .ivr
                     .zip(start)
@@ -373,38 +390,31 @@ pub(crate) fn check(
                     err(
                         p("start"),
                         format!(
-                            "a {} campaign connects answered contacts to agents: `{}` must be a `queue` node",
+                            "a {} campaign's contacts go to agents: `{}` must be a `queue` node (its queue's agents take them)",
                             c.mode, c.start
                         ),
                     );
                 }
-                queue.filter(|q| site.queues.contains(q)).map(|queue| {
-                    if c.mode == "predictive" {
-                        Mode::Predictive {
+                queue
+                    .filter(|q| site.queues.contains(q))
+                    .map(|queue| match c.mode.as_str() {
+                        "predictive" => Mode::Predictive {
                             queue,
                             abandon_cap: cap / 100.0,
                             max_ratio: ratio,
-                        }
-                    } else {
-                        Mode::Progressive { queue }
-                    }
-                })
-            }
-            "preview" => {
-                err(
-                    p("mode"),
-                    format!(
-                        "mode `{}` is not in this firmware yet; use \"agentless\", \"progressive\" or \"predictive\"",
-                        c.mode
-                    ),
-                );
-                None
+                        },
+                        "preview" => Mode::Preview {
+                            queue,
+                            ring: preview_ring,
+                        },
+                        _ => Mode::Progressive { queue },
+                    })
             }
             other => {
                 err(
                     p("mode"),
                     format!(
-                        "unknown mode `{other}`; use \"agentless\", \"progressive\" or \"predictive\""
+                        "unknown mode `{other}`; use \"agentless\", \"preview\", \"progressive\" or \"predictive\""
                     ),
                 );
                 None

@@ -42,7 +42,7 @@ use tokio::task::JoinSet;
 pub use config::{CampaignCfg, Campaigns, Mode};
 pub use dialer::{Dialer, Wanted};
 
-use super::outbound::{Attempt, place, seize};
+use super::outbound::{Attempt, PlacedFor, place, seize};
 use super::{CallContext, Switch};
 use crate::clock::new_id;
 use crate::ivr::Ivr;
@@ -54,6 +54,34 @@ use crate::store::{ContactRow, ContactUpdate, StoreMsg};
 const IDLE_LOOK: Duration = Duration::from_secs(2);
 /// Wait before dialling again after a call arrived on the seized trunk.
 const GLARE_WAIT: Duration = Duration::from_secs(30);
+/// Wait before a contact an agent let go in preview is offered again.
+const PREVIEW_SKIP_WAIT: Duration = Duration::from_secs(600);
+
+/// How a contact is reached: a trunk seized for the dialler, or an agent
+/// who previews them.
+enum Via<L> {
+    Trunk(crate::media::lines::Lease<L>),
+    Agent(String),
+}
+
+/// A preview's end as a campaign attempt.
+fn previewed(r: crate::calls::station::Preview, agent: String) -> Attempt {
+    use crate::calls::station::Preview;
+    let (call_id, result) = match r {
+        Preview::AgentAway => (None, "agent_away".to_string()),
+        Preview::Skipped => (None, "skipped".to_string()),
+        Preview::Dialled { call_id, result } => (Some(call_id), result),
+    };
+    let answered = result == "answered";
+    Attempt {
+        call_id,
+        done: answered,
+        answers: answered.then(std::collections::BTreeMap::new),
+        agent: Some(agent),
+        amd: None,
+        result,
+    }
+}
 
 /// How each campaign is doing, as telemetry reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -263,6 +291,8 @@ impl<L: Line> Runner<L> {
         self.live
             .update(&self.c.name, |l| l.remaining = open as u64);
         let mut running: JoinSet<(usize, Attempt)> = JoinSet::new();
+        // Preview: agents offered a contact now.
+        let mut offered = std::collections::HashSet::new();
         let mut controls = self.live.changed();
         loop {
             let control = self.live.control(&self.c.name);
@@ -278,10 +308,22 @@ impl<L: Line> Runner<L> {
                 if self.stop.is_cancelled() {
                     break;
                 }
-                if !self.may_dial_more(running.len() + batch.len()).await {
-                    blocked = true;
-                    break;
-                }
+                // Preview: a free agent not yet offered a contact; the
+                // other modes pace by their rule.
+                let agent = match &self.c.mode {
+                    Mode::Preview { queue, .. } => match self.free_agent(queue, &offered).await {
+                        Some(a) => Some(a),
+                        None => {
+                            blocked = true;
+                            break;
+                        }
+                    },
+                    _ if !self.may_dial_more(running.len() + batch.len()).await => {
+                        blocked = true;
+                        break;
+                    }
+                    _ => None,
+                };
                 let now = self.now();
                 let Some(i) = due.pop_due(&contacts, now) else {
                     break;
@@ -292,11 +334,20 @@ impl<L: Line> Runner<L> {
                         .update(&self.c.name, |l| l.remaining = open as u64);
                     continue;
                 }
-                let Some(lease) = seize(&self.c.trunks, &self.sw).await else {
-                    // Still due: dialled once a trunk is free.
-                    due.requeue(&contacts, i, &mut open);
-                    blocked = true;
-                    break;
+                let via = match agent {
+                    Some(a) => {
+                        offered.insert(a.clone());
+                        Via::Agent(a)
+                    }
+                    None => match seize(&self.c.trunks, &self.sw).await {
+                        Some(lease) => Via::Trunk(lease),
+                        None => {
+                            // Still due: dialled once a trunk is free.
+                            due.requeue(&contacts, i, &mut open);
+                            blocked = true;
+                            break;
+                        }
+                    },
                 };
                 let ct = &mut contacts[i];
                 ct.row.state = "in_progress".into();
@@ -304,32 +355,44 @@ impl<L: Line> Runner<L> {
                 ct.row.attempts_day += 1;
                 ct.row.last_attempt_ms = Some(now);
                 self.save(ct, None, None, false).await;
-                batch.push((i, lease));
+                batch.push((i, via));
             }
             if !batch.is_empty() {
                 // The attempts are in the store before the numbers are
                 // dialled.
                 let _ = holding_time(self.ctx.store.flush()).await;
             }
-            for (i, lease) in batch {
+            for (i, via) in batch {
                 let ct = &contacts[i];
                 let job = self.job(ct);
-                let id = new_id(&self.ctx.clock);
-                tracing::info!(number = %job.number, attempt = ct.row.attempts, "dialling");
-                let (ivr, ctx, sw, name) = (
+                let (ivr, ctx, sw, c) = (
                     Arc::clone(&self.ivr),
                     self.ctx.clone(),
                     self.sw.clone(),
-                    self.c.name.clone(),
+                    Arc::clone(&self.c),
                 );
-                let c = Arc::clone(&self.c);
-                running.spawn(async move {
-                    let amd = c.amd.as_ref();
-                    (
-                        i,
-                        place(lease, id, &job, Some(&name), &ivr, &ctx, &sw, amd).await,
-                    )
-                });
+                match via {
+                    Via::Trunk(lease) => {
+                        let id = new_id(&self.ctx.clock);
+                        tracing::info!(number = %job.number, attempt = ct.row.attempts, "dialling");
+                        running.spawn(async move {
+                            let by = PlacedFor {
+                                job: Some(&c.name),
+                                amd: c.amd.as_ref(),
+                            };
+                            (i, place(lease, id, &job, by, &ivr, &ctx, &sw).await)
+                        });
+                    }
+                    Via::Agent(agent) => {
+                        tracing::info!(number = %job.number, %agent, attempt = ct.row.attempts, "offering the contact to an agent");
+                        let p = self.preview_of(ct, agent);
+                        running.spawn(async move {
+                            let agent = p.agent.clone();
+                            let r = crate::calls::station::preview(p, &ctx, &sw).await;
+                            (i, previewed(r, agent))
+                        });
+                    }
+                }
                 self.live.update(&self.c.name, |l| {
                     l.dialled += 1;
                     l.in_progress = running.len() as u64;
@@ -366,6 +429,9 @@ impl<L: Line> Runner<L> {
                 }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     if let Ok((i, a)) = done {
+                        if let Some(agent) = &a.agent {
+                            offered.remove(agent);
+                        }
                         let answered = a.answers.is_some();
                         self.ended(&mut contacts[i], a).await;
                         due.requeue(&contacts, i, &mut open);
@@ -491,23 +557,7 @@ impl<L: Line> Runner<L> {
     /// the members' average talk time less [`ANSWER_LEAD`] (about to be
     /// free when a contact dialled now answers).
     async fn agents(&self, queue: &str) -> (usize, usize, usize) {
-        let Some(acd) = &self.sw.acd else {
-            return (0, 0, 0);
-        };
-        let cfg = acd.config();
-        let Some(q) = cfg.queues.iter().find(|q| q.name == queue) else {
-            return (0, 0, 0);
-        };
-        let members: Vec<&str> = q
-            .members
-            .iter()
-            .map(|(a, _)| cfg.agents[*a].id.as_str())
-            .collect();
-        let stats = acd.stats().await.map(|s| s.agents).unwrap_or_default();
-        let ours: Vec<_> = stats
-            .iter()
-            .filter(|a| members.contains(&a.agent.as_str()))
-            .collect();
+        let ours = self.members(queue).await;
         let of = |state: &[&str]| {
             ours.iter()
                 .filter(|a| state.contains(&a.state.as_str()))
@@ -523,6 +573,42 @@ impl<L: Line> Runner<L> {
                 .count()
         });
         (of(&["available"]), of(&["ringing", "on_call"]), soon)
+    }
+
+    /// The figures of the members of `queue`.
+    async fn members(&self, queue: &str) -> Vec<crate::acd::AgentStats> {
+        let Some(acd) = &self.sw.acd else {
+            return Vec::new();
+        };
+        let cfg = acd.config();
+        let Some(q) = cfg.queues.iter().find(|q| q.name == queue) else {
+            return Vec::new();
+        };
+        let members: Vec<&str> = q
+            .members
+            .iter()
+            .map(|(a, _)| cfg.agents[*a].id.as_str())
+            .collect();
+        let stats = acd.stats().await.map(|s| s.agents).unwrap_or_default();
+        stats
+            .into_iter()
+            .filter(|a| members.contains(&a.agent.as_str()))
+            .collect()
+    }
+
+    /// A member of `queue` free now and not already offered a contact
+    /// (preview), the longest free first.
+    async fn free_agent(
+        &self,
+        queue: &str,
+        offered: &std::collections::HashSet<String>,
+    ) -> Option<String> {
+        self.members(queue)
+            .await
+            .into_iter()
+            .filter(|a| a.state == "available" && !offered.contains(&a.agent))
+            .max_by_key(|a| a.in_state_ms)
+            .map(|a| a.agent)
     }
 
     fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
@@ -605,6 +691,29 @@ impl<L: Line> Runner<L> {
         }
     }
 
+    /// What an agent's phone shows for contact `ct` and how the call is
+    /// placed, in preview.
+    fn preview_of(&self, ct: &Contact, agent: String) -> crate::calls::station::PreviewCall {
+        let c = &ct.row.contact;
+        let ring = match &self.c.mode {
+            Mode::Preview { ring, .. } => *ring,
+            _ => Duration::from_secs(20),
+        };
+        crate::calls::station::PreviewCall {
+            agent,
+            number: c.number.clone(),
+            shown: format!(
+                "{} · {}",
+                c.name.as_deref().unwrap_or(&c.number),
+                self.c.name
+            ),
+            campaign: self.c.name.clone(),
+            trunks: self.c.trunks.clone(),
+            caller_id: self.c.number.clone(),
+            ring,
+        }
+    }
+
     /// An attempt ended: the contact is done, exhausted, or due again
     /// after the wait its outcome asks for.
     async fn ended(&self, ct: &mut Contact, a: Attempt) {
@@ -613,12 +722,20 @@ impl<L: Line> Runner<L> {
             "no_result" => "no_answer".to_string(),
             r => r.to_string(),
         };
-        if outcome == "glare" {
-            // A caller took the trunk: not an attempt the contact saw.
+        let not_dialled = match outcome.as_str() {
+            // A caller took the trunk.
+            "glare" => Some(GLARE_WAIT),
+            // Preview: the agent let the contact go, or could not be rung.
+            "skipped" => Some(PREVIEW_SKIP_WAIT),
+            "agent_away" => Some(IDLE_LOOK),
+            _ => None,
+        };
+        if let Some(wait) = not_dialled {
+            // Not an attempt the contact saw.
             ct.row.attempts = ct.row.attempts.saturating_sub(1);
             ct.row.attempts_day = ct.row.attempts_day.saturating_sub(1);
             ct.row.state = "pending".into();
-            ct.row.next_at_ms = now + GLARE_WAIT.as_millis() as i64;
+            ct.row.next_at_ms = now + wait.as_millis() as i64;
             self.save(ct, a.call_id, None, false).await;
             return;
         }

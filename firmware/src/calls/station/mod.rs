@@ -13,6 +13,8 @@
 //! rings first, showing the number, and the number is dialled when they
 //! answer.
 
+mod preview;
+
 use std::time::Duration;
 
 use callbox_hal::dsp::tones::{ProgressTone, ToneRegion};
@@ -30,6 +32,8 @@ use crate::media::pickup::Rung;
 use crate::media::{BridgeEnd, Gone, Media, bridge};
 use crate::recorder::config::CallKeys;
 use crate::store::{CallFlow, Direction, Disposition, Side};
+
+pub use preview::{Preview, PreviewCall, preview};
 
 /// How long the called phone or number rings.
 const RING: Duration = Duration::from_secs(30);
@@ -74,7 +78,7 @@ where
         let call = Call {
             ctx: &ctx,
             sw: &sw,
-            plan: &plan,
+            plan: Some(&plan),
             id: &id,
             station: &station,
             who: &who,
@@ -188,14 +192,16 @@ impl Who {
 struct Call<'a, L> {
     ctx: &'a CallContext,
     sw: &'a Switch<L>,
-    plan: &'a DialPlan,
+    /// `None` for a campaign's preview call, which dials its own trunks.
+    plan: Option<&'a DialPlan>,
     id: &'a str,
     station: &'a str,
     who: &'a Who,
     number: &'a str,
     tones: ToneRegion,
-    /// What placed it when not the agent's own keys (`click_to_call`).
-    job: Option<&'static str>,
+    /// What placed it when not the agent's own keys (`click_to_call`, a
+    /// campaign's name).
+    job: Option<&'a str>,
 }
 
 /// How an attempt ended, for its record.
@@ -609,8 +615,11 @@ impl<L: Line> Call<'_, L> {
     /// the first free trunk of each; a group that is all busy, or whose
     /// network answers congestion, passes the call to the next.
     async fn outside(&self, port: &mut Port<L>, number: &str, class: &str) -> bool {
-        let own = self
-            .plan
+        // Only a dial plan classifies a number as outside.
+        let Some(plan) = self.plan else {
+            return false;
+        };
+        let own = plan
             .caller_id_of(self.station, self.who.agent.as_deref())
             .map(str::to_string);
         let mut media = Media::new(port, self.ctx.shutdown.clone());
@@ -619,7 +628,7 @@ impl<L: Line> Call<'_, L> {
         // A trunk an emergency call freed by ending a caller's call.
         let mut freed: Option<String> = None;
         loop {
-            for group in self.plan.groups(number, class) {
+            for group in plan.groups(number, class) {
                 let caller_id = own.clone().or_else(|| group.caller_id.clone());
                 for trunk in group.order() {
                     let lease = match &freed {
@@ -669,10 +678,8 @@ impl<L: Line> Call<'_, L> {
                     return self.finish(l, e, gone).await;
                 }
             }
-            if freed.is_none() && class == super::dialplan::EMERGENCY && self.plan.emergency_preempt
-            {
-                let trunks: Vec<String> = self
-                    .plan
+            if freed.is_none() && class == super::dialplan::EMERGENCY && plan.emergency_preempt {
+                let trunks: Vec<String> = plan
                     .groups(number, class)
                     .iter()
                     .flat_map(|g| g.order())
@@ -914,7 +921,7 @@ where
             let call = Call {
                 ctx: &ctx,
                 sw: &sw,
-                plan: &plan,
+                plan: Some(&plan),
                 id: &id,
                 station: &station,
                 who: &who,
