@@ -26,7 +26,10 @@ pub(super) fn apply(
         }
         StoreMsg::CallEnded(e) => call_ended(tx, e)?,
         StoreMsg::CallFlow(f) => call_flow(tx, f)?,
-        StoreMsg::WrapCode { call_id, code } => wrap_code(tx, call_id, code)?,
+        StoreMsg::WrapCode { call_id, code } => {
+            wrap_code(tx, call_id, code)?;
+            super::campaigns::wrap_code(tx, call_id, code)?;
+        }
         StoreMsg::Event {
             call_id,
             at,

@@ -116,24 +116,61 @@ pub(super) fn update(tx: &Transaction<'_>, u: &ContactUpdate, at: &Stamp) -> rus
         at.wall_ms
     ])?;
     if u.report {
-        enqueue(
-            tx,
-            "campaign_results",
-            at,
-            &serde_json::json!({
+        report(tx, &u.campaign, &u.number, at)?;
+    }
+    Ok(())
+}
+
+/// Sends headquarters where a contact stands now (`campaign_results`).
+fn report(tx: &Transaction<'_>, campaign: &str, number: &str, at: &Stamp) -> rusqlite::Result<()> {
+    let row = tx
+        .prepare_cached(
+            "SELECT state, attempts, last_outcome, last_call_id, answers, next_at_ms, wrap_code
+             FROM campaign_contacts WHERE campaign = ?1 AND number = ?2",
+        )?
+        .query_row(params![campaign, number], |r| {
+            let answers: Option<String> = r.get(4)?;
+            Ok(serde_json::json!({
                 // One id per contact: headquarters keeps the latest
                 // (`export --latest`), the contact's state now.
-                "id": format!("{}:{}", u.campaign, u.number),
-                "campaign": u.campaign,
-                "number": u.number,
-                "state": u.state,
-                "attempts": u.attempts,
-                "outcome": u.last_outcome,
-                "call_id": u.last_call_id,
-                "answers": u.answers,
-                "next_at_ms": u.next_at_ms,
-            }),
-        )?;
+                "id": format!("{campaign}:{number}"),
+                "campaign": campaign,
+                "number": number,
+                "state": r.get::<_, String>(0)?,
+                "attempts": r.get::<_, i64>(1)?,
+                "outcome": r.get::<_, Option<String>>(2)?,
+                "call_id": r.get::<_, Option<String>>(3)?,
+                "answers": answers.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()),
+                "next_at_ms": r.get::<_, i64>(5)?,
+                "wrap_code": r.get::<_, Option<String>>(6)?,
+            }))
+        })?;
+    enqueue(tx, "campaign_results", at, &row)
+}
+
+/// An agent coded call `call_id`: the campaign contact it was the last
+/// call of (if any) keeps the code, and headquarters hears of it.
+pub(super) fn wrap_code(tx: &Transaction<'_>, call_id: &str, code: &str) -> rusqlite::Result<()> {
+    // Stamped, like the call record sent again, with the call's end.
+    let Some(ms) = super::outbox::ended_ms(tx, call_id)? else {
+        return Ok(());
+    };
+    let at = Stamp {
+        wall_ms: ms,
+        mono_ms: 0,
+        synced: true,
+    };
+    let contacts: Vec<(String, String)> = tx
+        .prepare_cached(
+            "UPDATE campaign_contacts SET wrap_code = ?2, updated_ms = ?3 WHERE last_call_id = ?1
+             RETURNING campaign, number",
+        )?
+        .query_map(params![call_id, code, at.wall_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (campaign, number) in contacts {
+        report(tx, &campaign, &number, &at)?;
     }
     Ok(())
 }
@@ -199,5 +236,74 @@ impl ReadOnly {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::*;
+    use crate::store::*;
+    use callbox_hal::HangupCause;
+
+    #[tokio::test]
+    async fn a_wrap_up_code_reaches_the_contact_whose_last_call_it_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        let contact = NewContact {
+            number: "13900000001".into(),
+            name: None,
+            tz: None,
+            vars: BTreeMap::new(),
+        };
+        h.send(StoreMsg::CampaignContacts {
+            campaign: "winback".into(),
+            contacts: vec![contact],
+            at: stamp(1000),
+        })
+        .await;
+        h.send(call("c1", 2000)).await;
+        h.send(StoreMsg::CallEnded(CallEnd {
+            id: "c1".into(),
+            at: stamp(9000),
+            disposition: Disposition::Answered,
+            cause: HangupCause::Normal,
+            side: Side::Caller,
+        }))
+        .await;
+        let done = ContactUpdate {
+            campaign: "winback".into(),
+            number: "13900000001".into(),
+            state: "done".into(),
+            attempts: 1,
+            day: None,
+            attempts_day: 1,
+            next_at_ms: 0,
+            last_attempt_ms: Some(2000),
+            last_outcome: Some("answered".into()),
+            last_call_id: Some("c1".into()),
+            answers: None,
+            report: true,
+        };
+        h.send(StoreMsg::CampaignContact(done, stamp(9000))).await;
+        h.send(StoreMsg::WrapCode {
+            call_id: "c1".into(),
+            code: "7".into(),
+        })
+        .await;
+        h.flush().await.unwrap();
+        let results = rows_of(dir.path(), "campaign_results");
+        assert_eq!(results.len(), 2, "{results:#?}");
+        let last = &results[1]["payload"];
+        assert_eq!(last["id"], "winback:13900000001");
+        assert_eq!(last["state"], "done");
+        assert_eq!(last["wrap_code"], "7");
+        assert_eq!(results[0]["payload"]["wrap_code"], serde_json::Value::Null);
+        let rows = ReadOnly::open(dir.path())
+            .unwrap()
+            .campaign_contacts("winback")
+            .unwrap();
+        assert_eq!(rows[0].state, "done");
     }
 }

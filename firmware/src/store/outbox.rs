@@ -118,7 +118,7 @@ pub(super) fn enqueue_call_record(
 }
 
 /// When the call ended; `None` while it lasts (or if there is no such call).
-fn ended_ms(tx: &Transaction<'_>, call_id: &str) -> rusqlite::Result<Option<i64>> {
+pub(super) fn ended_ms(tx: &Transaction<'_>, call_id: &str) -> rusqlite::Result<Option<i64>> {
     Ok(tx
         .prepare_cached("SELECT ended_ms FROM calls WHERE id = ?1")?
         .query_row(params![call_id], |r| r.get(0))

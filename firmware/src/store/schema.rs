@@ -216,6 +216,9 @@ pub const MIGRATIONS: &[&str] = &[
         updated_ms      INTEGER,
         UNIQUE (campaign, number)
     );",
+    // v9: the agent's wrap-up code of a campaign contact's last call.
+    "ALTER TABLE campaign_contacts ADD COLUMN wrap_code TEXT;
+    CREATE INDEX campaign_contacts_call ON campaign_contacts(last_call_id);",
 ];
 
 /// Opens the database for writing, migrates it and marks calls left in
