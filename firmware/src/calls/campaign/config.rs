@@ -20,6 +20,10 @@ use crate::media::amd::AmdParams;
 pub(crate) struct RawCampaigns {
     #[serde(default)]
     dnc: Option<PathBuf>,
+    #[serde(default)]
+    inbound_first: Option<bool>,
+    #[serde(default)]
+    reserve_trunks: Option<usize>,
 }
 
 /// `[campaign.NAME]`.
@@ -63,6 +67,8 @@ pub(crate) struct RawCampaign {
     amd: Option<RawAmd>,
     #[serde(default)]
     preview_ring: Option<String>,
+    #[serde(default)]
+    priority: Option<i32>,
 }
 
 /// `[campaign.NAME.amd]`.
@@ -249,6 +255,9 @@ pub struct CampaignCfg {
     pub dnc: HashSet<String>,
     /// Answering-machine detection, when on.
     pub amd: Option<Amd>,
+    /// Campaigns sharing a trunk or a queue dial in this order, highest
+    /// first: a campaign does not dial while one above it waits.
+    pub priority: i32,
     /// The definition as written and its list's path: a campaign whose
     /// fingerprint changed is restarted with its new definition.
     pub fingerprint: String,
@@ -270,12 +279,27 @@ impl CampaignCfg {
 }
 
 /// Every campaign of the site.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Campaigns {
     /// The campaigns.
     pub list: Vec<Arc<CampaignCfg>>,
     /// Numbers no campaign calls (`[campaigns] dnc`).
     pub dnc: HashSet<String>,
+    /// Callers waiting in a queue get its free agents before campaigns.
+    pub inbound_first: bool,
+    /// Trunks of its own a campaign leaves idle for callers.
+    pub reserve_trunks: usize,
+}
+
+impl Default for Campaigns {
+    fn default() -> Self {
+        Campaigns {
+            list: Vec::new(),
+            dnc: HashSet::new(),
+            inbound_first: true,
+            reserve_trunks: 0,
+        }
+    }
 }
 
 impl Campaigns {
@@ -705,13 +729,32 @@ pub(crate) fn check(
                 language,
                 dnc: own_dnc,
                 amd,
+                priority: c.priority.unwrap_or(0),
                 fingerprint: format!("{c:?}|{}", list_path.display()),
                 list: list_path,
             }));
         }
     }
+    let reserve_trunks = shared.and_then(|s| s.reserve_trunks).unwrap_or(0);
+    for c in &list {
+        if reserve_trunks >= c.trunks.len() {
+            errs.push((
+                "campaigns.reserve_trunks".into(),
+                format!(
+                    "{reserve_trunks} trunks kept idle for callers leave campaign `{}` none of its {} to dial on",
+                    c.name,
+                    c.trunks.len()
+                ),
+            ));
+        }
+    }
     if errs.is_empty() {
-        Ok(Campaigns { list, dnc })
+        Ok(Campaigns {
+            list,
+            dnc,
+            inbound_first: shared.and_then(|s| s.inbound_first).unwrap_or(true),
+            reserve_trunks,
+        })
     } else {
         Err(errs)
     }

@@ -134,11 +134,13 @@ async fn run<L: Line>(
                 }
             }
             Some(done) = runners.join_next(), if !runners.is_empty() => {
-                if let Ok((name, why)) = done
-                    && let Some(g) = going.remove(&name)
-                    && why != End::Cancelled
-                {
-                    ended.insert(name, (g.cfg, why));
+                if let Ok((name, why)) = done {
+                    live.forget(&name);
+                    if let Some(g) = going.remove(&name)
+                        && why != End::Cancelled
+                    {
+                        ended.insert(name, (g.cfg, why));
+                    }
                 }
             }
             Ok(()) = controls.changed() => {}

@@ -146,6 +146,8 @@ pub struct Live {
     stats: Arc<std::sync::Mutex<std::collections::BTreeMap<String, LiveStats>>>,
     /// The campaigns the box runs now (the config's and pushed ones).
     known: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// What each running campaign needs now, for the priorities.
+    demand: Arc<std::sync::Mutex<std::collections::BTreeMap<String, Demand>>>,
     control: Arc<watch::Sender<std::collections::BTreeMap<String, Control>>>,
     file: Arc<std::path::PathBuf>,
 }
@@ -166,6 +168,7 @@ impl Live {
         Live {
             stats: Arc::default(),
             known: Arc::default(),
+            demand: Arc::default(),
             control: Arc::new(watch::channel(control).0),
             file: Arc::new(file),
         }
@@ -182,6 +185,42 @@ impl Live {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
+    }
+
+    /// Says whether campaign `c` has contacts due that it cannot dial now
+    /// (no trunk or agent free, or one above it waiting).
+    fn want(&self, c: &CampaignCfg, waiting: bool) {
+        let mut all = self.demand.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(
+            c.name.clone(),
+            Demand {
+                priority: c.priority,
+                trunks: c.trunks.clone(),
+                queue: c.mode.queue().map(str::to_string),
+                waiting,
+            },
+        );
+    }
+
+    /// Whether a campaign of higher priority that shares a trunk or the
+    /// queue with `c` waits to dial: `c` then leaves it the line or agent.
+    fn outranked(&self, c: &CampaignCfg) -> bool {
+        let all = self.demand.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().any(|(name, d)| {
+            *name != c.name
+                && d.waiting
+                && d.priority > c.priority
+                && (d.trunks.iter().any(|t| c.trunks.contains(t))
+                    || (d.queue.is_some() && d.queue.as_deref() == c.mode.queue()))
+        })
+    }
+
+    /// Campaign `name`'s runner ended.
+    fn forget(&self, name: &str) {
+        self.demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 
     fn set_known(&self, names: std::collections::BTreeSet<String>) {
@@ -223,6 +262,16 @@ impl Live {
         let mut all = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         f(all.entry(name.to_string()).or_default());
     }
+}
+
+/// What a running campaign needs, for the priorities between campaigns.
+#[derive(Debug, Clone)]
+struct Demand {
+    priority: i32,
+    trunks: Vec<String>,
+    queue: Option<String>,
+    /// Contacts are due and it cannot dial them.
+    waiting: bool,
 }
 
 /// How a campaign's runner ended.
@@ -308,6 +357,10 @@ impl<L: Line> Runner<L> {
                 if self.stop.is_cancelled() {
                     break;
                 }
+                if self.live.outranked(&self.c) {
+                    blocked = true;
+                    break;
+                }
                 // Preview: a free agent not yet offered a contact; the
                 // other modes pace by their rule.
                 let agent = match &self.c.mode {
@@ -339,7 +392,7 @@ impl<L: Line> Runner<L> {
                         offered.insert(a.clone());
                         Via::Agent(a)
                     }
-                    None => match seize(&self.c.trunks, &self.sw).await {
+                    None => match self.seize_trunk().await {
                         Some(lease) => Via::Trunk(lease),
                         None => {
                             // Still due: dialled once a trunk is free.
@@ -398,6 +451,10 @@ impl<L: Line> Runner<L> {
                     l.in_progress = running.len() as u64;
                 });
             }
+            let now = self.now();
+            let due_now = due.next_at(&contacts).is_some_and(|at| at <= now);
+            self.live
+                .want(&self.c, blocked && control == Control::Running && due_now);
             if running.is_empty() && open == 0 {
                 tracing::info!("campaign finished: every contact is done, exhausted or barred");
                 return End::Finished;
@@ -522,11 +579,18 @@ impl<L: Line> Runner<L> {
         let Some(queue) = self.c.mode.queue() else {
             return true;
         };
-        let (free, busy, soon) = self.agents(queue).await;
+        let (free, busy, soon, waiting) = self.agents(queue).await;
         // Calls dialled and not yet with an agent. Members ringing or on a
         // call count as serving the campaign's calls: on a queue that also
         // takes inbound calls this errs towards dialling less.
         let unconnected = running.saturating_sub(busy);
+        // Callers waiting in the queue beyond the campaign's own calls not
+        // yet with an agent are inbound: the free agents are theirs first.
+        let free = if self.inbound_first() {
+            free.saturating_sub(waiting.saturating_sub(unconnected))
+        } else {
+            free
+        };
         match &self.c.mode {
             Mode::Predictive {
                 abandon_cap,
@@ -553,11 +617,11 @@ impl<L: Line> Runner<L> {
     }
 
     /// The queue's members that are free, those ringing or on a call,
-    /// and of those on a call the ones whose call has lasted longer than
-    /// the members' average talk time less [`ANSWER_LEAD`] (about to be
-    /// free when a contact dialled now answers).
-    async fn agents(&self, queue: &str) -> (usize, usize, usize) {
-        let ours = self.members(queue).await;
+    /// of those on a call the ones whose call has lasted longer than the
+    /// members' average talk time less [`ANSWER_LEAD`] (about to be free
+    /// when a contact dialled now answers), and the callers waiting.
+    async fn agents(&self, queue: &str) -> (usize, usize, usize, usize) {
+        let (ours, waiting) = self.members(queue).await;
         let of = |state: &[&str]| {
             ours.iter()
                 .filter(|a| state.contains(&a.state.as_str()))
@@ -572,28 +636,49 @@ impl<L: Line> Runner<L> {
                 .filter(|a| a.state == "on_call" && a.in_state_ms >= lead)
                 .count()
         });
-        (of(&["available"]), of(&["ringing", "on_call"]), soon)
+        (
+            of(&["available"]),
+            of(&["ringing", "on_call"]),
+            soon,
+            waiting,
+        )
     }
 
-    /// The figures of the members of `queue`.
-    async fn members(&self, queue: &str) -> Vec<crate::acd::AgentStats> {
+    /// The figures of the members of `queue`, and the callers waiting in
+    /// it now.
+    async fn members(&self, queue: &str) -> (Vec<crate::acd::AgentStats>, usize) {
         let Some(acd) = &self.sw.acd else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         let cfg = acd.config();
         let Some(q) = cfg.queues.iter().find(|q| q.name == queue) else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         let members: Vec<&str> = q
             .members
             .iter()
             .map(|(a, _)| cfg.agents[*a].id.as_str())
             .collect();
-        let stats = acd.stats().await.map(|s| s.agents).unwrap_or_default();
-        stats
+        let Some(stats) = acd.stats().await else {
+            return (Vec::new(), 0);
+        };
+        let waiting = stats
+            .queues
+            .iter()
+            .find(|s| s.queue == queue)
+            .map_or(0, |s| s.waiting);
+        let agents = stats
+            .agents
             .into_iter()
             .filter(|a| members.contains(&a.agent.as_str()))
-            .collect()
+            .collect();
+        (agents, waiting)
+    }
+
+    /// Whether callers waiting in a queue get its free agents before the
+    /// campaign (`[campaigns] inbound_first`).
+    fn inbound_first(&self) -> bool {
+        self.ctx.live.current().campaigns.inbound_first
     }
 
     /// A member of `queue` free now and not already offered a contact
@@ -603,12 +688,15 @@ impl<L: Line> Runner<L> {
         queue: &str,
         offered: &std::collections::HashSet<String>,
     ) -> Option<String> {
-        self.members(queue)
-            .await
+        let (agents, waiting) = self.members(queue).await;
+        let mut free: Vec<_> = agents
             .into_iter()
             .filter(|a| a.state == "available" && !offered.contains(&a.agent))
-            .max_by_key(|a| a.in_state_ms)
-            .map(|a| a.agent)
+            .collect();
+        free.sort_by_key(|a| std::cmp::Reverse(a.in_state_ms));
+        // Callers waiting in the queue take the free agents first.
+        let skip = if self.inbound_first() { waiting } else { 0 };
+        free.into_iter().nth(skip).map(|a| a.agent)
     }
 
     fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
@@ -689,6 +777,27 @@ impl<L: Line> Runner<L> {
             success: self.c.success.clone(),
             caller_id: Some(self.c.number.clone()),
         }
+    }
+
+    /// A free trunk of the campaign's, leaving `[campaigns]
+    /// reserve_trunks` of them idle for callers.
+    async fn seize_trunk(&self) -> Option<crate::media::lines::Lease<L>> {
+        let reserve = self.ctx.live.current().campaigns.reserve_trunks;
+        if reserve == 0 {
+            return seize(&self.c.trunks, &self.sw).await;
+        }
+        // Holds the idle trunks found until there are more than the
+        // reserve; the others go back as their leases drop.
+        let mut idle = Vec::new();
+        for t in &self.c.trunks {
+            if let Some(l) = self.sw.lines.seize(t).await {
+                idle.push(l);
+                if idle.len() > reserve {
+                    return Some(idle.swap_remove(0));
+                }
+            }
+        }
+        None
     }
 
     /// What an agent's phone shows for contact `ct` and how the call is
