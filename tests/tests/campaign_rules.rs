@@ -1,7 +1,8 @@
-//! Campaigns sharing the box with callers and with each other, end to end
-//! in virtual time: a campaign of higher priority dials before one below
-//! it on the same trunk, and `[campaigns] reserve_trunks` keeps trunks idle
-//! for callers (one who calls mid-campaign gets through).
+//! Campaign rules end to end in virtual time: a campaign of higher
+//! priority dials before one below it on the same trunk; `[campaigns]
+//! reserve_trunks` keeps trunks idle for callers (one who calls
+//! mid-campaign gets through); a number not in service fails for good
+//! while congestion is retried after its own wait.
 
 use callbox_tests::{Site, text};
 use serde_json::Value;
@@ -132,4 +133,41 @@ fn reserved_trunks_stay_idle_for_callers_during_a_campaign() {
         err.contains("leave campaign `notice` none of its 2"),
         "{err}"
     );
+}
+
+#[test]
+fn a_number_not_in_service_fails_for_good_and_congestion_waits_its_own_retry() {
+    let cfg = format!("{FLOW}{}", campaign("notice", 0, 1, "09:00")).replace(
+        "priority = 0",
+        "priority = 0\nmax_attempts = 3\nretry = { congestion = \"7m\", no_answer = \"1h\" }",
+    );
+    let site = Site::with_config(1, 0, &cfg);
+    site.write("notice.csv", "number\n13900000001\n13900000002\n");
+    // The first number reaches nothing; the second is not in the scenario:
+    // the network is congested for it, every time.
+    let sc = "[[callee]]\nnumber = \"13900000001\"\nnot_in_service = true\n";
+    let path = site.write("calls.toml", sc);
+    let out = site.run_fast_with(&path, &["--start-at", "2026-11-23T10:00:00+08:00"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let contacts = site.table("campaign_contacts");
+    let c = |n: &str| contacts.iter().find(|c| c["number"] == n).unwrap().clone();
+    let gone = c("13900000001");
+    assert_eq!(gone["state"], "failed", "{gone:#}");
+    assert_eq!(gone["attempts"], 1, "{gone:#}");
+    assert_eq!(gone["last_outcome"], "not_in_service");
+    let congested = c("13900000002");
+    assert_eq!(congested["state"], "exhausted", "{congested:#}");
+    assert_eq!(congested["last_outcome"], "congestion");
+    let mut tries: Vec<i64> = site
+        .records()
+        .iter()
+        .filter(|r| r["dialled"] == "13900000002")
+        .map(started_ms)
+        .collect();
+    tries.sort_unstable();
+    assert_eq!(tries.len(), 3);
+    for w in tries.windows(2) {
+        let gap = w[1] - w[0];
+        assert!((7 * 60_000..3_600_000).contains(&gap), "{tries:?}");
+    }
 }

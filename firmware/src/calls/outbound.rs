@@ -399,10 +399,11 @@ where
             false,
         ),
         Ok(Rang::Refused(cause)) => {
-            result = if cause == HangupCause::Busy {
-                "busy"
-            } else {
-                "no_answer"
+            result = match cause {
+                HangupCause::Busy => "busy",
+                HangupCause::Congestion => "congestion",
+                HangupCause::NotInService => "not_in_service",
+                _ => "no_answer",
             }
             .into();
             Outcome::new(Disposition::NoAnswer, cause, Side::Caller, true)

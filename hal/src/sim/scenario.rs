@@ -154,6 +154,8 @@ struct RawCallee {
     #[serde(default)]
     busy: bool,
     #[serde(default)]
+    not_in_service: bool,
+    #[serde(default)]
     answer_after: Option<String>,
     #[serde(default)]
     hangup_after: Option<String>,
@@ -291,6 +293,8 @@ pub struct CalleeScript {
     pub answers: bool,
     /// The line is busy (the call fails at once).
     pub busy: bool,
+    /// The number reaches nothing (the network says so at once).
+    pub not_in_service: bool,
     /// Ringing before pick-up.
     pub answer_after: Duration,
     /// Hangs up this long after answering.
@@ -508,6 +512,7 @@ impl Scenario {
                 number: rc.number.clone(),
                 answers: rc.answers,
                 busy: rc.busy,
+                not_in_service: rc.not_in_service,
                 answer_after: rc
                     .answer_after
                     .as_ref()

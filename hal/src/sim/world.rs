@@ -246,6 +246,7 @@ async fn answer_dialled(fe: &mut FarEnd, number: &str, callees: &Callees, stats:
     let unreachable = match &script {
         None => Some(HangupCause::Congestion),
         Some(s) if s.busy => Some(HangupCause::Busy),
+        Some(s) if s.not_in_service => Some(HangupCause::NotInService),
         _ => None,
     };
     if let Some(cause) = unreachable {

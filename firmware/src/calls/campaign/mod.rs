@@ -298,7 +298,10 @@ impl Contact {
     }
 
     fn is_final(&self) -> bool {
-        matches!(self.row.state.as_str(), "done" | "exhausted" | "dnc")
+        matches!(
+            self.row.state.as_str(),
+            "done" | "exhausted" | "dnc" | "failed"
+        )
     }
 }
 
@@ -879,6 +882,9 @@ impl<L: Line> Runner<L> {
         ct.row.last_outcome = Some(outcome.clone());
         ct.row.state = if done {
             "done"
+        } else if outcome == "not_in_service" {
+            // The number reaches nothing: calling again would not help.
+            "failed"
         } else if ct.row.attempts >= self.c.max_attempts {
             "exhausted"
         } else {
