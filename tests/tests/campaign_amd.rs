@@ -168,6 +168,14 @@ fn answering_machines_are_told_from_people_and_get_a_message_after_the_beep() {
         }
     }
     println!("AMD on 100 callees: {right} right; (truth, verdict) -> count: {confusion:?}");
+    // `callboxd campaigns` counts the contacts by last outcome.
+    let machines: u32 = confusion
+        .iter()
+        .filter(|((_, v), _)| v == "machine")
+        .map(|(_, n)| *n)
+        .sum();
+    let sum = callbox_tests::export(&site.data(), &["campaigns", "--json"]);
+    assert_eq!(sum[0]["outcomes"]["machine"], machines, "{sum:#?}");
     assert!(
         right >= 90,
         "AMD right on only {right} of 100: {confusion:?}\n{log}"

@@ -175,8 +175,19 @@ pub(super) fn wrap_code(tx: &Transaction<'_>, call_id: &str, code: &str) -> rusq
     Ok(())
 }
 
-/// One campaign's totals: its name, contacts by state, attempts in all.
-pub type CampaignTotals = (String, BTreeMap<String, u64>, u64);
+/// One campaign's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignTotals {
+    /// The campaign.
+    pub name: String,
+    /// Contacts by state.
+    pub states: BTreeMap<String, u64>,
+    /// Contacts by their last attempt's outcome (`machine`, `abandoned`,
+    /// `answered`…); contacts never dialled are left out.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Attempts in all.
+    pub attempts: u64,
+}
 
 impl ReadOnly {
     /// Every contact of `campaign`, in list order.
@@ -209,32 +220,40 @@ impl ReadOnly {
         })
     }
 
-    /// Per campaign: contacts by state and attempts in all.
+    /// Per campaign: contacts by state and by last outcome, attempts in
+    /// all.
     pub fn campaign_summary(&self) -> Result<Vec<CampaignTotals>, StoreError> {
         self.read("campaign summary", |c| {
+            let mut out: BTreeMap<String, CampaignTotals> = BTreeMap::new();
             let mut stmt = c.prepare(
-                "SELECT campaign, state, COUNT(*), SUM(attempts) FROM campaign_contacts
-                 GROUP BY campaign, state ORDER BY campaign",
+                "SELECT campaign, state, last_outcome, COUNT(*), SUM(attempts)
+                 FROM campaign_contacts GROUP BY campaign, state, last_outcome",
             )?;
-            let mut out: Vec<CampaignTotals> = Vec::new();
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             })?;
             for row in rows {
-                let (campaign, state, n, attempts) = row?;
-                if out.last().is_none_or(|l| l.0 != campaign) {
-                    out.push((campaign, BTreeMap::new(), 0));
+                let (campaign, state, outcome, n, attempts) = row?;
+                let t = out
+                    .entry(campaign.clone())
+                    .or_insert_with(|| CampaignTotals {
+                        name: campaign,
+                        ..CampaignTotals::default()
+                    });
+                let n = n.max(0) as u64;
+                *t.states.entry(state).or_default() += n;
+                if let Some(o) = outcome {
+                    *t.outcomes.entry(o).or_default() += n;
                 }
-                let last = out.last_mut().expect("pushed above");
-                last.1.insert(state, n.max(0) as u64);
-                last.2 += attempts.max(0) as u64;
+                t.attempts += attempts.max(0) as u64;
             }
-            Ok(out)
+            Ok(out.into_values().collect())
         })
     }
 }

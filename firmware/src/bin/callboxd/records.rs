@@ -26,21 +26,30 @@ pub fn campaigns(data: &Path, json: bool) -> Result<(), Failure> {
     let db = store::ReadOnly::open(data).map_err(Failure::Store)?;
     let summary = db.campaign_summary().map_err(Failure::Store)?;
     let mut out = std::io::stdout().lock();
-    for (name, states, attempts) in summary {
-        let contacts: u64 = states.values().sum();
+    for t in summary {
+        let contacts: u64 = t.states.values().sum();
         let line = if json {
             serde_json::json!({
-                "campaign": name,
+                "campaign": t.name,
                 "contacts": contacts,
-                "states": states,
-                "attempts": attempts,
+                "states": t.states,
+                "outcomes": t.outcomes,
+                "attempts": t.attempts,
             })
             .to_string()
         } else {
-            let by: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            let by: Vec<String> = t.states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            let last: Vec<String> = t.outcomes.iter().map(|(s, n)| format!("{s} {n}")).collect();
             format!(
-                "{name}: {contacts} contacts ({}), {attempts} attempts",
-                by.join(", ")
+                "{}: {contacts} contacts ({}), {} attempts; last outcomes: {}",
+                t.name,
+                by.join(", "),
+                t.attempts,
+                if last.is_empty() {
+                    "none".to_string()
+                } else {
+                    last.join(", ")
+                }
             )
         };
         if writeln!(out, "{line}").is_err() {

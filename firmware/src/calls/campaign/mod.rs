@@ -98,6 +98,9 @@ pub struct LiveStats {
     pub abandoned: u64,
     /// Answered calls answering-machine detection took for machines.
     pub machines: u64,
+    /// Members of the campaign's queue ringing or on a call, when last
+    /// looked at.
+    pub agents_busy: u64,
 }
 
 impl LiveStats {
@@ -118,6 +121,7 @@ impl LiveStats {
             "abandon_rate": rate(self.abandoned, people),
             "machines": self.machines,
             "machine_rate": rate(self.machines, self.answered),
+            "agents_busy": self.agents_busy,
         })
     }
 }
@@ -670,11 +674,17 @@ impl<L: Line> Runner<L> {
             .iter()
             .find(|s| s.queue == queue)
             .map_or(0, |s| s.waiting);
-        let agents = stats
+        let agents: Vec<_> = stats
             .agents
             .into_iter()
             .filter(|a| members.contains(&a.agent.as_str()))
             .collect();
+        let busy = agents
+            .iter()
+            .filter(|a| matches!(a.state.as_str(), "ringing" | "on_call"))
+            .count();
+        self.live
+            .update(&self.c.name, |l| l.agents_busy = busy as u64);
         (agents, waiting)
     }
 
