@@ -195,6 +195,10 @@ impl Live {
     /// (no trunk or agent free, or one above it waiting).
     fn want(&self, c: &CampaignCfg, waiting: bool) {
         let mut all = self.demand.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = all.get_mut(&c.name) {
+            d.waiting = waiting;
+            return;
+        }
         all.insert(
             c.name.clone(),
             Demand {
@@ -210,13 +214,14 @@ impl Live {
     /// queue with `c` waits to dial: `c` then leaves it the line or agent.
     fn outranked(&self, c: &CampaignCfg) -> bool {
         let all = self.demand.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter().any(|(name, d)| {
-            *name != c.name
-                && d.waiting
-                && d.priority > c.priority
-                && (d.trunks.iter().any(|t| c.trunks.contains(t))
-                    || (d.queue.is_some() && d.queue.as_deref() == c.mode.queue()))
-        })
+        all.len() > 1
+            && all.iter().any(|(name, d)| {
+                *name != c.name
+                    && d.waiting
+                    && d.priority > c.priority
+                    && (d.trunks.iter().any(|t| c.trunks.contains(t))
+                        || (d.queue.is_some() && d.queue.as_deref() == c.mode.queue()))
+            })
     }
 
     /// Campaign `name`'s runner ended.
