@@ -39,7 +39,10 @@ impl Dialer {
         tracker: &TaskTracker,
     ) -> Dialer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tracker.spawn(run(rx, ctx, sw, live, jobs));
+        // Counts as a job until the first set of campaigns has started, so
+        // `--until-idle` cannot end the run before they do.
+        let first = jobs.token();
+        tracker.spawn(run(rx, ctx, sw, live, jobs, first));
         Dialer { tx }
     }
 
@@ -66,7 +69,10 @@ async fn run<L: Line>(
     sw: Switch<L>,
     live: Live,
     jobs: TaskTracker,
+    first: tokio_util::task::task_tracker::TaskTrackerToken,
 ) {
+    let mut first = Some(first);
+    let mut told = false;
     let mut wanted: HashMap<String, Wanted> = HashMap::new();
     let mut going: HashMap<String, Going> = HashMap::new();
     // Campaigns that ended on their own (every contact final, or stopped
@@ -113,6 +119,10 @@ async fn run<L: Line>(
             );
         }
         live.set_known(wanted.keys().cloned().collect());
+        if told || !open {
+            // The first campaigns are running: their runners count now.
+            first.take();
+        }
         tokio::select! {
             () = ctx.shutdown.cancelled(), if runners.is_empty() => return,
             msg = rx.recv(), if open => {
@@ -121,6 +131,7 @@ async fn run<L: Line>(
                     open = false;
                     continue;
                 };
+                told = true;
                 wanted = list
                     .into_iter()
                     .map(|w| (w.0.name.clone(), w))

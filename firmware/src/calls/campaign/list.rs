@@ -5,7 +5,7 @@
 //! (`{amount}`). A malformed row is left out and reported with its line; a
 //! number that comes twice is merged into its first row.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use crate::store::NewContact;
@@ -87,12 +87,7 @@ pub fn parse_jsonl(text: &str) -> Loaded {
                 continue;
             }
         };
-        let mut c = NewContact {
-            number: String::new(),
-            name: None,
-            tz: None,
-            vars: BTreeMap::new(),
-        };
+        let mut c = Row::default();
         let mut bad = None;
         for (k, v) in obj {
             let v = match v {
@@ -116,7 +111,16 @@ pub fn parse_jsonl(text: &str) -> Loaded {
     out
 }
 
-impl NewContact {
+/// A row as it is read: the contact and its other columns.
+#[derive(Default)]
+struct Row {
+    number: String,
+    name: Option<String>,
+    tz: Option<String>,
+    vars: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Row {
     /// Sets column `col` to `v` (trimmed).
     fn set(&mut self, col: &str, v: String) {
         let v = v.trim().to_string();
@@ -125,7 +129,8 @@ impl NewContact {
             "name" => self.name = Some(v).filter(|v| !v.is_empty()),
             "tz" => self.tz = Some(v).filter(|v| !v.is_empty()),
             _ => {
-                self.vars.insert(col.to_string(), v);
+                self.vars
+                    .insert(col.to_string(), serde_json::Value::String(v));
             }
         }
     }
@@ -134,7 +139,7 @@ impl NewContact {
 impl Loaded {
     /// Takes row `line_no` after its checks: left out with why, merged
     /// into an earlier one, or added.
-    fn take(&mut self, c: NewContact, line_no: usize, seen: &mut HashSet<String>) {
+    fn take(&mut self, c: Row, line_no: usize, seen: &mut HashSet<String>) {
         if !crate::calls::dialplan::valid_number(&c.number) {
             self.rejected
                 .push((line_no, format!("`{}` is not a number to dial", c.number)));
@@ -151,7 +156,12 @@ impl Loaded {
             self.merged += 1;
             return;
         }
-        self.contacts.push(c);
+        self.contacts.push(NewContact {
+            number: c.number,
+            name: c.name,
+            tz: c.tz,
+            vars: serde_json::Value::Object(c.vars).to_string(),
+        });
     }
 }
 
@@ -182,12 +192,7 @@ pub fn parse(text: &str) -> Result<Loaded, String> {
             ));
             continue;
         }
-        let mut c = NewContact {
-            number: String::new(),
-            name: None,
-            tz: None,
-            vars: BTreeMap::new(),
-        };
+        let mut c = Row::default();
         for (col, v) in cols.iter().zip(values) {
             c.set(col, v);
         }
@@ -233,7 +238,7 @@ mod tests {
         assert_eq!(l.contacts.len(), 2);
         assert_eq!(l.contacts[0].name.as_deref(), Some("Wang, Li"));
         assert_eq!(l.contacts[0].tz, None);
-        assert_eq!(l.contacts[0].vars["amount"], "120");
+        assert_eq!(l.contacts[0].vars()["amount"], "120");
         assert_eq!(l.contacts[1].tz.as_deref(), Some("America/New_York"));
         assert_eq!(l.merged, 1);
         let lines: Vec<usize> = l.rejected.iter().map(|(n, _)| *n).collect();
@@ -251,9 +256,9 @@ mod tests {
              {\"number\":\"13800000001\"}\n{\"number\":\"x\"}\n{\"number\":\"1\",\"a\":[1]}\n",
         );
         assert_eq!(l.contacts.len(), 2);
-        assert_eq!(l.contacts[0].vars["amount"], "120");
+        assert_eq!(l.contacts[0].vars()["amount"], "120");
         assert_eq!(l.contacts[1].number, "13800000002");
-        assert_eq!(l.contacts[1].vars["vip"], "true");
+        assert_eq!(l.contacts[1].vars()["vip"], "true");
         assert_eq!(l.merged, 1);
         let lines: Vec<usize> = l.rejected.iter().map(|(n, _)| *n).collect();
         assert_eq!(lines, [4, 5, 7, 8], "{:?}", l.rejected);

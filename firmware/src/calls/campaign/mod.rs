@@ -775,8 +775,7 @@ impl<L: Line> Runner<L> {
     /// variables (and `name`, `number`).
     fn job(&self, ct: &Contact) -> OutboundJob {
         let c = &ct.row.contact;
-        let mut vars: Vec<(String, String)> =
-            c.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut vars: Vec<(String, String)> = c.vars().into_iter().collect();
         vars.push(("number".into(), c.number.clone()));
         if let Some(n) = &c.name {
             vars.push(("name".into(), n.clone()));
