@@ -100,8 +100,17 @@ pub async fn push(
             Ok((t, Answer::Timeout))
         }
     };
+    // Once something was sent, a failure is "no answer" (2), not a bad
+    // invocation: the push resumes when run again.
+    let lost = |e: anyhow::Error| {
+        eprintln!("callbox-hq: {e:#}; run the push again to resume it");
+        ExitCode::from(2)
+    };
     // Which chunks the box still needs (all, or what an earlier push left).
-    let (mut at, mut answer) = ask(base.clone()).await?;
+    let (mut at, mut answer) = match ask(base.clone()).await {
+        Ok(a) => a,
+        Err(e) => return Ok(lost(e)),
+    };
     loop {
         let Answer::Reply { value: Some(v), .. } = &answer else {
             return Ok(print(&at, &answer));
@@ -115,16 +124,21 @@ pub async fn push(
             .unwrap_or_default();
         if missing.is_empty() {
             eprintln!("callbox-hq: the box reports the push incomplete with no chunk missing");
-            return Ok(print(&at, &answer));
+            print(&at, &answer);
+            return Ok(ExitCode::from(1));
         }
         for k in missing {
             let Some(part) = parts.get(k as usize) else {
-                bail!("the box asks for chunk {k} of {}", parts.len());
+                eprintln!("callbox-hq: the box asks for chunk {k} of {}", parts.len());
+                return Ok(ExitCode::from(1));
             };
             let mut args = base.clone();
             args["chunk"] = json!(k);
             args["data"] = json!(part);
-            (at, answer) = ask(args).await?;
+            (at, answer) = match ask(args).await {
+                Ok(a) => a,
+                Err(e) => return Ok(lost(e)),
+            };
             eprintln!("callbox-hq: chunk {} of {} sent", k + 1, parts.len());
             match &answer {
                 Answer::Reply { value: Some(v), .. }

@@ -480,13 +480,14 @@ async fn screened<L: Line>(
     st: &mut FlowState,
     amd: &Amd,
 ) -> (FlowEnd, Option<Verdict>) {
-    let v = match media
-        .analyse(Listener::Classify(Detector::new(amd.params)))
-        .await
-    {
-        Ok(Heard::Verdict(v)) => v,
-        Ok(Heard::Quiet) => Verdict::Unsure,
-        Err(g) => return (FlowEnd::Gone(g), None),
+    // The detector decides by `total` of audio; a line that stops sending
+    // frames must not hold the call past it.
+    let bound = amd.params.total + std::time::Duration::from_secs(2);
+    let listen = media.analyse(Listener::Classify(Detector::new(amd.params)));
+    let v = match tokio::time::timeout(bound, listen).await {
+        Ok(Ok(Heard::Verdict(v))) => v,
+        Ok(Ok(Heard::Quiet)) | Err(_) => Verdict::Unsure,
+        Ok(Err(g)) => return (FlowEnd::Gone(g), None),
     };
     tracing::info!(amd = v.as_str(), "answering-machine detection");
     st.vars.insert("amd".into(), v.as_str().into());

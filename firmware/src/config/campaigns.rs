@@ -65,16 +65,33 @@ impl SiteConfig {
                 .as_ref()
                 .map(|a| a.queues.iter().map(|q| q.name.clone()).collect())
                 .unwrap_or_default(),
-            base: list.parent().unwrap_or(Path::new(".")),
+            // Files a definition names (`dnc`) are the box's own, beside
+            // its config.
+            base: self.path.parent().unwrap_or(Path::new(".")),
             list: Some(list),
         };
         let checked = check(None, &all, &site);
+        let reserve = self.campaigns.reserve_trunks;
         match checked {
-            Ok(c) if errs.is_empty() => c
-                .list
-                .into_iter()
-                .next()
-                .ok_or_else(|| "the campaign did not check".to_string()),
+            Ok(c) if errs.is_empty() => {
+                let c = c
+                    .list
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "the campaign did not check".to_string())?;
+                if reserve >= c.trunks.len() {
+                    return Err(src
+                        .at_path(
+                            "trunks",
+                            format!(
+                                "the site keeps {reserve} trunks idle for callers ([campaigns] reserve_trunks): none of the campaign's {} is left to dial on",
+                                c.trunks.len()
+                            ),
+                        )
+                        .to_string());
+                }
+                Ok(c)
+            }
             Ok(_) => Err(join(&errs)),
             Err(list) => {
                 errs.extend(list.iter().map(|(p, m)| src.at_path(&here(p), m.clone())));

@@ -39,7 +39,8 @@ impl NewContact {
 pub struct ContactRow {
     /// The list's part.
     pub contact: NewContact,
-    /// `pending`, `in_progress`, `done`, `exhausted` or `dnc`.
+    /// `pending`, `in_progress`, `done`, `failed`, `exhausted`, `dnc` or
+    /// `removed` (no longer on the list).
     pub state: String,
     /// Attempts in all.
     pub attempts: u32,
@@ -90,17 +91,34 @@ pub(super) fn load(
     contacts: &[NewContact],
     at: &Stamp,
 ) -> rusqlite::Result<()> {
+    // A contact the list no longer has is `removed` (never dialled
+    // again); one that comes back is pending again.
     let mut stmt = tx.prepare_cached(
         "INSERT INTO campaign_contacts (campaign, number, name, tz, vars, updated_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (campaign, number) DO UPDATE SET
-           name = excluded.name, tz = excluded.tz, vars = excluded.vars, updated_ms = excluded.updated_ms",
+           name = excluded.name, tz = excluded.tz, vars = excluded.vars, updated_ms = excluded.updated_ms,
+           state = CASE WHEN state = 'removed' THEN 'pending' ELSE state END",
     )?;
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS campaign_loading (number TEXT PRIMARY KEY);
+         DELETE FROM campaign_loading;",
+    )?;
+    let mut listed =
+        tx.prepare_cached("INSERT OR IGNORE INTO campaign_loading (number) VALUES (?1)")?;
     for c in contacts {
         stmt.execute(params![
             campaign, c.number, c.name, c.tz, c.vars, at.wall_ms
         ])?;
+        listed.execute(params![c.number])?;
     }
+    tx.prepare_cached(
+        "UPDATE campaign_contacts SET state = 'removed', updated_ms = ?2
+         WHERE campaign = ?1 AND state IN ('pending', 'in_progress')
+           AND number NOT IN (SELECT number FROM campaign_loading)",
+    )?
+    .execute(params![campaign, at.wall_ms])?;
+    tx.execute_batch("DELETE FROM campaign_loading;")?;
     Ok(())
 }
 
@@ -108,7 +126,12 @@ pub(super) fn update(tx: &Transaction<'_>, u: &ContactUpdate, at: &Stamp) -> rus
     let answers = u.answers.as_ref().map(|a| a.to_string());
     tx.prepare_cached(
         "UPDATE campaign_contacts SET state = ?3, attempts = ?4, day = ?5, attempts_day = ?6,
-           next_at_ms = ?7, last_attempt_ms = ?8, last_outcome = ?9, last_call_id = ?10,
+           next_at_ms = ?7, last_attempt_ms = ?8, last_outcome = ?9,
+           -- A save without a call (dialling starts, outside the window)
+           -- keeps the last call, so a wrap-up code keyed late still finds
+           -- it; a new call's code starts empty.
+           wrap_code = CASE WHEN ?10 IS NOT NULL AND ?10 IS NOT last_call_id THEN NULL ELSE wrap_code END,
+           last_call_id = COALESCE(?10, last_call_id),
            answers = COALESCE(?11, answers), updated_ms = ?12
          WHERE campaign = ?1 AND number = ?2",
     )?
@@ -274,6 +297,66 @@ mod tests {
     use crate::store::test_support::*;
     use crate::store::*;
     use callbox_hal::HangupCause;
+
+    fn contact(number: &str) -> NewContact {
+        NewContact {
+            number: number.into(),
+            name: None,
+            tz: None,
+            vars: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_contact_no_longer_on_the_list_is_removed_and_comes_back_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), "boot").unwrap();
+        let h = store.handle();
+        let load = |numbers: &[&str], ms| StoreMsg::CampaignContacts {
+            campaign: "c".into(),
+            contacts: numbers.iter().map(|n| contact(n)).collect(),
+            at: stamp(ms),
+        };
+        h.send(load(&["1", "2", "3"], 1000)).await;
+        // 3 is done before the new list: it stays done.
+        let done = ContactUpdate {
+            campaign: "c".into(),
+            number: "3".into(),
+            state: "done".into(),
+            attempts: 1,
+            day: None,
+            attempts_day: 1,
+            next_at_ms: 0,
+            last_attempt_ms: Some(1500),
+            last_outcome: Some("answered".into()),
+            last_call_id: None,
+            answers: None,
+            report: false,
+        };
+        h.send(StoreMsg::CampaignContact(done, stamp(1500))).await;
+        h.send(load(&["1"], 2000)).await;
+        h.flush().await.unwrap();
+        let states = || {
+            ReadOnly::open(dir.path())
+                .unwrap()
+                .campaign_contacts("c")
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.contact.number, r.state))
+                .collect::<Vec<_>>()
+        };
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            states(),
+            [s("1", "pending"), s("2", "removed"), s("3", "done")]
+        );
+        h.send(load(&["1", "2"], 3000)).await;
+        h.flush().await.unwrap();
+        assert_eq!(
+            states(),
+            [s("1", "pending"), s("2", "pending"), s("3", "done")]
+        );
+    }
 
     #[tokio::test]
     async fn a_wrap_up_code_reaches_the_contact_whose_last_call_it_codes() {

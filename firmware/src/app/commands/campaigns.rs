@@ -157,8 +157,12 @@ fn loaded_answer(name: &str, upload: &str, loaded: &Loaded, already: bool) -> Va
 /// Assembles, verifies, reads and stages a whole upload; the list's path
 /// and what it held.
 fn stage(store: &Store, m: &Owned) -> Result<(std::path::PathBuf, Loaded), CommandError> {
-    let io = |e: std::io::Error| bad(format!("the chunks could not be read back: {e}"));
-    let bytes = store.assemble(&m.name, &m.upload, m.chunks).map_err(io)?;
+    let bytes = store.assemble(&m.name, &m.upload, m.chunks).map_err(|e| {
+        store.discard(&m.name, &m.upload);
+        bad(format!(
+            "the chunks could not be read back ({e}): push again"
+        ))
+    })?;
     if bytes.len() as u64 > pushed::MAX_LIST_BYTES {
         store.discard(&m.name, &m.upload);
         return Err(bad(format!(
@@ -236,7 +240,7 @@ impl<L: Line> Reconfigure<L> {
                 .map_err(|e| bad(format!("chunk {k} could not be kept: {e}")))?;
         }
         let received = desk.store.received(m.name, m.upload);
-        if (received.len() as u64) < m.chunks {
+        if !(0..m.chunks).all(|k| received.contains(&k)) {
             let missing: Vec<u64> = (0..m.chunks)
                 .filter(|k| !received.contains(k))
                 .take(MISSING_SHOWN)

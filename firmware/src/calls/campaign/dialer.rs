@@ -80,6 +80,8 @@ async fn run<L: Line>(
     // until it changes or, stopped, until they are resumed.
     let mut ended: HashMap<String, (Arc<CampaignCfg>, End)> = HashMap::new();
     let mut runners: JoinSet<(String, End)> = JoinSet::new();
+    // Each runner's campaign, for a runner that panics.
+    let mut ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut controls = live.changed();
     let mut open = true;
     loop {
@@ -106,9 +108,10 @@ async fn run<L: Line>(
             };
             let span = tracing::info_span!("campaign", name = %name);
             let name2 = name.clone();
-            runners.spawn(
+            let h = runners.spawn(
                 jobs.track_future(async move { (name2, runner.run().await) }.instrument(span)),
             );
+            ids.insert(h.id(), name.clone());
             going.insert(
                 name.clone(),
                 Going {
@@ -144,14 +147,24 @@ async fn run<L: Line>(
                     }
                 }
             }
-            Some(done) = runners.join_next(), if !runners.is_empty() => {
-                if let Ok((name, why)) = done {
-                    live.forget(&name);
-                    if let Some(g) = going.remove(&name)
-                        && why != End::Cancelled
-                    {
-                        ended.insert(name, (g.cfg, why));
+            Some(done) = runners.join_next_with_id(), if !runners.is_empty() => {
+                let (name, why) = match done {
+                    Ok((id, (name, why))) => {
+                        ids.remove(&id);
+                        (name, why)
                     }
+                    Err(e) => {
+                        let Some(name) = ids.remove(&e.id()) else { continue };
+                        tracing::error!(campaign = %name, "the campaign's runner failed: {e}");
+                        // Not started again until its definition changes.
+                        (name, End::Finished)
+                    }
+                };
+                live.forget(&name);
+                if let Some(g) = going.remove(&name)
+                    && why != End::Cancelled
+                {
+                    ended.insert(name, (g.cfg, why));
                 }
             }
             Ok(()) = controls.changed() => {}

@@ -56,12 +56,45 @@ const IDLE_LOOK: Duration = Duration::from_secs(2);
 const GLARE_WAIT: Duration = Duration::from_secs(30);
 /// Wait before a contact an agent let go in preview is offered again.
 const PREVIEW_SKIP_WAIT: Duration = Duration::from_secs(600);
+/// How long an agent who let a preview go (or could not be rung) is not
+/// offered another.
+const AGENT_REST: Duration = Duration::from_secs(60);
 
 /// How a contact is reached: a trunk seized for the dialler, or an agent
 /// who previews them.
 enum Via<L> {
     Trunk(crate::media::lines::Lease<L>),
     Agent(String),
+}
+
+/// A call task's end: its contact and attempt; a task that panicked is
+/// a failed attempt of its contact (logged), so the contact is not left
+/// in progress.
+fn finished(
+    done: Result<(tokio::task::Id, (usize, Attempt)), tokio::task::JoinError>,
+    tasks: &mut std::collections::HashMap<tokio::task::Id, (usize, Option<String>)>,
+) -> Option<(usize, Attempt)> {
+    match done {
+        Ok((id, r)) => {
+            tasks.remove(&id);
+            Some(r)
+        }
+        Err(e) => {
+            let (i, agent) = tasks.remove(&e.id())?;
+            tracing::error!("a campaign call failed: {e}");
+            Some((
+                i,
+                Attempt {
+                    call_id: None,
+                    result: "failed".into(),
+                    done: false,
+                    answers: None,
+                    agent,
+                    amd: None,
+                },
+            ))
+        }
+    }
 }
 
 /// A preview's end as a campaign attempt.
@@ -191,9 +224,10 @@ impl Live {
             .contains(name)
     }
 
-    /// Says whether campaign `c` has contacts due that it cannot dial now
-    /// (no trunk or agent free, or one above it waiting).
-    fn want(&self, c: &CampaignCfg, waiting: bool) {
+    /// Says what campaign `c`'s due contacts wait for, if anything: a
+    /// trunk or an agent (`None` too when only a campaign above it holds
+    /// it back).
+    fn want(&self, c: &CampaignCfg, waiting: Option<Need>) {
         let mut all = self.demand.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = all.get_mut(&c.name) {
             d.waiting = waiting;
@@ -210,17 +244,22 @@ impl Live {
         );
     }
 
-    /// Whether a campaign of higher priority that shares a trunk or the
-    /// queue with `c` waits to dial: `c` then leaves it the line or agent.
+    /// Whether a campaign of higher priority waits for a trunk `c` may
+    /// take, or for an agent of `c`'s queue: `c` then leaves it the line
+    /// or the agent.
     fn outranked(&self, c: &CampaignCfg) -> bool {
         let all = self.demand.lock().unwrap_or_else(|p| p.into_inner());
         all.len() > 1
             && all.iter().any(|(name, d)| {
                 *name != c.name
-                    && d.waiting
                     && d.priority > c.priority
-                    && (d.trunks.iter().any(|t| c.trunks.contains(t))
-                        || (d.queue.is_some() && d.queue.as_deref() == c.mode.queue()))
+                    && match d.waiting {
+                        Some(Need::Trunk) => d.trunks.iter().any(|t| c.trunks.contains(t)),
+                        Some(Need::Agent) => {
+                            d.queue.is_some() && d.queue.as_deref() == c.mode.queue()
+                        }
+                        None => false,
+                    }
             })
     }
 
@@ -279,8 +318,17 @@ struct Demand {
     priority: i32,
     trunks: Vec<String>,
     queue: Option<String>,
-    /// Contacts are due and it cannot dial them.
-    waiting: bool,
+    /// Contacts are due and it cannot dial them for want of this.
+    waiting: Option<Need>,
+}
+
+/// What a campaign's due contacts wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// A free trunk of its own.
+    Trunk,
+    /// A free agent of its queue.
+    Agent,
 }
 
 /// How a campaign's runner ended.
@@ -309,7 +357,7 @@ impl Contact {
     fn is_final(&self) -> bool {
         matches!(
             self.row.state.as_str(),
-            "done" | "exhausted" | "dnc" | "failed"
+            "done" | "exhausted" | "dnc" | "failed" | "removed"
         )
     }
 }
@@ -352,8 +400,13 @@ impl<L: Line> Runner<L> {
         self.live
             .update(&self.c.name, |l| l.remaining = open as u64);
         let mut running: JoinSet<(usize, Attempt)> = JoinSet::new();
-        // Preview: agents offered a contact now.
+        // Each call task's contact and agent, for a task that panics.
+        let mut tasks: std::collections::HashMap<tokio::task::Id, (usize, Option<String>)> =
+            Default::default();
+        // Preview: agents offered a contact now, and those resting after
+        // one they did not take (until when).
         let mut offered = std::collections::HashSet::new();
+        let mut resting: std::collections::HashMap<String, i64> = Default::default();
         let mut controls = self.live.changed();
         loop {
             let control = self.live.control(&self.c.name);
@@ -362,6 +415,8 @@ impl<L: Line> Runner<L> {
                 return End::Stopped;
             }
             let mut blocked = control != Control::Running;
+            // What due contacts wait for, when it is a trunk or an agent.
+            let mut need = None;
             // The contacts to dial now, each with its trunk: all their
             // attempts go to the store in one commit before any is dialled.
             let mut batch = Vec::new();
@@ -376,15 +431,19 @@ impl<L: Line> Runner<L> {
                 // Preview: a free agent not yet offered a contact; the
                 // other modes pace by their rule.
                 let agent = match &self.c.mode {
-                    Mode::Preview { queue, .. } => match self.free_agent(queue, &offered).await {
-                        Some(a) => Some(a),
-                        None => {
-                            blocked = true;
-                            break;
+                    Mode::Preview { queue, .. } => {
+                        match self.free_agent(queue, &offered, &resting).await {
+                            Some(a) => Some(a),
+                            None => {
+                                blocked = true;
+                                need = Some(Need::Agent);
+                                break;
+                            }
                         }
-                    },
+                    }
                     _ if !self.may_dial_more(running.len() + batch.len()).await => {
                         blocked = true;
+                        need = Some(Need::Agent);
                         break;
                     }
                     _ => None,
@@ -410,6 +469,7 @@ impl<L: Line> Runner<L> {
                             // Still due: dialled once a trunk is free.
                             due.requeue(&contacts, i, &mut open);
                             blocked = true;
+                            need = Some(Need::Trunk);
                             break;
                         }
                     },
@@ -440,22 +500,24 @@ impl<L: Line> Runner<L> {
                     Via::Trunk(lease) => {
                         let id = new_id(&self.ctx.clock);
                         tracing::info!(number = %job.number, attempt = ct.row.attempts, "dialling");
-                        running.spawn(async move {
+                        let h = running.spawn(async move {
                             let by = PlacedFor {
                                 job: Some(&c.name),
                                 amd: c.amd.as_ref(),
                             };
                             (i, place(lease, id, &job, by, &ivr, &ctx, &sw).await)
                         });
+                        tasks.insert(h.id(), (i, None));
                     }
                     Via::Agent(agent) => {
                         tracing::info!(number = %job.number, %agent, attempt = ct.row.attempts, "offering the contact to an agent");
-                        let p = self.preview_of(ct, agent);
-                        running.spawn(async move {
+                        let p = self.preview_of(ct, agent.clone());
+                        let h = running.spawn(async move {
                             let agent = p.agent.clone();
                             let r = crate::calls::station::preview(p, &ctx, &sw).await;
                             (i, previewed(r, agent))
                         });
+                        tasks.insert(h.id(), (i, Some(agent)));
                     }
                 }
                 self.live.update(&self.c.name, |l| {
@@ -465,8 +527,10 @@ impl<L: Line> Runner<L> {
             }
             let now = self.now();
             let due_now = due.next_at(&contacts).is_some_and(|at| at <= now);
-            self.live
-                .want(&self.c, blocked && control == Control::Running && due_now);
+            self.live.want(
+                &self.c,
+                need.filter(|_| control == Control::Running && due_now),
+            );
             if running.is_empty() && open == 0 {
                 tracing::info!("campaign finished: every contact is done, exhausted or barred");
                 return End::Finished;
@@ -491,15 +555,22 @@ impl<L: Line> Runner<L> {
                         return End::Cancelled;
                     }
                     // Let the calls in progress end and be recorded.
-                    while let Some(Ok((i, a))) = running.join_next().await {
-                        self.ended(&mut contacts[i], a).await;
+                    while let Some(done) = running.join_next_with_id().await {
+                        if let Some((i, a)) = finished(done, &mut tasks) {
+                            self.ended(&mut contacts[i], a).await;
+                        }
                     }
                     return End::Cancelled;
                 }
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok((i, a)) = done {
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    if let Some((i, a)) = finished(done, &mut tasks) {
                         if let Some(agent) = &a.agent {
                             offered.remove(agent);
+                            if matches!(a.result.as_str(), "skipped" | "agent_away") {
+                                // Not offered another at once: a phone in use or
+                                // nobody at the desk would take every turn.
+                                resting.insert(agent.clone(), self.now() + AGENT_REST.as_millis() as i64);
+                            }
                         }
                         let answered = a.answers.is_some();
                         self.ended(&mut contacts[i], a).await;
@@ -705,11 +776,17 @@ impl<L: Line> Runner<L> {
         &self,
         queue: &str,
         offered: &std::collections::HashSet<String>,
+        resting: &std::collections::HashMap<String, i64>,
     ) -> Option<String> {
         let (agents, waiting) = self.members(queue).await;
+        let now = self.now();
         let mut free: Vec<_> = agents
             .into_iter()
-            .filter(|a| a.state == "available" && !offered.contains(&a.agent))
+            .filter(|a| {
+                a.state == "available"
+                    && !offered.contains(&a.agent)
+                    && resting.get(&a.agent).is_none_or(|until| *until <= now)
+            })
             .collect();
         free.sort_by_key(|a| std::cmp::Reverse(a.in_state_ms));
         // Callers waiting in the queue take the free agents first.
@@ -854,6 +931,8 @@ impl<L: Line> Runner<L> {
             // Preview: the agent let the contact go, or could not be rung.
             "skipped" => Some(PREVIEW_SKIP_WAIT),
             "agent_away" => Some(IDLE_LOOK),
+            // Preview: no trunk of the campaign was free.
+            "no_line" => Some(GLARE_WAIT),
             _ => None,
         };
         if let Some(wait) = not_dialled {

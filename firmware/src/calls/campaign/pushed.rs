@@ -138,6 +138,18 @@ impl Store {
         }
         let dir = self.incoming(name, upload);
         std::fs::create_dir_all(&dir)?;
+        // The chunks on disk stay within what a whole list may weigh.
+        let kept: u64 = std::fs::read_dir(&dir)?
+            .flatten()
+            .filter(|e| e.file_name() != format!("{k}.part").as_str())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        if kept + data.len() as u64 > MAX_LIST_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the chunks would weigh more than a list may ({MAX_LIST_BYTES} bytes)"
+            )));
+        }
         write_atomic(&dir.join(format!("{k}.part")), data, None)
     }
 
