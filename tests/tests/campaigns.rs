@@ -405,8 +405,11 @@ sun = ["00:00-24:00"]
         .collect();
     first_contact.sort_unstable();
     assert_eq!(first_contact.len(), 2, "{recs:#?}\n{}", text(&out));
+    // The wait counts from the attempt, stored just before the number is
+    // dialled (the record starts with the dial): on a loaded machine that
+    // commit can take a second or two.
     assert!(
-        first_contact[1] - first_contact[0] >= 30 * 60_000,
+        first_contact[1] - first_contact[0] >= 30 * 60_000 - 5_000,
         "called again {} s after the interrupted call",
         (first_contact[1] - first_contact[0]) / 1000
     );

@@ -485,7 +485,8 @@ impl<L: Line> Runner<L> {
             if !batch.is_empty() {
                 // The attempts are in the store before the numbers are
                 // dialled.
-                let _ = holding_time(self.ctx.store.flush()).await;
+                let store = self.ctx.store.clone();
+                let _ = holding_time(async move { store.flush().await }).await;
             }
             for (i, via) in batch {
                 let ct = &contacts[i];
@@ -595,18 +596,17 @@ impl<L: Line> Runner<L> {
     /// Reads the list into the store and the store's view back.
     async fn load(&self) -> Option<Vec<Contact>> {
         let path = self.c.list.clone();
-        let loaded =
-            match holding_time(tokio::task::spawn_blocking(move || list::read(&path))).await {
-                Ok(Ok(l)) => l,
-                Ok(Err(e)) => {
-                    tracing::error!("contact list not read, campaign not run: {e}");
-                    return None;
-                }
-                Err(e) => {
-                    tracing::error!("contact list not read: {e}");
-                    return None;
-                }
-            };
+        let loaded = match tokio::task::spawn_blocking(move || list::read(&path)).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                tracing::error!("contact list not read, campaign not run: {e}");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!("contact list not read: {e}");
+                return None;
+            }
+        };
         for (line, why) in &loaded.rejected {
             tracing::warn!(list = %self.c.list.display(), line, "contact left out: {why}");
         }
@@ -621,15 +621,16 @@ impl<L: Line> Runner<L> {
                 at: self.ctx.clock.now(),
             })
             .await;
-        if let Err(e) = holding_time(self.ctx.store.flush()).await {
+        let store = self.ctx.store.clone();
+        if let Err(e) = holding_time(async move { store.flush().await }).await {
             tracing::error!("campaign list not stored, campaign not run: {e}");
             return None;
         }
         let data = Arc::clone(&self.ctx.data_dir);
         let name = self.c.name.clone();
-        let rows = holding_time(tokio::task::spawn_blocking(move || {
+        let rows = tokio::task::spawn_blocking(move || {
             crate::store::ReadOnly::open(&data).and_then(|db| db.campaign_contacts(&name))
-        }))
+        })
         .await;
         match rows {
             Ok(Ok(rows)) => Some(
@@ -1022,18 +1023,22 @@ impl<L: Line> Runner<L> {
     }
 }
 
-/// Awaits `f`, work done off the runtime (the store's thread, a blocking
-/// read), without letting a paused clock (`--fast`) leap to its next
-/// timer meanwhile: a runtime with nothing to do advances virtual time,
-/// and a campaign's next timer may be an hour away. Real time is
-/// unaffected.
-async fn holding_time<F: std::future::Future>(f: F) -> F::Output {
-    tokio::pin!(f);
-    loop {
-        tokio::select! {
-            r = &mut f => return r,
-            () = tokio::time::sleep(Duration::from_millis(1)) => {}
-        }
+/// Awaits `f`, work done off the runtime (the store's thread), on a
+/// blocking thread: a paused clock (`--fast`) does not advance while a
+/// blocking task runs, whereas a runtime waiting on another thread with
+/// nothing to do would leap to its next timer, an hour away for a
+/// campaign. `f` needs neither this runtime's timers nor its I/O. Real
+/// time is unaffected. (A `spawn_blocking` task holds the clock by
+/// itself.)
+async fn holding_time<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || rt.block_on(f)).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
