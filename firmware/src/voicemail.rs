@@ -212,7 +212,6 @@ fn check_pin_hash(pin: &str) -> Result<(), String> {
 
 /// Hashes a PIN with argon2id and a fresh random salt, for the config.
 pub fn hash_pin(pin: &str) -> Result<String, String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
     if !PIN_DIGITS.contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!(
             "a PIN is {} to {} digits (what a phone can key)",
@@ -220,29 +219,13 @@ pub fn hash_pin(pin: &str) -> Result<String, String> {
             PIN_DIGITS.end()
         ));
     }
-    let mut salt = [0u8; 16];
-    getrandom(&mut salt).map_err(|e| format!("no randomness for the salt: {e}"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    argon2::Argon2::default()
-        .hash_password(pin.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    crate::secrets::hash(pin)
 }
 
 /// Whether `pin` is the one hashed in `hash`. Slow on purpose (tens of
 /// milliseconds): call it off the runtime's threads.
 pub fn pin_matches(hash: &str, pin: &str) -> bool {
-    use argon2::password_hash::PasswordVerifier;
-    argon2::PasswordHash::new(hash).is_ok_and(|h| {
-        argon2::Argon2::default()
-            .verify_password(pin.as_bytes(), &h)
-            .is_ok()
-    })
+    crate::secrets::matches(hash, pin)
 }
 
 impl VoicemailCfg {

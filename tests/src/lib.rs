@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod console;
 pub mod mqtt;
 pub mod sip;
 

@@ -1,7 +1,8 @@
 //! The daemon's one entry point: [`run`].
 //!
 //! `run` opens the store, starts the panel, the line watchers and the
-//! backend, and the fleet link when the site has an `[uplink]`; serves
+//! backend, the fleet link when the site has an `[uplink]` and the web
+//! console when it has a `[console]`; serves
 //! calls until `shutdown` is cancelled (a signal, or headquarters'
 //! `restart`), then drains: every call in progress is ended and recorded,
 //! the link stops, and the store commits everything before `run` returns.
@@ -251,6 +252,7 @@ pub async fn run<B: Backend>(
         .with_campaigns(campaigns.clone()),
     );
     let acd_stats = sw.acd.clone().map(crate::sync::telemetry::acd_source);
+    let acd_console = acd_stats.clone();
     // The panel actor ends when the last handle is gone: keep none here
     // (the command actor lets go of its own at the stop).
     drop((ctx, sw, first));
@@ -338,6 +340,28 @@ pub async fn run<B: Backend>(
             .inspect_err(|e| tracing::error!("the fleet link could not start: {e}"))
             .ok()
     });
+    if let Some(console) = &config.console {
+        let deps = crate::console::ConsoleDeps {
+            config: console.clone(),
+            site_name: config.site_name.clone(),
+            data_dir: opts.data_dir.clone(),
+            clock: opts.clock.clone(),
+            store: store.handle(),
+            events: events.clone(),
+            commands: commands.clone(),
+            acd: acd_console,
+        };
+        match crate::console::start(deps, shutdown.clone()).await {
+            Ok(up) => tracing::info!(
+                https = ?up.https,
+                http_redirect = ?up.http,
+                fingerprint = %up.fingerprint,
+                "web console listening"
+            ),
+            // Calls go on without a console; the log says why.
+            Err(e) => tracing::error!("the web console could not start: {e:#}"),
+        }
+    }
     if let Some(tx) = opts.commands.take() {
         let _ = tx.send(commands.clone());
     }

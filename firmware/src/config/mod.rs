@@ -52,6 +52,8 @@ struct RawSite {
     #[serde(default)]
     uplink: Option<crate::sync::config::RawUplink>,
     #[serde(default)]
+    console: Option<crate::console::config::RawConsole>,
+    #[serde(default)]
     board: Option<callbox_hal::analog::board::RawBoard>,
     #[serde(default)]
     sip: Option<sip::RawSip>,
@@ -195,6 +197,8 @@ pub struct SiteConfig {
     pub recording: Option<crate::recorder::config::RecordingConfig>,
     /// The fleet link, when the site has an `[uplink]` section.
     pub uplink: Option<crate::sync::config::UplinkConfig>,
+    /// The web console, when the site has a `[console]` section.
+    pub console: Option<crate::console::ConsoleConfig>,
     /// How the line-interface board is wired (analog backend).
     pub board: Option<callbox_hal::analog::board::Board>,
     /// SIP settings and the lines that speak SIP.
@@ -650,6 +654,16 @@ impl SiteConfig {
             },
         };
 
+        let console = raw.console.as_ref().and_then(|c| {
+            crate::console::config::check(c, &src.base_dir())
+                .map_err(|list| {
+                    for (path, msg) in list {
+                        err(&path, msg);
+                    }
+                })
+                .ok()
+        });
+
         let board = match (&raw.board, raw.hal.backend.as_str()) {
             (None, "analog") => {
                 err(
@@ -714,6 +728,7 @@ impl SiteConfig {
                 acd,
                 recording,
                 uplink,
+                console,
                 board,
                 sip,
                 dialplan,

@@ -26,6 +26,9 @@ pub(super) fn apply(
         }
         StoreMsg::CallEnded(e) => call_ended(tx, e)?,
         StoreMsg::CallFlow(f) => call_flow(tx, f)?,
+        StoreMsg::ConsoleUser(u) => super::console::put_user(tx, u)?,
+        StoreMsg::ConsoleUserRemoved { name } => super::console::remove_user(tx, name)?,
+        StoreMsg::Audit(a) => super::console::audit(tx, a)?,
         StoreMsg::WrapCode { call_id, code } => {
             wrap_code(tx, call_id, code)?;
             super::campaigns::wrap_code(tx, call_id, code)?;

@@ -110,6 +110,16 @@ pub enum StoreMsg {
         /// Details.
         data: serde_json::Value,
     },
+    /// Creates or replaces a console user (the hash is argon2id).
+    ConsoleUser(super::ConsoleUser),
+    /// Removes a console user.
+    ConsoleUserRemoved {
+        /// Who.
+        name: String,
+    },
+    /// An entry of the console's audit log, kept and sent to headquarters
+    /// (outbox stream `audit`).
+    Audit(super::AuditEntry),
     /// An agent's wrap-up code for a call.
     WrapCode {
         /// The call.
@@ -286,6 +296,9 @@ impl StoreMsg {
             StoreMsg::JobStatus(..) => "job status",
             StoreMsg::QueueLog { .. } => "queue event",
             StoreMsg::WrapCode { .. } => "wrap-up code",
+            StoreMsg::ConsoleUser(_) => "console user",
+            StoreMsg::ConsoleUserRemoved { .. } => "console user removed",
+            StoreMsg::Audit(_) => "audit entry",
             StoreMsg::Event { .. } => "call event",
             StoreMsg::RecordingStarted { .. } => "recording started",
             StoreMsg::RecordingFinished(_) => "recording finished",

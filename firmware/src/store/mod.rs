@@ -35,6 +35,7 @@
 
 mod apply;
 mod campaigns;
+mod console;
 mod error;
 mod mailbox;
 mod message;
@@ -58,6 +59,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 pub use campaigns::{ContactRow, ContactUpdate, NewContact};
+pub use console::{AuditEntry, AuditRow, ConsoleUser};
 pub use error::StoreError;
 pub use mailbox::StoredMessage;
 pub use message::{StoreMsg, reply};

@@ -26,6 +26,8 @@ pub const TABLES: &[&str] = &[
     "meta",
     "outbox_held",
     "campaign_contacts",
+    // Not `console_users`: password hashes stay in the database.
+    "console_audit",
 ];
 
 /// A call record as exported (`callboxd records --json`). Field names are a

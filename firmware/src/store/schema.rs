@@ -219,6 +219,23 @@ pub const MIGRATIONS: &[&str] = &[
     // v9: the agent's wrap-up code of a campaign contact's last call.
     "ALTER TABLE campaign_contacts ADD COLUMN wrap_code TEXT;
     CREATE INDEX campaign_contacts_call ON campaign_contacts(last_call_id);",
+    // v10: the web console's users (argon2id hashes; an agent's name is
+    // their agent number) and the audit log of what they changed.
+    "CREATE TABLE console_users (
+        name        TEXT PRIMARY KEY,
+        role        TEXT NOT NULL,
+        hash        TEXT NOT NULL,
+        disabled    INTEGER NOT NULL DEFAULT 0,
+        updated_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE console_audit (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms       INTEGER NOT NULL,
+        user        TEXT,
+        ip          TEXT,
+        action      TEXT NOT NULL,
+        detail      TEXT NOT NULL
+    );",
 ];
 
 /// Opens the database for writing, migrates it and marks calls left in

@@ -11,7 +11,7 @@ use crate::fsutil::write_atomic;
 pub const VERSION_FILE: &str = "config-version.json";
 
 /// Top-level sections of a site config, in the order `applied` lists them.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "site",
     "log",
     "hal",
@@ -24,6 +24,7 @@ const SECTIONS: [&str; 12] = [
     "acd",
     "recording",
     "uplink",
+    "console",
 ];
 
 /// The top-level sections whose TOML differs, in [`SECTIONS`] order.
@@ -43,6 +44,7 @@ pub(super) fn restart_reasons(old: &SiteConfig, new: &SiteConfig, changed: &[&st
         ("hal", "[hal]"),
         ("storage", "[storage]"),
         ("uplink", "[uplink]"),
+        ("console", "[console]"),
     ]
     .into_iter()
     .filter(|(s, _)| changed.contains(s))

@@ -51,6 +51,14 @@ pub fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(
             sip.0, sip.1
         );
     }
+    if !fast {
+        let url = add_console(&dir.path().join("site.toml"), &data).map_err(Failure::Other)?;
+        println!(
+            "Web console: {} — log in as admin with the one-time password {} and choose your own \
+             (the certificate is the box's own, SHA-256 {}).",
+            url.0, url.1, url.2
+        );
+    }
     println!("Data in {}. Ctrl-C stops early.\n", data.display());
     // `--seconds` runs that long even after the simulated callers are done,
     // so a softphone can go on calling.
@@ -71,14 +79,10 @@ pub fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(
 /// is no default password). Port 5060 on loopback when free, else any.
 /// Returns the SIP address and carol's password.
 fn add_sip(site: &Path) -> std::io::Result<(std::net::SocketAddr, String)> {
-    use std::hash::{BuildHasher, RandomState};
     let addr = std::net::UdpSocket::bind("127.0.0.1:5060")
         .or_else(|_| std::net::UdpSocket::bind("127.0.0.1:0"))?
         .local_addr()?;
-    let password = format!(
-        "{:012x}",
-        RandomState::new().hash_one(std::time::SystemTime::now()) & 0xffff_ffff_ffff
-    );
+    let password = callbox_firmware::secrets::random_hex(6)?;
     let text = std::fs::read_to_string(site)?.replace(
         "members = { alice = 0, bob = 0 }",
         "members = { alice = 0, bob = 0, carol = 0 }",
@@ -110,6 +114,27 @@ logged_in = true
     );
     std::fs::write(site, text)?;
     Ok((addr, password))
+}
+
+/// Turns the web console on for the demo: HTTPS on loopback port 8443 when
+/// free, else any; a one-time admin password made now. Returns the URL,
+/// the password and the certificate's fingerprint.
+fn add_console(site: &Path, data: &Path) -> anyhow::Result<(String, String, String)> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:8443")
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))?
+        .local_addr()?;
+    let text = std::fs::read_to_string(site)?;
+    std::fs::write(
+        site,
+        format!("{text}\n# The web console (docs/console.md).\n[console]\nlisten = [\"{addr}\"]\n"),
+    )?;
+    let config = callbox_firmware::config::SiteConfig::load(site)
+        .map_err(|d| anyhow::anyhow!("the demo site: {d}"))?;
+    let console = config.console.context("the demo site has no [console]")?;
+    let id = callbox_firmware::console::identity(&console, data)?;
+    let password = callbox_firmware::console::reset_admin(data)?;
+    let fp = callbox_firmware::certs::fingerprint(&id.cert_pem).unwrap_or_default();
+    Ok((format!("https://{addr}/"), password, fp))
 }
 
 fn summary(data: &Path, control: Option<&SimControl>) -> Result<(), Failure> {

@@ -17,6 +17,7 @@ use callbox_hal::diag::Diagnostics;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod console;
 mod demo;
 mod hw;
 mod records;
@@ -125,6 +126,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The web console: where it listens and its certificate's
+    /// fingerprint, or a new one-time password for `admin`.
+    Console {
+        #[command(subcommand)]
+        cmd: ConsoleCmd,
+    },
     /// Hash a voicemail PIN (4 to 12 digits, read from standard input) for
     /// `[voicemail.box.NAME] pin`: prints its argon2id hash.
     HashPin,
@@ -140,6 +147,31 @@ enum Cmd {
         /// Only this call's recordings.
         #[arg(long, value_name = "ID")]
         call: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConsoleCmd {
+    /// Print the console's addresses and its certificate's SHA-256
+    /// fingerprint (to compare with what the browser shows).
+    Info {
+        /// Site config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Data directory; overrides the config.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Make a one-time password for the `admin` user and print it; whoever
+    /// logs in with it must choose a new one. The running daemon takes it
+    /// at once.
+    ResetAdmin {
+        /// Site config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Data directory; overrides the config.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
 }
 
@@ -337,6 +369,12 @@ fn main() -> ExitCode {
         Cmd::Recordings { data, json, call } => records::recordings(&data, json, call.as_deref()),
         Cmd::Hw { cmd } => hw::hw(cmd),
         Cmd::HashPin => hash_pin(),
+        Cmd::Console {
+            cmd: ConsoleCmd::Info { config, data },
+        } => console::info(&config, data),
+        Cmd::Console {
+            cmd: ConsoleCmd::ResetAdmin { config, data },
+        } => console::reset_admin(&config, data),
         Cmd::Campaigns { data, json } => records::campaigns(&data, json),
     };
     match result {

@@ -1,0 +1,419 @@
+//! The console's routes: the pages, the login and the JSON API they use
+//! (docs/console.md; `/api/openapi.json` describes it).
+//!
+//! Every `/api` route but `login` needs a session; every change also needs
+//! its CSRF token. Refusals are JSON `{"error": "…"}` with the status that
+//! fits (401 no or expired session, 403 not allowed, 422 a bad value, 429
+//! too many logins) and a log line naming the peer, the method and the
+//! path.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ConsoleDeps;
+use super::auth::{Auth, Checked, NoSession, Role, Session};
+use super::server::Peer;
+use crate::store::{AuditEntry, StoreMsg};
+
+/// The session cookie's name.
+pub(super) const COOKIE: &str = "callbox_session";
+/// The header every change carries its CSRF token in.
+pub(super) const CSRF_HEADER: &str = "x-csrf-token";
+/// Largest request body the API takes.
+const MAX_BODY: usize = 256 * 1024;
+
+/// What every handler shares.
+pub(super) struct Console {
+    pub(super) deps: ConsoleDeps,
+    pub(super) auth: Auth,
+    /// The daemon's stop: open event streams end with it.
+    pub(super) stop: tokio_util::sync::CancellationToken,
+}
+
+pub(super) type St = State<Arc<Console>>;
+
+/// A refusal: its status and what to tell the user.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    pub(super) fn forbidden() -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "not allowed for your role")
+    }
+
+    pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!("console: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the box could not do that; see its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.message}))).into_response()
+    }
+}
+
+pub(super) type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+/// A request from a logged-in user (and, for a change, with its CSRF
+/// token).
+#[derive(Debug)]
+pub(super) struct Authed {
+    pub(super) session: Session,
+    pub(super) token: String,
+    pub(super) ip: IpAddr,
+}
+
+impl Authed {
+    /// Refuses unless the user's role is at least `role`.
+    pub(super) fn need(&self, role: Role) -> Result<(), ApiError> {
+        if self.session.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// Equal in time whatever the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl FromRequestParts<Arc<Console>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<Peer>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
+        let Some(token) = cookie_token(&parts.headers).map(str::to_string) else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "log in first"));
+        };
+        let session = state.auth.session(&token).map_err(|e| match e {
+            NoSession::Missing => ApiError::new(StatusCode::UNAUTHORIZED, "log in first"),
+            NoSession::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "your session has expired; log in again",
+            ),
+        })?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if !sent.is_some_and(|t| same(t, &session.csrf)) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "the request lacks this session's CSRF token (X-CSRF-Token)",
+                ));
+            }
+        }
+        if session.must_change
+            && !matches!(
+                parts.uri.path(),
+                "/api/me" | "/api/password" | "/api/logout"
+            )
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "set your own password first",
+            ));
+        }
+        Ok(Authed { session, token, ip })
+    }
+}
+
+/// Writes an audit entry (kept, and sent to headquarters).
+pub(super) async fn audit(
+    c: &Console,
+    user: Option<&str>,
+    ip: IpAddr,
+    action: &str,
+    detail: Value,
+) {
+    c.deps
+        .store
+        .send(StoreMsg::Audit(AuditEntry {
+            at: c.deps.clock.now(),
+            user: user.map(str::to_string),
+            ip: Some(ip.to_string()),
+            action: action.to_string(),
+            detail,
+        }))
+        .await;
+}
+
+/// The routes, with the state they share.
+pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToken) -> Router {
+    let auth = Auth::new(&deps.config, &deps.data_dir);
+    let state = Arc::new(Console { deps, auth, stop });
+    Router::new()
+        .route("/", get(super::assets::index))
+        .route("/app.js", get(super::assets::script))
+        .route("/app.css", get(super::assets::style))
+        .route("/api/openapi.json", get(super::assets::openapi))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/password", post(password))
+        .route("/api/wallboard", get(super::wallboard::now))
+        .route("/api/wallboard/events", get(super::wallboard::events))
+        .route("/api/agents/{agent}", post(super::wallboard::agent_action))
+        .route(
+            "/api/users",
+            get(super::users::list).post(super::users::put),
+        )
+        .route(
+            "/api/users/{name}",
+            axum::routing::delete(super::users::remove),
+        )
+        .route("/api/audit", get(super::users::audit_log))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(guard))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such page")
+}
+
+/// Security headers on every answer; every refusal logged.
+async fn guard(req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.0.to_string())
+        .unwrap_or_default();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut res = next.run(req).await;
+    let status = res.status();
+    if status.is_client_error() || status.is_server_error() {
+        tracing::warn!(%peer, %method, path = %path.chars().take(200).collect::<String>(), status = status.as_u16(), "console refused a request");
+    }
+    let h = res.headers_mut();
+    for (k, v) in [
+        (
+            "content-security-policy",
+            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("strict-transport-security", "max-age=31536000"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct Login {
+    name: String,
+    password: String,
+}
+
+fn session_cookie(token: &str, max_age: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+fn me_json(c: &Console, s: &Session) -> Value {
+    json!({
+        "user": s.user,
+        "role": s.role,
+        "csrf": s.csrf,
+        "must_change": s.must_change,
+        "site": c.deps.site_name,
+        "idle_timeout_s": c.deps.config.idle_timeout.as_secs(),
+    })
+}
+
+async fn login(
+    State(c): St,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let ip = peer.ip();
+    let Ok(Json(form)) = body else {
+        return ApiError::bad("send {\"name\": …, \"password\": …} as JSON").into_response();
+    };
+    if let Some(wait) = c.auth.blocked(ip) {
+        audit(&c, Some(&form.name), ip, "login_blocked", json!({})).await;
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed logins from {ip}; try again in {wait} s"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let name: String = form.name.trim().chars().take(64).collect();
+    let checked = {
+        let (c2, name, pw) = (c.clone(), name.clone(), form.password);
+        tokio::task::spawn_blocking(move || c2.auth.check(&name, &pw)).await
+    };
+    let checked = match checked {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return ApiError::internal(e).into_response(),
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    match checked {
+        Checked::Wrong => {
+            c.auth.failed(ip);
+            audit(&c, Some(&name), ip, "login_failed", json!({})).await;
+            ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password").into_response()
+        }
+        Checked::Ok(role, otp) => {
+            let (token, s) = match c.auth.open(&name, role, otp) {
+                Ok(v) => v,
+                Err(e) => return ApiError::internal(e).into_response(),
+            };
+            audit(
+                &c,
+                Some(&name),
+                ip,
+                "login",
+                json!({"role": role, "one_time": otp}),
+            )
+            .await;
+            let mut r = Json(me_json(&c, &s)).into_response();
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                session_cookie(&token, c.deps.config.session_max.as_secs()),
+            );
+            r
+        }
+    }
+}
+
+async fn logout(State(c): St, a: Authed) -> Response {
+    c.auth.close(&a.token);
+    audit(&c, Some(&a.session.user), a.ip, "logout", json!({})).await;
+    let mut r = Json(json!({"ok": true})).into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0));
+    r
+}
+
+async fn me(State(c): St, a: Authed) -> Json<Value> {
+    Json(me_json(&c, &a.session))
+}
+
+#[derive(Deserialize)]
+struct NewPassword {
+    #[serde(default)]
+    old: Option<String>,
+    new: String,
+}
+
+async fn password(State(c): St, a: Authed, Json(p): Json<NewPassword>) -> ApiResult {
+    let s = &a.session;
+    super::auth::password_rule(s.role, &p.new).map_err(ApiError::bad)?;
+    if !s.must_change {
+        // Someone at an unlocked screen must not take the account over.
+        let old = p.old.unwrap_or_default();
+        let (c2, user) = (c.clone(), s.user.clone());
+        let ok = tokio::task::spawn_blocking(move || c2.auth.check(&user, &old))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        if !matches!(ok, Checked::Ok(..)) {
+            audit(&c, Some(&s.user), a.ip, "password_failed", json!({})).await;
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the current password is wrong",
+            ));
+        }
+    }
+    let now = c.deps.clock.now().wall_ms;
+    let (user, role, new) = (s.user.clone(), s.role, p.new);
+    let row = tokio::task::spawn_blocking(move || super::auth::user_row(&user, role, &new, now))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    c.deps.store.send(StoreMsg::ConsoleUser(row)).await;
+    c.deps.store.flush().await.map_err(ApiError::internal)?;
+    if s.must_change {
+        c.auth.otp_used();
+        c.auth.changed(&a.token);
+    }
+    c.auth.close_user(&s.user, Some(&a.token));
+    audit(
+        &c,
+        Some(&s.user),
+        a.ip,
+        "password",
+        json!({"first": s.must_change}),
+    )
+    .await;
+    Ok(Json(json!({"ok": true})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_compared_in_full() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; callbox_session=abc; b=2"),
+        );
+        assert_eq!(cookie_token(&h), Some("abc"));
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "ab"));
+    }
+}

@@ -1,0 +1,446 @@
+// callbox web console: one page, views by the URL's hash, text in
+// English and Chinese. Talks only to /api on the same origin; every change
+// carries the session's CSRF token.
+"use strict";
+
+const TEXT = {
+  en: {
+    title: "callbox console",
+    login: "Log in",
+    name: "User or agent number",
+    password: "Password or PIN",
+    logout: "Log out",
+    wallboard: "Wallboard",
+    desk: "My desk",
+    users: "Users",
+    audit: "Audit log",
+    queue: "Queue",
+    waiting: "Waiting",
+    longest: "Longest wait",
+    sl: "Service level",
+    answered: "Answered",
+    abandoned: "Abandoned",
+    agent: "Agent",
+    state: "State",
+    in_state: "Time in state",
+    station: "Station",
+    calls: "Calls",
+    actions: "Actions",
+    pause: "Pause",
+    unpause: "Available",
+    force_logout: "Log out",
+    agent_login: "Log in",
+    no_acd: "This site has no queues ([acd]).",
+    set_password: "Set your password",
+    must_change: "You logged in with a one-time password. Choose your own to go on.",
+    old_password: "Current password",
+    new_password: "New password",
+    repeat_password: "New password again",
+    save: "Save",
+    mismatch: "The two new passwords differ.",
+    saved: "Saved.",
+    change_password: "Password",
+    role: "Role",
+    add_user: "Add or change a user",
+    remove: "Remove",
+    when: "When",
+    user: "User",
+    action: "Action",
+    address: "Address",
+    detail: "Detail",
+    live: "Live",
+    offline: "Reconnecting…",
+    reason: "Pause reason",
+    st_logged_out: "Logged out",
+    st_available: "Available",
+    st_ringing: "Ringing",
+    st_on_call: "On a call",
+    st_wrap_up: "Wrap-up",
+    st_paused: "Paused",
+    st_dnd: "Do not disturb",
+    st_personal_call: "Own call",
+    role_admin: "Admin",
+    role_supervisor: "Supervisor",
+    role_agent: "Agent",
+    expired: "Your session has ended. Log in again.",
+  },
+  zh: {
+    title: "callbox 控制台",
+    login: "登录",
+    name: "用户名或坐席工号",
+    password: "密码或 PIN",
+    logout: "退出",
+    wallboard: "实时监控",
+    desk: "我的工作台",
+    users: "用户",
+    audit: "审计日志",
+    queue: "队列",
+    waiting: "排队中",
+    longest: "最长等待",
+    sl: "服务水平",
+    answered: "已接听",
+    abandoned: "放弃",
+    agent: "坐席",
+    state: "状态",
+    in_state: "持续时间",
+    station: "分机",
+    calls: "通话数",
+    actions: "操作",
+    pause: "暂停",
+    unpause: "就绪",
+    force_logout: "签出",
+    agent_login: "签入",
+    no_acd: "本站点未配置队列（[acd]）。",
+    set_password: "设置密码",
+    must_change: "您使用一次性密码登录，请先设置自己的密码。",
+    old_password: "当前密码",
+    new_password: "新密码",
+    repeat_password: "再次输入新密码",
+    save: "保存",
+    mismatch: "两次输入的新密码不一致。",
+    saved: "已保存。",
+    change_password: "密码",
+    role: "角色",
+    add_user: "添加或修改用户",
+    remove: "删除",
+    when: "时间",
+    user: "用户",
+    action: "操作",
+    address: "地址",
+    detail: "详情",
+    live: "实时",
+    offline: "正在重新连接…",
+    reason: "暂停原因",
+    st_logged_out: "已签出",
+    st_available: "就绪",
+    st_ringing: "振铃中",
+    st_on_call: "通话中",
+    st_wrap_up: "话后处理",
+    st_paused: "暂停",
+    st_dnd: "免打扰",
+    st_personal_call: "个人通话",
+    role_admin: "管理员",
+    role_supervisor: "班长",
+    role_agent: "坐席",
+    expired: "会话已结束，请重新登录。",
+  },
+};
+
+let lang = localStorage.getItem("lang") ||
+  ((navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en");
+let me = null;
+let stream = null;
+
+const t = (k) => (TEXT[lang] && TEXT[lang][k]) || TEXT.en[k] || k;
+const $ = (sel) => document.querySelector(sel);
+
+// Builds an element: el("td", {class: "x"}, "text", child…).
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined) e.setAttribute(k, v);
+  }
+  for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  return e;
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: {}, credentials: "same-origin" };
+  if (me && method !== "GET") opts.headers["X-CSRF-Token"] = me.csrf;
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opts);
+  const data = await r.json().catch(() => ({}));
+  if (r.status === 401 && path !== "/api/login" && me) {
+    me = null;
+    toast(t("expired"));
+    route();
+  }
+  if (!r.ok) throw new Error(data.error || r.statusText);
+  return data;
+}
+
+function toast(msg) {
+  const b = $("#toast");
+  b.textContent = msg;
+  b.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { b.hidden = true; }, 4000);
+}
+
+function duration(ms) {
+  const s = Math.floor(ms / 1000);
+  const m = Math.floor(s / 60);
+  const h = Math.floor(m / 60);
+  const two = (n) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${two(m % 60)}:${two(s % 60)}` : `${m}:${two(s % 60)}`;
+}
+
+function chrome() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.title = t("title");
+  $("#lang").textContent = lang === "zh" ? "English" : "中文";
+  $("#logout").textContent = t("logout");
+  $("#logout").hidden = !me;
+  $("#who").textContent = me ? `${me.user} · ${t("role_" + me.role)}` : "";
+  $("#site").textContent = me ? me.site : "callbox";
+  const nav = $("#nav");
+  nav.replaceChildren();
+  if (!me || me.must_change) return;
+  const links = [];
+  if (me.role !== "agent") links.push(["wallboard", t("wallboard")]);
+  if (me.role === "agent") links.push(["desk", t("desk")]);
+  if (me.role === "admin") links.push(["users", t("users")], ["audit", t("audit")]);
+  links.push(["password", t("change_password")]);
+  for (const [h, label] of links) nav.append(el("a", { href: "#" + h, id: "nav-" + h }, label));
+}
+
+function view(...kids) {
+  if (stream) { stream.close(); stream = null; }
+  $("#main").replaceChildren(...kids);
+}
+
+function loginView() {
+  const err = el("p", { id: "login-error", class: "error", role: "alert" });
+  const form = el("form", { id: "login-form" },
+    el("h1", {}, t("login")),
+    el("label", {}, t("name"), el("input", { id: "login-name", autocomplete: "username", required: "" })),
+    el("label", {}, t("password"), el("input", { id: "login-password", type: "password", autocomplete: "current-password", required: "" })),
+    el("button", { id: "login-submit", type: "submit" }, t("login")),
+    err);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      me = await api("POST", "/api/login", { name: $("#login-name").value, password: $("#login-password").value });
+      go(me.must_change ? "#password" : (me.role === "agent" ? "#desk" : "#wallboard"));
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  });
+  view(form);
+}
+
+function passwordView() {
+  const err = el("p", { id: "pw-error", class: "error", role: "alert" });
+  const form = el("form", { id: "pw-form" }, el("h1", {}, t("set_password")));
+  if (me.must_change) form.append(el("p", { class: "note" }, t("must_change")));
+  else form.append(el("label", {}, t("old_password"), el("input", { id: "pw-old", type: "password", autocomplete: "current-password" })));
+  form.append(
+    el("label", {}, t("new_password"), el("input", { id: "pw-new", type: "password", autocomplete: "new-password", required: "" })),
+    el("label", {}, t("repeat_password"), el("input", { id: "pw-new2", type: "password", autocomplete: "new-password", required: "" })),
+    el("button", { id: "pw-submit", type: "submit" }, t("save")), err);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if ($("#pw-new").value !== $("#pw-new2").value) { err.textContent = t("mismatch"); return; }
+    try {
+      const body = { new: $("#pw-new").value };
+      if (!me.must_change) body.old = $("#pw-old").value;
+      await api("POST", "/api/password", body);
+      me.must_change = false;
+      toast(t("saved"));
+      go(me.role === "agent" ? "#desk" : "#wallboard");
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  });
+  view(form);
+}
+
+async function agentAction(agent, action, reason) {
+  try {
+    const body = { action };
+    if (reason) body.reason = reason;
+    await api("POST", "/api/agents/" + encodeURIComponent(agent), body);
+  } catch (e) {
+    toast(e.message);
+  }
+}
+
+function queuesTable(queues) {
+  const head = el("tr", {}, ...["queue", "waiting", "longest", "sl", "answered", "abandoned"].map((k) => el("th", {}, t(k))));
+  const rows = queues.map((q) => el("tr", { "data-queue": q.queue },
+    el("td", { class: "name" }, q.queue),
+    el("td", { class: "waiting num" + (q.waiting > 0 ? " hot" : "") }, q.waiting),
+    el("td", { class: "longest num" }, duration(q.longest_wait_ms)),
+    el("td", { class: "sl num" }, Math.round(q.service_level * 100) + "%"),
+    el("td", { class: "answered num" }, q.answered),
+    el("td", { class: "abandoned num" }, q.abandoned)));
+  return el("table", { id: "queues" }, el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
+function agentsTable(agents, supervisor) {
+  const cols = ["agent", "state", "in_state", "station", "calls"];
+  if (supervisor) cols.push("actions");
+  const head = el("tr", {}, ...cols.map((k) => el("th", {}, t(k))));
+  const rows = agents.map((a) => {
+    const state = t("st_" + a.state) + (a.reason ? ` (${a.reason})` : "");
+    const tr = el("tr", { "data-agent": a.agent, "data-state": a.state },
+      el("td", { class: "name" }, a.agent),
+      el("td", { class: "state st-" + a.state }, state),
+      el("td", { class: "in-state num" }, duration(a.in_state_ms)),
+      el("td", { class: "station" }, a.station || ""),
+      el("td", { class: "calls num" }, a.calls));
+    if (supervisor) {
+      const b = (cls, label, fn) => el("button", { class: cls, type: "button", onclick: fn }, label);
+      const cell = el("td", { class: "actions" });
+      if (a.state === "logged_out") cell.append(b("login", t("agent_login"), () => agentAction(a.agent, "login")));
+      else {
+        if (a.state === "paused") cell.append(b("unpause", t("unpause"), () => agentAction(a.agent, "unpause")));
+        else cell.append(b("pause", t("pause"), () => agentAction(a.agent, "pause", "supervisor")));
+        cell.append(b("logout", t("force_logout"), () => agentAction(a.agent, "logout")));
+      }
+      tr.append(cell);
+    }
+    return tr;
+  });
+  return el("table", { id: "agents" }, el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
+// Brings `old` to look like `neu` in place: a button or a field the user
+// is on survives a refresh that changed only numbers and texts.
+function morph(old, neu) {
+  if (old.nodeType !== neu.nodeType || old.nodeName !== neu.nodeName) { old.replaceWith(neu); return; }
+  if (old.nodeType === Node.TEXT_NODE) { if (old.data !== neu.data) old.data = neu.data; return; }
+  // A button's action is its listener, which cannot be compared: a button
+  // that changed at all is a new button.
+  if (old.nodeName === "BUTTON" && !old.isEqualNode(neu)) { old.replaceWith(neu); return; }
+  for (const a of [...old.attributes]) if (!neu.hasAttribute(a.name)) old.removeAttribute(a.name);
+  for (const a of [...neu.attributes]) if (old.getAttribute(a.name) !== a.value) old.setAttribute(a.name, a.value);
+  morphChildren(old, [...neu.childNodes]);
+}
+
+function morphChildren(parent, kids) {
+  const have = [...parent.childNodes];
+  if (have.length !== kids.length) { parent.replaceChildren(...kids); return; }
+  have.forEach((n, i) => morph(n, kids[i]));
+}
+
+// Opens the live figures and redraws `render(data)` on each push.
+function live(render) {
+  const status = el("p", { id: "live", class: "muted" }, "…");
+  const body = el("div", { id: "board" });
+  view(status, body);
+  const es = new EventSource("/api/wallboard/events");
+  stream = es;
+  es.addEventListener("wallboard", (ev) => {
+    status.textContent = t("live");
+    status.className = "live";
+    morphChildren(body, render(JSON.parse(ev.data)));
+  });
+  es.onerror = () => {
+    status.textContent = t("offline");
+    status.className = "muted";
+    // An expired session answers 401 and the stream stops for good.
+    if (es.readyState === EventSource.CLOSED) api("GET", "/api/me").catch(() => {});
+  };
+}
+
+function wallboardView() {
+  live((d) => d.acd
+    ? [el("h2", {}, t("queue")), queuesTable(d.queues), el("h2", {}, t("agent")), agentsTable(d.agents, true)]
+    : [el("p", {}, t("no_acd"))]);
+}
+
+function deskView() {
+  live((d) => {
+    const mine = d.agents.find((a) => a.agent === me.user);
+    const out = [];
+    if (mine) {
+      const reason = el("input", { id: "pause-reason", placeholder: t("reason") });
+      const b = (id, label, fn) => el("button", { id, type: "button", onclick: fn }, label);
+      out.push(el("div", { id: "my-state", "data-state": mine.state, class: "state st-" + mine.state },
+        t("st_" + mine.state) + " · " + duration(mine.in_state_ms)));
+      out.push(el("div", { class: "buttons" },
+        b("me-available", t("unpause"), () => agentAction(me.user, mine.state === "logged_out" ? "login" : "unpause")),
+        reason,
+        b("me-pause", t("pause"), () => agentAction(me.user, "pause", reason.value || "break")),
+        b("me-logout", t("force_logout"), () => agentAction(me.user, "logout"))));
+    }
+    out.push(el("h2", {}, t("queue")), queuesTable(d.queues));
+    return out;
+  });
+}
+
+async function usersView() {
+  const list = el("tbody", {});
+  const err = el("p", { id: "user-error", class: "error", role: "alert" });
+  const roles = el("select", { id: "user-role" }, ...["agent", "supervisor", "admin"].map((r) => el("option", { value: r }, t("role_" + r))));
+  const form = el("form", { id: "user-form" }, el("h2", {}, t("add_user")),
+    el("label", {}, t("name"), el("input", { id: "user-name", required: "" })),
+    el("label", {}, t("role"), roles),
+    el("label", {}, t("password"), el("input", { id: "user-password", type: "password", autocomplete: "new-password", required: "" })),
+    el("button", { id: "user-submit", type: "submit" }, t("save")), err);
+  async function load() {
+    const d = await api("GET", "/api/users");
+    list.replaceChildren(...d.users.map((u) => el("tr", { "data-user": u.name },
+      el("td", {}, u.name), el("td", {}, t("role_" + u.role)),
+      el("td", {}, el("button", { type: "button", class: "remove", onclick: async () => {
+        try { await api("DELETE", "/api/users/" + encodeURIComponent(u.name)); load(); } catch (e) { toast(e.message); }
+      } }, t("remove"))))));
+  }
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/users", { name: $("#user-name").value, role: roles.value, password: $("#user-password").value });
+      err.textContent = "";
+      form.reset();
+      toast(t("saved"));
+      load();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  });
+  view(el("h1", {}, t("users")),
+    el("table", { id: "users" }, el("thead", {}, el("tr", {}, el("th", {}, t("user")), el("th", {}, t("role")), el("th", {}))), list),
+    form);
+  load().catch((e) => toast(e.message));
+}
+
+async function auditView() {
+  const d = await api("GET", "/api/audit?limit=200");
+  const rows = d.entries.map((e) => el("tr", { "data-action": e.action },
+    el("td", {}, new Date(e.at_ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB")),
+    el("td", {}, e.user || ""), el("td", {}, e.ip || ""), el("td", {}, e.action),
+    el("td", { class: "detail" }, JSON.stringify(e.detail))));
+  view(el("h1", {}, t("audit")), el("table", { id: "audit" },
+    el("thead", {}, el("tr", {}, ...["when", "user", "address", "action", "detail"].map((k) => el("th", {}, t(k))))),
+    el("tbody", {}, ...rows)));
+}
+
+// Shows `hash`'s page once: a changed hash routes by its event.
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+async function route() {
+  if (!me) {
+    try { me = await api("GET", "/api/me"); } catch (e) { me = null; }
+  }
+  chrome();
+  if (!me) return loginView();
+  const page = location.hash.slice(1);
+  if (me.must_change || page === "password") return passwordView();
+  const pages = { wallboard: wallboardView, desk: deskView, users: usersView, audit: auditView };
+  const fallback = me.role === "agent" ? "desk" : "wallboard";
+  const allowed = { wallboard: me.role !== "agent", desk: me.role === "agent", users: me.role === "admin", audit: me.role === "admin" };
+  const go = pages[page] && allowed[page] ? page : fallback;
+  if (go !== page) history.replaceState(null, "", "#" + go);
+  try { await pages[go](); } catch (e) { toast(e.message); }
+}
+
+$("#lang").addEventListener("click", () => {
+  lang = lang === "zh" ? "en" : "zh";
+  localStorage.setItem("lang", lang);
+  route();
+});
+$("#logout").addEventListener("click", async () => {
+  try { await api("POST", "/api/logout"); } catch (e) { /* gone already */ }
+  me = null;
+  go("");
+});
+window.addEventListener("hashchange", route);
+route();
