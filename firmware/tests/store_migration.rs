@@ -97,7 +97,7 @@ async fn a_v3_database_migrates_to_the_latest_keeping_every_call() {
     store.close().await;
 
     assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
-    assert_eq!(user_version(&db), 9);
+    assert_eq!(user_version(&db), 10);
     assert_eq!(calls(&db), before);
     let conn = Connection::open(&db).unwrap();
     for table in ["call_events", "recordings", "alarms", "lookups"] {

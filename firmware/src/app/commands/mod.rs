@@ -12,7 +12,7 @@
 //!   and queues through [`AcdHandle::reconfigure`](crate::acd::AcdHandle::reconfigure);
 //!   outbound jobs new in the config start, removed ones finish). What the
 //!   box cannot change while running (`[[line]]`, `[hal]`, `[storage]`,
-//!   `[uplink]`, the site id, adding or removing `[acd]`) needs
+//!   `[uplink]`, `[console]`, the site id, adding or removing `[acd]`) needs
 //!   `"restart": true`, and the box then restarts with it. A change that
 //!   fails half-way is undone: the previous file and config are back.
 //! - `lookup.update`: replaces or merges the rows of a lookup table (the

@@ -103,7 +103,8 @@ enum Cmd {
         call: Option<String>,
         /// Show another table as JSON lines instead of calls: voicemail,
         /// product_checks, callbacks, outbox, outbound_jobs, queue_log,
-        /// call_events, recordings, alarms, lookups.
+        /// call_events, recordings, alarms, lookups, campaign_contacts,
+        /// console_audit.
         #[arg(
             long,
             value_parser = clap::builder::PossibleValuesParser::new(store::TABLES),
