@@ -561,3 +561,209 @@ fn the_demo_prints_a_console_address_and_a_one_time_password_that_work() {
     let _ = demo.kill();
     let _ = demo.wait();
 }
+
+/// The IVR asks for a product code, then queues the caller to agent `a`;
+/// the console has wrap-up codes (one a lead) and a script for `sales`.
+const POP_SITE: &str = r#"
+[ivr]
+start = "product"
+
+[ivr.lookups]
+contacts = "contacts.csv"
+
+[ivr.node.product]
+type = "collect"
+var = "product"
+prompt = "system:enter-code"
+min = 3
+max = 8
+recordable = true
+next = "sales"
+
+[ivr.node.sales]
+type = "queue"
+announce = []
+on_overflow = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.queue.sales]
+members = { a = 0 }
+
+[console]
+listen = ["127.0.0.1:PORT"]
+
+[console.wrap_codes]
+"1" = "Information"
+"2" = { label = "Quote wanted", lead = true }
+
+[console.scripts]
+sales = "Good morning {caller_name}, this is {agent}. I see you asked about product {product}."
+"#;
+
+#[test]
+fn the_agents_screen_pops_the_caller_with_history_and_ivr_keys_and_the_wrap_up_reaches_headquarters()
+ {
+    let broker = Broker::start();
+    let collector = Collector::start(&broker);
+    let port = free_port();
+    let site = Site::with_config(1, 1, &POP_SITE.replace("PORT", &port.to_string()));
+    site.write("contacts.csv", "number,name\n13800138000,王经理\n");
+    add_uplink(&site, &broker.uplink("box-pop", ""));
+    // Two earlier calls from the same number, then the one the agent sees
+    // ring on their desk.
+    let calls = site.write(
+        "calls.toml",
+        r#"
+[[call]]
+at = "1s"
+from = "13800138000"
+hangup_after = "8s"
+script = [{ wait = "1s" }, { press = "111#" }]
+
+[[call]]
+at = "11s"
+from = "13800138000"
+hangup_after = "8s"
+script = [{ wait = "1s" }, { press = "222#" }]
+
+[[call]]
+at = "30s"
+from = "13800138000"
+hangup_after = "14s"
+script = [{ wait = "1s" }, { press = "12345#" }]
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "5s"
+"#,
+    );
+    let otp = reset_admin(&site);
+    let fp = fingerprint(&site);
+    let d = Daemon::with_scenario(&site, &calls);
+    listening(&d);
+    let mut admin = Api::new(port, &fp);
+    assert_eq!(admin.login("admin", &otp).status, 200);
+    assert_eq!(
+        admin
+            .send(
+                "POST",
+                "/api/password",
+                Some(r#"{"new":"office-admin-pass"}"#)
+            )
+            .status,
+        200
+    );
+    let put = admin.send(
+        "POST",
+        "/api/users",
+        Some(r#"{"name":"a","role":"agent","password":"2468"}"#),
+    );
+    assert_eq!(put.status, 200, "{:?}", put.json());
+
+    let b = Browser::start("en-US");
+    b.goto(&format!("https://127.0.0.1:{port}/"));
+    b.fill("#login-name", "a");
+    b.fill("#login-password", "2468");
+    b.click("#login-submit");
+    b.wait_until(Duration::from_secs(10), "agent a's desk", |b| {
+        b.text("#my-state").is_some()
+    });
+    // The third call rings agent a: the screen pop fills before they answer.
+    b.wait_until(
+        Duration::from_secs(45),
+        "the screen pop while the call rings",
+        |b| {
+            // The first two calls may pop too while the browser logs in.
+            b.eval("return document.querySelector('#my-state').dataset.state") == "ringing"
+                && b.text("#pop-vars tr[data-var=\"product\"] .value").as_deref() == Some("12345")
+        },
+    );
+    assert_eq!(cell(&b, "#pop-name"), "王经理");
+    assert_eq!(cell(&b, "#pop-caller"), "13800138000");
+    assert_eq!(
+        cell(&b, "#pop-vars tr[data-var=\"product\"] .value"),
+        "12345"
+    );
+    assert!(
+        cell(&b, "#pop-path").contains("product=ok"),
+        "{}",
+        cell(&b, "#pop-path")
+    );
+    let earlier = b.eval("return document.querySelectorAll('#pop-history tbody tr').length");
+    assert_eq!(earlier, 2, "{}", b.body());
+    assert_eq!(
+        cell(&b, "#pop-script"),
+        "Good morning 王经理, this is a. I see you asked about product 12345."
+    );
+    // The call ends; the wrap-up form stays for it.
+    b.wait_until(
+        Duration::from_secs(40),
+        "the wrap-up form after the call",
+        |b| b.text("#wrap-form").is_some(),
+    );
+    b.click("#wrap-code option[value=\"2\"]");
+    b.fill("#wrap-notes", "wants a quote for 200 units");
+    b.click("#wrap-submit");
+    b.wait_until(Duration::from_secs(10), "the wrap-up saved", |b| {
+        cell(b, "#wrap-status") == "Saved."
+    });
+
+    let third = site
+        .records()
+        .into_iter()
+        .find(|r| r["ivr_vars"]["product"] == "12345")
+        .expect("the third call's record");
+    assert_eq!(third["wrap_code"], "2", "{third:#}");
+    assert_eq!(third["notes"], "wants a quote for 200 units");
+    let id = third["id"].as_str().unwrap().to_string();
+    wait_until(
+        Duration::from_secs(30),
+        "the wrap-up and the lead at headquarters",
+        || {
+            let cdr = collector.export("cdr");
+            let lead = collector.export("lead");
+            cdr.iter().any(|r| {
+                r["id"] == id.as_str()
+                    && r["notes"] == "wants a quote for 200 units"
+                    && r["wrap_code"] == "2"
+            }) && lead
+                .iter()
+                .any(|l| l["call_id"] == id.as_str() && l["label"] == "Quote wanted")
+        },
+    );
+
+    // Another agent's call is not this agent's to see.
+    let mut agent = Api::new(port, &fp);
+    assert_eq!(agent.login("a", "2468").status, 200);
+    let first = site
+        .records()
+        .into_iter()
+        .find(|r| r["ivr_vars"]["product"] == "111")
+        .unwrap();
+    // Agent a took it, so it is theirs; an unknown call is not found.
+    assert_eq!(
+        agent
+            .send(
+                "GET",
+                &format!("/api/calls/{}/pop", first["id"].as_str().unwrap()),
+                None
+            )
+            .status,
+        200
+    );
+    assert_eq!(agent.send("GET", "/api/calls/nope/pop", None).status, 404);
+    let bad_code = agent.send(
+        "POST",
+        &format!("/api/calls/{id}/wrap"),
+        Some(r#"{"code":"9"}"#),
+    );
+    assert_eq!(bad_code.status, 422);
+    drop(d);
+}

@@ -26,6 +26,10 @@ use crate::store::StoreMsg;
 pub(super) struct Offer {
     pub(super) agent: usize,
     pub(super) queue: usize,
+    /// The caller it was made for (ring-all: whoever is first when
+    /// answered may be another), for the agent's screen.
+    pub(super) call_id: String,
+    pub(super) caller: super::CallerId,
     /// Stops the ringing (another agent answered, pickup, shutdown).
     pub(super) cancel: CancellationToken,
 }
@@ -144,6 +148,8 @@ where
             Offer {
                 agent: a,
                 queue: q,
+                call_id: call_id.to_string(),
+                caller: caller.clone(),
                 cancel: cancel.clone(),
             },
         );

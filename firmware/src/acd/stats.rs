@@ -76,6 +76,22 @@ pub struct AgentStats {
     pub talk_ms: u64,
     /// Pauses taken (including automatic ones).
     pub pauses: u32,
+    /// The queue call ringing the agent's phone or being talked on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<AgentCall>,
+}
+
+/// A queue call an agent's phone rings for or the agent talks on.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgentCall {
+    /// The call's id (its record's).
+    pub call_id: String,
+    /// The queue it came through.
+    pub queue: String,
+    /// Calling number.
+    pub caller: Option<String>,
+    /// Their name, from the site's contacts.
+    pub caller_name: Option<String>,
 }
 
 /// Every queue and agent.
@@ -143,7 +159,8 @@ where
             .agents
             .iter()
             .zip(&self.agents)
-            .map(|(cfg, a)| AgentStats {
+            .enumerate()
+            .map(|(i, (cfg, a))| AgentStats {
                 agent: cfg.id.clone(),
                 state: a.status.name().to_string(),
                 reason: match &a.status {
@@ -155,6 +172,7 @@ where
                 calls: a.total_calls,
                 talk_ms: a.total_talk.as_millis() as u64,
                 pauses: a.pauses,
+                call: self.agent_call(i),
             })
             .collect();
         AcdStats {
@@ -162,6 +180,27 @@ where
             agents,
             scheduler_us: self.sched.as_micros() as u64,
         }
+    }
+
+    /// The queue call agent `a` is offered or on.
+    fn agent_call(&self, a: usize) -> Option<AgentCall> {
+        let queue = |q: usize| self.cfg.queues[q].name.clone();
+        if let Some(o) = self.offers.values().find(|o| o.agent == a) {
+            return Some(AgentCall {
+                call_id: o.call_id.clone(),
+                queue: queue(o.queue),
+                caller: o.caller.number.clone(),
+                caller_name: o.caller.name.clone(),
+            });
+        }
+        let id = self.agents[a].current_call.as_ref()?;
+        let w = self.waiters.iter().find(|w| &w.call_id == id)?;
+        Some(AgentCall {
+            call_id: id.clone(),
+            queue: queue(w.queue),
+            caller: w.caller.number.clone(),
+            caller_name: w.caller.name.clone(),
+        })
     }
 
     /// Logs the statistics and queues them for headquarters as the actor

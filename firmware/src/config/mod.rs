@@ -655,7 +655,13 @@ impl SiteConfig {
         };
 
         let console = raw.console.as_ref().and_then(|c| {
-            crate::console::config::check(c, &src.base_dir())
+            // A call script is for a queue or a campaign.
+            let names: Vec<String> = acd
+                .iter()
+                .flat_map(|a| a.queues.iter().map(|q| q.name.clone()))
+                .chain(raw.campaign.keys().cloned())
+                .collect();
+            crate::console::config::check(c, &src.base_dir(), &names)
                 .map_err(|list| {
                     for (path, msg) in list {
                         err(&path, msg);

@@ -204,6 +204,9 @@ pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToke
         .route("/api/wallboard", get(super::wallboard::now))
         .route("/api/wallboard/events", get(super::wallboard::events))
         .route("/api/agents/{agent}", post(super::wallboard::agent_action))
+        .route("/api/calls/{id}/pop", get(super::calls::pop))
+        .route("/api/calls/{id}/wrap", post(super::calls::wrap))
+        .route("/api/originate", post(super::calls::originate))
         .route(
             "/api/users",
             get(super::users::list).post(super::users::put),
@@ -274,6 +277,7 @@ fn me_json(c: &Console, s: &Session) -> Value {
         "must_change": s.must_change,
         "site": c.deps.site_name,
         "idle_timeout_s": c.deps.config.idle_timeout.as_secs(),
+        "wrap_codes": super::calls::wrap_codes(c),
     })
 }
 

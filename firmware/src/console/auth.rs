@@ -344,6 +344,7 @@ mod tests {
             )
             .unwrap(),
             dir,
+            &[],
         )
         .unwrap();
         Auth::new(&cfg, dir)

@@ -35,6 +35,32 @@ pub(crate) struct RawConsole {
     session_max: Option<String>,
     #[serde(default)]
     login_attempts: Option<u32>,
+    #[serde(default)]
+    wrap_codes: std::collections::BTreeMap<String, RawWrapCode>,
+    #[serde(default)]
+    scripts: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawWrapCode {
+    Label(String),
+    Full {
+        label: String,
+        #[serde(default)]
+        lead: bool,
+    },
+}
+
+/// A wrap-up code agents choose after a call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WrapCode {
+    /// The code (digits: the same code can be keyed on a phone).
+    pub code: String,
+    /// What it means, as the form shows it.
+    pub label: String,
+    /// A lead for headquarters: the call goes to the `lead` stream too.
+    pub lead: bool,
 }
 
 /// A checked `[console]`.
@@ -54,6 +80,12 @@ pub struct ConsoleConfig {
     /// Failed logins from one address within [`LOGIN_WINDOW`] before
     /// further tries are refused until it has passed.
     pub login_attempts: u32,
+    /// The wrap-up form's codes, in code order.
+    pub wrap_codes: Vec<WrapCode>,
+    /// Call scripts by queue (or campaign) name, with `{caller}`,
+    /// `{caller_name}`, `{queue}`, `{agent}` and the call's recordable
+    /// variables filled in.
+    pub scripts: std::collections::BTreeMap<String, String>,
 }
 
 /// The window failed logins are counted over.
@@ -66,8 +98,13 @@ const SESSION_MAX_DEFAULT: Duration = Duration::from_secs(12 * 3600);
 const ATTEMPTS_DEFAULT: u32 = 5;
 
 /// Checks the section; problems come back as `(key path, message)` pairs.
-/// Relative paths are taken from `base` (the config file's directory).
-pub(crate) fn check(raw: &RawConsole, base: &Path) -> Result<ConsoleConfig, Vec<(String, String)>> {
+/// Relative paths are taken from `base` (the config file's directory);
+/// `queues` are the names a script may be for (queues and campaigns).
+pub(crate) fn check(
+    raw: &RawConsole,
+    base: &Path,
+    queues: &[String],
+) -> Result<ConsoleConfig, Vec<(String, String)>> {
     let mut errs: Vec<(String, String)> = Vec::new();
     let mut err = |k: &str, m: String| errs.push((format!("console.{k}"), m));
     let addrs = |k: &str, list: &[String], err: &mut dyn FnMut(&str, String)| {
@@ -156,8 +193,44 @@ pub(crate) fn check(raw: &RawConsole, base: &Path) -> Result<ConsoleConfig, Vec<
             format!("{login_attempts} is out of range (1 to 100)"),
         );
     }
+    let mut wrap_codes = Vec::new();
+    for (code, w) in &raw.wrap_codes {
+        let (label, lead) = match w {
+            RawWrapCode::Label(l) => (l.clone(), false),
+            RawWrapCode::Full { label, lead } => (label.clone(), *lead),
+        };
+        if code.is_empty() || code.len() > 8 || !code.chars().all(|c| c.is_ascii_digit()) {
+            err(
+                &format!("wrap_codes.{code}"),
+                "a wrap-up code is 1 to 8 digits (agents can also key it on the phone)".into(),
+            );
+        } else if label.trim().is_empty() {
+            err(&format!("wrap_codes.{code}"), "the label is empty".into());
+        } else {
+            wrap_codes.push(WrapCode {
+                code: code.clone(),
+                label,
+                lead,
+            });
+        }
+    }
+    for (name, text) in &raw.scripts {
+        if !queues.contains(name) {
+            err(
+                &format!("scripts.{name}"),
+                format!("`{name}` is no queue or campaign of this site"),
+            );
+        } else if text.len() > 16 * 1024 {
+            err(
+                &format!("scripts.{name}"),
+                "a script is at most 16 KiB".into(),
+            );
+        }
+    }
     if errs.is_empty() {
         Ok(ConsoleConfig {
+            wrap_codes,
+            scripts: raw.scripts.clone(),
             listen,
             redirect,
             cert,
@@ -181,7 +254,7 @@ mod tests {
     #[test]
     fn defaults_and_mistakes() {
         let dir = tempfile::tempdir().unwrap();
-        let c = check(&raw("listen = [\"127.0.0.1:8443\"]"), dir.path()).unwrap();
+        let c = check(&raw("listen = [\"127.0.0.1:8443\"]"), dir.path(), &[]).unwrap();
         assert_eq!(c.idle_timeout, IDLE_DEFAULT);
         assert!(c.cert.is_none());
         let e = check(
@@ -189,6 +262,7 @@ mod tests {
                 "listen = [\"nowhere\"]\nredirect = [\"127.0.0.1:1\"]\ncert = \"c.pem\"\nidle_timeout = \"2s\"\nlogin_attempts = 0",
             ),
             dir.path(),
+            &[],
         )
         .unwrap_err();
         let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();

@@ -10,6 +10,7 @@
 //! - `api`: the routes, the same for the pages and for scripts
 //!   (docs/console.md, and `/api/openapi.json`).
 //! - `wallboard`: the live figures and their push to browsers (SSE).
+//! - `calls`: the agent's screen pop, wrap-up form and click-to-call.
 //! - `assets`: the pages, built into the binary.
 //!
 //! The console changes nothing itself: agent control goes through the
@@ -20,6 +21,7 @@
 mod api;
 mod assets;
 mod auth;
+mod calls;
 pub mod config;
 mod server;
 mod users;

@@ -29,6 +29,20 @@ pub(super) fn apply(
         StoreMsg::ConsoleUser(u) => super::console::put_user(tx, u)?,
         StoreMsg::ConsoleUserRemoved { name } => super::console::remove_user(tx, name)?,
         StoreMsg::Audit(a) => super::console::audit(tx, a)?,
+        StoreMsg::WrapUp {
+            call_id,
+            code,
+            notes,
+        } => {
+            tx.prepare_cached(
+                "UPDATE calls SET wrap_code = COALESCE(?2, wrap_code), notes = COALESCE(?3, notes) WHERE id = ?1",
+            )?
+            .execute(params![call_id, code, notes])?;
+            if let Some(code) = code {
+                super::campaigns::wrap_code(tx, call_id, code)?;
+            }
+            enqueue_call_record(tx, call_id, CallRecordReason::WrapCode)?;
+        }
         StoreMsg::WrapCode { call_id, code } => {
             wrap_code(tx, call_id, code)?;
             super::campaigns::wrap_code(tx, call_id, code)?;

@@ -127,6 +127,16 @@ pub enum StoreMsg {
         /// The code keyed.
         code: String,
     },
+    /// An agent's wrap-up form from the web console: a code and notes, kept
+    /// on the call record and sent to headquarters with it again.
+    WrapUp {
+        /// The call.
+        call_id: String,
+        /// The code chosen.
+        code: Option<String>,
+        /// The notes written.
+        notes: Option<String>,
+    },
     /// Insert a call record.
     CallStarted(CallStart),
     /// The number a caller dialled, learnt after the call arrived (DID
@@ -296,6 +306,7 @@ impl StoreMsg {
             StoreMsg::JobStatus(..) => "job status",
             StoreMsg::QueueLog { .. } => "queue event",
             StoreMsg::WrapCode { .. } => "wrap-up code",
+            StoreMsg::WrapUp { .. } => "wrap-up form",
             StoreMsg::ConsoleUser(_) => "console user",
             StoreMsg::ConsoleUserRemoved { .. } => "console user removed",
             StoreMsg::Audit(_) => "audit entry",

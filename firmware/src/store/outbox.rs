@@ -89,8 +89,8 @@ pub(super) fn enqueue_call_record(
     let mut recs = query_records(
         tx,
         &RecordQuery {
-            since_ms: None,
             call: Some(call_id.to_string()),
+            ..Default::default()
         },
     )?;
     let Some(mut rec) = recs.pop() else {

@@ -97,6 +97,8 @@ pub struct CallRecord {
     pub queue_exit: Option<String>,
     /// The agent's wrap-up (disposition) code.
     pub wrap_code: Option<String>,
+    /// The agent's notes on the call (the web console's wrap-up form).
+    pub notes: Option<String>,
     /// The station an agent placed the call from (`internal` calls and
     /// agents' `outbound` ones).
     pub station: Option<String>,
@@ -129,6 +131,10 @@ pub struct RecordQuery {
     pub since_ms: Option<i64>,
     /// Only this call, with its event log.
     pub call: Option<String>,
+    /// Only calls from this number.
+    pub caller: Option<String>,
+    /// At most this many, the newest first (else every one, oldest first).
+    pub newest: Option<u32>,
 }
 
 /// A recording as exported (`callboxd recordings --json`). Field names are
@@ -204,13 +210,21 @@ pub(super) fn query_records(
         args.push(call.clone().into());
         filter += &format!(" AND c.id = ?{}", args.len());
     }
+    if let Some(caller) = &query.caller {
+        args.push(caller.clone().into());
+        filter += &format!(" AND c.caller = ?{}", args.len());
+    }
+    let order = match query.newest {
+        Some(n) => format!("seq DESC LIMIT {n}"),
+        None => "seq".to_string(),
+    };
     let mut stmt = conn.prepare(&format!(
         "SELECT id, direction, trunk_line, caller, dialled, started_ms, answered_ms, ended_ms,
                     disposition, hangup_cause, hangup_side, clock_synced, boot_id, mono_start_ms,
                     flow, language, ivr_path, ivr_vars, outcome, survey_score, connected_to, job,
                     queue, queue_wait_ms, agent, talk_ms, queue_exit, wrap_code, station,
-                    caller_name
-             FROM calls c WHERE {filter} ORDER BY seq"
+                    caller_name, notes
+             FROM calls c WHERE {filter} ORDER BY {order}"
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(&args), |r| {
         let started: i64 = r.get(5)?;
@@ -258,6 +272,7 @@ pub(super) fn query_records(
             wrap_code: r.get(27)?,
             station: r.get(28)?,
             caller_name: r.get(29)?,
+            notes: r.get(30)?,
             recordings: Vec::new(),
             events: Vec::new(),
         })
@@ -492,7 +507,7 @@ mod tests {
         store.close().await;
         let q = |since_ms| RecordQuery {
             since_ms: Some(since_ms),
-            call: None,
+            ..Default::default()
         };
         let ids = |q: RecordQuery| -> Vec<String> {
             read_records(dir.path(), &q)
@@ -510,6 +525,7 @@ mod tests {
         let both = RecordQuery {
             since_ms: Some(2000),
             call: Some("a".into()),
+            ..Default::default()
         };
         assert!(ids(both).is_empty());
     }

@@ -220,7 +220,8 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE campaign_contacts ADD COLUMN wrap_code TEXT;
     CREATE INDEX campaign_contacts_call ON campaign_contacts(last_call_id);",
     // v10: the web console's users (argon2id hashes; an agent's name is
-    // their agent number) and the audit log of what they changed.
+    // their agent number), the audit log of what they changed, an agent's
+    // notes on a call, and callers' earlier calls found by number.
     "CREATE TABLE console_users (
         name        TEXT PRIMARY KEY,
         role        TEXT NOT NULL,
@@ -235,7 +236,9 @@ pub const MIGRATIONS: &[&str] = &[
         ip          TEXT,
         action      TEXT NOT NULL,
         detail      TEXT NOT NULL
-    );",
+    );
+    ALTER TABLE calls ADD COLUMN notes TEXT;
+    CREATE INDEX calls_caller ON calls(caller, seq);",
 ];
 
 /// Opens the database for writing, migrates it and marks calls left in

@@ -760,6 +760,7 @@ Threads:\t4
                     calls: 3,
                     talk_ms: 100_000,
                     pauses: 0,
+                    call: None,
                 },
                 AgentStats {
                     agent: "bob".into(),
@@ -770,6 +771,7 @@ Threads:\t4
                     calls: 0,
                     talk_ms: 0,
                     pauses: 0,
+                    call: None,
                 },
             ],
             scheduler_us: 0,

@@ -364,6 +364,7 @@ fn main() -> ExitCode {
                 &store::RecordQuery {
                     since_ms: since,
                     call,
+                    ..Default::default()
                 },
             ),
         },

@@ -63,6 +63,21 @@ const TEXT = {
     role_supervisor: "Supervisor",
     role_agent: "Agent",
     expired: "Your session has ended. Log in again.",
+    caller: "Caller",
+    history: "Earlier calls",
+    no_history: "No earlier calls on this box.",
+    ivr_path: "IVR path",
+    variables: "Keyed in the IVR",
+    script: "Script",
+    wrap_up: "Wrap-up",
+    code: "Code",
+    notes: "Notes",
+    lead: "lead",
+    dial: "Call",
+    number: "Number",
+    outcome: "Outcome",
+    date: "Date",
+    this_call: "This call",
   },
   zh: {
     title: "callbox 控制台",
@@ -123,6 +138,21 @@ const TEXT = {
     role_supervisor: "班长",
     role_agent: "坐席",
     expired: "会话已结束，请重新登录。",
+    caller: "来电",
+    history: "历史来电",
+    no_history: "本机没有此号码的历史来电。",
+    ivr_path: "IVR 路径",
+    variables: "IVR 按键信息",
+    script: "话术",
+    wrap_up: "话后小结",
+    code: "小结代码",
+    notes: "备注",
+    lead: "商机",
+    dial: "拨打",
+    number: "号码",
+    outcome: "结果",
+    date: "日期",
+    this_call: "本次通话",
   },
 };
 
@@ -304,9 +334,9 @@ function agentsTable(agents, supervisor) {
 function morph(old, neu) {
   if (old.nodeType !== neu.nodeType || old.nodeName !== neu.nodeName) { old.replaceWith(neu); return; }
   if (old.nodeType === Node.TEXT_NODE) { if (old.data !== neu.data) old.data = neu.data; return; }
-  // A button's action is its listener, which cannot be compared: a button
-  // that changed at all is a new button.
-  if (old.nodeName === "BUTTON" && !old.isEqualNode(neu)) { old.replaceWith(neu); return; }
+  // A button's or a form's action is its listener, which cannot be
+  // compared: one that changed at all is a new one.
+  if ((old.nodeName === "BUTTON" || old.nodeName === "FORM") && !old.isEqualNode(neu)) { old.replaceWith(neu); return; }
   for (const a of [...old.attributes]) if (!neu.hasAttribute(a.name)) old.removeAttribute(a.name);
   for (const a of [...neu.attributes]) if (old.getAttribute(a.name) !== a.value) old.setAttribute(a.name, a.value);
   morphChildren(old, [...neu.childNodes]);
@@ -325,10 +355,13 @@ function live(render) {
   view(status, body);
   const es = new EventSource("/api/wallboard/events");
   stream = es;
+  let last = null;
+  const redraw = () => { if (last) morphChildren(body, render(last, redraw)); };
   es.addEventListener("wallboard", (ev) => {
     status.textContent = t("live");
     status.className = "live";
-    morphChildren(body, render(JSON.parse(ev.data)));
+    last = JSON.parse(ev.data);
+    redraw();
   });
   es.onerror = () => {
     status.textContent = t("offline");
@@ -344,8 +377,84 @@ function wallboardView() {
     : [el("p", {}, t("no_acd"))]);
 }
 
+// The agent's desk: their state, the call ringing them or being talked
+// on (the screen pop), the wrap-up form after it, and click-to-call.
+const desk = { callId: null, pop: null, wrapped: null };
+
+async function loadPop(id, redraw) {
+  try {
+    const p = await api("GET", "/api/calls/" + encodeURIComponent(id) + "/pop");
+    if (desk.callId === id) { desk.pop = p; redraw(); }
+  } catch (e) {
+    toast(e.message);
+  }
+}
+
+function popView(p) {
+  const c = p.call;
+  const rows = (pairs) => pairs.map(([k, v]) => el("tr", { "data-var": k }, el("th", {}, k), el("td", { class: "value" }, v)));
+  const out = [el("section", { id: "pop" },
+    el("h2", {}, t("caller")),
+    el("p", { class: "caller" }, el("strong", { id: "pop-name" }, c.caller_name || ""), " ",
+      el("span", { id: "pop-caller" }, c.caller || "?"), c.queue ? ` · ${c.queue}` : ""),
+    el("h3", {}, t("ivr_path")), el("p", { id: "pop-path", class: "path" }, p.path.join(" → ")),
+    el("h3", {}, t("variables")), el("table", { id: "pop-vars" }, el("tbody", {}, ...rows(Object.entries(p.vars)))),
+    el("h3", {}, t("history")),
+    p.history.length === 0 ? el("p", { id: "pop-history", class: "muted" }, t("no_history")) :
+      el("table", { id: "pop-history" },
+        el("thead", {}, el("tr", {}, ...["date", "queue", "agent", "outcome", "code", "notes"].map((k) => el("th", {}, t(k))))),
+        el("tbody", {}, ...p.history.map((h) => el("tr", { "data-call": h.id },
+          el("td", {}, new Date(h.start).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB")),
+          el("td", {}, h.queue || ""), el("td", {}, h.agent || ""),
+          el("td", {}, h.outcome || h.disposition), el("td", { class: "code" }, h.wrap_code || ""),
+          el("td", { class: "notes" }, h.notes || ""))))))];
+  if (p.script) out.push(el("section", { id: "pop-script-box" }, el("h3", {}, t("script")), el("p", { id: "pop-script", class: "script" }, p.script)));
+  return out;
+}
+
+function wrapForm(id) {
+  const codes = me.wrap_codes || [];
+  const code = codes.length
+    ? el("select", { id: "wrap-code" }, el("option", { value: "" }, "—"),
+      ...codes.map((w) => el("option", { value: w.code }, `${w.code} ${w.label}${w.lead ? " (" + t("lead") + ")" : ""}`)))
+    : el("input", { id: "wrap-code", inputmode: "numeric", maxlength: "8" });
+  const status = el("p", { id: "wrap-status", class: "muted" }, desk.wrapped === id ? t("saved") : "");
+  const form = el("form", { id: "wrap-form", "data-call": id }, el("h2", {}, t("wrap_up")),
+    el("label", {}, t("code"), code),
+    el("label", {}, t("notes"), el("textarea", { id: "wrap-notes", rows: "3", maxlength: "2000" })),
+    el("button", { id: "wrap-submit", type: "submit" }, t("save")), status);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/calls/" + encodeURIComponent(id) + "/wrap",
+        { code: $("#wrap-code").value, notes: $("#wrap-notes").value });
+      desk.wrapped = id;
+      $("#wrap-status").textContent = t("saved");
+    } catch (e) {
+      $("#wrap-status").textContent = e.message;
+    }
+  });
+  return form;
+}
+
+function dialForm() {
+  const form = el("form", { id: "dial-form", class: "inline" },
+    el("input", { id: "dial-number", inputmode: "tel", placeholder: t("number") }),
+    el("button", { id: "dial-submit", type: "submit" }, t("dial")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/originate", { number: $("#dial-number").value });
+      $("#dial-number").value = "";
+    } catch (e) {
+      toast(e.message);
+    }
+  });
+  return form;
+}
+
 function deskView() {
-  live((d) => {
+  live((d, redraw) => {
     const mine = d.agents.find((a) => a.agent === me.user);
     const out = [];
     if (mine) {
@@ -358,6 +467,15 @@ function deskView() {
         reason,
         b("me-pause", t("pause"), () => agentAction(me.user, "pause", reason.value || "break")),
         b("me-logout", t("force_logout"), () => agentAction(me.user, "logout"))));
+      if (mine.call && mine.call.call_id !== desk.callId) {
+        desk.callId = mine.call.call_id;
+        desk.pop = null;
+        loadPop(desk.callId, redraw);
+      }
+      if (desk.pop) out.push(...popView(desk.pop));
+      // The form stays for the last call until the next one rings.
+      if (desk.callId && !mine.call) out.push(wrapForm(desk.callId));
+      out.push(dialForm());
     }
     out.push(el("h2", {}, t("queue")), queuesTable(d.queues));
     return out;

@@ -136,9 +136,16 @@ impl<L: Line> FlowEnv<'_, L> {
         match acd.join(name, self.call_id, caller, tx).await {
             JoinResult::Joined(pos) => {
                 st.path.push(format!("{name}=joined:{pos}"));
+                // The path and the recordable variables so far: what the
+                // agent's screen shows while the call rings.
+                let vars: std::collections::BTreeMap<&String, &String> = st
+                    .vars
+                    .iter()
+                    .filter(|(k, _)| st.recordable.contains(*k))
+                    .collect();
                 self.event(
                     "queued",
-                    serde_json::json!({"queue": name, "position": pos}),
+                    serde_json::json!({"queue": name, "position": pos, "path": st.path, "vars": vars}),
                 )
                 .await;
             }
