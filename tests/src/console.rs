@@ -109,12 +109,16 @@ impl Browser {
         self.rt.block_on(self.c().goto(url)).expect("navigating");
     }
 
-    /// Waits up to 10 s for `css` and types `text` into it (found again
-    /// if the page replaced it meanwhile).
+    /// Waits up to 10 s for `css`, empties it and types `text` into it
+    /// (found again if the page replaced it meanwhile).
     pub fn fill(&self, css: &str, text: &str) {
         for _ in 0..5 {
             let e = self.wait_for(css);
-            match self.rt.block_on(e.send_keys(text)) {
+            let typed = self.rt.block_on(async {
+                e.clear().await?;
+                e.send_keys(text).await
+            });
+            match typed {
                 Ok(()) => return,
                 Err(e) if e.is_stale_element_reference() => {}
                 Err(e) => panic!("typing into `{css}`: {e}"),

@@ -682,7 +682,9 @@ answer_after = "5s"
         |b| {
             // The first two calls may pop too while the browser logs in.
             b.eval("return document.querySelector('#my-state').dataset.state") == "ringing"
-                && b.text("#pop-vars tr[data-var=\"product\"] .value").as_deref() == Some("12345")
+                && b.text("#pop-vars tr[data-var=\"product\"] .value")
+                    .as_deref()
+                    == Some("12345")
         },
     );
     assert_eq!(cell(&b, "#pop-name"), "王经理");
@@ -765,5 +767,218 @@ answer_after = "5s"
         Some(r#"{"code":"9"}"#),
     );
     assert_eq!(bad_code.status, 422);
+    drop(d);
+}
+
+#[test]
+fn records_are_searched_exported_as_csv_and_recordings_played_in_the_browser() {
+    let port = free_port();
+    let site = site(port, "");
+    let plain = site.config_text() + "\n[recording]\nmode = \"always\"\nformat = \"pcm16\"\n";
+    site.write("site.toml", &plain);
+    let scenario = |calls: &[(&str, u32)]| {
+        let mut s =
+            String::from("[[agent]]\nname = \"a\"\nline = \"desk-1\"\nanswer_after = \"1s\"\n\n");
+        for (from, at) in calls {
+            s += &format!(
+                "[[call]]\nat = \"{at}s\"\nfrom = \"{from}\"\nto = \"4001\"\nhangup_after = \"8s\"\n\n"
+            );
+        }
+        site.write("calls.toml", &s)
+    };
+    let run = |path: &std::path::Path| {
+        let out = site.run_fast(path);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    run(&scenario(&[
+        ("13800000001", 1),
+        ("13900000002", 20),
+        ("13800000001", 40),
+    ]));
+    // One more call, its recording encrypted to headquarters' key.
+    let keys = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(callbox_tests::callboxd().with_file_name("callbox-hq"))
+        .args(["keygen", "--out"])
+        .arg(keys.path().join("hq.key"))
+        .output()
+        .unwrap();
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    site.write(
+        "site.toml",
+        &plain.replace(
+            "format = \"pcm16\"\n",
+            &format!("format = \"pcm16\"\nrecipients = [\"{public}\"]\n"),
+        ),
+    );
+    run(&scenario(&[("13700000003", 1)]));
+    let recs = site.records();
+    assert_eq!(recs.len(), 4);
+
+    let otp = reset_admin(&site);
+    let fp = fingerprint(&site);
+    let d = Daemon::start(&site, &[]);
+    listening(&d);
+    let mut admin = Api::new(port, &fp);
+    assert_eq!(admin.login("admin", &otp).status, 200);
+    assert_eq!(
+        admin
+            .send(
+                "POST",
+                "/api/password",
+                Some(r#"{"new":"office-admin-pass"}"#)
+            )
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .send(
+                "POST",
+                "/api/users",
+                Some(r#"{"name":"b","role":"agent","password":"1357"}"#)
+            )
+            .status,
+        200
+    );
+
+    let b = Browser::start("en-US");
+    b.goto(&format!("https://127.0.0.1:{port}/"));
+    b.fill("#login-name", "admin");
+    b.fill("#login-password", "office-admin-pass");
+    b.click("#login-submit");
+    b.wait_until(Duration::from_secs(10), "the wallboard", |b| {
+        b.text("#nav-records").is_some()
+    });
+    b.click("#nav-records");
+    let rows = |b: &Browser| b.eval("return document.querySelectorAll('#records tbody tr').length");
+    b.wait_until(Duration::from_secs(10), "four calls", |b| rows(b) == 4);
+    b.fill("#f-number", "138");
+    b.click("#records-submit");
+    b.wait_until(Duration::from_secs(10), "the two calls from 138…", |b| {
+        rows(b) == 2
+    });
+
+    // The CSV the link points at, fetched with the same session's cookie.
+    let href = b.eval("return document.querySelector('#records-csv').getAttribute('href')");
+    let csv = admin.send("GET", href.as_str().unwrap(), None);
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let text = String::from_utf8(csv.body.clone()).unwrap();
+    let lines: Vec<&str> = text.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("id,start,direction,caller"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1..].iter().all(|l| l.contains(",13800000001,")),
+        "{text}"
+    );
+
+    // Play the newest call from 138… in the browser, and seek in it.
+    b.click("#records tbody tr:first-child button.play");
+    b.wait_until(Duration::from_secs(15), "the recording loaded in the player", |b| {
+        b.eval("const a = document.querySelector('audio'); return a ? a.readyState >= 1 && a.duration > 5 : false") == true
+    });
+    let seeked = b.eval(
+        "const a = document.querySelector('audio'); a.pause(); a.currentTime = 4; \
+         return a.seekable.length > 0 && a.seekable.end(0) > 4;",
+    );
+    assert_eq!(seeked, true);
+    let channels =
+        b.eval("const id = document.querySelector('audio').dataset.recording; return id;");
+    let wav = admin.send(
+        "GET",
+        &format!("/api/recordings/{}", channels.as_str().unwrap()),
+        None,
+    );
+    assert_eq!(wav.status, 200);
+    assert_eq!(&wav.body[..4], b"RIFF");
+    assert_eq!(
+        u16::from_le_bytes([wav.body[22], wav.body[23]]),
+        2,
+        "stereo"
+    );
+
+    // The encrypted one says who can open it.
+    b.fill("#f-number", "1370");
+    b.click("#records-submit");
+    b.wait_until(Duration::from_secs(10), "the encrypted call", |b| {
+        rows(b) == 1
+    });
+    b.click("#records tbody tr:first-child button.play");
+    b.wait_until(
+        Duration::from_secs(10),
+        "the encrypted recording refused",
+        |b| {
+            b.text(".recording-error")
+                .is_some_and(|e| e.contains("only headquarters can open it"))
+        },
+    );
+
+    // Ranges, downloads and names that are no recording.
+    let id = recs[0]["recordings"][0].as_str().unwrap();
+    let part = admin
+        .try_send(
+            "GET",
+            &format!("/api/recordings/{id}"),
+            None,
+            &[("Range", "bytes=0-43")],
+        )
+        .unwrap();
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body.len(), 44);
+    assert!(
+        part.header("content-range")
+            .unwrap()
+            .starts_with("bytes 0-43/")
+    );
+    let beyond = admin
+        .try_send(
+            "GET",
+            &format!("/api/recordings/{id}"),
+            None,
+            &[("Range", "bytes=99999999-")],
+        )
+        .unwrap();
+    assert_eq!(beyond.status, 416);
+    let dl = admin.send("GET", &format!("/api/recordings/{id}?download=1"), None);
+    assert_eq!(
+        dl.header("content-disposition"),
+        Some(format!("attachment; filename=\"{id}.wav\"").as_str())
+    );
+    for bad in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "nope"] {
+        assert_eq!(
+            admin
+                .send("GET", &format!("/api/recordings/{bad}"), None)
+                .status,
+            404,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        admin
+            .send("GET", "/api/records?from=yesterday", None)
+            .status,
+        422
+    );
+
+    // Agent b took none of these calls: they see none, and may not play them.
+    let mut agent = Api::new(port, &fp);
+    assert_eq!(agent.login("b", "1357").status, 200);
+    assert_eq!(
+        agent.send("GET", "/api/records", None).json()["records"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        agent
+            .send("GET", &format!("/api/recordings/{id}"), None)
+            .status,
+        403
+    );
     drop(d);
 }

@@ -207,6 +207,9 @@ pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToke
         .route("/api/calls/{id}/pop", get(super::calls::pop))
         .route("/api/calls/{id}/wrap", post(super::calls::wrap))
         .route("/api/originate", post(super::calls::originate))
+        .route("/api/records", get(super::records::list))
+        .route("/api/records.csv", get(super::records::csv))
+        .route("/api/recordings/{id}", get(super::records::recording))
         .route(
             "/api/users",
             get(super::users::list).post(super::users::put),

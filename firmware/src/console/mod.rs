@@ -11,6 +11,7 @@
 //!   (docs/console.md, and `/api/openapi.json`).
 //! - `wallboard`: the live figures and their push to browsers (SSE).
 //! - `calls`: the agent's screen pop, wrap-up form and click-to-call.
+//! - `records`: call records searched and exported, recordings played.
 //! - `assets`: the pages, built into the binary.
 //!
 //! The console changes nothing itself: agent control goes through the
@@ -23,6 +24,7 @@ mod assets;
 mod auth;
 mod calls;
 pub mod config;
+mod records;
 mod server;
 mod users;
 mod wallboard;

@@ -64,8 +64,8 @@ pub use error::StoreError;
 pub use mailbox::StoredMessage;
 pub use message::{StoreMsg, reply};
 pub use queries::{
-    CallEvent, CallRecord, RecordQuery, RecordingRow, TABLES, read_recordings, read_records,
-    read_table,
+    CallEvent, CallRecord, RecordQuery, RecordingRow, TABLES, read_recording, read_recordings,
+    read_records, read_table,
 };
 pub use read_only::ReadOnly;
 pub use recordings::{OpenRecording, RecordingFile};

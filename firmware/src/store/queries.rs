@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::read_only::{has_table, open_read_only};
@@ -133,6 +133,18 @@ pub struct RecordQuery {
     pub call: Option<String>,
     /// Only calls from this number.
     pub caller: Option<String>,
+    /// Only calls that arrived before this time (ms since the epoch).
+    pub until_ms: Option<i64>,
+    /// Only calls whose caller or dialled number contains this.
+    pub number: Option<String>,
+    /// Only calls to this dialled number.
+    pub dialled: Option<String>,
+    /// Only calls through this queue.
+    pub queue: Option<String>,
+    /// Only calls this agent took or placed.
+    pub agent: Option<String>,
+    /// Only calls with this disposition or outcome.
+    pub outcome: Option<String>,
     /// At most this many, the newest first (else every one, oldest first).
     pub newest: Option<u32>,
 }
@@ -213,6 +225,39 @@ pub(super) fn query_records(
     if let Some(caller) = &query.caller {
         args.push(caller.clone().into());
         filter += &format!(" AND c.caller = ?{}", args.len());
+    }
+    if let Some(until) = query.until_ms {
+        args.push(until.into());
+        filter += &format!(" AND c.started_ms < ?{}", args.len());
+    }
+    if let Some(n) = &query.number {
+        // LIKE's own wildcards in the number are taken literally.
+        let escaped: String = n
+            .chars()
+            .flat_map(|ch| match ch {
+                '%' | '_' | '\\' => vec!['\\', ch],
+                _ => vec![ch],
+            })
+            .collect();
+        args.push(format!("%{escaped}%").into());
+        let i = args.len();
+        filter +=
+            &format!(" AND (c.caller LIKE ?{i} ESCAPE '\\' OR c.dialled LIKE ?{i} ESCAPE '\\')");
+    }
+    for (column, value) in [
+        ("dialled", &query.dialled),
+        ("queue", &query.queue),
+        ("agent", &query.agent),
+    ] {
+        if let Some(v) = value {
+            args.push(v.clone().into());
+            filter += &format!(" AND c.{column} = ?{}", args.len());
+        }
+    }
+    if let Some(o) = &query.outcome {
+        args.push(o.clone().into());
+        let i = args.len();
+        filter += &format!(" AND (c.disposition = ?{i} OR c.outcome = ?{i})");
     }
     let order = match query.newest {
         Some(n) => format!("seq DESC LIMIT {n}"),
@@ -326,6 +371,30 @@ pub(super) fn query_records(
 
 /// Reads stored recordings (of one call, or all), oldest first, without
 /// disturbing a running daemon.
+/// One recording by id, if there is one.
+pub fn read_recording(data_dir: &Path, id: &str) -> Result<Option<RecordingRow>, StoreError> {
+    // Few per call: read the call's own after finding it.
+    let path = data_dir.join(DB_FILE);
+    let conn = open_read_only(&path)?;
+    let sq = |source| StoreError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    if !has_table(&conn, "recordings").map_err(sq)? {
+        return Ok(None);
+    }
+    let call: Option<String> = conn
+        .query_row("SELECT call_id FROM recordings WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sq)?;
+    let Some(call) = call else { return Ok(None) };
+    Ok(read_recordings(data_dir, Some(&call))?
+        .into_iter()
+        .find(|r| r.id == id))
+}
+
 pub fn read_recordings(
     data_dir: &Path,
     call: Option<&str>,

@@ -78,6 +78,17 @@ const TEXT = {
     outcome: "Outcome",
     date: "Date",
     this_call: "This call",
+    records: "Calls",
+    search: "Search",
+    from: "From",
+    to: "To",
+    dialled: "Dialled",
+    duration: "Duration",
+    play: "Play",
+    download: "Download",
+    csv: "Export CSV",
+    no_records: "No calls match.",
+    recording: "Recording",
   },
   zh: {
     title: "callbox 控制台",
@@ -153,6 +164,17 @@ const TEXT = {
     outcome: "结果",
     date: "日期",
     this_call: "本次通话",
+    records: "通话记录",
+    search: "查询",
+    from: "开始日期",
+    to: "结束日期",
+    dialled: "被叫号码",
+    duration: "时长",
+    play: "播放",
+    download: "下载",
+    csv: "导出 CSV",
+    no_records: "没有符合条件的通话。",
+    recording: "录音",
   },
 };
 
@@ -223,6 +245,7 @@ function chrome() {
   const links = [];
   if (me.role !== "agent") links.push(["wallboard", t("wallboard")]);
   if (me.role === "agent") links.push(["desk", t("desk")]);
+  links.push(["records", t("records")]);
   if (me.role === "admin") links.push(["users", t("users")], ["audit", t("audit")]);
   links.push(["password", t("change_password")]);
   for (const [h, label] of links) nav.append(el("a", { href: "#" + h, id: "nav-" + h }, label));
@@ -482,6 +505,59 @@ function deskView() {
   });
 }
 
+// Call records: a search form, the results, their recordings and CSV.
+function recordsView() {
+  const fields = [["number", "number", "text"], ["from", "from", "date"], ["to", "to", "date"],
+    ["queue", "queue", "text"], ["agent", "agent", "text"], ["outcome", "outcome", "text"], ["dialled", "dialled", "text"]];
+  if (me.role === "agent") fields.splice(4, 1);
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const form = el("form", { id: "records-form", class: "filters" },
+    ...fields.map(([k, label, type]) => el("label", {}, t(label), el("input", { id: "f-" + k, name: k, type, value: params.get(k) || "" }))),
+    el("button", { id: "records-submit", type: "submit" }, t("search")));
+  const results = el("div", { id: "records-results" });
+  const query = () => {
+    const q = new URLSearchParams();
+    for (const [k] of fields) { const v = $("#f-" + k).value.trim(); if (v) q.set(k, v); }
+    return q.toString();
+  };
+  async function load() {
+    const q = query();
+    const d = await api("GET", "/api/records?" + q);
+    const csv = el("a", { id: "records-csv", href: "/api/records.csv?" + q, download: "calls.csv" }, t("csv"));
+    if (d.records.length === 0) { results.replaceChildren(csv, el("p", { class: "muted" }, t("no_records"))); return; }
+    const rows = d.records.map((r) => {
+      const cell = el("td", { class: "rec" });
+      for (const id of r.recordings) {
+        cell.append(el("button", { type: "button", class: "play", "data-recording": id, onclick: () => play(id, cell) }, t("play")), " ",
+          el("a", { href: "/api/recordings/" + encodeURIComponent(id) + "?download=1", class: "download" }, t("download")));
+      }
+      return el("tr", { "data-call": r.id },
+        el("td", {}, new Date(r.start).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB")),
+        el("td", { class: "caller" }, (r.caller || "") + (r.caller_name ? ` ${r.caller_name}` : "")),
+        el("td", {}, r.dialled || ""), el("td", {}, r.queue || ""), el("td", {}, r.agent || ""),
+        el("td", { class: "outcome" }, r.outcome || r.disposition),
+        el("td", { class: "num" }, r.duration_ms != null ? duration(r.duration_ms) : ""),
+        el("td", { class: "code" }, r.wrap_code || ""), cell);
+    });
+    results.replaceChildren(csv, el("table", { id: "records" },
+      el("thead", {}, el("tr", {}, ...["date", "caller", "dialled", "queue", "agent", "outcome", "duration", "code", "recording"].map((k) => el("th", {}, t(k))))),
+      el("tbody", {}, ...rows)));
+  }
+  async function play(id, cell) {
+    const url = "/api/recordings/" + encodeURIComponent(id);
+    const r = await fetch(url, { headers: { Range: "bytes=0-0" }, credentials: "same-origin" });
+    if (!r.ok) {
+      const e = await r.json().catch(() => ({}));
+      cell.replaceChildren(el("span", { class: "error recording-error" }, e.error || r.statusText));
+      return;
+    }
+    cell.replaceChildren(el("audio", { controls: "", autoplay: "", src: url, "data-recording": id }));
+  }
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); });
+  view(el("h1", {}, t("records")), form, results);
+  load().catch((e) => toast(e.message));
+}
+
 async function usersView() {
   const list = el("tbody", {});
   const err = el("p", { id: "user-error", class: "error", role: "alert" });
@@ -540,11 +616,11 @@ async function route() {
   }
   chrome();
   if (!me) return loginView();
-  const page = location.hash.slice(1);
+  const page = location.hash.slice(1).split("?")[0];
   if (me.must_change || page === "password") return passwordView();
-  const pages = { wallboard: wallboardView, desk: deskView, users: usersView, audit: auditView };
+  const pages = { wallboard: wallboardView, desk: deskView, records: recordsView, users: usersView, audit: auditView };
   const fallback = me.role === "agent" ? "desk" : "wallboard";
-  const allowed = { wallboard: me.role !== "agent", desk: me.role === "agent", users: me.role === "admin", audit: me.role === "admin" };
+  const allowed = { wallboard: me.role !== "agent", desk: me.role === "agent", records: true, users: me.role === "admin", audit: me.role === "admin" };
   const go = pages[page] && allowed[page] ? page : fallback;
   if (go !== page) history.replaceState(null, "", "#" + go);
   try { await pages[go](); } catch (e) { toast(e.message); }
