@@ -13,8 +13,13 @@ use serde_json::Value;
 /// One trunk, one desk, queue `sales` with agent `a`, agent `b` with no
 /// desk, the console on `port`, and `console` extra keys.
 fn site(port: u16, console: &str) -> Site {
+    site_with(1, port, console)
+}
+
+/// [`site`] with `trunks` trunk lines.
+fn site_with(trunks: usize, port: u16, console: &str) -> Site {
     Site::with_config(
-        1,
+        trunks,
         1,
         &format!(
             r#"
@@ -980,5 +985,149 @@ fn records_are_searched_exported_as_csv_and_recordings_played_in_the_browser() {
             .status,
         403
     );
+    drop(d);
+}
+
+/// Logs `b` in as admin (password set through the API first).
+fn admin_in_browser(b: &Browser, api: &mut Api, port: u16, otp: &str) {
+    assert_eq!(api.login("admin", otp).status, 200);
+    assert_eq!(
+        api.send(
+            "POST",
+            "/api/password",
+            Some(r#"{"new":"office-admin-pass"}"#)
+        )
+        .status,
+        200
+    );
+    b.goto(&format!("https://127.0.0.1:{port}/"));
+    b.fill("#login-name", "admin");
+    b.fill("#login-password", "office-admin-pass");
+    b.click("#login-submit");
+    b.wait_until(Duration::from_secs(10), "logged in", |b| {
+        b.text("#nav-reports").is_some()
+    });
+}
+
+#[test]
+fn a_report_counts_what_the_records_hold_and_draws_it() {
+    let port = free_port();
+    let site = site_with(4, port, "");
+    // One agent, callers close together: some wait and are answered, some
+    // give up waiting.
+    let mut s =
+        String::from("[[agent]]\nname = \"a\"\nline = \"desk-1\"\nanswer_after = \"2s\"\n\n");
+    for i in 0..8 {
+        // Every third caller hangs up 3 s after the box answers, while the
+        // agent is still on an earlier call.
+        let hangup = if i % 3 == 2 { 3 } else { 6 + i };
+        s += &format!(
+            "[[call]]\nat = \"{}s\"\nfrom = \"1380000000{i}\"\nto = \"400{}\"\nhangup_after = \"{hangup}s\"\n\n",
+            1 + i * 2,
+            1 + i % 2,
+        );
+    }
+    let path = site.write("calls.toml", &s);
+    let out = site.run_fast(&path);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    let sales: Vec<&Value> = recs.iter().filter(|r| r["queue"] == "sales").collect();
+    let connected: Vec<&Value> = sales
+        .iter()
+        .copied()
+        .filter(|r| r["queue_exit"] == "connected")
+        .collect();
+    let abandoned = sales
+        .iter()
+        .filter(|r| r["queue_exit"] == "abandoned")
+        .count() as u64;
+    assert!(abandoned > 0 && !connected.is_empty(), "{recs:#?}");
+    let avg = |f: &str| {
+        connected
+            .iter()
+            .map(|r| r[f].as_u64().unwrap())
+            .sum::<u64>()
+            / connected.len() as u64
+    };
+    let (asa, handle) = (avg("queue_wait_ms"), avg("talk_ms"));
+
+    let otp = reset_admin(&site);
+    let fp = fingerprint(&site);
+    let d = Daemon::start(&site, &[]);
+    listening(&d);
+    let mut api = Api::new(port, &fp);
+    let b = Browser::start("en-US");
+    admin_in_browser(&b, &mut api, port, &otp);
+
+    let report = api
+        .send("GET", "/api/reports?period=month&by=queue", None)
+        .json();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report:#}");
+    let r = &rows[0];
+    assert_eq!(r["key"], "sales");
+    assert_eq!(r["offered"], sales.len() as u64);
+    assert_eq!(r["answered"], connected.len() as u64);
+    assert_eq!(r["abandoned"], abandoned);
+    assert_eq!(r["asa_ms"], asa);
+    assert_eq!(r["handle_ms"], handle);
+    let in_sl = connected
+        .iter()
+        .filter(|r| r["queue_wait_ms"].as_u64().unwrap() <= 20_000)
+        .count();
+    assert_eq!(
+        r["service_level"].as_f64().unwrap(),
+        in_sl as f64 / connected.len() as f64
+    );
+    let by_dialled = api
+        .send("GET", "/api/reports?period=month&by=dialled", None)
+        .json();
+    let dialled: u64 = by_dialled["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key"] == "4001")
+        .map(|r| r["offered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        dialled,
+        recs.iter().filter(|r| r["dialled"] == "4001").count() as u64
+    );
+    assert_eq!(
+        api.send("GET", "/api/reports?period=year", None).status,
+        422
+    );
+    assert_eq!(
+        api.send("GET", "/api/reports?from=2026-12-09&to=2026-12-01", None)
+            .status,
+        422
+    );
+
+    // The page: the table, the chart, the CSV, in English and Chinese.
+    b.click("#nav-reports");
+    b.click("#r-period option[value=\"month\"]");
+    b.click("#report-submit");
+    b.wait_until(Duration::from_secs(10), "the report table", |b| {
+        b.text("#report-table tr[data-key=\"sales\"] .offered") == Some(sales.len().to_string())
+    });
+    let bars = b.eval("return [...document.querySelectorAll('#report-chart rect.bar-offered')].map(r => Number(r.dataset.value))");
+    assert_eq!(bars, serde_json::json!([sales.len()]));
+    let href = b.eval("return document.querySelector('#report-csv').getAttribute('href')");
+    let csv = String::from_utf8(api.send("GET", href.as_str().unwrap(), None).body).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].contains(&format!(
+            ",sales,{},{},{},",
+            sales.len(),
+            connected.len(),
+            abandoned
+        )),
+        "{csv}"
+    );
+    b.click("#lang");
+    b.wait_until(Duration::from_secs(10), "the Chinese report", |b| {
+        b.body().contains("呼入") && b.body().contains("平均应答")
+    });
     drop(d);
 }

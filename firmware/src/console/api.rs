@@ -210,6 +210,8 @@ pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToke
         .route("/api/records", get(super::records::list))
         .route("/api/records.csv", get(super::records::csv))
         .route("/api/recordings/{id}", get(super::records::recording))
+        .route("/api/reports", get(super::reports::get))
+        .route("/api/reports.csv", get(super::reports::csv))
         .route(
             "/api/users",
             get(super::users::list).post(super::users::put),

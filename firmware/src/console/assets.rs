@@ -48,6 +48,8 @@ mod tests {
             "/api/records",
             "/api/records.csv",
             "/api/recordings/{id}",
+            "/api/reports",
+            "/api/reports.csv",
             "/api/users",
             "/api/users/{name}",
             "/api/audit",

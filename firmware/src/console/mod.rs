@@ -12,6 +12,8 @@
 //! - `wallboard`: the live figures and their push to browsers (SSE).
 //! - `calls`: the agent's screen pop, wrap-up form and click-to-call.
 //! - `records`: call records searched and exported, recordings played.
+//! - `reports`: calls per day, week or month by queue, agent, dialled
+//!   number or IVR outcome.
 //! - `assets`: the pages, built into the binary.
 //!
 //! The console changes nothing itself: agent control goes through the
@@ -25,6 +27,7 @@ mod auth;
 mod calls;
 pub mod config;
 mod records;
+mod reports;
 mod server;
 mod users;
 mod wallboard;

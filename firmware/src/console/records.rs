@@ -126,7 +126,7 @@ const COLUMNS: [&str; 17] = [
 /// One CSV field: quoted when it holds a comma, a quote or a line break;
 /// a leading `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet
 /// does not run it as a formula.
-fn csv_field(v: &str) -> String {
+pub(super) fn csv_field(v: &str) -> String {
     let v = if v.starts_with(['=', '+', '-', '@']) && !v[1..].chars().all(|c| c.is_ascii_digit()) {
         format!("'{v}")
     } else {

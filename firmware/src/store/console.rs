@@ -136,6 +136,65 @@ impl ReadOnly {
     }
 }
 
+/// What reports count of one inbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportCall {
+    /// When it arrived, ms since the epoch.
+    pub started_ms: i64,
+    /// The number the caller dialled.
+    pub dialled: Option<String>,
+    /// The (last) queue it went through.
+    pub queue: Option<String>,
+    /// How it left that queue (`connected`, `abandoned`…).
+    pub queue_exit: Option<String>,
+    /// The agent who took it.
+    pub agent: Option<String>,
+    /// `answered`, `abandoned`…
+    pub disposition: String,
+    /// The IVR's outcome.
+    pub outcome: Option<String>,
+    /// Time in the queue, ms.
+    pub queue_wait_ms: Option<i64>,
+    /// Talk time with the agent, ms.
+    pub talk_ms: Option<i64>,
+    /// The caller's survey score.
+    pub survey_score: Option<u8>,
+}
+
+impl ReadOnly {
+    /// Inbound calls that arrived in `[since_ms, until_ms)`, finished
+    /// ones only, oldest first.
+    pub fn report_calls(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<ReportCall>, StoreError> {
+        self.read("report", |c| {
+            let mut st = c.prepare(
+                "SELECT started_ms, dialled, queue, queue_exit, agent, disposition, outcome,
+                        queue_wait_ms, talk_ms, survey_score
+                 FROM calls WHERE direction = 'inbound' AND disposition != 'in_progress'
+                   AND started_ms >= ?1 AND started_ms < ?2 ORDER BY seq",
+            )?;
+            st.query_map(params![since_ms, until_ms], |r| {
+                Ok(ReportCall {
+                    started_ms: r.get(0)?,
+                    dialled: r.get(1)?,
+                    queue: r.get(2)?,
+                    queue_exit: r.get(3)?,
+                    agent: r.get(4)?,
+                    disposition: r.get(5)?,
+                    outcome: r.get(6)?,
+                    queue_wait_ms: r.get(7)?,
+                    talk_ms: r.get(8)?,
+                    survey_score: r.get(9)?,
+                })
+            })?
+            .collect()
+        })
+    }
+}
+
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleUser> {
     Ok(ConsoleUser {
         name: r.get(0)?,

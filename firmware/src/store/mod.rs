@@ -59,7 +59,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 pub use campaigns::{ContactRow, ContactUpdate, NewContact};
-pub use console::{AuditEntry, AuditRow, ConsoleUser};
+pub use console::{AuditEntry, AuditRow, ConsoleUser, ReportCall};
 pub use error::StoreError;
 pub use mailbox::StoredMessage;
 pub use message::{StoreMsg, reply};

@@ -89,6 +89,18 @@ const TEXT = {
     csv: "Export CSV",
     no_records: "No calls match.",
     recording: "Recording",
+    reports: "Reports",
+    period: "Period",
+    by: "By",
+    day: "Day",
+    week: "Week",
+    month: "Month",
+    dialled_number: "Dialled number",
+    offered: "Offered",
+    asa: "Avg. answer",
+    handle: "Avg. talk",
+    survey: "Survey",
+    key: "Group",
   },
   zh: {
     title: "callbox 控制台",
@@ -175,6 +187,18 @@ const TEXT = {
     csv: "导出 CSV",
     no_records: "没有符合条件的通话。",
     recording: "录音",
+    reports: "报表",
+    period: "周期",
+    by: "维度",
+    day: "日",
+    week: "周",
+    month: "月",
+    dialled_number: "被叫号码",
+    offered: "呼入",
+    asa: "平均应答",
+    handle: "平均通话",
+    survey: "满意度",
+    key: "分组",
   },
 };
 
@@ -246,6 +270,7 @@ function chrome() {
   if (me.role !== "agent") links.push(["wallboard", t("wallboard")]);
   if (me.role === "agent") links.push(["desk", t("desk")]);
   links.push(["records", t("records")]);
+  if (me.role !== "agent") links.push(["reports", t("reports")]);
   if (me.role === "admin") links.push(["users", t("users")], ["audit", t("audit")]);
   links.push(["password", t("change_password")]);
   for (const [h, label] of links) nav.append(el("a", { href: "#" + h, id: "nav-" + h }, label));
@@ -558,6 +583,68 @@ function recordsView() {
   load().catch((e) => toast(e.message));
 }
 
+// An SVG bar chart: per period, offered (light) and answered (dark).
+function chart(rows) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svgEl = (tag, attrs, text) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const per = new Map();
+  for (const r of rows) {
+    const p = per.get(r.period) || { offered: 0, answered: 0 };
+    p.offered += r.offered; p.answered += r.answered;
+    per.set(r.period, p);
+  }
+  const periods = [...per.keys()].sort();
+  const max = Math.max(1, ...[...per.values()].map((p) => p.offered));
+  const w = Math.max(320, periods.length * 36 + 40), h = 180, base = h - 30;
+  const svg = svgEl("svg", { id: "report-chart", viewBox: `0 0 ${w} ${h}`, width: "100%", role: "img" });
+  periods.forEach((p, i) => {
+    const x = 30 + i * 36, v = per.get(p);
+    const bar = (val, dx, cls) => svgEl("rect", { x: x + dx, width: 14, y: base - (val / max) * (base - 10), height: (val / max) * (base - 10), class: cls, "data-period": p, "data-value": val });
+    svg.append(bar(v.offered, 0, "bar-offered"), bar(v.answered, 15, "bar-answered"),
+      svgEl("text", { x: x + 14, y: h - 12, "text-anchor": "middle", class: "axis" }, p.slice(5)));
+  });
+  svg.append(svgEl("text", { x: 2, y: 12, class: "axis" }, String(max)), svgEl("line", { x1: 28, x2: w, y1: base, y2: base, class: "axis-line" }));
+  return svg;
+}
+
+function reportsView() {
+  const sel = (id, opts) => el("select", { id }, ...opts.map(([v, label]) => el("option", { value: v }, label)));
+  const form = el("form", { id: "report-form", class: "filters" },
+    el("label", {}, t("period"), sel("r-period", [["day", t("day")], ["week", t("week")], ["month", t("month")]])),
+    el("label", {}, t("by"), sel("r-by", [["queue", t("queue")], ["agent", t("agent")], ["dialled", t("dialled_number")], ["outcome", t("outcome")]])),
+    el("label", {}, t("from"), el("input", { id: "r-from", type: "date" })),
+    el("label", {}, t("to"), el("input", { id: "r-to", type: "date" })),
+    el("button", { id: "report-submit", type: "submit" }, t("search")));
+  const out = el("div", { id: "report" });
+  async function load() {
+    const q = new URLSearchParams({ period: $("#r-period").value, by: $("#r-by").value });
+    if ($("#r-from").value) q.set("from", $("#r-from").value);
+    if ($("#r-to").value) q.set("to", $("#r-to").value);
+    const d = await api("GET", "/api/reports?" + q);
+    const pct = (x) => Math.round(x * 100) + "%";
+    const rows = d.rows.map((r) => el("tr", { "data-period": r.period, "data-key": r.key },
+      el("td", {}, r.period), el("td", { class: "key" }, r.key),
+      el("td", { class: "offered num" }, r.offered), el("td", { class: "answered num" }, r.answered),
+      el("td", { class: "abandoned num" }, r.abandoned), el("td", { class: "sl num" }, pct(r.service_level)),
+      el("td", { class: "asa num" }, duration(r.asa_ms)), el("td", { class: "handle num" }, duration(r.handle_ms)),
+      el("td", { class: "survey num" }, r.surveys ? r.survey_avg.toFixed(1) + ` (${r.surveys})` : "")));
+    out.replaceChildren(
+      el("a", { id: "report-csv", href: "/api/reports.csv?" + q, download: "report.csv" }, t("csv")),
+      chart(d.rows),
+      el("table", { id: "report-table" },
+        el("thead", {}, el("tr", {}, ...["period", "key", "offered", "answered", "abandoned", "sl", "asa", "handle", "survey"].map((k) => el("th", {}, t(k))))),
+        el("tbody", {}, ...rows)));
+  }
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); });
+  view(el("h1", {}, t("reports")), form, out);
+  load().catch((e) => toast(e.message));
+}
+
 async function usersView() {
   const list = el("tbody", {});
   const err = el("p", { id: "user-error", class: "error", role: "alert" });
@@ -618,9 +705,9 @@ async function route() {
   if (!me) return loginView();
   const page = location.hash.slice(1).split("?")[0];
   if (me.must_change || page === "password") return passwordView();
-  const pages = { wallboard: wallboardView, desk: deskView, records: recordsView, users: usersView, audit: auditView };
+  const pages = { wallboard: wallboardView, desk: deskView, records: recordsView, reports: reportsView, users: usersView, audit: auditView };
   const fallback = me.role === "agent" ? "desk" : "wallboard";
-  const allowed = { wallboard: me.role !== "agent", desk: me.role === "agent", records: true, users: me.role === "admin", audit: me.role === "admin" };
+  const allowed = { wallboard: me.role !== "agent", desk: me.role === "agent", records: true, reports: me.role !== "agent", users: me.role === "admin", audit: me.role === "admin" };
   const go = pages[page] && allowed[page] ? page : fallback;
   if (go !== page) history.replaceState(null, "", "#" + go);
   try { await pages[go](); } catch (e) { toast(e.message); }
