@@ -163,11 +163,9 @@ fn count(calls: &[ReportCall], p: Period, by: By, sl_ms: i64, tz: &jiff::tz::Tim
         .map(|mut r| {
             if r.answered > 0 {
                 r.service_level = r.in_sl as f64 / r.answered as f64;
-                r.asa_ms = r.wait_sum / r.answered;
             }
-            if r.talk_n > 0 {
-                r.handle_ms = r.talk_sum / r.talk_n;
-            }
+            r.asa_ms = r.wait_sum.checked_div(r.answered).unwrap_or(0);
+            r.handle_ms = r.talk_sum.checked_div(r.talk_n).unwrap_or(0);
             if r.surveys > 0 {
                 r.survey_avg = r.score_sum as f64 / r.surveys as f64;
             }
