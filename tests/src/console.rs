@@ -329,6 +329,17 @@ impl Api {
         body: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Result<Answer, String> {
+        self.try_send_bytes(method, path, body.unwrap_or("").as_bytes(), extra)
+    }
+
+    /// [`Api::try_send`] with a binary body.
+    pub fn try_send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> Result<Answer, String> {
         let mut tcp = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let name = ServerName::try_from("callbox").unwrap();
@@ -352,19 +363,43 @@ impl Api {
         for (k, v) in extra {
             req += &format!("{k}: {v}\r\n");
         }
-        let body = body.unwrap_or("");
-        if !body.is_empty() {
+        if !body.is_empty()
+            && !extra
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req += "Content-Type: application/json\r\n";
         }
-        req += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
-        // A server that refuses a body early (413) may close before it is
-        // all sent: its answer is still there to read.
-        let wrote = tls.write_all(req.as_bytes());
+        // A large body waits for the server's go-ahead, as curl does: a
+        // server that refuses it (413) answers before it is sent.
+        let expect = body.len() > 1024 * 1024;
+        if expect {
+            req += "Expect: 100-continue\r\n";
+        }
+        req += &format!("Content-Length: {}\r\n\r\n", body.len());
+        let mut bytes = req.into_bytes();
         let mut raw = Vec::new();
-        match tls.read_to_end(&mut raw) {
-            Ok(_) => {}
-            Err(_) if !raw.is_empty() => {}
-            Err(e) => return Err(wrote.err().map_or_else(|| e.to_string(), |w| w.to_string())),
+        if expect {
+            tls.write_all(&bytes).map_err(|e| e.to_string())?;
+            let head = read_head(&mut tls)?;
+            if !head.starts_with(b"HTTP/1.1 100") {
+                raw = head;
+            } else {
+                bytes.clear();
+            }
+        }
+        if raw.is_empty() {
+            bytes.extend_from_slice(body);
+            // A server that refuses a body early may close before it is
+            // all sent: its answer is still there to read.
+            let wrote = tls.write_all(&bytes);
+            match tls.read_to_end(&mut raw) {
+                Ok(_) => {}
+                Err(_) if !raw.is_empty() => {}
+                Err(e) => return Err(wrote.err().map_or_else(|| e.to_string(), |w| w.to_string())),
+            }
+        } else {
+            let _ = tls.read_to_end(&mut raw);
         }
         Ok(parse(&raw))
     }
@@ -386,6 +421,20 @@ impl Api {
         }
         a
     }
+}
+
+/// Reads up to the end of a response head.
+fn read_head(r: &mut impl Read) -> Result<Vec<u8>, String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match r.read(&mut byte) {
+            Ok(0) => return Err("the connection closed before an answer".into()),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(head)
 }
 
 fn parse(raw: &[u8]) -> Answer {

@@ -1131,3 +1131,173 @@ fn a_report_counts_what_the_records_hold_and_draws_it() {
     });
     drop(d);
 }
+
+#[test]
+fn the_config_is_edited_in_the_browser_errors_shown_at_their_line_and_a_good_edit_applied_during_a_call()
+ {
+    let port = free_port();
+    let site = site(port, "");
+    let calls = site.write(
+        "calls.toml",
+        r#"
+[[call]]
+at = "2s"
+from = "13800000009"
+hangup_after = "30s"
+
+[[agent]]
+name = "a"
+line = "desk-1"
+answer_after = "1s"
+"#,
+    );
+    let otp = reset_admin(&site);
+    let fp = fingerprint(&site);
+    let d = Daemon::with_scenario(&site, &calls);
+    listening(&d);
+    let mut api = Api::new(port, &fp);
+    let b = Browser::start("en-US");
+    admin_in_browser(&b, &mut api, port, &otp);
+    let original = site.config_text();
+
+    b.click("#nav-config");
+    b.wait_until(Duration::from_secs(10), "the editor", |b| {
+        b.eval("const e = document.querySelector('#config-text'); return e ? e.value : ''")
+            == original.as_str()
+    });
+    let set_text = |text: &str| {
+        b.eval(&format!(
+            "document.querySelector('#config-text').value = {}; return true;",
+            serde_json::to_string(text).unwrap()
+        ));
+    };
+    // A mistake: the checker's line and column, nothing applied.
+    let broken = original.replace("on_overflow = \"bye\"", "on_overflow = \"nowhere\"");
+    let line = broken.lines().position(|l| l.contains("nowhere")).unwrap() + 1;
+    set_text(&broken);
+    b.click("#config-apply");
+    b.wait_until(Duration::from_secs(10), "the error at its line", |b| {
+        b.text(&format!("#config-errors li[data-line=\"{line}\"]"))
+            .is_some_and(|e| e.contains("nowhere"))
+    });
+    assert_eq!(site.config_text(), original, "nothing applied");
+
+    // A good edit while the caller talks to agent a.
+    wait_until(Duration::from_secs(20), "the call connected", || {
+        d.log().contains("CONNECT")
+            || site
+                .table("queue_log")
+                .iter()
+                .any(|e| e["event"] == "CONNECT")
+    });
+    let good = original.replace(
+        "members = { a = 0, b = 0 }",
+        "members = { a = 0, b = 0 }\nservice_level = \"30s\"",
+    );
+    set_text(&good);
+    b.click("#config-check");
+    b.wait_until(Duration::from_secs(10), "checked", |b| {
+        b.text("#config-checked").is_some()
+    });
+    b.click("#config-apply");
+    b.wait_until(Duration::from_secs(15), "applied as version 1", |b| {
+        b.eval("const e = document.querySelector('#config-applied'); return e ? e.dataset.version : ''") == "1"
+    });
+    assert_eq!(site.config_text(), good);
+    b.wait_until(Duration::from_secs(10), "version 1 in the history", |b| {
+        b.text("#config-history li[data-version=\"1\"]").is_some()
+    });
+    set_text(&original);
+    b.click("#config-history li[data-version=\"1\"] button.diff");
+    b.wait_until(Duration::from_secs(10), "the diff", |b| {
+        b.text("#config-diff").is_some_and(|t| {
+            t.contains("+ service_level = \"30s\"") || t.contains("- service_level = \"30s\"")
+        })
+    });
+    let audit = api.send("GET", "/api/audit", None).json();
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "config.set" && e["detail"]["version"] == 1)
+    );
+
+    // Prompts: another rate and stereo is converted; not audio, too big or
+    // a path is refused and nothing is stored.
+    let mut wav = std::io::Cursor::new(Vec::new());
+    {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(&mut wav, spec).unwrap();
+        for i in 0..88_200 {
+            w.write_sample(((i as f32 * 0.06).sin() * 8000.0) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    let up = api
+        .try_send_bytes(
+            "POST",
+            "/api/prompts/welcome-2",
+            &wav.into_inner(),
+            &[("Content-Type", "audio/wav")],
+        )
+        .unwrap();
+    assert_eq!(up.status, 200, "{:?}", up.json());
+    assert_eq!(up.json()["converted"], true);
+    let stored = hound::WavReader::open(site.dir.path().join("prompts/welcome-2.wav")).unwrap();
+    assert_eq!(
+        (stored.spec().sample_rate, stored.spec().channels),
+        (8000, 1)
+    );
+    assert_eq!(stored.duration(), 8000);
+    let junk = api
+        .try_send("POST", "/api/prompts/junk", Some("ID3 this is an mp3"), &[])
+        .unwrap();
+    assert_eq!(junk.status, 422);
+    assert!(
+        junk.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was stored")
+    );
+    assert!(!site.dir.path().join("prompts/junk.wav").exists());
+    let huge = "\0".repeat(60 * 1024 * 1024);
+    let big = api
+        .try_send("POST", "/api/prompts/big", Some(&huge), &[])
+        .unwrap();
+    assert_eq!(big.status, 413);
+    assert!(!site.dir.path().join("prompts/big.wav").exists());
+    assert_eq!(
+        api.send("POST", "/api/prompts/..%2F..%2Fsite", Some("x"))
+            .status,
+        404
+    );
+    b.goto(&format!("https://127.0.0.1:{port}/"));
+    b.click("#nav-config");
+    b.wait_until(Duration::from_secs(10), "the uploaded prompt with a player", |b| {
+        b.text("#prompt-list li[data-prompt=\"welcome-2\"]").is_some()
+            && b.eval("return !!document.querySelector('#prompt-list li[data-prompt=\"welcome-2\"] audio')") == true
+    });
+
+    // The call went on through the change and ended normally.
+    let mut d = d;
+    wait_until(Duration::from_secs(40), "the call recorded", || {
+        site.records()
+            .iter()
+            .any(|r| r["disposition"] != "in_progress")
+    });
+    d.stop();
+    let recs = site.records();
+    assert_eq!(recs[0]["disposition"], "answered", "{:#}", recs[0]);
+    assert!(
+        recs[0]["talk_ms"].as_u64().unwrap() > 20_000,
+        "{:#}",
+        recs[0]
+    );
+}

@@ -350,6 +350,7 @@ pub async fn run<B: Backend>(
             events: events.clone(),
             commands: commands.clone(),
             acd: acd_console,
+            prompt_dir: config.prompt_dir.clone(),
         };
         match crate::console::start(deps, shutdown.clone()).await {
             Ok(up) => tracing::info!(

@@ -199,6 +199,8 @@ pub struct SiteConfig {
     pub uplink: Option<crate::sync::config::UplinkConfig>,
     /// The web console, when the site has a `[console]` section.
     pub console: Option<crate::console::ConsoleConfig>,
+    /// The folder of the site's prompts (`[prompts] dir`).
+    pub prompt_dir: PathBuf,
     /// How the line-interface board is wired (analog backend).
     pub board: Option<callbox_hal::analog::board::Board>,
     /// SIP settings and the lines that speak SIP.
@@ -735,6 +737,7 @@ impl SiteConfig {
                 recording,
                 uplink,
                 console,
+                prompt_dir,
                 board,
                 sip,
                 dialplan,

@@ -213,6 +213,22 @@ pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToke
         .route("/api/reports", get(super::reports::get))
         .route("/api/reports.csv", get(super::reports::csv))
         .route(
+            "/api/config",
+            get(super::site_config::get).post(super::site_config::set),
+        )
+        .route("/api/config/history", get(super::site_config::history))
+        .route(
+            "/api/config/history/{version}",
+            get(super::site_config::version),
+        )
+        .route("/api/prompts", get(super::prompts::list))
+        .route(
+            "/api/prompts/{name}",
+            get(super::prompts::get).post(super::prompts::upload).layer(
+                axum::extract::DefaultBodyLimit::max(super::prompts::MAX_UPLOAD),
+            ),
+        )
+        .route(
             "/api/users",
             get(super::users::list).post(super::users::put),
         )

@@ -14,6 +14,9 @@
 //! - `records`: call records searched and exported, recordings played.
 //! - `reports`: calls per day, week or month by queue, agent, dialled
 //!   number or IVR outcome.
+//! - `site_config`, `prompts`: the site config edited, checked and applied
+//!   through the daemon's `config.set`, its history; prompts uploaded
+//!   (converted to 8 kHz mono) and played.
 //! - `assets`: the pages, built into the binary.
 //!
 //! The console changes nothing itself: agent control goes through the
@@ -26,9 +29,11 @@ mod assets;
 mod auth;
 mod calls;
 pub mod config;
+mod prompts;
 mod records;
 mod reports;
 mod server;
+mod site_config;
 mod users;
 mod wallboard;
 
@@ -70,6 +75,8 @@ pub struct ConsoleDeps {
     pub commands: Arc<dyn CommandHandler>,
     /// The ACD's live figures, when the site has an `[acd]`.
     pub acd: Option<AcdStatsFn>,
+    /// The site's prompts folder (uploads go there).
+    pub prompt_dir: PathBuf,
 }
 
 impl std::fmt::Debug for ConsoleDeps {

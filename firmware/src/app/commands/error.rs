@@ -133,6 +133,14 @@ pub enum CommandError {
         /// What needs it (`changing [[line]] needs a restart`).
         reasons: Vec<String>,
     },
+    /// `config.get` asked for a version the history does not hold.
+    #[error(
+        "config version {version} is not in the box's history (the newest 50 applied versions are kept)"
+    )]
+    NoSuchVersion {
+        /// The version asked for.
+        version: u64,
+    },
     /// The new config does not check out: check-config's lines.
     #[error(transparent)]
     Invalid(#[from] Diagnostics),

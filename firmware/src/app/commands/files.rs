@@ -125,3 +125,75 @@ pub(super) fn write_version(data_dir: &Path, version: u64, sha256: &str) -> std:
     let bytes = serde_json::to_vec(&v).map_err(std::io::Error::other)?;
     write_atomic(&data_dir.join(VERSION_FILE), &bytes, None)
 }
+
+/// Where applied configs are kept, one file per version.
+pub const HISTORY_DIR: &str = "config-history";
+/// Versions kept in the history; older ones are removed.
+const HISTORY_KEEP: usize = 50;
+
+/// Keeps `text` as `version` in the history (best effort: a full disk
+/// costs the history, never the change).
+pub(super) fn keep_in_history(data_dir: &Path, version: u64, text: &str) {
+    let dir = data_dir.join(HISTORY_DIR);
+    let write = std::fs::create_dir_all(&dir).and_then(|()| {
+        write_atomic(
+            &dir.join(format!("{version:010}.toml")),
+            text.as_bytes(),
+            None,
+        )
+    });
+    if let Err(e) = write {
+        tracing::warn!(
+            "config version {version} not kept in {}: {e}",
+            dir.display()
+        );
+        return;
+    }
+    let mut all = versions(&dir);
+    all.sort_unstable();
+    let drop = all.len().saturating_sub(HISTORY_KEEP);
+    for v in &all[..drop] {
+        let _ = std::fs::remove_file(dir.join(format!("{v:010}.toml")));
+    }
+}
+
+fn versions(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".toml")?.parse().ok()
+        })
+        .collect()
+}
+
+/// The kept versions, newest first: `{"version","bytes","at_ms"}`.
+pub(super) fn history(data_dir: &Path) -> Vec<serde_json::Value> {
+    let dir = data_dir.join(HISTORY_DIR);
+    let mut all = versions(&dir);
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    all.into_iter()
+        .filter_map(|v| {
+            let m = std::fs::metadata(dir.join(format!("{v:010}.toml"))).ok()?;
+            let at_ms = m
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_millis() as i64;
+            Some(serde_json::json!({"version": v, "bytes": m.len(), "at_ms": at_ms}))
+        })
+        .collect()
+}
+
+/// A kept version's text.
+pub(super) fn from_history(data_dir: &Path, version: u64) -> Option<String> {
+    std::fs::read_to_string(
+        data_dir
+            .join(HISTORY_DIR)
+            .join(format!("{version:010}.toml")),
+    )
+    .ok()
+}

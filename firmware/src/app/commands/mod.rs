@@ -1,8 +1,9 @@
 //! Headquarters' commands (docs/mqtt.md, "Commands"): [`Commands`] is the
 //! daemon's [`CommandHandler`].
 //!
-//! - `config.get`, `config.set`: the running site config and the version
-//!   headquarters gave it. A new config is checked exactly as `callboxd
+//! - `config.get`, `config.set`, `config.history`: the running site config
+//!   and the version headquarters gave it (`config.set` with `check` only
+//!   checks; each applied version is kept in [`files::HISTORY_DIR`]). A new config is checked exactly as `callboxd
 //!   check-config` checks it, written atomically over the running file (the
 //!   previous one kept as `<file>.prev`) and applied without dropping
 //!   calls: a call keeps the config it started with, new calls get the new
@@ -77,7 +78,7 @@ const ENVELOPE: usize = 1024;
 /// `max_message` when the site has no `[uplink]` (docs/mqtt.md).
 const DEFAULT_MAX_MESSAGE: usize = 120 * 1024;
 /// Every command, for the answer to an unknown one.
-const KNOWN: &str = "status, config.get, config.set, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart";
+const KNOWN: &str = "status, config.get, config.set, config.history, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart";
 /// Commands in flight to the daemon's actor.
 const INBOX: usize = 8;
 
@@ -231,8 +232,8 @@ impl Commands {
     /// Runs one command.
     async fn run(&self, cmd: &str, args: Value) -> Result<Value, CommandError> {
         match cmd {
-            "config.get" | "config.set" | "agent" | "originate" | "lookup.update"
-            | "campaign.push" => {
+            "config.get" | "config.set" | "config.history" | "agent" | "originate"
+            | "lookup.update" | "campaign.push" => {
                 // Checked here too: a malformed command never reaches
                 // the daemon.
                 Args::new(&args)?;

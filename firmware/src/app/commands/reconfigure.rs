@@ -183,8 +183,9 @@ where
     async fn handle(&mut self, cmd: &str, args: &Value) -> Result<Value, CommandError> {
         let args = Args::new(args)?;
         match cmd {
-            "config.get" => self.config_get(),
+            "config.get" => self.config_get(&args),
             "config.set" => self.config_set(&args).await,
+            "config.history" => Ok(json!({"versions": super::files::history(&self.data_dir)})),
             "agent" => self.agent(&args).await,
             "originate" => self.originate(&args).await,
             "lookup.update" => self.lookup_update(&args).await,
@@ -204,14 +205,34 @@ where
             .send_replace((run.version, run.sha256.clone()));
     }
 
-    fn config_get(&self) -> Result<Value, CommandError> {
+    /// The running config, or with `version` an earlier one from the
+    /// history.
+    fn config_get(&self, args: &Args<'_>) -> Result<Value, CommandError> {
         let run = &self.running;
-        Ok(json!({"version": run.version, "sha256": run.sha256, "toml": run.text}))
+        match args.u64_opt("version")? {
+            None => Ok(json!({"version": run.version, "sha256": run.sha256, "toml": run.text})),
+            Some(v) if v == run.version => {
+                Ok(json!({"version": run.version, "sha256": run.sha256, "toml": run.text}))
+            }
+            Some(v) => match super::files::from_history(&self.data_dir, v) {
+                Some(text) => {
+                    Ok(json!({"version": v, "sha256": sha256_hex(text.as_bytes()), "toml": text}))
+                }
+                None => Err(CommandError::NoSuchVersion { version: v }),
+            },
+        }
     }
 
     async fn config_set(&mut self, args: &Args<'_>) -> Result<Value, CommandError> {
-        let version = args.u64("version")?;
         let text = args.str("toml")?;
+        if args.bool_opt("check")?.unwrap_or(false) {
+            // Only checked, as check-config would: nothing written.
+            let new = self.check(text.to_string()).await?;
+            let applied = sections_changed(&self.running.text, text);
+            let needs = restart_reasons(&self.running.config, &new, &applied);
+            return Ok(json!({"checked": true, "would_apply": applied, "needs_restart": needs}));
+        }
+        let version = args.u64("version")?;
         let restart = args.bool_opt("restart")?.unwrap_or(false);
         if version <= self.running.version {
             return Err(CommandError::StaleVersion {
@@ -256,6 +277,7 @@ where
             self.running.version = version;
             self.running.sha256.clone_from(&sha256);
             self.report();
+            super::files::keep_in_history(&self.data_dir, version, &text);
             // The command handler restarts the box once the answer is out.
             tracing::warn!(version, changed = ?applied, "{}; restarting", needs.join("; "));
             return Ok(Changed {
@@ -284,6 +306,7 @@ where
             });
         }
         self.start_new_jobs();
+        super::files::keep_in_history(&self.data_dir, version, &text);
         let run = &mut self.running;
         run.config = Arc::new(new);
         run.text = text;

@@ -101,6 +101,25 @@ const TEXT = {
     handle: "Avg. talk",
     survey: "Survey",
     key: "Group",
+    config: "Config",
+    check: "Check",
+    apply: "Apply",
+    restart_ok: "Restart if needed",
+    checked_ok: "No problems found.",
+    applied: "Applied as version",
+    would_apply: "Would change",
+    needs_restart: "Needs a restart",
+    line: "line",
+    col: "col",
+    versions: "Versions",
+    version: "Version",
+    diff: "Compare with the editor",
+    prompts: "Prompts",
+    upload: "Upload",
+    prompt_name: "Prompt name",
+    file: "WAV file",
+    uploaded: "Uploaded",
+    converted: "converted to 8 kHz mono",
   },
   zh: {
     title: "callbox 控制台",
@@ -199,6 +218,25 @@ const TEXT = {
     handle: "平均通话",
     survey: "满意度",
     key: "分组",
+    config: "配置",
+    check: "检查",
+    apply: "应用",
+    restart_ok: "必要时重启",
+    checked_ok: "没有发现问题。",
+    applied: "已应用为版本",
+    would_apply: "将修改",
+    needs_restart: "需要重启",
+    line: "行",
+    col: "列",
+    versions: "历史版本",
+    version: "版本",
+    diff: "与编辑器中的内容比较",
+    prompts: "语音提示",
+    upload: "上传",
+    prompt_name: "提示名称",
+    file: "WAV 文件",
+    uploaded: "已上传",
+    converted: "已转换为 8 kHz 单声道",
   },
 };
 
@@ -271,7 +309,7 @@ function chrome() {
   if (me.role === "agent") links.push(["desk", t("desk")]);
   links.push(["records", t("records")]);
   if (me.role !== "agent") links.push(["reports", t("reports")]);
-  if (me.role === "admin") links.push(["users", t("users")], ["audit", t("audit")]);
+  if (me.role === "admin") links.push(["config", t("config")], ["users", t("users")], ["audit", t("audit")]);
   links.push(["password", t("change_password")]);
   for (const [h, label] of links) nav.append(el("a", { href: "#" + h, id: "nav-" + h }, label));
 }
@@ -645,6 +683,122 @@ function reportsView() {
   load().catch((e) => toast(e.message));
 }
 
+// Lines of `a` and `b` compared: [" ", line] kept, ["-", line] only in
+// `a`, ["+", line] only in `b` (longest common subsequence).
+function diffLines(a, b) {
+  const x = a.split("\n"), y = b.split("\n");
+  const n = x.length, m = y.length;
+  const L = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--)
+    L[i][j] = x[i] === y[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
+    else if (j < m && (i === n || L[i][j + 1] >= L[i + 1][j])) { out.push(["+", y[j]]); j++; }
+    else { out.push(["-", x[i]]); i++; }
+  }
+  return out;
+}
+
+async function configView() {
+  const cfg = await api("GET", "/api/config");
+  const editor = el("textarea", { id: "config-text", spellcheck: "false", rows: "28", wrap: "off" });
+  editor.value = cfg.toml;
+  const result = el("div", { id: "config-result", role: "status" });
+  const restart = el("input", { id: "config-restart", type: "checkbox" });
+  // Puts the cursor at a line and column of the editor.
+  const goTo = (line, col) => {
+    const lines = editor.value.split("\n");
+    let pos = 0;
+    for (let i = 0; i < line - 1 && i < lines.length; i++) pos += lines[i].length + 1;
+    pos += Math.max(0, col - 1);
+    editor.focus();
+    editor.setSelectionRange(pos, pos);
+    editor.scrollTop = Math.max(0, (line - 5) * 18);
+  };
+  // One request; a refusal shows the checker's problems at their place.
+  async function submit(check) {
+    const r = await fetch("/api/config", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf },
+      body: JSON.stringify({ toml: editor.value, check, restart: restart.checked }) });
+    const d = await r.json().catch(() => ({}));
+    if (r.status === 401) { me = null; toast(t("expired")); route(); return; }
+    if (!r.ok) {
+      if (d.diagnostics && d.diagnostics.length) {
+        result.replaceChildren(el("ul", { id: "config-errors" }, ...d.diagnostics.map((x) =>
+          el("li", { class: "error", "data-line": x.line, "data-col": x.col },
+            el("a", { href: "#config", onclick: (ev) => { ev.preventDefault(); goTo(x.line, x.col); } },
+              `${t("line")} ${x.line}, ${t("col")} ${x.col}`), ": " + x.message))));
+      } else {
+        result.replaceChildren(el("p", { class: "error", id: "config-refused" }, d.error || r.statusText));
+      }
+      return;
+    }
+    if (check) {
+      const parts = [el("p", { class: "ok", id: "config-checked" }, t("checked_ok"))];
+      if (d.would_apply.length) parts.push(el("p", {}, t("would_apply") + ": " + d.would_apply.join(", ")));
+      if (d.needs_restart.length) parts.push(el("p", { class: "error" }, t("needs_restart") + ": " + d.needs_restart.join("; ")));
+      result.replaceChildren(...parts);
+    } else {
+      result.replaceChildren(el("p", { class: "ok", id: "config-applied", "data-version": d.version },
+        `${t("applied")} ${d.version}` + (d.applied.length ? ` (${d.applied.join(", ")})` : "")));
+      loadHistory().catch((e) => toast(e.message));
+    }
+  }
+  const history = el("div", { id: "config-history" });
+  async function loadHistory() {
+    const h = await api("GET", "/api/config/history");
+    history.replaceChildren(el("h2", {}, t("versions")), el("ul", {}, ...h.versions.map((v) =>
+      el("li", { "data-version": v.version }, `${t("version")} ${v.version} · ${new Date(v.at_ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB")} `,
+        el("button", { type: "button", class: "diff", onclick: async () => {
+          const old = await api("GET", "/api/config/history/" + v.version);
+          const d = diffLines(old.toml, editor.value).filter(([k]) => k !== " ");
+          history.querySelector("#config-diff")?.remove();
+          history.append(el("pre", { id: "config-diff", "data-version": v.version }, ...d.map(([k, line]) =>
+            el("span", { class: k === "+" ? "added" : "removed" }, `${k} ${line}\n`))));
+        } }, t("diff"))))));
+  }
+  view(el("h1", {}, t("config")),
+    el("div", { class: "buttons" },
+      el("button", { id: "config-check", type: "button", onclick: () => submit(true).catch((e) => toast(e.message)) }, t("check")),
+      el("button", { id: "config-apply", type: "button", onclick: () => submit(false).catch((e) => toast(e.message)) }, t("apply")),
+      el("label", { class: "check" }, restart, t("restart_ok"))),
+    result, editor, history, await promptsBox());
+  loadHistory().catch((e) => toast(e.message));
+}
+
+async function promptsBox() {
+  const box = el("section", { id: "prompts" }, el("h2", {}, t("prompts")));
+  const list = el("ul", { id: "prompt-list" });
+  const status = el("p", { id: "prompt-status", role: "status" });
+  async function load() {
+    const d = await api("GET", "/api/prompts");
+    list.replaceChildren(...d.prompts.map((p) => el("li", { "data-prompt": p.name },
+      el("span", { class: "name" }, p.name), " ", p.ms != null ? duration(p.ms) : "", " ",
+      el("audio", { controls: "", preload: "none", src: "/api/prompts/" + encodeURIComponent(p.name) }))));
+  }
+  const form = el("form", { id: "prompt-form" },
+    el("label", {}, t("prompt_name"), el("input", { id: "prompt-name", required: "", pattern: "[A-Za-z0-9_-]{1,64}" })),
+    el("label", {}, t("file"), el("input", { id: "prompt-file", type: "file", accept: "audio/wav,.wav", required: "" })),
+    el("button", { id: "prompt-submit", type: "submit" }, t("upload")), status);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const file = $("#prompt-file").files[0];
+    const r = await fetch("/api/prompts/" + encodeURIComponent($("#prompt-name").value), {
+      method: "POST", credentials: "same-origin", body: file,
+      headers: { "X-CSRF-Token": me.csrf, "Content-Type": "audio/wav" } });
+    const d = await r.json().catch(() => ({}));
+    if (!r.ok) { status.className = "error"; status.textContent = d.error || r.statusText; return; }
+    status.className = "ok";
+    status.textContent = `${t("uploaded")}: ${d.name}` + (d.converted ? ` (${t("converted")})` : "");
+    load();
+  });
+  box.append(list, form);
+  await load().catch((e) => toast(e.message));
+  return box;
+}
+
 async function usersView() {
   const list = el("tbody", {});
   const err = el("p", { id: "user-error", class: "error", role: "alert" });
@@ -705,9 +859,9 @@ async function route() {
   if (!me) return loginView();
   const page = location.hash.slice(1).split("?")[0];
   if (me.must_change || page === "password") return passwordView();
-  const pages = { wallboard: wallboardView, desk: deskView, records: recordsView, reports: reportsView, users: usersView, audit: auditView };
+  const pages = { wallboard: wallboardView, desk: deskView, records: recordsView, reports: reportsView, config: configView, users: usersView, audit: auditView };
   const fallback = me.role === "agent" ? "desk" : "wallboard";
-  const allowed = { wallboard: me.role !== "agent", desk: me.role === "agent", records: true, reports: me.role !== "agent", users: me.role === "admin", audit: me.role === "admin" };
+  const allowed = { wallboard: me.role !== "agent", desk: me.role === "agent", records: true, reports: me.role !== "agent", config: me.role === "admin", users: me.role === "admin", audit: me.role === "admin" };
   const go = pages[page] && allowed[page] ? page : fallback;
   if (go !== page) history.replaceState(null, "", "#" + go);
   try { await pages[go](); } catch (e) { toast(e.message); }
