@@ -785,7 +785,7 @@ to = "4002"
             (
                 "reboot",
                 Value::Null,
-                "unknown command `reboot`; known: status, config.get, config.set, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart",
+                "unknown command `reboot`; known: status, config.get, config.set, config.history, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart",
             ),
             (
                 "config.set",
