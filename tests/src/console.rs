@@ -404,6 +404,23 @@ impl Api {
         Ok(parse(&raw))
     }
 
+    /// Opens `GET path` and returns the connection as it stands after the
+    /// request, to read a stream (server-sent events) from.
+    pub fn stream(&self, path: &str) -> Result<impl Read + Send + use<>, String> {
+        let tcp = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("callbox").unwrap();
+        let conn =
+            rustls::ClientConnection::new(self.config.clone(), name).map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n", self.port);
+        if let Some(c) = &self.cookie {
+            req += &format!("Cookie: {c}\r\n");
+        }
+        req += "\r\n";
+        tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(tls)
+    }
+
     /// [`Api::try_send`], failing the test on a TLS error.
     pub fn send(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
         self.try_send(method, path, body, &[])

@@ -2,7 +2,8 @@
 //! at small sizes (`--quick`): the real-time capacity run through the real
 //! daemon pinned with taskset, the virtual-time throughput run, the sync
 //! drain against a real mosquitto, the footprint (start-up and idle RSS),
-//! SIP calls over loopback and a 500-contact campaign, each appending its
+//! SIP calls over loopback, a 500-contact campaign and 50 web-console
+//! sessions, each appending its
 //! table to a file. The DSP floor (`cargo bench`)
 //! and the instruction count (valgrind) run only from the harness itself.
 
@@ -49,6 +50,7 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         "footprint",
         "sip",
         "campaign",
+        "console",
     ] {
         let out = Command::new(bench())
             .args([
@@ -75,8 +77,8 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         doc.starts_with("# Performance\n"),
         "the file is appended to"
     );
-    assert_eq!(doc.matches("### Harness run ").count(), 6, "{doc}");
-    assert_eq!(doc.matches("\nMachine: ").count(), 6, "{doc}");
+    assert_eq!(doc.matches("### Harness run ").count(), 7, "{doc}");
+    assert_eq!(doc.matches("\nMachine: ").count(), 7, "{doc}");
     for part in [
         "capacity",
         "throughput",
@@ -84,6 +86,7 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         "footprint",
         "sip",
         "campaign",
+        "console",
     ] {
         assert!(
             doc.contains(&format!(
@@ -130,4 +133,13 @@ fn the_harness_measures_each_part_and_appends_its_table() {
     assert!(doc.contains("| SIP calls on one core"), "{doc}");
     let cpu = value(&doc, "SIP box CPU per call-second");
     assert!(number(cpu) > 0.0, "{cpu}");
+
+    // Console: RSS with and without it, and every request kind answered
+    // under 50 sessions.
+    let rss = value(&doc, "idle RSS, this build, demo site: no `[console]`");
+    assert!(number(rss) > 1.0, "{rss}");
+    let wall = value(&doc, "GET /api/wallboard, 50 sessions");
+    assert!(number(wall.trim_start_matches("p50")) > 0.0, "{wall}");
+    let load = value(&doc, "console load: requests answered per second");
+    assert!(number(load) > 0.0, "{load}");
 }

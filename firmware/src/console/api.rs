@@ -33,15 +33,49 @@ pub(super) const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest request body the API takes.
 const MAX_BODY: usize = 256 * 1024;
 
+/// Database reads and file work at once: each is a thread, and a read an
+/// SQLite connection with its own page cache.
+const DB_AT_ONCE: usize = 4;
+/// Password hashes at once: argon2id takes 19 MiB each, by design.
+const HASH_AT_ONCE: usize = 2;
+
 /// What every handler shares.
 pub(super) struct Console {
     pub(super) deps: ConsoleDeps,
     pub(super) auth: Auth,
+    db: tokio::sync::Semaphore,
+    hash: tokio::sync::Semaphore,
     /// The daemon's stop: open event streams end with it.
     pub(super) stop: tokio_util::sync::CancellationToken,
 }
 
 pub(super) type St = State<Arc<Console>>;
+
+impl Console {
+    /// Runs `f` on a blocking thread, a few at once: fifty browsers asking
+    /// for records at the same moment wait their turn instead of costing
+    /// fifty threads and page caches.
+    pub(super) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _turn = self.db.acquire().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    /// [`Console::blocking`] for argon2id work (logins, new passwords).
+    pub(super) async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _turn = self.hash.acquire().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(ApiError::internal)
+    }
+}
 
 /// A refusal: its status and what to tell the user.
 #[derive(Debug)]
@@ -191,7 +225,13 @@ pub(super) async fn audit(
 /// The routes, with the state they share.
 pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToken) -> Router {
     let auth = Auth::new(&deps.config, &deps.data_dir);
-    let state = Arc::new(Console { deps, auth, stop });
+    let state = Arc::new(Console {
+        deps,
+        auth,
+        db: tokio::sync::Semaphore::new(DB_AT_ONCE),
+        hash: tokio::sync::Semaphore::new(HASH_AT_ONCE),
+        stop,
+    });
     Router::new()
         .route("/", get(super::assets::index))
         .route("/app.js", get(super::assets::script))
@@ -326,12 +366,12 @@ async fn login(
     let name: String = form.name.trim().chars().take(64).collect();
     let checked = {
         let (c2, name, pw) = (c.clone(), name.clone(), form.password);
-        tokio::task::spawn_blocking(move || c2.auth.check(&name, &pw)).await
+        c.hashing(move || c2.auth.check(&name, &pw)).await
     };
     let checked = match checked {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return ApiError::internal(e).into_response(),
-        Err(e) => return ApiError::internal(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     match checked {
         Checked::Wrong => {
@@ -389,9 +429,9 @@ async fn password(State(c): St, a: Authed, Json(p): Json<NewPassword>) -> ApiRes
         // Someone at an unlocked screen must not take the account over.
         let old = p.old.unwrap_or_default();
         let (c2, user) = (c.clone(), s.user.clone());
-        let ok = tokio::task::spawn_blocking(move || c2.auth.check(&user, &old))
-            .await
-            .map_err(ApiError::internal)?
+        let ok = c
+            .hashing(move || c2.auth.check(&user, &old))
+            .await?
             .map_err(ApiError::internal)?;
         if !matches!(ok, Checked::Ok(..)) {
             audit(&c, Some(&s.user), a.ip, "password_failed", json!({})).await;
@@ -403,9 +443,9 @@ async fn password(State(c): St, a: Authed, Json(p): Json<NewPassword>) -> ApiRes
     }
     let now = c.deps.clock.now().wall_ms;
     let (user, role, new) = (s.user.clone(), s.role, p.new);
-    let row = tokio::task::spawn_blocking(move || super::auth::user_row(&user, role, &new, now))
-        .await
-        .map_err(ApiError::internal)?
+    let row = c
+        .hashing(move || super::auth::user_row(&user, role, &new, now))
+        .await?
         .map_err(ApiError::internal)?;
     c.deps.store.send(StoreMsg::ConsoleUser(row)).await;
     c.deps.store.flush().await.map_err(ApiError::internal)?;

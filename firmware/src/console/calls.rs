@@ -35,9 +35,8 @@ async fn read<T: Send + 'static>(
     f: impl FnOnce(&std::path::Path) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let dir = c.deps.data_dir.clone();
-    tokio::task::spawn_blocking(move || f(&dir))
-        .await
-        .map_err(ApiError::internal)?
+    c.blocking(move || f(&dir))
+        .await?
         .map_err(ApiError::internal)
 }
 

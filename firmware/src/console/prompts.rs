@@ -46,26 +46,26 @@ fn prompt_path(c: &Console, name: &str) -> Result<PathBuf, ApiError> {
 pub(super) async fn list(State(c): St, a: Authed) -> ApiResult {
     a.need(Role::Admin)?;
     let dir = c.deps.prompt_dir.clone();
-    let list = tokio::task::spawn_blocking(move || {
-        let mut out: Vec<serde_json::Value> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".wav")?.to_string();
-                let bytes = e.metadata().ok()?.len();
-                let ms = callbox_hal::wav::load_prompt(&e.path(), RATE)
-                    .ok()
-                    .map(|s| s.len() as u64 * 1000 / u64::from(RATE));
-                Some(json!({"name": stem, "bytes": bytes, "ms": ms}))
-            })
-            .collect();
-        out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        out
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let list = c
+        .blocking(move || {
+            let mut out: Vec<serde_json::Value> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let stem = name.strip_suffix(".wav")?.to_string();
+                    let bytes = e.metadata().ok()?.len();
+                    let ms = callbox_hal::wav::load_prompt(&e.path(), RATE)
+                        .ok()
+                        .map(|s| s.len() as u64 * 1000 / u64::from(RATE));
+                    Some(json!({"name": stem, "bytes": bytes, "ms": ms}))
+                })
+                .collect();
+            out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            out
+        })
+        .await?;
     Ok(Json(json!({"prompts": list})))
 }
 
@@ -77,9 +77,9 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     a.need(Role::Admin)?;
     let path = prompt_path(&c, &name)?;
-    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
-        .await
-        .map_err(ApiError::internal)?
+    let bytes = c
+        .blocking(move || std::fs::read(path))
+        .await?
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such prompt"))?;
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"))],
@@ -184,26 +184,26 @@ pub(super) async fn upload(
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_string();
-    let result = tokio::task::spawn_blocking(move || -> Result<(bool, u64), String> {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("the prompts folder: {e}"))?;
-        // Already in the box's format: kept byte for byte.
-        let tmp = tempfile::Builder::new()
-            .prefix(".upload-")
-            .tempfile_in(&dir)
-            .map_err(|e| format!("the prompts folder: {e}"))?;
-        std::fs::write(tmp.path(), &body).map_err(|e| format!("writing: {e}"))?;
-        if let Ok(s) = callbox_hal::wav::load_prompt(tmp.path(), RATE) {
+    let result = c
+        .blocking(move || -> Result<(bool, u64), String> {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("the prompts folder: {e}"))?;
+            // Already in the box's format: kept byte for byte.
+            let tmp = tempfile::Builder::new()
+                .prefix(".upload-")
+                .tempfile_in(&dir)
+                .map_err(|e| format!("the prompts folder: {e}"))?;
+            std::fs::write(tmp.path(), &body).map_err(|e| format!("writing: {e}"))?;
+            if let Ok(s) = callbox_hal::wav::load_prompt(tmp.path(), RATE) {
+                tmp.persist(&path).map_err(|e| format!("writing: {e}"))?;
+                return Ok((false, s.len() as u64 * 1000 / u64::from(RATE)));
+            }
+            let samples = convert(&body)?;
+            callbox_hal::wav::write_pcm16_mono(tmp.path(), RATE, &samples)
+                .map_err(|e| format!("writing: {e}"))?;
             tmp.persist(&path).map_err(|e| format!("writing: {e}"))?;
-            return Ok((false, s.len() as u64 * 1000 / u64::from(RATE)));
-        }
-        let samples = convert(&body)?;
-        callbox_hal::wav::write_pcm16_mono(tmp.path(), RATE, &samples)
-            .map_err(|e| format!("writing: {e}"))?;
-        tmp.persist(&path).map_err(|e| format!("writing: {e}"))?;
-        Ok((true, samples.len() as u64 * 1000 / u64::from(RATE)))
-    })
-    .await
-    .map_err(ApiError::internal)?;
+            Ok((true, samples.len() as u64 * 1000 / u64::from(RATE)))
+        })
+        .await?;
     let (converted, ms) =
         result.map_err(|why| ApiError::bad(format!("{stem}: {why}; nothing was stored")))?;
     audit(

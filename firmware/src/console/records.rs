@@ -90,9 +90,8 @@ async fn search(c: &Console, a: &Authed, q: &Search) -> Result<Vec<CallRecord>, 
         query.agent = Some(a.session.user.clone());
     }
     let dir = c.deps.data_dir.clone();
-    tokio::task::spawn_blocking(move || crate::store::read_records(&dir, &query))
-        .await
-        .map_err(ApiError::internal)?
+    c.blocking(move || crate::store::read_records(&dir, &query))
+        .await?
         .map_err(ApiError::internal)
 }
 
@@ -290,7 +289,7 @@ pub(super) async fn recording(
     let dir = c.deps.data_dir.clone();
     let (row, rec) = {
         let id = id.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        c.blocking(move || -> Result<_, crate::store::StoreError> {
             let Some(row) = crate::store::read_recording(&dir, &id)? else {
                 return Ok(None);
             };
@@ -301,8 +300,7 @@ pub(super) async fn recording(
             let rec = crate::store::read_records(&dir, &q)?.pop();
             Ok(Some((row, rec)))
         })
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such recording"))?
     };

@@ -24,9 +24,8 @@ async fn read<T: Send + 'static>(
     f: impl FnOnce(&ReadOnly) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let dir = c.deps.data_dir.clone();
-    tokio::task::spawn_blocking(move || f(&ReadOnly::open(&dir)?))
-        .await
-        .map_err(ApiError::internal)?
+    c.blocking(move || f(&ReadOnly::open(&dir)?))
+        .await?
         .map_err(ApiError::internal)
 }
 
@@ -102,9 +101,9 @@ pub(super) async fn put(State(c): St, a: Authed, Json(u): Json<PutUser>) -> ApiR
     }
     let now = c.deps.clock.now().wall_ms;
     let (name, pw) = (u.name.clone(), u.password);
-    let row = tokio::task::spawn_blocking(move || user_row(&name, role, &pw, now))
-        .await
-        .map_err(ApiError::internal)?
+    let row = c
+        .hashing(move || user_row(&name, role, &pw, now))
+        .await?
         .map_err(ApiError::internal)?;
     c.deps.store.send(StoreMsg::ConsoleUser(row)).await;
     c.deps.store.flush().await.map_err(ApiError::internal)?;

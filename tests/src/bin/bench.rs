@@ -34,6 +34,8 @@
 //! - `campaign`: an agentless campaign of 100,000 contacts in virtual
 //!   time: the list's load, dialling decisions per second, peak RSS
 //!   (bench/campaign.rs).
+//! - `console`: the web console's idle RSS (on / off) and, under the demo's
+//!   calls, 50 sessions' request latency and RSS (bench/console.rs).
 //! - `footprint`: stripped binary sizes (x86_64 and aarch64, `firmware`
 //!   profile), idle RSS with and without the fleet link, start-up time.
 //!
@@ -58,10 +60,12 @@ use serde_json::Value;
 
 #[path = "bench/campaign.rs"]
 mod campaign;
+#[path = "bench/console.rs"]
+mod console;
 #[path = "bench/sip.rs"]
 mod sip;
 
-const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip|campaign> \
+const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip|campaign|console> \
 [--calls N[,N…]] [--window SECS] [--core C] [--world-core C] [--quick] [--write FILE]";
 
 /// A frame later than this counts as late (the sim backend's LATE_AFTER).
@@ -144,7 +148,7 @@ fn main() -> Result<()> {
         );
     }
     let mut figures = Vec::new();
-    const ALL: [&str; 8] = [
+    const ALL: [&str; 9] = [
         "capacity",
         "floor",
         "instructions",
@@ -153,6 +157,7 @@ fn main() -> Result<()> {
         "footprint",
         "sip",
         "campaign",
+        "console",
     ];
     let parts: Vec<&str> = match part.as_str() {
         "all" => ALL.to_vec(),
@@ -171,6 +176,7 @@ fn main() -> Result<()> {
             "footprint" => footprint(&o, &state),
             "sip" => sip::sip(&o, &state),
             "campaign" => campaign::campaign(&o),
+            "console" => console::console(&o),
             _ => unreachable!("parts are checked above"),
         }
         .with_context(|| format!("bench {p}"))?;
@@ -1016,7 +1022,7 @@ fn footprint(o: &Opts, state: &State) -> Result<Vec<Figure>> {
     Ok(out)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     if from.is_dir() {
         std::fs::create_dir_all(to)?;
         for e in std::fs::read_dir(from)? {
