@@ -133,6 +133,17 @@ pub fn import_bundle(
         let path = identity.join(name);
         write_atomic(&path, bytes, Some(mode)).map_err(|e| wr(&path, e))?;
     }
+    // The web console's first admin password (its hash), when provisioning
+    // made one: taken once by the console (`crate::console::OTP_FILE`).
+    if let Ok(hash) = fs::read(bundle.join("console-admin-otp"))
+        && !hash.is_empty()
+    {
+        let path = data_dir.join(crate::console::OTP_FILE);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| wr(dir, e))?;
+        }
+        write_atomic(&path, &hash, Some(0o600)).map_err(|e| wr(&path, e))?;
+    }
     let config_written = if config.exists() {
         false
     } else {
@@ -198,6 +209,29 @@ mod tests {
         assert_eq!(fs::read_to_string(&cfg).unwrap(), "[site]\nid = \"s1\"\n");
         // Nothing to do on the next boot.
         assert_eq!(import_bundle(&b, &data, &cfg).unwrap(), None);
+        // No console password in this bundle: none imported.
+        assert!(!data.join(crate::console::OTP_FILE).exists());
+    }
+
+    #[test]
+    fn the_console_one_time_password_hash_is_imported_private() {
+        let d = tempfile::tempdir().unwrap();
+        let b = bundle(d.path());
+        let hash = crate::secrets::hash("abcd-efgh-jkmn").unwrap();
+        fs::write(b.join("console-admin-otp"), format!("{hash}\n")).unwrap();
+        let data = d.path().join("data");
+        import_bundle(&b, &data, &data.join("site.toml"))
+            .unwrap()
+            .unwrap();
+        let otp = data.join(crate::console::OTP_FILE);
+        assert_eq!(
+            fs::metadata(&otp).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(crate::secrets::matches(
+            fs::read_to_string(&otp).unwrap().trim(),
+            "abcd-efgh-jkmn"
+        ));
     }
 
     #[test]

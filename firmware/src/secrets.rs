@@ -16,22 +16,12 @@ pub fn random_hex(n: usize) -> std::io::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// A password a person can read off a label and type: `groups` groups of
-/// four from an alphabet without look-alikes (no 0/O, 1/l/I).
+/// A one-time password of `groups` groups of four
+/// ([`callbox_contract::readable_password`]).
 pub fn readable_password(groups: usize) -> std::io::Result<String> {
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut b = vec![0u8; groups * 4];
     random(&mut b)?;
-    let chars: Vec<char> = b
-        .iter()
-        // 256 % 31 leaves a bias under 1 %: fine for a one-time password.
-        .map(|x| ALPHABET[usize::from(*x) % ALPHABET.len()] as char)
-        .collect();
-    Ok(chars
-        .chunks(4)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-"))
+    Ok(callbox_contract::readable_password(&b))
 }
 
 /// `secret` hashed with argon2id and a fresh random salt (PHC string).

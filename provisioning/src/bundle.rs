@@ -22,6 +22,39 @@ pub const FILES: [(&str, u32); 5] = [
     ("bundle.json", 0o644),
 ];
 
+/// The first admin's one-time web-console password, argon2id-hashed: the
+/// box imports it (`DATA/console/admin-otp`) and its console takes it once
+/// for `admin`.
+pub const CONSOLE_OTP: &str = "console-admin-otp";
+/// The same password in the clear, for the label only: `write` and
+/// `inject` never copy it to the box.
+pub const CONSOLE_PASSWORD: &str = "console-password";
+
+/// The mode a bundle file is written with.
+pub fn mode_of(name: &str) -> u32 {
+    FILES
+        .iter()
+        .find(|(f, _)| *f == name)
+        .map_or(0o600, |(_, m)| *m)
+}
+
+/// A new one-time console password and its argon2id hash.
+fn console_password() -> Result<(String, String)> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use std::io::Read;
+    let mut random = [0u8; 12 + 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("no randomness for the console password")?;
+    let password = callbox_contract::readable_password(&random[..12]);
+    let salt = SaltString::encode_b64(&random[12..]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing the console password: {e}"))?
+        .to_string();
+    Ok((password, hash))
+}
+
 /// `bundle.json`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
@@ -164,6 +197,18 @@ fn write_bundle(id: &Identity, site: &str, box_id: &str, broker: &str, out: &Pat
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let res = (|| -> Result<()> {
+        // Before the manifest: a bundle with a manifest is whole.
+        let (password, hash) = console_password()?;
+        pki::write_file(
+            &tmp.join(CONSOLE_OTP),
+            format!("{hash}\n").as_bytes(),
+            0o600,
+        )?;
+        pki::write_file(
+            &tmp.join(CONSOLE_PASSWORD),
+            format!("{password}\n").as_bytes(),
+            0o600,
+        )?;
         for (f, mode) in FILES {
             let bytes = match f {
                 "ca.pem" => id.ca_pem.as_bytes(),
@@ -185,12 +230,19 @@ fn write_bundle(id: &Identity, site: &str, box_id: &str, broker: &str, out: &Pat
     res
 }
 
-/// Reads the five files of a bundle, each error naming the file.
+/// Reads the five files of a bundle, each error naming the file, and the
+/// console's one-time password hash when the bundle has one (first: the
+/// manifest stays last); never the clear password.
 pub fn read_files(bundle: &Path) -> Result<Vec<(&'static str, Vec<u8>)>> {
     if !bundle.is_dir() {
         bail!("{}: not a bundle directory", bundle.display());
     }
     let mut v = Vec::new();
+    let otp = bundle.join(CONSOLE_OTP);
+    if otp.exists() {
+        let b = fs::read(&otp).with_context(|| format!("bundle: cannot read {}", otp.display()))?;
+        v.push((CONSOLE_OTP, b));
+    }
     for (f, _) in FILES {
         let p = bundle.join(f);
         let b = fs::read(&p).with_context(|| format!("bundle: cannot read {}", p.display()))?;

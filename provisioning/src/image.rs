@@ -227,7 +227,8 @@ pub fn write_dir(dir: &Path, bundle_dir: &Path) -> Result<Vec<String>> {
     let out = dir.join(DIR);
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut warnings = Vec::new();
-    for ((n, bytes), (_, mode)) in files.iter().zip(bundle::FILES) {
+    for (n, bytes) in &files {
+        let mode = bundle::mode_of(n);
         let tmp = out.join(format!("{n}.tmp"));
         let dst = out.join(n);
         let mut f = OpenOptions::new()

@@ -1,5 +1,6 @@
-//! `label`: the sticker for the box — its id, its site and a QR code of
-//! `callbox:<site>/<box>` — as SVG.
+//! `label`: the sticker for the box — its id, its site, a QR code of
+//! `callbox:<site>/<box>` and the web console's one-time admin password —
+//! as SVG.
 
 use std::fmt::Write as _;
 
@@ -11,14 +12,15 @@ pub fn payload(site: &str, box_id: &str) -> String {
     format!("callbox:{site}/{box_id}")
 }
 
-/// The label as an SVG document.
-pub fn svg(site: &str, box_id: &str) -> Result<String> {
+/// The label as an SVG document; `password` is the console's one-time
+/// admin password.
+pub fn svg(site: &str, box_id: &str, password: Option<&str>) -> Result<String> {
     let data = payload(site, box_id);
     let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M)?;
     let w = code.width();
     let (quiet, px) = (4, 6);
     let side = (w + 2 * quiet) * px;
-    let height = side + 60;
+    let height = side + if password.is_some() { 84 } else { 60 };
     let mut s = String::new();
     writeln!(
         s,
@@ -40,8 +42,7 @@ pub fn svg(site: &str, box_id: &str) -> Result<String> {
         s,
         r#"</g>
 <text x="{}" y="{}" font-family="monospace" font-size="20" text-anchor="middle">{}</text>
-<text x="{}" y="{}" font-family="monospace" font-size="14" text-anchor="middle">site {}</text>
-</svg>"#,
+<text x="{}" y="{}" font-family="monospace" font-size="14" text-anchor="middle">site {}</text>"#,
         side / 2,
         side + 18,
         esc(box_id),
@@ -49,6 +50,16 @@ pub fn svg(site: &str, box_id: &str) -> Result<String> {
         side + 42,
         esc(site)
     )?;
+    if let Some(p) = password {
+        writeln!(
+            s,
+            r#"<text id="console-password" x="{}" y="{}" font-family="monospace" font-size="14" text-anchor="middle">console admin {}</text>"#,
+            side / 2,
+            side + 66,
+            esc(p)
+        )?;
+    }
+    writeln!(s, "</svg>")?;
     Ok(s)
 }
 

@@ -235,7 +235,13 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 &std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?,
             )
             .with_context(|| format!("{}: not a bundle manifest", p.display()))?;
-            let svg = label::svg(&m.site, &m.box_id)?;
+            // The web console's one-time admin password, when the bundle
+            // was made with one.
+            let password = std::fs::read_to_string(bundle.join(bundle::CONSOLE_PASSWORD))
+                .ok()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty());
+            let svg = label::svg(&m.site, &m.box_id, password.as_deref())?;
             std::fs::write(&out, svg).with_context(|| format!("cannot write {}", out.display()))?;
             println!(
                 "box {}\nsite {}\nQR {}",
@@ -243,6 +249,9 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 m.site,
                 label::payload(&m.site, &m.box_id)
             );
+            if let Some(p) = &password {
+                println!("console admin one-time password {p}");
+            }
             println!("label written to {}", out.display());
         }
     }

@@ -623,6 +623,13 @@ fn write_copies_the_bundle_onto_a_mounted_boot_partition_key_0600() {
         );
     }
     assert_eq!(mode(&boot.join("callbox/box.key")), 0o600);
+    // The console's one-time password goes to the box as a hash only.
+    assert_eq!(
+        fs::read(boot.join("callbox/console-admin-otp")).unwrap(),
+        fs::read(b.join("console-admin-otp")).unwrap()
+    );
+    assert_eq!(mode(&boot.join("callbox/console-admin-otp")), 0o600);
+    assert!(!boot.join("callbox/console-password").exists());
     let o = run(&["verify", "--bundle", p(&boot.join("callbox"))]);
     assert!(o.status.success(), "{}", text(&o));
 }
@@ -641,6 +648,19 @@ fn label_writes_an_svg_with_the_box_id_and_its_qr_code() {
     assert!(s.starts_with("<?xml") && s.contains("<svg"), "{s}");
     assert!(s.contains("data-qr=\"callbox:branch-7/box-0001\""));
     assert!(s.contains(">box-0001</text>"));
+    // The console's one-time admin password, in the clear on the label and
+    // as an argon2id hash in the bundle.
+    let password = fs::read_to_string(b.join("console-password")).unwrap();
+    let password = password.trim();
+    assert_eq!(password.len(), 14, "{password}");
+    assert!(
+        s.contains(&format!(">console admin {password}</text>")),
+        "{s}"
+    );
+    assert!(text(&o).contains(password));
+    let hash = fs::read_to_string(b.join("console-admin-otp")).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(password));
     // A QR code: at least the three finder patterns' modules.
     assert!(s.matches("<rect x=").count() > 3 * 24, "{s}");
 }

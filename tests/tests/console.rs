@@ -146,6 +146,12 @@ answer_after = "4s"
         "the caller waiting on the wallboard",
         |b| cell(b, "tr[data-queue=\"sales\"] .waiting") == "1",
     );
+    assert!(
+        b.text("#calls tr[data-call] .caller")
+            .is_some_and(|c| c == "13800000001"),
+        "{}",
+        b.body()
+    );
     b.wait_until(
         Duration::from_secs(15),
         "the call leaving the queue for agent a",
@@ -153,6 +159,9 @@ answer_after = "4s"
             cell(b, "tr[data-queue=\"sales\"] .waiting") == "0"
                 && b.eval("return document.querySelector('tr[data-agent=\"a\"]').dataset.state")
                     == "on_call"
+                // The live calls: this caller talking with agent a.
+                && cell(b, "#calls tr[data-state=\"talking\"] .agent") == "a"
+                && cell(b, "#calls tr[data-state=\"talking\"] .caller") == "13800000001"
         },
     );
     let joined = site

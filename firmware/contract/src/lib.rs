@@ -9,6 +9,25 @@
 
 /// What [`valid_id`] accepts, worded to finish an error message:
 /// "site id `x` must be …".
+/// A password a person can read off a label and type: groups of four
+/// from an alphabet without look-alikes (no 0/O, 1/l/I), one character per
+/// random byte of `random` (four bytes a group). The box's one-time
+/// console passwords (`callboxd console reset-admin`, provisioning's
+/// bundles) have this form.
+pub fn readable_password(random: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let chars: Vec<char> = random
+        .iter()
+        // 256 % 31 leaves a bias under 1 %: fine for a one-time password.
+        .map(|x| ALPHABET[usize::from(*x) % ALPHABET.len()] as char)
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 pub const ID_RULE: &str = "1-64 letters, digits, `-`, `_` or `.`, starting with a letter or digit";
 
 /// Longest id, in bytes (every accepted character is one byte).

@@ -59,7 +59,7 @@ pub use agents::Status;
 pub use config::{AcdConfig, ParkCfg, Strategy};
 pub use error::{AcdError, Refusal};
 pub use handle::AcdHandle;
-pub use stats::{AcdStats, AgentCall, AgentStats, QueueStats};
+pub use stats::{AcdStats, AgentCall, AgentStats, LiveCall, QueueStats};
 
 use crate::clock::Clock;
 use crate::events::Events;

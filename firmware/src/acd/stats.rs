@@ -81,6 +81,27 @@ pub struct AgentStats {
     pub call: Option<AgentCall>,
 }
 
+/// A call in a queue now, for the wallboard.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LiveCall {
+    /// The call's id (its record's).
+    pub call_id: String,
+    /// The queue.
+    pub queue: String,
+    /// Calling number.
+    pub caller: Option<String>,
+    /// Their name, from the site's contacts.
+    pub caller_name: Option<String>,
+    /// `waiting`, `ringing` (an agent's phone rings for it) or `talking`.
+    pub state: &'static str,
+    /// The agent rung or talking.
+    pub agent: Option<String>,
+    /// Time since the caller joined the queue, ms.
+    pub in_queue_ms: u64,
+    /// Time talking with the agent, ms.
+    pub talk_ms: Option<u64>,
+}
+
 /// A queue call an agent's phone rings for or the agent talks on.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AgentCall {
@@ -101,6 +122,9 @@ pub struct AcdStats {
     pub queues: Vec<QueueStats>,
     /// Per agent.
     pub agents: Vec<AgentStats>,
+    /// Every call in a queue now: waiting, ringing an agent or talking,
+    /// in the order they joined.
+    pub calls: Vec<LiveCall>,
     /// Real time the ACD actor spent handling events and choosing agents,
     /// microseconds (its whole scheduling cost).
     pub scheduler_us: u64,
@@ -175,9 +199,46 @@ where
                 call: self.agent_call(i),
             })
             .collect();
+        let calls = self
+            .waiters
+            .iter()
+            .filter(|w| w.callback.is_none())
+            .map(|w| {
+                let since = now.duration_since(w.joined);
+                let talking = self
+                    .agents
+                    .iter()
+                    .position(|a| a.current_call.as_ref() == Some(&w.call_id));
+                let ringing = self
+                    .offers
+                    .values()
+                    .find(|o| o.call_id == w.call_id)
+                    .map(|o| o.agent);
+                let (state, agent) = match (w.connected, talking, ringing) {
+                    (true, a, _) => ("talking", a),
+                    (false, _, Some(a)) => ("ringing", Some(a)),
+                    _ => ("waiting", None),
+                };
+                LiveCall {
+                    call_id: w.call_id.clone(),
+                    queue: self.cfg.queues[w.queue].name.clone(),
+                    caller: w.caller.number.clone(),
+                    caller_name: w.caller.name.clone(),
+                    state,
+                    agent: agent.map(|a| self.cfg.agents[a].id.clone()),
+                    in_queue_ms: since.as_millis() as u64,
+                    talk_ms: w.connected.then(|| {
+                        since
+                            .saturating_sub(w.counted_wait.unwrap_or_default())
+                            .as_millis() as u64
+                    }),
+                }
+            })
+            .collect();
         AcdStats {
             queues,
             agents,
+            calls,
             scheduler_us: self.sched.as_micros() as u64,
         }
     }

@@ -1,8 +1,9 @@
 //! The wallboard: every queue's figures and every agent's state, as JSON
 //! and pushed to browsers (server-sent events) whenever an agent or a
 //! queue event happens, and at least once a second so times in state
-//! move. Agents see their own row and the queues; supervisors see all and
-//! act on agents through the daemon's `agent` command.
+//! move, and the calls in the queues (waiting, ringing an agent, talking).
+//! Agents see their own row and the queues' figures; supervisors see all
+//! and act on agents through the daemon's `agent` command.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -30,18 +31,21 @@ async fn snapshot(c: &Console, who: &Authed) -> Value {
         Some(f) => tokio::time::timeout(ACD_TIMEOUT, f()).await.ok().flatten(),
         None => None,
     };
-    let (queues, mut agents) = match stats {
-        Some(s) => (s.queues, s.agents),
-        None => (Vec::new(), Vec::new()),
+    let (queues, mut agents, mut calls) = match stats {
+        Some(s) => (s.queues, s.agents, s.calls),
+        None => (Vec::new(), Vec::new(), Vec::new()),
     };
     if who.session.role == Role::Agent {
+        // Their own row, and no other caller's number.
         agents.retain(|a| a.agent == who.session.user);
+        calls.clear();
     }
     json!({
         "at_ms": c.deps.clock.now().wall_ms,
         "acd": c.deps.acd.is_some(),
         "queues": queues,
         "agents": agents,
+        "calls": calls,
     })
 }
 

@@ -774,6 +774,7 @@ Threads:\t4
                     call: None,
                 },
             ],
+            calls: Vec::new(),
             scheduler_us: 0,
         }
     }

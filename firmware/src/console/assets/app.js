@@ -102,6 +102,12 @@ const TEXT = {
     survey: "Survey",
     key: "Group",
     config: "Config",
+    calls_now: "Calls now",
+    cs_waiting: "Waiting",
+    cs_ringing: "Ringing",
+    cs_talking: "Talking",
+    in_queue: "In queue",
+    talk: "Talk",
     check: "Check",
     apply: "Apply",
     restart_ok: "Restart if needed",
@@ -219,6 +225,12 @@ const TEXT = {
     survey: "满意度",
     key: "分组",
     config: "配置",
+    calls_now: "当前通话",
+    cs_waiting: "排队中",
+    cs_ringing: "振铃中",
+    cs_talking: "通话中",
+    in_queue: "排队时长",
+    talk: "通话时长",
     check: "检查",
     apply: "应用",
     restart_ok: "必要时重启",
@@ -457,9 +469,21 @@ function live(render) {
   };
 }
 
+function callsTable(calls) {
+  const head = el("tr", {}, ...["caller", "queue", "state", "agent", "in_queue", "talk"].map((k) => el("th", {}, t(k))));
+  const rows = calls.map((c) => el("tr", { "data-call": c.call_id, "data-state": c.state },
+    el("td", { class: "caller" }, (c.caller || "?") + (c.caller_name ? ` ${c.caller_name}` : "")),
+    el("td", {}, c.queue), el("td", { class: "state cs-" + c.state }, t("cs_" + c.state)),
+    el("td", { class: "agent" }, c.agent || ""),
+    el("td", { class: "num" }, duration(c.in_queue_ms)),
+    el("td", { class: "num" }, c.talk_ms != null ? duration(c.talk_ms) : "")));
+  return el("table", { id: "calls" }, el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
 function wallboardView() {
   live((d) => d.acd
-    ? [el("h2", {}, t("queue")), queuesTable(d.queues), el("h2", {}, t("agent")), agentsTable(d.agents, true)]
+    ? [el("h2", {}, t("queue")), queuesTable(d.queues), el("h2", {}, t("agent")), agentsTable(d.agents, true),
+      el("h2", {}, t("calls_now")), callsTable(d.calls || [])]
     : [el("p", {}, t("no_acd"))]);
 }
 
