@@ -153,4 +153,30 @@ fn the_demo_runs_its_built_in_scenario_and_prints_a_summary() {
         text(&out)
     );
     assert!(stdout.contains("voicemail:sales"), "{}", text(&out));
+    // The sales call's recording holds a conversation: the caller's
+    // Mandarin on the left, agent alice on the right.
+    let recs = callbox_tests::export(data.path(), &["recordings", "--json"]);
+    let file = recs
+        .iter()
+        .find(|r| r["kind"] == "call" && r["state"] == "complete")
+        .and_then(|r| r["file"].as_str())
+        .expect("the sales call's recording");
+    let path = data.path().join(file);
+    for (channel, who) in [("1", "caller"), ("2", "agent")] {
+        let o = std::process::Command::new("sox")
+            .arg(&path)
+            .args(["-n", "remix", channel, "stat"])
+            .output()
+            .expect("sox is installed (scripts/test-all installs it)");
+        let stat = String::from_utf8_lossy(&o.stderr);
+        let rms: f64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("RMS     amplitude:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no RMS in {stat}"));
+        assert!(
+            rms > 0.02,
+            "the {who} is silent in the recording (RMS {rms}): {stat}"
+        );
+    }
 }

@@ -17,6 +17,19 @@ const DEMO_FILES: &[(&str, &[u8])] = &[
     ("site.toml", include_bytes!("../../../demo/site.toml")),
     ("calls.toml", include_bytes!("../../../demo/calls.toml")),
     ("products.csv", include_bytes!("../../../demo/products.csv")),
+    // What the simulated sales caller and agent alice say.
+    (
+        "caller-order.wav",
+        include_bytes!("../../../demo/caller-order.wav"),
+    ),
+    (
+        "agent-greeting.wav",
+        include_bytes!("../../../demo/agent-greeting.wav"),
+    ),
+    (
+        "agent-answer.wav",
+        include_bytes!("../../../demo/agent-answer.wav"),
+    ),
     (
         "prompts/welcome.wav",
         include_bytes!("../../../demo/prompts/welcome.wav"),
