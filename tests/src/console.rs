@@ -1,7 +1,7 @@
 //! The web console's harness: a real Chromium driven through Debian's
-//! chromedriver (WebDriver, by fantoccini), and a small HTTPS client that
+//! chromedriver (WebDriver, by fantoccini), a small HTTPS client that
 //! trusts the box's certificate by its fingerprint only, for the API's bad
-//! inputs.
+//! inputs, and the console tests' site with its first admin.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,7 +17,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::mqtt::free_port;
+use crate::mqtt::{Daemon, free_port};
+use crate::{Site, cmd, text};
 
 /// Chromium under WebDriver, with its own profile; closed on drop.
 pub struct Browser {
@@ -199,6 +200,114 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+// ---------------------------------------------------------------- sites
+
+/// One trunk, one desk, queue `sales` with agent `a`, agent `b` with no
+/// desk, the console on `port`, and `console` extra keys.
+pub fn site(port: u16, console: &str) -> Site {
+    site_with(1, port, console)
+}
+
+/// [`site`] with `trunks` trunk lines.
+pub fn site_with(trunks: usize, port: u16, console: &str) -> Site {
+    Site::with_config(
+        trunks,
+        1,
+        &format!(
+            r#"
+[ivr]
+start = "sales"
+
+[ivr.node.sales]
+type = "queue"
+announce = []
+on_overflow = "bye"
+
+[ivr.node.bye]
+type = "hangup"
+outcome = "overflow"
+
+[acd.agent.a]
+station = "desk-1"
+logged_in = true
+
+[acd.agent.b]
+
+[acd.queue.sales]
+members = {{ a = 0, b = 0 }}
+
+[console]
+listen = ["127.0.0.1:{port}"]
+{console}
+"#
+        ),
+    )
+}
+
+/// `callboxd console reset-admin`: the one-time password.
+pub fn reset_admin(site: &Site) -> String {
+    let out = cmd()
+        .args(["console", "reset-admin", "--config"])
+        .arg(site.config())
+        .arg("--data")
+        .arg(site.data())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `callboxd console info`'s fingerprint line.
+pub fn fingerprint(site: &Site) -> String {
+    let out = cmd()
+        .args(["console", "info", "--config"])
+        .arg(site.config())
+        .arg("--data")
+        .arg(site.data())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SHA-256 fingerprint: "))
+        .unwrap_or_else(|| panic!("no fingerprint in:\n{stdout}"))
+        .to_string()
+}
+
+/// Waits until the daemon logs that its console listens.
+pub fn listening(d: &Daemon) {
+    d.wait_log(Duration::from_secs(30), "the console listening", |l| {
+        l.contains("web console listening")
+    });
+}
+
+/// The text of `css` in the page, empty when there is none.
+pub fn cell(b: &Browser, css: &str) -> String {
+    b.text(css).unwrap_or_default()
+}
+
+/// Logs `b` in as admin (password set through the API first).
+pub fn admin_in_browser(b: &Browser, api: &mut Api, port: u16, otp: &str) {
+    assert_eq!(api.login("admin", otp).status, 200);
+    assert_eq!(
+        api.send(
+            "POST",
+            "/api/password",
+            Some(r#"{"new":"office-admin-pass"}"#)
+        )
+        .status,
+        200
+    );
+    b.goto(&format!("https://127.0.0.1:{port}/"));
+    b.fill("#login-name", "admin");
+    b.fill("#login-password", "office-admin-pass");
+    b.click("#login-submit");
+    b.wait_until(Duration::from_secs(10), "logged in", |b| {
+        b.text("#nav-reports").is_some()
+    });
 }
 
 /// Trusts exactly one certificate, by its SHA-256 fingerprint.
