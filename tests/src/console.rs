@@ -51,6 +51,11 @@ impl Browser {
     /// It accepts the box's self-signed certificate, as a user who checked
     /// the fingerprint would.
     pub fn start(lang: &str) -> Browser {
+        Browser::start_sized(lang, (1280, 900))
+    }
+
+    /// [`Browser::start`] with a window of `size` (a phone: 390 × 844).
+    pub fn start_sized(lang: &str, size: (u32, u32)) -> Browser {
         let port = free_port();
         let driver = Command::new(chromedriver())
             .arg(format!("--port={port}"))
@@ -78,7 +83,8 @@ impl Browser {
                 "binary": "/usr/bin/chromium",
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--disable-extensions", "--window-size=1280,900",
+                    "--no-first-run", "--disable-extensions",
+                    format!("--window-size={},{}", size.0, size.1),
                     format!("--lang={lang}"),
                     format!("--user-data-dir={}", profile.path().display()),
                 ],

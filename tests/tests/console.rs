@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use callbox_tests::cmd;
-use callbox_tests::console::{Api, Browser, cell, fingerprint, listening, reset_admin, site};
+use callbox_tests::console::{
+    Api, Browser, admin_in_browser, cell, fingerprint, listening, reset_admin, site,
+};
 use callbox_tests::mqtt::{Broker, Collector, Daemon, add_uplink, free_port, wait_until};
 use serde_json::Value;
 
@@ -155,10 +157,13 @@ answer_after = "4s"
 
 /// The Chinese browser gets the Chinese page without asking.
 #[test]
-fn a_browser_set_to_chinese_gets_the_console_in_chinese() {
+fn a_browser_set_to_chinese_gets_the_console_in_chinese_and_it_fits_a_phone() {
     let port = free_port();
     let site = site(port, "");
-    let b = Browser::start("zh-CN");
+    let otp = reset_admin(&site);
+    let fp = fingerprint(&site);
+    // A phone's screen, in Chinese.
+    let b = Browser::start_sized("zh-CN", (390, 844));
     let d = Daemon::start(&site, &[]);
     listening(&d);
     b.goto(&format!("https://127.0.0.1:{port}/"));
@@ -166,6 +171,25 @@ fn a_browser_set_to_chinese_gets_the_console_in_chinese() {
         cell(b, "#login-submit") == "登录" && cell(b, "#lang") == "English"
     });
     assert_eq!(b.eval("return document.title"), "callbox 控制台");
+    let mut api = Api::new(port, &fp);
+    admin_in_browser(&b, &mut api, port, &otp);
+    b.wait_until(Duration::from_secs(10), "the Chinese wallboard", |b| {
+        b.text("tr[data-agent=\"a\"] .state").as_deref() == Some("就绪")
+    });
+    // Nothing wider than the screen: no sideways scrolling.
+    let fits = |b: &Browser| {
+        b.eval("return document.documentElement.scrollWidth <= window.innerWidth") == true
+    };
+    assert!(
+        fits(&b),
+        "the wallboard is wider than a phone: {}",
+        b.eval("return [document.documentElement.scrollWidth, window.innerWidth]")
+    );
+    b.click("#nav-desk, #nav-records");
+    b.wait_until(Duration::from_secs(10), "the calls page", |b| {
+        b.text("#records-form").is_some()
+    });
+    assert!(fits(&b), "the calls page is wider than a phone");
     drop(d);
 }
 
