@@ -111,6 +111,14 @@ answer_after = "4s"
     b.wait_until(Duration::from_secs(10), "agent a available again", |b| {
         cell(b, "tr[data-agent=\"a\"] .state") == "Available"
     });
+    // Reset statistics: armed by the first click, done by the second.
+    assert_eq!(cell(&b, "tr[data-queue=\"sales\"] .answered"), "1");
+    b.click("#reset-stats");
+    b.click("#reset-stats");
+    b.wait_until(Duration::from_secs(10), "the statistics reset", |b| {
+        cell(b, "tr[data-queue=\"sales\"] .answered") == "0"
+            && cell(b, "tr[data-agent=\"a\"] .calls") == "0"
+    });
 
     // The same page in Chinese, and back.
     b.click("#lang");
@@ -361,6 +369,7 @@ answer_after = "1s"
         .filter_map(|a| a["agent"].as_str())
         .collect();
     assert_eq!(names, ["a"]);
+    assert_eq!(agent.send("POST", "/api/acd/reset", None).status, 403);
     let act = agent.send("POST", "/api/agents/a", Some(r#"{"action":"dance"}"#));
     assert_eq!(act.status, 422);
 

@@ -235,6 +235,10 @@ where
             Msg::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Msg::ResetStats(reply) => {
+                self.reset_stats();
+                let _ = reply.send(());
+            }
         }
     }
 

@@ -291,6 +291,15 @@ impl<L> AcdHandle<L> {
         rx.await.unwrap_or(Err(AcdError::Stopped))
     }
 
+    /// Resets the statistics; `false` once the ACD has stopped.
+    pub async fn reset_stats(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::ResetStats(reply)).await.is_err() {
+            return false;
+        }
+        rx.await.is_ok()
+    }
+
     /// Live statistics.
     pub async fn stats(&self) -> Option<AcdStats> {
         let (reply, rx) = oneshot::channel();

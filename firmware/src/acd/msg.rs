@@ -52,6 +52,8 @@ pub(super) enum Msg<L> {
         reply: oneshot::Sender<Result<String, AcdError>>,
     },
     Stats(oneshot::Sender<AcdStats>),
+    /// Counters back to zero (a supervisor's "reset statistics").
+    ResetStats(oneshot::Sender<()>),
     Command(AgentCommand, oneshot::Sender<Result<String, AcdError>>),
     Position {
         call_id: String,
@@ -118,6 +120,7 @@ impl<L> std::fmt::Debug for Msg<L> {
             Msg::Done { .. } => "Done",
             Msg::Code { .. } => "Code",
             Msg::Stats(_) => "Stats",
+            Msg::ResetStats(_) => "ResetStats",
             Msg::Command(..) => "Command",
             Msg::Position { .. } => "Position",
             Msg::Callback { .. } => "Callback",

@@ -264,6 +264,19 @@ where
         })
     }
 
+    /// Queue counters and agents' totals back to zero. What the routing
+    /// strategies count per queue (fewest calls, least talk time) stays, so
+    /// a reset does not hand the next calls to whoever had most.
+    pub(super) fn reset_stats(&mut self) {
+        self.counters = vec![QueueCounters::default(); self.cfg.queues.len()];
+        for a in &mut self.agents {
+            a.total_calls = 0;
+            a.total_talk = Duration::ZERO;
+            a.pauses = 0;
+        }
+        tracing::info!("ACD statistics reset");
+    }
+
     /// Logs the statistics and queues them for headquarters as the actor
     /// stops.
     pub(super) async fn report_at_stop(&self) {

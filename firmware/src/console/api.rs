@@ -244,6 +244,7 @@ pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToke
         .route("/api/wallboard", get(super::wallboard::now))
         .route("/api/wallboard/events", get(super::wallboard::events))
         .route("/api/agents/{agent}", post(super::wallboard::agent_action))
+        .route("/api/acd/reset", post(super::wallboard::reset))
         .route("/api/calls/{id}/pop", get(super::calls::pop))
         .route("/api/calls/{id}/wrap", post(super::calls::wrap))
         .route("/api/originate", post(super::calls::originate))

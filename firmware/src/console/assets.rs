@@ -42,6 +42,7 @@ mod tests {
             "/api/wallboard",
             "/api/wallboard/events",
             "/api/agents/{agent}",
+            "/api/acd/reset",
             "/api/calls/{id}/pop",
             "/api/calls/{id}/wrap",
             "/api/originate",

@@ -108,6 +108,26 @@ pub(super) struct AgentAction {
     station: Option<String>,
 }
 
+/// `POST /api/acd/reset` (supervisor): the statistics back to zero.
+pub(super) async fn reset(State(c): St, a: Authed) -> ApiResult {
+    a.need(Role::Supervisor)?;
+    let r = c
+        .deps
+        .commands
+        .handle("acd.reset_stats", json!({}))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    audit(
+        &c,
+        Some(&a.session.user),
+        a.ip,
+        "acd.reset_stats",
+        json!({}),
+    )
+    .await;
+    Ok(Json(r))
+}
+
 /// `POST /api/agents/{agent}`: `login`, `logout`, `pause` (with a
 /// reason) or `unpause`. An agent acts on themself; a supervisor on
 /// anyone.

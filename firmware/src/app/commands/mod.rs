@@ -19,7 +19,8 @@
 //! - `lookup.update`: replaces or merges the rows of a lookup table (the
 //!   CSV files under `[ivr.lookups]`, or a number list under `[ivr.lists]`
 //!   in the config itself), checked and applied the same way.
-//! - `agent`: login, logout, pause, unpause through the ACD.
+//! - `agent`: login, logout, pause, unpause through the ACD;
+//!   `acd.reset_stats`: its queue counters and agents' totals to zero.
 //! - `originate`: one outbound IVR call, as an `[[outbound]]` job places it.
 //! - `daynight`: the day/night switch's position (`auto`, `day`,
 //!   `night`), set with `mode` or only reported without it.
@@ -78,7 +79,7 @@ const ENVELOPE: usize = 1024;
 /// `max_message` when the site has no `[uplink]` (docs/mqtt.md).
 const DEFAULT_MAX_MESSAGE: usize = 120 * 1024;
 /// Every command, for the answer to an unknown one.
-const KNOWN: &str = "status, config.get, config.set, config.history, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart";
+const KNOWN: &str = "status, config.get, config.set, config.history, agent, acd.reset_stats, originate, lookup.update, daynight, campaign, campaign.push, logs, restart";
 /// Commands in flight to the daemon's actor.
 const INBOX: usize = 8;
 
@@ -232,8 +233,8 @@ impl Commands {
     /// Runs one command.
     async fn run(&self, cmd: &str, args: Value) -> Result<Value, CommandError> {
         match cmd {
-            "config.get" | "config.set" | "config.history" | "agent" | "originate"
-            | "lookup.update" | "campaign.push" => {
+            "config.get" | "config.set" | "config.history" | "agent" | "acd.reset_stats"
+            | "originate" | "lookup.update" | "campaign.push" => {
                 // Checked here too: a malformed command never reaches
                 // the daemon.
                 Args::new(&args)?;
@@ -785,7 +786,7 @@ to = "4002"
             (
                 "reboot",
                 Value::Null,
-                "unknown command `reboot`; known: status, config.get, config.set, config.history, agent, originate, lookup.update, daynight, campaign, campaign.push, logs, restart",
+                "unknown command `reboot`; known: status, config.get, config.set, config.history, agent, acd.reset_stats, originate, lookup.update, daynight, campaign, campaign.push, logs, restart",
             ),
             (
                 "config.set",

@@ -187,6 +187,14 @@ where
             "config.set" => self.config_set(&args).await,
             "config.history" => Ok(json!({"versions": super::files::history(&self.data_dir)})),
             "agent" => self.agent(&args).await,
+            "acd.reset_stats" => {
+                let acd = self.daemon.sw.acd.as_ref().ok_or(CommandError::NoAcd)?;
+                if acd.reset_stats().await {
+                    Ok(json!({"reset": true}))
+                } else {
+                    Err(CommandError::Stopping)
+                }
+            }
             "originate" => self.originate(&args).await,
             "lookup.update" => self.lookup_update(&args).await,
             "campaign.push" => self.campaign_push(&args).await,

@@ -103,6 +103,8 @@ const TEXT = {
     key: "Group",
     config: "Config",
     calls_now: "Calls now",
+    reset_stats: "Reset statistics",
+    reset_sure: "Reset now: all counters to zero",
     cs_waiting: "Waiting",
     cs_ringing: "Ringing",
     cs_talking: "Talking",
@@ -226,6 +228,8 @@ const TEXT = {
     key: "分组",
     config: "配置",
     calls_now: "当前通话",
+    reset_stats: "统计清零",
+    reset_sure: "确认清零所有统计",
     cs_waiting: "排队中",
     cs_ringing: "振铃中",
     cs_talking: "通话中",
@@ -480,10 +484,32 @@ function callsTable(calls) {
   return el("table", { id: "calls" }, el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
+// Reset statistics: a first click arms the button, a second within five
+// seconds resets.
+function resetButton() {
+  const b = el("button", { id: "reset-stats", type: "button", class: "secondary" }, t("reset_stats"));
+  let armed = false;
+  b.addEventListener("click", async () => {
+    if (!armed) {
+      armed = true;
+      b.textContent = t("reset_sure");
+      b.classList.add("armed");
+      setTimeout(() => { armed = false; b.textContent = t("reset_stats"); b.classList.remove("armed"); }, 5000);
+      return;
+    }
+    armed = false;
+    try { await api("POST", "/api/acd/reset"); toast(t("saved")); } catch (e) { toast(e.message); }
+    b.textContent = t("reset_stats");
+    b.classList.remove("armed");
+  });
+  return b;
+}
+
 function wallboardView() {
+  const reset = resetButton();
   live((d) => d.acd
     ? [el("h2", {}, t("queue")), queuesTable(d.queues), el("h2", {}, t("agent")), agentsTable(d.agents, true),
-      el("h2", {}, t("calls_now")), callsTable(d.calls || [])]
+      el("h2", {}, t("calls_now")), callsTable(d.calls || []), reset]
     : [el("p", {}, t("no_acd"))]);
 }
 
