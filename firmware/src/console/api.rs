@@ -47,6 +47,8 @@ pub(super) struct Console {
     hash: tokio::sync::Semaphore,
     /// The daemon's stop: open event streams end with it.
     pub(super) stop: tokio_util::sync::CancellationToken,
+    /// The wallboard's latest figures, for every open event stream.
+    pub(super) board: tokio::sync::watch::Sender<Arc<super::wallboard::Board>>,
 }
 
 pub(super) type St = State<Arc<Console>>;
@@ -59,10 +61,7 @@ impl Console {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _turn = self.db.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(ApiError::internal)
+        in_turn(&self.db, f).await
     }
 
     /// [`Console::blocking`] for argon2id work (logins, new passwords).
@@ -70,11 +69,30 @@ impl Console {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _turn = self.hash.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(f)
-            .await
+        in_turn(&self.hash, f).await
+    }
+
+    /// A read of the box's database (a [`Console::blocking`] one), its
+    /// error the answer's.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&std::path::Path) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let dir = self.deps.data_dir.clone();
+        self.blocking(move || f(&dir))
+            .await?
             .map_err(ApiError::internal)
     }
+}
+
+async fn in_turn<T: Send + 'static>(
+    turns: &tokio::sync::Semaphore,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _turn = turns.acquire().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// A refusal: its status and what to tell the user.
@@ -231,7 +249,9 @@ pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToke
         db: tokio::sync::Semaphore::new(DB_AT_ONCE),
         hash: tokio::sync::Semaphore::new(HASH_AT_ONCE),
         stop,
+        board: tokio::sync::watch::Sender::new(Arc::default()),
     });
+    tokio::spawn(super::wallboard::feed(state.clone()));
     Router::new()
         .route("/", get(super::assets::index))
         .route("/app.js", get(super::assets::script))

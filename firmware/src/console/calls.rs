@@ -30,16 +30,6 @@ async fn current_call(c: &Console, agent: &str) -> Option<crate::acd::AgentCall>
     stats.agents.into_iter().find(|a| a.agent == agent)?.call
 }
 
-async fn read<T: Send + 'static>(
-    c: &Console,
-    f: impl FnOnce(&std::path::Path) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let dir = c.deps.data_dir.clone();
-    c.blocking(move || f(&dir))
-        .await?
-        .map_err(ApiError::internal)
-}
-
 /// The call's record with its event log, once what was sent for it is
 /// committed; 404 when there is none.
 async fn call_record(c: &Console, id: &str) -> Result<CallRecord, ApiError> {
@@ -48,7 +38,7 @@ async fn call_record(c: &Console, id: &str) -> Result<CallRecord, ApiError> {
         call: Some(id.to_string()),
         ..Default::default()
     };
-    read(c, move |d| crate::store::read_records(d, &q))
+    c.read(move |d| crate::store::read_records(d, &q))
         .await?
         .pop()
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such call"))
@@ -118,7 +108,7 @@ pub(super) async fn pop(State(c): St, a: Authed, Path(id): Path<String>) -> ApiR
                 newest: Some(HISTORY + 1),
                 ..Default::default()
             };
-            read(&c, move |d| crate::store::read_records(d, &q))
+            c.read(move |d| crate::store::read_records(d, &q))
                 .await?
                 .into_iter()
                 .filter(|r| r.id != rec.id)

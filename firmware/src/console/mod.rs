@@ -104,16 +104,22 @@ pub fn identity(config: &ConsoleConfig, data_dir: &Path) -> anyhow::Result<crate
             cert_pem: std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
             key_pem: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
         }),
-        None => {
-            let mut hosts = vec!["callbox".to_string(), "localhost".to_string()];
-            hosts.extend(
-                config
-                    .listen
-                    .iter()
-                    .filter(|a| !a.ip().is_unspecified())
-                    .map(|a| a.ip().to_string()),
-            );
-            crate::certs::load_or_make(&data_dir.join(CERT_DIR), CERT_NAME, &hosts)
-        }
+        None => own_identity(data_dir, &config.listen),
     }
+}
+
+/// The box's own certificate for a console on `listen`, made now when
+/// missing: named `callbox`, `localhost` and each specific address.
+pub fn own_identity(
+    data_dir: &Path,
+    listen: &[std::net::SocketAddr],
+) -> anyhow::Result<crate::certs::Identity> {
+    let mut hosts = vec!["callbox".to_string(), "localhost".to_string()];
+    hosts.extend(
+        listen
+            .iter()
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| a.ip().to_string()),
+    );
+    crate::certs::load_or_make(&data_dir.join(CERT_DIR), CERT_NAME, &hosts)
 }

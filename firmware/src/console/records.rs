@@ -89,10 +89,7 @@ async fn search(c: &Console, a: &Authed, q: &Search) -> Result<Vec<CallRecord>, 
     if a.session.role == Role::Agent {
         query.agent = Some(a.session.user.clone());
     }
-    let dir = c.deps.data_dir.clone();
-    c.blocking(move || crate::store::read_records(&dir, &query))
-        .await?
-        .map_err(ApiError::internal)
+    c.read(move |d| crate::store::read_records(d, &query)).await
 }
 
 /// `GET /api/records?number=&from=&to=&queue=&agent=&outcome=&dialled=&limit=`,
@@ -286,22 +283,20 @@ pub(super) async fn recording(
     {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such recording"));
     }
-    let dir = c.deps.data_dir.clone();
     let (row, rec) = {
         let id = id.clone();
-        c.blocking(move || -> Result<_, crate::store::StoreError> {
-            let Some(row) = crate::store::read_recording(&dir, &id)? else {
+        c.read(move |d| {
+            let Some(row) = crate::store::read_recording(d, &id)? else {
                 return Ok(None);
             };
             let q = RecordQuery {
                 call: Some(row.call_id.clone()),
                 ..Default::default()
             };
-            let rec = crate::store::read_records(&dir, &q)?.pop();
+            let rec = crate::store::read_records(d, &q)?.pop();
             Ok(Some((row, rec)))
         })
         .await?
-        .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such recording"))?
     };
     if a.session.role == Role::Agent

@@ -228,11 +228,9 @@ async fn report(c: &Console, a: &Authed, q: &Ask) -> Result<(Vec<Row>, String, S
             .map_err(ApiError::internal)
     };
     let (since, until) = (ms(from)?, ms(to.tomorrow().map_err(ApiError::internal)?)?);
-    let dir = c.deps.data_dir.clone();
     let calls = c
-        .blocking(move || ReadOnly::open(&dir)?.report_calls(since, until))
-        .await?
-        .map_err(ApiError::internal)?;
+        .read(move |d| ReadOnly::open(d)?.report_calls(since, until))
+        .await?;
     let sl_ms = (q.sl.unwrap_or(SL_DEFAULT_S).min(3600) * 1000) as i64;
     Ok((
         count(&calls, period, by, sl_ms, &tz),

@@ -19,20 +19,10 @@ use crate::store::{ReadOnly, StoreMsg};
 /// Most audit entries one page shows.
 const AUDIT_MAX: u32 = 500;
 
-async fn read<T: Send + 'static>(
-    c: &super::api::Console,
-    f: impl FnOnce(&ReadOnly) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let dir = c.deps.data_dir.clone();
-    c.blocking(move || f(&ReadOnly::open(&dir)?))
-        .await?
-        .map_err(ApiError::internal)
-}
-
 /// `GET /api/users` (admin).
 pub(super) async fn list(State(c): St, a: Authed) -> ApiResult {
     a.need(Role::Admin)?;
-    let users = read(&c, ReadOnly::console_users).await?;
+    let users = c.read(|d| ReadOnly::open(d)?.console_users()).await?;
     Ok(Json(json!({"users": users})))
 }
 
@@ -80,8 +70,9 @@ pub(super) async fn put(State(c): St, a: Authed, Json(u): Json<PutUser>) -> ApiR
     }
     let existing = {
         let name = u.name.clone();
-        read(&c, move |r| {
-            r.console_users()
+        c.read(move |d| {
+            ReadOnly::open(d)?
+                .console_users()
                 .map(|all| (all.iter().find(|x| x.name == name).cloned(), all))
         })
         .await?
@@ -132,7 +123,7 @@ pub(super) async fn put(State(c): St, a: Authed, Json(u): Json<PutUser>) -> ApiR
 /// `DELETE /api/users/{name}` (admin).
 pub(super) async fn remove(State(c): St, a: Authed, Path(name): Path<String>) -> ApiResult {
     a.need(Role::Admin)?;
-    let all = read(&c, ReadOnly::console_users).await?;
+    let all = c.read(|d| ReadOnly::open(d)?.console_users()).await?;
     let Some(user) = all.iter().find(|x| x.name == name) else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such user"));
     };
@@ -168,7 +159,7 @@ pub(super) struct AuditQuery {
 pub(super) async fn audit_log(State(c): St, a: Authed, Query(q): Query<AuditQuery>) -> ApiResult {
     a.need(Role::Admin)?;
     let limit = q.limit.unwrap_or(100).min(AUDIT_MAX);
-    let rows = read(&c, move |r| r.audit(limit)).await?;
+    let rows = c.read(move |d| ReadOnly::open(d)?.audit(limit)).await?;
     Ok(Json(json!({"entries": rows})))
 }
 

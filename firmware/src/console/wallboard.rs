@@ -19,69 +19,109 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::api::{ApiError, ApiResult, Authed, Console, St, audit};
 use super::auth::Role;
+use crate::acd::AcdStats;
 
 /// The slowest the wallboard is refreshed without events.
 const EVERY: Duration = Duration::from_secs(1);
 /// Longest wait for the ACD's figures.
 const ACD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The figures `who` may see now.
-async fn snapshot(c: &Console, who: &Authed) -> Value {
-    let stats = match &c.deps.acd {
-        Some(f) => tokio::time::timeout(ACD_TIMEOUT, f()).await.ok().flatten(),
-        None => None,
-    };
-    let (queues, mut agents, mut calls) = match stats {
-        Some(s) => (s.queues, s.agents, s.calls),
-        None => (Vec::new(), Vec::new(), Vec::new()),
-    };
-    if who.session.role == Role::Agent {
-        // Their own row, and no other caller's number.
-        agents.retain(|a| a.agent == who.session.user);
-        calls.clear();
+/// The figures at one moment, shared by every open wallboard.
+#[derive(Debug, Default)]
+pub(super) struct Board {
+    at_ms: i64,
+    acd: bool,
+    stats: Option<AcdStats>,
+}
+
+impl Board {
+    /// The ACD's figures now.
+    async fn now(c: &Console) -> Board {
+        let stats = match &c.deps.acd {
+            Some(f) => tokio::time::timeout(ACD_TIMEOUT, f()).await.ok().flatten(),
+            None => None,
+        };
+        Board {
+            at_ms: c.deps.clock.now().wall_ms,
+            acd: c.deps.acd.is_some(),
+            stats,
+        }
     }
-    json!({
-        "at_ms": c.deps.clock.now().wall_ms,
-        "acd": c.deps.acd.is_some(),
-        "queues": queues,
-        "agents": agents,
-        "calls": calls,
-    })
+
+    /// What `who` may see of it.
+    fn view(&self, who: &Authed) -> Value {
+        let agent = who.session.role == Role::Agent;
+        let (queues, agents, calls) = match &self.stats {
+            Some(s) => (
+                &s.queues[..],
+                s.agents
+                    .iter()
+                    // An agent gets their own row, and no caller's number.
+                    .filter(|a| !agent || a.agent == who.session.user)
+                    .collect(),
+                if agent { &[][..] } else { &s.calls[..] },
+            ),
+            None => (&[][..], Vec::new(), &[][..]),
+        };
+        json!({
+            "at_ms": self.at_ms,
+            "acd": self.acd,
+            "queues": queues,
+            "agents": agents,
+            "calls": calls,
+        })
+    }
+}
+
+/// Keeps the shared board up to date while anyone watches it: after each
+/// agent or queue event and each second, one question to the ACD for all
+/// the open wallboards. Ends with the daemon.
+pub(super) async fn feed(c: std::sync::Arc<Console>) {
+    let mut rx = c.deps.events.subscribe();
+    let mut ticks = tokio::time::interval(EVERY);
+    // A tick missed while the ACD was asked is not made up.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = c.stop.cancelled() => return,
+            _ = ticks.tick() => {}
+            r = next_change(&mut rx) => if r.is_none() { return },
+        }
+        // Whatever else came meanwhile is in this board too.
+        while rx.try_recv().is_ok() {}
+        if c.board.receiver_count() > 0 {
+            let now = Board::now(&c).await;
+            c.board.send_replace(std::sync::Arc::new(now));
+        }
+    }
 }
 
 /// `GET /api/wallboard`.
 pub(super) async fn now(State(c): St, a: Authed) -> Json<Value> {
-    Json(snapshot(&c, &a).await)
+    Json(Board::now(&c).await.view(&a))
 }
 
 /// `GET /api/wallboard/events`: an `event: wallboard` with the figures
-/// after each change, and each second.
+/// at once, then after each change and each second.
 pub(super) async fn events(
     State(c): St,
     a: Authed,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = c.deps.events.subscribe();
-    // The first snapshot goes at once; ticks start a second later, and a
-    // tick missed while a snapshot was being sent is not made up.
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures_util::stream::unfold(
-        (c, a, rx, ticks, true),
-        |(c, a, mut rx, mut ticks, first)| async move {
-            if !first {
+    let board = c.board.subscribe();
+    let stream =
+        futures_util::stream::unfold((c, a, board, true), |(c, a, mut board, first)| async move {
+            let data = if first {
+                Board::now(&c).await.view(&a)
+            } else {
                 tokio::select! {
                     () = c.stop.cancelled() => return None,
-                    _ = ticks.tick() => {}
-                    r = next_change(&mut rx) => r?,
+                    r = board.changed() => r.ok()?,
                 }
-                // Whatever else came meanwhile is in this snapshot too.
-                while rx.try_recv().is_ok() {}
-            }
-            let data = snapshot(&c, &a).await;
+                board.borrow_and_update().view(&a)
+            };
             let ev = Event::default().event("wallboard").data(data.to_string());
-            Some((Ok(ev), (c, a, rx, ticks, false)))
-        },
-    );
+            Some((Ok(ev), (c, a, board, false)))
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::read_only::{has_table, open_read_only};
@@ -369,35 +369,25 @@ pub(super) fn query_records(
     Ok(recs)
 }
 
-/// Reads stored recordings (of one call, or all), oldest first, without
-/// disturbing a running daemon.
 /// One recording by id, if there is one.
 pub fn read_recording(data_dir: &Path, id: &str) -> Result<Option<RecordingRow>, StoreError> {
-    // Few per call: read the call's own after finding it.
-    let path = data_dir.join(DB_FILE);
-    let conn = open_read_only(&path)?;
-    let sq = |source| StoreError::Sqlite {
-        path: path.clone(),
-        source,
-    };
-    if !has_table(&conn, "recordings").map_err(sq)? {
-        return Ok(None);
-    }
-    let call: Option<String> = conn
-        .query_row("SELECT call_id FROM recordings WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(sq)?;
-    let Some(call) = call else { return Ok(None) };
-    Ok(read_recordings(data_dir, Some(&call))?
-        .into_iter()
-        .find(|r| r.id == id))
+    Ok(query_recordings(data_dir, None, Some(id))?.pop())
 }
 
+/// Reads stored recordings (of one call, or all), oldest first, without
+/// disturbing a running daemon.
 pub fn read_recordings(
     data_dir: &Path,
     call: Option<&str>,
+) -> Result<Vec<RecordingRow>, StoreError> {
+    query_recordings(data_dir, call, None)
+}
+
+/// Recordings of `call` and with `id`, each when given.
+fn query_recordings(
+    data_dir: &Path,
+    call: Option<&str>,
+    id: Option<&str>,
 ) -> Result<Vec<RecordingRow>, StoreError> {
     let path = data_dir.join(DB_FILE);
     let conn = open_read_only(&path)?;
@@ -413,13 +403,14 @@ pub fn read_recordings(
             "SELECT id, call_id, kind, file, format, channels, started_ms, ended_ms, size,
                     duration_ms, paused_ms, pauses, sha256, encrypted, state, delivered,
                     deleted_reason, error
-             FROM recordings WHERE ?1 IS NULL OR call_id = ?1 ORDER BY seq",
+             FROM recordings WHERE (?1 IS NULL OR call_id = ?1) AND (?2 IS NULL OR id = ?2)
+             ORDER BY seq",
         )
         .map_err(sq)?;
     // Sizes and lengths are never negative; a corrupt value reads as 0.
     let uint = |v: i64| u64::try_from(v).unwrap_or(0);
     let rows = stmt
-        .query_map(params![call], |r| {
+        .query_map(params![call, id], |r| {
             let pauses: String = r.get(11)?;
             Ok(RecordingRow {
                 id: r.get(0)?,

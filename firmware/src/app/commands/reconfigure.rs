@@ -217,11 +217,8 @@ where
     /// history.
     fn config_get(&self, args: &Args<'_>) -> Result<Value, CommandError> {
         let run = &self.running;
-        match args.u64_opt("version")? {
+        match args.u64_opt("version")?.filter(|v| *v != run.version) {
             None => Ok(json!({"version": run.version, "sha256": run.sha256, "toml": run.text})),
-            Some(v) if v == run.version => {
-                Ok(json!({"version": run.version, "sha256": run.sha256, "toml": run.text}))
-            }
             Some(v) => match super::files::from_history(&self.data_dir, v) {
                 Some(text) => {
                     Ok(json!({"version": v, "sha256": sha256_hex(text.as_bytes()), "toml": text}))

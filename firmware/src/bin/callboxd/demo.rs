@@ -141,10 +141,8 @@ fn add_console(site: &Path, data: &Path) -> anyhow::Result<(String, String, Stri
         site,
         format!("{text}\n# The web console (docs/console.md).\n[console]\nlisten = [\"{addr}\"]\n"),
     )?;
-    let config = callbox_firmware::config::SiteConfig::load(site)
-        .map_err(|d| anyhow::anyhow!("the demo site: {d}"))?;
-    let console = config.console.context("the demo site has no [console]")?;
-    let id = callbox_firmware::console::identity(&console, data)?;
+    // The certificate the daemon will serve, made now for its fingerprint.
+    let id = callbox_firmware::console::own_identity(data, &[addr])?;
     let password = callbox_firmware::console::reset_admin(data)?;
     let fp = callbox_firmware::certs::fingerprint(&id.cert_pem).unwrap_or_default();
     Ok((format!("https://{addr}/"), password, fp))
