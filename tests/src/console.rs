@@ -295,25 +295,32 @@ pub fn cell(b: &Browser, css: &str) -> String {
     b.text(css).unwrap_or_default()
 }
 
-/// Logs `b` in as admin (password set through the API first).
-pub fn admin_in_browser(b: &Browser, api: &mut Api, port: u16, otp: &str) {
+/// The admin's own password once [`own_admin`] has set it.
+pub const ADMIN_PASSWORD: &str = "office-admin-pass";
+
+/// Logs `api` in as admin with the one-time password and sets
+/// [`ADMIN_PASSWORD`].
+pub fn own_admin(api: &mut Api, otp: &str) {
     assert_eq!(api.login("admin", otp).status, 200);
-    assert_eq!(
-        api.send(
-            "POST",
-            "/api/password",
-            Some(r#"{"new":"office-admin-pass"}"#)
-        )
-        .status,
-        200
-    );
+    let body = format!("{{\"new\":\"{ADMIN_PASSWORD}\"}}");
+    assert_eq!(api.send("POST", "/api/password", Some(&body)).status, 200);
+}
+
+/// Logs `b` in as admin with [`ADMIN_PASSWORD`] and waits for the page.
+pub fn browser_login(b: &Browser, port: u16) {
     b.goto(&format!("https://127.0.0.1:{port}/"));
     b.fill("#login-name", "admin");
-    b.fill("#login-password", "office-admin-pass");
+    b.fill("#login-password", ADMIN_PASSWORD);
     b.click("#login-submit");
     b.wait_until(Duration::from_secs(10), "logged in", |b| {
         b.text("#nav-reports").is_some()
     });
+}
+
+/// Logs `b` in as admin (password set through the API first).
+pub fn admin_in_browser(b: &Browser, api: &mut Api, port: u16, otp: &str) {
+    own_admin(api, otp);
+    browser_login(b, port);
 }
 
 /// Trusts exactly one certificate, by its SHA-256 fingerprint.

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use callbox_tests::console::{
-    Api, Browser, admin_in_browser, cell, fingerprint, listening, reset_admin, site, site_with,
+    Api, Browser, admin_in_browser, browser_login, cell, fingerprint, listening, own_admin,
+    reset_admin, site, site_with,
 };
 use callbox_tests::mqtt::{Broker, Collector, Daemon, add_uplink, free_port, wait_until};
 use callbox_tests::{Site, text};
@@ -100,17 +101,7 @@ answer_after = "5s"
     let d = Daemon::with_scenario(&site, &calls);
     listening(&d);
     let mut admin = Api::new(port, &fp);
-    assert_eq!(admin.login("admin", &otp).status, 200);
-    assert_eq!(
-        admin
-            .send(
-                "POST",
-                "/api/password",
-                Some(r#"{"new":"office-admin-pass"}"#)
-            )
-            .status,
-        200
-    );
+    own_admin(&mut admin, &otp);
     let put = admin.send(
         "POST",
         "/api/users",
@@ -270,17 +261,7 @@ fn records_are_searched_exported_as_csv_and_recordings_played_in_the_browser() {
     let d = Daemon::start(&site, &[]);
     listening(&d);
     let mut admin = Api::new(port, &fp);
-    assert_eq!(admin.login("admin", &otp).status, 200);
-    assert_eq!(
-        admin
-            .send(
-                "POST",
-                "/api/password",
-                Some(r#"{"new":"office-admin-pass"}"#)
-            )
-            .status,
-        200
-    );
+    own_admin(&mut admin, &otp);
     assert_eq!(
         admin
             .send(
@@ -293,13 +274,7 @@ fn records_are_searched_exported_as_csv_and_recordings_played_in_the_browser() {
     );
 
     let b = Browser::start("en-US");
-    b.goto(&format!("https://127.0.0.1:{port}/"));
-    b.fill("#login-name", "admin");
-    b.fill("#login-password", "office-admin-pass");
-    b.click("#login-submit");
-    b.wait_until(Duration::from_secs(10), "the wallboard", |b| {
-        b.text("#nav-records").is_some()
-    });
+    browser_login(&b, port);
     b.click("#nav-records");
     let rows = |b: &Browser| b.eval("return document.querySelectorAll('#records tbody tr').length");
     b.wait_until(Duration::from_secs(10), "four calls", |b| rows(b) == 4);
