@@ -2,7 +2,8 @@
 //! priority dials before one below it on the same trunk; `[campaigns]
 //! reserve_trunks` keeps trunks idle for callers (one who calls
 //! mid-campaign gets through); a number not in service fails for good
-//! while congestion is retried after its own wait.
+//! while congestion is retried after its own wait; `max_per_day` spreads a
+//! contact's attempts over their days.
 
 use callbox_tests::{Site, text};
 use serde_json::Value;
@@ -170,4 +171,46 @@ fn a_number_not_in_service_fails_for_good_and_congestion_waits_its_own_retry() {
         let gap = w[1] - w[0];
         assert!((7 * 60_000..3_600_000).contains(&gap), "{tries:?}");
     }
+}
+
+#[test]
+fn a_contact_is_called_at_most_max_per_day_times_on_each_of_their_days() {
+    // Nobody answers: five attempts half an hour apart, but at most two a
+    // day, so they spread over three days of the contact's own calendar.
+    let mut cfg = format!(
+        "{FLOW}\n[campaign.daily]\nnumber = \"4008001234\"\nmode = \"agentless\"\nstart = \"bye\"\nlist = \"daily.csv\"\nmax_lines = 1\nmax_attempts = 5\nmax_per_day = 2\nring_timeout = \"20s\"\nretry = {{ no_answer = \"30m\" }}\n\n[campaign.daily.window]\ntimezone = \"Asia/Shanghai\"\n"
+    );
+    for day in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
+        cfg += &format!("{day} = [\"09:00-18:00\"]\n");
+    }
+    let site = Site::with_config(1, 0, &cfg);
+    site.write("daily.csv", "number\n13900000001\n");
+    let path = site.write(
+        "calls.toml",
+        "[[callee]]\nnumber = \"13900000001\"\nanswers = false\n",
+    );
+    let out = site.run_fast_with(&path, &["--start-at", "2026-11-23T08:59:00+08:00"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let recs = site.records();
+    assert_eq!(recs.len(), 5, "{recs:#?}");
+    let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    let mut per_day = std::collections::BTreeMap::new();
+    for r in &recs {
+        let day = jiff::Timestamp::from_millisecond(started_ms(r))
+            .unwrap()
+            .to_zoned(shanghai.clone())
+            .date()
+            .to_string();
+        *per_day.entry(day).or_insert(0) += 1;
+    }
+    let counts: Vec<(String, i32)> = per_day.into_iter().collect();
+    assert_eq!(
+        counts,
+        [
+            ("2026-11-23".to_string(), 2),
+            ("2026-11-24".to_string(), 2),
+            ("2026-11-25".to_string(), 1)
+        ],
+        "{recs:#?}"
+    );
 }

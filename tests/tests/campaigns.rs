@@ -648,6 +648,17 @@ ring_timeout = "8s"
         .iter()
         .filter(|r| r["disposition"] == "answered" && r["agent"].is_null())
         .count();
+    // An answered contact no agent took heard the apology before the box
+    // hung up.
+    for r in recs
+        .iter()
+        .filter(|r| r["disposition"] == "answered" && r["agent"].is_null())
+    {
+        assert!(
+            callbox_tests::ivr_path(r).iter().any(|p| p == "sorry"),
+            "{r:#}"
+        );
+    }
     let busy = talk as f64 / (AGENTS as f64 * (last - first) as f64);
     (busy, abandoned as f64 / answered.max(1) as f64)
 }
