@@ -27,6 +27,7 @@ pub mod console;
 pub mod daynight;
 pub mod events;
 mod fsutil;
+pub mod inflight;
 pub mod ivr;
 
 pub mod logging;

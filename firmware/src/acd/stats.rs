@@ -125,6 +125,10 @@ pub struct AcdStats {
     /// Every call in a queue now: waiting, ringing an agent or talking,
     /// in the order they joined.
     pub calls: Vec<LiveCall>,
+    /// The supervisors' phones (`[acd] supervisors`), for the console;
+    /// not part of telemetry.
+    #[serde(skip)]
+    pub supervisors: Vec<String>,
     /// Real time the ACD actor spent handling events and choosing agents,
     /// microseconds (its whole scheduling cost).
     pub scheduler_us: u64,
@@ -239,6 +243,7 @@ where
             queues,
             agents,
             calls,
+            supervisors: self.cfg.supervisors.clone(),
             scheduler_us: self.sched.as_micros() as u64,
         }
     }

@@ -200,6 +200,7 @@ pub async fn run<B: Backend>(
         daynight: daynight.clone(),
         recorder: recorder.clone(),
         mailboxes,
+        inflight: crate::inflight::Inflight::new(),
         shutdown: shutdown.clone(),
     };
     let acd = config.acd.clone().map(crate::acd::channel);
@@ -253,6 +254,7 @@ pub async fn run<B: Backend>(
     );
     let acd_stats = sw.acd.clone().map(crate::sync::telemetry::acd_source);
     let acd_console = acd_stats.clone();
+    let inflight = ctx.inflight.clone();
     // The panel actor ends when the last handle is gone: keep none here
     // (the command actor lets go of its own at the stop).
     drop((ctx, sw, first));
@@ -351,6 +353,7 @@ pub async fn run<B: Backend>(
             commands: commands.clone(),
             acd: acd_console,
             prompt_dir: config.prompt_dir.clone(),
+            inflight,
         };
         match crate::console::start(deps, shutdown.clone()).await {
             Ok(up) => tracing::info!(

@@ -56,6 +56,11 @@ where
         dialled = arrival.dialled.as_deref().unwrap_or("unknown"),
         "call arrives"
     );
+    let caller_name = ctx
+        .ivr
+        .as_ref()
+        .and_then(|ivr| ivr.lookups.contact(arrival.caller.as_deref()))
+        .map(str::to_string);
     let log = CallLog::start(
         &ctx.store,
         &ctx.clock,
@@ -64,16 +69,22 @@ where
             direction: Direction::Inbound,
             trunk_line: Some(line_id.clone()),
             station: None,
-            caller_name: ctx
-                .ivr
-                .as_ref()
-                .and_then(|ivr| ivr.lookups.contact(arrival.caller.as_deref()))
-                .map(str::to_string),
+            caller_name: caller_name.clone(),
             caller: arrival.caller.clone(),
             dialled: arrival.dialled.clone(),
         },
     )
     .await;
+    let _on_board = ctx.inflight.begin(crate::inflight::InflightCall {
+        call_id: id.clone(),
+        kind: "inbound",
+        line: line_id.clone(),
+        caller: arrival.caller.clone(),
+        caller_name,
+        dialled: arrival.dialled.clone(),
+        since_ms: ctx.clock.now().wall_ms,
+        ..Default::default()
+    });
     ctx.panel.line_led(&line_id, true).await;
 
     let blocked = ctx.ivr.as_ref().is_some_and(|ivr| {
@@ -182,6 +193,7 @@ where
     }
     log.answered().await;
     let id = log.id();
+    ctx.inflight.answered(id, ctx.clock.now().wall_ms);
     let line_id = port.line.info().id.clone();
     let mut media = Media::new(port, ctx.shutdown.clone());
     media.rec = crate::recorder::Recording::for_call(&ctx.recorder, id);

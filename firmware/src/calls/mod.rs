@@ -125,6 +125,8 @@ pub struct CallContext {
     pub recorder: crate::recorder::Recorder,
     /// What waits in each voicemail box.
     pub mailboxes: crate::voicemail::Mailboxes,
+    /// Where each call is now, for the console.
+    pub inflight: crate::inflight::Inflight,
     /// Cancelled when the daemon stops.
     pub shutdown: CancellationToken,
 }
@@ -166,6 +168,7 @@ impl CallContext {
             rooms: &sw.rooms,
             daynight: &self.daynight,
             mailboxes: &self.mailboxes,
+            inflight: &self.inflight,
         }
     }
 }

@@ -302,6 +302,21 @@ where
         },
     )
     .await;
+    let _on_board = ctx.inflight.begin(crate::inflight::InflightCall {
+        call_id: id.clone(),
+        kind: "outbound",
+        line: trunk.clone(),
+        caller: Some(job.number.clone()),
+        caller_name: job
+            .vars
+            .iter()
+            .find(|(k, _)| k == "name")
+            .map(|(_, v)| v.clone()),
+        dialled: Some(job.number.clone()),
+        since_ms: ctx.clock.now().wall_ms,
+        campaign: by.job.map(str::to_string),
+        ..Default::default()
+    });
     ctx.panel.line_led(&trunk, true).await;
 
     let mut st = FlowState::new(job.start, job.language, &job.vars);
@@ -345,6 +360,7 @@ where
         }
         Ok(Rang::Answered) => {
             log.answered().await;
+            ctx.inflight.answered(&id, ctx.clock.now().wall_ms);
             let number = Some(job.number.as_str());
             let env = ctx.flow_env(ivr, sw, &id, number, number);
             let mut media = Media::new(port, ctx.shutdown.clone());

@@ -92,8 +92,84 @@ fn fill(template: &str, fields: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The earlier calls of `who` on this box, newest first: calls from the
+/// number, or with `both` also calls to it.
+async fn history(
+    c: &Console,
+    who: Option<String>,
+    both: bool,
+    not: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let Some(number) = who else {
+        return Ok(Vec::new());
+    };
+    let q = RecordQuery {
+        caller: (!both).then(|| number.clone()),
+        number: both.then_some(number),
+        newest: Some(HISTORY + 1),
+        ..Default::default()
+    };
+    Ok(c.read(move |d| crate::store::read_records(d, &q))
+        .await?
+        .into_iter()
+        .filter(|r| r.id != not)
+        .take(HISTORY as usize)
+        .map(|r| {
+            json!({
+                "id": r.id, "start": r.start, "queue": r.queue, "agent": r.agent,
+                "disposition": r.disposition, "outcome": r.outcome,
+                "wrap_code": r.wrap_code, "notes": r.notes, "talk_ms": r.talk_ms,
+            })
+        })
+        .collect())
+}
+
+/// A campaign contact offered to an agent in preview (or being talked
+/// to): their fields from the list, earlier calls to and from them and
+/// the campaign's script.
+async fn preview_pop(c: &Console, a: &Authed, p: crate::inflight::InflightCall) -> ApiResult {
+    if a.session.role < Role::Supervisor && p.agent.as_deref() != Some(a.session.user.as_str()) {
+        return Err(ApiError::forbidden());
+    }
+    let history = history(c, p.caller.clone(), true, &p.call_id).await?;
+    let mut fields = p.fields.clone();
+    fields.insert("caller".into(), p.caller.clone().unwrap_or_default());
+    fields.insert(
+        "caller_name".into(),
+        p.caller_name.clone().unwrap_or_default(),
+    );
+    fields.insert("name".into(), p.caller_name.clone().unwrap_or_default());
+    fields.insert("campaign".into(), p.campaign.clone().unwrap_or_default());
+    fields.insert("agent".into(), a.session.user.clone());
+    let script = p
+        .campaign
+        .as_ref()
+        .and_then(|k| c.deps.config.scripts.get(k))
+        .map(|t| fill(t, &fields));
+    Ok(Json(json!({
+        "call": {
+            "id": p.call_id, "caller": p.caller, "caller_name": p.caller_name,
+            "dialled": p.dialled, "queue": null, "campaign": p.campaign,
+            "agent": p.agent, "preview": true,
+        },
+        "path": [],
+        "vars": p.fields,
+        "history": history,
+        "script": script,
+    })))
+}
+
 /// `GET /api/calls/{id}/pop`.
 pub(super) async fn pop(State(c): St, a: Authed, Path(id): Path<String>) -> ApiResult {
+    let offered = c
+        .deps
+        .inflight
+        .now()
+        .into_iter()
+        .find(|x| x.call_id == id && x.kind == "preview");
+    if let Some(p) = offered {
+        return preview_pop(&c, &a, p).await;
+    }
     let rec = call_record(&c, &id).await?;
     may_see(&c, &a, &rec).await?;
     let (path, vars) = flow_so_far(&rec);
@@ -101,29 +177,7 @@ pub(super) async fn pop(State(c): St, a: Authed, Path(id): Path<String>) -> ApiR
         Some(q) => Some(q.clone()),
         None => current_call(&c, &a.session.user).await.map(|x| x.queue),
     };
-    let history = match rec.caller.clone() {
-        Some(caller) => {
-            let q = RecordQuery {
-                caller: Some(caller),
-                newest: Some(HISTORY + 1),
-                ..Default::default()
-            };
-            c.read(move |d| crate::store::read_records(d, &q))
-                .await?
-                .into_iter()
-                .filter(|r| r.id != rec.id)
-                .take(HISTORY as usize)
-                .map(|r| {
-                    json!({
-                        "id": r.id, "start": r.start, "queue": r.queue, "agent": r.agent,
-                        "disposition": r.disposition, "outcome": r.outcome,
-                        "wrap_code": r.wrap_code, "notes": r.notes, "talk_ms": r.talk_ms,
-                    })
-                })
-                .collect()
-        }
-        None => Vec::new(),
-    };
+    let history = history(&c, rec.caller.clone(), false, &rec.id).await?;
     let mut fields: BTreeMap<String, String> = vars.clone();
     fields.insert("caller".into(), rec.caller.clone().unwrap_or_default());
     fields.insert(

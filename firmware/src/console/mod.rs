@@ -77,6 +77,9 @@ pub struct ConsoleDeps {
     pub acd: Option<AcdStatsFn>,
     /// The site's prompts folder (uploads go there).
     pub prompt_dir: PathBuf,
+    /// Where each call outside the queues is (the wallboard's IVR calls,
+    /// an agent's preview contact).
+    pub inflight: crate::inflight::Inflight,
 }
 
 impl std::fmt::Debug for ConsoleDeps {

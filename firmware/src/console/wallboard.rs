@@ -1,9 +1,12 @@
 //! The wallboard: every queue's figures and every agent's state, as JSON
 //! and pushed to browsers (server-sent events) whenever an agent or a
 //! queue event happens, and at least once a second so times in state
-//! move, and the calls in the queues (waiting, ringing an agent, talking).
-//! Agents see their own row and the queues' figures; supervisors see all
-//! and act on agents through the daemon's `agent` command.
+//! move, and every call in progress: in the queues (waiting, ringing an
+//! agent, talking) as the ACD has them, and the others (in the IVR at a
+//! node, placed by the box, a campaign contact offered to an agent) from
+//! the box's board of calls. Agents see their own row, the queues'
+//! figures and the contact offered to them; supervisors see all and act
+//! on agents through the daemon's `agent` and `acd.monitor` commands.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -20,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::api::{ApiError, ApiResult, Authed, Console, St, audit};
 use super::auth::Role;
 use crate::acd::AcdStats;
+use crate::inflight::InflightCall;
 
 /// The slowest the wallboard is refreshed without events.
 const EVERY: Duration = Duration::from_secs(1);
@@ -32,6 +36,8 @@ pub(super) struct Board {
     at_ms: i64,
     acd: bool,
     stats: Option<AcdStats>,
+    /// Calls outside the queues.
+    inflight: Vec<InflightCall>,
 }
 
 impl Board {
@@ -45,13 +51,14 @@ impl Board {
             at_ms: c.deps.clock.now().wall_ms,
             acd: c.deps.acd.is_some(),
             stats,
+            inflight: c.deps.inflight.now(),
         }
     }
 
     /// What `who` may see of it.
     fn view(&self, who: &Authed) -> Value {
         let agent = who.session.role == Role::Agent;
-        let (queues, agents, calls) = match &self.stats {
+        let (queues, agents, queued, supervisors) = match &self.stats {
             Some(s) => (
                 &s.queues[..],
                 s.agents
@@ -59,18 +66,71 @@ impl Board {
                     // An agent gets their own row, and no caller's number.
                     .filter(|a| !agent || a.agent == who.session.user)
                     .collect(),
-                if agent { &[][..] } else { &s.calls[..] },
+                &s.calls[..],
+                &s.supervisors[..],
             ),
-            None => (&[][..], Vec::new(), &[][..]),
+            None => (&[][..], Vec::new(), &[][..], &[][..]),
         };
+        if agent {
+            let preview = self.inflight.iter().find(|c| {
+                c.kind == "preview" && c.agent.as_deref() == Some(who.session.user.as_str())
+            });
+            return json!({
+                "at_ms": self.at_ms,
+                "acd": self.acd,
+                "queues": queues,
+                "agents": agents,
+                "calls": [],
+                "preview": preview,
+            });
+        }
+        let mut calls: Vec<Value> = queued
+            .iter()
+            .map(|q| serde_json::to_value(q).unwrap_or_default())
+            .collect();
+        // A call the ACD has is shown as the ACD has it.
+        calls.extend(
+            self.inflight
+                .iter()
+                .filter(|c| !queued.iter().any(|q| q.call_id == c.call_id))
+                .map(|c| other_call(c, self.at_ms)),
+        );
         json!({
             "at_ms": self.at_ms,
             "acd": self.acd,
             "queues": queues,
             "agents": agents,
             "calls": calls,
+            "supervisors": supervisors,
         })
     }
+}
+
+/// A call outside the queues as the wallboard lists it: `ivr` (at
+/// `node`), `outbound` (placed by the box, ringing or in its flow) or
+/// `preview` (offered to `agent`, or talking once taken).
+fn other_call(c: &InflightCall, now_ms: i64) -> Value {
+    let state = match (c.kind, c.answered_ms) {
+        ("preview", None) => "offered",
+        ("preview", Some(_)) => "talking",
+        ("outbound", None) => "dialling",
+        (_, None) => "arriving",
+        (_, Some(_)) => "ivr",
+    };
+    json!({
+        "call_id": c.call_id,
+        "kind": c.kind,
+        "caller": c.caller,
+        "caller_name": c.caller_name,
+        "dialled": c.dialled,
+        "line": c.line,
+        "node": c.node,
+        "campaign": c.campaign,
+        "state": state,
+        "agent": c.agent,
+        "in_call_ms": (now_ms - c.since_ms).max(0),
+        "talk_ms": c.answered_ms.map(|a| (now_ms - a).max(0)),
+    })
 }
 
 /// Keeps the shared board up to date while anyone watches it: after each
@@ -169,8 +229,10 @@ pub(super) async fn reset(State(c): St, a: Authed) -> ApiResult {
 }
 
 /// `POST /api/agents/{agent}`: `login`, `logout`, `pause` (with a
-/// reason) or `unpause`. An agent acts on themself; a supervisor on
-/// anyone.
+/// reason), `dnd` or `unpause`; an agent acts on themself, a supervisor
+/// on anyone. A supervisor's `listen`, `whisper` or `barge` with
+/// `station` (their own phone) rings that phone and joins the agent's
+/// call once it is answered.
 pub(super) async fn agent_action(
     State(c): St,
     a: Authed,
@@ -180,12 +242,15 @@ pub(super) async fn agent_action(
     if a.session.role == Role::Agent && a.session.user != agent {
         return Err(ApiError::forbidden());
     }
+    if matches!(act.action.as_str(), "listen" | "whisper" | "barge") {
+        return monitor(&c, &a, agent, act).await;
+    }
     if !matches!(
         act.action.as_str(),
-        "login" | "logout" | "pause" | "unpause"
+        "login" | "logout" | "pause" | "unpause" | "dnd"
     ) {
         return Err(ApiError::bad(format!(
-            "`{}` is not an agent action (login, logout, pause, unpause)",
+            "`{}` is not an agent action (login, logout, pause, unpause, dnd, listen, whisper, barge)",
             act.action.chars().take(40).collect::<String>()
         )));
     }
@@ -203,5 +268,22 @@ pub(super) async fn agent_action(
         .await
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     audit(&c, Some(&a.session.user), a.ip, "agent", args).await;
+    Ok(Json(result))
+}
+
+/// A supervisor joins `agent`'s call from their phone at `act.station`.
+async fn monitor(c: &Console, a: &Authed, agent: String, act: AgentAction) -> ApiResult {
+    a.need(Role::Supervisor)?;
+    let Some(station) = act.station.filter(|s| !s.is_empty()) else {
+        return Err(ApiError::bad("choose the phone to join from (`station`)"));
+    };
+    let args = json!({"station": station, "agent": agent, "mode": act.action});
+    let result = c
+        .deps
+        .commands
+        .handle("acd.monitor", args.clone())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    audit(c, Some(&a.session.user), a.ip, "acd.monitor", args).await;
     Ok(Json(result))
 }

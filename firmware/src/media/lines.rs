@@ -61,6 +61,24 @@ impl<L> Lease<L> {
         self.pending = Some(ev);
     }
 
+    /// Lends the port on to someone who may keep it for a while or drop
+    /// it at once (a call a supervisor joins): the receiver has it back
+    /// when they drop their lease, for [`Lease::restore`]. Until then this
+    /// lease holds no port.
+    pub fn lend_on(&mut self) -> (Lease<L>, oneshot::Receiver<Returned<L>>) {
+        let (tx, rx) = oneshot::channel();
+        let port = self
+            .port
+            .take()
+            .expect("a lease holds its port until lent on");
+        (Lease::new(port, tx), rx)
+    }
+
+    /// The port lent on with [`Lease::lend_on`] is back.
+    pub fn restore(&mut self, port: Port<L>) {
+        self.port = Some(port);
+    }
+
     /// The borrowed port.
     pub fn port(&mut self) -> &mut Port<L> {
         self.port

@@ -775,6 +775,7 @@ Threads:\t4
                 },
             ],
             calls: Vec::new(),
+            supervisors: Vec::new(),
             scheduler_us: 0,
         }
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::args::{ArgError, Args, clip};
 use super::error::CommandError;
 use super::reconfigure::Reconfigure;
-use crate::acd::{AcdError, AgentCommand};
+use crate::acd::{AcdError, AgentCommand, MonitorMode};
 use crate::calls::outbound::Originate;
 
 /// How long an originated call rings (as an `[[outbound]]` job by default).
@@ -58,6 +58,9 @@ where
             "unpause" => AgentCommand::Unpause {
                 agent: agent.clone(),
             },
+            "dnd" => AgentCommand::Dnd {
+                agent: agent.clone(),
+            },
             other => {
                 return Err(CommandError::BadAction {
                     action: clip(other),
@@ -80,6 +83,31 @@ where
             "reason": now.reason,
             "message": message,
         }))
+    }
+
+    /// `acd.monitor`: the supervisor's phone at `station` rings, then
+    /// joins `agent`'s call to `listen`, `whisper` or `barge`.
+    pub(super) async fn monitor(&self, args: &Args<'_>) -> Result<Value, CommandError> {
+        let station = args.str("station")?;
+        let agent = args.str("agent")?;
+        let mode = match args.str("mode")? {
+            "listen" => MonitorMode::Listen,
+            "whisper" => MonitorMode::Whisper,
+            "barge" => MonitorMode::Barge,
+            _ => return Err(ArgError::wrong("mode", "`listen`, `whisper` or `barge`").into()),
+        };
+        let daemon = &self.daemon;
+        crate::calls::station::supervise(
+            station,
+            agent,
+            mode,
+            daemon.ctx.clone(),
+            daemon.sw.clone(),
+            &daemon.jobs,
+        )
+        .await?;
+        tracing::info!(%station, agent, ?mode, "the supervisor's phone rings to join a call");
+        Ok(json!({"ringing": station, "agent": agent}))
     }
 
     /// `originate`: an outbound IVR call (`node`), or a click-to-call for

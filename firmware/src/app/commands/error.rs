@@ -54,7 +54,7 @@ pub enum CommandError {
         agent: String,
     },
     /// `action` is none of the agent actions.
-    #[error("`action` must be login, logout, pause or unpause, not `{action}`")]
+    #[error("`action` must be login, logout, pause, unpause or dnd, not `{action}`")]
     BadAction {
         /// The action asked for (clipped).
         action: String,
@@ -115,6 +115,9 @@ pub enum CommandError {
     /// A click-to-call could not start.
     #[error(transparent)]
     ClickToCall(#[from] crate::calls::station::ClickError),
+    /// A supervisor's join refused.
+    #[error(transparent)]
+    Supervise(#[from] crate::calls::station::SuperviseError),
 
     /// `config.set` with a version not above the running one.
     #[error("version {version} is not above the running version {running}")]

@@ -234,7 +234,7 @@ impl Commands {
     async fn run(&self, cmd: &str, args: Value) -> Result<Value, CommandError> {
         match cmd {
             "config.get" | "config.set" | "config.history" | "agent" | "acd.reset_stats"
-            | "originate" | "lookup.update" | "campaign.push" => {
+            | "originate" | "acd.monitor" | "lookup.update" | "campaign.push" => {
                 // Checked here too: a malformed command never reaches
                 // the daemon.
                 Args::new(&args)?;

@@ -196,6 +196,7 @@ where
                 }
             }
             "originate" => self.originate(&args).await,
+            "acd.monitor" => self.monitor(&args).await,
             "lookup.update" => self.lookup_update(&args).await,
             "campaign.push" => self.campaign_push(&args).await,
             other => Err(CommandError::NotTheDaemons { cmd: clip(other) }),

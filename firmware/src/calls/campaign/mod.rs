@@ -698,6 +698,8 @@ impl<L: Line> Runner<L> {
                 c.name.as_deref().unwrap_or(&c.number),
                 self.c.name
             ),
+            name: c.name.clone(),
+            fields: c.vars(),
             campaign: self.c.name.clone(),
             trunks: self.c.trunks.clone(),
             caller_id: self.c.number.clone(),

@@ -14,6 +14,7 @@
 //! answer.
 
 mod preview;
+mod supervise;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use crate::recorder::config::CallKeys;
 use crate::store::{CallFlow, Direction, Disposition, Side};
 
 pub use preview::{Preview, PreviewCall, preview};
+pub use supervise::{SuperviseError, supervise};
 
 /// How long the called phone or number rings.
 const RING: Duration = Duration::from_secs(30);

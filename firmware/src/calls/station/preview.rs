@@ -28,6 +28,10 @@ pub struct PreviewCall {
     pub number: String,
     /// What the agent's phone shows beside the number.
     pub shown: String,
+    /// The contact's name, from the list.
+    pub name: Option<String>,
+    /// The list's other columns, for the agent's desk.
+    pub fields: std::collections::BTreeMap<String, String>,
     /// The campaign (the record's `job`).
     pub campaign: String,
     /// Trunks to dial on, the first free one.
@@ -69,6 +73,21 @@ pub async fn preview<L: Line>(p: PreviewCall, ctx: &CallContext, sw: &Switch<L>)
     };
     let id = crate::clock::new_id(&ctx.clock);
     let span = tracing::info_span!("call", id = %&id[id.len() - 8..], line = %station);
+    // The agent's desk shows the contact while the phone rings, and the
+    // call once taken.
+    let _on_board = ctx.inflight.begin(crate::inflight::InflightCall {
+        call_id: id.clone(),
+        kind: "preview",
+        line: station.clone(),
+        caller: Some(p.number.clone()),
+        caller_name: p.name.clone(),
+        dialled: Some(p.number.clone()),
+        since_ms: ctx.clock.now().wall_ms,
+        agent: Some(p.agent.clone()),
+        campaign: Some(p.campaign.clone()),
+        fields: p.fields.clone(),
+        ..Default::default()
+    });
     async {
         acd.personal(&station, true).await;
         let cmd = LineCommand::Ring {
@@ -84,6 +103,7 @@ pub async fn preview<L: Line>(p: PreviewCall, ctx: &CallContext, sw: &Switch<L>)
             )),
         };
         let out = if let Rang::Answered = rang {
+            ctx.inflight.answered(&id, ctx.clock.now().wall_ms);
             let who = Who::of(&p.agent, &acd);
             let call = Call {
                 ctx: &ctx,

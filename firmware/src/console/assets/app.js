@@ -128,6 +128,23 @@ const TEXT = {
     file: "WAV file",
     uploaded: "Uploaded",
     converted: "converted to 8 kHz mono",
+    cs_arriving: "Arriving",
+    cs_ivr: "In the IVR",
+    cs_dialling: "Dialling",
+    cs_offered: "Offered",
+    where: "Where",
+    duration: "Duration",
+    my_phone: "My phone",
+    no_phone: "choose your phone first",
+    listen: "Listen",
+    whisper: "Whisper",
+    barge: "Barge in",
+    phone_rings: "Your phone rings: answer it to join",
+    dnd: "Do not disturb",
+    preview: "Campaign contact",
+    preview_hint: "Answer your phone to call this contact; let it ring to skip.",
+    preview_talking: "Talking with this contact",
+    campaign: "Campaign",
   },
   zh: {
     title: "callbox 控制台",
@@ -253,6 +270,23 @@ const TEXT = {
     file: "WAV 文件",
     uploaded: "已上传",
     converted: "已转换为 8 kHz 单声道",
+    cs_arriving: "呼入中",
+    cs_ivr: "语音导航中",
+    cs_dialling: "外呼中",
+    cs_offered: "待处理",
+    where: "位置",
+    duration: "时长",
+    my_phone: "我的话机",
+    no_phone: "请先选择您的话机",
+    listen: "监听",
+    whisper: "耳语",
+    barge: "强插",
+    phone_rings: "您的话机正在振铃，接听即可加入",
+    dnd: "免打扰",
+    preview: "外呼客户",
+    preview_hint: "接听话机即拨打该客户；不接听则跳过。",
+    preview_talking: "正在与该客户通话",
+    campaign: "外呼活动",
   },
 };
 
@@ -403,6 +437,26 @@ function queuesTable(queues) {
   return el("table", { id: "queues" }, el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
+// The phone a supervisor joins calls from, kept in this browser.
+function myPhone(stations) {
+  const saved = localStorage.getItem("phone") || "";
+  const sel = el("select", { id: "my-phone" }, el("option", { value: "" }, "—"),
+    ...stations.map((s) => el("option", s === saved ? { value: s, selected: "" } : { value: s }, s)));
+  sel.addEventListener("change", () => localStorage.setItem("phone", sel.value));
+  return el("label", { class: "inline" }, t("my_phone") + " ", sel);
+}
+
+async function join(agent, mode) {
+  const station = localStorage.getItem("phone") || "";
+  if (!station) { toast(t("no_phone")); return; }
+  try {
+    await api("POST", "/api/agents/" + encodeURIComponent(agent), { action: mode, station });
+    toast(t("phone_rings"));
+  } catch (e) {
+    toast(e.message);
+  }
+}
+
 function agentsTable(agents, supervisor) {
   const cols = ["agent", "state", "in_state", "station", "calls"];
   if (supervisor) cols.push("actions");
@@ -420,7 +474,10 @@ function agentsTable(agents, supervisor) {
       const cell = el("td", { class: "actions" });
       if (a.state === "logged_out") cell.append(b("login", t("agent_login"), () => agentAction(a.agent, "login")));
       else {
-        if (a.state === "paused") cell.append(b("unpause", t("unpause"), () => agentAction(a.agent, "unpause")));
+        if (a.state === "on_call") {
+          for (const m of ["listen", "whisper", "barge"]) cell.append(b(m, t(m), () => join(a.agent, m)));
+        }
+        if (a.state === "paused" || a.state === "dnd") cell.append(b("unpause", t("unpause"), () => agentAction(a.agent, "unpause")));
         else cell.append(b("pause", t("pause"), () => agentAction(a.agent, "pause", "supervisor")));
         cell.append(b("logout", t("force_logout"), () => agentAction(a.agent, "logout")));
       }
@@ -473,13 +530,17 @@ function live(render) {
   };
 }
 
+// Every call in progress: the queues' (time in queue) and the others
+// (in the IVR at a node, dialled by the box, offered in preview: time
+// since the call started).
 function callsTable(calls) {
-  const head = el("tr", {}, ...["caller", "queue", "state", "agent", "in_queue", "talk"].map((k) => el("th", {}, t(k))));
-  const rows = calls.map((c) => el("tr", { "data-call": c.call_id, "data-state": c.state },
+  const head = el("tr", {}, ...["caller", "where", "state", "agent", "duration", "talk"].map((k) => el("th", {}, t(k))));
+  const rows = calls.map((c) => el("tr", { "data-call": c.call_id, "data-state": c.state, "data-kind": c.kind || "queue" },
     el("td", { class: "caller" }, (c.caller || "?") + (c.caller_name ? ` ${c.caller_name}` : "")),
-    el("td", {}, c.queue), el("td", { class: "state cs-" + c.state }, t("cs_" + c.state)),
+    el("td", { class: "where" }, c.queue || c.node || c.campaign || c.line || ""),
+    el("td", { class: "state cs-" + c.state }, t("cs_" + c.state)),
     el("td", { class: "agent" }, c.agent || ""),
-    el("td", { class: "num" }, duration(c.in_queue_ms)),
+    el("td", { class: "num" }, duration(c.in_queue_ms != null ? c.in_queue_ms : c.in_call_ms)),
     el("td", { class: "num" }, c.talk_ms != null ? duration(c.talk_ms) : "")));
   return el("table", { id: "calls" }, el("thead", {}, head), el("tbody", {}, ...rows));
 }
@@ -508,14 +569,15 @@ function resetButton() {
 function wallboardView() {
   const reset = resetButton();
   live((d) => d.acd
-    ? [el("h2", {}, t("queue")), queuesTable(d.queues), el("h2", {}, t("agent")), agentsTable(d.agents, true),
+    ? [el("h2", {}, t("queue")), queuesTable(d.queues), el("h2", {}, t("agent")),
+      ...((d.supervisors || []).length ? [myPhone(d.supervisors)] : []), agentsTable(d.agents, true),
       el("h2", {}, t("calls_now")), callsTable(d.calls || []), reset]
     : [el("p", {}, t("no_acd"))]);
 }
 
 // The agent's desk: their state, the call ringing them or being talked
 // on (the screen pop), the wrap-up form after it, and click-to-call.
-const desk = { callId: null, pop: null, wrapped: null };
+const desk = { callId: null, pop: null, wrapped: null, taken: false };
 
 async function loadPop(id, redraw) {
   try {
@@ -532,7 +594,7 @@ function popView(p) {
   const out = [el("section", { id: "pop" },
     el("h2", {}, t("caller")),
     el("p", { class: "caller" }, el("strong", { id: "pop-name" }, c.caller_name || ""), " ",
-      el("span", { id: "pop-caller" }, c.caller || "?"), c.queue ? ` · ${c.queue}` : ""),
+      el("span", { id: "pop-caller" }, c.caller || "?"), c.queue || c.campaign ? ` · ${c.queue || c.campaign}` : ""),
     el("h3", {}, t("ivr_path")), el("p", { id: "pop-path", class: "path" }, p.path.join(" → ")),
     el("h3", {}, t("variables")), el("table", { id: "pop-vars" }, el("tbody", {}, ...rows(Object.entries(p.vars)))),
     el("h3", {}, t("history")),
@@ -602,15 +664,27 @@ function deskView() {
         b("me-available", t("unpause"), () => agentAction(me.user, mine.state === "logged_out" ? "login" : "unpause")),
         reason,
         b("me-pause", t("pause"), () => agentAction(me.user, "pause", reason.value || "break")),
+        b("me-dnd", t("dnd"), () => agentAction(me.user, "dnd")),
         b("me-logout", t("force_logout"), () => agentAction(me.user, "logout"))));
-      if (mine.call && mine.call.call_id !== desk.callId) {
-        desk.callId = mine.call.call_id;
+      // A queue call ringing or talking, or a campaign contact offered in
+      // preview (or taken).
+      const now = mine.call || d.preview;
+      if (now && now.call_id !== desk.callId) {
+        desk.callId = now.call_id;
         desk.pop = null;
+        desk.taken = !!mine.call;
         loadPop(desk.callId, redraw);
       }
+      if (d.preview && d.preview.answered_ms != null) desk.taken = true;
+      if (d.preview) {
+        out.push(el("section", { id: "preview", "data-call": d.preview.call_id },
+          el("h2", {}, t("preview") + " · " + d.preview.campaign),
+          el("p", { class: "note", id: "preview-state" }, t(d.preview.answered_ms != null ? "preview_talking" : "preview_hint"))));
+      }
       if (desk.pop) out.push(...popView(desk.pop));
-      // The form stays for the last call until the next one rings.
-      if (desk.callId && !mine.call) out.push(wrapForm(desk.callId));
+      // The form stays for the last call until the next one rings (a
+      // preview the agent let go left no call to wrap up).
+      if (desk.callId && !now && desk.taken) out.push(wrapForm(desk.callId));
       out.push(dialForm());
     }
     out.push(el("h2", {}, t("queue")), queuesTable(d.queues));

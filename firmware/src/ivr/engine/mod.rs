@@ -83,6 +83,8 @@ pub struct FlowEnv<'a, L> {
     pub rooms: &'a crate::media::conference::Rooms,
     /// What waits in each voicemail box (a message left adds to it).
     pub mailboxes: &'a crate::voicemail::Mailboxes,
+    /// Where each call is now: the flow moves this one's node.
+    pub inflight: &'a crate::inflight::Inflight,
 }
 
 /// What the flow did, for the call record.
@@ -230,6 +232,7 @@ impl<L: Line> FlowEnv<'_, L> {
             };
             let node = &self.ivr.nodes[id];
             st.path.push(node.name.clone());
+            self.inflight.at_node(self.call_id, &node.name);
             match self
                 .step(media, id, &mut current_menu_entry_short, st)
                 .await
