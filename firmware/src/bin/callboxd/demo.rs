@@ -52,7 +52,7 @@ pub fn demo(seconds: Option<u64>, data: Option<PathBuf>, fast: bool) -> Result<(
     }
     let data = data.unwrap_or_else(|| dir.path().join("data"));
     println!(
-        "callbox demo: a branch with 6 trunk lines, 2 agent desks and an IVR menu; simulated callers key it in band."
+        "callbox demo: a branch with 6 trunk lines, 2 agent desks, a supervisor's desk and an IVR menu; simulated callers key it in band."
     );
     // In real time the demo also answers softphones on this machine; in
     // virtual time a SIP peer's clock would not match the box's.
