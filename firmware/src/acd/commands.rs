@@ -87,6 +87,17 @@ where
 
     /// Carries out an agent command, from a phone or from headquarters.
     pub(super) async fn command(&mut self, cmd: AgentCommand) -> Result<String, AcdError> {
+        if let AgentCommand::Pause { agent, .. }
+        | AgentCommand::Unpause { agent }
+        | AgentCommand::Dnd { agent } = &cmd
+        {
+            let a = self.agent_named(agent)?;
+            if self.agents[a].status == Status::LoggedOut {
+                return Err(AcdError::LoggedOut {
+                    agent: agent.clone(),
+                });
+            }
+        }
         match cmd {
             AgentCommand::Login { agent, station } => self.login(&agent, station).await,
             AgentCommand::Logout { agent } => self.logout(&agent).await,

@@ -98,6 +98,13 @@ pub enum AcdError {
     /// The call asked about is over.
     #[error("the call has ended")]
     CallEnded,
+    /// Pause, do-not-disturb or available for an agent who is not logged
+    /// in: they would be in a state with no phone to ring.
+    #[error("{agent} is logged out; log them in first")]
+    LoggedOut {
+        /// The agent.
+        agent: String,
+    },
     /// Pickup while no queue call rings an agent.
     #[error("no queue call is ringing")]
     NothingRinging,

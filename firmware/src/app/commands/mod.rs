@@ -79,7 +79,7 @@ const ENVELOPE: usize = 1024;
 /// `max_message` when the site has no `[uplink]` (docs/mqtt.md).
 const DEFAULT_MAX_MESSAGE: usize = 120 * 1024;
 /// Every command, for the answer to an unknown one.
-const KNOWN: &str = "status, config.get, config.set, config.history, agent, acd.reset_stats, originate, lookup.update, daynight, campaign, campaign.push, logs, restart";
+const KNOWN: &str = "status, config.get, config.set, config.history, agent, acd.reset_stats, acd.monitor, originate, lookup.update, daynight, campaign, campaign.push, logs, restart";
 /// Commands in flight to the daemon's actor.
 const INBOX: usize = 8;
 
@@ -747,6 +747,15 @@ to = "4002"
             (&r["state"], &r["station"]),
             (&json!("logged_out"), &Value::Null)
         );
+        // Logged out, an agent has no state but that.
+        for action in ["pause", "unpause", "dnd"] {
+            assert_eq!(
+                agent(json!({"action": action, "agent": "alice"}))
+                    .await
+                    .unwrap_err(),
+                "alice is logged out; log them in first"
+            );
+        }
         // Without a station: the agent's home desk.
         let r = agent(json!({"action": "login", "agent": "alice"}))
             .await
@@ -755,12 +764,16 @@ to = "4002"
             (&r["state"], &r["station"]),
             (&json!("available"), &json!("desk-1"))
         );
+        let r = agent(json!({"action": "dnd", "agent": "alice"}))
+            .await
+            .unwrap();
+        assert_eq!(r["state"], "dnd");
 
         let bad = [
             (json!({"action": "pause", "agent": "bob"}), "no agent `bob`"),
             (
                 json!({"action": "dance", "agent": "alice"}),
-                "`action` must be login, logout, pause or unpause, not `dance`",
+                "`action` must be login, logout, pause, unpause or dnd, not `dance`",
             ),
             (
                 json!({"action": "pause", "agent": 5}),
@@ -776,6 +789,25 @@ to = "4002"
         for (args, want) in bad {
             assert_eq!(agent(args.clone()).await.unwrap_err(), want, "{args}");
         }
+        // Joining a call: refused with the reason before any phone rings.
+        let monitor = |args: Value| site.cmd("acd.monitor", args);
+        let refused = [
+            (
+                json!({"station": "desk-1", "agent": "alice", "mode": "spy"}),
+                "`mode` must be `listen`, `whisper` or `barge`",
+            ),
+            (
+                json!({"station": "desk-1", "agent": "alice", "mode": "listen"}),
+                "`desk-1` is not a supervisor's phone ([acd] supervisors)",
+            ),
+            (
+                json!({"agent": "alice", "mode": "listen"}),
+                "`station` is missing",
+            ),
+        ];
+        for (args, want) in refused {
+            assert_eq!(monitor(args.clone()).await.unwrap_err(), want, "{args}");
+        }
         site.stop().await;
     }
 
@@ -786,7 +818,7 @@ to = "4002"
             (
                 "reboot",
                 Value::Null,
-                "unknown command `reboot`; known: status, config.get, config.set, config.history, agent, acd.reset_stats, originate, lookup.update, daynight, campaign, campaign.push, logs, restart",
+                "unknown command `reboot`; known: status, config.get, config.set, config.history, agent, acd.reset_stats, acd.monitor, originate, lookup.update, daynight, campaign, campaign.push, logs, restart",
             ),
             (
                 "config.set",
