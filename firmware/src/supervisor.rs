@@ -49,6 +49,14 @@ where
         let ctx = ctx.clone();
         match port.line.info().kind {
             LineKind::Trunk => {
+                let id = port.line.info().id.clone();
+                let hold = ctx
+                    .inbound
+                    .down_alarms
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(DOWN_ALARM);
+                tracker.spawn(down_alarm(id, port.line.status(), hold, ctx.clone()));
                 let tracker2 = tracker.clone();
                 tracker.spawn(trunk(port, inbox, ctx, sw.clone(), tracker2));
             }
@@ -541,6 +549,65 @@ async fn feature_code<L>(
         Err(why) => {
             tracing::warn!(%line, %digits, "feature code refused: {why}");
             REFUSED
+        }
+    }
+}
+
+/// How long a trunk stays down before its alarm, unless its `[[line]]
+/// down_alarm` says otherwise: a registration being renewed or one
+/// keep-alive lost is not worth anyone's attention.
+pub const DOWN_ALARM: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Raises alarm `line_down:<line>` once trunk `line` has been down for
+/// `hold` (with the backend's reason), and clears it when the trunk is
+/// up again.
+async fn down_alarm(
+    line: String,
+    mut health: callbox_hal::StatusWatch,
+    hold_for: std::time::Duration,
+    ctx: CallContext,
+) {
+    use callbox_hal::Health;
+    let code = format!("line_down:{line}");
+    let mut raised = false;
+    loop {
+        let now = health.borrow_and_update().clone();
+        let wait = (now.health == Health::Down && !raised).then_some(hold_for);
+        let hold = async move {
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        if now.health == Health::Up && raised {
+            raised = false;
+            tracing::info!(%line, "line up again: {}", now.reason);
+            let at = ctx.clock.now();
+            ctx.store
+                .send(crate::store::StoreMsg::AlarmCleared {
+                    at,
+                    code: code.clone(),
+                })
+                .await;
+        }
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            r = health.changed() => if r.is_err() {
+                // The backend is gone: the line keeps its last health.
+                return;
+            },
+            () = hold => {
+                raised = true;
+                tracing::warn!(%line, "line down for {} s: {}", hold_for.as_secs(), now.reason);
+                ctx.store
+                    .send(crate::store::StoreMsg::Alarm {
+                        at: ctx.clock.now(),
+                        code: code.clone(),
+                        severity: "critical",
+                        message: format!("line {line} down for {} s: {}", hold_for.as_secs(), now.reason),
+                    })
+                    .await;
+            }
         }
     }
 }

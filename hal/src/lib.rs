@@ -47,5 +47,8 @@ pub mod wav;
 
 pub use audio::{AudioFormat, AudioIn, AudioOut, Frame};
 pub use error::{Error, ErrorKind};
-pub use line::{HangupCause, Line, LineCommand, LineEvent, LineFault, LineInfo, LineKind};
+pub use line::{
+    HangupCause, Health, Line, LineCommand, LineEvent, LineFault, LineInfo, LineKind, LineStatus,
+    StatusWatch,
+};
 pub use registry::{AnyBackend, Backend, Port};

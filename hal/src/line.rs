@@ -137,6 +137,62 @@ pub struct LineFault {
     pub active: bool,
 }
 
+/// Whether a line can carry calls now, as its backend knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// It works: a SIP trunk registered or answering, a phone registered,
+    /// an analog port without a fault, a simulated line.
+    Up,
+    /// It does not: registration refused, the carrier silent, no phone
+    /// registered, an analog line fault.
+    Down,
+    /// Not known (yet): a trunk still registering, one nothing checks.
+    Unknown,
+}
+
+impl Health {
+    /// `up`, `down` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+/// A line's health and why, as its backend last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineStatus {
+    /// Up, down or unknown.
+    pub health: Health,
+    /// Why, for people: `registered at sip.carrier.cn`, `no phone
+    /// registered`, `hook changed more than 10 times in 5s`.
+    pub reason: String,
+}
+
+impl LineStatus {
+    /// A status with its reason.
+    pub fn new(health: Health, reason: impl Into<String>) -> LineStatus {
+        LineStatus {
+            health,
+            reason: reason.into(),
+        }
+    }
+
+    /// A status that never changes (a simulated line).
+    pub fn fixed(health: Health, reason: &str) -> StatusWatch {
+        tokio::sync::watch::channel(LineStatus::new(health, reason)).1
+    }
+}
+
+/// Where the firmware reads a line's status while the backend keeps it
+/// up to date. It is apart from the line's events on purpose: a call owns
+/// those while it lasts, and a trunk that stops registering mid-call must
+/// still show as down.
+pub type StatusWatch = tokio::sync::watch::Receiver<LineStatus>;
+
 /// Something the firmware asks a line to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -187,6 +243,8 @@ pub trait Line: Send + 'static {
     type Error: Error;
     /// Which line this is.
     fn info(&self) -> &LineInfo;
+    /// The line's health as the backend keeps it (see [`StatusWatch`]).
+    fn status(&self) -> StatusWatch;
     /// Waits for the next event. Cancel-safe: dropping the future loses no
     /// event.
     fn next_event(&mut self) -> impl Future<Output = Result<LineEvent, Self::Error>> + Send;

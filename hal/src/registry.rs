@@ -325,6 +325,14 @@ impl Line for AnyLine {
             AnyLine::Sip(l) => l.info(),
         }
     }
+    fn status(&self) -> crate::line::StatusWatch {
+        match self {
+            AnyLine::Sim(l) => l.status(),
+            AnyLine::Analog(l) => l.status(),
+            #[cfg(feature = "sip")]
+            AnyLine::Sip(l) => l.status(),
+        }
+    }
     async fn next_event(&mut self) -> Result<LineEvent, AnyError> {
         match self {
             AnyLine::Sim(l) => Ok(l.next_event().await?),

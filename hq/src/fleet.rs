@@ -40,6 +40,8 @@ pub struct BoxView {
     pub lines_up: Option<u64>,
     /// Lines in all.
     pub lines_total: Option<u64>,
+    /// Lines down, with the box's reason: `(id, reason)`.
+    pub lines_down: Vec<(String, Option<String>)>,
     /// Calls in progress.
     pub calls: Option<u64>,
     /// Callers waiting, all queues.
@@ -97,6 +99,20 @@ impl BoxView {
         };
         self.lines_total = count("lines", &|_| true);
         self.lines_up = count("lines", &|l| l["up"].as_bool() == Some(true));
+        self.lines_down = v["lines"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .filter(|l| l["up"].as_bool() == Some(false))
+                    .map(|l| {
+                        (
+                            l["id"].as_str().unwrap_or("?").to_string(),
+                            l["reason"].as_str().map(str::to_string),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         self.calls = v["calls_in_progress"].as_u64();
         self.queue_waiting = v["queues"]
             .as_array()
@@ -126,6 +142,9 @@ impl BoxView {
             "state": self.state, "reason": self.reason, "session": self.session,
             "last_seen": self.last_seen(), "firmware": self.firmware,
             "lines_up": self.lines_up, "lines_total": self.lines_total,
+            "lines_down": self.lines_down.iter()
+                .map(|(id, why)| json!({"id": id, "reason": why}))
+                .collect::<Vec<_>>(),
             "calls": self.calls, "queue_waiting": self.queue_waiting,
             "agents_available": self.agents_available,
             "backlog_records": self.backlog_records, "alarms": self.alarms,
@@ -134,10 +153,15 @@ impl BoxView {
 
     fn row(&self) -> Vec<String> {
         let n = |x: Option<u64>| x.map_or_else(|| "-".to_string(), |x| x.to_string());
-        let lines = match (self.lines_up, self.lines_total) {
+        let mut lines = match (self.lines_up, self.lines_total) {
             (Some(u), Some(t)) => format!("{u}/{t}"),
             _ => "-".into(),
         };
+        if !self.lines_down.is_empty() {
+            // Down at a glance: which, not only how many.
+            let ids: Vec<&str> = self.lines_down.iter().map(|(id, _)| id.as_str()).collect();
+            lines = format!("{lines} ({} down)", ids.join(","));
+        }
         let alarms = match &self.alarms {
             Some(a) if !a.is_empty() => a.join(","),
             Some(_) => "0".into(),
@@ -353,7 +377,7 @@ mod tests {
     fn telemetry_is_summed_up_per_box() {
         let mut f = Fleet::default();
         let t = json!({"v":1,"at":"2026-01-01T10:00:05.000Z","firmware":"0.2.0",
-            "lines":[{"id":"t1","up":true},{"id":"t2","up":false},{"id":"t3","up":true}],
+            "lines":[{"id":"t1","up":true},{"id":"t2","up":false,"state":"down","reason":"no phone registered"},{"id":"t3","up":true}],
             "calls_in_progress":3,
             "queues":[{"name":"a","waiting":2},{"name":"b","waiting":1}],
             "agents":[{"id":"x","state":"available"},{"id":"y","state":"paused"}],
@@ -376,12 +400,13 @@ mod tests {
             j,
             json!({"site":"s1","box":"b1","state":"online","reason":"lost","session":1,
                 "last_seen":"2026-01-01T10:00:05.000Z","firmware":"0.2.0",
-                "lines_up":2,"lines_total":3,"calls":3,"queue_waiting":3,
+                "lines_up":2,"lines_total":3,
+                "lines_down":[{"id":"t2","reason":"no phone registered"}],"calls":3,"queue_waiting":3,
                 "agents_available":1,"backlog_records":7,"alarms":["disk_full","line_down"]})
         );
         let table = f.table();
         assert!(table[0].starts_with("SITE  BOX  STATE"), "{table:?}");
-        assert!(table[1].contains("2/3") && table[1].ends_with("disk_full,line_down"));
+        assert!(table[1].contains("2/3 (t2 down)") && table[1].ends_with("disk_full,line_down"));
     }
 
     #[test]

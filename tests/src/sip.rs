@@ -450,3 +450,60 @@ pub fn system_prompt(name: &str) -> Vec<i16> {
         .join(format!("{name}.wav"));
     callbox_hal::wav::load_prompt(&p, 8000).expect("a system prompt")
 }
+
+/// A carrier that answers every request it gets on its socket with
+/// `200 OK` (the box's OPTIONS keep-alives) until dropped.
+#[derive(Debug)]
+pub struct Answering {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Answering {
+    /// Starts answering on `carrier`.
+    pub fn start(carrier: std::net::UdpSocket) -> Answering {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        carrier
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("a read timeout");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = carrier.recv_from(&mut buf) else {
+                    continue;
+                };
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let h = |name: &str| {
+                    req.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let resp = format!(
+                    "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=c1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+                    h("Via"),
+                    h("From"),
+                    h("To"),
+                    h("Call-ID"),
+                    h("CSeq")
+                );
+                let _ = carrier.send_to(resp.as_bytes(), from);
+            }
+        });
+        Answering {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

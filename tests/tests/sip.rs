@@ -827,39 +827,8 @@ fn a_carrier_that_stops_answering_options_raises_the_alarm_and_clears_it_when_ba
     };
     alarm(false);
     // Back: every OPTIONS answered 200.
-    carrier
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let answering = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 4096];
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((n, from)) = carrier.recv_from(&mut buf) else {
-                    continue;
-                };
-                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let h = |name: &str| {
-                    req.lines()
-                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-                        .unwrap_or("")
-                        .to_string()
-                };
-                let resp = format!(
-                    "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=c1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-                    h("Via"),
-                    h("From"),
-                    h("To"),
-                    h("Call-ID"),
-                    h("CSeq")
-                );
-                let _ = carrier.send_to(resp.as_bytes(), from);
-            }
-        })
-    };
+    let answering = callbox_tests::sip::Answering::start(carrier);
     alarm(true);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    answering.join().unwrap();
+    drop(answering);
     daemon.stop();
 }

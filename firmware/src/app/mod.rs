@@ -136,6 +136,11 @@ pub async fn run<B: Backend>(
         .zip(legs)
         .map(|(line, leg)| Port { line, leg })
         .collect();
+    // Each line's health as its backend keeps it, for telemetry.
+    let health: std::collections::HashMap<String, callbox_hal::StatusWatch> = ports
+        .iter()
+        .map(|p| (p.line.info().id.clone(), p.line.status()))
+        .collect();
     // Recordings left open by a power cut are repaired before any call is
     // taken. The recorder runs without a `[recording]` section too: it
     // writes voicemail.
@@ -327,7 +332,17 @@ pub async fn run<B: Backend>(
             opts.clock.clone(),
         )
         .with_daynight(daynight.clone())
-        .with_campaigns(campaigns.clone());
+        .with_campaigns(campaigns.clone())
+        .with_line_state(Arc::new(move |id| {
+            health.get(id).map(|w| {
+                let s = w.borrow();
+                crate::sync::telemetry::LineState {
+                    health: s.health,
+                    reason: s.reason.clone(),
+                    busy: None,
+                }
+            })
+        }));
         let deps = SyncDeps {
             site_id: config.site_id.clone(),
             uplink: uplink.clone(),

@@ -57,6 +57,9 @@ pub struct Inbound {
     /// Trunks whose exchange sends the dialled number as DTMF after the
     /// box answers (`[[line]] did_digits`), with how many digits.
     pub did_digits: std::collections::HashMap<String, usize>,
+    /// How long each trunk may be down before alarm `line_down`
+    /// (`[[line]] down_alarm`; others wait the default).
+    pub down_alarms: std::collections::HashMap<String, Duration>,
 }
 
 /// The parts of the config a call runs by, as one snapshot.

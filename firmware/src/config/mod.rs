@@ -136,6 +136,8 @@ struct RawLine {
     number: Option<String>,
     #[serde(default)]
     did_digits: Option<usize>,
+    #[serde(default)]
+    down_alarm: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +220,10 @@ const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// Longest ringing before answer an admin may configure; past this most
 /// networks give up on the call anyway.
 const MAX_ANSWER_AFTER: Duration = Duration::from_secs(60);
+/// The shortest and longest hold before a trunk that is down raises its
+/// alarm (`[[line]] down_alarm`).
+const MIN_DOWN_ALARM: Duration = Duration::from_secs(5);
+const MAX_DOWN_ALARM: Duration = Duration::from_secs(24 * 3600);
 
 impl SiteConfig {
     /// Reads and checks a site config file.
@@ -270,6 +276,8 @@ impl SiteConfig {
         let mut numbers = HashMap::new();
         // How many DID digits the exchange sends after seizure, by line id.
         let mut did_digits = HashMap::new();
+        // How long each trunk may be down before its alarm.
+        let mut down_alarms = HashMap::new();
         for (i, l) in raw.line.iter().enumerate() {
             let ids = match l.kind.as_str() {
                 "trunk" => sip::channel_ids(&l.id, l.sip.as_ref()),
@@ -334,6 +342,25 @@ impl SiteConfig {
                     for id in &ids {
                         did_digits.insert(id.clone(), n);
                     }
+                }
+            }
+            if let Some(s) = &l.down_alarm {
+                let at = format!("line[{i}].down_alarm");
+                match parse_duration(s) {
+                    Ok(_) if kind != LineKind::Trunk => err(
+                        &at,
+                        "`down_alarm` is for trunks: a phone that is not registered is no alarm"
+                            .into(),
+                    ),
+                    Ok(d) if !(MIN_DOWN_ALARM..=MAX_DOWN_ALARM).contains(&d) => {
+                        err(&at, format!("down_alarm of {s}: from 5s to 24h"))
+                    }
+                    Ok(d) => {
+                        for id in &ids {
+                            down_alarms.insert(id.clone(), d);
+                        }
+                    }
+                    Err(e) => err(&at, e),
                 }
             }
             lines.extend(ids.into_iter().map(|id| LineInfo { id, kind }));
@@ -731,6 +758,7 @@ impl SiteConfig {
                     lines: inbound_lines,
                     numbers,
                     did_digits,
+                    down_alarms,
                 },
                 ivr,
                 acd,

@@ -51,12 +51,15 @@ pub const FIRST_SAMPLE: Duration = Duration::from_millis(250);
 const MIN_TICKS: u64 = 10;
 
 /// What a line-state source knows of a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineState {
-    /// The port works (no device or signalling failure).
-    pub up: bool,
-    /// A call holds the line.
-    pub busy: bool,
+    /// Up, down or unknown, as the line's backend reports it.
+    pub health: callbox_hal::Health,
+    /// Why (`registered at …`, `no phone registered`).
+    pub reason: String,
+    /// A call holds the line, when the source knows (else inferred from
+    /// the calls and the ACD).
+    pub busy: Option<bool>,
 }
 
 /// The daemon's telemetry source.
@@ -195,11 +198,20 @@ impl Telemetry {
                     LineKind::Station => busy_stations.contains(&l.id.as_str()),
                 };
                 let known = self.line_state.as_ref().and_then(|f| f(&l.id));
+                let health = known
+                    .as_ref()
+                    .map_or(callbox_hal::Health::Unknown, |s| s.health);
                 json!({
                     "id": l.id,
                     "kind": l.kind.to_string(),
-                    "up": known.map(|s| s.up),
-                    "busy": known.map_or(inferred, |s| s.busy),
+                    "up": match health {
+                        callbox_hal::Health::Up => Some(true),
+                        callbox_hal::Health::Down => Some(false),
+                        callbox_hal::Health::Unknown => None,
+                    },
+                    "state": health.as_str(),
+                    "reason": known.as_ref().map(|s| s.reason.as_str()),
+                    "busy": known.and_then(|s| s.busy).unwrap_or(inferred),
                 })
             })
             .collect();
@@ -856,10 +868,10 @@ Threads:\t4
         assert_eq!(
             s["lines"],
             json!([
-                {"id": "trunk-1", "kind": "trunk", "up": null, "busy": true},
-                {"id": "trunk-2", "kind": "trunk", "up": null, "busy": false},
-                {"id": "desk-1", "kind": "station", "up": null, "busy": true},
-                {"id": "desk-2", "kind": "station", "up": null, "busy": false},
+                {"id": "trunk-1", "kind": "trunk", "up": null, "state": "unknown", "reason": null, "busy": true},
+                {"id": "trunk-2", "kind": "trunk", "up": null, "state": "unknown", "reason": null, "busy": false},
+                {"id": "desk-1", "kind": "station", "up": null, "state": "unknown", "reason": null, "busy": true},
+                {"id": "desk-2", "kind": "station", "up": null, "state": "unknown", "reason": null, "busy": false},
             ])
         );
         assert_eq!(
@@ -940,8 +952,9 @@ Threads:\t4
         let data = data_dir().await;
         let state: LineStateFn = Arc::new(|id| {
             (id == "trunk-2").then_some(LineState {
-                up: false,
-                busy: false,
+                health: callbox_hal::Health::Down,
+                reason: "registration at sip.example refused: 403 Forbidden".into(),
+                busy: Some(false),
             })
         });
         let t = Telemetry::new(data.path().to_path_buf(), lines(), None, Clock::new(false))
@@ -951,11 +964,12 @@ Threads:\t4
         assert_eq!(s["calls_in_progress"], 7);
         assert_eq!(
             s["lines"][0],
-            json!({"id": "trunk-1", "kind": "trunk", "up": null, "busy": true})
+            json!({"id": "trunk-1", "kind": "trunk", "up": null, "state": "unknown", "reason": null, "busy": true})
         );
         assert_eq!(
             s["lines"][1],
-            json!({"id": "trunk-2", "kind": "trunk", "up": false, "busy": false})
+            json!({"id": "trunk-2", "kind": "trunk", "up": false, "state": "down",
+                   "reason": "registration at sip.example refused: 403 Forbidden", "busy": false})
         );
     }
 

@@ -75,12 +75,16 @@ pub struct AnalogLine {
     info: LineInfo,
     events: mpsc::Receiver<LineEvent>,
     commands: mpsc::Sender<LineCommand>,
+    status: crate::line::StatusWatch,
 }
 
 impl Line for AnalogLine {
     type Error = AnalogError;
     fn info(&self) -> &LineInfo {
         &self.info
+    }
+    fn status(&self) -> crate::line::StatusWatch {
+        self.status.clone()
     }
     async fn next_event(&mut self) -> Result<LineEvent, AnalogError> {
         self.events.recv().await.ok_or(AnalogError::Closed)
@@ -288,11 +292,21 @@ impl AnalogBackend {
             media.push(m);
             let (ev_tx, ev_rx) = mpsc::channel(64);
             let (cmd_tx, cmd_rx) = mpsc::channel(16);
+            let (status_tx, status) = watch::channel(crate::line::LineStatus::new(
+                crate::line::Health::Up,
+                format!("analog port {} ready", spec.channel),
+            ));
+            let ends = LineEnds {
+                events: ev_tx,
+                status: status_tx,
+                commands: cmd_rx,
+            };
             ports.push(Port {
                 line: AnalogLine {
                     info: info.clone(),
                     events: ev_rx,
                     commands: cmd_tx,
+                    status,
                 },
                 audio_in: AnalogAudioIn {
                     frames: queues.from_line,
@@ -316,7 +330,7 @@ impl AnalogBackend {
                     let (ring_detect, edges) =
                         input(&mut gpio, format!("{at}.ring_detect"), ring_detect)?;
                     let hook_relay = output(&mut gpio, format!("{at}.hook_relay"), hook_relay)?;
-                    let io = port_io(i, &spec.line, ev_tx, cmd_rx, edges, &media_tx, reports);
+                    let io = port_io(i, &spec.line, ends, edges, &media_tx, reports);
                     Task::Trunk {
                         io,
                         ring_detect,
@@ -326,7 +340,7 @@ impl AnalogBackend {
                 Wiring::Fxs { hook, ring_relay } => {
                     let (hook, edges) = input(&mut gpio, format!("{at}.hook"), hook)?;
                     let ring_relay = output(&mut gpio, format!("{at}.ring_relay"), ring_relay)?;
-                    let io = port_io(i, &spec.line, ev_tx, cmd_rx, edges, &media_tx, reports);
+                    let io = port_io(i, &spec.line, ends, edges, &media_tx, reports);
                     Task::Station {
                         io,
                         hook,
@@ -457,11 +471,17 @@ impl Drop for AnalogBackend {
     }
 }
 
+/// The port task's ends of its line's channels.
+struct LineEnds {
+    events: mpsc::Sender<LineEvent>,
+    status: watch::Sender<crate::line::LineStatus>,
+    commands: mpsc::Receiver<LineCommand>,
+}
+
 fn port_io(
     index: usize,
     line: &str,
-    events: mpsc::Sender<LineEvent>,
-    commands: mpsc::Receiver<LineCommand>,
+    ends: LineEnds,
     edges: mpsc::Receiver<Edge>,
     media: &std::sync::mpsc::Sender<MediaCmd>,
     reports: mpsc::Receiver<engine::MediaReport>,
@@ -469,8 +489,9 @@ fn port_io(
     PortIo {
         index,
         line: line.to_string(),
-        events,
-        commands,
+        events: ends.events,
+        status: ends.status,
+        commands: ends.commands,
         edges,
         media: media.clone(),
         reports,

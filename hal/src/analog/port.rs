@@ -99,6 +99,8 @@ pub struct PortIo {
     pub line: String,
     /// Events to the firmware.
     pub events: mpsc::Sender<LineEvent>,
+    /// The line's health: down while a fault is raised.
+    pub status: tokio::sync::watch::Sender<crate::line::LineStatus>,
     /// Commands from the firmware.
     pub commands: mpsc::Receiver<LineCommand>,
     /// Edges of the port's inputs.
@@ -112,6 +114,15 @@ pub struct PortIo {
 impl PortIo {
     async fn event(&self, ev: LineEvent) {
         tracing::debug!(line = %self.line, ?ev, "line event");
+        if let LineEvent::Fault(f) = &ev {
+            use crate::line::{Health, LineStatus};
+            let now = if f.active {
+                LineStatus::new(Health::Down, f.detail.clone())
+            } else {
+                LineStatus::new(Health::Up, f.detail.clone())
+            };
+            self.status.send_replace(now);
+        }
         let _ = self.events.send(ev).await;
     }
 

@@ -73,6 +73,10 @@ impl Line for SimLine {
         &self.info
     }
 
+    fn status(&self) -> crate::line::StatusWatch {
+        crate::line::LineStatus::fixed(crate::line::Health::Up, "simulated")
+    }
+
     async fn next_event(&mut self) -> Result<LineEvent, SimError> {
         self.events.recv().await.ok_or(SimError::Closed)
     }

@@ -14,7 +14,7 @@ use super::config::SipLineSettings;
 use super::session::RtpSession;
 use super::{SipError, lock};
 use crate::audio::{AudioFormat, AudioIn, AudioOut, Frame};
-use crate::line::{Line, LineCommand, LineEvent, LineInfo, LineKind};
+use crate::line::{Health, Line, LineCommand, LineEvent, LineInfo, LineKind, LineStatus};
 
 /// What the agent, the line's call task and the audio halves share.
 #[derive(Debug)]
@@ -22,6 +22,9 @@ pub(crate) struct LineShared {
     pub(crate) info: LineInfo,
     pub(crate) settings: SipLineSettings,
     pub(crate) events: mpsc::UnboundedSender<LineEvent>,
+    /// The line's health: a trunk's registration or keep-alive, a phone's
+    /// registration.
+    pub(crate) status: tokio::sync::watch::Sender<LineStatus>,
     media: Mutex<Option<Arc<RtpSession>>>,
     call: Mutex<Option<mpsc::UnboundedSender<Cmd>>>,
     /// The ringing call can take early media (its INVITE had an offer).
@@ -34,7 +37,22 @@ impl LineShared {
         settings: SipLineSettings,
         events: mpsc::UnboundedSender<LineEvent>,
     ) -> LineShared {
+        let first = match &settings {
+            SipLineSettings::Station(_) => LineStatus::new(Health::Down, "no phone registered"),
+            SipLineSettings::Trunk(t) if t.register => {
+                LineStatus::new(Health::Unknown, format!("registering at {}", t.peer.host()))
+            }
+            SipLineSettings::Trunk(t) if t.keepalive.is_some() => LineStatus::new(
+                Health::Unknown,
+                format!("asking {} (OPTIONS)", t.peer.host()),
+            ),
+            SipLineSettings::Trunk(_) => LineStatus::new(
+                Health::Unknown,
+                "not checked: no registration, keep-alive off",
+            ),
+        };
         LineShared {
+            status: tokio::sync::watch::Sender::new(first),
             info,
             settings,
             events,
@@ -101,6 +119,10 @@ impl Line for SipLine {
 
     fn info(&self) -> &LineInfo {
         &self.shared.info
+    }
+
+    fn status(&self) -> crate::line::StatusWatch {
+        self.shared.status.subscribe()
     }
 
     async fn next_event(&mut self) -> Result<LineEvent, SipError> {

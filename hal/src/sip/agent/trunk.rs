@@ -11,8 +11,8 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Method, StatusCode, StatusCodeKind};
 
 use super::{Agent, MIN_EXPIRES, Stack, parse_uri};
-use crate::line::{LineEvent, LineFault};
-use crate::sip::config::{Peer, TrunkSettings};
+use crate::line::{Health, LineEvent, LineFault, LineStatus};
+use crate::sip::config::{Peer, SipLineSettings, TrunkSettings};
 use crate::sip::line::LineShared;
 
 impl Agent {
@@ -57,6 +57,12 @@ impl Agent {
                     active: true,
                 }));
             }
+            let health = if answered {
+                LineStatus::new(Health::Up, format!("{} answers OPTIONS", t.peer))
+            } else {
+                LineStatus::new(Health::Down, format!("{} does not answer OPTIONS", t.peer))
+            };
+            self.set_health(|l| same_peer(l, &t), health);
             reachable = Some(answered);
             tokio::select! {
                 () = self.cancel.cancelled() => return,
@@ -147,6 +153,10 @@ impl Agent {
                         active: true,
                     }));
                     registered = Some(false);
+                    self.set_health(
+                        |l| same_account(l, &t),
+                        LineStatus::new(Health::Down, format!("{} does not resolve", t.peer)),
+                    );
                 }
                 tokio::select! {
                     () = self.cancel.cancelled() => return,
@@ -185,6 +195,10 @@ impl Agent {
                         }));
                     }
                     registered = Some(true);
+                    self.set_health(
+                        |l| same_account(l, &t),
+                        LineStatus::new(Health::Up, format!("registered at {}", t.peer)),
+                    );
                     backoff = Duration::from_secs(5);
                     let granted = reg.expires().max(MIN_EXPIRES);
                     Duration::from_secs(u64::from(granted) * 3 / 4)
@@ -203,6 +217,13 @@ impl Agent {
                         }));
                     }
                     registered = Some(false);
+                    self.set_health(
+                        |l| same_account(l, &t),
+                        LineStatus::new(
+                            Health::Down,
+                            format!("registration at {} refused: {why}", t.peer),
+                        ),
+                    );
                     let w = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(300));
                     w
@@ -219,4 +240,16 @@ impl Agent {
 /// The Min-Expires of a 423 Interval Too Brief.
 fn min_expires(resp: &rsipstack::sip::Response) -> Option<u32> {
     resp.header_value("Min-Expires")?.trim().parse().ok()
+}
+
+/// A line of the carrier account `t` registers (one registration serves
+/// them all).
+fn same_account(l: &LineShared, t: &TrunkSettings) -> bool {
+    matches!(&l.settings, SipLineSettings::Trunk(x)
+        if x.register && x.peer == t.peer && x.username == t.username)
+}
+
+/// A line to the carrier `t` pings (one keep-alive serves them all).
+fn same_peer(l: &LineShared, t: &TrunkSettings) -> bool {
+    matches!(&l.settings, SipLineSettings::Trunk(x) if !x.register && x.peer == t.peer)
 }
