@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod console;
 pub mod mqtt;
+pub mod postgres;
 pub mod sip;
 
 /// Path of the `callboxd` binary under test.
