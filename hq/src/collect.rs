@@ -34,7 +34,11 @@ use callbox_contract::{ID_RULE, valid_id};
 use crate::mqtt::{self, Broker, Note, out_line};
 use crate::recordings::{self, Verdict};
 use crate::store::{self, Store};
+use crate::tally::{Stored, Tally};
 use crate::wire;
+
+/// How often the collector prints what it stored.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
 /// Options of `collect`.
 #[derive(Debug)]
@@ -56,7 +60,9 @@ pub struct Options {
 pub struct Outcome {
     /// Messages to publish (QoS 1): the acks, `(topic, payload)`.
     pub publish: Vec<(String, Vec<u8>)>,
-    /// Lines for stdout.
+    /// What it stored, for the periodic summary.
+    pub stored: Option<Stored>,
+    /// Lines for stdout at once (gaps).
     pub lines: Vec<String>,
     /// Lines for stderr.
     pub warnings: Vec<String>,
@@ -167,12 +173,12 @@ impl Collector {
         tx.commit()?;
         self.seen.insert(key, max);
 
-        let dups = batch.records.len() - new;
-        let mut line = format!("stored {new} {} records from {site}/{box_id}", batch.stream);
-        if dups > 0 {
-            line.push_str(&format!(" ({dups} already stored)"));
-        }
-        out.lines.push(line);
+        out.stored = Some(Stored {
+            source: format!("{site}/{box_id}"),
+            what: batch.stream.clone(),
+            new: new as u64,
+            again: (batch.records.len() - new) as u64,
+        });
         let acked: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
         out.publish.push((
             self.ack_topic(site, box_id),
@@ -204,9 +210,13 @@ impl Collector {
         };
         match r.verdict {
             Verdict::Partial { .. } | Verdict::Late => {}
-            Verdict::Complete { size, .. } => {
-                out.lines
-                    .push(format!("recording {id} complete ({size} bytes, sha256 ok)"));
+            Verdict::Complete { .. } => {
+                out.stored = Some(Stored {
+                    source: format!("{site}/{box_id}"),
+                    what: "recordings".into(),
+                    new: 1,
+                    again: 0,
+                });
                 out.publish.push(ack(Ok(())));
             }
             Verdict::AlreadyComplete => {
@@ -294,6 +304,9 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
 
     let mut in_tx = Some(in_tx);
     let mut session_present = false;
+    let mut tally = Tally::default();
+    let mut every = tokio::time::interval(SUMMARY_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fatal: Option<anyhow::Error> = None;
     tokio::pin!(stop);
     loop {
@@ -332,8 +345,16 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
                     in_tx = None;
                 }
             },
+            _ = every.tick() => {
+                if let Some(line) = tally.take_line(SUMMARY_EVERY.as_secs()) {
+                    out_line(&line);
+                }
+            }
             done = out_rx.recv() => match done {
                 Some((p, outcome)) => {
+                    if let Some(s) = &outcome.stored {
+                        tally.add(s);
+                    }
                     for l in &outcome.lines {
                         out_line(l);
                     }
@@ -351,6 +372,9 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
         }
     }
     conn.close(Duration::from_secs(5)).await;
+    if let Some(line) = tally.take_line(SUMMARY_EVERY.as_secs()) {
+        out_line(&line);
+    }
     let stored = store_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the store thread panicked"))?;
@@ -467,11 +491,21 @@ mod tests {
 
     const T: &str = "callbox/s1/b1/records/cdr";
 
+    fn stored(what: &str, new: u64, again: u64) -> Stored {
+        Stored {
+            source: "s1/b1".into(),
+            what: what.into(),
+            new,
+            again,
+        }
+    }
+
     #[test]
     fn records_are_stored_once_and_acked_every_time() {
         let (_d, mut c) = collector();
         let o = c.handle(T, &records("E", &[1, 2, 3])).unwrap();
-        assert_eq!(o.lines, ["stored 3 cdr records from s1/b1"]);
+        assert_eq!(o.stored, Some(stored("cdr", 3, 0)));
+        assert!(o.lines.is_empty(), "{o:?}");
         assert_eq!(o.publish[0].0, "callbox/s1/b1/ack");
         let ack: serde_json::Value = serde_json::from_slice(&o.publish[0].1).unwrap();
         assert_eq!(
@@ -479,10 +513,7 @@ mod tests {
             serde_json::json!({"v":1,"epoch":"E","stream":"cdr","seqs":[1,2,3]})
         );
         let o = c.handle(T, &records("E", &[3, 4])).unwrap();
-        assert_eq!(
-            o.lines,
-            ["stored 1 cdr records from s1/b1 (1 already stored)"]
-        );
+        assert_eq!(o.stored, Some(stored("cdr", 1, 1)));
         let ack: serde_json::Value = serde_json::from_slice(&o.publish[0].1).unwrap();
         assert_eq!(ack["seqs"], serde_json::json!([3, 4]));
     }
@@ -501,10 +532,11 @@ mod tests {
         );
         // The missing ones arriving late are no new gap.
         let o = c.handle(T, &records("E", &[3, 4, 10])).unwrap();
-        assert_eq!(o.lines, ["stored 3 cdr records from s1/b1"]);
+        assert!(o.lines.is_empty(), "{o:?}");
+        assert_eq!(o.stored, Some(stored("cdr", 3, 0)));
         // A new epoch starts at 1.
         let o = c.handle(T, &records("F", &[1])).unwrap();
-        assert_eq!(o.lines, ["stored 1 cdr records from s1/b1"]);
+        assert!(o.lines.is_empty(), "{o:?}");
     }
 
     #[test]
@@ -583,7 +615,7 @@ mod tests {
         let o = c.handle(topic, first.to_string().as_bytes()).unwrap();
         assert_eq!(o, Outcome::default());
         let o = c.handle(topic, last.to_string().as_bytes()).unwrap();
-        assert_eq!(o.lines, ["recording R1 complete (16 bytes, sha256 ok)"]);
+        assert_eq!(o.stored, Some(stored("recordings", 1, 0)));
         let ack: serde_json::Value = serde_json::from_slice(&o.publish[0].1).unwrap();
         assert_eq!(ack, serde_json::json!({"v":1,"recording":"R1","ok":true}));
         let again = c.handle(topic, last.to_string().as_bytes()).unwrap();

@@ -20,6 +20,7 @@ mod keys;
 mod mqtt;
 mod recordings;
 mod store;
+mod tally;
 mod watch;
 mod wire;
 

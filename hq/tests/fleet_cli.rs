@@ -269,7 +269,11 @@ fn collector_stores_each_record_once_across_a_restart_and_exports_them_in_order(
 
     let (child, lines) = collector(&broker, &db);
     broker.publish(topic, &batch(&[1, 2]));
-    assert_eq!(lines.wait_for("stored"), "stored 2 cdr records from s1/b1");
+    // What was stored comes in a summary every 5 s.
+    assert_eq!(
+        lines.wait_for("stored"),
+        "stored in 5s: 2 records, 0 recordings from 1 box — s1/b1: cdr 2"
+    );
     broker.publish(topic, "not json");
     broker.publish(topic, &batch(&[2, 4]));
     assert_eq!(
@@ -278,14 +282,17 @@ fn collector_stores_each_record_once_across_a_restart_and_exports_them_in_order(
     );
     assert_eq!(
         lines.wait_for("stored"),
-        "stored 1 cdr records from s1/b1 (1 already stored)"
+        "stored in 5s: 1 record, 0 recordings from 1 box (1 already stored) — s1/b1: cdr 1+1 again"
     );
     stop(child);
 
     // Published while no collector runs: the persistent session keeps it.
     broker.publish(topic, &batch(&[3]));
     let (child, lines) = collector(&broker, &db);
-    assert_eq!(lines.wait_for("stored"), "stored 1 cdr records from s1/b1");
+    assert_eq!(
+        lines.wait_for("stored"),
+        "stored in 5s: 1 record, 0 recordings from 1 box — s1/b1: cdr 1"
+    );
     stop(child);
 
     let db = db.to_str().unwrap();
