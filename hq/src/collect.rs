@@ -31,9 +31,9 @@ use tokio::sync::mpsc;
 
 use callbox_contract::{ID_RULE, valid_id};
 
+use crate::db::{self, Db};
 use crate::mqtt::{self, Broker, Note, out_line};
 use crate::recordings::{self, Verdict};
-use crate::store::{self, Store};
 use crate::tally::{Stored, Tally};
 use crate::wire;
 
@@ -43,8 +43,12 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 /// Options of `collect`.
 #[derive(Debug)]
 pub struct Options {
-    /// The database.
-    pub db: PathBuf,
+    /// The database: a SQLite file, or a `postgres://` URL.
+    pub db: String,
+    /// The CA that signed the PostgreSQL server's certificate (TLS).
+    pub db_ca: Option<PathBuf>,
+    /// PostgreSQL: months of records kept (older partitions dropped).
+    pub keep_months: Option<u32>,
     /// Shared-subscription group.
     pub group: String,
     /// Where recordings go.
@@ -72,7 +76,7 @@ pub struct Outcome {
 /// acks.
 #[derive(Debug)]
 pub struct Collector {
-    store: Store,
+    store: Db,
     recordings: PathBuf,
     root: String,
     max_message: usize,
@@ -83,7 +87,7 @@ pub struct Collector {
 impl Collector {
     /// A collector over `store`, recordings under `recordings`, topics
     /// under `root`.
-    pub fn new(store: Store, recordings: PathBuf, root: &str, max_message: usize) -> Collector {
+    pub fn new(store: Db, recordings: PathBuf, root: &str, max_message: usize) -> Collector {
         Collector {
             store,
             recordings,
@@ -149,10 +153,10 @@ impl Collector {
             batch.epoch.clone(),
             batch.stream.clone(),
         );
-        let tx = self.store.write()?;
+        let mut tx = self.store.write()?;
         let mut max = match self.seen.get(&key) {
             Some(&m) => m,
-            None => store::max_seq(&tx, box_id, &batch.epoch, &batch.stream)?,
+            None => tx.max_seq(box_id, &batch.epoch, &batch.stream)?,
         };
         let mut seqs: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
         seqs.sort_unstable();
@@ -169,7 +173,7 @@ impl Collector {
             }
             max = max.max(s);
         }
-        let new = store::insert_records(&tx, site, box_id, batch, mqtt::now_ms())?;
+        let new = tx.insert_records(site, box_id, batch, mqtt::now_ms())?;
         tx.commit()?;
         self.seen.insert(key, max);
 
@@ -185,6 +189,19 @@ impl Collector {
             wire::records_ack(&batch.epoch, &batch.stream, &acked),
         ));
         Ok(out)
+    }
+
+    /// `--keep-months`: drops the months of records past it.
+    fn drop_old_months(&mut self, keep: u32) -> Result<()> {
+        if let Db::Postgres(p) = &mut self.store {
+            let today = jiff::Zoned::now().date();
+            for name in p.drop_old_months(keep, today)? {
+                out_line(&format!(
+                    "dropped {name}: older than {keep} months (--keep-months)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn chunk(&mut self, site: &str, box_id: &str, c: &wire::Chunk) -> Result<Outcome> {
@@ -249,10 +266,27 @@ impl Collector {
 }
 
 /// The client id of a collector: stable for a group and database so a
-/// restarted collector resumes its session.
-fn stable_client_id(group: &str, db: &Path) -> String {
-    let hash = Sha256::digest(db.as_os_str().as_encoded_bytes());
-    format!("callbox-hq-collect-{group}-{}", recordings::hex(&hash[..4]))
+/// restarted collector resumes its session. A shared PostgreSQL database
+/// is written by collectors on several machines: the host name tells
+/// them apart.
+fn stable_client_id(group: &str, db: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(db.as_bytes());
+    if db::is_postgres(db) {
+        h.update(b"\0");
+        h.update(host_name().as_bytes());
+    }
+    format!(
+        "callbox-hq-collect-{group}-{}",
+        recordings::hex(&h.finalize()[..4])
+    )
+}
+
+/// This machine's name (empty if it cannot be read).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Runs the collector until SIGINT/SIGTERM.
@@ -261,19 +295,27 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
         bail!("--group `{}`: use {ID_RULE}", o.group);
     }
     let stop = mqtt::shutdown_signal()?;
-    let store = Store::open(&o.db)?;
-    let db_abs = absolute(&o.db)?;
-    let recordings = match o.recordings {
-        Some(d) => d,
-        None => db_abs
-            .parent()
-            .map_or_else(|| PathBuf::from("recordings"), |p| p.join("recordings")),
+    if o.keep_months.is_some() && !db::is_postgres(&o.db) {
+        bail!("--keep-months is for a PostgreSQL database (--db postgres://…)");
+    }
+    let (db_id, recordings) = if db::is_postgres(&o.db) {
+        let shown = crate::pg::redact(&o.db);
+        let dir = o.recordings.unwrap_or_else(|| PathBuf::from("recordings"));
+        (shown, dir)
+    } else {
+        let abs = absolute(Path::new(&o.db))?;
+        let dir = o.recordings.unwrap_or_else(|| {
+            abs.parent()
+                .map_or_else(|| PathBuf::from("recordings"), |p| p.join("recordings"))
+        });
+        (abs.display().to_string(), dir)
     };
     std::fs::create_dir_all(&recordings)
         .with_context(|| format!("--recordings {}: cannot create it", recordings.display()))?;
+    let recordings_shown = recordings.clone();
     let client_id = o
         .client_id
-        .unwrap_or_else(|| stable_client_id(&o.group, &db_abs));
+        .unwrap_or_else(|| stable_client_id(&o.group, &db_id));
 
     let mut options = broker.options(&client_id, false);
     options.set_manual_acks(true);
@@ -286,21 +328,47 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
             )
         })
         .collect();
-    let mut conn = mqtt::spawn(options, subs);
-    eprintln!(
-        "callbox-hq: collect: {} into {} (recordings in {}), client id {client_id}",
-        broker.url,
-        o.db.display(),
-        recordings.display()
-    );
-
-    let collector = Collector::new(store, recordings, &broker.root, o.max_message);
+    // The database lives on the store thread: the PostgreSQL client is a
+    // blocking one, with a runtime of its own that must not run (or be
+    // dropped) on this one. The thread answers once it is open.
     let (in_tx, in_rx) = mpsc::unbounded_channel::<Publish>();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Publish, Outcome)>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (spec, ca, root, max_message, keep_months) = (
+        o.db.clone(),
+        o.db_ca.clone(),
+        broker.root.clone(),
+        o.max_message,
+        o.keep_months,
+    );
     let store_thread = std::thread::Builder::new()
         .name("store".into())
-        .spawn(move || store_loop(collector, in_rx, out_tx))
+        .spawn(move || {
+            let store = match Db::open(&spec, ca.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let stop_flag = match &store {
+                Db::Postgres(p) => Some(p.stop_flag()),
+                Db::Sqlite(_) => None,
+            };
+            let _ = ready_tx.send(Ok(stop_flag));
+            let collector = Collector::new(store, recordings.clone(), &root, max_message);
+            store_loop(collector, keep_months, in_rx, out_tx)
+        })
         .context("starting the store thread")?;
+    let pg_stop = ready_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("the store thread ended before opening the database"))??;
+    let mut conn = mqtt::spawn(options, subs);
+    eprintln!(
+        "callbox-hq: collect: {} into {db_id} (recordings in {}), client id {client_id}",
+        broker.url,
+        recordings_shown.display()
+    );
 
     let mut in_tx = Some(in_tx);
     let mut session_present = false;
@@ -314,6 +382,11 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
             () = &mut stop, if in_tx.is_some() => {
                 eprintln!("callbox-hq: collect: stopping");
                 in_tx = None;
+                // A store thread waiting for the database gives up: what it
+                // holds is not acked, and comes again to the next run.
+                if let Some(f) = &pg_stop {
+                    f.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             note = conn.notes.recv() => match note {
                 Some(Note::Message(p)) => {
@@ -385,17 +458,38 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
     }
 }
 
+/// How often old months are looked for with `--keep-months`.
+const RETENTION_EVERY: Duration = Duration::from_secs(6 * 3600);
+
 /// The store thread: one message at a time, in order, until the input
-/// closes; stops at the first database or disk error.
+/// closes. A PostgreSQL server that went away is waited for and the
+/// message stored again; any other database or disk error stops it.
 fn store_loop(
     mut collector: Collector,
+    keep_months: Option<u32>,
     mut rx: mpsc::UnboundedReceiver<Publish>,
     tx: mpsc::UnboundedSender<(Publish, Outcome)>,
 ) -> Result<()> {
+    let mut retention_due = std::time::Instant::now();
     while let Some(p) = rx.blocking_recv() {
-        let outcome = collector
-            .handle(&p.topic, &p.payload)
-            .with_context(|| format!("storing the message on {}", p.topic))?;
+        if let Some(keep) = keep_months
+            && std::time::Instant::now() >= retention_due
+        {
+            collector.drop_old_months(keep)?;
+            retention_due = std::time::Instant::now() + RETENTION_EVERY;
+        }
+        let outcome = loop {
+            match collector.handle(&p.topic, &p.payload) {
+                Ok(o) => break o,
+                Err(e) => {
+                    eprintln!("callbox-hq: collect: the database failed: {e:#}");
+                    if !collector.store.recover(&e) {
+                        return Err(e)
+                            .with_context(|| format!("storing the message on {}", p.topic));
+                    }
+                }
+            }
+        };
         if tx.send((p, outcome)).is_err() {
             break;
         }
@@ -409,8 +503,8 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// `callbox-hq gaps`: every missing range of the records stored.
-pub fn gaps(db: &Path, json: bool) -> Result<()> {
-    let store = Store::open_read_only(db)?;
+pub fn gaps(db: &str, ca: Option<&Path>, json: bool) -> Result<()> {
+    let mut store = Db::open_read_only(db, ca)?;
     for g in store.gaps()? {
         let line = if json {
             serde_json::json!({
@@ -431,13 +525,14 @@ pub fn gaps(db: &Path, json: bool) -> Result<()> {
 /// `callbox-hq export`: the stored `data` of a stream's records, one JSON
 /// per line, ordered by (box, epoch, seq).
 pub fn export(
-    db: &Path,
+    db: &str,
+    ca: Option<&Path>,
     stream: &str,
     site: Option<&str>,
     box_id: Option<&str>,
     latest: bool,
 ) -> Result<()> {
-    let store = Store::open_read_only(db)?;
+    let mut store = Db::open_read_only(db, ca)?;
     if !latest {
         return store.export(stream, site, box_id, out_line);
     }
@@ -470,11 +565,12 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use base64::Engine;
 
     fn collector() -> (tempfile::TempDir, Collector) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("hq.db")).unwrap();
+        let store = Db::Sqlite(Store::open(&dir.path().join("hq.db")).unwrap());
         let c = Collector::new(store, dir.path().join("rec"), "callbox", 1 << 20);
         (dir, c)
     }
@@ -544,7 +640,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hq.db");
         let mut c = Collector::new(
-            Store::open(&db).unwrap(),
+            Db::Sqlite(Store::open(&db).unwrap()),
             dir.path().into(),
             "callbox",
             1 << 20,
@@ -552,7 +648,7 @@ mod tests {
         c.handle(T, &records("E", &[1, 2])).unwrap();
         drop(c);
         let mut c = Collector::new(
-            Store::open(&db).unwrap(),
+            Db::Sqlite(Store::open(&db).unwrap()),
             dir.path().into(),
             "callbox",
             1 << 20,
@@ -642,9 +738,9 @@ mod tests {
 
     #[test]
     fn the_collector_client_id_is_stable_per_group_and_database() {
-        let a = stable_client_id("collectors", Path::new("/var/hq/a.db"));
-        assert_eq!(a, stable_client_id("collectors", Path::new("/var/hq/a.db")));
-        assert_ne!(a, stable_client_id("collectors", Path::new("/var/hq/b.db")));
-        assert_ne!(a, stable_client_id("other", Path::new("/var/hq/a.db")));
+        let a = stable_client_id("collectors", "/var/hq/a.db");
+        assert_eq!(a, stable_client_id("collectors", "/var/hq/a.db"));
+        assert_ne!(a, stable_client_id("collectors", "/var/hq/b.db"));
+        assert_ne!(a, stable_client_id("other", "/var/hq/a.db"));
     }
 }

@@ -14,10 +14,12 @@
 mod campaign;
 mod cmd;
 mod collect;
+mod db;
 mod decrypt;
 mod fleet;
 mod keys;
 mod mqtt;
+mod pg;
 mod recordings;
 mod store;
 mod tally;
@@ -108,9 +110,12 @@ enum Command {
     },
     /// Prints every missing range of record seqs in a collector's database.
     Gaps {
-        /// The collector's database.
+        /// The collector's database: a SQLite file or a postgres:// URL.
+        #[arg(long, value_name = "FILE|URL")]
+        db: String,
+        /// The CA of the PostgreSQL server's certificate (with sslmode).
         #[arg(long, value_name = "FILE")]
-        db: PathBuf,
+        db_ca: Option<PathBuf>,
         /// One JSON object per gap per line.
         #[arg(long)]
         json: bool,
@@ -118,9 +123,12 @@ enum Command {
     /// Prints the stored `data` of a stream's records, one JSON per line,
     /// ordered by box, epoch and seq.
     Export {
-        /// The collector's database.
+        /// The collector's database: a SQLite file or a postgres:// URL.
+        #[arg(long, value_name = "FILE|URL")]
+        db: String,
+        /// The CA of the PostgreSQL server's certificate (with sslmode).
         #[arg(long, value_name = "FILE")]
-        db: PathBuf,
+        db_ca: Option<PathBuf>,
         /// The stream (`cdr`, `call_events`, `voicemail`…).
         #[arg(long, value_name = "STREAM")]
         stream: String,
@@ -261,9 +269,19 @@ impl TargetArgs {
 /// Options of `collect` besides the broker's.
 #[derive(Args, Debug)]
 struct CollectArgs {
-    /// The SQLite database (created if needed).
+    /// The database: a SQLite file (created if needed) or a PostgreSQL
+    /// URL `postgres://user:password@host/db` (its schema created or
+    /// brought up to date).
+    #[arg(long, value_name = "FILE|URL")]
+    db: String,
+    /// The CA that signed the PostgreSQL server's certificate, for a URL
+    /// with `sslmode=require`.
     #[arg(long, value_name = "FILE")]
-    db: PathBuf,
+    db_ca: Option<PathBuf>,
+    /// PostgreSQL: months of records kept (this one included); whole
+    /// older months are dropped, checked every 6 hours.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1200))]
+    keep_months: Option<u32>,
     /// Shared-subscription group: collectors of one group share the load.
     #[arg(long, default_value = "collectors", value_name = "NAME")]
     group: String,
@@ -361,6 +379,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let broker = broker.resolve()?;
             let options = collect::Options {
                 db: c.db,
+                db_ca: c.db_ca,
+                keep_months: c.keep_months,
                 group: c.group,
                 recordings: c.recordings,
                 client_id: c.client_id,
@@ -368,14 +388,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             block_on(collect::run(&broker, options))?;
         }
-        Command::Gaps { db, json } => collect::gaps(&db, json)?,
+        Command::Gaps { db, db_ca, json } => collect::gaps(&db, db_ca.as_deref(), json)?,
         Command::Export {
             db,
+            db_ca,
             stream,
             site,
             box_id,
             latest,
-        } => collect::export(&db, &stream, site.as_deref(), box_id.as_deref(), latest)?,
+        } => collect::export(
+            &db,
+            db_ca.as_deref(),
+            &stream,
+            site.as_deref(),
+            box_id.as_deref(),
+            latest,
+        )?,
         Command::Cmd {
             broker,
             target,

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::store::{self, Recording, Store, Upload};
+use crate::db::Db;
+use crate::store::{Recording, Upload};
 use crate::wire::Chunk;
 
 /// What a chunk led to.
@@ -86,18 +87,18 @@ fn final_path(dir: &Path, box_id: &str, id: &str, encrypted: bool) -> PathBuf {
 
 /// Takes one chunk (already parsed and checked against its topic).
 pub fn receive(
-    store: &mut Store,
+    store: &mut Db,
     dir: &Path,
     site: &str,
     box_id: &str,
     c: &Chunk,
     now_ms: i64,
 ) -> Result<Received> {
-    let tx = store.write()?;
+    let mut tx = store.write()?;
     let mut notes = Vec::new();
     let done = |verdict, notes| Ok(Received { verdict, notes });
 
-    if let Some(owner) = store::recording_box(&tx, &c.id)? {
+    if let Some(owner) = tx.recording_box(&c.id)? {
         if owner != box_id {
             return done(Verdict::OtherBox { box_id: owner }, notes);
         }
@@ -110,7 +111,7 @@ pub fn receive(
     }
 
     let part = part_path(dir, box_id, &c.id);
-    let mut up = match store::upload(&tx, box_id, &c.id)? {
+    let mut up = match tx.upload(box_id, &c.id)? {
         Some(u) if u.size != c.size => {
             notes.push(format!(
                 "size changed from {} to {} bytes: starting over",
@@ -153,8 +154,7 @@ pub fn receive(
             fs::rename(&part, &file)
                 .with_context(|| format!("renaming {} to {}", part.display(), file.display()))?;
             sync_dir(&file)?;
-            store::insert_recording(
-                &tx,
+            tx.insert_recording(
                 &Recording {
                     site: site.to_string(),
                     box_id: box_id.to_string(),
@@ -166,7 +166,7 @@ pub fn receive(
                 },
                 now_ms,
             )?;
-            store::delete_upload(&tx, box_id, &c.id)?;
+            tx.delete_upload(box_id, &c.id)?;
             tx.commit()?;
             return done(
                 Verdict::Complete {
@@ -189,7 +189,7 @@ pub fn receive(
     } else {
         Verdict::Partial { have: up.have() }
     };
-    store::save_upload(&tx, box_id, &c.id, &up, now_ms)?;
+    tx.save_upload(box_id, &c.id, &up, now_ms)?;
     tx.commit()?;
     done(verdict, notes)
 }
@@ -279,18 +279,19 @@ fn sync_dir(file: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::wire::Meta;
 
     struct Fixture {
         _dir: tempfile::TempDir,
         root: PathBuf,
-        store: Store,
+        store: Db,
     }
 
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("recordings");
-        let store = Store::open(&dir.path().join("hq.db")).unwrap();
+        let store = Db::Sqlite(Store::open(&dir.path().join("hq.db")).unwrap());
         Fixture {
             _dir: dir,
             root,

@@ -837,6 +837,8 @@ pub struct Collector {
     pub dir: tempfile::TempDir,
     proc: HqProcess,
     extra: Vec<String>,
+    /// `--db`: the SQLite file in `dir`, or a PostgreSQL URL.
+    db: String,
 }
 
 impl Collector {
@@ -848,21 +850,43 @@ impl Collector {
 
     /// Same, with extra flags (`--group G`).
     pub fn start_with(broker: &Broker, extra: &[&str]) -> Collector {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let proc = Collector::spawn(broker, dir.path(), &extra, 0);
-        let c = Collector { dir, proc, extra };
+        let c = Collector::spawned(broker, None, extra);
         c.wait_subscribed(broker, 1);
         c
     }
 
-    fn spawn(broker: &Broker, dir: &Path, extra: &[String], n: u32) -> HqProcess {
-        let db = dir.join("hq.db");
+    /// A collector into the database `db` (a `postgres://` URL), with
+    /// extra flags; `subscribed` is how many record subscriptions the
+    /// broker has seen in all once it is up (collectors started before
+    /// count).
+    pub fn start_db(broker: &Broker, db: &str, extra: &[&str], subscribed: usize) -> Collector {
+        let c = Collector::spawned(broker, Some(db), extra);
+        c.wait_subscribed(broker, subscribed);
+        c
+    }
+
+    fn spawned(broker: &Broker, db: Option<&str>, extra: &[&str]) -> Collector {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let db = db.map_or_else(
+            || dir.path().join("hq.db").display().to_string(),
+            str::to_string,
+        );
+        let proc = Collector::spawn(broker, dir.path(), &db, &extra, 0);
+        Collector {
+            dir,
+            proc,
+            extra,
+            db,
+        }
+    }
+
+    fn spawn(broker: &Broker, dir: &Path, db: &str, extra: &[String], n: u32) -> HqProcess {
         let rec = dir.join("recordings");
         let mut args = vec![
             "collect".to_string(),
             "--db".into(),
-            db.display().to_string(),
+            db.to_string(),
             "--recordings".into(),
             rec.display().to_string(),
         ];
@@ -893,12 +917,17 @@ impl Collector {
         let n = (1..)
             .find(|i| !self.dir.path().join(format!("collect-{i}.out")).exists())
             .unwrap();
-        self.proc = Collector::spawn(broker, self.dir.path(), &self.extra, n);
+        self.proc = Collector::spawn(broker, self.dir.path(), &self.db, &self.extra, n);
     }
 
-    /// The collector's database.
+    /// The collector's SQLite database (when it has one).
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("hq.db")
+    }
+
+    /// Kills it (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.proc.kill();
     }
 
     /// Where it writes recordings.
@@ -927,13 +956,7 @@ impl Collector {
 
     /// `callbox-hq export --db DB --stream STREAM`, one JSON value per record.
     pub fn export(&self, stream: &str) -> Vec<Value> {
-        let out = hq_local(&[
-            "export",
-            "--db",
-            self.db().to_str().unwrap(),
-            "--stream",
-            stream,
-        ]);
+        let out = hq_local(&["export", "--db", &self.db, "--stream", stream]);
         assert!(out.status.success(), "callbox-hq export: {}", text(&out));
         json_lines(&out.stdout)
     }
@@ -941,21 +964,14 @@ impl Collector {
     /// `callbox-hq export --latest`: one record per `data.id`, the latest
     /// sent, as docs/mqtt.md tells headquarters to read call records.
     pub fn export_latest(&self, stream: &str) -> Vec<Value> {
-        let out = hq_local(&[
-            "export",
-            "--db",
-            self.db().to_str().unwrap(),
-            "--stream",
-            stream,
-            "--latest",
-        ]);
+        let out = hq_local(&["export", "--db", &self.db, "--stream", stream, "--latest"]);
         assert!(out.status.success(), "callbox-hq export: {}", text(&out));
         json_lines(&out.stdout)
     }
 
     /// `callbox-hq gaps --db DB --json`: its output (one line per gap).
     pub fn gaps(&self) -> Output {
-        hq_local(&["gaps", "--db", self.db().to_str().unwrap(), "--json"])
+        hq_local(&["gaps", "--db", &self.db, "--json"])
     }
 
     /// The file the collector stored for recording `id` (the first file

@@ -1,0 +1,593 @@
+//! The collector's PostgreSQL database (`--db postgres://…`), for a fleet
+//! too big for one SQLite file and for several collectors on several
+//! machines. The same rows as the SQLite store, with:
+//!
+//! - versioned migrations (`callbox_schema`), applied by whichever
+//!   collector starts first, under an advisory lock;
+//! - `records` partitioned by the month of each record's `at` (the box's
+//!   time of the record, so a record sent again lands in the partition
+//!   that already has it), a partition made when its first record comes,
+//!   records without a readable `at` in the default partition; whole
+//!   months are dropped by `--keep-months`;
+//! - a record stored once per (site, box, epoch, stream, seq): `ON
+//!   CONFLICT DO NOTHING`, so a batch sent again, or taken by two
+//!   collectors, is stored once;
+//! - a lost connection (the server restarting) waits and reconnects
+//!   instead of stopping the collector, and nothing it did not commit is
+//!   acknowledged.
+//!
+//! TLS: `sslmode=require` (or `verify-full`) in the URL connects through
+//! rustls, trusting the CA file `--db-ca` names; without it the server
+//! must be on this machine (loopback or a Unix socket).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use postgres::{Client, NoTls};
+
+use crate::db::Tx;
+use crate::store::{Gap, Recording, Upload};
+use crate::wire::{Meta, Records};
+
+/// The schema, one step per version; a step never changes once released.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE records (
+         site text NOT NULL,
+         box text NOT NULL,
+         epoch text NOT NULL,
+         stream text NOT NULL,
+         seq bigint NOT NULL,
+         id text NOT NULL,
+         at text,
+         month date NOT NULL,
+         data text NOT NULL,
+         received_at timestamptz NOT NULL,
+         PRIMARY KEY (box, epoch, stream, seq, site, month)
+     ) PARTITION BY RANGE (month);
+     CREATE TABLE records_undated PARTITION OF records DEFAULT;
+     CREATE INDEX records_by_stream ON records (stream, month);
+     CREATE TABLE recordings (
+         site text NOT NULL,
+         box text NOT NULL,
+         id text PRIMARY KEY,
+         call_id text,
+         kind text,
+         format text,
+         encrypted boolean NOT NULL,
+         size bigint NOT NULL,
+         sha256 text NOT NULL,
+         file text NOT NULL,
+         box_file text,
+         received_at timestamptz NOT NULL
+     );
+     CREATE INDEX recordings_by_call ON recordings (call_id);
+     CREATE TABLE uploads (
+         box text NOT NULL,
+         id text NOT NULL,
+         site text NOT NULL,
+         size bigint NOT NULL,
+         have bigint NOT NULL,
+         ranges text NOT NULL,
+         sha256 text,
+         last_seen boolean NOT NULL,
+         meta text,
+         started_ms bigint NOT NULL,
+         updated_ms bigint NOT NULL,
+         PRIMARY KEY (box, id)
+     );",
+)];
+
+/// Advisory lock keys: migrations, and making partitions.
+const MIGRATE_LOCK: i64 = 0x6361_6c6c_0001;
+const PARTITION_LOCK: i64 = 0x6361_6c6c_0002;
+
+/// Longest wait between two attempts to reach a server that went away.
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// An open PostgreSQL database.
+pub struct PgStore {
+    client: Client,
+    url: String,
+    ca: Option<std::path::PathBuf>,
+    /// Months whose partition exists (made or seen by this collector).
+    months: HashSet<String>,
+    /// Set when the collector stops: a reconnect loop gives up.
+    stopping: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &redact(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = &url[s + 3..at];
+            let user = user.split(':').next().unwrap_or("");
+            format!("{}{user}:…{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn connect(url: &str, ca: Option<&Path>) -> Result<Client> {
+    let config: postgres::Config = url
+        .parse()
+        .with_context(|| format!("--db {}: not a PostgreSQL URL", redact(url)))?;
+    let tls = matches!(config.get_ssl_mode(), postgres::config::SslMode::Require)
+        || url.contains("sslmode=verify-full")
+        || url.contains("sslmode=verify-ca");
+    let client = if tls {
+        let Some(ca) = ca else {
+            bail!(
+                "--db {}: TLS asked for (sslmode) but no --db-ca names the CA to trust",
+                redact(url)
+            );
+        };
+        let pem = std::fs::read(ca).with_context(|| format!("--db-ca {}", ca.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            let cert: rustls::pki_types::CertificateDer<'static> =
+                cert.with_context(|| format!("--db-ca {}: not PEM certificates", ca.display()))?;
+            roots.add(cert).with_context(|| {
+                format!("--db-ca {}: a certificate rustls refuses", ca.display())
+            })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+    } else {
+        let local = config.get_hosts().iter().all(|h| match h {
+            postgres::config::Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            postgres::config::Host::Unix(_) => true,
+        });
+        if !local {
+            bail!(
+                "--db {}: a server on another machine needs TLS: add sslmode=require and --db-ca",
+                redact(url)
+            );
+        }
+        config.connect(NoTls)
+    };
+    client.with_context(|| format!("--db {}: cannot connect", redact(url)))
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to date.
+    pub fn connect(url: &str, ca: Option<&Path>) -> Result<PgStore> {
+        let client = connect(url, ca)?;
+        let mut s = PgStore {
+            client,
+            url: url.to_string(),
+            ca: ca.map(Path::to_path_buf),
+            months: HashSet::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        };
+        s.migrate()
+            .with_context(|| format!("--db {}: bringing the schema up to date", redact(url)))?;
+        Ok(s)
+    }
+
+    /// A flag that, once set, makes [`PgStore::recover`] give up.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS callbox_schema (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )?;
+        let have: i32 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM callbox_schema", &[])?
+            .get(0);
+        let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if have > newest {
+            bail!(
+                "the database's schema is version {have}, newer than this collector's {newest}: update callbox-hq"
+            );
+        }
+        for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > have) {
+            tx.batch_execute(sql)
+                .with_context(|| format!("migration {v}"))?;
+            tx.execute("INSERT INTO callbox_schema (version) VALUES ($1)", &[v])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts a write transaction.
+    pub fn write(&mut self) -> Result<Box<dyn Tx + '_>> {
+        let tx = self.client.transaction()?;
+        Ok(Box::new(PgTx {
+            tx,
+            months: &mut self.months,
+            made: Vec::new(),
+        }))
+    }
+
+    /// Every missing range of seqs: 1..max per (site, box, epoch, stream).
+    pub fn gaps(&mut self) -> Result<Vec<Gap>> {
+        let rows = self.client.query(
+            "SELECT site, box, epoch, stream, seq, prev FROM (
+                 SELECT site, box, epoch, stream, seq,
+                        lag(seq, 1, 0::bigint) OVER (PARTITION BY site, box, epoch, stream ORDER BY seq) AS prev
+                 FROM records) r
+             WHERE seq > prev + 1
+             ORDER BY site, box, epoch, stream, seq",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let seq: i64 = r.get(4);
+                let prev: i64 = r.get(5);
+                Gap {
+                    site: r.get(0),
+                    box_id: r.get(1),
+                    epoch: r.get(2),
+                    stream: r.get(3),
+                    from: prev as u64 + 1,
+                    to: seq as u64 - 1,
+                }
+            })
+            .collect())
+    }
+
+    /// Calls `each` with the `data` of every record of `stream`, ordered
+    /// by (box, epoch, seq); `site` and `box_id` narrow it down.
+    pub fn export(
+        &mut self,
+        stream: &str,
+        site: Option<&str>,
+        box_id: Option<&str>,
+        mut each: impl FnMut(&str) -> bool,
+    ) -> Result<()> {
+        // A cursor: the stream may be millions of records.
+        let mut tx = self.client.transaction()?;
+        let portal = tx.bind(
+            "SELECT data FROM records
+             WHERE stream = $1 AND ($2::text IS NULL OR site = $2) AND ($3::text IS NULL OR box = $3)
+             ORDER BY box, epoch, seq",
+            &[&stream, &site, &box_id],
+        )?;
+        loop {
+            let rows = tx.query_portal(&portal, 10_000)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                if !each(r.get(0)) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the partitions of whole months before the `keep` most recent
+    /// (this month counts); answers the ones dropped.
+    pub fn drop_old_months(&mut self, keep: u32, today: jiff::civil::Date) -> Result<Vec<String>> {
+        let first = today.first_of_month();
+        let cutoff = first
+            .checked_sub(jiff::Span::new().months(i64::from(keep.saturating_sub(1))))
+            .context("--keep-months is too large")?;
+        let parts = self.client.query(
+            "SELECT c.relname FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname = 'records' AND c.relname LIKE 'records_m%'",
+            &[],
+        )?;
+        let mut dropped = Vec::new();
+        for r in parts {
+            let name: String = r.get(0);
+            let Some(month) = month_of_partition(&name) else {
+                continue;
+            };
+            if month < cutoff {
+                self.client
+                    .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))?;
+                self.months.remove(&name);
+                dropped.push(name);
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// After a failed write: `false` when it is not the connection's
+    /// fault; else waits for the server (doubling the wait up to
+    /// [`RECONNECT_MAX`]), reconnects and answers `true`, or `false` once
+    /// the collector is stopping.
+    pub fn recover(&mut self, e: &anyhow::Error) -> bool {
+        let lost = self.client.is_closed()
+            || e.chain().any(|c| {
+                c.downcast_ref::<postgres::Error>().is_some_and(|pe| {
+                    pe.is_closed()
+                        || pe.as_db_error().is_none()
+                        || pe.code().is_some_and(|c| {
+                            let c = c.code();
+                            c.starts_with("08") || c.starts_with("57P")
+                        })
+                })
+            });
+        if !lost {
+            return false;
+        }
+        let mut wait = Duration::from_millis(500);
+        loop {
+            if self.stopping.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(wait);
+            match connect(&self.url, self.ca.as_deref()) {
+                Ok(c) => {
+                    self.client = c;
+                    eprintln!(
+                        "callbox-hq: collect: {}: connected again",
+                        redact(&self.url)
+                    );
+                    return true;
+                }
+                Err(why) => {
+                    eprintln!(
+                        "callbox-hq: collect: {:#}; retrying in {} ms",
+                        why,
+                        wait.as_millis()
+                    );
+                    wait = (wait * 2).min(RECONNECT_MAX);
+                }
+            }
+        }
+    }
+}
+
+/// `records_m2026_12` for December 2026.
+fn partition_name(month: jiff::civil::Date) -> String {
+    format!("records_m{:04}_{:02}", month.year(), month.month())
+}
+
+fn month_of_partition(name: &str) -> Option<jiff::civil::Date> {
+    let rest = name.strip_prefix("records_m")?;
+    let (y, m) = rest.split_once('_')?;
+    jiff::civil::Date::new(y.parse().ok()?, m.parse().ok()?, 1).ok()
+}
+
+/// The first day of the month of a record's `at` (RFC 3339), `None` when
+/// it has none that reads.
+fn month_of(at: Option<&str>) -> Option<jiff::civil::Date> {
+    let ts: jiff::Timestamp = at?.parse().ok()?;
+    Some(ts.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month())
+}
+
+/// A write transaction.
+struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+    months: &'a mut HashSet<String>,
+    /// Partitions made in this transaction, known once it commits.
+    made: Vec<String>,
+}
+
+impl PgTx<'_> {
+    /// Makes the partition of `month` if this collector has not seen it.
+    fn ensure_month(&mut self, month: jiff::civil::Date) -> Result<()> {
+        let name = partition_name(month);
+        if self.months.contains(&name) || self.made.contains(&name) {
+            return Ok(());
+        }
+        // Collectors making the same month wait for each other here.
+        self.tx
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
+        let next = month
+            .checked_add(jiff::Span::new().months(1))
+            .context("a record from the end of time")?;
+        self.tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF records FOR VALUES FROM ('{month}') TO ('{next}')"
+        ))?;
+        self.made.push(name);
+        Ok(())
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn max_seq(&mut self, box_id: &str, epoch: &str, stream: &str) -> Result<u64> {
+        let max: Option<i64> = self
+            .tx
+            .query_one(
+                "SELECT max(seq) FROM records WHERE box = $1 AND epoch = $2 AND stream = $3",
+                &[&box_id, &epoch, &stream],
+            )?
+            .get(0);
+        Ok(max.map_or(0, |m| m as u64))
+    }
+
+    fn insert_records(
+        &mut self,
+        site: &str,
+        box_id: &str,
+        batch: &Records,
+        received_ms: i64,
+    ) -> Result<usize> {
+        let undated = jiff::civil::date(1970, 1, 1);
+        let mut months = Vec::with_capacity(batch.records.len());
+        for r in &batch.records {
+            let m = month_of(r.at.as_deref());
+            if let Some(m) = m {
+                self.ensure_month(m)?;
+            }
+            months.push(m.unwrap_or(undated));
+        }
+        let received = std::time::UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64);
+        let stmt = self.tx.prepare(
+            "INSERT INTO records (site, box, epoch, stream, seq, id, at, month, data, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::date, $9, $10)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut new = 0;
+        for (r, m) in batch.records.iter().zip(&months) {
+            new += self.tx.execute(
+                &stmt,
+                &[
+                    &site,
+                    &box_id,
+                    &batch.epoch,
+                    &batch.stream,
+                    &(r.seq as i64),
+                    &r.id,
+                    &r.at,
+                    &m.to_string(),
+                    &r.data,
+                    &received,
+                ],
+            )? as usize;
+        }
+        Ok(new)
+    }
+
+    fn upload(&mut self, box_id: &str, id: &str) -> Result<Option<Upload>> {
+        let row = self.tx.query_opt(
+            "SELECT site, size, ranges, sha256, last_seen, meta, started_ms
+             FROM uploads WHERE box = $1 AND id = $2",
+            &[&box_id, &id],
+        )?;
+        Ok(row.map(|r| {
+            let ranges: String = r.get(2);
+            let meta: Option<String> = r.get(5);
+            Upload {
+                site: r.get(0),
+                size: r.get::<_, i64>(1) as u64,
+                // A damaged column reads as nothing held: the box resends.
+                ranges: serde_json::from_str(&ranges).unwrap_or_default(),
+                sha256: r.get(3),
+                last_seen: r.get(4),
+                meta: meta.as_deref().map(Meta::from_json),
+                started_ms: r.get(6),
+            }
+        }))
+    }
+
+    fn save_upload(&mut self, box_id: &str, id: &str, u: &Upload, now_ms: i64) -> Result<()> {
+        let ranges = serde_json::to_string(&u.ranges)?;
+        self.tx.execute(
+            "INSERT INTO uploads
+                 (box, id, site, size, have, ranges, sha256, last_seen, meta, started_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (box, id) DO UPDATE SET
+                 site = EXCLUDED.site, size = EXCLUDED.size, have = EXCLUDED.have,
+                 ranges = EXCLUDED.ranges, sha256 = EXCLUDED.sha256,
+                 last_seen = EXCLUDED.last_seen, meta = EXCLUDED.meta,
+                 started_ms = EXCLUDED.started_ms, updated_ms = EXCLUDED.updated_ms",
+            &[
+                &box_id,
+                &id,
+                &u.site,
+                &(u.size as i64),
+                &(u.have() as i64),
+                &ranges,
+                &u.sha256,
+                &u.last_seen,
+                &u.meta.as_ref().map(Meta::to_json),
+                &u.started_ms,
+                &now_ms,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_upload(&mut self, box_id: &str, id: &str) -> Result<()> {
+        self.tx.execute(
+            "DELETE FROM uploads WHERE box = $1 AND id = $2",
+            &[&box_id, &id],
+        )?;
+        Ok(())
+    }
+
+    fn recording_box(&mut self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_opt("SELECT box FROM recordings WHERE id = $1", &[&id])?
+            .map(|r| r.get(0)))
+    }
+
+    fn insert_recording(&mut self, r: &Recording, now_ms: i64) -> Result<()> {
+        let received = std::time::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64);
+        self.tx.execute(
+            "INSERT INTO recordings
+                 (site, box, id, call_id, kind, format, encrypted, size, sha256, file, box_file, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (id) DO UPDATE SET
+                 site = EXCLUDED.site, box = EXCLUDED.box, call_id = EXCLUDED.call_id,
+                 kind = EXCLUDED.kind, format = EXCLUDED.format, encrypted = EXCLUDED.encrypted,
+                 size = EXCLUDED.size, sha256 = EXCLUDED.sha256, file = EXCLUDED.file,
+                 box_file = EXCLUDED.box_file, received_at = EXCLUDED.received_at",
+            &[
+                &r.site,
+                &r.box_id,
+                &r.id,
+                &r.meta.call_id,
+                &r.meta.kind,
+                &r.meta.format,
+                &r.meta.encrypted,
+                &(r.size as i64),
+                &r.sha256,
+                &r.file,
+                &r.meta.file,
+                &received,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        let PgTx { tx, months, made } = *self;
+        tx.commit()?;
+        months.extend(made);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_lands_in_the_month_of_its_time_and_partitions_are_named_by_month() {
+        let m = month_of(Some("2026-12-07T10:11:12.345Z")).unwrap();
+        assert_eq!(m, jiff::civil::date(2026, 12, 1));
+        assert_eq!(partition_name(m), "records_m2026_12");
+        assert_eq!(month_of_partition("records_m2026_12"), Some(m));
+        assert_eq!(month_of(Some("yesterday")), None);
+        assert_eq!(month_of(None), None);
+        assert_eq!(month_of_partition("records_undated"), None);
+    }
+
+    #[test]
+    fn passwords_are_left_out_of_messages() {
+        assert_eq!(
+            redact("postgres://hq:s3cret@db.example:5432/callbox"),
+            "postgres://hq:…@db.example:5432/callbox"
+        );
+        assert_eq!(redact("postgres://localhost/x"), "postgres://localhost/x");
+    }
+}

@@ -1,0 +1,141 @@
+//! Headquarters' collector into a real PostgreSQL (an initdb'd cluster in
+//! a temporary directory), fed by the real `callboxd` through a real
+//! mosquitto: every record arrives exactly once, with two collectors
+//! sharing the load, one of them killed and restarted mid-ingest, and the
+//! database server itself killed and restarted mid-ingest.
+
+use std::time::{Duration, Instant};
+
+use callbox_tests::mqtt::{
+    Broker, Collector, Daemon, add_uplink, fill_outbox, hq_local, json_lines, outbox_len,
+};
+use callbox_tests::postgres::Postgres;
+use callbox_tests::{Site, text};
+
+const BOX: &str = "box-pg";
+const NOTIFY: usize = 6000;
+
+/// The count `sql` answers.
+fn count(pg: &Postgres, sql: &str) -> u64 {
+    pg.psql(sql).trim().parse().unwrap_or(0)
+}
+
+/// Waits until PostgreSQL holds at least `n` records.
+fn until_stored(pg: &Postgres, n: u64, d: &mut Daemon, cols: &[&Collector]) {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let have = count(pg, "SELECT count(*) FROM records");
+        if have >= n {
+            return;
+        }
+        let out: Vec<String> = cols.iter().map(|c| c.output()).collect();
+        assert!(
+            Instant::now() < end && d.running(),
+            "{have} of {n} records stored:\n{}\n{}",
+            d.log(),
+            out.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_record_arrives_once_with_two_collectors_one_killed_and_the_database_killed_mid_ingest() {
+    let mut pg = Postgres::start();
+    let broker = Broker::start();
+    let site = Site::new(1, 1, 300, "");
+    add_uplink(
+        &site,
+        &broker.uplink(BOX, "e2e_ack = true\nack_timeout = \"3s\"\nbatch = 50\n"),
+    );
+    // Real calls first (their call records), then a backlog to drain.
+    let calls = site.write(
+        "calls.toml",
+        "[[call]]\nat = \"0s\"\nfrom = \"1380013{n:4}\"\nrepeat = 10\nevery = \"3s\"\nhangup_after = \"2s\"\n",
+    );
+    let out = site.run_fast(&calls);
+    assert!(out.status.success(), "{}", text(&out));
+    let calls_made = site.records();
+    assert_eq!(calls_made.len(), 10);
+    fill_outbox(&site.data(), NOTIFY, "notify", 200).unwrap();
+
+    let url = pg.url();
+    let mut a = Collector::start_db(&broker, &url, &["--client-id", "hq-a"], 1);
+    let b = Collector::start_db(&broker, &url, &["--client-id", "hq-b"], 2);
+    let mut d = Daemon::start(&site, &[]);
+
+    // A quarter in: collector a dies and comes back.
+    until_stored(&pg, NOTIFY as u64 / 4, &mut d, &[&a, &b]);
+    a.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    a.restart(&broker);
+    // Half-way: the database server dies and comes back.
+    until_stored(&pg, NOTIFY as u64 / 2, &mut d, &[&a, &b]);
+    assert!(
+        outbox_len(&site.data()) > 0,
+        "drained before the database was killed"
+    );
+    pg.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.restart();
+
+    let end = Instant::now() + Duration::from_secs(180);
+    while outbox_len(&site.data()) > 0 {
+        assert!(
+            Instant::now() < end && d.running(),
+            "{} records left in the outbox:\n{}\n{}\n{}",
+            outbox_len(&site.data()),
+            d.log(),
+            a.output(),
+            b.output()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(d.stop().success(), "{}", d.log());
+
+    // Exactly once: every key once, every notify record, every call.
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM records WHERE stream = 'notify'"),
+        NOTIFY as u64
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) - count(DISTINCT (site, box, epoch, stream, seq)) FROM records"
+        ),
+        0
+    );
+    let gaps = hq_local(&["gaps", "--db", &url, "--json"]);
+    assert!(gaps.status.success(), "{}", text(&gaps));
+    assert!(json_lines(&gaps.stdout).is_empty(), "{}", text(&gaps));
+    let cdr = hq_local(&["export", "--db", &url, "--stream", "cdr", "--latest"]);
+    assert!(cdr.status.success(), "{}", text(&cdr));
+    let mut got: Vec<String> = json_lines(&cdr.stdout)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut want: Vec<String> = calls_made
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // Records sit in their month's partition.
+    assert!(
+        count(&pg, "SELECT count(*) FROM records_undated") == 0
+            && pg
+                .psql("SELECT count(*) FROM pg_class WHERE relname LIKE 'records_m%'")
+                .trim()
+                != "0",
+        "{}",
+        pg.psql("SELECT relname FROM pg_class WHERE relname LIKE 'records%'")
+    );
+    // Both collectors stored some; the one that was cut off waited for the
+    // database and went on.
+    for c in [&a, &b] {
+        assert!(c.stdout().contains("stored in 5s: "), "{}", c.output());
+    }
+    let both = format!("{}\n{}", a.output(), b.output());
+    assert!(both.contains("connected again"), "{both}");
+}
