@@ -51,6 +51,18 @@ CALLBOX_PRE_CONFIGURE_HOOKS += CALLBOX_VENDOR_CRATES
 # cross-compiling.
 CALLBOX_CARGO_ENV = PKG_CONFIG_ALLOW_CROSS=1
 
+# Size options the workspace's .cargo/config.toml sets for developer builds
+# (this build directory has no copy of it): the bundled SQLite without the
+# extensions the box never uses, and LLVM's machine outliner only where it
+# saves at least 40 bytes (each outlined function costs ~28 bytes of unwind
+# tables). Keep both lists in step with .cargo/config.toml.
+CALLBOX_CARGO_ENV += \
+	LIBSQLITE3_FLAGS="-USQLITE_ENABLE_FTS3 -USQLITE_ENABLE_FTS3_PARENTHESIS -USQLITE_ENABLE_FTS5 -USQLITE_ENABLE_RTREE -USQLITE_ENABLE_DBSTAT_VTAB -USQLITE_ENABLE_STAT4 -USQLITE_SOUNDEX -USQLITE_ENABLE_LOAD_EXTENSION -DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_OMIT_JSON -DSQLITE_OMIT_DEPRECATED -DSQLITE_OMIT_SHARED_CACHE -DSQLITE_OMIT_PROGRESS_CALLBACK"
+ifeq ($(BR2_aarch64),y)
+CALLBOX_CARGO_ENV += \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C llvm-args=-outliner-benefit-threshold=40"
+endif
+
 # The generic build step passes --release, which cargo refuses together
 # with --profile, so build the daemon with our own command. The
 # firmware profile (workspace Cargo.toml) is size-optimised, fat LTO,
