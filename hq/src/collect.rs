@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rumqttc::{Publish, QoS};
@@ -36,6 +36,38 @@ use crate::mqtt::{self, Broker, Note, out_line};
 use crate::recordings::{self, Verdict};
 use crate::tally::{Stored, Tally};
 use crate::wire;
+
+/// How long a skipped seq may take to be stored (by this collector or
+/// another of its group) before it is reported as a gap.
+pub const GAP_GRACE: Duration = Duration::from_secs(30);
+
+/// Seqs skipped in a stream, to check again.
+#[derive(Debug)]
+pub struct PendingGap {
+    site: String,
+    box_id: String,
+    epoch: String,
+    stream: String,
+    from: u64,
+    to: u64,
+    noticed: Instant,
+}
+
+/// The ranges of `from..=to` not in `have` (sorted).
+fn missing(from: u64, to: u64, have: &[u64]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    for &s in have.iter().filter(|&&s| (from..=to).contains(&s)) {
+        if s > next {
+            out.push((next, s - 1));
+        }
+        next = next.max(s + 1);
+    }
+    if next <= to {
+        out.push((next, to));
+    }
+    out
+}
 
 /// How often the collector prints what it stored.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
@@ -82,6 +114,9 @@ pub struct Collector {
     max_message: usize,
     /// The highest seq seen per (box, epoch, stream), for gap reports.
     seen: HashMap<(String, String, String), u64>,
+    /// Seqs skipped, checked again once [`GAP_GRACE`] has passed: with
+    /// several collectors another one may be storing them.
+    pending: Vec<PendingGap>,
 }
 
 impl Collector {
@@ -94,6 +129,7 @@ impl Collector {
             root: root.to_string(),
             max_message,
             seen: HashMap::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -139,6 +175,30 @@ impl Collector {
         }
     }
 
+    /// The gaps noticed at least [`GAP_GRACE`] before `now` whose seqs are
+    /// still not stored, as lines; the others are forgotten.
+    pub fn due_gaps(&mut self, now: Instant) -> Result<Vec<String>> {
+        let (due, later): (Vec<PendingGap>, Vec<PendingGap>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|g| now.duration_since(g.noticed) >= GAP_GRACE);
+        self.pending = later;
+        let mut lines = Vec::new();
+        if due.is_empty() {
+            return Ok(lines);
+        }
+        let mut tx = self.store.write()?;
+        for g in due {
+            let have = tx.seqs_between(&g.box_id, &g.epoch, &g.stream, g.from, g.to)?;
+            for (from, to) in missing(g.from, g.to, &have) {
+                lines.push(format!(
+                    "gap: {}/{} stream {} epoch {} missing {from}..{to}",
+                    g.site, g.box_id, g.stream, g.epoch
+                ));
+            }
+        }
+        Ok(lines)
+    }
+
     fn ack_topic(&self, site: &str, box_id: &str) -> String {
         format!("{}/{site}/{box_id}/ack", self.root)
     }
@@ -153,6 +213,7 @@ impl Collector {
             batch.epoch.clone(),
             batch.stream.clone(),
         );
+        self.store.prepare(batch)?;
         let mut tx = self.store.write()?;
         let mut max = match self.seen.get(&key) {
             Some(&m) => m,
@@ -163,13 +224,15 @@ impl Collector {
         seqs.dedup();
         for &s in &seqs {
             if s > max + 1 {
-                out.lines.push(format!(
-                    "gap: {site}/{box_id} stream {} epoch {} missing {}..{}",
-                    batch.stream,
-                    batch.epoch,
-                    max + 1,
-                    s - 1
-                ));
+                self.pending.push(PendingGap {
+                    site: site.to_string(),
+                    box_id: box_id.to_string(),
+                    epoch: batch.epoch.clone(),
+                    stream: batch.stream.clone(),
+                    from: max + 1,
+                    to: s - 1,
+                    noticed: Instant::now(),
+                });
             }
             max = max.max(s);
         }
@@ -331,8 +394,8 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
     // The database lives on the store thread: the PostgreSQL client is a
     // blocking one, with a runtime of its own that must not run (or be
     // dropped) on this one. The thread answers once it is open.
-    let (in_tx, in_rx) = mpsc::unbounded_channel::<Publish>();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Publish, Outcome)>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<Work>();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Option<Publish>, Outcome)>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (spec, ca, root, max_message, keep_months) = (
         o.db.clone(),
@@ -393,7 +456,7 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
                     // Once stopping, a message is neither stored nor acked:
                     // the broker redelivers it to the resumed session.
                     if let Some(tx) = &in_tx {
-                        let _ = tx.send(p);
+                        let _ = tx.send(Work::Message(p));
                     }
                 }
                 Some(Note::Connected { session_present: s }) => session_present = s,
@@ -422,6 +485,9 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
                 if let Some(line) = tally.take_line(SUMMARY_EVERY.as_secs()) {
                     out_line(&line);
                 }
+                if let Some(tx) = &in_tx {
+                    let _ = tx.send(Work::Tick);
+                }
             }
             done = out_rx.recv() => match done {
                 Some((p, outcome)) => {
@@ -437,7 +503,9 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
                     for (topic, payload) in outcome.publish {
                         conn.client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
                     }
-                    conn.client.ack(&p).await?;
+                    if let Some(p) = p {
+                        conn.client.ack(&p).await?;
+                    }
                 }
                 // The store thread is done: stopped, or failed.
                 None => break,
@@ -458,6 +526,15 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
     }
 }
 
+/// What the store thread is given.
+#[derive(Debug)]
+enum Work {
+    /// A message to store (and then ack).
+    Message(Publish),
+    /// Time to report the gaps that stayed.
+    Tick,
+}
+
 /// How often old months are looked for with `--keep-months`.
 const RETENTION_EVERY: Duration = Duration::from_secs(6 * 3600);
 
@@ -467,11 +544,31 @@ const RETENTION_EVERY: Duration = Duration::from_secs(6 * 3600);
 fn store_loop(
     mut collector: Collector,
     keep_months: Option<u32>,
-    mut rx: mpsc::UnboundedReceiver<Publish>,
-    tx: mpsc::UnboundedSender<(Publish, Outcome)>,
+    mut rx: mpsc::UnboundedReceiver<Work>,
+    tx: mpsc::UnboundedSender<(Option<Publish>, Outcome)>,
 ) -> Result<()> {
     let mut retention_due = std::time::Instant::now();
-    while let Some(p) = rx.blocking_recv() {
+    while let Some(work) = rx.blocking_recv() {
+        let p = match work {
+            Work::Message(p) => p,
+            Work::Tick => {
+                let lines = loop {
+                    match collector.due_gaps(Instant::now()) {
+                        Ok(l) => break l,
+                        Err(e) if collector.store.recover(&e) => {}
+                        Err(e) => return Err(e).context("checking gaps"),
+                    }
+                };
+                let outcome = Outcome {
+                    lines,
+                    ..Outcome::default()
+                };
+                if tx.send((None, outcome)).is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         if let Some(keep) = keep_months
             && std::time::Instant::now() >= retention_due
         {
@@ -490,7 +587,7 @@ fn store_loop(
                 }
             }
         };
-        if tx.send((p, outcome)).is_err() {
+        if tx.send((Some(p), outcome)).is_err() {
             break;
         }
     }
@@ -615,24 +712,39 @@ mod tests {
     }
 
     #[test]
-    fn a_seq_past_the_next_one_reports_the_gap_once() {
+    fn a_skipped_seq_is_reported_once_the_grace_has_passed_if_still_missing() {
         let (_d, mut c) = collector();
         c.handle(T, &records("E", &[1, 2])).unwrap();
         let o = c.handle(T, &records("E", &[5, 6, 9])).unwrap();
-        assert_eq!(
-            &o.lines[..2],
-            [
-                "gap: s1/b1 stream cdr epoch E missing 3..4",
-                "gap: s1/b1 stream cdr epoch E missing 7..8",
-            ]
-        );
-        // The missing ones arriving late are no new gap.
-        let o = c.handle(T, &records("E", &[3, 4, 10])).unwrap();
+        // Another collector of the group may be storing 3, 4, 7 and 8.
+        assert!(o.lines.is_empty(), "{o:?}");
+        let now = Instant::now();
+        assert!(c.due_gaps(now).unwrap().is_empty());
+        // 4 and 7 arrive late; 3 and 8 never do.
+        let o = c.handle(T, &records("E", &[4, 7, 10])).unwrap();
         assert!(o.lines.is_empty(), "{o:?}");
         assert_eq!(o.stored, Some(stored("cdr", 3, 0)));
+        let later = now + GAP_GRACE + Duration::from_secs(1);
+        assert_eq!(
+            c.due_gaps(later).unwrap(),
+            [
+                "gap: s1/b1 stream cdr epoch E missing 3..3",
+                "gap: s1/b1 stream cdr epoch E missing 8..8",
+            ]
+        );
+        // Reported once.
+        assert!(c.due_gaps(later).unwrap().is_empty());
         // A new epoch starts at 1.
-        let o = c.handle(T, &records("F", &[1])).unwrap();
-        assert!(o.lines.is_empty(), "{o:?}");
+        c.handle(T, &records("F", &[1])).unwrap();
+        assert!(c.due_gaps(later).unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_ranges_leave_out_what_is_held() {
+        assert_eq!(missing(3, 8, &[]), [(3, 8)]);
+        assert_eq!(missing(3, 8, &[3, 4, 7]), [(5, 6), (8, 8)]);
+        assert_eq!(missing(3, 8, &[3, 4, 5, 6, 7, 8]), []);
+        assert_eq!(missing(3, 8, &[1, 9]), [(3, 8)]);
     }
 
     #[test]
@@ -653,8 +765,12 @@ mod tests {
             "callbox",
             1 << 20,
         );
-        let o = c.handle(T, &records("E", &[4])).unwrap();
-        assert_eq!(o.lines[0], "gap: s1/b1 stream cdr epoch E missing 3..3");
+        c.handle(T, &records("E", &[4])).unwrap();
+        let later = Instant::now() + GAP_GRACE + Duration::from_secs(1);
+        assert_eq!(
+            c.due_gaps(later).unwrap(),
+            ["gap: s1/b1 stream cdr epoch E missing 3..3"]
+        );
     }
 
     #[test]

@@ -17,6 +17,16 @@ use crate::wire::Records;
 pub trait Tx {
     /// The highest seq stored for (box, epoch, stream), 0 if none.
     fn max_seq(&mut self, box_id: &str, epoch: &str, stream: &str) -> Result<u64>;
+    /// The seqs stored for (box, epoch, stream) from `from` to `to`,
+    /// ascending.
+    fn seqs_between(
+        &mut self,
+        box_id: &str,
+        epoch: &str,
+        stream: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<u64>>;
     /// Stores a batch; a record stored before is left as it was. Returns
     /// how many were new.
     fn insert_records(
@@ -74,6 +84,15 @@ impl Db {
         }
     }
 
+    /// Readies what a batch needs before its transaction (PostgreSQL: the
+    /// months' partitions).
+    pub fn prepare(&mut self, batch: &Records) -> Result<()> {
+        match self {
+            Db::Sqlite(_) => Ok(()),
+            Db::Postgres(p) => p.prepare(batch),
+        }
+    }
+
     /// Starts a write transaction.
     pub fn write(&mut self) -> Result<Box<dyn Tx + '_>> {
         match self {
@@ -119,6 +138,16 @@ impl Db {
 impl Tx for rusqlite::Transaction<'_> {
     fn max_seq(&mut self, box_id: &str, epoch: &str, stream: &str) -> Result<u64> {
         store::max_seq(self, box_id, epoch, stream)
+    }
+    fn seqs_between(
+        &mut self,
+        box_id: &str,
+        epoch: &str,
+        stream: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<u64>> {
+        store::seqs_between(self, box_id, epoch, stream, from, to)
     }
     fn insert_records(
         &mut self,

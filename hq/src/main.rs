@@ -21,6 +21,7 @@ mod keys;
 mod mqtt;
 mod pg;
 mod recordings;
+mod simulate;
 mod store;
 mod tally;
 mod watch;
@@ -107,6 +108,15 @@ enum Command {
         broker: BrokerArgs,
         #[command(flatten)]
         collect: CollectArgs,
+    },
+    /// Publishes the traffic of a fleet of simulated boxes (presence,
+    /// telemetry, call records and events, recordings, alarms), each with
+    /// its own session, and prints what the collectors acknowledged.
+    Simulate {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        sim: SimulateArgs,
     },
     /// Prints every missing range of record seqs in a collector's database.
     Gaps {
@@ -266,6 +276,38 @@ impl TargetArgs {
     }
 }
 
+/// Options of `simulate` besides the broker's.
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Boxes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    boxes: u32,
+    /// Sites the boxes are spread over [default: one per 10 boxes].
+    #[arg(long)]
+    sites: Option<u32>,
+    /// Calls per box per day of simulated time.
+    #[arg(long, default_value_t = 500.0)]
+    calls_per_day: f64,
+    /// Simulated seconds per real second (1: real time).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// How long the boxes make calls, real seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Share of calls recorded and uploaded, 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    recorded: f64,
+    /// Bytes of a simulated recording.
+    #[arg(long, default_value_t = 16_384)]
+    recording_bytes: usize,
+    /// Boxes connecting per second at the start.
+    #[arg(long, default_value_t = 1000)]
+    connect_rate: u32,
+    /// Seconds to wait at the end for the collectors' last acks.
+    #[arg(long, default_value = "30", value_parser = secs)]
+    ack_wait: Duration,
+}
+
 /// Options of `collect` besides the broker's.
 #[derive(Args, Debug)]
 struct CollectArgs {
@@ -374,6 +416,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let broker = broker.resolve()?;
             block_on(watch::run(&broker, site.as_deref(), box_id.as_deref()))?;
+        }
+        Command::Simulate { broker, sim } => {
+            let broker = broker.resolve()?;
+            let options = simulate::Options {
+                boxes: sim.boxes,
+                sites: sim.sites.unwrap_or(sim.boxes.div_ceil(10)),
+                calls_per_day: sim.calls_per_day,
+                speed: sim.speed,
+                seconds: sim.seconds,
+                recorded: sim.recorded,
+                recording_bytes: sim.recording_bytes.max(2),
+                connect_rate: sim.connect_rate,
+                ack_wait: sim.ack_wait,
+            };
+            block_on(simulate::run(&broker, options))?;
         }
         Command::Collect { broker, collect: c } => {
             let broker = broker.resolve()?;

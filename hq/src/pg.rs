@@ -88,6 +88,23 @@ const PARTITION_LOCK: i64 = 0x6361_6c6c_0002;
 
 /// Longest wait between two attempts to reach a server that went away.
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// How long a collector starting waits for its database to be there.
+const START_WAIT: Duration = Duration::from_secs(120);
+
+/// Whether `e` is the connection's fault (the server away or restarting)
+/// rather than a refusal or a mistake.
+fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<postgres::Error>().is_some_and(|pe| {
+            pe.is_closed()
+                || pe.as_db_error().is_none()
+                || pe.code().is_some_and(|c| {
+                    let c = c.code();
+                    c.starts_with("08") || c.starts_with("57P")
+                })
+        })
+    })
+}
 
 /// An open PostgreSQL database.
 pub struct PgStore {
@@ -171,9 +188,23 @@ fn connect(url: &str, ca: Option<&Path>) -> Result<Client> {
 }
 
 impl PgStore {
-    /// Connects and brings the schema up to date.
+    /// Connects and brings the schema up to date. A server that is not
+    /// there (yet, or restarting) is waited for up to [`START_WAIT`]; a
+    /// refusal (a wrong password, no such database) fails at once.
     pub fn connect(url: &str, ca: Option<&Path>) -> Result<PgStore> {
-        let client = connect(url, ca)?;
+        let give_up = std::time::Instant::now() + START_WAIT;
+        let mut wait = Duration::from_millis(500);
+        let client = loop {
+            match connect(url, ca) {
+                Ok(c) => break c,
+                Err(e) if transient(&e) && std::time::Instant::now() < give_up => {
+                    eprintln!("callbox-hq: {e:#}; retrying in {} ms", wait.as_millis());
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(RECONNECT_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut s = PgStore {
             client,
             url: url.to_string(),
@@ -220,11 +251,37 @@ impl PgStore {
     /// Starts a write transaction.
     pub fn write(&mut self) -> Result<Box<dyn Tx + '_>> {
         let tx = self.client.transaction()?;
-        Ok(Box::new(PgTx {
-            tx,
-            months: &mut self.months,
-            made: Vec::new(),
-        }))
+        Ok(Box::new(PgTx { tx }))
+    }
+
+    /// Makes the partitions `batch` needs, each in a transaction of its
+    /// own before the batch's: making one locks the whole `records`
+    /// table, which a transaction that has inserted into it already holds
+    /// a lock on — two collectors would wait for each other.
+    pub fn prepare(&mut self, batch: &Records) -> Result<()> {
+        let months: HashSet<jiff::civil::Date> = batch
+            .records
+            .iter()
+            .filter_map(|r| month_of(r.at.as_deref()))
+            .collect();
+        for month in months {
+            let name = partition_name(month);
+            if self.months.contains(&name) {
+                continue;
+            }
+            let next = month
+                .checked_add(jiff::Span::new().months(1))
+                .context("a record from the end of time")?;
+            let mut tx = self.client.transaction()?;
+            // Collectors making the same month wait for each other here.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF records FOR VALUES FROM ('{month}') TO ('{next}')"
+            ))?;
+            tx.commit()?;
+            self.months.insert(name);
+        }
+        Ok(())
     }
 
     /// Every missing range of seqs: 1..max per (site, box, epoch, stream).
@@ -321,17 +378,17 @@ impl PgStore {
     /// [`RECONNECT_MAX`]), reconnects and answers `true`, or `false` once
     /// the collector is stopping.
     pub fn recover(&mut self, e: &anyhow::Error) -> bool {
-        let lost = self.client.is_closed()
-            || e.chain().any(|c| {
-                c.downcast_ref::<postgres::Error>().is_some_and(|pe| {
-                    pe.is_closed()
-                        || pe.as_db_error().is_none()
-                        || pe.code().is_some_and(|c| {
-                            let c = c.code();
-                            c.starts_with("08") || c.starts_with("57P")
-                        })
-                })
-            });
+        // A deadlock or a serialization failure: the server rolled the
+        // transaction back; it is simply tried again.
+        let retry = e.chain().any(|c| {
+            c.downcast_ref::<postgres::Error>()
+                .and_then(postgres::Error::code)
+                .is_some_and(|c| c.code().starts_with("40"))
+        });
+        if retry && !self.client.is_closed() {
+            return true;
+        }
+        let lost = self.client.is_closed() || transient(e);
         if !lost {
             return false;
         }
@@ -384,30 +441,6 @@ fn month_of(at: Option<&str>) -> Option<jiff::civil::Date> {
 /// A write transaction.
 struct PgTx<'a> {
     tx: postgres::Transaction<'a>,
-    months: &'a mut HashSet<String>,
-    /// Partitions made in this transaction, known once it commits.
-    made: Vec<String>,
-}
-
-impl PgTx<'_> {
-    /// Makes the partition of `month` if this collector has not seen it.
-    fn ensure_month(&mut self, month: jiff::civil::Date) -> Result<()> {
-        let name = partition_name(month);
-        if self.months.contains(&name) || self.made.contains(&name) {
-            return Ok(());
-        }
-        // Collectors making the same month wait for each other here.
-        self.tx
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
-        let next = month
-            .checked_add(jiff::Span::new().months(1))
-            .context("a record from the end of time")?;
-        self.tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF records FOR VALUES FROM ('{month}') TO ('{next}')"
-        ))?;
-        self.made.push(name);
-        Ok(())
-    }
 }
 
 impl Tx for PgTx<'_> {
@@ -422,6 +455,26 @@ impl Tx for PgTx<'_> {
         Ok(max.map_or(0, |m| m as u64))
     }
 
+    fn seqs_between(
+        &mut self,
+        box_id: &str,
+        epoch: &str,
+        stream: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<u64>> {
+        Ok(self
+            .tx
+            .query(
+                "SELECT seq FROM records WHERE box = $1 AND epoch = $2 AND stream = $3
+                 AND seq BETWEEN $4 AND $5 ORDER BY seq",
+                &[&box_id, &epoch, &stream, &(from as i64), &(to as i64)],
+            )?
+            .iter()
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .collect())
+    }
+
     fn insert_records(
         &mut self,
         site: &str,
@@ -429,15 +482,13 @@ impl Tx for PgTx<'_> {
         batch: &Records,
         received_ms: i64,
     ) -> Result<usize> {
+        // The partitions exist: `PgStore::prepare` made them.
         let undated = jiff::civil::date(1970, 1, 1);
-        let mut months = Vec::with_capacity(batch.records.len());
-        for r in &batch.records {
-            let m = month_of(r.at.as_deref());
-            if let Some(m) = m {
-                self.ensure_month(m)?;
-            }
-            months.push(m.unwrap_or(undated));
-        }
+        let months: Vec<jiff::civil::Date> = batch
+            .records
+            .iter()
+            .map(|r| month_of(r.at.as_deref()).unwrap_or(undated))
+            .collect();
         let received = std::time::UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64);
         let stmt = self.tx.prepare(
             "INSERT INTO records (site, box, epoch, stream, seq, id, at, month, data, received_at)
@@ -466,6 +517,12 @@ impl Tx for PgTx<'_> {
     }
 
     fn upload(&mut self, box_id: &str, id: &str) -> Result<Option<Upload>> {
+        // Chunks of one recording may reach two collectors at once: each
+        // takes the recording in turn, so neither loses the other's range.
+        self.tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&format!("upload/{box_id}/{id}")],
+        )?;
         let row = self.tx.query_opt(
             "SELECT site, size, ranges, sha256, last_seen, meta, started_ms
              FROM uploads WHERE box = $1 AND id = $2",
@@ -560,10 +617,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
-        let PgTx { tx, months, made } = *self;
-        tx.commit()?;
-        months.extend(made);
-        Ok(())
+        Ok(self.tx.commit()?)
     }
 }
 

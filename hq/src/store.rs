@@ -198,6 +198,28 @@ pub fn max_seq(conn: &Connection, box_id: &str, epoch: &str, stream: &str) -> Re
     Ok(max.map_or(0, |m| m as u64))
 }
 
+/// The seqs stored for (box, epoch, stream) from `from` to `to`, ascending.
+pub fn seqs_between(
+    conn: &Connection,
+    box_id: &str,
+    epoch: &str,
+    stream: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq FROM records WHERE box = ?1 AND epoch = ?2 AND stream = ?3
+         AND seq BETWEEN ?4 AND ?5 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(
+        params![box_id, epoch, stream, from as i64, to as i64],
+        |r| r.get::<_, i64>(0),
+    )?;
+    Ok(rows
+        .map(|r| r.map(|s| s as u64))
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 /// Stores a batch; a record stored before (same key or id) is left as it
 /// was. Returns how many were new.
 pub fn insert_records(

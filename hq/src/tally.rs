@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Boxes a summary line names; the others are counted together.
-const NAMED: usize = 20;
+const NAMED: usize = 8;
 
 /// What one message stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,6 +158,6 @@ mod tests {
             ),
             "{line}"
         );
-        assert!(line.ends_with("s/b19: cdr 81; and 5 more boxes"), "{line}");
+        assert!(line.ends_with("s/b07: cdr 93; and 17 more boxes"), "{line}");
     }
 }

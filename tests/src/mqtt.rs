@@ -882,14 +882,11 @@ impl Collector {
     }
 
     fn spawn(broker: &Broker, dir: &Path, db: &str, extra: &[String], n: u32) -> HqProcess {
-        let rec = dir.join("recordings");
-        let mut args = vec![
-            "collect".to_string(),
-            "--db".into(),
-            db.to_string(),
-            "--recordings".into(),
-            rec.display().to_string(),
-        ];
+        let mut args = vec!["collect".to_string(), "--db".into(), db.to_string()];
+        if !extra.iter().any(|a| a == "--recordings") {
+            args.push("--recordings".into());
+            args.push(dir.join("recordings").display().to_string());
+        }
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         HqProcess::start(broker, &args, dir, &format!("collect-{n}"))
