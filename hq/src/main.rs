@@ -306,6 +306,10 @@ struct SimulateArgs {
     /// Seconds to wait at the end for the collectors' last acks.
     #[arg(long, default_value = "30", value_parser = secs)]
     ack_wait: Duration,
+    /// Seconds between a box's batches (its calls since, one batch per
+    /// stream).
+    #[arg(long, default_value = "1", value_parser = secs)]
+    batch_every: Duration,
 }
 
 /// Options of `collect` besides the broker's.
@@ -429,8 +433,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 recording_bytes: sim.recording_bytes.max(2),
                 connect_rate: sim.connect_rate,
                 ack_wait: sim.ack_wait,
+                batch_every: sim.batch_every.max(Duration::from_millis(100)),
             };
-            block_on(simulate::run(&broker, options))?;
+            // Thousands of boxes: every core.
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(simulate::run(&broker, options))?;
         }
         Command::Collect { broker, collect: c } => {
             let broker = broker.resolve()?;

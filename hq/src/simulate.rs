@@ -41,6 +41,9 @@ pub struct Options {
     pub connect_rate: u32,
     /// How long to wait at the end for the last acks.
     pub ack_wait: Duration,
+    /// How often a box sends what it has (its calls since, as one batch
+    /// per stream): a real box batches its outbox the same way.
+    pub batch_every: Duration,
 }
 
 /// What the fleet did, counted by every box.
@@ -251,14 +254,16 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
         cdr: 0,
         events: 0,
     };
-    let tick = Duration::from_secs(1);
-    // Calls per real second for this box.
-    let rate = o.calls_per_day / 86_400.0 * o.speed;
+    let tick = o.batch_every;
+    // Calls per tick for this box.
+    let rate = o.calls_per_day / 86_400.0 * o.speed * tick.as_secs_f64();
     let telemetry_every = Duration::from_secs_f64((30.0 / o.speed).max(1.0));
     let mut next_telemetry = Instant::now();
     let mut alarm_raised = false;
     let mut stopping = fleet.stop.subscribe();
-    let mut ticker = tokio::time::interval(tick);
+    // Boxes tick out of step, as a real fleet does.
+    let offset = Duration::from_millis(rng.next() % tick.as_millis().max(1) as u64);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, tick);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}

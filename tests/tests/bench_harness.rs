@@ -51,6 +51,7 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         "sip",
         "campaign",
         "console",
+        "hq",
     ] {
         let out = Command::new(bench())
             .args([
@@ -77,8 +78,16 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         doc.starts_with("# Performance\n"),
         "the file is appended to"
     );
-    assert_eq!(doc.matches("### Harness run ").count(), 7, "{doc}");
-    assert_eq!(doc.matches("\nMachine: ").count(), 7, "{doc}");
+    assert_eq!(doc.matches("### Harness run ").count(), 8, "{doc}");
+    assert_eq!(doc.matches("\nMachine: ").count(), 8, "{doc}");
+    // Headquarters: every simulated record stored once by 1, 2, 4 collectors.
+    for n in [1, 2, 4] {
+        let v = value(
+            &doc,
+            &format!("records stored into PostgreSQL, {n} collector(s), 300 simulated boxes"),
+        );
+        assert!(v.contains("/s** sustained"), "{v}");
+    }
     for part in [
         "capacity",
         "throughput",
@@ -87,6 +96,7 @@ fn the_harness_measures_each_part_and_appends_its_table() {
         "sip",
         "campaign",
         "console",
+        "hq",
     ] {
         assert!(
             doc.contains(&format!(

@@ -62,10 +62,12 @@ use serde_json::Value;
 mod campaign;
 #[path = "bench/console.rs"]
 mod console;
+#[path = "bench/hq.rs"]
+mod hq;
 #[path = "bench/sip.rs"]
 mod sip;
 
-const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip|campaign|console> \
+const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip|campaign|console|hq> \
 [--calls N[,N…]] [--window SECS] [--core C] [--world-core C] [--quick] [--write FILE]";
 
 /// A frame later than this counts as late (the sim backend's LATE_AFTER).
@@ -148,7 +150,7 @@ fn main() -> Result<()> {
         );
     }
     let mut figures = Vec::new();
-    const ALL: [&str; 9] = [
+    const ALL: [&str; 10] = [
         "capacity",
         "floor",
         "instructions",
@@ -158,6 +160,7 @@ fn main() -> Result<()> {
         "sip",
         "campaign",
         "console",
+        "hq",
     ];
     let parts: Vec<&str> = match part.as_str() {
         "all" => ALL.to_vec(),
@@ -177,6 +180,7 @@ fn main() -> Result<()> {
             "sip" => sip::sip(&o, &state),
             "campaign" => campaign::campaign(&o),
             "console" => console::console(&o),
+            "hq" => hq::hq(&o),
             _ => unreachable!("parts are checked above"),
         }
         .with_context(|| format!("bench {p}"))?;
