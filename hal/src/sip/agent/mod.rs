@@ -25,6 +25,7 @@ use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use rsipstack::{EndpointBuilder, transaction::TransactionReceiver};
 use tokio_util::sync::CancellationToken;
 
+mod health;
 mod mwi;
 mod registrar;
 mod trunk;
@@ -38,7 +39,7 @@ use super::sdp::{self, Direction, Sdp};
 use super::srtp::MasterKey;
 use super::timer;
 use super::{SipError, lock};
-use crate::line::{HangupCause, Health, LineEvent, LineKind, LineStatus};
+use crate::line::{HangupCause, LineEvent, LineKind};
 
 /// Realm of the box's digest challenges to its phones.
 const REALM: &str = "callbox";
@@ -46,8 +47,6 @@ const REALM: &str = "callbox";
 const NONCE_LIFE: Duration = Duration::from_secs(300);
 /// Registration lifetimes the box grants its phones.
 const MIN_EXPIRES: u32 = 60;
-/// How often phones' registrations are looked at for ones that ran out.
-const PHONE_SWEEP: Duration = Duration::from_secs(10);
 const MAX_EXPIRES: u32 = 3600;
 /// How often carriers named by DNS are looked up again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(60);
@@ -161,42 +160,6 @@ impl Agent {
         lock(&self.lines).clone()
     }
 
-    /// Tells every line `pick` chooses its health: lines sharing a
-    /// carrier's account or address share what is known of it.
-    pub(super) fn set_health(&self, pick: impl Fn(&LineShared) -> bool, now: LineStatus) {
-        for l in self.lines().iter().filter(|l| pick(l)) {
-            l.status.send_if_modified(|s| {
-                let changed = *s != now;
-                if changed {
-                    *s = now.clone();
-                }
-                changed
-            });
-        }
-    }
-
-    /// Each phone line up while a device of its account is registered
-    /// (bindings run out without a word from the phone, hence the sweep).
-    pub(super) fn refresh_phones(&self) {
-        let now = Instant::now();
-        let live: HashMap<String, usize> = lock(&self.bindings)
-            .iter()
-            .map(|(user, b)| (user.clone(), b.iter().filter(|b| b.until > now).count()))
-            .collect();
-        for l in self.lines() {
-            let SipLineSettings::Station(st) = &l.settings else {
-                continue;
-            };
-            let n = live.get(&st.username).copied().unwrap_or(0);
-            let status = if n == 0 {
-                LineStatus::new(Health::Down, "no phone registered")
-            } else {
-                LineStatus::new(Health::Up, format!("{n} phone(s) registered"))
-            };
-            self.set_health(|x| std::ptr::eq(x, &*l), status);
-        }
-    }
-
     /// The SIP address the box listens on.
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.settings.listen
@@ -255,15 +218,7 @@ impl Agent {
         if !names.is_empty() {
             tokio::spawn(self.clone().keep_resolving(names));
         }
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = me.cancel.cancelled() => return,
-                    () = tokio::time::sleep(PHONE_SWEEP) => me.refresh_phones(),
-                }
-            }
-        });
+        self.spawn_phone_sweep();
         let mut pinged = Vec::new();
         let mut registered = Vec::new();
         for line in self.lines() {
