@@ -133,45 +133,81 @@ impl Collector {
         }
     }
 
-    /// Takes one message. `Err` only when the database or the disk fails;
-    /// bad input comes back as a warning.
+    /// Takes one message (the tests'; the store thread takes them in
+    /// groups, [`Collector::handle_all`]). `Err` only when the database or
+    /// the disk fails; bad input comes back as a warning.
+    #[cfg(test)]
     pub fn handle(&mut self, topic: &str, payload: &[u8]) -> Result<Outcome> {
-        let mut out = Outcome::default();
-        let Some(t) = mqtt::split(&self.root, topic) else {
-            out.warnings
-                .push(format!("dropped a message on {topic}: not a box's topic"));
-            return Ok(out);
+        match self.route(topic, payload) {
+            Route::Drop(o) => Ok(o),
+            Route::Records(b) => Ok(self.store_batches(&[b])?.pop().unwrap_or_default()),
+            Route::Chunk(site, box_id, c) => self.chunk(&site, &box_id, &c),
+        }
+    }
+
+    /// Takes messages that were waiting together: their records batches
+    /// in one transaction (one commit for them all, which is what a
+    /// database's throughput is made of), chunks and bad input one by
+    /// one. The outcomes are in the messages' order.
+    pub fn handle_all(&mut self, msgs: &[(&str, &[u8])]) -> Result<Vec<Outcome>> {
+        let mut outs: Vec<Option<Outcome>> = (0..msgs.len()).map(|_| None).collect();
+        let mut batches = Vec::new();
+        let mut at = Vec::new();
+        for (i, (topic, payload)) in msgs.iter().enumerate() {
+            match self.route(topic, payload) {
+                Route::Drop(o) => outs[i] = Some(o),
+                Route::Records(b) => {
+                    batches.push(b);
+                    at.push(i);
+                }
+                Route::Chunk(site, box_id, c) => outs[i] = Some(self.chunk(&site, &box_id, &c)?),
+            }
+        }
+        for (i, o) in at.into_iter().zip(self.store_batches(&batches)?) {
+            outs[i] = Some(o);
+        }
+        Ok(outs.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// What a message is, once checked against its topic.
+    fn route(&self, topic: &str, payload: &[u8]) -> Route {
+        let drop = |why: String| {
+            Route::Drop(Outcome {
+                warnings: vec![format!("dropped a message on {topic}: {why}")],
+                ..Outcome::default()
+            })
         };
-        let drop = |why: String| Outcome {
-            warnings: vec![format!("dropped a message on {topic}: {why}")],
-            ..Outcome::default()
+        let Some(t) = mqtt::split(&self.root, topic) else {
+            return drop("not a box's topic".into());
         };
         if !valid_id(t.site) || !valid_id(t.box_id) {
-            return Ok(drop(
-                "the site or box id in the topic is not a valid id".into(),
-            ));
+            return drop("the site or box id in the topic is not a valid id".into());
         }
         if payload.len() > self.max_message {
-            return Ok(drop(format!(
+            return drop(format!(
                 "{} bytes, over the {}-byte limit (--max-message)",
                 payload.len(),
                 self.max_message
-            )));
+            ));
         }
         match t.rest.split_once('/') {
             Some(("records", stream)) if valid_id(stream) => {
                 match wire::parse_records(payload, t.site, t.box_id, stream) {
-                    Ok(batch) => self.records(t.site, t.box_id, &batch),
-                    Err(why) => Ok(drop(why)),
+                    Ok(batch) => Route::Records(Batch {
+                        site: t.site.to_string(),
+                        box_id: t.box_id.to_string(),
+                        records: batch,
+                    }),
+                    Err(why) => drop(why),
                 }
             }
             Some(("upload", id)) if valid_id(id) => {
                 match wire::parse_chunk(payload, t.site, t.box_id, id) {
-                    Ok(chunk) => self.chunk(t.site, t.box_id, &chunk),
-                    Err(why) => Ok(drop(why)),
+                    Ok(chunk) => Route::Chunk(t.site.to_string(), t.box_id.to_string(), chunk),
+                    Err(why) => drop(why),
                 }
             }
-            _ => Ok(drop("not a records or upload topic".into())),
+            _ => drop("not a records or upload topic".into()),
         }
     }
 
@@ -203,55 +239,74 @@ impl Collector {
         format!("{}/{site}/{box_id}/ack", self.root)
     }
 
-    fn records(&mut self, site: &str, box_id: &str, batch: &wire::Records) -> Result<Outcome> {
-        let mut out = Outcome::default();
-        if batch.records.is_empty() {
-            return Ok(out);
+    /// Stores record batches in one transaction; an outcome per batch.
+    /// Gaps and the highest seqs seen count only once it has committed.
+    fn store_batches(&mut self, batches: &[Batch]) -> Result<Vec<Outcome>> {
+        if batches.iter().all(|b| b.records.records.is_empty()) {
+            return Ok(batches.iter().map(|_| Outcome::default()).collect());
         }
-        let key = (
-            box_id.to_string(),
-            batch.epoch.clone(),
-            batch.stream.clone(),
-        );
-        self.store.prepare(batch)?;
-        let mut tx = self.store.write()?;
-        let mut max = match self.seen.get(&key) {
-            Some(&m) => m,
-            None => tx.max_seq(box_id, &batch.epoch, &batch.stream)?,
-        };
-        let mut seqs: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
-        seqs.sort_unstable();
-        seqs.dedup();
-        for &s in &seqs {
-            if s > max + 1 {
-                self.pending.push(PendingGap {
-                    site: site.to_string(),
-                    box_id: box_id.to_string(),
-                    epoch: batch.epoch.clone(),
-                    stream: batch.stream.clone(),
-                    from: max + 1,
-                    to: s - 1,
-                    noticed: Instant::now(),
-                });
+        for b in batches {
+            self.store.prepare(&b.records)?;
+        }
+        let Collector {
+            store, seen, root, ..
+        } = self;
+        let mut tx = store.write()?;
+        // The highest seq per stream as this transaction leaves it.
+        let mut maxes: HashMap<(String, String, String), u64> = HashMap::new();
+        let mut gaps = Vec::new();
+        let mut outs = Vec::with_capacity(batches.len());
+        let now_ms = mqtt::now_ms();
+        for b in batches {
+            let batch = &b.records;
+            if batch.records.is_empty() {
+                outs.push(Outcome::default());
+                continue;
             }
-            max = max.max(s);
+            let key = (b.box_id.clone(), batch.epoch.clone(), batch.stream.clone());
+            let mut max = match maxes.get(&key).or_else(|| seen.get(&key)) {
+                Some(&m) => m,
+                None => tx.max_seq(&b.box_id, &batch.epoch, &batch.stream)?,
+            };
+            let mut seqs: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            for &s in &seqs {
+                if s > max + 1 {
+                    gaps.push(PendingGap {
+                        site: b.site.clone(),
+                        box_id: b.box_id.clone(),
+                        epoch: batch.epoch.clone(),
+                        stream: batch.stream.clone(),
+                        from: max + 1,
+                        to: s - 1,
+                        noticed: Instant::now(),
+                    });
+                }
+                max = max.max(s);
+            }
+            maxes.insert(key, max);
+            let new = tx.insert_records(&b.site, &b.box_id, batch, now_ms)?;
+            let mut out = Outcome {
+                stored: Some(Stored {
+                    source: format!("{}/{}", b.site, b.box_id),
+                    what: batch.stream.clone(),
+                    new: new as u64,
+                    again: (batch.records.len() - new) as u64,
+                }),
+                ..Outcome::default()
+            };
+            let acked: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
+            out.publish.push((
+                format!("{root}/{}/{}/ack", b.site, b.box_id),
+                wire::records_ack(&batch.epoch, &batch.stream, &acked),
+            ));
+            outs.push(out);
         }
-        let new = tx.insert_records(site, box_id, batch, mqtt::now_ms())?;
         tx.commit()?;
-        self.seen.insert(key, max);
-
-        out.stored = Some(Stored {
-            source: format!("{site}/{box_id}"),
-            what: batch.stream.clone(),
-            new: new as u64,
-            again: (batch.records.len() - new) as u64,
-        });
-        let acked: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
-        out.publish.push((
-            self.ack_topic(site, box_id),
-            wire::records_ack(&batch.epoch, &batch.stream, &acked),
-        ));
-        Ok(out)
+        self.seen.extend(maxes);
+        self.pending.extend(gaps);
+        Ok(outs)
     }
 
     /// `--keep-months`: drops the months of records past it.
@@ -526,6 +581,28 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
     }
 }
 
+/// A records batch and the box it came from.
+#[derive(Debug)]
+struct Batch {
+    site: String,
+    box_id: String,
+    records: wire::Records,
+}
+
+/// What a message is, once checked.
+#[derive(Debug)]
+enum Route {
+    /// Bad input: the outcome says why (still acked, never redelivered).
+    Drop(Outcome),
+    /// Records to store.
+    Records(Batch),
+    /// A recording's chunk: site, box, the chunk.
+    Chunk(String, String, wire::Chunk),
+}
+
+/// Most messages stored in one transaction.
+const GROUP_MAX: usize = 256;
+
 /// What the store thread is given.
 #[derive(Debug)]
 enum Work {
@@ -549,46 +626,67 @@ fn store_loop(
 ) -> Result<()> {
     let mut retention_due = std::time::Instant::now();
     while let Some(work) = rx.blocking_recv() {
-        let p = match work {
-            Work::Message(p) => p,
-            Work::Tick => {
-                let lines = loop {
-                    match collector.due_gaps(Instant::now()) {
-                        Ok(l) => break l,
-                        Err(e) if collector.store.recover(&e) => {}
-                        Err(e) => return Err(e).context("checking gaps"),
-                    }
-                };
-                let outcome = Outcome {
-                    lines,
-                    ..Outcome::default()
-                };
-                if tx.send((None, outcome)).is_err() {
-                    break;
-                }
-                continue;
+        let mut group = Vec::new();
+        let mut tick = false;
+        match work {
+            Work::Message(p) => group.push(p),
+            Work::Tick => tick = true,
+        }
+        // What else is already waiting goes into the same transaction.
+        while !group.is_empty() && group.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(Work::Message(p)) => group.push(p),
+                Ok(Work::Tick) => tick = true,
+                Err(_) => break,
             }
-        };
+        }
+        if tick {
+            let lines = loop {
+                match collector.due_gaps(Instant::now()) {
+                    Ok(l) => break l,
+                    Err(e) if collector.store.recover(&e) => {}
+                    Err(e) => return Err(e).context("checking gaps"),
+                }
+            };
+            let outcome = Outcome {
+                lines,
+                ..Outcome::default()
+            };
+            if tx.send((None, outcome)).is_err() {
+                break;
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
         if let Some(keep) = keep_months
             && std::time::Instant::now() >= retention_due
         {
             collector.drop_old_months(keep)?;
             retention_due = std::time::Instant::now() + RETENTION_EVERY;
         }
-        let outcome = loop {
-            match collector.handle(&p.topic, &p.payload) {
+        let msgs: Vec<(&str, &[u8])> = group
+            .iter()
+            .map(|p| (p.topic.as_str(), &p.payload[..]))
+            .collect();
+        let outcomes = loop {
+            match collector.handle_all(&msgs) {
                 Ok(o) => break o,
                 Err(e) => {
                     eprintln!("callbox-hq: collect: the database failed: {e:#}");
                     if !collector.store.recover(&e) {
-                        return Err(e)
-                            .with_context(|| format!("storing the message on {}", p.topic));
+                        return Err(e).with_context(|| {
+                            format!("storing {} messages from {}", msgs.len(), msgs[0].0)
+                        });
                     }
                 }
             }
         };
-        if tx.send((Some(p), outcome)).is_err() {
-            break;
+        drop(msgs);
+        for (p, outcome) in group.into_iter().zip(outcomes) {
+            if tx.send((Some(p), outcome)).is_err() {
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -737,6 +835,28 @@ mod tests {
         // A new epoch starts at 1.
         c.handle(T, &records("F", &[1])).unwrap();
         assert!(c.due_gaps(later).unwrap().is_empty());
+    }
+
+    #[test]
+    fn messages_waiting_together_are_stored_in_one_go_in_their_order() {
+        let (_d, mut c) = collector();
+        let (a, b, bad) = (records("E", &[1, 2]), records("E", &[3, 5]), b"x".to_vec());
+        let outs = c
+            .handle_all(&[(T, &a[..]), (T, &bad[..]), (T, &b[..]), (T, &a[..])])
+            .unwrap();
+        assert_eq!(outs.len(), 4);
+        assert_eq!(outs[0].stored, Some(stored("cdr", 2, 0)));
+        assert!(outs[1].warnings[0].contains("dropped"), "{:?}", outs[1]);
+        assert_eq!(outs[2].stored, Some(stored("cdr", 2, 0)));
+        // The same batch again in the group: stored once, acked again.
+        assert_eq!(outs[3].stored, Some(stored("cdr", 0, 2)));
+        assert_eq!(outs[3].publish.len(), 1);
+        // The seqs the group saw carry on: 4 was skipped, nothing else.
+        let later = Instant::now() + GAP_GRACE + Duration::from_secs(1);
+        assert_eq!(
+            c.due_gaps(later).unwrap(),
+            ["gap: s1/b1 stream cdr epoch E missing 4..4"]
+        );
     }
 
     #[test]

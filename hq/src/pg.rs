@@ -113,6 +113,8 @@ pub struct PgStore {
     ca: Option<std::path::PathBuf>,
     /// Months whose partition exists (made or seen by this collector).
     months: HashSet<String>,
+    /// The batch insert, prepared once per connection.
+    insert: Option<postgres::Statement>,
     /// Set when the collector stops: a reconnect loop gives up.
     stopping: Arc<AtomicBool>,
 }
@@ -210,6 +212,7 @@ impl PgStore {
             url: url.to_string(),
             ca: ca.map(Path::to_path_buf),
             months: HashSet::new(),
+            insert: None,
             stopping: Arc::new(AtomicBool::new(false)),
         };
         s.migrate()
@@ -250,8 +253,16 @@ impl PgStore {
 
     /// Starts a write transaction.
     pub fn write(&mut self) -> Result<Box<dyn Tx + '_>> {
+        let insert = match &self.insert {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(INSERT_BATCH)?;
+                self.insert = Some(s.clone());
+                s
+            }
+        };
         let tx = self.client.transaction()?;
-        Ok(Box::new(PgTx { tx }))
+        Ok(Box::new(PgTx { tx, insert }))
     }
 
     /// Makes the partitions `batch` needs, each in a transaction of its
@@ -401,6 +412,7 @@ impl PgStore {
             match connect(&self.url, self.ca.as_deref()) {
                 Ok(c) => {
                     self.client = c;
+                    self.insert = None;
                     eprintln!(
                         "callbox-hq: collect: {}: connected again",
                         redact(&self.url)
@@ -438,9 +450,16 @@ fn month_of(at: Option<&str>) -> Option<jiff::civil::Date> {
     Some(ts.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month())
 }
 
+/// A records batch in one statement: a row per element of the arrays.
+const INSERT_BATCH: &str = "INSERT INTO records (site, box, epoch, stream, seq, id, at, month, data, received_at)
+     SELECT $1, $2, $3, $4, t.seq, t.id, t.at, t.month::date, t.data, $10
+     FROM unnest($5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) AS t(seq, id, at, month, data)
+     ON CONFLICT DO NOTHING";
+
 /// A write transaction.
 struct PgTx<'a> {
     tx: postgres::Transaction<'a>,
+    insert: postgres::Statement,
 }
 
 impl Tx for PgTx<'_> {
@@ -484,36 +503,32 @@ impl Tx for PgTx<'_> {
     ) -> Result<usize> {
         // The partitions exist: `PgStore::prepare` made them.
         let undated = jiff::civil::date(1970, 1, 1);
-        let months: Vec<jiff::civil::Date> = batch
+        let months: Vec<String> = batch
             .records
             .iter()
-            .map(|r| month_of(r.at.as_deref()).unwrap_or(undated))
+            .map(|r| month_of(r.at.as_deref()).unwrap_or(undated).to_string())
             .collect();
+        let seqs: Vec<i64> = batch.records.iter().map(|r| r.seq as i64).collect();
+        let ids: Vec<&str> = batch.records.iter().map(|r| r.id.as_str()).collect();
+        let ats: Vec<Option<&str>> = batch.records.iter().map(|r| r.at.as_deref()).collect();
+        let data: Vec<&str> = batch.records.iter().map(|r| r.data.as_str()).collect();
         let received = std::time::UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64);
-        let stmt = self.tx.prepare(
-            "INSERT INTO records (site, box, epoch, stream, seq, id, at, month, data, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::date, $9, $10)
-             ON CONFLICT DO NOTHING",
+        let new = self.tx.execute(
+            &self.insert,
+            &[
+                &site,
+                &box_id,
+                &batch.epoch,
+                &batch.stream,
+                &seqs,
+                &ids,
+                &ats,
+                &months,
+                &data,
+                &received,
+            ],
         )?;
-        let mut new = 0;
-        for (r, m) in batch.records.iter().zip(&months) {
-            new += self.tx.execute(
-                &stmt,
-                &[
-                    &site,
-                    &box_id,
-                    &batch.epoch,
-                    &batch.stream,
-                    &(r.seq as i64),
-                    &r.id,
-                    &r.at,
-                    &m.to_string(),
-                    &r.data,
-                    &received,
-                ],
-            )? as usize;
-        }
-        Ok(new)
+        Ok(new as usize)
     }
 
     fn upload(&mut self, box_id: &str, id: &str) -> Result<Option<Upload>> {

@@ -726,9 +726,14 @@ pub fn hq() -> PathBuf {
 /// Runs `callbox-hq ARGS` with the broker's connection flags appended;
 /// fails the test after two minutes.
 pub fn hq_net(broker: &Broker, args: &[&str]) -> Output {
+    hq_net_within(broker, args, Duration::from_secs(120))
+}
+
+/// [`hq_net`] that may take up to `limit` (the fleet simulator).
+pub fn hq_net_within(broker: &Broker, args: &[&str], limit: Duration) -> Output {
     let mut c = Command::new(hq());
     c.args(args).args(broker.hq_args());
-    crate::output_within(c, Duration::from_secs(120))
+    crate::output_within(c, limit)
 }
 
 /// Runs `callbox-hq ARGS` (no broker: `export`, `gaps`).

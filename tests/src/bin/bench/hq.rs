@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use callbox_tests::mqtt::{Broker, Collector, hq_net, last_json};
+use callbox_tests::mqtt::{Broker, Collector, hq_net_within, last_json};
 use callbox_tests::postgres::Postgres;
 
 use super::{Figure, Opts, fig};
@@ -78,7 +78,7 @@ pub(super) fn hq(o: &Opts) -> Result<Vec<Figure>> {
         let res = std::thread::scope(|s| {
             let sim = s.spawn(|| {
                 let a: Vec<&str> = args.iter().map(String::as_str).collect();
-                hq_net(&broker, &a)
+                hq_net_within(&broker, &a, Duration::from_secs(1800))
             });
             while !sim.is_finished() {
                 samples.push((t0.elapsed().as_secs_f64(), inserted(&pg, &db)));
