@@ -570,18 +570,24 @@ async fn down_alarm(
     use callbox_hal::Health;
     let code = format!("line_down:{line}");
     let mut raised = false;
+    // An alarm raised before the daemon restarted is cleared by the first
+    // up (clearing one that is not open changes nothing in the store).
+    let mut maybe_open = true;
+    // Down since, whatever the reasons it gave meanwhile.
+    let mut down_since: Option<tokio::time::Instant> = None;
     loop {
         let now = health.borrow_and_update().clone();
-        let wait = (now.health == Health::Down && !raised).then_some(hold_for);
-        let hold = async move {
-            match wait {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending::<()>().await,
+        if now.health == Health::Down {
+            down_since.get_or_insert_with(tokio::time::Instant::now);
+        } else {
+            down_since = None;
+        }
+        if now.health == Health::Up && (raised || maybe_open) {
+            if raised {
+                tracing::info!(%line, "line up again: {}", now.reason);
             }
-        };
-        if now.health == Health::Up && raised {
             raised = false;
-            tracing::info!(%line, "line up again: {}", now.reason);
+            maybe_open = false;
             let at = ctx.clock.now();
             ctx.store
                 .send(crate::store::StoreMsg::AlarmCleared {
@@ -590,6 +596,13 @@ async fn down_alarm(
                 })
                 .await;
         }
+        let due = down_since.filter(|_| !raised).map(|t| t + hold_for);
+        let hold = async move {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             () = ctx.shutdown.cancelled() => return,
             r = health.changed() => if r.is_err() {

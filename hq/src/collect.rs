@@ -222,15 +222,23 @@ impl Collector {
         if due.is_empty() {
             return Ok(lines);
         }
-        let mut tx = self.store.write()?;
-        for g in due {
-            let have = tx.seqs_between(&g.box_id, &g.epoch, &g.stream, g.from, g.to)?;
-            for (from, to) in missing(g.from, g.to, &have) {
-                lines.push(format!(
-                    "gap: {}/{} stream {} epoch {} missing {from}..{to}",
-                    g.site, g.box_id, g.stream, g.epoch
-                ));
+        let mut checked = || -> Result<()> {
+            let mut tx = self.store.write()?;
+            for g in &due {
+                let have = tx.seqs_between(&g.box_id, &g.epoch, &g.stream, g.from, g.to)?;
+                for (from, to) in missing(g.from, g.to, &have) {
+                    lines.push(format!(
+                        "gap: {}/{} stream {} epoch {} missing {from}..{to}",
+                        g.site, g.box_id, g.stream, g.epoch
+                    ));
+                }
             }
+            Ok(())
+        };
+        if let Err(e) = checked() {
+            // Looked at again next time.
+            self.pending.extend(due);
+            return Err(e);
         }
         Ok(lines)
     }
@@ -312,7 +320,10 @@ impl Collector {
     /// `--keep-months`: drops the months of records past it.
     fn drop_old_months(&mut self, keep: u32) -> Result<()> {
         if let Db::Postgres(p) = &mut self.store {
-            let today = jiff::Zoned::now().date();
+            // Partitions are by UTC month.
+            let today = jiff::Timestamp::now()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date();
             for name in p.drop_old_months(keep, today)? {
                 out_line(&format!(
                     "dropped {name}: older than {keep} months (--keep-months)"
@@ -662,24 +673,40 @@ fn store_loop(
         if let Some(keep) = keep_months
             && std::time::Instant::now() >= retention_due
         {
-            collector.drop_old_months(keep)?;
+            loop {
+                match collector.drop_old_months(keep) {
+                    Ok(()) => break,
+                    Err(e) if collector.store.recover(&e) => {}
+                    Err(e) => return Err(e).context("dropping old months"),
+                }
+            }
             retention_due = std::time::Instant::now() + RETENTION_EVERY;
         }
         let msgs: Vec<(&str, &[u8])> = group
             .iter()
             .map(|p| (p.topic.as_str(), &p.payload[..]))
             .collect();
-        let outcomes = loop {
-            match collector.handle_all(&msgs) {
-                Ok(o) => break o,
-                Err(e) => {
-                    eprintln!("callbox-hq: collect: the database failed: {e:#}");
-                    if !collector.store.recover(&e) {
-                        return Err(e).with_context(|| {
-                            format!("storing {} messages from {}", msgs.len(), msgs[0].0)
-                        });
-                    }
+        let outcomes = match store_retrying(&mut collector, &msgs)? {
+            Some(o) => o,
+            // One of them the database refuses: each on its own, so only
+            // that one is left out.
+            None => {
+                let mut outs = Vec::with_capacity(msgs.len());
+                for m in &msgs {
+                    outs.push(
+                        match store_retrying(&mut collector, std::slice::from_ref(m))? {
+                            Some(mut o) => o.remove(0),
+                            None => Outcome {
+                                warnings: vec![format!(
+                                    "dropped a message on {}: the database refuses its data",
+                                    m.0
+                                )],
+                                ..Outcome::default()
+                            },
+                        },
+                    );
                 }
+                outs
             }
         };
         drop(msgs);
@@ -690,6 +717,31 @@ fn store_loop(
         }
     }
     Ok(())
+}
+
+/// Stores `msgs` in one go, waiting for a database that went away.
+/// `None` when the database refuses their data (it would every time);
+/// `Err` for any other failure, which stops the collector.
+fn store_retrying(
+    collector: &mut Collector,
+    msgs: &[(&str, &[u8])],
+) -> Result<Option<Vec<Outcome>>> {
+    loop {
+        match collector.handle_all(msgs) {
+            Ok(o) => return Ok(Some(o)),
+            Err(e) => {
+                eprintln!("callbox-hq: collect: the database failed: {e:#}");
+                if collector.store.refuses_data(&e) {
+                    return Ok(None);
+                }
+                if !collector.store.recover(&e) {
+                    return Err(e).with_context(|| {
+                        format!("storing {} messages from {}", msgs.len(), msgs[0].0)
+                    });
+                }
+            }
+        }
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

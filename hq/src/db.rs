@@ -124,6 +124,15 @@ impl Db {
         }
     }
 
+    /// Whether a failed write is the message's own fault (the database
+    /// refuses its data), so that it would fail again on every try.
+    pub fn refuses_data(&self, e: &anyhow::Error) -> bool {
+        match self {
+            Db::Sqlite(_) => false,
+            Db::Postgres(_) => PgStore::refuses_data(e),
+        }
+    }
+
     /// After a failed write: whether it is worth trying again (the
     /// database server went away) — reconnecting if so — rather than
     /// stopping. A SQLite failure is a disk or file problem: never.

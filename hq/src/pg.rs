@@ -286,10 +286,17 @@ impl PgStore {
             let mut tx = self.client.transaction()?;
             // Collectors making the same month wait for each other here.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])?;
-            tx.batch_execute(&format!(
+            let made = tx.batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {name} PARTITION OF records FOR VALUES FROM ('{month}') TO ('{next}')"
-            ))?;
-            tx.commit()?;
+            ));
+            match made {
+                Ok(()) => tx.commit()?,
+                // The default partition already holds rows of that month
+                // (a month retention dropped, records of it sent late):
+                // they go on landing there.
+                Err(e) if e.code() == Some(&postgres::error::SqlState::CHECK_VIOLATION) => {}
+                Err(e) => return Err(e.into()),
+            }
             self.months.insert(name);
         }
         Ok(())
@@ -384,6 +391,17 @@ impl PgStore {
         Ok(dropped)
     }
 
+    /// Whether a failed write is this message's fault: the server refuses
+    /// its data (classes 22, data exception, and 23, integrity), which
+    /// would happen again on every try.
+    pub fn refuses_data(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| {
+            c.downcast_ref::<postgres::Error>()
+                .and_then(postgres::Error::code)
+                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+        })
+    }
+
     /// After a failed write: `false` when it is not the connection's
     /// fault; else waits for the server (doubling the wait up to
     /// [`RECONNECT_MAX`]), reconnects and answers `true`, or `false` once
@@ -443,11 +461,24 @@ fn month_of_partition(name: &str) -> Option<jiff::civil::Date> {
     jiff::civil::Date::new(y.parse().ok()?, m.parse().ok()?, 1).ok()
 }
 
+/// The years a record's time may fall in to have a partition of its
+/// month; a box whose clock was never set (1970) or is far off counts as
+/// undated.
+const DATED_YEARS: std::ops::RangeInclusive<i16> = 2000..=2199;
+
+/// The `month` of undated records: a month no partition ever covers
+/// ([`DATED_YEARS`]), so they stay in `records_undated` and retention,
+/// which drops partitions, never touches them.
+const UNDATED: jiff::civil::Date = jiff::civil::date(1900, 1, 1);
+
 /// The first day of the month of a record's `at` (RFC 3339), `None` when
-/// it has none that reads.
+/// it has none that reads or it is outside [`DATED_YEARS`].
 fn month_of(at: Option<&str>) -> Option<jiff::civil::Date> {
     let ts: jiff::Timestamp = at?.parse().ok()?;
-    Some(ts.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month())
+    let day = ts.to_zoned(jiff::tz::TimeZone::UTC).date();
+    DATED_YEARS
+        .contains(&day.year())
+        .then(|| day.first_of_month())
 }
 
 /// A records batch in one statement: a row per element of the arrays.
@@ -502,11 +533,10 @@ impl Tx for PgTx<'_> {
         received_ms: i64,
     ) -> Result<usize> {
         // The partitions exist: `PgStore::prepare` made them.
-        let undated = jiff::civil::date(1970, 1, 1);
         let months: Vec<String> = batch
             .records
             .iter()
-            .map(|r| month_of(r.at.as_deref()).unwrap_or(undated).to_string())
+            .map(|r| month_of(r.at.as_deref()).unwrap_or(UNDATED).to_string())
             .collect();
         let seqs: Vec<i64> = batch.records.iter().map(|r| r.seq as i64).collect();
         let ids: Vec<&str> = batch.records.iter().map(|r| r.id.as_str()).collect();
@@ -639,6 +669,14 @@ impl Tx for PgTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_far_off_are_undated() {
+        assert_eq!(month_of(Some("1970-01-01T00:00:05Z")), None);
+        assert_eq!(month_of(Some("9999-12-15T00:00:00Z")), None);
+        assert_eq!(month_of(Some("-000100-01-01T00:00:00Z")), None);
+        assert!(!DATED_YEARS.contains(&UNDATED.year()));
+    }
 
     #[test]
     fn a_record_lands_in_the_month_of_its_time_and_partitions_are_named_by_month() {

@@ -153,8 +153,15 @@ pub fn parse_records(
     top.matches("box", box_id)?;
     top.matches("stream", stream)?;
     let epoch: String = top.req("epoch")?;
-    if epoch.is_empty() || epoch.contains('/') {
-        return Err(format!("`epoch` `{epoch}` is empty or has a `/`"));
+    if epoch.is_empty()
+        || epoch.contains('/')
+        || epoch.len() > 128
+        || epoch.contains(char::is_control)
+    {
+        return Err(format!(
+            "`epoch` `{}` is empty, too long, or has a `/` or a control character",
+            epoch.escape_debug()
+        ));
     }
     let raws = top.list("records")?;
     let mut records = Vec::with_capacity(raws.len());
@@ -175,6 +182,14 @@ pub fn parse_records(
             ));
         }
         let at: Option<String> = r.opt("at")?;
+        // A database refuses control characters in text: such a time is
+        // no time.
+        if at
+            .as_deref()
+            .is_some_and(|a| a.len() > 64 || a.contains(char::is_control))
+        {
+            return Err(format!("`records[{i}].at` is not a time"));
+        }
         let data = r
             .raw("data")
             .ok_or_else(|| format!("missing field `records[{i}].data`"))?;
@@ -391,6 +406,15 @@ mod tests {
                 "`stream` is `alarm`",
             ),
             (batch("").replace("\"E\"", "5"), "`epoch`"),
+            // What a database would refuse on every try.
+            (
+                batch("").replace("\"E\"", "\"E\\u0000\""),
+                "control character",
+            ),
+            (
+                batch(r#"{"seq":1,"id":"E/cdr/1","at":"2026\u0000","data":{}}"#),
+                "records[0].at",
+            ),
         ];
         for (msg, want) in cases {
             let e = parse_records(msg.as_bytes(), "s1", "b1", "cdr").unwrap_err();

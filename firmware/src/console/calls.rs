@@ -93,7 +93,8 @@ fn fill(template: &str, fields: &BTreeMap<String, String>) -> String {
 }
 
 /// The earlier calls of `who` on this box, newest first: calls from the
-/// number, or with `both` also calls to it.
+/// number, or with `both` also calls dialled to it (exactly that number:
+/// a part of it would show other people's calls).
 async fn history(
     c: &Console,
     who: Option<String>,
@@ -103,14 +104,28 @@ async fn history(
     let Some(number) = who else {
         return Ok(Vec::new());
     };
-    let q = RecordQuery {
-        caller: (!both).then(|| number.clone()),
-        number: both.then_some(number),
+    let from = RecordQuery {
+        caller: Some(number.clone()),
         newest: Some(HISTORY + 1),
         ..Default::default()
     };
-    Ok(c.read(move |d| crate::store::read_records(d, &q))
-        .await?
+    let to = both.then(|| RecordQuery {
+        dialled: Some(number),
+        newest: Some(HISTORY + 1),
+        ..Default::default()
+    });
+    let mut all = c
+        .read(move |d| {
+            let mut v = crate::store::read_records(d, &from)?;
+            if let Some(to) = &to {
+                v.extend(crate::store::read_records(d, to)?);
+            }
+            Ok(v)
+        })
+        .await?;
+    all.sort_by(|a, b| b.start.cmp(&a.start));
+    all.dedup_by(|a, b| a.id == b.id);
+    Ok(all
         .into_iter()
         .filter(|r| r.id != not)
         .take(HISTORY as usize)

@@ -113,17 +113,23 @@ where
                 match back.await {
                     Ok((port, _)) => lease.restore(port),
                     Err(_) => {
-                        tracing::error!("the supervisor's phone never came back");
+                        // Cannot happen: a lease always sends its port back.
+                        tracing::error!(
+                            "the supervisor's phone never came back; line out of service"
+                        );
+                        acd.personal(&station, false).await;
                         return;
                     }
                 }
                 match r {
                     Ok(done) => tracing::info!("{done}; the phone is back"),
-                    Err(why) => {
-                        tracing::warn!("the supervisor could not join: {why}");
-                        release(lease.port(), HangupCause::Normal).await;
-                    }
+                    Err(why) => tracing::warn!("the supervisor could not join: {why}"),
                 }
+                // Hung up whatever happened: the call may have refused the
+                // phone after the ACD said yes (another supervisor was
+                // first, the call ended meanwhile); once the phone has
+                // left a call this is a no-op for it.
+                release(lease.port(), HangupCause::Normal).await;
             } else {
                 tracing::info!(?rang, "the supervisor did not answer");
                 release(lease.port(), HangupCause::NoAnswer).await;
