@@ -652,13 +652,8 @@ fn store_loop(
             }
         }
         if tick {
-            let lines = loop {
-                match collector.due_gaps(Instant::now()) {
-                    Ok(l) => break l,
-                    Err(e) if collector.store.recover(&e) => {}
-                    Err(e) => return Err(e).context("checking gaps"),
-                }
-            };
+            let lines = retrying(&mut collector, |c| c.due_gaps(Instant::now()))
+                .context("checking gaps")?;
             let outcome = Outcome {
                 lines,
                 ..Outcome::default()
@@ -673,13 +668,7 @@ fn store_loop(
         if let Some(keep) = keep_months
             && std::time::Instant::now() >= retention_due
         {
-            loop {
-                match collector.drop_old_months(keep) {
-                    Ok(()) => break,
-                    Err(e) if collector.store.recover(&e) => {}
-                    Err(e) => return Err(e).context("dropping old months"),
-                }
-            }
+            retrying(&mut collector, |c| c.drop_old_months(keep)).context("dropping old months")?;
             retention_due = std::time::Instant::now() + RETENTION_EVERY;
         }
         let msgs: Vec<(&str, &[u8])> = group
@@ -726,18 +715,23 @@ fn store_retrying(
     collector: &mut Collector,
     msgs: &[(&str, &[u8])],
 ) -> Result<Option<Vec<Outcome>>> {
+    retrying(collector, |c| match c.handle_all(msgs) {
+        Err(e) if c.store.refuses_data(&e) => Ok(None),
+        r => r.map(Some),
+    })
+    .with_context(|| format!("storing {} messages from {}", msgs.len(), msgs[0].0))
+}
+
+/// Runs `f` until it succeeds, waiting for a database that went away in
+/// between ([`Db::recover`]); any other failure is returned.
+fn retrying<T>(c: &mut Collector, mut f: impl FnMut(&mut Collector) -> Result<T>) -> Result<T> {
     loop {
-        match collector.handle_all(msgs) {
-            Ok(o) => return Ok(Some(o)),
+        match f(c) {
+            Ok(v) => return Ok(v),
             Err(e) => {
                 eprintln!("callbox-hq: collect: the database failed: {e:#}");
-                if collector.store.refuses_data(&e) {
-                    return Ok(None);
-                }
-                if !collector.store.recover(&e) {
-                    return Err(e).with_context(|| {
-                        format!("storing {} messages from {}", msgs.len(), msgs[0].0)
-                    });
+                if !c.store.recover(&e) {
+                    return Err(e);
                 }
             }
         }

@@ -95,15 +95,40 @@ const START_WAIT: Duration = Duration::from_secs(120);
 /// rather than a refusal or a mistake.
 fn transient(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<postgres::Error>().is_some_and(|pe| {
-            pe.is_closed()
-                || pe.as_db_error().is_none()
-                || pe.code().is_some_and(|c| {
-                    let c = c.code();
-                    c.starts_with("08") || c.starts_with("57P")
-                })
-        })
+        c.downcast_ref::<postgres::Error>()
+            .is_some_and(|pe| pe.is_closed() || pe.as_db_error().is_none())
+    }) || sqlstate(e, &["08", "57P"])
+}
+
+/// Whether the server answered `e` with an SQLSTATE starting with one of
+/// `classes`.
+fn sqlstate(e: &anyhow::Error, classes: &[&str]) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::code)
+            .is_some_and(|c| classes.iter().any(|k| c.code().starts_with(k)))
     })
+}
+
+/// Connects, trying again (0.5 s, doubling up to [`RECONNECT_MAX`]) while
+/// `keep_trying` says the failure is worth waiting out.
+fn connect_waiting(
+    url: &str,
+    ca: Option<&Path>,
+    keep_trying: impl Fn(&anyhow::Error) -> bool,
+) -> Result<Client> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match connect(url, ca) {
+            Ok(c) => return Ok(c),
+            Err(e) if keep_trying(&e) => {
+                eprintln!("callbox-hq: {e:#}; retrying in {} ms", wait.as_millis());
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RECONNECT_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// An open PostgreSQL database.
@@ -195,18 +220,9 @@ impl PgStore {
     /// refusal (a wrong password, no such database) fails at once.
     pub fn connect(url: &str, ca: Option<&Path>) -> Result<PgStore> {
         let give_up = std::time::Instant::now() + START_WAIT;
-        let mut wait = Duration::from_millis(500);
-        let client = loop {
-            match connect(url, ca) {
-                Ok(c) => break c,
-                Err(e) if transient(&e) && std::time::Instant::now() < give_up => {
-                    eprintln!("callbox-hq: {e:#}; retrying in {} ms", wait.as_millis());
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(RECONNECT_MAX);
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let client = connect_waiting(url, ca, |e| {
+            transient(e) && std::time::Instant::now() < give_up
+        })?;
         let mut s = PgStore {
             client,
             url: url.to_string(),
@@ -395,11 +411,7 @@ impl PgStore {
     /// its data (classes 22, data exception, and 23, integrity), which
     /// would happen again on every try.
     pub fn refuses_data(e: &anyhow::Error) -> bool {
-        e.chain().any(|c| {
-            c.downcast_ref::<postgres::Error>()
-                .and_then(postgres::Error::code)
-                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
-        })
+        sqlstate(e, &["22", "23"])
     }
 
     /// After a failed write: `false` when it is not the connection's
@@ -409,43 +421,26 @@ impl PgStore {
     pub fn recover(&mut self, e: &anyhow::Error) -> bool {
         // A deadlock or a serialization failure: the server rolled the
         // transaction back; it is simply tried again.
-        let retry = e.chain().any(|c| {
-            c.downcast_ref::<postgres::Error>()
-                .and_then(postgres::Error::code)
-                .is_some_and(|c| c.code().starts_with("40"))
-        });
-        if retry && !self.client.is_closed() {
+        if sqlstate(e, &["40"]) && !self.client.is_closed() {
             return true;
         }
-        let lost = self.client.is_closed() || transient(e);
-        if !lost {
+        if !self.client.is_closed() && !transient(e) {
             return false;
         }
-        let mut wait = Duration::from_millis(500);
-        loop {
-            if self.stopping.load(Ordering::Relaxed) {
-                return false;
+        let stopping = self.stopping.clone();
+        match connect_waiting(&self.url, self.ca.as_deref(), |_| {
+            !stopping.load(Ordering::Relaxed)
+        }) {
+            Ok(c) => {
+                self.client = c;
+                self.insert = None;
+                eprintln!(
+                    "callbox-hq: collect: {}: connected again",
+                    redact(&self.url)
+                );
+                true
             }
-            std::thread::sleep(wait);
-            match connect(&self.url, self.ca.as_deref()) {
-                Ok(c) => {
-                    self.client = c;
-                    self.insert = None;
-                    eprintln!(
-                        "callbox-hq: collect: {}: connected again",
-                        redact(&self.url)
-                    );
-                    return true;
-                }
-                Err(why) => {
-                    eprintln!(
-                        "callbox-hq: collect: {:#}; retrying in {} ms",
-                        why,
-                        wait.as_millis()
-                    );
-                    wait = (wait * 2).min(RECONNECT_MAX);
-                }
-            }
+            Err(_) => false,
         }
     }
 }

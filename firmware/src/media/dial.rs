@@ -47,6 +47,23 @@ pub async fn ring<L: Line>(
     Ok(answer_within(line, timeout, cancel).await)
 }
 
+/// [`ring`] for a borrowed station, where a command the line refuses is
+/// the line failing like any other way it can fail.
+pub async fn ring_station<L: Line>(
+    line: &mut L,
+    cmd: LineCommand,
+    timeout: Duration,
+    cancel: impl Future<Output = ()>,
+) -> Rang {
+    match ring(line, cmd, timeout, cancel).await {
+        Ok(r) => r,
+        Err(e) => Rang::Failed(LineFailure::new(
+            callbox_hal::ErrorKind::Other,
+            e.to_string(),
+        )),
+    }
+}
+
 /// Waits up to `timeout` for a rung or dialled line to answer, unless
 /// `cancel` resolves first. Other line events meanwhile (ringing, progress)
 /// are passed over.

@@ -27,7 +27,7 @@ use super::record::{CallLog, Placed};
 use super::{CallContext, Switch, flow_record};
 use crate::ivr::engine::{FlowEnd, FlowState};
 use crate::media::conference::{self, Attended, RoomCfg};
-use crate::media::dial::{Rang, answer_within, release};
+use crate::media::dial::{Rang, answer_within, release, ring_station};
 use crate::media::lines::{Lease, Port};
 use crate::media::pickup::Rung;
 use crate::media::{BridgeEnd, Gone, Media, bridge};
@@ -941,16 +941,13 @@ where
                 caller_name: shown,
             };
             tracing::info!(%agent, %number, "click-to-call: the agent's phone rings");
-            let rang = match lease.port().line.command(cmd).await {
-                Ok(()) => {
-                    answer_within(&mut lease.port().line, CLICK_RING, ctx.shutdown.cancelled())
-                        .await
-                }
-                Err(e) => Rang::Failed(crate::media::LineFailure::new(
-                    callbox_hal::ErrorKind::Other,
-                    e.to_string(),
-                )),
-            };
+            let rang = ring_station(
+                &mut lease.port().line,
+                cmd,
+                CLICK_RING,
+                ctx.shutdown.cancelled(),
+            )
+            .await;
             if let Rang::Answered = rang {
                 let dialled = plan.classify_direct(&number, &station, Some(&agent));
                 call.run(lease.port(), dialled).await;

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::{Call, Ended, Who, not};
 use crate::calls::{CallContext, Switch};
-use crate::media::dial::{Rang, answer_within, release};
+use crate::media::dial::{Rang, release, ring_station};
 use crate::media::lines::Port;
 use crate::media::{Gone, Media};
 use crate::store::{Direction, Disposition};
@@ -95,13 +95,13 @@ pub async fn preview<L: Line>(p: PreviewCall, ctx: &CallContext, sw: &Switch<L>)
             caller_name: Some(p.shown.clone()),
         };
         tracing::info!(agent = %p.agent, number = %p.number, "preview: the agent's phone shows the contact");
-        let rang = match lease.port().line.command(cmd).await {
-            Ok(()) => answer_within(&mut lease.port().line, p.ring, ctx.shutdown.cancelled()).await,
-            Err(e) => Rang::Failed(crate::media::LineFailure::new(
-                callbox_hal::ErrorKind::Other,
-                e.to_string(),
-            )),
-        };
+        let rang = ring_station(
+            &mut lease.port().line,
+            cmd,
+            p.ring,
+            ctx.shutdown.cancelled(),
+        )
+        .await;
         let out = if let Rang::Answered = rang {
             ctx.inflight.answered(&id, ctx.clock.now().wall_ms);
             let who = Who::of(&p.agent, &acd);

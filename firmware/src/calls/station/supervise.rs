@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::acd::MonitorMode;
 use crate::calls::{CallContext, Switch};
-use crate::media::dial::{Rang, answer_within, release};
+use crate::media::dial::{Rang, release, ring_station};
 
 /// How long the supervisor's phone rings.
 const RING: Duration = Duration::from_secs(30);
@@ -96,15 +96,8 @@ where
                 caller_id: Some(number),
                 caller_name: Some(format!("{what} {agent}")),
             };
-            let rang = match lease.port().line.command(cmd).await {
-                Ok(()) => {
-                    answer_within(&mut lease.port().line, RING, ctx.shutdown.cancelled()).await
-                }
-                Err(e) => Rang::Failed(crate::media::LineFailure::new(
-                    callbox_hal::ErrorKind::Other,
-                    e.to_string(),
-                )),
-            };
+            let rang =
+                ring_station(&mut lease.port().line, cmd, RING, ctx.shutdown.cancelled()).await;
             if let Rang::Answered = rang {
                 // The call takes the phone; it is back here when the
                 // supervisor leaves (or at once when the ACD refuses).
