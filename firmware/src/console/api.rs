@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -25,11 +25,13 @@ use super::ConsoleDeps;
 use super::auth::{Auth, Checked, NoSession, Role, Session};
 use super::server::Peer;
 use crate::store::{AuditEntry, StoreMsg};
+use callbox_web::http::in_turn;
+use callbox_web::session;
+
+pub(super) use callbox_web::http::{ApiError, ApiResult};
 
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "callbox_session";
-/// The header every change carries its CSRF token in.
-pub(super) const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest request body the API takes.
 const MAX_BODY: usize = 256 * 1024;
 
@@ -85,56 +87,6 @@ impl Console {
     }
 }
 
-async fn in_turn<T: Send + 'static>(
-    turns: &tokio::sync::Semaphore,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let _turn = turns.acquire().await.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)
-}
-
-/// A refusal: its status and what to tell the user.
-#[derive(Debug)]
-pub(super) struct ApiError {
-    pub(super) status: StatusCode,
-    pub(super) message: String,
-}
-
-impl ApiError {
-    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn bad(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-    }
-
-    pub(super) fn forbidden() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "not allowed for your role")
-    }
-
-    pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
-        tracing::error!("console: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the box could not do that; see its log",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.message}))).into_response()
-    }
-}
-
-pub(super) type ApiResult<T = Json<Value>> = Result<T, ApiError>;
-
 /// A request from a logged-in user (and, for a change, with its CSRF
 /// token).
 #[derive(Debug)]
@@ -155,26 +107,6 @@ impl Authed {
     }
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v)
-}
-
-/// Equal in time whatever the first difference.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 impl FromRequestParts<Arc<Console>> for Authed {
     type Rejection = ApiError;
 
@@ -186,24 +118,19 @@ impl FromRequestParts<Arc<Console>> for Authed {
             .extensions
             .get::<ConnectInfo<Peer>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
-        let Some(token) = cookie_token(&parts.headers).map(str::to_string) else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "log in first"));
-        };
-        let session = state.auth.session(&token).map_err(|e| match e {
-            NoSession::Missing => ApiError::new(StatusCode::UNAUTHORIZED, "log in first"),
-            NoSession::Expired => ApiError::new(
+        let Some(token) = session::cookie(&parts.headers, COOKIE).map(str::to_string) else {
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "your session has expired; log in again",
-            ),
-        })?;
-        if parts.method != Method::GET && parts.method != Method::HEAD {
-            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            if !sent.is_some_and(|t| same(t, &session.csrf)) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "the request lacks this session's CSRF token (X-CSRF-Token)",
-                ));
-            }
+                NoSession::Missing.message(),
+            ));
+        };
+        let session = state
+            .auth
+            .sessions()
+            .session(&token)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.message()))?;
+        if !session::csrf_ok(&parts.method, &parts.headers, &session.csrf) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, session::CSRF_MISSING));
         }
         if session.must_change
             && !matches!(
@@ -300,7 +227,10 @@ pub(super) fn router(deps: ConsoleDeps, stop: tokio_util::sync::CancellationToke
         .route("/api/audit", get(super::users::audit_log))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn(guard))
+        .layer(middleware::from_fn_with_state(
+            "console",
+            callbox_web::http::guard,
+        ))
         .with_state(state)
 }
 
@@ -308,47 +238,10 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such page")
 }
 
-/// Security headers on every answer; every refusal logged.
-async fn guard(req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<Peer>>()
-        .map(|c| c.0.0.to_string())
-        .unwrap_or_default();
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let mut res = next.run(req).await;
-    let status = res.status();
-    if status.is_client_error() || status.is_server_error() {
-        tracing::warn!(%peer, %method, path = %path.chars().take(200).collect::<String>(), status = status.as_u16(), "console refused a request");
-    }
-    let h = res.headers_mut();
-    for (k, v) in [
-        (
-            "content-security-policy",
-            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
-        ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
-        ("x-frame-options", "DENY"),
-        ("strict-transport-security", "max-age=31536000"),
-        ("cache-control", "no-store"),
-    ] {
-        h.insert(k, HeaderValue::from_static(v));
-    }
-    res
-}
-
 #[derive(Deserialize)]
 struct Login {
     name: String,
     password: String,
-}
-
-fn session_cookie(token: &str, max_age: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
 fn me_json(c: &Console, s: &Session) -> Value {
@@ -401,7 +294,7 @@ async fn login(
             ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password").into_response()
         }
         Checked::Ok(role, otp) => {
-            let (token, s) = match c.auth.open(&name, role, otp) {
+            let (token, s) = match c.auth.sessions().open(&name, role, otp) {
                 Ok(v) => v,
                 Err(e) => return ApiError::internal(e).into_response(),
             };
@@ -416,7 +309,7 @@ async fn login(
             let mut r = Json(me_json(&c, &s)).into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
-                session_cookie(&token, c.deps.config.session_max.as_secs()),
+                session::session_cookie(COOKIE, &token, c.deps.config.session_max.as_secs()),
             );
             r
         }
@@ -424,11 +317,11 @@ async fn login(
 }
 
 async fn logout(State(c): St, a: Authed) -> Response {
-    c.auth.close(&a.token);
+    c.auth.sessions().close(&a.token);
     audit(&c, Some(&a.session.user), a.ip, "logout", json!({})).await;
     let mut r = Json(json!({"ok": true})).into_response();
     r.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie("", 0));
+        .insert(header::SET_COOKIE, session::session_cookie(COOKIE, "", 0));
     r
 }
 
@@ -472,9 +365,9 @@ async fn password(State(c): St, a: Authed, Json(p): Json<NewPassword>) -> ApiRes
     c.deps.store.flush().await.map_err(ApiError::internal)?;
     if s.must_change {
         c.auth.otp_used();
-        c.auth.changed(&a.token);
+        c.auth.sessions().changed(&a.token);
     }
-    c.auth.close_user(&s.user, Some(&a.token));
+    c.auth.sessions().close_user(&s.user, Some(&a.token));
     audit(
         &c,
         Some(&s.user),
@@ -484,22 +377,4 @@ async fn password(State(c): St, a: Authed, Json(p): Json<NewPassword>) -> ApiRes
     )
     .await;
     Ok(Json(json!({"ok": true})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cookie_is_found_among_others_and_compared_in_full() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; callbox_session=abc; b=2"),
-        );
-        assert_eq!(cookie_token(&h), Some("abc"));
-        assert!(same("abc", "abc"));
-        assert!(!same("abc", "abd"));
-        assert!(!same("abc", "ab"));
-    }
 }

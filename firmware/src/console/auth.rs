@@ -8,18 +8,14 @@
 //!   `callboxd console reset-admin`, or by provisioning from the label's
 //!   password), and a session opened with it can do nothing but set the
 //!   admin's own password, which removes the file.
-//! - A session is a random token in an HttpOnly, Secure, SameSite=Strict
-//!   cookie; it ends after `idle_timeout` unused or `session_max` after
-//!   login. Every change also needs the session's CSRF token in the
-//!   `X-CSRF-Token` header.
-//! - Failed logins are counted per address; past `login_attempts` within
-//!   [`LOGIN_WINDOW`] the address is refused until the window has passed.
+//! - Sessions, CSRF tokens and the login limit are the web crate's
+//!   ([`callbox_web::session`]): `idle_timeout`, `session_max` and
+//!   `login_attempts` within [`LOGIN_WINDOW`] set them.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+use callbox_web::session::{LoginLimit, Sessions};
 
 use serde::Serialize;
 
@@ -30,10 +26,6 @@ use crate::store::{ConsoleUser, ReadOnly, StoreError};
 pub const OTP_FILE: &str = "console/admin-otp";
 /// The shortest password for an admin or a supervisor.
 pub(super) const MIN_PASSWORD: usize = 10;
-/// Most sessions at once; the oldest unused goes first.
-const MAX_SESSIONS: usize = 500;
-/// Addresses whose failures are remembered at once.
-const MAX_TRACKED: usize = 10_000;
 
 /// What a user may do. Ordered: each role may do what the ones before it
 /// may.
@@ -68,34 +60,14 @@ impl Role {
 }
 
 /// A logged-in user.
-#[derive(Debug, Clone)]
-pub(super) struct Session {
-    pub(super) user: String,
-    pub(super) role: Role,
-    pub(super) csrf: String,
-    /// Opened with the one-time password: only a new password may be set.
-    pub(super) must_change: bool,
-    created: Instant,
-    last: Instant,
-}
-
-/// Why a request's session does not count.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum NoSession {
-    /// No cookie, or a token the box does not know.
-    Missing,
-    /// Unused too long, or too old.
-    Expired,
-}
+pub(super) type Session = callbox_web::session::Session<Role>;
+pub(super) use callbox_web::session::NoSession;
 
 /// Sessions and the login limit, in memory: a restart logs everyone out.
 #[derive(Debug)]
 pub(super) struct Auth {
-    sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
-    idle: Duration,
-    max: Duration,
-    attempts: u32,
+    sessions: Sessions<Role>,
+    limit: LoginLimit,
     data_dir: PathBuf,
 }
 
@@ -111,49 +83,20 @@ pub(super) enum Checked {
 impl Auth {
     pub(super) fn new(config: &ConsoleConfig, data_dir: &Path) -> Auth {
         Auth {
-            sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            idle: config.idle_timeout,
-            max: config.session_max,
-            attempts: config.login_attempts,
+            sessions: Sessions::new(config.idle_timeout, config.session_max),
+            limit: LoginLimit::new(config.login_attempts, LOGIN_WINDOW),
             data_dir: data_dir.to_path_buf(),
         }
     }
 
     /// Seconds until `ip` may try again, when it has used its attempts.
     pub(super) fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let now = Instant::now();
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let list = f.get_mut(&ip)?;
-        while list
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
-        {
-            list.pop_front();
-        }
-        if list.len() < self.attempts as usize {
-            return None;
-        }
-        let oldest = *list.front()?;
-        Some((LOGIN_WINDOW - now.duration_since(oldest)).as_secs().max(1))
+        self.limit.blocked(ip)
     }
 
     /// Counts a failed login from `ip`.
     pub(super) fn failed(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if f.len() >= MAX_TRACKED && !f.contains_key(&ip) {
-            // Forget addresses whose window has passed before a new one.
-            let now = Instant::now();
-            f.retain(|_, l| {
-                l.back()
-                    .is_some_and(|t| now.duration_since(*t) < LOGIN_WINDOW)
-            });
-        }
-        let list = f.entry(ip).or_default();
-        list.push_back(Instant::now());
-        while list.len() > self.attempts as usize {
-            list.pop_front();
-        }
+        self.limit.failed(ip);
     }
 
     /// Checks a name and password against the store and the one-time
@@ -183,89 +126,9 @@ impl Auth {
         })
     }
 
-    /// Opens a session; its token and CSRF token.
-    pub(super) fn open(
-        &self,
-        user: &str,
-        role: Role,
-        must_change: bool,
-    ) -> std::io::Result<(String, Session)> {
-        let token = crate::secrets::random_hex(32)?;
-        let now = Instant::now();
-        let s = Session {
-            user: user.to_string(),
-            role,
-            csrf: crate::secrets::random_hex(16)?,
-            must_change,
-            created: now,
-            last: now,
-        };
-        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if all.len() >= MAX_SESSIONS {
-            self.prune(&mut all, now);
-            if all.len() >= MAX_SESSIONS
-                && let Some(oldest) = all
-                    .iter()
-                    .min_by_key(|(_, s)| s.last)
-                    .map(|(k, _)| k.clone())
-            {
-                all.remove(&oldest);
-            }
-        }
-        all.insert(token.clone(), s.clone());
-        Ok((token, s))
-    }
-
-    fn prune(&self, all: &mut HashMap<String, Session>, now: Instant) {
-        all.retain(|_, s| !self.expired(s, now));
-    }
-
-    fn expired(&self, s: &Session, now: Instant) -> bool {
-        now.duration_since(s.last) >= self.idle || now.duration_since(s.created) >= self.max
-    }
-
-    /// The session of `token`, marked used now.
-    pub(super) fn session(&self, token: &str) -> Result<Session, NoSession> {
-        let now = Instant::now();
-        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = all.get_mut(token) else {
-            return Err(NoSession::Missing);
-        };
-        if self.expired(s, now) {
-            all.remove(token);
-            return Err(NoSession::Expired);
-        }
-        s.last = now;
-        Ok(s.clone())
-    }
-
-    /// Ends one session.
-    pub(super) fn close(&self, token: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(token);
-    }
-
-    /// Ends every session of `user` but `keep` (a changed password, a
-    /// removed user).
-    pub(super) fn close_user(&self, user: &str, keep: Option<&str>) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|t, s| s.user != user || Some(t.as_str()) == keep);
-    }
-
-    /// The session of `token` no longer needs a new password.
-    pub(super) fn changed(&self, token: &str) {
-        if let Some(s) = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(token)
-        {
-            s.must_change = false;
-        }
+    /// The open sessions.
+    pub(super) fn sessions(&self) -> &Sessions<Role> {
+        &self.sessions
     }
 
     /// Removes the one-time password once the admin has their own.
@@ -372,34 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_block_an_address_for_the_window_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = auth(dir.path());
-        let ip: IpAddr = "10.0.0.9".parse().unwrap();
-        let other: IpAddr = "10.0.0.10".parse().unwrap();
-        for _ in 0..2 {
-            a.failed(ip);
-            assert_eq!(a.blocked(ip), None);
-        }
-        a.failed(ip);
-        let wait = a.blocked(ip).unwrap();
-        assert!(wait > 290 && wait <= 300, "{wait}");
-        assert_eq!(a.blocked(other), None);
-    }
-
-    #[test]
-    fn sessions_end_when_closed_or_for_their_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = auth(dir.path());
-        let (t1, s) = a.open("sup", Role::Supervisor, false).unwrap();
-        let (t2, _) = a.open("sup", Role::Supervisor, false).unwrap();
-        assert_eq!(s.csrf.len(), 32);
-        assert_eq!(a.session(&t1).unwrap().user, "sup");
-        a.close_user("sup", Some(&t1));
-        assert!(a.session(&t1).is_ok());
-        assert_eq!(a.session(&t2).unwrap_err(), NoSession::Missing);
-        a.close(&t1);
-        assert_eq!(a.session(&t1).unwrap_err(), NoSession::Missing);
+    fn passwords_follow_the_role_rule() {
         assert!(password_rule(Role::Agent, "1234").is_ok());
         assert!(password_rule(Role::Agent, "12a4").is_err());
         assert!(password_rule(Role::Admin, "short").is_err());

@@ -98,7 +98,7 @@ pub(super) async fn put(State(c): St, a: Authed, Json(u): Json<PutUser>) -> ApiR
         .map_err(ApiError::internal)?;
     c.deps.store.send(StoreMsg::ConsoleUser(row)).await;
     c.deps.store.flush().await.map_err(ApiError::internal)?;
-    c.auth.close_user(
+    c.auth.sessions().close_user(
         &u.name,
         Some(&a.token)
             .filter(|_| u.name == a.session.user)
@@ -137,7 +137,7 @@ pub(super) async fn remove(State(c): St, a: Authed, Path(name): Path<String>) ->
         .send(StoreMsg::ConsoleUserRemoved { name: name.clone() })
         .await;
     c.deps.store.flush().await.map_err(ApiError::internal)?;
-    c.auth.close_user(&name, None);
+    c.auth.sessions().close_user(&name, None);
     audit(
         &c,
         Some(&a.session.user),
