@@ -138,11 +138,10 @@ impl Collector {
     /// the disk fails; bad input comes back as a warning.
     #[cfg(test)]
     pub fn handle(&mut self, topic: &str, payload: &[u8]) -> Result<Outcome> {
-        match self.route(topic, payload) {
-            Route::Drop(o) => Ok(o),
-            Route::Records(b) => Ok(self.store_batches(&[b])?.pop().unwrap_or_default()),
-            Route::Chunk(site, box_id, c) => self.chunk(&site, &box_id, &c),
-        }
+        Ok(self
+            .handle_all(&[(topic, payload)])?
+            .pop()
+            .unwrap_or_default())
     }
 
     /// Takes messages that were waiting together: their records batches
@@ -153,6 +152,7 @@ impl Collector {
         let mut outs: Vec<Option<Outcome>> = (0..msgs.len()).map(|_| None).collect();
         let mut batches = Vec::new();
         let mut at = Vec::new();
+        let mut extra = Extra::default();
         for (i, (topic, payload)) in msgs.iter().enumerate() {
             match self.route(topic, payload) {
                 Route::Drop(o) => outs[i] = Some(o),
@@ -161,9 +161,17 @@ impl Collector {
                     at.push(i);
                 }
                 Route::Chunk(site, box_id, c) => outs[i] = Some(self.chunk(&site, &box_id, &c)?),
+                Route::Fleet(m) => extra.fleet.push(m),
+                Route::Held(why) => {
+                    outs[i] = Some(Outcome {
+                        warnings: vec![format!("held a message on {topic} (table `held`): {why}")],
+                        ..Outcome::default()
+                    });
+                    extra.held.push((topic, why, payload));
+                }
             }
         }
-        for (i, o) in at.into_iter().zip(self.store_batches(&batches)?) {
+        for (i, o) in at.into_iter().zip(self.store_batches(&batches, &extra)?) {
             outs[i] = Some(o);
         }
         Ok(outs.into_iter().map(Option::unwrap_or_default).collect())
@@ -190,6 +198,8 @@ impl Collector {
                 self.max_message
             ));
         }
+        // A box's message that cannot be taken is kept aside, not lost.
+        let held = Route::Held;
         match t.rest.split_once('/') {
             Some(("records", stream)) if valid_id(stream) => {
                 match wire::parse_records(payload, t.site, t.box_id, stream) {
@@ -198,7 +208,7 @@ impl Collector {
                         box_id: t.box_id.to_string(),
                         records: batch,
                     }),
-                    Err(why) => drop(why),
+                    Err(why) => held(why),
                 }
             }
             Some(("upload", id)) if valid_id(id) => {
@@ -207,7 +217,13 @@ impl Collector {
                     Err(why) => drop(why),
                 }
             }
-            _ => drop("not a records or upload topic".into()),
+            None if t.rest == "status" || t.rest == "telemetry" => {
+                match crate::fleetdb::parse(t.rest, payload, t.site, t.box_id) {
+                    Ok(m) => Route::Fleet(m),
+                    Err(why) => held(why),
+                }
+            }
+            _ => drop("not a records, upload, status or telemetry topic".into()),
         }
     }
 
@@ -249,8 +265,11 @@ impl Collector {
 
     /// Stores record batches in one transaction; an outcome per batch.
     /// Gaps and the highest seqs seen count only once it has committed.
-    fn store_batches(&mut self, batches: &[Batch]) -> Result<Vec<Outcome>> {
-        if batches.iter().all(|b| b.records.records.is_empty()) {
+    fn store_batches(&mut self, batches: &[Batch], extra: &Extra<'_>) -> Result<Vec<Outcome>> {
+        if batches.iter().all(|b| b.records.records.is_empty())
+            && extra.fleet.is_empty()
+            && extra.held.is_empty()
+        {
             return Ok(batches.iter().map(|_| Outcome::default()).collect());
         }
         for b in batches {
@@ -295,6 +314,7 @@ impl Collector {
             }
             maxes.insert(key, max);
             let new = tx.insert_records(&b.site, &b.box_id, batch, now_ms)?;
+            crate::fleetdb::derive(&mut *tx, &b.site, &b.box_id, batch)?;
             let mut out = Outcome {
                 stored: Some(Stored {
                     source: format!("{}/{}", b.site, b.box_id),
@@ -310,6 +330,12 @@ impl Collector {
                 wire::records_ack(&batch.epoch, &batch.stream, &acked),
             ));
             outs.push(out);
+        }
+        for m in &extra.fleet {
+            crate::fleetdb::store(&mut *tx, m, now_ms)?;
+        }
+        for (topic, why, payload) in &extra.held {
+            crate::fleetdb::hold(&mut *tx, topic, why, payload, now_ms)?;
         }
         tx.commit()?;
         self.seen.extend(maxes);
@@ -448,6 +474,10 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
 
     let mut options = broker.options(&client_id, false);
     options.set_manual_acks(true);
+    // Presence and telemetry go to every collector of the group, not
+    // shared: a shared subscription gets no retained messages, so the
+    // fleet tables would wait for each box's next change. Storing them is
+    // idempotent.
     let subs = ["records", "upload"]
         .iter()
         .map(|k| {
@@ -456,6 +486,11 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
                 QoS::AtLeastOnce,
             )
         })
+        .chain(
+            ["status", "telemetry"]
+                .iter()
+                .map(|k| (format!("{}/+/+/{k}", broker.root), QoS::AtLeastOnce)),
+        )
         .collect();
     // The database lives on the store thread: the PostgreSQL client is a
     // blocking one, with a runtime of its own that must not run (or be
@@ -609,6 +644,17 @@ enum Route {
     Records(Batch),
     /// A recording's chunk: site, box, the chunk.
     Chunk(String, String, wire::Chunk),
+    /// Presence or telemetry, for the fleet tables.
+    Fleet(crate::fleetdb::FleetMsg),
+    /// Bad input from a box, kept aside in `held` with the reason.
+    Held(String),
+}
+
+/// Presence, telemetry and held messages, stored in a group's transaction.
+#[derive(Debug, Default)]
+struct Extra<'a> {
+    fleet: Vec<crate::fleetdb::FleetMsg>,
+    held: Vec<(&'a str, String, &'a [u8])>,
 }
 
 /// Most messages stored in one transaction.
@@ -892,7 +938,7 @@ mod tests {
             .unwrap();
         assert_eq!(outs.len(), 4);
         assert_eq!(outs[0].stored, Some(stored("cdr", 2, 0)));
-        assert!(outs[1].warnings[0].contains("dropped"), "{:?}", outs[1]);
+        assert!(outs[1].warnings[0].contains("held"), "{:?}", outs[1]);
         assert_eq!(outs[2].stored, Some(stored("cdr", 2, 0)));
         // The same batch again in the group: stored once, acked again.
         assert_eq!(outs[3].stored, Some(stored("cdr", 0, 2)));
@@ -963,7 +1009,7 @@ mod tests {
             (
                 "callbox/s1/b1/other/x",
                 b"{}",
-                "not a records or upload topic",
+                "not a records, upload, status or telemetry topic",
             ),
         ];
         for (topic, payload, want) in cases {
@@ -978,6 +1024,25 @@ mod tests {
         let big = vec![b' '; (1 << 20) + 1];
         let o = c.handle(T, &big).unwrap();
         assert!(o.warnings[0].contains("--max-message"), "{:?}", o.warnings);
+        // The box's records that could not be taken are kept aside with
+        // their reason, as sent; nothing reached the records.
+        let held = c
+            .store
+            .query(
+                "SELECT topic, reason, payload FROM held ORDER BY reason",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(held.len(), 3, "{held:?}");
+        assert!(held[0][1].text().unwrap().contains("records[0].seq"));
+        assert!(held[1][1].text().unwrap().contains("not a JSON object"));
+        assert!(held[2][1].text().unwrap().contains("v=9"));
+        assert_eq!(
+            held[2][2].text(),
+            Some(r#"{"v":9,"epoch":"E","records":[]}"#)
+        );
+        let n = c.store.query("SELECT COUNT(*) FROM records", &[]).unwrap();
+        assert_eq!(n[0][0].int(), Some(0));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub trait Tx {
     fn recording_box(&mut self, id: &str) -> Result<Option<String>>;
     /// Stores a finished recording's row.
     fn insert_recording(&mut self, r: &Recording, now_ms: i64) -> Result<()>;
+    /// Runs one of headquarters' portable statements ([`crate::sql`]);
+    /// rows changed.
+    fn exec(&mut self, sql: &str, params: &[crate::sql::Param]) -> Result<u64>;
     /// Makes it all durable.
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -81,6 +84,23 @@ impl Db {
             Ok(Db::Postgres(Box::new(PgStore::connect(spec, ca)?)))
         } else {
             Ok(Db::Sqlite(Store::open_read_only(Path::new(spec))?))
+        }
+    }
+
+    /// Runs one of headquarters' portable queries ([`crate::sql`]).
+    pub fn query(&mut self, sql: &str, params: &[crate::sql::Param]) -> Result<crate::sql::Rows> {
+        match self {
+            Db::Sqlite(s) => crate::sql::sqlite_query(s.conn(), sql, params),
+            Db::Postgres(p) => crate::sql::pg_query(p.client(), sql, params),
+        }
+    }
+
+    /// Runs one of headquarters' portable statements, on its own; rows
+    /// changed.
+    pub fn exec(&mut self, sql: &str, params: &[crate::sql::Param]) -> Result<u64> {
+        match self {
+            Db::Sqlite(s) => crate::sql::sqlite_exec(s.conn(), sql, params),
+            Db::Postgres(p) => crate::sql::pg_exec(p.client(), sql, params),
         }
     }
 
@@ -181,6 +201,9 @@ impl Tx for rusqlite::Transaction<'_> {
     }
     fn insert_recording(&mut self, r: &Recording, now_ms: i64) -> Result<()> {
         store::insert_recording(self, r, now_ms)
+    }
+    fn exec(&mut self, sql: &str, params: &[crate::sql::Param]) -> Result<u64> {
+        crate::sql::sqlite_exec(self, sql, params)
     }
     fn commit(self: Box<Self>) -> Result<()> {
         Ok((*self).commit()?)

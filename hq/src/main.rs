@@ -17,11 +17,14 @@ mod collect;
 mod db;
 mod decrypt;
 mod fleet;
+mod fleetdb;
 mod keys;
 mod mqtt;
 mod pg;
 mod recordings;
+mod serve;
 mod simulate;
+mod sql;
 mod store;
 mod tally;
 mod watch;
@@ -170,6 +173,13 @@ enum Command {
         #[arg(long, value_name = "PAYLOAD", conflicts_with = "cmd")]
         raw: Option<String>,
     },
+    /// Serves headquarters' dashboard over HTTPS from a collector's
+    /// database: the fleet, each box's charts, alarms, calls, reports.
+    Serve(ServeArgs),
+    /// The dashboard's users: add or change one (the password is read from
+    /// standard input), remove one, list them.
+    #[command(subcommand)]
+    User(UserCommand),
     /// A box's config file: push a new version, or get the running one.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -177,6 +187,84 @@ enum Command {
     /// see how one is doing, pause, resume or stop it.
     #[command(subcommand)]
     Campaign(CampaignCommand),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The collectors' database: a SQLite file or a postgres:// URL.
+    #[arg(long, value_name = "FILE|URL")]
+    db: String,
+    /// The CA of the PostgreSQL server's certificate (with sslmode).
+    #[arg(long, value_name = "FILE")]
+    db_ca: Option<PathBuf>,
+    /// An address to serve HTTPS on (repeat for more).
+    #[arg(long, value_name = "ADDR", required = true)]
+    listen: Vec<std::net::SocketAddr>,
+    /// An address answering plain HTTP with a redirect to HTTPS.
+    #[arg(long, value_name = "ADDR")]
+    redirect: Vec<std::net::SocketAddr>,
+    /// The certificate chain served (PEM).
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// A session ends after this long unused.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// A session ends this long after login.
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = humantime::parse_duration)]
+    session_max: Duration,
+    /// Failed logins from one address within 5 minutes before it is
+    /// refused for the rest of them.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    login_attempts: u32,
+    /// A file (mode 0600) holding the bearer token that `/metrics` asks
+    /// for; without it there is no `/metrics`.
+    #[arg(long, value_name = "FILE")]
+    metrics_token: Option<PathBuf>,
+    /// The time zone reports count days in [default: the system's].
+    #[arg(long, value_name = "ZONE")]
+    tz: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Adds a user, or sets an existing one's role and password; the
+    /// password (at least 12 characters) is read from standard input.
+    Add {
+        /// The collectors' database: a SQLite file or a postgres:// URL.
+        #[arg(long, value_name = "FILE|URL")]
+        db: String,
+        /// The CA of the PostgreSQL server's certificate (with sslmode).
+        #[arg(long, value_name = "FILE")]
+        db_ca: Option<PathBuf>,
+        /// The user's name.
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+    },
+    /// Removes a user; their sessions end with their next request.
+    Remove {
+        /// The collectors' database: a SQLite file or a postgres:// URL.
+        #[arg(long, value_name = "FILE|URL")]
+        db: String,
+        /// The CA of the PostgreSQL server's certificate (with sslmode).
+        #[arg(long, value_name = "FILE")]
+        db_ca: Option<PathBuf>,
+        /// The user's name.
+        name: String,
+    },
+    /// Lists the users and their roles.
+    List {
+        /// The collectors' database: a SQLite file or a postgres:// URL.
+        #[arg(long, value_name = "FILE|URL")]
+        db: String,
+        /// The CA of the PostgreSQL server's certificate (with sslmode).
+        #[arg(long, value_name = "FILE")]
+        db_ca: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,6 +385,11 @@ struct SimulateArgs {
     /// Share of calls recorded and uploaded, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     recorded: f64,
+    /// Chance per batch that a box's trunk goes down (the alarm
+    /// `line_down:trunk-1` raised, as an event and a record), 0 to 1; a
+    /// trunk down comes back with a chance of 5 % per batch.
+    #[arg(long, default_value_t = 0.001)]
+    trunk_faults: f64,
     /// Bytes of a simulated recording.
     #[arg(long, default_value_t = 16_384)]
     recording_bytes: usize,
@@ -390,6 +483,45 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
         .block_on(f)
 }
 
+/// `callbox-hq user …`, as the local operator (`user@host` in the audit
+/// log).
+fn user(u: UserCommand) -> anyhow::Result<()> {
+    let who = format!(
+        "{}@cli",
+        std::env::var("USER").unwrap_or_else(|_| "root".into())
+    );
+    match u {
+        UserCommand::Add {
+            db,
+            db_ca,
+            name,
+            role,
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let role = serve::Role::parse(&role).context("--role")?;
+            let mut db = db::Db::open(&db, db_ca.as_deref())?;
+            serve::user_set(&mut db, &name, role, password, &who)?;
+            println!("{name}: {}", role.name());
+        }
+        UserCommand::Remove { db, db_ca, name } => {
+            let mut db = db::Db::open(&db, db_ca.as_deref())?;
+            serve::user_remove(&mut db, &name, &who)?;
+            println!("{name}: removed");
+        }
+        UserCommand::List { db, db_ca } => {
+            let mut db = db::Db::open(&db, db_ca.as_deref())?;
+            for (name, role) in serve::user_list(&mut db)? {
+                println!("{name}\t{role}");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Keygen { out } => {
@@ -430,6 +562,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 speed: sim.speed,
                 seconds: sim.seconds,
                 recorded: sim.recorded,
+                trunk_faults: sim.trunk_faults.clamp(0.0, 1.0),
                 recording_bytes: sim.recording_bytes.max(2),
                 connect_rate: sim.connect_rate,
                 ack_wait: sim.ack_wait,
@@ -455,6 +588,32 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             block_on(collect::run(&broker, options))?;
         }
+        Command::Serve(a) => {
+            let tz = match &a.tz {
+                Some(z) => jiff::tz::TimeZone::get(z).with_context(|| format!("--tz {z}"))?,
+                None => jiff::tz::TimeZone::system(),
+            };
+            let options = serve::Options {
+                db: a.db,
+                db_ca: a.db_ca,
+                listen: a.listen,
+                redirect: a.redirect,
+                cert: a.cert,
+                key: a.key,
+                idle_timeout: a.idle_timeout,
+                session_max: a.session_max,
+                login_attempts: a.login_attempts,
+                metrics_token: a.metrics_token,
+                tz,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve::run(options))?;
+        }
+        Command::User(u) => user(u)?,
         Command::Gaps { db, db_ca, json } => collect::gaps(&db, db_ca.as_deref(), json)?,
         Command::Export {
             db,

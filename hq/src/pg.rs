@@ -34,9 +34,10 @@ use crate::store::{Gap, Recording, Upload};
 use crate::wire::{Meta, Records};
 
 /// The schema, one step per version; a step never changes once released.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE records (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE records (
          site text NOT NULL,
          box text NOT NULL,
          epoch text NOT NULL,
@@ -80,7 +81,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(
          updated_ms bigint NOT NULL,
          PRIMARY KEY (box, id)
      );",
-)];
+    ),
+    (2, crate::fleetdb::SCHEMA),
+];
 
 /// Advisory lock keys: migrations, and making partitions.
 const MIGRATE_LOCK: i64 = 0x6361_6c6c_0001;
@@ -142,6 +145,13 @@ pub struct PgStore {
     insert: Option<postgres::Statement>,
     /// Set when the collector stops: a reconnect loop gives up.
     stopping: Arc<AtomicBool>,
+}
+
+impl PgStore {
+    /// The connection (headquarters' portable statements).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -654,6 +664,10 @@ impl Tx for PgTx<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    fn exec(&mut self, sql: &str, params: &[crate::sql::Param]) -> Result<u64> {
+        crate::sql::pg_exec(&mut self.tx, sql, params)
     }
 
     fn commit(self: Box<Self>) -> Result<()> {

@@ -35,6 +35,8 @@ pub struct Options {
     pub seconds: u64,
     /// Share of calls recorded (and uploaded).
     pub recorded: f64,
+    /// Chance per batch that a box's trunk goes down.
+    pub trunk_faults: f64,
     /// Bytes of a recording.
     pub recording_bytes: usize,
     /// Boxes connecting per second at the start.
@@ -191,6 +193,7 @@ struct Streams {
     epoch: String,
     cdr: u64,
     events: u64,
+    alarm: u64,
 }
 
 /// What every simulated box shares.
@@ -253,6 +256,7 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
         epoch: format!("sim{n:05}-{:x}", rng.next() & 0xffff_ffff),
         cdr: 0,
         events: 0,
+        alarm: 0,
     };
     let tick = o.batch_every;
     // Calls per tick for this box.
@@ -304,10 +308,21 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
             }
         }
         // A trunk that goes down now and then, and comes back.
-        if rng.unit() < 0.001 || (alarm_raised && rng.unit() < 0.05) {
+        if (!alarm_raised && rng.unit() < o.trunk_faults) || (alarm_raised && rng.unit() < 0.05) {
             alarm_raised = !alarm_raised;
-            let ev = json!({"v":1,"site":site,"box":box_id,"kind":"alarm","at":now_text(),
-                "data":{"code":"line_down:trunk-1","severity":"critical","cleared":!alarm_raised}});
+            let at = now_text();
+            let data = if alarm_raised {
+                json!({"code":"line_down:trunk-1","severity":"critical","message":"trunk-1 down: registration refused: 503"})
+            } else {
+                json!({"code":"line_down:trunk-1","cleared":true})
+            };
+            // A box's alarm is a durable record and a live event.
+            s.alarm += 1;
+            let rec = json!({"v":1,"site":site,"box":box_id,"epoch":s.epoch,"stream":"alarm",
+                "records":[{"seq":s.alarm,"id":format!("{}/alarm/{}", s.epoch, s.alarm),"at":at,"data":data}]});
+            counts.records.fetch_add(1, Ordering::Relaxed);
+            publish(format!("{b}/records/alarm"), rec.to_string(), false).await;
+            let ev = json!({"v":1,"site":site,"box":box_id,"kind":"alarm","at":at,"data":data});
             let _ = client
                 .publish(
                     format!("{b}/events/alarm"),
@@ -371,7 +386,7 @@ fn call(rng: &mut Rng, epoch: &str, cdr_seq: &mut u64, ev_seq: &mut u64) -> (Val
         "talk_ms": talk,
         "wrap_code": if answered && rng.unit() < 0.3 { Some("2") } else { None },
         "ivr_path": ["main=1", queue],
-        "survey": if answered && rng.unit() < 0.4 { Some(1 + rng.next() % 5) } else { None },
+        "survey_score": if answered && rng.unit() < 0.4 { Some(1 + rng.next() % 5) } else { None },
     });
     *cdr_seq += 1;
     *ev_seq += 1;

@@ -89,6 +89,7 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
         conn.execute_batch(SCHEMA)
+            .and_then(|()| conn.execute_batch(crate::fleetdb::SCHEMA))
             .with_context(|| format!("--db {}: creating the tables", path.display()))?;
         Ok(Store { conn })
     }
@@ -102,6 +103,11 @@ impl Store {
         .with_context(|| format!("--db {}: cannot open it", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Store { conn })
+    }
+
+    /// The connection (headquarters' portable statements).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Starts a write transaction (taking the write lock at once).

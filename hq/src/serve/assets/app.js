@@ -1,0 +1,320 @@
+// callbox headquarters: one page, views by the URL's hash, text in English
+// and Chinese. Talks only to /api on the same origin; every change carries
+// the session's CSRF token.
+"use strict";
+
+const TEXT = {
+  en: {
+    login: "Log in", name: "User", password: "Password", logout: "Log out",
+    fleet: "Fleet", alarms: "Alarms", calls: "Calls", reports: "Reports", audit: "Audit log",
+    site: "Site", box: "Box", state: "State", firmware: "Firmware", seen: "Last seen",
+    calls_now: "Calls now", waiting: "Waiting", backlog: "Backlog", lines: "Lines",
+    alarms_open: "Alarms open", boxes: "Boxes", online: "Online", offline: "Offline",
+    lines_down: "Boxes with lines down", all: "All", search: "Search", problems: "Only problems",
+    show: "Show", period: "Period", hours_24: "Last 24 hours", minutes_15: "Last 15 minutes", days_7: "Last 7 days", days_30: "Last 30 days",
+    ch_calls: "Calls in progress", ch_waiting: "Callers waiting", ch_cpu: "CPU %", ch_disk: "Disk free %", ch_backlog: "Records not yet delivered",
+    line: "Line", reason: "Reason", agent: "Agent", queue: "Queue",
+    code: "Code", severity: "Severity", message: "Message", raised: "Raised", cleared: "Cleared",
+    acked: "Acknowledged", ack: "Acknowledge", open_only: "Open only", by: "by",
+    from: "From", to: "To", dialled: "Dialled number", caller: "Caller", when: "When",
+    disposition: "Outcome", duration: "Duration", wrap: "Wrap-up", survey: "Survey",
+    day: "Day", answered: "Answered", abandoned: "Abandoned", wrapped: "Wrapped up",
+    surveyed: "Survey answers", avg: "Average score", codes: "Conversions by wrap-up code",
+    scores: "Survey scores", csv: "Download CSV", user: "User", action: "Action", address: "Address",
+    detail: "Detail", none: "Nothing to show.", no_box: "No such box.", limit: "Showing the first {n}.",
+    back: "Fleet", telemetry_at: "Telemetry", no_data: "No samples in this period.",
+    st_online: "online", st_offline: "offline", longest: "Longest wait (s)", station: "Station",
+  },
+  zh: {
+    login: "登录", name: "用户名", password: "密码", logout: "退出",
+    fleet: "设备总览", alarms: "告警", calls: "通话", reports: "报表", audit: "审计日志",
+    site: "站点", box: "设备", state: "状态", firmware: "固件", seen: "最后上报",
+    calls_now: "当前通话", waiting: "排队", backlog: "待上传", lines: "线路",
+    alarms_open: "未恢复告警", boxes: "设备数", online: "在线", offline: "离线",
+    lines_down: "线路故障设备", all: "全部", search: "搜索", problems: "只看异常",
+    show: "显示", period: "时间段", hours_24: "最近 24 小时", minutes_15: "最近 15 分钟", days_7: "最近 7 天", days_30: "最近 30 天",
+    ch_calls: "当前通话数", ch_waiting: "排队来电", ch_cpu: "CPU 使用率 %", ch_disk: "磁盘剩余 %", ch_backlog: "待上传记录",
+    line: "线路", reason: "原因", agent: "坐席", queue: "队列",
+    code: "代码", severity: "级别", message: "信息", raised: "发生时间", cleared: "恢复时间",
+    acked: "已确认", ack: "确认", open_only: "只看未恢复", by: "确认人",
+    from: "开始日期", to: "结束日期", dialled: "被叫号码", caller: "主叫", when: "时间",
+    disposition: "结果", duration: "时长", wrap: "小结", survey: "满意度",
+    day: "日期", answered: "接通", abandoned: "放弃", wrapped: "已小结",
+    surveyed: "评价数", avg: "平均分", codes: "按小结代码统计转化",
+    scores: "满意度分布", csv: "下载 CSV", user: "用户", action: "操作", address: "地址",
+    detail: "详情", none: "暂无数据。", no_box: "没有这台设备。", limit: "只显示前 {n} 条。",
+    back: "设备总览", telemetry_at: "遥测", no_data: "该时间段没有数据。",
+    st_online: "在线", st_offline: "离线", longest: "最长等待（秒）", station: "话机",
+  },
+};
+
+let lang = localStorage.getItem("lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
+let me = null;
+const t = (k) => (TEXT[lang] && TEXT[lang][k]) || TEXT.en[k] || k;
+const $ = (s) => document.querySelector(s);
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : String(k));
+  return e;
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && me) headers["X-CSRF-Token"] = me.csrf;
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  let data = null;
+  try { data = await r.json(); } catch (_) { data = null; }
+  if (r.status === 401 && me && path !== "/api/login" && path !== "/api/me") { me = null; route(); }
+  if (!r.ok) throw new Error((data && data.error) || r.statusText);
+  return data;
+}
+
+function toast(msg) {
+  const e = $("#toast");
+  e.textContent = msg; e.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { e.hidden = true; }, 4000);
+}
+
+const time = (ms) => ms === null || ms === undefined ? "" : new Date(ms).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB");
+const dur = (ms) => ms === null || ms === undefined ? "" : `${Math.floor(ms / 60000)}:${String(Math.floor(ms / 1000) % 60).padStart(2, "0")}`;
+const num = (v) => el("td", { class: "num" }, v === null || v === undefined ? "" : v);
+const qs = (o) => new URLSearchParams(Object.entries(o).filter(([, v]) => v !== "" && v !== false && v !== null)).toString();
+
+function chrome() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  $("#lang").textContent = lang === "zh" ? "English" : "中文";
+  $("#logout").textContent = t("logout");
+  $("#logout").hidden = !me;
+  $("#who").textContent = me ? `${me.user} (${me.role})` : "";
+  const nav = $("#nav");
+  nav.replaceChildren();
+  if (!me) return;
+  const links = [["#fleet", "fleet"], ["#alarms", "alarms"], ["#calls", "calls"], ["#reports", "reports"]];
+  if (me.role === "admin") links.push(["#audit", "audit"]);
+  for (const [h, k] of links) nav.append(el("a", { href: h, id: `nav-${k}` }, t(k)));
+}
+
+function view(...kids) { $("#main").replaceChildren(...kids); }
+
+function table(id, heads, rows) {
+  if (!rows.length) return el("p", { class: "muted", id }, t("none"));
+  return el("table", { id }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", {}, t(h))))), el("tbody", {}, rows));
+}
+
+function loginView() {
+  const err = el("p", { class: "error", id: "login-error" });
+  const form = el("form", { id: "login", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      me = await api("POST", "/api/login", { name: $("#login-name").value, password: $("#login-password").value });
+      route();
+    } catch (e) { err.textContent = e.message; }
+  } },
+  el("label", {}, t("name"), el("input", { id: "login-name", autocomplete: "username", required: true })),
+  el("label", {}, t("password"), el("input", { id: "login-password", type: "password", autocomplete: "current-password", required: true })),
+  el("button", { type: "submit", id: "login-submit" }, t("login")), err);
+  view(form);
+}
+
+function stateCell(state, reason) {
+  return el("td", { class: state || "" }, state ? t(`st_${state}`) : "", reason ? el("span", { class: "muted" }, ` (${reason})`) : null);
+}
+
+async function fleetView() {
+  const p = new URLSearchParams(location.hash.split("?")[1] || "");
+  const site = el("select", { id: "f-site" }, el("option", { value: "" }, t("all")));
+  const state = el("select", { id: "f-state" }, el("option", { value: "" }, t("all")), el("option", { value: "online" }, t("online")), el("option", { value: "offline" }, t("offline")));
+  const q = el("input", { id: "f-q", value: p.get("q") || "" });
+  const problems = el("input", { id: "f-problems", type: "checkbox" });
+  problems.checked = p.get("problems") === "true";
+  const tiles = el("div", { class: "tiles", id: "fleet-tiles" });
+  const out = el("div", { id: "fleet-out" });
+  async function load() {
+    const d = await api("GET", "/api/fleet?" + qs({ site: site.value, state: state.value, q: q.value, problems: problems.checked }));
+    if (site.options.length === 1) for (const s of d.sites) site.append(el("option", { value: s }, s));
+    const tot = d.totals;
+    tiles.replaceChildren(...[["boxes", tot.boxes], ["online", tot.online], ["calls_now", tot.calls], ["alarms_open", tot.alarms_open], ["lines_down", tot.lines_down], ["backlog", tot.backlog]]
+      .map(([k, v]) => el("div", { class: "tile", id: `tile-${k}` }, t(k), el("b", {}, v ?? 0))));
+    const rows = d.boxes.map((b) => el("tr", { "data-box": `${b.site}/${b.box}` },
+      el("td", {}, b.site), el("td", {}, el("a", { href: `#box/${encodeURIComponent(b.site)}/${encodeURIComponent(b.box)}` }, b.box)),
+      stateCell(b.state, b.reason), el("td", {}, b.firmware || ""), el("td", {}, time(b.seen_ms)),
+      num(b.calls), num(b.waiting), num(b.backlog),
+      el("td", { class: b.lines_down ? "bad" : "" }, b.lines_total === null ? "" : `${b.lines_up}/${b.lines_total}`, b.lines_down ? ` (${b.lines_down})` : ""),
+      el("td", { class: b.alarms ? "bad num" : "num" }, b.alarms ?? "")));
+    out.replaceChildren(table("fleet-table", ["site", "box", "state", "firmware", "seen", "calls_now", "waiting", "backlog", "lines", "alarms"], rows),
+      d.boxes.length >= d.limit ? el("p", { class: "muted" }, t("limit").replace("{n}", d.limit)) : "");
+  }
+  const form = el("form", { class: "filters", id: "fleet-filters", onsubmit: (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); } },
+    el("label", {}, t("site"), site), el("label", {}, t("state"), state), el("label", {}, t("search"), q),
+    el("label", { class: "check" }, problems, t("problems")), el("button", { type: "submit", id: "fleet-show" }, t("show")));
+  view(tiles, form, out);
+  await load();
+}
+
+function lineChart(title, id, samples, key, since, until) {
+  const w = 320, h = 120, pad = 24;
+  const pts = samples.filter((s) => s[key] !== null && s[key] !== undefined);
+  const max = Math.max(1, ...pts.map((s) => s[key]));
+  const x = (ms) => pad + ((ms - since) / Math.max(1, until - since)) * (w - pad - 4);
+  const y = (v) => h - pad + 4 - (v / max) * (h - pad - 4);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("id", id);
+  svg.setAttribute("data-points", String(pts.length));
+  svg.setAttribute("data-max", String(pts.length ? Math.max(...pts.map((s) => s[key])) : ""));
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", pts.map((s) => `${x(s.at_ms).toFixed(1)},${y(s[key]).toFixed(1)}`).join(" "));
+  svg.append(line);
+  for (const [v, yy] of [[max, 10], [0, h - pad + 4]]) {
+    const tx = document.createElementNS(ns, "text");
+    tx.setAttribute("x", "0"); tx.setAttribute("y", String(yy)); tx.setAttribute("class", "axis");
+    tx.textContent = Number.isInteger(v) ? v : v.toFixed(1);
+    svg.append(tx);
+  }
+  return el("div", { class: "chart" }, el("h3", {}, title), pts.length ? svg : el("p", { class: "muted" }, t("no_data")));
+}
+
+function alarmRows(alarms, reload) {
+  return alarms.map((a) => el("tr", { "data-alarm": `${a.site}/${a.box}/${a.code}` },
+    el("td", {}, `${a.site}/${a.box}`), el("td", {}, a.code), el("td", { class: a.severity === "critical" ? "bad" : "" }, a.severity || ""),
+    el("td", {}, a.message || ""), el("td", {}, time(a.raised_ms)), el("td", {}, time(a.cleared_ms)),
+    el("td", { class: "acked" }, a.acked_by ? `${a.acked_by} ${time(a.acked_ms)}` :
+      (me.role !== "viewer" ? el("button", { type: "button", class: "ack", onclick: async () => {
+        try { await api("POST", "/api/alarms/ack", { site: a.site, box: a.box, code: a.code, raised_ms: a.raised_ms }); reload(); }
+        catch (e) { toast(e.message); }
+      } }, t("ack")) : ""))));
+}
+
+async function boxView(site, box) {
+  const period = el("select", { id: "box-period" }, [[1440, "hours_24"], [15, "minutes_15"], [10080, "days_7"], [43200, "days_30"]].map(([h, k]) => el("option", { value: h }, t(k))));
+  const out = el("div", { id: "box-out" });
+  async function load() {
+    let d;
+    try { d = await api("GET", `/api/boxes/${encodeURIComponent(site)}/${encodeURIComponent(box)}?minutes=${period.value}`); }
+    catch (e) { out.replaceChildren(el("p", { class: "error" }, e.message)); return; }
+    const b = d.box, tel = b.telemetry || {};
+    const charts = el("div", { class: "charts" },
+      [["ch_calls", "calls"], ["ch_waiting", "waiting"], ["ch_cpu", "cpu"], ["ch_disk", "disk_free"], ["ch_backlog", "backlog"]]
+        .map(([k, key]) => lineChart(t(k), `chart-${key}`, d.samples, key, d.since_ms, d.until_ms)));
+    const lines = (tel.lines || []).map((l) => el("tr", {}, el("td", {}, l.id), el("td", { class: l.state === "down" ? "bad" : "" }, l.state || (l.up ? "up" : "")), el("td", {}, l.reason || "")));
+    const agents = (tel.agents || []).map((a) => el("tr", {}, el("td", {}, a.id), el("td", {}, a.state), el("td", {}, a.station || "")));
+    const queues = (tel.queues || []).map((q) => el("tr", {}, el("td", {}, q.name), num(q.waiting), num(q.longest_wait_s)));
+    out.replaceChildren(
+      el("div", { class: "tiles" },
+        el("div", { class: "tile" }, t("state"), el("b", { class: b.state || "", id: "box-state" }, b.state ? t(`st_${b.state}`) : "")),
+        el("div", { class: "tile" }, t("firmware"), el("b", {}, b.firmware || "")),
+        el("div", { class: "tile" }, t("calls_now"), el("b", { id: "box-calls" }, b.calls ?? "")),
+        el("div", { class: "tile" }, t("lines"), el("b", { id: "box-lines" }, b.lines_total === null ? "" : `${b.lines_up}/${b.lines_total}`)),
+        el("div", { class: "tile" }, t("telemetry_at"), el("span", {}, time(b.telemetry_ms)))),
+      charts,
+      el("h2", {}, t("lines")), table("box-lines-table", ["line", "state", "reason"], lines),
+      el("h2", {}, t("queue")), table("box-queues", ["queue", "waiting", "longest"], queues),
+      el("h2", {}, t("agent")), table("box-agents", ["agent", "state", "station"], agents),
+      el("h2", {}, t("alarms")), table("box-alarms", ["box", "code", "severity", "message", "raised", "cleared", "acked"], alarmRows(d.alarms, load)));
+  }
+  period.addEventListener("change", () => load());
+  view(el("p", {}, el("a", { href: "#fleet" }, `← ${t("back")}`), ` ${site}/${box}`), el("label", {}, t("period"), period), out);
+  await load();
+}
+
+async function alarmsView() {
+  const open = el("input", { type: "checkbox", id: "alarms-open" });
+  open.checked = true;
+  const out = el("div", { id: "alarms-out" });
+  async function load() {
+    const d = await api("GET", "/api/alarms?" + qs({ open: open.checked }));
+    out.replaceChildren(table("alarms-table", ["box", "code", "severity", "message", "raised", "cleared", "acked"], alarmRows(d.alarms, load)));
+  }
+  open.addEventListener("change", () => load());
+  view(el("label", { class: "check" }, open, t("open_only")), out);
+  await load();
+}
+
+function dateInput(id) { return el("input", { id, type: "date" }); }
+
+async function callsView() {
+  const from = dateInput("calls-from"), to = dateInput("calls-to");
+  const site = el("input", { id: "calls-site" }), dialled = el("input", { id: "calls-dialled" }), caller = el("input", { id: "calls-caller" });
+  const out = el("div", { id: "calls-out" });
+  async function load() {
+    const d = await api("GET", "/api/calls?" + qs({ from: from.value, to: to.value, site: site.value, dialled: dialled.value, caller: caller.value }));
+    out.replaceChildren(table("calls-table", ["when", "site", "box", "caller", "dialled", "queue", "agent", "disposition", "duration", "wrap", "survey"],
+      d.calls.map((c) => el("tr", {}, el("td", {}, time(c.started_ms)), el("td", {}, c.site), el("td", {}, c.box), el("td", {}, c.caller || ""),
+        el("td", {}, c.dialled || ""), el("td", {}, c.queue || ""), el("td", {}, c.agent || ""), el("td", {}, c.disposition || ""),
+        num(dur(c.duration_ms)), el("td", {}, c.wrap_code || ""), num(c.survey_score)))),
+      d.calls.length >= d.limit ? el("p", { class: "muted" }, t("limit").replace("{n}", d.limit)) : "");
+  }
+  const form = el("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); } },
+    el("label", {}, t("from"), from), el("label", {}, t("to"), to), el("label", {}, t("site"), site),
+    el("label", {}, t("dialled"), dialled), el("label", {}, t("caller"), caller), el("button", { type: "submit", id: "calls-show" }, t("show")));
+  view(form, out);
+  await load();
+}
+
+async function reportsView() {
+  const from = dateInput("report-from"), to = dateInput("report-to");
+  const site = el("input", { id: "report-site" }), dialled = el("input", { id: "report-dialled" });
+  const out = el("div", { id: "report-out" });
+  const csv = el("a", { id: "report-csv", href: "#" }, t("csv"));
+  async function load() {
+    const q = qs({ from: from.value, to: to.value, site: site.value, dialled: dialled.value });
+    csv.href = "/api/reports.csv?" + q;
+    const d = await api("GET", "/api/reports?" + q);
+    const numbers = d.numbers.map((n) => el("tr", { "data-number": n.dialled },
+      el("td", {}, n.dialled), num(n.calls), num(n.answered), num(n.abandoned), num(n.wrapped), num(n.surveyed),
+      num(n.surveyed ? (n.survey_sum / n.surveyed).toFixed(2) : ""),
+      el("td", { class: "codes" }, Object.entries(n.codes).map(([k, v]) => `${k}: ${v}`).join(", ")),
+      el("td", { class: "scores" }, Object.entries(n.survey).map(([k, v]) => `${k}★ ${v}`).join(", "))));
+    const days = d.rows.map((r) => el("tr", {}, el("td", {}, r.day), el("td", {}, r.site), el("td", {}, r.dialled), num(r.calls), num(r.answered), num(r.abandoned), num(r.wrapped), num(r.surveyed)));
+    out.replaceChildren(
+      el("p", { class: "muted" }, `${d.from} – ${d.to}`),
+      table("report-numbers", ["dialled", "calls", "answered", "abandoned", "wrapped", "surveyed", "avg", "codes", "scores"], numbers),
+      table("report-days", ["day", "site", "dialled", "calls", "answered", "abandoned", "wrapped", "surveyed"], days));
+  }
+  const form = el("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); } },
+    el("label", {}, t("from"), from), el("label", {}, t("to"), to), el("label", {}, t("site"), site), el("label", {}, t("dialled"), dialled),
+    el("button", { type: "submit", id: "report-show" }, t("show")));
+  view(form, csv, out);
+  await load();
+}
+
+async function auditView() {
+  const d = await api("GET", "/api/audit");
+  view(table("audit-table", ["when", "user", "address", "action", "detail"],
+    d.audit.map((a) => el("tr", {}, el("td", {}, time(a.at_ms)), el("td", {}, a.user || ""), el("td", {}, a.ip || ""), el("td", {}, a.action), el("td", { class: "detail" }, a.detail || "")))));
+}
+
+async function route() {
+  if (!me) {
+    try { me = await api("GET", "/api/me"); } catch (_) { me = null; }
+  }
+  chrome();
+  if (!me) return loginView();
+  const [name, ...rest] = location.hash.replace(/^#/, "").split("?")[0].split("/");
+  try {
+    switch (name) {
+      case "box": return await boxView(decodeURIComponent(rest[0] || ""), decodeURIComponent(rest[1] || ""));
+      case "alarms": return await alarmsView();
+      case "calls": return await callsView();
+      case "reports": return await reportsView();
+      case "audit": return await auditView();
+      default: return await fleetView();
+    }
+  } catch (e) { view(el("p", { class: "error" }, e.message)); }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("lang", lang); route(); });
+  $("#logout").addEventListener("click", async () => { try { await api("POST", "/api/logout"); } catch (_) {} me = null; route(); });
+  window.addEventListener("hashchange", () => route());
+  route();
+});
