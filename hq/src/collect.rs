@@ -438,7 +438,7 @@ fn stable_client_id(group: &str, db: &str) -> String {
 }
 
 /// This machine's name (empty if it cannot be read).
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

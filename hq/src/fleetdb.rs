@@ -9,6 +9,9 @@
 //! - `calls`: each call's latest `cdr` record in columns (a re-sent record,
 //!   a later seq, replaces the earlier one) for searches and reports;
 //! - `alarms`: each alarm raised, when it cleared and who acknowledged it;
+//! - `notifications`: each `notify` and `voicemail` record once, as a
+//!   message for the notifier ([`crate::notify`]) to deliver, with its
+//!   delivery state;
 //! - `held`: messages kept aside instead of stored, with the reason (an
 //!   unknown schema version, a malformed payload), for an operator;
 //! - `hq_users`, `hq_audit`: the dashboard's users and what they did.
@@ -97,6 +100,25 @@ CREATE TABLE IF NOT EXISTS held (
     reason TEXT NOT NULL,
     payload TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    box TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_ms BIGINT NOT NULL,
+    claimed_by TEXT,
+    claimed_until BIGINT,
+    channel TEXT,
+    recipient TEXT,
+    last_error TEXT,
+    answer TEXT,
+    sent_ms BIGINT
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_ms);
 CREATE TABLE IF NOT EXISTS hq_users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -378,12 +400,13 @@ pub fn hold(tx: &mut dyn Tx, topic: &str, reason: &str, payload: &[u8], now_ms: 
 const ROWS_AT_ONCE: usize = 200;
 
 /// Fills the typed tables from a stored batch: `cdr` into `calls`,
-/// `alarm` into `alarms`. A record whose data lacks what a row needs is
+/// `alarm` into `alarms`, `notify` and `voicemail` into `notifications`. A record whose data lacks what a row needs is
 /// left to the records table alone.
 pub fn derive(tx: &mut dyn Tx, site: &str, box_id: &str, batch: &Records) -> Result<()> {
     match batch.stream.as_str() {
         "cdr" => calls(tx, site, box_id, batch),
         "alarm" => alarms(tx, site, box_id, batch),
+        "notify" | "voicemail" => notifications(tx, site, box_id, batch),
         _ => Ok(()),
     }
 }
@@ -472,6 +495,35 @@ fn calls(tx: &mut dyn Tx, site: &str, box_id: &str, batch: &Records) -> Result<(
              WHERE calls.epoch <> excluded.epoch OR calls.seq < excluded.seq",
         );
         tx.exec(&sql, &p)?;
+    }
+    Ok(())
+}
+
+fn notifications(tx: &mut dyn Tx, site: &str, box_id: &str, batch: &Records) -> Result<()> {
+    let now = crate::mqtt::now_ms();
+    for r in &batch.records {
+        let Ok(d) = serde_json::from_str::<Value>(&r.data) else {
+            continue;
+        };
+        let kind = if batch.stream == "voicemail" {
+            "voicemail".to_string()
+        } else {
+            str_of(&d, "event").unwrap_or_default()
+        };
+        // The record's identity: sent again, it is the same message.
+        tx.exec(
+            "INSERT INTO notifications (id, site, box, kind, data, created_ms, state, attempts, next_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6)
+             ON CONFLICT (id) DO NOTHING",
+            &params![
+                format!("{site}/{box_id}/{}", r.id),
+                site,
+                box_id,
+                kind,
+                r.data.as_str(),
+                r.at.as_deref().and_then(time_ms).unwrap_or(now)
+            ],
+        )?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod fleet;
 mod fleetdb;
 mod keys;
 mod mqtt;
+mod notify;
 mod pg;
 mod recordings;
 mod serve;
@@ -176,6 +177,10 @@ enum Command {
     /// Serves headquarters' dashboard over HTTPS from a collector's
     /// database: the fleet, each box's charts, alarms, calls, reports.
     Serve(ServeArgs),
+    /// Delivers the callers' requests (`notify` records) and voicemail by
+    /// e-mail and SMS, each message once, retrying failures, until
+    /// SIGINT/SIGTERM.
+    Notify(NotifyArgs),
     /// The dashboard's users: add or change one (the password is read from
     /// standard input), remove one, list them.
     #[command(subcommand)]
@@ -226,6 +231,33 @@ struct ServeArgs {
     /// The time zone reports count days in [default: the system's].
     #[arg(long, value_name = "ZONE")]
     tz: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct NotifyArgs {
+    /// The collectors' database: a SQLite file or a postgres:// URL.
+    #[arg(long, value_name = "FILE|URL")]
+    db: String,
+    /// The CA of the PostgreSQL server's certificate (with sslmode).
+    #[arg(long, value_name = "FILE")]
+    db_ca: Option<PathBuf>,
+    /// The notifier's config: SMTP, the SMS gateway, documents, templates
+    /// (docs/hq.md).
+    #[arg(long, value_name = "FILE", required_unless_present = "retry_failed")]
+    config: Option<PathBuf>,
+    /// The collectors' --recordings folder, for relative paths.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
+    /// Headquarters' identity, for voicemail the boxes recorded encrypted.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// This notifier's name in its claims [default: the machine's name
+    /// and the process id].
+    #[arg(long)]
+    name: Option<String>,
+    /// Put the messages given up back to pending, and exit.
+    #[arg(long)]
+    retry_failed: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -614,6 +646,61 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .block_on(serve::run(options))?;
         }
         Command::User(u) => user(u)?,
+        Command::Notify(a) => {
+            if a.retry_failed {
+                let mut db = db::Db::open(&a.db, a.db_ca.as_deref())?;
+                println!(
+                    "{} messages back to pending",
+                    notify::retry_failed(&mut db)?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let options = notify::Options {
+                db: a.db,
+                db_ca: a.db_ca,
+                config: a.config.context("--config")?,
+                recordings: a.recordings,
+                identity: a.identity,
+                name: a
+                    .name
+                    .unwrap_or_else(|| format!("{}-{}", collect::host_name(), std::process::id())),
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let signal = {
+                let _guard = runtime.enter();
+                mqtt::shutdown_signal()?
+            };
+            // A thread of its own: the PostgreSQL client is a blocking one
+            // that must not run on a runtime. It sets the flag when it
+            // ends, so an error ends the wait below too.
+            let flag = stop.clone();
+            let worker = std::thread::Builder::new()
+                .name("notify".into())
+                .spawn(move || {
+                    let r = notify::run(&options, &flag);
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    r
+                })
+                .context("starting the notifier")?;
+            let flag = stop.clone();
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = signal => flag.store(true, std::sync::atomic::Ordering::Relaxed),
+                    () = async {
+                        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                    } => {}
+                }
+            });
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("the notifier panicked"))??;
+        }
         Command::Gaps { db, db_ca, json } => collect::gaps(&db, db_ca.as_deref(), json)?,
         Command::Export {
             db,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod console;
+pub mod hq;
 pub mod mqtt;
 pub mod postgres;
 pub mod sip;

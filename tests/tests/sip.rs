@@ -457,11 +457,20 @@ fn a_hundred_concurrent_sip_calls_each_leave_a_record_and_a_playable_message() {
 /// address; a port picked here could be taken by a parallel test before
 /// sipp binds it).
 fn carrier_call(sip_port: u16, site: &Site, scenario_file: &str) -> std::process::Child {
+    // Its own signalling and media ports: sipp instances started together
+    // on their default ports race for them, and the loser exits 1.
+    let (media, _) = free_rtp_range(2);
     let mut c = sipp(site.dir.path());
     c.arg("-sf")
         .arg(scenario(scenario_file))
         .arg(format!("127.0.0.1:{sip_port}"))
         .args(["-s", "4008001234", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &free_udp_port().to_string(),
+            "-mp",
+            &media.to_string(),
+        ])
         .args([
             "-mi",
             "127.0.0.1",

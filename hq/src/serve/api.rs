@@ -166,6 +166,7 @@ pub fn router(deps: Deps) -> Router {
         .route("/api/reports", get(super::reports::get))
         .route("/api/reports.csv", get(super::reports::csv))
         .route("/api/audit", get(audit_log))
+        .route("/api/notifications", get(notifications))
         .fallback(|| async { ApiError::not_found("no such page") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
@@ -602,6 +603,60 @@ async fn calls(State(d): St, _a: Authed, Query(q): Query<CallQuery>) -> ApiResul
     Ok(Json(
         json!({"calls": objects(CALL_COLS, &rows), "limit": MAX_ROWS}),
     ))
+}
+
+#[derive(Deserialize, Default)]
+struct NotificationQuery {
+    /// `pending`, `sending`, `sent` or `failed`; all when empty.
+    #[serde(default)]
+    state: String,
+}
+
+const NOTIFICATION_COLS: &[&str] = &[
+    "id",
+    "site",
+    "box",
+    "kind",
+    "created_ms",
+    "state",
+    "attempts",
+    "next_ms",
+    "channel",
+    "recipient",
+    "last_error",
+    "answer",
+    "sent_ms",
+];
+
+/// The notifier's messages and their delivery, newest first, with the
+/// count per state.
+async fn notifications(State(d): St, _a: Authed, Query(q): Query<NotificationQuery>) -> ApiResult {
+    let got = d
+        .db(move |db| {
+            let rows = db.query(
+                "SELECT id, site, box, kind, created_ms, state, attempts, next_ms, channel,
+                        recipient, last_error, answer, sent_ms
+                 FROM notifications WHERE ($1 = '' OR state = $1)
+                 ORDER BY created_ms DESC LIMIT $2",
+                &params![q.state, MAX_ROWS],
+            )?;
+            let counts = db.query(
+                "SELECT state, COUNT(*) FROM notifications GROUP BY state",
+                &[],
+            )?;
+            Ok((rows, counts))
+        })
+        .await?;
+    let (rows, counts) = got;
+    let counts: serde_json::Map<String, Value> = counts
+        .iter()
+        .map(|r| (r[0].text().unwrap_or("").to_string(), r[1].json()))
+        .collect();
+    Ok(Json(json!({
+        "notifications": objects(NOTIFICATION_COLS, &rows),
+        "counts": counts,
+        "limit": MAX_ROWS,
+    })))
 }
 
 async fn audit_log(State(d): St, a: Authed) -> ApiResult {

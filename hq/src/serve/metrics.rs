@@ -42,14 +42,18 @@ pub async fn get(State(d): St, headers: HeaderMap) -> Result<Response, ApiError>
                 &[],
             )?;
             let held = db.query("SELECT COUNT(*) FROM held", &[])?;
+            let queue = db.query(
+                "SELECT state, COUNT(*) FROM notifications GROUP BY state ORDER BY 1",
+                &[],
+            )?;
             let recent = db.query(
                 "SELECT COUNT(*) FROM telemetry WHERE at_ms >= $1",
                 &crate::params![since],
             )?;
-            Ok((boxes, alarms, held, recent))
+            Ok((boxes, alarms, held, recent, queue))
         })
         .await?;
-    let (boxes, alarms, held, recent) = rows;
+    let (boxes, alarms, held, recent, queue) = rows;
     let int = |c: &crate::sql::Cell| c.int().unwrap_or(0);
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, values: Vec<(String, i64)>| {
@@ -106,6 +110,19 @@ pub async fn get(State(d): St, headers: HeaderMap) -> Result<Response, ApiError>
         "callbox_telemetry_last_minute",
         "Telemetry messages stored in the last minute (ingest).",
         vec![(String::new(), int(&recent[0][0]))],
+    );
+    gauge(
+        "callbox_notifications",
+        "The notifier's messages by state (pending and sending are its queue).",
+        queue
+            .iter()
+            .map(|r| {
+                (
+                    format!("{{state=\"{}\"}}", r[0].text().unwrap_or("")),
+                    int(&r[1]),
+                )
+            })
+            .collect(),
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -23,6 +23,9 @@ const TEXT = {
     scores: "Survey scores", csv: "Download CSV", user: "User", action: "Action", address: "Address",
     detail: "Detail", none: "Nothing to show.", no_box: "No such box.", limit: "Showing the first {n}.",
     back: "Fleet", telemetry_at: "Telemetry", no_data: "No samples in this period.",
+    messages: "Messages", kind: "Kind", channel: "Channel", recipient: "To", attempts: "Attempts",
+    last_error: "Last error", answer: "Server's answer", sent: "Sent", next: "Next attempt",
+    n_pending: "pending", n_sending: "sending", n_sent: "sent", n_failed: "failed",
     st_online: "online", st_offline: "offline", longest: "Longest wait (s)", station: "Station",
   },
   zh: {
@@ -44,6 +47,9 @@ const TEXT = {
     scores: "满意度分布", csv: "下载 CSV", user: "用户", action: "操作", address: "地址",
     detail: "详情", none: "暂无数据。", no_box: "没有这台设备。", limit: "只显示前 {n} 条。",
     back: "设备总览", telemetry_at: "遥测", no_data: "该时间段没有数据。",
+    messages: "消息发送", kind: "类型", channel: "渠道", recipient: "收件人", attempts: "尝试次数",
+    last_error: "最近错误", answer: "服务器回复", sent: "发送时间", next: "下次尝试",
+    n_pending: "待发送", n_sending: "发送中", n_sent: "已发送", n_failed: "失败",
     st_online: "在线", st_offline: "离线", longest: "最长等待（秒）", station: "话机",
   },
 };
@@ -97,7 +103,7 @@ function chrome() {
   const nav = $("#nav");
   nav.replaceChildren();
   if (!me) return;
-  const links = [["#fleet", "fleet"], ["#alarms", "alarms"], ["#calls", "calls"], ["#reports", "reports"]];
+  const links = [["#fleet", "fleet"], ["#alarms", "alarms"], ["#calls", "calls"], ["#reports", "reports"], ["#messages", "messages"]];
   if (me.role === "admin") links.push(["#audit", "audit"]);
   for (const [h, k] of links) nav.append(el("a", { href: h, id: `nav-${k}` }, t(k)));
 }
@@ -287,6 +293,26 @@ async function reportsView() {
   await load();
 }
 
+async function messagesView() {
+  const state = el("select", { id: "messages-state" }, el("option", { value: "" }, t("all")),
+    ["pending", "sending", "sent", "failed"].map((s) => el("option", { value: s }, t(`n_${s}`))));
+  const tiles = el("div", { class: "tiles", id: "messages-tiles" });
+  const out = el("div", { id: "messages-out" });
+  async function load() {
+    const d = await api("GET", "/api/notifications?" + qs({ state: state.value }));
+    tiles.replaceChildren(...["pending", "sending", "sent", "failed"].map((s) => el("div", { class: "tile", id: `messages-${s}` }, t(`n_${s}`), el("b", {}, d.counts[s] ?? 0))));
+    out.replaceChildren(table("messages-table", ["when", "box", "kind", "channel", "recipient", "state", "attempts", "sent", "next", "answer", "last_error"],
+      d.notifications.map((n) => el("tr", { "data-id": n.id },
+        el("td", {}, time(n.created_ms)), el("td", {}, `${n.site}/${n.box}`), el("td", {}, n.kind), el("td", {}, n.channel || ""),
+        el("td", {}, n.recipient || ""), el("td", { class: n.state === "failed" ? "bad" : (n.state === "sent" ? "online" : "") }, t(`n_${n.state}`)),
+        num(n.attempts), el("td", {}, time(n.sent_ms)), el("td", {}, n.state === "pending" ? time(n.next_ms) : ""),
+        el("td", { class: "detail" }, n.answer || ""), el("td", { class: "detail" }, n.last_error || "")))));
+  }
+  state.addEventListener("change", () => load());
+  view(tiles, el("label", {}, t("state"), state), out);
+  await load();
+}
+
 async function auditView() {
   const d = await api("GET", "/api/audit");
   view(table("audit-table", ["when", "user", "address", "action", "detail"],
@@ -306,6 +332,7 @@ async function route() {
       case "alarms": return await alarmsView();
       case "calls": return await callsView();
       case "reports": return await reportsView();
+      case "messages": return await messagesView();
       case "audit": return await auditView();
       default: return await fleetView();
     }
