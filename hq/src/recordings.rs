@@ -98,6 +98,11 @@ pub fn receive(
     let mut notes = Vec::new();
     let done = |verdict, notes| Ok(Received { verdict, notes });
 
+    // The upload first: with PostgreSQL this takes the recording's lock,
+    // and only then is it known whether another collector finished the
+    // recording meanwhile (checked before the lock, a chunk waiting on it
+    // would start a fresh part file for a recording already stored).
+    let upload = tx.upload(box_id, &c.id)?;
     if let Some(owner) = tx.recording_box(&c.id)? {
         if owner != box_id {
             return done(Verdict::OtherBox { box_id: owner }, notes);
@@ -111,7 +116,7 @@ pub fn receive(
     }
 
     let part = part_path(dir, box_id, &c.id);
-    let mut up = match tx.upload(box_id, &c.id)? {
+    let mut up = match upload {
         Some(u) if u.size != c.size => {
             notes.push(format!(
                 "size changed from {} to {} bytes: starting over",

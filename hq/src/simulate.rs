@@ -237,6 +237,7 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
         }
     }
     counts.connected.fetch_add(1, Ordering::Relaxed);
+    let mut acked = std::collections::HashSet::new();
     let publish = |topic: String, payload: String, retain: bool| {
         let client = client.clone();
         let counts = counts.clone();
@@ -273,7 +274,7 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
             _ = ticker.tick() => {}
             note = conn.notes.recv() => {
                 match note {
-                    Some(Note::Message(p)) => ack(&p.payload, counts),
+                    Some(Note::Message(p)) => ack(&p.payload, counts, &mut acked),
                     Some(_) => {}
                     None => break,
                 }
@@ -350,13 +351,27 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
 }
 
 /// Counts an end-to-end ack.
-fn ack(payload: &[u8], counts: &Counts) {
+/// Counts what an ack newly acknowledges: a record or a recording acked
+/// again (two collectors, a redelivery) counts once, as a box forgets it
+/// once.
+fn ack(payload: &[u8], counts: &Counts, seen: &mut std::collections::HashSet<String>) {
     let Ok(v) = serde_json::from_slice::<Value>(payload) else {
         return;
     };
     if let Some(seqs) = v["seqs"].as_array() {
-        counts.acked.fetch_add(seqs.len() as u64, Ordering::Relaxed);
-    } else if v["recording"].is_string() && v["ok"] == true {
+        let (epoch, stream) = (
+            v["epoch"].as_str().unwrap_or(""),
+            v["stream"].as_str().unwrap_or(""),
+        );
+        let new = seqs
+            .iter()
+            .filter(|s| seen.insert(format!("{epoch}/{stream}/{s}")))
+            .count();
+        counts.acked.fetch_add(new as u64, Ordering::Relaxed);
+    } else if let Some(id) = v["recording"].as_str()
+        && v["ok"] == true
+        && seen.insert(format!("recording/{id}"))
+    {
         counts.recordings_acked.fetch_add(1, Ordering::Relaxed);
     }
 }

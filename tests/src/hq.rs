@@ -35,6 +35,14 @@ pub struct Serve {
     pub port: u16,
     /// The certificate's SHA-256 fingerprint (`AB:CD:…`).
     pub fingerprint: String,
+    err: std::path::PathBuf,
+}
+
+impl Serve {
+    /// What it printed on stderr (refusals, failures).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
 }
 
 impl Drop for Serve {
@@ -72,6 +80,7 @@ pub fn serve(db: &str, dir: &Path, pki: &Pki, token: &Path) -> Serve {
         child,
         port: 0,
         fingerprint: String::new(),
+        err: dir.join("serve.err"),
     };
     let end = Instant::now() + Duration::from_secs(30);
     loop {

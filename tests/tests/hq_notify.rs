@@ -160,7 +160,9 @@ fn attachment(mail: &str, filename: &str) -> Vec<u8> {
     let body = &body[..body.find("\r\n--").unwrap_or(body.len())];
     if head.contains("content-transfer-encoding: base64") {
         let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
     } else if head.contains("content-transfer-encoding: quoted-printable") {
         let mut out = Vec::new();
         let bytes = body.as_bytes();

@@ -3,10 +3,14 @@
 //! mosquitto: every record arrives exactly once, with two collectors
 //! sharing the load, one of them killed and restarted mid-ingest, and the
 //! database server itself killed and restarted mid-ingest; and the fleet
-//! simulator's hundreds of boxes, each record stored once.
+//! simulator's hundreds of boxes, each record stored once, and the
+//! dashboard over that database.
 
 use std::time::{Duration, Instant};
 
+use callbox_tests::console::Api;
+use callbox_tests::hq::{add_user, serve};
+use callbox_tests::mqtt::Pki;
 use callbox_tests::mqtt::{
     Broker, Collector, Daemon, add_uplink, fill_outbox, hq_local, hq_net, json_lines, last_json,
     outbox_len,
@@ -193,7 +197,20 @@ fn a_simulated_fleet_is_stored_once_by_two_collectors() {
         a.output(),
         b.output()
     );
-    assert_eq!(sim["recordings_acked"], sim["recordings"], "{sim}");
+    let about_recordings = |c: &Collector| -> String {
+        c.output()
+            .lines()
+            .filter(|l| l.contains("recording"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        sim["recordings_acked"],
+        sim["recordings"],
+        "{sim}\n{}\n{}",
+        about_recordings(&a),
+        about_recordings(&b)
+    );
     assert_eq!(count(&pg, "SELECT count(*) FROM records"), records);
     assert_eq!(
         count(&pg, "SELECT count(*) FROM recordings"),
@@ -219,6 +236,101 @@ fn a_simulated_fleet_is_stored_once_by_two_collectors() {
         assert!(c.stdout().contains("stored in 5s: "), "{}", c.output());
         assert!(!c.stdout().contains("gap: "), "{}", c.output());
     }
+
+    // The dashboard over PostgreSQL: the fleet, a box, alarms, reports
+    // equal to the records, messages, metrics.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    add_user(&url, "olivia", "operator", "fleet-operator-pass");
+    let token = dir.path().join("metrics.token");
+    std::fs::write(&token, "metrics-token-0123456789").unwrap();
+    let serve = serve(&url, dir.path(), &pki, &token);
+    let mut api = Api::new(serve.port, &serve.fingerprint);
+    assert_eq!(api.login("olivia", "fleet-operator-pass").status, 200);
+    let fleet = api.send("GET", "/api/fleet", None).json();
+    assert_eq!(fleet["totals"]["boxes"], 300, "{fleet}\n{}", serve.log());
+    assert_eq!(fleet["boxes"].as_array().unwrap().len(), 300);
+    let one = &fleet["boxes"][0];
+    let page = api.send(
+        "GET",
+        &format!(
+            "/api/boxes/{}/{}?minutes=15",
+            one["site"].as_str().unwrap(),
+            one["box"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.json()["samples"].as_array().unwrap().is_empty(),
+        "{}",
+        page.json()
+    );
+    let filtered = api
+        .send("GET", "/api/fleet?site=site-0001&state=offline", None)
+        .json();
+    assert_eq!(
+        filtered["boxes"].as_array().unwrap().len(),
+        10,
+        "{}",
+        filtered["boxes"]
+    );
+    let cdrs = count(
+        &pg,
+        "SELECT count(DISTINCT data::json->>'id') FROM records WHERE stream = 'cdr'",
+    );
+    let report = api.send("GET", "/api/reports", None).json();
+    let calls: u64 = report["numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(calls, cdrs, "{report}");
+    let answered: u64 = report["numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["answered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        answered,
+        count(
+            &pg,
+            "SELECT count(*) FROM records WHERE stream = 'cdr' AND data::json->>'disposition' = 'answered'"
+        )
+    );
+    let searched = api
+        .send("GET", "/api/calls?dialled=4008001234", None)
+        .json();
+    assert!(
+        searched["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["dialled"] == "4008001234")
+    );
+    for path in [
+        "/api/alarms?open=true",
+        "/api/notifications",
+        "/api/reports.csv",
+    ] {
+        assert_eq!(api.send("GET", path, None).status, 200, "{path}");
+    }
+    assert_eq!(api.send("GET", "/api/audit", None).status, 403);
+    let m = api
+        .try_send(
+            "GET",
+            "/metrics",
+            None,
+            &[("Authorization", "Bearer metrics-token-0123456789")],
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    assert!(
+        text.contains("callbox_boxes{state=\"offline\"} 300"),
+        "{text}"
+    );
 }
 
 /// The files under `dir`, recursively.

@@ -335,7 +335,7 @@ async fn fleet(State(d): St, _a: Authed, Query(f): Query<FleetQuery>) -> ApiResu
                  FROM boxes
                  WHERE ($1 = '' OR site = $1) AND ($2 = '' OR state = $2)
                    AND (site LIKE $3 OR box LIKE $3)
-                   AND ($4 = 0 OR state = 'offline' OR lines_down IS NOT NULL OR alarms > 0)
+                   AND (CAST($4 AS BIGINT) = 0 OR state = 'offline' OR lines_down IS NOT NULL OR alarms > 0)
                  ORDER BY site, box LIMIT $5",
                 &params![f.site, f.state, like, i64::from(f.problems), MAX_ROWS],
             )?;
@@ -463,7 +463,7 @@ async fn alarms(State(d): St, _a: Authed, Query(q): Query<AlarmQuery>) -> ApiRes
         .db(move |db| {
             db.query(
                 "SELECT site, box, code, raised_ms, severity, message, cleared_ms, acked_by, acked_ms
-                 FROM alarms WHERE ($1 = 0 OR cleared_ms IS NULL)
+                 FROM alarms WHERE (CAST($1 AS BIGINT) = 0 OR cleared_ms IS NULL)
                  ORDER BY raised_ms DESC LIMIT $2",
                 &params![i64::from(q.open), MAX_ROWS],
             )

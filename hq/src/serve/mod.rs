@@ -149,6 +149,12 @@ impl Pool {
 
 /// Serves until SIGINT/SIGTERM.
 pub async fn run(o: Options) -> Result<()> {
+    // Refusals and failures (the web crate's log lines) on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
     let cert = std::fs::read(&o.cert).with_context(|| format!("--cert {}", o.cert.display()))?;
     let key = std::fs::read(&o.key).with_context(|| format!("--key {}", o.key.display()))?;
     let tls = callbox_web::tls::server_config(&cert, &key, "the --cert certificate")?;
