@@ -211,7 +211,7 @@ fn the_dashboard_shows_the_fleet_a_box_an_alarm_acknowledged_and_reports_equal_t
     let total: u64 = String::from_utf8_lossy(&csv.body)
         .lines()
         .skip(1)
-        .map(|l| l.split(',').nth(3).unwrap().parse::<u64>().unwrap())
+        .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, cdrs.len() as u64);
     let mut viewer = Api::new(s.port, &s.fingerprint);

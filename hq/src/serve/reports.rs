@@ -1,7 +1,7 @@
 //! Reports across the fleet: inbound calls per campaign (dialled) number
-//! per day and site — calls, answered, abandoned, wrapped up, survey
+//! per day, or per site — calls, answered, abandoned, wrapped up, survey
 //! answers — and per number over the period its conversions by wrap-up
-//! code and its survey score distribution; the day rows also as CSV.
+//! code and its survey score distribution; the rows also as CSV.
 //!
 //! Days are counted in the dashboard's time zone (`--tz`), at its offset
 //! on the period's first day.
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use callbox_web::http::{ApiError, ApiResult};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use super::api::{Authed, Dash, St, range};
 use crate::params;
@@ -25,11 +26,71 @@ pub struct ReportQuery {
     site: String,
     #[serde(default)]
     dialled: String,
+    /// `day` (rows per day and number, the default) or `site` (rows per
+    /// site and number over the period, busiest first).
+    #[serde(default)]
+    by: String,
 }
 
 const DAY_MS: i64 = 86_400_000;
+/// Most rows per site.
+const SITE_ROWS: i64 = 1000;
 
-/// The report's figures.
+/// A row's figures.
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    calls: i64,
+    answered: i64,
+    abandoned: i64,
+    wrapped: i64,
+    surveyed: i64,
+    survey_sum: i64,
+    codes: BTreeMap<String, i64>,
+    scores: BTreeMap<String, i64>,
+}
+
+impl Figures {
+    /// Adds `n` calls of one kind.
+    fn add(&mut self, disposition: Option<&str>, code: Option<&str>, score: Option<i64>, n: i64) {
+        self.calls += n;
+        match disposition {
+            Some("answered") => self.answered += n,
+            Some("abandoned") => self.abandoned += n,
+            _ => {}
+        }
+        if let Some(c) = code {
+            self.wrapped += n;
+            *self.codes.entry(c.to_string()).or_default() += n;
+        }
+        if let Some(s) = score {
+            self.surveyed += n;
+            self.survey_sum += s * n;
+            *self.scores.entry(s.to_string()).or_default() += n;
+        }
+    }
+
+    fn json(&self, mut v: Value, breakdown: bool) -> Value {
+        for (k, n) in [
+            ("calls", self.calls),
+            ("answered", self.answered),
+            ("abandoned", self.abandoned),
+            ("wrapped", self.wrapped),
+            ("surveyed", self.surveyed),
+            ("survey_sum", self.survey_sum),
+        ] {
+            v[k] = n.into();
+        }
+        if breakdown {
+            v["codes"] = json!(self.codes);
+            v["survey"] = json!(self.scores);
+        }
+        v
+    }
+}
+
+/// The report's figures: one grouped scan of the period's calls (by day,
+/// number, outcome, wrap-up code and score), folded here into the day
+/// rows and each number's totals; per site, a second grouped scan.
 async fn report(d: &Dash, q: ReportQuery) -> Result<Value, ApiError> {
     let (from, to, since, until) = range(&d.deps.tz, q.from.as_deref(), q.to.as_deref())?;
     let offset = from
@@ -38,88 +99,97 @@ async fn report(d: &Dash, q: ReportQuery) -> Result<Value, ApiError> {
         .offset()
         .seconds() as i64
         * 1000;
+    let by_site = match q.by.as_str() {
+        "" | "day" => false,
+        "site" => true,
+        other => return Err(ApiError::bad(format!("by: `{other}` is not day or site"))),
+    };
     let (site, dialled) = (q.site, q.dialled);
     let got = d
         .db(move |db| {
             let filter = "started_ms >= $1 AND started_ms < $2 AND direction = 'inbound'
                  AND ($3 = '' OR site = $3) AND ($4 = '' OR dialled = $4)";
-            let days = db.query(
+            let groups = db.query(
                 &format!(
-                    "SELECT (started_ms + $5) / {DAY_MS}, site, COALESCE(dialled, ''), COUNT(*),
-                        CAST(SUM(CASE WHEN disposition = 'answered' THEN 1 ELSE 0 END) AS BIGINT),
-                        CAST(SUM(CASE WHEN disposition = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT),
-                        CAST(SUM(CASE WHEN wrap_code IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
-                        CAST(SUM(CASE WHEN survey_score IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
-                        CAST(SUM(COALESCE(survey_score, 0)) AS BIGINT)
+                    "SELECT (started_ms + $5) / {DAY_MS}, COALESCE(dialled, ''), disposition,
+                            wrap_code, survey_score, COUNT(*)
                      FROM calls WHERE {filter}
-                     GROUP BY (started_ms + $5) / {DAY_MS}, site, COALESCE(dialled, '')
-                     ORDER BY 1, 2, 3"
+                     GROUP BY (started_ms + $5) / {DAY_MS}, COALESCE(dialled, ''), disposition,
+                              wrap_code, survey_score"
                 ),
                 &params![since, until, site.as_str(), dialled.as_str(), offset],
             )?;
-            let codes = db.query(
-                &format!(
-                    "SELECT COALESCE(dialled, ''), wrap_code, COUNT(*) FROM calls
-                     WHERE {filter} AND wrap_code IS NOT NULL
-                     GROUP BY COALESCE(dialled, ''), wrap_code ORDER BY 1, 2"
-                ),
-                &params![since, until, site.as_str(), dialled.as_str()],
-            )?;
-            let scores = db.query(
-                &format!(
-                    "SELECT COALESCE(dialled, ''), survey_score, COUNT(*) FROM calls
-                     WHERE {filter} AND survey_score IS NOT NULL
-                     GROUP BY COALESCE(dialled, ''), survey_score ORDER BY 1, 2"
-                ),
-                &params![since, until, site.as_str(), dialled.as_str()],
-            )?;
-            Ok((days, codes, scores))
+            let sites = if by_site {
+                db.query(
+                    &format!(
+                        "SELECT site, COALESCE(dialled, ''), COUNT(*),
+                            CAST(SUM(CASE WHEN disposition = 'answered' THEN 1 ELSE 0 END) AS BIGINT),
+                            CAST(SUM(CASE WHEN disposition = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT),
+                            CAST(SUM(CASE WHEN wrap_code IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
+                            CAST(SUM(CASE WHEN survey_score IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
+                            CAST(SUM(COALESCE(survey_score, 0)) AS BIGINT)
+                         FROM calls WHERE {filter}
+                         GROUP BY site, COALESCE(dialled, '')
+                         ORDER BY 3 DESC, 1, 2 LIMIT $5"
+                    ),
+                    &params![since, until, site.as_str(), dialled.as_str(), SITE_ROWS],
+                )?
+            } else {
+                Vec::new()
+            };
+            Ok((groups, sites))
         })
         .await?;
-    let (days, codes, scores) = got;
-    let mut numbers: std::collections::BTreeMap<String, Value> = Default::default();
-    let rows: Vec<Value> = days
-        .iter()
-        .map(|r| {
-            let day = jiff::Timestamp::from_millisecond(r[0].int().unwrap_or(0) * DAY_MS)
-                .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
-                .unwrap_or_default();
-            let number = r[2].text().unwrap_or("").to_string();
-            let n = numbers.entry(number.clone()).or_insert_with(|| {
-                json!({"dialled": number, "calls": 0, "answered": 0, "abandoned": 0,
-                       "wrapped": 0, "surveyed": 0, "survey_sum": 0, "codes": {}, "survey": {}})
-            });
-            for (k, i) in [
-                ("calls", 3),
-                ("answered", 4),
-                ("abandoned", 5),
-                ("wrapped", 6),
-                ("surveyed", 7),
-                ("survey_sum", 8),
-            ] {
-                n[k] = json!(n[k].as_i64().unwrap_or(0) + r[i].int().unwrap_or(0));
-            }
-            json!({"day": day, "site": r[1].json(), "dialled": number, "calls": r[3].json(),
-                   "answered": r[4].json(), "abandoned": r[5].json(), "wrapped": r[6].json(),
-                   "surveyed": r[7].json(), "survey_sum": r[8].json()})
-        })
-        .collect();
-    for (rows, key) in [(&codes, "codes"), (&scores, "survey")] {
-        for r in rows {
-            let number = r[0].text().unwrap_or("");
-            let k = match &r[1] {
-                crate::sql::Cell::Int(v) => v.to_string(),
-                c => c.text().unwrap_or("").to_string(),
-            };
-            if let Some(n) = numbers.get_mut(number) {
-                n[key][k] = r[2].json();
-            }
-        }
+    let (groups, sites) = got;
+    let mut days: BTreeMap<(i64, String), Figures> = BTreeMap::new();
+    let mut numbers: BTreeMap<String, Figures> = BTreeMap::new();
+    for r in &groups {
+        let (day, number) = (
+            r[0].int().unwrap_or(0),
+            r[1].text().unwrap_or("").to_string(),
+        );
+        let (disp, code, score, n) = (
+            r[2].text(),
+            r[3].text(),
+            r[4].int(),
+            r[5].int().unwrap_or(0),
+        );
+        days.entry((day, number.clone()))
+            .or_default()
+            .add(disp, code, score, n);
+        numbers.entry(number).or_default().add(disp, code, score, n);
     }
+    let date = |day: i64| {
+        jiff::Timestamp::from_millisecond(day * DAY_MS)
+            .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+            .unwrap_or_default()
+    };
+    let rows: Vec<Value> = if by_site {
+        sites
+            .iter()
+            .map(|r| {
+                let f = Figures {
+                    calls: r[2].int().unwrap_or(0),
+                    answered: r[3].int().unwrap_or(0),
+                    abandoned: r[4].int().unwrap_or(0),
+                    wrapped: r[5].int().unwrap_or(0),
+                    surveyed: r[6].int().unwrap_or(0),
+                    survey_sum: r[7].int().unwrap_or(0),
+                    ..Figures::default()
+                };
+                f.json(json!({"site": r[0].json(), "dialled": r[1].json()}), false)
+            })
+            .collect()
+    } else {
+        days.iter()
+            .map(|((day, number), f)| f.json(json!({"day": date(*day), "dialled": number}), false))
+            .collect()
+    };
     Ok(json!({
         "from": from.to_string(), "to": to.to_string(),
+        "by": if by_site { "site" } else { "day" },
         "rows": rows,
-        "numbers": numbers.into_values().collect::<Vec<_>>(),
+        "numbers": numbers.iter().map(|(n, f)| f.json(json!({"dialled": n}), true)).collect::<Vec<_>>(),
     }))
 }
 
@@ -135,26 +205,26 @@ pub async fn csv(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let r = report(&d, q).await?;
-    let mut out =
-        String::from("day,site,dialled,calls,answered,abandoned,wrapped,surveyed,survey_sum\n");
+    let first = if r["by"] == "site" { "site" } else { "day" };
+    let cols = [
+        first,
+        "dialled",
+        "calls",
+        "answered",
+        "abandoned",
+        "wrapped",
+        "surveyed",
+        "survey_sum",
+    ];
+    let mut out = cols.join(",") + "\n";
     for row in r["rows"].as_array().into_iter().flatten() {
-        let cells: Vec<String> = [
-            "day",
-            "site",
-            "dialled",
-            "calls",
-            "answered",
-            "abandoned",
-            "wrapped",
-            "surveyed",
-            "survey_sum",
-        ]
-        .iter()
-        .map(|k| match &row[*k] {
-            Value::String(s) => csv_cell(s),
-            v => v.to_string(),
-        })
-        .collect();
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|k| match &row[*k] {
+                Value::String(s) => csv_cell(s),
+                v => v.to_string(),
+            })
+            .collect();
         out.push_str(&cells.join(","));
         out.push('\n');
     }

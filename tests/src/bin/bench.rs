@@ -67,7 +67,7 @@ mod hq;
 #[path = "bench/sip.rs"]
 mod sip;
 
-const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip|campaign|console|hq> \
+const USAGE: &str = "usage: bench <all|capacity|floor|instructions|throughput|sync|footprint|sip|campaign|console|hq|hq-dashboard> \
 [--calls N[,N…]] [--window SECS] [--core C] [--world-core C] [--quick] [--write FILE]";
 
 /// A frame later than this counts as late (the sim backend's LATE_AFTER).
@@ -164,7 +164,8 @@ fn main() -> Result<()> {
     ];
     let parts: Vec<&str> = match part.as_str() {
         "all" => ALL.to_vec(),
-        p if ALL.contains(&p) => vec![p],
+        // The dashboard's half of `hq` alone.
+        p if ALL.contains(&p) || p == "hq-dashboard" => vec![p],
         other => bail!("unknown part `{other}`\n{USAGE}"),
     };
     let mut state = State::default();
@@ -181,6 +182,7 @@ fn main() -> Result<()> {
             "campaign" => campaign::campaign(&o),
             "console" => console::console(&o),
             "hq" => hq::hq(&o),
+            "hq-dashboard" => hq::dashboard(&o, &callbox_tests::postgres::Postgres::start()),
             _ => unreachable!("parts are checked above"),
         }
         .with_context(|| format!("bench {p}"))?;

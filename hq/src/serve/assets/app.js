@@ -23,6 +23,7 @@ const TEXT = {
     scores: "Survey scores", csv: "Download CSV", user: "User", action: "Action", address: "Address",
     detail: "Detail", none: "Nothing to show.", no_box: "No such box.", limit: "Showing the first {n}.",
     back: "Fleet", telemetry_at: "Telemetry", no_data: "No samples in this period.",
+    per_day: "Per day", per_site: "Per site", rows_by: "Rows",
     messages: "Messages", kind: "Kind", channel: "Channel", recipient: "To", attempts: "Attempts",
     last_error: "Last error", answer: "Server's answer", sent: "Sent", next: "Next attempt",
     n_pending: "pending", n_sending: "sending", n_sent: "sent", n_failed: "failed",
@@ -47,6 +48,7 @@ const TEXT = {
     scores: "满意度分布", csv: "下载 CSV", user: "用户", action: "操作", address: "地址",
     detail: "详情", none: "暂无数据。", no_box: "没有这台设备。", limit: "只显示前 {n} 条。",
     back: "设备总览", telemetry_at: "遥测", no_data: "该时间段没有数据。",
+    per_day: "按日", per_site: "按站点", rows_by: "分组",
     messages: "消息发送", kind: "类型", channel: "渠道", recipient: "收件人", attempts: "尝试次数",
     last_error: "最近错误", answer: "服务器回复", sent: "发送时间", next: "下次尝试",
     n_pending: "待发送", n_sending: "发送中", n_sent: "已发送", n_failed: "失败",
@@ -269,10 +271,11 @@ async function callsView() {
 async function reportsView() {
   const from = dateInput("report-from"), to = dateInput("report-to");
   const site = el("input", { id: "report-site" }), dialled = el("input", { id: "report-dialled" });
+  const by = el("select", { id: "report-by" }, el("option", { value: "day" }, t("per_day")), el("option", { value: "site" }, t("per_site")));
   const out = el("div", { id: "report-out" });
   const csv = el("a", { id: "report-csv", href: "#" }, t("csv"));
   async function load() {
-    const q = qs({ from: from.value, to: to.value, site: site.value, dialled: dialled.value });
+    const q = qs({ from: from.value, to: to.value, site: site.value, dialled: dialled.value, by: by.value });
     csv.href = "/api/reports.csv?" + q;
     const d = await api("GET", "/api/reports?" + q);
     const numbers = d.numbers.map((n) => el("tr", { "data-number": n.dialled },
@@ -280,15 +283,17 @@ async function reportsView() {
       num(n.surveyed ? (n.survey_sum / n.surveyed).toFixed(2) : ""),
       el("td", { class: "codes" }, Object.entries(n.codes).map(([k, v]) => `${k}: ${v}`).join(", ")),
       el("td", { class: "scores" }, Object.entries(n.survey).map(([k, v]) => `${k}★ ${v}`).join(", "))));
-    const days = d.rows.map((r) => el("tr", {}, el("td", {}, r.day), el("td", {}, r.site), el("td", {}, r.dialled), num(r.calls), num(r.answered), num(r.abandoned), num(r.wrapped), num(r.surveyed)));
+    const first = d.by === "site" ? "site" : "day";
+    const rows = d.rows.map((r) => el("tr", {}, el("td", {}, r[first]), el("td", {}, r.dialled), num(r.calls), num(r.answered), num(r.abandoned), num(r.wrapped), num(r.surveyed)));
     out.replaceChildren(
       el("p", { class: "muted" }, `${d.from} – ${d.to}`),
       table("report-numbers", ["dialled", "calls", "answered", "abandoned", "wrapped", "surveyed", "avg", "codes", "scores"], numbers),
-      table("report-days", ["day", "site", "dialled", "calls", "answered", "abandoned", "wrapped", "surveyed"], days));
+      table("report-days", [first, "dialled", "calls", "answered", "abandoned", "wrapped", "surveyed"], rows));
   }
+  by.addEventListener("change", () => load().catch((e) => toast(e.message)));
   const form = el("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); } },
     el("label", {}, t("from"), from), el("label", {}, t("to"), to), el("label", {}, t("site"), site), el("label", {}, t("dialled"), dialled),
-    el("button", { type: "submit", id: "report-show" }, t("show")));
+    el("label", {}, t("rows_by"), by), el("button", { type: "submit", id: "report-show" }, t("show")));
   view(form, csv, out);
   await load();
 }

@@ -6,12 +6,15 @@
 //! store into a fresh database each. Figures: records per second stored
 //! while the backlog lasts (from PostgreSQL's own insert counters, between
 //! 20 % and 80 % of the run's records), the time to store them all, and a
-//! check that every record published is stored once.
+//! check that every record published is stored once. Then the
+//! dashboard's latency over 10 million calls.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use callbox_tests::mqtt::{Broker, Collector, hq_net_within, last_json};
+use callbox_tests::console::Api;
+use callbox_tests::hq::{add_user, serve};
+use callbox_tests::mqtt::{Broker, Collector, Pki, hq_net_within, last_json};
 use callbox_tests::postgres::Postgres;
 
 use super::{Figure, Opts, fig};
@@ -138,5 +141,116 @@ pub(super) fn hq(o: &Opts) -> Result<Vec<Figure>> {
         format!("**{:.2}×**", rates[1] / rates[0].max(1.0)),
         "≥ 1.6×",
     ));
+    out.extend(dashboard(o, &pg)?);
+    Ok(out)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The dashboard's latency over a database of 10 million calls (200,000
+/// with `--quick`) from 10,000 boxes over a year: the fleet list, the
+/// boxes with a problem, a 30-day report and a number's calls, each asked
+/// over a new HTTPS connection by a logged-in viewer.
+pub(super) fn dashboard(o: &Opts, pg: &Postgres) -> Result<Vec<Figure>> {
+    let calls: u64 = if o.quick { 200_000 } else { 10_000_000 };
+    pg.psql("CREATE DATABASE dash");
+    let base = pg.url();
+    let url = format!(
+        "{}/dash",
+        &base[..base.rfind('/').context("a database URL")?]
+    );
+    // The user (and with it the schema, migrated by callbox-hq).
+    add_user(&url, "bench", "viewer", "bench-viewer-pass");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let year = 365 * 86_400_000i64;
+    let t0 = Instant::now();
+    pg.psql_in(
+        "dash",
+        &format!(
+            "INSERT INTO boxes (site, box, state, session, firmware, telemetry_ms, calls, waiting, backlog,
+                 lines_up, lines_total, lines_down, alarms, seen_ms)
+             SELECT 'site-' || lpad((i / 10)::text, 4, '0'), 'box-' || lpad(i::text, 5, '0'),
+                 CASE WHEN i % 50 = 0 THEN 'offline' ELSE 'online' END, 1, '0.1.0', {now}, i % 5, i % 3, 0,
+                 CASE WHEN i % 97 = 0 THEN 1 ELSE 2 END, 2, CASE WHEN i % 97 = 0 THEN 'trunk-2' END,
+                 CASE WHEN i % 89 = 0 THEN 1 ELSE 0 END, {now}
+             FROM generate_series(0, 9999) i"
+        ),
+    );
+    pg.psql_in(
+        "dash",
+        &format!(
+            "INSERT INTO calls (site, box, id, epoch, seq, started_ms, direction, caller, dialled, queue,
+                 agent, disposition, outcome, duration_ms, talk_ms, wrap_code, survey_score)
+             SELECT 'site-' || lpad(((i % 10000) / 10)::text, 4, '0'), 'box-' || lpad((i % 10000)::text, 5, '0'),
+                 'c' || i, 'E', i, {now} - (i * {year} / {calls}), 'inbound',
+                 '138' || lpad((i % 100000000)::text, 8, '0'), '40080' || lpad((i % 50)::text, 5, '0'), 'sales',
+                 'a' || (i % 20),
+                 CASE WHEN i % 10 < 8 THEN 'answered' WHEN i % 10 = 8 THEN 'abandoned' ELSE 'no_answer' END,
+                 'done', 60000, 30000, CASE WHEN i % 7 = 0 THEN (i % 4)::text END,
+                 CASE WHEN i % 5 = 0 THEN 1 + (i / 5) % 5 END
+             FROM generate_series(1::bigint, {calls}::bigint) i"
+        ),
+    );
+    pg.psql_in("dash", "VACUUM ANALYZE");
+    let filled = t0.elapsed().as_secs_f64();
+    println!("dashboard: {calls} calls and 10,000 boxes in PostgreSQL in {filled:.0} s");
+
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::new(dir.path());
+    let token = dir.path().join("metrics.token");
+    std::fs::write(&token, "metrics-token-0123456789")?;
+    let s = serve(&url, dir.path(), &pki, &token);
+    let mut api = Api::new(s.port, &s.fingerprint);
+    ensure!(
+        api.login("bench", "bench-viewer-pass").status == 200,
+        "login: {}",
+        s.log()
+    );
+    let today = jiff::Zoned::now().date();
+    let month_ago = today.checked_sub(jiff::Span::new().days(29))?;
+    let report = format!("/api/reports?from={month_ago}&to={today}");
+    let numbers = format!("/api/calls?dialled=4008000007&from={month_ago}&to={today}");
+    let mut out = Vec::new();
+    for (what, path, target) in [
+        (
+            "the fleet list (10,000 boxes, first 1,000 shown, totals)",
+            "/api/fleet",
+            "p95 ≤ 300 ms",
+        ),
+        ("the boxes with a problem", "/api/fleet?problems=true", ""),
+        (
+            "a 30-day report, every campaign number",
+            report.as_str(),
+            "p95 ≤ 300 ms",
+        ),
+        (
+            "a campaign number's calls over 30 days (newest 1,000)",
+            numbers.as_str(),
+            "",
+        ),
+    ] {
+        // One to warm the caches, then the measured ones.
+        let first = api.send("GET", path, None);
+        ensure!(first.status == 200, "{path}: {}\n{}", first.status, s.log());
+        let mut ms = Vec::new();
+        for _ in 0..if o.quick { 5 } else { 30 } {
+            let t = Instant::now();
+            let a = api.send("GET", path, None);
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            ensure!(a.status == 200, "{path}: {}", a.status);
+        }
+        ms.sort_by(f64::total_cmp);
+        let (p50, p95) = (percentile(&ms, 0.5), percentile(&ms, 0.95));
+        println!("dashboard: {what}: p50 {p50:.0} ms, p95 {p95:.0} ms");
+        out.push(fig(
+            format!("dashboard over {calls} calls: {what}"),
+            format!("p50 {p50:.0} ms, **p95 {p95:.0} ms**"),
+            target,
+        ));
+    }
     Ok(out)
 }
