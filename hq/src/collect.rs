@@ -345,16 +345,29 @@ impl Collector {
 
     /// `--keep-months`: drops the months of records past it.
     fn drop_old_months(&mut self, keep: u32) -> Result<()> {
+        // Partitions are by UTC month.
+        let today = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date();
         if let Db::Postgres(p) = &mut self.store {
-            // Partitions are by UTC month.
-            let today = jiff::Timestamp::now()
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .date();
             for name in p.drop_old_months(keep, today)? {
                 out_line(&format!(
                     "dropped {name}: older than {keep} months (--keep-months)"
                 ));
             }
+        }
+        let cutoff = today
+            .first_of_month()
+            .checked_sub(jiff::Span::new().months(i64::from(keep.saturating_sub(1))))
+            .context("--keep-months is too large")?
+            .to_zoned(jiff::tz::TimeZone::UTC)?
+            .timestamp()
+            .as_millisecond();
+        let n = crate::fleetdb::drop_before(&mut self.store, cutoff)?;
+        if n > 0 {
+            out_line(&format!(
+                "deleted {n} telemetry samples, calls, cleared alarms and delivered messages older than {keep} months (--keep-months)"
+            ));
         }
         Ok(())
     }

@@ -382,6 +382,24 @@ pub fn store(tx: &mut dyn Tx, m: &FleetMsg, now_ms: i64) -> Result<()> {
     Ok(())
 }
 
+/// Retention (`--keep-months`): deletes what the typed tables hold from
+/// before `cutoff_ms` — telemetry samples, calls, alarms cleared, messages
+/// delivered or given up; how many rows. Boxes, open alarms and messages
+/// still to send stay whatever their age.
+pub fn drop_before(db: &mut crate::db::Db, cutoff_ms: i64) -> Result<u64> {
+    let mut n = 0;
+    for sql in [
+        "DELETE FROM telemetry WHERE at_ms < $1",
+        "DELETE FROM calls WHERE started_ms < $1",
+        "DELETE FROM alarms WHERE cleared_ms IS NOT NULL AND cleared_ms < $1",
+        "DELETE FROM notifications WHERE state IN ('sent', 'failed') AND created_ms < $1",
+        "DELETE FROM held WHERE received_ms < $1",
+    ] {
+        n += db.exec(sql, &params![cutoff_ms])?;
+    }
+    Ok(n)
+}
+
 /// Keeps a message aside with the reason it was not stored.
 pub fn hold(tx: &mut dyn Tx, topic: &str, reason: &str, payload: &[u8], now_ms: i64) -> Result<()> {
     tx.exec(

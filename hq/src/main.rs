@@ -449,8 +449,10 @@ struct CollectArgs {
     /// with `sslmode=require`.
     #[arg(long, value_name = "FILE")]
     db_ca: Option<PathBuf>,
-    /// PostgreSQL: months of records kept (this one included); whole
-    /// older months are dropped, checked every 6 hours.
+    /// Months kept (this one included), checked at start and every 6
+    /// hours: PostgreSQL drops whole older months of records; both
+    /// databases delete older telemetry samples, calls, cleared alarms
+    /// and delivered messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1200))]
     keep_months: Option<u32>,
     /// Shared-subscription group: collectors of one group share the load.
