@@ -8,6 +8,8 @@
 //! - `telemetry`: a sample per telemetry message (the box page's charts);
 //! - `calls`: each call's latest `cdr` record in columns (a re-sent record,
 //!   a later seq, replaces the earlier one) for searches and reports;
+//! - `checks`: each anti-counterfeit product check and each possible
+//!   diversion the IVR flagged (`lookup` records), with the regions;
 //! - `alarms`: each alarm raised, when it cleared and who acknowledged it;
 //! - `notifications`: each `notify` and `voicemail` record once, as a
 //!   message for the notifier ([`crate::notify`]) to deliver, with its
@@ -81,6 +83,21 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (started_ms);
 CREATE INDEX IF NOT EXISTS calls_by_dialled ON calls (dialled, started_ms);
+CREATE TABLE IF NOT EXISTS checks (
+    site TEXT NOT NULL,
+    box TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    call_id TEXT,
+    code TEXT,
+    found BIGINT,
+    diverted BIGINT NOT NULL,
+    product_region TEXT,
+    caller_region TEXT,
+    PRIMARY KEY (site, box, epoch, seq)
+);
+CREATE INDEX IF NOT EXISTS checks_by_time ON checks (at_ms);
 CREATE TABLE IF NOT EXISTS alarms (
     site TEXT NOT NULL,
     box TEXT NOT NULL,
@@ -391,6 +408,7 @@ pub fn drop_before(db: &mut crate::db::Db, cutoff_ms: i64) -> Result<u64> {
     for sql in [
         "DELETE FROM telemetry WHERE at_ms < $1",
         "DELETE FROM calls WHERE started_ms < $1",
+        "DELETE FROM checks WHERE at_ms < $1",
         "DELETE FROM alarms WHERE cleared_ms IS NOT NULL AND cleared_ms < $1",
         "DELETE FROM notifications WHERE state IN ('sent', 'failed') AND created_ms < $1",
         "DELETE FROM held WHERE received_ms < $1",
@@ -418,13 +436,15 @@ pub fn hold(tx: &mut dyn Tx, topic: &str, reason: &str, payload: &[u8], now_ms: 
 const ROWS_AT_ONCE: usize = 200;
 
 /// Fills the typed tables from a stored batch: `cdr` into `calls`,
-/// `alarm` into `alarms`, `notify` and `voicemail` into `notifications`. A record whose data lacks what a row needs is
+/// `alarm` into `alarms`, `notify` and `voicemail` into `notifications`,
+/// product checks and diversion flags (`lookup`) into `checks`. A record whose data lacks what a row needs is
 /// left to the records table alone.
 pub fn derive(tx: &mut dyn Tx, site: &str, box_id: &str, batch: &Records) -> Result<()> {
     match batch.stream.as_str() {
         "cdr" => calls(tx, site, box_id, batch),
         "alarm" => alarms(tx, site, box_id, batch),
         "notify" | "voicemail" => notifications(tx, site, box_id, batch),
+        "lookup" => checks(tx, site, box_id, batch),
         _ => Ok(()),
     }
 }
@@ -513,6 +533,41 @@ fn calls(tx: &mut dyn Tx, site: &str, box_id: &str, batch: &Records) -> Result<(
              WHERE calls.epoch <> excluded.epoch OR calls.seq < excluded.seq",
         );
         tx.exec(&sql, &p)?;
+    }
+    Ok(())
+}
+
+fn checks(tx: &mut dyn Tx, site: &str, box_id: &str, batch: &Records) -> Result<()> {
+    for r in &batch.records {
+        let Ok(d) = serde_json::from_str::<Value>(&r.data) else {
+            continue;
+        };
+        let Some(at) = r.at.as_deref().and_then(time_ms) else {
+            continue;
+        };
+        let diverted = d.get("event").and_then(Value::as_str) == Some("possible_diversion");
+        if !diverted && d.get("source").and_then(Value::as_str) != Some("products") {
+            // Order lookups and the like are not checks.
+            continue;
+        }
+        tx.exec(
+            "INSERT INTO checks (site, box, epoch, seq, at_ms, call_id, code, found, diverted,
+                 product_region, caller_region)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+            &params![
+                site,
+                box_id,
+                batch.epoch.as_str(),
+                r.seq as i64,
+                at,
+                str_of(&d, "call_id"),
+                str_of(&d, "code").or_else(|| str_of(&d, "key")),
+                d.get("found").and_then(Value::as_bool).map(i64::from),
+                i64::from(diverted),
+                str_of(&d, "product_region"),
+                str_of(&d, "caller_region")
+            ],
+        )?;
     }
     Ok(())
 }

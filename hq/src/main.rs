@@ -231,6 +231,37 @@ struct ServeArgs {
     /// The time zone reports count days in [default: the system's].
     #[arg(long, value_name = "ZONE")]
     tz: Option<String>,
+    /// The collectors' --recordings folder, for relative paths.
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
+    /// Headquarters' identity (age), to play recordings the boxes sealed.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Headquarters' broker (mqtts://HOST[:PORT]), for the box pages'
+    /// commands (config push, agents, restart); without it the dashboard
+    /// only reads its database.
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
+    /// Topic root, the boxes' `[uplink] root`.
+    #[arg(
+        long,
+        default_value = "callbox",
+        value_name = "ROOT",
+        requires = "broker"
+    )]
+    root: String,
+    /// Fleet CA certificate(s) the broker's certificate chains to, PEM.
+    #[arg(long, value_name = "FILE", requires = "broker")]
+    broker_ca: Option<PathBuf>,
+    /// Headquarters' client certificate for the broker, PEM.
+    #[arg(long, value_name = "FILE", requires_all = ["broker", "broker_key"])]
+    broker_cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    #[arg(long, value_name = "FILE", requires_all = ["broker", "broker_cert"])]
+    broker_key: Option<PathBuf>,
+    /// Allow an unencrypted mqtt:// broker (tests, a broker on loopback).
+    #[arg(long, requires = "broker")]
+    allow_plain: bool,
 }
 
 #[derive(Args, Debug)]
@@ -627,7 +658,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Some(z) => jiff::tz::TimeZone::get(z).with_context(|| format!("--tz {z}"))?,
                 None => jiff::tz::TimeZone::system(),
             };
+            let broker = match &a.broker {
+                Some(url) => Some(
+                    BrokerArgs {
+                        broker: url.clone(),
+                        root: a.root.clone(),
+                        ca: a.broker_ca.clone(),
+                        cert: a.broker_cert.clone(),
+                        key: a.broker_key.clone(),
+                        allow_plain: a.allow_plain,
+                    }
+                    .resolve()?,
+                ),
+                None => None,
+            };
             let options = serve::Options {
+                broker,
+                recordings: a.recordings,
+                identity: a.identity,
                 db: a.db,
                 db_ca: a.db_ca,
                 listen: a.listen,

@@ -74,6 +74,52 @@ pub struct Received {
     pub notes: Vec<String>,
 }
 
+/// Why a stored recording could not be read.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Not (yet) stored at headquarters.
+    NotStored,
+    /// Sealed by the box and no identity was given to open it.
+    NoIdentity,
+    /// The database, the file or the decryption failed.
+    Failed(String),
+}
+
+/// A recording the collectors stored: its WAV, decrypted with `identity`
+/// when the box sealed it (in a private temporary directory, removed at
+/// once). A relative path in the database is taken under `dir`.
+pub fn load(
+    db: &mut Db,
+    dir: Option<&Path>,
+    identity: Option<&Path>,
+    id: &str,
+) -> Result<Vec<u8>, LoadError> {
+    let rows = db
+        .query(
+            "SELECT file, encrypted FROM recordings WHERE id = $1",
+            &crate::params![id],
+        )
+        .map_err(|e| LoadError::Failed(format!("the database: {e:#}")))?;
+    let Some(r) = rows.first() else {
+        return Err(LoadError::NotStored);
+    };
+    let mut path = PathBuf::from(r[0].text().unwrap_or(""));
+    if path.is_relative()
+        && let Some(dir) = dir
+    {
+        path = dir.join(path);
+    }
+    if r[1].int().unwrap_or(0) == 0 {
+        return fs::read(&path).map_err(|e| LoadError::Failed(format!("{}: {e}", path.display())));
+    }
+    let identity = identity.ok_or(LoadError::NoIdentity)?;
+    let tmp = tempfile::tempdir().map_err(|e| LoadError::Failed(e.to_string()))?;
+    let out = tmp.path().join("plain.wav");
+    crate::decrypt::decrypt(identity, &path, Some(&out), true)
+        .map_err(|e| LoadError::Failed(format!("{e:#}")))?;
+    fs::read(&out).map_err(|e| LoadError::Failed(e.to_string()))
+}
+
 /// `<dir>/<box>/<id>.part`.
 pub fn part_path(dir: &Path, box_id: &str, id: &str) -> PathBuf {
     dir.join(box_id).join(format!("{id}.part"))

@@ -3,7 +3,8 @@
 //! its own MQTT session and speaks the contract of docs/mqtt.md: a
 //! retained online status (offline as its last will), telemetry, its call
 //! records (`cdr`) and their event logs (`call_events`) in batches with
-//! seqs from 1 in an epoch of its own, alarms now and then, and a share of
+//! seqs from 1 in an epoch of its own, product checks (`lookup`), alarms
+//! now and then, and a share of
 //! its calls recorded and uploaded in chunks. It counts what it published
 //! and what the collectors acknowledged end to end (`{b}/ack`), and ends
 //! with a JSON line of totals.
@@ -194,6 +195,7 @@ struct Streams {
     cdr: u64,
     events: u64,
     alarm: u64,
+    lookup: u64,
 }
 
 /// What every simulated box shares.
@@ -258,6 +260,7 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
         cdr: 0,
         events: 0,
         alarm: 0,
+        lookup: 0,
     };
     let tick = o.batch_every;
     // Calls per tick for this box.
@@ -289,8 +292,10 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
         let calls = rng.poisson(rate);
         let mut cdr = Vec::new();
         let mut events = Vec::new();
+        let mut lookups = Vec::new();
         for _ in 0..calls {
             let (c, e) = call(&mut rng, &s.epoch, &mut s.cdr, &mut s.events);
+            lookups.extend(product_check(&mut rng, &s.epoch, &mut s.lookup, &c));
             cdr.push(c);
             events.push(e);
             if rng.unit() < o.recorded {
@@ -299,7 +304,7 @@ async fn one_box(fleet: Arc<Fleet>, n: u32) {
             }
         }
         let calls_now = u64::from(calls);
-        for (stream, recs) in [("cdr", cdr), ("call_events", events)] {
+        for (stream, recs) in [("cdr", cdr), ("call_events", events), ("lookup", lookups)] {
             for batch in recs.chunks(100) {
                 let payload = json!({"v":1,"site":site,"box":box_id,"epoch":s.epoch,"stream":stream,"records":batch});
                 counts
@@ -415,6 +420,35 @@ fn call(rng: &mut Rng, epoch: &str, cdr_seq: &mut u64, ev_seq: &mut u64) -> (Val
     let ev = json!({"seq": *ev_seq, "id": format!("{epoch}/call_events/{ev_seq}"), "at": at,
         "data": {"call_id": id, "events": events}});
     (cdr, ev)
+}
+
+/// A caller checking a product code in the IVR now and then (a fifth of
+/// the calls): its `lookup` record, and a possible diversion's when the
+/// product's region is not the caller's.
+fn product_check(rng: &mut Rng, epoch: &str, seq: &mut u64, cdr: &Value) -> Vec<Value> {
+    if rng.unit() >= 0.2 {
+        return Vec::new();
+    }
+    let (at, call) = (cdr["at"].clone(), cdr["data"]["id"].clone());
+    let code = format!("{:05}", rng.next() % 100_000);
+    let found = rng.unit() < 0.9;
+    let mut record = |data: Value| {
+        *seq += 1;
+        json!({"seq": *seq, "id": format!("{epoch}/lookup/{seq}"), "at": at, "data": data})
+    };
+    let mut out = vec![record(
+        json!({"call_id": call, "source": "products", "key": code, "found": found}),
+    )];
+    if found && rng.unit() < 0.1 {
+        let regions = ["east", "south", "north", "west"];
+        let product = rng.pick(&regions);
+        let caller = rng.pick(&regions);
+        if product != caller {
+            out.push(record(json!({"event": "possible_diversion", "call_id": call, "code": code,
+                "caller": cdr["data"]["caller"], "product_region": product, "caller_region": caller})));
+        }
+    }
+    out
 }
 
 /// Uploads a recording of `bytes` in two chunks.

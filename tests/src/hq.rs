@@ -55,6 +55,11 @@ impl Drop for Serve {
 /// Starts `callbox-hq serve` on `db` with the `pki` server certificate
 /// and the metrics token in `token`; its output goes to `dir`.
 pub fn serve(db: &str, dir: &Path, pki: &Pki, token: &Path) -> Serve {
+    serve_with(db, dir, pki, token, &[])
+}
+
+/// [`serve`] with `extra` flags (`--broker URL --allow-plain`).
+pub fn serve_with(db: &str, dir: &Path, pki: &Pki, token: &Path, extra: &[&str]) -> Serve {
     let out = dir.join("serve.out");
     let child = Command::new(hq())
         .args([
@@ -72,6 +77,7 @@ pub fn serve(db: &str, dir: &Path, pki: &Pki, token: &Path) -> Serve {
         .arg(&pki.server.key)
         .arg("--metrics-token")
         .arg(token)
+        .args(extra)
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
         .spawn()

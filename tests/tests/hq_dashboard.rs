@@ -3,14 +3,17 @@
 //! through a real mosquitto, a box's charts, an alarm acknowledged, a
 //! campaign-number report equal to the figures computed from the records
 //! (`callbox-hq export --latest`), the Chinese screen; and the API's
-//! refusals (roles, CSRF, wrong password), the metrics endpoint.
+//! refusals (roles, CSRF, wrong password), the metrics endpoint. A config
+//! pushed to a real `callboxd` from its page, with the diff and the box's
+//! own validation answer, and its agents steered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use callbox_tests::Site;
 use callbox_tests::console::{Api, Browser};
-use callbox_tests::hq::{add_user, serve};
-use callbox_tests::mqtt::{Broker, Collector, Pki, hq_net_within};
+use callbox_tests::hq::{add_user, serve, serve_with};
+use callbox_tests::mqtt::{Broker, Collector, Daemon, Pki, add_uplink, hq_net_within};
 use serde_json::Value;
 
 const ADMIN: (&str, &str) = ("olivia", "fleet-admin-pass-1");
@@ -200,7 +203,7 @@ fn the_dashboard_shows_the_fleet_a_box_an_alarm_acknowledged_and_reports_equal_t
         b.text("#nav-fleet").as_deref() == Some("设备总览")
     });
     b.wait_until(Duration::from_secs(5), "the Chinese report", |b| {
-        b.body().contains("按小结代码统计转化")
+        b.body().contains("按小结代码统计转化") && b.body().contains("防伪查询")
     });
 
     // The API: CSV, roles, CSRF, a wrong password, the audit log, metrics.
@@ -214,6 +217,43 @@ fn the_dashboard_shows_the_fleet_a_box_an_alarm_acknowledged_and_reports_equal_t
         .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, cdrs.len() as u64);
+    // Product checks and diversion flags, as the records have them.
+    let lookups = collector.export("lookup");
+    let is_check = |r: &&Value| r["source"] == "products";
+    let want = (
+        lookups.iter().filter(is_check).count() as u64,
+        lookups
+            .iter()
+            .filter(is_check)
+            .filter(|r| r["found"] == true)
+            .count() as u64,
+        lookups
+            .iter()
+            .filter(|r| r["event"] == "possible_diversion")
+            .count() as u64,
+    );
+    assert!(want.0 > 5, "{want:?}");
+    let checks = admin.send("GET", "/api/reports/checks", None).json();
+    let sum = |k: &str| -> u64 {
+        checks["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d[k].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (sum("checks"), sum("genuine"), sum("diversions")),
+        want,
+        "{checks}"
+    );
+    let by_region: u64 = checks["diversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["flags"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_region, want.2);
     let mut viewer = Api::new(s.port, &s.fingerprint);
     assert_eq!(viewer.login(VIEWER.0, "wrong-password!").status, 401);
     assert_eq!(viewer.login(VIEWER.0, VIEWER.1).status, 200);
@@ -260,4 +300,196 @@ fn the_dashboard_shows_the_fleet_a_box_an_alarm_acknowledged_and_reports_equal_t
         .sum();
     assert_eq!(boxes, 6, "{text}");
     assert!(text.contains("# TYPE callbox_alarms_open gauge"), "{text}");
+}
+
+#[test]
+fn an_operator_pushes_a_config_to_a_real_box_seeing_its_diff_and_the_boxs_answer() {
+    let broker = Broker::start();
+    let collector = Collector::start(&broker);
+    let site = Site::new(1, 2, 300, "");
+    site.write(
+        "site.toml",
+        &(site.config_text()
+            + "\n[acd.agent.alice]\nnumber = \"1001\"\nstation = \"desk-1\"\nlogged_in = true\n\n[acd.queue.sales]\nmembers = { alice = 0 }\n"),
+    );
+    add_uplink(&site, &broker.uplink("box-d1", ""));
+    let mut d = Daemon::start(&site, &[]);
+    let db = collector.db().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    add_user(&db, "oscar", "operator", "fleet-operator-pass");
+    add_user(&db, "victor", "viewer", "fleet-viewer-pass");
+    let token = dir.path().join("metrics.token");
+    std::fs::write(&token, "metrics-token-0123456789").unwrap();
+    let url = broker.url();
+    let s = serve_with(
+        &db,
+        dir.path(),
+        &pki,
+        &token,
+        &["--broker", &url, "--allow-plain"],
+    );
+
+    // The box reports itself (presence, telemetry) through the collector.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let reported = || {
+        rusqlite::Connection::open(collector.db())
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM boxes WHERE site = 'test-site' AND box = 'box-d1' AND telemetry_ms IS NOT NULL",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    while reported() == 0 {
+        assert!(
+            std::time::Instant::now() < end && d.running(),
+            "the box is not at headquarters:\n{}\n{}",
+            d.log(),
+            collector.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let b = Browser::start("en");
+    b.goto(&format!(
+        "https://127.0.0.1:{}/#box/test-site/box-d1",
+        s.port
+    ));
+    b.fill("#login-name", "oscar");
+    b.fill("#login-password", "fleet-operator-pass");
+    b.click("#login-submit");
+    b.wait_until(Duration::from_secs(10), "the box's page with alice", |b| {
+        b.text("tr[data-agent='alice']").is_some()
+    });
+    b.click("#box-config-load");
+    b.wait_until(Duration::from_secs(20), "the box's config", |b| {
+        b.text("#box-config-version")
+            .is_some_and(|v| v.contains("Version 0"))
+    });
+    let original = b.eval("return document.querySelector('#box-config-text').value;");
+    let original = original.as_str().unwrap().to_string();
+    assert!(original.contains("[acd.agent.alice]"), "{original}");
+    let set = |text: &str| {
+        b.eval(&format!(
+            "const t = document.querySelector('#box-config-text'); t.value = {}; t.dispatchEvent(new Event('input')); return null;",
+            serde_json::to_string(text).unwrap()
+        ));
+    };
+    // A mistake: the box names it, nothing is written.
+    set(&format!(
+        "{original}\n[acd.agent.bob]\nnumber = \"1002\"\nstation = \"desk-9\"\n"
+    ));
+    b.click("#box-config-check");
+    b.wait_until(Duration::from_secs(20), "the box's refusal", |b| {
+        b.text("#box-config-answer")
+            .is_some_and(|a| a.contains("desk-9"))
+    });
+    assert!(!site.config_text().contains("bob"));
+    // The fix: its diff, checked, then pushed as version 1.
+    set(&format!(
+        "{original}\n[acd.agent.bob]\nnumber = \"1002\"\nstation = \"desk-2\"\n"
+    ));
+    let diff = b.text("#box-config-diff").unwrap();
+    assert!(
+        diff.contains("+ [acd.agent.bob]") && diff.contains("+ station = \"desk-2\""),
+        "{diff}"
+    );
+    b.click("#box-config-check");
+    b.wait_until(Duration::from_secs(20), "the box's check", |b| {
+        b.text("#box-config-answer")
+            .is_some_and(|a| a.contains("would_apply") && a.contains("acd"))
+    });
+    b.click("#box-config-push");
+    b.wait_until(Duration::from_secs(20), "the box's answer", |b| {
+        b.text("#box-config-version")
+            .is_some_and(|v| v.contains("Version 1"))
+    });
+    assert!(
+        b.text("#box-config-answer")
+            .unwrap()
+            .contains("\"applied\"")
+    );
+    assert!(
+        site.config_text().contains("[acd.agent.bob]"),
+        "{}",
+        site.config_text()
+    );
+    // Bob is on the box now; alice paused from the page.
+    b.click("tr[data-agent='alice'] button.agent-pause");
+    b.wait_until(Duration::from_secs(20), "alice paused and bob listed", |b| {
+        let paused = b.text("tr[data-agent='alice']").is_some_and(|r| r.contains("paused"));
+        if !paused || b.text("tr[data-agent='bob']").is_none() {
+            b.eval("document.querySelector('#box-period').dispatchEvent(new Event('change')); return null;");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        paused && b.text("tr[data-agent='bob']").is_some()
+    });
+
+    // Roles: a viewer reads no config and sends nothing; an operator does
+    // not restart a box. Each push is audited with its diff.
+    let mut viewer = Api::new(s.port, &s.fingerprint);
+    assert_eq!(viewer.login("victor", "fleet-viewer-pass").status, 200);
+    assert_eq!(
+        viewer
+            .send("GET", "/api/boxes/test-site/box-d1/config", None)
+            .status,
+        403
+    );
+    let pause = r#"{"cmd":"agent","args":{"action":"unpause","agent":"alice"}}"#;
+    assert_eq!(
+        viewer
+            .send("POST", "/api/boxes/test-site/box-d1/command", Some(pause))
+            .status,
+        403
+    );
+    let mut op = Api::new(s.port, &s.fingerprint);
+    assert_eq!(op.login("oscar", "fleet-operator-pass").status, 200);
+    assert_eq!(
+        op.send(
+            "POST",
+            "/api/boxes/test-site/box-d1/command",
+            Some(r#"{"cmd":"restart"}"#)
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        op.send(
+            "POST",
+            "/api/boxes/test-site/box-d1/command",
+            Some(r#"{"cmd":"originate"}"#)
+        )
+        .status,
+        422
+    );
+    assert_eq!(
+        op.send("POST", "/api/boxes/test-site/box-nope/command", Some(pause))
+            .status,
+        504
+    );
+    assert!(d.running(), "{}", d.log());
+    let mut admin = Api::new(s.port, &s.fingerprint);
+    add_user(&db, "ada", "admin", "fleet-admin-pass-1");
+    assert_eq!(admin.login("ada", "fleet-admin-pass-1").status, 200);
+    let audit = admin.send("GET", "/api/audit", None).json();
+    let push = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "config.set")
+        .expect("the push audited");
+    let detail: Value = serde_json::from_str(push["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (
+            detail["version"].as_u64(),
+            detail["removed"].as_u64(),
+            detail["ok"].as_bool()
+        ),
+        (Some(1), Some(0), Some(true)),
+        "{detail}"
+    );
+    assert!(detail["added"].as_u64() >= Some(3), "{detail}");
+    assert!(d.stop().success(), "{}", d.log());
 }

@@ -14,18 +14,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callbox_tests::console::Api;
-use callbox_tests::hq::{add_user, serve};
+use callbox_tests::hq::{add_user, serve_with};
 use callbox_tests::mqtt::{Broker, Collector, Daemon, Pki, add_uplink, free_port, hq, outbox_len};
 use callbox_tests::{Site, text, write_tone_hz};
 use serde_json::Value;
 
 const BOX: &str = "box-n1";
 
-fn site() -> Site {
+/// The test site; its recordings sealed to `recipient` (age).
+fn site(recipient: &str) -> Site {
     let site = Site::with_config(
         1,
         1,
-        r#"
+        &(format!("[recording]\nrecipients = [\"{recipient}\"]\n\n")
+            + r#"
 [ivr]
 start = "main"
 
@@ -56,12 +58,7 @@ next = "bye"
 [ivr.node.bye]
 type = "hangup"
 
-[voicemail]
-
-[voicemail.box.sales]
-number = "500"
-pin = "$argon2id$v=19$m=19456,t=2,p=1$f2wlt1lpkIrgugHR7f9gJQ$VmFGg+QS30So4Mh/mR4pEmXAUPPTDuENY2pyP2al1Lg"
-"#,
+"#),
     );
     write_tone_hz(&site.dir.path().join("message.wav"), 1400.0, 3_000);
     site
@@ -98,10 +95,12 @@ impl Drop for Notifier {
     }
 }
 
-fn notifier(db: &str, config: &Path, recordings: &Path, out: &Path) -> Notifier {
+fn notifier(db: &str, config: &Path, recordings: &Path, identity: &Path, out: &Path) -> Notifier {
     Notifier(
         Command::new(hq())
             .args(["notify", "--db", db, "--name", "n1"])
+            .arg("--identity")
+            .arg(identity)
             .arg("--config")
             .arg(config)
             .arg("--recordings")
@@ -191,7 +190,17 @@ fn attachment(mail: &str, filename: &str) -> Vec<u8> {
 fn callers_requests_and_voicemail_are_delivered_once_by_mail_and_sms_through_failures_and_a_restart()
  {
     let broker = Broker::start();
-    let site = site();
+    // Headquarters' key: the box seals its recordings to it.
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("hq.key");
+    let keygen = Command::new(hq())
+        .args(["keygen", "--out"])
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let recipient = String::from_utf8(keygen.stdout).unwrap().trim().to_string();
+    let site = site(&recipient);
     add_uplink(
         &site,
         &broker.uplink(BOX, "e2e_ack = true\nack_timeout = \"3s\"\n"),
@@ -352,7 +361,7 @@ text = "A {{duration_s}}-second message from {{caller}} is attached."
     let db = col.db();
     let db_s = db.display().to_string();
     let log = dir.path().join("notify.out");
-    let mut n = notifier(&db_s, &config, &col.recordings(), &log);
+    let mut n = notifier(&db_s, &config, &col.recordings(), &identity, &log);
 
     let end = Instant::now() + Duration::from_secs(60);
     loop {
@@ -389,7 +398,7 @@ text = "A {{duration_s}}-second message from {{caller}} is attached."
     // A notifier killed and started again sends nothing twice.
     let _ = n.0.kill();
     let _ = n.0.wait();
-    n = notifier(&db_s, &config, &col.recordings(), &log);
+    n = notifier(&db_s, &config, &col.recordings(), &identity, &log);
     std::thread::sleep(Duration::from_secs(3));
     drop(n);
     let mails = files(&got, "mail-");
@@ -440,7 +449,15 @@ text = "A {{duration_s}}-second message from {{caller}} is attached."
     add_user(&db_s, "olivia", "viewer", "fleet-viewer-pass");
     let token = dir.path().join("metrics.token");
     std::fs::write(&token, "metrics-token-0123456789").unwrap();
-    let s = serve(&db_s, dir.path(), &pki, &token);
+    let rec_dir = col.recordings().display().to_string();
+    let id_file = identity.display().to_string();
+    let s = serve_with(
+        &db_s,
+        dir.path(),
+        &pki,
+        &token,
+        &["--recordings", &rec_dir, "--identity", &id_file],
+    );
     let mut api = Api::new(s.port, &s.fingerprint);
     assert_eq!(api.login("olivia", "fleet-viewer-pass").status, 200);
     let shown = api.send("GET", "/api/notifications", None).json();
@@ -457,4 +474,16 @@ text = "A {{duration_s}}-second message from {{caller}} is attached."
     let vm = list.iter().find(|m| m["kind"] == "voicemail").unwrap();
     assert_eq!(vm["recipient"], "sales@example.cn");
     assert!(vm["answer"].as_str().unwrap().starts_with("250"), "{vm}");
+    // The box sealed the recording; the dashboard plays it decrypted, the
+    // same audio the e-mail carried.
+    let sealed = std::fs::read_dir(col.recordings().join(BOX))
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().to_string_lossy().ends_with(".wav.age"));
+    assert!(sealed, "the collector holds the sealed recording");
+    let played = api.send("GET", &format!("/api/recordings/{rec_id}"), None);
+    assert_eq!(played.status, 200);
+    assert_eq!(played.header("content-type"), Some("audio/wav"));
+    assert_eq!(played.body, wav);
+    assert_eq!(api.send("GET", "/api/recordings/nope", None).status, 404);
 }

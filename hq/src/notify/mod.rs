@@ -340,40 +340,19 @@ fn deliver(db: &mut Db, cfg: &Config, o: &Options, r: &[Cell]) -> Result<Deliver
 }
 
 /// A voicemail's recording as stored by the collectors, decrypted if it
-/// was sealed.
+/// was sealed; one not stored yet is waited for.
 fn recording(db: &mut Db, o: &Options, id: &str) -> Result<File, Failure> {
-    let rows = db
-        .query(
-            "SELECT file, encrypted FROM recordings WHERE id = $1",
-            &params![id],
-        )
-        .map_err(|e| Failure::transient(format!("the database: {e:#}")))?;
-    let Some(r) = rows.first() else {
-        return Err(Failure::transient(format!(
-            "the recording {id} has not reached headquarters yet"
-        )));
-    };
-    let mut path = PathBuf::from(r[0].text().unwrap_or(""));
-    if path.is_relative()
-        && let Some(dir) = &o.recordings
-    {
-        path = dir.join(path);
-    }
-    let encrypted = r[1].int().unwrap_or(0) != 0;
-    let bytes = if encrypted {
-        let Some(identity) = &o.identity else {
-            return Err(Failure::permanent(format!(
+    use crate::recordings::LoadError;
+    let bytes = crate::recordings::load(db, o.recordings.as_deref(), o.identity.as_deref(), id)
+        .map_err(|e| match e {
+            LoadError::NotStored => Failure::transient(format!(
+                "the recording {id} has not reached headquarters yet"
+            )),
+            LoadError::NoIdentity => Failure::permanent(format!(
                 "the recording {id} is encrypted and no --identity was given"
-            )));
-        };
-        let dir = tempfile::tempdir().map_err(|e| Failure::transient(e.to_string()))?;
-        let out = dir.path().join(format!("{id}.wav"));
-        crate::decrypt::decrypt(identity, &path, Some(&out), true)
-            .map_err(|e| Failure::permanent(format!("{e:#}")))?;
-        std::fs::read(&out).map_err(|e| Failure::transient(e.to_string()))?
-    } else {
-        std::fs::read(&path).map_err(|e| Failure::transient(format!("{}: {e}", path.display())))?
-    };
+            )),
+            LoadError::Failed(e) => Failure::transient(e),
+        })?;
     Ok(File {
         name: format!("voicemail-{id}.wav"),
         bytes,

@@ -43,6 +43,12 @@ pub struct Deps {
     pub limit: LoginLimit,
     pub metrics_token: Option<String>,
     pub tz: jiff::tz::TimeZone,
+    /// Headquarters' broker, for the box pages' commands.
+    pub broker: Option<crate::mqtt::Broker>,
+    /// The collectors' recordings folder (relative paths).
+    pub recordings: Option<std::path::PathBuf>,
+    /// Headquarters' identity, to open sealed recordings.
+    pub identity: Option<std::path::PathBuf>,
 }
 
 /// What every handler shares.
@@ -160,11 +166,21 @@ pub fn router(deps: Deps) -> Router {
         .route("/api/me", get(me))
         .route("/api/fleet", get(fleet))
         .route("/api/boxes/{site}/{box}", get(one_box))
+        .route(
+            "/api/boxes/{site}/{box}/config",
+            get(super::commands::config_get).post(super::commands::config_set),
+        )
+        .route(
+            "/api/boxes/{site}/{box}/command",
+            post(super::commands::command),
+        )
         .route("/api/alarms", get(alarms))
         .route("/api/alarms/ack", post(ack))
         .route("/api/calls", get(calls))
+        .route("/api/recordings/{id}", get(super::recording::get))
         .route("/api/reports", get(super::reports::get))
         .route("/api/reports.csv", get(super::reports::csv))
+        .route("/api/reports/checks", get(super::reports::checks))
         .route("/api/audit", get(audit_log))
         .route("/api/notifications", get(notifications))
         .fallback(|| async { ApiError::not_found("no such page") })
@@ -246,7 +262,7 @@ async fn login(
             };
             d.audit(Some(&name), ip, "login", json!({"role": role}))
                 .await;
-            let mut r = Json(me_json(&s)).into_response();
+            let mut r = Json(me_json(&s, d.deps.broker.is_some())).into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
                 session::session_cookie(COOKIE, &token, d.deps.sessions.max().as_secs()),
@@ -262,8 +278,8 @@ async fn login(
     }
 }
 
-fn me_json(s: &Session<Role>) -> Value {
-    json!({"user": s.user, "role": s.role, "csrf": s.csrf})
+fn me_json(s: &Session<Role>, commands: bool) -> Value {
+    json!({"user": s.user, "role": s.role, "csrf": s.csrf, "commands": commands})
 }
 
 async fn logout(State(d): St, a: Authed) -> Response {
@@ -276,8 +292,8 @@ async fn logout(State(d): St, a: Authed) -> Response {
     r
 }
 
-async fn me(a: Authed) -> Json<Value> {
-    Json(me_json(&a.session))
+async fn me(State(d): St, a: Authed) -> Json<Value> {
+    Json(me_json(&a.session, d.deps.broker.is_some()))
 }
 
 /// Rows as JSON objects named by `cols`.

@@ -5,8 +5,12 @@
 //! - `api`: users with roles (viewer, operator, admin), sessions, CSRF,
 //!   the audit log, and the JSON the pages use: the fleet list, a box's
 //!   page, alarms with acknowledge, calls searched, reports.
+//! - `commands`: a box's config read, checked and pushed, its agents and
+//!   day/night switch steered, a restart, over headquarters' broker.
 //! - `reports`: calls per campaign (dialled) number per day and site,
 //!   conversions by wrap-up code, survey scores, and CSV.
+//! - `recording`: a call's recording, decrypted with headquarters'
+//!   identity, for the browser's player.
 //! - `metrics`: a Prometheus text endpoint with fleet gauges.
 //! - `assets`: the page, English and Chinese, built into the binary.
 //!
@@ -17,7 +21,9 @@
 
 mod api;
 mod assets;
+mod commands;
 mod metrics;
+mod recording;
 mod reports;
 
 use std::net::SocketAddr;
@@ -95,6 +101,13 @@ pub struct Options {
     pub metrics_token: Option<PathBuf>,
     /// The time zone reports count days in.
     pub tz: jiff::tz::TimeZone,
+    /// Headquarters' broker, for the box pages' commands; `None`: the
+    /// dashboard only reads.
+    pub broker: Option<crate::mqtt::Broker>,
+    /// The collectors' recordings folder, for relative paths.
+    pub recordings: Option<PathBuf>,
+    /// Headquarters' identity (age), to play sealed recordings.
+    pub identity: Option<PathBuf>,
 }
 
 /// Database reads at once (each a connection).
@@ -201,6 +214,9 @@ pub async fn run(o: Options) -> Result<()> {
         limit: callbox_web::session::LoginLimit::new(o.login_attempts, Duration::from_secs(300)),
         metrics_token,
         tz: o.tz,
+        broker: o.broker,
+        recordings: o.recordings,
+        identity: o.identity,
     });
     let bound = callbox_web::tls::serve(
         "dashboard",

@@ -3,6 +3,9 @@
 //! answers — and per number over the period its conversions by wrap-up
 //! code and its survey score distribution; the rows also as CSV.
 //!
+//! Also the anti-counterfeit product checks per day and site, and the
+//! possible diversions by product and caller region.
+//!
 //! Days are counted in the dashboard's time zone (`--tz`), at its offset
 //! on the period's first day.
 
@@ -191,6 +194,77 @@ async fn report(d: &Dash, q: ReportQuery) -> Result<Value, ApiError> {
         "rows": rows,
         "numbers": numbers.iter().map(|(n, f)| f.json(json!({"dialled": n}), true)).collect::<Vec<_>>(),
     }))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ChecksQuery {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    site: String,
+}
+
+/// `GET /api/reports/checks`: anti-counterfeit product checks per day
+/// (genuine, not found) and per site, and the possible diversions the
+/// IVR flagged by product region and caller region.
+pub async fn checks(State(d): St, _a: Authed, Query(q): Query<ChecksQuery>) -> ApiResult {
+    let (from, to, since, until) = range(&d.deps.tz, q.from.as_deref(), q.to.as_deref())?;
+    let offset = from
+        .to_zoned(d.deps.tz.clone())
+        .map_err(ApiError::internal)?
+        .offset()
+        .seconds() as i64
+        * 1000;
+    let site = q.site;
+    let got = d
+        .db(move |db| {
+            let filter = "at_ms >= $1 AND at_ms < $2 AND ($3 = '' OR site = $3)";
+            let counts = "COUNT(*) - CAST(SUM(diverted) AS BIGINT),
+                 CAST(SUM(CASE WHEN diverted = 0 AND found = 1 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(SUM(CASE WHEN diverted = 0 AND found = 0 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(SUM(diverted) AS BIGINT)";
+            let days = db.query(
+                &format!(
+                    "SELECT (at_ms + $4) / {DAY_MS}, {counts} FROM checks WHERE {filter}
+                     GROUP BY (at_ms + $4) / {DAY_MS} ORDER BY 1"
+                ),
+                &params![since, until, site.as_str(), offset],
+            )?;
+            let sites = db.query(
+                &format!(
+                    "SELECT site, {counts} FROM checks WHERE {filter}
+                     GROUP BY site ORDER BY 2 DESC, 1 LIMIT $4"
+                ),
+                &params![since, until, site.as_str(), SITE_ROWS],
+            )?;
+            let regions = db.query(
+                &format!(
+                    "SELECT COALESCE(product_region, ''), COALESCE(caller_region, ''), COUNT(*)
+                     FROM checks WHERE {filter} AND diverted = 1
+                     GROUP BY COALESCE(product_region, ''), COALESCE(caller_region, '')
+                     ORDER BY 3 DESC, 1, 2"
+                ),
+                &params![since, until, site.as_str()],
+            )?;
+            Ok((days, sites, regions))
+        })
+        .await?;
+    let (days, sites, regions) = got;
+    let day = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms * DAY_MS)
+            .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+            .unwrap_or_default()
+    };
+    let figures = |first: (&str, Value), r: &[crate::sql::Cell]| {
+        json!({first.0: first.1, "checks": r[1].json(), "genuine": r[2].json(),
+               "not_found": r[3].json(), "diversions": r[4].json()})
+    };
+    Ok(Json(json!({
+        "from": from.to_string(), "to": to.to_string(),
+        "days": days.iter().map(|r| figures(("day", day(r[0].int().unwrap_or(0)).into()), r)).collect::<Vec<_>>(),
+        "sites": sites.iter().map(|r| figures(("site", r[0].json()), r)).collect::<Vec<_>>(),
+        "diversions": regions.iter().map(|r| json!({"product_region": r[0].json(), "caller_region": r[1].json(), "flags": r[2].json()})).collect::<Vec<_>>(),
+    })))
 }
 
 /// `GET /api/reports`.

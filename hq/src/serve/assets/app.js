@@ -23,6 +23,13 @@ const TEXT = {
     scores: "Survey scores", csv: "Download CSV", user: "User", action: "Action", address: "Address",
     detail: "Detail", none: "Nothing to show.", no_box: "No such box.", limit: "Showing the first {n}.",
     back: "Fleet", telemetry_at: "Telemetry", no_data: "No samples in this period.",
+    config: "Configuration", load_config: "Read the box's config", check: "Check", push: "Push as the next version",
+    version: "Version", box_answer: "The box's answer", no_changes: "No changes.", diff: "Changes",
+    restart_needed: "Apply with a restart of the box", restart: "Restart the box", restart_sure: "Restart this box now? Calls in progress end.",
+    a_pause: "Pause", a_unpause: "Available", a_logout: "Log out", actions: "Actions", sent_ok: "Done.",
+    recording: "Recording",
+    checks: "Anti-counterfeit checks", genuine: "Genuine", not_found: "Not found", diversions: "Possible diversions",
+    product_region: "Product region", caller_region: "Caller region",
     per_day: "Per day", per_site: "Per site", rows_by: "Rows",
     messages: "Messages", kind: "Kind", channel: "Channel", recipient: "To", attempts: "Attempts",
     last_error: "Last error", answer: "Server's answer", sent: "Sent", next: "Next attempt",
@@ -48,6 +55,13 @@ const TEXT = {
     scores: "满意度分布", csv: "下载 CSV", user: "用户", action: "操作", address: "地址",
     detail: "详情", none: "暂无数据。", no_box: "没有这台设备。", limit: "只显示前 {n} 条。",
     back: "设备总览", telemetry_at: "遥测", no_data: "该时间段没有数据。",
+    config: "配置", load_config: "读取设备配置", check: "检查", push: "推送为新版本",
+    version: "版本", box_answer: "设备回复", no_changes: "没有改动。", diff: "改动",
+    restart_needed: "需要重启设备才能生效时重启", restart: "重启设备", restart_sure: "现在重启这台设备？进行中的通话会结束。",
+    a_pause: "暂停", a_unpause: "就绪", a_logout: "签出", actions: "操作", sent_ok: "已完成。",
+    recording: "录音",
+    checks: "防伪查询", genuine: "正品", not_found: "未找到", diversions: "疑似窜货",
+    product_region: "产品区域", caller_region: "来电区域",
     per_day: "按日", per_site: "按站点", rows_by: "分组",
     messages: "消息发送", kind: "类型", channel: "渠道", recipient: "收件人", attempts: "尝试次数",
     last_error: "最近错误", answer: "服务器回复", sent: "发送时间", next: "下次尝试",
@@ -202,6 +216,82 @@ function alarmRows(alarms, reload) {
       } }, t("ack")) : ""))));
 }
 
+// Changed lines of b against a, with two lines of context around each
+// change: the common head and tail are skipped before a longest-common-
+// subsequence pass over the middle.
+function lineDiff(a, b) {
+  const x = a.split("\n"), y = b.split("\n");
+  let head = 0;
+  while (head < x.length && head < y.length && x[head] === y[head]) head++;
+  let tail = 0;
+  while (tail < x.length - head && tail < y.length - head && x[x.length - 1 - tail] === y[y.length - 1 - tail]) tail++;
+  const xs = x.slice(head, x.length - tail), ys = y.slice(head, y.length - tail);
+  const L = Array.from({ length: xs.length + 1 }, () => new Uint32Array(ys.length + 1));
+  for (let i = xs.length - 1; i >= 0; i--) for (let j = ys.length - 1; j >= 0; j--)
+    L[i][j] = xs[i] === ys[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+  const mid = [];
+  let i = 0, j = 0;
+  while (i < xs.length || j < ys.length) {
+    if (i < xs.length && j < ys.length && xs[i] === ys[j]) { mid.push([" ", xs[i]]); i++; j++; }
+    else if (j < ys.length && (i === xs.length || L[i][j + 1] >= L[i + 1][j])) { mid.push(["+", ys[j]]); j++; }
+    else { mid.push(["-", xs[i]]); i++; }
+  }
+  const before = x.slice(Math.max(0, head - 2), head).map((l) => [" ", l]);
+  const after = x.slice(x.length - tail, x.length - tail + 2).map((l) => [" ", l]);
+  return [...before, ...mid, ...after];
+}
+
+async function boxCommand(site, box, cmd, args) {
+  const r = await api("POST", `/api/boxes/${encodeURIComponent(site)}/${encodeURIComponent(box)}/command`, { cmd, args });
+  if (!r.ok) throw new Error(r.error || "refused");
+  toast(t("sent_ok"));
+  return r;
+}
+
+function configBox(site, box) {
+  const path = `/api/boxes/${encodeURIComponent(site)}/${encodeURIComponent(box)}/config`;
+  const text = el("textarea", { id: "box-config-text", rows: "18", spellcheck: "false", hidden: true });
+  const version = el("span", { id: "box-config-version", class: "muted" });
+  const restart = el("input", { type: "checkbox", id: "box-config-restart" });
+  const diff = el("pre", { id: "box-config-diff", class: "diff", hidden: true });
+  const answer = el("pre", { id: "box-config-answer", class: "detail", hidden: true });
+  let loaded = null;
+  const showDiff = () => {
+    const d = lineDiff(loaded.toml, text.value).filter((l, k, all) => l[0] !== " " || all.some((m) => m[0] !== " "));
+    const changed = d.filter((l) => l[0] !== " ");
+    diff.hidden = false;
+    diff.replaceChildren(...(changed.length ? d.map(([k, l]) => el("div", { class: k === "+" ? "added" : (k === "-" ? "removed" : "") }, `${k} ${l}`)) : [t("no_changes")]));
+    return [changed.filter((l) => l[0] === "+").length, changed.filter((l) => l[0] === "-").length];
+  };
+  const send = async (check) => {
+    const counts = showDiff();
+    const r = await api("POST", path, { toml: text.value, check, base_version: loaded.version, restart: restart.checked, diff: counts });
+    answer.hidden = false;
+    answer.className = r.ok ? "detail ok" : "detail bad";
+    answer.textContent = `${t("box_answer")}: ` + (r.ok ? JSON.stringify(r.result) : r.error);
+    if (r.ok && !check) {
+      loaded = { toml: text.value, version: r.result.version };
+      version.textContent = `${t("version")} ${loaded.version}`;
+    }
+  };
+  const buttons = el("div", { class: "buttons", hidden: true },
+    el("button", { type: "button", id: "box-config-check", onclick: () => send(true).catch((e) => toast(e.message)) }, t("check")),
+    el("button", { type: "button", id: "box-config-push", onclick: () => send(false).catch((e) => toast(e.message)) }, t("push")),
+    el("label", { class: "check" }, restart, t("restart_needed")));
+  const load = el("button", { type: "button", id: "box-config-load", onclick: async () => {
+    try {
+      const r = await api("GET", path);
+      if (!r.ok) throw new Error(r.error);
+      loaded = r.result;
+      text.value = loaded.toml;
+      version.textContent = `${t("version")} ${loaded.version}`;
+      text.hidden = false; buttons.hidden = false;
+    } catch (e) { toast(e.message); }
+  } }, t("load_config"));
+  text.addEventListener("input", () => { if (loaded) showDiff(); });
+  return el("section", { id: "box-config" }, el("h2", {}, t("config")), load, " ", version, text, buttons, diff, answer);
+}
+
 async function boxView(site, box) {
   const period = el("select", { id: "box-period" }, [[1440, "hours_24"], [15, "minutes_15"], [10080, "days_7"], [43200, "days_30"]].map(([h, k]) => el("option", { value: h }, t(k))));
   const out = el("div", { id: "box-out" });
@@ -214,7 +304,10 @@ async function boxView(site, box) {
       [["ch_calls", "calls"], ["ch_waiting", "waiting"], ["ch_cpu", "cpu"], ["ch_disk", "disk_free"], ["ch_backlog", "backlog"]]
         .map(([k, key]) => lineChart(t(k), `chart-${key}`, d.samples, key, d.since_ms, d.until_ms)));
     const lines = (tel.lines || []).map((l) => el("tr", {}, el("td", {}, l.id), el("td", { class: l.state === "down" ? "bad" : "" }, l.state || (l.up ? "up" : "")), el("td", {}, l.reason || "")));
-    const agents = (tel.agents || []).map((a) => el("tr", {}, el("td", {}, a.id), el("td", {}, a.state), el("td", {}, a.station || "")));
+    const steer = me.commands && me.role !== "viewer";
+    const agentButtons = (a) => el("td", { class: "actions" }, steer ? [["pause", "a_pause"], ["unpause", "a_unpause"], ["logout", "a_logout"]].map(([action, k]) =>
+      el("button", { type: "button", class: `agent-${action}`, onclick: () => boxCommand(site, box, "agent", { action, agent: a.id }).then(load).catch((e) => toast(e.message)) }, t(k))) : "");
+    const agents = (tel.agents || []).map((a) => el("tr", { "data-agent": a.id }, el("td", {}, a.id), el("td", {}, a.state), el("td", {}, a.station || ""), agentButtons(a)));
     const queues = (tel.queues || []).map((q) => el("tr", {}, el("td", {}, q.name), num(q.waiting), num(q.longest_wait_s)));
     out.replaceChildren(
       el("div", { class: "tiles" },
@@ -226,9 +319,15 @@ async function boxView(site, box) {
       charts,
       el("h2", {}, t("lines")), table("box-lines-table", ["line", "state", "reason"], lines),
       el("h2", {}, t("queue")), table("box-queues", ["queue", "waiting", "longest"], queues),
-      el("h2", {}, t("agent")), table("box-agents", ["agent", "state", "station"], agents),
-      el("h2", {}, t("alarms")), table("box-alarms", ["box", "code", "severity", "message", "raised", "cleared", "acked"], alarmRows(d.alarms, load)));
+      el("h2", {}, t("agent")), table("box-agents", ["agent", "state", "station", "actions"], agents),
+      el("h2", {}, t("alarms")), table("box-alarms", ["box", "code", "severity", "message", "raised", "cleared", "acked"], alarmRows(d.alarms, load)),
+      me.commands && me.role !== "viewer" ? config : "",
+      me.commands && me.role === "admin" ? el("button", { type: "button", id: "box-restart", class: "danger", onclick: () => {
+        if (confirm(t("restart_sure"))) boxCommand(site, box, "restart", {}).catch((e) => toast(e.message));
+      } }, t("restart")) : "");
   }
+  // Kept across reloads of the figures: an edit in progress stays.
+  const config = configBox(site, box);
   period.addEventListener("change", () => load());
   view(el("p", {}, el("a", { href: "#fleet" }, `← ${t("back")}`), ` ${site}/${box}`), el("label", {}, t("period"), period), out);
   await load();
@@ -255,10 +354,14 @@ async function callsView() {
   const out = el("div", { id: "calls-out" });
   async function load() {
     const d = await api("GET", "/api/calls?" + qs({ from: from.value, to: to.value, site: site.value, dialled: dialled.value, caller: caller.value }));
-    out.replaceChildren(table("calls-table", ["when", "site", "box", "caller", "dialled", "queue", "agent", "disposition", "duration", "wrap", "survey"],
+    out.replaceChildren(table("calls-table", ["when", "site", "box", "caller", "dialled", "queue", "agent", "disposition", "duration", "wrap", "survey", "recording"],
       d.calls.map((c) => el("tr", {}, el("td", {}, time(c.started_ms)), el("td", {}, c.site), el("td", {}, c.box), el("td", {}, c.caller || ""),
         el("td", {}, c.dialled || ""), el("td", {}, c.queue || ""), el("td", {}, c.agent || ""), el("td", {}, c.disposition || ""),
-        num(dur(c.duration_ms)), el("td", {}, c.wrap_code || ""), num(c.survey_score)))),
+        num(dur(c.duration_ms)), el("td", {}, c.wrap_code || ""), num(c.survey_score),
+        el("td", { class: "rec" }, (c.recordings || "").split(",").filter((r) => r).map((r) =>
+          el("button", { type: "button", class: "play", "data-recording": r, onclick: (ev) => {
+            ev.target.replaceWith(el("audio", { controls: true, autoplay: true, src: `/api/recordings/${encodeURIComponent(r)}` }));
+          } }, "▶")))))),
       d.calls.length >= d.limit ? el("p", { class: "muted" }, t("limit").replace("{n}", d.limit)) : "");
   }
   const form = el("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); } },
@@ -285,10 +388,19 @@ async function reportsView() {
       el("td", { class: "scores" }, Object.entries(n.survey).map(([k, v]) => `${k}★ ${v}`).join(", "))));
     const first = d.by === "site" ? "site" : "day";
     const rows = d.rows.map((r) => el("tr", {}, el("td", {}, r[first]), el("td", {}, r.dialled), num(r.calls), num(r.answered), num(r.abandoned), num(r.wrapped), num(r.surveyed)));
+    const c = await api("GET", "/api/reports/checks?" + qs({ from: from.value, to: to.value, site: site.value }));
+    const checkRow = (first) => (r) => el("tr", {}, el("td", {}, r[first]), num(r.checks), num(r.genuine), num(r.not_found), num(r.diversions));
+    const checks = el("section", { id: "report-checks" }, el("h2", {}, t("checks")),
+      table("checks-days", ["day", "checks", "genuine", "not_found", "diversions"], c.days.map(checkRow("day"))),
+      table("checks-sites", ["site", "checks", "genuine", "not_found", "diversions"], c.sites.map(checkRow("site"))),
+      el("h3", {}, t("diversions")),
+      table("checks-regions", ["product_region", "caller_region", "diversions"],
+        c.diversions.map((r) => el("tr", {}, el("td", {}, r.product_region), el("td", {}, r.caller_region), num(r.flags)))));
     out.replaceChildren(
       el("p", { class: "muted" }, `${d.from} – ${d.to}`),
       table("report-numbers", ["dialled", "calls", "answered", "abandoned", "wrapped", "surveyed", "avg", "codes", "scores"], numbers),
-      table("report-days", [first, "dialled", "calls", "answered", "abandoned", "wrapped", "surveyed"], rows));
+      table("report-days", [first, "dialled", "calls", "answered", "abandoned", "wrapped", "surveyed"], rows),
+      checks);
   }
   by.addEventListener("change", () => load().catch((e) => toast(e.message)));
   const form = el("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); load().catch((e) => toast(e.message)); } },
