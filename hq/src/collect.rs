@@ -394,7 +394,8 @@ impl Collector {
             )
         };
         match r.verdict {
-            Verdict::Partial { .. } | Verdict::Late => {}
+            Verdict::Partial { .. } => {}
+            Verdict::Late => out.publish.push(ack(Ok(()))),
             Verdict::Complete { .. } => {
                 out.stored = Some(Stored {
                     source: format!("{site}/{box_id}"),

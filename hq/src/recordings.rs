@@ -42,7 +42,10 @@ pub enum Verdict {
     /// The last chunk again, for a recording already complete (the box
     /// did not get our ack): ack it again.
     AlreadyComplete,
-    /// Another chunk of a recording already complete: nothing to do.
+    /// Another chunk of a recording already complete: acked again as
+    /// well. The ack of its completion may never have gone out: a chunk
+    /// that completed a recording in a group whose records then failed is
+    /// taken again with the group, and is then one of these.
     Late,
     /// The last chunk arrived but bytes are missing.
     Missing {

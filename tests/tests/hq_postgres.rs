@@ -207,7 +207,8 @@ fn a_simulated_fleet_is_stored_once_by_two_collectors() {
     assert_eq!(
         sim["recordings_acked"],
         sim["recordings"],
-        "{sim}\n{}\n{}",
+        "{sim}\nuploads left: {}\n{}\n{}",
+        pg.psql("SELECT box, id, size, have, ranges, last_seen, meta IS NOT NULL FROM uploads"),
         about_recordings(&a),
         about_recordings(&b)
     );
