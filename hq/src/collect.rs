@@ -488,10 +488,12 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
 
     let mut options = broker.options(&client_id, false);
     options.set_manual_acks(true);
-    // Presence and telemetry go to every collector of the group, not
-    // shared: a shared subscription gets no retained messages, so the
-    // fleet tables would wait for each box's next change. Storing them is
-    // idempotent.
+    // Telemetry is shared like records: each message is stored once by
+    // one collector of the group (a box sends it every 30 s, so a
+    // collector started late waits that long for it). Presence goes to
+    // every collector, not shared: a shared subscription gets no retained
+    // messages and a box's status changes rarely; storing it twice
+    // changes nothing.
     let subs = ["records", "upload"]
         .iter()
         .map(|k| {
@@ -500,11 +502,13 @@ pub async fn run(broker: &Broker, o: Options) -> Result<()> {
                 QoS::AtLeastOnce,
             )
         })
-        .chain(
-            ["status", "telemetry"]
-                .iter()
-                .map(|k| (format!("{}/+/+/{k}", broker.root), QoS::AtLeastOnce)),
-        )
+        .chain([
+            (
+                format!("$share/{}/{}/+/+/telemetry", o.group, broker.root),
+                QoS::AtLeastOnce,
+            ),
+            (format!("{}/+/+/status", broker.root), QoS::AtLeastOnce),
+        ])
         .collect();
     // The database lives on the store thread: the PostgreSQL client is a
     // blocking one, with a runtime of its own that must not run (or be
