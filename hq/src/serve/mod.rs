@@ -193,16 +193,12 @@ pub async fn run(o: Options) -> Result<()> {
     let pool = tokio::task::spawn_blocking(move || Pool::open(&spec, ca))
         .await
         .context("opening the database")??;
-    let users = {
-        let p = Arc::new(pool);
-        let n = p
-            .with(|db| db.query("SELECT COUNT(*) FROM hq_users", &[]))
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
-        (p, n[0][0].int().unwrap_or(0))
-    };
-    let (pool, n_users) = users;
-    if n_users == 0 {
+    let pool = Arc::new(pool);
+    let users = pool
+        .with(|db| db.query("SELECT COUNT(*) FROM hq_users", &[]))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    if users[0][0].int() == Some(0) {
         eprintln!(
             "callbox-hq: serve: no users yet; add one with `callbox-hq user add NAME --role admin --db …`"
         );

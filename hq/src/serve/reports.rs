@@ -39,6 +39,20 @@ const DAY_MS: i64 = 86_400_000;
 /// Most rows per site.
 const SITE_ROWS: i64 = 1000;
 
+/// The zone's offset from UTC on `from`, in ms: reports count days as
+/// `(ms + offset) / DAY_MS`.
+fn offset_ms(tz: &jiff::tz::TimeZone, from: jiff::civil::Date) -> Result<i64, ApiError> {
+    let zoned = from.to_zoned(tz.clone()).map_err(ApiError::internal)?;
+    Ok(i64::from(zoned.offset().seconds()) * 1000)
+}
+
+/// A day number (`(ms + offset) / DAY_MS`) as its date.
+fn date(day: i64) -> String {
+    jiff::Timestamp::from_millisecond(day * DAY_MS)
+        .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+        .unwrap_or_default()
+}
+
 /// A row's figures.
 #[derive(Debug, Default, Clone)]
 struct Figures {
@@ -96,12 +110,7 @@ impl Figures {
 /// rows and each number's totals; per site, a second grouped scan.
 async fn report(d: &Dash, q: ReportQuery) -> Result<Value, ApiError> {
     let (from, to, since, until) = range(&d.deps.tz, q.from.as_deref(), q.to.as_deref())?;
-    let offset = from
-        .to_zoned(d.deps.tz.clone())
-        .map_err(ApiError::internal)?
-        .offset()
-        .seconds() as i64
-        * 1000;
+    let offset = offset_ms(&d.deps.tz, from)?;
     let by_site = match q.by.as_str() {
         "" | "day" => false,
         "site" => true,
@@ -162,11 +171,6 @@ async fn report(d: &Dash, q: ReportQuery) -> Result<Value, ApiError> {
             .add(disp, code, score, n);
         numbers.entry(number).or_default().add(disp, code, score, n);
     }
-    let date = |day: i64| {
-        jiff::Timestamp::from_millisecond(day * DAY_MS)
-            .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
-            .unwrap_or_default()
-    };
     let rows: Vec<Value> = if by_site {
         sites
             .iter()
@@ -209,12 +213,7 @@ pub struct ChecksQuery {
 /// IVR flagged by product region and caller region.
 pub async fn checks(State(d): St, _a: Authed, Query(q): Query<ChecksQuery>) -> ApiResult {
     let (from, to, since, until) = range(&d.deps.tz, q.from.as_deref(), q.to.as_deref())?;
-    let offset = from
-        .to_zoned(d.deps.tz.clone())
-        .map_err(ApiError::internal)?
-        .offset()
-        .seconds() as i64
-        * 1000;
+    let offset = offset_ms(&d.deps.tz, from)?;
     let site = q.site;
     let got = d
         .db(move |db| {
@@ -250,18 +249,13 @@ pub async fn checks(State(d): St, _a: Authed, Query(q): Query<ChecksQuery>) -> A
         })
         .await?;
     let (days, sites, regions) = got;
-    let day = |ms: i64| {
-        jiff::Timestamp::from_millisecond(ms * DAY_MS)
-            .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
-            .unwrap_or_default()
-    };
     let figures = |first: (&str, Value), r: &[crate::sql::Cell]| {
         json!({first.0: first.1, "checks": r[1].json(), "genuine": r[2].json(),
                "not_found": r[3].json(), "diversions": r[4].json()})
     };
     Ok(Json(json!({
         "from": from.to_string(), "to": to.to_string(),
-        "days": days.iter().map(|r| figures(("day", day(r[0].int().unwrap_or(0)).into()), r)).collect::<Vec<_>>(),
+        "days": days.iter().map(|r| figures(("day", date(r[0].int().unwrap_or(0)).into()), r)).collect::<Vec<_>>(),
         "sites": sites.iter().map(|r| figures(("site", r[0].json()), r)).collect::<Vec<_>>(),
         "diversions": regions.iter().map(|r| json!({"product_region": r[0].json(), "caller_region": r[1].json(), "flags": r[2].json()})).collect::<Vec<_>>(),
     })))
